@@ -1,0 +1,332 @@
+"""Run a Pulumi program under the SDK's mock runtime and record the resource graph.
+
+This is what ``pulumi up`` would register, captured without the CLI, a backend or a
+cloud account: tests assert on it, the policy pack is run over it, and
+``groundwork plan`` prices it. Provider-computed outputs (ids, ARNs, endpoints) are
+filled with deterministic fakes so the program's ``apply`` chains resolve.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import settings as pulumi_settings
+from pulumi.runtime.stack import wait_for_rpcs
+
+FAKE_ACCOUNT = "123456789012"
+FAKE_GCP_PROJECT_NUMBER = "111122223333"
+
+
+@dataclass
+class RecordedResource:
+    """One registered resource: what ``pulumi preview`` would show for it."""
+
+    urn: str
+    type: str
+    name: str
+    inputs: dict[str, Any]
+    state: dict[str, Any]
+    custom: bool
+    parent: str
+    provider: str = ""
+    protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    depends_on: list[str] = field(default_factory=list)
+
+    @property
+    def is_component(self) -> bool:
+        return not self.custom
+
+
+@dataclass
+class ProgramRun:
+    """The graph one program run produced, plus its stack exports."""
+
+    project: str
+    stack: str
+    resources: list[RecordedResource]
+    outputs: dict[str, Any]
+    errors: list[str] = field(default_factory=list)
+
+    def of_type(self, type_token: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str) -> RecordedResource:
+        found = self.of_type(type_token)
+        if len(found) != 1:
+            raise AssertionError(f"expected one {type_token}, found {len(found)}")
+        return found[0]
+
+    def named(self, name: str) -> RecordedResource:
+        for resource in self.resources:
+            if resource.name == name:
+                return resource
+        raise KeyError(name)
+
+    def by_urn(self) -> dict[str, RecordedResource]:
+        return {r.urn: r for r in self.resources}
+
+    def children(self, parent_urn: str) -> list[RecordedResource]:
+        return [r for r in self.resources if r.parent == parent_urn]
+
+
+def _fake_id(type_token: str, name: str) -> str:
+    digest = hashlib.sha256(f"{type_token}/{name}".encode()).hexdigest()[:17]
+    return f"{name}-{digest}"
+
+
+class GroundworkMocks(pulumi.runtime.Mocks):
+    """Deterministic stand-ins for what providers compute at create time."""
+
+    def __init__(self, region: str = "us-east-1", gcp_project: str = "groundwork-test") -> None:
+        self.region = region
+        self.gcp_project = gcp_project
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id = args.resource_id or _fake_id(args.typ, args.name)
+        state = dict(args.inputs)
+        if args.typ.startswith("aws:"):
+            service = args.typ.split(":")[1].split("/")[0]
+            state.setdefault(
+                "arn", f"arn:aws:{service}:{self.region}:{FAKE_ACCOUNT}:{args.name}/{resource_id}"
+            )
+        state.setdefault("id", resource_id)
+        state.setdefault("name", state.get("name") or args.name)
+        extra = _COMPUTED.get(args.typ)
+        if extra is not None:
+            for key, value in extra(args, self).items():
+                state.setdefault(key, value)
+        return resource_id, state
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+        token = args.token
+        if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            names = [f"{self.region}{suffix}" for suffix in "abcdef"]
+            return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
+                    "state": "available"}, []
+        if token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:root",
+                    "userId": "AIDAMOCK", "id": FAKE_ACCOUNT}, []
+        if token == "aws:index/getRegion:getRegion":
+            return {"name": self.region, "region": self.region, "id": self.region,
+                    "endpoint": f"ec2.{self.region}.amazonaws.com"}, []
+        if token == "aws:index/getPartition:getPartition":
+            return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
+        if token == "aws:elb/getServiceAccount:getServiceAccount":
+            return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}, []
+        if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
+            return {"userName": "AWS", "password": "mock-token",  # noqa: S106
+                    "proxyEndpoint": f"https://{FAKE_ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com",
+                    "authorizationToken": "bW9jaw==", "id": self.region}, []
+        if token == "aws:iam/getPolicyDocument:getPolicyDocument":
+            import json
+
+            statements = []
+            for st in args.args.get("statements", []) or []:
+                statements.append({k: v for k, v in st.items() if v is not None})
+            return {"json": json.dumps({"Version": "2012-10-17", "Statement": statements}),
+                    "id": "policy"}, []
+        if token.startswith("gcp:organizations/getProject"):
+            return {"projectId": self.gcp_project, "number": FAKE_GCP_PROJECT_NUMBER,
+                    "name": self.gcp_project, "id": f"projects/{self.gcp_project}"}, []
+        if token.startswith("gcp:organizations/getClientConfig"):
+            return {"project": self.gcp_project, "region": "europe-west1",
+                    "accessToken": "mock", "id": "client"}, []
+        return {}, []
+
+
+def _aws_db(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    host = f"{args.name}.abcdefghij.{m.region}.rds.amazonaws.com"
+    return {"address": host, "endpoint": f"{host}:5432", "port": 5432,
+            "resourceId": f"db-{args.name.upper()[:20]}",
+            "masterUserSecrets": [{"secretArn": f"arn:aws:secretsmanager:{m.region}:"
+                                   f"{FAKE_ACCOUNT}:secret:rds!{args.name}",
+                                   "kmsKeyId": "mock", "secretStatus": "active"}]}
+
+
+def _aws_lb(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"dnsName": f"{args.name}-123456.{m.region}.elb.amazonaws.com",
+            "arnSuffix": f"app/{args.name}/0123456789abcdef", "zoneId": "Z35SXDOTRQ7X7K"}
+
+
+def _aws_tg(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"arnSuffix": f"targetgroup/{args.name}/0123456789abcdef"}
+
+
+def _aws_redis(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"primaryEndpointAddress": f"master.{args.name}.abc123.use1.cache.amazonaws.com",
+            "memberClusters": [f"{args.name}-001", f"{args.name}-002"]}
+
+
+def _aws_broker(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    host = f"b-{args.name}.mq.{m.region}.amazonaws.com"
+    return {"instances": [{"endpoints": [f"amqps://{host}:5671"], "consoleUrl":
+                           f"https://{host}", "ipAddress": ""}]}
+
+
+def _aws_ecr(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"repositoryUrl": f"{FAKE_ACCOUNT}.dkr.ecr.{m.region}.amazonaws.com/{args.name}",
+            "registryId": FAKE_ACCOUNT}
+
+
+def _docker_image(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    name = str(args.inputs.get("imageName", args.name))
+    return {"repoDigest": f"{name.split(':')[0]}@sha256:{'0' * 64}", "imageName": name}
+
+
+def _gcp_sql(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"connectionName": f"{m.gcp_project}:europe-west1:{args.name}",
+            "privateIpAddress": "10.60.0.3", "selfLink": f"https://sql/{args.name}"}
+
+
+def _gcp_redis(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"host": "10.60.1.4", "port": 6378, "authString": "mock-auth",
+            "serverCaCerts": [{"cert": "mock"}]}
+
+
+def _gcp_run(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"uri": f"https://{args.name}-abc123-ew.a.run.app", "latestReadyRevision": "rev-1"}
+
+
+def _gcp_sa(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    account = str(args.inputs.get("accountId", args.name))
+    return {"email": f"{account}@{m.gcp_project}.iam.gserviceaccount.com",
+            "member": f"serviceAccount:{account}@{m.gcp_project}.iam.gserviceaccount.com"}
+
+
+def _gcp_registry(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    return {"registryUri": f"europe-west1-docker.pkg.dev/{m.gcp_project}/{args.name}"}
+
+
+_COMPUTED: dict[str, Callable[[pulumi.runtime.MockResourceArgs, GroundworkMocks], dict[str, Any]]] = {
+    "aws:rds/instance:Instance": _aws_db,
+    "aws:rds/proxy:Proxy": lambda a, m: {"endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com"},
+    "aws:lb/loadBalancer:LoadBalancer": _aws_lb,
+    "aws:lb/targetGroup:TargetGroup": _aws_tg,
+    "aws:elasticache/replicationGroup:ReplicationGroup": _aws_redis,
+    "aws:mq/broker:Broker": _aws_broker,
+    "aws:ecr/repository:Repository": _aws_ecr,
+    "docker:index/image:Image": _docker_image,
+    "gcp:sql/databaseInstance:DatabaseInstance": _gcp_sql,
+    "gcp:redis/instance:Instance": _gcp_redis,
+    "gcp:cloudrunv2/service:Service": _gcp_run,
+    "gcp:serviceaccount/account:Account": _gcp_sa,
+    "gcp:artifactregistry/repository:Repository": _gcp_registry,
+}
+
+
+class _RecordingMonitor(pulumi_mocks.MockMonitor):
+    """MockMonitor that also keeps each registration's parent and options."""
+
+    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+        super().__init__(mocks)
+        self.recorded: list[RecordedResource] = []
+        self._lock = threading.Lock()
+
+    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+        response = super().RegisterResource(request)
+        if request.type == "pulumi:pulumi:Stack":
+            return response
+        registration = self.resources.get(response.urn)
+        inputs = pulumi_mocks.rpc.deserialize_properties(request.object)  # type: ignore[attr-defined]
+        record = RecordedResource(
+            urn=response.urn,
+            type=request.type,
+            name=request.name,
+            inputs=_plain(inputs),
+            state=_plain(registration.state if registration else {}),
+            custom=bool(request.custom),
+            parent=request.parent,
+            provider=request.provider,
+            protect=bool(request.protect),
+            ignore_changes=list(request.ignoreChanges),
+            depends_on=list(request.dependencies),
+        )
+        with self._lock:
+            self.recorded.append(record)
+        return response
+
+
+def _plain(value: Any) -> Any:
+    """Drop the SDK's unknown/secret sentinels so the graph is plain data."""
+    if isinstance(value, dict):
+        if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
+            return _plain(value.get("value"))
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+_RUN_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _fresh_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    previous = None
+    with contextlib.suppress(RuntimeError):
+        previous = asyncio.get_event_loop_policy().get_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        loop.close()
+        asyncio.set_event_loop(previous)
+
+
+def run_program(
+    program: Callable[[], None],
+    *,
+    stack: str,
+    config: Mapping[str, str] | None = None,
+    project: str = "groundwork",
+    mocks: pulumi.runtime.Mocks | None = None,
+) -> ProgramRun:
+    """Run ``program`` as stack ``stack`` with ``config`` (full keys, e.g. ``aws:region``).
+
+    Exceptions raised by the program propagate unchanged so callers can tell a
+    configuration error (``pulumi.RunError``) from a bug.
+    """
+    config = dict(config or {})
+    region = config.get("aws:region") or config.get("gcp:region") or "us-east-1"
+    mocks = mocks or GroundworkMocks(region=region,
+                                     gcp_project=config.get("gcp:project", "groundwork-test"))
+    monitor = _RecordingMonitor(mocks)
+    with _RUN_LOCK, _fresh_event_loop() as loop:
+        pulumi_settings.ROOT.set(None)
+        pulumi.runtime.set_all_config(config, [])
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False,
+                                 monitor=monitor)
+        root = pulumi_settings.get_root_resource()
+        try:
+            program()
+            loop.run_until_complete(wait_for_rpcs())
+        finally:
+            exports = dict(getattr(root, "outputs", {}) or {})
+            pulumi_settings.ROOT.set(None)
+        outputs = {key: _resolve(loop, value) for key, value in exports.items()}
+    return ProgramRun(project=project, stack=stack, resources=list(monitor.recorded),
+                      outputs=outputs)
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, value: Any) -> Any:
+    if isinstance(value, pulumi.Output):
+        async def _get() -> Any:
+            return await value.future()
+        return _plain(loop.run_until_complete(_get()))
+    if isinstance(value, dict):
+        return {k: _resolve(loop, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(loop, v) for v in value]
+    return _plain(value)

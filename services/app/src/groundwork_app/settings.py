@@ -1,0 +1,277 @@
+"""The service's configuration: every environment variable and secret it reads.
+
+This model is one half of the deployment contract. Each field says how a cloud
+stack must provide it (``deploy="env"`` for plain configuration, ``deploy="secret"``
+for values injected from AWS Secrets Manager / GCP Secret Manager) and for which
+queue backend it matters. ``groundwork_app.contract`` turns that metadata into the
+exact set of names the AWS and GCP stacks must inject, and a test holds both sides
+to it.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from typing_extensions import Annotated
+
+# Values that appear in .env.example and docs: refusing them outside development
+# stops a copy-pasted example from reaching production.
+KNOWN_INSECURE_VALUES = frozenset({"", "changethis", "change-me", "changeme", "secret", "password"})
+MIN_SECRET_LENGTH = 32
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class QueueBackend(StrEnum):
+    RABBITMQ = "rabbitmq"
+    PUBSUB = "pubsub"
+
+
+class LLMFallback(StrEnum):
+    DEFAULT_ANSWER = "default_answer"
+    REQUEUE = "requeue"
+
+
+def _deploy(kind: Literal["env", "secret"], *backends: QueueBackend) -> dict[str, Any]:
+    """Field metadata read by ``groundwork_app.contract``.
+
+    ``backends`` empty means the variable is injected whatever the queue backend.
+    """
+    return {"deploy": kind, "backends": [b.value for b in backends]}
+
+
+_RMQ = QueueBackend.RABBITMQ
+_PUBSUB = QueueBackend.PUBSUB
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- runtime -------------------------------------------------------------
+    app_env: Environment = Field(
+        default=Environment.DEVELOPMENT,
+        description="development | test | staging | production. Staging and production refuse "
+        "default or empty secrets.",
+        json_schema_extra=_deploy("env"),
+    )
+    service_name: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
+    service_version: str = Field(default="0.1.0", description="Reported in /health and traces.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", json_schema_extra=_deploy("env")
+    )
+    log_json: bool = Field(default=True, description="JSON logs; set false for console output.")
+
+    # --- PostgreSQL ----------------------------------------------------------
+    db_host: str = Field(default="127.0.0.1", json_schema_extra=_deploy("env"))
+    db_port: int = Field(default=5432, ge=1, le=65535, json_schema_extra=_deploy("env"))
+    db_name: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
+    db_user: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
+    db_password: SecretStr = Field(default=SecretStr(""), json_schema_extra=_deploy("secret"))
+    db_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
+        default="prefer",
+        description="TLS to PostgreSQL. The stacks set 'require' (RDS / Cloud SQL enforce TLS).",
+        json_schema_extra=_deploy("env"),
+    )
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=5, ge=0, le=200)
+    db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    # --- Redis ---------------------------------------------------------------
+    redis_host: str = Field(default="127.0.0.1", json_schema_extra=_deploy("env"))
+    redis_port: int = Field(default=6379, ge=1, le=65535, json_schema_extra=_deploy("env"))
+    redis_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="AUTH token (ElastiCache) / AUTH string (Memorystore).",
+        json_schema_extra=_deploy("secret"),
+    )
+    redis_tls: bool = Field(default=False, json_schema_extra=_deploy("env"))
+    redis_db: int = Field(default=0, ge=0, le=15)
+
+    # --- queue ---------------------------------------------------------------
+    queue_backend: QueueBackend = Field(
+        default=QueueBackend.RABBITMQ, json_schema_extra=_deploy("env")
+    )
+    queue_name: str = Field(
+        default="jobs",
+        pattern=r"^[A-Za-z0-9_.-]{1,200}$",
+        description="Work queue (RabbitMQ) or topic (Pub/Sub) name.",
+        json_schema_extra=_deploy("env"),
+    )
+    rabbitmq_host: str = Field(default="127.0.0.1", json_schema_extra=_deploy("env", _RMQ))
+    rabbitmq_port: int = Field(default=5672, ge=1, le=65535, json_schema_extra=_deploy("env", _RMQ))
+    rabbitmq_user: str = Field(default="guest", json_schema_extra=_deploy("env", _RMQ))
+    rabbitmq_password: SecretStr = Field(
+        default=SecretStr("guest"), json_schema_extra=_deploy("secret", _RMQ)
+    )
+    rabbitmq_vhost: str = Field(default="/")
+    rabbitmq_tls: bool = Field(
+        default=False,
+        description="amqps (Amazon MQ listens on 5671 with TLS only).",
+        json_schema_extra=_deploy("env", _RMQ),
+    )
+    queue_prefetch: int = Field(default=16, ge=1, le=1000)
+    queue_delivery_limit: int = Field(
+        default=5, ge=1, le=100, description="Attempts before a message is dead-lettered."
+    )
+    queue_retry_delays_ms: Annotated[list[int], NoDecode] = Field(
+        default=[1000, 5000, 30000],
+        description="Comma-separated backoff steps; one TTL queue per step.",
+    )
+    pubsub_project_id: str = Field(default="", json_schema_extra=_deploy("env", _PUBSUB))
+    pubsub_push_audience: str = Field(
+        default="",
+        description="Expected 'aud' of the Pub/Sub push OIDC token; empty disables the check "
+        "(refused in staging/production).",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
+    pubsub_push_service_account: str = Field(
+        default="",
+        description="Expected 'email' claim of the push token (the push identity).",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
+
+    # --- authentication ------------------------------------------------------
+    jwt_algorithm: Literal["HS256", "RS256"] = Field(
+        default="HS256", json_schema_extra=_deploy("env")
+    )
+    jwt_secret: SecretStr = Field(
+        default=SecretStr("changethis"),
+        description="HS256 signing secret (>= 32 chars outside development).",
+        json_schema_extra=_deploy("secret"),
+    )
+    jwt_jwks_url: str = Field(default="", description="JWKS URL for RS256 tokens.")
+    jwt_issuer: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
+    jwt_audience: str = Field(default="groundwork-api", json_schema_extra=_deploy("env"))
+    webhook_secret: SecretStr = Field(
+        default=SecretStr("changethis"),
+        description="HMAC-SHA256 key of the signed webhook endpoint.",
+        json_schema_extra=_deploy("secret"),
+    )
+    webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+
+    # --- HTTP edge -----------------------------------------------------------
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default=[], description="Comma-separated allowed origins; empty allows none.",
+        json_schema_extra=_deploy("env"),
+    )
+    rate_limit: str = Field(
+        default="60/minute", description="Per-client limit in the `limits` notation.",
+        json_schema_extra=_deploy("env"),
+    )
+    max_prompt_chars: int = Field(default=8000, ge=1, le=100_000)
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Serve /metrics on this port instead of the API."
+    )
+
+    # --- LLM -----------------------------------------------------------------
+    llm_api_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Set to use the OpenAI-compatible provider; empty uses the simulated one.",
+        json_schema_extra=_deploy("secret"),
+    )
+    llm_base_url: str = Field(default="https://api.openai.com/v1", json_schema_extra=_deploy("env"))
+    llm_model: str = Field(default="gpt-4o-mini", json_schema_extra=_deploy("env"))
+    llm_timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    llm_max_retries: int = Field(default=3, ge=0, le=10)
+    llm_simulated_latency_ms: int = Field(default=0, ge=0, le=60_000)
+    llm_simulated_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    llm_fallback: LLMFallback = Field(
+        default=LLMFallback.REQUEUE, json_schema_extra=_deploy("env")
+    )
+    llm_default_answer: str = Field(
+        default="The assistant is temporarily unavailable; please retry later."
+    )
+    circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    circuit_recovery_seconds: float = Field(default=30.0, gt=0)
+
+    # --- cache ---------------------------------------------------------------
+    cache_ttl_seconds: int = Field(default=3600, ge=1, json_schema_extra=_deploy("env"))
+    cache_version: str = Field(
+        default="v1", description="Bump to invalidate every cached answer at once."
+    )
+
+    # --- worker / relay ------------------------------------------------------
+    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    worker_health_port: int = Field(default=8081, ge=1, le=65535)
+    heartbeat_file: str = Field(default="/tmp/groundwork-worker.heartbeat")  # noqa: S108
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    relay_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    shutdown_timeout_seconds: float = Field(default=25.0, gt=0, le=600)
+
+    # --- observability -------------------------------------------------------
+    otel_exporter_otlp_endpoint: str = Field(
+        default="", description="OTLP/HTTP endpoint; empty disables trace export."
+    )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("queue_retry_delays_ms", mode="before")
+    @classmethod
+    def _split_delays(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [int(item) for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("queue_retry_delays_ms")
+    @classmethod
+    def _positive_delays(cls, value: list[int]) -> list[int]:
+        if not value or any(delay <= 0 for delay in value):
+            raise ValueError("must be a non-empty comma-separated list of positive milliseconds")
+        return value
+
+    @property
+    def is_deployed(self) -> bool:
+        return self.app_env in (Environment.STAGING, Environment.PRODUCTION)
+
+    @property
+    def database_dsn(self) -> str:
+        """asyncpg DSN (no driver prefix); the password is passed separately."""
+        return f"postgresql://{self.db_user}@{self.db_host}:{self.db_port}/{self.db_name}"
+
+    @model_validator(mode="after")
+    def _refuse_insecure_defaults(self) -> Settings:
+        if not self.is_deployed:
+            return self
+        problems: list[str] = []
+        secrets = {"JWT_SECRET": self.jwt_secret, "WEBHOOK_SECRET": self.webhook_secret,
+                   "DB_PASSWORD": self.db_password}
+        if self.jwt_algorithm == "RS256":
+            secrets.pop("JWT_SECRET")
+            if not self.jwt_jwks_url:
+                problems.append("JWT_JWKS_URL must be set when JWT_ALGORITHM=RS256")
+        if self.queue_backend is QueueBackend.RABBITMQ:
+            secrets["RABBITMQ_PASSWORD"] = self.rabbitmq_password
+        elif not self.pubsub_push_audience:
+            problems.append("PUBSUB_PUSH_AUDIENCE must be set so push tokens are verified")
+        for name, secret in secrets.items():
+            value = secret.get_secret_value()
+            if value.lower() in KNOWN_INSECURE_VALUES or value == "guest":
+                problems.append(f"{name} is empty or a documented example value; set a real secret")
+            elif name in ("JWT_SECRET", "WEBHOOK_SECRET") and len(value) < MIN_SECRET_LENGTH:
+                problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+        if problems:
+            raise ValueError(
+                f"refusing to start with APP_ENV={self.app_env.value}: " + "; ".join(problems)
+            )
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

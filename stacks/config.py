@@ -1,0 +1,248 @@
+"""Stack configuration, read once into a typed, validated settings object.
+
+Each environment's defaults live here in code; ``Pulumi.<stack>.yaml`` only overrides
+them. A bad value stops the program before any resource is registered, with a
+message naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Any
+
+import pulumi
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+CONFIG_NAMESPACE = "groundwork"
+
+
+class ConfigError(pulumi.RunError):
+    """A user error in stack configuration; Pulumi prints it without a traceback."""
+
+
+class Cloud(StrEnum):
+    AWS = "aws"
+    GCP = "gcp"
+
+
+class Tier(StrEnum):
+    STAGING = "staging"
+    PRODUCTION = "production"
+
+
+class Settings(BaseModel):
+    """Every ``groundwork:*`` key a stack understands (camelCase in the YAML)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    cloud: Cloud = Field(default=Cloud.AWS, description="aws | gcp")
+    environment: Tier = Field(description="staging | production (defaults to the stack name)")
+    service: str = Field(default="groundwork", pattern=r"^[a-z][a-z0-9-]{1,20}$")
+    cost_center: str = Field(default="platform", alias="costCenter", min_length=1)
+    alarm_email: str | None = Field(default=None, alias="alarmEmail")
+    domain: str | None = Field(default=None, description="API hostname, e.g. api.example.com")
+    certificate_arn: str | None = Field(default=None, alias="certificateArn")
+    image_tag: str = Field(default="latest", alias="imageTag", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    region: str | None = Field(default=None, description="Overrides aws:region / gcp:region")
+    gcp_project: str | None = Field(default=None, alias="gcpProject")
+
+    # network
+    availability_zones: int = Field(alias="availabilityZones", ge=2, le=3)
+    nat: str = Field(description="none | single | one-per-az")
+    vpc_cidr: str = Field(default="10.40.0.0/16", alias="vpcCidr")
+    interface_endpoints: bool = Field(alias="interfaceEndpoints")
+
+    # data stores
+    db_instance_class: str = Field(alias="dbInstanceClass")
+    db_allocated_storage_gb: int = Field(alias="dbAllocatedStorageGb", ge=20, le=65536)
+    db_max_storage_gb: int = Field(alias="dbMaxStorageGb", ge=20, le=65536)
+    db_multi_az: bool = Field(alias="dbMultiAz")
+    db_backup_retention_days: int = Field(alias="dbBackupRetentionDays", ge=1, le=35)
+    db_read_replica: bool = Field(default=False, alias="dbReadReplica")
+    db_proxy: bool = Field(alias="dbProxy")
+    deletion_protection: bool = Field(alias="deletionProtection")
+    cache_node_type: str = Field(alias="cacheNodeType")
+    cache_nodes: int = Field(alias="cacheNodes", ge=1, le=6)
+    cache_snapshot_retention_days: int = Field(alias="cacheSnapshotRetentionDays", ge=0, le=35)
+    broker_instance_type: str = Field(alias="brokerInstanceType")
+    broker_cluster: bool = Field(alias="brokerCluster")
+
+    # compute
+    api_cpu: int = Field(alias="apiCpu", description="Fargate CPU units / Cloud Run millicores")
+    api_memory_mb: int = Field(alias="apiMemoryMb")
+    api_min_count: int = Field(alias="apiMinCount", ge=0, le=100)
+    api_max_count: int = Field(alias="apiMaxCount", ge=1, le=100)
+    worker_cpu: int = Field(alias="workerCpu")
+    worker_memory_mb: int = Field(alias="workerMemoryMb")
+    worker_min_count: int = Field(alias="workerMinCount", ge=0, le=100)
+    worker_max_count: int = Field(alias="workerMaxCount", ge=1, le=100)
+    worker_spot: bool = Field(alias="workerSpot")
+    ecs_exec: bool = Field(alias="ecsExec")
+    waf: bool = Field(alias="waf")
+    edge_load_balancer: bool = Field(alias="edgeLoadBalancer", description="GCP HTTPS LB + Armor")
+    public_api: bool = Field(default=True, alias="publicApi")
+    log_retention_days: int = Field(alias="logRetentionDays")
+    secret_replication: str = Field(
+        default="automatic", alias="secretReplication", pattern=r"^(automatic|user-managed)$"
+    )
+
+    @field_validator("nat")
+    @classmethod
+    def _nat(cls, value: str) -> str:
+        allowed = ("none", "single", "one-per-az")
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        # CloudWatch accepts only these values; Cloud Logging is configured alike.
+        allowed = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+        if value not in allowed:
+            raise ValueError(f"must be one of {allowed}")
+        return value
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Tier.PRODUCTION
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {
+            "environment": self.environment.value,
+            "service": self.service,
+            "managed-by": "pulumi",
+            "cost-center": self.cost_center,
+        }
+
+
+# Defaults per environment: staging is cheap, production is highly available.
+ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
+    Tier.STAGING: {
+        "availabilityZones": 2,
+        "nat": "single",
+        "interfaceEndpoints": False,
+        "dbInstanceClass": "db.t4g.micro",
+        "dbAllocatedStorageGb": 20,
+        "dbMaxStorageGb": 100,
+        "dbMultiAz": False,
+        "dbBackupRetentionDays": 7,
+        "dbProxy": False,
+        "deletionProtection": False,
+        "cacheNodeType": "cache.t4g.micro",
+        "cacheNodes": 1,
+        "cacheSnapshotRetentionDays": 0,
+        "brokerInstanceType": "mq.t3.micro",
+        "brokerCluster": False,
+        "apiCpu": 256,
+        "apiMemoryMb": 512,
+        "apiMinCount": 1,
+        "apiMaxCount": 3,
+        "workerCpu": 256,
+        "workerMemoryMb": 512,
+        "workerMinCount": 1,
+        "workerMaxCount": 3,
+        "workerSpot": True,
+        "ecsExec": True,
+        "waf": False,
+        "edgeLoadBalancer": False,
+        "logRetentionDays": 30,
+    },
+    Tier.PRODUCTION: {
+        "availabilityZones": 3,
+        "nat": "one-per-az",
+        "interfaceEndpoints": True,
+        "dbInstanceClass": "db.m7g.large",
+        "dbAllocatedStorageGb": 100,
+        "dbMaxStorageGb": 1000,
+        "dbMultiAz": True,
+        "dbBackupRetentionDays": 30,
+        "dbProxy": True,
+        "deletionProtection": True,
+        "cacheNodeType": "cache.m7g.large",
+        "cacheNodes": 2,
+        "cacheSnapshotRetentionDays": 7,
+        "brokerInstanceType": "mq.m5.large",
+        "brokerCluster": True,
+        "apiCpu": 1024,
+        "apiMemoryMb": 2048,
+        "apiMinCount": 2,
+        "apiMaxCount": 10,
+        "workerCpu": 1024,
+        "workerMemoryMb": 2048,
+        "workerMinCount": 2,
+        "workerMaxCount": 10,
+        "workerSpot": False,
+        "ecsExec": False,
+        "waf": True,
+        "edgeLoadBalancer": True,
+        "logRetentionDays": 365,
+    },
+}
+
+KNOWN_KEYS = frozenset(
+    {field.alias or name for name, field in Settings.model_fields.items()}
+)
+
+
+def _coerce(raw: str) -> Any:
+    """Pulumi config values arrive as strings; YAML-style scalars become typed."""
+    lowered = raw.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return raw
+
+
+def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
+    """Validate ``values`` (``groundwork:`` keys without the prefix) for ``stack``."""
+    unknown = sorted(set(values) - KNOWN_KEYS)
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {CONFIG_NAMESPACE}:{unknown[0]}; "
+            f"known keys: {', '.join(sorted(KNOWN_KEYS))}"
+        )
+    raw_env = values.get("environment", stack)
+    try:
+        tier = Tier(raw_env)
+    except ValueError:
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:environment is {raw_env!r}; allowed: staging, production "
+            "(set it explicitly when the stack name is neither)"
+        ) from None
+    merged: dict[str, Any] = {**ENVIRONMENT_DEFAULTS[tier], "environment": tier.value}
+    merged.update({key: _coerce(v) if isinstance(v, str) else v for key, v in values.items()})
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"])
+        value = merged.get(key, "<missing>")
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {error['msg']}"
+        ) from None
+    if settings.api_min_count > settings.api_max_count:
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:apiMinCount ({settings.api_min_count}) exceeds "
+            f"apiMaxCount ({settings.api_max_count})"
+        )
+    if settings.worker_min_count > settings.worker_max_count:
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:workerMinCount ({settings.worker_min_count}) exceeds "
+            f"workerMaxCount ({settings.worker_max_count})"
+        )
+    if settings.certificate_arn and not settings.domain:
+        raise ConfigError(f"{CONFIG_NAMESPACE}:certificateArn needs {CONFIG_NAMESPACE}:domain")
+    return settings
+
+
+def load_settings(
+    config_getter: Callable[[str], str | None] | None = None, stack: str | None = None
+) -> Settings:
+    """Read every known ``groundwork:*`` key from the running Pulumi program."""
+    if config_getter is None:
+        config = pulumi.Config(CONFIG_NAMESPACE)
+        config_getter = config.get
+    values = {key: v for key in KNOWN_KEYS if (v := config_getter(key)) is not None}
+    return build_settings(stack or pulumi.get_stack(), values)
