@@ -1,0 +1,1 @@
+"""PostgreSQL: schema, engine and the queries the API, relay and worker run."""

@@ -1,0 +1,75 @@
+"""Fixtures: real PostgreSQL, Redis, RabbitMQ and PgBouncer started on loopback.
+
+Without the servers the tests skip locally with an install hint; under CI=true a
+missing server is a failure, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import pytest
+
+from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"required server unavailable under CI=true: {reason}", pytrace=False)
+    pytest.skip(f"server unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def servers() -> Iterator[DevServers]:
+    manager = dev_servers(pgbouncer=True)
+    try:
+        started = manager.__enter__()
+    except ServerUnavailableError as exc:
+        _unavailable(str(exc))
+        raise  # unreachable: _unavailable always raises
+    try:
+        yield started
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def service_env(servers: DevServers) -> Iterator[dict[str, str]]:
+    """Process environment for the service pointed at the test servers, migrated."""
+    from groundwork_app import migrate
+    from groundwork_app.settings import get_settings
+
+    env = {
+        **servers.env(),
+        "APP_ENV": "test",
+        "LOG_JSON": "true",
+        "JWT_SECRET": secrets.token_urlsafe(40),
+        "WEBHOOK_SECRET": secrets.token_urlsafe(40),
+        "JWT_ISSUER": "groundwork-tests",
+        "JWT_AUDIENCE": "groundwork-api",
+    }
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    migrate.upgrade()
+    try:
+        yield env
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+@pytest.fixture
+def clean_db(service_env: dict[str, str], servers: DevServers) -> None:
+    servers.postgres.psql(
+        "TRUNCATE jobs, outbox, processed_messages RESTART IDENTITY CASCADE",
+        database=servers.postgres.database,
+    )
