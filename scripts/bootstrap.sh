@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One-time machine set-up for groundwork on Debian/Ubuntu: uv and the Debian packages
+# the tests start for real (PostgreSQL, Redis, RabbitMQ, PgBouncer, promtool, Docker,
+# debootstrap). Idempotent: installs only what is missing. Needs root or sudo.
+set -euo pipefail
+
+packages=(postgresql redis-server rabbitmq-server pgbouncer prometheus docker.io debootstrap make)
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "bootstrap: run as root or install sudo" >&2; exit 2; }
+  sudo_cmd=(sudo)
+fi
+
+missing=()
+for pkg in "${packages[@]}"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The Debian packages start their own servers where an init system exists; the test
+# harness runs private instances on free ports instead, so the system ones are not needed.
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "bootstrap: installing uv"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-pip >/dev/null
+  fi
+  python3 -m pip install --quiet --user uv 2>/dev/null \
+    || python3 -m pip install --quiet --user --break-system-packages uv
+fi
+
+# The image tests need a Docker engine; start one when none answers.
+if ! docker info >/dev/null 2>&1; then
+  if command -v dockerd >/dev/null 2>&1; then
+    echo "bootstrap: starting dockerd"
+    ("${sudo_cmd[@]}" nohup dockerd >/tmp/groundwork-dockerd.log 2>&1 &)
+    for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  fi
+fi

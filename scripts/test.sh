@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, format, types, Dockerfile/workflow/rules linters, and
+# pytest with coverage (real PostgreSQL/Redis/RabbitMQ/PgBouncer/Docker). The README's
+# test command and what CI runs (.ci/run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+source scripts/env.sh
+
+uv sync --all-packages --frozen --quiet
+echo "== ruff"; uv run ruff check . && uv run ruff format --check .
+echo "== mypy"; uv run mypy
+echo "== hadolint"; uv run hadolint services/app/Dockerfile
+echo "== actionlint"; uv run actionlint
+echo "== zizmor"; uv run zizmor --quiet .github/workflows
+echo "== promtool"; promtool check rules deploy/local/prometheus/*.rules.yml
+echo "== pytest"
+uv run pytest --cov --cov-report=term --cov-fail-under=80 "$@"
