@@ -87,6 +87,23 @@ class Settings(BaseModel):
         default="automatic", alias="secretReplication", pattern=r"^(automatic|user-managed)$"
     )
 
+    # GCP sizing (the AWS sizes above do not map onto Cloud SQL / Memorystore / Cloud Run)
+    gcp_db_tier: str = Field(
+        alias="gcpDbTier", pattern=r"^db-[a-z0-9-]+$",
+        description="Cloud SQL machine tier (Enterprise edition)",
+    )
+    gcp_redis_memory_gb: int = Field(alias="gcpRedisMemoryGb", ge=1, le=300)
+    gcp_run_cpu: str = Field(
+        alias="gcpRunCpu", pattern=r"^(1|2|4|6|8)$",
+        description="Cloud Run vCPUs per instance (below 1 would force concurrency 1)",
+    )
+    gcp_run_memory: str = Field(alias="gcpRunMemory", pattern=r"^[0-9]+(Mi|Gi)$")
+    gcp_api_min_instances: int = Field(alias="gcpApiMinInstances", ge=0, le=100)
+    gcp_push_audience: str | None = Field(
+        default=None, alias="gcpPushAudience",
+        description="OIDC audience of Pub/Sub pushes to the worker (default derived from names)",
+    )
+
     @field_validator("nat")
     @classmethod
     def _nat(cls, value: str) -> str:
@@ -149,6 +166,11 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "waf": False,
         "edgeLoadBalancer": False,
         "logRetentionDays": 30,
+        "gcpDbTier": "db-g1-small",
+        "gcpRedisMemoryGb": 1,
+        "gcpRunCpu": "1",
+        "gcpRunMemory": "512Mi",
+        "gcpApiMinInstances": 0,
     },
     Tier.PRODUCTION: {
         "availabilityZones": 3,
@@ -179,6 +201,11 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "waf": True,
         "edgeLoadBalancer": True,
         "logRetentionDays": 365,
+        "gcpDbTier": "db-custom-2-7680",
+        "gcpRedisMemoryGb": 2,
+        "gcpRunCpu": "1",
+        "gcpRunMemory": "1Gi",
+        "gcpApiMinInstances": 1,
     },
 }
 
