@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from groundwork.ops.cli import app as ops_app
+
 app = typer.Typer(
     name="groundwork",
     help="Plan, check and operate groundwork stacks.",
@@ -15,6 +17,9 @@ app = typer.Typer(
 @app.callback()
 def _root() -> None:
     """groundwork: see what a stack creates, whether it passes policy and what it costs."""
+
+
+app.add_typer(ops_app, name="ops")
 
 
 def main() -> None:

@@ -1,0 +1,377 @@
+"""``groundwork ops``: the commands the deploy workflow and on-call engineers run.
+
+Each command reads the stack outputs, picks the cloud from the ``cloud`` output and
+prints one line per result. Failures print one ``error:`` line, no traceback: exit
+code 2 for user errors (credentials, outputs, arguments), 1 for failed operations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+
+from groundwork.ops.errors import OpsError, UserError
+from groundwork.ops.outputs import StackOutputs, load_outputs
+
+app = typer.Typer(
+    name="ops",
+    help="Operate a deployed stack: migrate, smoke test, roll back, restore drill, DLQ depth.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+StackOpt = Annotated[
+    str, typer.Option("--stack", "-s", help="Stack name, e.g. staging or production.")
+]
+OutputsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--outputs-file",
+        help="JSON of `pulumi stack output --json` (default: ask the pulumi CLI).",
+    ),
+]
+TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait.", min=1)]
+TOKEN_ENV = "GROUNDWORK_SMOKE_TOKEN"  # noqa: S105 - an env var name, not a secret
+JWT_SECRET_ENV = "GROUNDWORK_SMOKE_JWT_SECRET"  # noqa: S105 - an env var name, not a secret
+
+
+def _one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except OpsError as exc:
+            message = " ".join(str(exc).split())
+            typer.echo(f"error: {message}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _outputs(stack: str, outputs_file: Path | None) -> StackOutputs:
+    return load_outputs(stack, outputs_file)
+
+
+def _aws_session(outputs: StackOutputs) -> Any:
+    import boto3
+
+    return boto3.session.Session(region_name=outputs.string("region"))
+
+
+def _gcp_clients() -> dict[str, Any]:
+    from google.cloud import run_v2
+
+    from groundwork.ops.gcp import gcp_errors
+
+    with gcp_errors("create Cloud Run clients"):
+        return {
+            "services": run_v2.ServicesClient(),
+            "revisions": run_v2.RevisionsClient(),
+            "jobs": run_v2.JobsClient(),
+            "executions": run_v2.ExecutionsClient(),
+        }
+
+
+def _emit(as_json: bool, payload: dict[str, Any], line: str) -> None:
+    typer.echo(json.dumps(payload, default=str, sort_keys=True) if as_json else line)
+
+
+@app.command()
+@_one_line_errors
+def migrate(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    image: Annotated[
+        str | None,
+        typer.Option(help="Run the migration with this image (the release about to deploy)."),
+    ] = None,
+    timeout: TimeoutOpt = 900.0,
+) -> None:
+    """Run the one-off migrate task (ECS) / job (Cloud Run) and wait for its exit code."""
+    outputs = _outputs(stack, outputs_file)
+    if outputs.cloud == "aws":
+        from groundwork.ops import aws
+
+        ecs = _aws_session(outputs).client("ecs")
+        result = aws.run_migrate(ecs, outputs, image=image, timeout_seconds=timeout)
+        typer.echo(
+            f"migrate task {result.task_arn.rsplit('/', 1)[-1]} succeeded in "
+            f"{result.seconds:.0f} s (exit codes {result.exit_codes})"
+        )
+        return
+    from groundwork.ops import gcp
+
+    names = gcp.GcpNames.from_outputs(outputs)
+    clients = _gcp_clients()
+    execution = gcp.run_migrate_job(
+        clients["jobs"],
+        clients["executions"],
+        names.job(outputs.string("migrate_job_name")),
+        image=image,
+        timeout_seconds=timeout,
+    )
+    typer.echo(
+        f"migrate execution {gcp.short_name(execution.name)} succeeded in {execution.seconds:.0f} s"
+    )
+
+
+def _smoke_token(
+    outputs: StackOutputs, token: str | None, jwt_secret_name: str, issuer: str, audience: str
+) -> str | None:
+    from groundwork.ops.smoke import mint_token
+
+    if token:
+        return token
+    secret = os.environ.get(JWT_SECRET_ENV)
+    if not secret and outputs.cloud == "aws":
+        from groundwork.ops import aws
+
+        arns = outputs.mapping("secret_arns")
+        if jwt_secret_name not in arns:
+            raise UserError(
+                f"stack {outputs.stack!r} exports no secret_arns[{jwt_secret_name!r}] "
+                f"(has: {', '.join(sorted(arns)) or 'none'}); pass --jwt-secret-name or --token"
+            )
+        secretsmanager = _aws_session(outputs).client("secretsmanager")
+        secret = aws.jwt_secret_from_secrets_manager(secretsmanager, arns[jwt_secret_name])
+    if not secret:
+        return None
+    return mint_token(secret, issuer=issuer, audience=audience)
+
+
+@app.command()
+@_one_line_errors
+def smoke(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar=TOKEN_ENV, help=f"Bearer token for the job round trip ({TOKEN_ENV})."),
+    ] = None,
+    jwt_secret_name: Annotated[
+        str, typer.Option(help="Key of the JWT secret in the secret_arns output (AWS).")
+    ] = "jwt_secret",  # noqa: S107 - a key name in the secret_arns output
+    issuer: Annotated[str, typer.Option(help="JWT issuer the API expects.")] = "groundwork",
+    audience: Annotated[str, typer.Option(help="JWT audience the API expects.")] = (
+        "groundwork-api"
+    ),
+    base_url: Annotated[
+        str | None, typer.Option(help="Override the api_url output (e.g. a tagged URL).")
+    ] = None,
+    skip_job: Annotated[
+        bool, typer.Option("--skip-job", help="Only check readiness (no job round trip).")
+    ] = False,
+    timeout: TimeoutOpt = 300.0,
+) -> None:
+    """Load balancer / service readiness, GET /health/ready and a job round trip."""
+    from groundwork.ops.smoke import http_smoke
+
+    outputs = _outputs(stack, outputs_file)
+    url = base_url or outputs.string("api_url")
+    if outputs.cloud == "aws":
+        from groundwork.ops import aws
+
+        elbv2 = _aws_session(outputs).client("elbv2")
+        states = aws.target_health(
+            elbv2, outputs.string("api_target_group_arn"), timeout_seconds=timeout
+        )
+        healthy = sum(1 for s in states if s.state == "healthy")
+        typer.echo(f"target group: {healthy}/{len(states)} targets healthy")
+    else:
+        from groundwork.ops import gcp
+
+        names = gcp.GcpNames.from_outputs(outputs)
+        services = _gcp_clients()["services"]
+        gcp.service_ready(services, names.service(outputs.string("api_service_name")))
+        typer.echo("cloud run: api service ready")
+    bearer = None
+    if not skip_job:
+        bearer = _smoke_token(outputs, token, jwt_secret_name, issuer, audience)
+        if bearer is None:
+            raise UserError(
+                f"no token for the job round trip: pass --token / {TOKEN_ENV}, set "
+                f"{JWT_SECRET_ENV}, or --skip-job to check readiness only"
+            )
+    report = http_smoke(url, bearer, job_timeout_seconds=timeout)
+    typer.echo(f"smoke test passed against {url}: " + "; ".join(report.checks))
+
+
+@app.command()
+@_one_line_errors
+def rollback(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    services: Annotated[
+        str, typer.Option(help="Comma-separated processes to roll back.")
+    ] = "api,worker,relay",
+    to_revision: Annotated[
+        str | None, typer.Option(help="Cloud Run revision to send 100% to (one service only).")
+    ] = None,
+    timeout: TimeoutOpt = 900.0,
+) -> None:
+    """Return services to the previous task definition revision / Cloud Run revision."""
+    outputs = _outputs(stack, outputs_file)
+    wanted = [name.strip() for name in services.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - {"api", "worker", "relay"})
+    if unknown or not wanted:
+        raise UserError(f"--services takes api, worker, relay; got {services!r}")
+    service_names = [outputs.string(f"{name}_service_name") for name in wanted]
+    if outputs.cloud == "aws":
+        from groundwork.ops import aws
+
+        if to_revision:
+            raise UserError("--to-revision is for Cloud Run; ECS rolls back one revision")
+        ecs = _aws_session(outputs).client("ecs")
+        plans = aws.rollback_services(
+            ecs, outputs.string("cluster_name"), service_names, timeout_seconds=timeout
+        )
+        for plan in plans:
+            typer.echo(
+                f"{plan.service}: {plan.from_task_definition.rsplit('/', 1)[-1]} -> "
+                f"{plan.to_task_definition.rsplit('/', 1)[-1]}"
+            )
+        return
+    from groundwork.ops import gcp
+
+    if to_revision and len(service_names) != 1:
+        raise UserError("--to-revision needs exactly one service, e.g. --services api")
+    names = gcp.GcpNames.from_outputs(outputs)
+    clients = _gcp_clients()
+    for name in service_names:
+        before, target = gcp.rollback_traffic(
+            clients["services"],
+            clients["revisions"],
+            names.service(name),
+            to_revision=to_revision,
+            timeout_seconds=timeout,
+        )
+        was = ", ".join(f"{rev} {pct}%" for rev, pct in before)
+        typer.echo(f"{name}: {was} -> {target} 100%")
+
+
+@app.command("shift-traffic")
+@_one_line_errors
+def shift_traffic(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    steps: Annotated[str, typer.Option(help="Canary percentages, ending at 100.")] = "10,50,100",
+    revision: Annotated[
+        str | None, typer.Option(help="Revision to promote (default: the newest created).")
+    ] = None,
+    bake_seconds: Annotated[
+        float, typer.Option(help="Seconds to wait at each step before checking.", min=0)
+    ] = 60.0,
+    checks: Annotated[int, typer.Option(help="Readiness requests per step.", min=1)] = 5,
+    timeout: TimeoutOpt = 600.0,
+) -> None:
+    """Cloud Run: move API traffic to a new revision gradually, rolling back on failure."""
+    import httpx
+
+    from groundwork.ops import gcp
+    from groundwork.ops.smoke import check_ready
+
+    outputs = _outputs(stack, outputs_file)
+    names = gcp.GcpNames.from_outputs(outputs)
+    parsed = gcp.parse_steps(steps)
+    url = outputs.string("api_url")
+    clients = _gcp_clients()
+
+    def health() -> None:
+        with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
+            for _ in range(checks):
+                check_ready(client, url)
+
+    report = gcp.shift_traffic(
+        clients["services"],
+        clients["revisions"],
+        names.service(outputs.string("api_service_name")),
+        parsed,
+        health,
+        revision=revision,
+        bake_seconds=bake_seconds,
+        timeout_seconds=timeout,
+    )
+    typer.echo(
+        f"{report.candidate} now serves 100% (steps {', '.join(map(str, report.applied_steps))})"
+    )
+
+
+@app.command("restore-drill")
+@_one_line_errors
+def restore_drill(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the restored instance and snapshot.")
+    ] = False,
+    instance_class: Annotated[
+        str | None, typer.Option(help="Instance class of the restored copy (default: same).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    timeout: TimeoutOpt = 3600.0,
+) -> None:
+    """AWS: snapshot the database, restore it to a new instance and report the timings."""
+    from groundwork.ops import aws
+
+    outputs = _outputs(stack, outputs_file).expect_cloud("aws")
+    rds = _aws_session(outputs).client("rds")
+    report = aws.restore_drill(
+        rds,
+        outputs.string("db_instance_identifier"),
+        delete_after=not keep,
+        instance_class=instance_class,
+        timeout_seconds=timeout,
+    )
+    payload = {**asdict(report), "total_seconds": report.total_seconds}
+    _emit(
+        as_json,
+        payload,
+        f"restore drill: snapshot {report.snapshot_id} in {report.snapshot_seconds:.0f} s, "
+        f"restored {report.restored_instance} in {report.restore_seconds:.0f} s "
+        f"(total {report.total_seconds:.0f} s)"
+        + ("; cleaned up" if report.deleted else f"; kept at {report.endpoint or 'n/a'}"),
+    )
+
+
+@app.command("dlq-depth")
+@_one_line_errors
+def dlq_depth(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    max_depth: Annotated[
+        int | None, typer.Option("--max", help="Exit 1 when the DLQ holds more messages.")
+    ] = None,
+    minutes: Annotated[int, typer.Option(help="Look-back window.", min=1, max=1440)] = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """AWS: messages waiting in the dead-letter queue (CloudWatch AWS/AmazonMQ)."""
+    from groundwork.ops import aws
+
+    outputs = _outputs(stack, outputs_file).expect_cloud("aws")
+    session = _aws_session(outputs)
+    queue = outputs.values.get("dlq_name") or "jobs.dlq"
+    report = aws.dlq_depth(
+        session.client("cloudwatch"),
+        session.client("mq"),
+        outputs.string("broker_id"),
+        str(queue),
+        minutes=minutes,
+    )
+    shown = "no datapoint" if report.depth is None else str(report.depth)
+    _emit(
+        as_json,
+        asdict(report),
+        f"{report.queue} on {report.broker}: {shown} message(s) (last {minutes} min)",
+    )
+    if max_depth is not None and report.depth is not None and report.depth > max_depth:
+        raise OpsError(f"{report.queue} holds {report.depth} messages (> --max {max_depth})")
