@@ -43,6 +43,11 @@ class Settings(BaseModel):
     alarm_email: str | None = Field(default=None, alias="alarmEmail")
     domain: str | None = Field(default=None, description="API hostname, e.g. api.example.com")
     certificate_arn: str | None = Field(default=None, alias="certificateArn")
+    hosted_zone_id: str | None = Field(
+        default=None, alias="hostedZoneId", pattern=r"^Z[A-Z0-9]{1,31}$",
+        description="AWS: Route 53 zone of `domain`; a DNS-validated ACM certificate and an "
+        "alias record are created in it",
+    )
     image_tag: str = Field(default="latest", alias="imageTag", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
     region: str | None = Field(default=None, description="Overrides aws:region / gcp:region")
     gcp_project: str | None = Field(default=None, alias="gcpProject")
@@ -77,6 +82,7 @@ class Settings(BaseModel):
     worker_memory_mb: int = Field(alias="workerMemoryMb")
     worker_min_count: int = Field(alias="workerMinCount", ge=0, le=100)
     worker_max_count: int = Field(alias="workerMaxCount", ge=1, le=100)
+    relay_count: int = Field(alias="relayCount", ge=1, le=10, description="always-on relays")
     worker_spot: bool = Field(alias="workerSpot")
     ecs_exec: bool = Field(alias="ecsExec")
     waf: bool = Field(alias="waf")
@@ -161,6 +167,7 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "workerMemoryMb": 512,
         "workerMinCount": 1,
         "workerMaxCount": 3,
+        "relayCount": 1,
         "workerSpot": True,
         "ecsExec": True,
         "waf": False,
@@ -196,6 +203,7 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "workerMemoryMb": 2048,
         "workerMinCount": 2,
         "workerMaxCount": 10,
+        "relayCount": 2,
         "workerSpot": False,
         "ecsExec": False,
         "waf": True,
