@@ -62,8 +62,8 @@ def _env(service: dict[str, Any]) -> dict[str, str]:
 
 
 def _has_healthcheck(service: dict[str, Any]) -> bool:
-    check = service.get("healthcheck")
-    return bool(check) and not check.get("disable") and bool(check.get("test"))
+    check = service.get("healthcheck") or {}
+    return not check.get("disable") and bool(check.get("test"))
 
 
 def test_every_component_of_the_stack_is_defined(services: dict[str, Any]) -> None:
