@@ -1,0 +1,748 @@
+"""AWS resource rules. Property names are the provider's camelCase input names.
+
+Absent inputs mean the provider default, so a rule that needs a secure value the
+provider does not default to (``storageEncrypted``, ``multiAz``...) rejects absence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from pulumi_policy import EnforcementLevel
+
+from policies.registry import (
+    REQUIRED_TAGS,
+    Rule,
+    Severity,
+    Subject,
+    Tier,
+    as_list,
+    get,
+    missing_labels,
+    parse_json,
+    plaintext_secret_problems,
+    world_cidr,
+)
+
+RDS_INSTANCE = "aws:rds/instance:Instance"
+RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
+RDS_PROXY = "aws:rds/proxy:Proxy"
+REDIS_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
+MQ_BROKER = "aws:mq/broker:Broker"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
+VPC_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+VPC_EGRESS_RULE = "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule"
+DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
+VPC = "aws:ec2/vpc:Vpc"
+SUBNET = "aws:ec2/subnet:Subnet"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+VPC_ENDPOINT = "aws:ec2/vpcEndpoint:VpcEndpoint"
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+ECS_CLUSTER = "aws:ecs/cluster:Cluster"
+ECS_SERVICE = "aws:ecs/service:Service"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+SNS_TOPIC = "aws:sns/topic:Topic"
+KMS_KEY = "aws:kms/key:Key"
+SECRET = "aws:secretsmanager/secret:Secret"
+IAM_ROLE = "aws:iam/role:Role"
+IAM_POLICY = "aws:iam/policy:Policy"
+IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+IAM_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+S3_ACL = ("aws:s3/bucketAclV2:BucketAclV2", "aws:s3/bucketAcl:BucketAcl")
+S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_ENCRYPTION = (
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
+)
+
+# Every AWS type the stacks may create that takes a ``tags`` input (tests check each
+# against the SDK, and that every taggable type a stack creates is listed here).
+TAGGABLE_TYPES: tuple[str, ...] = (
+    VPC, SUBNET, SECURITY_GROUP, VPC_INGRESS_RULE, VPC_EGRESS_RULE, DEFAULT_SECURITY_GROUP,
+    FLOW_LOG, VPC_ENDPOINT, "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
+    "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
+    RDS_INSTANCE, RDS_PARAMETER_GROUP, RDS_PROXY, "aws:rds/subnetGroup:SubnetGroup",
+    REDIS_GROUP, "aws:elasticache/subnetGroup:SubnetGroup",
+    "aws:elasticache/parameterGroup:ParameterGroup", MQ_BROKER,
+    "aws:mq/configuration:Configuration", SECRET, KMS_KEY, ECR_REPOSITORY, ECS_CLUSTER,
+    ECS_SERVICE, TASK_DEFINITION, LOAD_BALANCER, LISTENER, TARGET_GROUP,
+    "aws:lb/listenerRule:ListenerRule", LOG_GROUP, METRIC_ALARM, SNS_TOPIC, IAM_ROLE,
+    IAM_POLICY, WEB_ACL, *S3_BUCKETS, "aws:acm/certificate:Certificate",
+    "aws:appautoscaling/target:Target", "aws:cloudwatch/eventRule:EventRule",
+    "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace",
+    "aws:servicediscovery/service:Service",
+)
+
+MODERN_TLS_POLICY_PREFIXES = ("ELBSecurityPolicy-TLS13-", "ELBSecurityPolicy-FS-1-2-Res-")
+ADMIN_MANAGED_POLICIES = (
+    "arn:aws:iam::aws:policy/AdministratorAccess",
+    "arn:aws:iam::aws:policy/PowerUserAccess",
+    "arn:aws:iam::aws:policy/IAMFullAccess",
+)
+
+
+def _true(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _number(value: Any, default: float = 0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+# -- tags ---------------------------------------------------------------------------
+
+
+def _tagged(s: Subject) -> Iterator[str]:
+    missing = missing_labels(s.props.get("tags"), s.config.get("requiredTags", REQUIRED_TAGS))
+    if missing:
+        yield f"{s.type} {s.name} is missing tags: {', '.join(missing)}."
+    env = (s.props.get("tags") or {}).get("environment")
+    if env and env not in (Tier.STAGING.value, Tier.PRODUCTION.value):
+        yield f"{s.type} {s.name} has environment tag {env!r}; expected staging or production."
+
+
+# -- RDS ----------------------------------------------------------------------------
+
+
+def _rds_encrypted(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("storageEncrypted")):
+        yield f"RDS instance {s.name} does not set storageEncrypted=true."
+
+
+def _rds_not_public(s: Subject) -> Iterator[str]:
+    if _true(s.props.get("publiclyAccessible")):
+        yield f"RDS instance {s.name} is publicly accessible."
+
+
+def _rds_backups(s: Subject) -> Iterator[str]:
+    minimum = _number(s.config.get("minBackupRetentionDays"), 7)
+    days = _number(s.props.get("backupRetentionPeriod"), 0)
+    if days < minimum:
+        yield (
+            f"RDS instance {s.name} keeps backups for {s.props.get('backupRetentionPeriod')} "
+            f"days; the {s.tier} minimum is {minimum:g}."
+        )
+
+
+def _rds_multi_az(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("multiAz")):
+        yield f"RDS instance {s.name} is single-AZ."
+
+
+def _rds_deletion_protection(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("deletionProtection")):
+        yield f"RDS instance {s.name} has no deletion protection."
+
+
+def _rds_force_ssl(s: Subject) -> Iterator[str]:
+    family = str(s.props.get("family") or "")
+    params = {
+        str(p.get("name")): str(p.get("value"))
+        for p in as_list(s.props.get("parameters"))
+        if isinstance(p, Mapping)
+    }
+    if family.startswith("postgres"):
+        if params.get("rds.force_ssl") != "1":
+            yield f"Parameter group {s.name} ({family}) does not set rds.force_ssl=1."
+    elif family.startswith(("mysql", "mariadb")):
+        if params.get("require_secure_transport", "").upper() not in ("1", "ON"):
+            yield f"Parameter group {s.name} ({family}) does not set require_secure_transport=1."
+
+
+def _rds_proxy_tls(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("requireTls")):
+        yield f"RDS proxy {s.name} accepts connections without TLS (requireTls is not true)."
+
+
+# -- ElastiCache ----------------------------------------------------------------------
+
+
+def _redis_encrypted(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("atRestEncryptionEnabled")):
+        yield f"Replication group {s.name} does not enable encryption at rest."
+
+
+def _redis_tls(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("transitEncryptionEnabled")):
+        yield f"Replication group {s.name} does not enable in-transit encryption."
+    elif str(s.props.get("transitEncryptionMode") or "required").lower() != "required":
+        yield f"Replication group {s.name} still accepts plain-text clients (mode preferred)."
+
+
+def _redis_auth(s: Subject) -> Iterator[str]:
+    if not s.props.get("authToken") and not s.props.get("userGroupIds"):
+        yield f"Replication group {s.name} has neither an AUTH token nor RBAC user groups."
+
+
+def _redis_backups(s: Subject) -> Iterator[str]:
+    minimum = _number(s.config.get("minSnapshotRetentionDays"), 1)
+    days = _number(s.props.get("snapshotRetentionLimit"), 0)
+    if days < minimum:
+        yield f"Replication group {s.name} keeps snapshots {days:g} days; minimum {minimum:g}."
+
+
+def _redis_multi_az(s: Subject) -> Iterator[str]:
+    if not (_true(s.props.get("automaticFailoverEnabled")) and _true(
+        s.props.get("multiAzEnabled")
+    )):
+        yield f"Replication group {s.name} lacks automatic failover across AZs."
+
+
+# -- Amazon MQ ----------------------------------------------------------------------
+
+
+def _mq_not_public(s: Subject) -> Iterator[str]:
+    if _true(s.props.get("publiclyAccessible")):
+        yield f"Broker {s.name} is publicly accessible."
+
+
+def _mq_encrypted(s: Subject) -> Iterator[str]:
+    engine = str(s.props.get("engineType") or "")
+    if engine.lower() not in ("rabbitmq", "activemq"):
+        yield f"Broker {s.name} uses engine {engine!r}, whose encryption this pack cannot verify."
+    options = s.props.get("encryptionOptions") or {}
+    if options.get("useAwsOwnedKey") is False and not options.get("kmsKeyId"):
+        yield f"Broker {s.name} turns off the AWS-owned key without naming a KMS key."
+
+
+def _mq_cluster(s: Subject) -> Iterator[str]:
+    engine = str(s.props.get("engineType") or "").lower()
+    mode = s.props.get("deploymentMode") or "SINGLE_INSTANCE"
+    wanted = "CLUSTER_MULTI_AZ" if engine == "rabbitmq" else "ACTIVE_STANDBY_MULTI_AZ"
+    if mode != wanted:
+        yield f"Broker {s.name} runs as {mode}; use {wanted}."
+
+
+def _mq_logs(s: Subject) -> Iterator[str]:
+    if not _true(get(s.props, "logs.general")):
+        yield f"Broker {s.name} does not publish general logs to CloudWatch."
+
+
+def _mq_minor_upgrades(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("autoMinorVersionUpgrade")):
+        yield f"Broker {s.name} does not take automatic minor version upgrades."
+
+
+# -- EC2 networking -------------------------------------------------------------------
+
+
+def _ingress_entries(s: Subject) -> Iterator[dict[str, Any]]:
+    """Normalise the three ways a security group gets ingress into one shape."""
+    if s.type == SECURITY_GROUP:
+        for rule in as_list(s.props.get("ingress")):
+            if isinstance(rule, Mapping):
+                yield {"cidrs": as_list(rule.get("cidrBlocks")) + as_list(
+                    rule.get("ipv6CidrBlocks")), "from": rule.get("fromPort"),
+                       "to": rule.get("toPort"), "protocol": rule.get("protocol")}
+    elif s.type == SECURITY_GROUP_RULE:
+        if s.props.get("type") == "ingress":
+            yield {"cidrs": as_list(s.props.get("cidrBlocks")) + as_list(
+                s.props.get("ipv6CidrBlocks")), "from": s.props.get("fromPort"),
+                   "to": s.props.get("toPort"), "protocol": s.props.get("protocol")}
+    elif s.type == VPC_INGRESS_RULE:
+        yield {"cidrs": [s.props.get("cidrIpv4"), s.props.get("cidrIpv6")],
+               "from": s.props.get("fromPort"), "to": s.props.get("toPort"),
+               "protocol": s.props.get("ipProtocol")}
+
+
+def world_ingress_ports(s: Subject) -> list[tuple[Any, Any, Any]]:
+    """(protocol, from, to) of every ingress open to the whole internet."""
+    return [
+        (e["protocol"], e["from"], e["to"])
+        for e in _ingress_entries(s)
+        if any(world_cidr(c) for c in e["cidrs"])
+    ]
+
+
+def _public_web_port(protocol: Any, low: Any, high: Any, allowed: Iterable[int]) -> bool:
+    return (
+        str(protocol).lower() in ("tcp", "6")
+        and low is not None
+        and _number(low) == _number(high)
+        and int(_number(low)) in set(allowed)
+    )
+
+
+def _sg_no_public_ingress(s: Subject) -> Iterator[str]:
+    allowed = s.config.get("publicPorts", [80, 443])
+    for protocol, low, high in world_ingress_ports(s):
+        if not _public_web_port(protocol, low, high, allowed):
+            yield (
+                f"{s.name} allows {protocol} ports {low}-{high} from the internet; only "
+                f"tcp {'/'.join(str(p) for p in allowed)} (load balancer listeners) may be."
+            )
+
+
+def _sg_described(s: Subject) -> Iterator[str]:
+    description = str(s.props.get("description") or "")
+    if s.type == SECURITY_GROUP and description in ("", "Managed by Pulumi"):
+        yield f"Security group {s.name} has no description of its purpose."
+    for direction in ("ingress", "egress"):
+        for index, rule in enumerate(as_list(s.props.get(direction))):
+            if isinstance(rule, Mapping) and not rule.get("description"):
+                yield f"Security group {s.name} {direction}[{index}] has no description."
+
+
+def _sg_rule_described(s: Subject) -> Iterator[str]:
+    if not s.props.get("description"):
+        yield f"Security group rule {s.name} has no description."
+
+
+def _default_sg_closed(s: Subject) -> Iterator[str]:
+    if as_list(s.props.get("ingress")) or as_list(s.props.get("egress")):
+        yield f"Default security group {s.name} still allows traffic."
+
+
+def _subnet_no_public_ip(s: Subject) -> Iterator[str]:
+    if _true(s.props.get("mapPublicIpOnLaunch")):
+        yield f"Subnet {s.name} gives every launched interface a public IP."
+
+
+def _flow_log_all(s: Subject) -> Iterator[str]:
+    if s.props.get("trafficType") != "ALL":
+        yield f"Flow log {s.name} records {s.props.get('trafficType')} traffic, not ALL."
+
+
+def _endpoint_private(s: Subject) -> Iterator[str]:
+    if s.props.get("vpcEndpointType") != "Interface":
+        return
+    if not _true(s.props.get("privateDnsEnabled")):
+        yield f"Interface endpoint {s.name} has private DNS off, so clients bypass it."
+    if not as_list(s.props.get("securityGroupIds")):
+        yield f"Interface endpoint {s.name} falls back to the VPC default security group."
+
+
+# -- Load balancing -------------------------------------------------------------------
+
+
+def _is_alb(props: Mapping[str, Any]) -> bool:
+    return (props.get("loadBalancerType") or "application") == "application"
+
+
+def _lb_drop_invalid_headers(s: Subject) -> Iterator[str]:
+    if _is_alb(s.props) and not _true(s.props.get("dropInvalidHeaderFields")):
+        yield f"Load balancer {s.name} forwards requests with invalid HTTP headers."
+
+
+def _lb_deletion_protection(s: Subject) -> Iterator[str]:
+    if not _true(s.props.get("enableDeletionProtection")):
+        yield f"Load balancer {s.name} has no deletion protection."
+
+
+def _listener_redirects(s: Subject) -> Iterator[str]:
+    protocol = s.props.get("protocol") or "HTTP"
+    if protocol != "HTTP":
+        return
+    for action in as_list(s.props.get("defaultActions")):
+        redirect = (action or {}).get("redirect") or {}
+        if action.get("type") != "redirect" or redirect.get("protocol") != "HTTPS":
+            yield f"HTTP listener {s.name} serves traffic instead of redirecting to HTTPS."
+            return
+
+
+def _listener_tls_policy(s: Subject) -> Iterator[str]:
+    if s.props.get("protocol") not in ("HTTPS", "TLS"):
+        return
+    policy = str(s.props.get("sslPolicy") or "ELBSecurityPolicy-2016-08 (provider default)")
+    prefixes = tuple(s.config.get("allowedTlsPolicyPrefixes", MODERN_TLS_POLICY_PREFIXES))
+    if not policy.startswith(prefixes):
+        yield f"Listener {s.name} uses TLS policy {policy}, which still allows TLS 1.0/1.1."
+    if not s.props.get("certificateArn"):
+        yield f"Listener {s.name} has no certificate."
+
+
+def _target_group_health(s: Subject) -> Iterator[str]:
+    check = s.props.get("healthCheck") or {}
+    if check.get("enabled") is False:
+        yield f"Target group {s.name} disables health checks."
+    elif (s.props.get("protocol") or "HTTP").startswith("HTTP") and not check.get("path"):
+        yield f"Target group {s.name} health check has no path (defaults to /)."
+
+
+# -- ECS ----------------------------------------------------------------------------
+
+
+def containers(s: Subject) -> list[Mapping[str, Any]]:
+    parsed = parse_json(s.props.get("containerDefinitions"))
+    return [c for c in as_list(parsed) if isinstance(c, Mapping)]
+
+
+def _task_no_plaintext_secrets(s: Subject) -> Iterator[str]:
+    for container in containers(s):
+        env = [(str(e.get("name")), e.get("value")) for e in as_list(container.get("environment"))
+               if isinstance(e, Mapping)]
+        yield from plaintext_secret_problems(env, f"{s.name}/{container.get('name')}")
+
+
+def _task_not_privileged(s: Subject) -> Iterator[str]:
+    if s.props.get("pidMode") == "host" or s.props.get("ipcMode") == "host":
+        yield f"Task definition {s.name} shares the host's process/IPC namespace."
+    for container in containers(s):
+        if _true(container.get("privileged")):
+            yield f"Container {container.get('name')} in {s.name} runs privileged."
+
+
+def _task_logging(s: Subject) -> Iterator[str]:
+    for container in containers(s):
+        if not get(container, "logConfiguration.logDriver"):
+            yield f"Container {container.get('name')} in {s.name} has no log configuration."
+
+
+def _service_circuit_breaker(s: Subject) -> Iterator[str]:
+    if get(s.props, "deploymentController.type", "ECS") != "ECS":
+        return
+    breaker = s.props.get("deploymentCircuitBreaker") or {}
+    if not (_true(breaker.get("enable")) and _true(breaker.get("rollback"))):
+        yield f"ECS service {s.name} does not roll back failed deployments automatically."
+
+
+def _service_no_public_ip(s: Subject) -> Iterator[str]:
+    if _true(get(s.props, "networkConfiguration.assignPublicIp")):
+        yield f"ECS service {s.name} gives its tasks public IPs."
+
+
+def _cluster_insights(s: Subject) -> Iterator[str]:
+    values = {
+        str(item.get("name")): str(item.get("value"))
+        for item in as_list(s.props.get("settings"))
+        if isinstance(item, Mapping)
+    }
+    if values.get("containerInsights") not in ("enabled", "enhanced"):
+        yield f"ECS cluster {s.name} has Container Insights off."
+
+
+# -- registry, logs, keys, secrets, IAM, WAF, S3 ------------------------------------------
+
+
+def _ecr_scan(s: Subject) -> Iterator[str]:
+    if not _true(get(s.props, "imageScanningConfiguration.scanOnPush")):
+        yield f"ECR repository {s.name} does not scan images on push."
+
+
+def _ecr_immutable(s: Subject) -> Iterator[str]:
+    if not str(s.props.get("imageTagMutability") or "MUTABLE").startswith("IMMUTABLE"):
+        yield f"ECR repository {s.name} lets a tag be overwritten with a different image."
+
+
+def _log_retention(s: Subject) -> Iterator[str]:
+    minimum = _number(s.config.get("minLogRetentionDays"), 7)
+    days = _number(s.props.get("retentionInDays"), 0)
+    if days == 0:
+        yield f"Log group {s.name} keeps logs forever (no retentionInDays)."
+    elif days < minimum:
+        yield f"Log group {s.name} keeps logs {days:g} days; the {s.tier} minimum is {minimum:g}."
+
+
+def _alarm_actions(s: Subject) -> Iterator[str]:
+    if s.props.get("actionsEnabled") is False or not as_list(s.props.get("alarmActions")):
+        yield f"Alarm {s.name} notifies nobody (no alarmActions)."
+
+
+def _sns_encrypted(s: Subject) -> Iterator[str]:
+    if not s.props.get("kmsMasterKeyId"):
+        yield f"SNS topic {s.name} is not encrypted with KMS."
+
+
+def _kms_rotation(s: Subject) -> Iterator[str]:
+    spec = s.props.get("customerMasterKeySpec") or "SYMMETRIC_DEFAULT"
+    if spec == "SYMMETRIC_DEFAULT" and not _true(s.props.get("enableKeyRotation")):
+        yield f"KMS key {s.name} does not rotate."
+
+
+def _secret_recoverable(s: Subject) -> Iterator[str]:
+    window = s.props.get("recoveryWindowInDays")
+    if window is not None and _number(window) < 7:
+        yield f"Secret {s.name} is deleted without a recovery window ({window} days)."
+
+
+def _policy_documents(s: Subject) -> Iterator[tuple[str, Any]]:
+    if s.type == IAM_ROLE:
+        for inline in as_list(s.props.get("inlinePolicies")):
+            if isinstance(inline, Mapping):
+                yield str(inline.get("name")), parse_json(inline.get("policy"))
+    else:
+        yield s.name, parse_json(s.props.get("policy"))
+
+
+def _iam_no_admin(s: Subject) -> Iterator[str]:
+    for label, document in _policy_documents(s):
+        if not isinstance(document, Mapping):
+            continue
+        for statement in as_list(document.get("Statement")):
+            if not isinstance(statement, Mapping) or statement.get("Effect") != "Allow":
+                continue
+            actions = as_list(statement.get("Action"))
+            resources = as_list(statement.get("Resource"))
+            if any(a in ("*", "*:*") for a in actions) and "*" in resources:
+                yield f"Policy {label} allows every action on every resource."
+
+
+def _attachment_no_admin(s: Subject) -> Iterator[str]:
+    if s.props.get("policyArn") in ADMIN_MANAGED_POLICIES:
+        yield f"{s.name} attaches {s.props.get('policyArn')}."
+
+
+def _waf_rules(s: Subject) -> Iterator[str]:
+    if not as_list(s.props.get("rules")) and not as_list(s.props.get("ruleJson")):
+        yield f"Web ACL {s.name} has no rules, so it inspects nothing."
+    if not _true(get(s.props, "visibilityConfig.cloudwatchMetricsEnabled")):
+        yield f"Web ACL {s.name} does not publish CloudWatch metrics."
+
+
+def _s3_block_public(s: Subject) -> Iterator[str]:
+    flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
+    off = [flag for flag in flags if not _true(s.props.get(flag))]
+    if off:
+        yield f"Public access block {s.name} leaves off: {', '.join(off)}."
+
+
+def _s3_no_public_acl(s: Subject) -> Iterator[str]:
+    acl = s.props.get("acl")
+    if acl in ("public-read", "public-read-write", "authenticated-read"):
+        yield f"{s.name} grants a public canned ACL ({acl})."
+
+
+def _s3_encryption(s: Subject) -> Iterator[str]:
+    rules = as_list(s.props.get("rules"))
+    algorithms = [get(r, "applyServerSideEncryptionByDefault.sseAlgorithm") for r in rules]
+    if not algorithms or not all(a in ("AES256", "aws:kms", "aws:kms:dsse") for a in algorithms):
+        yield f"Encryption configuration {s.name} sets no default server-side encryption."
+
+
+_RELAXED_BACKUPS = {Tier.STAGING: {"minBackupRetentionDays": 7},
+                    Tier.PRODUCTION: {"minBackupRetentionDays": 14}}
+
+RULES: list[Rule] = [
+    Rule("aws-any-resource-tagged",
+         "Every taggable AWS resource carries the environment, service, managed-by and "
+         "cost-center tags (cost allocation, ownership, and the environment the policies "
+         "use).", TAGGABLE_TYPES, Severity.LOW,
+         "Pass tags=settings.tags to the resource (components forward their args.tags).",
+         control="Tagging (AWS resource tagging best practices)", check=_tagged,
+         config_schema={"requiredTags": {"type": "array", "items": {"type": "string"}}}),
+    Rule("aws-rds-instance-encrypted", "RDS instances encrypt storage at rest.",
+         (RDS_INSTANCE,), Severity.CRITICAL,
+         "Set storage_encrypted=True (optionally kms_key_id); an existing instance must be "
+         "restored from an encrypted snapshot.", control="RDS.3", check=_rds_encrypted),
+    Rule("aws-rds-instance-not-public", "RDS instances are not reachable from the internet.",
+         (RDS_INSTANCE,), Severity.CRITICAL,
+         "Set publicly_accessible=False and place the instance in private subnets.",
+         control="RDS.2", check=_rds_not_public),
+    Rule("aws-rds-instance-backup-retention",
+         "RDS instances keep automated backups for at least the environment minimum "
+         "(7 days staging, 14 production).", (RDS_INSTANCE,), Severity.HIGH,
+         "Set backup_retention_period (groundwork:dbBackupRetentionDays) to at least the "
+         "minimum.", control="RDS.11", check=_rds_backups,
+         config_schema={"minBackupRetentionDays": {"type": "number", "minimum": 1}},
+         defaults=_RELAXED_BACKUPS),
+    Rule("aws-rds-instance-multi-az", "Production RDS instances run Multi-AZ.",
+         (RDS_INSTANCE,), Severity.HIGH,
+         "Set multi_az=True (groundwork:dbMultiAz: true).", control="RDS.5",
+         check=_rds_multi_az, relax_in_staging=True),
+    Rule("aws-rds-instance-deletion-protection",
+         "Production RDS instances cannot be deleted by accident.", (RDS_INSTANCE,),
+         Severity.MEDIUM, "Set deletion_protection=True (groundwork:deletionProtection: true).",
+         control="RDS.8", check=_rds_deletion_protection, relax_in_staging=True),
+    Rule("aws-rds-parametergroup-force-ssl",
+         "Database parameter groups refuse unencrypted client connections (encryption in "
+         "transit).", (RDS_PARAMETER_GROUP,), Severity.HIGH,
+         "Add parameter rds.force_ssl=1 (PostgreSQL) or require_secure_transport=1 (MySQL).",
+         control="-", check=_rds_force_ssl),
+    Rule("aws-rds-proxy-tls-required", "RDS proxies only accept TLS connections.",
+         (RDS_PROXY,), Severity.HIGH, "Set require_tls=True on the proxy.", check=_rds_proxy_tls),
+    Rule("aws-elasticache-replicationgroup-encrypted",
+         "ElastiCache replication groups encrypt data at rest.", (REDIS_GROUP,),
+         Severity.CRITICAL, "Set at_rest_encryption_enabled=True (forces replacement).",
+         control="ElastiCache.4", check=_redis_encrypted),
+    Rule("aws-elasticache-replicationgroup-tls",
+         "ElastiCache replication groups require TLS from every client.", (REDIS_GROUP,),
+         Severity.CRITICAL,
+         "Set transit_encryption_enabled=True and transit_encryption_mode='required'.",
+         control="ElastiCache.5", check=_redis_tls),
+    Rule("aws-elasticache-replicationgroup-auth",
+         "ElastiCache replication groups require authentication.", (REDIS_GROUP,), Severity.HIGH,
+         "Set auth_token from a random.RandomPassword (or user_group_ids for RBAC).",
+         control="ElastiCache.6", check=_redis_auth),
+    Rule("aws-elasticache-replicationgroup-backups",
+         "Production replication groups keep daily snapshots.", (REDIS_GROUP,), Severity.MEDIUM,
+         "Set snapshot_retention_limit >= 1 (groundwork:cacheSnapshotRetentionDays).",
+         control="ElastiCache.1", check=_redis_backups, relax_in_staging=True,
+         config_schema={"minSnapshotRetentionDays": {"type": "number", "minimum": 1}}),
+    Rule("aws-elasticache-replicationgroup-multi-az",
+         "Production replication groups fail over automatically across AZs.", (REDIS_GROUP,),
+         Severity.HIGH,
+         "Set num_cache_clusters >= 2, automatic_failover_enabled=True, multi_az_enabled=True.",
+         control="ElastiCache.3", check=_redis_multi_az, relax_in_staging=True),
+    Rule("aws-mq-broker-not-public", "Amazon MQ brokers are not reachable from the internet.",
+         (MQ_BROKER,), Severity.CRITICAL,
+         "Set publicly_accessible=False with private subnet_ids and security_groups.",
+         check=_mq_not_public),
+    Rule("aws-mq-broker-encrypted",
+         "Amazon MQ brokers use an engine whose storage is encrypted and whose endpoints are "
+         "TLS-only (AMQPS 5671 for RabbitMQ), with a valid key choice.", (MQ_BROKER,),
+         Severity.HIGH,
+         "Use engine_type RabbitMQ or ActiveMQ; keep encryption_options default or give "
+         "kms_key_id when use_aws_owned_key=False (ActiveMQ only).", check=_mq_encrypted),
+    Rule("aws-mq-broker-cluster",
+         "Production brokers run a multi-AZ deployment (cluster for RabbitMQ, "
+         "active/standby for ActiveMQ).", (MQ_BROKER,), Severity.HIGH,
+         "Set deployment_mode='CLUSTER_MULTI_AZ' (groundwork:brokerCluster: true).",
+         control="MQ.6 / MQ.5", check=_mq_cluster, relax_in_staging=True),
+    Rule("aws-mq-broker-logs", "Brokers publish their general logs to CloudWatch Logs.",
+         (MQ_BROKER,), Severity.MEDIUM, "Set logs={'general': True}.", control="MQ.2",
+         check=_mq_logs),
+    Rule("aws-mq-broker-minor-upgrades", "Brokers take automatic minor version upgrades.",
+         (MQ_BROKER,), Severity.LOW, "Set auto_minor_version_upgrade=True.", control="MQ.3",
+         check=_mq_minor_upgrades),
+    Rule("aws-ec2-securitygroup-no-public-ingress",
+         "No security group ingress from 0.0.0.0/0 or ::/0 except tcp 80/443 (which the "
+         "stack rule aws-ec2-securitygroup-public-lb-only confines to load balancers).",
+         (SECURITY_GROUP, SECURITY_GROUP_RULE, VPC_INGRESS_RULE), Severity.CRITICAL,
+         "Allow the port from a source security group (referenced_security_group_id) or a "
+         "private CIDR instead of the internet.", control="EC2.18 / EC2.19 / EC2.53 / CIS 5.2",
+         check=_sg_no_public_ingress,
+         config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}}),
+    Rule("aws-ec2-securitygroup-described",
+         "Security groups and their inline rules say what they are for.", (SECURITY_GROUP,),
+         Severity.LOW, "Give the group and each ingress/egress entry a description.",
+         check=_sg_described),
+    Rule("aws-ec2-securitygrouprule-described", "Security group rules say what they allow.",
+         (SECURITY_GROUP_RULE, VPC_INGRESS_RULE, VPC_EGRESS_RULE), Severity.LOW,
+         "Set description on the rule.", check=_sg_rule_described),
+    Rule("aws-ec2-defaultsecuritygroup-closed",
+         "The VPC's default security group allows no traffic.", (DEFAULT_SECURITY_GROUP,),
+         Severity.HIGH, "Manage it with ec2.DefaultSecurityGroup and no ingress/egress.",
+         control="EC2.2 / CIS 5.4", check=_default_sg_closed),
+    Rule("aws-ec2-subnet-no-auto-public-ip",
+         "Subnets do not hand out public IPs automatically.", (SUBNET,), Severity.MEDIUM,
+         "Set map_public_ip_on_launch=False; load balancers and NAT gateways get their own "
+         "addresses.", control="EC2.15", check=_subnet_no_public_ip),
+    Rule("aws-ec2-flowlog-all-traffic", "VPC flow logs record accepted and rejected traffic.",
+         (FLOW_LOG,), Severity.LOW, "Set traffic_type='ALL'.", control="EC2.6",
+         check=_flow_log_all),
+    Rule("aws-ec2-vpcendpoint-private-dns",
+         "Interface VPC endpoints resolve the service name privately and have their own "
+         "security group.", (VPC_ENDPOINT,), Severity.LOW,
+         "Set private_dns_enabled=True and security_group_ids=[endpoint SG].",
+         check=_endpoint_private),
+    Rule("aws-lb-loadbalancer-drop-invalid-headers",
+         "Application load balancers drop requests with invalid HTTP headers (request "
+         "smuggling).", (LOAD_BALANCER,), Severity.MEDIUM,
+         "Set drop_invalid_header_fields=True.", control="ELB.4", check=_lb_drop_invalid_headers),
+    Rule("aws-lb-loadbalancer-deletion-protection",
+         "Production load balancers cannot be deleted by accident.", (LOAD_BALANCER,),
+         Severity.MEDIUM, "Set enable_deletion_protection=True in production.",
+         control="ELB.6", check=_lb_deletion_protection, relax_in_staging=True),
+    Rule("aws-lb-listener-http-redirect",
+         "Plain HTTP listeners only redirect to HTTPS.", (LISTENER,), Severity.HIGH,
+         "Make the port-80 listener's default action a redirect with protocol HTTPS, "
+         "status HTTP_301.", control="ELB.1", check=_listener_redirects),
+    Rule("aws-lb-listener-tls-policy",
+         "HTTPS listeners have a certificate and a current TLS policy (TLS 1.2+).",
+         (LISTENER,), Severity.HIGH,
+         "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' and certificate_arn.",
+         control="ELB.17", check=_listener_tls_policy,
+         config_schema={"allowedTlsPolicyPrefixes": {"type": "array",
+                                                     "items": {"type": "string"}}}),
+    Rule("aws-lb-targetgroup-health-check",
+         "Target groups health-check a real endpoint.", (TARGET_GROUP,), Severity.LOW,
+         "Set health_check with path='/health/ready' and enabled=True.",
+         check=_target_group_health),
+    Rule("aws-ecs-taskdefinition-no-plaintext-secrets",
+         "Credentials reach containers through ECS secrets, never plain environment "
+         "variables.", (TASK_DEFINITION,), Severity.CRITICAL,
+         "Move the variable to the container's secrets list with valueFrom a Secrets Manager "
+         "ARN (':json-key::' for JSON secrets).", control="ECS.8",
+         check=_task_no_plaintext_secrets),
+    Rule("aws-ecs-taskdefinition-non-privileged",
+         "Containers do not run privileged or share host namespaces.", (TASK_DEFINITION,),
+         Severity.HIGH, "Remove privileged=true and pidMode/ipcMode 'host'.",
+         control="ECS.4 / ECS.3", check=_task_not_privileged),
+    Rule("aws-ecs-taskdefinition-logging", "Every container ships its logs.",
+         (TASK_DEFINITION,), Severity.MEDIUM,
+         "Give each container a logConfiguration (awslogs to the service's log group).",
+         control="ECS.9", check=_task_logging),
+    Rule("aws-ecs-service-circuit-breaker",
+         "ECS services roll back a deployment that cannot become healthy.", (ECS_SERVICE,),
+         Severity.MEDIUM,
+         "Set deployment_circuit_breaker={'enable': True, 'rollback': True}.",
+         check=_service_circuit_breaker),
+    Rule("aws-ecs-service-no-public-ip", "ECS tasks get no public IP.", (ECS_SERVICE,),
+         Severity.HIGH, "Set network_configuration.assign_public_ip=False; egress via NAT or "
+         "VPC endpoints.", control="ECS.2", check=_service_no_public_ip),
+    Rule("aws-ecs-cluster-container-insights", "ECS clusters collect Container Insights.",
+         (ECS_CLUSTER,), Severity.LOW,
+         "Add settings=[{'name': 'containerInsights', 'value': 'enabled'}].",
+         control="ECS.12", check=_cluster_insights),
+    Rule("aws-ecr-repository-scan-on-push", "ECR repositories scan images on push.",
+         (ECR_REPOSITORY,), Severity.HIGH,
+         "Set image_scanning_configuration={'scan_on_push': True}.", control="ECR.1",
+         check=_ecr_scan),
+    Rule("aws-ecr-repository-immutable-tags",
+         "ECR tags are immutable so a deployed tag always means the same image.",
+         (ECR_REPOSITORY,), Severity.MEDIUM,
+         "Set image_tag_mutability='IMMUTABLE' and deploy unique tags (git sha).",
+         control="ECR.2", check=_ecr_immutable),
+    Rule("aws-cloudwatch-loggroup-retention",
+         "Log groups expire logs, keeping at least the environment minimum (7 days staging, "
+         "365 production).", (LOG_GROUP,), Severity.MEDIUM,
+         "Set retention_in_days (groundwork:logRetentionDays).", control="CloudWatch.16",
+         check=_log_retention,
+         config_schema={"minLogRetentionDays": {"type": "number", "minimum": 1}},
+         defaults={Tier.STAGING: {"minLogRetentionDays": 7},
+                   Tier.PRODUCTION: {"minLogRetentionDays": 365}}),
+    Rule("aws-cloudwatch-metricalarm-actions", "Alarms notify someone.", (METRIC_ALARM,),
+         Severity.MEDIUM, "Set alarm_actions=[alarm topic ARN] (and ok_actions).",
+         control="CloudWatch.15", check=_alarm_actions),
+    Rule("aws-sns-topic-encrypted", "SNS topics are encrypted with KMS.", (SNS_TOPIC,),
+         Severity.MEDIUM,
+         "Set kms_master_key_id to a customer key whose policy lets cloudwatch.amazonaws.com "
+         "use it (alias/aws/sns does not work with CloudWatch alarms).", control="SNS.1",
+         check=_sns_encrypted, enforcement=EnforcementLevel.ADVISORY),
+    Rule("aws-kms-key-rotation", "Symmetric KMS keys rotate yearly.", (KMS_KEY,),
+         Severity.MEDIUM, "Set enable_key_rotation=True.", control="KMS.4 / CIS 3.6",
+         check=_kms_rotation),
+    Rule("aws-secretsmanager-secret-recoverable",
+         "Production secrets keep a recovery window when deleted.", (SECRET,), Severity.LOW,
+         "Leave recovery_window_in_days unset (30) or >= 7; 0 only for throwaway stacks.",
+         check=_secret_recoverable, relax_in_staging=True),
+    Rule("aws-iam-policy-no-admin",
+         "IAM policies never allow '*' actions on '*' resources.",
+         (IAM_POLICY, IAM_ROLE_POLICY, IAM_ROLE), Severity.CRITICAL,
+         "List the actions and resource ARNs the role needs.", control="IAM.1 / CIS 1.16",
+         check=_iam_no_admin),
+    Rule("aws-iam-rolepolicyattachment-no-admin",
+         "Roles are not given administrator-level managed policies.", (IAM_ATTACHMENT,),
+         Severity.CRITICAL, "Attach a scoped policy instead of AdministratorAccess/PowerUser.",
+         control="IAM.1", check=_attachment_no_admin),
+    Rule("aws-wafv2-webacl-rules", "Web ACLs contain rules and publish metrics.", (WEB_ACL,),
+         Severity.MEDIUM,
+         "Add managed rule groups (AWSManagedRulesCommonRuleSet, rate limit) and enable "
+         "visibility_config.cloudwatch_metrics_enabled.", control="WAF.10", check=_waf_rules),
+    Rule("aws-s3-bucketpublicaccessblock-enabled",
+         "Bucket public access blocks turn on all four protections.",
+         (S3_PUBLIC_ACCESS_BLOCK,), Severity.CRITICAL,
+         "Set block_public_acls, block_public_policy, ignore_public_acls and "
+         "restrict_public_buckets to True.", control="S3.8", check=_s3_block_public),
+    Rule("aws-s3-bucket-no-public-acl", "Buckets are never given a public canned ACL.",
+         (*S3_BUCKETS, *S3_ACL), Severity.CRITICAL,
+         "Remove the ACL; use BucketOwnershipControls BucketOwnerEnforced.",
+         control="S3.2 / S3.3", check=_s3_no_public_acl),
+    Rule("aws-s3-bucket-encrypted",
+         "Bucket encryption configurations set a default server-side algorithm.",
+         S3_ENCRYPTION, Severity.MEDIUM,
+         "Set rules=[{apply_server_side_encryption_by_default: {sse_algorithm: 'aws:kms'}}] "
+         "(AES256 for ALB access-log buckets).", check=_s3_encryption),
+]
