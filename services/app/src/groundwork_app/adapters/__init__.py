@@ -1,0 +1,1 @@
+"""Adapters to the outside world: Redis, the message brokers, the LLM provider."""

@@ -1,0 +1,1 @@
+"""The worker half: outbox relay, queue consumer, Pub/Sub push receiver and DLQ tooling."""

@@ -1,0 +1,299 @@
+"""The job-handling core: turns one delivered message into a job result, exactly once.
+
+Transport-agnostic: the RabbitMQ consumer and the Pub/Sub push receiver both call
+``JobHandler.handle`` and map its ``HandleResult`` onto their own ack/retry/DLQ verbs.
+
+Exactly-once *effect* on top of at-least-once delivery: the processed-message ledger
+row is inserted in the same transaction as the job result, guarded by its primary key,
+so a redelivery (broker restart, worker crash before the ack, a duplicate publish by
+the relay) finds the ledger row and changes nothing, and two racing consumers cannot
+both write a result. The ledger is checked before the LLM call too, so a redelivered
+message costs no second LLM call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+import structlog
+from opentelemetry import trace
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from groundwork_app.adapters.llm import LLMRequestError, LLMUnavailableError, ResilientLLM
+from groundwork_app.db.schema import jobs, processed_messages
+from groundwork_app.observability import worker_metrics as m
+from groundwork_app.observability.tracing import extract_trace_context
+from groundwork_app.ports import (
+    REQUEST_ID_HEADER,
+    Delivery,
+    HandleResult,
+    Outcome,
+)
+from groundwork_app.settings import LLMFallback, Settings
+
+log = structlog.get_logger("groundwork.worker")
+tracer = trace.get_tracer("groundwork.worker")
+
+MAX_REASON_CHARS = 500
+
+
+class AnswerCachePort(Protocol):
+    """What the worker needs of ``adapters.cache.AnswerCache`` (never raises)."""
+
+    async def get(self, prompt: str, model: str) -> str | None: ...
+
+    async def set(self, prompt: str, model: str, answer: str) -> object: ...
+
+
+class MalformedMessageError(ValueError):
+    """The body is not a job message: retrying cannot fix it."""
+
+
+@dataclass(frozen=True)
+class JobMessage:
+    job_id: uuid.UUID
+    prompt: str
+    model: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_job_message(body: bytes) -> JobMessage:
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedMessageError(f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise MalformedMessageError("body must be a JSON object")
+    missing = [key for key in ("job_id", "prompt", "model") if key not in data]
+    if missing:
+        raise MalformedMessageError(f"missing field(s): {', '.join(missing)}")
+    try:
+        job_id = uuid.UUID(str(data["job_id"]))
+    except ValueError as exc:
+        raise MalformedMessageError("job_id is not a UUID") from exc
+    prompt, model, metadata = data["prompt"], data["model"], data.get("metadata") or {}
+    if not isinstance(prompt, str) or not prompt:
+        raise MalformedMessageError("prompt must be a non-empty string")
+    if not isinstance(model, str) or not model:
+        raise MalformedMessageError("model must be a non-empty string")
+    if not isinstance(metadata, dict):
+        raise MalformedMessageError("metadata must be an object")
+    return JobMessage(job_id, prompt, model, metadata)
+
+
+def _short(reason: str) -> str:
+    return reason[:MAX_REASON_CHARS]
+
+
+@dataclass(frozen=True)
+class _Answer:
+    text: str
+    cached: bool = False
+    degraded: bool = False
+
+
+class JobHandler:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        llm: ResilientLLM,
+        cache: AnswerCachePort | None,
+        settings: Settings,
+    ):
+        self._engine = engine
+        self.llm = llm
+        self._cache = cache
+        self._settings = settings
+
+    async def handle(self, delivery: Delivery) -> HandleResult:
+        started = time.perf_counter()
+        request_id = delivery.headers.get(REQUEST_ID_HEADER, "")
+        structlog.contextvars.bind_contextvars(
+            request_id=request_id, message_id=delivery.message_id, attempt=delivery.attempt
+        )
+        m.IN_FLIGHT.inc()
+        try:
+            with self._span(delivery):
+                result = await self._handle_safely(delivery)
+            log.info(
+                "message handled",
+                outcome=result.outcome.value,
+                reason=result.reason or None,
+                duration_ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+            return result
+        finally:
+            m.IN_FLIGHT.dec()
+            m.PROCESSING_SECONDS.observe(time.perf_counter() - started)
+            structlog.contextvars.unbind_contextvars(
+                "request_id", "message_id", "attempt", "job_id"
+            )
+
+    def _span(self, delivery: Delivery) -> AbstractContextManager[Any]:
+        # Continue the API's trace: the outbox carried its traceparent through the broker.
+        context = extract_trace_context(delivery.headers)
+        return tracer.start_as_current_span(
+            "job.handle",
+            context=context,
+            kind=trace.SpanKind.CONSUMER,
+            attributes={
+                "messaging.message.id": delivery.message_id,
+                "messaging.delivery_attempt": delivery.attempt,
+            },
+        )
+
+    async def _handle_safely(self, delivery: Delivery) -> HandleResult:
+        try:
+            return await self._handle(delivery)
+        except Exception as exc:
+            # Infrastructure trouble (database down...): nothing was committed, so a
+            # retry is safe; at the limit, park it rather than loop forever.
+            log.exception("message handling failed")
+            m.JOBS_FAILED.labels("error").inc()
+            reason = _short(f"handler error: {exc!r}")
+            if delivery.attempt >= self._settings.queue_delivery_limit:
+                m.JOBS_DEAD_LETTERED.labels("error").inc()
+                return HandleResult(Outcome.DEAD_LETTER, reason)
+            m.JOBS_RETRIED.inc()
+            return HandleResult(Outcome.RETRY, reason)
+
+    async def _handle(self, delivery: Delivery) -> HandleResult:
+        try:
+            job = parse_job_message(delivery.body)
+        except MalformedMessageError as exc:
+            m.JOBS_FAILED.labels("malformed").inc()
+            m.JOBS_DEAD_LETTERED.labels("malformed").inc()
+            return HandleResult(Outcome.DEAD_LETTER, _short(f"malformed message: {exc}"))
+        structlog.contextvars.bind_contextvars(job_id=str(job.job_id))
+
+        if await self._already_processed(delivery.message_id):
+            m.JOBS_PROCESSED.labels("duplicate").inc()
+            return HandleResult(Outcome.ACK, "duplicate: already processed")
+        started = await self._mark_processing(job.job_id)
+        if started is None:
+            m.JOBS_FAILED.labels("unknown_job").inc()
+            m.JOBS_DEAD_LETTERED.labels("unknown_job").inc()
+            return HandleResult(Outcome.DEAD_LETTER, f"unknown job {job.job_id}")
+        if not started:
+            m.JOBS_PROCESSED.labels("duplicate").inc()
+            return HandleResult(Outcome.ACK, "duplicate: job already succeeded")
+
+        try:
+            answer = await self._answer(job)
+        except LLMRequestError as exc:
+            reason = _short(f"LLM refused the request: {exc}")
+            await self._mark_failed(job.job_id, reason)
+            m.JOBS_FAILED.labels("llm_request").inc()
+            m.JOBS_DEAD_LETTERED.labels("llm_request").inc()
+            return HandleResult(Outcome.DEAD_LETTER, reason)
+        except LLMUnavailableError as exc:
+            m.JOBS_FAILED.labels("llm_unavailable").inc()
+            if self._settings.llm_fallback is LLMFallback.DEFAULT_ANSWER:
+                log.warning("LLM unavailable: answering with the degraded default", error=str(exc))
+                answer = _Answer(self._settings.llm_default_answer, degraded=True)
+            else:
+                reason = _short(f"LLM unavailable: {exc}")
+                if delivery.attempt >= self._settings.queue_delivery_limit:
+                    await self._mark_failed(job.job_id, reason)
+                    m.JOBS_DEAD_LETTERED.labels("llm_unavailable").inc()
+                    return HandleResult(Outcome.DEAD_LETTER, reason)
+                await self._mark_retrying(job.job_id, reason)
+                m.JOBS_RETRIED.inc()
+                return HandleResult(Outcome.RETRY, reason)
+
+        if not await self._complete(delivery.message_id, job.job_id, answer):
+            m.JOBS_PROCESSED.labels("duplicate").inc()
+            return HandleResult(Outcome.ACK, "duplicate: a concurrent delivery won")
+        if not answer.cached and not answer.degraded and self._cache is not None:
+            await self._cache.set(job.prompt, job.model, answer.text)
+        m.JOBS_PROCESSED.labels("degraded" if answer.degraded else "succeeded").inc()
+        return HandleResult(Outcome.ACK)
+
+    async def _answer(self, job: JobMessage) -> _Answer:
+        if self._cache is not None:
+            cached = await self._cache.get(job.prompt, job.model)
+            m.CACHE_LOOKUPS.labels("hit" if cached is not None else "miss").inc()
+            if cached is not None:
+                return _Answer(cached, cached=True)
+        return _Answer(await self.llm.complete(job.prompt, job.model))
+
+    async def _already_processed(self, message_id: str) -> bool:
+        async with self._engine.connect() as conn:
+            row = await conn.execute(
+                sa.select(processed_messages.c.message_id).where(
+                    processed_messages.c.message_id == message_id
+                )
+            )
+            return row.first() is not None
+
+    async def _mark_processing(self, job_id: uuid.UUID) -> bool | None:
+        """True: go ahead. False: the job already succeeded. None: no such job."""
+        async with self._engine.begin() as conn:
+            updated = await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status != "succeeded")
+                .values(status="processing", attempts=jobs.c.attempts + 1, updated_at=sa.func.now())
+                .returning(jobs.c.id)
+            )
+            if updated.first() is not None:
+                return True
+            exists = await conn.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id))
+            return False if exists.first() is not None else None
+
+    async def _mark_retrying(self, job_id: uuid.UUID, reason: str) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status != "succeeded")
+                .values(status="queued", error=reason, updated_at=sa.func.now())
+            )
+
+    async def _mark_failed(self, job_id: uuid.UUID, reason: str) -> None:
+        # No ledger row: a redrive of this message must be allowed to run it again.
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id, jobs.c.status != "succeeded")
+                .values(
+                    status="failed",
+                    error=reason,
+                    updated_at=sa.func.now(),
+                    completed_at=sa.func.now(),
+                )
+            )
+
+    async def _complete(self, message_id: str, job_id: uuid.UUID, answer: _Answer) -> bool:
+        async with self._engine.begin() as conn:
+            inserted = await conn.execute(
+                pg_insert(processed_messages)
+                .values(
+                    message_id=message_id,
+                    job_id=job_id,
+                    outcome="degraded" if answer.degraded else "succeeded",
+                )
+                .on_conflict_do_nothing(index_elements=[processed_messages.c.message_id])
+                .returning(processed_messages.c.message_id)
+            )
+            if inserted.first() is None:
+                return False
+            await conn.execute(
+                jobs.update()
+                .where(jobs.c.id == job_id)
+                .values(
+                    status="succeeded",
+                    result=answer.text,
+                    cached=answer.cached,
+                    degraded=answer.degraded,
+                    error=None,
+                    updated_at=sa.func.now(),
+                    completed_at=sa.func.now(),
+                )
+            )
+            return True

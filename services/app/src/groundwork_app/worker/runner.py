@@ -1,0 +1,163 @@
+"""Process wiring for ``groundwork-app worker`` and ``groundwork-app relay``.
+
+Shutdown contract (SIGTERM from ECS / Cloud Run, SIGINT locally): stop taking new
+work, let in-flight messages finish for up to SHUTDOWN_TIMEOUT_SECONDS, hand back
+(nack + requeue) whatever is still running, close connections. Set the orchestrator's
+stop timeout above SHUTDOWN_TIMEOUT_SECONDS (ECS stopTimeout, Cloud Run's 10 s
+SIGTERM grace) so the drain is not cut short by SIGKILL - and even then nothing is
+lost, only redelivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from groundwork_app.adapters.cache import AnswerCache
+from groundwork_app.adapters.llm import LLMProvider, build_llm
+from groundwork_app.adapters.redis import create_redis
+from groundwork_app.db.engine import create_engine
+from groundwork_app.observability.logging import configure_logging
+from groundwork_app.observability.tracing import configure_tracing
+from groundwork_app.ports import Publisher
+from groundwork_app.settings import QueueBackend, Settings
+from groundwork_app.worker.handler import AnswerCachePort, JobHandler
+from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
+
+log = structlog.get_logger("groundwork.runner")
+
+# The probes run inside the task's network namespace, but Prometheus scrapes from
+# outside it: listen on every interface (the security group / ingress limits who).
+HEALTH_HOST = "0.0.0.0"  # noqa: S104
+DEFAULT_PUSH_PORT = 8080
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+def build_handler(
+    settings: Settings,
+    engine: AsyncEngine,
+    *,
+    provider: LLMProvider | None = None,
+    cache: AnswerCachePort | None = None,
+) -> JobHandler:
+    return JobHandler(engine, build_llm(settings, provider), cache, settings)
+
+
+def build_publisher(settings: Settings) -> Publisher:
+    if settings.queue_backend is QueueBackend.PUBSUB:
+        from groundwork_app.adapters.pubsub import PubSubPublisher
+
+        return PubSubPublisher(settings)
+    from groundwork_app.adapters.rabbitmq import RabbitPublisher
+
+    return RabbitPublisher(settings)
+
+
+async def run_worker(settings: Settings) -> None:
+    configure_logging(settings)
+    configure_tracing(settings)
+    engine = create_engine(settings)
+    redis = create_redis(settings)
+    handler = build_handler(settings, engine, cache=AnswerCache(redis, settings))
+    heartbeat = Heartbeat(heartbeat_path(settings, "worker"))
+    stop = asyncio.Event()
+    beating = asyncio.create_task(heartbeat.run(stop))
+    try:
+        if settings.queue_backend is QueueBackend.PUBSUB:
+            await _serve_push(settings, handler)
+        else:
+            await _consume_rabbitmq(settings, handler, heartbeat, stop)
+    finally:
+        stop.set()
+        await beating
+        heartbeat.clear()
+        await handler.llm.aclose()
+        await redis.aclose()
+        await engine.dispose()
+        log.info("worker stopped")
+
+
+async def _consume_rabbitmq(
+    settings: Settings, handler: JobHandler, heartbeat: Heartbeat, stop: asyncio.Event
+) -> None:
+    from groundwork_app.worker.consumer import RabbitConsumer
+
+    install_stop_signals(stop)
+    consumer = RabbitConsumer(settings, handler.handle)
+    health = HealthServer(
+        lambda: consumer.connected, heartbeat, host=HEALTH_HOST, port=settings.worker_health_port
+    )
+    await health.start()
+    log.info("worker starting", backend="rabbitmq", health_port=health.port)
+    try:
+        await consumer.run(stop)
+    finally:
+        await health.close()
+
+
+async def _serve_push(settings: Settings, handler: JobHandler) -> None:
+    import uvicorn
+
+    from groundwork_app.adapters.pubsub import PushTokenVerifier
+    from groundwork_app.worker.pubsub_push import create_push_app
+
+    verifier = None
+    if settings.pubsub_push_audience:
+        verifier = PushTokenVerifier(
+            settings.pubsub_push_audience, settings.pubsub_push_service_account
+        )
+    else:
+        # Settings refuse this in staging/production; say it loudly everywhere else.
+        log.warning("INSECURE: PUBSUB_PUSH_AUDIENCE is empty, push tokens are not verified")
+    app = create_push_app(handler.handle, verifier)
+    port = int(os.environ.get("PORT", DEFAULT_PUSH_PORT))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=HEALTH_HOST,
+            port=port,
+            log_config=None,
+            access_log=False,
+            # uvicorn's own SIGTERM handling: stop accepting, finish in-flight pushes.
+            timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        )
+    )
+    log.info("worker starting", backend="pubsub", port=port)
+    await server.serve()
+
+
+async def run_relay(settings: Settings) -> None:
+    from groundwork_app.worker.relay import OutboxRelay
+
+    configure_logging(settings)
+    engine = create_engine(settings)
+    publisher = build_publisher(settings)
+    relay = OutboxRelay(engine, publisher, settings)
+    heartbeat = Heartbeat(heartbeat_path(settings, "relay"))
+    health = HealthServer(
+        lambda: relay.healthy, heartbeat, host=HEALTH_HOST, port=settings.worker_health_port
+    )
+    stop = asyncio.Event()
+    install_stop_signals(stop)
+    await health.start()
+    log.info("relay starting", backend=settings.queue_backend.value, listen=settings.relay_listen)
+    try:
+        # Beat once per cycle: a relay stuck in one cycle goes stale and is replaced.
+        await relay.run(stop, on_cycle=heartbeat.beat)
+    finally:
+        await health.close()
+        heartbeat.clear()
+        with contextlib.suppress(Exception):
+            await publisher.close()
+        await engine.dispose()
+        log.info("relay stopped")
