@@ -1,0 +1,58 @@
+"""GCP components: Cloud Run, Cloud SQL, Memorystore, Pub/Sub, Secret Manager, edge, alerts.
+
+Each module holds one ``pulumi.ComponentResource`` with a typed ``...Args`` dataclass
+whose defaults are the secure (and cheap) choice; ``stacks/gcp.py`` composes them.
+"""
+
+from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
+from components.gcp.cache import Cache, CacheArgs, CacheTier
+from components.gcp.database import Availability, Database, DatabaseArgs
+from components.gcp.edge import Edge, EdgeArgs
+from components.gcp.messaging import JobQueue, JobQueueArgs, PushSubscription, PushSubscriptionArgs
+from components.gcp.naming import account_id, gcp_labels
+from components.gcp.network import Network, NetworkArgs, carve
+from components.gcp.registry import ContainerRegistry, RegistryArgs
+from components.gcp.secrets import (
+    SecretRef,
+    SecretReplication,
+    SecretSource,
+    SecretSpec,
+    SecretStore,
+    SecretStoreArgs,
+)
+from components.gcp.services import ApiExposure, CloudRunApp, CloudRunAppArgs, ServiceSize
+
+__all__ = [
+    "Alerts",
+    "AlertsArgs",
+    "ApiExposure",
+    "Availability",
+    "Cache",
+    "CacheArgs",
+    "CacheTier",
+    "CloudRunApp",
+    "CloudRunAppArgs",
+    "ContainerRegistry",
+    "Database",
+    "DatabaseArgs",
+    "Edge",
+    "EdgeArgs",
+    "JobQueue",
+    "JobQueueArgs",
+    "Network",
+    "NetworkArgs",
+    "PushSubscription",
+    "PushSubscriptionArgs",
+    "RegistryArgs",
+    "SecretRef",
+    "SecretReplication",
+    "SecretSource",
+    "SecretSpec",
+    "SecretStore",
+    "SecretStoreArgs",
+    "ServiceSize",
+    "Thresholds",
+    "account_id",
+    "carve",
+    "gcp_labels",
+]

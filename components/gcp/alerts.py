@@ -1,0 +1,500 @@
+"""Alerts: e-mail channel, uptime check, alert policies and a golden-signals dashboard.
+
+Every policy is a threshold condition on a built-in metric (no log-based metrics to
+pay for), groups per service so one noisy service does not hide another, and links
+what to look at in its documentation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+RUN = 'resource.type = "cloud_run_revision"'
+
+
+@dataclass
+class Thresholds:
+    uptime_ratio: float = 0.995
+    error_ratio: float = 0.01
+    latency_p95_ms: float = 2000.0
+    cpu_utilization: float = 0.80
+    memory_utilization: float = 0.85
+    sql_cpu_utilization: float = 0.80
+    sql_disk_utilization: float = 0.85
+    redis_memory_ratio: float = 0.85
+    oldest_unacked_seconds: float = 600.0
+    dead_letters: float = 0.0
+
+    def __post_init__(self) -> None:
+        for name in (
+            "uptime_ratio",
+            "error_ratio",
+            "cpu_utilization",
+            "memory_utilization",
+            "sql_cpu_utilization",
+            "sql_disk_utilization",
+            "redis_memory_ratio",
+        ):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name}={value}: a ratio strictly between 0 and 1")
+        if self.latency_p95_ms <= 0 or self.oldest_unacked_seconds <= 0:
+            raise ValueError("latency_p95_ms and oldest_unacked_seconds must be positive")
+
+
+@dataclass
+class AlertsArgs:
+    project: str
+    region: str
+    api_service_name: pulumi.Input[str]
+    run_service_names: Mapping[str, pulumi.Input[str]]
+    """Role -> Cloud Run service name (api, worker, relay): CPU/memory saturation."""
+    sql_instance_name: pulumi.Input[str]
+    redis_instance_name: pulumi.Input[str]
+    push_subscription_name: pulumi.Input[str]
+    dead_letter_subscription_name: pulumi.Input[str]
+    uptime_host: pulumi.Input[str] | None = None
+    """Public hostname of the API; None (private API) skips the uptime check and its alert."""
+    uptime_path: str = "/health/ready"
+    notification_email: str | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.notification_email is not None and "@" not in self.notification_email:
+            raise ValueError(f"notification_email={self.notification_email!r} is not an address")
+        if not self.uptime_path.startswith("/"):
+            raise ValueError(f"uptime_path={self.uptime_path!r} must start with '/'")
+        if not {"api", "worker", "relay"} <= set(self.run_service_names):
+            raise ValueError("run_service_names needs api, worker and relay")
+
+
+def _quoted(values: list[str]) -> str:
+    return ", ".join(f'"{v}"' for v in values)
+
+
+class Alerts(pulumi.ComponentResource):
+    """Notification channel, uptime check, alert policies, dashboard."""
+
+    policies: dict[str, gcp.monitoring.AlertPolicy]
+    notification_channel: gcp.monitoring.NotificationChannel | None
+    uptime_check: gcp.monitoring.UptimeCheckConfig | None
+    dashboard: gcp.monitoring.Dashboard
+    dashboard_url: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:gcp:Alerts", name, None, opts)
+        self._name = name
+        self._args = args
+        child = pulumi.ResourceOptions(parent=self)
+        t = args.thresholds
+
+        self.notification_channel = None
+        if args.notification_email:
+            self.notification_channel = gcp.monitoring.NotificationChannel(
+                f"{name}-email",
+                display_name=f"{name} on-call e-mail",
+                type="email",
+                labels={"email_address": args.notification_email},
+                user_labels=args.labels,
+                opts=child,
+            )
+        else:
+            pulumi.log.warn(
+                f"{name}: no groundwork:alarmEmail, alert policies will notify nobody; "
+                "`pulumi config set groundwork:alarmEmail oncall@example.com`"
+            )
+
+        self.policies = {}
+        api = pulumi.Output.from_input(args.api_service_name)
+        services = pulumi.Output.all(*args.run_service_names.values())
+        run_any = services.apply(
+            lambda names: f"{RUN} AND resource.label.service_name = one_of({_quoted(names)})"
+        )
+        run_api = api.apply(lambda n: f'{RUN} AND resource.label.service_name = "{n}"')
+
+        self.uptime_check = None
+        if args.uptime_host is not None:
+            self.uptime_check = gcp.monitoring.UptimeCheckConfig(
+                f"{name}-api-uptime",
+                display_name=f"{name} API {args.uptime_path}",
+                timeout="10s",
+                period="60s",
+                http_check=gcp.monitoring.UptimeCheckConfigHttpCheckArgs(
+                    path=args.uptime_path,
+                    port=443,
+                    use_ssl=True,
+                    validate_ssl=True,
+                    request_method="GET",
+                    accepted_response_status_codes=[
+                        gcp.monitoring.UptimeCheckConfigHttpCheckAcceptedResponseStatusCodeArgs(
+                            status_class="STATUS_CLASS_2XX"
+                        )
+                    ],
+                ),
+                monitored_resource=gcp.monitoring.UptimeCheckConfigMonitoredResourceArgs(
+                    type="uptime_url",
+                    labels={"project_id": args.project, "host": args.uptime_host},
+                ),
+                user_labels=args.labels,
+                opts=child,
+            )
+            check_id = self.uptime_check.uptime_check_id.apply(lambda i: i or "")
+            self._policy(
+                "uptime",
+                f"API uptime below {t.uptime_ratio:.1%}",
+                check_id.apply(
+                    lambda i: (
+                        'metric.type = "monitoring.googleapis.com/uptime_check/check_passed" '
+                        f'AND resource.type = "uptime_url" AND metric.label.check_id = "{i}"'
+                    )
+                ),
+                aligner="ALIGN_FRACTION_TRUE",
+                reducer="REDUCE_MEAN",
+                group_by=["metric.label.check_id"],
+                period="3600s",
+                comparison="COMPARISON_LT",
+                threshold=t.uptime_ratio,
+                severity="CRITICAL",
+                doc="The health endpoint failed from several regions over the last hour. "
+                "Check the load balancer, the API revision's logs and /health/ready deps.",
+            )
+
+        self._policy(
+            "api-5xx-ratio",
+            f"API 5xx ratio above {t.error_ratio:.0%}",
+            run_api.apply(
+                lambda f: (
+                    f'{f} AND metric.type = "run.googleapis.com/request_count" '
+                    'AND metric.label.response_code_class = "5xx"'
+                )
+            ),
+            denominator=run_api.apply(
+                lambda f: f'{f} AND metric.type = "run.googleapis.com/request_count"'
+            ),
+            aligner="ALIGN_RATE",
+            reducer="REDUCE_SUM",
+            group_by=["resource.label.service_name"],
+            threshold=t.error_ratio,
+            duration="300s",
+            severity="CRITICAL",
+            doc="More than the error budget of API requests fail. Look at the latest "
+            "revision's logs; roll back with the traffic script if it started with a deploy.",
+        )
+        self._policy(
+            "api-latency-p95",
+            f"API p95 latency above {t.latency_p95_ms / 1000:g} s",
+            run_api.apply(
+                lambda f: f'{f} AND metric.type = "run.googleapis.com/request_latencies"'
+            ),
+            aligner="ALIGN_PERCENTILE_95",
+            reducer="REDUCE_MAX",
+            group_by=["resource.label.service_name"],
+            threshold=t.latency_p95_ms,
+            duration="300s",
+            severity="WARNING",
+            doc="Slow API: check Cloud SQL Query Insights, Redis and instance saturation.",
+        )
+        self._policy(
+            "run-cpu",
+            f"Cloud Run CPU above {t.cpu_utilization:.0%}",
+            run_any.apply(
+                lambda f: f'{f} AND metric.type = "run.googleapis.com/container/cpu/utilizations"'
+            ),
+            aligner="ALIGN_PERCENTILE_95",
+            reducer="REDUCE_MAX",
+            group_by=["resource.label.service_name"],
+            threshold=t.cpu_utilization,
+            duration="600s",
+            severity="WARNING",
+            doc="Instances are CPU bound: raise gcpRunCpu or max instances.",
+        )
+        self._policy(
+            "run-memory",
+            f"Cloud Run memory above {t.memory_utilization:.0%}",
+            run_any.apply(
+                lambda f: (
+                    f'{f} AND metric.type = "run.googleapis.com/container/memory/utilizations"'
+                )
+            ),
+            aligner="ALIGN_PERCENTILE_95",
+            reducer="REDUCE_MAX",
+            group_by=["resource.label.service_name"],
+            threshold=t.memory_utilization,
+            duration="600s",
+            severity="WARNING",
+            doc="Instances near their memory limit get killed: raise gcpRunMemory.",
+        )
+        sql = pulumi.Output.from_input(args.sql_instance_name).apply(
+            lambda n: (
+                f'resource.type = "cloudsql_database" '
+                f'AND resource.label.database_id = "{args.project}:{n}"'
+            )
+        )
+        self._policy(
+            "sql-cpu",
+            f"Cloud SQL CPU above {t.sql_cpu_utilization:.0%}",
+            sql.apply(
+                lambda f: (
+                    f'{f} AND metric.type = "cloudsql.googleapis.com/database/cpu/utilization"'
+                )
+            ),
+            aligner="ALIGN_MEAN",
+            threshold=t.sql_cpu_utilization,
+            duration="600s",
+            severity="WARNING",
+            doc="Check Query Insights for the top queries; raise gcpDbTier if sustained.",
+        )
+        self._policy(
+            "sql-disk",
+            f"Cloud SQL disk above {t.sql_disk_utilization:.0%}",
+            sql.apply(
+                lambda f: (
+                    f'{f} AND metric.type = "cloudsql.googleapis.com/database/disk/utilization"'
+                )
+            ),
+            aligner="ALIGN_MEAN",
+            threshold=t.sql_disk_utilization,
+            duration="600s",
+            severity="CRITICAL",
+            doc="Autoresize stops at its limit: raise dbMaxStorageGb before the disk fills.",
+        )
+        redis = pulumi.Output.from_input(args.redis_instance_name).apply(
+            lambda n: (
+                'resource.type = "redis_instance" AND resource.label.instance_id = '
+                f'"projects/{args.project}/locations/{args.region}/instances/{n}"'
+            )
+        )
+        self._policy(
+            "redis-memory",
+            f"Memorystore memory above {t.redis_memory_ratio:.0%}",
+            redis.apply(
+                lambda f: f'{f} AND metric.type = "redis.googleapis.com/stats/memory/usage_ratio"'
+            ),
+            aligner="ALIGN_MEAN",
+            threshold=t.redis_memory_ratio,
+            duration="600s",
+            severity="WARNING",
+            doc="The cache evicts under pressure: raise gcpRedisMemoryGb.",
+        )
+        self._policy(
+            "pubsub-oldest-unacked",
+            f"Jobs waiting longer than {t.oldest_unacked_seconds:g} s",
+            pulumi.Output.from_input(args.push_subscription_name).apply(
+                lambda n: (
+                    'resource.type = "pubsub_subscription" AND '
+                    f'resource.label.subscription_id = "{n}" AND '
+                    'metric.type = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"'
+                )
+            ),
+            aligner="ALIGN_MAX",
+            period="60s",
+            threshold=t.oldest_unacked_seconds,
+            duration="300s",
+            severity="CRITICAL",
+            doc="The worker is not keeping up or rejects pushes: check its 4xx/5xx (403 means "
+            "the push identity lost run.invoker) and max instances.",
+        )
+        self._policy(
+            "dead-letters",
+            "Jobs in the dead-letter subscription",
+            pulumi.Output.from_input(args.dead_letter_subscription_name).apply(
+                lambda n: (
+                    'resource.type = "pubsub_subscription" AND '
+                    f'resource.label.subscription_id = "{n}" AND '
+                    'metric.type = "pubsub.googleapis.com/subscription/num_undelivered_messages"'
+                )
+            ),
+            aligner="ALIGN_MAX",
+            period="60s",
+            threshold=t.dead_letters,
+            duration="0s",
+            severity="ERROR",
+            doc="Messages exhausted their delivery attempts. Inspect them with `gcloud pubsub "
+            "subscriptions pull` on the dead-letter subscription, fix, then republish.",
+        )
+
+        self.dashboard = gcp.monitoring.Dashboard(
+            f"{name}-dashboard",
+            dashboard_json=pulumi.Output.json_dumps(self._dashboard(run_any, run_api)),
+            opts=child,
+        )
+        self.dashboard_url = self.dashboard.id.apply(
+            lambda i: (
+                "https://console.cloud.google.com/monitoring/dashboards/builder/"
+                f"{(i or '').rsplit('/', 1)[-1]}?project={args.project}"
+            )
+        )
+        self.register_outputs({"dashboard_url": self.dashboard_url})
+
+    def _policy(
+        self,
+        key: str,
+        title: str,
+        metric_filter: pulumi.Input[str],
+        *,
+        aligner: str,
+        threshold: float,
+        severity: str,
+        doc: str,
+        reducer: str | None = None,
+        group_by: list[str] | None = None,
+        period: str = "300s",
+        duration: str = "0s",
+        comparison: str = "COMPARISON_GT",
+        denominator: pulumi.Input[str] | None = None,
+    ) -> None:
+        aggregation = gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
+            alignment_period=period,
+            per_series_aligner=aligner,
+            cross_series_reducer=reducer,
+            group_by_fields=group_by if reducer else None,
+        )
+        denominator_aggregations = None
+        if denominator is not None:
+            denominator_aggregations = [
+                gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
+                    alignment_period=period,
+                    per_series_aligner=aligner,
+                    cross_series_reducer=reducer,
+                    group_by_fields=group_by if reducer else None,
+                )
+            ]
+        channel = self.notification_channel
+        self.policies[key] = gcp.monitoring.AlertPolicy(
+            f"{self._name}-{key}",
+            display_name=f"{self._name}: {title}",
+            combiner="OR",
+            severity=severity,
+            conditions=[
+                gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name=title,
+                    condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                        filter=metric_filter,
+                        comparison=comparison,
+                        threshold_value=threshold,
+                        duration=duration,
+                        aggregations=[aggregation],
+                        denominator_filter=denominator,
+                        denominator_aggregations=denominator_aggregations,
+                        trigger=gcp.monitoring.AlertPolicyConditionConditionThresholdTriggerArgs(
+                            count=1
+                        ),
+                    ),
+                )
+            ],
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                content=doc, mime_type="text/markdown", subject=f"[{severity}] {title}"
+            ),
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
+            notification_channels=[channel.id] if channel else [],
+            user_labels=self._args.labels,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _dashboard(
+        self, run_any: pulumi.Output[str], run_api: pulumi.Output[str]
+    ) -> dict[str, Any]:
+        def chart(
+            title: str,
+            metric_filter: pulumi.Output[str],
+            metric: str,
+            aligner: str,
+            reducer: str,
+            group_by: list[str],
+        ) -> dict[str, Any]:
+            return {
+                "title": title,
+                "xyChart": {
+                    "dataSets": [
+                        {
+                            "plotType": "LINE",
+                            "timeSeriesQuery": {
+                                "timeSeriesFilter": {
+                                    "filter": metric_filter.apply(
+                                        lambda f: f'{f} AND metric.type = "{metric}"'
+                                    ),
+                                    "aggregation": {
+                                        "alignmentPeriod": "60s",
+                                        "perSeriesAligner": aligner,
+                                        "crossSeriesReducer": reducer,
+                                        "groupByFields": group_by,
+                                    },
+                                }
+                            },
+                        }
+                    ]
+                },
+            }
+
+        by_service = ["resource.label.service_name"]
+        widgets = [
+            # Latency
+            chart(
+                "Latency: API p95 (ms)",
+                run_api,
+                "run.googleapis.com/request_latencies",
+                "ALIGN_PERCENTILE_95",
+                "REDUCE_MAX",
+                by_service,
+            ),
+            # Traffic
+            chart(
+                "Traffic: requests/s per service",
+                run_any,
+                "run.googleapis.com/request_count",
+                "ALIGN_RATE",
+                "REDUCE_SUM",
+                by_service,
+            ),
+            # Errors
+            chart(
+                "Errors: requests/s by response class",
+                run_api,
+                "run.googleapis.com/request_count",
+                "ALIGN_RATE",
+                "REDUCE_SUM",
+                ["metric.label.response_code_class"],
+            ),
+            # Saturation
+            chart(
+                "Saturation: CPU p95 per service",
+                run_any,
+                "run.googleapis.com/container/cpu/utilizations",
+                "ALIGN_PERCENTILE_95",
+                "REDUCE_MAX",
+                by_service,
+            ),
+            chart(
+                "Saturation: memory p95 per service",
+                run_any,
+                "run.googleapis.com/container/memory/utilizations",
+                "ALIGN_PERCENTILE_95",
+                "REDUCE_MAX",
+                by_service,
+            ),
+            chart(
+                "Saturation: instances per service",
+                run_any,
+                "run.googleapis.com/container/instance_count",
+                "ALIGN_MAX",
+                "REDUCE_SUM",
+                by_service,
+            ),
+        ]
+        tiles = [
+            {"xPos": (i % 2) * 6, "yPos": (i // 2) * 4, "width": 6, "height": 4, "widget": w}
+            for i, w in enumerate(widgets)
+        ]
+        return {
+            "displayName": f"{self._name}: golden signals",
+            "mosaicLayout": {"columns": 12, "tiles": tiles},
+            "labels": {},
+        }

@@ -1,0 +1,131 @@
+"""Registry: an Artifact Registry Docker repository and the service image built into it.
+
+The image is built from ``services/app`` by pulumi-docker and deployed by **digest**
+(``repo@sha256:...``), so a re-pushed tag can never change what runs and every
+rebuild rolls a new Cloud Run revision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_gcp as gcp
+
+SERVICE_CONTEXT = Path(__file__).resolve().parents[2] / "services" / "app"
+
+
+@dataclass
+class RegistryArgs:
+    location: str
+    image_tag: str = "latest"
+    image_name: str = "app"
+    context: str = str(SERVICE_CONTEXT)
+    dockerfile: str | None = None
+    """Defaults to ``<context>/Dockerfile``."""
+    platform: str = "linux/amd64"
+    """Cloud Run runs x86-64 images only."""
+    build_args: dict[str, str] = field(default_factory=dict)
+    immutable_tags: bool = True
+    """A pushed tag can never be moved. Turn off only for a moving tag like ``latest``."""
+    keep_recent: int = 20
+    """Versions kept whatever their age: room to roll back."""
+    delete_older_than: str = "2592000s"
+    """Versions older than this (30 days) and not among the recent ones are deleted."""
+    delete_untagged_after: str = "604800s"
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.keep_recent < 1:
+            raise ValueError("keep_recent must keep at least one version (the deployed one)")
+        if not Path(self.context).is_dir():
+            raise ValueError(f"context={self.context!r} is not a directory")
+        if self.immutable_tags and self.image_tag == "latest":
+            raise ValueError(
+                "image_tag 'latest' cannot be pushed twice to a repository with immutable tags: "
+                "set groundwork:imageTag to a unique value (e.g. the git SHA) or disable "
+                "immutable_tags"
+            )
+
+
+class ContainerRegistry(pulumi.ComponentResource):
+    """Docker repository with cleanup policies, plus the built and pushed service image."""
+
+    repository: gcp.artifactregistry.Repository
+    repository_url: pulumi.Output[str]
+    image_ref: pulumi.Output[str]
+    """``<repository>/<image>@sha256:<digest>``: what Cloud Run deploys."""
+
+    def __init__(
+        self, name: str, args: RegistryArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:gcp:ContainerRegistry", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.repository = gcp.artifactregistry.Repository(
+            f"{name}-images",
+            repository_id=f"{name}-images",
+            location=args.location,
+            format="DOCKER",
+            description=f"{name}: service images, deployed by digest",
+            docker_config=gcp.artifactregistry.RepositoryDockerConfigArgs(
+                immutable_tags=args.immutable_tags
+            ),
+            # Dry run is the provider default: policies would only be logged.
+            cleanup_policy_dry_run=False,
+            cleanup_policies=[
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-untagged",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="UNTAGGED", older_than=args.delete_untagged_after
+                    ),
+                ),
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="delete-old",
+                    action="DELETE",
+                    condition=gcp.artifactregistry.RepositoryCleanupPolicyConditionArgs(
+                        tag_state="ANY", older_than=args.delete_older_than
+                    ),
+                ),
+                # KEEP wins over DELETE: the latest versions survive however old they are.
+                gcp.artifactregistry.RepositoryCleanupPolicyArgs(
+                    id="keep-recent",
+                    action="KEEP",
+                    most_recent_versions=gcp.artifactregistry.RepositoryCleanupPolicyMostRecentVersionsArgs(
+                        keep_count=args.keep_recent
+                    ),
+                ),
+            ],
+            labels=args.labels,
+            opts=child,
+        )
+        self.repository_url = self.repository.registry_uri
+
+        token = gcp.organizations.get_client_config_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        ).access_token
+        image = docker.Image(
+            f"{name}-image",
+            image_name=self.repository_url.apply(
+                lambda url: f"{url}/{args.image_name}:{args.image_tag}"
+            ),
+            build=docker.DockerBuildArgs(
+                context=args.context,
+                dockerfile=args.dockerfile or str(Path(args.context) / "Dockerfile"),
+                platform=args.platform,
+                args={"VERSION": args.image_tag, **args.build_args},
+            ),
+            registry=docker.RegistryArgs(
+                server=self.repository_url.apply(lambda url: url.split("/", 1)[0]),
+                # Artifact Registry takes a short-lived OAuth token from the deployer's
+                # own credentials: no JSON key anywhere.
+                username="oauth2accesstoken",
+                password=pulumi.Output.secret(token),
+            ),
+            opts=child,
+        )
+        self.image_ref = image.repo_digest
+        self.register_outputs({"repository_url": self.repository_url, "image_ref": self.image_ref})

@@ -1,0 +1,416 @@
+"""Services: the API, worker and relay on Cloud Run v2, the migrate job, their identities.
+
+One image, four processes (``groundwork-app api|worker|relay|migrate``), each with its
+own service account that holds only what it uses: ``secretAccessor`` on exactly the
+secrets its container references (one binding per secret) and, for the API and the
+relay, ``pubsub.publisher`` on the jobs topic. None uses the default compute account.
+
+Every container gets the same environment contract (plain env + Secret Manager refs)
+and Direct VPC egress for private ranges only (see ``network.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.gcp.naming import account_id
+from components.gcp.secrets import SecretRef
+
+API_PORT = 8000
+WORKER_PORT = 8080
+HEALTH_PORT = 8081
+"""Worker and relay serve /health/* and /metrics here (WORKER_HEALTH_PORT)."""
+PUSH_PATH = "/pubsub/push"
+
+_CPU = ("1", "2", "4", "6", "8")
+_MEMORY = re.compile(r"^([0-9]+)(Mi|Gi)$")
+_DURATION = re.compile(r"^[0-9]+s$")
+RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
+
+
+class ApiExposure(StrEnum):
+    """Who can reach the API."""
+
+    PRIVATE = "private"
+    """Internal ingress, IAM-authenticated callers only (the secure default)."""
+    PUBLIC = "public"
+    """Anyone on the internet, straight to run.app: ``allUsers`` gets ``run.invoker``."""
+    LOAD_BALANCER = "load-balancer"
+    """Only through the external HTTPS load balancer (Cloud Armor in front); the IAM
+    invoker check is off because the load balancer forwards anonymous callers."""
+
+
+@dataclass
+class ServiceSize:
+    cpu: str = "1"
+    memory: str = "512Mi"
+    min_instances: int = 0
+    max_instances: int = 3
+    concurrency: int = 80
+    """Requests per instance before Cloud Run adds one: the scaling signal."""
+    timeout: str = "30s"
+
+    def __post_init__(self) -> None:
+        if self.cpu not in _CPU:
+            # Below 1 vCPU Cloud Run forces concurrency 1 and request-based billing.
+            raise ValueError(f"cpu={self.cpu!r}: use one of {', '.join(_CPU)}")
+        match = _MEMORY.match(self.memory)
+        if not match:
+            raise ValueError(f"memory={self.memory!r}: use e.g. 512Mi or 2Gi")
+        mib = int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
+        if not 512 <= mib <= 32768:
+            raise ValueError(f"memory={self.memory!r}: Cloud Run gen2 allows 512Mi-32Gi")
+        if mib > 4096 * int(self.cpu) or (int(self.cpu) >= 4 and mib < 2048):
+            raise ValueError(f"memory={self.memory!r} does not fit cpu={self.cpu!r}")
+        if not 0 <= self.min_instances <= self.max_instances:
+            raise ValueError(
+                f"min_instances={self.min_instances} must be between 0 and "
+                f"max_instances={self.max_instances}"
+            )
+        if not 1 <= self.concurrency <= 1000:
+            raise ValueError(f"concurrency={self.concurrency}: use 1-1000")
+        if not _DURATION.match(self.timeout) or not 1 <= int(self.timeout[:-1]) <= 3600:
+            raise ValueError(f"timeout={self.timeout!r}: use 1s-3600s")
+
+
+@dataclass
+class CloudRunAppArgs:
+    region: str
+    image: pulumi.Input[str]
+    """Image by digest (``repo@sha256:...``)."""
+    network_id: pulumi.Input[str]
+    subnet_id: pulumi.Input[str]
+    env: Mapping[str, pulumi.Input[str]]
+    """Plain environment, identical for every process (the deployment contract)."""
+    secrets: Mapping[str, SecretRef]
+    """Env name -> Secret Manager ref, identical for every process."""
+    publish_topic: pulumi.Input[str]
+    """Jobs topic the API and relay publish to."""
+    push_audience: str
+    """Custom audience the worker accepts on Pub/Sub push tokens."""
+    network_tags: list[str] = field(default_factory=list)
+    api: ServiceSize = field(default_factory=ServiceSize)
+    worker: ServiceSize = field(default_factory=lambda: ServiceSize(concurrency=16, timeout="180s"))
+    relay_instances: int = 1
+    relay_cpu: str = "1"
+    relay_memory: str = "512Mi"
+    migrate_timeout: str = "900s"
+    api_exposure: ApiExposure = ApiExposure.PRIVATE
+    deletion_protection: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.api_exposure = ApiExposure(self.api_exposure)
+        overlap = sorted(set(self.env) & set(self.secrets))
+        if overlap:
+            raise ValueError(f"{', '.join(overlap)} given both as plain env and as secret")
+        reserved = sorted((set(self.env) | set(self.secrets)) & RESERVED_ENV)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)} are set by Cloud Run and cannot be overridden")
+        audience = self.env.get("PUBSUB_PUSH_AUDIENCE")
+        if isinstance(audience, str) and audience != self.push_audience:
+            raise ValueError(
+                f"PUBSUB_PUSH_AUDIENCE={audience!r} differs from push_audience="
+                f"{self.push_audience!r}: the worker would reject every push"
+            )
+        if not 1 <= self.relay_instances <= 10:
+            raise ValueError(f"relay_instances={self.relay_instances}: use 1-10")
+        ServiceSize(cpu=self.relay_cpu, memory=self.relay_memory)
+        if not _DURATION.match(self.migrate_timeout):
+            raise ValueError(f"migrate_timeout={self.migrate_timeout!r}: use e.g. 900s")
+
+
+class CloudRunApp(pulumi.ComponentResource):
+    """api, worker and relay Cloud Run services, the migrate job, one identity each."""
+
+    service_accounts: dict[str, gcp.serviceaccount.Account]
+    api: gcp.cloudrunv2.Service
+    worker: gcp.cloudrunv2.Service
+    relay: gcp.cloudrunv2.Service
+    migrate: gcp.cloudrunv2.Job
+    api_url: pulumi.Output[str]
+    worker_url: pulumi.Output[str]
+    push_endpoint: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: CloudRunAppArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:gcp:CloudRunApp", name, None, opts)
+        self._name = name
+        self._args = args
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.service_accounts = {}
+        self._grants: dict[str, list[gcp.secretmanager.SecretIamMember]] = {}
+        for role in ("api", "worker", "relay", "migrate"):
+            account = gcp.serviceaccount.Account(
+                f"{name}-{role}-sa",
+                account_id=account_id(name, role),
+                display_name=f"{name} {role}",
+                description=f"Runs the {role} process; least privilege, no project roles",
+                opts=child,
+            )
+            self.service_accounts[role] = account
+            grants = [
+                gcp.secretmanager.SecretIamMember(
+                    f"{name}-{role}-{env_name.lower().replace('_', '-')}-access",
+                    secret_id=ref.secret_id,
+                    role="roles/secretmanager.secretAccessor",
+                    member=account.member,
+                    opts=child,
+                )
+                for env_name, ref in sorted(args.secrets.items())
+            ]
+            self._grants[role] = grants
+        for role in ("api", "relay"):
+            gcp.pubsub.TopicIAMMember(
+                f"{name}-{role}-publisher",
+                topic=args.publish_topic,
+                role="roles/pubsub.publisher",
+                member=self.service_accounts[role].member,
+                opts=child,
+            )
+
+        api_ingress = {
+            ApiExposure.PRIVATE: "INGRESS_TRAFFIC_INTERNAL_ONLY",
+            ApiExposure.PUBLIC: "INGRESS_TRAFFIC_ALL",
+            ApiExposure.LOAD_BALANCER: "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+        }[args.api_exposure]
+        self.api = self._service(
+            "api",
+            size=args.api,
+            port=API_PORT,
+            probe_port=API_PORT,
+            ingress=api_ingress,
+            cpu_idle=True,
+            invoker_iam_disabled=args.api_exposure is ApiExposure.LOAD_BALANCER,
+        )
+        if args.api_exposure is ApiExposure.PUBLIC:
+            gcp.cloudrunv2.ServiceIamMember(
+                f"{name}-api-public-invoker",
+                name=self.api.name,
+                location=args.region,
+                role="roles/run.invoker",
+                member="allUsers",
+                opts=child,
+            )
+        # Push deliveries are the worker's requests: concurrency x instances bounds the
+        # jobs in flight, and Cloud Run scales on the push rate.
+        self.worker = self._service(
+            "worker",
+            size=args.worker,
+            port=WORKER_PORT,
+            probe_port=HEALTH_PORT,
+            ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+            cpu_idle=True,
+            custom_audiences=[args.push_audience],
+        )
+        # The relay polls the outbox: no requests drive it, so CPU must stay allocated
+        # (cpu_idle False) and a fixed number of instances stay up. Nobody invokes it.
+        self.relay = self._service(
+            "relay",
+            size=ServiceSize(
+                cpu=args.relay_cpu,
+                memory=args.relay_memory,
+                min_instances=args.relay_instances,
+                max_instances=args.relay_instances,
+                concurrency=1,
+                timeout="10s",
+            ),
+            port=HEALTH_PORT,
+            probe_port=HEALTH_PORT,
+            ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+            cpu_idle=False,
+        )
+        self.migrate = self._job()
+
+        self.api_url = self.api.uri
+        self.worker_url = self.worker.uri
+        self.push_endpoint = self.worker.uri.apply(lambda uri: f"{uri}{PUSH_PATH}")
+        self.register_outputs(
+            {
+                "api_url": self.api_url,
+                "worker_url": self.worker_url,
+                "api_service_name": self.api.name,
+                "worker_service_name": self.worker.name,
+                "relay_service_name": self.relay.name,
+                "migrate_job_name": self.migrate.name,
+            }
+        )
+
+    def secret_grants(self, role: str) -> list[gcp.secretmanager.SecretIamMember]:
+        """The per-secret accessor bindings of one process's service account."""
+        return list(self._grants[role])
+
+    def _envs(self) -> list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs]:
+        plain = [
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=key, value=value)
+            for key, value in sorted(self._args.env.items())
+        ]
+        secret = [
+            gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(
+                name=key,
+                value_source=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceArgs(
+                    secret_key_ref=gcp.cloudrunv2.ServiceTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                        secret=ref.secret_id, version=ref.version
+                    )
+                ),
+            )
+            for key, ref in sorted(self._args.secrets.items())
+        ]
+        return plain + secret
+
+    def _vpc_access(self) -> gcp.cloudrunv2.ServiceTemplateVpcAccessArgs:
+        return gcp.cloudrunv2.ServiceTemplateVpcAccessArgs(
+            network_interfaces=[
+                gcp.cloudrunv2.ServiceTemplateVpcAccessNetworkInterfaceArgs(
+                    network=self._args.network_id,
+                    subnetwork=self._args.subnet_id,
+                    tags=self._args.network_tags,
+                )
+            ],
+            egress="PRIVATE_RANGES_ONLY",
+        )
+
+    def _service(
+        self,
+        role: str,
+        *,
+        size: ServiceSize,
+        port: int,
+        probe_port: int,
+        ingress: str,
+        cpu_idle: bool,
+        invoker_iam_disabled: bool = False,
+        custom_audiences: list[str] | None = None,
+    ) -> gcp.cloudrunv2.Service:
+        args = self._args
+        name = f"{self._name}-{role}"
+        return gcp.cloudrunv2.Service(
+            name,
+            name=name,
+            location=args.region,
+            description=f"groundwork-app {role}",
+            ingress=ingress,
+            invoker_iam_disabled=invoker_iam_disabled,
+            custom_audiences=custom_audiences,
+            deletion_protection=args.deletion_protection,
+            launch_stage="GA",
+            labels={**args.labels, "process": role},
+            template=gcp.cloudrunv2.ServiceTemplateArgs(
+                service_account=self.service_accounts[role].email,
+                execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+                scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
+                    min_instance_count=size.min_instances,
+                    max_instance_count=size.max_instances,
+                ),
+                max_instance_request_concurrency=size.concurrency,
+                timeout=size.timeout,
+                vpc_access=self._vpc_access(),
+                labels={**args.labels, "process": role},
+                containers=[
+                    gcp.cloudrunv2.ServiceTemplateContainerArgs(
+                        name=role,
+                        image=args.image,
+                        args=[role],
+                        ports=gcp.cloudrunv2.ServiceTemplateContainerPortsArgs(
+                            name="http1", container_port=port
+                        ),
+                        envs=self._envs(),
+                        resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+                            limits={"cpu": size.cpu, "memory": size.memory},
+                            cpu_idle=cpu_idle,
+                            startup_cpu_boost=True,
+                        ),
+                        # Ready means the database and Redis answer: no traffic before.
+                        startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
+                            http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
+                                path="/health/ready", port=probe_port
+                            ),
+                            initial_delay_seconds=2,
+                            period_seconds=5,
+                            timeout_seconds=3,
+                            failure_threshold=24,
+                        ),
+                        # Live means the process is not wedged; a dependency outage must
+                        # not restart every instance, hence not /health/ready.
+                        liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
+                            http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
+                                path="/health/live", port=probe_port
+                            ),
+                            period_seconds=15,
+                            timeout_seconds=3,
+                            failure_threshold=3,
+                        ),
+                    )
+                ],
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.secret_grants(role)),
+        )
+
+    def _job(self) -> gcp.cloudrunv2.Job:
+        args = self._args
+        name = f"{self._name}-migrate"
+        envs = [
+            gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs(name=key, value=value)
+            for key, value in sorted(args.env.items())
+        ] + [
+            gcp.cloudrunv2.JobTemplateTemplateContainerEnvArgs(
+                name=key,
+                value_source=gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceArgs(
+                    secret_key_ref=gcp.cloudrunv2.JobTemplateTemplateContainerEnvValueSourceSecretKeyRefArgs(
+                        secret=ref.secret_id, version=ref.version
+                    )
+                ),
+            )
+            for key, ref in sorted(args.secrets.items())
+        ]
+        return gcp.cloudrunv2.Job(
+            name,
+            name=name,
+            location=args.region,
+            deletion_protection=args.deletion_protection,
+            launch_stage="GA",
+            labels={**args.labels, "process": "migrate"},
+            template=gcp.cloudrunv2.JobTemplateArgs(
+                task_count=1,
+                parallelism=1,
+                labels={**args.labels, "process": "migrate"},
+                template=gcp.cloudrunv2.JobTemplateTemplateArgs(
+                    service_account=self.service_accounts["migrate"].email,
+                    execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+                    # Alembic runs each migration in a transaction: one retry covers a
+                    # transient connection error without looping on a broken migration.
+                    max_retries=1,
+                    timeout=args.migrate_timeout,
+                    vpc_access=gcp.cloudrunv2.JobTemplateTemplateVpcAccessArgs(
+                        network_interfaces=[
+                            gcp.cloudrunv2.JobTemplateTemplateVpcAccessNetworkInterfaceArgs(
+                                network=args.network_id,
+                                subnetwork=args.subnet_id,
+                                tags=args.network_tags,
+                            )
+                        ],
+                        egress="PRIVATE_RANGES_ONLY",
+                    ),
+                    containers=[
+                        gcp.cloudrunv2.JobTemplateTemplateContainerArgs(
+                            name="migrate",
+                            image=args.image,
+                            args=["migrate"],
+                            envs=envs,
+                            resources=gcp.cloudrunv2.JobTemplateTemplateContainerResourcesArgs(
+                                limits={"cpu": "1", "memory": "512Mi"}
+                            ),
+                        )
+                    ],
+                ),
+            ),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=self.secret_grants("migrate")),
+        )

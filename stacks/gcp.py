@@ -1,0 +1,319 @@
+"""The GCP environment: Cloud Run services around Cloud SQL, Memorystore and Pub/Sub.
+
+Reads top to bottom like the architecture: network, data stores, queue, secrets,
+image, services, push wiring, edge, alerts. Staging and production differ only
+through ``settings`` (see ``stacks/config.py`` for the per-environment defaults).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_gcp as gcp
+
+from components.gcp import (
+    Alerts,
+    AlertsArgs,
+    ApiExposure,
+    Availability,
+    Cache,
+    CacheArgs,
+    CacheTier,
+    CloudRunApp,
+    CloudRunAppArgs,
+    ContainerRegistry,
+    Database,
+    DatabaseArgs,
+    Edge,
+    EdgeArgs,
+    JobQueue,
+    JobQueueArgs,
+    Network,
+    NetworkArgs,
+    PushSubscription,
+    PushSubscriptionArgs,
+    RegistryArgs,
+    SecretReplication,
+    SecretSource,
+    SecretSpec,
+    SecretStore,
+    SecretStoreArgs,
+    ServiceSize,
+    carve,
+    gcp_labels,
+)
+from stacks.config import ConfigError, Settings
+
+WORKER_TIMEOUT_SECONDS = 180
+"""Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
+and the push subscription's ack deadline."""
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    project, region = gcp_location(settings)
+    prefix = f"{settings.service}-{settings.environment.value}"
+    labels = gcp_labels(settings.tags)
+    exposure = api_exposure(settings)
+    # One explicit provider: groundwork:gcpProject / groundwork:region override the
+    # gcp:* keys, and every resource lands in the project the stack names.
+    provider = gcp.Provider(f"{prefix}-gcp", project=project, region=region)
+    opts = pulumi.ResourceOptions(providers=[provider])
+
+    subnet_cidr, service_access_cidr = carve(settings.vpc_cidr)
+    network = Network(
+        prefix,
+        NetworkArgs(
+            region=region,
+            subnet_cidr=subnet_cidr,
+            service_access_cidr=service_access_cidr,
+            flow_log_sampling=0.5 if settings.is_production else 0.1,
+        ),
+        opts,
+    )
+
+    database = Database(
+        prefix,
+        DatabaseArgs(
+            network_id=network.network_id,
+            allocated_ip_range=network.service_access_range_name,
+            tier=settings.gcp_db_tier,
+            availability=Availability.REGIONAL if settings.db_multi_az else Availability.ZONAL,
+            disk_size_gb=settings.db_allocated_storage_gb,
+            disk_autoresize_limit_gb=settings.db_max_storage_gb,
+            backup_retention_days=settings.db_backup_retention_days,
+            deletion_protection=settings.deletion_protection,
+            database_name=settings.service.replace("-", "_"),
+            user_name=f"{settings.service.replace('-', '_')}_app",
+            maintenance_track="stable" if settings.is_production else "canary",
+            labels=labels,
+            depends_on=[network.service_networking_connection],
+        ),
+        opts,
+    )
+    cache = Cache(
+        prefix,
+        CacheArgs(
+            network_id=network.network_id,
+            reserved_ip_range=network.service_access_range_name,
+            tier=CacheTier.STANDARD_HA if settings.cache_nodes > 1 else CacheTier.BASIC,
+            memory_size_gb=settings.gcp_redis_memory_gb,
+            persistence=settings.cache_snapshot_retention_days > 0,
+            deletion_protection=settings.deletion_protection,
+            labels=labels,
+            depends_on=[network.service_networking_connection],
+        ),
+        opts,
+    )
+
+    queue = JobQueue(prefix, JobQueueArgs(project=project, labels=labels), opts)
+    push_audience = settings.gcp_push_audience or f"https://{project}/{prefix}-worker/pubsub/push"
+
+    replication = SecretReplication(settings.secret_replication)
+    secrets = SecretStore(
+        prefix,
+        SecretStoreArgs(
+            specs=[
+                SecretSpec("DB_PASSWORD", SecretSource.PROVIDED, database.password),
+                SecretSpec("REDIS_PASSWORD", SecretSource.PROVIDED, cache.auth_string),
+                SecretSpec("JWT_SECRET", SecretSource.GENERATED),
+                SecretSpec("WEBHOOK_SECRET", SecretSource.GENERATED),
+                SecretSpec("LLM_API_KEY", SecretSource.OPERATOR),
+            ],
+            replication=replication,
+            replica_locations=[region] if replication is SecretReplication.USER_MANAGED else [],
+            deletion_protection=settings.deletion_protection,
+            labels=labels,
+        ),
+        opts,
+    )
+
+    if settings.image_tag == "latest":
+        pulumi.log.warn(
+            "groundwork:imageTag is 'latest': the registry keeps tags mutable for it. "
+            "Deploy a unique tag (the git SHA) to get immutable tags."
+        )
+    registry = ContainerRegistry(
+        prefix,
+        RegistryArgs(
+            location=region,
+            image_tag=settings.image_tag,
+            immutable_tags=settings.image_tag != "latest",
+            labels=labels,
+        ),
+        opts,
+    )
+
+    app = CloudRunApp(
+        prefix,
+        CloudRunAppArgs(
+            region=region,
+            image=registry.image_ref,
+            network_id=network.network_id,
+            subnet_id=network.subnet_id,
+            network_tags=network.run_network_tags,
+            env=service_env(settings, project, database, cache, queue, push_audience),
+            secrets=secrets.refs,
+            publish_topic=queue.topic_name,
+            push_audience=push_audience,
+            api=ServiceSize(
+                cpu=settings.gcp_run_cpu,
+                memory=settings.gcp_run_memory,
+                min_instances=settings.gcp_api_min_instances,
+                max_instances=settings.api_max_count,
+                concurrency=80,
+                timeout="30s",
+            ),
+            worker=ServiceSize(
+                cpu=settings.gcp_run_cpu,
+                memory=settings.gcp_run_memory,
+                min_instances=settings.worker_min_count,
+                max_instances=settings.worker_max_count,
+                concurrency=16,
+                timeout=f"{WORKER_TIMEOUT_SECONDS}s",
+            ),
+            # Several relays are safe (rows are claimed with SKIP LOCKED).
+            relay_instances=2 if settings.is_production else 1,
+            api_exposure=exposure,
+            deletion_protection=settings.deletion_protection,
+            labels=labels,
+        ),
+        opts,
+    )
+
+    push = PushSubscription(
+        prefix,
+        PushSubscriptionArgs(
+            queue=queue,
+            push_endpoint=app.push_endpoint,
+            audience=push_audience,
+            worker_service_name=app.worker.name,
+            worker_location=region,
+            ack_deadline_seconds=WORKER_TIMEOUT_SECONDS,
+            labels=labels,
+        ),
+        opts,
+    )
+
+    edge: Edge | None = None
+    if exposure is ApiExposure.LOAD_BALANCER:
+        edge = Edge(
+            prefix,
+            EdgeArgs(
+                region=region, api_service_name=app.api.name, domain=settings.domain, labels=labels
+            ),
+            opts,
+        )
+    api_url: pulumi.Output[str] = edge.url if edge else app.api_url
+
+    alerts = Alerts(
+        prefix,
+        AlertsArgs(
+            project=project,
+            region=region,
+            api_service_name=app.api.name,
+            run_service_names={
+                "api": app.api.name,
+                "worker": app.worker.name,
+                "relay": app.relay.name,
+            },
+            sql_instance_name=database.instance_name,
+            redis_instance_name=cache.instance.name,
+            push_subscription_name=push.subscription_name,
+            dead_letter_subscription_name=queue.dead_letter_subscription_name,
+            uptime_host=(
+                None
+                if exposure is ApiExposure.PRIVATE
+                else api_url.apply(lambda url: url.removeprefix("https://").split("/")[0])
+            ),
+            notification_email=settings.alarm_email,
+            labels=labels,
+        ),
+        opts,
+    )
+
+    return {
+        "cloud": "gcp",
+        "project": project,
+        "region": region,
+        "api_url": api_url,
+        "dashboard_url": alerts.dashboard_url,
+        "api_service_name": app.api.name,
+        "worker_service_name": app.worker.name,
+        "relay_service_name": app.relay.name,
+        "migrate_job_name": app.migrate.name,
+        "db_instance_name": database.instance_name,
+        "pubsub_topic": queue.topic_name,
+        "dead_letter_topic": queue.dead_letter_topic_name,
+        "dead_letter_subscription": queue.dead_letter_subscription_name,
+        "artifact_registry_url": registry.repository_url,
+        "secret_ids": secrets.secret_ids,
+    }
+
+
+def gcp_location(settings: Settings) -> tuple[str, str]:
+    """Project and region: ``groundwork:gcpProject``/``region`` win over ``gcp:*``."""
+    config = pulumi.Config("gcp")
+    project = settings.gcp_project or config.get("project")
+    if not project:
+        raise ConfigError(
+            "gcp:project is not set; the GCP stack needs the project to deploy into: "
+            "`pulumi config set gcp:project YOUR_PROJECT_ID`"
+        )
+    region = settings.region or config.get("region")
+    if not region:
+        raise ConfigError(
+            "gcp:region is not set; Cloud Run, Cloud SQL and Memorystore are regional: "
+            "`pulumi config set gcp:region europe-west1`"
+        )
+    return project, region
+
+
+def api_exposure(settings: Settings) -> ApiExposure:
+    if settings.edge_load_balancer and not settings.public_api:
+        raise ConfigError(
+            "groundwork:edgeLoadBalancer=true publishes the API on the internet but "
+            "groundwork:publicApi=false asks for a private API; set one of them to match"
+        )
+    if settings.edge_load_balancer:
+        return ApiExposure.LOAD_BALANCER
+    return ApiExposure.PUBLIC if settings.public_api else ApiExposure.PRIVATE
+
+
+def service_env(
+    settings: Settings,
+    project: str,
+    database: Database,
+    cache: Cache,
+    queue: JobQueue,
+    push_audience: str,
+) -> dict[str, pulumi.Input[str]]:
+    """The plain half of the deployment contract (``deployment_contract(PUBSUB).env``)."""
+    return {
+        "APP_ENV": settings.environment.value,
+        "SERVICE_NAME": settings.service,
+        "LOG_LEVEL": "INFO",
+        "DB_HOST": database.private_ip,
+        "DB_PORT": "5432",
+        "DB_NAME": database.database_name,
+        "DB_USER": database.user_name,
+        # Cloud SQL enforces TLS (ENCRYPTED_ONLY); the private IP is not in the cert SAN.
+        "DB_SSLMODE": "require",
+        "REDIS_HOST": cache.host,
+        "REDIS_PORT": cache.port.apply(str),
+        "REDIS_TLS": "true",
+        "QUEUE_BACKEND": "pubsub",
+        "QUEUE_NAME": queue.topic_name,
+        "PUBSUB_PROJECT_ID": project,
+        "PUBSUB_PUSH_AUDIENCE": push_audience,
+        "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,
+        "JWT_ALGORITHM": "HS256",
+        "JWT_ISSUER": settings.service,
+        "JWT_AUDIENCE": f"{settings.service}-api",
+        "CORS_ORIGINS": f"https://{settings.domain}" if settings.domain else "",
+        "RATE_LIMIT": "60/minute",
+        "LLM_BASE_URL": "https://api.openai.com/v1",
+        "LLM_MODEL": "gpt-4o-mini",
+        "LLM_FALLBACK": "requeue",
+        "CACHE_TTL_SECONDS": "3600",
+    }
