@@ -8,6 +8,7 @@ broken or missing pack degrades to "verdicts unavailable" instead of no plan.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 from collections.abc import Callable, Iterable
@@ -80,6 +81,7 @@ def to_verdict(raw: Any) -> Verdict | None:
     passed = _field(raw, "passed", "ok")
     if passed is True:
         return None
+    # The URN identifies the resource uniquely; the name is its last segment.
     resource = _field(raw, "resource", "urn", "resource_urn", "resource_name", "name")
     if resource is not None and not isinstance(resource, str):
         resource = _field(resource, "urn", "name") or resource
@@ -116,6 +118,16 @@ def _bind_environment(fn: Callable[..., Iterable[Any]]) -> PolicyRunner:
     return lambda run, environment: fn(run)
 
 
+def _rule_remediations() -> dict[str, str]:
+    """Each rule's remediation from the pack's registry, when the pack exposes it."""
+    try:
+        pack = importlib.import_module("policies.pack")
+    except ImportError:
+        return {}
+    rules = getattr(pack, "RULES_BY_NAME", {}) or {}
+    return {name: str(getattr(rule, "remediation", "") or "") for name, rule in rules.items()}
+
+
 def evaluate(run: ProgramRun, environment: str, runner: PolicyRunner | None = None) -> PolicyOutcome:
     try:
         runner = runner or default_runner()
@@ -125,6 +137,15 @@ def evaluate(run: ProgramRun, environment: str, runner: PolicyRunner | None = No
     results = runner(run, environment)
     if hasattr(results, "verdicts"):
         results = results.verdicts
-    verdicts = [v for v in (to_verdict(r) for r in results) if v is not None]
+    remediations = _rule_remediations()
+    verdicts = []
+    for raw in results:
+        verdict = to_verdict(raw)
+        if verdict is None:
+            continue
+        hint = remediations.get(verdict.rule, "")
+        if not verdict.remediation and hint and hint not in verdict.message:
+            verdict = dataclasses.replace(verdict, remediation=" ".join(hint.split()))
+        verdicts.append(verdict)
     verdicts.sort(key=Verdict.sort_key)
     return PolicyOutcome(available=True, verdicts=verdicts)

@@ -14,7 +14,7 @@ from groundwork.plan.inventory import Node
 from groundwork.plan.pricing import CostStatus, ResourceCost
 from groundwork.plan.report import PlanReport
 
-_MAX_NAMES = 3
+_MAX_NAMES = 4
 
 
 def money(value: float, currency: str = "USD") -> str:
@@ -41,8 +41,14 @@ def _cost_label(costs: list[ResourceCost], currency: str) -> str:
     return f"[bold]{money(sum(c.monthly for c in costs), currency)}[/]/mo"
 
 
+def _short_name(name: str, prefix: str) -> str:
+    """Children are named ``f"{component}-suffix"``: show the suffix under the component."""
+    return name[len(prefix):] if prefix and name.startswith(prefix) and name != prefix else name
+
+
 def _add_nodes(
-    branch: Tree, nodes: list[Node], costs: dict[str, ResourceCost], currency: str
+    branch: Tree, nodes: list[Node], costs: dict[str, ResourceCost], currency: str,
+    prefix: str = "",
 ) -> None:
     components = [c for c in nodes if c.resource.is_component]
     leaves = [c for c in nodes if not c.resource.is_component]
@@ -50,14 +56,14 @@ def _add_nodes(
         sub_costs = [costs[r.urn] for r in child.walk() if r.urn in costs]
         sub = branch.add(f"[bold cyan]{escape(child.resource.name)}[/] "
                          f"[dim]{escape(child.resource.type)}[/]  {_cost_label(sub_costs, currency)}")
-        _add_nodes(sub, child.children, costs, currency)
+        _add_nodes(sub, child.children, costs, currency, f"{child.resource.name}-")
     # Leaves of one type are folded into one line: a VPC's six subnets read better
     # as "Subnet x6" than as six lines.
     by_type: dict[str, list[Node]] = defaultdict(list)
     for leaf in leaves:
         by_type[leaf.resource.type].append(leaf)
     for type_token, group in sorted(by_type.items()):
-        names = [n.resource.name for n in group]
+        names = [_short_name(n.resource.name, prefix) for n in group]
         shown = ", ".join(names[:_MAX_NAMES]) + (", ..." if len(names) > _MAX_NAMES else "")
         group_costs = [costs[n.urn] for n in group if n.urn in costs]
         count = f" x{len(group)}" if len(group) > 1 else ""
