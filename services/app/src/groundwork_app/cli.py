@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
+import urllib.error
+import urllib.request
 from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -21,9 +27,113 @@ dlq_app = typer.Typer(no_args_is_help=True, help="Inspect and redrive the dead-l
 app.add_typer(dlq_app, name="dlq")
 
 
+if TYPE_CHECKING:
+    from groundwork_app.settings import Settings
+
+DEFAULT_API_PORT = 8000
+HEALTHCHECK_TIMEOUT_SECONDS = 2.0
+
+
 class HealthTarget(StrEnum):
+    API = "api"
     WORKER = "worker"
     RELAY = "relay"
+
+
+def _load_settings() -> Settings:
+    """Settings, or exit 2 with the validation message (it names the variable)."""
+    from pydantic import ValidationError
+
+    from groundwork_app.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
+def api_port() -> int:
+    raw = os.environ.get("PORT", "")
+    if not raw:
+        return DEFAULT_API_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        typer.echo(f"PORT must be a TCP port number (1-65535), got {raw!r}", err=True)
+        raise typer.Exit(2)
+    return int(raw)
+
+
+def _in_container() -> bool:
+    return (
+        Path("/.dockerenv").exists()
+        or Path("/run/.containerenv").exists()
+        or "KUBERNETES_SERVICE_HOST" in os.environ
+        or "ECS_CONTAINER_METADATA_URI_V4" in os.environ
+        or "K_SERVICE" in os.environ  # Cloud Run
+    )
+
+
+def default_bind_host(settings: Settings) -> str:
+    """0.0.0.0 where a load balancer or port mapping must reach us, loopback on a laptop."""
+    return "0.0.0.0" if settings.is_deployed or _in_container() else "127.0.0.1"  # noqa: S104
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API on $PORT (default 8000) with uvicorn.
+
+    SIGTERM stops accepting connections, lets in-flight requests finish (up to
+    SHUTDOWN_TIMEOUT_SECONDS), then closes the database and Redis pools.
+    """
+    import uvicorn
+
+    from groundwork_app.api.app import create_app
+
+    settings = _load_settings()
+    application = create_app(settings)
+    config = uvicorn.Config(
+        application,
+        host=settings.api_bind_host or default_bind_host(settings),
+        port=api_port(),
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        server_header=False,
+        date_header=True,
+        access_log=False,  # one structured line per request comes from our middleware
+        log_config=None,  # keep the structlog configuration create_app installed
+        timeout_graceful_shutdown=int(settings.shutdown_timeout_seconds),
+        # Longer than the load balancers' idle timeouts (ALB 60 s), so the balancer,
+        # not us, closes idle connections and never reuses one we just closed (502s).
+        timeout_keep_alive=75,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        sys.exit(1)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the latest revision, then exit."""
+    from groundwork_app import migrate as migrations
+    from groundwork_app.observability.logging import configure_logging, get_logger
+
+    settings = _load_settings()
+    configure_logging(settings)
+    migrations.upgrade()
+    get_logger("groundwork_app.migrate").info("migrate.done", revision="head")
+
+
+def api_healthcheck(port: int, timeout: float = HEALTHCHECK_TIMEOUT_SECONDS) -> tuple[bool, str]:
+    url = f"http://127.0.0.1:{port}/health/live"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200, f"{url}: HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"{url}: HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return False, f"{url}: {exc}"
 
 
 @app.command()
@@ -97,7 +207,11 @@ def dlq_redrive(
 
 @app.command()
 def healthcheck(target: HealthTarget) -> None:
-    """Exit 0 when TARGET is healthy (worker/relay: fresh heartbeat file)."""
+    """Exit 0 when TARGET is healthy (api: GET /health/live; worker/relay: fresh heartbeat)."""
+    if target is HealthTarget.API:
+        ok, detail = api_healthcheck(api_port())
+        typer.echo(detail, err=not ok)
+        raise typer.Exit(0 if ok else 1)
     from groundwork_app.settings import get_settings
     from groundwork_app.worker.health import check_heartbeat, heartbeat_path
 

@@ -173,6 +173,22 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(
         default=None, ge=1, le=65535, description="Serve /metrics on this port instead of the API."
     )
+    api_bind_host: str = Field(
+        default="",
+        description="Address the API binds; empty means 0.0.0.0 when deployed or inside a "
+        "container, 127.0.0.1 on a workstation.",
+    )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated proxy addresses/CIDRs whose X-Forwarded-* headers are "
+        "trusted (the load balancer's subnets); '*' trusts everyone and is insecure.",
+    )
+    max_request_bytes: int = Field(
+        default=65_536, ge=1024, le=10_485_760, description="Largest accepted request body."
+    )
+    health_check_timeout_seconds: float = Field(
+        default=0.3, gt=0, le=5, description="Per-dependency timeout of /health/ready."
+    )
 
     # --- LLM -----------------------------------------------------------------
     llm_api_key: SecretStr = Field(
@@ -194,6 +210,10 @@ class Settings(BaseSettings):
     )
     circuit_failure_threshold: int = Field(default=5, ge=1, le=1000)
     circuit_recovery_seconds: float = Field(default=30.0, gt=0)
+    llm_retry_initial_seconds: float = Field(
+        default=0.2, gt=0, le=60, description="First backoff of LLM retries (exponential + jitter)."
+    )
+    llm_retry_max_seconds: float = Field(default=5.0, gt=0, le=300)
 
     # --- cache ---------------------------------------------------------------
     cache_ttl_seconds: int = Field(default=3600, ge=1, json_schema_extra=_deploy("env"))
@@ -207,6 +227,13 @@ class Settings(BaseSettings):
     heartbeat_file: str = Field(default="/tmp/groundwork-worker.heartbeat")  # noqa: S108
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
+    relay_listen: bool = Field(
+        default=True,
+        description="LISTEN on outbox_new for instant wake-ups. Needs a session connection: "
+        "through a transaction-mode pooler (PgBouncer) notifications are lost, so point the "
+        "relay at the database directly or set false and rely on polling.",
+    )
+    relay_max_backoff_seconds: float = Field(default=10.0, gt=0, le=300)
     shutdown_timeout_seconds: float = Field(default=25.0, gt=0, le=600)
 
     # --- observability -------------------------------------------------------

@@ -1,0 +1,75 @@
+"""AnswerCache: cache-aside of AI answers in Redis.
+
+The key is the SHA-256 of the normalized prompt, the model and ``CACHE_VERSION``
+(bumping the version orphans every cached answer at once; the TTL reclaims them).
+Redis is an optimisation here, never a dependency: ``get``/``set``/``invalidate``
+never raise when Redis is down or slow, they log and behave as a miss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from enum import StrEnum
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from groundwork_app.observability.logging import get_logger
+from groundwork_app.settings import Settings
+
+log = get_logger(__name__)
+_WHITESPACE = re.compile(r"\s+")
+KEY_PREFIX = "gw:answer"
+
+
+class InvalidateOutcome(StrEnum):
+    DELETED = "deleted"
+    ABSENT = "absent"
+    UNAVAILABLE = "unavailable"  # Redis failed: the caller cannot know whether it is gone
+
+
+def normalize_prompt(prompt: str) -> str:
+    """NFC, trimmed, internal whitespace runs collapsed: trivially different spellings of
+    the same prompt share one answer. Case is kept: it can change what a model answers."""
+    return _WHITESPACE.sub(" ", unicodedata.normalize("NFC", prompt)).strip()
+
+
+class AnswerCache:
+    def __init__(self, redis: Redis, settings: Settings) -> None:
+        self._redis = redis
+        self._ttl = settings.cache_ttl_seconds
+        self._version = settings.cache_version
+
+    def key(self, prompt: str, model: str) -> str:
+        digest = hashlib.sha256(
+            "\x1f".join((self._version, model, normalize_prompt(prompt))).encode()
+        ).hexdigest()
+        return f"{KEY_PREFIX}:{self._version}:{digest}"
+
+    async def get(self, prompt: str, model: str) -> str | None:
+        try:
+            value = await self._redis.get(self.key(prompt, model))
+        except (RedisError, OSError) as exc:
+            log.warning("answer_cache.unavailable", op="get", error=type(exc).__name__)
+            return None
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def set(self, prompt: str, model: str, answer: str) -> bool:
+        try:
+            await self._redis.set(self.key(prompt, model), answer.encode(), ex=self._ttl)
+        except (RedisError, OSError) as exc:
+            log.warning("answer_cache.unavailable", op="set", error=type(exc).__name__)
+            return False
+        return True
+
+    async def invalidate(self, prompt: str, model: str) -> InvalidateOutcome:
+        try:
+            deleted = await self._redis.delete(self.key(prompt, model))
+        except (RedisError, OSError) as exc:
+            log.warning("answer_cache.unavailable", op="invalidate", error=type(exc).__name__)
+            return InvalidateOutcome.UNAVAILABLE
+        return InvalidateOutcome.DELETED if deleted else InvalidateOutcome.ABSENT

@@ -1,0 +1,1 @@
+"""Routers: jobs, webhooks, health and metrics."""

@@ -1,0 +1,230 @@
+"""The API's queries, on a raw asyncpg pool (the hot path skips the ORM layer).
+
+One submission is one statement: a data-modifying CTE inserts the job and its outbox
+row together, so they commit or fail as one (a single statement is its own
+transaction) in a single round trip. Idempotency rides on the unique index
+``jobs_client_idempotency_key_uq``: ``ON CONFLICT DO NOTHING`` makes a concurrent
+duplicate wait for the first insert to commit and then insert nothing (and no outbox
+row); the caller then reads the winner with a fresh statement (a fresh snapshot).
+
+Pooler-safe: no prepared-statement cache, unique statement names (see db.engine) and
+no session state, so no reset query is needed when a connection is released.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from groundwork_app.db.engine import connect_args
+from groundwork_app.settings import Settings
+
+_INSERT_JOB_WITH_OUTBOX = """
+WITH job AS (
+    INSERT INTO jobs (id, client_id, idempotency_key, request_hash, prompt, model, metadata,
+                      request_id)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+    ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+    RETURNING id, status, created_at
+), message AS (
+    INSERT INTO outbox (message_id, job_id, topic, payload, headers)
+    SELECT $9, job.id, $10, $11::jsonb, $12::jsonb FROM job
+)
+SELECT id, status, created_at FROM job
+"""
+
+_FIND_BY_IDEMPOTENCY_KEY = """
+SELECT id, status, request_hash, created_at FROM jobs
+WHERE client_id = $1 AND idempotency_key = $2
+"""
+
+_GET_JOB = """
+SELECT id, status, model, metadata, result, degraded, cached, error, created_at, updated_at,
+       completed_at
+FROM jobs WHERE id = $1 AND client_id = $2
+"""
+
+_GET_PROMPT = "SELECT prompt, model FROM jobs WHERE id = $1 AND client_id = $2"
+
+# Index-only scan of the partial index on unsent rows, capped so a huge backlog
+# cannot make a scrape expensive.
+_OUTBOX_BACKLOG = (
+    "SELECT count(*) FROM (SELECT 1 FROM outbox WHERE sent_at IS NULL LIMIT $1) AS unsent"
+)
+
+
+class DatabaseUnavailableError(RuntimeError):
+    """PostgreSQL could not be reached or did not answer in time."""
+
+
+# Errors meaning "the database is not there right now" (as opposed to a bug or a
+# constraint): the API answers 503 with Retry-After for these.
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    id: uuid.UUID
+    client_id: str
+    idempotency_key: str | None
+    request_hash: str
+    prompt: str
+    model: str
+    metadata_json: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class NewOutboxMessage:
+    message_id: uuid.UUID
+    topic: str
+    payload_json: str
+    headers_json: str
+
+
+@dataclass(frozen=True)
+class JobRef:
+    id: uuid.UUID
+    status: str
+    created_at: datetime
+    request_hash: str = ""
+
+
+@dataclass(frozen=True)
+class JobView:
+    id: uuid.UUID
+    status: str
+    model: str
+    metadata: dict[str, Any]
+    result: str | None
+    degraded: bool
+    cached: bool
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+async def _no_reset(_: asyncpg.Connection) -> None:
+    """The API keeps no session state (and a transaction pooler would not either)."""
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    args = connect_args(settings)
+    max_size = settings.db_pool_size + settings.db_max_overflow
+    return await asyncpg.create_pool(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password.get_secret_value() or None,
+        database=settings.db_name,
+        min_size=0,
+        max_size=max_size,
+        max_inactive_connection_lifetime=300.0,
+        reset=_no_reset,
+        command_timeout=settings.db_pool_timeout_seconds,
+        **args,
+    )
+
+
+class JobsRepo:
+    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+        self._pool = pool
+        self._acquire_timeout = acquire_timeout
+
+    async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                return await conn.fetchrow(query, *args)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailableError(type(exc).__name__) from exc
+
+    async def insert_with_outbox(self, job: NewJob, message: NewOutboxMessage) -> JobRef | None:
+        """Insert both rows atomically; None when the idempotency key already exists."""
+        row = await self._fetchrow(
+            _INSERT_JOB_WITH_OUTBOX,
+            job.id,
+            job.client_id,
+            job.idempotency_key,
+            job.request_hash,
+            job.prompt,
+            job.model,
+            job.metadata_json,
+            job.request_id,
+            message.message_id,
+            message.topic,
+            message.payload_json,
+            message.headers_json,
+        )
+        if row is None:
+            return None
+        return JobRef(
+            id=row["id"],
+            status=row["status"],
+            created_at=row["created_at"],
+            request_hash=job.request_hash,
+        )
+
+    async def find_by_idempotency_key(self, client_id: str, key: str) -> JobRef | None:
+        row = await self._fetchrow(_FIND_BY_IDEMPOTENCY_KEY, client_id, key)
+        if row is None:
+            return None
+        return JobRef(
+            id=row["id"],
+            status=row["status"],
+            created_at=row["created_at"],
+            request_hash=row["request_hash"],
+        )
+
+    async def get(self, job_id: uuid.UUID, client_id: str) -> JobView | None:
+        row = await self._fetchrow(_GET_JOB, job_id, client_id)
+        if row is None:
+            return None
+        values = dict(row)
+        values["metadata"] = json.loads(values["metadata"])
+        return JobView(**values)
+
+    async def prompt_of(self, job_id: uuid.UUID, client_id: str) -> tuple[str, str] | None:
+        row = await self._fetchrow(_GET_PROMPT, job_id, client_id)
+        return None if row is None else (row["prompt"], row["model"])
+
+    async def outbox_backlog(self, cap: int) -> int:
+        row = await self._fetchrow(_OUTBOX_BACKLOG, cap)
+        return int(row[0]) if row is not None else 0
+
+
+async def ping(settings: Settings) -> None:
+    """``SELECT 1`` on a fresh connection (readiness).
+
+    Not from the pool on purpose: under load an exhausted pool would fail readiness
+    and take a busy-but-healthy task out of the load balancer, and a fresh connection
+    proves what a restart needs: that the server accepts connections.
+    """
+    conn = await asyncpg.connect(
+        host=settings.db_host,
+        port=settings.db_port,
+        user=settings.db_user,
+        password=settings.db_password.get_secret_value() or None,
+        database=settings.db_name,
+        **connect_args(settings),
+    )
+    try:
+        await conn.fetchval("SELECT 1")
+        await conn.close(timeout=1.0)
+    finally:
+        if not conn.is_closed():
+            conn.terminate()
