@@ -1,0 +1,45 @@
+"""Reusable AWS components: each a ComponentResource with a typed, secure-by-default Args."""
+
+from components.aws.alarms import Alarms, AlarmsArgs
+from components.aws.alb import PublicLoadBalancer, PublicLoadBalancerArgs
+from components.aws.broker import Broker, BrokerArgs, DeploymentMode
+from components.aws.cache import Cache, CacheArgs, CacheEngine
+from components.aws.container_service import (
+    ContainerService,
+    ContainerServiceArgs,
+    ImageSource,
+    ProcessSize,
+)
+from components.aws.database import Database, DatabaseArgs
+from components.aws.firewall import ServiceFirewall, ServiceFirewallArgs
+from components.aws.kms import EncryptionKey, EncryptionKeyArgs
+from components.aws.network import NatStrategy, Network, NetworkArgs
+from components.aws.secrets import AppSecrets, AppSecretsArgs
+
+__all__ = [
+    "Alarms",
+    "AlarmsArgs",
+    "AppSecrets",
+    "AppSecretsArgs",
+    "Broker",
+    "BrokerArgs",
+    "Cache",
+    "CacheArgs",
+    "CacheEngine",
+    "ContainerService",
+    "ContainerServiceArgs",
+    "Database",
+    "DatabaseArgs",
+    "DeploymentMode",
+    "EncryptionKey",
+    "EncryptionKeyArgs",
+    "ImageSource",
+    "NatStrategy",
+    "Network",
+    "NetworkArgs",
+    "ProcessSize",
+    "PublicLoadBalancer",
+    "PublicLoadBalancerArgs",
+    "ServiceFirewall",
+    "ServiceFirewallArgs",
+]

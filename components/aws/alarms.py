@@ -1,0 +1,374 @@
+"""Alarms: an encrypted SNS topic, CloudWatch alarms on every tier and a dashboard."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.kms import EncryptionKey, EncryptionKeyArgs
+
+
+@dataclass
+class AlarmsArgs:
+    """Resource names to watch and the thresholds; one alarm per signal."""
+
+    load_balancer_arn_suffix: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+    cluster_name: pulumi.Input[str]
+    service_names: Mapping[str, pulumi.Input[str]]
+    """``api`` and ``worker`` get CPU/memory alarms; others are on the dashboard only."""
+    db_instance_identifier: pulumi.Input[str]
+    db_allocated_storage_gb: int
+    cache_cluster_ids: Sequence[str]
+    broker_name: pulumi.Input[str]
+    email: str | None = None
+    queue_name: str = "jobs"
+    dlq_name: str = "jobs.dlq"
+    queue_vhost: str = "/"
+    error_rate_percent: float = 1.0
+    p95_latency_seconds: float = 2.0
+    ecs_cpu_percent: float = 80.0
+    ecs_memory_percent: float = 85.0
+    db_cpu_percent: float = 80.0
+    db_free_storage_percent: float = 10.0
+    db_max_connections: int = 100
+    cache_memory_percent: float = 80.0
+    cache_cpu_percent: float = 80.0
+    queue_depth: int = 1000
+    watched_services: tuple[str, ...] = field(default=("api", "worker"))
+
+    def __post_init__(self) -> None:
+        if self.email is not None and "@" not in self.email:
+            raise ValueError(f"email={self.email!r} is not an e-mail address")
+        missing = [s for s in self.watched_services if s not in self.service_names]
+        if missing:
+            raise ValueError(f"service_names lacks {missing}")
+        if not self.cache_cluster_ids:
+            raise ValueError("cache_cluster_ids is empty")
+
+
+class Alarms(pulumi.ComponentResource):
+    topic_arn: pulumi.Output[str]
+    dashboard_name: pulumi.Output[str]
+    alarm_names: list[str]
+
+    def __init__(
+        self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:aws:Alarms", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # CloudWatch publishes to an encrypted topic as itself: its service needs the key.
+        key = EncryptionKey(
+            f"{name}-kms",
+            EncryptionKeyArgs(
+                description=f"{name}: alarm notifications",
+                service_principals=["cloudwatch.amazonaws.com"],
+            ),
+            opts=child,
+        )
+        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.key_id, opts=child)
+        if args.email:
+            aws.sns.TopicSubscription(
+                f"{name}-email",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=args.email,
+                opts=child,
+            )
+        self.topic_arn = topic.arn
+        self.alarm_names = []
+        alb = {"LoadBalancer": args.load_balancer_arn_suffix}
+        tg = {**alb, "TargetGroup": args.target_group_arn_suffix}
+
+        def alarm(suffix: str, description: str, **kwargs: Any) -> None:
+            self.alarm_names.append(suffix)
+            aws.cloudwatch.MetricAlarm(
+                f"{name}-{suffix}",
+                alarm_description=description,
+                alarm_actions=[topic.arn],
+                ok_actions=[topic.arn],
+                treat_missing_data=kwargs.pop("treat_missing_data", "notBreaching"),
+                **kwargs,
+                opts=child,
+            )
+
+        def metric(
+            id_: str, namespace: str, metric_name: str, dims: Mapping[str, object], stat: str
+        ) -> dict[str, object]:
+            return {
+                "id": id_,
+                "return_data": False,
+                "metric": {
+                    "namespace": namespace,
+                    "metric_name": metric_name,
+                    "dimensions": dict(dims),
+                    "period": 60,
+                    "stat": stat,
+                },
+            }
+
+        alarm(
+            "alb-5xx-rate",
+            f"More than {args.error_rate_percent} % of API requests fail with 5xx",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.error_rate_percent,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            metric_queries=[
+                metric("elb5xx", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb, "Sum"),
+                metric("target5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", alb, "Sum"),
+                metric("requests", "AWS/ApplicationELB", "RequestCount", alb, "Sum"),
+                {
+                    "id": "rate",
+                    "label": "5xx rate (%)",
+                    "return_data": True,
+                    "expression": "IF(requests > 0, 100 * (FILL(elb5xx, 0) + FILL(target5xx, 0))"
+                    " / requests, 0)",
+                },
+            ],
+        )
+        alarm(
+            "api-p95-latency",
+            f"API p95 target response time above {args.p95_latency_seconds} s",
+            namespace="AWS/ApplicationELB",
+            metric_name="TargetResponseTime",
+            dimensions=alb,
+            extended_statistic="p95",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.p95_latency_seconds,
+        )
+        alarm(
+            "api-unhealthy-hosts",
+            "The load balancer sees unhealthy API tasks",
+            namespace="AWS/ApplicationELB",
+            metric_name="UnHealthyHostCount",
+            dimensions=tg,
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+        )
+        for service in args.watched_services:
+            dims = {"ClusterName": args.cluster_name, "ServiceName": args.service_names[service]}
+            for metric_name, limit in (
+                ("CPUUtilization", args.ecs_cpu_percent),
+                ("MemoryUtilization", args.ecs_memory_percent),
+            ):
+                alarm(
+                    f"{service}-{metric_name.removesuffix('Utilization').lower()}",
+                    f"{service} tasks average {metric_name} above {limit} %",
+                    namespace="AWS/ECS",
+                    metric_name=metric_name,
+                    dimensions=dims,
+                    statistic="Average",
+                    period=60,
+                    evaluation_periods=5,
+                    comparison_operator="GreaterThanThreshold",
+                    threshold=limit,
+                )
+        db = {"DBInstanceIdentifier": args.db_instance_identifier}
+        alarm(
+            "db-cpu",
+            f"RDS CPU above {args.db_cpu_percent} %",
+            namespace="AWS/RDS",
+            metric_name="CPUUtilization",
+            dimensions=db,
+            statistic="Average",
+            period=300,
+            evaluation_periods=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.db_cpu_percent,
+        )
+        free_bytes = args.db_allocated_storage_gb * 1024**3 * args.db_free_storage_percent / 100
+        alarm(
+            "db-free-storage",
+            f"RDS free storage below {args.db_free_storage_percent} % of the allocated size",
+            namespace="AWS/RDS",
+            metric_name="FreeStorageSpace",
+            dimensions=db,
+            statistic="Minimum",
+            period=300,
+            evaluation_periods=1,
+            comparison_operator="LessThanThreshold",
+            threshold=free_bytes,
+        )
+        alarm(
+            "db-connections",
+            f"RDS connections above {args.db_max_connections}",
+            namespace="AWS/RDS",
+            metric_name="DatabaseConnections",
+            dimensions=db,
+            statistic="Maximum",
+            period=300,
+            evaluation_periods=2,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.db_max_connections,
+        )
+        for cluster_id in args.cache_cluster_ids:
+            cache = {"CacheClusterId": cluster_id}
+            for suffix, metric_name, limit, stat in (
+                ("memory", "DatabaseMemoryUsagePercentage", args.cache_memory_percent, "Maximum"),
+                ("cpu", "EngineCPUUtilization", args.cache_cpu_percent, "Average"),
+                ("evictions", "Evictions", 0, "Sum"),
+            ):
+                alarm(
+                    f"cache-{cluster_id.rsplit('-', 1)[-1]}-{suffix}",
+                    f"Cache node {cluster_id}: {metric_name} above {limit}",
+                    namespace="AWS/ElastiCache",
+                    metric_name=metric_name,
+                    dimensions=cache,
+                    statistic=stat,
+                    period=300,
+                    evaluation_periods=2,
+                    comparison_operator="GreaterThanThreshold",
+                    threshold=limit,
+                )
+
+        def queue_dims(queue: str) -> dict[str, pulumi.Input[str]]:
+            return {"Broker": args.broker_name, "VirtualHost": args.queue_vhost, "Queue": queue}
+
+        alarm(
+            "queue-depth",
+            f"More than {args.queue_depth} messages waiting in {args.queue_name}",
+            namespace="AWS/AmazonMQ",
+            metric_name="MessageCount",
+            dimensions=queue_dims(args.queue_name),
+            statistic="Maximum",
+            period=300,
+            evaluation_periods=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.queue_depth,
+        )
+        alarm(
+            "dlq-depth",
+            f"Messages in the dead-letter queue {args.dlq_name}: jobs failed for good",
+            namespace="AWS/AmazonMQ",
+            metric_name="MessageCount",
+            dimensions=queue_dims(args.dlq_name),
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+        )
+
+        body = pulumi.Output.all(
+            region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
+            alb=args.load_balancer_arn_suffix,
+            cluster=args.cluster_name,
+            services=pulumi.Output.all(**dict(args.service_names)),
+            db=args.db_instance_identifier,
+            broker=args.broker_name,
+        ).apply(lambda a: dashboard_body(a, args))
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child
+        )
+        self.dashboard_name = dashboard.dashboard_name
+        self.register_outputs({"topic_arn": self.topic_arn, "dashboard_name": self.dashboard_name})
+
+
+def dashboard_body(a: Mapping[str, object], args: AlarmsArgs) -> str:
+    """Latency, errors, throughput, queue depth, then the saturation of each tier."""
+    region, alb, cluster, db, broker = (
+        str(a["region"]),
+        a["alb"],
+        a["cluster"],
+        a["db"],
+        a["broker"],
+    )
+    services = a["services"]
+    assert isinstance(services, dict)
+
+    def widget(
+        title: str, metrics: list[list[object]], x: int, y: int, stat: str = "Sum"
+    ) -> dict[str, object]:
+        return {
+            "type": "metric",
+            "x": x,
+            "y": y,
+            "width": 12,
+            "height": 6,
+            "properties": {
+                "title": title,
+                "region": region,
+                "stat": stat,
+                "period": 60,
+                "view": "timeSeries",
+                "metrics": metrics,
+            },
+        }
+
+    lb = ["LoadBalancer", alb]
+    q = ["Broker", broker, "VirtualHost", args.queue_vhost]
+    widgets = [
+        widget(
+            "API latency (s)",
+            [
+                ["AWS/ApplicationELB", "TargetResponseTime", *lb, {"stat": "p50"}],
+                ["AWS/ApplicationELB", "TargetResponseTime", *lb, {"stat": "p95"}],
+                ["AWS/ApplicationELB", "TargetResponseTime", *lb, {"stat": "p99"}],
+            ],
+            0,
+            0,
+            stat="p95",
+        ),
+        widget(
+            "API errors",
+            [
+                ["AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", *lb],
+                ["AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", *lb],
+                ["AWS/ApplicationELB", "HTTPCode_Target_4XX_Count", *lb],
+            ],
+            12,
+            0,
+        ),
+        widget(
+            "API throughput (requests/min)",
+            [
+                ["AWS/ApplicationELB", "RequestCount", *lb],
+            ],
+            0,
+            6,
+        ),
+        widget(
+            "Queue depth",
+            [
+                ["AWS/AmazonMQ", "MessageCount", *q, "Queue", args.queue_name],
+                ["AWS/AmazonMQ", "MessageCount", *q, "Queue", args.dlq_name],
+            ],
+            12,
+            6,
+            stat="Maximum",
+        ),
+        widget(
+            "ECS CPU / memory (%)",
+            [
+                ["AWS/ECS", metric, "ClusterName", cluster, "ServiceName", services[s]]
+                for s in sorted(services)
+                for metric in ("CPUUtilization", "MemoryUtilization")
+            ],
+            0,
+            12,
+            stat="Average",
+        ),
+        widget(
+            "Database",
+            [
+                ["AWS/RDS", "CPUUtilization", "DBInstanceIdentifier", db],
+                ["AWS/RDS", "DatabaseConnections", "DBInstanceIdentifier", db],
+            ],
+            12,
+            12,
+            stat="Average",
+        ),
+    ]
+    return json.dumps({"widgets": widgets})

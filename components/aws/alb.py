@@ -1,0 +1,364 @@
+"""PublicLoadBalancer: the internet-facing ALB in front of the API, with optional WAF."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pulumi
+import pulumi_aws as aws
+
+ALLOW: Any = {"allow": {}}
+TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+INSECURE_HTTP_WARNING = (
+    "INSECURE: no domain/certificate configured, so the API load balancer serves plain "
+    "HTTP on port 80 (tokens and payloads travel unencrypted). Set groundwork:domain and "
+    "groundwork:certificateArn (or groundwork:hostedZoneId) before real traffic."
+)
+
+
+@dataclass
+class PublicLoadBalancerArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Public subnets, one per AZ."""
+    security_group_id: pulumi.Input[str]
+    container_port: int = 8000
+    health_check_path: str = "/health/ready"
+    domain: str | None = None
+    certificate_arn: str | None = None
+    """An issued ACM certificate in this region for ``domain``."""
+    hosted_zone_id: str | None = None
+    """Route 53 zone of ``domain``: DNS-validated certificate and alias record are created."""
+    deletion_protection: bool = False
+    waf: bool = False
+    waf_rate_limit: int = 2000
+    """Requests per 5 minutes per client IP before WAF blocks it."""
+    access_log_retention_days: int = 90
+    deregistration_delay_seconds: int = 30
+    """Short: the API drains in-flight requests within its 25 s shutdown timeout."""
+    idle_timeout_seconds: int = 60
+
+    def __post_init__(self) -> None:
+        if (self.certificate_arn or self.hosted_zone_id) and not self.domain:
+            raise ValueError("certificate_arn / hosted_zone_id need domain")
+        if self.domain and not (self.certificate_arn or self.hosted_zone_id):
+            raise ValueError(
+                f"domain={self.domain!r} needs certificate_arn (an issued ACM certificate) or "
+                "hosted_zone_id (to create and DNS-validate one)"
+            )
+        if not 100 <= self.waf_rate_limit <= 2_000_000_000:
+            raise ValueError(f"waf_rate_limit={self.waf_rate_limit}: WAF accepts 100 or more")
+        if not 0 <= self.deregistration_delay_seconds <= 3600:
+            raise ValueError("deregistration_delay_seconds must be 0 to 3600")
+
+    @property
+    def https(self) -> bool:
+        return self.domain is not None
+
+
+class PublicLoadBalancer(pulumi.ComponentResource):
+    load_balancer_arn: pulumi.Output[str]
+    arn_suffix: pulumi.Output[str]
+    dns_name: pulumi.Output[str]
+    target_group_arn: pulumi.Output[str]
+    target_group_arn_suffix: pulumi.Output[str]
+    url: pulumi.Output[str]
+    access_log_bucket: pulumi.Output[str]
+    https: bool
+    listener_arn: pulumi.Output[str]
+    """The listener that forwards to the API (HTTPS when enabled)."""
+    web_acl_arn: pulumi.Output[str] | None
+
+    def __init__(
+        self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:aws:PublicLoadBalancer", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.https = args.https
+        bucket, policy = self._log_bucket(name, args)
+        alb = aws.lb.LoadBalancer(
+            f"{name}-alb",
+            load_balancer_type="application",
+            internal=False,
+            security_groups=[args.security_group_id],
+            subnets=list(args.subnet_ids),
+            drop_invalid_header_fields=True,
+            enable_deletion_protection=args.deletion_protection,
+            idle_timeout=args.idle_timeout_seconds,
+            access_logs={"bucket": bucket.bucket, "enabled": True, "prefix": "alb"},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+        target_group = aws.lb.TargetGroup(
+            f"{name}-api-tg",
+            port=args.container_port,
+            protocol="HTTP",
+            target_type="ip",
+            vpc_id=args.vpc_id,
+            deregistration_delay=args.deregistration_delay_seconds,
+            health_check=cast(
+                Any,
+                {
+                    "enabled": True,
+                    "path": args.health_check_path,
+                    "protocol": "HTTP",
+                    "matcher": "200",
+                    "interval": 15,
+                    "timeout": 5,
+                    "healthy_threshold": 2,
+                    "unhealthy_threshold": 3,
+                },
+            ),
+            opts=child,
+        )
+        forward: list[Any] = [{"type": "forward", "target_group_arn": target_group.arn}]
+        if args.https:
+            certificate = args.certificate_arn or self._certificate(name, args)
+            listener = aws.lb.Listener(
+                f"{name}-https",
+                load_balancer_arn=alb.arn,
+                port=443,
+                protocol="HTTPS",
+                ssl_policy=TLS_POLICY,
+                certificate_arn=certificate,
+                default_actions=forward,
+                opts=child,
+            )
+            aws.lb.Listener(
+                f"{name}-http-redirect",
+                load_balancer_arn=alb.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=[
+                    {
+                        "type": "redirect",
+                        "redirect": {"port": "443", "protocol": "HTTPS", "status_code": "HTTP_301"},
+                    }
+                ],
+                opts=child,
+            )
+            if args.hosted_zone_id:
+                aws.route53.Record(
+                    f"{name}-alias",
+                    zone_id=args.hosted_zone_id,
+                    name=args.domain,
+                    type="A",
+                    aliases=[
+                        {
+                            "name": alb.dns_name,
+                            "zone_id": alb.zone_id,
+                            "evaluate_target_health": True,
+                        }
+                    ],
+                    opts=child,
+                )
+            self.url = pulumi.Output.from_input(f"https://{args.domain}")
+        else:
+            pulumi.log.warn(INSECURE_HTTP_WARNING, resource=self)
+            listener = aws.lb.Listener(
+                f"{name}-http",
+                load_balancer_arn=alb.arn,
+                port=80,
+                protocol="HTTP",
+                default_actions=forward,
+                opts=child,
+            )
+            self.url = alb.dns_name.apply(lambda dns: f"http://{dns}")
+
+        self.web_acl_arn = None
+        if args.waf:
+            acl = aws.wafv2.WebAcl(
+                f"{name}-waf",
+                scope="REGIONAL",
+                description=f"{name}: AWS managed rules and a per-IP rate limit",
+                default_action=ALLOW,
+                rules=waf_rules(name, args.waf_rate_limit),
+                visibility_config=_visibility(f"{name}-waf"),
+                opts=child,
+            )
+            aws.wafv2.WebAclAssociation(
+                f"{name}-waf-association",
+                resource_arn=alb.arn,
+                web_acl_arn=acl.arn,
+                opts=child,
+            )
+            self.web_acl_arn = acl.arn
+
+        self.load_balancer_arn = alb.arn
+        self.arn_suffix = alb.arn_suffix
+        self.dns_name = alb.dns_name
+        self.target_group_arn = target_group.arn
+        self.target_group_arn_suffix = target_group.arn_suffix
+        self.access_log_bucket = bucket.bucket
+        self.listener_arn = listener.arn
+        self.register_outputs(
+            {
+                "load_balancer_arn": self.load_balancer_arn,
+                "target_group_arn": self.target_group_arn,
+                "url": self.url,
+            }
+        )
+
+    def _log_bucket(
+        self, name: str, args: PublicLoadBalancerArgs
+    ) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        bucket = aws.s3.Bucket(
+            f"{name}-access-logs", force_destroy=not args.deletion_protection, opts=child
+        )
+        aws.s3.BucketPublicAccessBlock(
+            f"{name}-access-logs-pab",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{name}-access-logs-ownership",
+            bucket=bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=child,
+        )
+        # ALB log delivery supports SSE-S3 only (not SSE-KMS).
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-access-logs-sse",
+            bucket=bucket.id,
+            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            opts=child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{name}-access-logs-lifecycle",
+            bucket=bucket.id,
+            rules=[
+                {
+                    "id": "expire-access-logs",
+                    "status": "Enabled",
+                    "filter": {"prefix": ""},
+                    "expiration": {"days": args.access_log_retention_days},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+                }
+            ],
+            opts=child,
+        )
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        elb_account = aws.elb.get_service_account_output(opts=invoke).arn
+        policy = aws.s3.BucketPolicy(
+            f"{name}-access-logs-policy",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, account, elb_account).apply(
+                lambda a: access_log_policy(a[0], a[1], a[2])
+            ),
+            opts=child,
+        )
+        return bucket, policy
+
+    def _certificate(self, name: str, args: PublicLoadBalancerArgs) -> pulumi.Output[str]:
+        child = pulumi.ResourceOptions(parent=self)
+        cert = aws.acm.Certificate(
+            f"{name}-cert",
+            domain_name=args.domain,
+            validation_method="DNS",
+            key_algorithm="EC_prime256v1",
+            opts=child,
+        )
+        option = cert.domain_validation_options[0]
+        record = aws.route53.Record(
+            f"{name}-cert-validation",
+            zone_id=args.hosted_zone_id,
+            name=option.resource_record_name,
+            type=option.resource_record_type,
+            records=[option.resource_record_value],
+            ttl=300,
+            allow_overwrite=True,
+            opts=child,
+        )
+        validation = aws.acm.CertificateValidation(
+            f"{name}-cert-validated",
+            certificate_arn=cert.arn,
+            validation_record_fqdns=[record.fqdn],
+            opts=child,
+        )
+        return validation.certificate_arn
+
+
+def access_log_policy(bucket_arn: str, account_id: str, elb_account_arn: str) -> str:
+    """Let ELB log delivery write under ``alb/``; refuse any non-TLS access."""
+    objects = f"{bucket_arn}/alb/AWSLogs/{account_id}/*"
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    # Regions launched before August 2022 deliver as the regional ELB account.
+                    "Sid": "ElbAccountDelivers",
+                    "Effect": "Allow",
+                    "Principal": {"AWS": elb_account_arn},
+                    "Action": "s3:PutObject",
+                    "Resource": objects,
+                },
+                {
+                    "Sid": "LogDeliveryServiceDelivers",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
+                    "Action": "s3:PutObject",
+                    "Resource": objects,
+                },
+                {
+                    "Sid": "DenyInsecureTransport",
+                    "Effect": "Deny",
+                    "Principal": "*",
+                    "Action": "s3:*",
+                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
+                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                },
+            ],
+        }
+    )
+
+
+def _visibility(metric: str) -> Any:
+    return {
+        "cloudwatch_metrics_enabled": True,
+        "metric_name": metric.replace("-", "_")[:128],
+        "sampled_requests_enabled": True,
+    }
+
+
+MANAGED_RULE_GROUPS = (
+    "AWSManagedRulesAmazonIpReputationList",
+    "AWSManagedRulesCommonRuleSet",
+    "AWSManagedRulesKnownBadInputsRuleSet",
+)
+
+
+def waf_rules(name: str, rate_limit: int) -> list[Any]:
+    """A per-IP rate rule first, then AWS managed rule groups in their own action."""
+    rules: list[Any] = [
+        {
+            "name": "rate-limit-per-ip",
+            "priority": 0,
+            "action": {"block": {}},
+            "statement": {
+                "rate_based_statement": {"limit": rate_limit, "aggregate_key_type": "IP"}
+            },
+            "visibility_config": _visibility(f"{name}-rate-limit"),
+        }
+    ]
+    for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
+        rules.append(
+            {
+                "name": group,
+                "priority": priority,
+                "override_action": {"none": {}},
+                "statement": {
+                    "managed_rule_group_statement": {"name": group, "vendor_name": "AWS"}
+                },
+                "visibility_config": _visibility(f"{name}-{group}"),
+            }
+        )
+    return rules

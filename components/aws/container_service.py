@@ -1,0 +1,666 @@
+"""ContainerService: the service image on ECS Fargate (api, worker, relay, migrate).
+
+ECR repository and the image (built from ``services/app`` by pulumi-docker and deployed
+by digest), an ECS cluster with Container Insights, one task definition per process
+with secrets injected through ``secrets`` only, the api service behind the load
+balancer, worker and relay services without one, and autoscaling: api on CPU and
+requests per target, workers on Amazon MQ queue depth per running task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker as docker
+
+PROCESSES = ("api", "worker", "relay", "migrate")
+SERVICES = ("api", "worker", "relay")
+RUN_AS = "10001:10001"
+"""The uid/gid the image creates (services/app/Dockerfile); stated again so ECS enforces it."""
+
+
+@dataclass
+class ProcessSize:
+    cpu: int = 256
+    memory_mb: int = 512
+    min_count: int = 1
+    max_count: int = 3
+
+    def validate(self, process: str) -> None:
+        allowed = {
+            256: (512, 2048),
+            512: (1024, 4096),
+            1024: (2048, 8192),
+            2048: (4096, 16384),
+            4096: (8192, 30720),
+        }
+        if self.cpu not in allowed:
+            raise ValueError(f"{process}: cpu={self.cpu}; Fargate allows {sorted(allowed)}")
+        low, high = allowed[self.cpu]
+        if not low <= self.memory_mb <= high:
+            raise ValueError(
+                f"{process}: memory_mb={self.memory_mb} with cpu={self.cpu}; Fargate allows "
+                f"{low}-{high}"
+            )
+        if self.min_count > self.max_count:
+            raise ValueError(f"{process}: min_count {self.min_count} > max_count {self.max_count}")
+
+
+@dataclass
+class ImageSource:
+    """Build ``context`` with pulumi-docker and push it to the stack's ECR repository."""
+
+    context: str = "services/app"
+    """Relative to the Pulumi project directory (where `pulumi up` runs)."""
+    dockerfile: str = "services/app/Dockerfile"
+    platform: str = "linux/amd64"
+    tag: str | None = None
+    """Immutable tag; None derives one from the build context's content."""
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ContainerServiceArgs:
+    vpc_id: pulumi.Input[str]
+    subnet_ids: Sequence[pulumi.Input[str]]
+    """Private subnets: tasks get no public IP and reach out through NAT/endpoints."""
+    security_group_ids: Mapping[str, pulumi.Input[str]]
+    """One per process in ``PROCESSES`` (see ServiceFirewall)."""
+    target_group_arn: pulumi.Input[str]
+    load_balancer_arn_suffix: pulumi.Input[str]
+    target_group_arn_suffix: pulumi.Input[str]
+    environment: Mapping[str, pulumi.Input[str]]
+    """Plain configuration, identical for every process."""
+    secrets: Mapping[str, pulumi.Input[str]]
+    """Env name -> Secrets Manager ``valueFrom`` (ARN, ``ARN:json-key::`` for JSON)."""
+    secret_arns: Sequence[pulumi.Input[str]]
+    """The secrets above as plain ARNs: all the execution role may read."""
+    kms_key_arns: Sequence[pulumi.Input[str]]
+    """Keys those secrets are encrypted with."""
+    broker_name: pulumi.Input[str]
+    image: ImageSource = field(default_factory=ImageSource)
+    api: ProcessSize = field(default_factory=ProcessSize)
+    worker: ProcessSize = field(default_factory=ProcessSize)
+    relay_count: int = 1
+    """Always-on outbox relays; several are safe (rows are claimed with SKIP LOCKED)."""
+    container_port: int = 8000
+    worker_spot: bool = False
+    """Run workers on Fargate Spot (~70 % cheaper; interrupted tasks are re-queued)."""
+    ecs_exec: bool = False
+    """Shell access into tasks (ECS Exec). Convenient in staging, an audit finding in prod."""
+    log_retention_days: int = 30
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    repository_force_delete: bool = False
+    """Let `pulumi destroy` delete an ECR repository that still holds images."""
+    stop_timeout_seconds: int = 30
+    """SIGTERM-to-SIGKILL: the app drains within its 25 s SHUTDOWN_TIMEOUT_SECONDS."""
+    api_cpu_target: float = 60.0
+    api_requests_per_target: float = 500.0
+    queue_name: str = "jobs"
+    queue_vhost: str = "/"
+    worker_backlog_per_task: float = 100.0
+    """Target messages waiting per running worker task."""
+    depends_on: Sequence[pulumi.Resource] = ()
+    """The load balancer listener: ECS refuses a target group not attached to a listener."""
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(PROCESSES) - set(self.security_group_ids))
+        if missing:
+            raise ValueError(f"security_group_ids lacks {missing}")
+        self.api.validate("api")
+        self.worker.validate("worker")
+        if self.worker.min_count < 1:
+            raise ValueError(
+                "worker min_count must be at least 1: queue-depth scaling divides the backlog "
+                "by running workers, and with none the metric has no data to scale from"
+            )
+        if self.relay_count < 1:
+            raise ValueError("relay_count must be at least 1: the outbox relay is always on")
+        overlap = sorted(set(self.environment) & set(self.secrets))
+        if overlap:
+            raise ValueError(f"{overlap} are both plain environment and secrets")
+        if not 2 <= self.stop_timeout_seconds <= 120:
+            raise ValueError("stop_timeout_seconds: Fargate allows 2 to 120")
+
+
+def source_fingerprint(context: str | Path) -> str:
+    """A content hash of the build context: same sources, same immutable tag."""
+    root = Path(context)
+    digest = hashlib.sha256()
+    skip = {".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "tests"}
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root)
+        if skip & set(relative.parts) or path.suffix == ".pyc":
+            continue
+        digest.update(str(relative).encode())
+        digest.update(path.read_bytes())
+    return f"src-{digest.hexdigest()[:16]}"
+
+
+def _policy(statements: list[dict[str, object]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def _assume_ecs_tasks(account: str) -> str:
+    return _policy(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                # Only ECS tasks of this account may assume it (confused deputy).
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ]
+    )
+
+
+def container_definition(
+    process: str,
+    image: str,
+    environment: Mapping[str, str],
+    secrets: Mapping[str, str],
+    log_group: str,
+    region: str,
+    container_port: int,
+    stop_timeout: int,
+) -> dict[str, object]:
+    """One container of ``process``: read-only root, non-root, secrets via ``secrets``."""
+    definition: dict[str, object] = {
+        "name": process,
+        "image": image,
+        "essential": True,
+        "command": [process],
+        "user": RUN_AS,
+        "readonlyRootFilesystem": True,
+        "stopTimeout": stop_timeout,
+        "environment": [{"name": k, "value": environment[k]} for k in sorted(environment)],
+        "secrets": [{"name": k, "valueFrom": secrets[k]} for k in sorted(secrets)],
+        # The only writable path: a task-local scratch volume (the root filesystem is read-only).
+        "mountPoints": [
+            {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}  # noqa: S108
+        ],
+        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": region,
+                "awslogs-stream-prefix": process,
+                "mode": "non-blocking",
+                "max-buffer-size": "4m",
+            },
+        },
+    }
+    if process == "api":
+        definition["portMappings"] = [
+            {"containerPort": container_port, "protocol": "tcp", "name": "http"}
+        ]
+    if process != "migrate":
+        definition["healthCheck"] = {
+            "command": ["CMD", "groundwork-app", "healthcheck", process],
+            "interval": 15,
+            "timeout": 5,
+            "retries": 3,
+            "startPeriod": 30,
+        }
+    return definition
+
+
+class ContainerService(pulumi.ComponentResource):
+    repository_url: pulumi.Output[str]
+    image_ref: pulumi.Output[str]
+    """``repo@sha256:...``: what every task definition runs."""
+    cluster_name: pulumi.Output[str]
+    service_names: dict[str, pulumi.Output[str]]
+    task_definition_arns: dict[str, pulumi.Output[str]]
+    migrate_task_definition_arn: pulumi.Output[str]
+    log_group_names: dict[str, pulumi.Output[str]]
+    task_subnet_ids: list[pulumi.Input[str]]
+    migrate_security_group_ids: list[pulumi.Input[str]]
+    execution_role_arn: pulumi.Output[str]
+    task_role_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: ContainerServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:aws:ContainerService", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        region = aws.get_region_output(opts=invoke).region
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+
+        repository, image_ref = self._image(name, args)
+        self.repository_url = repository.repository_url
+        self.image_ref = image_ref
+
+        cluster = aws.ecs.Cluster(
+            f"{name}-cluster",
+            settings=[{"name": "containerInsights", "value": "enhanced"}],
+            opts=child,
+        )
+        providers = aws.ecs.ClusterCapacityProviders(
+            f"{name}-capacity",
+            cluster_name=cluster.name,
+            capacity_providers=["FARGATE", "FARGATE_SPOT"],
+            default_capacity_provider_strategies=[{"capacity_provider": "FARGATE", "weight": 1}],
+            opts=child,
+        )
+        self.cluster_name = cluster.name
+
+        log_groups = {
+            process: aws.cloudwatch.LogGroup(
+                f"{name}-{process}-logs",
+                name=f"/ecs/{name}/{process}",
+                retention_in_days=args.log_retention_days,
+                kms_key_id=args.log_kms_key_arn,
+                opts=child,
+            )
+            for process in PROCESSES
+        }
+        self.log_group_names = {p: g.name for p, g in log_groups.items()}
+
+        execution_role, task_role = self._roles(name, args, account, repository, log_groups)
+        self.execution_role_arn = execution_role.arn
+        self.task_role_arn = task_role.arn
+
+        environment = pulumi.Output.all(**dict(args.environment))
+        secrets = pulumi.Output.all(**dict(args.secrets))
+        sizes = {
+            "api": args.api,
+            "worker": args.worker,
+            "relay": ProcessSize(),
+            "migrate": ProcessSize(),
+        }
+        task_definitions: dict[str, aws.ecs.TaskDefinition] = {}
+        for process in PROCESSES:
+            definitions = pulumi.Output.all(
+                image_ref, environment, secrets, log_groups[process].name, region
+            ).apply(partial(self._definitions, process, args))
+            task_definitions[process] = aws.ecs.TaskDefinition(
+                f"{name}-{process}",
+                family=f"{name}-{process}",
+                cpu=str(sizes[process].cpu),
+                memory=str(sizes[process].memory_mb),
+                network_mode="awsvpc",
+                requires_compatibilities=["FARGATE"],
+                runtime_platform={"operating_system_family": "LINUX", "cpu_architecture": "X86_64"},
+                execution_role_arn=execution_role.arn,
+                task_role_arn=task_role.arn,
+                container_definitions=definitions,
+                volumes=[{"name": "tmp"}],
+                opts=child,
+            )
+        self.task_definition_arns = {p: td.arn for p, td in task_definitions.items()}
+        self.migrate_task_definition_arn = task_definitions["migrate"].arn
+        self.task_subnet_ids = list(args.subnet_ids)
+        self.migrate_security_group_ids = [args.security_group_ids["migrate"]]
+
+        services: dict[str, aws.ecs.Service] = {}
+        for process in SERVICES:
+            desired = {
+                "api": args.api.min_count,
+                "worker": args.worker.min_count,
+                "relay": args.relay_count,
+            }[process]
+            spot = process == "worker" and args.worker_spot
+            extra: dict[str, Any] = {}
+            depends: list[pulumi.Resource] = [providers]
+            if process == "api":
+                extra["load_balancers"] = [
+                    {
+                        "target_group_arn": args.target_group_arn,
+                        "container_name": "api",
+                        "container_port": args.container_port,
+                    }
+                ]
+                extra["health_check_grace_period_seconds"] = 60
+                depends.extend(args.depends_on)
+            services[process] = aws.ecs.Service(
+                f"{name}-{process}",
+                cluster=cluster.arn,
+                task_definition=task_definitions[process].arn,
+                desired_count=desired,
+                capacity_provider_strategies=[
+                    {"capacity_provider": "FARGATE_SPOT" if spot else "FARGATE", "weight": 1}
+                ],
+                platform_version="LATEST",
+                network_configuration={
+                    "subnets": list(args.subnet_ids),
+                    "security_groups": [args.security_group_ids[process]],
+                    "assign_public_ip": False,
+                },
+                deployment_circuit_breaker={"enable": True, "rollback": True},
+                deployment_minimum_healthy_percent=100,
+                deployment_maximum_percent=200,
+                deployment_controller={"type": "ECS"},
+                enable_execute_command=args.ecs_exec,
+                enable_ecs_managed_tags=True,
+                propagate_tags="SERVICE",
+                wait_for_steady_state=process == "api",
+                **extra,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    depends_on=depends,
+                    # Autoscaling owns the running count; a deploy must never reset it.
+                    ignore_changes=["desiredCount"] if process != "relay" else None,
+                ),
+            )
+        self.service_names = {p: s.name for p, s in services.items()}
+        self._autoscaling(name, args, cluster, services)
+
+        self.register_outputs(
+            {
+                "repository_url": self.repository_url,
+                "cluster_name": self.cluster_name,
+                "service_names": self.service_names,
+                "migrate_task_definition_arn": self.migrate_task_definition_arn,
+            }
+        )
+
+    @staticmethod
+    def _definitions(process: str, args: ContainerServiceArgs, a: list[Any]) -> str:
+        image, environment, secrets, log_group, region = a
+        return json.dumps(
+            [
+                container_definition(
+                    process,
+                    image,
+                    environment,
+                    secrets,
+                    log_group,
+                    region,
+                    args.container_port,
+                    args.stop_timeout_seconds,
+                )
+            ]
+        )
+
+    def _image(
+        self, name: str, args: ContainerServiceArgs
+    ) -> tuple[aws.ecr.Repository, pulumi.Output[str]]:
+        child = pulumi.ResourceOptions(parent=self)
+        repository = aws.ecr.Repository(
+            f"{name}-repo",
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration={"scan_on_push": True},
+            encryption_configurations=[{"encryption_type": "KMS"}],
+            force_delete=args.repository_force_delete,
+            opts=child,
+        )
+        aws.ecr.LifecyclePolicy(
+            f"{name}-repo-lifecycle",
+            repository=repository.name,
+            policy=json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "Drop untagged layers after a week",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": 7,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                        {
+                            "rulePriority": 2,
+                            "description": "Keep the 30 newest images (rollback window)",
+                            "selection": {
+                                "tagStatus": "any",
+                                "countType": "imageCountMoreThan",
+                                "countNumber": 30,
+                            },
+                            "action": {"type": "expire"},
+                        },
+                    ]
+                }
+            ),
+            opts=child,
+        )
+        tag = args.image.tag or source_fingerprint(args.image.context)
+        auth = aws.ecr.get_authorization_token_output(
+            registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
+        )
+        image = docker.Image(
+            f"{name}-image",
+            image_name=repository.repository_url.apply(lambda url: f"{url}:{tag}"),
+            build={
+                "context": args.image.context,
+                "dockerfile": args.image.dockerfile,
+                "platform": args.image.platform,
+                "builder_version": docker.BuilderVersion.BUILDER_BUILD_KIT,
+                "args": {"REVISION": tag, **args.image.build_args},
+            },
+            registry={
+                "server": repository.repository_url,
+                "username": auth.user_name,
+                "password": pulumi.Output.secret(auth.password),
+            },
+            opts=child,
+        )
+        return repository, image.repo_digest
+
+    def _roles(
+        self,
+        name: str,
+        args: ContainerServiceArgs,
+        account: pulumi.Output[str],
+        repository: aws.ecr.Repository,
+        log_groups: Mapping[str, aws.cloudwatch.LogGroup],
+    ) -> tuple[aws.iam.Role, aws.iam.Role]:
+        child = pulumi.ResourceOptions(parent=self)
+        trust = account.apply(_assume_ecs_tasks)
+        execution = aws.iam.Role(
+            f"{name}-execution",
+            description="ECS agent: pull the image, write logs, resolve the task's secrets",
+            assume_role_policy=trust,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=execution.id,
+            policy=pulumi.Output.all(
+                repository.arn,
+                [g.arn for g in log_groups.values()],
+                list(args.secret_arns),
+                list(args.kms_key_arns),
+            ).apply(lambda a: execution_policy(a[0], a[1], a[2], a[3])),
+            opts=child,
+        )
+        task = aws.iam.Role(
+            f"{name}-task",
+            description="Application processes: no AWS permissions beyond what is listed",
+            assume_role_policy=trust,
+            opts=child,
+        )
+        if args.ecs_exec:
+            aws.iam.RolePolicy(
+                f"{name}-task-exec",
+                role=task.id,
+                policy=_policy(
+                    [
+                        {
+                            "Sid": "EcsExecChannel",
+                            "Effect": "Allow",
+                            "Action": [
+                                "ssmmessages:CreateControlChannel",
+                                "ssmmessages:CreateDataChannel",
+                                "ssmmessages:OpenControlChannel",
+                                "ssmmessages:OpenDataChannel",
+                            ],
+                            "Resource": "*",
+                        }
+                    ]
+                ),
+                opts=child,
+            )
+        return execution, task
+
+    def _autoscaling(
+        self,
+        name: str,
+        args: ContainerServiceArgs,
+        cluster: aws.ecs.Cluster,
+        services: Mapping[str, aws.ecs.Service],
+    ) -> None:
+        child = pulumi.ResourceOptions(parent=self)
+        targets = {}
+        for process, size in (("api", args.api), ("worker", args.worker)):
+            targets[process] = aws.appautoscaling.Target(
+                f"{name}-{process}-scaling",
+                service_namespace="ecs",
+                scalable_dimension="ecs:service:DesiredCount",
+                resource_id=pulumi.Output.concat(
+                    "service/", cluster.name, "/", services[process].name
+                ),
+                min_capacity=size.min_count,
+                max_capacity=size.max_count,
+                opts=child,
+            )
+
+        def policy(suffix: str, target: aws.appautoscaling.Target, config: Any) -> None:
+            aws.appautoscaling.Policy(
+                f"{name}-{suffix}",
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration=config,
+                opts=child,
+            )
+
+        api = targets["api"]
+        policy(
+            "api-cpu",
+            api,
+            {
+                "target_value": args.api_cpu_target,
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"
+                },
+                "scale_in_cooldown": 300,
+                "scale_out_cooldown": 60,
+            },
+        )
+        policy(
+            "api-requests",
+            api,
+            {
+                "target_value": args.api_requests_per_target,
+                "predefined_metric_specification": {
+                    "predefined_metric_type": "ALBRequestCountPerTarget",
+                    "resource_label": pulumi.Output.concat(
+                        args.load_balancer_arn_suffix, "/", args.target_group_arn_suffix
+                    ),
+                },
+                "scale_in_cooldown": 300,
+                "scale_out_cooldown": 60,
+            },
+        )
+        policy(
+            "worker-queue-depth",
+            targets["worker"],
+            {
+                "target_value": args.worker_backlog_per_task,
+                "customized_metric_specification": {
+                    "metrics": [
+                        {
+                            "id": "depth",
+                            "label": f"{args.queue_name} messages (Amazon MQ)",
+                            "metric_stat": {
+                                "metric": {
+                                    "namespace": "AWS/AmazonMQ",
+                                    "metric_name": "MessageCount",
+                                    "dimensions": [
+                                        {"name": "Broker", "value": args.broker_name},
+                                        {"name": "VirtualHost", "value": args.queue_vhost},
+                                        {"name": "Queue", "value": args.queue_name},
+                                    ],
+                                },
+                                "stat": "Average",
+                            },
+                            "return_data": False,
+                        },
+                        {
+                            "id": "workers",
+                            "label": "running worker tasks",
+                            "metric_stat": {
+                                "metric": {
+                                    "namespace": "ECS/ContainerInsights",
+                                    "metric_name": "RunningTaskCount",
+                                    "dimensions": [
+                                        {"name": "ClusterName", "value": cluster.name},
+                                        {"name": "ServiceName", "value": services["worker"].name},
+                                    ],
+                                },
+                                "stat": "Average",
+                            },
+                            "return_data": False,
+                        },
+                        {
+                            "id": "backlog",
+                            "label": "messages waiting per worker task",
+                            "expression": "depth / workers",
+                            "return_data": True,
+                        },
+                    ]
+                },
+                "scale_in_cooldown": 300,
+                "scale_out_cooldown": 60,
+            },
+        )
+
+
+def execution_policy(
+    repository_arn: str, log_group_arns: list[str], secret_arns: list[str], kms_arns: list[str]
+) -> str:
+    """Exactly what the ECS agent needs to start these tasks, nothing else."""
+    return _policy(
+        [
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": repository_arn,
+            },
+            {
+                "Sid": "WriteLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [f"{arn}:*" for arn in log_group_arns],
+            },
+            {
+                "Sid": "ReadTaskSecrets",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": sorted(set(secret_arns)),
+            },
+            {
+                "Sid": "DecryptTaskSecrets",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(kms_arns)),
+            },
+        ]
+    )

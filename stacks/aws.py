@@ -1,0 +1,428 @@
+"""The AWS environment: every component of a staging or production stack, in order.
+
+Staging and production differ only through ``Settings`` (stacks/config.py holds each
+tier's defaults). Read top to bottom, ``build`` is the whole environment.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws import (
+    Alarms,
+    AlarmsArgs,
+    AppSecrets,
+    AppSecretsArgs,
+    Broker,
+    BrokerArgs,
+    Cache,
+    CacheArgs,
+    ContainerService,
+    ContainerServiceArgs,
+    Database,
+    DatabaseArgs,
+    DeploymentMode,
+    EncryptionKey,
+    EncryptionKeyArgs,
+    ImageSource,
+    NatStrategy,
+    Network,
+    NetworkArgs,
+    ProcessSize,
+    PublicLoadBalancer,
+    PublicLoadBalancerArgs,
+    ServiceFirewall,
+    ServiceFirewallArgs,
+)
+from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings
+
+QUEUE_NAME = "jobs"
+DLQ_NAME = "jobs.dlq"
+CONTAINER_PORT = 8000
+FARGATE_SIZES = {
+    256: (512, 2048),
+    512: (1024, 4096),
+    1024: (2048, 8192),
+    2048: (4096, 16384),
+    4096: (8192, 30720),
+}
+
+
+def build(settings: Settings) -> dict[str, Any]:
+    """Create the environment described by ``settings``; return the stack outputs."""
+    region = resolve_region(settings)
+    validate(settings)
+    tag_everything(settings.tags)
+    prefix = f"{settings.service}-{settings.environment.value}"
+    provider = aws.Provider(f"{prefix}-aws", region=region, default_tags={"tags": settings.tags})
+    opts = pulumi.ResourceOptions(providers=[provider])
+    recovery_days = 30 if settings.is_production else 7
+
+    logs_key = EncryptionKey(
+        f"{prefix}-logs",
+        EncryptionKeyArgs(
+            description=f"{prefix}: CloudWatch log groups",
+            service_principals=[f"logs.{region}.amazonaws.com"],
+        ),
+        opts=opts,
+    )
+
+    network = Network(
+        f"{prefix}-net",
+        NetworkArgs(
+            cidr_block=settings.vpc_cidr,
+            availability_zones=settings.availability_zones,
+            nat=NatStrategy(settings.nat),
+            interface_endpoints=settings.interface_endpoints,
+            flow_log_retention_days=settings.log_retention_days,
+            flow_log_kms_key_arn=logs_key.key_arn,
+        ),
+        opts=opts,
+    )
+
+    firewall = ServiceFirewall(
+        f"{prefix}-fw",
+        ServiceFirewallArgs(
+            vpc_id=network.vpc_id, vpc_cidr=network.vpc_cidr, container_port=CONTAINER_PORT
+        ),
+        opts=opts,
+    )
+    tasks = firewall.task_security_group_ids
+    app_tasks = {p: tasks[p] for p in ("api", "worker", "relay")}
+
+    secrets = AppSecrets(
+        f"{prefix}-secrets", AppSecretsArgs(recovery_window_days=recovery_days), opts=opts
+    )
+
+    database = Database(
+        f"{prefix}-db",
+        DatabaseArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.isolated_subnet_ids,
+            client_security_group_ids=tasks,  # migrate included: it owns the schema
+            instance_class=settings.db_instance_class,
+            allocated_storage_gb=settings.db_allocated_storage_gb,
+            max_allocated_storage_gb=settings.db_max_storage_gb,
+            multi_az=settings.db_multi_az,
+            backup_retention_days=settings.db_backup_retention_days,
+            deletion_protection=settings.deletion_protection,
+            final_snapshot=settings.is_production or settings.deletion_protection,
+            read_replica=settings.db_read_replica,
+            proxy=settings.db_proxy,
+        ),
+        opts=opts,
+    )
+
+    cache = Cache(
+        f"{prefix}-cache",
+        CacheArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            client_security_group_ids=app_tasks,
+            secrets_kms_key_arn=secrets.kms_key_arn,
+            node_type=settings.cache_node_type,
+            nodes=settings.cache_nodes,
+            automatic_failover=settings.cache_nodes >= 2,
+            snapshot_retention_days=settings.cache_snapshot_retention_days,
+            secret_recovery_window_days=recovery_days,
+            log_retention_days=settings.log_retention_days,
+            log_kms_key_arn=logs_key.key_arn,
+        ),
+        opts=opts,
+    )
+
+    broker = Broker(
+        f"{prefix}-mq",
+        BrokerArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            client_security_group_ids=app_tasks,
+            secrets_kms_key_arn=secrets.kms_key_arn,
+            broker_name=f"{prefix}-broker",
+            instance_type=settings.broker_instance_type,
+            deployment_mode=(
+                DeploymentMode.CLUSTER_MULTI_AZ
+                if settings.broker_cluster
+                else DeploymentMode.SINGLE_INSTANCE
+            ),
+            secret_recovery_window_days=recovery_days,
+        ),
+        opts=opts,
+    )
+
+    alb = PublicLoadBalancer(
+        f"{prefix}-edge",
+        PublicLoadBalancerArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.public_subnet_ids,
+            security_group_id=firewall.alb_security_group_id,
+            container_port=CONTAINER_PORT,
+            domain=settings.domain,
+            certificate_arn=settings.certificate_arn,
+            hosted_zone_id=settings.hosted_zone_id,
+            deletion_protection=settings.deletion_protection,
+            waf=settings.waf,
+        ),
+        opts=opts,
+    )
+
+    environment = service_environment(settings, database, cache, broker)
+    secret_refs = {
+        "DB_PASSWORD": database.master_secret_arn.apply(lambda arn: f"{arn}:password::"),
+        "REDIS_PASSWORD": cache.auth_secret_arn,
+        "RABBITMQ_PASSWORD": broker.credentials_secret_arn.apply(lambda a: f"{a}:password::"),
+        "JWT_SECRET": secrets.secret_arns["jwt-secret"],
+        "WEBHOOK_SECRET": secrets.secret_arns["webhook-secret"],
+        "LLM_API_KEY": secrets.secret_arns["llm-api-key"],
+    }
+    secret_arns = {
+        **secrets.secret_arns,
+        "db-master": database.master_secret_arn,
+        "cache-auth": cache.auth_secret_arn,
+        "broker-credentials": broker.credentials_secret_arn,
+    }
+
+    app = ContainerService(
+        f"{prefix}-app",
+        ContainerServiceArgs(
+            vpc_id=network.vpc_id,
+            subnet_ids=network.private_subnet_ids,
+            security_group_ids=tasks,
+            target_group_arn=alb.target_group_arn,
+            load_balancer_arn_suffix=alb.arn_suffix,
+            target_group_arn_suffix=alb.target_group_arn_suffix,
+            environment=environment,
+            secrets=secret_refs,
+            secret_arns=list(secret_arns.values()),
+            kms_key_arns=[secrets.kms_key_arn, database.kms_key_arn],
+            broker_name=broker.broker_name,
+            image=ImageSource(tag=None if settings.image_tag == "latest" else settings.image_tag),
+            api=ProcessSize(
+                settings.api_cpu,
+                settings.api_memory_mb,
+                settings.api_min_count,
+                settings.api_max_count,
+            ),
+            worker=ProcessSize(
+                settings.worker_cpu,
+                settings.worker_memory_mb,
+                settings.worker_min_count,
+                settings.worker_max_count,
+            ),
+            relay_count=settings.relay_count,
+            container_port=CONTAINER_PORT,
+            worker_spot=settings.worker_spot,
+            ecs_exec=settings.ecs_exec,
+            log_retention_days=settings.log_retention_days,
+            log_kms_key_arn=logs_key.key_arn,
+            repository_force_delete=not settings.deletion_protection,
+            queue_name=QUEUE_NAME,
+            depends_on=[alb],
+        ),
+        opts=opts,
+    )
+
+    alarms = Alarms(
+        f"{prefix}-alarms",
+        AlarmsArgs(
+            load_balancer_arn_suffix=alb.arn_suffix,
+            target_group_arn_suffix=alb.target_group_arn_suffix,
+            cluster_name=app.cluster_name,
+            service_names=app.service_names,
+            db_instance_identifier=database.instance_identifier,
+            db_allocated_storage_gb=settings.db_allocated_storage_gb,
+            db_max_connections=int(approx_max_connections(settings.db_instance_class) * 0.8),
+            cache_cluster_ids=cache.member_cluster_ids,
+            broker_name=broker.broker_name,
+            email=settings.alarm_email,
+            queue_name=QUEUE_NAME,
+            dlq_name=DLQ_NAME,
+        ),
+        opts=opts,
+    )
+
+    return {
+        "cloud": "aws",
+        "region": region,
+        "api_url": alb.url,
+        "dashboard_url": alarms.dashboard_name.apply(
+            lambda name: (
+                f"https://{region}.console.aws.amazon.com/cloudwatch/home"
+                f"?region={region}#dashboards:name={name}"
+            )
+        ),
+        "cluster_name": app.cluster_name,
+        "api_service_name": app.service_names["api"],
+        "worker_service_name": app.service_names["worker"],
+        "relay_service_name": app.service_names["relay"],
+        "migrate_task_definition_arn": app.migrate_task_definition_arn,
+        "task_subnet_ids": app.task_subnet_ids,
+        "task_security_group_ids": app.migrate_security_group_ids,
+        "api_target_group_arn": alb.target_group_arn,
+        "db_instance_identifier": database.instance_identifier,
+        "ecr_repository_url": app.repository_url,
+        "alarm_topic_arn": alarms.topic_arn,
+        "broker_id": broker.broker_id,
+        "dlq_name": DLQ_NAME,
+        "secret_arns": secret_arns,
+        "log_group_names": {**app.log_group_names, "vpc-flow-logs": network.flow_log_group_name},
+    }
+
+
+def service_environment(
+    settings: Settings, database: Database, cache: Cache, broker: Broker
+) -> dict[str, pulumi.Input[str]]:
+    """Plain configuration of every process: exactly the contract's ``env`` names."""
+    return {
+        "APP_ENV": settings.environment.value,
+        "SERVICE_NAME": settings.service,
+        "LOG_LEVEL": "INFO",
+        "DB_HOST": database.address,
+        "DB_PORT": str(database.port),
+        "DB_NAME": database.database_name,
+        "DB_USER": database.username,
+        "DB_SSLMODE": "require",
+        "REDIS_HOST": cache.primary_endpoint,
+        "REDIS_PORT": str(cache.port),
+        "REDIS_TLS": "true",
+        "QUEUE_BACKEND": "rabbitmq",
+        "QUEUE_NAME": QUEUE_NAME,
+        "RABBITMQ_HOST": broker.host,
+        "RABBITMQ_PORT": str(broker.port),
+        "RABBITMQ_USER": broker.username,
+        "RABBITMQ_TLS": "true",
+        "JWT_ALGORITHM": "HS256",
+        "JWT_ISSUER": settings.service,
+        "JWT_AUDIENCE": f"{settings.service}-api",
+        "CORS_ORIGINS": f"https://{settings.domain}" if settings.domain else "",
+        "RATE_LIMIT": "60/minute",
+        "LLM_BASE_URL": "https://api.openai.com/v1",
+        "LLM_MODEL": "gpt-4o-mini",
+        "LLM_FALLBACK": "requeue",
+        "CACHE_TTL_SECONDS": "3600",
+    }
+
+
+def tag_everything(tags: dict[str, str]) -> None:
+    """Merge ``tags`` into the ``tags`` input of every resource that has one.
+
+    Done as a stack transformation (not only provider default_tags) so the tags are
+    visible in each resource's inputs, where the policy pack and the offline plan look.
+    """
+
+    def transform(
+        args: pulumi.ResourceTransformationArgs,
+    ) -> pulumi.ResourceTransformationResult | None:
+        if "tags" not in args.props:
+            return None
+        own = args.props.get("tags")
+        if own is None or isinstance(own, dict):
+            merged: Any = {**tags, **(own or {})}
+        else:
+            merged = pulumi.Output.from_input(own).apply(lambda t: {**tags, **(t or {})})
+        return pulumi.ResourceTransformationResult({**args.props, "tags": merged}, args.opts)
+
+    pulumi.runtime.register_stack_transformation(transform)
+
+
+def resolve_region(settings: Settings) -> str:
+    region = settings.region or pulumi.Config("aws").get("region")
+    if not region:
+        raise ConfigError(
+            f"no AWS region: set aws:region (or {CONFIG_NAMESPACE}:region), e.g. "
+            "`pulumi config set aws:region us-east-1`"
+        )
+    return region
+
+
+def _fail(key: str, value: object, allowed: str) -> ConfigError:
+    return ConfigError(f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {allowed}")
+
+
+def validate(settings: Settings) -> None:
+    """AWS-specific rules on top of the settings model, checked before any resource."""
+    try:
+        cidr = ipaddress.ip_network(settings.vpc_cidr)
+    except ValueError:
+        raise _fail(
+            "vpcCidr", settings.vpc_cidr, "an IPv4 CIDR block such as 10.40.0.0/16"
+        ) from None
+    if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20:
+        raise _fail("vpcCidr", settings.vpc_cidr, "an IPv4 block from /16 to /20")
+    if settings.nat == NatStrategy.NONE and not settings.interface_endpoints:
+        raise _fail(
+            "nat",
+            settings.nat,
+            "'none' needs interfaceEndpoints=true (otherwise tasks "
+            "cannot pull images, read secrets or ship logs)",
+        )
+    if settings.domain and not (settings.certificate_arn or settings.hosted_zone_id):
+        raise _fail(
+            "domain",
+            settings.domain,
+            "needs certificateArn (an issued ACM certificate "
+            "in the stack's region) or hostedZoneId (Route 53 zone to validate one)",
+        )
+    if settings.hosted_zone_id and not settings.domain:
+        raise _fail("hostedZoneId", settings.hosted_zone_id, "needs domain")
+    if settings.certificate_arn and not settings.certificate_arn.startswith("arn:aws:acm:"):
+        raise _fail("certificateArn", settings.certificate_arn, "an ACM certificate ARN")
+    for process, cpu, memory in (
+        ("api", settings.api_cpu, settings.api_memory_mb),
+        ("worker", settings.worker_cpu, settings.worker_memory_mb),
+    ):
+        if cpu not in FARGATE_SIZES:
+            raise _fail(f"{process}Cpu", cpu, f"one of {sorted(FARGATE_SIZES)} (Fargate)")
+        low, high = FARGATE_SIZES[cpu]
+        if not low <= memory <= high:
+            raise _fail(f"{process}MemoryMb", memory, f"{low} to {high} with {process}Cpu={cpu}")
+    if settings.worker_min_count < 1:
+        raise _fail(
+            "workerMinCount",
+            settings.worker_min_count,
+            "at least 1 on AWS (workers scale on backlog per running task)",
+        )
+    if settings.db_max_storage_gb < settings.db_allocated_storage_gb:
+        raise _fail(
+            "dbMaxStorageGb",
+            settings.db_max_storage_gb,
+            f"at least dbAllocatedStorageGb ({settings.db_allocated_storage_gb})",
+        )
+    if settings.is_production and settings.cache_nodes < 2:
+        raise _fail(
+            "cacheNodes",
+            settings.cache_nodes,
+            "at least 2 in production (a replica for automatic failover)",
+        )
+    if settings.broker_cluster and settings.broker_instance_type.startswith("mq.t3"):
+        raise _fail(
+            "brokerInstanceType",
+            settings.broker_instance_type,
+            "mq.m5.* or mq.m7g.* when brokerCluster=true (Amazon MQ clusters)",
+        )
+    if settings.alarm_email is not None and "@" not in settings.alarm_email:
+        raise _fail("alarmEmail", settings.alarm_email, "an e-mail address")
+
+
+# Approximate RDS PostgreSQL max_connections (LEAST(DBInstanceClassMemory/9531392, 5000)).
+_MEMORY_GIB = {
+    "micro": 1,
+    "small": 2,
+    "medium": 4,
+    "large": 8,
+    "xlarge": 16,
+    "2xlarge": 32,
+    "4xlarge": 64,
+}
+
+
+def approx_max_connections(instance_class: str) -> int:
+    size = instance_class.rsplit(".", 1)[-1]
+    memory = _MEMORY_GIB.get(size, 8) * 1024**3
+    if instance_class.startswith(("db.r", "db.x")):
+        memory *= 2
+    return min(memory // 9_531_392, 5000)
