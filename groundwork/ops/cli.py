@@ -41,6 +41,7 @@ OutputsOpt = Annotated[
     ),
 ]
 TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait.", min=1)]
+PollOpt = Annotated[float, typer.Option("--poll-seconds", help="Seconds between polls.", min=0)]
 TOKEN_ENV = "GROUNDWORK_SMOKE_TOKEN"  # noqa: S105 - an env var name, not a secret
 JWT_SECRET_ENV = "GROUNDWORK_SMOKE_JWT_SECRET"  # noqa: S105 - an env var name, not a secret
 
@@ -96,6 +97,7 @@ def migrate(
         typer.Option(help="Run the migration with this image (the release about to deploy)."),
     ] = None,
     timeout: TimeoutOpt = 900.0,
+    poll_seconds: PollOpt = 6.0,
 ) -> None:
     """Run the one-off migrate task (ECS) / job (Cloud Run) and wait for its exit code."""
     outputs = _outputs(stack, outputs_file)
@@ -103,7 +105,9 @@ def migrate(
         from groundwork.ops import aws
 
         ecs = _aws_session(outputs).client("ecs")
-        result = aws.run_migrate(ecs, outputs, image=image, timeout_seconds=timeout)
+        result = aws.run_migrate(
+            ecs, outputs, image=image, timeout_seconds=timeout, poll_seconds=poll_seconds
+        )
         typer.echo(
             f"migrate task {result.task_arn.rsplit('/', 1)[-1]} succeeded in "
             f"{result.seconds:.0f} s (exit codes {result.exit_codes})"
@@ -119,6 +123,7 @@ def migrate(
         names.job(outputs.string("migrate_job_name")),
         image=image,
         timeout_seconds=timeout,
+        poll_seconds=poll_seconds,
     )
     typer.echo(
         f"migrate execution {gcp.short_name(execution.name)} succeeded in {execution.seconds:.0f} s"
@@ -172,6 +177,7 @@ def smoke(
         bool, typer.Option("--skip-job", help="Only check readiness (no job round trip).")
     ] = False,
     timeout: TimeoutOpt = 300.0,
+    poll_seconds: PollOpt = 5.0,
 ) -> None:
     """Load balancer / service readiness, GET /health/ready and a job round trip."""
     from groundwork.ops.smoke import http_smoke
@@ -183,7 +189,10 @@ def smoke(
 
         elbv2 = _aws_session(outputs).client("elbv2")
         states = aws.target_health(
-            elbv2, outputs.string("api_target_group_arn"), timeout_seconds=timeout
+            elbv2,
+            outputs.string("api_target_group_arn"),
+            timeout_seconds=timeout,
+            poll_seconds=poll_seconds,
         )
         healthy = sum(1 for s in states if s.state == "healthy")
         typer.echo(f"target group: {healthy}/{len(states)} targets healthy")
@@ -202,7 +211,7 @@ def smoke(
                 f"no token for the job round trip: pass --token / {TOKEN_ENV}, set "
                 f"{JWT_SECRET_ENV}, or --skip-job to check readiness only"
             )
-    report = http_smoke(url, bearer, job_timeout_seconds=timeout)
+    report = http_smoke(url, bearer, job_timeout_seconds=timeout, poll_seconds=poll_seconds)
     typer.echo(f"smoke test passed against {url}: " + "; ".join(report.checks))
 
 
@@ -217,6 +226,9 @@ def rollback(
     to_revision: Annotated[
         str | None, typer.Option(help="Cloud Run revision to send 100% to (one service only).")
     ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="ECS: wait until the services are stable.")
+    ] = True,
     timeout: TimeoutOpt = 900.0,
 ) -> None:
     """Return services to the previous task definition revision / Cloud Run revision."""
@@ -233,7 +245,11 @@ def rollback(
             raise UserError("--to-revision is for Cloud Run; ECS rolls back one revision")
         ecs = _aws_session(outputs).client("ecs")
         plans = aws.rollback_services(
-            ecs, outputs.string("cluster_name"), service_names, timeout_seconds=timeout
+            ecs,
+            outputs.string("cluster_name"),
+            service_names,
+            wait=wait,
+            timeout_seconds=timeout,
         )
         for plan in plans:
             typer.echo(

@@ -80,7 +80,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self.state.requests.append(f"GET {self.path}")
         if self.path == "/health/ready":
-            self._send(self.state.ready_status, {"status": "ok" if self.state.ready_status == 200 else "down"})
+            self._send(
+                self.state.ready_status,
+                {"status": "ok" if self.state.ready_status == 200 else "down"},
+            )
             return
         if self.path.startswith("/v1/jobs/"):
             if not self._authorized():

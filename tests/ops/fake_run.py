@@ -120,7 +120,8 @@ class FakeRun:
             updated.terminal_condition = run_v2.Condition(type_="Ready", state=SUCCEEDED)
         self.services[current.name] = updated
         return operations_pb2.Operation(
-            name=f"{PARENT}/operations/u{len(self.updates)}", done=True,
+            name=f"{PARENT}/operations/u{len(self.updates)}",
+            done=True,
             response=_pack(updated),
         )
 
@@ -155,7 +156,8 @@ class FakeRun:
         name = f"{request.name}/executions/{request.name.rsplit('/', 1)[-1]}-{len(self.executions) + 1}"
         image = self.jobs[request.name].template.template.containers[0].image
         self.executions[name] = run_v2.Execution(
-            name=name, log_uri=f"https://console.cloud.google.com/logs?exec={name}",
+            name=name,
+            log_uri=f"https://console.cloud.google.com/logs?exec={name}",
             labels={"image": image},
         )
         return operations_pb2.Operation(
@@ -173,7 +175,8 @@ class FakeRun:
                 execution.failed_count = 1
                 execution.conditions = [
                     run_v2.Condition(
-                        type_="Completed", state=FAILED,
+                        type_="Completed",
+                        state=FAILED,
                         message="Task migrate-1 failed with exit code 1",
                     )
                 ]

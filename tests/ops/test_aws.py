@@ -19,7 +19,6 @@ from groundwork.ops.errors import (
 )
 from groundwork.ops.outputs import StackOutputs
 
-
 REGION = "us-east-1"
 CLUSTER = "groundwork-staging"
 
@@ -183,7 +182,9 @@ def test_rollback_skips_deregistered_revisions_and_refuses_when_none_left(
 ) -> None:
     ecs = boto3.client("ecs", region_name=REGION)
     ecs.deregister_task_definition(taskDefinition=stack["_revisions"]["api"][0])
-    with pytest.raises(UserError, match="no ACTIVE revision of groundwork-staging-api older than 2"):
+    with pytest.raises(
+        UserError, match="no ACTIVE revision of groundwork-staging-api older than 2"
+    ):
         aws.rollback_services(ecs, CLUSTER, [stack["api_service_name"]], wait=False)
 
 
@@ -200,8 +201,12 @@ def test_rollback_waits_until_services_are_stable(stack: dict[str, Any]) -> None
     aws.rollback_services(ecs, CLUSTER, names, wait=False)
     poller = boto3.client("ecs", region_name=REGION)
     stubber = Stubber(poller)
-    unstable = {"serviceName": names[0], "deployments": [{}, {}], "runningCount": 1,
-                "desiredCount": 1}
+    unstable = {
+        "serviceName": names[0],
+        "deployments": [{}, {}],
+        "runningCount": 1,
+        "desiredCount": 1,
+    }
     stable = {"serviceName": names[0], "deployments": [{}], "runningCount": 1, "desiredCount": 1}
     stubber.add_response("describe_services", {"services": [unstable]})
     stubber.add_response("describe_services", {"services": [stable]})
@@ -291,8 +296,13 @@ def test_restore_drill_snapshots_restores_privately_and_cleans_up(stack: dict[st
     rds = _database(stack)
     fixed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     report = aws.restore_drill(
-        rds, "groundwork-staging-db", poll_seconds=0, sleep=no_sleep, clock=FakeClock(),
-        now=lambda: fixed, delete_after=False,
+        rds,
+        "groundwork-staging-db",
+        poll_seconds=0,
+        sleep=no_sleep,
+        clock=FakeClock(),
+        now=lambda: fixed,
+        delete_after=False,
     )
     assert report.snapshot_id == "groundwork-staging-db-drill-20260102030405"
     assert report.snapshot_seconds > 0 and report.restore_seconds > 0
@@ -308,7 +318,10 @@ def test_restore_drill_snapshots_restores_privately_and_cleans_up(stack: dict[st
     assert report.endpoint
 
     second = aws.restore_drill(
-        rds, "groundwork-staging-db", poll_seconds=0, sleep=no_sleep,
+        rds,
+        "groundwork-staging-db",
+        poll_seconds=0,
+        sleep=no_sleep,
         now=lambda: fixed + timedelta(hours=1),
     )
     assert second.deleted

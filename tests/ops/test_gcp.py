@@ -24,8 +24,12 @@ def no_sleep(_: float) -> None:
 def test_migrate_job_updates_image_runs_and_waits(run_api: Any) -> None:
     job = run_api.fake.add_job("groundwork-staging-migrate", "europe-docker.pkg.dev/p/r/app:v1")
     result = gcp.run_migrate_job(
-        run_api.clients["jobs"], run_api.clients["executions"], job,
-        image="europe-docker.pkg.dev/p/r/app:v2", poll_seconds=0, sleep=no_sleep,
+        run_api.clients["jobs"],
+        run_api.clients["executions"],
+        job,
+        image="europe-docker.pkg.dev/p/r/app:v2",
+        poll_seconds=0,
+        sleep=no_sleep,
     )
     assert result.succeeded == 1
     assert result.name.startswith(f"{job}/executions/")
@@ -38,8 +42,12 @@ def test_migrate_job_updates_image_runs_and_waits(run_api: Any) -> None:
 def test_migrate_job_skips_update_when_image_is_current(run_api: Any) -> None:
     job = run_api.fake.add_job("m", "img:v1")
     gcp.run_migrate_job(
-        run_api.clients["jobs"], run_api.clients["executions"], job, image="img:v1",
-        poll_seconds=0, sleep=no_sleep,
+        run_api.clients["jobs"],
+        run_api.clients["executions"],
+        job,
+        image="img:v1",
+        poll_seconds=0,
+        sleep=no_sleep,
     )
     assert "UpdateJob" not in run_api.fake.calls
 
@@ -49,8 +57,11 @@ def test_failed_migrate_job_reports_condition_and_logs(run_api: Any) -> None:
     run_api.fake.execution_fails = True
     with pytest.raises(TaskFailedError) as failure:
         gcp.run_migrate_job(
-            run_api.clients["jobs"], run_api.clients["executions"], job,
-            poll_seconds=0, sleep=no_sleep,
+            run_api.clients["jobs"],
+            run_api.clients["executions"],
+            job,
+            poll_seconds=0,
+            sleep=no_sleep,
         )
     message = str(failure.value)
     assert "1 failed" in message
@@ -61,8 +72,11 @@ def test_failed_migrate_job_reports_condition_and_logs(run_api: Any) -> None:
 def test_unknown_job_is_a_user_error(run_api: Any) -> None:
     with pytest.raises(UserError, match="not found"):
         gcp.run_migrate_job(
-            run_api.clients["jobs"], run_api.clients["executions"],
-            f"{run_api.module.PARENT}/jobs/nope", poll_seconds=0, sleep=no_sleep,
+            run_api.clients["jobs"],
+            run_api.clients["executions"],
+            f"{run_api.module.PARENT}/jobs/nope",
+            poll_seconds=0,
+            sleep=no_sleep,
         )
 
 
@@ -82,8 +96,13 @@ def test_shift_traffic_walks_the_canary_steps(run_api: Any) -> None:
         checks.append(run_api.fake.updates[-1])
 
     report = gcp.shift_traffic(
-        run_api.clients["services"], run_api.clients["revisions"], service, [10, 50, 100],
-        health, bake_seconds=0, sleep=no_sleep,
+        run_api.clients["services"],
+        run_api.clients["revisions"],
+        service,
+        [10, 50, 100],
+        health,
+        bake_seconds=0,
+        sleep=no_sleep,
     )
     assert report.candidate == "api-00003-ccc"
     assert report.applied_steps == [10, 50, 100]
@@ -108,8 +127,13 @@ def test_failed_health_check_rolls_back_to_the_original_split(run_api: Any) -> N
 
     with pytest.raises(RolledBackError, match="failed at 50%.*503.*api-00002-bbb 100%"):
         gcp.shift_traffic(
-            run_api.clients["services"], run_api.clients["revisions"], service, [10, 50, 100],
-            health, bake_seconds=0, sleep=no_sleep,
+            run_api.clients["services"],
+            run_api.clients["revisions"],
+            service,
+            [10, 50, 100],
+            health,
+            bake_seconds=0,
+            sleep=no_sleep,
         )
     assert run_api.fake.updates[-1] == [("api-00002-bbb", 100)]
 
@@ -119,8 +143,13 @@ def test_service_not_ready_after_a_step_rolls_back(run_api: Any) -> None:
     run_api.fake.fail_update_at = 1
     with pytest.raises(RolledBackError, match="failed at 10%.*revision crashed under load"):
         gcp.shift_traffic(
-            run_api.clients["services"], run_api.clients["revisions"], service, [10, 100],
-            lambda: None, bake_seconds=0, sleep=no_sleep,
+            run_api.clients["services"],
+            run_api.clients["revisions"],
+            service,
+            [10, 100],
+            lambda: None,
+            bake_seconds=0,
+            sleep=no_sleep,
         )
     assert run_api.fake.updates[-1] == [("api-00002-bbb", 100)]
 
@@ -129,8 +158,13 @@ def test_a_revision_that_is_not_ready_gets_no_traffic(run_api: Any) -> None:
     service = _api(run_api, candidate_ok=False)
     with pytest.raises(RevisionNotReadyError, match="api-00003-ccc is not ready: container failed"):
         gcp.shift_traffic(
-            run_api.clients["services"], run_api.clients["revisions"], service, [10, 100],
-            lambda: None, bake_seconds=0, sleep=no_sleep,
+            run_api.clients["services"],
+            run_api.clients["revisions"],
+            service,
+            [10, 100],
+            lambda: None,
+            bake_seconds=0,
+            sleep=no_sleep,
         )
     assert run_api.fake.updates == []
 
@@ -138,8 +172,13 @@ def test_a_revision_that_is_not_ready_gets_no_traffic(run_api: Any) -> None:
 def test_rollback_sends_everything_to_the_previous_ready_revision(run_api: Any) -> None:
     service = _api(run_api)
     gcp.shift_traffic(
-        run_api.clients["services"], run_api.clients["revisions"], service, [100],
-        lambda: None, bake_seconds=0, sleep=no_sleep,
+        run_api.clients["services"],
+        run_api.clients["revisions"],
+        service,
+        [100],
+        lambda: None,
+        bake_seconds=0,
+        sleep=no_sleep,
     )
     before, target = gcp.rollback_traffic(
         run_api.clients["services"], run_api.clients["revisions"], service
@@ -177,8 +216,15 @@ def test_service_ready_reports_the_condition(run_api: Any) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "ok"),
-    [("10,50,100", True), ("100", True), ("50,10,100", False), ("10,50", False), ("0,100", False),
-     ("a,100", False), ("10,10,100", False)],
+    [
+        ("10,50,100", True),
+        ("100", True),
+        ("50,10,100", False),
+        ("10,50", False),
+        ("0,100", False),
+        ("a,100", False),
+        ("10,10,100", False),
+    ],
 )
 def test_parse_steps(raw: str, ok: bool) -> None:
     if ok:
