@@ -185,7 +185,13 @@ class ResilientLLM:
     async def complete(self, prompt: str, model: str) -> str:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_exponential_jitter(initial=self._backoff_initial, max=self._backoff_max),
+            # Jitter proportional to the first step: spreads a herd of workers out
+            # without tenacity's 1 s default dwarfing short test/dev backoffs.
+            wait=wait_exponential_jitter(
+                multiplier=self._backoff_initial,
+                max=self._backoff_max,
+                jitter=self._backoff_initial,
+            ),
             retry=retry_if_exception_type(LLMRetryableError),
             reraise=True,
         )

@@ -1,0 +1,190 @@
+"""The job-handling core against real PostgreSQL and Redis (no broker needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from groundwork_app.adapters.cache import AnswerCache
+from groundwork_app.adapters.llm import SimulatedProvider
+from groundwork_app.adapters.redis import create_redis
+from groundwork_app.ports import Delivery, Outcome
+from groundwork_app.settings import LLMFallback, Settings
+from groundwork_app.worker.handler import JobHandler, MalformedMessageError, parse_job_message
+from groundwork_app.worker.runner import build_handler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from groundwork.devservers import DevServers
+
+from .conftest import insert_job, job_row, ledger_count, make_settings
+
+
+def delivery_for(
+    job_id: uuid.UUID, message_id: uuid.UUID, prompt: str = "What is 2+2?", attempt: int = 1
+) -> Delivery:
+    body = (
+        f'{{"job_id": "{job_id}", "prompt": "{prompt}", "model": "test-model", "metadata": {{}}}}'
+    ).encode()
+    return Delivery(str(message_id), body, {"request_id": "req-1"}, attempt)
+
+
+async def test_redelivered_message_changes_nothing_and_calls_the_llm_once(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    provider = SimulatedProvider()
+    handler = build_handler(settings, engine, provider=provider)
+    job_id, message_id = await insert_job(engine, settings)
+
+    first = await handler.handle(delivery_for(job_id, message_id))
+    after_first = await job_row(engine, job_id)
+    second = await handler.handle(delivery_for(job_id, message_id))
+    after_second = await job_row(engine, job_id)
+
+    assert first.outcome is Outcome.ACK and first.reason == ""
+    assert second.outcome is Outcome.ACK and second.reason.startswith("duplicate")
+    assert provider.calls == 1
+    assert await ledger_count(engine, job_id) == 1
+    assert after_first.status == after_second.status == "succeeded"
+    assert after_second.result == after_first.result
+    assert after_second.completed_at == after_first.completed_at
+    assert after_second.attempts == 1
+
+
+async def test_concurrent_duplicates_write_one_result(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    # Both pass the ledger check before either commits: the ledger's primary key
+    # guard in the result transaction must still let exactly one win.
+    provider = SimulatedProvider(latency_ms=200)
+    handler = build_handler(settings, engine, provider=provider)
+    job_id, message_id = await insert_job(engine, settings)
+    results = await asyncio.gather(
+        *(handler.handle(delivery_for(job_id, message_id)) for _ in range(2))
+    )
+    assert [r.outcome for r in results] == [Outcome.ACK, Outcome.ACK]
+    assert sorted(r.reason for r in results) == ["", "duplicate: a concurrent delivery won"]
+    assert await ledger_count(engine, job_id) == 1
+    assert (await job_row(engine, job_id)).status == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "body, reason",
+    [
+        (b"not json", "body is not JSON"),
+        (b"[1, 2]", "body must be a JSON object"),
+        (b'{"prompt": "x", "model": "m"}', "missing field(s): job_id"),
+        (b'{"job_id": "nope", "prompt": "x", "model": "m"}', "job_id is not a UUID"),
+        (
+            b'{"job_id": "6f1c1c9e-51a0-4c4e-9a43-3b1f7d6c1a11", "prompt": "", "model": "m"}',
+            "prompt must be a non-empty string",
+        ),
+    ],
+)
+def test_malformed_bodies_are_named(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMessageError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        parse_job_message(body)
+
+
+async def test_poison_and_unknown_job_are_dead_lettered(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    handler = build_handler(settings, engine, provider=SimulatedProvider())
+    poison = await handler.handle(Delivery("m-1", b"\xff\xfe garbage", {}, 1))
+    assert poison.outcome is Outcome.DEAD_LETTER
+    assert poison.reason.startswith("malformed message: body is not JSON")
+    unknown = await handler.handle(delivery_for(uuid.uuid4(), uuid.uuid4()))
+    assert unknown.outcome is Outcome.DEAD_LETTER and unknown.reason.startswith("unknown job")
+    assert await ledger_count(engine) == 0
+
+
+async def test_cache_aside_answers_repeat_prompts_without_the_llm(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    redis = create_redis(settings)
+    provider = SimulatedProvider()
+    prompt = f"cache me {uuid.uuid4()}"
+    handler = build_handler(settings, engine, provider=provider, cache=AnswerCache(redis, settings))
+    first_job, first_msg = await insert_job(engine, settings, prompt)
+    second_job, second_msg = await insert_job(engine, settings, prompt)
+    await handler.handle(delivery_for(first_job, first_msg, prompt))
+    await handler.handle(delivery_for(second_job, second_msg, prompt))
+    first, second = await job_row(engine, first_job), await job_row(engine, second_job)
+    assert provider.calls == 1
+    assert (first.cached, second.cached) == (False, True)
+    assert first.result == second.result
+
+    # A model/version bump invalidates every cached answer.
+    bumped = make_settings(queue_name=settings.queue_name, cache_version="v-bumped")
+    handler = build_handler(bumped, engine, provider=provider, cache=AnswerCache(redis, bumped))
+    third_job, third_msg = await insert_job(engine, settings, prompt)
+    await handler.handle(delivery_for(third_job, third_msg, prompt))
+    assert provider.calls == 2
+    assert (await job_row(engine, third_job)).cached is False
+    await redis.aclose()
+
+
+@pytest.mark.slow
+async def test_jobs_complete_uncached_while_redis_is_down(
+    settings: Settings, engine: AsyncEngine, servers: DevServers
+) -> None:
+    redis = create_redis(settings)
+    provider = SimulatedProvider()
+    handler = build_handler(settings, engine, provider=provider, cache=AnswerCache(redis, settings))
+    servers.redis.stop()
+    try:
+        ids = [await insert_job(engine, settings, "same prompt") for _ in range(2)]
+        for job_id, message_id in ids:
+            result = await handler.handle(delivery_for(job_id, message_id, "same prompt"))
+            assert result.outcome is Outcome.ACK
+            row = await job_row(engine, job_id)
+            assert (row.status, row.cached) == ("succeeded", False)
+        assert provider.calls == 2  # no cache: every job asked the LLM
+    finally:
+        servers.redis.start()
+        await redis.aclose()
+
+
+async def test_llm_down_default_answer_fallback_is_marked_degraded(
+    service_env: dict[str, str], clean_db: None
+) -> None:
+    settings = make_settings(
+        llm_fallback=LLMFallback.DEFAULT_ANSWER, llm_default_answer="try again later"
+    )
+    from groundwork_app.db.engine import create_engine
+
+    engine = create_engine(settings)
+    provider = SimulatedProvider(failure_rate=1.0)
+    handler = build_handler(settings, engine, provider=provider)
+    job_id, message_id = await insert_job(engine, settings)
+    result = await handler.handle(delivery_for(job_id, message_id))
+    row = await job_row(engine, job_id)
+    assert result.outcome is Outcome.ACK
+    assert (row.status, row.result, row.degraded) == ("succeeded", "try again later", True)
+    assert provider.calls == settings.llm_max_retries + 1
+    await engine.dispose()
+
+
+async def test_llm_down_requeue_fallback_retries_then_dead_letters_and_fails_the_job(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    assert settings.llm_fallback is LLMFallback.REQUEUE
+    provider = SimulatedProvider(failure_rate=1.0)
+    handler: JobHandler = build_handler(settings, engine, provider=provider)
+    job_id, message_id = await insert_job(engine, settings)
+    outcomes = []
+    for attempt in range(1, settings.queue_delivery_limit + 1):
+        outcomes.append(await handler.handle(delivery_for(job_id, message_id, attempt=attempt)))
+        if attempt < settings.queue_delivery_limit:
+            assert (await job_row(engine, job_id)).status == "queued"
+    assert [o.outcome for o in outcomes] == [Outcome.RETRY, Outcome.RETRY, Outcome.DEAD_LETTER]
+    row = await job_row(engine, job_id)
+    assert row.status == "failed"
+    assert row.error.startswith("LLM unavailable")
+    # threshold 3 transient failures: the circuit is open, later calls fail fast.
+    assert handler.llm.circuit_state == "open"
+    calls_before = provider.calls
+    later = await handler.handle(delivery_for(job_id, message_id, attempt=1))
+    assert later.outcome is Outcome.RETRY and "circuit open" in later.reason
+    assert provider.calls == calls_before
+    assert await ledger_count(engine, job_id) == 0
