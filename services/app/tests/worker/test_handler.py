@@ -41,8 +41,10 @@ async def test_redelivered_message_changes_nothing_and_calls_the_llm_once(
     second = await handler.handle(delivery_for(job_id, message_id))
     after_second = await job_row(engine, job_id)
 
-    assert first.outcome is Outcome.ACK and first.reason == ""
-    assert second.outcome is Outcome.ACK and second.reason.startswith("duplicate")
+    assert first.outcome is Outcome.ACK
+    assert first.reason == ""
+    assert second.outcome is Outcome.ACK
+    assert second.reason.startswith("duplicate")
     assert provider.calls == 1
     assert await ledger_count(engine, job_id) == 1
     assert after_first.status == after_second.status == "succeeded"
@@ -69,7 +71,7 @@ async def test_concurrent_duplicates_write_one_result(
 
 
 @pytest.mark.parametrize(
-    "body, reason",
+    ("body", "reason"),
     [
         (b"not json", "body is not JSON"),
         (b"[1, 2]", "body must be a JSON object"),
@@ -94,7 +96,8 @@ async def test_poison_and_unknown_job_are_dead_lettered(
     assert poison.outcome is Outcome.DEAD_LETTER
     assert poison.reason.startswith("malformed message: body is not JSON")
     unknown = await handler.handle(delivery_for(uuid.uuid4(), uuid.uuid4()))
-    assert unknown.outcome is Outcome.DEAD_LETTER and unknown.reason.startswith("unknown job")
+    assert unknown.outcome is Outcome.DEAD_LETTER
+    assert unknown.reason.startswith("unknown job")
     assert await ledger_count(engine) == 0
 
 
@@ -185,6 +188,7 @@ async def test_llm_down_requeue_fallback_retries_then_dead_letters_and_fails_the
     assert handler.llm.circuit_state == "open"
     calls_before = provider.calls
     later = await handler.handle(delivery_for(job_id, message_id, attempt=1))
-    assert later.outcome is Outcome.RETRY and "circuit open" in later.reason
+    assert later.outcome is Outcome.RETRY
+    assert "circuit open" in later.reason
     assert provider.calls == calls_before
     assert await ledger_count(engine, job_id) == 0

@@ -129,7 +129,7 @@ async def test_timeout_is_retried_then_reported(fake_openai: FakeOpenAI) -> None
     fake_openai.script = [(200, 1.0), (200, 1.0)]
     llm = resilient(fake_openai, timeout=0.3, retries=1)
     started = time.monotonic()
-    with pytest.raises(LLMUnavailableError, match="timed out|exceeded"):
+    with pytest.raises(LLMUnavailableError, match=r"timed out|exceeded"):
         await llm.complete("p", "m")
     assert time.monotonic() - started < 1.5
     assert len(fake_openai.requests) == 2
