@@ -7,6 +7,8 @@ stderr without a traceback.
 
 from __future__ import annotations
 
+import logging
+import warnings
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -24,6 +26,15 @@ EXIT_USER_ERROR = 2
 class CloudChoice(StrEnum):
     AWS = "aws"
     GCP = "gcp"
+
+
+def _quiet_mock_runtime() -> None:
+    """A program that raises leaves the mock runtime's RPC tasks pending; asyncio then
+    logs "Task was destroyed" and warns about never-awaited coroutines at exit. That
+    noise would bury the one-line error, and says nothing about the user's stack."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited",
+                            category=RuntimeWarning)
 
 
 def fail(message: str) -> typer.Exit:
@@ -54,6 +65,7 @@ def plan(
     from groundwork.plan.render import render
     from groundwork.plan.report import build_report, to_json
 
+    _quiet_mock_runtime()
     try:
         config = load_stack_config(stack, overrides=parse_overrides(set_ or []),
                                    cloud=cloud.value if cloud else None)

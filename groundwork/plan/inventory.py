@@ -70,6 +70,32 @@ def _is_stack(urn: str) -> bool:
     return not urn or f"::{_STACK_TYPE}::" in urn or urn.endswith(f"::{_STACK_TYPE}")
 
 
+def _grouping_level(roots: list[Node]) -> list[Node]:
+    """The nodes costs are grouped by: the top-level components, except that a single
+    component wrapping the whole environment is looked through to its children."""
+    level = roots
+    while True:
+        components = [n for n in level if n.resource.is_component]
+        if len(components) != 1:
+            return level
+        inner = [c for c in components[0].children if c.resource.is_component]
+        if not inner:
+            return level
+        level = [n for n in level if n is not components[0]] + inner
+
+
+def _labels(nodes: list[Node]) -> dict[str, str]:
+    """Component names, qualified with the type when two share a name."""
+    names = [n.resource.name for n in nodes]
+    labels = {}
+    for node in nodes:
+        name = node.resource.name
+        if names.count(name) > 1:
+            name = f"{name} ({node.resource.type.rsplit(':', 1)[-1]})"
+        labels[node.urn] = name
+    return labels
+
+
 def build_inventory(run: ProgramRun) -> Inventory:
     nodes = {r.urn: Node(r) for r in run.resources}
     roots: list[Node] = []
@@ -79,11 +105,22 @@ def build_inventory(run: ProgramRun) -> Inventory:
             roots.append(nodes[resource.urn])
         else:
             parent.children.append(nodes[resource.urn])
+    groups = _grouping_level(roots)
+    labels = _labels([g for g in groups if g.resource.is_component])
     component_of: dict[str, str] = {}
+
+    def assign(node: Node, label: str) -> None:
+        if node.urn in labels:
+            label = labels[node.urn]
+        elif node.resource.is_component and label == STACK_GROUP:
+            # A wrapper looked through by _grouping_level keeps its own resources.
+            label = node.resource.name
+        component_of[node.urn] = label
+        for child in node.children:
+            assign(child, label)
+
     for root in roots:
-        group = root.resource.name if root.resource.is_component else STACK_GROUP
-        for resource in root.walk():
-            component_of[resource.urn] = group
+        assign(root, STACK_GROUP)
     # Components first, then loose resources; each level sorted for stable output.
     roots.sort(key=lambda n: (not n.resource.is_component, n.resource.name, n.resource.type))
     for node in nodes.values():

@@ -6,6 +6,7 @@ from collections import defaultdict
 
 from rich.console import Console, Group
 from rich.markup import escape
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
@@ -88,25 +89,33 @@ def inventory_tree(report: PlanReport) -> Tree:
     return root
 
 
-def verdict_table(report: PlanReport) -> Table | Text:
+def verdict_list(report: PlanReport) -> Group | Text:
+    """Violations first (mandatory, then advisory), each with its rule and the fix.
+
+    A list rather than a table: rule names and remediation hints are long and must
+    stay readable (and greppable) in an 80-column CI log."""
     outcome = report.policy
     if not outcome.available:
         return Text(f"Policy verdicts unavailable: {outcome.error}", style="yellow")
     if not outcome.verdicts:
-        return Text("Policy: every rule passed.", style="green")
-    table = Table(title=f"Policy verdicts ({outcome.mandatory_failures} mandatory failures)",
-                  title_justify="left", show_lines=False, expand=False)
-    table.add_column("level")
-    table.add_column("severity")
-    table.add_column("rule", style="bold")
-    table.add_column("resource")
-    table.add_column("message / remediation", overflow="fold")
+        return Text("Policy: no violations.", style="green")
+    advisory = len(outcome.verdicts) - outcome.mandatory_failures
+    lines: list[Text | Padding] = [Text.from_markup(
+        f"[bold]Policy verdicts:[/] [red]{outcome.mandatory_failures} mandatory[/], "
+        f"[yellow]{advisory} advisory[/]")]
     for v in outcome.verdicts:
-        style = "red" if v.blocking else "yellow"
-        text = escape(v.message) + (f"\n[dim]fix: {escape(v.remediation)}[/]" if v.remediation else "")
-        table.add_row(f"[{style}]{v.enforcement}[/]", v.severity, escape(v.rule),
-                      escape(v.resource.rsplit("::", 1)[-1]), text)
-    return table
+        style = "bold red" if v.blocking else "yellow"
+        resource = v.resource.rsplit("::", 1)[-1] if v.resource else "(stack)"
+        head = Text("  ")
+        head.append(f"{v.enforcement.upper():<9}", style=style)
+        head.append(f" {v.severity:<8} ")
+        head.append(v.rule, style="bold")
+        head.append(f"  on {resource}", style="cyan")
+        lines.append(head)
+        lines.append(Padding(Text(v.message), (0, 0, 0, 6)))
+        if v.remediation:
+            lines.append(Padding(Text(f"fix: {v.remediation}", style="dim"), (0, 0, 0, 6)))
+    return Group(*lines)
 
 
 def cost_table(report: PlanReport) -> Table:
@@ -146,7 +155,7 @@ def render(report: PlanReport, console: Console) -> None:
         parts.append(Text(f"note: {note}", style="dim"))
     parts.append(inventory_tree(report))
     parts.append(Text(""))
-    parts.append(verdict_table(report))
+    parts.append(verdict_list(report))
     parts.append(Text(""))
     parts.append(cost_table(report))
     missing = not_priced_text(report)
