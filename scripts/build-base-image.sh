@@ -61,7 +61,9 @@ rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/*.bin \
     "$rootfs"/usr/share/man/* "$rootfs"/usr/share/locale/*
 
 # pip vendors certifi and uv ships webpki roots: point both at the system bundle.
-tar --numeric-owner -C "$rootfs" -c . | docker import \
+# /dev, /proc and /sys stay empty, as in the official image: the runtime mounts them.
+tar --numeric-owner -C "$rootfs" --exclude='./dev/*' --exclude='./proc/*' --exclude='./sys/*' \
+    -c . | docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
     --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
