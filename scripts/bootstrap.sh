@@ -4,7 +4,7 @@
 # debootstrap). Idempotent: installs only what is missing. Needs root or sudo.
 set -euo pipefail
 
-packages=(postgresql redis-server rabbitmq-server pgbouncer prometheus docker.io debootstrap make)
+packages=(postgresql redis-server rabbitmq-server pgbouncer prometheus docker.io docker-compose debootstrap make)
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "bootstrap: run as root or install sudo" >&2; exit 2; }
