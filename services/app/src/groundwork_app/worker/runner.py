@@ -65,7 +65,7 @@ def build_publisher(settings: Settings) -> Publisher:
 
 async def run_worker(settings: Settings) -> None:
     configure_logging(settings)
-    configure_tracing(settings)
+    configure_tracing(settings, component="worker")
     engine = create_engine(settings)
     redis = create_redis(settings)
     handler = build_handler(settings, engine, cache=AnswerCache(redis, settings))
