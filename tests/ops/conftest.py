@@ -147,7 +147,7 @@ CLUSTER = "groundwork-staging"
 LOG_GROUP = "/ecs/groundwork-staging/migrate"
 
 
-def container(name: str, image: str, prefix: str = "migrate") -> dict[str, Any]:
+def container(name: str, image: str, prefix: str = "migrate") -> Any:
     return {
         "name": name,
         "image": image,
@@ -246,7 +246,8 @@ def _load_fake_run() -> Any:
     spec = importlib.util.spec_from_file_location(
         "groundwork_tests_fake_run", Path(__file__).with_name("fake_run.py")
     )
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while decorating
     spec.loader.exec_module(module)

@@ -153,7 +153,8 @@ class FakeRun:
         self.calls.append("RunJob")
         if request.name not in self.jobs:
             context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.name} not found")
-        name = f"{request.name}/executions/{request.name.rsplit('/', 1)[-1]}-{len(self.executions) + 1}"
+        short = request.name.rsplit("/", 1)[-1]
+        name = f"{request.name}/executions/{short}-{len(self.executions) + 1}"
         image = self.jobs[request.name].template.template.containers[0].image
         self.executions[name] = run_v2.Execution(
             name=name,

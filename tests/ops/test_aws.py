@@ -132,7 +132,7 @@ def test_migrate_times_out_with_the_log_link(stack: dict[str, Any]) -> None:
             "describe_tasks",
             {"tasks": [{"taskArn": started.task_arn, "lastStatus": "RUNNING"}]},
         )
-    with stubber, pytest.raises(OpsTimeoutError, match="still RUNNING after 2 s.*logs: https://"):
+    with stubber, pytest.raises(OpsTimeoutError, match=r"still RUNNING after 2 s.*logs: https://"):
         aws.wait_for_task(
             poller, started, timeout_seconds=2, poll_seconds=0, sleep=no_sleep, clock=FakeClock()
         )
@@ -252,7 +252,7 @@ def test_target_health_passes_with_a_healthy_target(stack: dict[str, Any]) -> No
 
 def test_target_health_fails_listing_unhealthy_targets(stack: dict[str, Any]) -> None:
     elbv2, arn = _target_group(stack, healthy=False)
-    with pytest.raises(SmokeTestError, match="not healthy after 2 s: i-.*:8000 unused"):
+    with pytest.raises(SmokeTestError, match=r"not healthy after 2 s: i-.*:8000 unused"):
         aws.target_health(
             elbv2, arn, timeout_seconds=2, poll_seconds=0, sleep=no_sleep, clock=FakeClock()
         )
@@ -305,7 +305,8 @@ def test_restore_drill_snapshots_restores_privately_and_cleans_up(stack: dict[st
         delete_after=False,
     )
     assert report.snapshot_id == "groundwork-staging-db-drill-20260102030405"
-    assert report.snapshot_seconds > 0 and report.restore_seconds > 0
+    assert report.snapshot_seconds > 0
+    assert report.restore_seconds > 0
     restored = rds.describe_db_instances(DBInstanceIdentifier=report.restored_instance)
     instance = restored["DBInstances"][0]
     # moto omits false booleans; True would be reported.
@@ -382,7 +383,7 @@ def test_dlq_depth_reads_the_latest_message_count(stack: dict[str, Any]) -> None
         MetricData=[
             {
                 "MetricName": "MessageCount",
-                "Dimensions": dims[:2] + [{"Name": "Queue", "Value": "jobs"}],
+                "Dimensions": [*dims[:2], {"Name": "Queue", "Value": "jobs"}],
                 "Value": 99.0,
                 "Timestamp": now,
             }
@@ -396,4 +397,5 @@ def test_dlq_depth_reads_the_latest_message_count(stack: dict[str, Any]) -> None
 def test_dlq_depth_without_datapoints_is_unknown(stack: dict[str, Any]) -> None:
     mq, cloudwatch, broker_id = _broker()
     report = aws.dlq_depth(cloudwatch, mq, broker_id)
-    assert report.depth is None and report.at is None
+    assert report.depth is None
+    assert report.at is None

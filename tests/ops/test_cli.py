@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from groundwork.cli import app
 
-from .conftest import JWT_SECRET  # type: ignore[import-not-found]
+from .conftest import JWT_SECRET
 
 runner = CliRunner()
 
@@ -48,7 +48,8 @@ def test_migrate_succeeds_from_an_outputs_file(stack: dict[str, Any], tmp_path: 
         "0",
     )
     assert result.exit_code == 0, result.output
-    assert "migrate task" in result.stdout and "succeeded" in result.stdout
+    assert "migrate task" in result.stdout
+    assert "succeeded" in result.stdout
 
 
 def test_missing_output_is_exit_2(stack: dict[str, Any], tmp_path: Path) -> None:
@@ -125,7 +126,8 @@ def test_smoke_aws_end_to_end(stack: dict[str, Any], tmp_path: Path, job_api: An
     )
     assert result.exit_code == 0, result.output
     assert "1/1 targets healthy" in result.stdout
-    assert "smoke test passed" in result.stdout and "succeeded" in result.stdout
+    assert "smoke test passed" in result.stdout
+    assert "succeeded" in result.stdout
     assert job_api.state.seen_tokens, "the API never saw the minted token"
 
 
@@ -152,7 +154,8 @@ def test_smoke_without_any_token_source_is_exit_2(
     )
     # Cloud Run readiness comes first and needs Google credentials.
     assert result.exit_code == 2
-    assert "error: " in result.stderr and "Traceback" not in result.output
+    assert "error: " in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_missing_google_credentials_is_exit_2(

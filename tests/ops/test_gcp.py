@@ -125,7 +125,7 @@ def test_failed_health_check_rolls_back_to_the_original_split(run_api: Any) -> N
         if run_api.fake.updates[-1][0][1] == 50:
             raise SmokeTestError("GET /health/ready returned 503")
 
-    with pytest.raises(RolledBackError, match="failed at 50%.*503.*api-00002-bbb 100%"):
+    with pytest.raises(RolledBackError, match=r"failed at 50%.*503.*api-00002-bbb 100%"):
         gcp.shift_traffic(
             run_api.clients["services"],
             run_api.clients["revisions"],
@@ -141,7 +141,7 @@ def test_failed_health_check_rolls_back_to_the_original_split(run_api: Any) -> N
 def test_service_not_ready_after_a_step_rolls_back(run_api: Any) -> None:
     service = _api(run_api)
     run_api.fake.fail_update_at = 1
-    with pytest.raises(RolledBackError, match="failed at 10%.*revision crashed under load"):
+    with pytest.raises(RolledBackError, match=r"failed at 10%.*revision crashed under load"):
         gcp.shift_traffic(
             run_api.clients["services"],
             run_api.clients["revisions"],

@@ -11,7 +11,7 @@ import pytest
 from groundwork.ops.errors import SmokeTestError, UserError
 from groundwork.ops.smoke import http_smoke, mint_token
 
-from .conftest import JWT_SECRET  # type: ignore[import-not-found]
+from .conftest import JWT_SECRET
 
 
 def no_sleep(_: float) -> None:
@@ -77,9 +77,11 @@ def test_stuck_job_times_out(job_api: Any) -> None:
 
 
 def test_unreachable_api_is_one_clear_error() -> None:
-    with httpx.Client(timeout=1.0) as client:
-        with pytest.raises(SmokeTestError, match=r"GET http://127.0.0.1:9/health/ready failed"):
-            http_smoke("http://127.0.0.1:9", None, client=client)
+    with (
+        httpx.Client(timeout=1.0) as client,
+        pytest.raises(SmokeTestError, match=r"GET http://127.0.0.1:9/health/ready failed"),
+    ):
+        http_smoke("http://127.0.0.1:9", None, client=client)
 
 
 def test_bad_url_is_a_user_error() -> None:
