@@ -123,8 +123,17 @@ async def _no_reset(_: asyncpg.Connection) -> None:
     """The API keeps no session state (and a transaction pooler would not either)."""
 
 
-async def create_pool(settings: Settings) -> asyncpg.Pool:
+def _asyncpg_args(settings: Settings) -> dict[str, Any]:
+    # Statement names are a SQLAlchemy dialect option; raw asyncpg with its cache off
+    # uses the unnamed statement, which PgBouncer keeps on one server connection
+    # because asyncpg sends Parse/Describe with Flush (not Sync) before Bind/Execute.
     args = connect_args(settings)
+    args.pop("prepared_statement_name_func", None)
+    return args
+
+
+async def create_pool(settings: Settings) -> asyncpg.Pool:
+    args = _asyncpg_args(settings)
     max_size = settings.db_pool_size + settings.db_max_overflow
     return await asyncpg.create_pool(
         host=settings.db_host,
@@ -220,7 +229,7 @@ async def ping(settings: Settings) -> None:
         user=settings.db_user,
         password=settings.db_password.get_secret_value() or None,
         database=settings.db_name,
-        **connect_args(settings),
+        **_asyncpg_args(settings),
     )
     try:
         await conn.fetchval("SELECT 1")

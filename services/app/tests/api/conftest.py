@@ -1,0 +1,138 @@
+"""Fixtures for the API tests: the real app (lifespan and all) against the real servers."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+import pytest
+
+from groundwork.devservers import DevServers
+
+
+@pytest.fixture
+def settings_factory(service_env: dict[str, str]) -> Callable[..., Any]:
+    """Settings from the test environment with per-test overrides (field names)."""
+    from groundwork_app.settings import Settings
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"rate_limit": "100000/minute"}
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+class ApiHarness:
+    def __init__(self, app: Any, client: httpx.AsyncClient, logs: io.StringIO, settings: Any):
+        self.app = app
+        self.client = client
+        self.logs = logs
+        self.settings = settings
+
+    def token(
+        self,
+        sub: str | None = "",
+        scopes: str = "jobs:read jobs:write",
+        *,
+        secret: str | None = None,
+        **claims: Any,
+    ) -> str:
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            # "" picks a fresh client id; None leaves the claim out.
+            "sub": f"client-{uuid.uuid4().hex[:12]}" if sub == "" else sub,
+            "iss": self.settings.jwt_issuer,
+            "aud": self.settings.jwt_audience,
+            "iat": now,
+            "exp": now + 300,
+            "scope": scopes,
+        }
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        key = secret or self.settings.jwt_secret.get_secret_value()
+        return jwt.encode(payload, key, algorithm="HS256")
+
+    def auth(self, sub: str = "", scopes: str = "jobs:read jobs:write") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(sub, scopes)}"}
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for line in self.logs.getvalue().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                lines.append(json.loads(line))
+        return lines
+
+
+@contextlib.asynccontextmanager
+async def running_api(settings: Any, **kwargs: Any) -> AsyncIterator[ApiHarness]:
+    from groundwork_app.api.app import create_app
+
+    logs = io.StringIO()
+    app = create_app(settings, log_stream=logs, **kwargs)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield ApiHarness(app, client, logs, settings)
+
+
+@pytest.fixture
+async def api(settings_factory: Callable[..., Any], clean_db: None) -> AsyncIterator[ApiHarness]:
+    async with running_api(settings_factory()) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def db(servers: DevServers, service_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=servers.postgres.port, user=servers.postgres.user,
+        password=servers.postgres.password, database=servers.postgres.database,
+    )
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def hung_server() -> Iterator[int]:
+    """A TCP listener on loopback that accepts connections and never answers."""
+    import socket
+    import threading
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            accepted.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(2)
+        for conn in accepted:
+            conn.close()
+        listener.close()
+
+
+JOB = {"prompt": "Summarise the plot of Hamlet.", "metadata": {"ticket": "T-1"}}
