@@ -1,0 +1,366 @@
+"""Pub/Sub: the relay's publisher against a local gRPC stand-in of google.pubsub.v1.Publisher
+(reached through the client's own PUBSUB_EMULATOR_HOST path) and the worker's push
+receiver over real HTTP with push-format envelopes and locally signed OIDC tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+import sqlalchemy as sa
+import uvicorn
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+from google.auth import crypt
+from google.auth import jwt as google_jwt
+from google.pubsub_v1.types import PublishRequest, PublishResponse
+from groundwork_app.adapters.llm import SimulatedProvider
+from groundwork_app.adapters.pubsub import PubSubPublisher, PushTokenVerifier, parse_push_envelope
+from groundwork_app.db.schema import outbox
+from groundwork_app.settings import QueueBackend, Settings
+from groundwork_app.worker.pubsub_push import PUSH_PATH, create_push_app
+from groundwork_app.worker.relay import OutboxRelay
+from groundwork_app.worker.runner import build_handler
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from groundwork.devservers import free_port
+
+from .conftest import insert_job, job_row, ledger_count, make_settings
+
+AUDIENCE = "https://worker.example.run.app/pubsub/push"
+PUSH_SA = "pubsub-push@test-project.iam.gserviceaccount.com"
+
+
+# --- the publisher ---------------------------------------------------------------------
+
+
+class FakePublisherService:
+    """google.pubsub.v1.Publisher/Publish on an insecure local gRPC port."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, Any]] = []
+        self.deny = False
+        self.server = grpc.server(ThreadPoolExecutor(max_workers=4))
+        handler = grpc.method_handlers_generic_handler(
+            "google.pubsub.v1.Publisher",
+            {
+                "Publish": grpc.unary_unary_rpc_method_handler(
+                    self._publish,
+                    request_deserializer=PublishRequest.deserialize,
+                    response_serializer=PublishResponse.serialize,
+                ),
+            },
+        )
+        self.server.add_generic_rpc_handlers((handler,))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def _publish(self, request: PublishRequest, context: grpc.ServicerContext) -> PublishResponse:
+        if self.deny:  # non-retryable, so the client gives up at once
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "topic publish denied")
+        ids = []
+        for message in request.messages:
+            self.received.append((request.topic, message))
+            ids.append(str(len(self.received)))
+        return PublishResponse(message_ids=ids)
+
+
+@pytest.fixture
+def pubsub_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePublisherService]:
+    service = FakePublisherService()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", f"127.0.0.1:{service.port}")
+    yield service
+    service.server.stop(None)
+
+
+async def test_relay_publishes_outbox_rows_to_the_topic(
+    settings: Settings, engine: AsyncEngine, pubsub_service: FakePublisherService
+) -> None:
+    ps = make_settings(
+        queue_name=settings.queue_name,
+        queue_backend=QueueBackend.PUBSUB,
+        pubsub_project_id="test-project",
+    )
+    job_id, message_id = await insert_job(engine, ps, "hello pubsub", request_id="req-ps-1")
+    publisher = PubSubPublisher(ps)
+    try:
+        result = await OutboxRelay(engine, publisher, ps).publish_batch()
+    finally:
+        await publisher.close()
+    assert (result.published, result.failed) == (1, 0)
+    [(topic, message)] = pubsub_service.received
+    assert topic == f"projects/test-project/topics/{settings.queue_name}"
+    assert json.loads(message.data) == {
+        "job_id": str(job_id),
+        "prompt": "hello pubsub",
+        "model": "test-model",
+        "metadata": {},
+    }
+    attributes = dict(message.attributes)
+    assert attributes["message_id"] == str(message_id)
+    assert attributes["request_id"] == "req-ps-1"
+    assert attributes["traceparent"].startswith("00-")
+    assert attributes["x-groundwork-job-id"] == str(job_id)
+
+
+async def test_refused_publish_leaves_the_row_unsent(
+    settings: Settings, engine: AsyncEngine, pubsub_service: FakePublisherService
+) -> None:
+    pubsub_service.deny = True
+    ps = make_settings(
+        queue_name=settings.queue_name,
+        queue_backend=QueueBackend.PUBSUB,
+        pubsub_project_id="test-project",
+    )
+    await insert_job(engine, ps)
+    publisher = PubSubPublisher(ps)
+    try:
+        result = await OutboxRelay(engine, publisher, ps).publish_batch()
+    finally:
+        await publisher.close()
+    assert (result.published, result.failed) == (0, 1)
+    async with engine.connect() as conn:
+        row = (await conn.execute(sa.select(outbox))).one()
+    assert row.sent_at is None
+    assert row.publish_attempts == 1
+    assert "Pub/Sub did not accept" in row.last_error
+
+
+def test_publisher_requires_a_project() -> None:
+    with pytest.raises(ValueError, match="PUBSUB_PROJECT_ID must be set"):
+        PubSubPublisher(
+            Settings(queue_backend=QueueBackend.PUBSUB, pubsub_project_id=""), client=object()
+        )
+
+
+# --- the push receiver -----------------------------------------------------------------
+
+
+class Google:
+    """A local stand-in for Google's token signer and its certificate endpoint."""
+
+    def __init__(self) -> None:
+        self.kid = uuid.uuid4().hex
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-google")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(self.key, hashes.SHA256())
+        )
+        certs = json.dumps({self.kid: cert.public_bytes(serialization.Encoding.PEM).decode()})
+        self.fetches = 0
+        google = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                google.fetches += 1
+                body = certs.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.certs_url = f"http://127.0.0.1:{self.server.server_port}/oauth2/v1/certs"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def token(self, *, key: rsa.RSAPrivateKey | None = None, **claims: Any) -> str:
+        pem = (key or self.key).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        now = int(time.time())
+        payload = {
+            "iss": "https://accounts.google.com",
+            "aud": AUDIENCE,
+            "email": PUSH_SA,
+            "email_verified": True,
+            "sub": "1234",
+            "iat": now,
+            "exp": now + 600,
+        }
+        payload.update(claims)
+        signer = crypt.RSASigner.from_string(pem, key_id=self.kid)
+        return google_jwt.encode(signer, payload).decode()
+
+
+@pytest.fixture(scope="module")
+def google() -> Iterator[Google]:
+    fake = Google()
+    yield fake
+    fake.server.shutdown()
+
+
+def envelope(
+    job_id: uuid.UUID,
+    message_id: str,
+    *,
+    attempt: int | None = None,
+    data: bytes | None = None,
+    pubsub_id: str = "1001",
+) -> dict[str, Any]:
+    body = (
+        data
+        if data is not None
+        else json.dumps(
+            {"job_id": str(job_id), "prompt": "push me", "model": "test-model", "metadata": {}}
+        ).encode()
+    )
+    env: dict[str, Any] = {
+        "message": {
+            "data": base64.b64encode(body).decode(),
+            "messageId": pubsub_id,
+            "publishTime": "2026-11-22T10:00:00Z",
+            "attributes": {"message_id": message_id, "request_id": "req-push-1"},
+        },
+        "subscription": "projects/test-project/subscriptions/jobs-push",
+    }
+    if attempt is not None:
+        env["deliveryAttempt"] = attempt
+    return env
+
+
+class PushWorker:
+    def __init__(
+        self, base_url: str, provider: SimulatedProvider, engine: AsyncEngine, google: Google
+    ) -> None:
+        self.base_url = base_url
+        self.provider = provider
+        self.engine = engine
+        self.google = google
+
+    async def push(self, body: Any, token: str | None = "valid") -> httpx.Response:
+        headers = {}
+        if token == "valid":
+            token = self.google.token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        content = body if isinstance(body, bytes) else json.dumps(body).encode()
+        async with httpx.AsyncClient(base_url=self.base_url, timeout=10) as client:
+            return await client.post(
+                PUSH_PATH, content=content, headers={**headers, "Content-Type": "application/json"}
+            )
+
+
+@pytest.fixture
+async def push_worker(
+    settings: Settings, engine: AsyncEngine, google: Google
+) -> AsyncIterator[PushWorker]:
+    ps = make_settings(
+        queue_name=settings.queue_name,
+        queue_backend=QueueBackend.PUBSUB,
+        pubsub_project_id="test-project",
+        pubsub_push_audience=AUDIENCE,
+        pubsub_push_service_account=PUSH_SA,
+    )
+    provider = SimulatedProvider()
+    handler = build_handler(ps, engine, provider=provider)
+    verifier = PushTokenVerifier(AUDIENCE, PUSH_SA, certs_url=google.certs_url)
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_push_app(handler.handle, verifier), host="127.0.0.1", port=port, log_config=None
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    yield PushWorker(f"http://127.0.0.1:{port}", provider, engine, google)
+    server.should_exit = True
+    await task
+
+
+async def test_valid_push_is_handled_and_redelivery_is_idempotent(
+    push_worker: PushWorker, settings: Settings, engine: AsyncEngine
+) -> None:
+    job_id, message_id = await insert_job(engine, settings, "push me")
+    first = await push_worker.push(envelope(job_id, str(message_id), attempt=1))
+    assert first.status_code == 204, first.text
+    row = await job_row(engine, job_id)
+    assert row.status == "succeeded"
+    # Pub/Sub redelivers (lost ack) with a new attempt, and a relay re-publish gets a new
+    # Pub/Sub id: the outbox message id in the attributes is the key.
+    again = await push_worker.push(envelope(job_id, str(message_id), attempt=2, pubsub_id="77"))
+    assert again.status_code == 204
+    assert push_worker.provider.calls == 1
+    assert await ledger_count(engine, job_id) == 1
+    assert (await job_row(engine, job_id)).completed_at == row.completed_at
+
+
+async def test_push_auth_failures(
+    push_worker: PushWorker, settings: Settings, engine: AsyncEngine, google: Google
+) -> None:
+    job_id, message_id = await insert_job(engine, settings)
+    body = envelope(job_id, str(message_id))
+    fetches_before = google.fetches
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cases = {
+        "missing": (None, 401),
+        "garbage": ("not-a-jwt", 401),
+        "forged": (google.token(key=other_key), 401),
+        "expired": (google.token(iat=int(time.time()) - 7200, exp=int(time.time()) - 3600), 401),
+        "issuer": (google.token(iss="https://evil.example"), 401),
+        "audience": (google.token(aud="https://someone-else.example"), 403),
+        "identity": (google.token(email="attacker@evil.iam.gserviceaccount.com"), 403),
+    }
+    for name, (token, status) in cases.items():
+        response = await push_worker.push(body, token=token)
+        assert response.status_code == status, (name, response.text)
+    assert (await job_row(engine, job_id)).status == "queued"
+    assert push_worker.provider.calls == 0
+    # Certificates are cached by the verifier, not fetched per push.
+    assert google.fetches - fetches_before == 1
+
+
+async def test_push_status_codes_drive_pubsub_retry_and_dead_lettering(
+    push_worker: PushWorker, settings: Settings, engine: AsyncEngine
+) -> None:
+    assert (await push_worker.push(b"{not json")).status_code == 400
+    assert (await push_worker.push({"subscription": "x"})).status_code == 400
+    poison = await push_worker.push(envelope(uuid.uuid4(), "m-poison", data=b"\x00garbage"))
+    assert poison.status_code == 422
+    assert poison.json()["detail"].startswith("malformed message")
+
+    job_id, message_id = await insert_job(engine, settings)
+    push_worker.provider.failure_rate = 1.0
+    retry = await push_worker.push(envelope(job_id, str(message_id), attempt=1))
+    assert retry.status_code == 503  # Pub/Sub retries with backoff
+    assert (await job_row(engine, job_id)).status == "queued"
+    last = await push_worker.push(
+        envelope(job_id, str(message_id), attempt=settings.queue_delivery_limit)
+    )
+    assert last.status_code == 422  # nacked on the last attempt: Pub/Sub dead-letters it
+    row = await job_row(engine, job_id)
+    assert row.status == "failed"
+    assert row.error.startswith("LLM unavailable")
+
+
+def test_envelope_parsing_defaults() -> None:
+    message = parse_push_envelope(json.dumps({"message": {"messageId": "42", "data": ""}}).encode())
+    assert (message.message_id, message.delivery_attempt, message.data) == ("42", 1, b"")
