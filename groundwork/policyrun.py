@@ -28,6 +28,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.policy import _NotApplicableError
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from groundwork.mockrun import ProgramRun, RecordedResource
 from policies.pack import POLICIES, RULES_BY_NAME, config_path
@@ -109,10 +110,35 @@ def resource_args(
     config: Mapping[str, Any] | None = None,
     stack_tags: Mapping[str, str] | None = None,
 ) -> ResourceValidationArgs:
-    """What the engine hands a resource policy for ``resource``: its recorded inputs."""
-    return ResourceValidationArgs(resource.type, resource.inputs, resource.urn, resource.name,
-                                  _options(resource), None, dict(config or {}),
-                                  dict(stack_tags or {}))
+    """What the engine hands a resource policy for ``resource``: its recorded inputs.
+
+    Like the engine, the inputs are wrapped in the SDK's read-only proxy, and values that
+    were still unknown when the program registered the resource raise
+    ``UnknownValueError`` when a policy reads them.
+    """
+    return ResourceValidationArgs(resource.type, engine_props(resource.inputs), resource.urn,
+                                  resource.name, _options(resource), None,
+                                  dict(config or {}), dict(stack_tags or {}))
+
+
+def engine_props(values: Mapping[str, Any]) -> Any:
+    """Recorded values as the engine presents them to policies.
+
+    The SDK never sends a ``None`` input, so a ``None`` in a recorded graph is an output
+    that was unknown at registration (a random password, an id): it becomes the engine's
+    unknown sentinel.
+    """
+    return unknown_checking_proxy(_mark_unknowns(dict(values)))
+
+
+def _mark_unknowns(value: Any) -> Any:
+    if value is None:
+        return UNKNOWN_STRING_VALUE
+    if isinstance(value, Mapping):
+        return {k: _mark_unknowns(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_unknowns(v) for v in value]
+    return value
 
 
 def stack_args(
@@ -127,8 +153,8 @@ def stack_args(
 def _stack_resources(run: ProgramRun) -> list[PolicyResource]:
     """PolicyResources with parents, dependencies and value-derived property deps."""
     policy_resources = {
-        r.urn: PolicyResource(r.type, r.state or r.inputs, r.urn, r.name, _options(r), None,
-                              None, [], {})
+        r.urn: PolicyResource(r.type, engine_props(r.state or r.inputs), r.urn, r.name,
+                              _options(r), None, None, [], {})
         for r in run.resources
     }
     owners: dict[str, str] = {}
@@ -222,6 +248,8 @@ def run_policies(
                     policy.validate(args, report_resource)
                 except _NotApplicableError:
                     continue
+                except UnknownValueError as exc:
+                    verdicts.append(_cannot_run(policy, severity, resource, exc))
         elif isinstance(policy, StackValidationPolicy):
             if stack_resources is None:
                 stack_resources = _stack_resources(run)
@@ -229,7 +257,21 @@ def run_policies(
                 policy.validate(StackValidationArgs(stack_resources, dict(props), tags), report)
             except _NotApplicableError:
                 continue
+            except UnknownValueError as exc:
+                verdicts.append(_cannot_run(policy, severity, None, exc))
     return verdicts
+
+
+def _cannot_run(policy: Policy, severity: str, resource: RecordedResource | None,
+                exc: UnknownValueError) -> Verdict:
+    """The engine's answer when a policy reads a value only ``pulumi up`` will know."""
+    return Verdict(
+        rule=policy.name, enforcement=EnforcementLevel.ADVISORY.value, severity=severity,
+        urn=resource.urn if resource else "", resource_type=resource.type if resource else "",
+        resource_name=resource.name if resource else "",
+        message=f"can't run policy '{policy.name}' during preview: {exc.message}; it runs "
+        "again with the real value during `pulumi up`",
+    )
 
 
 def _severity(policy: Policy) -> str:

@@ -19,6 +19,7 @@ from policies.registry import (
     Tier,
     as_list,
     get,
+    is_set,
     missing_labels,
     parse_json,
     plaintext_secret_problems,
@@ -59,6 +60,9 @@ WEB_ACL = "aws:wafv2/webAcl:WebAcl"
 S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 S3_ACL = ("aws:s3/bucketAclV2:BucketAclV2", "aws:s3/bucketAcl:BucketAcl")
 S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+S3_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+S3_OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 S3_ENCRYPTION = (
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
     "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2",
@@ -182,7 +186,7 @@ def _redis_tls(s: Subject) -> Iterator[str]:
 
 
 def _redis_auth(s: Subject) -> Iterator[str]:
-    if not s.props.get("authToken") and not s.props.get("userGroupIds"):
+    if not is_set(s.props, "authToken") and not is_set(s.props, "userGroupIds"):
         yield f"Replication group {s.name} has neither an AUTH token nor RBAC user groups."
 
 
@@ -521,6 +525,29 @@ def _s3_encryption(s: Subject) -> Iterator[str]:
         yield f"Encryption configuration {s.name} sets no default server-side encryption."
 
 
+def _s3_tls_only(s: Subject) -> Iterator[str]:
+    document = parse_json(s.props.get("policy"))
+    statements = as_list(document.get("Statement")) if isinstance(document, Mapping) else []
+    for statement in statements:
+        if not isinstance(statement, Mapping) or statement.get("Effect") != "Deny":
+            continue
+        secure = get(statement, "Condition.Bool.aws:SecureTransport")
+        if str(secure).lower() == "false":
+            return
+    yield f"Bucket policy {s.name} does not deny requests made without TLS."
+
+
+def _s3_owner_enforced(s: Subject) -> Iterator[str]:
+    if get(s.props, "rule.objectOwnership") != "BucketOwnerEnforced":
+        yield f"Ownership controls {s.name} keep ACLs enabled."
+
+
+def _ecr_lifecycle(s: Subject) -> Iterator[str]:
+    document = parse_json(s.props.get("policy"))
+    if not isinstance(document, Mapping) or not as_list(document.get("rules")):
+        yield f"Lifecycle policy {s.name} has no rules, so old images are never expired."
+
+
 _RELAXED_BACKUPS = {Tier.STAGING: {"minBackupRetentionDays": 7},
                     Tier.PRODUCTION: {"minBackupRetentionDays": 14}}
 
@@ -740,6 +767,17 @@ RULES: list[Rule] = [
          (*S3_BUCKETS, *S3_ACL), Severity.CRITICAL,
          "Remove the ACL; use BucketOwnershipControls BucketOwnerEnforced.",
          control="S3.2 / S3.3", check=_s3_no_public_acl),
+    Rule("aws-s3-bucketpolicy-tls-only", "Bucket policies deny requests made without TLS.",
+         (S3_POLICY,), Severity.HIGH,
+         "Add a Deny statement for s3:* with Condition Bool aws:SecureTransport = false.",
+         control="S3.5", check=_s3_tls_only),
+    Rule("aws-s3-bucketownershipcontrols-enforced", "Bucket ACLs are disabled.",
+         (S3_OWNERSHIP,), Severity.MEDIUM, "Set rule.object_ownership='BucketOwnerEnforced'.",
+         control="S3.12", check=_s3_owner_enforced),
+    Rule("aws-ecr-lifecyclepolicy-rules", "ECR lifecycle policies expire old images.",
+         (ECR_LIFECYCLE,), Severity.LOW,
+         "Add a rule expiring untagged images and keeping the last N tagged ones.",
+         control="ECR.3", check=_ecr_lifecycle),
     Rule("aws-s3-bucket-encrypted",
          "Bucket encryption configurations set a default server-side algorithm.",
          S3_ENCRYPTION, Severity.MEDIUM,

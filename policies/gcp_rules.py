@@ -28,6 +28,13 @@ PUBSUB_TOPIC = "gcp:pubsub/topic:Topic"
 PUBSUB_SUBSCRIPTION = "gcp:pubsub/subscription:Subscription"
 SECRET = "gcp:secretmanager/secret:Secret"
 SECRET_IAM_MEMBER = "gcp:secretmanager/secretIamMember:SecretIamMember"
+RESOURCE_IAM_MEMBERS = (
+    SECRET_IAM_MEMBER,
+    "gcp:pubsub/topicIAMMember:TopicIAMMember",
+    "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
+    "gcp:serviceaccount/iAMMember:IAMMember",
+    "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+)
 RUN_SERVICE = "gcp:cloudrunv2/service:Service"
 RUN_JOB = "gcp:cloudrunv2/job:Job"
 RUN_SERVICE_IAM = (
@@ -318,10 +325,10 @@ def _project_iam(s: Subject) -> Iterator[str]:
         yield f"{s.name} grants {role} on the whole project to {s.props.get('member')}."
 
 
-def _secret_iam(s: Subject) -> Iterator[str]:
+def _iam_not_public(s: Subject) -> Iterator[str]:
     public = [m for m in _members(s) if m in PUBLIC_MEMBERS]
     if public:
-        yield f"{s.name} lets {', '.join(public)} read a secret."
+        yield f"{s.name} grants {s.props.get('role')} to {', '.join(public)}."
 
 
 def _alert_notifies(s: Subject) -> Iterator[str]:
@@ -472,9 +479,11 @@ RULES: list[Rule] = [
          (PROJECT_IAM_MEMBER,), Severity.CRITICAL,
          "Grant the narrow predefined role (cloudsql.client, secretmanager.secretAccessor "
          "on the secret, ...) instead.", control="CIS GCP 1.5 / 1.6", check=_project_iam),
-    Rule("gcp-secretmanager-secretiammember-not-public", "Secrets are never public.",
-         (SECRET_IAM_MEMBER,), Severity.CRITICAL,
-         "Grant secretAccessor to the workload service account only.", check=_secret_iam),
+    Rule("gcp-iam-member-not-public",
+         "Secrets, topics, subscriptions, registries and service accounts are never granted "
+         "to allUsers/allAuthenticatedUsers.", RESOURCE_IAM_MEMBERS, Severity.CRITICAL,
+         "Grant the role to the workload's service account only.",
+         control="CIS GCP 1.x (no public IAM)", check=_iam_not_public),
     Rule("gcp-monitoring-alertpolicy-notifications", "Alert policies notify someone.",
          (ALERT_POLICY,), Severity.MEDIUM,
          "Set notification_channels (groundwork:alarmEmail creates an email channel).",

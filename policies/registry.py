@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -30,6 +30,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy import Severity as PolicySeverity
+from pulumi_policy.proxy import UnknownValueError
 
 REQUIRED_TAGS: tuple[str, ...] = ("environment", "service", "managed-by", "cost-center")
 
@@ -54,18 +55,13 @@ class TierSource(StrEnum):
 
 def _environment_label(props: Mapping[str, Any]) -> str | None:
     """The ``environment`` tag (AWS) or label (GCP) a resource carries, if any."""
-    for holder in (
-        props.get("tags"),
-        props.get("labels"),
-        props.get("userLabels"),
-        (props.get("settings") or {}).get("userLabels")
-        if isinstance(props.get("settings"), Mapping)
-        else None,
-    ):
-        if isinstance(holder, Mapping):
-            value = holder.get("environment")
-            if isinstance(value, str) and value:
-                return value
+    for path in ("tags", "labels", "userLabels", "settings.userLabels"):
+        try:
+            value = get(props, f"{path}.environment")
+        except UnknownValueError:  # tags computed from outputs are unknown in a preview
+            continue
+        if isinstance(value, str) and value:
+            return value
     return None
 
 
@@ -245,18 +241,26 @@ def stack_tier(config: Mapping[str, Any], resources: Iterable[PolicyResource]) -
 
 
 def safe_props(resource: PolicyResource) -> Mapping[str, Any]:
-    """The resource's properties, or {} when a preview cannot read them yet."""
-    try:
-        return dict(resource.props)
-    except Exception:  # the SDK's unknown-value proxy raises on unknowns during preview
-        return {}
+    """The resource's properties that are known (a preview cannot read the others yet)."""
+    known: dict[str, Any] = {}
+    for key in list(resource.props):
+        try:
+            known[key] = resource.props[key]
+        except UnknownValueError:
+            continue
+    return known
+
+
+def _is_list(value: Any) -> bool:
+    # The engine hands policies read-only proxies: Sequence/Mapping, not list/dict.
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes)
 
 
 def get(props: Mapping[str, Any] | None, path: str, default: Any = None) -> Any:
     """``get(props, "settings.ipConfiguration.sslMode")``; lists index to their first item."""
     current: Any = props
     for part in path.split("."):
-        if isinstance(current, list):
+        if _is_list(current):
             current = current[0] if current else None
         if not isinstance(current, Mapping):
             return default
@@ -266,10 +270,20 @@ def get(props: Mapping[str, Any] | None, path: str, default: Any = None) -> Any:
     return current
 
 
+def is_set(props: Mapping[str, Any], key: str) -> bool:
+    """``key`` has a value, even one a preview cannot read yet (an unknown is still set)."""
+    if key not in list(props):  # iterating keys never touches the (maybe unknown) values
+        return False
+    try:
+        return bool(props[key])
+    except UnknownValueError:
+        return True
+
+
 def as_list(value: Any) -> list[Any]:
     if value is None:
         return []
-    if isinstance(value, list | tuple):
+    if _is_list(value):
         return list(value)
     return [value]
 
@@ -285,14 +299,22 @@ def parse_json(value: Any) -> Any:
 
 
 def walk_strings(value: Any) -> Iterator[str]:
+    """Every known string inside ``value`` (unknown parts of a preview are skipped)."""
     if isinstance(value, str):
         yield value
-    elif isinstance(value, Mapping):
-        for item in value.values():
-            yield from walk_strings(item)
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from walk_strings(item)
+        return
+    if isinstance(value, Mapping):
+        keys: Iterable[Any] = list(value)
+    elif _is_list(value):
+        keys = range(len(value))
+    else:
+        return
+    for key in keys:
+        try:
+            item = value[key]
+        except UnknownValueError:
+            continue
+        yield from walk_strings(item)
 
 
 # Names that carry credentials by convention. They must come from a secret store.
@@ -372,7 +394,11 @@ def identifiers(resource: PolicyResource) -> set[str]:
 
 
 def _mentions(text: str, ident: str) -> bool:
-    """``ident`` appears in ``text`` as a whole token (filters, ARNs, resource paths)."""
+    """``ident`` appears in ``text`` as a whole token (filters, ARNs, resource paths).
+
+    A numeric suffix still counts: ElastiCache names member nodes ``<group id>-001``.
+    """
     if ident not in text:
         return False
-    return re.search(rf'(^|[^A-Za-z0-9_-]){re.escape(ident)}($|[^A-Za-z0-9_-])', text) is not None
+    pattern = rf"(^|[^A-Za-z0-9_-]){re.escape(ident)}(-\d+)?($|[^A-Za-z0-9_-])"
+    return re.search(pattern, text) is not None

@@ -105,6 +105,21 @@ def _bucket_blocked(s: StackSubject) -> Iterator[tuple[str, str | None]]:
             yield (f"Bucket {bucket.name} has no BucketPublicAccessBlock.", bucket.urn)
 
 
+HTTP_PROXY = "gcp:compute/targetHttpProxy:TargetHttpProxy"
+URL_MAP = "gcp:compute/uRLMap:URLMap"
+
+
+def _http_redirects(s: StackSubject) -> Iterator[tuple[str, str | None]]:
+    maps = s.of_type(URL_MAP)
+    for proxy in s.of_type(HTTP_PROXY):
+        targets = [m for m in maps if references(proxy, m, "urlMap")]
+        if not targets or not all(
+            get(safe_props(m), "defaultUrlRedirect.httpsRedirect") is True for m in targets
+        ):
+            yield (f"HTTP proxy {proxy.name} serves plain HTTP instead of redirecting to HTTPS.",
+                   proxy.urn)
+
+
 RULES: list[Rule] = [
     Rule("aws-cloudwatch-datastore-alarmed",
          "Every data store (RDS instance, ElastiCache replication group, MQ broker) has a "
@@ -134,6 +149,10 @@ RULES: list[Rule] = [
          "Create a monitoring.AlertPolicy whose condition filter names the instance / "
          "dead-letter subscription (e.g. undelivered messages > 0).",
          stack_check=_gcp_alerted),
+    Rule("gcp-compute-targethttpproxy-https-redirect",
+         "Plain-HTTP proxies only redirect to HTTPS.", (HTTP_PROXY, URL_MAP), Severity.HIGH,
+         "Point the port-80 proxy at a URL map with default_url_redirect={'https_redirect': "
+         "True}.", control="CIS GCP 3.9 (related)", stack_check=_http_redirects),
     Rule("gcp-pubsub-subscription-dead-letter",
          "Work subscriptions dead-letter messages that keep failing.",
          (gcp.PUBSUB_SUBSCRIPTION,), Severity.HIGH,

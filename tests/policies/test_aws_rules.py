@@ -17,6 +17,8 @@ from groundwork.mockrun import ProgramRun
 from policies import aws_rules
 from tests.policies.helpers import TAGS, record, violations
 
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 ALLOW_SECRET = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
     "Resource": ["arn:aws:secretsmanager:us-east-1:123456789012:secret:app-*"]}]}
@@ -190,6 +192,19 @@ BUILDERS: dict[str, Builder] = {
     "sse": lambda n, **kw: aws.s3.BucketServerSideEncryptionConfiguration(n, **_merge({
         "bucket": "logs", "rules": [{"apply_server_side_encryption_by_default": {
             "sse_algorithm": "AES256"}}]}, kw)),
+    "bucket_policy": lambda n, **kw: aws.s3.BucketPolicy(n, **_merge({
+        "bucket": "logs", "policy": json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
+            "Action": "s3:*", "Resource": ["arn:aws:s3:::logs", "arn:aws:s3:::logs/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})}, kw)),
+    "ownership": lambda n, **kw: aws.s3.BucketOwnershipControls(n, **_merge({
+        "bucket": "logs", "rule": {"object_ownership": "BucketOwnerEnforced"}}, kw)),
+    "ecr_lifecycle": lambda n, **kw: aws.ecr.LifecyclePolicy(n, **_merge({
+        "repository": "groundwork", "policy": json.dumps({"rules": [{
+            "rulePriority": 1, "description": "expire untagged",
+            "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
+                          "countUnit": "days", "countNumber": 7},
+            "action": {"type": "expire"}}]})}, kw)),
 }
 
 # (rule, builder, overrides that break it). Several rows per rule cover each resource
@@ -287,6 +302,14 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("aws-s3-bucketpublicaccessblock-enabled", "public_access_block", {
         "restrict_public_buckets": False}),
     ("aws-s3-bucket-no-public-acl", "bucket", {"acl": "public-read"}),
+    ("aws-s3-bucketpolicy-tls-only", "bucket_policy", {"policy": json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Service": "logdelivery.elasticloadbalancing"
+                                                        ".amazonaws.com"},
+            "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}]})}),
+    ("aws-s3-bucketownershipcontrols-enforced", "ownership", {
+        "rule": {"object_ownership": "ObjectWriter"}}),
+    ("aws-ecr-lifecyclepolicy-rules", "ecr_lifecycle", {"policy": json.dumps({"rules": []})}),
     ("aws-s3-bucket-encrypted", "sse", {"rules": [{"bucket_key_enabled": True}]}),
 ]
 
