@@ -19,6 +19,8 @@ from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+# Imported for its side effect: /metrics lists every worker series from the start.
+from groundwork_app.observability import worker_metrics  # noqa: F401
 from groundwork_app.settings import Settings
 
 HEARTBEAT_INTERVAL_SECONDS = 5.0
