@@ -19,7 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -73,7 +75,7 @@ def _unprivileged_user() -> pwd.struct_passwd | None:
     raise ServerUnavailableError("running as root and no 'postgres' user exists; " + INSTALL_HINT)
 
 
-def _demote(user: pwd.struct_passwd | None):  # type: ignore[no-untyped-def]
+def _demote(user: pwd.struct_passwd | None) -> Callable[[], None] | None:
     if user is None:
         return None
 
@@ -109,8 +111,12 @@ class Postgres:
 
     def _run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - fixed binaries, no shell
-            list(args), check=check, capture_output=True, text=True,
-            preexec_fn=_demote(self._os_user), cwd=self.workdir,  # noqa: PLW1509
+            list(args),
+            check=check,
+            capture_output=True,
+            text=True,
+            preexec_fn=_demote(self._os_user),
+            cwd=self.workdir,
         )
 
     def start(self) -> None:
@@ -122,8 +128,18 @@ class Postgres:
         if not self.datadir.exists():
             self._initdb()
         proc = self._run(
-            str(self._bin / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.workdir / "pg.log"),
-            "-w", "-t", "30", "-o", f"-p {self.port} -k {self.workdir}", "start", check=False,
+            str(self._bin / "pg_ctl"),
+            "-D",
+            str(self.datadir),
+            "-l",
+            str(self.workdir / "pg.log"),
+            "-w",
+            "-t",
+            "30",
+            "-o",
+            f"-p {self.port} -k {self.workdir}",
+            "start",
+            check=False,
         )
         if proc.returncode != 0:
             log = (self.workdir / "pg.log").read_text(errors="replace")[-2000:]
@@ -136,8 +152,16 @@ class Postgres:
         pwfile.write_text(self.password)
         _chown_tree(self.workdir, self._os_user)
         self._run(
-            str(self._bin / "initdb"), "-D", str(self.datadir), "-U", "postgres", "-E", "UTF8",
-            "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync",
+            str(self._bin / "initdb"),
+            "-D",
+            str(self.datadir),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
         )
         with (self.datadir / "postgresql.conf").open("a") as conf:
             # Speed over durability: these servers hold throwaway test data.
@@ -154,9 +178,22 @@ class Postgres:
     def psql(self, sql: str, database: str = "postgres") -> str:
         """Run one statement as the superuser over the local socket."""
         assert self._bin is not None
-        proc = self._run(str(self._bin / "psql"), "-h", str(self.workdir), "-p", str(self.port),
-                         "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-Atc", sql,
-                         check=False)
+        proc = self._run(
+            str(self._bin / "psql"),
+            "-h",
+            str(self.workdir),
+            "-p",
+            str(self.port),
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-Atc",
+            sql,
+            check=False,
+        )
         if proc.returncode != 0:
             raise ServerUnavailableError(f"psql failed: {proc.stderr.strip()}")
         return proc.stdout
@@ -166,8 +203,16 @@ class Postgres:
 
     def stop(self) -> None:
         if self._bin is not None and (self.datadir / "postmaster.pid").exists():
-            self._run(str(self._bin / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w",
-                      "stop", check=False)
+            self._run(
+                str(self._bin / "pg_ctl"),
+                "-D",
+                str(self.datadir),
+                "-m",
+                "fast",
+                "-w",
+                "stop",
+                check=False,
+            )
 
     @property
     def running(self) -> bool:
@@ -185,10 +230,26 @@ class Redis:
         binary = _find("redis-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(  # noqa: S603
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--requirepass", self.password, "--dir", str(self.workdir),
-             "--logfile", str(self.workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                self.password,
+                "--dir",
+                str(self.workdir),
+                "--logfile",
+                str(self.workdir / "redis.log"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for_port(self.port, 15, self._process)
 
@@ -256,11 +317,16 @@ class RabbitMQ:
             "disk_free_limit.absolute = 50MB",
         ]
         if self.management:
-            conf += [f"management.tcp.port = {self.management_port}",
-                     "management.tcp.ip = 127.0.0.1"]
+            conf += [
+                f"management.tcp.port = {self.management_port}",
+                "management.tcp.ip = 127.0.0.1",
+            ]
         (self.workdir / "rabbitmq.conf").write_text("\n".join(conf) + "\n")
         self._process = subprocess.Popen(  # noqa: S603
-            [binary], env=self._env(), cwd=self.workdir, start_new_session=True,
+            [binary],
+            env=self._env(),
+            cwd=self.workdir,
+            start_new_session=True,
             stdout=open(self.workdir / "rabbit.out", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
         )
@@ -276,8 +342,11 @@ class RabbitMQ:
             return
         ctl = _find("rabbitmqctl", RABBITMQCTL)
         subprocess.run(  # noqa: S603
-            [ctl, "-n", self.nodename, "stop"], env=self._env(), capture_output=True,
-            timeout=60, check=False,
+            [ctl, "-n", self.nodename, "stop"],
+            env=self._env(),
+            capture_output=True,
+            timeout=60,
+            check=False,
         )
         try:
             self._process.wait(30)
@@ -290,7 +359,10 @@ class RabbitMQ:
         with contextlib.suppress(Exception):
             subprocess.run(  # noqa: S603
                 [shutil.which("epmd") or "epmd", "-port", str(self._epmd_port), "-kill"],
-                capture_output=True, timeout=5, check=False, env=self._env(),
+                capture_output=True,
+                timeout=5,
+                check=False,
+                env=self._env(),
             )
 
     @property
@@ -331,8 +403,11 @@ class PgBouncer:
         )
         _chown_tree(self.workdir, os_user)
         self._process = subprocess.Popen(  # noqa: S603
-            [binary, str(self.workdir / "pgbouncer.ini")], preexec_fn=_demote(os_user),  # noqa: PLW1509
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [binary, str(self.workdir / "pgbouncer.ini")],
+            preexec_fn=_demote(os_user),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_for_port(self.port, 15, self._process)
 

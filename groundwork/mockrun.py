@@ -106,55 +106,94 @@ class GroundworkMocks(pulumi.runtime.Mocks):
                 state.setdefault(key, value)
         return resource_id, state
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    def call(
+        self, args: pulumi.runtime.MockCallArgs
+    ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
         token = args.token
         if token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{self.region}{suffix}" for suffix in "abcdef"]
-            return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
-                    "state": "available"}, []
+            return {
+                "names": names,
+                "zoneIds": [f"use1-az{i}" for i in range(1, 7)],
+                "state": "available",
+            }, []
         if token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": FAKE_ACCOUNT, "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:root",
-                    "userId": "AIDAMOCK", "id": FAKE_ACCOUNT}, []
+            return {
+                "accountId": FAKE_ACCOUNT,
+                "arn": f"arn:aws:iam::{FAKE_ACCOUNT}:root",
+                "userId": "AIDAMOCK",
+                "id": FAKE_ACCOUNT,
+            }, []
         if token == "aws:index/getRegion:getRegion":
-            return {"name": self.region, "region": self.region, "id": self.region,
-                    "endpoint": f"ec2.{self.region}.amazonaws.com"}, []
+            return {
+                "name": self.region,
+                "region": self.region,
+                "id": self.region,
+                "endpoint": f"ec2.{self.region}.amazonaws.com",
+            }, []
         if token == "aws:index/getPartition:getPartition":
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
         if token == "aws:elb/getServiceAccount:getServiceAccount":
             return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}, []
         if token == "aws:ecr/getAuthorizationToken:getAuthorizationToken":
-            return {"userName": "AWS", "password": "mock-token",  # noqa: S106
-                    "proxyEndpoint": f"https://{FAKE_ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com",
-                    "authorizationToken": "bW9jaw==", "id": self.region}, []
+            return {
+                "userName": "AWS",
+                "password": "mock-token",
+                "proxyEndpoint": f"https://{FAKE_ACCOUNT}.dkr.ecr.{self.region}.amazonaws.com",
+                "authorizationToken": "bW9jaw==",
+                "id": self.region,
+            }, []
         if token == "aws:iam/getPolicyDocument:getPolicyDocument":
             import json
 
             statements = []
             for st in args.args.get("statements", []) or []:
                 statements.append({k: v for k, v in st.items() if v is not None})
-            return {"json": json.dumps({"Version": "2012-10-17", "Statement": statements}),
-                    "id": "policy"}, []
+            return {
+                "json": json.dumps({"Version": "2012-10-17", "Statement": statements}),
+                "id": "policy",
+            }, []
         if token.startswith("gcp:organizations/getProject"):
-            return {"projectId": self.gcp_project, "number": FAKE_GCP_PROJECT_NUMBER,
-                    "name": self.gcp_project, "id": f"projects/{self.gcp_project}"}, []
+            return {
+                "projectId": self.gcp_project,
+                "number": FAKE_GCP_PROJECT_NUMBER,
+                "name": self.gcp_project,
+                "id": f"projects/{self.gcp_project}",
+            }, []
         if token.startswith("gcp:organizations/getClientConfig"):
-            return {"project": self.gcp_project, "region": "europe-west1",
-                    "accessToken": "mock", "id": "client"}, []
+            return {
+                "project": self.gcp_project,
+                "region": "europe-west1",
+                "accessToken": "mock",
+                "id": "client",
+            }, []
         return {}, []
 
 
 def _aws_db(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     host = f"{args.name}.abcdefghij.{m.region}.rds.amazonaws.com"
-    return {"address": host, "endpoint": f"{host}:5432", "port": 5432,
-            "resourceId": f"db-{args.name.upper()[:20]}",
-            "masterUserSecrets": [{"secretArn": f"arn:aws:secretsmanager:{m.region}:"
-                                   f"{FAKE_ACCOUNT}:secret:rds!{args.name}",
-                                   "kmsKeyId": "mock", "secretStatus": "active"}]}
+    return {
+        "address": host,
+        "endpoint": f"{host}:5432",
+        "port": 5432,
+        "resourceId": f"db-{args.name.upper()[:20]}",
+        "masterUserSecrets": [
+            {
+                "secretArn": f"arn:aws:secretsmanager:{m.region}:"
+                f"{FAKE_ACCOUNT}:secret:rds!{args.name}",
+                "kmsKeyId": "mock",
+                "secretStatus": "active",
+            }
+        ],
+    }
 
 
 def _aws_lb(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
-    return {"dnsName": f"{args.name}-123456.{m.region}.elb.amazonaws.com",
-            "arnSuffix": f"app/{args.name}/0123456789abcdef", "zoneId": "Z35SXDOTRQ7X7K"}
+    return {
+        "dnsName": f"{args.name}-123456.{m.region}.elb.amazonaws.com",
+        "arnSuffix": f"app/{args.name}/0123456789abcdef",
+        "zoneId": "Z35SXDOTRQ7X7K",
+    }
 
 
 def _aws_tg(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
@@ -162,19 +201,30 @@ def _aws_tg(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[s
 
 
 def _aws_redis(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
-    return {"primaryEndpointAddress": f"master.{args.name}.abc123.use1.cache.amazonaws.com",
-            "memberClusters": [f"{args.name}-001", f"{args.name}-002"]}
+    return {
+        "primaryEndpointAddress": f"master.{args.name}.abc123.use1.cache.amazonaws.com",
+        "memberClusters": [f"{args.name}-001", f"{args.name}-002"],
+    }
 
 
 def _aws_broker(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     host = f"b-{args.name}.mq.{m.region}.amazonaws.com"
-    return {"instances": [{"endpoints": [f"amqps://{host}:5671"], "consoleUrl":
-                           f"https://{host}", "ipAddress": ""}]}
+    return {
+        "instances": [
+            {
+                "endpoints": [f"amqps://{host}:5671"],
+                "consoleUrl": f"https://{host}",
+                "ipAddress": "",
+            }
+        ]
+    }
 
 
 def _aws_ecr(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
-    return {"repositoryUrl": f"{FAKE_ACCOUNT}.dkr.ecr.{m.region}.amazonaws.com/{args.name}",
-            "registryId": FAKE_ACCOUNT}
+    return {
+        "repositoryUrl": f"{FAKE_ACCOUNT}.dkr.ecr.{m.region}.amazonaws.com/{args.name}",
+        "registryId": FAKE_ACCOUNT,
+    }
 
 
 def _docker_image(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
@@ -183,13 +233,20 @@ def _docker_image(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> 
 
 
 def _gcp_sql(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
-    return {"connectionName": f"{m.gcp_project}:europe-west1:{args.name}",
-            "privateIpAddress": "10.60.0.3", "selfLink": f"https://sql/{args.name}"}
+    return {
+        "connectionName": f"{m.gcp_project}:europe-west1:{args.name}",
+        "privateIpAddress": "10.60.0.3",
+        "selfLink": f"https://sql/{args.name}",
+    }
 
 
 def _gcp_redis(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
-    return {"host": "10.60.1.4", "port": 6378, "authString": "mock-auth",
-            "serverCaCerts": [{"cert": "mock"}]}
+    return {
+        "host": "10.60.1.4",
+        "port": 6378,
+        "authString": "mock-auth",
+        "serverCaCerts": [{"cert": "mock"}],
+    }
 
 
 def _gcp_run(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
@@ -198,17 +255,23 @@ def _gcp_run(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[
 
 def _gcp_sa(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     account = str(args.inputs.get("accountId", args.name))
-    return {"email": f"{account}@{m.gcp_project}.iam.gserviceaccount.com",
-            "member": f"serviceAccount:{account}@{m.gcp_project}.iam.gserviceaccount.com"}
+    return {
+        "email": f"{account}@{m.gcp_project}.iam.gserviceaccount.com",
+        "member": f"serviceAccount:{account}@{m.gcp_project}.iam.gserviceaccount.com",
+    }
 
 
 def _gcp_registry(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     return {"registryUri": f"europe-west1-docker.pkg.dev/{m.gcp_project}/{args.name}"}
 
 
-_COMPUTED: dict[str, Callable[[pulumi.runtime.MockResourceArgs, GroundworkMocks], dict[str, Any]]] = {
+_COMPUTED: dict[
+    str, Callable[[pulumi.runtime.MockResourceArgs, GroundworkMocks], dict[str, Any]]
+] = {
     "aws:rds/instance:Instance": _aws_db,
-    "aws:rds/proxy:Proxy": lambda a, m: {"endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com"},
+    "aws:rds/proxy:Proxy": lambda a, m: {
+        "endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com"
+    },
     "aws:lb/loadBalancer:LoadBalancer": _aws_lb,
     "aws:lb/targetGroup:TargetGroup": _aws_tg,
     "aws:elasticache/replicationGroup:ReplicationGroup": _aws_redis,
@@ -231,12 +294,12 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         self.recorded: list[RecordedResource] = []
         self._lock = threading.Lock()
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
+    def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type == "pulumi:pulumi:Stack":
             return response
         registration = self.resources.get(response.urn)
-        inputs = pulumi_mocks.rpc.deserialize_properties(request.object)  # type: ignore[attr-defined]
+        inputs = pulumi_mocks.rpc.deserialize_properties(request.object)
         record = RecordedResource(
             urn=response.urn,
             type=request.type,
@@ -300,14 +363,16 @@ def run_program(
     """
     config = dict(config or {})
     region = config.get("aws:region") or config.get("gcp:region") or "us-east-1"
-    mocks = mocks or GroundworkMocks(region=region,
-                                     gcp_project=config.get("gcp:project", "groundwork-test"))
+    mocks = mocks or GroundworkMocks(
+        region=region, gcp_project=config.get("gcp:project", "groundwork-test")
+    )
     monitor = _RecordingMonitor(mocks)
     with _RUN_LOCK, _fresh_event_loop() as loop:
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(config, [])
-        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False,
-                                 monitor=monitor)
+        pulumi.runtime.set_mocks(
+            mocks, project=project, stack=stack, preview=False, monitor=monitor
+        )
         root = pulumi_settings.get_root_resource()
         try:
             program()
@@ -316,14 +381,17 @@ def run_program(
             exports = dict(getattr(root, "outputs", {}) or {})
             pulumi_settings.ROOT.set(None)
         outputs = {key: _resolve(loop, value) for key, value in exports.items()}
-    return ProgramRun(project=project, stack=stack, resources=list(monitor.recorded),
-                      outputs=outputs)
+    return ProgramRun(
+        project=project, stack=stack, resources=list(monitor.recorded), outputs=outputs
+    )
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, value: Any) -> Any:
     if isinstance(value, pulumi.Output):
+
         async def _get() -> Any:
             return await value.future()
+
         return _plain(loop.run_until_complete(_get()))
     if isinstance(value, dict):
         return {k: _resolve(loop, v) for k, v in value.items()}
