@@ -289,10 +289,19 @@ _COMPUTED: dict[
 class _RecordingMonitor(pulumi_mocks.MockMonitor):
     """MockMonitor that also keeps each registration's parent and options."""
 
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
+    def __init__(self, mocks: pulumi.runtime.Mocks, project: str, stack: str) -> None:
         super().__init__(mocks)
         self.recorded: list[RecordedResource] = []
         self._lock = threading.Lock()
+        self._project = project
+        self._stack = stack
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        # The SDK reads project/stack from context variables, which its executor
+        # threads do not inherit; the monitor knows them for certain.
+        if parent:
+            type_ = parent.split("::")[2].split("$").pop() + "$" + type_
+        return f"urn:pulumi:{self._stack}::{self._project}::{type_}::{name}"
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -366,7 +375,7 @@ def run_program(
     mocks = mocks or GroundworkMocks(
         region=region, gcp_project=config.get("gcp:project", "groundwork-test")
     )
-    monitor = _RecordingMonitor(mocks)
+    monitor = _RecordingMonitor(mocks, project, stack)
     with _RUN_LOCK, _fresh_event_loop() as loop:
         pulumi_settings.ROOT.set(None)
         pulumi.runtime.set_all_config(config, [])
