@@ -1,0 +1,111 @@
+"""Shared fixtures for the AWS suite: mock-runtime runs of components and whole stacks."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+import pytest
+from pulumi.runtime import settings as pulumi_settings
+
+from groundwork.mockrun import GroundworkMocks, ProgramRun, RecordedResource, run_program
+from stacks import program
+
+AWS_CONFIG = {"aws:region": "us-east-1"}
+
+
+class CountingMocks(GroundworkMocks):
+    """Mocks that remember every resource the program asked to create."""
+
+    def __init__(self) -> None:
+        super().__init__(region="us-east-1")
+        self.created: list[str] = []
+
+    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+        self.created.append(args.typ)
+        return super().new_resource(args)
+
+
+def run_stack(stack: str, **config: str) -> ProgramRun:
+    full = {**AWS_CONFIG, "groundwork:environment": stack}
+    full.update({f"groundwork:{k}": v for k, v in config.items()})
+    return run_program(program, stack=stack, config=full)
+
+
+def run_component(build: Callable[[], object], stack: str = "test") -> ProgramRun:
+    """Run ``build`` (which creates one component) as a whole program under mocks."""
+
+    def component_program() -> None:
+        build()
+
+    return run_program(component_program, stack=stack, config=AWS_CONFIG)
+
+
+def run_failing(stack: str, config: dict[str, str], mocks: GroundworkMocks) -> BaseException:
+    """Run the program expecting it to raise; return the exception.
+
+    A program that raises leaves its pending output tasks in the SDK's global
+    ``SETTINGS.outputs``, bound to the closed event loop of that run; the next run would
+    wait on them forever. Drop them so later runs in this process are unaffected.
+    """
+    try:
+        run_program(program, stack=stack, config=config, mocks=mocks)
+    except BaseException as exc:  # noqa: BLE001 - returned to the test to inspect
+        return exc
+    finally:
+        with pulumi_settings.SETTINGS.lock:
+            pulumi_settings.SETTINGS.outputs.clear()
+    raise AssertionError("the program did not fail")
+
+
+@cache
+def taggable(type_token: str) -> bool:
+    """Whether the provider resource behind ``type_token`` accepts a ``tags`` input."""
+    package, path, cls_name = type_token.split(":")
+    if package != "aws" or path.startswith("index"):
+        return False
+    module = importlib.import_module(f"pulumi_aws.{path.split('/')[0]}")
+    cls = getattr(module, cls_name)
+    return "tags" in inspect.signature(cls._internal_init).parameters
+
+
+def container_definitions(resource: RecordedResource) -> list[dict[str, Any]]:
+    return json.loads(resource.inputs["containerDefinitions"])
+
+
+def ids_by_name(run: ProgramRun, type_token: str) -> dict[str, str]:
+    """Map the (mock) id of each resource of ``type_token`` to its logical name."""
+    return {r.state["id"]: r.name for r in run.of_type(type_token)}
+
+
+@pytest.fixture(scope="session")
+def staging() -> ProgramRun:
+    return run_stack("staging")
+
+
+@pytest.fixture(scope="session")
+def production() -> ProgramRun:
+    return run_stack("production")
+
+
+@pytest.fixture
+def counting_mocks() -> CountingMocks:
+    return CountingMocks()
+
+
+@pytest.fixture
+def helpers() -> Any:
+    class _Helpers:
+        run_stack = staticmethod(run_stack)
+        run_component = staticmethod(run_component)
+        taggable = staticmethod(taggable)
+        container_definitions = staticmethod(container_definitions)
+        ids_by_name = staticmethod(ids_by_name)
+        run_failing = staticmethod(run_failing)
+        CountingMocks = globals()["CountingMocks"]
+
+    return _Helpers

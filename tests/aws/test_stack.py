@@ -1,0 +1,457 @@
+"""Both AWS stacks end to end under mocks: inventory, tier differences, contracts, safety."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+from groundwork_app.contract import deployment_contract
+from groundwork_app.settings import QueueBackend
+
+from groundwork.mockrun import ProgramRun, run_program
+from stacks import program
+from stacks.aws import DLQ_NAME, approx_max_connections
+from stacks.config import ConfigError
+
+CONTRACT_OUTPUTS = {
+    "cloud",
+    "region",
+    "api_url",
+    "dashboard_url",
+    "cluster_name",
+    "api_service_name",
+    "worker_service_name",
+    "relay_service_name",
+    "migrate_task_definition_arn",
+    "task_subnet_ids",
+    "task_security_group_ids",
+    "api_target_group_arn",
+    "db_instance_identifier",
+    "ecr_repository_url",
+    "alarm_topic_arn",
+    "broker_id",
+    "dlq_name",
+    "secret_arns",
+    "log_group_names",
+}
+
+
+def _count(run: ProgramRun) -> Counter[str]:
+    return Counter(r.type for r in run.resources)
+
+
+def _service(run: ProgramRun, process: str) -> Any:
+    return next(r for r in run.of_type("aws:ecs/service:Service") if r.name.endswith(process))
+
+
+def _task_def(run: ProgramRun, process: str) -> Any:
+    return next(
+        r
+        for r in run.of_type("aws:ecs/taskDefinition:TaskDefinition")
+        if r.name.endswith(f"-{process}")
+    )
+
+
+# --- inventory --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stack", "expected"),
+    [
+        (
+            "staging",
+            {
+                "aws:ec2/subnet:Subnet": 6,
+                "aws:ec2/natGateway:NatGateway": 1,
+                "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
+                "aws:ecs/service:Service": 3,
+                "aws:ecs/taskDefinition:TaskDefinition": 4,
+                "aws:rds/instance:Instance": 1,
+                "aws:rds/proxy:Proxy": 0,
+                "aws:wafv2/webAcl:WebAcl": 0,
+                "aws:elasticache/replicationGroup:ReplicationGroup": 1,
+                "aws:mq/broker:Broker": 1,
+                "aws:lb/loadBalancer:LoadBalancer": 1,
+                "aws:lb/listener:Listener": 1,
+                "aws:appautoscaling/policy:Policy": 3,
+                "aws:cloudwatch/dashboard:Dashboard": 1,
+                "aws:sns/topic:Topic": 1,
+                "aws:sns/topicSubscription:TopicSubscription": 0,
+                "docker:index/image:Image": 1,
+                "aws:ecr/repository:Repository": 1,
+                "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
+                "aws:ec2/flowLog:FlowLog": 1,
+            },
+        ),
+        (
+            "production",
+            {
+                "aws:ec2/subnet:Subnet": 9,
+                "aws:ec2/natGateway:NatGateway": 3,
+                "aws:ec2/vpcEndpoint:VpcEndpoint": 5,
+                "aws:ecs/service:Service": 3,
+                "aws:ecs/taskDefinition:TaskDefinition": 4,
+                "aws:rds/instance:Instance": 1,
+                "aws:rds/proxy:Proxy": 1,
+                "aws:wafv2/webAcl:WebAcl": 1,
+                "aws:elasticache/replicationGroup:ReplicationGroup": 1,
+                "aws:mq/broker:Broker": 1,
+                "aws:lb/loadBalancer:LoadBalancer": 1,
+                "aws:lb/listener:Listener": 1,
+                "aws:appautoscaling/policy:Policy": 3,
+                "aws:cloudwatch/dashboard:Dashboard": 1,
+                "aws:sns/topic:Topic": 1,
+                "docker:index/image:Image": 1,
+                "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": 1,
+                "aws:ec2/flowLog:FlowLog": 1,
+            },
+        ),
+    ],
+)
+def test_inventory(stack: str, expected: dict[str, int], request: pytest.FixtureRequest) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    counts = _count(run)
+    assert {t: counts.get(t, 0) for t in expected} == expected
+
+
+def test_every_component_is_present(staging: ProgramRun) -> None:
+    components = {r.type for r in staging.resources if r.is_component}
+    assert components == {
+        "groundwork:aws:EncryptionKey",
+        "groundwork:aws:Network",
+        "groundwork:aws:ServiceFirewall",
+        "groundwork:aws:AppSecrets",
+        "groundwork:aws:Database",
+        "groundwork:aws:Cache",
+        "groundwork:aws:Broker",
+        "groundwork:aws:PublicLoadBalancer",
+        "groundwork:aws:ContainerService",
+        "groundwork:aws:Alarms",
+    }
+
+
+def test_children_are_parented_to_their_component(staging: ProgramRun) -> None:
+    by_urn = staging.by_urn()
+    custom = [r for r in staging.resources if r.custom and not r.type.startswith("pulumi:")]
+    orphans = [r.name for r in custom if r.parent not in by_urn]
+    assert orphans == []
+
+
+# --- staging vs production --------------------------------------------------------------
+
+
+def test_database_tiers(staging: ProgramRun, production: ProgramRun) -> None:
+    s = staging.one("aws:rds/instance:Instance").inputs
+    p = production.one("aws:rds/instance:Instance").inputs
+    assert (s["multiAz"], p["multiAz"]) == (False, True)
+    assert (s["deletionProtection"], p["deletionProtection"]) == (False, True)
+    assert (s["skipFinalSnapshot"], p["skipFinalSnapshot"]) == (True, False)
+    assert p["finalSnapshotIdentifier"]
+    assert (s["backupRetentionPeriod"], p["backupRetentionPeriod"]) == (7, 30)
+
+
+def test_retention_tiers(staging: ProgramRun, production: ProgramRun) -> None:
+    for run, days in ((staging, 30), (production, 365)):
+        groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
+        assert groups and {g.inputs["retentionInDays"] for g in groups} == {days}
+        assert all(g.inputs.get("kmsKeyId") for g in groups)
+
+
+def test_task_counts_and_capacity(staging: ProgramRun, production: ProgramRun) -> None:
+    for run, api, worker, relay in ((staging, 1, 1, 1), (production, 2, 2, 2)):
+        assert _service(run, "api").inputs["desiredCount"] == api
+        assert _service(run, "worker").inputs["desiredCount"] == worker
+        assert _service(run, "relay").inputs["desiredCount"] == relay
+    spot = _service(staging, "worker").inputs["capacityProviderStrategies"]
+    on_demand = _service(production, "worker").inputs["capacityProviderStrategies"]
+    assert [s["capacityProvider"] for s in spot] == ["FARGATE_SPOT"]
+    assert [s["capacityProvider"] for s in on_demand] == ["FARGATE"]
+    # Relays are always on: never on Spot, even in staging.
+    relay = _service(staging, "relay").inputs["capacityProviderStrategies"]
+    assert [s["capacityProvider"] for s in relay] == ["FARGATE"]
+
+
+def test_ecs_exec_only_outside_production(staging: ProgramRun, production: ProgramRun) -> None:
+    assert all(s.inputs["enableExecuteCommand"] for s in staging.of_type("aws:ecs/service:Service"))
+    assert not any(
+        s.inputs["enableExecuteCommand"] for s in production.of_type("aws:ecs/service:Service")
+    )
+
+
+def test_high_availability_tiers(staging: ProgramRun, production: ProgramRun) -> None:
+    s_cache = staging.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
+    p_cache = production.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
+    assert (s_cache["numCacheClusters"], p_cache["numCacheClusters"]) == (1, 2)
+    assert (s_cache["multiAzEnabled"], p_cache["multiAzEnabled"]) == (False, True)
+    assert (s_cache["automaticFailoverEnabled"], p_cache["automaticFailoverEnabled"]) == (
+        False,
+        True,
+    )
+    assert (s_cache["snapshotRetentionLimit"], p_cache["snapshotRetentionLimit"]) == (0, 7)
+    s_mq = staging.one("aws:mq/broker:Broker").inputs
+    p_mq = production.one("aws:mq/broker:Broker").inputs
+    assert (s_mq["deploymentMode"], p_mq["deploymentMode"]) == (
+        "SINGLE_INSTANCE",
+        "CLUSTER_MULTI_AZ",
+    )
+    s_lb = staging.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    p_lb = production.one("aws:lb/loadBalancer:LoadBalancer").inputs
+    assert (s_lb["enableDeletionProtection"], p_lb["enableDeletionProtection"]) == (False, True)
+
+
+def test_db_host_is_the_proxy_when_there_is_one(
+    staging: ProgramRun, production: ProgramRun, helpers: Any
+) -> None:
+    def env(run: ProgramRun) -> dict[str, str]:
+        (container,) = helpers.container_definitions(_task_def(run, "api"))
+        return {e["name"]: e["value"] for e in container["environment"]}
+
+    assert ".proxy-" in env(production)["DB_HOST"]
+    assert env(staging)["DB_HOST"].endswith(".rds.amazonaws.com")
+    assert ".proxy-" not in env(staging)["DB_HOST"]
+
+
+# --- contracts --------------------------------------------------------------------------
+
+
+def test_outputs_match_the_contract(staging: ProgramRun) -> None:
+    out = staging.outputs
+    assert set(out) == CONTRACT_OUTPUTS
+    assert out["cloud"] == "aws" and out["region"] == "us-east-1"
+    assert out["dlq_name"] == DLQ_NAME == "jobs.dlq"
+    assert out["db_instance_identifier"] == "groundwork-staging-db"
+    assert out["api_url"].startswith("http://")
+    assert "#dashboards:name=groundwork-staging-alarms" in out["dashboard_url"]
+    assert isinstance(out["task_subnet_ids"], list) and len(out["task_subnet_ids"]) == 2
+    assert out["task_security_group_ids"] == [
+        r.state["id"]
+        for r in staging.of_type("aws:ec2/securityGroup:SecurityGroup")
+        if r.name.endswith("-fw-migrate")
+    ]
+    assert set(out["secret_arns"]) == {
+        "jwt-secret",
+        "webhook-secret",
+        "llm-api-key",
+        "db-master",
+        "cache-auth",
+        "broker-credentials",
+    }
+    assert set(out["log_group_names"]) == {"api", "worker", "relay", "migrate", "vpc-flow-logs"}
+
+
+def test_outputs_hold_no_secret_values(staging: ProgramRun) -> None:
+    generated = {
+        r.state.get("result") for r in staging.of_type("random:index/randomPassword:RandomPassword")
+    }
+    generated.discard(None)
+    dumped = json.dumps(staging.outputs)
+    assert not any(value in dumped for value in generated)
+
+
+@pytest.mark.parametrize("process", ["api", "worker", "relay", "migrate"])
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_container_gets_exactly_the_contract(
+    stack: str, process: str, request: pytest.FixtureRequest, helpers: Any
+) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    contract = deployment_contract(QueueBackend.RABBITMQ)
+    (container,) = helpers.container_definitions(_task_def(run, process))
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
+    assert set(env) == contract.env
+    assert set(secrets) == contract.secrets
+    assert env["APP_ENV"] == stack
+    assert env["DB_SSLMODE"] == "require"
+    assert env["REDIS_TLS"] == "true" and env["RABBITMQ_TLS"] == "true"
+    assert env["RABBITMQ_PORT"] == "5671" and env["QUEUE_BACKEND"] == "rabbitmq"
+    assert env["RABBITMQ_HOST"].endswith(".mq.us-east-1.amazonaws.com")
+    assert all(v.startswith("arn:aws:secretsmanager:") for v in secrets.values())
+    assert secrets["DB_PASSWORD"].endswith(":password::")
+    assert "rds!" in secrets["DB_PASSWORD"]  # the RDS-managed master secret
+    assert secrets["RABBITMQ_PASSWORD"].endswith(":password::")
+
+
+def test_execution_role_reads_exactly_the_injected_secrets(
+    staging: ProgramRun, helpers: Any
+) -> None:
+    (container,) = helpers.container_definitions(_task_def(staging, "api"))
+    injected = {s["valueFrom"].removesuffix(":password::") for s in container["secrets"]}
+    policy = json.loads(
+        next(
+            r
+            for r in staging.of_type("aws:iam/rolePolicy:RolePolicy")
+            if r.name.endswith("-app-execution-policy")
+        ).inputs["policy"]
+    )
+    read = next(s for s in policy["Statement"] if s["Sid"] == "ReadTaskSecrets")
+    assert set(read["Resource"]) == injected
+
+
+# --- security and tags ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_tags_on_every_taggable_resource(
+    stack: str, request: pytest.FixtureRequest, helpers: Any
+) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    expected = {
+        "environment": stack,
+        "service": "groundwork",
+        "managed-by": "pulumi",
+        "cost-center": "platform",
+    }
+    taggable = [r for r in run.resources if r.custom and helpers.taggable(r.type)]
+    assert len(taggable) > 100
+    missing = [
+        r.name
+        for r in taggable
+        if {k: (r.inputs.get("tags") or {}).get(k) for k in expected} != expected
+    ]
+    assert missing == []
+    provider = run.one("pulumi:providers:aws")
+    assert json.loads(provider.inputs["defaultTags"])["tags"] == expected
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_only_the_alb_is_open_to_the_internet(
+    stack: str, request: pytest.FixtureRequest, helpers: Any
+) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    groups = helpers.ids_by_name(run, "aws:ec2/securityGroup:SecurityGroup")
+    rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    public = [
+        r
+        for r in rules
+        if r.inputs.get("cidrIpv4") == "0.0.0.0/0" or r.inputs.get("cidrIpv6") == "::/0"
+    ]
+    assert {
+        (groups[r.inputs["securityGroupId"]], r.inputs["fromPort"], r.inputs["toPort"])
+        for r in public
+    } == {("groundwork-" + stack + "-fw-alb", p, p) for p in (80, 443)}
+    assert len(public) == 4  # 80 and 443, IPv4 and IPv6
+    # Every other ingress names a source security group (or the VPC for endpoints).
+    for rule in rules:
+        if rule in public:
+            continue
+        assert rule.inputs.get("referencedSecurityGroupId") or rule.inputs.get("cidrIpv4") == (
+            "10.40.0.0/16"
+        ), rule.name
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_security_group_and_rule_is_described(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    for token in (
+        "aws:ec2/securityGroup:SecurityGroup",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+    ):
+        resources = run.of_type(token)
+        assert resources
+        assert [r.name for r in resources if not r.inputs.get("description")] == []
+
+
+def test_data_stores_admit_only_task_groups(staging: ProgramRun, helpers: Any) -> None:
+    groups = helpers.ids_by_name(staging, "aws:ec2/securityGroup:SecurityGroup")
+    rules = staging.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    for store, port in (("db-sg", 5432), ("cache-sg", 6379), ("mq-sg", 5671)):
+        into = [r for r in rules if groups[r.inputs["securityGroupId"]].endswith(store)]
+        assert into, store
+        sources = {groups[r.inputs["referencedSecurityGroupId"]] for r in into}
+        assert all("-fw-" in s for s in sources), sources
+        assert {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into} == {(port, port)}
+
+
+def test_autoscaled_services_ignore_desired_count(staging: ProgramRun) -> None:
+    assert _service(staging, "api").ignore_changes == ["desiredCount"]
+    assert _service(staging, "worker").ignore_changes == ["desiredCount"]
+
+
+def test_staging_graph_evaluates_fast() -> None:
+    start = time.perf_counter()
+    run = run_program(
+        program,
+        stack="staging",
+        config={"aws:region": "us-east-1", "groundwork:environment": "staging"},
+    )
+    elapsed = time.perf_counter() - start
+    assert len(run.resources) > 150
+    # Imports are warm here; a whole staging graph should take a couple of seconds at most.
+    assert elapsed < 15, elapsed
+
+
+def test_connection_alarm_threshold_tracks_the_instance_size() -> None:
+    assert approx_max_connections("db.t4g.micro") == 112
+    assert approx_max_connections("db.m7g.large") == 901
+    assert approx_max_connections("db.r7g.large") > approx_max_connections("db.m7g.large")
+
+
+# --- invalid configuration ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("config", "fragments"),
+    [
+        ({"nat": "two"}, ["groundwork:nat", "'two'", "none, single, one-per-az"]),
+        ({"logRetentionDays": "10"}, ["groundwork:logRetentionDays", "10", "must be one of"]),
+        ({"vpcCidr": "10.0.0.0/24"}, ["groundwork:vpcCidr", "'10.0.0.0/24'", "/16 to /20"]),
+        (
+            {"domain": "api.example.com"},
+            ["groundwork:domain", "'api.example.com'", "certificateArn", "hostedZoneId"],
+        ),
+        ({"brokerCluster": "true"}, ["groundwork:brokerInstanceType", "'mq.t3.micro'", "mq.m5"]),
+        ({"apiMemoryMb": "4096"}, ["groundwork:apiMemoryMb", "4096", "512 to 2048"]),
+        ({"nat": "none"}, ["groundwork:nat", "'none'", "interfaceEndpoints"]),
+        ({"workerMinCount": "0"}, ["groundwork:workerMinCount", "0", "at least 1"]),
+        ({"alarmEmail": "oncall"}, ["groundwork:alarmEmail", "'oncall'", "e-mail"]),
+    ],
+)
+def test_invalid_config_fails_before_any_resource(
+    config: dict[str, str], fragments: list[str], helpers: Any
+) -> None:
+    mocks = helpers.CountingMocks()
+    full = {"aws:region": "us-east-1", "groundwork:environment": "staging"}
+    full.update({f"groundwork:{k}": v for k, v in config.items()})
+    error = helpers.run_failing("staging", full, mocks)
+    assert isinstance(error, ConfigError)
+    message = str(error)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert mocks.created == []
+
+
+def test_production_refuses_a_single_cache_node(helpers: Any) -> None:
+    mocks = helpers.CountingMocks()
+    config = {"aws:region": "us-east-1", "groundwork:cacheNodes": "1"}
+    error = helpers.run_failing("production", config, mocks)
+    assert isinstance(error, ConfigError)
+    assert "groundwork:cacheNodes = 1" in str(error) and "failover" in str(error)
+    assert mocks.created == []
+
+
+def test_region_is_required(helpers: Any) -> None:
+    mocks = helpers.CountingMocks()
+    error = helpers.run_failing("staging", {"groundwork:environment": "staging"}, mocks)
+    assert isinstance(error, ConfigError) and "aws:region" in str(error)
+    assert mocks.created == []
+
+
+def test_https_stack_with_certificate(helpers: Any) -> None:
+    run = helpers.run_stack(
+        "staging",
+        domain="api.example.com",
+        certificateArn="arn:aws:acm:us-east-1:123456789012:certificate/abc",
+    )
+    assert run.outputs["api_url"] == "https://api.example.com"
+    listeners = {r.inputs["port"]: r.inputs for r in run.of_type("aws:lb/listener:Listener")}
+    assert listeners[443]["protocol"] == "HTTPS"
+    assert listeners[80]["defaultActions"][0]["type"] == "redirect"
+    (container,) = helpers.container_definitions(_task_def(run, "api"))
+    env = {e["name"]: e["value"] for e in container["environment"]}
+    assert env["CORS_ORIGINS"] == "https://api.example.com"
