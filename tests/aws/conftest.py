@@ -54,7 +54,7 @@ def run_failing(stack: str, config: dict[str, str], mocks: GroundworkMocks) -> B
     """
     try:
         run_program(program, stack=stack, config=config, mocks=mocks)
-    except BaseException as exc:  # noqa: BLE001 - returned to the test to inspect
+    except BaseException as exc:
         return exc
     finally:
         with pulumi_settings.SETTINGS.lock:
