@@ -36,9 +36,9 @@ class Verdict:
     def blocking(self) -> bool:
         return self.enforcement == "mandatory"
 
-    def sort_key(self) -> tuple[int, int, str, str]:
+    def sort_key(self) -> tuple[int, int, str, str, str]:
         return (ENFORCEMENT_ORDER.get(self.enforcement, 9), SEVERITY_ORDER.get(self.severity, 9),
-                self.rule, self.resource)
+                self.rule, self.resource, self.message)
 
 
 @dataclass

@@ -34,7 +34,8 @@ class PlanReport:
 
     def costs_by_component(self) -> dict[str, list[ResourceCost]]:
         grouped: dict[str, list[ResourceCost]] = {}
-        for cost in self.costs.resources:
+        # Registration order varies run to run (the program is async): sort for stable output.
+        for cost in sorted(self.costs.resources, key=lambda c: (c.type, c.name, c.urn)):
             grouped.setdefault(cost.component, []).append(cost)
         return dict(sorted(grouped.items()))
 
@@ -134,7 +135,7 @@ def to_json_dict(report: PlanReport) -> dict[str, Any]:
             ],
             "not_priced": [
                 {"name": c.name, "type": c.type, "component": c.component, "reason": c.note}
-                for c in costs.not_priced
+                for c in sorted(costs.not_priced, key=lambda c: (c.component, c.type, c.name))
             ],
             "assumptions": dict(sorted(costs.assumptions.items())),
         },

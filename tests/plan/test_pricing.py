@@ -504,3 +504,25 @@ def test_malformed_inputs_surface_as_not_priced(graph):
     cost = only(graph.price(cloud="gcp"))
     assert cost.status is CostStatus.NOT_PRICED
     assert "lots" in cost.note
+
+
+SDK_PACKAGES = {"aws": "pulumi_aws", "gcp": "pulumi_gcp", "random": "pulumi_random",
+                "docker": "pulumi_docker"}
+
+
+def test_every_type_token_in_the_table_and_rules_exists_in_the_installed_sdks(table):
+    """A misspelt token (``urlMap`` for ``uRLMap``) would silently never match."""
+    import importlib.util
+
+    tokens = [t for t in table.data["free"] if not any(c in t for c in "*?[")] + list(PRICERS)
+    missing = []
+    for token in tokens:
+        package, module, _ = token.split(":")
+        assert package in SDK_PACKAGES, f"{token}: unknown provider package"
+        spec = importlib.util.find_spec(SDK_PACKAGES[package])
+        assert spec is not None and spec.submodule_search_locations
+        root = Path(next(iter(spec.submodule_search_locations)))
+        folder = root if module.startswith("index") else root / module.split("/")[0]
+        if not any(f"'{token}'" in f.read_text() for f in folder.glob("*.py")):
+            missing.append(token)
+    assert missing == []
