@@ -1,0 +1,1 @@
+"""Benchmarks: every figure measured next to a baseline in the same run (see docs/performance.md)."""
