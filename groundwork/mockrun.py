@@ -378,6 +378,7 @@ def run_program(
     monitor = _RecordingMonitor(mocks, project, stack)
     with _RUN_LOCK, _fresh_event_loop() as loop:
         pulumi_settings.ROOT.set(None)
+        pulumi_settings.SETTINGS.outputs.clear()  # a failed run leaves tasks of a closed loop
         pulumi.runtime.set_all_config(config, [])
         pulumi.runtime.set_mocks(
             mocks, project=project, stack=stack, preview=False, monitor=monitor
