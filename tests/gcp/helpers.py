@@ -1,0 +1,80 @@
+"""Helpers: run GCP components and stacks under the Pulumi mock runtime (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pulumi
+
+from groundwork.mockrun import GroundworkMocks, ProgramRun, RecordedResource, run_program
+
+PROJECT = "acme-groundwork"
+REGION = "europe-west1"
+PROJECT_NUMBER = "111122223333"  # groundwork.mockrun.FAKE_GCP_PROJECT_NUMBER
+PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+BASE_CONFIG = {"groundwork:cloud": "gcp", "gcp:project": PROJECT, "gcp:region": REGION}
+
+
+class GcpMocks(GroundworkMocks):
+    """The shared mocks plus the provider-computed fields these tests look at."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        resource_id, state = super().new_resource(args)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state.setdefault("result", f"generated-{args.name}")
+        if args.typ == "gcp:secretmanager/secretVersion:SecretVersion":
+            state.setdefault("version", "1")
+        if args.typ == "gcp:compute/globalAddress:GlobalAddress":
+            state.setdefault("address", "203.0.113.10")
+        if args.typ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
+            state.setdefault("uptimeCheckId", f"{args.name}-check")
+        if args.typ == "gcp:secretmanager/secret:Secret":
+            state.setdefault("secretId", args.inputs.get("secretId", args.name))
+        return resource_id, state
+
+
+def run(program: Callable[[], None], stack: str = "staging", **config: str) -> ProgramRun:
+    return run_program(
+        program,
+        stack=stack,
+        config={**BASE_CONFIG, **config},
+        mocks=GcpMocks(region=REGION, gcp_project=PROJECT),
+    )
+
+
+def run_stack(stack: str, overrides: Mapping[str, str] | None = None) -> ProgramRun:
+    from stacks import program
+
+    config = {**BASE_CONFIG, **{f"groundwork:{k}": v for k, v in (overrides or {}).items()}}
+    return run_program(
+        program, stack=stack, config=config, mocks=GcpMocks(region=REGION, gcp_project=PROJECT)
+    )
+
+
+def by_name(run_: ProgramRun, type_token: str) -> dict[str, RecordedResource]:
+    return {r.name: r for r in run_.of_type(type_token)}
+
+
+def env_of(container: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split a recorded Cloud Run container's envs into plain values and secret refs."""
+    plain: dict[str, Any] = {}
+    secret: dict[str, dict[str, Any]] = {}
+    for env in container.get("envs", []):
+        if env.get("valueSource"):
+            secret[env["name"]] = env["valueSource"]["secretKeyRef"]
+        else:
+            plain[env["name"]] = env.get("value")
+    return plain, secret
+
+
+def containers(run_: ProgramRun) -> dict[str, dict[str, Any]]:
+    """Process name (api, worker, relay, migrate) -> its recorded container."""
+    found: dict[str, dict[str, Any]] = {}
+    for service in run_.of_type("gcp:cloudrunv2/service:Service"):
+        (container,) = service.inputs["template"]["containers"]
+        found[container["name"]] = container
+    for job in run_.of_type("gcp:cloudrunv2/job:Job"):
+        (container,) = job.inputs["template"]["template"]["containers"]
+        found[container["name"]] = container
+    return found

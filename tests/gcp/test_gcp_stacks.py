@@ -1,0 +1,362 @@
+"""Both GCP stacks end to end under mocks: inventory, differences, contract, push wiring."""
+
+from __future__ import annotations
+
+import pytest
+from groundwork_app.contract import deployment_contract
+from groundwork_app.settings import QueueBackend
+
+from groundwork.mockrun import ProgramRun
+from stacks.config import ConfigError
+from tests.gcp.helpers import PROJECT, PUBSUB_AGENT, REGION, by_name, containers, env_of, run_stack
+
+CONTRACT = deployment_contract(QueueBackend.PUBSUB)
+PROCESSES = ("api", "worker", "relay", "migrate")
+LABEL_KEYS = {"environment", "service", "managed-by", "cost-center"}
+EXPORTS = {
+    "cloud",
+    "project",
+    "region",
+    "api_url",
+    "dashboard_url",
+    "api_service_name",
+    "worker_service_name",
+    "relay_service_name",
+    "migrate_job_name",
+    "db_instance_name",
+    "pubsub_topic",
+    "dead_letter_topic",
+    "dead_letter_subscription",
+    "artifact_registry_url",
+    "secret_ids",
+}
+
+
+def _one(graph: ProgramRun, type_token: str) -> dict:  # type: ignore[type-arg]
+    return graph.one(type_token).inputs
+
+
+# --- the environment contract ------------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+@pytest.mark.parametrize("process", PROCESSES)
+def test_every_container_gets_exactly_the_pubsub_contract(
+    stack: str, process: str, request: pytest.FixtureRequest
+) -> None:
+    graph: ProgramRun = request.getfixturevalue(stack)
+    plain, secrets = env_of(containers(graph)[process])
+    assert set(plain) == CONTRACT.env
+    assert set(secrets) == CONTRACT.secrets
+    assert plain["APP_ENV"] == stack
+    assert plain["QUEUE_BACKEND"] == "pubsub"
+    assert plain["DB_SSLMODE"] == "require"
+    assert plain["REDIS_TLS"] == "true"
+    assert plain["PUBSUB_PROJECT_ID"] == PROJECT
+    assert containers(graph)[process]["args"] == [process]
+
+
+def test_secret_values_come_from_the_resources_that_own_them(staging: ProgramRun) -> None:
+    versions = by_name(staging, "gcp:secretmanager/secretVersion:SecretVersion")
+    user = _one(staging, "gcp:sql/user:User")
+    assert (
+        versions["groundwork-staging-db-password-version"].inputs["secretData"] == user["password"]
+    )
+    redis = staging.one("gcp:redis/instance:Instance")
+    assert (
+        versions["groundwork-staging-redis-password-version"].inputs["secretData"]
+        == redis.state["authString"]
+    )
+    plain, _ = env_of(containers(staging)["api"])
+    assert (
+        plain["DB_HOST"]
+        == staging.one("gcp:sql/databaseInstance:DatabaseInstance").state["privateIpAddress"]
+    )
+    assert plain["REDIS_HOST"] == redis.state["host"]
+    assert plain["REDIS_PORT"] == "6378"
+    assert plain["QUEUE_NAME"] == staging.outputs["pubsub_topic"]
+
+
+# --- Pub/Sub push wiring (fails silently in real life when wrong) -------------------
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
+    graph: ProgramRun = request.getfixturevalue(stack)
+    prefix = f"groundwork-{stack}"
+    subscription = graph.named(f"{prefix}-worker-push").inputs
+    push = subscription["pushConfig"]
+    worker = graph.named(f"{prefix}-worker")
+    worker_env, _ = env_of(containers(graph)["worker"])
+
+    # The audience in the token is what the worker checks and what Cloud Run accepts.
+    assert push["oidcToken"]["audience"] == worker_env["PUBSUB_PUSH_AUDIENCE"]
+    assert push["oidcToken"]["audience"] in worker.inputs["customAudiences"]
+    assert push["pushEndpoint"] == f"{worker.state['uri']}/pubsub/push"
+
+    # The token's identity is the only principal allowed to invoke the worker.
+    push_sa = graph.named(f"{prefix}-push")
+    assert push["oidcToken"]["serviceAccountEmail"] == push_sa.state["email"]
+    assert worker_env["PUBSUB_PUSH_SERVICE_ACCOUNT"] == push_sa.state["email"]
+    invokers = [
+        b.inputs
+        for b in graph.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+        if b.inputs["name"] == worker.state["name"]
+    ]
+    assert invokers == [
+        {
+            "name": worker.state["name"],
+            "location": REGION,
+            "role": "roles/run.invoker",
+            "member": push_sa.state["member"],
+        }
+    ]
+    assert (
+        graph.named(f"{prefix}-worker-invoker").urn
+        in graph.named(f"{prefix}-worker-push").depends_on
+    )
+
+    # Dead-lettering: the Pub/Sub service agent publishes to the DLT and acks the source.
+    dlt = graph.named(f"{prefix}-jobs-dead-letter")
+    assert subscription["deadLetterPolicy"]["deadLetterTopic"] == dlt.state["id"]
+    assert subscription["deadLetterPolicy"]["maxDeliveryAttempts"] == 5
+    publisher = graph.named(f"{prefix}-dead-letter-publisher").inputs
+    assert publisher == {
+        "topic": dlt.state["name"],
+        "role": "roles/pubsub.publisher",
+        "member": PUBSUB_AGENT,
+    }
+    subscriber = graph.named(f"{prefix}-dead-letter-subscriber").inputs
+    assert subscriber == {
+        "subscription": subscription["name"],
+        "role": "roles/pubsub.subscriber",
+        "member": PUBSUB_AGENT,
+    }
+    token_creator = graph.named(f"{prefix}-push-token-creator").inputs
+    assert token_creator == {
+        "serviceAccountId": push_sa.state["name"],
+        "role": "roles/iam.serviceAccountTokenCreator",
+        "member": PUBSUB_AGENT,
+    }
+
+    # Backoff, retention, and an ack deadline that covers the worker's timeout.
+    assert subscription["retryPolicy"] == {"minimumBackoff": "10s", "maximumBackoff": "600s"}
+    assert subscription["messageRetentionDuration"] == "604800s"
+    worker_timeout = int(worker.inputs["template"]["timeout"].removesuffix("s"))
+    assert subscription["ackDeadlineSeconds"] >= worker_timeout
+    inspect = graph.named(f"{prefix}-jobs-dead-letter-inspect").inputs
+    assert inspect["topic"] == dlt.state["id"] and "pushConfig" not in inspect
+
+
+def test_only_api_and_relay_publish_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
+    topic = staging.named("groundwork-staging-jobs").state["name"]
+    accounts = by_name(staging, "gcp:serviceaccount/account:Account")
+    publishers = {
+        b.inputs["member"]
+        for b in staging.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
+        if b.inputs["role"] == "roles/pubsub.publisher" and b.inputs["topic"] == topic
+    }
+    assert publishers == {
+        accounts["groundwork-staging-api-sa"].state["member"],
+        accounts["groundwork-staging-relay-sa"].state["member"],
+    }
+
+
+# --- staging is cheap, production is highly available -----------------------------
+
+
+def test_staging_is_the_cheap_shape(staging: ProgramRun) -> None:
+    sql = _one(staging, "gcp:sql/databaseInstance:DatabaseInstance")
+    assert sql["settings"]["availabilityType"] == "ZONAL"
+    assert sql["settings"]["tier"] == "db-g1-small"
+    assert sql["deletionProtection"] is False
+    assert sql["settings"]["backupConfiguration"]["backupRetentionSettings"]["retainedBackups"] == 7
+    assert _one(staging, "gcp:redis/instance:Instance")["tier"] == "BASIC"
+    assert not staging.of_type("gcp:compute/securityPolicy:SecurityPolicy")
+    api = staging.named("groundwork-staging-api").inputs
+    assert api["ingress"] == "INGRESS_TRAFFIC_ALL"
+    assert api["template"]["scaling"]["minInstanceCount"] == 0
+    (public,) = [
+        b
+        for b in staging.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+        if b.inputs["member"] == "allUsers"
+    ]
+    assert public.inputs["name"] == "groundwork-staging-api"
+    relay = staging.named("groundwork-staging-relay").inputs
+    assert relay["template"]["scaling"]["minInstanceCount"] == 1
+    assert staging.outputs["api_url"].endswith(".run.app")
+
+
+def test_production_is_highly_available_and_protected(production: ProgramRun) -> None:
+    sql = _one(production, "gcp:sql/databaseInstance:DatabaseInstance")
+    assert sql["settings"]["availabilityType"] == "REGIONAL"
+    assert sql["deletionProtection"] is True
+    assert sql["settings"]["deletionProtectionEnabled"] is True
+    assert (
+        sql["settings"]["backupConfiguration"]["backupRetentionSettings"]["retainedBackups"] == 30
+    )
+    redis = _one(production, "gcp:redis/instance:Instance")
+    assert redis["tier"] == "STANDARD_HA"
+    assert redis["persistenceConfig"]["persistenceMode"] == "RDB"
+    api = production.named("groundwork-production-api").inputs
+    assert api["ingress"] == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"
+    assert api["template"]["scaling"] == {"minInstanceCount": 1, "maxInstanceCount": 10}
+    assert api["template"]["maxInstanceRequestConcurrency"] == 80
+    for member in production.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember"):
+        assert member.inputs["member"] != "allUsers"
+    for service in production.of_type("gcp:cloudrunv2/service:Service"):
+        assert service.inputs["deletionProtection"] is True
+    relay = production.named("groundwork-production-relay").inputs
+    assert relay["template"]["scaling"]["minInstanceCount"] == 2
+    assert production.one("gcp:compute/securityPolicy:SecurityPolicy")
+    cert = _one(production, "gcp:compute/managedSslCertificate:ManagedSslCertificate")
+    assert cert["managed"]["domains"] == ["api.example.com"]
+    assert production.outputs["api_url"] == "https://api.example.com"
+    uptime = _one(production, "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")
+    assert uptime["monitoredResource"]["labels"]["host"] == "api.example.com"
+    assert production.one("gcp:monitoring/notificationChannel:NotificationChannel")
+
+
+def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: ProgramRun) -> None:
+    def inventory(graph: ProgramRun) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in graph.resources:
+            counts[r.type] = counts.get(r.type, 0) + 1
+        return counts
+
+    cheap, ha = inventory(staging), inventory(production)
+    extra = {t for t in ha if t not in cheap}
+    assert extra == {
+        "groundwork:gcp:Edge",
+        "gcp:compute/globalAddress:GlobalAddress",
+        "gcp:compute/regionNetworkEndpointGroup:RegionNetworkEndpointGroup",
+        "gcp:compute/securityPolicy:SecurityPolicy",
+        "gcp:compute/backendService:BackendService",
+        "gcp:compute/uRLMap:URLMap",
+        "gcp:compute/managedSslCertificate:ManagedSslCertificate",
+        "gcp:compute/sSLPolicy:SSLPolicy",
+        "gcp:compute/targetHttpsProxy:TargetHttpsProxy",
+        "gcp:compute/targetHttpProxy:TargetHttpProxy",
+        "gcp:compute/globalForwardingRule:GlobalForwardingRule",
+        "gcp:monitoring/notificationChannel:NotificationChannel",
+    } - set(cheap)
+    assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
+    assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
+    assert cheap["gcp:secretmanager/secret:Secret"] == 5
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 10
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_every_labelable_resource_carries_the_shared_labels(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    graph: ProgramRun = request.getfixturevalue(stack)
+    labelled = 0
+    for resource in graph.resources:
+        if not resource.custom:
+            continue
+        labels = resource.inputs.get("labels") or resource.inputs.get("userLabels")
+        if resource.type == "gcp:sql/databaseInstance:DatabaseInstance":
+            labels = resource.inputs["settings"]["userLabels"]
+        if resource.type == "gcp:monitoring/notificationChannel:NotificationChannel":
+            labels = resource.inputs["userLabels"]
+        if labels is None:
+            continue
+        labelled += 1
+        assert set(labels) >= LABEL_KEYS, resource.name
+        assert labels["environment"] == stack
+        for key, value in labels.items():
+            assert value == value.lower() and len(value) <= 63, (resource.name, key)
+    assert labelled >= 25
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_exports_match_the_contract_and_hold_no_secret(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    graph: ProgramRun = request.getfixturevalue(stack)
+    assert set(graph.outputs) == EXPORTS
+    assert graph.outputs["cloud"] == "gcp"
+    assert (graph.outputs["project"], graph.outputs["region"]) == (PROJECT, REGION)
+    assert set(graph.outputs["secret_ids"]) == CONTRACT.secrets
+    flat = repr(graph.outputs)
+    for version in graph.of_type("gcp:secretmanager/secretVersion:SecretVersion"):
+        assert version.inputs["secretData"] not in flat
+
+
+def test_no_resource_uses_the_default_compute_service_account(production: ProgramRun) -> None:
+    assert "-compute@developer.gserviceaccount.com" not in repr(
+        [r.inputs for r in production.resources]
+    )
+
+
+# --- configuration errors ----------------------------------------------------------
+
+
+def test_missing_project_is_a_clear_config_error() -> None:
+    from groundwork.mockrun import run_program
+    from stacks import program
+
+    with pytest.raises(ConfigError, match=r"gcp:project.*pulumi config set gcp:project"):
+        run_program(
+            program, stack="staging", config={"groundwork:cloud": "gcp", "gcp:region": REGION}
+        )
+
+
+def test_missing_region_is_a_clear_config_error() -> None:
+    from groundwork.mockrun import run_program
+    from stacks import program
+
+    with pytest.raises(ConfigError, match=r"pulumi config set gcp:region"):
+        run_program(
+            program, stack="staging", config={"groundwork:cloud": "gcp", "gcp:project": PROJECT}
+        )
+
+
+def test_private_api_with_edge_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="publicApi"):
+        run_stack("production", {"publicApi": "false"})
+
+
+def test_private_staging_api_has_no_public_invoker_and_no_uptime_check() -> None:
+    graph = run_stack("staging", {"publicApi": "false"})
+    api = graph.named("groundwork-staging-api").inputs
+    assert api["ingress"] == "INGRESS_TRAFFIC_INTERNAL_ONLY"
+    assert not [
+        b
+        for b in graph.of_type("gcp:cloudrunv2/serviceIamMember:ServiceIamMember")
+        if b.inputs["member"] == "allUsers"
+    ]
+    assert not graph.of_type("gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")
+
+
+def test_overrides_reach_the_resources() -> None:
+    graph = run_stack(
+        "staging",
+        {
+            "gcpDbTier": "db-custom-1-3840",
+            "gcpRedisMemoryGb": "3",
+            "gcpRunMemory": "1Gi",
+            "secretReplication": "user-managed",
+            "imageTag": "abc123",
+            "costCenter": "Data Team",
+            "gcpPushAudience": "https://push.example.com",
+        },
+    )
+    assert _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")["settings"]["tier"] == (
+        "db-custom-1-3840"
+    )
+    assert _one(graph, "gcp:redis/instance:Instance")["memorySizeGb"] == 3
+    api = containers(graph)["api"]
+    assert api["resources"]["limits"]["memory"] == "1Gi"
+    for secret in graph.of_type("gcp:secretmanager/secret:Secret"):
+        assert secret.inputs["replication"] == {"userManaged": {"replicas": [{"location": REGION}]}}
+        assert secret.inputs["labels"]["cost-center"] == "data_team"
+    repo = _one(graph, "gcp:artifactregistry/repository:Repository")
+    assert repo["dockerConfig"] == {"immutableTags": True}
+    worker_env, _ = env_of(containers(graph)["worker"])
+    assert worker_env["PUBSUB_PUSH_AUDIENCE"] == "https://push.example.com"
+    assert (
+        graph.named("groundwork-staging-worker-push").inputs["pushConfig"]["oidcToken"]["audience"]
+        == "https://push.example.com"
+    )
