@@ -55,7 +55,9 @@ class Verdict:
 
     def __str__(self) -> str:
         where = f"{self.resource_type} {self.resource_name}" if self.urn else "stack"
-        return f"{self.enforcement.upper()} {self.rule} ({self.severity}) on {where}: {self.message}"
+        return (
+            f"{self.enforcement.upper()} {self.rule} ({self.severity}) on {where}: {self.message}"
+        )
 
 
 def load_pack_config(environment: Tier | str | Path) -> dict[str, Any]:
@@ -116,9 +118,16 @@ def resource_args(
     were still unknown when the program registered the resource raise
     ``UnknownValueError`` when a policy reads them.
     """
-    return ResourceValidationArgs(resource.type, engine_props(resource.inputs), resource.urn,
-                                  resource.name, _options(resource), None,
-                                  dict(config or {}), dict(stack_tags or {}))
+    return ResourceValidationArgs(
+        resource.type,
+        engine_props(resource.inputs),
+        resource.urn,
+        resource.name,
+        _options(resource),
+        None,
+        dict(config or {}),
+        dict(stack_tags or {}),
+    )
 
 
 def engine_props(values: Mapping[str, Any]) -> Any:
@@ -153,8 +162,17 @@ def stack_args(
 def _stack_resources(run: ProgramRun) -> list[PolicyResource]:
     """PolicyResources with parents, dependencies and value-derived property deps."""
     policy_resources = {
-        r.urn: PolicyResource(r.type, engine_props(r.state or r.inputs), r.urn, r.name,
-                              _options(r), None, None, [], {})
+        r.urn: PolicyResource(
+            r.type,
+            engine_props(r.state or r.inputs),
+            r.urn,
+            r.name,
+            _options(r),
+            None,
+            None,
+            [],
+            {},
+        )
         for r in run.resources
     }
     owners: dict[str, str] = {}
@@ -224,23 +242,39 @@ def run_policies(
             level = EnforcementLevel.MANDATORY
         severity = _severity(policy)
 
-        def report(message: str, urn: str | None = None, *, _policy: Policy = policy,
-                   _level: EnforcementLevel = level, _severity: str = severity,
-                   _default_urn: str = "") -> None:
+        def report(
+            message: str,
+            urn: str | None = None,
+            *,
+            _policy: Policy = policy,
+            _level: EnforcementLevel = level,
+            _severity: str = severity,
+            _default_urn: str = "",
+        ) -> None:
             target = urn or _default_urn
             resource = by_urn.get(target)
-            verdicts.append(Verdict(
-                rule=_policy.name, enforcement=_level.value, severity=_severity, urn=target,
-                resource_type=resource.type if resource else "",
-                resource_name=resource.name if resource else "", message=message,
-            ))
+            verdicts.append(
+                Verdict(
+                    rule=_policy.name,
+                    enforcement=_level.value,
+                    severity=_severity,
+                    urn=target,
+                    resource_type=resource.type if resource else "",
+                    resource_name=resource.name if resource else "",
+                    message=message,
+                )
+            )
 
         if isinstance(policy, ResourceValidationPolicy):
             for resource in run.resources:
                 args = resource_args(resource, props, tags)
 
-                def report_resource(message: str, urn: str | None = None,
-                                    _urn: str = resource.urn, _report: Any = report) -> None:
+                def report_resource(
+                    message: str,
+                    urn: str | None = None,
+                    _urn: str = resource.urn,
+                    _report: Any = report,
+                ) -> None:
                     # Like the engine: a resource policy always reports on its resource.
                     _report(message, None, _default_urn=_urn)
 
@@ -262,12 +296,16 @@ def run_policies(
     return verdicts
 
 
-def _cannot_run(policy: Policy, severity: str, resource: RecordedResource | None,
-                exc: UnknownValueError) -> Verdict:
+def _cannot_run(
+    policy: Policy, severity: str, resource: RecordedResource | None, exc: UnknownValueError
+) -> Verdict:
     """The engine's answer when a policy reads a value only ``pulumi up`` will know."""
     return Verdict(
-        rule=policy.name, enforcement=EnforcementLevel.ADVISORY.value, severity=severity,
-        urn=resource.urn if resource else "", resource_type=resource.type if resource else "",
+        rule=policy.name,
+        enforcement=EnforcementLevel.ADVISORY.value,
+        severity=severity,
+        urn=resource.urn if resource else "",
+        resource_type=resource.type if resource else "",
         resource_name=resource.name if resource else "",
         message=f"can't run policy '{policy.name}' during preview: {exc.message}; it runs "
         "again with the real value during `pulumi up`",

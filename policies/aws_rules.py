@@ -51,7 +51,7 @@ LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 METRIC_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 SNS_TOPIC = "aws:sns/topic:Topic"
 KMS_KEY = "aws:kms/key:Key"
-SECRET = "aws:secretsmanager/secret:Secret"
+SECRET = "aws:secretsmanager/secret:Secret"  # noqa: S105 - a type token
 IAM_ROLE = "aws:iam/role:Role"
 IAM_POLICY = "aws:iam/policy:Policy"
 IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
@@ -71,17 +71,47 @@ S3_ENCRYPTION = (
 # Every AWS type the stacks may create that takes a ``tags`` input (tests check each
 # against the SDK, and that every taggable type a stack creates is listed here).
 TAGGABLE_TYPES: tuple[str, ...] = (
-    VPC, SUBNET, SECURITY_GROUP, VPC_INGRESS_RULE, VPC_EGRESS_RULE, DEFAULT_SECURITY_GROUP,
-    FLOW_LOG, VPC_ENDPOINT, "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
-    "aws:ec2/internetGateway:InternetGateway", "aws:ec2/routeTable:RouteTable",
-    RDS_INSTANCE, RDS_PARAMETER_GROUP, RDS_PROXY, "aws:rds/subnetGroup:SubnetGroup",
-    REDIS_GROUP, "aws:elasticache/subnetGroup:SubnetGroup",
-    "aws:elasticache/parameterGroup:ParameterGroup", MQ_BROKER,
-    "aws:mq/configuration:Configuration", SECRET, KMS_KEY, ECR_REPOSITORY, ECS_CLUSTER,
-    ECS_SERVICE, TASK_DEFINITION, LOAD_BALANCER, LISTENER, TARGET_GROUP,
-    "aws:lb/listenerRule:ListenerRule", LOG_GROUP, METRIC_ALARM, SNS_TOPIC, IAM_ROLE,
-    IAM_POLICY, WEB_ACL, *S3_BUCKETS, "aws:acm/certificate:Certificate",
-    "aws:appautoscaling/target:Target", "aws:cloudwatch/eventRule:EventRule",
+    VPC,
+    SUBNET,
+    SECURITY_GROUP,
+    VPC_INGRESS_RULE,
+    VPC_EGRESS_RULE,
+    DEFAULT_SECURITY_GROUP,
+    FLOW_LOG,
+    VPC_ENDPOINT,
+    "aws:ec2/natGateway:NatGateway",
+    "aws:ec2/eip:Eip",
+    "aws:ec2/internetGateway:InternetGateway",
+    "aws:ec2/routeTable:RouteTable",
+    RDS_INSTANCE,
+    RDS_PARAMETER_GROUP,
+    RDS_PROXY,
+    "aws:rds/subnetGroup:SubnetGroup",
+    REDIS_GROUP,
+    "aws:elasticache/subnetGroup:SubnetGroup",
+    "aws:elasticache/parameterGroup:ParameterGroup",
+    MQ_BROKER,
+    "aws:mq/configuration:Configuration",
+    SECRET,
+    KMS_KEY,
+    ECR_REPOSITORY,
+    ECS_CLUSTER,
+    ECS_SERVICE,
+    TASK_DEFINITION,
+    LOAD_BALANCER,
+    LISTENER,
+    TARGET_GROUP,
+    "aws:lb/listenerRule:ListenerRule",
+    LOG_GROUP,
+    METRIC_ALARM,
+    SNS_TOPIC,
+    IAM_ROLE,
+    IAM_POLICY,
+    WEB_ACL,
+    *S3_BUCKETS,
+    "aws:acm/certificate:Certificate",
+    "aws:appautoscaling/target:Target",
+    "aws:cloudwatch/eventRule:EventRule",
     "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace",
     "aws:servicediscovery/service:Service",
 )
@@ -157,12 +187,12 @@ def _rds_force_ssl(s: Subject) -> Iterator[str]:
         for p in as_list(s.props.get("parameters"))
         if isinstance(p, Mapping)
     }
-    if family.startswith("postgres"):
-        if params.get("rds.force_ssl") != "1":
-            yield f"Parameter group {s.name} ({family}) does not set rds.force_ssl=1."
-    elif family.startswith(("mysql", "mariadb")):
-        if params.get("require_secure_transport", "").upper() not in ("1", "ON"):
-            yield f"Parameter group {s.name} ({family}) does not set require_secure_transport=1."
+    if family.startswith("postgres") and params.get("rds.force_ssl") != "1":
+        yield f"Parameter group {s.name} ({family}) does not set rds.force_ssl=1."
+    elif family.startswith(("mysql", "mariadb")) and params.get(
+        "require_secure_transport", ""
+    ).upper() not in ("1", "ON"):
+        yield f"Parameter group {s.name} ({family}) does not set require_secure_transport=1."
 
 
 def _rds_proxy_tls(s: Subject) -> Iterator[str]:
@@ -198,9 +228,9 @@ def _redis_backups(s: Subject) -> Iterator[str]:
 
 
 def _redis_multi_az(s: Subject) -> Iterator[str]:
-    if not (_true(s.props.get("automaticFailoverEnabled")) and _true(
-        s.props.get("multiAzEnabled")
-    )):
+    if not (
+        _true(s.props.get("automaticFailoverEnabled")) and _true(s.props.get("multiAzEnabled"))
+    ):
         yield f"Replication group {s.name} lacks automatic failover across AZs."
 
 
@@ -247,18 +277,28 @@ def _ingress_entries(s: Subject) -> Iterator[dict[str, Any]]:
     if s.type == SECURITY_GROUP:
         for rule in as_list(s.props.get("ingress")):
             if isinstance(rule, Mapping):
-                yield {"cidrs": as_list(rule.get("cidrBlocks")) + as_list(
-                    rule.get("ipv6CidrBlocks")), "from": rule.get("fromPort"),
-                       "to": rule.get("toPort"), "protocol": rule.get("protocol")}
+                yield {
+                    "cidrs": as_list(rule.get("cidrBlocks")) + as_list(rule.get("ipv6CidrBlocks")),
+                    "from": rule.get("fromPort"),
+                    "to": rule.get("toPort"),
+                    "protocol": rule.get("protocol"),
+                }
     elif s.type == SECURITY_GROUP_RULE:
         if s.props.get("type") == "ingress":
-            yield {"cidrs": as_list(s.props.get("cidrBlocks")) + as_list(
-                s.props.get("ipv6CidrBlocks")), "from": s.props.get("fromPort"),
-                   "to": s.props.get("toPort"), "protocol": s.props.get("protocol")}
+            yield {
+                "cidrs": as_list(s.props.get("cidrBlocks"))
+                + as_list(s.props.get("ipv6CidrBlocks")),
+                "from": s.props.get("fromPort"),
+                "to": s.props.get("toPort"),
+                "protocol": s.props.get("protocol"),
+            }
     elif s.type == VPC_INGRESS_RULE:
-        yield {"cidrs": [s.props.get("cidrIpv4"), s.props.get("cidrIpv6")],
-               "from": s.props.get("fromPort"), "to": s.props.get("toPort"),
-               "protocol": s.props.get("ipProtocol")}
+        yield {
+            "cidrs": [s.props.get("cidrIpv4"), s.props.get("cidrIpv6")],
+            "from": s.props.get("fromPort"),
+            "to": s.props.get("toPort"),
+            "protocol": s.props.get("ipProtocol"),
+        }
 
 
 def world_ingress_ports(s: Subject) -> list[tuple[Any, Any, Any]]:
@@ -385,8 +425,11 @@ def containers(s: Subject) -> list[Mapping[str, Any]]:
 
 def _task_no_plaintext_secrets(s: Subject) -> Iterator[str]:
     for container in containers(s):
-        env = [(str(e.get("name")), e.get("value")) for e in as_list(container.get("environment"))
-               if isinstance(e, Mapping)]
+        env = [
+            (str(e.get("name")), e.get("value"))
+            for e in as_list(container.get("environment"))
+            if isinstance(e, Mapping)
+        ]
         yield from plaintext_secret_problems(env, f"{s.name}/{container.get('name')}")
 
 
@@ -548,239 +591,505 @@ def _ecr_lifecycle(s: Subject) -> Iterator[str]:
         yield f"Lifecycle policy {s.name} has no rules, so old images are never expired."
 
 
-_RELAXED_BACKUPS = {Tier.STAGING: {"minBackupRetentionDays": 7},
-                    Tier.PRODUCTION: {"minBackupRetentionDays": 14}}
+_RELAXED_BACKUPS = {
+    Tier.STAGING: {"minBackupRetentionDays": 7},
+    Tier.PRODUCTION: {"minBackupRetentionDays": 14},
+}
 
 RULES: list[Rule] = [
-    Rule("aws-any-resource-tagged",
-         "Every taggable AWS resource carries the environment, service, managed-by and "
-         "cost-center tags (cost allocation, ownership, and the environment the policies "
-         "use).", TAGGABLE_TYPES, Severity.LOW,
-         "Pass tags=settings.tags to the resource (components forward their args.tags).",
-         control="Tagging (AWS resource tagging best practices)", check=_tagged,
-         config_schema={"requiredTags": {"type": "array", "items": {"type": "string"}}}),
-    Rule("aws-rds-instance-encrypted", "RDS instances encrypt storage at rest.",
-         (RDS_INSTANCE,), Severity.CRITICAL,
-         "Set storage_encrypted=True (optionally kms_key_id); an existing instance must be "
-         "restored from an encrypted snapshot.", control="RDS.3", check=_rds_encrypted),
-    Rule("aws-rds-instance-not-public", "RDS instances are not reachable from the internet.",
-         (RDS_INSTANCE,), Severity.CRITICAL,
-         "Set publicly_accessible=False and place the instance in private subnets.",
-         control="RDS.2", check=_rds_not_public),
-    Rule("aws-rds-instance-backup-retention",
-         "RDS instances keep automated backups for at least the environment minimum "
-         "(7 days staging, 14 production).", (RDS_INSTANCE,), Severity.HIGH,
-         "Set backup_retention_period (groundwork:dbBackupRetentionDays) to at least the "
-         "minimum.", control="RDS.11", check=_rds_backups,
-         config_schema={"minBackupRetentionDays": {"type": "number", "minimum": 1}},
-         defaults=_RELAXED_BACKUPS),
-    Rule("aws-rds-instance-multi-az", "Production RDS instances run Multi-AZ.",
-         (RDS_INSTANCE,), Severity.HIGH,
-         "Set multi_az=True (groundwork:dbMultiAz: true).", control="RDS.5",
-         check=_rds_multi_az, relax_in_staging=True),
-    Rule("aws-rds-instance-deletion-protection",
-         "Production RDS instances cannot be deleted by accident.", (RDS_INSTANCE,),
-         Severity.MEDIUM, "Set deletion_protection=True (groundwork:deletionProtection: true).",
-         control="RDS.8", check=_rds_deletion_protection, relax_in_staging=True),
-    Rule("aws-rds-parametergroup-force-ssl",
-         "Database parameter groups refuse unencrypted client connections (encryption in "
-         "transit).", (RDS_PARAMETER_GROUP,), Severity.HIGH,
-         "Add parameter rds.force_ssl=1 (PostgreSQL) or require_secure_transport=1 (MySQL).",
-         control="-", check=_rds_force_ssl),
-    Rule("aws-rds-proxy-tls-required", "RDS proxies only accept TLS connections.",
-         (RDS_PROXY,), Severity.HIGH, "Set require_tls=True on the proxy.", check=_rds_proxy_tls),
-    Rule("aws-elasticache-replicationgroup-encrypted",
-         "ElastiCache replication groups encrypt data at rest.", (REDIS_GROUP,),
-         Severity.CRITICAL, "Set at_rest_encryption_enabled=True (forces replacement).",
-         control="ElastiCache.4", check=_redis_encrypted),
-    Rule("aws-elasticache-replicationgroup-tls",
-         "ElastiCache replication groups require TLS from every client.", (REDIS_GROUP,),
-         Severity.CRITICAL,
-         "Set transit_encryption_enabled=True and transit_encryption_mode='required'.",
-         control="ElastiCache.5", check=_redis_tls),
-    Rule("aws-elasticache-replicationgroup-auth",
-         "ElastiCache replication groups require authentication.", (REDIS_GROUP,), Severity.HIGH,
-         "Set auth_token from a random.RandomPassword (or user_group_ids for RBAC).",
-         control="ElastiCache.6", check=_redis_auth),
-    Rule("aws-elasticache-replicationgroup-backups",
-         "Production replication groups keep daily snapshots.", (REDIS_GROUP,), Severity.MEDIUM,
-         "Set snapshot_retention_limit >= 1 (groundwork:cacheSnapshotRetentionDays).",
-         control="ElastiCache.1", check=_redis_backups, relax_in_staging=True,
-         config_schema={"minSnapshotRetentionDays": {"type": "number", "minimum": 1}}),
-    Rule("aws-elasticache-replicationgroup-multi-az",
-         "Production replication groups fail over automatically across AZs.", (REDIS_GROUP,),
-         Severity.HIGH,
-         "Set num_cache_clusters >= 2, automatic_failover_enabled=True, multi_az_enabled=True.",
-         control="ElastiCache.3", check=_redis_multi_az, relax_in_staging=True),
-    Rule("aws-mq-broker-not-public", "Amazon MQ brokers are not reachable from the internet.",
-         (MQ_BROKER,), Severity.CRITICAL,
-         "Set publicly_accessible=False with private subnet_ids and security_groups.",
-         check=_mq_not_public),
-    Rule("aws-mq-broker-encrypted",
-         "Amazon MQ brokers use an engine whose storage is encrypted and whose endpoints are "
-         "TLS-only (AMQPS 5671 for RabbitMQ), with a valid key choice.", (MQ_BROKER,),
-         Severity.HIGH,
-         "Use engine_type RabbitMQ or ActiveMQ; keep encryption_options default or give "
-         "kms_key_id when use_aws_owned_key=False (ActiveMQ only).", check=_mq_encrypted),
-    Rule("aws-mq-broker-cluster",
-         "Production brokers run a multi-AZ deployment (cluster for RabbitMQ, "
-         "active/standby for ActiveMQ).", (MQ_BROKER,), Severity.HIGH,
-         "Set deployment_mode='CLUSTER_MULTI_AZ' (groundwork:brokerCluster: true).",
-         control="MQ.6 / MQ.5", check=_mq_cluster, relax_in_staging=True),
-    Rule("aws-mq-broker-logs", "Brokers publish their general logs to CloudWatch Logs.",
-         (MQ_BROKER,), Severity.MEDIUM, "Set logs={'general': True}.", control="MQ.2",
-         check=_mq_logs),
-    Rule("aws-mq-broker-minor-upgrades", "Brokers take automatic minor version upgrades.",
-         (MQ_BROKER,), Severity.LOW, "Set auto_minor_version_upgrade=True.", control="MQ.3",
-         check=_mq_minor_upgrades),
-    Rule("aws-ec2-securitygroup-no-public-ingress",
-         "No security group ingress from 0.0.0.0/0 or ::/0 except tcp 80/443 (which the "
-         "stack rule aws-ec2-securitygroup-public-lb-only confines to load balancers).",
-         (SECURITY_GROUP, SECURITY_GROUP_RULE, VPC_INGRESS_RULE), Severity.CRITICAL,
-         "Allow the port from a source security group (referenced_security_group_id) or a "
-         "private CIDR instead of the internet.", control="EC2.18 / EC2.19 / EC2.53 / CIS 5.2",
-         check=_sg_no_public_ingress,
-         config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}}),
-    Rule("aws-ec2-securitygroup-described",
-         "Security groups and their inline rules say what they are for.", (SECURITY_GROUP,),
-         Severity.LOW, "Give the group and each ingress/egress entry a description.",
-         check=_sg_described),
-    Rule("aws-ec2-securitygrouprule-described", "Security group rules say what they allow.",
-         (SECURITY_GROUP_RULE, VPC_INGRESS_RULE, VPC_EGRESS_RULE), Severity.LOW,
-         "Set description on the rule.", check=_sg_rule_described),
-    Rule("aws-ec2-defaultsecuritygroup-closed",
-         "The VPC's default security group allows no traffic.", (DEFAULT_SECURITY_GROUP,),
-         Severity.HIGH, "Manage it with ec2.DefaultSecurityGroup and no ingress/egress.",
-         control="EC2.2 / CIS 5.4", check=_default_sg_closed),
-    Rule("aws-ec2-subnet-no-auto-public-ip",
-         "Subnets do not hand out public IPs automatically.", (SUBNET,), Severity.MEDIUM,
-         "Set map_public_ip_on_launch=False; load balancers and NAT gateways get their own "
-         "addresses.", control="EC2.15", check=_subnet_no_public_ip),
-    Rule("aws-ec2-flowlog-all-traffic", "VPC flow logs record accepted and rejected traffic.",
-         (FLOW_LOG,), Severity.LOW, "Set traffic_type='ALL'.", control="EC2.6",
-         check=_flow_log_all),
-    Rule("aws-ec2-vpcendpoint-private-dns",
-         "Interface VPC endpoints resolve the service name privately and have their own "
-         "security group.", (VPC_ENDPOINT,), Severity.LOW,
-         "Set private_dns_enabled=True and security_group_ids=[endpoint SG].",
-         check=_endpoint_private),
-    Rule("aws-lb-loadbalancer-drop-invalid-headers",
-         "Application load balancers drop requests with invalid HTTP headers (request "
-         "smuggling).", (LOAD_BALANCER,), Severity.MEDIUM,
-         "Set drop_invalid_header_fields=True.", control="ELB.4", check=_lb_drop_invalid_headers),
-    Rule("aws-lb-loadbalancer-deletion-protection",
-         "Production load balancers cannot be deleted by accident.", (LOAD_BALANCER,),
-         Severity.MEDIUM, "Set enable_deletion_protection=True in production.",
-         control="ELB.6", check=_lb_deletion_protection, relax_in_staging=True),
-    Rule("aws-lb-listener-http-redirect",
-         "Plain HTTP listeners only redirect to HTTPS.", (LISTENER,), Severity.HIGH,
-         "Make the port-80 listener's default action a redirect with protocol HTTPS, "
-         "status HTTP_301.", control="ELB.1", check=_listener_redirects),
-    Rule("aws-lb-listener-tls-policy",
-         "HTTPS listeners have a certificate and a current TLS policy (TLS 1.2+).",
-         (LISTENER,), Severity.HIGH,
-         "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' and certificate_arn.",
-         control="ELB.17", check=_listener_tls_policy,
-         config_schema={"allowedTlsPolicyPrefixes": {"type": "array",
-                                                     "items": {"type": "string"}}}),
-    Rule("aws-lb-targetgroup-health-check",
-         "Target groups health-check a real endpoint.", (TARGET_GROUP,), Severity.LOW,
-         "Set health_check with path='/health/ready' and enabled=True.",
-         check=_target_group_health),
-    Rule("aws-ecs-taskdefinition-no-plaintext-secrets",
-         "Credentials reach containers through ECS secrets, never plain environment "
-         "variables.", (TASK_DEFINITION,), Severity.CRITICAL,
-         "Move the variable to the container's secrets list with valueFrom a Secrets Manager "
-         "ARN (':json-key::' for JSON secrets).", control="ECS.8",
-         check=_task_no_plaintext_secrets),
-    Rule("aws-ecs-taskdefinition-non-privileged",
-         "Containers do not run privileged or share host namespaces.", (TASK_DEFINITION,),
-         Severity.HIGH, "Remove privileged=true and pidMode/ipcMode 'host'.",
-         control="ECS.4 / ECS.3", check=_task_not_privileged),
-    Rule("aws-ecs-taskdefinition-logging", "Every container ships its logs.",
-         (TASK_DEFINITION,), Severity.MEDIUM,
-         "Give each container a logConfiguration (awslogs to the service's log group).",
-         control="ECS.9", check=_task_logging),
-    Rule("aws-ecs-service-circuit-breaker",
-         "ECS services roll back a deployment that cannot become healthy.", (ECS_SERVICE,),
-         Severity.MEDIUM,
-         "Set deployment_circuit_breaker={'enable': True, 'rollback': True}.",
-         check=_service_circuit_breaker),
-    Rule("aws-ecs-service-no-public-ip", "ECS tasks get no public IP.", (ECS_SERVICE,),
-         Severity.HIGH, "Set network_configuration.assign_public_ip=False; egress via NAT or "
-         "VPC endpoints.", control="ECS.2", check=_service_no_public_ip),
-    Rule("aws-ecs-cluster-container-insights", "ECS clusters collect Container Insights.",
-         (ECS_CLUSTER,), Severity.LOW,
-         "Add settings=[{'name': 'containerInsights', 'value': 'enabled'}].",
-         control="ECS.12", check=_cluster_insights),
-    Rule("aws-ecr-repository-scan-on-push", "ECR repositories scan images on push.",
-         (ECR_REPOSITORY,), Severity.HIGH,
-         "Set image_scanning_configuration={'scan_on_push': True}.", control="ECR.1",
-         check=_ecr_scan),
-    Rule("aws-ecr-repository-immutable-tags",
-         "ECR tags are immutable so a deployed tag always means the same image.",
-         (ECR_REPOSITORY,), Severity.MEDIUM,
-         "Set image_tag_mutability='IMMUTABLE' and deploy unique tags (git sha).",
-         control="ECR.2", check=_ecr_immutable),
-    Rule("aws-cloudwatch-loggroup-retention",
-         "Log groups expire logs, keeping at least the environment minimum (7 days staging, "
-         "365 production).", (LOG_GROUP,), Severity.MEDIUM,
-         "Set retention_in_days (groundwork:logRetentionDays).", control="CloudWatch.16",
-         check=_log_retention,
-         config_schema={"minLogRetentionDays": {"type": "number", "minimum": 1}},
-         defaults={Tier.STAGING: {"minLogRetentionDays": 7},
-                   Tier.PRODUCTION: {"minLogRetentionDays": 365}}),
-    Rule("aws-cloudwatch-metricalarm-actions", "Alarms notify someone.", (METRIC_ALARM,),
-         Severity.MEDIUM, "Set alarm_actions=[alarm topic ARN] (and ok_actions).",
-         control="CloudWatch.15", check=_alarm_actions),
-    Rule("aws-sns-topic-encrypted", "SNS topics are encrypted with KMS.", (SNS_TOPIC,),
-         Severity.MEDIUM,
-         "Set kms_master_key_id to a customer key whose policy lets cloudwatch.amazonaws.com "
-         "use it (alias/aws/sns does not work with CloudWatch alarms).", control="SNS.1",
-         check=_sns_encrypted, enforcement=EnforcementLevel.ADVISORY),
-    Rule("aws-kms-key-rotation", "Symmetric KMS keys rotate yearly.", (KMS_KEY,),
-         Severity.MEDIUM, "Set enable_key_rotation=True.", control="KMS.4 / CIS 3.6",
-         check=_kms_rotation),
-    Rule("aws-secretsmanager-secret-recoverable",
-         "Production secrets keep a recovery window when deleted.", (SECRET,), Severity.LOW,
-         "Leave recovery_window_in_days unset (30) or >= 7; 0 only for throwaway stacks.",
-         check=_secret_recoverable, relax_in_staging=True),
-    Rule("aws-iam-policy-no-admin",
-         "IAM policies never allow '*' actions on '*' resources.",
-         (IAM_POLICY, IAM_ROLE_POLICY, IAM_ROLE), Severity.CRITICAL,
-         "List the actions and resource ARNs the role needs.", control="IAM.1 / CIS 1.16",
-         check=_iam_no_admin),
-    Rule("aws-iam-rolepolicyattachment-no-admin",
-         "Roles are not given administrator-level managed policies.", (IAM_ATTACHMENT,),
-         Severity.CRITICAL, "Attach a scoped policy instead of AdministratorAccess/PowerUser.",
-         control="IAM.1", check=_attachment_no_admin),
-    Rule("aws-wafv2-webacl-rules", "Web ACLs contain rules and publish metrics.", (WEB_ACL,),
-         Severity.MEDIUM,
-         "Add managed rule groups (AWSManagedRulesCommonRuleSet, rate limit) and enable "
-         "visibility_config.cloudwatch_metrics_enabled.", control="WAF.10", check=_waf_rules),
-    Rule("aws-s3-bucketpublicaccessblock-enabled",
-         "Bucket public access blocks turn on all four protections.",
-         (S3_PUBLIC_ACCESS_BLOCK,), Severity.CRITICAL,
-         "Set block_public_acls, block_public_policy, ignore_public_acls and "
-         "restrict_public_buckets to True.", control="S3.8", check=_s3_block_public),
-    Rule("aws-s3-bucket-no-public-acl", "Buckets are never given a public canned ACL.",
-         (*S3_BUCKETS, *S3_ACL), Severity.CRITICAL,
-         "Remove the ACL; use BucketOwnershipControls BucketOwnerEnforced.",
-         control="S3.2 / S3.3", check=_s3_no_public_acl),
-    Rule("aws-s3-bucketpolicy-tls-only", "Bucket policies deny requests made without TLS.",
-         (S3_POLICY,), Severity.HIGH,
-         "Add a Deny statement for s3:* with Condition Bool aws:SecureTransport = false.",
-         control="S3.5", check=_s3_tls_only),
-    Rule("aws-s3-bucketownershipcontrols-enforced", "Bucket ACLs are disabled.",
-         (S3_OWNERSHIP,), Severity.MEDIUM, "Set rule.object_ownership='BucketOwnerEnforced'.",
-         control="S3.12", check=_s3_owner_enforced),
-    Rule("aws-ecr-lifecyclepolicy-rules", "ECR lifecycle policies expire old images.",
-         (ECR_LIFECYCLE,), Severity.LOW,
-         "Add a rule expiring untagged images and keeping the last N tagged ones.",
-         control="ECR.3", check=_ecr_lifecycle),
-    Rule("aws-s3-bucket-encrypted",
-         "Bucket encryption configurations set a default server-side algorithm.",
-         S3_ENCRYPTION, Severity.MEDIUM,
-         "Set rules=[{apply_server_side_encryption_by_default: {sse_algorithm: 'aws:kms'}}] "
-         "(AES256 for ALB access-log buckets).", check=_s3_encryption),
+    Rule(
+        "aws-any-resource-tagged",
+        "Every taggable AWS resource carries the environment, service, managed-by and "
+        "cost-center tags (cost allocation, ownership, and the environment the policies "
+        "use).",
+        TAGGABLE_TYPES,
+        Severity.LOW,
+        "Pass tags=settings.tags to the resource (components forward their args.tags).",
+        control="Tagging (AWS resource tagging best practices)",
+        check=_tagged,
+        config_schema={"requiredTags": {"type": "array", "items": {"type": "string"}}},
+    ),
+    Rule(
+        "aws-rds-instance-encrypted",
+        "RDS instances encrypt storage at rest.",
+        (RDS_INSTANCE,),
+        Severity.CRITICAL,
+        "Set storage_encrypted=True (optionally kms_key_id); an existing instance must be "
+        "restored from an encrypted snapshot.",
+        control="RDS.3",
+        check=_rds_encrypted,
+    ),
+    Rule(
+        "aws-rds-instance-not-public",
+        "RDS instances are not reachable from the internet.",
+        (RDS_INSTANCE,),
+        Severity.CRITICAL,
+        "Set publicly_accessible=False and place the instance in private subnets.",
+        control="RDS.2",
+        check=_rds_not_public,
+    ),
+    Rule(
+        "aws-rds-instance-backup-retention",
+        "RDS instances keep automated backups for at least the environment minimum "
+        "(7 days staging, 14 production).",
+        (RDS_INSTANCE,),
+        Severity.HIGH,
+        "Set backup_retention_period (groundwork:dbBackupRetentionDays) to at least the minimum.",
+        control="RDS.11",
+        check=_rds_backups,
+        config_schema={"minBackupRetentionDays": {"type": "number", "minimum": 1}},
+        defaults=_RELAXED_BACKUPS,
+    ),
+    Rule(
+        "aws-rds-instance-multi-az",
+        "Production RDS instances run Multi-AZ.",
+        (RDS_INSTANCE,),
+        Severity.HIGH,
+        "Set multi_az=True (groundwork:dbMultiAz: true).",
+        control="RDS.5",
+        check=_rds_multi_az,
+        relax_in_staging=True,
+    ),
+    Rule(
+        "aws-rds-instance-deletion-protection",
+        "Production RDS instances cannot be deleted by accident.",
+        (RDS_INSTANCE,),
+        Severity.MEDIUM,
+        "Set deletion_protection=True (groundwork:deletionProtection: true).",
+        control="RDS.8",
+        check=_rds_deletion_protection,
+        relax_in_staging=True,
+    ),
+    Rule(
+        "aws-rds-parametergroup-force-ssl",
+        "Database parameter groups refuse unencrypted client connections (encryption in transit).",
+        (RDS_PARAMETER_GROUP,),
+        Severity.HIGH,
+        "Add parameter rds.force_ssl=1 (PostgreSQL) or require_secure_transport=1 (MySQL).",
+        control="-",
+        check=_rds_force_ssl,
+    ),
+    Rule(
+        "aws-rds-proxy-tls-required",
+        "RDS proxies only accept TLS connections.",
+        (RDS_PROXY,),
+        Severity.HIGH,
+        "Set require_tls=True on the proxy.",
+        check=_rds_proxy_tls,
+    ),
+    Rule(
+        "aws-elasticache-replicationgroup-encrypted",
+        "ElastiCache replication groups encrypt data at rest.",
+        (REDIS_GROUP,),
+        Severity.CRITICAL,
+        "Set at_rest_encryption_enabled=True (forces replacement).",
+        control="ElastiCache.4",
+        check=_redis_encrypted,
+    ),
+    Rule(
+        "aws-elasticache-replicationgroup-tls",
+        "ElastiCache replication groups require TLS from every client.",
+        (REDIS_GROUP,),
+        Severity.CRITICAL,
+        "Set transit_encryption_enabled=True and transit_encryption_mode='required'.",
+        control="ElastiCache.5",
+        check=_redis_tls,
+    ),
+    Rule(
+        "aws-elasticache-replicationgroup-auth",
+        "ElastiCache replication groups require authentication.",
+        (REDIS_GROUP,),
+        Severity.HIGH,
+        "Set auth_token from a random.RandomPassword (or user_group_ids for RBAC).",
+        control="ElastiCache.6",
+        check=_redis_auth,
+    ),
+    Rule(
+        "aws-elasticache-replicationgroup-backups",
+        "Production replication groups keep daily snapshots.",
+        (REDIS_GROUP,),
+        Severity.MEDIUM,
+        "Set snapshot_retention_limit >= 1 (groundwork:cacheSnapshotRetentionDays).",
+        control="ElastiCache.1",
+        check=_redis_backups,
+        relax_in_staging=True,
+        config_schema={"minSnapshotRetentionDays": {"type": "number", "minimum": 1}},
+    ),
+    Rule(
+        "aws-elasticache-replicationgroup-multi-az",
+        "Production replication groups fail over automatically across AZs.",
+        (REDIS_GROUP,),
+        Severity.HIGH,
+        "Set num_cache_clusters >= 2, automatic_failover_enabled=True, multi_az_enabled=True.",
+        control="ElastiCache.3",
+        check=_redis_multi_az,
+        relax_in_staging=True,
+    ),
+    Rule(
+        "aws-mq-broker-not-public",
+        "Amazon MQ brokers are not reachable from the internet.",
+        (MQ_BROKER,),
+        Severity.CRITICAL,
+        "Set publicly_accessible=False with private subnet_ids and security_groups.",
+        check=_mq_not_public,
+    ),
+    Rule(
+        "aws-mq-broker-encrypted",
+        "Amazon MQ brokers use an engine whose storage is encrypted and whose endpoints are "
+        "TLS-only (AMQPS 5671 for RabbitMQ), with a valid key choice.",
+        (MQ_BROKER,),
+        Severity.HIGH,
+        "Use engine_type RabbitMQ or ActiveMQ; keep encryption_options default or give "
+        "kms_key_id when use_aws_owned_key=False (ActiveMQ only).",
+        check=_mq_encrypted,
+    ),
+    Rule(
+        "aws-mq-broker-cluster",
+        "Production brokers run a multi-AZ deployment (cluster for RabbitMQ, "
+        "active/standby for ActiveMQ).",
+        (MQ_BROKER,),
+        Severity.HIGH,
+        "Set deployment_mode='CLUSTER_MULTI_AZ' (groundwork:brokerCluster: true).",
+        control="MQ.6 / MQ.5",
+        check=_mq_cluster,
+        relax_in_staging=True,
+    ),
+    Rule(
+        "aws-mq-broker-logs",
+        "Brokers publish their general logs to CloudWatch Logs.",
+        (MQ_BROKER,),
+        Severity.MEDIUM,
+        "Set logs={'general': True}.",
+        control="MQ.2",
+        check=_mq_logs,
+    ),
+    Rule(
+        "aws-mq-broker-minor-upgrades",
+        "Brokers take automatic minor version upgrades.",
+        (MQ_BROKER,),
+        Severity.LOW,
+        "Set auto_minor_version_upgrade=True.",
+        control="MQ.3",
+        check=_mq_minor_upgrades,
+    ),
+    Rule(
+        "aws-ec2-securitygroup-no-public-ingress",
+        "No security group ingress from 0.0.0.0/0 or ::/0 except tcp 80/443 (which the "
+        "stack rule aws-ec2-securitygroup-public-lb-only confines to load balancers).",
+        (SECURITY_GROUP, SECURITY_GROUP_RULE, VPC_INGRESS_RULE),
+        Severity.CRITICAL,
+        "Allow the port from a source security group (referenced_security_group_id) or a "
+        "private CIDR instead of the internet.",
+        control="EC2.18 / EC2.19 / EC2.53 / CIS 5.2",
+        check=_sg_no_public_ingress,
+        config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}},
+    ),
+    Rule(
+        "aws-ec2-securitygroup-described",
+        "Security groups and their inline rules say what they are for.",
+        (SECURITY_GROUP,),
+        Severity.LOW,
+        "Give the group and each ingress/egress entry a description.",
+        check=_sg_described,
+    ),
+    Rule(
+        "aws-ec2-securitygrouprule-described",
+        "Security group rules say what they allow.",
+        (SECURITY_GROUP_RULE, VPC_INGRESS_RULE, VPC_EGRESS_RULE),
+        Severity.LOW,
+        "Set description on the rule.",
+        check=_sg_rule_described,
+    ),
+    Rule(
+        "aws-ec2-defaultsecuritygroup-closed",
+        "The VPC's default security group allows no traffic.",
+        (DEFAULT_SECURITY_GROUP,),
+        Severity.HIGH,
+        "Manage it with ec2.DefaultSecurityGroup and no ingress/egress.",
+        control="EC2.2 / CIS 5.4",
+        check=_default_sg_closed,
+    ),
+    Rule(
+        "aws-ec2-subnet-no-auto-public-ip",
+        "Subnets do not hand out public IPs automatically.",
+        (SUBNET,),
+        Severity.MEDIUM,
+        "Set map_public_ip_on_launch=False; load balancers and NAT gateways get their own "
+        "addresses.",
+        control="EC2.15",
+        check=_subnet_no_public_ip,
+    ),
+    Rule(
+        "aws-ec2-flowlog-all-traffic",
+        "VPC flow logs record accepted and rejected traffic.",
+        (FLOW_LOG,),
+        Severity.LOW,
+        "Set traffic_type='ALL'.",
+        control="EC2.6",
+        check=_flow_log_all,
+    ),
+    Rule(
+        "aws-ec2-vpcendpoint-private-dns",
+        "Interface VPC endpoints resolve the service name privately and have their own "
+        "security group.",
+        (VPC_ENDPOINT,),
+        Severity.LOW,
+        "Set private_dns_enabled=True and security_group_ids=[endpoint SG].",
+        check=_endpoint_private,
+    ),
+    Rule(
+        "aws-lb-loadbalancer-drop-invalid-headers",
+        "Application load balancers drop requests with invalid HTTP headers (request smuggling).",
+        (LOAD_BALANCER,),
+        Severity.MEDIUM,
+        "Set drop_invalid_header_fields=True.",
+        control="ELB.4",
+        check=_lb_drop_invalid_headers,
+    ),
+    Rule(
+        "aws-lb-loadbalancer-deletion-protection",
+        "Production load balancers cannot be deleted by accident.",
+        (LOAD_BALANCER,),
+        Severity.MEDIUM,
+        "Set enable_deletion_protection=True in production.",
+        control="ELB.6",
+        check=_lb_deletion_protection,
+        relax_in_staging=True,
+    ),
+    Rule(
+        "aws-lb-listener-http-redirect",
+        "Plain HTTP listeners only redirect to HTTPS.",
+        (LISTENER,),
+        Severity.HIGH,
+        "Make the port-80 listener's default action a redirect with protocol HTTPS, "
+        "status HTTP_301.",
+        control="ELB.1",
+        check=_listener_redirects,
+    ),
+    Rule(
+        "aws-lb-listener-tls-policy",
+        "HTTPS listeners have a certificate and a current TLS policy (TLS 1.2+).",
+        (LISTENER,),
+        Severity.HIGH,
+        "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' and certificate_arn.",
+        control="ELB.17",
+        check=_listener_tls_policy,
+        config_schema={"allowedTlsPolicyPrefixes": {"type": "array", "items": {"type": "string"}}},
+    ),
+    Rule(
+        "aws-lb-targetgroup-health-check",
+        "Target groups health-check a real endpoint.",
+        (TARGET_GROUP,),
+        Severity.LOW,
+        "Set health_check with path='/health/ready' and enabled=True.",
+        check=_target_group_health,
+    ),
+    Rule(
+        "aws-ecs-taskdefinition-no-plaintext-secrets",
+        "Credentials reach containers through ECS secrets, never plain environment variables.",
+        (TASK_DEFINITION,),
+        Severity.CRITICAL,
+        "Move the variable to the container's secrets list with valueFrom a Secrets Manager "
+        "ARN (':json-key::' for JSON secrets).",
+        control="ECS.8",
+        check=_task_no_plaintext_secrets,
+    ),
+    Rule(
+        "aws-ecs-taskdefinition-non-privileged",
+        "Containers do not run privileged or share host namespaces.",
+        (TASK_DEFINITION,),
+        Severity.HIGH,
+        "Remove privileged=true and pidMode/ipcMode 'host'.",
+        control="ECS.4 / ECS.3",
+        check=_task_not_privileged,
+    ),
+    Rule(
+        "aws-ecs-taskdefinition-logging",
+        "Every container ships its logs.",
+        (TASK_DEFINITION,),
+        Severity.MEDIUM,
+        "Give each container a logConfiguration (awslogs to the service's log group).",
+        control="ECS.9",
+        check=_task_logging,
+    ),
+    Rule(
+        "aws-ecs-service-circuit-breaker",
+        "ECS services roll back a deployment that cannot become healthy.",
+        (ECS_SERVICE,),
+        Severity.MEDIUM,
+        "Set deployment_circuit_breaker={'enable': True, 'rollback': True}.",
+        check=_service_circuit_breaker,
+    ),
+    Rule(
+        "aws-ecs-service-no-public-ip",
+        "ECS tasks get no public IP.",
+        (ECS_SERVICE,),
+        Severity.HIGH,
+        "Set network_configuration.assign_public_ip=False; egress via NAT or VPC endpoints.",
+        control="ECS.2",
+        check=_service_no_public_ip,
+    ),
+    Rule(
+        "aws-ecs-cluster-container-insights",
+        "ECS clusters collect Container Insights.",
+        (ECS_CLUSTER,),
+        Severity.LOW,
+        "Add settings=[{'name': 'containerInsights', 'value': 'enabled'}].",
+        control="ECS.12",
+        check=_cluster_insights,
+    ),
+    Rule(
+        "aws-ecr-repository-scan-on-push",
+        "ECR repositories scan images on push.",
+        (ECR_REPOSITORY,),
+        Severity.HIGH,
+        "Set image_scanning_configuration={'scan_on_push': True}.",
+        control="ECR.1",
+        check=_ecr_scan,
+    ),
+    Rule(
+        "aws-ecr-repository-immutable-tags",
+        "ECR tags are immutable so a deployed tag always means the same image.",
+        (ECR_REPOSITORY,),
+        Severity.MEDIUM,
+        "Set image_tag_mutability='IMMUTABLE' and deploy unique tags (git sha).",
+        control="ECR.2",
+        check=_ecr_immutable,
+    ),
+    Rule(
+        "aws-cloudwatch-loggroup-retention",
+        "Log groups expire logs, keeping at least the environment minimum (7 days staging, "
+        "365 production).",
+        (LOG_GROUP,),
+        Severity.MEDIUM,
+        "Set retention_in_days (groundwork:logRetentionDays).",
+        control="CloudWatch.16",
+        check=_log_retention,
+        config_schema={"minLogRetentionDays": {"type": "number", "minimum": 1}},
+        defaults={
+            Tier.STAGING: {"minLogRetentionDays": 7},
+            Tier.PRODUCTION: {"minLogRetentionDays": 365},
+        },
+    ),
+    Rule(
+        "aws-cloudwatch-metricalarm-actions",
+        "Alarms notify someone.",
+        (METRIC_ALARM,),
+        Severity.MEDIUM,
+        "Set alarm_actions=[alarm topic ARN] (and ok_actions).",
+        control="CloudWatch.15",
+        check=_alarm_actions,
+    ),
+    Rule(
+        "aws-sns-topic-encrypted",
+        "SNS topics are encrypted with KMS.",
+        (SNS_TOPIC,),
+        Severity.MEDIUM,
+        "Set kms_master_key_id to a customer key whose policy lets cloudwatch.amazonaws.com "
+        "use it (alias/aws/sns does not work with CloudWatch alarms).",
+        control="SNS.1",
+        check=_sns_encrypted,
+        enforcement=EnforcementLevel.ADVISORY,
+    ),
+    Rule(
+        "aws-kms-key-rotation",
+        "Symmetric KMS keys rotate yearly.",
+        (KMS_KEY,),
+        Severity.MEDIUM,
+        "Set enable_key_rotation=True.",
+        control="KMS.4 / CIS 3.6",
+        check=_kms_rotation,
+    ),
+    Rule(
+        "aws-secretsmanager-secret-recoverable",
+        "Production secrets keep a recovery window when deleted.",
+        (SECRET,),
+        Severity.LOW,
+        "Leave recovery_window_in_days unset (30) or >= 7; 0 only for throwaway stacks.",
+        check=_secret_recoverable,
+        relax_in_staging=True,
+    ),
+    Rule(
+        "aws-iam-policy-no-admin",
+        "IAM policies never allow '*' actions on '*' resources.",
+        (IAM_POLICY, IAM_ROLE_POLICY, IAM_ROLE),
+        Severity.CRITICAL,
+        "List the actions and resource ARNs the role needs.",
+        control="IAM.1 / CIS 1.16",
+        check=_iam_no_admin,
+    ),
+    Rule(
+        "aws-iam-rolepolicyattachment-no-admin",
+        "Roles are not given administrator-level managed policies.",
+        (IAM_ATTACHMENT,),
+        Severity.CRITICAL,
+        "Attach a scoped policy instead of AdministratorAccess/PowerUser.",
+        control="IAM.1",
+        check=_attachment_no_admin,
+    ),
+    Rule(
+        "aws-wafv2-webacl-rules",
+        "Web ACLs contain rules and publish metrics.",
+        (WEB_ACL,),
+        Severity.MEDIUM,
+        "Add managed rule groups (AWSManagedRulesCommonRuleSet, rate limit) and enable "
+        "visibility_config.cloudwatch_metrics_enabled.",
+        control="WAF.10",
+        check=_waf_rules,
+    ),
+    Rule(
+        "aws-s3-bucketpublicaccessblock-enabled",
+        "Bucket public access blocks turn on all four protections.",
+        (S3_PUBLIC_ACCESS_BLOCK,),
+        Severity.CRITICAL,
+        "Set block_public_acls, block_public_policy, ignore_public_acls and "
+        "restrict_public_buckets to True.",
+        control="S3.8",
+        check=_s3_block_public,
+    ),
+    Rule(
+        "aws-s3-bucket-no-public-acl",
+        "Buckets are never given a public canned ACL.",
+        (*S3_BUCKETS, *S3_ACL),
+        Severity.CRITICAL,
+        "Remove the ACL; use BucketOwnershipControls BucketOwnerEnforced.",
+        control="S3.2 / S3.3",
+        check=_s3_no_public_acl,
+    ),
+    Rule(
+        "aws-s3-bucketpolicy-tls-only",
+        "Bucket policies deny requests made without TLS.",
+        (S3_POLICY,),
+        Severity.HIGH,
+        "Add a Deny statement for s3:* with Condition Bool aws:SecureTransport = false.",
+        control="S3.5",
+        check=_s3_tls_only,
+    ),
+    Rule(
+        "aws-s3-bucketownershipcontrols-enforced",
+        "Bucket ACLs are disabled.",
+        (S3_OWNERSHIP,),
+        Severity.MEDIUM,
+        "Set rule.object_ownership='BucketOwnerEnforced'.",
+        control="S3.12",
+        check=_s3_owner_enforced,
+    ),
+    Rule(
+        "aws-ecr-lifecyclepolicy-rules",
+        "ECR lifecycle policies expire old images.",
+        (ECR_LIFECYCLE,),
+        Severity.LOW,
+        "Add a rule expiring untagged images and keeping the last N tagged ones.",
+        control="ECR.3",
+        check=_ecr_lifecycle,
+    ),
+    Rule(
+        "aws-s3-bucket-encrypted",
+        "Bucket encryption configurations set a default server-side algorithm.",
+        S3_ENCRYPTION,
+        Severity.MEDIUM,
+        "Set rules=[{apply_server_side_encryption_by_default: {sse_algorithm: 'aws:kms'}}] "
+        "(AES256 for ALB access-log buckets).",
+        check=_s3_encryption,
+    ),
 ]

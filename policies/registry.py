@@ -204,7 +204,10 @@ class Rule:
 
     def to_policy(self) -> Policy:
         schema = PolicyConfigSchema(
-            properties={"environment": CONFIG_ENVIRONMENT_SCHEMA, **self.config_schema}
+            properties={
+                "environment": CONFIG_ENVIRONMENT_SCHEMA,
+                **{key: dict(value) for key, value in self.config_schema.items()},
+            }
         )
         common: dict[str, Any] = {
             "name": self.name,
@@ -217,7 +220,8 @@ class Rule:
         }
         if self.control != "-":
             common["framework"] = PolicyComplianceFramework(
-                name="AWS FSBP" if self.cloud == "aws" and not self.control.startswith("CIS")
+                name="AWS FSBP"
+                if self.cloud == "aws" and not self.control.startswith("CIS")
                 else "CIS",
                 reference=self.control,
             )
@@ -378,8 +382,16 @@ def references(resource: PolicyResource, target: PolicyResource, *props: str) ->
     return False
 
 
-_IDENTIFIER_KEYS = ("id", "arn", "name", "identifier", "replicationGroupId", "brokerName",
-                    "selfLink", "email")
+_IDENTIFIER_KEYS = (
+    "id",
+    "arn",
+    "name",
+    "identifier",
+    "replicationGroupId",
+    "brokerName",
+    "selfLink",
+    "email",
+)
 
 
 def identifiers(resource: PolicyResource) -> set[str]:

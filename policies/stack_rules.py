@@ -25,8 +25,12 @@ from policies.registry import (
 AWS_DATA_STORES = (aws.RDS_INSTANCE, aws.REDIS_GROUP, aws.MQ_BROKER)
 GCP_DATA_STORES = (gcp.SQL_INSTANCE, gcp.REDIS_INSTANCE)
 # Properties through which a resource puts itself behind a security group.
-SG_ATTACHMENT_PROPS = ("securityGroups", "vpcSecurityGroupIds", "securityGroupIds",
-                       "networkConfiguration")
+SG_ATTACHMENT_PROPS = (
+    "securityGroups",
+    "vpcSecurityGroupIds",
+    "securityGroupIds",
+    "networkConfiguration",
+)
 SG_RULE_TYPES = (aws.SECURITY_GROUP_RULE, aws.VPC_INGRESS_RULE)
 
 
@@ -44,7 +48,8 @@ def _aws_alarmed(s: StackSubject) -> Iterator[tuple[str, str | None]]:
 def _dead_letter_topics(s: StackSubject) -> list[PolicyResource]:
     subscriptions = s.of_type(gcp.PUBSUB_SUBSCRIPTION)
     return [
-        topic for topic in s.of_type(gcp.PUBSUB_TOPIC)
+        topic
+        for topic in s.of_type(gcp.PUBSUB_TOPIC)
         if any(references(sub, topic, "deadLetterPolicy") for sub in subscriptions)
     ]
 
@@ -67,13 +72,21 @@ def _dead_lettered(s: StackSubject) -> Iterator[tuple[str, str | None]]:
         if any(references(sub, topic, "topic") for topic in dead_letter_topics):
             continue  # the subscription that drains the dead-letter topic itself
         if not get(safe_props(sub), "deadLetterPolicy.deadLetterTopic"):
-            yield (f"Subscription {sub.name} retries poison messages forever (no "
-                   "deadLetterPolicy).", sub.urn)
+            yield (
+                f"Subscription {sub.name} retries poison messages forever (no deadLetterPolicy).",
+                sub.urn,
+            )
 
 
 def _subject(resource: PolicyResource, s: StackSubject) -> Subject:
-    return Subject(type=resource.resource_type, name=resource.name, urn=resource.urn,
-                   props=safe_props(resource), tier=s.tier, config=s.config)
+    return Subject(
+        type=resource.resource_type,
+        name=resource.name,
+        urn=resource.urn,
+        props=safe_props(resource),
+        tier=s.tier,
+        config=s.config,
+    )
 
 
 def _public_lb_only(s: StackSubject) -> Iterator[tuple[str, str | None]]:
@@ -87,8 +100,11 @@ def _public_lb_only(s: StackSubject) -> Iterator[tuple[str, str | None]]:
             if user.resource_type in (aws.LOAD_BALANCER, aws.SECURITY_GROUP, *SG_RULE_TYPES):
                 continue
             if references(user, group, *SG_ATTACHMENT_PROPS):
-                yield (f"{_label(user)} uses internet-facing security group {group.name}; only "
-                       "the load balancer may.", user.urn)
+                yield (
+                    f"{_label(user)} uses internet-facing security group {group.name}; only "
+                    "the load balancer may.",
+                    user.urn,
+                )
 
 
 def _vpc_flow_logs(s: StackSubject) -> Iterator[tuple[str, str | None]]:
@@ -116,47 +132,78 @@ def _http_redirects(s: StackSubject) -> Iterator[tuple[str, str | None]]:
         if not targets or not all(
             get(safe_props(m), "defaultUrlRedirect.httpsRedirect") is True for m in targets
         ):
-            yield (f"HTTP proxy {proxy.name} serves plain HTTP instead of redirecting to HTTPS.",
-                   proxy.urn)
+            yield (
+                f"HTTP proxy {proxy.name} serves plain HTTP instead of redirecting to HTTPS.",
+                proxy.urn,
+            )
 
 
 RULES: list[Rule] = [
-    Rule("aws-cloudwatch-datastore-alarmed",
-         "Every data store (RDS instance, ElastiCache replication group, MQ broker) has a "
-         "CloudWatch alarm on its metrics.", (*AWS_DATA_STORES, aws.METRIC_ALARM),
-         Severity.HIGH,
-         "Create a cloudwatch.MetricAlarm whose dimensions name the store (CPU, free storage, "
-         "memory, queue depth) with alarm_actions to the alarm topic.",
-         stack_check=_aws_alarmed),
-    Rule("aws-ec2-securitygroup-public-lb-only",
-         "Security groups open to the internet are attached to load balancers only.",
-         (aws.SECURITY_GROUP, *SG_RULE_TYPES, aws.LOAD_BALANCER), Severity.CRITICAL,
-         "Give tasks, databases and endpoints their own security group that admits the load "
-         "balancer's security group, not the internet.", control="EC2.18",
-         stack_check=_public_lb_only),
-    Rule("aws-ec2-vpc-flow-logs", "Every VPC has a flow log.", (aws.VPC, aws.FLOW_LOG),
-         Severity.MEDIUM,
-         "Create an ec2.FlowLog(vpc_id=vpc.id, traffic_type='ALL') to CloudWatch Logs.",
-         control="EC2.6 / CIS 3.7", stack_check=_vpc_flow_logs),
-    Rule("aws-s3-bucket-access-blocked", "Every bucket has a public access block.",
-         (*aws.S3_BUCKETS, aws.S3_PUBLIC_ACCESS_BLOCK), Severity.CRITICAL,
-         "Create an s3.BucketPublicAccessBlock for the bucket with all four flags true.",
-         control="S3.8", stack_check=_bucket_blocked),
-    Rule("gcp-monitoring-datastore-alerted",
-         "Every data store (Cloud SQL, Memorystore, Pub/Sub dead-letter topic) has a Cloud "
-         "Monitoring alert policy referencing it.",
-         (*GCP_DATA_STORES, gcp.PUBSUB_TOPIC, gcp.ALERT_POLICY), Severity.HIGH,
-         "Create a monitoring.AlertPolicy whose condition filter names the instance / "
-         "dead-letter subscription (e.g. undelivered messages > 0).",
-         stack_check=_gcp_alerted),
-    Rule("gcp-compute-targethttpproxy-https-redirect",
-         "Plain-HTTP proxies only redirect to HTTPS.", (HTTP_PROXY, URL_MAP), Severity.HIGH,
-         "Point the port-80 proxy at a URL map with default_url_redirect={'https_redirect': "
-         "True}.", control="CIS GCP 3.9 (related)", stack_check=_http_redirects),
-    Rule("gcp-pubsub-subscription-dead-letter",
-         "Work subscriptions dead-letter messages that keep failing.",
-         (gcp.PUBSUB_SUBSCRIPTION,), Severity.HIGH,
-         "Set dead_letter_policy={'dead_letter_topic': dlq.id, 'max_delivery_attempts': 5} and "
-         "grant the Pub/Sub service agent publisher on the DLQ and subscriber on the "
-         "subscription.", stack_check=_dead_lettered),
+    Rule(
+        "aws-cloudwatch-datastore-alarmed",
+        "Every data store (RDS instance, ElastiCache replication group, MQ broker) has a "
+        "CloudWatch alarm on its metrics.",
+        (*AWS_DATA_STORES, aws.METRIC_ALARM),
+        Severity.HIGH,
+        "Create a cloudwatch.MetricAlarm whose dimensions name the store (CPU, free storage, "
+        "memory, queue depth) with alarm_actions to the alarm topic.",
+        stack_check=_aws_alarmed,
+    ),
+    Rule(
+        "aws-ec2-securitygroup-public-lb-only",
+        "Security groups open to the internet are attached to load balancers only.",
+        (aws.SECURITY_GROUP, *SG_RULE_TYPES, aws.LOAD_BALANCER),
+        Severity.CRITICAL,
+        "Give tasks, databases and endpoints their own security group that admits the load "
+        "balancer's security group, not the internet.",
+        control="EC2.18",
+        stack_check=_public_lb_only,
+    ),
+    Rule(
+        "aws-ec2-vpc-flow-logs",
+        "Every VPC has a flow log.",
+        (aws.VPC, aws.FLOW_LOG),
+        Severity.MEDIUM,
+        "Create an ec2.FlowLog(vpc_id=vpc.id, traffic_type='ALL') to CloudWatch Logs.",
+        control="EC2.6 / CIS 3.7",
+        stack_check=_vpc_flow_logs,
+    ),
+    Rule(
+        "aws-s3-bucket-access-blocked",
+        "Every bucket has a public access block.",
+        (*aws.S3_BUCKETS, aws.S3_PUBLIC_ACCESS_BLOCK),
+        Severity.CRITICAL,
+        "Create an s3.BucketPublicAccessBlock for the bucket with all four flags true.",
+        control="S3.8",
+        stack_check=_bucket_blocked,
+    ),
+    Rule(
+        "gcp-monitoring-datastore-alerted",
+        "Every data store (Cloud SQL, Memorystore, Pub/Sub dead-letter topic) has a Cloud "
+        "Monitoring alert policy referencing it.",
+        (*GCP_DATA_STORES, gcp.PUBSUB_TOPIC, gcp.ALERT_POLICY),
+        Severity.HIGH,
+        "Create a monitoring.AlertPolicy whose condition filter names the instance / "
+        "dead-letter subscription (e.g. undelivered messages > 0).",
+        stack_check=_gcp_alerted,
+    ),
+    Rule(
+        "gcp-compute-targethttpproxy-https-redirect",
+        "Plain-HTTP proxies only redirect to HTTPS.",
+        (HTTP_PROXY, URL_MAP),
+        Severity.HIGH,
+        "Point the port-80 proxy at a URL map with default_url_redirect={'https_redirect': True}.",
+        control="CIS GCP 3.9 (related)",
+        stack_check=_http_redirects,
+    ),
+    Rule(
+        "gcp-pubsub-subscription-dead-letter",
+        "Work subscriptions dead-letter messages that keep failing.",
+        (gcp.PUBSUB_SUBSCRIPTION,),
+        Severity.HIGH,
+        "Set dead_letter_policy={'dead_letter_topic': dlq.id, 'max_delivery_attempts': 5} and "
+        "grant the Pub/Sub service agent publisher on the DLQ and subscriber on the "
+        "subscription.",
+        stack_check=_dead_lettered,
+    ),
 ]

@@ -5,36 +5,52 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pulumi_policy import Policy
+from pulumi_policy import ResourceValidationPolicy
 from pulumi_policy.policy import _NotApplicableError
 
 from groundwork.mockrun import ProgramRun, RecordedResource, run_program
 from groundwork.policyrun import resource_args
 from policies.pack import POLICIES
 
-POLICY_BY_NAME: dict[str, Policy] = {p.name: p for p in POLICIES}
+POLICY_BY_NAME: dict[str, ResourceValidationPolicy] = {
+    p.name: p for p in POLICIES if isinstance(p, ResourceValidationPolicy)
+}
 PRODUCTION = {"environment": "production"}
-TAGS = {"environment": "production", "service": "groundwork", "managed-by": "pulumi",
-        "cost-center": "platform"}
+TAGS = {
+    "environment": "production",
+    "service": "groundwork",
+    "managed-by": "pulumi",
+    "cost-center": "platform",
+}
 
 
 class NotApplicable(Exception):
     pass
 
 
-def violations(rule: str, resource: RecordedResource,
-               config: Mapping[str, Any] | None = PRODUCTION) -> list[str]:
+def violations(
+    rule: str, resource: RecordedResource, config: Mapping[str, Any] | None = PRODUCTION
+) -> list[str]:
     """Messages ``rule`` reports for ``resource`` through the real pulumi_policy object."""
     found: list[str] = []
+
+    def report(message: str, urn: str | None = None) -> None:
+        found.append(message)
+
     try:
-        POLICY_BY_NAME[rule].validate(resource_args(resource, config),
-                                      lambda message, urn=None: found.append(message))
+        POLICY_BY_NAME[rule].validate(resource_args(resource, config), report)
     except _NotApplicableError as exc:
         raise NotApplicable(exc.reason) from exc
     return found
 
 
 def record(program: Callable[[], None], stack: str = "production") -> ProgramRun:
-    return run_program(program, stack=stack, config={"aws:region": "us-east-1",
-                                                      "gcp:project": "groundwork-test",
-                                                      "gcp:region": "europe-west1"})
+    return run_program(
+        program,
+        stack=stack,
+        config={
+            "aws:region": "us-east-1",
+            "gcp:project": "groundwork-test",
+            "gcp:region": "europe-west1",
+        },
+    )

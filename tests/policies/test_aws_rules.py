@@ -19,27 +19,59 @@ from tests.policies.helpers import TAGS, record, violations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
-ALLOW_SECRET = {"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
-    "Resource": ["arn:aws:secretsmanager:us-east-1:123456789012:secret:app-*"]}]}
-ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*",
-                                                 "Resource": "*"}]}
-ASSUME_ECS = json.dumps({"Version": "2012-10-17", "Statement": [{
-    "Effect": "Allow", "Action": "sts:AssumeRole",
-    "Principal": {"Service": "ecs-tasks.amazonaws.com"}}]})
+DB_SECRET_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db:password::"
+EXEC_POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+ALLOW_SECRET = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue"],
+            "Resource": ["arn:aws:secretsmanager:us-east-1:123456789012:secret:app-*"],
+        }
+    ],
+}
+ADMIN = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}],
+}
+ASSUME_ECS = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "sts:AssumeRole",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+            }
+        ],
+    }
+)
 
 
 def _container(**overrides: Any) -> dict[str, Any]:
     container = {
-        "name": "api", "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:abc123",
+        "name": "api",
+        "image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/app:abc123",
         "essential": True,
-        "environment": [{"name": "DB_HOST", "value": "db.internal"},
-                        {"name": "DB_SSLMODE", "value": "require"}],
-        "secrets": [{"name": "DB_PASSWORD", "valueFrom":
-                     "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db:password::"}],
-        "logConfiguration": {"logDriver": "awslogs", "options": {
-            "awslogs-group": "/groundwork/api", "awslogs-region": "us-east-1",
-            "awslogs-stream-prefix": "api"}},
+        "environment": [
+            {"name": "DB_HOST", "value": "db.internal"},
+            {"name": "DB_SSLMODE", "value": "require"},
+        ],
+        "secrets": [
+            {
+                "name": "DB_PASSWORD",
+                "valueFrom": DB_SECRET_ARN,
+            }
+        ],
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": "/groundwork/api",
+                "awslogs-region": "us-east-1",
+                "awslogs-stream-prefix": "api",
+            },
+        },
     }
     container.update(overrides)
     return container
@@ -52,159 +84,515 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 Builder = Callable[..., Any]
 
 BUILDERS: dict[str, Builder] = {
-    "vpc": lambda n, **kw: aws.ec2.Vpc(n, **_merge(
-        {"cidr_block": "10.40.0.0/16", "enable_dns_hostnames": True, "tags": TAGS}, kw)),
-    "subnet": lambda n, **kw: aws.ec2.Subnet(n, **_merge(
-        {"vpc_id": "vpc-0123", "cidr_block": "10.40.1.0/24", "map_public_ip_on_launch": False,
-         "tags": TAGS}, kw)),
-    "security_group": lambda n, **kw: aws.ec2.SecurityGroup(n, **_merge({
-        "vpc_id": "vpc-0123", "description": "API load balancer: HTTPS from the internet",
-        "ingress": [{"protocol": "tcp", "from_port": 443, "to_port": 443,
-                     "cidr_blocks": ["0.0.0.0/0"], "description": "HTTPS from anywhere"}],
-        "egress": [{"protocol": "tcp", "from_port": 8000, "to_port": 8000,
-                    "cidr_blocks": ["10.40.0.0/16"], "description": "to the API tasks"}],
-        "tags": TAGS}, kw)),
-    "sg_rule": lambda n, **kw: aws.ec2.SecurityGroupRule(n, **_merge({
-        "type": "ingress", "security_group_id": "sg-db", "protocol": "tcp", "from_port": 5432,
-        "to_port": 5432, "source_security_group_id": "sg-tasks",
-        "description": "Postgres from the tasks"}, kw)),
-    "ingress_rule": lambda n, **kw: aws.vpc.SecurityGroupIngressRule(n, **_merge({
-        "security_group_id": "sg-lb", "ip_protocol": "tcp", "from_port": 80, "to_port": 80,
-        "cidr_ipv4": "0.0.0.0/0", "description": "HTTP (redirected to HTTPS)", "tags": TAGS},
-        kw)),
-    "egress_rule": lambda n, **kw: aws.vpc.SecurityGroupEgressRule(n, **_merge({
-        "security_group_id": "sg-lb", "ip_protocol": "tcp", "from_port": 8000, "to_port": 8000,
-        "cidr_ipv4": "10.40.0.0/16", "description": "to the API tasks", "tags": TAGS}, kw)),
-    "default_sg": lambda n, **kw: aws.ec2.DefaultSecurityGroup(n, **_merge(
-        {"vpc_id": "vpc-0123", "tags": TAGS}, kw)),
-    "flow_log": lambda n, **kw: aws.ec2.FlowLog(n, **_merge({
-        "vpc_id": "vpc-0123", "traffic_type": "ALL", "log_destination_type": "cloud-watch-logs",
-        "log_destination": "arn:aws:logs:us-east-1:123456789012:log-group:/vpc/flow",
-        "iam_role_arn": "arn:aws:iam::123456789012:role/flow", "tags": TAGS}, kw)),
-    "endpoint": lambda n, **kw: aws.ec2.VpcEndpoint(n, **_merge({
-        "vpc_id": "vpc-0123", "service_name": "com.amazonaws.us-east-1.secretsmanager",
-        "vpc_endpoint_type": "Interface", "private_dns_enabled": True,
-        "security_group_ids": ["sg-endpoints"], "subnet_ids": ["subnet-a", "subnet-b"],
-        "tags": TAGS}, kw)),
-    "rds": lambda n, **kw: aws.rds.Instance(n, **_merge({
-        "engine": "postgres", "engine_version": "16.4", "instance_class": "db.m7g.large",
-        "allocated_storage": 100, "max_allocated_storage": 1000, "storage_encrypted": True,
-        "multi_az": True, "backup_retention_period": 30, "deletion_protection": True,
-        "publicly_accessible": False, "manage_master_user_password": True, "username": "app",
-        "db_subnet_group_name": "groundwork-db", "vpc_security_group_ids": ["sg-db"],
-        "tags": TAGS}, kw)),
-    "parameter_group": lambda n, **kw: aws.rds.ParameterGroup(n, **_merge({
-        "family": "postgres16", "parameters": [{"name": "rds.force_ssl", "value": "1"}],
-        "tags": TAGS}, kw)),
-    "proxy": lambda n, **kw: aws.rds.Proxy(n, **_merge({
-        "engine_family": "POSTGRESQL", "role_arn": "arn:aws:iam::123456789012:role/proxy",
-        "vpc_subnet_ids": ["subnet-a", "subnet-b"], "require_tls": True,
-        "auths": [{"auth_scheme": "SECRETS", "iam_auth": "DISABLED", "secret_arn":
-                   "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db"}],
-        "tags": TAGS}, kw)),
-    "redis": lambda n, **kw: aws.elasticache.ReplicationGroup(n, **_merge({
-        "description": "groundwork cache", "engine": "valkey", "node_type": "cache.m7g.large",
-        "num_cache_clusters": 2, "at_rest_encryption_enabled": True,
-        "transit_encryption_enabled": True, "transit_encryption_mode": "required",
-        "auth_token": "test-fixture-token-0123456789abcdef", "automatic_failover_enabled": True,
-        "multi_az_enabled": True, "snapshot_retention_limit": 7, "tags": TAGS}, kw)),
-    "broker": lambda n, **kw: aws.mq.Broker(n, **_merge({
-        "broker_name": n, "engine_type": "RabbitMQ", "engine_version": "3.13",
-        "host_instance_type": "mq.m5.large", "deployment_mode": "CLUSTER_MULTI_AZ",
-        "publicly_accessible": False, "auto_minor_version_upgrade": True,
-        "logs": {"general": True}, "subnet_ids": ["subnet-a", "subnet-b"],
-        "security_groups": ["sg-broker"],
-        "users": [{"username": "app", "password": "test-fixture-password"}], "tags": TAGS},
-        kw)),
-    "lb": lambda n, **kw: aws.lb.LoadBalancer(n, **_merge({
-        "load_balancer_type": "application", "internal": False,
-        "drop_invalid_header_fields": True, "enable_deletion_protection": True,
-        "subnets": ["subnet-a", "subnet-b"], "security_groups": ["sg-lb"], "tags": TAGS}, kw)),
-    "https_listener": lambda n, **kw: aws.lb.Listener(n, **_merge({
-        "load_balancer_arn": "arn:aws:elasticloadbalancing:lb", "port": 443,
-        "protocol": "HTTPS", "ssl_policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-        "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
-        "default_actions": [{"type": "forward", "target_group_arn": "arn:tg"}], "tags": TAGS},
-        kw)),
-    "http_listener": lambda n, **kw: aws.lb.Listener(n, **_merge({
-        "load_balancer_arn": "arn:aws:elasticloadbalancing:lb", "port": 80, "protocol": "HTTP",
-        "default_actions": [{"type": "redirect", "redirect": {
-            "protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"}}], "tags": TAGS}, kw)),
-    "target_group": lambda n, **kw: aws.lb.TargetGroup(n, **_merge({
-        "port": 8000, "protocol": "HTTP", "target_type": "ip", "vpc_id": "vpc-0123",
-        "health_check": {"enabled": True, "path": "/health/ready", "matcher": "200"},
-        "tags": TAGS}, kw)),
-    "task": lambda n, containers=None, **kw: aws.ecs.TaskDefinition(n, **_merge({
-        "family": n, "cpu": "256", "memory": "512", "network_mode": "awsvpc",
-        "requires_compatibilities": ["FARGATE"],
-        "execution_role_arn": "arn:aws:iam::123456789012:role/exec",
-        "container_definitions": json.dumps(containers or [_container()]), "tags": TAGS}, kw)),
-    "ecs_service": lambda n, **kw: aws.ecs.Service(n, **_merge({
-        "cluster": "arn:cluster", "task_definition": "arn:td", "desired_count": 2,
-        "launch_type": "FARGATE",
-        "deployment_circuit_breaker": {"enable": True, "rollback": True},
-        "network_configuration": {"subnets": ["subnet-a"], "security_groups": ["sg-tasks"],
-                                  "assign_public_ip": False}, "tags": TAGS}, kw)),
-    "cluster": lambda n, **kw: aws.ecs.Cluster(n, **_merge({
-        "settings": [{"name": "containerInsights", "value": "enabled"}], "tags": TAGS}, kw)),
-    "ecr": lambda n, **kw: aws.ecr.Repository(n, **_merge({
-        "image_tag_mutability": "IMMUTABLE",
-        "image_scanning_configuration": {"scan_on_push": True}, "tags": TAGS}, kw)),
-    "log_group": lambda n, **kw: aws.cloudwatch.LogGroup(n, **_merge(
-        {"retention_in_days": 365, "tags": TAGS}, kw)),
-    "alarm": lambda n, **kw: aws.cloudwatch.MetricAlarm(n, **_merge({
-        "comparison_operator": "GreaterThanThreshold", "evaluation_periods": 3,
-        "metric_name": "CPUUtilization", "namespace": "AWS/RDS", "period": 300,
-        "statistic": "Average", "threshold": 80, "dimensions": {"DBInstanceIdentifier": "db"},
-        "alarm_actions": ["arn:aws:sns:us-east-1:123456789012:alarms"], "tags": TAGS}, kw)),
-    "topic": lambda n, **kw: aws.sns.Topic(n, **_merge({
-        "kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/alarms", "tags": TAGS},
-        kw)),
-    "kms": lambda n, **kw: aws.kms.Key(n, **_merge({
-        "description": "groundwork data", "enable_key_rotation": True,
-        "deletion_window_in_days": 30, "tags": TAGS}, kw)),
-    "secret": lambda n, **kw: aws.secretsmanager.Secret(n, **_merge(
-        {"description": "JWT signing key", "tags": TAGS}, kw)),
-    "iam_policy": lambda n, **kw: aws.iam.Policy(n, **_merge(
-        {"policy": json.dumps(ALLOW_SECRET), "tags": TAGS}, kw)),
-    "role_policy": lambda n, **kw: aws.iam.RolePolicy(n, **_merge(
-        {"role": "task-role", "policy": json.dumps(ALLOW_SECRET)}, kw)),
-    "role": lambda n, **kw: aws.iam.Role(n, **_merge({
-        "assume_role_policy": ASSUME_ECS, "tags": TAGS,
-        "inline_policies": [{"name": "secrets", "policy": json.dumps(ALLOW_SECRET)}]}, kw)),
-    "attachment": lambda n, **kw: aws.iam.RolePolicyAttachment(n, **_merge({
-        "role": "exec-role", "policy_arn":
-        "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"}, kw)),
-    "web_acl": lambda n, **kw: aws.wafv2.WebAcl(n, **_merge({
-        "scope": "REGIONAL", "default_action": {"allow": {}},
-        "rules": [{"name": "common", "priority": 1, "override_action": {"none": {}},
-                   "statement": {"managed_rule_group_statement": {
-                       "name": "AWSManagedRulesCommonRuleSet", "vendor_name": "AWS"}},
-                   "visibility_config": {"cloudwatch_metrics_enabled": True,
-                                         "metric_name": "common",
-                                         "sampled_requests_enabled": True}}],
-        "visibility_config": {"cloudwatch_metrics_enabled": True, "metric_name": "acl",
-                              "sampled_requests_enabled": True}, "tags": TAGS}, kw)),
+    "vpc": lambda n, **kw: aws.ec2.Vpc(
+        n, **_merge({"cidr_block": "10.40.0.0/16", "enable_dns_hostnames": True, "tags": TAGS}, kw)
+    ),
+    "subnet": lambda n, **kw: aws.ec2.Subnet(
+        n,
+        **_merge(
+            {
+                "vpc_id": "vpc-0123",
+                "cidr_block": "10.40.1.0/24",
+                "map_public_ip_on_launch": False,
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "security_group": lambda n, **kw: aws.ec2.SecurityGroup(
+        n,
+        **_merge(
+            {
+                "vpc_id": "vpc-0123",
+                "description": "API load balancer: HTTPS from the internet",
+                "ingress": [
+                    {
+                        "protocol": "tcp",
+                        "from_port": 443,
+                        "to_port": 443,
+                        "cidr_blocks": ["0.0.0.0/0"],
+                        "description": "HTTPS from anywhere",
+                    }
+                ],
+                "egress": [
+                    {
+                        "protocol": "tcp",
+                        "from_port": 8000,
+                        "to_port": 8000,
+                        "cidr_blocks": ["10.40.0.0/16"],
+                        "description": "to the API tasks",
+                    }
+                ],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "sg_rule": lambda n, **kw: aws.ec2.SecurityGroupRule(
+        n,
+        **_merge(
+            {
+                "type": "ingress",
+                "security_group_id": "sg-db",
+                "protocol": "tcp",
+                "from_port": 5432,
+                "to_port": 5432,
+                "source_security_group_id": "sg-tasks",
+                "description": "Postgres from the tasks",
+            },
+            kw,
+        ),
+    ),
+    "ingress_rule": lambda n, **kw: aws.vpc.SecurityGroupIngressRule(
+        n,
+        **_merge(
+            {
+                "security_group_id": "sg-lb",
+                "ip_protocol": "tcp",
+                "from_port": 80,
+                "to_port": 80,
+                "cidr_ipv4": "0.0.0.0/0",
+                "description": "HTTP (redirected to HTTPS)",
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "egress_rule": lambda n, **kw: aws.vpc.SecurityGroupEgressRule(
+        n,
+        **_merge(
+            {
+                "security_group_id": "sg-lb",
+                "ip_protocol": "tcp",
+                "from_port": 8000,
+                "to_port": 8000,
+                "cidr_ipv4": "10.40.0.0/16",
+                "description": "to the API tasks",
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "default_sg": lambda n, **kw: aws.ec2.DefaultSecurityGroup(
+        n, **_merge({"vpc_id": "vpc-0123", "tags": TAGS}, kw)
+    ),
+    "flow_log": lambda n, **kw: aws.ec2.FlowLog(
+        n,
+        **_merge(
+            {
+                "vpc_id": "vpc-0123",
+                "traffic_type": "ALL",
+                "log_destination_type": "cloud-watch-logs",
+                "log_destination": "arn:aws:logs:us-east-1:123456789012:log-group:/vpc/flow",
+                "iam_role_arn": "arn:aws:iam::123456789012:role/flow",
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "endpoint": lambda n, **kw: aws.ec2.VpcEndpoint(
+        n,
+        **_merge(
+            {
+                "vpc_id": "vpc-0123",
+                "service_name": "com.amazonaws.us-east-1.secretsmanager",
+                "vpc_endpoint_type": "Interface",
+                "private_dns_enabled": True,
+                "security_group_ids": ["sg-endpoints"],
+                "subnet_ids": ["subnet-a", "subnet-b"],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "rds": lambda n, **kw: aws.rds.Instance(
+        n,
+        **_merge(
+            {
+                "engine": "postgres",
+                "engine_version": "16.4",
+                "instance_class": "db.m7g.large",
+                "allocated_storage": 100,
+                "max_allocated_storage": 1000,
+                "storage_encrypted": True,
+                "multi_az": True,
+                "backup_retention_period": 30,
+                "deletion_protection": True,
+                "publicly_accessible": False,
+                "manage_master_user_password": True,
+                "username": "app",
+                "db_subnet_group_name": "groundwork-db",
+                "vpc_security_group_ids": ["sg-db"],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "parameter_group": lambda n, **kw: aws.rds.ParameterGroup(
+        n,
+        **_merge(
+            {
+                "family": "postgres16",
+                "parameters": [{"name": "rds.force_ssl", "value": "1"}],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "proxy": lambda n, **kw: aws.rds.Proxy(
+        n,
+        **_merge(
+            {
+                "engine_family": "POSTGRESQL",
+                "role_arn": "arn:aws:iam::123456789012:role/proxy",
+                "vpc_subnet_ids": ["subnet-a", "subnet-b"],
+                "require_tls": True,
+                "auths": [
+                    {
+                        "auth_scheme": "SECRETS",
+                        "iam_auth": "DISABLED",
+                        "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db",
+                    }
+                ],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "redis": lambda n, **kw: aws.elasticache.ReplicationGroup(
+        n,
+        **_merge(
+            {
+                "description": "groundwork cache",
+                "engine": "valkey",
+                "node_type": "cache.m7g.large",
+                "num_cache_clusters": 2,
+                "at_rest_encryption_enabled": True,
+                "transit_encryption_enabled": True,
+                "transit_encryption_mode": "required",
+                "auth_token": "test-fixture-token-0123456789abcdef",
+                "automatic_failover_enabled": True,
+                "multi_az_enabled": True,
+                "snapshot_retention_limit": 7,
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "broker": lambda n, **kw: aws.mq.Broker(
+        n,
+        **_merge(
+            {
+                "broker_name": n,
+                "engine_type": "RabbitMQ",
+                "engine_version": "3.13",
+                "host_instance_type": "mq.m5.large",
+                "deployment_mode": "CLUSTER_MULTI_AZ",
+                "publicly_accessible": False,
+                "auto_minor_version_upgrade": True,
+                "logs": {"general": True},
+                "subnet_ids": ["subnet-a", "subnet-b"],
+                "security_groups": ["sg-broker"],
+                "users": [{"username": "app", "password": "test-fixture-password"}],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "lb": lambda n, **kw: aws.lb.LoadBalancer(
+        n,
+        **_merge(
+            {
+                "load_balancer_type": "application",
+                "internal": False,
+                "drop_invalid_header_fields": True,
+                "enable_deletion_protection": True,
+                "subnets": ["subnet-a", "subnet-b"],
+                "security_groups": ["sg-lb"],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "https_listener": lambda n, **kw: aws.lb.Listener(
+        n,
+        **_merge(
+            {
+                "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
+                "port": 443,
+                "protocol": "HTTPS",
+                "ssl_policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+                "default_actions": [{"type": "forward", "target_group_arn": "arn:tg"}],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "http_listener": lambda n, **kw: aws.lb.Listener(
+        n,
+        **_merge(
+            {
+                "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
+                "port": 80,
+                "protocol": "HTTP",
+                "default_actions": [
+                    {
+                        "type": "redirect",
+                        "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
+                    }
+                ],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "target_group": lambda n, **kw: aws.lb.TargetGroup(
+        n,
+        **_merge(
+            {
+                "port": 8000,
+                "protocol": "HTTP",
+                "target_type": "ip",
+                "vpc_id": "vpc-0123",
+                "health_check": {"enabled": True, "path": "/health/ready", "matcher": "200"},
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "task": lambda n, containers=None, **kw: aws.ecs.TaskDefinition(
+        n,
+        **_merge(
+            {
+                "family": n,
+                "cpu": "256",
+                "memory": "512",
+                "network_mode": "awsvpc",
+                "requires_compatibilities": ["FARGATE"],
+                "execution_role_arn": "arn:aws:iam::123456789012:role/exec",
+                "container_definitions": json.dumps(containers or [_container()]),
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "ecs_service": lambda n, **kw: aws.ecs.Service(
+        n,
+        **_merge(
+            {
+                "cluster": "arn:cluster",
+                "task_definition": "arn:td",
+                "desired_count": 2,
+                "launch_type": "FARGATE",
+                "deployment_circuit_breaker": {"enable": True, "rollback": True},
+                "network_configuration": {
+                    "subnets": ["subnet-a"],
+                    "security_groups": ["sg-tasks"],
+                    "assign_public_ip": False,
+                },
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "cluster": lambda n, **kw: aws.ecs.Cluster(
+        n,
+        **_merge(
+            {"settings": [{"name": "containerInsights", "value": "enabled"}], "tags": TAGS}, kw
+        ),
+    ),
+    "ecr": lambda n, **kw: aws.ecr.Repository(
+        n,
+        **_merge(
+            {
+                "image_tag_mutability": "IMMUTABLE",
+                "image_scanning_configuration": {"scan_on_push": True},
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "log_group": lambda n, **kw: aws.cloudwatch.LogGroup(
+        n, **_merge({"retention_in_days": 365, "tags": TAGS}, kw)
+    ),
+    "alarm": lambda n, **kw: aws.cloudwatch.MetricAlarm(
+        n,
+        **_merge(
+            {
+                "comparison_operator": "GreaterThanThreshold",
+                "evaluation_periods": 3,
+                "metric_name": "CPUUtilization",
+                "namespace": "AWS/RDS",
+                "period": 300,
+                "statistic": "Average",
+                "threshold": 80,
+                "dimensions": {"DBInstanceIdentifier": "db"},
+                "alarm_actions": ["arn:aws:sns:us-east-1:123456789012:alarms"],
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "topic": lambda n, **kw: aws.sns.Topic(
+        n,
+        **_merge(
+            {"kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/alarms", "tags": TAGS}, kw
+        ),
+    ),
+    "kms": lambda n, **kw: aws.kms.Key(
+        n,
+        **_merge(
+            {
+                "description": "groundwork data",
+                "enable_key_rotation": True,
+                "deletion_window_in_days": 30,
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "secret": lambda n, **kw: aws.secretsmanager.Secret(
+        n, **_merge({"description": "JWT signing key", "tags": TAGS}, kw)
+    ),
+    "iam_policy": lambda n, **kw: aws.iam.Policy(
+        n, **_merge({"policy": json.dumps(ALLOW_SECRET), "tags": TAGS}, kw)
+    ),
+    "role_policy": lambda n, **kw: aws.iam.RolePolicy(
+        n, **_merge({"role": "task-role", "policy": json.dumps(ALLOW_SECRET)}, kw)
+    ),
+    "role": lambda n, **kw: aws.iam.Role(
+        n,
+        **_merge(
+            {
+                "assume_role_policy": ASSUME_ECS,
+                "tags": TAGS,
+                "inline_policies": [{"name": "secrets", "policy": json.dumps(ALLOW_SECRET)}],
+            },
+            kw,
+        ),
+    ),
+    "attachment": lambda n, **kw: aws.iam.RolePolicyAttachment(
+        n,
+        **_merge(
+            {
+                "role": "exec-role",
+                "policy_arn": EXEC_POLICY_ARN,
+            },
+            kw,
+        ),
+    ),
+    "web_acl": lambda n, **kw: aws.wafv2.WebAcl(
+        n,
+        **_merge(
+            {
+                "scope": "REGIONAL",
+                "default_action": {"allow": {}},
+                "rules": [
+                    {
+                        "name": "common",
+                        "priority": 1,
+                        "override_action": {"none": {}},
+                        "statement": {
+                            "managed_rule_group_statement": {
+                                "name": "AWSManagedRulesCommonRuleSet",
+                                "vendor_name": "AWS",
+                            }
+                        },
+                        "visibility_config": {
+                            "cloudwatch_metrics_enabled": True,
+                            "metric_name": "common",
+                            "sampled_requests_enabled": True,
+                        },
+                    }
+                ],
+                "visibility_config": {
+                    "cloudwatch_metrics_enabled": True,
+                    "metric_name": "acl",
+                    "sampled_requests_enabled": True,
+                },
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
     "bucket": lambda n, **kw: aws.s3.Bucket(n, **_merge({"tags": TAGS}, kw)),
-    "public_access_block": lambda n, **kw: aws.s3.BucketPublicAccessBlock(n, **_merge({
-        "bucket": "logs", "block_public_acls": True, "block_public_policy": True,
-        "ignore_public_acls": True, "restrict_public_buckets": True}, kw)),
-    "sse": lambda n, **kw: aws.s3.BucketServerSideEncryptionConfiguration(n, **_merge({
-        "bucket": "logs", "rules": [{"apply_server_side_encryption_by_default": {
-            "sse_algorithm": "AES256"}}]}, kw)),
-    "bucket_policy": lambda n, **kw: aws.s3.BucketPolicy(n, **_merge({
-        "bucket": "logs", "policy": json.dumps({"Version": "2012-10-17", "Statement": [{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
-            "Action": "s3:*", "Resource": ["arn:aws:s3:::logs", "arn:aws:s3:::logs/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})}, kw)),
-    "ownership": lambda n, **kw: aws.s3.BucketOwnershipControls(n, **_merge({
-        "bucket": "logs", "rule": {"object_ownership": "BucketOwnerEnforced"}}, kw)),
-    "ecr_lifecycle": lambda n, **kw: aws.ecr.LifecyclePolicy(n, **_merge({
-        "repository": "groundwork", "policy": json.dumps({"rules": [{
-            "rulePriority": 1, "description": "expire untagged",
-            "selection": {"tagStatus": "untagged", "countType": "sinceImagePushed",
-                          "countUnit": "days", "countNumber": 7},
-            "action": {"type": "expire"}}]})}, kw)),
+    "public_access_block": lambda n, **kw: aws.s3.BucketPublicAccessBlock(
+        n,
+        **_merge(
+            {
+                "bucket": "logs",
+                "block_public_acls": True,
+                "block_public_policy": True,
+                "ignore_public_acls": True,
+                "restrict_public_buckets": True,
+            },
+            kw,
+        ),
+    ),
+    "sse": lambda n, **kw: aws.s3.BucketServerSideEncryptionConfiguration(
+        n,
+        **_merge(
+            {
+                "bucket": "logs",
+                "rules": [{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+            },
+            kw,
+        ),
+    ),
+    "bucket_policy": lambda n, **kw: aws.s3.BucketPolicy(
+        n,
+        **_merge(
+            {
+                "bucket": "logs",
+                "policy": json.dumps(
+                    {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "DenyInsecureTransport",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "s3:*",
+                                "Resource": ["arn:aws:s3:::logs", "arn:aws:s3:::logs/*"],
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            }
+                        ],
+                    }
+                ),
+            },
+            kw,
+        ),
+    ),
+    "ownership": lambda n, **kw: aws.s3.BucketOwnershipControls(
+        n, **_merge({"bucket": "logs", "rule": {"object_ownership": "BucketOwnerEnforced"}}, kw)
+    ),
+    "ecr_lifecycle": lambda n, **kw: aws.ecr.LifecyclePolicy(
+        n,
+        **_merge(
+            {
+                "repository": "groundwork",
+                "policy": json.dumps(
+                    {
+                        "rules": [
+                            {
+                                "rulePriority": 1,
+                                "description": "expire untagged",
+                                "selection": {
+                                    "tagStatus": "untagged",
+                                    "countType": "sinceImagePushed",
+                                    "countUnit": "days",
+                                    "countNumber": 7,
+                                },
+                                "action": {"type": "expire"},
+                            }
+                        ]
+                    }
+                ),
+            },
+            kw,
+        ),
+    ),
 }
 
 # (rule, builder, overrides that break it). Several rows per rule cover each resource
@@ -218,72 +606,151 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("aws-rds-instance-backup-retention", "rds", {"backup_retention_period": 7}),
     ("aws-rds-instance-multi-az", "rds", {"multi_az": False}),
     ("aws-rds-instance-deletion-protection", "rds", {"deletion_protection": False}),
-    ("aws-rds-parametergroup-force-ssl", "parameter_group", {"parameters": [
-        {"name": "log_min_duration_statement", "value": "500"}]}),
-    ("aws-rds-parametergroup-force-ssl", "parameter_group", {"family": "mysql8.0",
-                                                             "parameters": []}),
+    (
+        "aws-rds-parametergroup-force-ssl",
+        "parameter_group",
+        {"parameters": [{"name": "log_min_duration_statement", "value": "500"}]},
+    ),
+    (
+        "aws-rds-parametergroup-force-ssl",
+        "parameter_group",
+        {"family": "mysql8.0", "parameters": []},
+    ),
     ("aws-rds-proxy-tls-required", "proxy", {"require_tls": False}),
     ("aws-elasticache-replicationgroup-encrypted", "redis", {"at_rest_encryption_enabled": False}),
     ("aws-elasticache-replicationgroup-tls", "redis", {"transit_encryption_enabled": False}),
     ("aws-elasticache-replicationgroup-tls", "redis", {"transit_encryption_mode": "preferred"}),
     ("aws-elasticache-replicationgroup-auth", "redis", {"auth_token": None}),
     ("aws-elasticache-replicationgroup-backups", "redis", {"snapshot_retention_limit": 0}),
-    ("aws-elasticache-replicationgroup-multi-az", "redis", {
-        "num_cache_clusters": 1, "automatic_failover_enabled": False,
-        "multi_az_enabled": False}),
+    (
+        "aws-elasticache-replicationgroup-multi-az",
+        "redis",
+        {"num_cache_clusters": 1, "automatic_failover_enabled": False, "multi_az_enabled": False},
+    ),
     ("aws-mq-broker-not-public", "broker", {"publicly_accessible": True}),
-    ("aws-mq-broker-encrypted", "broker", {"engine_type": "ActiveMQ",
-                                           "encryption_options": {"use_aws_owned_key": False}}),
+    (
+        "aws-mq-broker-encrypted",
+        "broker",
+        {"engine_type": "ActiveMQ", "encryption_options": {"use_aws_owned_key": False}},
+    ),
     ("aws-mq-broker-cluster", "broker", {"deployment_mode": "SINGLE_INSTANCE"}),
     ("aws-mq-broker-logs", "broker", {"logs": {"general": False}}),
     ("aws-mq-broker-minor-upgrades", "broker", {"auto_minor_version_upgrade": False}),
-    ("aws-ec2-securitygroup-no-public-ingress", "security_group", {"ingress": [
-        {"protocol": "tcp", "from_port": 22, "to_port": 22, "cidr_blocks": ["0.0.0.0/0"],
-         "description": "SSH"}]}),
-    ("aws-ec2-securitygroup-no-public-ingress", "security_group", {"ingress": [
-        {"protocol": "-1", "from_port": 0, "to_port": 0, "ipv6_cidr_blocks": ["::/0"],
-         "description": "everything"}]}),
-    ("aws-ec2-securitygroup-no-public-ingress", "sg_rule", {
-        "source_security_group_id": None, "cidr_blocks": ["0.0.0.0/0"]}),
-    ("aws-ec2-securitygroup-no-public-ingress", "ingress_rule", {"from_port": 0,
-                                                                 "to_port": 65535}),
+    (
+        "aws-ec2-securitygroup-no-public-ingress",
+        "security_group",
+        {
+            "ingress": [
+                {
+                    "protocol": "tcp",
+                    "from_port": 22,
+                    "to_port": 22,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                    "description": "SSH",
+                }
+            ]
+        },
+    ),
+    (
+        "aws-ec2-securitygroup-no-public-ingress",
+        "security_group",
+        {
+            "ingress": [
+                {
+                    "protocol": "-1",
+                    "from_port": 0,
+                    "to_port": 0,
+                    "ipv6_cidr_blocks": ["::/0"],
+                    "description": "everything",
+                }
+            ]
+        },
+    ),
+    (
+        "aws-ec2-securitygroup-no-public-ingress",
+        "sg_rule",
+        {"source_security_group_id": None, "cidr_blocks": ["0.0.0.0/0"]},
+    ),
+    ("aws-ec2-securitygroup-no-public-ingress", "ingress_rule", {"from_port": 0, "to_port": 65535}),
     ("aws-ec2-securitygroup-described", "security_group", {"description": "Managed by Pulumi"}),
-    ("aws-ec2-securitygroup-described", "security_group", {"egress": [
-        {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["10.40.0.0/16"]}]}),
+    (
+        "aws-ec2-securitygroup-described",
+        "security_group",
+        {
+            "egress": [
+                {"protocol": "-1", "from_port": 0, "to_port": 0, "cidr_blocks": ["10.40.0.0/16"]}
+            ]
+        },
+    ),
     ("aws-ec2-securitygrouprule-described", "sg_rule", {"description": None}),
     ("aws-ec2-securitygrouprule-described", "ingress_rule", {"description": None}),
     ("aws-ec2-securitygrouprule-described", "egress_rule", {"description": None}),
-    ("aws-ec2-defaultsecuritygroup-closed", "default_sg", {"ingress": [
-        {"protocol": "-1", "from_port": 0, "to_port": 0, "self": True}]}),
+    (
+        "aws-ec2-defaultsecuritygroup-closed",
+        "default_sg",
+        {"ingress": [{"protocol": "-1", "from_port": 0, "to_port": 0, "self": True}]},
+    ),
     ("aws-ec2-subnet-no-auto-public-ip", "subnet", {"map_public_ip_on_launch": True}),
     ("aws-ec2-flowlog-all-traffic", "flow_log", {"traffic_type": "REJECT"}),
     ("aws-ec2-vpcendpoint-private-dns", "endpoint", {"private_dns_enabled": False}),
     ("aws-ec2-vpcendpoint-private-dns", "endpoint", {"security_group_ids": None}),
     ("aws-lb-loadbalancer-drop-invalid-headers", "lb", {"drop_invalid_header_fields": False}),
     ("aws-lb-loadbalancer-deletion-protection", "lb", {"enable_deletion_protection": False}),
-    ("aws-lb-listener-http-redirect", "http_listener", {"default_actions": [
-        {"type": "forward", "target_group_arn": "arn:tg"}]}),
+    (
+        "aws-lb-listener-http-redirect",
+        "http_listener",
+        {"default_actions": [{"type": "forward", "target_group_arn": "arn:tg"}]},
+    ),
     ("aws-lb-listener-tls-policy", "https_listener", {"ssl_policy": "ELBSecurityPolicy-2016-08"}),
     ("aws-lb-listener-tls-policy", "https_listener", {"ssl_policy": None}),
     ("aws-lb-targetgroup-health-check", "target_group", {"health_check": {"enabled": False}}),
     ("aws-lb-targetgroup-health-check", "target_group", {"health_check": None}),
-    ("aws-ecs-taskdefinition-no-plaintext-secrets", "task", {"containers": [_container(
-        environment=[{"name": "DB_PASSWORD", "value": "hunter2"}])]}),
-    ("aws-ecs-taskdefinition-no-plaintext-secrets", "task", {"containers": [_container(
-        environment=[{"name": "BROKER_URL", "value": "amqps://app:hunter2@broker:5671"}])]}),
-    ("aws-ecs-taskdefinition-non-privileged", "task", {"containers": [_container(
-        privileged=True)]}),
+    (
+        "aws-ecs-taskdefinition-no-plaintext-secrets",
+        "task",
+        {"containers": [_container(environment=[{"name": "DB_PASSWORD", "value": "hunter2"}])]},
+    ),
+    (
+        "aws-ecs-taskdefinition-no-plaintext-secrets",
+        "task",
+        {
+            "containers": [
+                _container(
+                    environment=[{"name": "BROKER_URL", "value": "amqps://app:hunter2@broker:5671"}]
+                )
+            ]
+        },
+    ),
+    (
+        "aws-ecs-taskdefinition-non-privileged",
+        "task",
+        {"containers": [_container(privileged=True)]},
+    ),
     ("aws-ecs-taskdefinition-non-privileged", "task", {"pid_mode": "host"}),
-    ("aws-ecs-taskdefinition-logging", "task", {"containers": [_container(
-        logConfiguration=None)]}),
-    ("aws-ecs-service-circuit-breaker", "ecs_service", {
-        "deployment_circuit_breaker": {"enable": True, "rollback": False}}),
+    ("aws-ecs-taskdefinition-logging", "task", {"containers": [_container(logConfiguration=None)]}),
+    (
+        "aws-ecs-service-circuit-breaker",
+        "ecs_service",
+        {"deployment_circuit_breaker": {"enable": True, "rollback": False}},
+    ),
     ("aws-ecs-service-circuit-breaker", "ecs_service", {"deployment_circuit_breaker": None}),
-    ("aws-ecs-service-no-public-ip", "ecs_service", {"network_configuration": {
-        "subnets": ["subnet-a"], "security_groups": ["sg"], "assign_public_ip": True}}),
+    (
+        "aws-ecs-service-no-public-ip",
+        "ecs_service",
+        {
+            "network_configuration": {
+                "subnets": ["subnet-a"],
+                "security_groups": ["sg"],
+                "assign_public_ip": True,
+            }
+        },
+    ),
     ("aws-ecs-cluster-container-insights", "cluster", {"settings": None}),
-    ("aws-ecr-repository-scan-on-push", "ecr", {"image_scanning_configuration": {
-        "scan_on_push": False}}),
+    (
+        "aws-ecr-repository-scan-on-push",
+        "ecr",
+        {"image_scanning_configuration": {"scan_on_push": False}},
+    ),
     ("aws-ecr-repository-immutable-tags", "ecr", {"image_tag_mutability": "MUTABLE"}),
     ("aws-cloudwatch-loggroup-retention", "log_group", {"retention_in_days": None}),
     ("aws-cloudwatch-loggroup-retention", "log_group", {"retention_in_days": 30}),
@@ -294,40 +761,88 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("aws-secretsmanager-secret-recoverable", "secret", {"recovery_window_in_days": 0}),
     ("aws-iam-policy-no-admin", "iam_policy", {"policy": json.dumps(ADMIN)}),
     ("aws-iam-policy-no-admin", "role_policy", {"policy": json.dumps(ADMIN)}),
-    ("aws-iam-policy-no-admin", "role", {"inline_policies": [
-        {"name": "admin", "policy": json.dumps(ADMIN)}]}),
-    ("aws-iam-rolepolicyattachment-no-admin", "attachment", {
-        "policy_arn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+    (
+        "aws-iam-policy-no-admin",
+        "role",
+        {"inline_policies": [{"name": "admin", "policy": json.dumps(ADMIN)}]},
+    ),
+    (
+        "aws-iam-rolepolicyattachment-no-admin",
+        "attachment",
+        {"policy_arn": "arn:aws:iam::aws:policy/AdministratorAccess"},
+    ),
     ("aws-wafv2-webacl-rules", "web_acl", {"rules": None}),
-    ("aws-s3-bucketpublicaccessblock-enabled", "public_access_block", {
-        "restrict_public_buckets": False}),
+    (
+        "aws-s3-bucketpublicaccessblock-enabled",
+        "public_access_block",
+        {"restrict_public_buckets": False},
+    ),
     ("aws-s3-bucket-no-public-acl", "bucket", {"acl": "public-read"}),
-    ("aws-s3-bucketpolicy-tls-only", "bucket_policy", {"policy": json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Service": "logdelivery.elasticloadbalancing"
-                                                        ".amazonaws.com"},
-            "Action": "s3:PutObject", "Resource": "arn:aws:s3:::logs/*"}]})}),
-    ("aws-s3-bucketownershipcontrols-enforced", "ownership", {
-        "rule": {"object_ownership": "ObjectWriter"}}),
+    (
+        "aws-s3-bucketpolicy-tls-only",
+        "bucket_policy",
+        {
+            "policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {
+                                "Service": "logdelivery.elasticloadbalancing.amazonaws.com"
+                            },
+                            "Action": "s3:PutObject",
+                            "Resource": "arn:aws:s3:::logs/*",
+                        }
+                    ],
+                }
+            )
+        },
+    ),
+    (
+        "aws-s3-bucketownershipcontrols-enforced",
+        "ownership",
+        {"rule": {"object_ownership": "ObjectWriter"}},
+    ),
     ("aws-ecr-lifecyclepolicy-rules", "ecr_lifecycle", {"policy": json.dumps({"rules": []})}),
     ("aws-s3-bucket-encrypted", "sse", {"rules": [{"bucket_key_enabled": True}]}),
 ]
 
 # Good variants beyond the baselines: legitimate shapes a naive rule would reject.
 GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
-    ("aws-ec2-securitygroup-no-public-ingress", "sg_rule", {
-        "source_security_group_id": None, "cidr_blocks": ["10.40.0.0/16"]}),
+    (
+        "aws-ec2-securitygroup-no-public-ingress",
+        "sg_rule",
+        {"source_security_group_id": None, "cidr_blocks": ["10.40.0.0/16"]},
+    ),
     ("aws-lb-listener-http-redirect", "https_listener", {}),
     ("aws-lb-listener-tls-policy", "http_listener", {}),
     ("aws-rds-instance-backup-retention", "rds", {"backup_retention_period": 14}),
     ("aws-secretsmanager-secret-recoverable", "secret", {"recovery_window_in_days": 7}),
-    ("aws-kms-key-rotation", "kms", {"customer_master_key_spec": "RSA_2048",
-                                     "key_usage": "SIGN_VERIFY",
-                                     "enable_key_rotation": False}),
-    ("aws-ecs-taskdefinition-no-plaintext-secrets", "task", {"containers": [_container(
-        environment=[{"name": "JWT_ALGORITHM", "value": "HS256"},
-                     {"name": "RABBITMQ_USER", "value": "app"},
-                     {"name": "LLM_BASE_URL", "value": "https://api.example.com/v1"}])]}),
+    (
+        "aws-kms-key-rotation",
+        "kms",
+        {
+            "customer_master_key_spec": "RSA_2048",
+            "key_usage": "SIGN_VERIFY",
+            "enable_key_rotation": False,
+        },
+    ),
+    (
+        "aws-ecs-taskdefinition-no-plaintext-secrets",
+        "task",
+        {
+            "containers": [
+                _container(
+                    environment=[
+                        {"name": "JWT_ALGORITHM", "value": "HS256"},
+                        {"name": "RABBITMQ_USER", "value": "app"},
+                        {"name": "LLM_BASE_URL", "value": "https://api.example.com/v1"},
+                    ]
+                )
+            ]
+        },
+    ),
 ]
 
 
@@ -354,10 +869,12 @@ def _rules_for(resource_type: str) -> list[str]:
     return [r.name for r in aws_rules.RULES if resource_type in r.resource_types]
 
 
-@pytest.mark.parametrize(("index", "case"), list(enumerate(BAD)),
-                         ids=[f"{rule}:{builder}" for rule, builder, _ in BAD])
-def test_rule_rejects_bad_resource(graph: ProgramRun, index: int,
-                                   case: tuple[str, str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("index", "case"), list(enumerate(BAD)), ids=[f"{rule}:{builder}" for rule, builder, _ in BAD]
+)
+def test_rule_rejects_bad_resource(
+    graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
+) -> None:
     rule, _, _ = case
     found = violations(rule, graph.named(_bad_name(index)))
     assert found, f"{rule} accepted a resource it must reject"
@@ -373,10 +890,14 @@ def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
         assert violations(rule, resource) == [], rule
 
 
-@pytest.mark.parametrize(("index", "case"), list(enumerate(GOOD_EXTRA)),
-                         ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA])
-def test_rule_accepts_legitimate_variant(graph: ProgramRun, index: int,
-                                         case: tuple[str, str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("index", "case"),
+    list(enumerate(GOOD_EXTRA)),
+    ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA],
+)
+def test_rule_accepts_legitimate_variant(
+    graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
+) -> None:
     rule, _, _ = case
     assert violations(rule, graph.named(f"extra-{index}")) == []
 
@@ -384,21 +905,39 @@ def test_rule_accepts_legitimate_variant(graph: ProgramRun, index: int,
 def test_every_aws_resource_rule_has_a_rejecting_and_an_accepting_case() -> None:
     resource_rules = {r.name for r in aws_rules.RULES}
     assert {rule for rule, _, _ in BAD} == resource_rules
-    baseline_types = {aws_type for aws_type in _baseline_types()}
+    baseline_types = _baseline_types()
     for rule in aws_rules.RULES:
         assert baseline_types & set(rule.resource_types), f"{rule.name} has no good baseline"
 
 
 def _baseline_types() -> set[str]:
-    return {r.type for r in record(lambda: [b(f"t-{k}") for k, b in BUILDERS.items()]).resources}
+    def program() -> None:
+        for key, build in BUILDERS.items():
+            build(f"t-{key}")
+
+    return {r.type for r in record(program).resources}
 
 
 def test_tls_policy_and_retention_minimum_follow_the_environment(graph: ProgramRun) -> None:
-    thirty_days = graph.named(_bad_name(next(
-        i for i, (rule, _, kw) in enumerate(BAD)
-        if rule == "aws-cloudwatch-loggroup-retention" and kw.get("retention_in_days") == 30)))
+    thirty_days = graph.named(
+        _bad_name(
+            next(
+                i
+                for i, (rule, _, kw) in enumerate(BAD)
+                if rule == "aws-cloudwatch-loggroup-retention" and kw.get("retention_in_days") == 30
+            )
+        )
+    )
     assert violations("aws-cloudwatch-loggroup-retention", thirty_days)
-    assert violations("aws-cloudwatch-loggroup-retention", thirty_days,
-                      {"environment": "staging"}) == []
-    assert violations("aws-cloudwatch-loggroup-retention", thirty_days,
-                      {"environment": "production", "minLogRetentionDays": 30}) == []
+    assert (
+        violations("aws-cloudwatch-loggroup-retention", thirty_days, {"environment": "staging"})
+        == []
+    )
+    assert (
+        violations(
+            "aws-cloudwatch-loggroup-retention",
+            thirty_days,
+            {"environment": "production", "minLogRetentionDays": 30},
+        )
+        == []
+    )

@@ -15,6 +15,7 @@ from tests.policies.helpers import TAGS, record, violations
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 LOCATION = "europe-west1"
+PUBSUB_AGENT = "serviceAccount:service-111122223333@gcp-sa-pubsub.iam.gserviceaccount.com"
 SA = "groundwork-worker@groundwork-test.iam.gserviceaccount.com"
 
 
@@ -24,10 +25,14 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 
 def _sql_settings(**overrides: Any) -> dict[str, Any]:
     settings = {
-        "tier": "db-custom-2-7680", "availability_type": "REGIONAL",
+        "tier": "db-custom-2-7680",
+        "availability_type": "REGIONAL",
         "deletion_protection_enabled": True,
-        "ip_configuration": {"ipv4_enabled": False, "ssl_mode": "ENCRYPTED_ONLY",
-                             "private_network": "projects/p/global/networks/groundwork"},
+        "ip_configuration": {
+            "ipv4_enabled": False,
+            "ssl_mode": "ENCRYPTED_ONLY",
+            "private_network": "projects/p/global/networks/groundwork",
+        },
         "backup_configuration": {"enabled": True, "point_in_time_recovery_enabled": True},
         "user_labels": TAGS,
     }
@@ -36,114 +41,336 @@ def _sql_settings(**overrides: Any) -> dict[str, Any]:
 
 
 def _containers(*envs: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"image": "europe-west1-docker.pkg.dev/p/app/app:abc123", "envs": [
-        {"name": "DB_HOST", "value": "10.60.0.3"},
-        {"name": "DB_PASSWORD", "value_source": {"secret_key_ref": {
-            "secret": "db-password", "version": "latest"}}},
-        *envs]}]
+    return [
+        {
+            "image": "europe-west1-docker.pkg.dev/p/app/app:abc123",
+            "envs": [
+                {"name": "DB_HOST", "value": "10.60.0.3"},
+                {
+                    "name": "DB_PASSWORD",
+                    "value_source": {
+                        "secret_key_ref": {"secret": "db-password", "version": "latest"}
+                    },
+                },
+                *envs,
+            ],
+        }
+    ]
 
 
 BUILDERS: dict[str, Callable[..., Any]] = {
-    "sql": lambda n, **kw: gcp.sql.DatabaseInstance(n, **_merge({
-        "database_version": "POSTGRES_16", "region": LOCATION, "deletion_protection": True,
-        "settings": _sql_settings()}, kw)),
-    "redis": lambda n, **kw: gcp.redis.Instance(n, **_merge({
-        "memory_size_gb": 1, "tier": "STANDARD_HA", "region": LOCATION, "auth_enabled": True,
-        "transit_encryption_mode": "SERVER_AUTHENTICATION",
-        "authorized_network": "projects/p/global/networks/groundwork",
-        "connect_mode": "PRIVATE_SERVICE_ACCESS", "labels": TAGS}, kw)),
+    "sql": lambda n, **kw: gcp.sql.DatabaseInstance(
+        n,
+        **_merge(
+            {
+                "database_version": "POSTGRES_16",
+                "region": LOCATION,
+                "deletion_protection": True,
+                "settings": _sql_settings(),
+            },
+            kw,
+        ),
+    ),
+    "redis": lambda n, **kw: gcp.redis.Instance(
+        n,
+        **_merge(
+            {
+                "memory_size_gb": 1,
+                "tier": "STANDARD_HA",
+                "region": LOCATION,
+                "auth_enabled": True,
+                "transit_encryption_mode": "SERVER_AUTHENTICATION",
+                "authorized_network": "projects/p/global/networks/groundwork",
+                "connect_mode": "PRIVATE_SERVICE_ACCESS",
+                "labels": TAGS,
+            },
+            kw,
+        ),
+    ),
     "topic": lambda n, **kw: gcp.pubsub.Topic(n, **_merge({"labels": TAGS}, kw)),
-    "subscription": lambda n, **kw: gcp.pubsub.Subscription(n, **_merge({
-        "topic": "projects/p/topics/jobs", "ack_deadline_seconds": 60,
-        "dead_letter_policy": {"dead_letter_topic": "projects/p/topics/jobs-dlq",
-                               "max_delivery_attempts": 5},
-        "push_config": {"push_endpoint": "https://worker-abc-ew.a.run.app/pubsub/push",
-                        "oidc_token": {"service_account_email": SA,
-                                       "audience": "https://worker-abc-ew.a.run.app"}},
-        "labels": TAGS}, kw)),
-    "secret": lambda n, **kw: gcp.secretmanager.Secret(n, **_merge({
-        "secret_id": n, "replication": {"auto": {}}, "labels": TAGS}, kw)),
-    "secret_iam": lambda n, **kw: gcp.secretmanager.SecretIamMember(n, **_merge({
-        "secret_id": "db-password", "role": "roles/secretmanager.secretAccessor",
-        "member": f"serviceAccount:{SA}"}, kw)),
-    "topic_iam": lambda n, **kw: gcp.pubsub.TopicIAMMember(n, **_merge({
-        "topic": "jobs-dlq", "role": "roles/pubsub.publisher",
-        "member": "serviceAccount:service-111122223333@gcp-sa-pubsub.iam.gserviceaccount.com"},
-        kw)),
-    "run_service": lambda n, **kw: gcp.cloudrunv2.Service(n, **_merge({
-        "name": "groundwork-production-worker", "location": LOCATION,
-        "ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY", "labels": TAGS,
-        "template": {"service_account": SA, "containers": _containers()}}, kw)),
-    "run_job": lambda n, **kw: gcp.cloudrunv2.Job(n, **_merge({
-        "name": "groundwork-production-migrate", "location": LOCATION, "labels": TAGS,
-        "template": {"template": {"service_account": SA, "containers": _containers()}}}, kw)),
-    "service_iam": lambda n, **kw: gcp.cloudrunv2.ServiceIamMember(n, **_merge({
-        "name": "groundwork-production-worker", "location": LOCATION,
-        "role": "roles/run.invoker", "member": f"serviceAccount:{SA}"}, kw)),
-    "job_iam": lambda n, **kw: gcp.cloudrunv2.JobIamMember(n, **_merge({
-        "name": "groundwork-production-migrate", "location": LOCATION,
-        "role": "roles/run.invoker", "member": f"serviceAccount:{SA}"}, kw)),
-    "registry": lambda n, **kw: gcp.artifactregistry.Repository(n, **_merge({
-        "repository_id": "groundwork", "location": LOCATION, "format": "DOCKER",
-        "docker_config": {"immutable_tags": True}, "labels": TAGS}, kw)),
-    "service_account": lambda n, **kw: gcp.serviceaccount.Account(n, **_merge({
-        "account_id": "groundwork-worker", "display_name": "groundwork worker"}, kw)),
-    "project_iam": lambda n, **kw: gcp.projects.IAMMember(n, **_merge({
-        "project": "groundwork-test", "role": "roles/cloudsql.client",
-        "member": f"serviceAccount:{SA}"}, kw)),
-    "alert": lambda n, **kw: gcp.monitoring.AlertPolicy(n, **_merge({
-        "display_name": "Cloud SQL CPU", "combiner": "OR",
-        "conditions": [{"display_name": "cpu", "condition_threshold": {
-            "filter": 'resource.type="cloudsql_database" AND '
-                      'metric.type="cloudsql.googleapis.com/database/cpu/utilization"',
-            "comparison": "COMPARISON_GT", "duration": "300s", "threshold_value": 0.8}}],
-        "notification_channels": ["projects/p/notificationChannels/1"],
-        "user_labels": TAGS}, kw)),
-    "network": lambda n, **kw: gcp.compute.Network(n, **_merge(
-        {"auto_create_subnetworks": False}, kw)),
-    "subnetwork": lambda n, **kw: gcp.compute.Subnetwork(n, **_merge({
-        "network": "groundwork", "ip_cidr_range": "10.60.0.0/20", "region": LOCATION,
-        "private_ip_google_access": True,
-        "log_config": {"aggregation_interval": "INTERVAL_10_MIN", "flow_sampling": 0.5,
-                       "metadata": "INCLUDE_ALL_METADATA"}}, kw)),
-    "firewall": lambda n, **kw: gcp.compute.Firewall(n, **_merge({
-        "network": "groundwork", "description": "HTTPS to the edge load balancer",
-        "direction": "INGRESS", "source_ranges": ["0.0.0.0/0"],
-        "allows": [{"protocol": "tcp", "ports": ["443"]}]}, kw)),
-    "security_policy": lambda n, **kw: gcp.compute.SecurityPolicy(n, **_merge({
-        "labels": TAGS, "rules": [
-            {"action": "deny(403)", "priority": 1000, "description": "OWASP XSS",
-             "match": {"expr": {"expression": "evaluatePreconfiguredWaf('xss-v33-stable')"}}},
-            {"action": "allow", "priority": 2147483647, "description": "default",
-             "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}}}]},
-        kw)),
-    "backend": lambda n, **kw: gcp.compute.BackendService(n, **_merge({
-        "load_balancing_scheme": "EXTERNAL_MANAGED", "protocol": "HTTPS",
-        "security_policy": "groundwork-armor", "log_config": {"enable": True},
-        "backends": [{"group": "projects/p/regions/europe-west1/networkEndpointGroups/api"}]},
-        kw)),
-    "ssl_policy": lambda n, **kw: gcp.compute.SSLPolicy(n, **_merge(
-        {"min_tls_version": "TLS_1_2", "profile": "MODERN"}, kw)),
-    "https_proxy": lambda n, **kw: gcp.compute.TargetHttpsProxy(n, **_merge({
-        "url_map": "groundwork-api", "ssl_certificates": ["groundwork-cert"],
-        "ssl_policy": "groundwork-modern"}, kw)),
+    "subscription": lambda n, **kw: gcp.pubsub.Subscription(
+        n,
+        **_merge(
+            {
+                "topic": "projects/p/topics/jobs",
+                "ack_deadline_seconds": 60,
+                "dead_letter_policy": {
+                    "dead_letter_topic": "projects/p/topics/jobs-dlq",
+                    "max_delivery_attempts": 5,
+                },
+                "push_config": {
+                    "push_endpoint": "https://worker-abc-ew.a.run.app/pubsub/push",
+                    "oidc_token": {
+                        "service_account_email": SA,
+                        "audience": "https://worker-abc-ew.a.run.app",
+                    },
+                },
+                "labels": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "secret": lambda n, **kw: gcp.secretmanager.Secret(
+        n, **_merge({"secret_id": n, "replication": {"auto": {}}, "labels": TAGS}, kw)
+    ),
+    "secret_iam": lambda n, **kw: gcp.secretmanager.SecretIamMember(
+        n,
+        **_merge(
+            {
+                "secret_id": "db-password",
+                "role": "roles/secretmanager.secretAccessor",
+                "member": f"serviceAccount:{SA}",
+            },
+            kw,
+        ),
+    ),
+    "topic_iam": lambda n, **kw: gcp.pubsub.TopicIAMMember(
+        n,
+        **_merge(
+            {
+                "topic": "jobs-dlq",
+                "role": "roles/pubsub.publisher",
+                "member": PUBSUB_AGENT,
+            },
+            kw,
+        ),
+    ),
+    "run_service": lambda n, **kw: gcp.cloudrunv2.Service(
+        n,
+        **_merge(
+            {
+                "name": "groundwork-production-worker",
+                "location": LOCATION,
+                "ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+                "labels": TAGS,
+                "template": {"service_account": SA, "containers": _containers()},
+            },
+            kw,
+        ),
+    ),
+    "run_job": lambda n, **kw: gcp.cloudrunv2.Job(
+        n,
+        **_merge(
+            {
+                "name": "groundwork-production-migrate",
+                "location": LOCATION,
+                "labels": TAGS,
+                "template": {"template": {"service_account": SA, "containers": _containers()}},
+            },
+            kw,
+        ),
+    ),
+    "service_iam": lambda n, **kw: gcp.cloudrunv2.ServiceIamMember(
+        n,
+        **_merge(
+            {
+                "name": "groundwork-production-worker",
+                "location": LOCATION,
+                "role": "roles/run.invoker",
+                "member": f"serviceAccount:{SA}",
+            },
+            kw,
+        ),
+    ),
+    "job_iam": lambda n, **kw: gcp.cloudrunv2.JobIamMember(
+        n,
+        **_merge(
+            {
+                "name": "groundwork-production-migrate",
+                "location": LOCATION,
+                "role": "roles/run.invoker",
+                "member": f"serviceAccount:{SA}",
+            },
+            kw,
+        ),
+    ),
+    "registry": lambda n, **kw: gcp.artifactregistry.Repository(
+        n,
+        **_merge(
+            {
+                "repository_id": "groundwork",
+                "location": LOCATION,
+                "format": "DOCKER",
+                "docker_config": {"immutable_tags": True},
+                "labels": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "service_account": lambda n, **kw: gcp.serviceaccount.Account(
+        n, **_merge({"account_id": "groundwork-worker", "display_name": "groundwork worker"}, kw)
+    ),
+    "project_iam": lambda n, **kw: gcp.projects.IAMMember(
+        n,
+        **_merge(
+            {
+                "project": "groundwork-test",
+                "role": "roles/cloudsql.client",
+                "member": f"serviceAccount:{SA}",
+            },
+            kw,
+        ),
+    ),
+    "alert": lambda n, **kw: gcp.monitoring.AlertPolicy(
+        n,
+        **_merge(
+            {
+                "display_name": "Cloud SQL CPU",
+                "combiner": "OR",
+                "conditions": [
+                    {
+                        "display_name": "cpu",
+                        "condition_threshold": {
+                            "filter": 'resource.type="cloudsql_database" AND '
+                            'metric.type="cloudsql.googleapis.com/database/cpu/utilization"',
+                            "comparison": "COMPARISON_GT",
+                            "duration": "300s",
+                            "threshold_value": 0.8,
+                        },
+                    }
+                ],
+                "notification_channels": ["projects/p/notificationChannels/1"],
+                "user_labels": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "network": lambda n, **kw: gcp.compute.Network(
+        n, **_merge({"auto_create_subnetworks": False}, kw)
+    ),
+    "subnetwork": lambda n, **kw: gcp.compute.Subnetwork(
+        n,
+        **_merge(
+            {
+                "network": "groundwork",
+                "ip_cidr_range": "10.60.0.0/20",
+                "region": LOCATION,
+                "private_ip_google_access": True,
+                "log_config": {
+                    "aggregation_interval": "INTERVAL_10_MIN",
+                    "flow_sampling": 0.5,
+                    "metadata": "INCLUDE_ALL_METADATA",
+                },
+            },
+            kw,
+        ),
+    ),
+    "firewall": lambda n, **kw: gcp.compute.Firewall(
+        n,
+        **_merge(
+            {
+                "network": "groundwork",
+                "description": "HTTPS to the edge load balancer",
+                "direction": "INGRESS",
+                "source_ranges": ["0.0.0.0/0"],
+                "allows": [{"protocol": "tcp", "ports": ["443"]}],
+            },
+            kw,
+        ),
+    ),
+    "security_policy": lambda n, **kw: gcp.compute.SecurityPolicy(
+        n,
+        **_merge(
+            {
+                "labels": TAGS,
+                "rules": [
+                    {
+                        "action": "deny(403)",
+                        "priority": 1000,
+                        "description": "OWASP XSS",
+                        "match": {
+                            "expr": {"expression": "evaluatePreconfiguredWaf('xss-v33-stable')"}
+                        },
+                    },
+                    {
+                        "action": "allow",
+                        "priority": 2147483647,
+                        "description": "default",
+                        "match": {
+                            "versioned_expr": "SRC_IPS_V1",
+                            "config": {"src_ip_ranges": ["*"]},
+                        },
+                    },
+                ],
+            },
+            kw,
+        ),
+    ),
+    "backend": lambda n, **kw: gcp.compute.BackendService(
+        n,
+        **_merge(
+            {
+                "load_balancing_scheme": "EXTERNAL_MANAGED",
+                "protocol": "HTTPS",
+                "security_policy": "groundwork-armor",
+                "log_config": {"enable": True},
+                "backends": [
+                    {"group": "projects/p/regions/europe-west1/networkEndpointGroups/api"}
+                ],
+            },
+            kw,
+        ),
+    ),
+    "ssl_policy": lambda n, **kw: gcp.compute.SSLPolicy(
+        n, **_merge({"min_tls_version": "TLS_1_2", "profile": "MODERN"}, kw)
+    ),
+    "https_proxy": lambda n, **kw: gcp.compute.TargetHttpsProxy(
+        n,
+        **_merge(
+            {
+                "url_map": "groundwork-api",
+                "ssl_certificates": ["groundwork-cert"],
+                "ssl_policy": "groundwork-modern",
+            },
+            kw,
+        ),
+    ),
 }
 
 BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("gcp-any-resource-labeled", "topic", {"labels": {"environment": "production"}}),
     ("gcp-any-resource-labeled", "sql", {"settings": _sql_settings(user_labels=None)}),
     ("gcp-any-resource-labeled", "alert", {"user_labels": {**TAGS, "environment": "qa"}}),
-    ("gcp-sql-instance-no-public-ip", "sql", {"settings": _sql_settings(
-        ip_configuration={"ssl_mode": "ENCRYPTED_ONLY"})}),
-    ("gcp-sql-instance-no-public-ip", "sql", {"settings": _sql_settings(ip_configuration={
-        "ipv4_enabled": False, "ssl_mode": "ENCRYPTED_ONLY",
-        "authorized_networks": [{"name": "anywhere", "value": "0.0.0.0/0"}]})}),
-    ("gcp-sql-instance-ssl-required", "sql", {"settings": _sql_settings(ip_configuration={
-        "ipv4_enabled": False, "ssl_mode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED"})}),
-    ("gcp-sql-instance-backups", "sql", {"settings": _sql_settings(
-        backup_configuration={"enabled": False})}),
-    ("gcp-sql-instance-backups", "sql", {"settings": _sql_settings(
-        backup_configuration={"enabled": True})}),
+    (
+        "gcp-sql-instance-no-public-ip",
+        "sql",
+        {"settings": _sql_settings(ip_configuration={"ssl_mode": "ENCRYPTED_ONLY"})},
+    ),
+    (
+        "gcp-sql-instance-no-public-ip",
+        "sql",
+        {
+            "settings": _sql_settings(
+                ip_configuration={
+                    "ipv4_enabled": False,
+                    "ssl_mode": "ENCRYPTED_ONLY",
+                    "authorized_networks": [{"name": "anywhere", "value": "0.0.0.0/0"}],
+                }
+            )
+        },
+    ),
+    (
+        "gcp-sql-instance-ssl-required",
+        "sql",
+        {
+            "settings": _sql_settings(
+                ip_configuration={
+                    "ipv4_enabled": False,
+                    "ssl_mode": "ALLOW_UNENCRYPTED_AND_ENCRYPTED",
+                }
+            )
+        },
+    ),
+    (
+        "gcp-sql-instance-backups",
+        "sql",
+        {"settings": _sql_settings(backup_configuration={"enabled": False})},
+    ),
+    (
+        "gcp-sql-instance-backups",
+        "sql",
+        {"settings": _sql_settings(backup_configuration={"enabled": True})},
+    ),
     ("gcp-sql-instance-regional", "sql", {"settings": _sql_settings(availability_type="ZONAL")}),
     ("gcp-sql-instance-deletion-protection", "sql", {"deletion_protection": False}),
     ("gcp-redis-instance-tls", "redis", {"transit_encryption_mode": "DISABLED"}),
@@ -153,29 +380,71 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("gcp-cloudrunv2-service-ingress-restricted", "run_service", {"ingress": None}),
     ("gcp-cloudrunv2-service-no-public-invoker", "service_iam", {"member": "allUsers"}),
     ("gcp-cloudrunv2-service-no-public-invoker", "job_iam", {"member": "allAuthenticatedUsers"}),
-    ("gcp-cloudrunv2-service-dedicated-sa", "run_service", {"template": {
-        "containers": _containers()}}),
-    ("gcp-cloudrunv2-service-dedicated-sa", "run_service", {"template": {
-        "service_account": "111122223333-compute@developer.gserviceaccount.com",
-        "containers": _containers()}}),
-    ("gcp-cloudrunv2-job-dedicated-sa", "run_job", {"template": {"template": {
-        "containers": _containers()}}}),
-    ("gcp-cloudrunv2-service-no-plaintext-secrets", "run_service", {"template": {
-        "service_account": SA, "containers": _containers(
-            {"name": "JWT_SECRET", "value": "not-so-secret"})}}),
-    ("gcp-cloudrunv2-job-no-plaintext-secrets", "run_job", {"template": {"template": {
-        "service_account": SA, "containers": _containers(
-            {"name": "REDIS_PASSWORD", "value": "plain"})}}}),
-    ("gcp-compute-firewall-no-public-ingress", "firewall", {"allows": [
-        {"protocol": "tcp", "ports": ["22"]}]}),
+    (
+        "gcp-cloudrunv2-service-dedicated-sa",
+        "run_service",
+        {"template": {"containers": _containers()}},
+    ),
+    (
+        "gcp-cloudrunv2-service-dedicated-sa",
+        "run_service",
+        {
+            "template": {
+                "service_account": "111122223333-compute@developer.gserviceaccount.com",
+                "containers": _containers(),
+            }
+        },
+    ),
+    (
+        "gcp-cloudrunv2-job-dedicated-sa",
+        "run_job",
+        {"template": {"template": {"containers": _containers()}}},
+    ),
+    (
+        "gcp-cloudrunv2-service-no-plaintext-secrets",
+        "run_service",
+        {
+            "template": {
+                "service_account": SA,
+                "containers": _containers({"name": "JWT_SECRET", "value": "not-so-secret"}),
+            }
+        },
+    ),
+    (
+        "gcp-cloudrunv2-job-no-plaintext-secrets",
+        "run_job",
+        {
+            "template": {
+                "template": {
+                    "service_account": SA,
+                    "containers": _containers({"name": "REDIS_PASSWORD", "value": "plain"}),
+                }
+            }
+        },
+    ),
+    (
+        "gcp-compute-firewall-no-public-ingress",
+        "firewall",
+        {"allows": [{"protocol": "tcp", "ports": ["22"]}]},
+    ),
     ("gcp-compute-firewall-no-public-ingress", "firewall", {"allows": [{"protocol": "all"}]}),
     ("gcp-compute-firewall-described", "firewall", {"description": None}),
     ("gcp-compute-network-custom-mode", "network", {"auto_create_subnetworks": None}),
     ("gcp-compute-subnetwork-flow-logs", "subnetwork", {"log_config": None}),
     ("gcp-compute-subnetwork-private-access", "subnetwork", {"private_ip_google_access": False}),
-    ("gcp-compute-securitypolicy-rules", "security_policy", {"rules": [
-        {"action": "allow", "priority": 2147483647, "match": {
-            "versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}}}]}),
+    (
+        "gcp-compute-securitypolicy-rules",
+        "security_policy",
+        {
+            "rules": [
+                {
+                    "action": "allow",
+                    "priority": 2147483647,
+                    "match": {"versioned_expr": "SRC_IPS_V1", "config": {"src_ip_ranges": ["*"]}},
+                }
+            ]
+        },
+    ),
     ("gcp-compute-backendservice-protected", "backend", {"security_policy": None}),
     ("gcp-compute-backendservice-protected", "backend", {"log_config": None}),
     ("gcp-compute-sslpolicy-modern", "ssl_policy", {"min_tls_version": "TLS_1_0"}),
@@ -187,27 +456,56 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("gcp-iam-member-not-public", "secret_iam", {"member": "allUsers"}),
     ("gcp-iam-member-not-public", "topic_iam", {"member": "allAuthenticatedUsers"}),
     ("gcp-monitoring-alertpolicy-notifications", "alert", {"notification_channels": None}),
-    ("gcp-pubsub-subscription-push-auth", "subscription", {"push_config": {
-        "push_endpoint": "https://worker-abc-ew.a.run.app/pubsub/push"}}),
-    ("gcp-pubsub-subscription-push-auth", "subscription", {"push_config": {
-        "push_endpoint": "http://worker.internal/pubsub/push",
-        "oidc_token": {"service_account_email": SA}}}),
+    (
+        "gcp-pubsub-subscription-push-auth",
+        "subscription",
+        {"push_config": {"push_endpoint": "https://worker-abc-ew.a.run.app/pubsub/push"}},
+    ),
+    (
+        "gcp-pubsub-subscription-push-auth",
+        "subscription",
+        {
+            "push_config": {
+                "push_endpoint": "http://worker.internal/pubsub/push",
+                "oidc_token": {"service_account_email": SA},
+            }
+        },
+    ),
 ]
 
 GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
     # The public API is the one service allUsers may call and that may take internet traffic.
-    ("gcp-cloudrunv2-service-no-public-invoker", "service_iam", {
-        "name": "groundwork-production-api", "member": "allUsers"}),
-    ("gcp-cloudrunv2-service-ingress-restricted", "run_service", {
-        "name": "groundwork-production-api", "ingress": "INGRESS_TRAFFIC_ALL"}),
-    ("gcp-cloudrunv2-service-ingress-restricted", "run_service", {
-        "name": "groundwork-production-relay",
-        "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"}),
-    ("gcp-compute-firewall-no-public-ingress", "firewall", {
-        "source_ranges": ["35.191.0.0/16", "130.211.0.0/22"],
-        "allows": [{"protocol": "tcp", "ports": ["8080"]}]}),
-    ("gcp-compute-firewall-no-public-ingress", "firewall", {
-        "denies": [{"protocol": "all"}], "allows": None, "priority": 65000}),
+    (
+        "gcp-cloudrunv2-service-no-public-invoker",
+        "service_iam",
+        {"name": "groundwork-production-api", "member": "allUsers"},
+    ),
+    (
+        "gcp-cloudrunv2-service-ingress-restricted",
+        "run_service",
+        {"name": "groundwork-production-api", "ingress": "INGRESS_TRAFFIC_ALL"},
+    ),
+    (
+        "gcp-cloudrunv2-service-ingress-restricted",
+        "run_service",
+        {
+            "name": "groundwork-production-relay",
+            "ingress": "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER",
+        },
+    ),
+    (
+        "gcp-compute-firewall-no-public-ingress",
+        "firewall",
+        {
+            "source_ranges": ["35.191.0.0/16", "130.211.0.0/22"],
+            "allows": [{"protocol": "tcp", "ports": ["8080"]}],
+        },
+    ),
+    (
+        "gcp-compute-firewall-no-public-ingress",
+        "firewall",
+        {"denies": [{"protocol": "all"}], "allows": None, "priority": 65000},
+    ),
     ("gcp-pubsub-subscription-push-auth", "subscription", {"push_config": None}),
     ("gcp-sql-instance-deletion-protection", "sql", {"deletion_protection": None}),
 ]
@@ -227,10 +525,12 @@ def graph() -> ProgramRun:
     return record(_program)
 
 
-@pytest.mark.parametrize(("index", "case"), list(enumerate(BAD)),
-                         ids=[f"{rule}:{builder}" for rule, builder, _ in BAD])
-def test_rule_rejects_bad_resource(graph: ProgramRun, index: int,
-                                   case: tuple[str, str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("index", "case"), list(enumerate(BAD)), ids=[f"{rule}:{builder}" for rule, builder, _ in BAD]
+)
+def test_rule_rejects_bad_resource(
+    graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
+) -> None:
     rule = case[0]
     found = violations(rule, graph.named(f"bad-{index}"))
     assert found, f"{rule} accepted a resource it must reject"
@@ -246,10 +546,14 @@ def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
         assert violations(rule, resource) == [], rule
 
 
-@pytest.mark.parametrize(("index", "case"), list(enumerate(GOOD_EXTRA)),
-                         ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA])
-def test_rule_accepts_legitimate_variant(graph: ProgramRun, index: int,
-                                         case: tuple[str, str, dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("index", "case"),
+    list(enumerate(GOOD_EXTRA)),
+    ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA],
+)
+def test_rule_accepts_legitimate_variant(
+    graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
+) -> None:
     assert violations(case[0], graph.named(f"extra-{index}")) == []
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pulumi_aws as aws
 import pytest
-from pulumi_policy import EnforcementLevel, ResourceValidationPolicy, StackValidationPolicy
+from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 from groundwork.mockrun import ProgramRun
 from groundwork.policyrun import (
+    format_verdicts,
     load_pack_config,
     mandatory_violations,
-    format_verdicts,
     run_policies,
 )
 from policies import aws_rules, gcp_rules
@@ -62,8 +62,14 @@ def test_importing_the_pack_builds_policies_without_starting_a_server() -> None:
     # PolicyPack() prints its gRPC port and blocks forever: a clean, prompt exit with only
     # our own output proves importing builds the list without constructing the pack.
     code = "import policies.pack as p; print(len(p.POLICIES))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=True,
+    )
     assert result.stdout.split() == [str(len(RULES))]
     assert len(RULES) > 80
 
@@ -80,8 +86,15 @@ def test_main_builds_the_pack_from_the_policies_directory() -> None:
         "print(captured['name'], len(captured['policies']), captured['enforcement_level'].value)\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=120, cwd=ROOT / "policies", env=env, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT / "policies",
+        env=env,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory"]
 
@@ -122,17 +135,23 @@ def test_taggable_and_labelable_type_lists_match_the_sdks() -> None:
 @pytest.mark.parametrize("tier", list(Tier))
 def test_config_files_are_generated_from_the_rules(tier: Tier) -> None:
     assert config_path(tier).read_text() == render_config(tier), (
-        "policies/config is stale: run `uv run python -m policies.pack`")
+        "policies/config is stale: run `uv run python -m policies.pack`"
+    )
     assert set(json.loads(config_path(tier).read_text())) == {r.name for r in RULES}
 
 
 def test_staging_relaxes_only_the_ha_rules_to_advisory() -> None:
     staging, production = pack_config(Tier.STAGING), pack_config(Tier.PRODUCTION)
-    relaxed = {n for n, c in staging.items()
-               if c["enforcementLevel"] != production[n]["enforcementLevel"]}
+    relaxed = {
+        n for n, c in staging.items() if c["enforcementLevel"] != production[n]["enforcementLevel"]
+    }
     assert relaxed == {r.name for r in RULES if r.relax_in_staging}
-    assert {"aws-rds-instance-multi-az", "aws-rds-instance-deletion-protection",
-            "gcp-sql-instance-regional", "gcp-redis-instance-standard-ha"} <= relaxed
+    assert {
+        "aws-rds-instance-multi-az",
+        "aws-rds-instance-deletion-protection",
+        "gcp-sql-instance-regional",
+        "gcp-redis-instance-standard-ha",
+    } <= relaxed
     assert all(staging[n]["enforcementLevel"] == "advisory" for n in relaxed)
     assert all(production[n]["enforcementLevel"] == "mandatory" for n in relaxed)
     # Security rules never relax.
@@ -143,11 +162,18 @@ def test_staging_relaxes_only_the_ha_rules_to_advisory() -> None:
 def single_az_db() -> ProgramRun:
     def program() -> None:
         for env in ("staging", "production"):
-            aws.rds.Instance(f"{env}-db", engine="postgres", instance_class="db.t4g.micro",
-                             allocated_storage=20, storage_encrypted=True, multi_az=False,
-                             backup_retention_period=7, username="app",
-                             manage_master_user_password=True,
-                             tags={**TAGS, "environment": env})
+            aws.rds.Instance(
+                f"{env}-db",
+                engine="postgres",
+                instance_class="db.t4g.micro",
+                allocated_storage=20,
+                storage_encrypted=True,
+                multi_az=False,
+                backup_retention_period=7,
+                username="app",
+                manage_master_user_password=True,
+                tags={**TAGS, "environment": env},
+            )
 
     return record(program, stack="dev")
 
@@ -172,9 +198,11 @@ def test_environment_comes_from_config_then_tag(single_az_db: ProgramRun) -> Non
 
 def test_runner_applies_the_environment_config(single_az_db: ProgramRun) -> None:
     def levels(environment: str) -> dict[str, str]:
-        return {v.resource_name: v.enforcement
-                for v in run_policies(single_az_db, environment=environment)
-                if v.rule == "aws-rds-instance-multi-az"}
+        return {
+            v.resource_name: v.enforcement
+            for v in run_policies(single_az_db, environment=environment)
+            if v.rule == "aws-rds-instance-multi-az"
+        }
 
     assert levels("staging") == {"staging-db": "advisory", "production-db": "advisory"}
     assert levels("production") == {"staging-db": "mandatory", "production-db": "mandatory"}
@@ -195,8 +223,11 @@ def test_runner_honours_disabled_and_rejects_unknown_policies(single_az_db: Prog
 def test_verdicts_carry_rule_level_severity_resource_and_remediation(
     single_az_db: ProgramRun,
 ) -> None:
-    verdict = next(v for v in run_policies(single_az_db, environment="production")
-                   if v.rule == "aws-rds-instance-multi-az" and v.resource_name == "production-db")
+    verdict = next(
+        v
+        for v in run_policies(single_az_db, environment="production")
+        if v.rule == "aws-rds-instance-multi-az" and v.resource_name == "production-db"
+    )
     assert verdict.mandatory and verdict.severity == "high"
     assert verdict.resource_type == "aws:rds/instance:Instance"
     assert verdict.urn.endswith("::production-db")
@@ -212,8 +243,14 @@ def test_values_unknown_at_preview_become_advisory_like_the_engine() -> None:
     def program() -> None:
         token = random.RandomPassword("token", length=32, special=False)
         aws.elasticache.ReplicationGroup(
-            "cache", description="c", node_type="cache.t4g.micro", auth_token=token.result,
-            at_rest_encryption_enabled=True, transit_encryption_enabled=True, tags=TAGS)
+            "cache",
+            description="c",
+            node_type="cache.t4g.micro",
+            auth_token=token.result,
+            at_rest_encryption_enabled=True,
+            transit_encryption_enabled=True,
+            tags=TAGS,
+        )
 
     # A token that only `pulumi up` will know is still a token.
     verdicts = run_policies(record(program), environment="production")
@@ -223,9 +260,17 @@ def test_values_unknown_at_preview_become_advisory_like_the_engine() -> None:
     # reports that as advisory, and so does the runner.
     repo = RecordedResource(
         urn="urn:pulumi:production::groundwork::aws:ecr/repository:Repository::repo",
-        type="aws:ecr/repository:Repository", name="repo", custom=True, parent="", state={},
-        inputs={"imageTagMutability": None, "tags": TAGS,
-                "imageScanningConfiguration": {"scanOnPush": True}})
+        type="aws:ecr/repository:Repository",
+        name="repo",
+        custom=True,
+        parent="",
+        state={},
+        inputs={
+            "imageTagMutability": None,
+            "tags": TAGS,
+            "imageScanningConfiguration": {"scanOnPush": True},
+        },
+    )
     run = ProgramRun(project="groundwork", stack="production", resources=[repo], outputs={})
     verdicts = run_policies(run, environment="production")
     immutable = [v for v in verdicts if v.rule == "aws-ecr-repository-immutable-tags"]
@@ -238,12 +283,18 @@ def test_values_unknown_at_preview_become_advisory_like_the_engine() -> None:
 
 
 def _stack_config(cloud: str, environment: str, **extra: str) -> dict[str, str]:
-    config = {"groundwork:cloud": cloud, "groundwork:environment": environment,
-              # CI deploys a unique tag and, for a real API, a domain with a certificate.
-              "groundwork:imageTag": "3f2c1ab", "groundwork:domain": "api.example.com"}
+    config = {
+        "groundwork:cloud": cloud,
+        "groundwork:environment": environment,
+        # CI deploys a unique tag and, for a real API, a domain with a certificate.
+        "groundwork:imageTag": "3f2c1ab",
+        "groundwork:domain": "api.example.com",
+    }
     if cloud == "aws":
-        config |= {"aws:region": "us-east-1", "groundwork:certificateArn":
-                   "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d"}
+        config |= {
+            "aws:region": "us-east-1",
+            "groundwork:certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d",
+        }
     else:
         config |= {"gcp:project": "groundwork-test", "gcp:region": "europe-west1"}
     return config | extra
@@ -258,8 +309,9 @@ def _stack(cloud: str, environment: str) -> ProgramRun:
 
     key = (cloud, environment)
     if key not in _STACKS:
-        _STACKS[key] = run_program(program, stack=environment,
-                                   config=_stack_config(cloud, environment))
+        _STACKS[key] = run_program(
+            program, stack=environment, config=_stack_config(cloud, environment)
+        )
     return _STACKS[key]
 
 
@@ -286,8 +338,7 @@ def test_staging_stack_reports_its_relaxed_ha_gaps_as_advisory() -> None:
     advisory = {v.rule for v in verdicts if not v.mandatory}
     assert "aws-rds-instance-multi-az" in advisory
     # The same graph judged as production is blocked on HA.
-    strict = mandatory_violations(run_policies(_stack("aws", "staging"),
-                                               environment="production"))
+    strict = mandatory_violations(run_policies(_stack("aws", "staging"), environment="production"))
     assert "aws-rds-instance-multi-az" in {v.rule for v in strict}
 
 
@@ -300,3 +351,19 @@ def test_aws_stack_without_a_certificate_is_blocked_for_plain_http() -> None:
     run = run_program(program, stack="production", config=config)
     blocked = mandatory_violations(run_policies(run, environment="production"))
     assert "aws-lb-listener-http-redirect" in {v.rule for v in blocked}
+
+
+def test_docs_table_lists_every_rule_as_built() -> None:
+    docs = (ROOT / "docs" / "policies.md").read_text()
+    for rule in RULES:
+        row = next(
+            (line for line in docs.splitlines() if line.startswith(f"| `{rule.name}` |")), None
+        )
+        assert row is not None, f"docs/policies.md has no row for {rule.name}"
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[3:7] == [
+            rule.severity.value,
+            rule.enforcement_for(Tier.STAGING).value,
+            rule.enforcement_for(Tier.PRODUCTION).value,
+            rule.control,
+        ], rule.name

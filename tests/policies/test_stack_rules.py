@@ -24,29 +24,55 @@ def _stack_violations(run: ProgramRun, rule: str) -> list[str]:
 
 
 def _rds() -> aws.rds.Instance:
-    return aws.rds.Instance("db", identifier="groundwork-production-db", engine="postgres",
-                            instance_class="db.m7g.large", allocated_storage=100,
-                            storage_encrypted=True, username="app",
-                            manage_master_user_password=True, tags=TAGS)
+    return aws.rds.Instance(
+        "db",
+        identifier="groundwork-production-db",
+        engine="postgres",
+        instance_class="db.m7g.large",
+        allocated_storage=100,
+        storage_encrypted=True,
+        username="app",
+        manage_master_user_password=True,
+        tags=TAGS,
+    )
 
 
 def _alarm(name: str, dimensions: dict[str, pulumi.Input[str]]) -> aws.cloudwatch.MetricAlarm:
-    return aws.cloudwatch.MetricAlarm(name, comparison_operator="GreaterThanThreshold",
-                                      evaluation_periods=1, metric_name="CPUUtilization",
-                                      namespace="AWS/RDS", period=300, statistic="Average",
-                                      threshold=80, dimensions=dimensions,
-                                      alarm_actions=["arn:aws:sns:us-east-1:1:alarms"], tags=TAGS)
+    return aws.cloudwatch.MetricAlarm(
+        name,
+        comparison_operator="GreaterThanThreshold",
+        evaluation_periods=1,
+        metric_name="CPUUtilization",
+        namespace="AWS/RDS",
+        period=300,
+        statistic="Average",
+        threshold=80,
+        dimensions=dimensions,
+        alarm_actions=["arn:aws:sns:us-east-1:1:alarms"],
+        tags=TAGS,
+    )
 
 
 def test_datastore_without_alarm_is_rejected() -> None:
     def program() -> None:
         _rds()
         _alarm("other", {"DBInstanceIdentifier": "someone-elses-db"})
-        aws.elasticache.ReplicationGroup("cache", description="c", replication_group_id="gw-cache",
-                                         node_type="cache.t4g.micro", tags=TAGS)
-        aws.mq.Broker("mq", broker_name="gw-broker", engine_type="RabbitMQ",
-                      engine_version="3.13", host_instance_type="mq.t3.micro",
-                      users=[{"username": "app", "password": "test-fixture-pass"}], tags=TAGS)
+        aws.elasticache.ReplicationGroup(
+            "cache",
+            description="c",
+            replication_group_id="gw-cache",
+            node_type="cache.t4g.micro",
+            tags=TAGS,
+        )
+        aws.mq.Broker(
+            "mq",
+            broker_name="gw-broker",
+            engine_type="RabbitMQ",
+            engine_version="3.13",
+            host_instance_type="mq.t3.micro",
+            users=[{"username": "app", "password": "test-fixture-pass"}],
+            tags=TAGS,
+        )
 
     found = _stack_violations(record(program), "aws-cloudwatch-datastore-alarmed")
     assert len(found) == 3, found
@@ -57,13 +83,23 @@ def test_datastores_with_alarms_pass() -> None:
         db = _rds()
         _alarm("db-cpu", {"DBInstanceIdentifier": db.identifier})
         # ElastiCache alarms name member nodes "<group id>-001", a plain string.
-        aws.elasticache.ReplicationGroup("cache", description="c", replication_group_id="gw-cache",
-                                         node_type="cache.t4g.micro", tags=TAGS)
+        aws.elasticache.ReplicationGroup(
+            "cache",
+            description="c",
+            replication_group_id="gw-cache",
+            node_type="cache.t4g.micro",
+            tags=TAGS,
+        )
         _alarm("cache-cpu", {"CacheClusterId": "gw-cache-001"})
-        broker = aws.mq.Broker("mq", broker_name="gw-broker", engine_type="RabbitMQ",
-                               engine_version="3.13", host_instance_type="mq.t3.micro",
-                               users=[{"username": "app", "password": "test-fixture-pass"}],
-                               tags=TAGS)
+        broker = aws.mq.Broker(
+            "mq",
+            broker_name="gw-broker",
+            engine_type="RabbitMQ",
+            engine_version="3.13",
+            host_instance_type="mq.t3.micro",
+            users=[{"username": "app", "password": "test-fixture-pass"}],
+            tags=TAGS,
+        )
         _alarm("dlq", {"Broker": broker.broker_name, "Queue": "jobs.dlq"})
 
     assert _stack_violations(record(program), "aws-cloudwatch-datastore-alarmed") == []
@@ -71,9 +107,16 @@ def test_datastores_with_alarms_pass() -> None:
 
 def _world_sg(name: str) -> aws.ec2.SecurityGroup:
     sg = aws.ec2.SecurityGroup(name, vpc_id="vpc-1", description="edge", tags=TAGS)
-    aws.vpc.SecurityGroupIngressRule(f"{name}-https", security_group_id=sg.id,
-                                     ip_protocol="tcp", from_port=443, to_port=443,
-                                     cidr_ipv4="0.0.0.0/0", description="HTTPS", tags=TAGS)
+    aws.vpc.SecurityGroupIngressRule(
+        f"{name}-https",
+        security_group_id=sg.id,
+        ip_protocol="tcp",
+        from_port=443,
+        to_port=443,
+        cidr_ipv4="0.0.0.0/0",
+        description="HTTPS",
+        tags=TAGS,
+    )
     return sg
 
 
@@ -81,8 +124,13 @@ def test_internet_facing_security_group_on_tasks_is_rejected() -> None:
     def program() -> None:
         sg = _world_sg("edge")
         aws.lb.LoadBalancer("alb", security_groups=[sg.id], subnets=["a", "b"], tags=TAGS)
-        aws.ecs.Service("api", cluster="c", task_definition="td", network_configuration={
-            "subnets": ["a"], "security_groups": [sg.id]}, tags=TAGS)
+        aws.ecs.Service(
+            "api",
+            cluster="c",
+            task_definition="td",
+            network_configuration={"subnets": ["a"], "security_groups": [sg.id]},
+            tags=TAGS,
+        )
 
     found = _stack_violations(record(program), "aws-ec2-securitygroup-public-lb-only")
     assert len(found) == 1 and found[0].startswith("api:"), found
@@ -92,13 +140,24 @@ def test_internet_facing_security_group_on_the_load_balancer_only_passes() -> No
     def program() -> None:
         sg = _world_sg("edge")
         tasks = aws.ec2.SecurityGroup("tasks", vpc_id="vpc-1", description="tasks", tags=TAGS)
-        aws.vpc.SecurityGroupIngressRule("tasks-from-lb", security_group_id=tasks.id,
-                                         referenced_security_group_id=sg.id, ip_protocol="tcp",
-                                         from_port=8000, to_port=8000, description="from LB",
-                                         tags=TAGS)
+        aws.vpc.SecurityGroupIngressRule(
+            "tasks-from-lb",
+            security_group_id=tasks.id,
+            referenced_security_group_id=sg.id,
+            ip_protocol="tcp",
+            from_port=8000,
+            to_port=8000,
+            description="from LB",
+            tags=TAGS,
+        )
         aws.lb.LoadBalancer("alb", security_groups=[sg.id], subnets=["a", "b"], tags=TAGS)
-        aws.ecs.Service("api", cluster="c", task_definition="td", network_configuration={
-            "subnets": ["a"], "security_groups": [tasks.id]}, tags=TAGS)
+        aws.ecs.Service(
+            "api",
+            cluster="c",
+            task_definition="td",
+            network_configuration={"subnets": ["a"], "security_groups": [tasks.id]},
+            tags=TAGS,
+        )
 
     assert _stack_violations(record(program), "aws-ec2-securitygroup-public-lb-only") == []
 
@@ -110,12 +169,23 @@ def test_vpc_flow_logs_and_bucket_access_blocks() -> None:
 
     def present() -> None:
         vpc = aws.ec2.Vpc("vpc", cidr_block="10.0.0.0/16", tags=TAGS)
-        aws.ec2.FlowLog("flow", vpc_id=vpc.id, traffic_type="ALL", log_destination="arn:lg",
-                        iam_role_arn="arn:role", tags=TAGS)
+        aws.ec2.FlowLog(
+            "flow",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination="arn:lg",
+            iam_role_arn="arn:role",
+            tags=TAGS,
+        )
         bucket = aws.s3.Bucket("logs", tags=TAGS)
-        aws.s3.BucketPublicAccessBlock("logs-block", bucket=bucket.id, block_public_acls=True,
-                                       block_public_policy=True, ignore_public_acls=True,
-                                       restrict_public_buckets=True)
+        aws.s3.BucketPublicAccessBlock(
+            "logs-block",
+            bucket=bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+        )
 
     bad, good = record(missing), record(present)
     assert _stack_violations(bad, "aws-ec2-vpc-flow-logs")
@@ -126,57 +196,92 @@ def test_vpc_flow_logs_and_bucket_access_blocks() -> None:
 
 def _gcp_graph(*, alerts: bool, dead_letter: bool) -> ProgramRun:
     def program() -> None:
-        sql = gcp.sql.DatabaseInstance("postgres", database_version="POSTGRES_16",
-                                       settings={"tier": "db-f1-micro"})
+        sql = gcp.sql.DatabaseInstance(
+            "postgres", database_version="POSTGRES_16", settings={"tier": "db-f1-micro"}
+        )
         redis = gcp.redis.Instance("cache", memory_size_gb=1)
         jobs = gcp.pubsub.Topic("jobs")
         dlq = gcp.pubsub.Topic("jobs-dlq")
-        policy = {"dead_letter_topic": dlq.id, "max_delivery_attempts": 5} if dead_letter else None
+        policy: gcp.pubsub.SubscriptionDeadLetterPolicyArgsDict | None = (
+            {"dead_letter_topic": dlq.id, "max_delivery_attempts": 5} if dead_letter else None
+        )
         gcp.pubsub.Subscription("jobs-push", topic=jobs.id, dead_letter_policy=policy)
         dlq_sub = gcp.pubsub.Subscription("jobs-dlq-pull", topic=dlq.id)
         if alerts:
             for name, filter_ in (
-                ("sql-cpu", sql.name.apply(
-                    lambda n: f'resource.label.database_id="groundwork-test:{n}"')),
+                (
+                    "sql-cpu",
+                    sql.name.apply(lambda n: f'resource.label.database_id="groundwork-test:{n}"'),
+                ),
                 ("redis-memory", redis.name.apply(lambda n: f'resource.label.instance_id="{n}"')),
-                ("dead-letters", dlq_sub.name.apply(
-                    lambda n: f'resource.label.subscription_id="{n}"')),
+                (
+                    "dead-letters",
+                    dlq_sub.name.apply(lambda n: f'resource.label.subscription_id="{n}"'),
+                ),
             ):
-                gcp.monitoring.AlertPolicy(name, display_name=name, combiner="OR", conditions=[{
-                    "display_name": name, "condition_threshold": {
-                        "filter": filter_, "comparison": "COMPARISON_GT", "duration": "60s"}}])
+                gcp.monitoring.AlertPolicy(
+                    name,
+                    display_name=name,
+                    combiner="OR",
+                    conditions=[
+                        {
+                            "display_name": name,
+                            "condition_threshold": {
+                                "filter": filter_,
+                                "comparison": "COMPARISON_GT",
+                                "duration": "60s",
+                            },
+                        }
+                    ],
+                )
 
     return record(program)
 
 
 def test_gcp_datastores_and_dead_letters_need_alerts() -> None:
-    found = _stack_violations(_gcp_graph(alerts=False, dead_letter=True),
-                              "gcp-monitoring-datastore-alerted")
+    found = _stack_violations(
+        _gcp_graph(alerts=False, dead_letter=True), "gcp-monitoring-datastore-alerted"
+    )
     assert len(found) == 3, found
-    assert _stack_violations(_gcp_graph(alerts=True, dead_letter=True),
-                             "gcp-monitoring-datastore-alerted") == []
+    assert (
+        _stack_violations(
+            _gcp_graph(alerts=True, dead_letter=True), "gcp-monitoring-datastore-alerted"
+        )
+        == []
+    )
 
 
 def test_work_subscription_needs_a_dead_letter_policy() -> None:
-    found = _stack_violations(_gcp_graph(alerts=True, dead_letter=False),
-                              "gcp-pubsub-subscription-dead-letter")
+    found = _stack_violations(
+        _gcp_graph(alerts=True, dead_letter=False), "gcp-pubsub-subscription-dead-letter"
+    )
     # Without a dead-letter policy nothing marks jobs-dlq as a DLQ, so both subscriptions
     # are work subscriptions.
     assert {f.split(":")[0] for f in found} == {"jobs-push", "jobs-dlq-pull"}
-    assert _stack_violations(_gcp_graph(alerts=True, dead_letter=True),
-                             "gcp-pubsub-subscription-dead-letter") == []
+    assert (
+        _stack_violations(
+            _gcp_graph(alerts=True, dead_letter=True), "gcp-pubsub-subscription-dead-letter"
+        )
+        == []
+    )
 
 
 def test_http_proxy_must_redirect() -> None:
     def program(redirect: bool) -> None:
         if redirect:
-            url_map = gcp.compute.URLMap("http-redirect", default_url_redirect={
-                "https_redirect": True, "strip_query": False})
+            url_map = gcp.compute.URLMap(
+                "http-redirect", default_url_redirect={"https_redirect": True, "strip_query": False}
+            )
         else:
             url_map = gcp.compute.URLMap("http-serve", default_service="backend")
         gcp.compute.TargetHttpProxy("http", url_map=url_map.id)
 
-    assert _stack_violations(record(lambda: program(False)),
-                             "gcp-compute-targethttpproxy-https-redirect")
-    assert _stack_violations(record(lambda: program(True)),
-                             "gcp-compute-targethttpproxy-https-redirect") == []
+    assert _stack_violations(
+        record(lambda: program(False)), "gcp-compute-targethttpproxy-https-redirect"
+    )
+    assert (
+        _stack_violations(
+            record(lambda: program(True)), "gcp-compute-targethttpproxy-https-redirect"
+        )
+        == []
+    )
