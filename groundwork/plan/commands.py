@@ -33,8 +33,9 @@ def _quiet_mock_runtime() -> None:
     logs "Task was destroyed" and warns about never-awaited coroutines at exit. That
     noise would bury the one-line error, and says nothing about the user's stack."""
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    warnings.filterwarnings("ignore", message=r"coroutine .* was never awaited",
-                            category=RuntimeWarning)
+    warnings.filterwarnings(
+        "ignore", message=r"coroutine .* was never awaited", category=RuntimeWarning
+    )
 
 
 def fail(message: str) -> typer.Exit:
@@ -45,20 +46,29 @@ def fail(message: str) -> typer.Exit:
 # Tests swap this for a runner that injects verdicts; None means groundwork.policyrun.
 POLICY_RUNNER: PolicyRunner | None = None
 
-prices_app = typer.Typer(help="Inspect and refresh the bundled price table.",
-                         no_args_is_help=True)
+prices_app = typer.Typer(help="Inspect and refresh the bundled price table.", no_args_is_help=True)
 
 
 def plan(
     stack: Annotated[str, typer.Argument(help="Stack name: Pulumi.STACK.yaml must exist.")],
-    cloud: Annotated[CloudChoice | None, typer.Option(
-        "--cloud", help="Override groundwork:cloud for this plan.")] = None,
-    set_: Annotated[list[str] | None, typer.Option(
-        "--set", metavar="KEY=VALUE",
-        help="Override a config value: key=value (groundwork namespace) or ns:key=value. "
-             "Repeatable.")] = None,
-    json_output: Annotated[bool, typer.Option(
-        "--json", help="Print the plan as JSON (schema: groundwork/plan/plan.schema.json).")] = False,
+    cloud: Annotated[
+        CloudChoice | None, typer.Option("--cloud", help="Override groundwork:cloud for this plan.")
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a config value: key=value (groundwork namespace) or ns:key=value. "
+            "Repeatable.",
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print the plan as JSON (schema: groundwork/plan/plan.schema.json)."
+        ),
+    ] = False,
 ) -> None:
     """Show what STACK creates, whether it passes policy and what it costs: offline."""
     from groundwork.plan.program import PlanError, load_stack_config, parse_overrides, plan_program
@@ -67,8 +77,9 @@ def plan(
 
     _quiet_mock_runtime()
     try:
-        config = load_stack_config(stack, overrides=parse_overrides(set_ or []),
-                                   cloud=cloud.value if cloud else None)
+        config = load_stack_config(
+            stack, overrides=parse_overrides(set_ or []), cloud=cloud.value if cloud else None
+        )
         report = build_report(plan_program(config), policy_runner=POLICY_RUNNER)
     except (PlanError, PriceTableError) as exc:
         raise fail(str(exc)) from None
@@ -98,8 +109,10 @@ def cost_diff(
 @prices_app.command("refresh")
 def prices_refresh(
     region: Annotated[str, typer.Option(help="AWS region whose prices to refresh.")] = "us-east-1",
-    output: Annotated[Path | None, typer.Option(
-        help="Write the refreshed table here instead of updating the bundled one.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(help="Write the refreshed table here instead of updating the bundled one."),
+    ] = None,
 ) -> None:
     """Update the AWS prices from the AWS Price List API (needs AWS credentials)."""
     from groundwork.plan.program import PlanError
@@ -111,8 +124,10 @@ def prices_refresh(
         raise fail(str(exc)) from None
     for key, (old, new) in sorted(result.updated.items()):
         typer.echo(f"updated   {key}: {old:g} -> {new:g}")
-    typer.echo(f"{len(result.updated)} updated, {len(result.unchanged)} unchanged, "
-               f"{len(result.missing)} not found (kept): {output or PRICES_PATH}")
+    typer.echo(
+        f"{len(result.updated)} updated, {len(result.unchanged)} unchanged, "
+        f"{len(result.missing)} not found (kept): {output or PRICES_PATH}"
+    )
     for key in result.missing:
         typer.echo(f"not found {key}", err=True)
 

@@ -30,16 +30,19 @@ def load_plan_costs(path: Path) -> PlanCosts:
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        raise PlanError(f"{path}: no such file (write one with `groundwork plan STACK --json`)") \
-            from None
+        raise PlanError(
+            f"{path}: no such file (write one with `groundwork plan STACK --json`)"
+        ) from None
     except json.JSONDecodeError as exc:
         raise PlanError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from None
     if not isinstance(data, dict) or data.get("kind") != "groundwork-plan":
         raise PlanError(f"{path}: not a `groundwork plan --json` output")
     version = data.get("schema_version")
     if version != SCHEMA_VERSION:
-        raise PlanError(f"{path}: schema_version {version!r}, this groundwork reads "
-                        f"{SCHEMA_VERSION}: re-run `groundwork plan --json` with this version")
+        raise PlanError(
+            f"{path}: schema_version {version!r}, this groundwork reads "
+            f"{SCHEMA_VERSION}: re-run `groundwork plan --json` with this version"
+        )
     try:
         costs: dict[str, Any] = data["costs"]
         stack = data["stack"]
@@ -85,13 +88,20 @@ def cost_diff_markdown(base: PlanCosts, head: PlanCosts) -> str:
             f"{_money(after) if after is not None else '-'} | "
             f"{_change(before or 0.0, after or 0.0)} |"
         )
-    lines.append(f"| **Total** | **{_money(base.total)}** | **{_money(head.total)}** | "
-                 f"**{_change(base.total, head.total)}** |")
+    lines.append(
+        f"| **Total** | **{_money(base.total)}** | **{_money(head.total)}** | "
+        f"**{_change(base.total, head.total)}** |"
+    )
     added = sorted(head.not_priced - base.not_priced)
     if head.not_priced:
-        lines += ["", f"{len(head.not_priced)} resource(s) in head are not priced and are "
-                      "excluded from these totals."]
+        lines += [
+            "",
+            f"{len(head.not_priced)} resource(s) in head are not priced and are "
+            "excluded from these totals.",
+        ]
         lines += [f"- newly not priced: `{t}` {n}" for t, n in added]
-    lines += ["", "Estimates from the bundled price table and the usage assumptions in "
-                  "docs/cost-model.md."]
+    lines += [
+        "",
+        "Estimates from the bundled price table and the usage assumptions in docs/cost-model.md.",
+    ]
     return "\n".join(lines) + "\n"

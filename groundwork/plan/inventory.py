@@ -124,6 +124,7 @@ def build_inventory(run: ProgramRun) -> Inventory:
     # Components first, then loose resources; each level sorted for stable output.
     roots.sort(key=lambda n: (not n.resource.is_component, n.resource.name, n.resource.type))
     for node in nodes.values():
-        node.children.sort(key=lambda n: (not n.resource.is_component, n.resource.type,
-                                          n.resource.name))
+        node.children.sort(
+            key=lambda n: (not n.resource.is_component, n.resource.type, n.resource.name)
+        )
     return Inventory(roots=roots, component_of=component_of)

@@ -37,8 +37,13 @@ class Verdict:
         return self.enforcement == "mandatory"
 
     def sort_key(self) -> tuple[int, int, str, str, str]:
-        return (ENFORCEMENT_ORDER.get(self.enforcement, 9), SEVERITY_ORDER.get(self.severity, 9),
-                self.rule, self.resource, self.message)
+        return (
+            ENFORCEMENT_ORDER.get(self.enforcement, 9),
+            SEVERITY_ORDER.get(self.severity, 9),
+            self.rule,
+            self.resource,
+            self.message,
+        )
 
 
 @dataclass
@@ -128,12 +133,15 @@ def _rule_remediations() -> dict[str, str]:
     return {name: str(getattr(rule, "remediation", "") or "") for name, rule in rules.items()}
 
 
-def evaluate(run: ProgramRun, environment: str, runner: PolicyRunner | None = None) -> PolicyOutcome:
+def evaluate(
+    run: ProgramRun, environment: str, runner: PolicyRunner | None = None
+) -> PolicyOutcome:
     try:
         runner = runner or default_runner()
     except ImportError as exc:
-        return PolicyOutcome(available=False, verdicts=[],
-                             error=f"policy runner unavailable: {exc}")
+        return PolicyOutcome(
+            available=False, verdicts=[], error=f"policy runner unavailable: {exc}"
+        )
     results = runner(run, environment)
     if hasattr(results, "verdicts"):
         results = results.verdicts

@@ -96,11 +96,11 @@ class CostReport:
         return [r for r in self.resources if r.status is CostStatus.NOT_PRICED]
 
 
-class Free(Exception):  # noqa: N818 - a pricing outcome, not an error
+class Free(Exception):
     """Raised by a pricer when this particular resource costs nothing."""
 
 
-class NotPriced(Exception):  # noqa: N818 - a pricing outcome, not an error
+class NotPriced(Exception):
     """Raised by a pricer when the table cannot price this resource."""
 
 
@@ -230,8 +230,12 @@ def _hourly(ctx: PricingContext, what: str, rate: float, count: float = 1) -> Li
 def _nat_gateway(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         _hourly(ctx, "NAT gateway hours", ctx.price("nat_gateway", "hourly")),
-        LineItem("data processed (assumed)", ctx.assume("nat_gb_processed_per_gateway"), "GB",
-                 ctx.price("nat_gateway", "per_gb_processed")),
+        LineItem(
+            "data processed (assumed)",
+            ctx.assume("nat_gb_processed_per_gateway"),
+            "GB",
+            ctx.price("nat_gateway", "per_gb_processed"),
+        ),
     ]
 
 
@@ -251,10 +255,18 @@ def _vpc_endpoint(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     if azs == 0:
         raise NotPriced("interface endpoint without subnetIds: AZ count unknown")
     return [
-        _hourly(ctx, f"endpoint AZ-hours ({azs} AZs)",
-                ctx.price("vpc_interface_endpoint", "hourly_per_az"), azs),
-        LineItem("data processed (assumed)", ctx.assume("interface_endpoint_gb_per_endpoint"),
-                 "GB", ctx.price("vpc_interface_endpoint", "per_gb_processed")),
+        _hourly(
+            ctx,
+            f"endpoint AZ-hours ({azs} AZs)",
+            ctx.price("vpc_interface_endpoint", "hourly_per_az"),
+            azs,
+        ),
+        LineItem(
+            "data processed (assumed)",
+            ctx.assume("interface_endpoint_gb_per_endpoint"),
+            "GB",
+            ctx.price("vpc_interface_endpoint", "per_gb_processed"),
+        ),
     ]
 
 
@@ -265,14 +277,24 @@ def _load_balancer(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         raise NotPriced(f"{kind} load balancers are not in the table")
     items = [
         _hourly(ctx, "ALB hours", ctx.price("alb", "hourly")),
-        _hourly(ctx, "LCU hours (assumed average LCUs)", ctx.price("alb", "lcu_hourly"),
-                ctx.assume("alb_average_lcu")),
+        _hourly(
+            ctx,
+            "LCU hours (assumed average LCUs)",
+            ctx.price("alb", "lcu_hourly"),
+            ctx.assume("alb_average_lcu"),
+        ),
     ]
     if not r.inputs.get("internal"):
         azs = len(r.inputs.get("subnets") or r.inputs.get("subnetMappings") or [])
         if azs:
-            items.append(_hourly(ctx, f"public IPv4 address hours ({azs} AZs)",
-                                 ctx.price("public_ipv4", "hourly"), azs))
+            items.append(
+                _hourly(
+                    ctx,
+                    f"public IPv4 address hours ({azs} AZs)",
+                    ctx.price("public_ipv4", "hourly"),
+                    azs,
+                )
+            )
     return items
 
 
@@ -342,10 +364,22 @@ def _ecs_service(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         else:
             rates = ctx.price("fargate", "arm64" if arch.upper() == "ARM64" else "x86_64")
             label = f"Fargate {arch.lower()}"
-        items.append(_hourly(ctx, f"{label} vCPU-hours ({count} x {vcpu:g} vCPU)",
-                             rates["vcpu_hourly"], count * vcpu))
-        items.append(_hourly(ctx, f"{label} GB-hours ({count} x {memory_gb:g} GB)",
-                             rates["gb_hourly"], count * memory_gb))
+        items.append(
+            _hourly(
+                ctx,
+                f"{label} vCPU-hours ({count} x {vcpu:g} vCPU)",
+                rates["vcpu_hourly"],
+                count * vcpu,
+            )
+        )
+        items.append(
+            _hourly(
+                ctx,
+                f"{label} GB-hours ({count} x {memory_gb:g} GB)",
+                rates["gb_hourly"],
+                count * memory_gb,
+            )
+        )
     return items
 
 
@@ -372,30 +406,46 @@ def _rds_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     az_label = "Multi-AZ, x2" if multi_az else "Single-AZ"
     items = [
         _hourly(ctx, f"{instance_class} instance hours ({az_label})", hourly, copies),
-        LineItem(f"{storage_type} storage ({az_label})", storage_gb * copies, "GB-month",
-                 ctx.price("rds_postgres", "storage_gb_month", storage_type)),
+        LineItem(
+            f"{storage_type} storage ({az_label})",
+            storage_gb * copies,
+            "GB-month",
+            ctx.price("rds_postgres", "storage_gb_month", storage_type),
+        ),
     ]
     retention = _num(r.inputs.get("backupRetentionPeriod"), 0 if replica else 7)
     if retention:
         # Backup storage up to the allocated size is free; beyond it each retained
         # day keeps the day's changed blocks.
         billable = storage_gb * retention * ctx.assume("db_backup_daily_change_fraction")
-        items.append(LineItem(f"backup storage beyond free ({retention:g} days retained)",
-                              billable, "GB-month", ctx.price("rds_postgres", "backup_gb_month")))
+        items.append(
+            LineItem(
+                f"backup storage beyond free ({retention:g} days retained)",
+                billable,
+                "GB-month",
+                ctx.price("rds_postgres", "backup_gb_month"),
+            )
+        )
     return items
 
 
 def _proxy_instance(r: RecordedResource, ctx: PricingContext) -> RecordedResource:
-    instances = [i for i in ctx.run.of_type("aws:rds/instance:Instance")
-                 if not i.inputs.get("replicateSourceDb")]
+    instances = [
+        i
+        for i in ctx.run.of_type("aws:rds/instance:Instance")
+        if not i.inputs.get("replicateSourceDb")
+    ]
     proxy_name = {r.name, str(r.inputs.get("name") or ""), str(r.state.get("name") or "")}
     for target in ctx.run.of_type("aws:rds/proxyTarget:ProxyTarget"):
         if str(target.inputs.get("dbProxyName") or "") not in proxy_name:
             continue
         ident = str(target.inputs.get("dbInstanceIdentifier") or "")
         for instance in instances:
-            if ident and ident in {str(instance.inputs.get("identifier") or ""),
-                                   str(instance.state.get("id") or ""), instance.name}:
+            if ident and ident in {
+                str(instance.inputs.get("identifier") or ""),
+                str(instance.state.get("id") or ""),
+                instance.name,
+            }:
                 return instance
     if len(instances) == 1:
         return instances[0]
@@ -407,8 +457,14 @@ def _rds_proxy(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     instance = _proxy_instance(r, ctx)
     instance_class = str(instance.inputs.get("instanceClass") or "")
     vcpus = max(_vcpus(ctx, instance_class), int(ctx.price("rds_postgres", "proxy_min_vcpus")))
-    return [_hourly(ctx, f"proxy vCPU-hours ({vcpus} vCPU of {instance_class})",
-                    ctx.price("rds_postgres", "proxy_vcpu_hourly"), vcpus)]
+    return [
+        _hourly(
+            ctx,
+            f"proxy vCPU-hours ({vcpus} vCPU of {instance_class})",
+            ctx.price("rds_postgres", "proxy_vcpu_hourly"),
+            vcpus,
+        )
+    ]
 
 
 def _cache_node_hourly(r: RecordedResource, ctx: PricingContext) -> tuple[str, float, str]:
@@ -453,8 +509,12 @@ def _mq_broker(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     storage = float(ctx.price("amazon_mq_rabbitmq", "storage_gb_per_node", family))
     return [
         _hourly(ctx, f"{instance_type} broker node hours ({mode}, {nodes} nodes)", hourly, nodes),
-        LineItem(f"broker storage ({storage:g} GB per node)", storage * nodes, "GB-month",
-                 ctx.price("amazon_mq_rabbitmq", "storage_gb_month")),
+        LineItem(
+            f"broker storage ({storage:g} GB per node)",
+            storage * nodes,
+            "GB-month",
+            ctx.price("amazon_mq_rabbitmq", "storage_gb_month"),
+        ),
     ]
 
 
@@ -468,11 +528,17 @@ def _log_group(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     # Steady state: the stored volume is `retention` days of ingestion; a group that
     # never expires is shown with a year of data.
     months_kept = retention / 30 if retention else 12
+    kept = f"{retention:g} days" if retention else "no expiry: 1 year"
     return [
-        LineItem("log ingestion (assumed)", ingest, "GB",
-                 ctx.price("cloudwatch", "logs_ingestion_gb")),
-        LineItem(f"log storage ({'%g days' % retention if retention else 'no expiry: 1 year'})",
-                 ingest * months_kept, "GB-month", ctx.price("cloudwatch", "logs_storage_gb_month")),
+        LineItem(
+            "log ingestion (assumed)", ingest, "GB", ctx.price("cloudwatch", "logs_ingestion_gb")
+        ),
+        LineItem(
+            f"log storage ({kept})",
+            ingest * months_kept,
+            "GB-month",
+            ctx.price("cloudwatch", "logs_storage_gb_month"),
+        ),
     ]
 
 
@@ -480,14 +546,23 @@ def _log_group(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def _metric_alarm(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     queries = r.inputs.get("metricQueries") or []
     metrics = sum(1 for q in queries if q.get("metric")) if queries else 1
-    return [LineItem("standard-resolution alarm metrics", max(metrics, 1), "metric-month",
-                     ctx.price("cloudwatch", "alarm_metric_month"))]
+    return [
+        LineItem(
+            "standard-resolution alarm metrics",
+            max(metrics, 1),
+            "metric-month",
+            ctx.price("cloudwatch", "alarm_metric_month"),
+        )
+    ]
 
 
 @pricer("aws:cloudwatch/compositeAlarm:CompositeAlarm")
 def _composite_alarm(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    return [LineItem("composite alarm", 1, "alarm-month",
-                     ctx.price("cloudwatch", "composite_alarm_month"))]
+    return [
+        LineItem(
+            "composite alarm", 1, "alarm-month", ctx.price("cloudwatch", "composite_alarm_month")
+        )
+    ]
 
 
 @pricer("aws:cloudwatch/dashboard:Dashboard")
@@ -499,8 +574,12 @@ def _dashboard(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("customer managed key", 1, "key-month", ctx.price("kms", "key_month")),
-        LineItem("requests (assumed)", ctx.assume("kms_requests_per_key") / 10_000,
-                 "10k requests", ctx.price("kms", "per_10k_requests")),
+        LineItem(
+            "requests (assumed)",
+            ctx.assume("kms_requests_per_key") / 10_000,
+            "10k requests",
+            ctx.price("kms", "per_10k_requests"),
+        ),
     ]
 
 
@@ -508,8 +587,12 @@ def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def _secret(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("secret", 1, "secret-month", ctx.price("secrets_manager", "secret_month")),
-        LineItem("API calls (assumed)", ctx.assume("secrets_api_calls_per_secret") / 10_000,
-                 "10k calls", ctx.price("secrets_manager", "per_10k_api_calls")),
+        LineItem(
+            "API calls (assumed)",
+            ctx.assume("secrets_api_calls_per_secret") / 10_000,
+            "10k calls",
+            ctx.price("secrets_manager", "per_10k_api_calls"),
+        ),
     ]
 
 
@@ -518,23 +601,40 @@ def _web_acl(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     rules = len(r.inputs.get("rules") or [])
     return [
         LineItem("web ACL", 1, "ACL-month", ctx.price("waf", "web_acl_month")),
-        LineItem("rules and managed rule groups", rules, "rule-month", ctx.price("waf", "rule_month")),
-        LineItem("requests inspected (assumed)", ctx.assume("waf_million_requests"),
-                 "million requests", ctx.price("waf", "per_million_requests")),
+        LineItem(
+            "rules and managed rule groups", rules, "rule-month", ctx.price("waf", "rule_month")
+        ),
+        LineItem(
+            "requests inspected (assumed)",
+            ctx.assume("waf_million_requests"),
+            "million requests",
+            ctx.price("waf", "per_million_requests"),
+        ),
     ]
 
 
 @pricer("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 def _bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    return [LineItem("Standard storage (assumed log volume)",
-                     ctx.assume("s3_log_storage_gb_per_bucket"), "GB-month",
-                     ctx.price("s3", "standard_gb_month"))]
+    return [
+        LineItem(
+            "Standard storage (assumed log volume)",
+            ctx.assume("s3_log_storage_gb_per_bucket"),
+            "GB-month",
+            ctx.price("s3", "standard_gb_month"),
+        )
+    ]
 
 
 @pricer("aws:ecr/repository:Repository")
 def _ecr(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    return [LineItem("image storage (assumed)", ctx.assume("ecr_storage_gb_per_repository"),
-                     "GB-month", ctx.price("ecr", "storage_gb_month"))]
+    return [
+        LineItem(
+            "image storage (assumed)",
+            ctx.assume("ecr_storage_gb_per_repository"),
+            "GB-month",
+            ctx.price("ecr", "storage_gb_month"),
+        )
+    ]
 
 
 # ---------------------------------------------------------------- GCP
@@ -547,8 +647,16 @@ def _cpu_quantity(value: Any) -> float:
     return _num(text, 1.0)
 
 
-_MEMORY_UNITS = {"Ki": 2**-20, "Mi": 2**-10, "Gi": 1.0, "Ti": 2**10,
-                 "K": 1e3 / 2**30, "M": 1e6 / 2**30, "G": 1e9 / 2**30, "T": 1e12 / 2**30}
+_MEMORY_UNITS = {
+    "Ki": 2**-20,
+    "Mi": 2**-10,
+    "Gi": 1.0,
+    "Ti": 2**10,
+    "K": 1e3 / 2**30,
+    "M": 1e6 / 2**30,
+    "G": 1e9 / 2**30,
+    "T": 1e12 / 2**30,
+}
 
 
 def _memory_gib(value: Any) -> float:
@@ -564,17 +672,29 @@ def _memory_gib(value: Any) -> float:
 def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     template = r.inputs.get("template") or {}
     containers = template.get("containers") or []
-    vcpu = sum(_cpu_quantity(((c.get("resources") or {}).get("limits") or {}).get("cpu"))
-               for c in containers) or 1.0
-    gib = sum(_memory_gib(((c.get("resources") or {}).get("limits") or {}).get("memory"))
-              for c in containers) or 0.5
+    vcpu = (
+        sum(
+            _cpu_quantity(((c.get("resources") or {}).get("limits") or {}).get("cpu"))
+            for c in containers
+        )
+        or 1.0
+    )
+    gib = (
+        sum(
+            _memory_gib(((c.get("resources") or {}).get("limits") or {}).get("memory"))
+            for c in containers
+        )
+        or 0.5
+    )
     # cpuIdle false means "CPU always allocated": instance-based billing.
-    cpu_idle = all(((c.get("resources") or {}).get("cpuIdle", True)) is not False
-                   for c in containers)
+    cpu_idle = all(
+        ((c.get("resources") or {}).get("cpuIdle", True)) is not False for c in containers
+    )
     scaling = template.get("scaling") or {}
     service_scaling = r.inputs.get("scaling") or {}
-    min_instances = max(_num(scaling.get("minInstanceCount")),
-                        _num(service_scaling.get("minInstanceCount")))
+    min_instances = max(
+        _num(scaling.get("minInstanceCount")), _num(service_scaling.get("minInstanceCount"))
+    )
     seconds = ctx.seconds
     items: list[LineItem] = []
     shape = f"{vcpu:g} vCPU / {gib:g} GiB"
@@ -582,25 +702,66 @@ def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         active = ctx.price("cloud_run", "request_based")
         idle = ctx.price("cloud_run", "idle_min_instance")
         if min_instances:
-            items.append(LineItem(f"idle min-instance vCPU-seconds ({min_instances:g} x {shape})",
-                                  min_instances * vcpu * seconds, "vCPU-s", idle["vcpu_second"]))
-            items.append(LineItem(f"idle min-instance GiB-seconds ({min_instances:g} x {shape})",
-                                  min_instances * gib * seconds, "GiB-s", idle["gib_second"]))
-        items.append(LineItem("requests (assumed)",
-                              ctx.assume("cloud_run_million_requests_per_service"),
-                              "million requests", ctx.price("cloud_run", "per_million_requests")))
+            items.append(
+                LineItem(
+                    f"idle min-instance vCPU-seconds ({min_instances:g} x {shape})",
+                    min_instances * vcpu * seconds,
+                    "vCPU-s",
+                    idle["vcpu_second"],
+                )
+            )
+            items.append(
+                LineItem(
+                    f"idle min-instance GiB-seconds ({min_instances:g} x {shape})",
+                    min_instances * gib * seconds,
+                    "GiB-s",
+                    idle["gib_second"],
+                )
+            )
+        items.append(
+            LineItem(
+                "requests (assumed)",
+                ctx.assume("cloud_run_million_requests_per_service"),
+                "million requests",
+                ctx.price("cloud_run", "per_million_requests"),
+            )
+        )
     else:
         active = ctx.price("cloud_run", "instance_based")
         if min_instances:
-            items.append(LineItem(f"always-on vCPU-seconds ({min_instances:g} x {shape})",
-                                  min_instances * vcpu * seconds, "vCPU-s", active["vcpu_second"]))
-            items.append(LineItem(f"always-on GiB-seconds ({min_instances:g} x {shape})",
-                                  min_instances * gib * seconds, "GiB-s", active["gib_second"]))
+            items.append(
+                LineItem(
+                    f"always-on vCPU-seconds ({min_instances:g} x {shape})",
+                    min_instances * vcpu * seconds,
+                    "vCPU-s",
+                    active["vcpu_second"],
+                )
+            )
+            items.append(
+                LineItem(
+                    f"always-on GiB-seconds ({min_instances:g} x {shape})",
+                    min_instances * gib * seconds,
+                    "GiB-s",
+                    active["gib_second"],
+                )
+            )
     burst = ctx.assume("cloud_run_burst_instance_hours_per_service") * 3600
-    items.append(LineItem("instances above the minimum, vCPU-seconds (assumed)", burst * vcpu,
-                          "vCPU-s", active["vcpu_second"]))
-    items.append(LineItem("instances above the minimum, GiB-seconds (assumed)", burst * gib,
-                          "GiB-s", active["gib_second"]))
+    items.append(
+        LineItem(
+            "instances above the minimum, vCPU-seconds (assumed)",
+            burst * vcpu,
+            "vCPU-s",
+            active["vcpu_second"],
+        )
+    )
+    items.append(
+        LineItem(
+            "instances above the minimum, GiB-seconds (assumed)",
+            burst * gib,
+            "GiB-s",
+            active["gib_second"],
+        )
+    )
     return items
 
 
@@ -623,24 +784,53 @@ def _cloud_sql(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     match = _CUSTOM_TIER.fullmatch(tier)
     if match:
         vcpus, memory_gb = int(match.group(1)), int(match.group(2)) / 1024
-        items.append(_hourly(ctx, f"{tier} vCPU-hours ({label})",
-                             ctx.price("cloud_sql_postgres", "vcpu_hourly"), vcpus * copies))
-        items.append(_hourly(ctx, f"{tier} memory GB-hours ({label})",
-                             ctx.price("cloud_sql_postgres", "memory_gb_hourly"),
-                             memory_gb * copies))
+        items.append(
+            _hourly(
+                ctx,
+                f"{tier} vCPU-hours ({label})",
+                ctx.price("cloud_sql_postgres", "vcpu_hourly"),
+                vcpus * copies,
+            )
+        )
+        items.append(
+            _hourly(
+                ctx,
+                f"{tier} memory GB-hours ({label})",
+                ctx.price("cloud_sql_postgres", "memory_gb_hourly"),
+                memory_gb * copies,
+            )
+        )
     else:
-        items.append(_hourly(ctx, f"{tier} instance hours ({label})",
-                             ctx.price("cloud_sql_postgres", "shared_core_hourly", tier), copies))
+        items.append(
+            _hourly(
+                ctx,
+                f"{tier} instance hours ({label})",
+                ctx.price("cloud_sql_postgres", "shared_core_hourly", tier),
+                copies,
+            )
+        )
     disk_type = str(settings.get("diskType") or "PD_SSD")
     disk_gb = _num(settings.get("diskSize"), 10)
-    items.append(LineItem(f"{disk_type} storage ({label})", disk_gb * copies, "GB-month",
-                          ctx.price("cloud_sql_postgres", "storage_gb_month", disk_type)))
+    items.append(
+        LineItem(
+            f"{disk_type} storage ({label})",
+            disk_gb * copies,
+            "GB-month",
+            ctx.price("cloud_sql_postgres", "storage_gb_month", disk_type),
+        )
+    )
     backup = settings.get("backupConfiguration") or {}
     if backup.get("enabled"):
         retained = _num((backup.get("backupRetentionSettings") or {}).get("retainedBackups"), 7)
         billable = disk_gb * retained * ctx.assume("db_backup_daily_change_fraction")
-        items.append(LineItem(f"backup storage ({retained:g} backups, changed blocks)", billable,
-                              "GB-month", ctx.price("cloud_sql_postgres", "backup_gb_month")))
+        items.append(
+            LineItem(
+                f"backup storage ({retained:g} backups, changed blocks)",
+                billable,
+                "GB-month",
+                ctx.price("cloud_sql_postgres", "backup_gb_month"),
+            )
+        )
     return items
 
 
@@ -654,30 +844,51 @@ def _memorystore(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     bands = [float(b) for b in ctx.price("memorystore_redis", "bands_gb")]
     rates = ctx.price("memorystore_redis", key)
     band = next((i for i, upper in enumerate(bands) if size <= upper), len(bands))
-    return [_hourly(ctx, f"{tier} capacity GB-hours ({size:g} GB, band M{band + 1})",
-                    float(rates[band]), size)]
+    return [
+        _hourly(
+            ctx,
+            f"{tier} capacity GB-hours ({size:g} GB, band M{band + 1})",
+            float(rates[band]),
+            size,
+        )
+    ]
 
 
 @pricer("gcp:pubsub/topic:Topic")
 def _pubsub_topic(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    return [LineItem("publish throughput (assumed)", ctx.assume("pubsub_gib_per_topic") / 1024,
-                     "TiB", ctx.price("pubsub", "per_tib_throughput"))]
+    return [
+        LineItem(
+            "publish throughput (assumed)",
+            ctx.assume("pubsub_gib_per_topic") / 1024,
+            "TiB",
+            ctx.price("pubsub", "per_tib_throughput"),
+        )
+    ]
 
 
 @pricer("gcp:pubsub/subscription:Subscription")
 def _pubsub_subscription(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    return [LineItem("delivery throughput (assumed)",
-                     ctx.assume("pubsub_gib_per_subscription") / 1024, "TiB",
-                     ctx.price("pubsub", "per_tib_throughput"))]
+    return [
+        LineItem(
+            "delivery throughput (assumed)",
+            ctx.assume("pubsub_gib_per_subscription") / 1024,
+            "TiB",
+            ctx.price("pubsub", "per_tib_throughput"),
+        )
+    ]
 
 
 def _secret_locations(r: RecordedResource, ctx: PricingContext) -> int:
     ref = str(r.inputs.get("secret") or "")
     for secret in ctx.run.of_type("gcp:secretmanager/secret:Secret"):
-        ids = {secret.name, str(secret.state.get("id") or ""), str(secret.state.get("name") or ""),
-               str(secret.inputs.get("secretId") or "")}
+        ids = {
+            secret.name,
+            str(secret.state.get("id") or ""),
+            str(secret.state.get("name") or ""),
+            str(secret.inputs.get("secretId") or ""),
+        }
         if ref in ids or any(i and ref.endswith(f"/{i}") for i in ids):
-            replicas = ((secret.inputs.get("replication") or {}).get("userManaged") or {})
+            replicas = (secret.inputs.get("replication") or {}).get("userManaged") or {}
             # Automatic replication is billed as a single location.
             return max(len(replicas.get("replicas") or []), 1)
     return 1
@@ -687,18 +898,31 @@ def _secret_locations(r: RecordedResource, ctx: PricingContext) -> int:
 def _secret_version(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     locations = _secret_locations(r, ctx)
     return [
-        LineItem(f"active version ({locations} location{'s' if locations > 1 else ''})",
-                 locations, "version-location-month",
-                 ctx.price("secret_manager", "active_version_location_month")),
-        LineItem("access operations (assumed)", ctx.assume("secret_accesses_per_version") / 10_000,
-                 "10k accesses", ctx.price("secret_manager", "per_10k_access")),
+        LineItem(
+            f"active version ({locations} location{'s' if locations > 1 else ''})",
+            locations,
+            "version-location-month",
+            ctx.price("secret_manager", "active_version_location_month"),
+        ),
+        LineItem(
+            "access operations (assumed)",
+            ctx.assume("secret_accesses_per_version") / 10_000,
+            "10k accesses",
+            ctx.price("secret_manager", "per_10k_access"),
+        ),
     ]
 
 
 @pricer("gcp:artifactregistry/repository:Repository")
 def _artifact_registry(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    return [LineItem("image storage (assumed)", ctx.assume("artifact_registry_gb_per_repository"),
-                     "GB-month", ctx.price("artifact_registry", "storage_gb_month"))]
+    return [
+        LineItem(
+            "image storage (assumed)",
+            ctx.assume("artifact_registry_gb_per_repository"),
+            "GB-month",
+            ctx.price("artifact_registry", "storage_gb_month"),
+        )
+    ]
 
 
 @pricer("gcp:compute/securityPolicy:SecurityPolicy")
@@ -707,30 +931,51 @@ def _cloud_armor(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("security policy", 1, "policy-month", ctx.price("cloud_armor", "policy_month")),
         LineItem("rules", rules, "rule-month", ctx.price("cloud_armor", "rule_month")),
-        LineItem("requests evaluated (assumed)", ctx.assume("armor_million_requests"),
-                 "million requests", ctx.price("cloud_armor", "per_million_requests")),
+        LineItem(
+            "requests evaluated (assumed)",
+            ctx.assume("armor_million_requests"),
+            "million requests",
+            ctx.price("cloud_armor", "per_million_requests"),
+        ),
     ]
 
 
-@pricer("gcp:compute/globalForwardingRule:GlobalForwardingRule",
-        "gcp:compute/forwardingRule:ForwardingRule")
+@pricer(
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule",
+    "gcp:compute/forwardingRule:ForwardingRule",
+)
 def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    items = [_hourly(ctx, "forwarding rule hours",
-                     ctx.price("load_balancing", "forwarding_rule_hourly"))]
+    items = [
+        _hourly(ctx, "forwarding rule hours", ctx.price("load_balancing", "forwarding_rule_hourly"))
+    ]
     # Traffic is counted once, on the HTTPS rule (the port-80 rule only redirects).
     if "443" in str(r.inputs.get("portRange") or ""):
-        items.append(LineItem("data processed (assumed)", ctx.assume("lb_gb_processed"), "GB",
-                              ctx.price("load_balancing", "per_gb_processed")))
+        items.append(
+            LineItem(
+                "data processed (assumed)",
+                ctx.assume("lb_gb_processed"),
+                "GB",
+                ctx.price("load_balancing", "per_gb_processed"),
+            )
+        )
     return items
 
 
 @pricer("gcp:compute/routerNat:RouterNat")
 def _cloud_nat(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        _hourly(ctx, "gateway VM-hours (assumed VM equivalents)",
-                ctx.price("cloud_nat", "gateway_vm_hourly"), ctx.assume("cloud_nat_vm_equivalents")),
-        LineItem("data processed (assumed)", ctx.assume("cloud_nat_gb_processed"), "GB",
-                 ctx.price("cloud_nat", "per_gb_processed")),
+        _hourly(
+            ctx,
+            "gateway VM-hours (assumed VM equivalents)",
+            ctx.price("cloud_nat", "gateway_vm_hourly"),
+            ctx.assume("cloud_nat_vm_equivalents"),
+        ),
+        LineItem(
+            "data processed (assumed)",
+            ctx.assume("cloud_nat_gb_processed"),
+            "GB",
+            ctx.price("cloud_nat", "per_gb_processed"),
+        ),
     ]
 
 
@@ -738,8 +983,14 @@ def _cloud_nat(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def _vpc_connector(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     machine = str(r.inputs.get("machineType") or "e2-micro")
     instances = _num(r.inputs.get("minInstances"), 2)
-    return [_hourly(ctx, f"connector {machine} instance hours ({instances:g} min instances)",
-                    ctx.price("vpc_access_connector", "instance_hourly", machine), instances)]
+    return [
+        _hourly(
+            ctx,
+            f"connector {machine} instance hours ({instances:g} min instances)",
+            ctx.price("vpc_access_connector", "instance_hourly", machine),
+            instances,
+        )
+    ]
 
 
 @pricer("gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")
@@ -753,8 +1004,14 @@ def _uptime_check(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         ctx.allowances[key] = float(ctx.price("monitoring", "uptime_free_executions_per_project"))
     free = min(executions, ctx.allowances[key])
     ctx.allowances[key] -= free
-    items = [LineItem(f"executions (every {period:g}s from {regions} regions)",
-                      executions / 1000, "1k executions", rate)]
+    items = [
+        LineItem(
+            f"executions (every {period:g}s from {regions} regions)",
+            executions / 1000,
+            "1k executions",
+            rate,
+        )
+    ]
     if free:
         items.append(LineItem("free executions per project", -free / 1000, "1k executions", rate))
     return items
@@ -763,8 +1020,14 @@ def _uptime_check(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("gcp:monitoring/alertPolicy:AlertPolicy")
 def _alert_policy(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     conditions = len(r.inputs.get("conditions") or []) or 1
-    return [LineItem("alert conditions", conditions, "condition-month",
-                     ctx.price("monitoring", "alert_condition_month"))]
+    return [
+        LineItem(
+            "alert conditions",
+            conditions,
+            "condition-month",
+            ctx.price("monitoring", "alert_condition_month"),
+        )
+    ]
 
 
 # ---------------------------------------------------------------- engine
@@ -773,8 +1036,13 @@ def _alert_policy(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def price_resource(
     resource: RecordedResource, ctx: PricingContext, table: PriceTable, component: str
 ) -> ResourceCost:
-    cost = ResourceCost(urn=resource.urn, type=resource.type, name=resource.name,
-                        component=component, status=CostStatus.PRICED)
+    cost = ResourceCost(
+        urn=resource.urn,
+        type=resource.type,
+        name=resource.name,
+        component=component,
+        status=CostStatus.PRICED,
+    )
     rule = PRICERS.get(resource.type)
     if rule is None:
         reason = table.free_reason(resource.type)
@@ -809,14 +1077,26 @@ def estimate(
     table = table or load_price_table()
     prices = table.region(cloud, region)
     usage = table.assumptions(tier)
-    ctx = PricingContext(run=run, prices=prices, usage=usage, hours=table.hours_per_month,
-                         seconds=table.seconds_per_month)
+    ctx = PricingContext(
+        run=run,
+        prices=prices,
+        usage=usage,
+        hours=table.hours_per_month,
+        seconds=table.seconds_per_month,
+    )
     components = components or {}
     costs = [
         price_resource(r, ctx, table, components.get(r.urn, "(stack)"))
         for r in (resources if resources is not None else run.resources)
         if r.custom
     ]
-    return CostReport(currency=table.currency, cloud=cloud, region=region, tier=tier,
-                      as_of=str(prices.get("as_of", "")), source=str(prices.get("source", "")),
-                      resources=costs, assumptions=usage)
+    return CostReport(
+        currency=table.currency,
+        cloud=cloud,
+        region=region,
+        tier=tier,
+        as_of=str(prices.get("as_of", "")),
+        source=str(prices.get("source", "")),
+        resources=costs,
+        assumptions=usage,
+    )

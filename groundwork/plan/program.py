@@ -48,7 +48,7 @@ class StackConfig:
 
     def groundwork(self) -> dict[str, str]:
         prefix = f"{NAMESPACE}:"
-        return {k[len(prefix):]: v for k, v in self.values.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self.values.items() if k.startswith(prefix)}
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key if ":" in key else f"{NAMESPACE}:{key}", "")
@@ -119,7 +119,7 @@ def load_stack_config(
     project = str(project_data.get("name") or NAMESPACE)
     stack_file = root / f"Pulumi.{stack}.yaml"
     if not stack_file.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
+        known = sorted(p.name[len("Pulumi.") : -len(".yaml")] for p in root.glob("Pulumi.*.yaml"))
         raise PlanError(
             f"unknown stack {stack!r}: no {stack_file.name} in {root} "
             f"(stacks: {', '.join(known) or 'none'})"
@@ -153,15 +153,18 @@ def load_stack_config(
         values[f"{NAMESPACE}:cloud"] = cloud
         sources[f"{NAMESPACE}:cloud"] = f"--cloud {cloud}"
 
-    config = StackConfig(project=project, stack=stack, root=root, values=values,
-                         sources=sources, notes=notes)
+    config = StackConfig(
+        project=project, stack=stack, root=root, values=values, sources=sources, notes=notes
+    )
     if config.groundwork().get("cloud", "aws") == "gcp":
         gw = config.groundwork()
         if not gw.get("gcpProject") and not values.get("gcp:project"):
             values["gcp:project"] = GCP_PROJECT_PLACEHOLDER
             sources["gcp:project"] = "groundwork plan placeholder"
-            notes.append(f"gcp:project is not set; planned with placeholder "
-                         f"{GCP_PROJECT_PLACEHOLDER!r} (set it with `pulumi config set gcp:project`)")
+            notes.append(
+                f"gcp:project is not set; planned with placeholder "
+                f"{GCP_PROJECT_PLACEHOLDER!r} (set it with `pulumi config set gcp:project`)"
+            )
     return config
 
 
@@ -189,11 +192,17 @@ def _locate_config_error(message: str, config: StackConfig) -> str:
 def _program_location(exc: BaseException, root: Path) -> str:
     """The innermost frame of the traceback inside the project, as path:line in function."""
     frames = traceback.extract_tb(exc.__traceback__)
-    inside = [f for f in frames if _relative(f.filename, root) is not None
-              and "/.venv/" not in f.filename and "/site-packages/" not in f.filename]
-    frame = (inside or frames or [None])[-1]
-    if frame is None:
+    inside = [
+        f
+        for f in frames
+        if _relative(f.filename, root) is not None
+        and "/.venv/" not in f.filename
+        and "/site-packages/" not in f.filename
+    ]
+    candidates = inside or list(frames)
+    if not candidates:
         return "unknown location"
+    frame = candidates[-1]
     rel = _relative(frame.filename, root) or frame.filename
     return f"{rel}:{frame.lineno} in {frame.name}"
 
@@ -218,13 +227,12 @@ def resolve_region(config: StackConfig, cloud: str, outputs: Mapping[str, Any]) 
     exported = outputs.get("region")
     if isinstance(exported, str) and exported:
         return exported
-    return (gw.get("region") or config.values.get(f"{cloud}:region")
-            or DEFAULT_REGIONS.get(cloud, ""))
+    return (
+        gw.get("region") or config.values.get(f"{cloud}:region") or DEFAULT_REGIONS.get(cloud, "")
+    )
 
 
-def plan_program(
-    config: StackConfig, program: Callable[[], None] | None = None
-) -> PlannedRun:
+def plan_program(config: StackConfig, program: Callable[[], None] | None = None) -> PlannedRun:
     """Run ``program`` (default ``stacks.program``) with ``config``; user errors -> PlanError."""
     try:
         cloud, tier = _settings_preflight(config)
@@ -232,8 +240,7 @@ def plan_program(
             from stacks import program as stack_program
 
             program = stack_program
-        run = run_program(program, stack=config.stack, config=config.values,
-                          project=config.project)
+        run = run_program(program, stack=config.stack, config=config.values, project=config.project)
     except PlanError:
         raise
     except pulumi.RunError as exc:
@@ -246,8 +253,7 @@ def plan_program(
         where = _program_location(exc, config.root)
         detail = " ".join(str(exc).split()) or "(no message)"
         raise PlanError(
-            f"stack {config.stack!r}: the program failed at {where}: "
-            f"{type(exc).__name__}: {detail}"
+            f"stack {config.stack!r}: the program failed at {where}: {type(exc).__name__}: {detail}"
         ) from None
     region = resolve_region(config, cloud, run.outputs)
     return PlannedRun(config=config, run=run, cloud=cloud, region=region, environment=tier)

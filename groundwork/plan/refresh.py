@@ -52,79 +52,155 @@ class RefreshResult:
 def queries_for(region_prices: dict[str, Any]) -> list[PriceQuery]:
     """The queries for every AWS entry the table holds (instance classes included)."""
     q: list[PriceQuery] = [
-        PriceQuery(("nat_gateway", "hourly"), "AmazonEC2", {"productFamily": "NAT Gateway"},
-                   "NatGateway-Hours"),
-        PriceQuery(("nat_gateway", "per_gb_processed"), "AmazonEC2",
-                   {"productFamily": "NAT Gateway"}, "NatGateway-Bytes"),
+        PriceQuery(
+            ("nat_gateway", "hourly"),
+            "AmazonEC2",
+            {"productFamily": "NAT Gateway"},
+            "NatGateway-Hours",
+        ),
+        PriceQuery(
+            ("nat_gateway", "per_gb_processed"),
+            "AmazonEC2",
+            {"productFamily": "NAT Gateway"},
+            "NatGateway-Bytes",
+        ),
         PriceQuery(("public_ipv4", "hourly"), "AmazonVPC", {}, "PublicIPv4:InUseAddress"),
-        PriceQuery(("alb", "hourly"), "AWSELB", {"productFamily": "Load Balancer-Application"},
-                   "LoadBalancerUsage"),
-        PriceQuery(("alb", "lcu_hourly"), "AWSELB", {"productFamily": "Load Balancer-Application"},
-                   "LCUUsage"),
-        PriceQuery(("vpc_interface_endpoint", "hourly_per_az"), "AmazonVPC",
-                   {"productFamily": "VpcEndpoint"}, "VpcEndpoint-Hours"),
-        PriceQuery(("vpc_interface_endpoint", "per_gb_processed"), "AmazonVPC",
-                   {"productFamily": "VpcEndpoint"}, "VpcEndpoint-Bytes"),
-        PriceQuery(("fargate", "x86_64", "vcpu_hourly"), "AmazonECS", {},
-                   "Fargate-vCPU-Hours:perCPU"),
+        PriceQuery(
+            ("alb", "hourly"),
+            "AWSELB",
+            {"productFamily": "Load Balancer-Application"},
+            "LoadBalancerUsage",
+        ),
+        PriceQuery(
+            ("alb", "lcu_hourly"),
+            "AWSELB",
+            {"productFamily": "Load Balancer-Application"},
+            "LCUUsage",
+        ),
+        PriceQuery(
+            ("vpc_interface_endpoint", "hourly_per_az"),
+            "AmazonVPC",
+            {"productFamily": "VpcEndpoint"},
+            "VpcEndpoint-Hours",
+        ),
+        PriceQuery(
+            ("vpc_interface_endpoint", "per_gb_processed"),
+            "AmazonVPC",
+            {"productFamily": "VpcEndpoint"},
+            "VpcEndpoint-Bytes",
+        ),
+        PriceQuery(
+            ("fargate", "x86_64", "vcpu_hourly"), "AmazonECS", {}, "Fargate-vCPU-Hours:perCPU"
+        ),
         PriceQuery(("fargate", "x86_64", "gb_hourly"), "AmazonECS", {}, "Fargate-GB-Hours"),
-        PriceQuery(("fargate", "arm64", "vcpu_hourly"), "AmazonECS", {},
-                   "Fargate-ARM-vCPU-Hours:perCPU"),
+        PriceQuery(
+            ("fargate", "arm64", "vcpu_hourly"), "AmazonECS", {}, "Fargate-ARM-vCPU-Hours:perCPU"
+        ),
         PriceQuery(("fargate", "arm64", "gb_hourly"), "AmazonECS", {}, "Fargate-ARM-GB-Hours"),
-        PriceQuery(("fargate", "spot_x86_64", "vcpu_hourly"), "AmazonECS", {},
-                   "SpotUsage:Fargate-vCPU-Hours:perCPU"),
-        PriceQuery(("fargate", "spot_x86_64", "gb_hourly"), "AmazonECS", {},
-                   "SpotUsage:Fargate-GB-Hours"),
-        PriceQuery(("rds_postgres", "storage_gb_month", "gp3"), "AmazonRDS",
-                   {"databaseEngine": "PostgreSQL", "deploymentOption": "Single-AZ"},
-                   "RDS:GP3-Storage"),
-        PriceQuery(("rds_postgres", "storage_gb_month", "gp2"), "AmazonRDS",
-                   {"databaseEngine": "PostgreSQL", "deploymentOption": "Single-AZ"},
-                   "RDS:GP2-Storage"),
-        PriceQuery(("rds_postgres", "backup_gb_month"), "AmazonRDS", {},
-                   "RDS:ChargedBackupUsage"),
+        PriceQuery(
+            ("fargate", "spot_x86_64", "vcpu_hourly"),
+            "AmazonECS",
+            {},
+            "SpotUsage:Fargate-vCPU-Hours:perCPU",
+        ),
+        PriceQuery(
+            ("fargate", "spot_x86_64", "gb_hourly"), "AmazonECS", {}, "SpotUsage:Fargate-GB-Hours"
+        ),
+        PriceQuery(
+            ("rds_postgres", "storage_gb_month", "gp3"),
+            "AmazonRDS",
+            {"databaseEngine": "PostgreSQL", "deploymentOption": "Single-AZ"},
+            "RDS:GP3-Storage",
+        ),
+        PriceQuery(
+            ("rds_postgres", "storage_gb_month", "gp2"),
+            "AmazonRDS",
+            {"databaseEngine": "PostgreSQL", "deploymentOption": "Single-AZ"},
+            "RDS:GP2-Storage",
+        ),
+        PriceQuery(("rds_postgres", "backup_gb_month"), "AmazonRDS", {}, "RDS:ChargedBackupUsage"),
         PriceQuery(("rds_postgres", "proxy_vcpu_hourly"), "AmazonRDS", {}, "RDS:ProxyUsage"),
-        PriceQuery(("cloudwatch", "logs_ingestion_gb"), "AmazonCloudWatch", {},
-                   "DataProcessing-Bytes"),
-        PriceQuery(("cloudwatch", "logs_storage_gb_month"), "AmazonCloudWatch", {},
-                   "TimedStorage-ByteHrs"),
-        PriceQuery(("cloudwatch", "alarm_metric_month"), "AmazonCloudWatch", {},
-                   "CW:AlarmMonitorUsage"),
-        PriceQuery(("cloudwatch", "dashboard_month"), "AmazonCloudWatch", {},
-                   "DashboardsUsageHour-Basic"),
-        PriceQuery(("secrets_manager", "secret_month"), "AWSSecretsManager", {}, "AWSSecretsManager-Secrets"),
-        PriceQuery(("secrets_manager", "per_10k_api_calls"), "AWSSecretsManager", {},
-                   "AWSSecretsManager-APIRequest", 10_000),
+        PriceQuery(
+            ("cloudwatch", "logs_ingestion_gb"), "AmazonCloudWatch", {}, "DataProcessing-Bytes"
+        ),
+        PriceQuery(
+            ("cloudwatch", "logs_storage_gb_month"), "AmazonCloudWatch", {}, "TimedStorage-ByteHrs"
+        ),
+        PriceQuery(
+            ("cloudwatch", "alarm_metric_month"), "AmazonCloudWatch", {}, "CW:AlarmMonitorUsage"
+        ),
+        PriceQuery(
+            ("cloudwatch", "dashboard_month"), "AmazonCloudWatch", {}, "DashboardsUsageHour-Basic"
+        ),
+        PriceQuery(
+            ("secrets_manager", "secret_month"),
+            "AWSSecretsManager",
+            {},
+            "AWSSecretsManager-Secrets",
+        ),
+        PriceQuery(
+            ("secrets_manager", "per_10k_api_calls"),
+            "AWSSecretsManager",
+            {},
+            "AWSSecretsManager-APIRequest",
+            10_000,
+        ),
         PriceQuery(("kms", "key_month"), "awskms", {}, "KMS-Keys"),
         PriceQuery(("kms", "per_10k_requests"), "awskms", {}, "KMS-Requests", 10_000),
         PriceQuery(("waf", "web_acl_month"), "awswaf", {}, "WebACL"),
         PriceQuery(("waf", "rule_month"), "awswaf", {}, "Rule"),
         PriceQuery(("waf", "per_million_requests"), "awswaf", {}, "Request", 1_000_000),
-        PriceQuery(("s3", "standard_gb_month"), "AmazonS3", {"storageClass": "General Purpose"},
-                   "TimedStorage-ByteHrs"),
+        PriceQuery(
+            ("s3", "standard_gb_month"),
+            "AmazonS3",
+            {"storageClass": "General Purpose"},
+            "TimedStorage-ByteHrs",
+        ),
         PriceQuery(("ecr", "storage_gb_month"), "AmazonECR", {}, "TimedStorage-ByteHrs"),
     ]
     rds = region_prices.get("rds_postgres", {}).get("instance_hourly", {})
     for cls in sorted(rds):
-        q.append(PriceQuery(("rds_postgres", "instance_hourly", cls), "AmazonRDS",
-                            {"instanceType": cls, "databaseEngine": "PostgreSQL",
-                             "deploymentOption": "Single-AZ"}))
+        q.append(
+            PriceQuery(
+                ("rds_postgres", "instance_hourly", cls),
+                "AmazonRDS",
+                {
+                    "instanceType": cls,
+                    "databaseEngine": "PostgreSQL",
+                    "deploymentOption": "Single-AZ",
+                },
+            )
+        )
     cache = region_prices.get("elasticache", {}).get("node_hourly", {})
     for node in sorted(cache):
-        q.append(PriceQuery(("elasticache", "node_hourly", node), "AmazonElastiCache",
-                            {"instanceType": node, "cacheEngine": "Redis"}))
+        q.append(
+            PriceQuery(
+                ("elasticache", "node_hourly", node),
+                "AmazonElastiCache",
+                {"instanceType": node, "cacheEngine": "Redis"},
+            )
+        )
     brokers = region_prices.get("amazon_mq_rabbitmq", {}).get("node_hourly", {})
     for broker in sorted(brokers):
-        q.append(PriceQuery(("amazon_mq_rabbitmq", "node_hourly", broker), "AmazonMQ",
-                            {"instanceType": broker, "brokerEngine": "RabbitMQ"}))
+        q.append(
+            PriceQuery(
+                ("amazon_mq_rabbitmq", "node_hourly", broker),
+                "AmazonMQ",
+                {"instanceType": broker, "brokerEngine": "RabbitMQ"},
+            )
+        )
     return q
 
 
 def _products(client: Any, query: PriceQuery, region: str) -> Iterator[dict[str, Any]]:
     filters = [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region}]
     filters += [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in query.filters.items()]
-    kwargs: dict[str, Any] = {"ServiceCode": query.service, "Filters": filters,
-                              "FormatVersion": "aws_v1", "MaxResults": 100}
+    kwargs: dict[str, Any] = {
+        "ServiceCode": query.service,
+        "Filters": filters,
+        "FormatVersion": "aws_v1",
+        "MaxResults": 100,
+    }
     while True:
         page = client.get_products(**kwargs)
         for item in page.get("PriceList", []):

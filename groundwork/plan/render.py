@@ -44,19 +44,24 @@ def _cost_label(costs: list[ResourceCost], currency: str) -> str:
 
 def _short_name(name: str, prefix: str) -> str:
     """Children are named ``f"{component}-suffix"``: show the suffix under the component."""
-    return name[len(prefix):] if prefix and name.startswith(prefix) and name != prefix else name
+    return name[len(prefix) :] if prefix and name.startswith(prefix) and name != prefix else name
 
 
 def _add_nodes(
-    branch: Tree, nodes: list[Node], costs: dict[str, ResourceCost], currency: str,
+    branch: Tree,
+    nodes: list[Node],
+    costs: dict[str, ResourceCost],
+    currency: str,
     prefix: str = "",
 ) -> None:
     components = [c for c in nodes if c.resource.is_component]
     leaves = [c for c in nodes if not c.resource.is_component]
     for child in components:
         sub_costs = [costs[r.urn] for r in child.walk() if r.urn in costs]
-        sub = branch.add(f"[bold cyan]{escape(child.resource.name)}[/] "
-                         f"[dim]{escape(child.resource.type)}[/]  {_cost_label(sub_costs, currency)}")
+        sub = branch.add(
+            f"[bold cyan]{escape(child.resource.name)}[/] "
+            f"[dim]{escape(child.resource.type)}[/]  {_cost_label(sub_costs, currency)}"
+        )
         _add_nodes(sub, child.children, costs, currency, f"{child.resource.name}-")
     # Leaves of one type are folded into one line: a VPC's six subnets read better
     # as "Subnet x6" than as six lines.
@@ -68,8 +73,10 @@ def _add_nodes(
         shown = ", ".join(names[:_MAX_NAMES]) + (", ..." if len(names) > _MAX_NAMES else "")
         group_costs = [costs[n.urn] for n in group if n.urn in costs]
         count = f" x{len(group)}" if len(group) > 1 else ""
-        label = (f"{escape(short_type(type_token))}{count}  [dim]{escape(shown)}[/]  "
-                 f"{_cost_label(group_costs, currency)}")
+        label = (
+            f"{escape(short_type(type_token))}{count}  [dim]{escape(shown)}[/]  "
+            f"{_cost_label(group_costs, currency)}"
+        )
         notes = {c.note for c in group_costs if c.status is CostStatus.NOT_PRICED}
         if notes:
             label += f"  [yellow]({escape('; '.join(sorted(notes)))})[/]"
@@ -100,9 +107,12 @@ def verdict_list(report: PlanReport) -> Group | Text:
     if not outcome.verdicts:
         return Text("Policy: no violations.", style="green")
     advisory = len(outcome.verdicts) - outcome.mandatory_failures
-    lines: list[Text | Padding] = [Text.from_markup(
-        f"[bold]Policy verdicts:[/] [red]{outcome.mandatory_failures} mandatory[/], "
-        f"[yellow]{advisory} advisory[/]")]
+    lines: list[Text | Padding] = [
+        Text.from_markup(
+            f"[bold]Policy verdicts:[/] [red]{outcome.mandatory_failures} mandatory[/], "
+            f"[yellow]{advisory} advisory[/]"
+        )
+    ]
     for v in outcome.verdicts:
         style = "bold red" if v.blocking else "yellow"
         resource = v.resource.rsplit("::", 1)[-1] if v.resource else "(stack)"
@@ -120,9 +130,11 @@ def verdict_list(report: PlanReport) -> Group | Text:
 
 def cost_table(report: PlanReport) -> Table:
     costs = report.costs
-    table = Table(title=f"Estimated monthly cost ({costs.currency}, {costs.region}, "
-                        f"{costs.tier} usage assumptions; prices as of {costs.as_of})",
-                  title_justify="left")
+    table = Table(
+        title=f"Estimated monthly cost ({costs.currency}, {costs.region}, "
+        f"{costs.tier} usage assumptions; prices as of {costs.as_of})",
+        title_justify="left",
+    )
     table.add_column("component")
     table.add_column("resources", justify="right")
     table.add_column("not priced", justify="right")
@@ -130,13 +142,19 @@ def cost_table(report: PlanReport) -> Table:
     counts = report.inventory.counts_by_component()
     for name, group in report.costs_by_component().items():
         missing = sum(1 for c in group if c.status is CostStatus.NOT_PRICED)
-        table.add_row(escape(name), str(counts.get(name, len(group))),
-                      f"[yellow]{missing}[/]" if missing else "",
-                      money(sum(c.monthly for c in group), costs.currency))
+        table.add_row(
+            escape(name),
+            str(counts.get(name, len(group))),
+            f"[yellow]{missing}[/]" if missing else "",
+            money(sum(c.monthly for c in group), costs.currency),
+        )
     table.add_section()
-    table.add_row("[bold]total[/]", str(sum(counts.values())),
-                  f"[yellow]{len(costs.not_priced)}[/]" if costs.not_priced else "",
-                  f"[bold]{money(costs.total, costs.currency)}[/]")
+    table.add_row(
+        "[bold]total[/]",
+        str(sum(counts.values())),
+        f"[yellow]{len(costs.not_priced)}[/]" if costs.not_priced else "",
+        f"[bold]{money(costs.total, costs.currency)}[/]",
+    )
     return table
 
 
@@ -163,6 +181,10 @@ def render(report: PlanReport, console: Console) -> None:
         parts.append(missing)
     parts.append(Text("Usage assumptions and formulas: docs/cost-model.md", style="dim"))
     if report.exit_code:
-        parts.append(Text(f"FAILED: {report.policy.mandatory_failures} mandatory policy "
-                          "violation(s).", style="bold red"))
+        parts.append(
+            Text(
+                f"FAILED: {report.policy.mandatory_failures} mandatory policy violation(s).",
+                style="bold red",
+            )
+        )
     console.print(Group(*parts))  # type: ignore[arg-type]

@@ -54,8 +54,14 @@ def build_report(
         raise PlanError(
             f"the policy pack failed at {where}: {type(exc).__name__}: {' '.join(str(exc).split())}"
         ) from None
-    costs = estimate(planned.run, cloud=planned.cloud, region=planned.region,
-                     tier=planned.environment, components=inventory.component_of, table=table)
+    costs = estimate(
+        planned.run,
+        cloud=planned.cloud,
+        region=planned.region,
+        tier=planned.environment,
+        components=inventory.component_of,
+        table=table,
+    )
     return PlanReport(planned=planned, inventory=inventory, policy=policy, costs=costs)
 
 
@@ -83,8 +89,13 @@ def _cost_json(cost: ResourceCost) -> dict[str, Any]:
         "monthly": _money(cost.monthly),
         "note": cost.note,
         "items": [
-            {"description": i.description, "quantity": round(i.quantity, 4), "unit": i.unit,
-             "unit_price": i.unit_price, "monthly": _money(i.monthly)}
+            {
+                "description": i.description,
+                "quantity": round(i.quantity, 4),
+                "unit": i.unit,
+                "unit_price": i.unit_price,
+                "monthly": _money(i.monthly),
+            }
             for i in cost.items
         ],
     }
@@ -116,8 +127,14 @@ def to_json_dict(report: PlanReport) -> dict[str, Any]:
             "error": report.policy.error,
             "mandatory_failures": report.policy.mandatory_failures,
             "items": [
-                {"rule": v.rule, "enforcement": v.enforcement, "severity": v.severity,
-                 "resource": v.resource, "message": v.message, "remediation": v.remediation}
+                {
+                    "rule": v.rule,
+                    "enforcement": v.enforcement,
+                    "severity": v.severity,
+                    "resource": v.resource,
+                    "message": v.message,
+                    "remediation": v.remediation,
+                }
                 for v in report.policy.verdicts
             ],
         },
@@ -129,8 +146,11 @@ def to_json_dict(report: PlanReport) -> dict[str, Any]:
             "prices_source": costs.source,
             "total_monthly": _money(costs.total),
             "components": [
-                {"name": name, "monthly": _money(sum(c.monthly for c in group)),
-                 "resources": [_cost_json(c) for c in group]}
+                {
+                    "name": name,
+                    "monthly": _money(sum(c.monthly for c in group)),
+                    "resources": [_cost_json(c) for c in group],
+                }
                 for name, group in report.costs_by_component().items()
             ],
             "not_priced": [

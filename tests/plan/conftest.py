@@ -19,21 +19,37 @@ class Graph:
     def __init__(self) -> None:
         self.resources: list[RecordedResource] = []
 
-    def add(self, type_token: str, name: str, inputs: dict[str, Any] | None = None, *,
-            state: dict[str, Any] | None = None, parent: str = STACK_URN,
-            custom: bool = True) -> RecordedResource:
+    def add(
+        self,
+        type_token: str,
+        name: str,
+        inputs: dict[str, Any] | None = None,
+        *,
+        state: dict[str, Any] | None = None,
+        parent: str = STACK_URN,
+        custom: bool = True,
+    ) -> RecordedResource:
         urn = f"urn:pulumi:staging::groundwork::{type_token}::{name}"
-        resource = RecordedResource(urn=urn, type=type_token, name=name, inputs=inputs or {},
-                                    state=state or {}, custom=custom, parent=parent)
+        resource = RecordedResource(
+            urn=urn,
+            type=type_token,
+            name=name,
+            inputs=inputs or {},
+            state=state or {},
+            custom=custom,
+            parent=parent,
+        )
         self.resources.append(resource)
         return resource
 
     def run(self) -> ProgramRun:
-        return ProgramRun(project="groundwork", stack="staging", resources=self.resources,
-                          outputs={})
+        return ProgramRun(
+            project="groundwork", stack="staging", resources=self.resources, outputs={}
+        )
 
-    def price(self, *, cloud: str = "aws", tier: str = "staging",
-              region: str | None = None) -> CostReport:
+    def price(
+        self, *, cloud: str = "aws", tier: str = "staging", region: str | None = None
+    ) -> CostReport:
         region = region or {"aws": "us-east-1", "gcp": "europe-west1"}[cloud]
         return estimate(self.run(), cloud=cloud, region=region, tier=tier)
 

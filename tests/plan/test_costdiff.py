@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,20 +12,31 @@ from typer.testing import CliRunner
 from groundwork.cli import app
 
 
-def plan_doc(stack: str, components: dict[str, float], not_priced: list[tuple[str, str]] = (),
-             schema_version: int = 1) -> dict[str, Any]:
+def plan_doc(
+    stack: str,
+    components: dict[str, float],
+    not_priced: Sequence[tuple[str, str]] = (),
+    schema_version: int = 1,
+) -> dict[str, Any]:
     return {
         "schema_version": schema_version,
         "kind": "groundwork-plan",
-        "stack": {"name": stack, "cloud": "aws", "project": "groundwork", "region": "us-east-1",
-                  "environment": "staging"},
+        "stack": {
+            "name": stack,
+            "cloud": "aws",
+            "project": "groundwork",
+            "region": "us-east-1",
+            "environment": "staging",
+        },
         "costs": {
             "currency": "USD",
             "total_monthly": round(sum(components.values()), 2),
-            "components": [{"name": n, "monthly": m, "resources": []}
-                           for n, m in components.items()],
-            "not_priced": [{"type": t, "name": n, "component": "x", "reason": "r"}
-                           for t, n in not_priced],
+            "components": [
+                {"name": n, "monthly": m, "resources": []} for n, m in components.items()
+            ],
+            "not_priced": [
+                {"type": t, "name": n, "component": "x", "reason": "r"} for t, n in not_priced
+            ],
         },
     }
 
@@ -40,10 +52,10 @@ def cost_diff(*args: str) -> Any:
 
 
 def test_markdown_table_per_component_and_total(tmp_path: Path) -> None:
-    base = write(tmp_path, "base.json", plan_doc("staging", {"db": 100.0, "net": 40.0,
-                                                              "old": 5.0}))
-    head = write(tmp_path, "head.json", plan_doc("staging", {"db": 150.0, "net": 40.0,
-                                                              "waf": 27.5}))
+    base = write(tmp_path, "base.json", plan_doc("staging", {"db": 100.0, "net": 40.0, "old": 5.0}))
+    head = write(
+        tmp_path, "head.json", plan_doc("staging", {"db": 150.0, "net": 40.0, "waf": 27.5})
+    )
     result = cost_diff(str(base), str(head))
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines()[:9] == [
@@ -61,8 +73,11 @@ def test_markdown_table_per_component_and_total(tmp_path: Path) -> None:
 
 def test_not_priced_resources_are_called_out(tmp_path: Path) -> None:
     base = write(tmp_path, "base.json", plan_doc("staging", {"db": 1.0}))
-    head = write(tmp_path, "head.json", plan_doc("staging", {"db": 1.0},
-                                                 [("aws:sagemaker/endpoint:Endpoint", "ml")]))
+    head = write(
+        tmp_path,
+        "head.json",
+        plan_doc("staging", {"db": 1.0}, [("aws:sagemaker/endpoint:Endpoint", "ml")]),
+    )
     out = cost_diff(str(base), str(head)).stdout
     assert "1 resource(s) in head are not priced" in out
     assert "- newly not priced: `aws:sagemaker/endpoint:Endpoint` ml" in out
@@ -79,9 +94,14 @@ def test_real_plans_diff_staging_against_production(tmp_path: Path, monkeypatch)
         class Db(pulumi.ComponentResource):
             def __init__(self) -> None:
                 super().__init__("groundwork:test:Db", "db")
-                aws.rds.Instance("db-postgres", instance_class="db.m7g.large", engine="postgres",
-                                 allocated_storage=100, multi_az=multi_az,
-                                 opts=pulumi.ResourceOptions(parent=self))
+                aws.rds.Instance(
+                    "db-postgres",
+                    instance_class="db.m7g.large",
+                    engine="postgres",
+                    allocated_storage=100,
+                    multi_az=multi_az,
+                    opts=pulumi.ResourceOptions(parent=self),
+                )
                 self.register_outputs({})
 
         Db()

@@ -30,8 +30,13 @@ class _Data(pulumi.ComponentResource):
     def __init__(self, name: str) -> None:
         super().__init__("groundwork:test:Data", name)
         opts = pulumi.ResourceOptions(parent=self)
-        aws.rds.Instance(f"{name}-db", instance_class="db.t4g.micro", engine="postgres",
-                         allocated_storage=20, opts=opts)
+        aws.rds.Instance(
+            f"{name}-db",
+            instance_class="db.t4g.micro",
+            engine="postgres",
+            allocated_storage=20,
+            opts=opts,
+        )
         aws.ec2.NatGateway(f"{name}-nat", subnet_id="subnet-1", opts=opts)
         aws.iam.Role(f"{name}-role", assume_role_policy="{}", opts=opts)
         self.register_outputs({})
@@ -56,12 +61,21 @@ def runner_returning(*verdicts: Verdict):
     return run
 
 
-MANDATORY = Verdict(rule="aws-rds-instance-multi-az", enforcement="mandatory", severity="high",
-                    resource="urn:pulumi:staging::groundwork::aws:rds/instance:Instance::data-db",
-                    message="RDS instance data-db is single-AZ.",
-                    remediation="Set multi_az=True.")
-ADVISORY = Verdict(rule="aws-sns-topic-encrypted", enforcement="advisory", severity="medium",
-                   resource="urn:x::topic", message="not encrypted")
+MANDATORY = Verdict(
+    rule="aws-rds-instance-multi-az",
+    enforcement="mandatory",
+    severity="high",
+    resource="urn:pulumi:staging::groundwork::aws:rds/instance:Instance::data-db",
+    message="RDS instance data-db is single-AZ.",
+    remediation="Set multi_az=True.",
+)
+ADVISORY = Verdict(
+    rule="aws-sns-topic-encrypted",
+    enforcement="advisory",
+    severity="medium",
+    resource="urn:x::topic",
+    message="not encrypted",
+)
 
 
 def invoke(*args: str) -> Any:
@@ -90,9 +104,13 @@ def test_mandatory_violation_exits_1_in_json_mode_too(tiny, monkeypatch) -> None
     assert data["exit_code"] == 1
     assert data["verdicts"]["mandatory_failures"] == 1
     assert data["verdicts"]["items"][0] == {
-        "rule": "aws-rds-instance-multi-az", "enforcement": "mandatory", "severity": "high",
-        "resource": MANDATORY.resource, "message": MANDATORY.message,
-        "remediation": "Set multi_az=True."}
+        "rule": "aws-rds-instance-multi-az",
+        "enforcement": "mandatory",
+        "severity": "high",
+        "resource": MANDATORY.resource,
+        "message": MANDATORY.message,
+        "remediation": "Set multi_az=True.",
+    }
 
 
 def test_advisory_only_passes(tiny, monkeypatch) -> None:
@@ -148,12 +166,24 @@ def test_json_is_deterministic_and_matches_the_schema(tiny, monkeypatch) -> None
     assert first == second
     data = json.loads(first)
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
-    assert sorted(data) == ["config", "costs", "exit_code", "inventory", "kind", "notes",
-                            "schema_version", "stack", "verdicts"]
+    assert sorted(data) == [
+        "config",
+        "costs",
+        "exit_code",
+        "inventory",
+        "kind",
+        "notes",
+        "schema_version",
+        "stack",
+        "verdicts",
+    ]
     assert data["inventory"]["by_component"] == {"data": 3}
     component = next(c for c in data["costs"]["components"] if c["name"] == "data")
     assert {r["name"]: r["status"] for r in component["resources"]} == {
-        "data-db": "priced", "data-nat": "priced", "data-role": "free"}
+        "data-db": "priced",
+        "data-nat": "priced",
+        "data-role": "free",
+    }
     assert data["config"]["groundwork:environment"] == "staging"
 
 
@@ -173,8 +203,9 @@ def test_set_overrides_reach_the_program(tiny, monkeypatch) -> None:
         tiny_program()
 
     monkeypatch.setattr("stacks.program", program)
-    result = invoke("plan", "staging", "--set", "nat=one-per-az", "--set", "aws:region=us-east-1",
-                    "--json")
+    result = invoke(
+        "plan", "staging", "--set", "nat=one-per-az", "--set", "aws:region=us-east-1", "--json"
+    )
     assert result.exit_code in (0, 1)
     assert seen == {"nat": "one-per-az", "region": "us-east-1"}
 
@@ -237,8 +268,14 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path: Path) -> None
         (["plan", "nope"], "unknown stack 'nope'"),
         (["plan", "staging", "--set", "dbMultiAz=perhaps"], "groundwork:dbMultiAz"),
     ):
-        proc = subprocess.run([str(GROUNDWORK), *args], capture_output=True, text=True,
-                              timeout=120, check=False, cwd=Path(__file__).parents[2])
+        proc = subprocess.run(
+            [str(GROUNDWORK), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=Path(__file__).parents[2],
+        )
         assert proc.returncode == 2, proc.stderr
         assert "Traceback" not in proc.stderr + proc.stdout
         assert proc.stderr.strip().count("\n") == 0, proc.stderr
@@ -248,8 +285,14 @@ def test_console_script_prints_one_line_and_no_traceback(tmp_path: Path) -> None
 def test_console_script_reports_broken_stack_yaml_with_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "Pulumi.yaml").write_text("name: groundwork\nruntime: python\n")
     (tmp_path / "Pulumi.staging.yaml").write_text("config:\n  aws:region: [us-east-1\n")
-    proc = subprocess.run([str(GROUNDWORK), "plan", "staging"], capture_output=True, text=True,
-                          timeout=120, check=False, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(GROUNDWORK), "plan", "staging"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: Pulumi.staging.yaml:")

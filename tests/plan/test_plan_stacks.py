@@ -40,9 +40,13 @@ def test_plan_output_matches_the_schema(cloud: str, stack: str) -> None:
     _, data = plan_json(cloud, stack)
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
     assert data["schema_version"] == 1
-    assert data["stack"] == {"name": stack, "project": "groundwork", "cloud": cloud,
-                             "region": "us-east-1" if cloud == "aws" else "europe-west1",
-                             "environment": stack}
+    assert data["stack"] == {
+        "name": stack,
+        "project": "groundwork",
+        "cloud": cloud,
+        "region": "us-east-1" if cloud == "aws" else "europe-west1",
+        "environment": stack,
+    }
 
 
 @pytest.mark.parametrize(("cloud", "stack"), STACKS)
@@ -63,7 +67,8 @@ def test_totals_within_expected_range_and_consistent(cloud: str, stack: str) -> 
     assert sum(c["monthly"] for c in components) == pytest.approx(total, abs=0.05)
     for component in components:
         assert sum(r["monthly"] for r in component["resources"]) == pytest.approx(
-            component["monthly"], abs=0.05)
+            component["monthly"], abs=0.05
+        )
     # Costs are spread over several components, not lumped in one.
     assert sum(1 for c in components if c["monthly"] > 0) >= 5
 
@@ -155,8 +160,9 @@ def test_breaking_a_rule_with_set_fails_the_plan() -> None:
     assert broken and broken[0]["enforcement"] == "mandatory"
     assert broken[0]["resource"].endswith("groundwork-production-db-postgres")
     # And the cost follows the override: a single-AZ database is cheaper.
-    assert data["costs"]["total_monthly"] < plan_json("aws", "production")[1]["costs"][
-        "total_monthly"]
+    assert (
+        data["costs"]["total_monthly"] < plan_json("aws", "production")[1]["costs"]["total_monthly"]
+    )
 
 
 def test_human_output_shows_tree_verdicts_and_costs() -> None:

@@ -95,8 +95,9 @@ def test_components_are_not_priced_themselves(graph):
 
 
 def test_missing_instance_class_is_not_priced_with_the_class_named(graph):
-    graph.add("aws:rds/instance:Instance", "db", {"instanceClass": "db.x9.huge",
-                                                   "engine": "postgres"})
+    graph.add(
+        "aws:rds/instance:Instance", "db", {"instanceClass": "db.x9.huge", "engine": "postgres"}
+    )
     cost = only(graph.price())
     assert cost.status is CostStatus.NOT_PRICED
     assert "db.x9.huge" in cost.note
@@ -109,16 +110,22 @@ def test_nat_gateway_hours_plus_assumed_gb(graph, aws_prices, usage):
     graph.add("aws:ec2/natGateway:NatGateway", "nat")
     for tier in ("staging", "production"):
         nat = aws_prices["nat_gateway"]
-        expected = H * nat["hourly"] + usage(tier)["nat_gb_processed_per_gateway"] * nat[
-            "per_gb_processed"]
+        expected = (
+            H * nat["hourly"]
+            + usage(tier)["nat_gb_processed_per_gateway"] * nat["per_gb_processed"]
+        )
         assert only(graph.price(tier=tier)).monthly == pytest.approx(expected)
 
 
 def test_alb_hours_lcu_and_public_ipv4_per_az(graph, aws_prices, usage):
-    graph.add("aws:lb/loadBalancer:LoadBalancer", "alb",
-              {"loadBalancerType": "application", "subnets": ["a", "b", "c"]})
-    graph.add("aws:lb/loadBalancer:LoadBalancer", "internal", {"internal": True,
-                                                               "subnets": ["a", "b"]})
+    graph.add(
+        "aws:lb/loadBalancer:LoadBalancer",
+        "alb",
+        {"loadBalancerType": "application", "subnets": ["a", "b", "c"]},
+    )
+    graph.add(
+        "aws:lb/loadBalancer:LoadBalancer", "internal", {"internal": True, "subnets": ["a", "b"]}
+    )
     report = graph.price()
     public, internal = report.resources
     alb = aws_prices["alb"]
@@ -133,15 +140,19 @@ def test_network_load_balancer_is_not_priced(graph):
 
 
 def test_interface_endpoints_per_az_gateway_endpoints_free(graph, aws_prices, usage):
-    graph.add("aws:ec2/vpcEndpoint:VpcEndpoint", "ecr",
-              {"vpcEndpointType": "Interface", "subnetIds": ["a", "b", "c"]})
+    graph.add(
+        "aws:ec2/vpcEndpoint:VpcEndpoint",
+        "ecr",
+        {"vpcEndpointType": "Interface", "subnetIds": ["a", "b", "c"]},
+    )
     graph.add("aws:ec2/vpcEndpoint:VpcEndpoint", "s3", {"vpcEndpointType": "Gateway"})
     graph.add("aws:ec2/vpcEndpoint:VpcEndpoint", "nosubnets", {"vpcEndpointType": "Interface"})
     interface, gateway, unknown = graph.price().resources
     ep = aws_prices["vpc_interface_endpoint"]
     assert interface.monthly == pytest.approx(
         3 * H * ep["hourly_per_az"]
-        + usage("staging")["interface_endpoint_gb_per_endpoint"] * ep["per_gb_processed"])
+        + usage("staging")["interface_endpoint_gb_per_endpoint"] * ep["per_gb_processed"]
+    )
     assert gateway.status is CostStatus.FREE
     assert unknown.status is CostStatus.NOT_PRICED
 
@@ -158,37 +169,53 @@ def _task_def(graph, name, cpu, memory, arch=None):
     inputs = {"cpu": str(cpu), "memory": str(memory), "family": name}
     if arch:
         inputs["runtimePlatform"] = {"cpuArchitecture": arch, "operatingSystemFamily": "LINUX"}
-    return graph.add("aws:ecs/taskDefinition:TaskDefinition", name, inputs,
-                     state={"arn": f"arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:1"})
+    return graph.add(
+        "aws:ecs/taskDefinition:TaskDefinition",
+        name,
+        inputs,
+        state={"arn": f"arn:aws:ecs:us-east-1:123456789012:task-definition/{name}:1"},
+    )
 
 
 def test_fargate_service_uses_desired_count_and_task_size(graph, aws_prices):
     td = _task_def(graph, "api", 1024, 2048)
-    graph.add("aws:ecs/service:Service", "api-svc",
-              {"desiredCount": 3, "launchType": "FARGATE", "taskDefinition": td.state["arn"]})
+    graph.add(
+        "aws:ecs/service:Service",
+        "api-svc",
+        {"desiredCount": 3, "launchType": "FARGATE", "taskDefinition": td.state["arn"]},
+    )
     service = graph.price().resources[1]
     rates = aws_prices["fargate"]["x86_64"]
-    assert service.monthly == pytest.approx(3 * H * (1 * rates["vcpu_hourly"]
-                                                     + 2 * rates["gb_hourly"]))
+    assert service.monthly == pytest.approx(
+        3 * H * (1 * rates["vcpu_hourly"] + 2 * rates["gb_hourly"])
+    )
 
 
 def test_fargate_arm64_rates(graph, aws_prices):
     td = _task_def(graph, "api", 512, 1024, arch="ARM64")
-    graph.add("aws:ecs/service:Service", "svc", {"desiredCount": 1,
-                                                 "taskDefinition": td.state["arn"]})
+    graph.add(
+        "aws:ecs/service:Service", "svc", {"desiredCount": 1, "taskDefinition": td.state["arn"]}
+    )
     rates = aws_prices["fargate"]["arm64"]
     assert graph.price().resources[1].monthly == pytest.approx(
-        H * (0.5 * rates["vcpu_hourly"] + 1 * rates["gb_hourly"]))
+        H * (0.5 * rates["vcpu_hourly"] + 1 * rates["gb_hourly"])
+    )
 
 
 def test_fargate_spot_split_honours_base_then_weight(graph, aws_prices):
     td = _task_def(graph, "worker", 1024, 2048)
-    graph.add("aws:ecs/service:Service", "worker", {
-        "desiredCount": 5, "taskDefinition": td.state["arn"],
-        "capacityProviderStrategies": [
-            {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
-            {"capacityProvider": "FARGATE_SPOT", "weight": 3},
-        ]})
+    graph.add(
+        "aws:ecs/service:Service",
+        "worker",
+        {
+            "desiredCount": 5,
+            "taskDefinition": td.state["arn"],
+            "capacityProviderStrategies": [
+                {"capacityProvider": "FARGATE", "base": 1, "weight": 1},
+                {"capacityProvider": "FARGATE_SPOT", "weight": 3},
+            ],
+        },
+    )
     service = graph.price().resources[1]
     on_demand, spot = aws_prices["fargate"]["x86_64"], aws_prices["fargate"]["spot_x86_64"]
     # base 1 on FARGATE, the other 4 split 1:3.
@@ -199,8 +226,9 @@ def test_fargate_spot_split_honours_base_then_weight(graph, aws_prices):
 
 def test_fargate_service_with_zero_tasks_is_free_and_unknown_task_def_not_priced(graph):
     graph.add("aws:ecs/service:Service", "idle", {"desiredCount": 0})
-    graph.add("aws:ecs/service:Service", "orphan", {"desiredCount": 1,
-                                                    "taskDefinition": "arn:missing"})
+    graph.add(
+        "aws:ecs/service:Service", "orphan", {"desiredCount": 1, "taskDefinition": "arn:missing"}
+    )
     idle, orphan = graph.price().resources
     assert idle.status is CostStatus.FREE
     assert orphan.status is CostStatus.NOT_PRICED
@@ -209,9 +237,15 @@ def test_fargate_service_with_zero_tasks_is_free_and_unknown_task_def_not_priced
 
 def test_ec2_capacity_provider_is_not_priced(graph):
     td = _task_def(graph, "x", 256, 512)
-    graph.add("aws:ecs/service:Service", "svc", {
-        "desiredCount": 1, "taskDefinition": td.state["arn"],
-        "capacityProviderStrategies": [{"capacityProvider": "my-asg", "weight": 1}]})
+    graph.add(
+        "aws:ecs/service:Service",
+        "svc",
+        {
+            "desiredCount": 1,
+            "taskDefinition": td.state["arn"],
+            "capacityProviderStrategies": [{"capacityProvider": "my-asg", "weight": 1}],
+        },
+    )
     assert graph.price().resources[1].status is CostStatus.NOT_PRICED
 
 
@@ -219,69 +253,111 @@ def test_ec2_capacity_provider_is_not_priced(graph):
 
 
 def test_rds_multi_az_doubles_instance_and_storage(graph, aws_prices, usage):
-    common = {"engine": "postgres", "instanceClass": "db.m7g.large", "allocatedStorage": 100,
-              "storageType": "gp3", "backupRetentionPeriod": 30}
+    common = {
+        "engine": "postgres",
+        "instanceClass": "db.m7g.large",
+        "allocatedStorage": 100,
+        "storageType": "gp3",
+        "backupRetentionPeriod": 30,
+    }
     graph.add("aws:rds/instance:Instance", "single", {**common, "multiAz": False})
     graph.add("aws:rds/instance:Instance", "multi", {**common, "multiAz": True})
     single, multi = graph.price(tier="production").resources
     rds = aws_prices["rds_postgres"]
     instance = H * rds["instance_hourly"]["db.m7g.large"]
     storage = 100 * rds["storage_gb_month"]["gp3"]
-    backup = 100 * 30 * usage("production")["db_backup_daily_change_fraction"] * rds[
-        "backup_gb_month"]
+    backup = (
+        100 * 30 * usage("production")["db_backup_daily_change_fraction"] * rds["backup_gb_month"]
+    )
     assert single.monthly == pytest.approx(instance + storage + backup)
     assert multi.monthly == pytest.approx(2 * instance + 2 * storage + backup)
 
 
 def test_rds_proxy_priced_per_vcpu_of_its_instance_with_minimum(graph, aws_prices):
-    graph.add("aws:rds/instance:Instance", "db", {"engine": "postgres",
-                                                  "instanceClass": "db.m7g.xlarge",
-                                                  "identifier": "app-db"})
-    graph.add("aws:rds/instance:Instance", "replica", {"instanceClass": "db.t4g.micro",
-                                                       "replicateSourceDb": "app-db"})
+    graph.add(
+        "aws:rds/instance:Instance",
+        "db",
+        {"engine": "postgres", "instanceClass": "db.m7g.xlarge", "identifier": "app-db"},
+    )
+    graph.add(
+        "aws:rds/instance:Instance",
+        "replica",
+        {"instanceClass": "db.t4g.micro", "replicateSourceDb": "app-db"},
+    )
     graph.add("aws:rds/proxy:Proxy", "proxy", {"name": "app-proxy"})
-    graph.add("aws:rds/proxyTarget:ProxyTarget", "target",
-              {"dbProxyName": "app-proxy", "dbInstanceIdentifier": "app-db"})
+    graph.add(
+        "aws:rds/proxyTarget:ProxyTarget",
+        "target",
+        {"dbProxyName": "app-proxy", "dbInstanceIdentifier": "app-db"},
+    )
     proxy = next(c for c in graph.price().resources if c.name == "proxy")
     assert proxy.monthly == pytest.approx(4 * H * aws_prices["rds_postgres"]["proxy_vcpu_hourly"])
 
 
 def test_rds_proxy_minimum_two_vcpus(graph, aws_prices):
-    graph.add("aws:rds/instance:Instance", "db", {"engine": "postgres",
-                                                  "instanceClass": "db.t4g.micro"})
+    graph.add(
+        "aws:rds/instance:Instance", "db", {"engine": "postgres", "instanceClass": "db.t4g.micro"}
+    )
     graph.add("aws:rds/proxy:Proxy", "proxy")
     proxy = graph.price().resources[1]
     assert proxy.monthly == pytest.approx(2 * H * aws_prices["rds_postgres"]["proxy_vcpu_hourly"])
 
 
 def test_elasticache_nodes_and_valkey_discount(graph, aws_prices):
-    graph.add("aws:elasticache/replicationGroup:ReplicationGroup", "redis",
-              {"nodeType": "cache.m7g.large", "numCacheClusters": 2, "engine": "redis"})
-    graph.add("aws:elasticache/replicationGroup:ReplicationGroup", "valkey",
-              {"nodeType": "cache.m7g.large", "numCacheClusters": 2, "engine": "valkey"})
-    graph.add("aws:elasticache/replicationGroup:ReplicationGroup", "sharded",
-              {"nodeType": "cache.m7g.large", "numNodeGroups": 2, "replicasPerNodeGroup": 1})
+    graph.add(
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "redis",
+        {"nodeType": "cache.m7g.large", "numCacheClusters": 2, "engine": "redis"},
+    )
+    graph.add(
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "valkey",
+        {"nodeType": "cache.m7g.large", "numCacheClusters": 2, "engine": "valkey"},
+    )
+    graph.add(
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+        "sharded",
+        {"nodeType": "cache.m7g.large", "numNodeGroups": 2, "replicasPerNodeGroup": 1},
+    )
     redis, valkey, sharded = graph.price().resources
     node = aws_prices["elasticache"]["node_hourly"]["cache.m7g.large"]
     assert redis.monthly == pytest.approx(2 * H * node)
     assert valkey.monthly == pytest.approx(
-        2 * H * node * (1 - aws_prices["elasticache"]["valkey_discount"]))
+        2 * H * node * (1 - aws_prices["elasticache"]["valkey_discount"])
+    )
     assert sharded.monthly == pytest.approx(4 * H * node)
 
 
 def test_amazon_mq_cluster_is_three_nodes(graph, aws_prices):
-    graph.add("aws:mq/broker:Broker", "single", {"engineType": "RabbitMQ",
-                                                 "hostInstanceType": "mq.m5.large",
-                                                 "deploymentMode": "SINGLE_INSTANCE"})
-    graph.add("aws:mq/broker:Broker", "cluster", {"engineType": "RabbitMQ",
-                                                  "hostInstanceType": "mq.m5.large",
-                                                  "deploymentMode": "CLUSTER_MULTI_AZ"})
-    graph.add("aws:mq/broker:Broker", "activemq", {"engineType": "ActiveMQ",
-                                                   "hostInstanceType": "mq.m5.large"})
+    graph.add(
+        "aws:mq/broker:Broker",
+        "single",
+        {
+            "engineType": "RabbitMQ",
+            "hostInstanceType": "mq.m5.large",
+            "deploymentMode": "SINGLE_INSTANCE",
+        },
+    )
+    graph.add(
+        "aws:mq/broker:Broker",
+        "cluster",
+        {
+            "engineType": "RabbitMQ",
+            "hostInstanceType": "mq.m5.large",
+            "deploymentMode": "CLUSTER_MULTI_AZ",
+        },
+    )
+    graph.add(
+        "aws:mq/broker:Broker",
+        "activemq",
+        {"engineType": "ActiveMQ", "hostInstanceType": "mq.m5.large"},
+    )
     single, cluster, activemq = graph.price().resources
     mq = aws_prices["amazon_mq_rabbitmq"]
-    per_node = H * mq["node_hourly"]["mq.m5.large"] + mq["storage_gb_per_node"]["mq.m5"] * mq[
-        "storage_gb_month"]
+    per_node = (
+        H * mq["node_hourly"]["mq.m5.large"]
+        + mq["storage_gb_per_node"]["mq.m5"] * mq["storage_gb_month"]
+    )
     assert single.monthly == pytest.approx(per_node)
     assert cluster.monthly == pytest.approx(3 * per_node)
     assert activemq.status is CostStatus.NOT_PRICED
@@ -297,19 +373,30 @@ def test_log_group_ingestion_and_retention_storage(graph, aws_prices, usage):
     short, long, forever = graph.price().resources
     cw = aws_prices["cloudwatch"]
     gb = usage("staging")["log_ingestion_gb_per_group"]
-    assert short.monthly == pytest.approx(gb * cw["logs_ingestion_gb"]
-                                          + gb * 1 * cw["logs_storage_gb_month"])
-    assert long.monthly == pytest.approx(gb * cw["logs_ingestion_gb"]
-                                         + gb * 365 / 30 * cw["logs_storage_gb_month"])
-    assert forever.monthly == pytest.approx(gb * cw["logs_ingestion_gb"]
-                                            + gb * 12 * cw["logs_storage_gb_month"])
+    assert short.monthly == pytest.approx(
+        gb * cw["logs_ingestion_gb"] + gb * 1 * cw["logs_storage_gb_month"]
+    )
+    assert long.monthly == pytest.approx(
+        gb * cw["logs_ingestion_gb"] + gb * 365 / 30 * cw["logs_storage_gb_month"]
+    )
+    assert forever.monthly == pytest.approx(
+        gb * cw["logs_ingestion_gb"] + gb * 12 * cw["logs_storage_gb_month"]
+    )
 
 
 def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage):
     graph.add("aws:cloudwatch/metricAlarm:MetricAlarm", "simple", {"metricName": "CPU"})
-    graph.add("aws:cloudwatch/metricAlarm:MetricAlarm", "math", {"metricQueries": [
-        {"id": "a", "metric": {"metricName": "5xx"}}, {"id": "b", "metric": {"metricName": "n"}},
-        {"id": "e", "expression": "a/b"}]})
+    graph.add(
+        "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "math",
+        {
+            "metricQueries": [
+                {"id": "a", "metric": {"metricName": "5xx"}},
+                {"id": "b", "metric": {"metricName": "n"}},
+                {"id": "e", "expression": "a/b"},
+            ]
+        },
+    )
     graph.add("aws:cloudwatch/dashboard:Dashboard", "dash")
     graph.add("aws:secretsmanager/secret:Secret", "secret")
     graph.add("aws:kms/key:Key", "key")
@@ -324,16 +411,22 @@ def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage
     assert got["dash"] == pytest.approx(p["cloudwatch"]["dashboard_month"])
     assert got["secret"] == pytest.approx(
         p["secrets_manager"]["secret_month"]
-        + u["secrets_api_calls_per_secret"] / 1e4 * p["secrets_manager"]["per_10k_api_calls"])
+        + u["secrets_api_calls_per_secret"] / 1e4 * p["secrets_manager"]["per_10k_api_calls"]
+    )
     assert got["key"] == pytest.approx(
-        p["kms"]["key_month"] + u["kms_requests_per_key"] / 1e4 * p["kms"]["per_10k_requests"])
-    assert got["waf"] == pytest.approx(p["waf"]["web_acl_month"] + 2 * p["waf"]["rule_month"]
-                                       + u["waf_million_requests"]
-                                       * p["waf"]["per_million_requests"])
-    assert got["logs"] == pytest.approx(u["s3_log_storage_gb_per_bucket"]
-                                        * p["s3"]["standard_gb_month"])
-    assert got["repo"] == pytest.approx(u["ecr_storage_gb_per_repository"]
-                                        * p["ecr"]["storage_gb_month"])
+        p["kms"]["key_month"] + u["kms_requests_per_key"] / 1e4 * p["kms"]["per_10k_requests"]
+    )
+    assert got["waf"] == pytest.approx(
+        p["waf"]["web_acl_month"]
+        + 2 * p["waf"]["rule_month"]
+        + u["waf_million_requests"] * p["waf"]["per_million_requests"]
+    )
+    assert got["logs"] == pytest.approx(
+        u["s3_log_storage_gb_per_bucket"] * p["s3"]["standard_gb_month"]
+    )
+    assert got["repo"] == pytest.approx(
+        u["ecr_storage_gb_per_repository"] * p["ecr"]["storage_gb_month"]
+    )
 
 
 # ---------------------------------------------------------------- GCP
@@ -343,9 +436,13 @@ def _run_service(min_instances, cpu_idle, cpu="1", memory="512Mi"):
     resources = {"limits": {"cpu": cpu, "memory": memory}}
     if cpu_idle is not None:
         resources["cpuIdle"] = cpu_idle
-    return {"location": "europe-west1",
-            "template": {"scaling": {"minInstanceCount": min_instances},
-                         "containers": [{"image": "x", "resources": resources}]}}
+    return {
+        "location": "europe-west1",
+        "template": {
+            "scaling": {"minInstanceCount": min_instances},
+            "containers": [{"image": "x", "resources": resources}],
+        },
+    }
 
 
 def test_cloud_run_always_on_min_instances_instance_based(graph, gcp_prices, usage):
@@ -353,8 +450,9 @@ def test_cloud_run_always_on_min_instances_instance_based(graph, gcp_prices, usa
     cost = only(graph.price(cloud="gcp"))
     rates = gcp_prices["cloud_run"]["instance_based"]
     burst = usage("staging")["cloud_run_burst_instance_hours_per_service"] * 3600
-    assert cost.monthly == pytest.approx((2 * S + burst) * (rates["vcpu_second"]
-                                                            + rates["gib_second"]))
+    assert cost.monthly == pytest.approx(
+        (2 * S + burst) * (rates["vcpu_second"] + rates["gib_second"])
+    )
     assert not any("requests" in i.description for i in cost.items)
 
 
@@ -366,43 +464,67 @@ def test_cloud_run_request_based_idle_min_instances_and_requests(graph, gcp_pric
     u = usage("staging")
     burst = u["cloud_run_burst_instance_hours_per_service"] * 3600
     requests = u["cloud_run_million_requests_per_service"] * run["per_million_requests"]
-    active = burst * (run["request_based"]["vcpu_second"] + 0.5 * run["request_based"]["gib_second"])
-    idle = S * (run["idle_min_instance"]["vcpu_second"] + 0.5 * run["idle_min_instance"]["gib_second"])
+    active = burst * (
+        run["request_based"]["vcpu_second"] + 0.5 * run["request_based"]["gib_second"]
+    )
+    idle = S * (
+        run["idle_min_instance"]["vcpu_second"] + 0.5 * run["idle_min_instance"]["gib_second"]
+    )
     assert api.monthly == pytest.approx(idle + requests + active)
     assert zero.monthly == pytest.approx(requests + active)
     assert api.monthly > zero.monthly
 
 
 def test_cloud_sql_custom_tier_regional_doubles(graph, gcp_prices, usage):
-    settings = {"tier": "db-custom-2-7680", "diskSize": 100, "diskType": "PD_SSD",
-                "backupConfiguration": {"enabled": True,
-                                        "backupRetentionSettings": {"retainedBackups": 30}}}
-    graph.add("gcp:sql/databaseInstance:DatabaseInstance", "zonal",
-              {"databaseVersion": "POSTGRES_16", "settings": {**settings,
-                                                              "availabilityType": "ZONAL"}})
-    graph.add("gcp:sql/databaseInstance:DatabaseInstance", "regional",
-              {"databaseVersion": "POSTGRES_16", "settings": {**settings,
-                                                              "availabilityType": "REGIONAL"}})
+    settings = {
+        "tier": "db-custom-2-7680",
+        "diskSize": 100,
+        "diskType": "PD_SSD",
+        "backupConfiguration": {
+            "enabled": True,
+            "backupRetentionSettings": {"retainedBackups": 30},
+        },
+    }
+    graph.add(
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        "zonal",
+        {"databaseVersion": "POSTGRES_16", "settings": {**settings, "availabilityType": "ZONAL"}},
+    )
+    graph.add(
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        "regional",
+        {
+            "databaseVersion": "POSTGRES_16",
+            "settings": {**settings, "availabilityType": "REGIONAL"},
+        },
+    )
     zonal, regional = graph.price(cloud="gcp", tier="production").resources
     sql = gcp_prices["cloud_sql_postgres"]
     compute = H * (2 * sql["vcpu_hourly"] + 7.5 * sql["memory_gb_hourly"])
     storage = 100 * sql["storage_gb_month"]["PD_SSD"]
-    backup = 100 * 30 * usage("production")["db_backup_daily_change_fraction"] * sql[
-        "backup_gb_month"]
+    backup = (
+        100 * 30 * usage("production")["db_backup_daily_change_fraction"] * sql["backup_gb_month"]
+    )
     assert zonal.monthly == pytest.approx(compute + storage + backup)
     assert regional.monthly == pytest.approx(2 * compute + 2 * storage + backup)
 
 
 def test_cloud_sql_shared_core_and_unknown_tier(graph, gcp_prices):
-    graph.add("gcp:sql/databaseInstance:DatabaseInstance", "micro",
-              {"databaseVersion": "POSTGRES_16", "settings": {"tier": "db-f1-micro",
-                                                              "diskSize": 10}})
-    graph.add("gcp:sql/databaseInstance:DatabaseInstance", "odd",
-              {"databaseVersion": "POSTGRES_16", "settings": {"tier": "db-n1-standard-1"}})
+    graph.add(
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        "micro",
+        {"databaseVersion": "POSTGRES_16", "settings": {"tier": "db-f1-micro", "diskSize": 10}},
+    )
+    graph.add(
+        "gcp:sql/databaseInstance:DatabaseInstance",
+        "odd",
+        {"databaseVersion": "POSTGRES_16", "settings": {"tier": "db-n1-standard-1"}},
+    )
     micro, odd = graph.price(cloud="gcp").resources
     sql = gcp_prices["cloud_sql_postgres"]
-    assert micro.monthly == pytest.approx(H * sql["shared_core_hourly"]["db-f1-micro"]
-                                          + 10 * sql["storage_gb_month"]["PD_SSD"])
+    assert micro.monthly == pytest.approx(
+        H * sql["shared_core_hourly"]["db-f1-micro"] + 10 * sql["storage_gb_month"]["PD_SSD"]
+    )
     assert odd.status is CostStatus.NOT_PRICED
 
 
@@ -418,96 +540,139 @@ def test_memorystore_capacity_bands(graph, gcp_prices):
 def test_pubsub_secret_versions_registry_armor(graph, gcp_prices, usage):
     graph.add("gcp:pubsub/topic:Topic", "jobs")
     graph.add("gcp:pubsub/subscription:Subscription", "push")
-    graph.add("gcp:secretmanager/secret:Secret", "db-password",
-              {"secretId": "db-password", "replication": {"userManaged": {"replicas": [
-                  {"location": "europe-west1"}, {"location": "europe-west4"}]}}},
-              state={"id": "projects/p/secrets/db-password"})
-    graph.add("gcp:secretmanager/secret:Secret", "auto", {"secretId": "auto",
-                                                         "replication": {"auto": {}}},
-              state={"id": "projects/p/secrets/auto"})
-    graph.add("gcp:secretmanager/secretVersion:SecretVersion", "db-password-v",
-              {"secret": "projects/p/secrets/db-password"})
-    graph.add("gcp:secretmanager/secretVersion:SecretVersion", "auto-v",
-              {"secret": "projects/p/secrets/auto"})
+    graph.add(
+        "gcp:secretmanager/secret:Secret",
+        "db-password",
+        {
+            "secretId": "db-password",
+            "replication": {
+                "userManaged": {
+                    "replicas": [{"location": "europe-west1"}, {"location": "europe-west4"}]
+                }
+            },
+        },
+        state={"id": "projects/p/secrets/db-password"},
+    )
+    graph.add(
+        "gcp:secretmanager/secret:Secret",
+        "auto",
+        {"secretId": "auto", "replication": {"auto": {}}},
+        state={"id": "projects/p/secrets/auto"},
+    )
+    graph.add(
+        "gcp:secretmanager/secretVersion:SecretVersion",
+        "db-password-v",
+        {"secret": "projects/p/secrets/db-password"},
+    )
+    graph.add(
+        "gcp:secretmanager/secretVersion:SecretVersion",
+        "auto-v",
+        {"secret": "projects/p/secrets/auto"},
+    )
     graph.add("gcp:artifactregistry/repository:Repository", "images")
-    graph.add("gcp:compute/securityPolicy:SecurityPolicy", "armor",
-              {"rules": [{"priority": 1}, {"priority": 2}, {"priority": 2147483647}]})
+    graph.add(
+        "gcp:compute/securityPolicy:SecurityPolicy",
+        "armor",
+        {"rules": [{"priority": 1}, {"priority": 2}, {"priority": 2147483647}]},
+    )
     got = {c.name: c for c in graph.price(cloud="gcp").resources}
     u, p = usage("staging"), gcp_prices
-    assert got["jobs"].monthly == pytest.approx(u["pubsub_gib_per_topic"] / 1024
-                                                * p["pubsub"]["per_tib_throughput"])
-    assert got["push"].monthly == pytest.approx(u["pubsub_gib_per_subscription"] / 1024
-                                                * p["pubsub"]["per_tib_throughput"])
+    assert got["jobs"].monthly == pytest.approx(
+        u["pubsub_gib_per_topic"] / 1024 * p["pubsub"]["per_tib_throughput"]
+    )
+    assert got["push"].monthly == pytest.approx(
+        u["pubsub_gib_per_subscription"] / 1024 * p["pubsub"]["per_tib_throughput"]
+    )
     access = u["secret_accesses_per_version"] / 1e4 * p["secret_manager"]["per_10k_access"]
     version = p["secret_manager"]["active_version_location_month"]
     assert got["db-password-v"].monthly == pytest.approx(2 * version + access)
     assert got["auto-v"].monthly == pytest.approx(version + access)
     assert got["db-password"].status is CostStatus.FREE
-    assert got["images"].monthly == pytest.approx(u["artifact_registry_gb_per_repository"]
-                                                  * p["artifact_registry"]["storage_gb_month"])
+    assert got["images"].monthly == pytest.approx(
+        u["artifact_registry_gb_per_repository"] * p["artifact_registry"]["storage_gb_month"]
+    )
     armor = p["cloud_armor"]
-    assert got["armor"].monthly == pytest.approx(armor["policy_month"] + 3 * armor["rule_month"]
-                                                 + u["armor_million_requests"]
-                                                 * armor["per_million_requests"])
+    assert got["armor"].monthly == pytest.approx(
+        armor["policy_month"]
+        + 3 * armor["rule_month"]
+        + u["armor_million_requests"] * armor["per_million_requests"]
+    )
 
 
 def test_forwarding_rules_hourly_data_counted_once_on_https(graph, gcp_prices, usage):
-    graph.add("gcp:compute/globalForwardingRule:GlobalForwardingRule", "https",
-              {"portRange": "443"})
-    graph.add("gcp:compute/globalForwardingRule:GlobalForwardingRule", "http",
-              {"portRange": "80"})
+    graph.add(
+        "gcp:compute/globalForwardingRule:GlobalForwardingRule", "https", {"portRange": "443"}
+    )
+    graph.add("gcp:compute/globalForwardingRule:GlobalForwardingRule", "http", {"portRange": "80"})
     https, http = graph.price(cloud="gcp").resources
     lb = gcp_prices["load_balancing"]
     assert http.monthly == pytest.approx(H * lb["forwarding_rule_hourly"])
-    assert https.monthly == pytest.approx(H * lb["forwarding_rule_hourly"]
-                                          + usage("staging")["lb_gb_processed"]
-                                          * lb["per_gb_processed"])
+    assert https.monthly == pytest.approx(
+        H * lb["forwarding_rule_hourly"]
+        + usage("staging")["lb_gb_processed"] * lb["per_gb_processed"]
+    )
 
 
 def test_uptime_checks_share_the_per_project_free_allowance(graph, gcp_prices):
     # 60 s from 6 regions = 262,800 executions; four checks exceed the 1M allowance.
     for i in range(4):
-        graph.add("gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig", f"check-{i}",
-                  {"period": "60s"})
+        graph.add(
+            "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig", f"check-{i}", {"period": "60s"}
+        )
     report = graph.price(cloud="gcp")
     executions = 4 * S / 60 * 6
     billable = executions - gcp_prices["monitoring"]["uptime_free_executions_per_project"]
     assert report.total == pytest.approx(
-        billable / 1000 * gcp_prices["monitoring"]["uptime_per_1k_executions"])
+        billable / 1000 * gcp_prices["monitoring"]["uptime_per_1k_executions"]
+    )
     assert report.resources[0].monthly == pytest.approx(0)
     assert report.resources[3].monthly > 0
 
 
 def test_alert_policies_priced_per_condition(graph, gcp_prices):
-    graph.add("gcp:monitoring/alertPolicy:AlertPolicy", "pol",
-              {"conditions": [{"displayName": "a"}, {"displayName": "b"}]})
+    graph.add(
+        "gcp:monitoring/alertPolicy:AlertPolicy",
+        "pol",
+        {"conditions": [{"displayName": "a"}, {"displayName": "b"}]},
+    )
     assert only(graph.price(cloud="gcp")).monthly == pytest.approx(
-        2 * gcp_prices["monitoring"]["alert_condition_month"])
+        2 * gcp_prices["monitoring"]["alert_condition_month"]
+    )
 
 
 def test_cloud_nat_and_connector(graph, gcp_prices, usage):
     graph.add("gcp:compute/routerNat:RouterNat", "nat")
-    graph.add("gcp:vpcaccess/connector:Connector", "conn", {"minInstances": 2,
-                                                            "machineType": "e2-micro"})
+    graph.add(
+        "gcp:vpcaccess/connector:Connector", "conn", {"minInstances": 2, "machineType": "e2-micro"}
+    )
     nat, conn = graph.price(cloud="gcp").resources
     u, p = usage("staging"), gcp_prices
     assert nat.monthly == pytest.approx(
         H * u["cloud_nat_vm_equivalents"] * p["cloud_nat"]["gateway_vm_hourly"]
-        + u["cloud_nat_gb_processed"] * p["cloud_nat"]["per_gb_processed"])
+        + u["cloud_nat_gb_processed"] * p["cloud_nat"]["per_gb_processed"]
+    )
     assert conn.monthly == pytest.approx(
-        2 * H * p["vpc_access_connector"]["instance_hourly"]["e2-micro"])
+        2 * H * p["vpc_access_connector"]["instance_hourly"]["e2-micro"]
+    )
 
 
 def test_malformed_inputs_surface_as_not_priced(graph):
-    graph.add("gcp:cloudrunv2/service:Service", "bad",
-              {"template": {"containers": [{"resources": {"limits": {"memory": "lots"}}}]}})
+    graph.add(
+        "gcp:cloudrunv2/service:Service",
+        "bad",
+        {"template": {"containers": [{"resources": {"limits": {"memory": "lots"}}}]}},
+    )
     cost = only(graph.price(cloud="gcp"))
     assert cost.status is CostStatus.NOT_PRICED
     assert "lots" in cost.note
 
 
-SDK_PACKAGES = {"aws": "pulumi_aws", "gcp": "pulumi_gcp", "random": "pulumi_random",
-                "docker": "pulumi_docker"}
+SDK_PACKAGES = {
+    "aws": "pulumi_aws",
+    "gcp": "pulumi_gcp",
+    "random": "pulumi_random",
+    "docker": "pulumi_docker",
+}
 
 
 def test_every_type_token_in_the_table_and_rules_exists_in_the_installed_sdks(table):

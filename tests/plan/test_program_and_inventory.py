@@ -35,8 +35,9 @@ def project(tmp_path: Path) -> Path:
 
 
 def test_layers_in_pulumi_order_with_sources(project: Path) -> None:
-    config = load_stack_config("staging", root=project,
-                               overrides={"groundwork:nat": "one-per-az"}, cloud="aws")
+    config = load_stack_config(
+        "staging", root=project, overrides={"groundwork:nat": "one-per-az"}, cloud="aws"
+    )
     assert config.values["groundwork:cloud"] == "aws"
     assert config.sources["groundwork:cloud"] == "--cloud aws"
     # An unqualified project key lands in the project namespace.
@@ -60,8 +61,9 @@ def test_gcp_plan_gets_a_placeholder_project_only_when_unset(project: Path) -> N
     config = load_stack_config("staging", root=project, cloud="gcp")
     assert config.values["gcp:project"] == GCP_PROJECT_PLACEHOLDER
     assert any("gcp:project is not set" in note for note in config.notes)
-    config = load_stack_config("staging", root=project, cloud="gcp",
-                               overrides={"gcp:project": "acme-prod"})
+    config = load_stack_config(
+        "staging", root=project, cloud="gcp", overrides={"gcp:project": "acme-prod"}
+    )
     assert config.values["gcp:project"] == "acme-prod"
     assert config.notes == [n for n in config.notes if "gcp:project" not in n]
 
@@ -71,11 +73,14 @@ def test_unknown_stack_lists_the_known_ones(project: Path) -> None:
         load_stack_config("prod", root=project)
 
 
-@pytest.mark.parametrize(("pair", "message"), [
-    ("novalue", "expected key=value"),
-    ("=x", "expected key=value"),
-    ("a:b:c=1", "a key is 'name' or 'namespace:name'"),
-])
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("novalue", "expected key=value"),
+        ("=x", "expected key=value"),
+        ("a:b:c=1", "a key is 'name' or 'namespace:name'"),
+    ],
+)
 def test_parse_overrides_rejects_malformed_pairs(pair: str, message: str) -> None:
     with pytest.raises(PlanError, match=message):
         parse_overrides([pair])
@@ -83,7 +88,10 @@ def test_parse_overrides_rejects_malformed_pairs(pair: str, message: str) -> Non
 
 def test_parse_overrides_namespaces() -> None:
     assert parse_overrides(["nat=none", "aws:region=eu-west-1", "x=a=b"]) == {
-        "groundwork:nat": "none", "aws:region": "eu-west-1", "groundwork:x": "a=b"}
+        "groundwork:nat": "none",
+        "aws:region": "eu-west-1",
+        "groundwork:x": "a=b",
+    }
 
 
 def test_project_root_found_from_a_subdirectory(tmp_path: Path) -> None:
@@ -96,8 +104,11 @@ def test_repository_stack_files_stay_override_only() -> None:
     defaults = {key for tier in ENVIRONMENT_DEFAULTS.values() for key in tier}
     for stack in ("staging", "production"):
         config = load_stack_config(stack, root=REPO)
-        overridden = {k.split(":", 1)[1] for k, src in config.sources.items()
-                      if src == f"Pulumi.{stack}.yaml" and k.startswith("groundwork:")}
+        overridden = {
+            k.split(":", 1)[1]
+            for k, src in config.sources.items()
+            if src == f"Pulumi.{stack}.yaml" and k.startswith("groundwork:")
+        }
         assert not overridden & defaults, f"{stack} repeats code defaults"
         assert config.values["gcp:region"] == "europe-west1"
 
