@@ -34,9 +34,14 @@ class GcpMocks(GroundworkMocks):
         return resource_id, state
 
 
-def run(program: Callable[[], None], stack: str = "staging", **config: str) -> ProgramRun:
+def run(program: Callable[[], object], stack: str = "staging", **config: str) -> ProgramRun:
+    """Run ``program`` (usually a lambda building one component) as a stack."""
+
+    def _program() -> None:
+        program()
+
     return run_program(
-        program,
+        _program,
         stack=stack,
         config={**BASE_CONFIG, **config},
         mocks=GcpMocks(region=REGION, gcp_project=PROJECT),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import pulumi
 import pytest
@@ -69,7 +70,7 @@ def test_secret_refs_pin_managed_versions_and_follow_latest_for_operator_ones() 
     def program() -> None:
         store = _store()
         for name, ref in store.refs.items():
-            pulumi.Output.from_input(ref.version).apply(lambda v, n=name: refs.__setitem__(n, v))
+            pulumi.Output.from_input(ref.version).apply(partial(refs.__setitem__, name))
 
     run(program)
     assert refs == {"DB_PASSWORD": "1", "JWT_SECRET": "1", "LLM_API_KEY": "latest"}

@@ -6,10 +6,11 @@ import pytest
 
 from components.gcp.cache import Cache, CacheArgs, CacheTier
 from components.gcp.database import Availability, Database, DatabaseArgs
+from groundwork.mockrun import ProgramRun
 from tests.gcp.helpers import run
 
 
-def _db(**kwargs: object):  # type: ignore[no-untyped-def]
+def _db(**kwargs: object) -> ProgramRun:
     return run(lambda: Database("db", DatabaseArgs(network_id="vpc-id", **kwargs)))  # type: ignore[arg-type]
 
 
@@ -115,5 +116,5 @@ def test_cache_production_is_standard_ha_with_persistence() -> None:
 def test_cache_rejects_bad_size() -> None:
     with pytest.raises(ValueError, match="memory_size_gb"):
         CacheArgs(network_id="vpc", memory_size_gb=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="PREMIUM"):
         CacheArgs(network_id="vpc", tier="PREMIUM")  # type: ignore[arg-type]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from components.gcp.network import Network, NetworkArgs, carve
+from groundwork.mockrun import ProgramRun
 from tests.gcp.helpers import REGION, by_name, run
 
 
-def _network(**kwargs: object) -> object:
+def _network(**kwargs: object) -> ProgramRun:
     return run(lambda: Network("net", NetworkArgs(region=REGION, **kwargs)))  # type: ignore[arg-type]
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from groundwork_app.contract import deployment_contract
 from groundwork_app.settings import QueueBackend
@@ -32,7 +34,7 @@ EXPORTS = {
 }
 
 
-def _one(graph: ProgramRun, type_token: str) -> dict:  # type: ignore[type-arg]
+def _one(graph: ProgramRun, type_token: str) -> dict[str, Any]:
     return graph.one(type_token).inputs
 
 
