@@ -691,3 +691,12 @@ def test_every_type_token_in_the_table_and_rules_exists_in_the_installed_sdks(ta
         if not any(f"'{token}'" in f.read_text() for f in folder.glob("*.py")):
             missing.append(token)
     assert missing == []
+
+
+def test_docs_state_every_assumption_and_the_priced_types(table):
+    docs = (Path(__file__).parents[2] / "docs" / "cost-model.md").read_text()
+    for key, value in table.assumptions("production").items():
+        assert f"`{key}` | {table.assumptions('staging')[key]:g} | {value:g} |" in docs, key
+    for token in PRICERS:
+        short = token.split(":")[1].split("/")[0] + "." + token.rsplit(":", 1)[1]
+        assert short in docs, f"{token} is priced but its formula is not documented"
