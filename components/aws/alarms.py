@@ -71,7 +71,7 @@ class Alarms(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.key_id, opts=child)
+        topic = aws.sns.Topic(f"{name}-topic", kms_master_key_id=key.key_arn, opts=child)
         if args.email:
             aws.sns.TopicSubscription(
                 f"{name}-email",

@@ -54,7 +54,7 @@ class EncryptionKey(pulumi.ComponentResource):
             opts=child,
         )
         alias = aws.kms.Alias(
-            f"{name}-alias", name=f"alias/{name}", target_key_id=key.key_id, opts=child
+            f"{name}-alias", name=f"alias/{name}", target_key_id=key.arn, opts=child
         )
         self.key_arn = key.arn
         self.key_id = key.key_id

@@ -18,11 +18,36 @@ from stacks import program
 AWS_CONFIG = {"aws:region": "us-east-1"}
 
 
-class CountingMocks(GroundworkMocks):
-    """Mocks that remember every resource the program asked to create."""
+class PasswordMocks(GroundworkMocks):
+    """GroundworkMocks plus a recognisable value for every generated password.
+
+    Lets tests follow a generated secret to where it must (and must not) end up.
+    """
 
     def __init__(self) -> None:
         super().__init__(region="us-east-1")
+
+    def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
+        resource_id, state = super().new_resource(args)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            state["result"] = f"generated-{args.name}-value"
+        if args.typ == "aws:acm/certificate:Certificate":
+            state["domainValidationOptions"] = [
+                {
+                    "domainName": args.inputs["domainName"],
+                    "resourceRecordName": f"_x.{args.inputs['domainName']}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": "_y.acm-validations.aws.",
+                }
+            ]
+        return resource_id, state
+
+
+class CountingMocks(PasswordMocks):
+    """Mocks that remember every resource the program asked to create."""
+
+    def __init__(self) -> None:
+        super().__init__()
         self.created: list[str] = []
 
     def new_resource(self, args: Any) -> tuple[str, dict[str, Any]]:
@@ -33,7 +58,7 @@ class CountingMocks(GroundworkMocks):
 def run_stack(stack: str, **config: str) -> ProgramRun:
     full = {**AWS_CONFIG, "groundwork:environment": stack}
     full.update({f"groundwork:{k}": v for k, v in config.items()})
-    return run_program(program, stack=stack, config=full)
+    return run_program(program, stack=stack, config=full, mocks=PasswordMocks())
 
 
 def run_component(build: Callable[[], object], stack: str = "test") -> ProgramRun:
@@ -42,7 +67,7 @@ def run_component(build: Callable[[], object], stack: str = "test") -> ProgramRu
     def component_program() -> None:
         build()
 
-    return run_program(component_program, stack=stack, config=AWS_CONFIG)
+    return run_program(component_program, stack=stack, config=AWS_CONFIG, mocks=PasswordMocks())
 
 
 def run_failing(stack: str, config: dict[str, str], mocks: GroundworkMocks) -> BaseException:
