@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
+# gRPC (Cloud Run client) logs an INFO line on every fork otherwise; `groundwork dev`
+# forks the service processes.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 import typer
 
+from groundwork.dev import dev
 from groundwork.ops.cli import app as ops_app
+from groundwork.plan.commands import register as register_plan_commands
 
 app = typer.Typer(
     name="groundwork",
@@ -20,7 +28,13 @@ def _root() -> None:
 
 
 app.add_typer(ops_app, name="ops")
+app.command("dev")(dev)
+register_plan_commands(app)
 
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()
