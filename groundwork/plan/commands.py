@@ -38,6 +38,15 @@ def _quiet_mock_runtime() -> None:
     )
 
 
+def _cloud(value: str | None) -> str | None:
+    # Validated here rather than by click so a typo is one line like every other error.
+    from groundwork.plan.program import PlanError
+
+    if value is not None and value not in {c.value for c in CloudChoice}:
+        raise PlanError(f"--cloud {value!r}: expected one of aws, gcp")
+    return value
+
+
 def fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(EXIT_USER_ERROR)
@@ -52,7 +61,8 @@ prices_app = typer.Typer(help="Inspect and refresh the bundled price table.", no
 def plan(
     stack: Annotated[str, typer.Argument(help="Stack name: Pulumi.STACK.yaml must exist.")],
     cloud: Annotated[
-        CloudChoice | None, typer.Option("--cloud", help="Override groundwork:cloud for this plan.")
+        str | None,
+        typer.Option("--cloud", metavar="aws|gcp", help="Override groundwork:cloud for this plan."),
     ] = None,
     set_: Annotated[
         list[str] | None,
@@ -78,7 +88,7 @@ def plan(
     _quiet_mock_runtime()
     try:
         config = load_stack_config(
-            stack, overrides=parse_overrides(set_ or []), cloud=cloud.value if cloud else None
+            stack, overrides=parse_overrides(set_ or []), cloud=_cloud(cloud)
         )
         report = build_report(plan_program(config), policy_runner=POLICY_RUNNER)
     except (PlanError, PriceTableError) as exc:

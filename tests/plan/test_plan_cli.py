@@ -297,3 +297,8 @@ def test_console_script_reports_broken_stack_yaml_with_file_and_line(tmp_path: P
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: Pulumi.staging.yaml:")
     assert "not valid YAML" in proc.stderr
+
+
+def test_unknown_cloud() -> None:
+    line = _one_line_error(invoke("plan", "staging", "--cloud", "azure"))
+    assert "--cloud 'azure': expected one of aws, gcp" in line
