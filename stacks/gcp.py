@@ -68,6 +68,7 @@ def build(settings: Settings) -> dict[str, Any]:
             subnet_cidr=subnet_cidr,
             service_access_cidr=service_access_cidr,
             flow_log_sampling=0.5 if settings.is_production else 0.1,
+            labels=labels,
         ),
         opts,
     )

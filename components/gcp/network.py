@@ -40,6 +40,8 @@ class NetworkArgs:
     """Fraction of flows logged (Cloud Logging ingestion is the cost driver)."""
     flow_log_interval: str = "INTERVAL_5_SEC"
     run_network_tags: list[str] = field(default_factory=lambda: [RUN_NETWORK_TAG])
+    labels: dict[str, str] = field(default_factory=dict)
+    """Applied to every labelable child (the Private Service Access range)."""
     restrict_egress: bool = True
     """Deny VPC egress from the Cloud Run instances except to Cloud SQL and Memorystore.
     Disable only if the services must reach other private ranges (VPN, peered VPCs)."""
@@ -127,6 +129,7 @@ class Network(pulumi.ComponentResource):
             address=str(psa_block.network_address),
             prefix_length=psa_block.prefixlen,
             network=network.id,
+            labels=args.labels,
             opts=child,
         )
         connection = gcp.servicenetworking.Connection(

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from typing_extensions import Annotated
 
 # Values that appear in .env.example and docs: refusing them outside development
 # stops a copy-pasted example from reaching production.
+# What the stacks store in the LLM key secret until an operator sets a real key
+# (Secrets Manager and Secret Manager refuse empty values): treated as "no key".
+LLM_KEY_PLACEHOLDERS = frozenset({"", "operator-must-set-this"})
 KNOWN_INSECURE_VALUES = frozenset({"", "changethis", "change-me", "changeme", "secret", "password"})
 MIN_SECRET_LENGTH = 32
 
@@ -162,11 +164,13 @@ class Settings(BaseSettings):
 
     # --- HTTP edge -----------------------------------------------------------
     cors_origins: Annotated[list[str], NoDecode] = Field(
-        default=[], description="Comma-separated allowed origins; empty allows none.",
+        default=[],
+        description="Comma-separated allowed origins; empty allows none.",
         json_schema_extra=_deploy("env"),
     )
     rate_limit: str = Field(
-        default="60/minute", description="Per-client limit in the `limits` notation.",
+        default="60/minute",
+        description="Per-client limit in the `limits` notation.",
         json_schema_extra=_deploy("env"),
     )
     max_prompt_chars: int = Field(default=8000, ge=1, le=100_000)
@@ -202,9 +206,7 @@ class Settings(BaseSettings):
     llm_max_retries: int = Field(default=3, ge=0, le=10)
     llm_simulated_latency_ms: int = Field(default=0, ge=0, le=60_000)
     llm_simulated_failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
-    llm_fallback: LLMFallback = Field(
-        default=LLMFallback.REQUEUE, json_schema_extra=_deploy("env")
-    )
+    llm_fallback: LLMFallback = Field(default=LLMFallback.REQUEUE, json_schema_extra=_deploy("env"))
     llm_default_answer: str = Field(
         default="The assistant is temporarily unavailable; please retry later."
     )
@@ -263,6 +265,12 @@ class Settings(BaseSettings):
         return value
 
     @property
+    def llm_api_key_value(self) -> str:
+        """The LLM key, or "" when unset or still the stacks' placeholder."""
+        key = self.llm_api_key.get_secret_value().strip()
+        return "" if key in LLM_KEY_PLACEHOLDERS else key
+
+    @property
     def is_deployed(self) -> bool:
         return self.app_env in (Environment.STAGING, Environment.PRODUCTION)
 
@@ -276,8 +284,11 @@ class Settings(BaseSettings):
         if not self.is_deployed:
             return self
         problems: list[str] = []
-        secrets = {"JWT_SECRET": self.jwt_secret, "WEBHOOK_SECRET": self.webhook_secret,
-                   "DB_PASSWORD": self.db_password}
+        secrets = {
+            "JWT_SECRET": self.jwt_secret,
+            "WEBHOOK_SECRET": self.webhook_secret,
+            "DB_PASSWORD": self.db_password,
+        }
         if self.jwt_algorithm == "RS256":
             secrets.pop("JWT_SECRET")
             if not self.jwt_jwks_url:

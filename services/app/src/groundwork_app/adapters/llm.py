@@ -214,7 +214,7 @@ class ResilientLLM:
 
 
 def build_provider(settings: Settings) -> LLMProvider:
-    key = settings.llm_api_key.get_secret_value()
+    key = settings.llm_api_key_value
     if key:
         return OpenAICompatibleProvider(settings.llm_base_url, key, settings.llm_timeout_seconds)
     return SimulatedProvider(settings.llm_simulated_latency_ms, settings.llm_simulated_failure_rate)
