@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -75,7 +76,9 @@ async def test_sigkill_mid_job_redelivers_and_completes_exactly_once(
     tmp_path: Path,
     rabbit_ok: object,
 ) -> None:
-    job_id, message_id = await insert_job(engine, settings, request_id="req-sigkill-1")
+    job_id, message_id = await insert_job(
+        engine, settings, f"sigkill {uuid.uuid4()}", request_id="req-sigkill-1"
+    )
     await publish_outbox(engine, settings)
     log = tmp_path / "worker.log"
 
@@ -83,7 +86,10 @@ async def test_sigkill_mid_job_redelivers_and_completes_exactly_once(
         worker_env(settings, service_env, tmp_path, LLM_SIMULATED_LATENCY_MS="4000"), log
     )
     try:
-        await wait_job_status(engine, job_id, "processing", timeout=60)
+        try:
+            await wait_job_status(engine, job_id, "processing", timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; worker log:\n{log.read_text()[-3000:]}") from None
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
@@ -137,3 +143,4 @@ async def test_sigterm_drains_the_in_flight_job_before_exiting(
     row = await job_row(engine, job_id)
     assert row.status == "succeeded"
     assert row.attempts == 1  # finished, not handed back
+    assert row.cached is False

@@ -132,18 +132,23 @@ async def test_polling_fallback_works_without_listen(
 
 @pytest.mark.slow
 async def test_relay_through_pgbouncer_still_drains_by_polling(
-    settings: Settings, servers: object, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, servers: object, rabbit_ok: object
 ) -> None:
-    """Behind a transaction-mode pooler LISTEN is unreliable; polling must carry it."""
+    """Behind a transaction-mode pooler LISTEN is unreliable; polling must carry it, and
+    the same claim query reused across transactions must not rely on a prepared statement
+    living on one server connection (small batches force many claims)."""
     from groundwork_app.db.engine import create_engine
 
     pooled = make_settings(
-        queue_name=settings.queue_name, relay_listen=False, db_port=servers.pgbouncer.port
-    )  # type: ignore[attr-defined]
-    engine = create_engine(pooled)
+        queue_name=settings.queue_name,
+        relay_listen=False,
+        relay_batch_size=3,
+        db_port=servers.pgbouncer.port,  # type: ignore[attr-defined]
+    )
+    pooled_engine = create_engine(pooled)
     publisher = RabbitPublisher(pooled)
-    relays = [OutboxRelay(engine, publisher, pooled) for _ in range(2)]
-    for i in range(10):
+    relays = [OutboxRelay(pooled_engine, publisher, pooled) for _ in range(2)]
+    for i in range(20):
         await insert_job(engine, pooled, f"pooled {i}")
     stop = asyncio.Event()
     tasks = [asyncio.create_task(r.run(stop)) for r in relays]
@@ -153,5 +158,9 @@ async def test_relay_through_pgbouncer_still_drains_by_polling(
         stop.set()
         await asyncio.gather(*tasks)
         await publisher.close()
-        await engine.dispose()
-    assert await queue_depth(settings, settings.queue_name) == 10
+        await pooled_engine.dispose()
+    # Exactly once: a failed claim/mark transaction would have re-published rows.
+    assert await queue_depth(settings, settings.queue_name) == 20
+    async with engine.connect() as conn:
+        attempts = (await conn.execute(sa.select(sa.func.max(outbox.c.publish_attempts)))).scalar()
+    assert attempts == 0

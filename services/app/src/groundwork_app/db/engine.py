@@ -43,6 +43,8 @@ def connect_args(settings: Settings) -> dict[str, Any]:
     return {
         "ssl": ssl_context(settings),
         "statement_cache_size": 0,
+        # SQLAlchemy's own per-connection LRU of prepared statements (separate from asyncpg's).
+        "prepared_statement_cache_size": 0,
         "prepared_statement_name_func": lambda: f"__gw_{uuid.uuid4()}__",
         "timeout": settings.db_pool_timeout_seconds,
         "server_settings": {"application_name": settings.service_name},

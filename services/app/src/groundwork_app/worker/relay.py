@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -128,7 +129,7 @@ class OutboxRelay:
         m.RELAY_BACKLOG.set(count)
         m.RELAY_OLDEST_AGE_SECONDS.set(float(age))
 
-    async def run(self, stop: asyncio.Event, on_cycle: object = None) -> None:
+    async def run(self, stop: asyncio.Event, on_cycle: Callable[[], None] | None = None) -> None:
         listener = (
             asyncio.create_task(self._listen(stop), name="relay-listen")
             if self._settings.relay_listen
@@ -137,7 +138,7 @@ class OutboxRelay:
         backoff = 0.0
         try:
             while not stop.is_set():
-                if callable(on_cycle):
+                if on_cycle is not None:
                     on_cycle()
                 try:
                     result = await self.publish_batch()
