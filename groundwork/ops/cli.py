@@ -165,7 +165,7 @@ def smoke(
     ] = None,
     jwt_secret_name: Annotated[
         str, typer.Option(help="Key of the JWT secret in the secret_arns output (AWS).")
-    ] = "jwt_secret",  # noqa: S107 - a key name in the secret_arns output
+    ] = "jwt-secret",  # noqa: S107 - a key name in the secret_arns output
     issuer: Annotated[str, typer.Option(help="JWT issuer the API expects.")] = "groundwork",
     audience: Annotated[str, typer.Option(help="JWT audience the API expects.")] = (
         "groundwork-api"

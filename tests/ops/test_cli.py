@@ -113,7 +113,7 @@ def test_smoke_aws_end_to_end(stack: dict[str, Any], tmp_path: Path, job_api: An
         **stack,
         "api_url": job_api.url,
         "api_target_group_arn": tg,
-        "secret_arns": {"jwt_secret": secret},
+        "secret_arns": {"jwt-secret": secret},
     }
     result = invoke(
         "smoke",

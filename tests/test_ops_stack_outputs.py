@@ -1,0 +1,55 @@
+"""The ops commands and the deploy workflow read outputs the stacks really export."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from groundwork.mockrun import run_program
+from groundwork.ops import cli as ops_cli
+from stacks import program
+
+ROOT = Path(__file__).resolve().parents[1]
+AWS = {"groundwork:cloud": "aws", "aws:region": "us-east-1"}
+GCP = {"groundwork:cloud": "gcp", "gcp:project": "acme-prod", "gcp:region": "europe-west1"}
+
+
+@pytest.fixture(scope="module")
+def aws_run():
+    return run_program(program, stack="staging", config=AWS)
+
+
+@pytest.fixture(scope="module")
+def aws_outputs(aws_run) -> dict:
+    return aws_run.outputs
+
+
+@pytest.fixture(scope="module")
+def gcp_outputs() -> dict:
+    return run_program(program, stack="staging", config=GCP).outputs
+
+
+def test_smoke_default_jwt_secret_name_is_exported_by_the_aws_stack(aws_outputs):
+    default = inspect.signature(ops_cli.smoke).parameters["jwt_secret_name"].default
+    assert default in aws_outputs["secret_arns"]
+
+
+def test_deploy_workflow_reads_a_gcp_secret_id_the_stack_exports(gcp_outputs):
+    workflow = (ROOT / ".github/workflows/deploy-environment.yml").read_text()
+    keys = set(re.findall(r"\.secret_ids\.([A-Za-z0-9_]+)", workflow))
+    assert keys
+    assert keys <= set(gcp_outputs["secret_ids"])
+
+
+def test_smoke_default_issuer_and_audience_match_what_the_stacks_inject(aws_run):
+    params = inspect.signature(ops_cli.smoke).parameters
+    injected: dict[str, str] = {}
+    for task in aws_run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        for container in json.loads(task.inputs["containerDefinitions"]):
+            injected.update({e["name"]: e["value"] for e in container.get("environment", [])})
+    assert params["issuer"].default == injected["JWT_ISSUER"]
+    assert params["audience"].default == injected["JWT_AUDIENCE"]
