@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import urllib.error
 import urllib.request
@@ -108,6 +109,11 @@ def api() -> None:
         lifespan="on",
     )
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it drained on, once its own handlers are removed, so
+    # the process would die "killed by SIGTERM". A drained shutdown is a clean one:
+    # these handlers absorb that re-raise and the process exits 0.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     server.run()
     if not server.started:
         sys.exit(1)

@@ -93,8 +93,11 @@ async def api(settings_factory: Callable[..., Any], clean_db: None) -> AsyncIter
 @pytest.fixture
 async def db(servers: DevServers, service_env: dict[str, str]) -> AsyncIterator[asyncpg.Connection]:
     conn = await asyncpg.connect(
-        host="127.0.0.1", port=servers.postgres.port, user=servers.postgres.user,
-        password=servers.postgres.password, database=servers.postgres.database,
+        host="127.0.0.1",
+        port=servers.postgres.port,
+        user=servers.postgres.user,
+        password=servers.postgres.password,
+        database=servers.postgres.database,
     )
     try:
         yield conn
@@ -135,4 +138,4 @@ def hung_server() -> Iterator[int]:
         listener.close()
 
 
-JOB = {"prompt": "Summarise the plot of Hamlet.", "metadata": {"ticket": "T-1"}}
+JOB: dict[str, Any] = {"prompt": "Summarise the plot of Hamlet.", "metadata": {"ticket": "T-1"}}

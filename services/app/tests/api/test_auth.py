@@ -25,8 +25,10 @@ async def test_missing_token_is_401_with_challenge(api: ApiHarness):
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == 'Bearer realm="groundwork"'
     assert _error(response)["code"] == "unauthorized"
-    basic = await api.client.get("/v1/jobs/0b8e5c1e-8f1d-4a61-9b3c-2d1c1f7f6a10",
-                                 headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    basic = await api.client.get(
+        "/v1/jobs/0b8e5c1e-8f1d-4a61-9b3c-2d1c1f7f6a10",
+        headers={"Authorization": "Basic dXNlcjpwYXNz"},
+    )
     assert basic.status_code == 401
 
 
@@ -44,8 +46,9 @@ async def test_missing_token_is_401_with_challenge(api: ApiHarness):
 )
 async def test_invalid_claims_are_401(api: ApiHarness, claims: dict[str, Any], message: str):
     token = api.token(**claims)
-    response = await api.client.post("/v1/jobs", json=JOB,
-                                     headers={"Authorization": f"Bearer {token}"})
+    response = await api.client.post(
+        "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 401
     error = _error(response)
     assert error["code"] == "invalid_token"
@@ -55,21 +58,29 @@ async def test_invalid_claims_are_401(api: ApiHarness, claims: dict[str, Any], m
 
 async def test_wrong_key_and_garbage_and_alg_none_are_401(api: ApiHarness):
     wrong_key = api.token(secret="x" * 40)
-    unsigned = jwt.encode({"sub": "a", "iss": api.settings.jwt_issuer,
-                           "aud": api.settings.jwt_audience, "exp": int(time.time()) + 60,
-                           "scope": "jobs:write"}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {
+            "sub": "a",
+            "iss": api.settings.jwt_issuer,
+            "aud": api.settings.jwt_audience,
+            "exp": int(time.time()) + 60,
+            "scope": "jobs:write",
+        },
+        None,  # type: ignore[arg-type]
+        algorithm="none",
+    )
     for token in (wrong_key, "not.a.jwt", unsigned, "é" * 10):
         header = f"Bearer {token}".encode()  # raw bytes: non-ASCII must not break anything
-        response = await api.client.post("/v1/jobs", json=JOB,
-                                         headers={"Authorization": header})
+        response = await api.client.post("/v1/jobs", json=JOB, headers=[(b"Authorization", header)])
         assert response.status_code == 401, token
         assert _error(response)["code"] == "invalid_token"
 
 
 async def test_small_clock_skew_is_tolerated(api: ApiHarness):
     token = api.token(exp=int(time.time()) - 5)
-    response = await api.client.post("/v1/jobs", json=JOB,
-                                     headers={"Authorization": f"Bearer {token}"})
+    response = await api.client.post(
+        "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token}"}
+    )
     assert response.status_code == 202
 
 
@@ -80,12 +91,14 @@ async def test_missing_scope_is_403(api: ApiHarness):
     assert _error(response)["code"] == "insufficient_scope"
     assert 'scope="jobs:write"' in response.headers["www-authenticate"]
     write_only = api.auth(scopes="jobs:write")
-    response = await api.client.get("/v1/jobs/0b8e5c1e-8f1d-4a61-9b3c-2d1c1f7f6a10",
-                                    headers=write_only)
+    response = await api.client.get(
+        "/v1/jobs/0b8e5c1e-8f1d-4a61-9b3c-2d1c1f7f6a10", headers=write_only
+    )
     assert response.status_code == 403
     scp_list = api.token(scope=None, scp=["jobs:write"])
-    response = await api.client.post("/v1/jobs", json=JOB,
-                                     headers={"Authorization": f"Bearer {scp_list}"})
+    response = await api.client.post(
+        "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {scp_list}"}
+    )
     assert response.status_code == 202
 
 
@@ -100,7 +113,7 @@ def jwks_server() -> Iterator[tuple[str, _Jwks]]:
     state = _Jwks()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server API
+        def do_GET(self) -> None:
             state.requests += 1
             body = json.dumps(state.documents).encode()
             self.send_response(200)
@@ -139,35 +152,47 @@ async def test_rs256_with_jwks(
     settings = settings_factory(jwt_algorithm="RS256", jwt_jwks_url=url)
 
     def token(private: Any, kid: str, **claims: Any) -> str:
-        payload = {"sub": "rsa-client", "iss": settings.jwt_issuer, "aud": settings.jwt_audience,
-                   "exp": int(time.time()) + 60, "scope": "jobs:write jobs:read", **claims}
+        payload = {
+            "sub": "rsa-client",
+            "iss": settings.jwt_issuer,
+            "aud": settings.jwt_audience,
+            "exp": int(time.time()) + 60,
+            "scope": "jobs:write jobs:read",
+            **claims,
+        }
         return jwt.encode(payload, private, algorithm="RS256", headers={"kid": kid})
 
     async with running_api(settings) as api:
         ok = await api.client.post(
-            "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token(key, 'k1')}"})
+            "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token(key, 'k1')}"}
+        )
         assert ok.status_code == 202, ok.text
         # Signed by a key the JWKS does not publish (claiming a published kid): refused.
         forged = await api.client.post(
-            "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token(other_key, 'k1')}"})
+            "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token(other_key, 'k1')}"}
+        )
         assert forged.status_code == 401
         # HS256 token signed with the public key's bytes (algorithm confusion): refused.
         hs = api.token(secret="x" * 40)
-        assert (await api.client.post("/v1/jobs", json=JOB,
-                                      headers={"Authorization": f"Bearer {hs}"})).status_code == 401
+        assert (
+            await api.client.post("/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {hs}"})
+        ).status_code == 401
         # Key rotation: a new kid makes the API refetch the JWKS once.
         fetches = jwks.requests
         jwks.documents = {"keys": [jwk, other_jwk]}
         api.app.state.services.verifier._jwks._fetched_at -= 60  # past the refetch floor
         rotated = await api.client.post(
-            "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token(other_key, 'k2')}"})
+            "/v1/jobs", json=JOB, headers={"Authorization": f"Bearer {token(other_key, 'k2')}"}
+        )
         assert rotated.status_code == 202, rotated.text
         assert jwks.requests == fetches + 1
         # Unknown kids do not hammer the JWKS endpoint.
         for _ in range(3):
             unknown = await api.client.post(
-                "/v1/jobs", json=JOB,
-                headers={"Authorization": f"Bearer {token(key, 'nope', sub='x')}"})
+                "/v1/jobs",
+                json=JOB,
+                headers={"Authorization": f"Bearer {token(key, 'nope', sub='x')}"},
+            )
             assert unknown.status_code == 401
             assert "unknown signing key" in unknown.json()["error"]["message"]
         assert jwks.requests == fetches + 1

@@ -31,8 +31,10 @@ async def test_docs_get_a_csp_that_lets_swagger_load(api: ApiHarness):
     csp = docs.headers["content-security-policy"]
     assert "https://cdn.jsdelivr.net" in csp and "frame-ancestors 'none'" in csp
     schema = (await api.client.get("/openapi.json")).json()
-    assert "cdn.jsdelivr.net" not in (await api.client.get("/openapi.json")).headers[
-        "content-security-policy"]
+    assert (
+        "cdn.jsdelivr.net"
+        not in (await api.client.get("/openapi.json")).headers["content-security-policy"]
+    )
     post = schema["paths"]["/v1/jobs"]["post"]
     body_ref = post["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     assert body_ref == "#/components/schemas/JobRequest"
@@ -61,15 +63,19 @@ async def test_cors_allows_only_configured_origins(
 ):
     settings = settings_factory(cors_origins="https://app.example.com")
     async with running_api(settings) as api:
-        preflight = {"Access-Control-Request-Method": "POST",
-                     "Access-Control-Request-Headers": "authorization,content-type,idempotency-key"}
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,idempotency-key",
+        }
         allowed = await api.client.options(
-            "/v1/jobs", headers={"Origin": "https://app.example.com", **preflight})
+            "/v1/jobs", headers={"Origin": "https://app.example.com", **preflight}
+        )
         assert allowed.status_code == 200
         assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
         assert "idempotency-key" in allowed.headers["access-control-allow-headers"].lower()
         denied = await api.client.options(
-            "/v1/jobs", headers={"Origin": "https://evil.example", **preflight})
+            "/v1/jobs", headers={"Origin": "https://evil.example", **preflight}
+        )
         assert denied.status_code == 400
         assert "access-control-allow-origin" not in denied.headers
         simple = await api.client.get("/health/live", headers={"Origin": "https://evil.example"})
@@ -83,8 +89,9 @@ async def test_no_cors_headers_without_configuration(api: ApiHarness):
 
 async def test_request_id_reaches_every_log_line_of_the_request(api: ApiHarness):
     request_id = f"trace-{uuid.uuid4().hex}"
-    response = await api.client.post("/v1/jobs", json=JOB,
-                                     headers={**api.auth(), "X-Request-ID": request_id})
+    response = await api.client.post(
+        "/v1/jobs", json=JOB, headers={**api.auth(), "X-Request-ID": request_id}
+    )
     assert response.headers["x-request-id"] == request_id
     lines = [line for line in api.log_lines() if line.get("request_id") == request_id]
     assert any(line["event"] == "http.request" and line["status"] == 202 for line in lines)

@@ -32,9 +32,7 @@ async def test_no_auth_needed_for_health_and_metrics(api: ApiHarness):
         assert (await api.client.get(path)).status_code == 200, path
 
 
-async def test_ready_turns_503_when_redis_stops_and_recovers(
-    api: ApiHarness, servers: DevServers
-):
+async def test_ready_turns_503_when_redis_stops_and_recovers(api: ApiHarness, servers: DevServers):
     servers.redis.stop()
     try:
         response = await api.client.get("/health/ready")
@@ -78,8 +76,9 @@ async def test_ready_turns_503_when_postgres_stops_and_recovers(
 async def test_ready_answers_fast_when_every_dependency_hangs(
     settings_factory: Callable[..., Any], clean_db: None, hung_server: int
 ):
-    settings = settings_factory(db_port=hung_server, redis_port=hung_server,
-                                rabbitmq_port=hung_server)
+    settings = settings_factory(
+        db_port=hung_server, redis_port=hung_server, rabbitmq_port=hung_server
+    )
     async with running_api(settings) as api:
         started = time.perf_counter()
         response = await api.client.get("/health/ready")
@@ -87,7 +86,10 @@ async def test_ready_answers_fast_when_every_dependency_hangs(
         assert response.status_code == 503
         checks = response.json()["checks"]
         assert {name for name, check in checks.items() if not check["ok"]} == {
-            "postgres", "redis", "broker"}
+            "postgres",
+            "redis",
+            "broker",
+        }
         assert all("no answer within" in check["error"] for check in checks.values()), checks
         assert elapsed < 0.8, elapsed  # checks run concurrently under a 0.3 s timeout
         summary = await api.client.get("/health")
@@ -95,9 +97,7 @@ async def test_ready_answers_fast_when_every_dependency_hangs(
         assert (await api.client.get("/health/live")).status_code == 200
 
 
-async def test_ready_reports_a_stopped_broker(
-    settings_factory: Callable[..., Any], clean_db: None
-):
+async def test_ready_reports_a_stopped_broker(settings_factory: Callable[..., Any], clean_db: None):
     from groundwork.devservers import free_port
 
     settings = settings_factory(rabbitmq_port=free_port())  # nothing listens there

@@ -17,7 +17,9 @@ async def _counts(db: asyncpg.Connection) -> tuple[int, int]:
     return jobs, outbox
 
 
-async def test_submit_writes_job_and_outbox_and_returns_202(api: ApiHarness, db: asyncpg.Connection):
+async def test_submit_writes_job_and_outbox_and_returns_202(
+    api: ApiHarness, db: asyncpg.Connection
+):
     response = await api.client.post(
         "/v1/jobs", json=JOB, headers={**api.auth("alice"), "X-Request-ID": "req-abc.123"}
     )
@@ -39,7 +41,9 @@ async def test_submit_writes_job_and_outbox_and_returns_202(api: ApiHarness, db:
     assert row["topic"] == api.settings.queue_name
     assert row["sent_at"] is None
     assert json.loads(row["payload"]) == {
-        "job_id": str(job_id), "prompt": JOB["prompt"], "model": api.settings.llm_model,
+        "job_id": str(job_id),
+        "prompt": JOB["prompt"],
+        "model": api.settings.llm_model,
         "metadata": {"ticket": "T-1"},
     }
     assert json.loads(row["headers"])["request_id"] == "req-abc.123"
@@ -58,8 +62,9 @@ async def test_invalid_request_id_is_replaced(api: ApiHarness, db: asyncpg.Conne
 
 
 async def test_get_returns_own_job_and_404_for_others(api: ApiHarness):
-    created = await api.client.post("/v1/jobs", json={**JOB, "model": "m-1"},
-                                    headers=api.auth("owner"))
+    created = await api.client.post(
+        "/v1/jobs", json={**JOB, "model": "m-1"}, headers=api.auth("owner")
+    )
     job_id = created.json()["id"]
 
     mine = await api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("owner", "jobs:read"))
@@ -84,7 +89,9 @@ async def test_get_shows_worker_result(api: ApiHarness, db: asyncpg.Connection):
     job_id = uuid.UUID(created.json()["id"])
     await db.execute(
         "UPDATE jobs SET status='succeeded', result='42', degraded=true, completed_at=now() "
-        "WHERE id=$1", job_id)
+        "WHERE id=$1",
+        job_id,
+    )
     body = (await api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("w"))).json()
     assert body["status"] == "succeeded"
     assert body["result"] == "42"
@@ -170,8 +177,9 @@ async def test_delete_cache_invalidates_answer(api: ApiHarness):
     from groundwork_app.adapters.cache import AnswerCache
 
     services = api.app.state.services
-    created = await api.client.post("/v1/jobs", json={**JOB, "model": "m-2"},
-                                    headers=api.auth("cacher"))
+    created = await api.client.post(
+        "/v1/jobs", json={**JOB, "model": "m-2"}, headers=api.auth("cacher")
+    )
     job_id = created.json()["id"]
     cache: AnswerCache = services.cache
     assert await cache.set("  Summarise the plot of   Hamlet. ", "m-2", "cached answer")
@@ -184,8 +192,9 @@ async def test_delete_cache_invalidates_answer(api: ApiHarness):
     assert again.status_code == 204
     other = await api.client.delete(f"/v1/jobs/{job_id}/cache", headers=api.auth("someone"))
     assert other.status_code == 404
-    read_only = await api.client.delete(f"/v1/jobs/{job_id}/cache",
-                                        headers=api.auth("cacher", "jobs:read"))
+    read_only = await api.client.delete(
+        f"/v1/jobs/{job_id}/cache", headers=api.auth("cacher", "jobs:read")
+    )
     assert read_only.status_code == 403
 
 
@@ -195,8 +204,11 @@ async def test_jobs_counter_and_log_line(api: ApiHarness):
     before = JOBS_SUBMITTED.labels("api", "created")._value.get()
     response = await api.client.post("/v1/jobs", json=JOB, headers=api.auth("counted"))
     assert JOBS_SUBMITTED.labels("api", "created")._value.get() == before + 1
-    line = next(entry for entry in api.log_lines() if entry.get("event") == "http.request"
-                and entry.get("route") == "/v1/jobs")
+    line = next(
+        entry
+        for entry in api.log_lines()
+        if entry.get("event") == "http.request" and entry.get("route") == "/v1/jobs"
+    )
     assert line["job_id"] == response.json()["id"]
     assert line["request_id"] == response.headers["x-request-id"]
     assert line["prompt_chars"] == len(JOB["prompt"])

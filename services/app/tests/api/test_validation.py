@@ -21,19 +21,25 @@ BIG = "x" * 70_000
         (b'{"prompt": "   "}', "application/json", 422, "body.prompt"),
         (b'{"prompt": 42}', "application/json", 422, "body.prompt"),
         (b'{"prompt": null}', "application/json", 422, "body.prompt"),
-        (b'{}', "application/json", 422, "body.prompt"),
+        (b"{}", "application/json", 422, "body.prompt"),
         (b'{"prompt": "hi", "extra": 1}', "application/json", 422, "body.extra"),
         (b'{"prompt": "hi", "model": "bad model!"}', "application/json", 422, "body.model"),
         (b'{"prompt": "hi", "model": 3}', "application/json", 422, "body.model"),
         (b'{"prompt": "hi", "metadata": []}', "application/json", 422, "body.metadata"),
-        (b'{"prompt": "hi", "metadata": {"a": {"nested": 1}}}', "application/json", 422,
-         "body.metadata.a"),
-        (b'{"prompt": "hi", "metadata": {"bad key": 1}}', "application/json", 422,
-         "body.metadata"),
-        (b'{"prompt": "hi", "metadata": {"n": 1e999}}', "application/json", 422,
-         "body.metadata"),
-        (b'{"prompt": "hi", "metadata": {"n": 123456789012345678901234567890}}',
-         "application/json", 422, "body.metadata"),
+        (
+            b'{"prompt": "hi", "metadata": {"a": {"nested": 1}}}',
+            "application/json",
+            422,
+            "body.metadata.a",
+        ),
+        (b'{"prompt": "hi", "metadata": {"bad key": 1}}', "application/json", 422, "body.metadata"),
+        (b'{"prompt": "hi", "metadata": {"n": 1e999}}', "application/json", 422, "body.metadata"),
+        (
+            b'{"prompt": "hi", "metadata": {"n": 123456789012345678901234567890}}',
+            "application/json",
+            422,
+            "body.metadata",
+        ),
         (b'{"prompt": "nul \\u0000 byte"}', "application/json", 422, "body.prompt"),
         (b'{"prompt": "lone \\ud800 surrogate"}', "application/json", 422, "body"),
         (b'{"prompt": "\xff\xfe invalid utf-8"}', "application/json", 422, "body"),
@@ -46,7 +52,11 @@ BIG = "x" * 70_000
     ],
 )
 async def test_malformed_bodies_are_4xx_and_write_nothing(
-    api: ApiHarness, db: asyncpg.Connection, content: bytes, content_type: str, status: int,
+    api: ApiHarness,
+    db: asyncpg.Connection,
+    content: bytes,
+    content_type: str,
+    status: int,
     field: str | None,
 ):
     headers = {**api.auth(), "Content-Type": content_type}
@@ -64,9 +74,9 @@ async def test_malformed_bodies_are_4xx_and_write_nothing(
 
 async def test_valid_unicode_edge_cases_are_accepted(api: ApiHarness, db: asyncpg.Connection):
     prompt = "emoji 🧪, RTL \u202e, combining e\u0301, CJK 漢字, zero-width \u200b"
-    response = await api.client.post("/v1/jobs", json={"prompt": prompt,
-                                                       "metadata": {"k": "ü" * 256}},
-                                     headers=api.auth())
+    response = await api.client.post(
+        "/v1/jobs", json={"prompt": prompt, "metadata": {"k": "ü" * 256}}, headers=api.auth()
+    )
     assert response.status_code == 202, response.text
     assert await db.fetchval("SELECT prompt FROM jobs") == prompt
 
@@ -86,13 +96,15 @@ async def test_chunked_body_over_the_limit_is_413(api: ApiHarness, db: asyncpg.C
     assert await db.fetchval("SELECT count(*) FROM jobs") == 0
 
 
-@pytest.mark.parametrize(
-    "key", ["", "has space", "x" * 256, "ümlaut", "semi;colon", "new\\nline"]
-)
+@pytest.mark.parametrize("key", ["", "has space", "x" * 256, "ümlaut", "semi;colon", "new\\nline"])
 async def test_bad_idempotency_keys_are_422(api: ApiHarness, db: asyncpg.Connection, key: str):
     response = await api.client.post(
-        "/v1/jobs", json=JOB,
-        headers={**api.auth(), "Idempotency-Key": key.encode("utf-8")},  # type: ignore[dict-item]
+        "/v1/jobs",
+        json=JOB,
+        headers=[
+            *((k.encode(), v.encode()) for k, v in api.auth().items()),
+            (b"Idempotency-Key", key.encode("utf-8")),
+        ],
     )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["details"][0]["field"] == "header.Idempotency-Key"
@@ -115,7 +127,9 @@ async def test_bad_paths_and_methods(api: ApiHarness, method: str, path: str, st
     response = await api.client.request(method, path, headers=api.auth())
     assert response.status_code == status
     assert response.json()["error"]["code"] in (
-        "validation_failed", "not_found", "method_not_allowed"
+        "validation_failed",
+        "not_found",
+        "method_not_allowed",
     )
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from groundwork_app.db.engine import connect_args
+from groundwork_app.db.engine import ssl_context
 from groundwork_app.settings import Settings
 
 _INSERT_JOB_WITH_OUTBOX = """
@@ -124,12 +124,16 @@ async def _no_reset(_: asyncpg.Connection) -> None:
 
 
 def _asyncpg_args(settings: Settings) -> dict[str, Any]:
-    # Statement names are a SQLAlchemy dialect option; raw asyncpg with its cache off
-    # uses the unnamed statement, which PgBouncer keeps on one server connection
-    # because asyncpg sends Parse/Describe with Flush (not Sync) before Bind/Execute.
-    args = connect_args(settings)
-    args.pop("prepared_statement_name_func", None)
-    return args
+    # db.engine.connect_args also carries SQLAlchemy dialect options; raw asyncpg takes
+    # only these. With asyncpg's cache off it uses the unnamed statement, which
+    # PgBouncer keeps on one server connection because asyncpg sends Parse/Describe
+    # with Flush (not Sync) before Bind/Execute/Sync.
+    return {
+        "ssl": ssl_context(settings),
+        "statement_cache_size": 0,
+        "timeout": settings.db_pool_timeout_seconds,
+        "server_settings": {"application_name": f"{settings.service_name}-api"},
+    }
 
 
 async def create_pool(settings: Settings) -> asyncpg.Pool:

@@ -1,0 +1,69 @@
+"""Settings refuse default or empty secrets outside development, naming the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from pydantic import ValidationError
+
+STRONG = "s" * 40
+
+
+def _production(**overrides: str) -> dict[str, str]:
+    values = {
+        "app_env": "production",
+        "jwt_secret": STRONG,
+        "webhook_secret": STRONG + "w",
+        "db_password": "a-real-db-password",
+        "rabbitmq_password": "a-real-mq-password",
+    }
+    values.update(overrides)
+    return values
+
+
+@pytest.mark.parametrize(
+    ("overrides", "variable"),
+    [
+        ({"jwt_secret": "changethis"}, "JWT_SECRET"),
+        ({"jwt_secret": "short"}, "JWT_SECRET"),
+        ({"webhook_secret": ""}, "WEBHOOK_SECRET"),
+        ({"db_password": ""}, "DB_PASSWORD"),
+        ({"rabbitmq_password": "guest"}, "RABBITMQ_PASSWORD"),
+    ],
+)
+def test_production_refuses_insecure_secrets(overrides: dict[str, str], variable: str):
+    from groundwork_app.settings import Settings
+
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, **_production(**overrides))
+    assert variable in str(info.value)
+
+
+def test_production_with_real_secrets_is_accepted():
+    from groundwork_app.settings import Settings
+
+    settings = Settings(_env_file=None, **_production())
+    assert settings.is_deployed
+
+
+def test_cli_exits_with_the_variable_named(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "WEBHOOK_", "DB_"))}
+    env.update(
+        APP_ENV="production",
+        DB_PASSWORD="a-real-db-password",
+        WEBHOOK_SECRET=STRONG,
+        RABBITMQ_PASSWORD="a-real-mq-password",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "groundwork_app.cli", "api"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "JWT_SECRET" in proc.stderr
