@@ -211,3 +211,33 @@ async def test_message_without_id_is_dead_lettered(
             return await queue_depth(settings, topology.dead_letter_queue) == 1
 
         await wait_for(parked, 10, what="id-less message in the DLQ")
+
+
+async def test_crash_looping_message_is_dead_lettered_by_the_delivery_limit(
+    settings: Settings, rabbit_ok: object
+) -> None:
+    """A message whose worker dies every time (never acked) must not loop forever."""
+    from groundwork_app.adapters.rabbitmq import declare_topology
+
+    topology = Topology.from_settings(settings)
+    async with amqp_channel(settings) as channel:
+        await declare_topology(channel, topology)
+        await channel.default_exchange.publish(
+            amqp_message(b"{}", message_id="crash-loop", headers={}),
+            routing_key=topology.work_queue,
+        )
+        queue = await channel.get_queue(topology.work_queue)
+        deliveries = 0
+        while (message := await queue.get(no_ack=False, fail=False, timeout=5)) is not None:
+            deliveries += 1
+            await message.nack(requeue=True)  # what a lost connection amounts to
+            assert deliveries <= settings.queue_delivery_limit + 1
+
+    async def parked() -> bool:
+        return await queue_depth(settings, topology.dead_letter_queue) == 1
+
+    await wait_for(parked, 10, what="crash-looping message in the DLQ")
+    assert deliveries == settings.queue_delivery_limit + 1
+    [letter] = await list_dead_letters(settings)
+    assert letter.message_id == "crash-loop"
+    assert letter.reason == "broker: delivery_limit"
