@@ -18,6 +18,7 @@ from groundwork_app.adapters.llm import (
     build_provider,
 )
 from groundwork_app.settings import Settings
+from pydantic import SecretStr
 
 
 class FakeOpenAI:
@@ -180,5 +181,7 @@ async def test_simulated_provider_is_deterministic_and_counts_calls() -> None:
 
 
 def test_provider_choice_follows_the_api_key() -> None:
-    assert isinstance(build_provider(Settings(llm_api_key="")), SimulatedProvider)
-    assert isinstance(build_provider(Settings(llm_api_key="sk-x")), OpenAICompatibleProvider)
+    assert isinstance(build_provider(Settings(llm_api_key=SecretStr(""))), SimulatedProvider)
+    assert isinstance(
+        build_provider(Settings(llm_api_key=SecretStr("sk-x"))), OpenAICompatibleProvider
+    )

@@ -55,7 +55,7 @@ async def test_three_concurrent_relays_publish_each_row_exactly_once(
     assert max(counts.values()) == 1, "a row was published twice"
     first = messages[0]
     assert first.headers[JOB_ID_HEADER]
-    assert first.headers["request_id"].startswith("req-")
+    assert str(first.headers["request_id"]).startswith("req-")
     assert first.delivery_mode == 2  # persistent
     assert set(json.loads(first.body)) == {"job_id", "prompt", "model", "metadata"}
 
