@@ -188,6 +188,21 @@ def _aws_db(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[s
     }
 
 
+def _aws_acm(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    domain = str(args.inputs.get("domainName", "example.com"))
+    return {
+        "domainValidationOptions": [
+            {
+                "domainName": domain,
+                "resourceRecordName": f"_0123456789abcdef.{domain}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": "_fedcba9876543210.acm-validations.aws.",
+            }
+        ],
+        "status": "ISSUED",
+    }
+
+
 def _aws_lb(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     return {
         "dnsName": f"{args.name}-123456.{m.region}.elb.amazonaws.com",
@@ -272,6 +287,7 @@ _COMPUTED: dict[
     "aws:rds/proxy:Proxy": lambda a, m: {
         "endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com"
     },
+    "aws:acm/certificate:Certificate": _aws_acm,
     "aws:lb/loadBalancer:LoadBalancer": _aws_lb,
     "aws:lb/targetGroup:TargetGroup": _aws_tg,
     "aws:elasticache/replicationGroup:ReplicationGroup": _aws_redis,

@@ -367,6 +367,14 @@ def validate(settings: Settings) -> None:
             "needs certificateArn (an issued ACM certificate "
             "in the stack's region) or hostedZoneId (Route 53 zone to validate one)",
         )
+    if not settings.domain and not settings.insecure_http:
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:domain is not set: the API load balancer needs a domain and "
+            f"{CONFIG_NAMESPACE}:hostedZoneId (or {CONFIG_NAMESPACE}:certificateArn) to serve "
+            f"HTTPS. Set them with `pulumi config set {CONFIG_NAMESPACE}:domain api.example.com`"
+            f"; for a throwaway environment only, `{CONFIG_NAMESPACE}:insecureHttp true` serves "
+            "plain HTTP (the policy pack flags it)"
+        )
     if settings.hosted_zone_id and not settings.domain:
         raise _fail("hostedZoneId", settings.hosted_zone_id, "needs domain")
     if settings.certificate_arn and not settings.certificate_arn.startswith("arn:aws:acm:"):

@@ -43,8 +43,16 @@ class Settings(BaseModel):
     alarm_email: str | None = Field(default=None, alias="alarmEmail")
     domain: str | None = Field(default=None, description="API hostname, e.g. api.example.com")
     certificate_arn: str | None = Field(default=None, alias="certificateArn")
+    insecure_http: bool = Field(
+        default=False,
+        alias="insecureHttp",
+        description="INSECURE: let the AWS load balancer serve plain HTTP when no domain is "
+        "set. For throwaway environments only; the policy pack still flags it.",
+    )
     hosted_zone_id: str | None = Field(
-        default=None, alias="hostedZoneId", pattern=r"^Z[A-Z0-9]{1,31}$",
+        default=None,
+        alias="hostedZoneId",
+        pattern=r"^Z[A-Z0-9]{1,31}$",
         description="AWS: Route 53 zone of `domain`; a DNS-validated ACM certificate and an "
         "alias record are created in it",
     )
@@ -95,18 +103,21 @@ class Settings(BaseModel):
 
     # GCP sizing (the AWS sizes above do not map onto Cloud SQL / Memorystore / Cloud Run)
     gcp_db_tier: str = Field(
-        alias="gcpDbTier", pattern=r"^db-[a-z0-9-]+$",
+        alias="gcpDbTier",
+        pattern=r"^db-[a-z0-9-]+$",
         description="Cloud SQL machine tier (Enterprise edition)",
     )
     gcp_redis_memory_gb: int = Field(alias="gcpRedisMemoryGb", ge=1, le=300)
     gcp_run_cpu: str = Field(
-        alias="gcpRunCpu", pattern=r"^(1|2|4|6|8)$",
+        alias="gcpRunCpu",
+        pattern=r"^(1|2|4|6|8)$",
         description="Cloud Run vCPUs per instance (below 1 would force concurrency 1)",
     )
     gcp_run_memory: str = Field(alias="gcpRunMemory", pattern=r"^[0-9]+(Mi|Gi)$")
     gcp_api_min_instances: int = Field(alias="gcpApiMinInstances", ge=0, le=100)
     gcp_push_audience: str | None = Field(
-        default=None, alias="gcpPushAudience",
+        default=None,
+        alias="gcpPushAudience",
         description="OIDC audience of Pub/Sub pushes to the worker (default derived from names)",
     )
 
@@ -217,9 +228,7 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
     },
 }
 
-KNOWN_KEYS = frozenset(
-    {field.alias or name for name, field in Settings.model_fields.items()}
-)
+KNOWN_KEYS = frozenset({field.alias or name for name, field in Settings.model_fields.items()})
 
 
 def _coerce(raw: str) -> Any:

@@ -43,6 +43,7 @@ from components.gcp import (
     carve,
     gcp_labels,
 )
+from components.source import SERVICE_CONTEXT, source_fingerprint
 from stacks.config import ConfigError, Settings
 
 WORKER_TIMEOUT_SECONDS = 180
@@ -129,17 +130,19 @@ def build(settings: Settings) -> dict[str, Any]:
         opts,
     )
 
-    if settings.image_tag == "latest":
-        pulumi.log.warn(
-            "groundwork:imageTag is 'latest': the registry keeps tags mutable for it. "
-            "Deploy a unique tag (the git SHA) to get immutable tags."
-        )
+    # 'latest' means "this checkout": a content hash keeps tags immutable (CI passes
+    # the git SHA instead).
+    image_tag = (
+        source_fingerprint(SERVICE_CONTEXT)
+        if settings.image_tag == "latest"
+        else settings.image_tag
+    )
     registry = ContainerRegistry(
         prefix,
         RegistryArgs(
             location=region,
-            image_tag=settings.image_tag,
-            immutable_tags=settings.image_tag != "latest",
+            image_tag=image_tag,
+            immutable_tags=True,
             labels=labels,
         ),
         opts,

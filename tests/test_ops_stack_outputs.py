@@ -14,7 +14,11 @@ from groundwork.ops import cli as ops_cli
 from stacks import program
 
 ROOT = Path(__file__).resolve().parents[1]
-AWS = {"groundwork:cloud": "aws", "aws:region": "us-east-1"}
+AWS = {
+    "groundwork:cloud": "aws",
+    "aws:region": "us-east-1",
+    "groundwork:insecureHttp": "true",
+}
 GCP = {"groundwork:cloud": "gcp", "gcp:project": "acme-prod", "gcp:region": "europe-west1"}
 
 

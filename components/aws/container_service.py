@@ -9,17 +9,17 @@ requests per target, workers on Amazon MQ queue depth per running task.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
+
+from components.source import source_fingerprint
 
 PROCESSES = ("api", "worker", "relay", "migrate")
 SERVICES = ("api", "worker", "relay")
@@ -129,20 +129,6 @@ class ContainerServiceArgs:
             raise ValueError(f"{overlap} are both plain environment and secrets")
         if not 2 <= self.stop_timeout_seconds <= 120:
             raise ValueError("stop_timeout_seconds: Fargate allows 2 to 120")
-
-
-def source_fingerprint(context: str | Path) -> str:
-    """A content hash of the build context: same sources, same immutable tag."""
-    root = Path(context)
-    digest = hashlib.sha256()
-    skip = {".venv", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "tests"}
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root)
-        if skip & set(relative.parts) or path.suffix == ".pyc":
-            continue
-        digest.update(str(relative).encode())
-        digest.update(path.read_bytes())
-    return f"src-{digest.hexdigest()[:16]}"
 
 
 def _policy(statements: list[dict[str, object]]) -> str:

@@ -342,12 +342,13 @@ def test_staging_stack_reports_its_relaxed_ha_gaps_as_advisory() -> None:
     assert "aws-rds-instance-multi-az" in {v.rule for v in strict}
 
 
-def test_aws_stack_without_a_certificate_is_blocked_for_plain_http() -> None:
+def test_aws_stack_with_explicit_insecure_http_is_still_blocked() -> None:
     from groundwork.mockrun import run_program
     from stacks import program
 
     config = _stack_config("aws", "production")
     del config["groundwork:domain"], config["groundwork:certificateArn"]
+    config["groundwork:insecureHttp"] = "true"
     run = run_program(program, stack="production", config=config)
     blocked = mandatory_violations(run_policies(run, environment="production"))
     assert "aws-lb-listener-http-redirect" in {v.rule for v in blocked}
