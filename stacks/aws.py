@@ -42,6 +42,8 @@ from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
+# Deliveries before a message is dead-lettered (the quorum queue's x-delivery-limit).
+DELIVERY_ATTEMPTS = 5
 CONTAINER_PORT = 8000
 FARGATE_SIZES = {
     256: (512, 2048),
@@ -291,6 +293,7 @@ def service_environment(
         "REDIS_TLS": "true",
         "QUEUE_BACKEND": "rabbitmq",
         "QUEUE_NAME": QUEUE_NAME,
+        "QUEUE_DELIVERY_LIMIT": str(DELIVERY_ATTEMPTS),
         "RABBITMQ_HOST": broker.host,
         "RABBITMQ_PORT": str(broker.port),
         "RABBITMQ_USER": broker.username,

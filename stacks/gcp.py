@@ -49,6 +49,8 @@ from stacks.config import ConfigError, Settings
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
 and the push subscription's ack deadline."""
+# Deliveries before Pub/Sub dead-letters a message; the worker is told the same number.
+DELIVERY_ATTEMPTS = 5
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -194,6 +196,7 @@ def build(settings: Settings) -> dict[str, Any]:
             worker_service_name=app.worker.name,
             worker_location=region,
             ack_deadline_seconds=WORKER_TIMEOUT_SECONDS,
+            max_delivery_attempts=DELIVERY_ATTEMPTS,
             labels=labels,
         ),
         opts,
@@ -308,6 +311,7 @@ def service_env(
         "REDIS_TLS": "true",
         "QUEUE_BACKEND": "pubsub",
         "QUEUE_NAME": queue.topic_name,
+        "QUEUE_DELIVERY_LIMIT": str(DELIVERY_ATTEMPTS),
         "PUBSUB_PROJECT_ID": project,
         "PUBSUB_PUSH_AUDIENCE": push_audience,
         "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,

@@ -124,7 +124,12 @@ class Settings(BaseSettings):
     )
     queue_prefetch: int = Field(default=16, ge=1, le=1000)
     queue_delivery_limit: int = Field(
-        default=5, ge=1, le=100, description="Attempts before a message is dead-lettered."
+        default=5,
+        ge=1,
+        le=100,
+        description="Attempts before a message is dead-lettered. On Pub/Sub it must equal the "
+        "subscription's max_delivery_attempts, so the stacks inject both from one value.",
+        json_schema_extra=_deploy("env"),
     )
     queue_retry_delays_ms: Annotated[list[int], NoDecode] = Field(
         default=[1000, 5000, 30000],
