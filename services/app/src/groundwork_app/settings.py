@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    db_statement_cache_size: int = Field(
+        default=0,
+        ge=0,
+        le=10_000,
+        description="asyncpg prepared-statement cache of the API's queries. 0 (default) works "
+        "through PgBouncer/RDS Proxy in transaction mode; > 0 saves a round trip per query "
+        "but only when connecting to PostgreSQL directly (or PgBouncer >= 1.21 with "
+        "max_prepared_statements).",
+    )
 
     # --- Redis ---------------------------------------------------------------
     redis_host: str = Field(default="127.0.0.1", json_schema_extra=_deploy("env"))

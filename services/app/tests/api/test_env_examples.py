@@ -23,7 +23,8 @@ def test_env_example_lists_every_setting():
 
 def test_env_production_example_is_the_contract():
     names = _names(REPO / ".env.production.example")
-    contract = deployment_contract(QueueBackend.RABBITMQ).all_names | deployment_contract(
-        QueueBackend.PUBSUB
-    ).all_names
+    contract = (
+        deployment_contract(QueueBackend.RABBITMQ).all_names
+        | deployment_contract(QueueBackend.PUBSUB).all_names
+    )
     assert names == contract

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from typing import Any
 
 import asyncpg
 
@@ -214,3 +215,29 @@ async def test_jobs_counter_and_log_line(api: ApiHarness):
     assert line["prompt_chars"] == len(JOB["prompt"])
     assert line["client_id"] == "counted"
     assert JOB["prompt"] not in api.logs.getvalue()  # sizes and hashes only
+
+
+async def test_works_through_pgbouncer_in_transaction_mode(
+    settings_factory: Any, clean_db: None, servers: Any, db: asyncpg.Connection
+):
+    from .conftest import running_api
+
+    assert servers.pgbouncer is not None
+    async with running_api(settings_factory(db_port=servers.pgbouncer.port)) as api:
+        headers = api.auth("pooled")
+        responses = await asyncio.gather(
+            *(
+                api.client.post("/v1/jobs", json={**JOB, "prompt": f"p{i}"}, headers=headers)
+                for i in range(20)
+            )
+        )
+        assert [r.status_code for r in responses] == [202] * 20
+        replay = {**headers, "Idempotency-Key": "pooled-1"}
+        first = await api.client.post("/v1/jobs", json=JOB, headers=replay)
+        again = await api.client.post("/v1/jobs", json=JOB, headers=replay)
+        assert (first.status_code, again.status_code) == (202, 200)
+        job = await api.client.get(f"/v1/jobs/{first.json()['id']}", headers=headers)
+        assert job.status_code == 200
+        ready = await api.client.get("/health/ready")
+        assert ready.status_code == 200
+    assert await _counts(db) == (21, 21)

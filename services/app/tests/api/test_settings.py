@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -12,7 +13,7 @@ from pydantic import ValidationError
 STRONG = "s" * 40
 
 
-def _production(**overrides: str) -> dict[str, str]:
+def _production(**overrides: str) -> dict[str, Any]:
     values = {
         "app_env": "production",
         "jwt_secret": STRONG,

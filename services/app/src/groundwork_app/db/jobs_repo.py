@@ -125,12 +125,14 @@ async def _no_reset(_: asyncpg.Connection) -> None:
 
 def _asyncpg_args(settings: Settings) -> dict[str, Any]:
     # db.engine.connect_args also carries SQLAlchemy dialect options; raw asyncpg takes
-    # only these. With asyncpg's cache off it uses the unnamed statement, which
-    # PgBouncer keeps on one server connection because asyncpg sends Parse/Describe
-    # with Flush (not Sync) before Bind/Execute/Sync.
+    # only these. With asyncpg's cache off (the default) it uses the unnamed statement,
+    # which PgBouncer keeps on one server connection because asyncpg sends
+    # Parse/Describe with Flush (not Sync) before Bind/Execute/Sync: two round trips
+    # per query. DB_STATEMENT_CACHE_SIZE > 0 saves one, only safe without a
+    # transaction-mode pooler (or PgBouncer >= 1.21 with max_prepared_statements).
     return {
         "ssl": ssl_context(settings),
-        "statement_cache_size": 0,
+        "statement_cache_size": settings.db_statement_cache_size,
         "timeout": settings.db_pool_timeout_seconds,
         "server_settings": {"application_name": f"{settings.service_name}-api"},
     }
