@@ -341,6 +341,16 @@ class CpuPlan:
         return f"server cores {sorted(self.server)}, load generator cores {sorted(self.load or ())}"
 
 
+def exit_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM (``timeout``, CI cancellation) into SystemExit so every ``running``
+    block and the dev servers' context manager stop what they started."""
+
+    def _raise(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _raise)
+
+
 def cpu_plan() -> CpuPlan:
     usable = sorted(os.sched_getaffinity(0))
     if len(usable) < 2:
@@ -506,6 +516,7 @@ def bench_servers() -> Iterator[Any]:
     """groundwork.devservers with a clear message when the packages are missing."""
     from groundwork.devservers import ServerUnavailableError, dev_servers
 
+    exit_cleanly_on_sigterm()
     try:
         manager = dev_servers()
         servers = manager.__enter__()
@@ -521,6 +532,17 @@ def bench_servers() -> Iterator[Any]:
 
 
 # ------------------------------------------------------------------------- results
+
+
+def log_dir(name: str) -> Path:
+    """A fresh bench/results/logs/NAME for the processes' output (kept for post-mortems)."""
+    import shutil
+
+    path = RESULTS_DIR / "logs" / name
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
 
 
 def machine_info() -> dict[str, Any]:
@@ -600,3 +622,35 @@ def aggregate(reps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     out["errors"] = int(sum(r.get("errors", 0) for r in reps))
     out["non_2xx"] = int(sum(r.get("requests", 0) - r.get("ok", 0) for r in reps))
     return out
+
+
+async def submit_n(
+    port: int, make_request: RequestFactory, *, count: int, concurrency: int
+) -> LoadResult:
+    """Send exactly ``count`` requests over ``concurrency`` keep-alive connections."""
+    conns = [await _connect(port) for _ in range(min(concurrency, count))]
+    loop = asyncio.get_running_loop()
+    indices = iter(range(count))
+    result = LoadResult(duration_s=0.0)
+    started = loop.time()
+
+    async def worker(conn: _HttpConnection) -> None:
+        for index in indices:
+            began = loop.time()
+            try:
+                status, _ = await conn.request(make_request(index))
+            except (HttpError, OSError):
+                result.errors += 1
+                conn = await _connect(port)
+                continue
+            result.latencies_s.append(loop.time() - began)
+            result.statuses[status] += 1
+
+    try:
+        await asyncio.gather(*(worker(c) for c in conns))
+    finally:
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.close()
+    result.duration_s = loop.time() - started
+    return result

@@ -1,0 +1,284 @@
+"""Pipeline throughput: POST -> stored result through relay, RabbitMQ and the worker,
+against a Celery + RabbitMQ worker doing the same work, in the same run.
+
+For each simulated LLM latency (0 ms: overhead-bound; 200 ms: concurrency-bound) the
+groundwork processes (api, relay, worker) and two Celery workers run side by side on
+one RabbitMQ and one PostgreSQL, and the repetitions are interleaved:
+
+* ``groundwork``: N jobs POSTed to /v1/jobs (32 connections); each goes API -> jobs +
+  outbox rows -> relay (LISTEN/NOTIFY, publisher confirms) -> worker (ledger check,
+  cache lookup, simulated LLM, result + ledger in one transaction, cache write).
+  WORKER_CONCURRENCY 16, prefetch 16 (the defaults).
+* ``celery-threads``: N tasks published; the task inserts the row, computes the same
+  simulated answer and writes the result. Threads pool, concurrency 16, prefetch 16:
+  the same concurrency as the groundwork worker.
+* ``celery-prefork``: the same with Celery's out-of-the-box pool (prefork, one
+  process per core).
+
+Throughput = N / (last completed_at - first submission); latency = completed_at -
+submission per job (database clock, same host). Warm-up batches are excluded.
+
+    uv run python -m bench.pipeline [--reps 3] [--jobs 1000] [--jobs-slow 320]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.common import (
+    LOOPBACK,
+    aggregate,
+    app_command,
+    auth_for,
+    bench_servers,
+    build_request,
+    latency_summary,
+    log_dir,
+    migrate,
+    print_table,
+    ratio,
+    run_async,
+    running,
+    service_env,
+    submit_n,
+    target_verdict,
+    wait_until_ok,
+    write_results,
+)
+
+TARGET_RATIO = 2.0  # groundwork >= 2x Celery on the same broker
+SUBMIT_CONCURRENCY = 32
+WORKER_CONCURRENCY = 16
+MODEL = "gpt-4o-mini"
+SYSTEMS = ("groundwork", "celery-threads", "celery-prefork")
+
+
+def _free_port() -> int:
+    from groundwork.devservers import free_port
+
+    return free_port()
+
+
+async def _connect_db(env: dict[str, str]) -> asyncpg.Connection:
+    return await asyncpg.connect(
+        host=env["DB_HOST"], port=int(env["DB_PORT"]), user=env["DB_USER"],
+        password=env["DB_PASSWORD"], database=env["DB_NAME"], ssl=False,
+    )
+
+
+async def _truncate(env: dict[str, str]) -> None:
+    conn = await _connect_db(env)
+    try:
+        await conn.execute("TRUNCATE jobs, outbox, processed_messages RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+async def _wait_done(env: dict[str, str], count: int, timeout: float) -> dict[str, Any]:
+    """Poll until ``count`` jobs succeeded; return completion time and per-job latencies."""
+    conn = await _connect_db(env)
+    try:
+        deadline = time.monotonic() + timeout
+        done = 0
+        while time.monotonic() < deadline:
+            done = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'succeeded'")
+            if done >= count:
+                break
+            await asyncio.sleep(0.05)
+        rows = await conn.fetch(
+            "SELECT extract(epoch FROM completed_at)::float8 AS done_at, "
+            "extract(epoch FROM completed_at - created_at)::float8 AS latency "
+            "FROM jobs WHERE status = 'succeeded'"
+        )
+    finally:
+        await conn.close()
+    return {
+        "completed": len(rows),
+        "last_done_at": max((r["done_at"] for r in rows), default=float("nan")),
+        "latencies": [r["latency"] for r in rows],
+    }
+
+
+def _summarize(count: int, t0: float, done: dict[str, Any], submit_s: float) -> dict[str, Any]:
+    elapsed = done["last_done_at"] - t0
+    complete = done["completed"] >= count
+    return {
+        "jobs": count,
+        "completed": done["completed"],
+        "complete": complete,
+        "elapsed_s": round(elapsed, 3),
+        "submit_s": round(submit_s, 3),
+        "throughput_rps": round(count / elapsed, 2) if complete and elapsed > 0 else float("nan"),
+        **latency_summary(done["latencies"]),
+    }
+
+
+def run_groundwork(env: dict[str, str], port: int, token: str, count: int,
+                   timeout: float) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    run_id = uuid.uuid4().hex[:8]
+
+    def make(i: int) -> bytes:
+        # Unique prompts: a repeated prompt would be served from the answer cache.
+        body = f'{{"prompt":"pipeline {run_id} job {i}","model":"{MODEL}"}}'.encode()
+        return build_request("POST", "/v1/jobs", body=body, headers=headers)
+
+    async def go() -> dict[str, Any]:
+        await _truncate(env)
+        t0 = time.time()
+        submitted = await submit_n(port, make, count=count, concurrency=SUBMIT_CONCURRENCY)
+        if submitted.ok != count:
+            raise RuntimeError(f"POST /v1/jobs: {submitted.summary()['statuses']}, "
+                               f"{submitted.errors} errors")
+        done = await _wait_done(env, count, timeout)
+        return _summarize(count, t0, done, submitted.duration_s)
+
+    return run_async(go())
+
+
+def run_celery(env: dict[str, str], queue: str, count: int, timeout: float) -> dict[str, Any]:
+    from bench.celery_baseline import TASK_NAME, broker_url, make_app
+
+    celery = make_app(broker_url(env))
+    run_id = uuid.uuid4().hex[:8]
+    run_async(_truncate(env))
+    t0 = time.time()
+    with celery.producer_or_acquire() as producer:  # one connection for the whole batch
+        for i in range(count):
+            celery.send_task(
+                TASK_NAME,
+                args=[str(uuid.uuid4()), f"pipeline {run_id} job {i}", MODEL, time.time()],
+                queue=queue,
+                producer=producer,
+            )
+    submit_s = time.time() - t0
+    done = run_async(_wait_done(env, count, timeout))
+    return _summarize(count, t0, done, submit_s)
+
+
+def measure_latency(args: argparse.Namespace, servers: Any, work: Path,
+                    latency_ms: int) -> dict[str, Any]:
+    count = args.jobs if latency_ms == 0 else args.jobs_slow
+    api_port, relay_port, worker_port = _free_port(), _free_port(), _free_port()
+    base = service_env(servers.env(), work, LLM_SIMULATED_LATENCY_MS=str(latency_ms),
+                       WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
+                       QUEUE_PREFETCH=str(WORKER_CONCURRENCY))
+    api_env = {**base, "PORT": str(api_port)}
+    relay_env = {**base, "WORKER_HEALTH_PORT": str(relay_port)}
+    worker_env = {**base, "WORKER_HEALTH_PORT": str(worker_port)}
+    celery_cmd = [sys.executable, "-m", "celery", "-A", "bench.celery_baseline", "worker",
+                  "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
+                  "--without-heartbeat", "--without-control"]
+    queues = {"celery-threads": "bench-celery-threads", "celery-prefork": "bench-celery-prefork"}
+    threads_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-threads"]}
+    prefork_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-prefork"]}
+    logs = work / f"logs-{latency_ms}ms"
+    with (
+        running(app_command("api"), api_env, logs / "api.log") as api,
+        running(app_command("relay"), relay_env, logs / "relay.log") as relay,
+        running(app_command("worker"), worker_env, logs / "worker.log") as worker,
+        running([*celery_cmd, "--pool", "threads", "--concurrency", str(WORKER_CONCURRENCY),
+                 "-Q", queues["celery-threads"]], threads_env, logs / "celery-threads.log"),
+        running([*celery_cmd, "--pool", "prefork", "--concurrency", str(os.cpu_count() or 1),
+                 "-Q", queues["celery-prefork"]], prefork_env, logs / "celery-prefork.log"),
+    ):
+        for url, proc, log in (
+            (f"http://{LOOPBACK}:{api_port}/health/ready", api, "api.log"),
+            (f"http://{LOOPBACK}:{relay_port}/health/ready", relay, "relay.log"),
+            (f"http://{LOOPBACK}:{worker_port}/health/ready", worker, "worker.log"),
+        ):
+            wait_until_ok(url, timeout=90, proc=proc, log_path=logs / log)
+        token = auth_for(api_env).token()
+        timeout = args.timeout
+        runners: dict[str, Callable[[int], dict[str, Any]]] = {
+            "groundwork": lambda n: run_groundwork(base, api_port, token, n, timeout),
+            "celery-threads": lambda n: run_celery(base, queues["celery-threads"], n, timeout),
+            "celery-prefork": lambda n: run_celery(base, queues["celery-prefork"], n, timeout),
+        }
+        # Prefork runs one job per process: at 200 ms it manages ~5 jobs/s per core, so
+        # it gets a smaller batch to keep the run short (throughput is a rate).
+        sizes = {name: count for name in SYSTEMS}
+        if latency_ms:
+            sizes["celery-prefork"] = max(20, count // 8)
+        for name, run in runners.items():  # warm-up: imports, connections, queues
+            run(max(20, sizes[name] // 10))
+        reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+        for rep in range(args.reps):
+            for name, run in runners.items():
+                result = run(sizes[name])
+                reps[name].append(result)
+                print(f"  {latency_ms} ms rep {rep + 1} {name}: "
+                      f"{result['throughput_rps']} jobs/s ({result['completed']}/{result['jobs']})",
+                      flush=True)
+    medians = {name: aggregate(r) for name, r in reps.items()}
+    return {"latency_ms": latency_ms, "sizes": sizes,
+            "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS}}
+
+
+def report(results: list[dict[str, Any]]) -> dict[str, Any]:
+    rows, targets = [], {}
+    for res in results:
+        med = {n: res["systems"][n]["median"] for n in SYSTEMS}
+        for name in SYSTEMS:
+            rows.append([
+                f"{res['latency_ms']} ms", name, med[name]["throughput_rps"],
+                ratio(med[name]["throughput_rps"], med["celery-threads"]["throughput_rps"]),
+                ratio(med[name]["throughput_rps"], med["celery-prefork"]["throughput_rps"]),
+                med[name]["p50_ms"], med[name]["p99_ms"],
+            ])
+        value = ratio(med["groundwork"]["throughput_rps"], med["celery-threads"]["throughput_rps"])
+        targets[f"vs_celery_threads_at_{res['latency_ms']}ms"] = {
+            "value": round(value, 3), "target": TARGET_RATIO, "met": value >= TARGET_RATIO}
+        value = ratio(med["groundwork"]["throughput_rps"], med["celery-prefork"]["throughput_rps"])
+        targets[f"vs_celery_default_at_{res['latency_ms']}ms"] = {
+            "value": round(value, 3), "target": TARGET_RATIO, "met": value >= TARGET_RATIO}
+    print_table(
+        "Pipeline POST -> stored result (median of reps)",
+        ["LLM latency", "system", "jobs/s", "x celery-threads", "x celery-prefork",
+         "p50 ms", "p99 ms"],
+        rows,
+    )
+    for name, t in targets.items():
+        print(f"target {name}: {t['value']} (target {t['target']}x): {target_verdict(t['met'])}")
+    return targets
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs per run at 0 ms")
+    parser.add_argument("--jobs-slow", type=int, default=320, help="jobs per run at 200 ms")
+    parser.add_argument("--latencies", default="0,200", help="simulated LLM latencies (ms)")
+    parser.add_argument("--timeout", type=float, default=180.0, help="per run")
+    parser.add_argument("--name", default="pipeline")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    latencies = [int(x) for x in args.latencies.split(",") if x.strip()]
+    print(f"pipeline bench: {args.reps} reps, {args.jobs} jobs at 0 ms / {args.jobs_slow} at "
+          f"slower latencies; processes unpinned (6 processes share the cores)", flush=True)
+    work = log_dir(args.name)
+    with bench_servers() as servers:
+        migrate(service_env(servers.env(), work), work / "migrate.log")
+        results = [measure_latency(args, servers, work, ms) for ms in latencies]
+    targets = report(results)
+    path = write_results(args.name, {"config": vars(args), "results": results,
+                                     "targets": targets})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""Start-up: process start -> /health/ready 200 for the api and the worker.
+
+This is the cold start Cloud Run and Fargate users pay on top of pulling the image.
+Baseline: the hello-world (bench/hello.py) on the same uvicorn settings, measured the
+same way in the same run. Also reported: the import time of the API's modules
+(the part the service controls) and the image size when the image test built one.
+
+    uv run python -m bench.startup [--reps 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    LOOPBACK,
+    app_command,
+    bench_servers,
+    log_dir,
+    median_of,
+    migrate,
+    print_table,
+    ratio,
+    service_env,
+    start_process,
+    stop_process,
+    target_verdict,
+    wait_until_ok,
+    write_results,
+)
+
+API_TARGET_SECONDS = 1.5
+IMAGE = "groundwork-app:image-test"  # what tests/image builds
+_IMPORT_PROBE = (
+    "import time; t = time.perf_counter(); import groundwork_app.cli, groundwork_app.api.app; "
+    "print(time.perf_counter() - t)"
+)
+
+
+def _free_port() -> int:
+    from groundwork.devservers import free_port
+
+    return free_port()
+
+
+def time_to_ready(args: list[str], env: dict[str, str], url: str, log: Path) -> float:
+    started = time.monotonic()
+    proc = start_process(args, env, log)
+    try:
+        ready = wait_until_ok(url, timeout=60, proc=proc, log_path=log, interval=0.005)
+    finally:
+        stop_process(proc)
+    return ready - started
+
+
+def import_seconds(env: dict[str, str]) -> float:
+    proc = subprocess.run(  # noqa: S603
+        [sys.executable, "-c", _IMPORT_PROBE], env=env, capture_output=True, text=True,
+        timeout=60, check=True,
+    )
+    return float(proc.stdout.strip())
+
+
+def image_size() -> dict[str, Any]:
+    try:
+        proc = subprocess.run(  # noqa: S603
+            ["docker", "image", "inspect", IMAGE, "--format", "{{json .Size}}"],  # noqa: S607
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"measured": False, "reason": f"docker unavailable: {exc}"}
+    if proc.returncode != 0:
+        return {"measured": False,
+                "reason": f"no {IMAGE} image (run the image tests: uv run pytest tests/image)"}
+    return {"measured": True, "image": IMAGE, "bytes": int(json.loads(proc.stdout)),
+            "note": "whole image incl. base; docs/image.md splits app layers from the base"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--name", default="startup")
+    args = parser.parse_args(argv)
+    work = log_dir(args.name)
+    reps: dict[str, list[dict[str, float]]] = {"hello": [], "api": [], "worker": [],
+                                                "api_imports": []}
+    with bench_servers() as servers:
+        env = service_env(servers.env(), work)
+        migrate(env, work / "migrate.log")
+        for rep in range(args.reps):  # interleaved, so noise hits all alike
+            port = _free_port()
+            reps["hello"].append({"seconds": time_to_ready(
+                [sys.executable, "-m", "bench.hello"], {**env, "PORT": str(port)},
+                f"http://{LOOPBACK}:{port}/health/ready", work / "hello.log")})
+            port = _free_port()
+            reps["api"].append({"seconds": time_to_ready(
+                app_command("api"), {**env, "PORT": str(port)},
+                f"http://{LOOPBACK}:{port}/health/ready", work / "api.log")})
+            port = _free_port()
+            reps["worker"].append({"seconds": time_to_ready(
+                app_command("worker"), {**env, "WORKER_HEALTH_PORT": str(port)},
+                f"http://{LOOPBACK}:{port}/health/ready", work / "worker.log")})
+            reps["api_imports"].append({"seconds": import_seconds(env)})
+            print(f"  rep {rep + 1}: " + ", ".join(
+                f"{k} {v[-1]['seconds']:.2f}s" for k, v in reps.items()), flush=True)
+    medians = {k: round(median_of(v, "seconds"), 3) for k, v in reps.items()}
+    image = image_size()
+    api_ok = medians["api"] < API_TARGET_SECONDS
+    rows = [
+        ["hello-world (baseline)", medians["hello"], 1.0, ""],
+        ["api", medians["api"], ratio(medians["api"], medians["hello"]),
+         target_verdict(api_ok) + f" (< {API_TARGET_SECONDS} s)"],
+        ["worker", medians["worker"], ratio(medians["worker"], medians["hello"]), ""],
+        ["api imports only", medians["api_imports"],
+         ratio(medians["api_imports"], medians["hello"]), ""],
+    ]
+    print_table(f"Start-up: process start -> /health/ready 200 (median of {args.reps})",
+                ["process", "seconds", "x hello", "target"], rows)
+    print("image: " + (f"{image['bytes'] / 1e6:.1f} MB ({IMAGE})" if image["measured"]
+                       else image["reason"]))
+    path = write_results(args.name, {
+        "config": vars(args), "medians_s": medians, "reps": reps, "image": image,
+        "targets": {"api_ready_s": {"value": medians["api"], "target": API_TARGET_SECONDS,
+                                    "met": api_ok}},
+    })
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
