@@ -398,6 +398,8 @@ class PgBouncer:
             "auth_type = scram-sha-256\n"
             f"auth_file = {self.workdir / 'userlist.txt'}\n"
             "pool_mode = transaction\nmax_client_conn = 500\ndefault_pool_size = 20\n"
+            # Reconnect quickly after the restart tests stop PostgreSQL (default 15 s).
+            "server_login_retry = 1\n"
             "ignore_startup_parameters = extra_float_digits,options\n"
             f"logfile = {self.workdir / 'pgbouncer.log'}\n"
         )

@@ -16,3 +16,8 @@ echo "== zizmor"; uv run zizmor --quiet .github/workflows
 echo "== promtool"; promtool check rules deploy/local/prometheus/*.rules.yml
 echo "== pytest"
 uv run pytest --cov --cov-report=term --cov-fail-under=80 "$@"
+# The API suite once more with every database connection through PgBouncer in
+# transaction mode (as RDS Proxy pools in production): proves nothing relies on
+# session state or server-side prepared statements.
+echo "== pytest (API through PgBouncer, transaction mode)"
+GROUNDWORK_TEST_DB_VIA_PGBOUNCER=1 uv run pytest services/app/tests/api -q -m "not slow" -p no:cacheprovider

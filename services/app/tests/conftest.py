@@ -43,8 +43,11 @@ def service_env(servers: DevServers) -> Iterator[dict[str, str]]:
     from groundwork_app import migrate
     from groundwork_app.settings import get_settings
 
+    # GROUNDWORK_TEST_DB_VIA_PGBOUNCER=1 sends every database connection through PgBouncer
+    # in transaction mode (as RDS Proxy would): the suite then proves pooling-safety.
+    via_pgbouncer = os.environ.get("GROUNDWORK_TEST_DB_VIA_PGBOUNCER") == "1"
     env = {
-        **servers.env(),
+        **servers.env(via_pgbouncer=via_pgbouncer),
         "APP_ENV": "test",
         "LOG_JSON": "true",
         "JWT_SECRET": secrets.token_urlsafe(40),
