@@ -8,19 +8,25 @@ def test_migrations_create_schema_and_roll_back(service_env: dict[str, str], ser
 
     tables = servers.postgres.psql(
         "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables "
-        "WHERE schemaname = 'public'", database="groundwork").strip()
+        "WHERE schemaname = 'public'",
+        database="groundwork",
+    ).strip()
     assert tables == "alembic_version,jobs,outbox,processed_messages"
     index = servers.postgres.psql(
         "SELECT indexdef FROM pg_indexes WHERE indexname = 'outbox_unsent_idx'",
-        database="groundwork")
+        database="groundwork",
+    )
     assert "WHERE (sent_at IS NULL)" in index
 
     migrate.downgrade("base")
     after = servers.postgres.psql(
         "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> "
-        "'alembic_version'", database="groundwork").strip()
+        "'alembic_version'",
+        database="groundwork",
+    ).strip()
     assert after == "0"
     migrate.upgrade()
-    version = servers.postgres.psql("SELECT version_num FROM alembic_version",
-                                    database="groundwork").strip()
+    version = servers.postgres.psql(
+        "SELECT version_num FROM alembic_version", database="groundwork"
+    ).strip()
     assert version == "0001"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from groundwork_app.adapters.llm import SimulatedProvider, build_provider
 from groundwork_app.settings import Settings
 

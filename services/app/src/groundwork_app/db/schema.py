@@ -30,8 +30,12 @@ jobs = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("request_id", sa.Text, nullable=False),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
-    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),
     # Idempotency keys are scoped per client: two clients may reuse the same key.
@@ -49,13 +53,19 @@ outbox = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
     sa.Column("message_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
-    sa.Column("job_id", pg.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
-              nullable=False),
+    sa.Column(
+        "job_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("topic", sa.Text, nullable=False),
     sa.Column("payload", pg.JSONB, nullable=False),
     # request id and W3C trace context, so the worker continues the API's trace and logs.
     sa.Column("headers", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
     sa.Column("sent_at", sa.DateTime(timezone=True)),
     sa.Column("publish_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
@@ -67,11 +77,16 @@ processed_messages = sa.Table(
     "processed_messages",
     metadata,
     sa.Column("message_id", sa.Text, primary_key=True),
-    sa.Column("job_id", pg.UUID(as_uuid=True), sa.ForeignKey("jobs.id", ondelete="CASCADE"),
-              nullable=False),
+    sa.Column(
+        "job_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
     sa.Column("outcome", sa.Text, nullable=False),
-    sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False,
-              server_default=sa.func.now()),
+    sa.Column(
+        "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
 )
 
 OUTBOX_CHANNEL = "outbox_new"

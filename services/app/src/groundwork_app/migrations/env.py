@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from groundwork_app.db.engine import engine_url, connect_args
+from groundwork_app.db.engine import connect_args, engine_url
 from groundwork_app.db.schema import metadata
 from groundwork_app.settings import get_settings
 
@@ -15,15 +16,19 @@ target_metadata = metadata
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=engine_url(get_settings()).render_as_string(hide_password=True),
-                      target_metadata=target_metadata, literal_binds=True)
+    context.configure(
+        url=engine_url(get_settings()).render_as_string(hide_password=True),
+        target_metadata=target_metadata,
+        literal_binds=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
 
-def _run(connection) -> None:  # type: ignore[no-untyped-def]
-    context.configure(connection=connection, target_metadata=target_metadata,
-                      transaction_per_migration=True)
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection, target_metadata=target_metadata, transaction_per_migration=True
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -34,45 +34,61 @@ def upgrade() -> None:
         sa.Column("error", sa.Text),
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("request_id", sa.Text, nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
+        sa.Column(
+            "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("completed_at", sa.DateTime(timezone=True)),
         sa.CheckConstraint(
             "status IN ('queued', 'processing', 'succeeded', 'failed')", name="jobs_status_check"
         ),
     )
     op.create_index(
-        "jobs_client_idempotency_key_uq", "jobs", ["client_id", "idempotency_key"], unique=True,
+        "jobs_client_idempotency_key_uq",
+        "jobs",
+        ["client_id", "idempotency_key"],
+        unique=True,
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
     )
     op.create_table(
         "outbox",
         sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
         sa.Column("message_id", pg.UUID(as_uuid=True), nullable=False, unique=True),
-        sa.Column("job_id", pg.UUID(as_uuid=True),
-                  sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "job_id",
+            pg.UUID(as_uuid=True),
+            sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("topic", sa.Text, nullable=False),
         sa.Column("payload", pg.JSONB, nullable=False),
         sa.Column("headers", pg.JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
         sa.Column("sent_at", sa.DateTime(timezone=True)),
         sa.Column("publish_attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("last_error", sa.Text),
     )
-    op.create_index("outbox_unsent_idx", "outbox", ["id"],
-                    postgresql_where=sa.text("sent_at IS NULL"))
+    op.create_index(
+        "outbox_unsent_idx", "outbox", ["id"], postgresql_where=sa.text("sent_at IS NULL")
+    )
     op.create_index("outbox_job_id_idx", "outbox", ["job_id"])
     op.create_table(
         "processed_messages",
         sa.Column("message_id", sa.Text, primary_key=True),
-        sa.Column("job_id", pg.UUID(as_uuid=True),
-                  sa.ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "job_id",
+            pg.UUID(as_uuid=True),
+            sa.ForeignKey("jobs.id", ondelete="CASCADE"),
+            nullable=False,
+        ),
         sa.Column("outcome", sa.Text, nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False,
-                  server_default=sa.func.now()),
+        sa.Column(
+            "processed_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+        ),
     )
     op.create_index("processed_messages_job_id_idx", "processed_messages", ["job_id"])
     # One NOTIFY per inserting statement wakes the relays without polling; the payload
