@@ -309,6 +309,8 @@ def service_env(
         "REDIS_HOST": cache.host,
         "REDIS_PORT": cache.port.apply(str),
         "REDIS_TLS": "true",
+        # Memorystore's server CA is private to the instance: not in any system store.
+        "REDIS_TLS_CA_CERT": cache.server_ca_pem,
         "QUEUE_BACKEND": "pubsub",
         "QUEUE_NAME": queue.topic_name,
         "QUEUE_DELIVERY_LIMIT": str(DELIVERY_ATTEMPTS),

@@ -46,6 +46,11 @@ class CacheArgs:
             raise ValueError(f"maintenance_hour={self.maintenance_hour}: use 0-23")
 
 
+def ca_bundle(certs: Sequence[gcp.redis.outputs.InstanceServerCaCert] | None) -> str:
+    pems = [c.cert.strip() for c in certs or [] if c.cert and c.cert.strip()]
+    return "\n".join(pems) + "\n" if pems else ""
+
+
 class Cache(pulumi.ComponentResource):
     """Memorystore for Redis: AUTH on, server-authenticated TLS, private service access."""
 
@@ -55,6 +60,9 @@ class Cache(pulumi.ComponentResource):
     auth_string: pulumi.Output[str]
     """Secret: the AUTH string (store it in Secret Manager)."""
     server_ca_certs: pulumi.Output[Sequence[gcp.redis.outputs.InstanceServerCaCert]]
+    server_ca_pem: pulumi.Output[str]
+    """Every current server CA (two during a rotation) as one PEM bundle: the instance's
+    certificate chains to a private CA, so clients must trust it (REDIS_TLS_CA_CERT)."""
 
     def __init__(
         self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
@@ -101,4 +109,5 @@ class Cache(pulumi.ComponentResource):
         self.port = self.instance.port
         self.auth_string = pulumi.Output.secret(self.instance.auth_string)
         self.server_ca_certs = self.instance.server_ca_certs
+        self.server_ca_pem = self.instance.server_ca_certs.apply(ca_bundle)
         self.register_outputs({"host": self.host, "port": self.port})

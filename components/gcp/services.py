@@ -24,8 +24,11 @@ from components.gcp.secrets import SecretRef
 
 API_PORT = 8000
 WORKER_PORT = 8080
+"""The Pub/Sub push receiver; it also serves /health/* and /metrics (the RabbitMQ-mode
+health server on WORKER_HEALTH_PORT is not started in Pub/Sub mode)."""
 HEALTH_PORT = 8081
-"""Worker and relay serve /health/* and /metrics here (WORKER_HEALTH_PORT)."""
+"""The relay's only listener (WORKER_HEALTH_PORT, or $PORT on Cloud Run): its container
+port, because a Cloud Run service must listen on the container port to become ready."""
 PUSH_PATH = "/pubsub/push"
 
 _CPU = ("1", "2", "4", "6", "8")
@@ -186,7 +189,6 @@ class CloudRunApp(pulumi.ComponentResource):
             "api",
             size=args.api,
             port=API_PORT,
-            probe_port=API_PORT,
             ingress=api_ingress,
             cpu_idle=True,
             invoker_iam_disabled=args.api_exposure is ApiExposure.LOAD_BALANCER,
@@ -206,7 +208,6 @@ class CloudRunApp(pulumi.ComponentResource):
             "worker",
             size=args.worker,
             port=WORKER_PORT,
-            probe_port=HEALTH_PORT,
             ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
             cpu_idle=True,
             custom_audiences=[args.push_audience],
@@ -224,7 +225,6 @@ class CloudRunApp(pulumi.ComponentResource):
                 timeout="10s",
             ),
             port=HEALTH_PORT,
-            probe_port=HEALTH_PORT,
             ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
             cpu_idle=False,
         )
@@ -284,7 +284,6 @@ class CloudRunApp(pulumi.ComponentResource):
         *,
         size: ServiceSize,
         port: int,
-        probe_port: int,
         ingress: str,
         cpu_idle: bool,
         invoker_iam_disabled: bool = False,
@@ -328,10 +327,12 @@ class CloudRunApp(pulumi.ComponentResource):
                             cpu_idle=cpu_idle,
                             startup_cpu_boost=True,
                         ),
+                        # Probes target the container port: it is the one port Cloud Run
+                        # routes to, and every process serves /health/* there.
                         # Ready means the database and Redis answer: no traffic before.
                         startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
                             http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                                path="/health/ready", port=probe_port
+                                path="/health/ready", port=port
                             ),
                             initial_delay_seconds=2,
                             period_seconds=5,
@@ -342,7 +343,7 @@ class CloudRunApp(pulumi.ComponentResource):
                         # not restart every instance, hence not /health/ready.
                         liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
                             http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
-                                path="/health/live", port=probe_port
+                                path="/health/live", port=port
                             ),
                             period_seconds=15,
                             timeout_seconds=3,

@@ -13,6 +13,11 @@ PROJECT = "acme-groundwork"
 REGION = "europe-west1"
 PROJECT_NUMBER = "111122223333"  # groundwork.mockrun.FAKE_GCP_PROJECT_NUMBER
 PUBSUB_AGENT = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
+# Two server CAs, as during Memorystore's CA rotation.
+REDIS_CAS = (
+    "-----BEGIN CERTIFICATE-----\nMIIBcurrent\n-----END CERTIFICATE-----\n",
+    "-----BEGIN CERTIFICATE-----\nMIIBnext\n-----END CERTIFICATE-----\n",
+)
 BASE_CONFIG = {"groundwork:cloud": "gcp", "gcp:project": PROJECT, "gcp:region": REGION}
 
 
@@ -29,6 +34,8 @@ class GcpMocks(GroundworkMocks):
             state.setdefault("address", "203.0.113.10")
         if args.typ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
             state.setdefault("uptimeCheckId", f"{args.name}-check")
+        if args.typ == "gcp:redis/instance:Instance":
+            state["serverCaCerts"] = [{"cert": pem} for pem in REDIS_CAS]
         if args.typ == "gcp:secretmanager/secret:Secret":
             state.setdefault("secretId", args.inputs.get("secretId", args.name))
         return resource_id, state

@@ -7,6 +7,7 @@ from functools import partial
 
 import pulumi
 import pytest
+from groundwork_app.ports import HandleResult
 
 from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
 from components.gcp.edge import OWASP_RULES, Edge, EdgeArgs
@@ -202,13 +203,37 @@ def test_relay_is_always_on_and_uninvokable_worker_accepts_push_audience() -> No
     assert worker["customAudiences"] == ["aud"]
     (wc,) = worker["template"]["containers"]
     assert wc["args"] == ["worker"]
-    assert wc["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8081}
-    assert wc["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8081}
+    # In Pub/Sub mode the push receiver on $PORT is the worker's only listener.
+    assert wc["ports"]["containerPort"] == 8080
+    assert wc["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    assert wc["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
     api = services["app-api"].inputs
     (ac,) = api["template"]["containers"]
     assert ac["startupProbe"]["httpGet"]["path"] == "/health/ready"
     assert ac["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert api["template"]["maxInstanceRequestConcurrency"] == 80
+
+
+async def _never_called(delivery: object) -> HandleResult:
+    raise AssertionError("no push is delivered in this test")
+
+
+def test_every_probe_targets_the_container_port_where_the_process_serves_health() -> None:
+    """Cloud Run routes to one port per container and sets $PORT to it; a probe on any
+    other port finds nothing listening (the Pub/Sub worker starts no 8081 server) and
+    the revision never becomes ready."""
+    from fastapi.routing import APIRoute
+    from groundwork_app.worker.pubsub_push import create_push_app
+
+    graph = run(lambda: _app())
+    for service in graph.of_type("gcp:cloudrunv2/service:Service"):
+        (container,) = service.inputs["template"]["containers"]
+        port = container["ports"]["containerPort"]
+        for probe in ("startupProbe", "livenessProbe"):
+            assert container[probe]["httpGet"]["port"] == port, (service.name, probe)
+    push_app = create_push_app(_never_called, None)
+    routes = {r.path for r in push_app.routes if isinstance(r, APIRoute)}
+    assert {"/health/ready", "/health/live", "/pubsub/push"} <= routes
 
 
 def test_public_exposure_grants_all_users_on_the_api_only() -> None:

@@ -10,7 +10,16 @@ from groundwork_app.settings import QueueBackend
 
 from groundwork.mockrun import ProgramRun
 from stacks.config import ConfigError
-from tests.gcp.helpers import PROJECT, PUBSUB_AGENT, REGION, by_name, containers, env_of, run_stack
+from tests.gcp.helpers import (
+    PROJECT,
+    PUBSUB_AGENT,
+    REDIS_CAS,
+    REGION,
+    by_name,
+    containers,
+    env_of,
+    run_stack,
+)
 
 CONTRACT = deployment_contract(QueueBackend.PUBSUB)
 PROCESSES = ("api", "worker", "relay", "migrate")
@@ -56,6 +65,20 @@ def test_every_container_gets_exactly_the_pubsub_contract(
     assert plain["REDIS_TLS"] == "true"
     assert plain["PUBSUB_PROJECT_ID"] == PROJECT
     assert containers(graph)[process]["args"] == [process]
+
+
+@pytest.mark.parametrize("process", PROCESSES)
+def test_every_container_trusts_the_memorystore_server_cas(
+    staging: ProgramRun, process: str
+) -> None:
+    """Memorystore's certificate chains to a CA private to the instance: with only the
+    system trust store every TLS connection to Redis fails verification."""
+    from groundwork_app.settings import Settings
+
+    plain, _ = env_of(containers(staging)[process])
+    bundle = plain["REDIS_TLS_CA_CERT"]
+    assert bundle == "".join(REDIS_CAS)  # every CA: a rotation must not break clients
+    assert Settings(redis_tls=True, redis_tls_ca_cert=bundle).redis_tls_ca_cert == bundle
 
 
 def test_secret_values_come_from_the_resources_that_own_them(staging: ProgramRun) -> None:

@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         json_schema_extra=_deploy("secret"),
     )
     redis_tls: bool = Field(default=False, json_schema_extra=_deploy("env"))
+    redis_tls_ca_cert: str = Field(
+        default="",
+        description="PEM CA certificate(s) the Redis server must chain to, for a server with a "
+        "private CA (Memorystore: the instance's server_ca_certs), trusted in addition to the "
+        "system store. Empty: the system trust store only (ElastiCache).",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
     redis_db: int = Field(default=0, ge=0, le=15)
 
     # --- queue ---------------------------------------------------------------
@@ -256,6 +263,13 @@ class Settings(BaseSettings):
     otel_exporter_otlp_endpoint: str = Field(
         default="", description="OTLP/HTTP endpoint; empty disables trace export."
     )
+
+    @field_validator("redis_tls_ca_cert")
+    @classmethod
+    def _redis_ca(cls, value: str) -> str:
+        if value.strip() and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("must be PEM: one or more -----BEGIN CERTIFICATE----- blocks")
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -22,14 +22,19 @@ MAX_CONNECTIONS = 128
 
 def create_redis(settings: Settings) -> Redis:
     password = settings.redis_password.get_secret_value() or None
+    private_ca = settings.redis_tls_ca_cert.strip() or None
     return Redis(
         host=settings.redis_host,
         port=settings.redis_port,
         db=settings.redis_db,
         password=password,
         ssl=settings.redis_tls,
-        # ElastiCache / Memorystore present certificates for their own hostnames.
+        # Always verified, host name included. ElastiCache chains to a public CA (system
+        # trust store); Memorystore to a private CA unique to the instance, which the
+        # system store lacks: REDIS_TLS_CA_CERT adds it.
         ssl_cert_reqs="required",
+        ssl_ca_data=private_ca,
+        ssl_check_hostname=True,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 0),

@@ -136,6 +136,20 @@ async def _serve_push(settings: Settings, handler: JobHandler) -> None:
     await server.serve()
 
 
+def relay_health_port(settings: Settings) -> int:
+    """$PORT when the platform sets it, else WORKER_HEALTH_PORT.
+
+    On Cloud Run the relay is a service, and a service's revision only becomes ready
+    once something listens on $PORT; the health server is the relay's only listener.
+    """
+    raw = os.environ.get("PORT", "")
+    if not raw:
+        return settings.worker_health_port
+    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
+        raise ValueError(f"PORT must be a TCP port number (1-65535), got {raw!r}")
+    return int(raw)
+
+
 async def run_relay(settings: Settings) -> None:
     from groundwork_app.worker.relay import OutboxRelay
 
@@ -145,7 +159,7 @@ async def run_relay(settings: Settings) -> None:
     relay = OutboxRelay(engine, publisher, settings)
     heartbeat = Heartbeat(heartbeat_path(settings, "relay"))
     health = HealthServer(
-        lambda: relay.healthy, heartbeat, host=HEALTH_HOST, port=settings.worker_health_port
+        lambda: relay.healthy, heartbeat, host=HEALTH_HOST, port=relay_health_port(settings)
     )
     stop = asyncio.Event()
     install_stop_signals(stop)
