@@ -125,6 +125,52 @@ def test_app_layers_stay_within_the_documented_budget(
     assert sizes[0] < 2_000_000, f"top layer should be the service code, got {sizes[0]} bytes"
 
 
+_VENV_PROBE = """
+import importlib.util, linecache, pathlib, sysconfig, traceback
+import groundwork_app.cli
+site = pathlib.Path(sysconfig.get_path("purelib"))
+sources = [p for p in site.rglob("*.py") if "groundwork_app" not in p.parts]
+print("third-party .py:", len(sources), [str(p) for p in sources[:5]])
+print("app source line 1:", bool(linecache.getline(groundwork_app.cli.__file__, 1)))
+for name in ("pip", "setuptools", "wheel", "rich", "pygments"):
+    print(f"module {name}:", importlib.util.find_spec(name) is not None)
+import sqlalchemy
+try:
+    sqlalchemy.create_engine("nosuchdialect://")
+except Exception:
+    print(traceback.format_exc())
+"""
+
+
+def test_third_party_code_is_bytecode_only_and_tracebacks_still_locate_frames(
+    docker: Docker, image: str
+) -> None:
+    out = docker.run(
+        "run", "--rm", *HARDENING, "--entrypoint", "/opt/venv/bin/python", image, "-c", _VENV_PROBE
+    ).stdout
+    # ~30 MB of sources left out; the service's own code keeps them.
+    assert "third-party .py: 0 []" in out, out
+    assert "app source line 1: True" in out, out
+    # No installer in the runtime venv, and the packages excluded from the image
+    # (scripts/lock-image-requirements.sh) are really absent.
+    for name in ("pip", "setuptools", "wheel", "rich", "pygments"):
+        assert f"module {name}: False" in out, out
+    # A library frame without its source still names file, line and function.
+    assert re.search(
+        r'File "/opt/venv/lib/python3\.11/site-packages/sqlalchemy/\S+\.py", line \d+, in \w+', out
+    ), out
+    assert "NoSuchModuleError" in out, out
+
+
+def test_cli_help_and_usage_errors_work_without_rich(docker: Docker, image: str) -> None:
+    # typer would import rich for these; the image sets TYPER_USE_RICH=0.
+    helped = docker.run("run", "--rm", *HARDENING, image, "--help")
+    assert "Usage: groundwork-app" in helped.stdout and "healthcheck" in helped.stdout
+    wrong = docker.run("run", "--rm", *HARDENING, image, "no-such-command", check=False)
+    assert wrong.returncode == 2, wrong.stdout + wrong.stderr
+    assert "No such command 'no-such-command'" in wrong.stderr, wrong.stderr
+
+
 def _history(docker: Docker, image: str) -> list[dict[str, int]]:
     out = docker.run("history", "--no-trunc", "--format", "{{.Size}}", "--human=false", image)
     return [{"Size": int(line)} for line in out.stdout.split()]

@@ -7,6 +7,7 @@ fail when the export is stale (regenerate with scripts/lock-image-requirements.s
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 APP = ROOT / "services/app"
 DOCKERFILE = APP / "Dockerfile"
+LOCK_SCRIPT = ROOT / "scripts/lock-image-requirements.sh"
 
 
 def _requirements(text: str) -> dict[str, list[str]]:
@@ -36,28 +38,47 @@ def _requirements(text: str) -> dict[str, list[str]]:
 
 
 def test_runtime_lock_matches_the_workspace_lock() -> None:
-    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    # The script's own export (with its exclusions), so the check and the
+    # regeneration cannot drift apart.
     export = subprocess.run(
-        [
-            uv,
-            "export",
-            "--package",
-            "groundwork-app",
-            "--no-dev",
-            "--frozen",
-            "--no-emit-workspace",
-            "--no-header",
-            "--quiet",
-        ],
+        ["bash", str(LOCK_SCRIPT), "--print-runtime"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
     ).stdout
     committed = (APP / "requirements.lock").read_text()
     assert _requirements(committed) == _requirements(export), (
         "services/app/requirements.lock is stale: run scripts/lock-image-requirements.sh"
     )
+
+
+def _excluded_packages() -> set[str]:
+    match = re.search(r"^IMAGE_EXCLUDED_PACKAGES=\(([^)]*)\)", LOCK_SCRIPT.read_text(), re.M)
+    assert match, "scripts/lock-image-requirements.sh must define IMAGE_EXCLUDED_PACKAGES=(...)"
+    return set(match[1].split())
+
+
+def test_packages_excluded_from_the_image_are_locked_but_not_installed() -> None:
+    excluded = _excluded_packages()
+    assert excluded, "IMAGE_EXCLUDED_PACKAGES is empty"
+    lock = (ROOT / "uv.lock").read_text()
+    image_reqs = {
+        req.split("==")[0] for req in _requirements((APP / "requirements.lock").read_text())
+    }
+    for name in excluded:
+        # Still in the workspace lock (typer declares rich), only left out of the image.
+        assert f'\nname = "{name}"\n' in lock, f"{name} is no longer locked: drop the exclusion"
+        assert name not in image_reqs, f"{name} is excluded but still in requirements.lock"
+    # Typer imports rich lazily for help, usage errors and tracebacks; without rich
+    # installed it must be told not to, or `--help` would raise ImportError.
+    assert "rich" not in excluded or re.search(
+        r"^\s*TYPER_USE_RICH=0\b", DOCKERFILE.read_text(), re.M
+    ), "the Dockerfile must set TYPER_USE_RICH=0 when rich is not installed"
 
 
 def test_every_locked_requirement_is_pinned_and_hashed() -> None:
