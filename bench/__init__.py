@@ -1,1 +1,4 @@
-"""Benchmarks: every figure measured next to a baseline in the same run (see docs/performance.md)."""
+"""Benchmarks: every figure next to a baseline measured in the same run.
+
+See docs/performance.md.
+"""

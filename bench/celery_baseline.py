@@ -22,7 +22,6 @@ from typing import Any
 
 import asyncpg
 from celery import Celery
-
 from groundwork_app.adapters.llm import SimulatedProvider
 
 QUEUE = os.environ.get("BENCH_CELERY_QUEUE", "bench-celery")
@@ -91,7 +90,9 @@ def _state() -> tuple[asyncio.AbstractEventLoop, asyncpg.Connection, SimulatedPr
                 statement_cache_size=0,
             )
         )
-        provider = SimulatedProvider(latency_ms=int(os.environ.get("LLM_SIMULATED_LATENCY_MS", "0")))
+        provider = SimulatedProvider(
+            latency_ms=int(os.environ.get("LLM_SIMULATED_LATENCY_MS", "0"))
+        )
         state = (loop, conn, provider)
         _local.state = state
     return state

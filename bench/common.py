@@ -54,8 +54,14 @@ def percentile(values: Sequence[float], q: float) -> float:
 def latency_summary(latencies_s: Sequence[float]) -> dict[str, float]:
     """p50/p95/p99/max/mean in milliseconds."""
     if not latencies_s:
-        return {"n": 0, "p50_ms": math.nan, "p95_ms": math.nan, "p99_ms": math.nan,
-                "max_ms": math.nan, "mean_ms": math.nan}
+        return {
+            "n": 0,
+            "p50_ms": math.nan,
+            "p95_ms": math.nan,
+            "p99_ms": math.nan,
+            "max_ms": math.nan,
+            "mean_ms": math.nan,
+        }
     ms = [v * 1000 for v in latencies_s]
     return {
         "n": len(ms),
@@ -237,7 +243,9 @@ async def closed_loop(
             except (HttpError, OSError):
                 result.errors += 1
                 if result.errors > MAX_ERRORS:
-                    raise HttpError(f"more than {MAX_ERRORS} failed requests; is the server up?")
+                    raise HttpError(
+                        f"more than {MAX_ERRORS} failed requests; is the server up?"
+                    ) from None
                 conn = await _connect(port)
                 continue
             if began >= measure_from:
@@ -378,7 +386,7 @@ def start_process(
             os.sched_setaffinity(0, cpus)
 
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(  # noqa: S603 - fixed argv built by the bench
+    return subprocess.Popen(
         list(args),
         env=dict(env),
         stdout=log_path.open("ab"),
@@ -416,7 +424,7 @@ def running(
 
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -437,7 +445,9 @@ def wait_until_ok(
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
             tail = log_path.read_text(errors="replace")[-3000:] if log_path else ""
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready\n{tail}")
+            raise RuntimeError(
+                f"process exited with {proc.returncode} before {url} was ready\n{tail}"
+            )
         if http_status(url, timeout=0.5) == 200:
             return time.monotonic()
         time.sleep(interval)
@@ -502,7 +512,7 @@ def auth_for(env: Mapping[str, str]) -> Auth:
 
 
 def migrate(env: Mapping[str, str], log_path: Path) -> None:
-    proc = subprocess.run(  # noqa: S603
+    proc = subprocess.run(
         app_command("migrate"), env=dict(env), capture_output=True, timeout=120, check=False
     )
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -544,7 +554,6 @@ def log_dir(name: str) -> Path:
     return path
 
 
-
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
@@ -554,9 +563,13 @@ def machine_info() -> dict[str, Any]:
     with contextlib.suppress(OSError):
         info["loadavg_at_start"] = [round(x, 2) for x in os.getloadavg()]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        info["git_commit"] = subprocess.run(  # noqa: S603
-            ["git", "rev-parse", "--short", "HEAD"],  # noqa: S607
-            cwd=ROOT, capture_output=True, text=True, timeout=5, check=False,
+        info["git_commit"] = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
         ).stdout.strip()
     return info
 
@@ -597,14 +610,19 @@ def fmt(value: Any, digits: int = 1) -> str:
 
 
 def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[fmt(c) if not isinstance(c, str) else c for c in r]
-                                           for r in rows]
+    cells = [[str(h) for h in headers]] + [
+        [fmt(c) if not isinstance(c, str) else c for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = [title, "  ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True))]
     lines.append("  ".join("-" * w for w in widths))
     for row in cells[1:]:
-        lines.append("  ".join(c.rjust(w) if i else c.ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     text = "\n".join(lines)
     print(text, flush=True)
     return text

@@ -71,8 +71,12 @@ def _free_port() -> int:
 
 async def _connect_db(env: dict[str, str]) -> asyncpg.Connection:
     return await asyncpg.connect(
-        host=env["DB_HOST"], port=int(env["DB_PORT"]), user=env["DB_USER"],
-        password=env["DB_PASSWORD"], database=env["DB_NAME"], ssl=False,
+        host=env["DB_HOST"],
+        port=int(env["DB_PORT"]),
+        user=env["DB_USER"],
+        password=env["DB_PASSWORD"],
+        database=env["DB_NAME"],
+        ssl=False,
     )
 
 
@@ -123,8 +127,9 @@ def _summarize(count: int, t0: float, done: dict[str, Any], submit_s: float) -> 
     }
 
 
-def run_groundwork(env: dict[str, str], port: int, token: str, count: int,
-                   timeout: float) -> dict[str, Any]:
+def run_groundwork(
+    env: dict[str, str], port: int, token: str, count: int, timeout: float
+) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     run_id = uuid.uuid4().hex[:8]
 
@@ -138,8 +143,9 @@ def run_groundwork(env: dict[str, str], port: int, token: str, count: int,
         t0 = time.time()
         submitted = await submit_n(port, make, count=count, concurrency=SUBMIT_CONCURRENCY)
         if submitted.ok != count:
-            raise RuntimeError(f"POST /v1/jobs: {submitted.summary()['statuses']}, "
-                               f"{submitted.errors} errors")
+            raise RuntimeError(
+                f"POST /v1/jobs: {submitted.summary()['statuses']}, {submitted.errors} errors"
+            )
         done = await _wait_done(env, count, timeout)
         return _summarize(count, t0, done, submitted.duration_s)
 
@@ -166,19 +172,35 @@ def run_celery(env: dict[str, str], queue: str, count: int, timeout: float) -> d
     return _summarize(count, t0, done, submit_s)
 
 
-def measure_latency(args: argparse.Namespace, servers: Any, work: Path,
-                    latency_ms: int) -> dict[str, Any]:
+def measure_latency(
+    args: argparse.Namespace, servers: Any, work: Path, latency_ms: int
+) -> dict[str, Any]:
     count = args.jobs if latency_ms == 0 else args.jobs_slow
     api_port, relay_port, worker_port = _free_port(), _free_port(), _free_port()
-    base = service_env(servers.env(), work, LLM_SIMULATED_LATENCY_MS=str(latency_ms),
-                       WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
-                       QUEUE_PREFETCH=str(WORKER_CONCURRENCY))
+    base = service_env(
+        servers.env(),
+        work,
+        LLM_SIMULATED_LATENCY_MS=str(latency_ms),
+        WORKER_CONCURRENCY=str(WORKER_CONCURRENCY),
+        QUEUE_PREFETCH=str(WORKER_CONCURRENCY),
+    )
     api_env = {**base, "PORT": str(api_port)}
     relay_env = {**base, "WORKER_HEALTH_PORT": str(relay_port)}
     worker_env = {**base, "WORKER_HEALTH_PORT": str(worker_port)}
-    celery_cmd = [sys.executable, "-m", "celery", "-A", "bench.celery_baseline", "worker",
-                  "--loglevel", "WARNING", "--without-gossip", "--without-mingle",
-                  "--without-heartbeat", "--without-control"]
+    celery_cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "bench.celery_baseline",
+        "worker",
+        "--loglevel",
+        "WARNING",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--without-control",
+    ]
     queues = {"celery-threads": "bench-celery-threads", "celery-prefork": "bench-celery-prefork"}
     threads_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-threads"]}
     prefork_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-prefork"]}
@@ -187,10 +209,32 @@ def measure_latency(args: argparse.Namespace, servers: Any, work: Path,
         running(app_command("api"), api_env, logs / "api.log") as api,
         running(app_command("relay"), relay_env, logs / "relay.log") as relay,
         running(app_command("worker"), worker_env, logs / "worker.log") as worker,
-        running([*celery_cmd, "--pool", "threads", "--concurrency", str(WORKER_CONCURRENCY),
-                 "-Q", queues["celery-threads"]], threads_env, logs / "celery-threads.log"),
-        running([*celery_cmd, "--pool", "prefork", "--concurrency", str(os.cpu_count() or 1),
-                 "-Q", queues["celery-prefork"]], prefork_env, logs / "celery-prefork.log"),
+        running(
+            [
+                *celery_cmd,
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(WORKER_CONCURRENCY),
+                "-Q",
+                queues["celery-threads"],
+            ],
+            threads_env,
+            logs / "celery-threads.log",
+        ),
+        running(
+            [
+                *celery_cmd,
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(os.cpu_count() or 1),
+                "-Q",
+                queues["celery-prefork"],
+            ],
+            prefork_env,
+            logs / "celery-prefork.log",
+        ),
     ):
         for url, proc, log in (
             (f"http://{LOOPBACK}:{api_port}/health/ready", api, "api.log"),
@@ -207,7 +251,7 @@ def measure_latency(args: argparse.Namespace, servers: Any, work: Path,
         }
         # Prefork runs one job per process: at 200 ms it manages ~5 jobs/s per core, so
         # it gets a smaller batch to keep the run short (throughput is a rate).
-        sizes = {name: count for name in SYSTEMS}
+        sizes = dict.fromkeys(SYSTEMS, count)
         if latency_ms:
             sizes["celery-prefork"] = max(20, count // 8)
         for name, run in runners.items():  # warm-up: imports, connections, queues
@@ -217,35 +261,59 @@ def measure_latency(args: argparse.Namespace, servers: Any, work: Path,
             for name, run in runners.items():
                 result = run(sizes[name])
                 reps[name].append(result)
-                print(f"  {latency_ms} ms rep {rep + 1} {name}: "
-                      f"{result['throughput_rps']} jobs/s ({result['completed']}/{result['jobs']})",
-                      flush=True)
+                print(
+                    f"  {latency_ms} ms rep {rep + 1} {name}: "
+                    f"{result['throughput_rps']} jobs/s ({result['completed']}/{result['jobs']})",
+                    flush=True,
+                )
     medians = {name: aggregate(r) for name, r in reps.items()}
-    return {"latency_ms": latency_ms, "sizes": sizes,
-            "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS}}
+    return {
+        "latency_ms": latency_ms,
+        "sizes": sizes,
+        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS},
+    }
 
 
 def report(results: list[dict[str, Any]]) -> dict[str, Any]:
-    rows, targets = [], {}
+    rows: list[list[Any]] = []
+    targets: dict[str, dict[str, Any]] = {}
     for res in results:
         med = {n: res["systems"][n]["median"] for n in SYSTEMS}
         for name in SYSTEMS:
-            rows.append([
-                f"{res['latency_ms']} ms", name, med[name]["throughput_rps"],
-                ratio(med[name]["throughput_rps"], med["celery-threads"]["throughput_rps"]),
-                ratio(med[name]["throughput_rps"], med["celery-prefork"]["throughput_rps"]),
-                med[name]["p50_ms"], med[name]["p99_ms"],
-            ])
+            rows.append(
+                [
+                    f"{res['latency_ms']} ms",
+                    name,
+                    med[name]["throughput_rps"],
+                    ratio(med[name]["throughput_rps"], med["celery-threads"]["throughput_rps"]),
+                    ratio(med[name]["throughput_rps"], med["celery-prefork"]["throughput_rps"]),
+                    med[name]["p50_ms"],
+                    med[name]["p99_ms"],
+                ]
+            )
         value = ratio(med["groundwork"]["throughput_rps"], med["celery-threads"]["throughput_rps"])
         targets[f"vs_celery_threads_at_{res['latency_ms']}ms"] = {
-            "value": round(value, 3), "target": TARGET_RATIO, "met": value >= TARGET_RATIO}
+            "value": round(value, 3),
+            "target": TARGET_RATIO,
+            "met": value >= TARGET_RATIO,
+        }
         value = ratio(med["groundwork"]["throughput_rps"], med["celery-prefork"]["throughput_rps"])
         targets[f"vs_celery_default_at_{res['latency_ms']}ms"] = {
-            "value": round(value, 3), "target": TARGET_RATIO, "met": value >= TARGET_RATIO}
+            "value": round(value, 3),
+            "target": TARGET_RATIO,
+            "met": value >= TARGET_RATIO,
+        }
     print_table(
         "Pipeline POST -> stored result (median of reps)",
-        ["LLM latency", "system", "jobs/s", "x celery-threads", "x celery-prefork",
-         "p50 ms", "p99 ms"],
+        [
+            "LLM latency",
+            "system",
+            "jobs/s",
+            "x celery-threads",
+            "x celery-prefork",
+            "p50 ms",
+            "p99 ms",
+        ],
         rows,
     )
     for name, t in targets.items():
@@ -267,15 +335,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     latencies = [int(x) for x in args.latencies.split(",") if x.strip()]
-    print(f"pipeline bench: {args.reps} reps, {args.jobs} jobs at 0 ms / {args.jobs_slow} at "
-          f"slower latencies; processes unpinned (6 processes share the cores)", flush=True)
+    print(
+        f"pipeline bench: {args.reps} reps, {args.jobs} jobs at 0 ms / {args.jobs_slow} at "
+        f"slower latencies; processes unpinned (6 processes share the cores)",
+        flush=True,
+    )
     work = log_dir(args.name)
     with bench_servers() as servers:
         migrate(service_env(servers.env(), work), work / "migrate.log")
         results = [measure_latency(args, servers, work, ms) for ms in latencies]
     targets = report(results)
-    path = write_results(args.name, {"config": vars(args), "results": results,
-                                     "targets": targets})
+    path = write_results(args.name, {"config": vars(args), "results": results, "targets": targets})
     print(f"wrote {path}")
     return 0
 

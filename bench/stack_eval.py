@@ -21,16 +21,29 @@ from typing import Any
 from bench.common import ROOT, median_of, print_table, ratio, target_verdict, write_results
 
 TARGET_SECONDS = 3.0
+# The AWS stack refuses to serve the API without HTTPS: give it a domain and certificate.
+_AWS = {
+    "groundwork:cloud": "aws",
+    "aws:region": "us-east-1",
+    "groundwork:domain": "api.example.com",
+    "groundwork:certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/bench",
+}
 CASES: dict[str, dict[str, str]] = {
     "baseline": {},
-    "aws/staging": {"groundwork:cloud": "aws", "aws:region": "us-east-1",
-                    "groundwork:environment": "staging"},
-    "aws/production": {"groundwork:cloud": "aws", "aws:region": "us-east-1",
-                       "groundwork:environment": "production"},
-    "gcp/staging": {"groundwork:cloud": "gcp", "gcp:project": "groundwork-bench",
-                    "gcp:region": "europe-west1", "groundwork:environment": "staging"},
-    "gcp/production": {"groundwork:cloud": "gcp", "gcp:project": "groundwork-bench",
-                       "gcp:region": "europe-west1", "groundwork:environment": "production"},
+    "aws/staging": {**_AWS, "groundwork:environment": "staging"},
+    "aws/production": {**_AWS, "groundwork:environment": "production"},
+    "gcp/staging": {
+        "groundwork:cloud": "gcp",
+        "gcp:project": "groundwork-bench",
+        "gcp:region": "europe-west1",
+        "groundwork:environment": "staging",
+    },
+    "gcp/production": {
+        "groundwork:cloud": "gcp",
+        "gcp:project": "groundwork-bench",
+        "gcp:region": "europe-west1",
+        "groundwork:environment": "production",
+    },
 }
 
 
@@ -73,9 +86,13 @@ def child(case: str) -> dict[str, Any]:
 
 def run_case(case: str) -> dict[str, Any]:
     started = time.perf_counter()
-    proc = subprocess.run(  # noqa: S603
+    proc = subprocess.run(
         [sys.executable, "-m", "bench.stack_eval", "--child", case],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
     )
     wall = time.perf_counter() - started
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
@@ -105,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases:  # interleaved so noise hits every case alike
             result = run_case(case)
             reps[case].append(result)
-            note = result.get("skipped") or result.get("error", "")[-200:] or (
-                f"{result['first_run_s']} s, {result['resources']} resources")
+            note = (
+                result.get("skipped")
+                or result.get("error", "")[-200:]
+                or (f"{result['first_run_s']} s, {result['resources']} resources")
+            )
             print(f"  rep {rep + 1} {case}: {note}", flush=True)
     summary: dict[str, Any] = {}
     for case, runs in reps.items():
@@ -117,8 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         summary[case] = {
             "resources": good[0]["resources"],
-            **{k: round(median_of(good, k), 3)
-               for k in ("import_s", "first_run_s", "second_run_s", "process_wall_s")},
+            **{
+                k: round(median_of(good, k), 3)
+                for k in ("import_s", "first_run_s", "second_run_s", "process_wall_s")
+            },
             "reps": len(good),
         }
     base = summary.get("baseline", {})
@@ -128,20 +150,32 @@ def main(argv: list[str] | None = None) -> int:
         if "skipped" in s:
             rows.append([case, "-", "-", "-", "-", "-", s["skipped"][:60]])
             continue
-        rows.append([case, s["resources"], s["import_s"], s["first_run_s"], s["second_run_s"],
-                     ratio(s["first_run_s"], base.get("first_run_s", float("nan"))),
-                     "" if case == "baseline" else target_verdict(s["first_run_s"] < TARGET_SECONDS)])
+        rows.append(
+            [
+                case,
+                s["resources"],
+                s["import_s"],
+                s["first_run_s"],
+                s["second_run_s"],
+                ratio(s["first_run_s"], base.get("first_run_s", float("nan"))),
+                "" if case == "baseline" else target_verdict(s["first_run_s"] < TARGET_SECONDS),
+            ]
+        )
         if case != "baseline":
-            targets[case] = {"value": s["first_run_s"], "target": TARGET_SECONDS,
-                             "met": s["first_run_s"] < TARGET_SECONDS}
+            targets[case] = {
+                "value": s["first_run_s"],
+                "target": TARGET_SECONDS,
+                "met": s["first_run_s"] < TARGET_SECONDS,
+            }
     print_table(
         f"Program evaluation under mocks (median of {args.reps}; target: first run < "
         f"{TARGET_SECONDS:g} s)",
         ["case", "resources", "import s", "first run s", "second run s", "x baseline", "target"],
         rows,
     )
-    path = write_results(args.name, {"config": vars(args), "summary": summary, "reps": reps,
-                                     "targets": targets})
+    path = write_results(
+        args.name, {"config": vars(args), "summary": summary, "reps": reps, "targets": targets}
+    )
     print(f"wrote {path}")
     return 0
 

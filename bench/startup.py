@@ -60,26 +60,39 @@ def time_to_ready(args: list[str], env: dict[str, str], url: str, log: Path) -> 
 
 
 def import_seconds(env: dict[str, str]) -> float:
-    proc = subprocess.run(  # noqa: S603
-        [sys.executable, "-c", _IMPORT_PROBE], env=env, capture_output=True, text=True,
-        timeout=60, check=True,
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_PROBE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return float(proc.stdout.strip())
 
 
 def image_size() -> dict[str, Any]:
     try:
-        proc = subprocess.run(  # noqa: S603
-            ["docker", "image", "inspect", IMAGE, "--format", "{{json .Size}}"],  # noqa: S607
-            capture_output=True, text=True, timeout=30, check=False,
+        proc = subprocess.run(
+            ["docker", "image", "inspect", IMAGE, "--format", "{{json .Size}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return {"measured": False, "reason": f"docker unavailable: {exc}"}
     if proc.returncode != 0:
-        return {"measured": False,
-                "reason": f"no {IMAGE} image (run the image tests: uv run pytest tests/image)"}
-    return {"measured": True, "image": IMAGE, "bytes": int(json.loads(proc.stdout)),
-            "note": "whole image incl. base; docs/image.md splits app layers from the base"}
+        return {
+            "measured": False,
+            "reason": f"no {IMAGE} image (run the image tests: uv run pytest tests/image)",
+        }
+    return {
+        "measured": True,
+        "image": IMAGE,
+        "bytes": int(json.loads(proc.stdout)),
+        "note": "whole image incl. base; docs/image.md splits app layers from the base",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,47 +101,99 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="startup")
     args = parser.parse_args(argv)
     work = log_dir(args.name)
-    reps: dict[str, list[dict[str, float]]] = {"hello": [], "api": [], "worker": [],
-                                                "api_imports": []}
+    reps: dict[str, list[dict[str, float]]] = {
+        "hello": [],
+        "api": [],
+        "worker": [],
+        "api_imports": [],
+    }
     with bench_servers() as servers:
         env = service_env(servers.env(), work)
         migrate(env, work / "migrate.log")
         for rep in range(args.reps):  # interleaved, so noise hits all alike
             port = _free_port()
-            reps["hello"].append({"seconds": time_to_ready(
-                [sys.executable, "-m", "bench.hello"], {**env, "PORT": str(port)},
-                f"http://{LOOPBACK}:{port}/health/ready", work / "hello.log")})
+            reps["hello"].append(
+                {
+                    "seconds": time_to_ready(
+                        [sys.executable, "-m", "bench.hello"],
+                        {**env, "PORT": str(port)},
+                        f"http://{LOOPBACK}:{port}/health/ready",
+                        work / "hello.log",
+                    )
+                }
+            )
             port = _free_port()
-            reps["api"].append({"seconds": time_to_ready(
-                app_command("api"), {**env, "PORT": str(port)},
-                f"http://{LOOPBACK}:{port}/health/ready", work / "api.log")})
+            reps["api"].append(
+                {
+                    "seconds": time_to_ready(
+                        app_command("api"),
+                        {**env, "PORT": str(port)},
+                        f"http://{LOOPBACK}:{port}/health/ready",
+                        work / "api.log",
+                    )
+                }
+            )
             port = _free_port()
-            reps["worker"].append({"seconds": time_to_ready(
-                app_command("worker"), {**env, "WORKER_HEALTH_PORT": str(port)},
-                f"http://{LOOPBACK}:{port}/health/ready", work / "worker.log")})
+            reps["worker"].append(
+                {
+                    "seconds": time_to_ready(
+                        app_command("worker"),
+                        {**env, "WORKER_HEALTH_PORT": str(port)},
+                        f"http://{LOOPBACK}:{port}/health/ready",
+                        work / "worker.log",
+                    )
+                }
+            )
             reps["api_imports"].append({"seconds": import_seconds(env)})
-            print(f"  rep {rep + 1}: " + ", ".join(
-                f"{k} {v[-1]['seconds']:.2f}s" for k, v in reps.items()), flush=True)
+            print(
+                f"  rep {rep + 1}: "
+                + ", ".join(f"{k} {v[-1]['seconds']:.2f}s" for k, v in reps.items()),
+                flush=True,
+            )
     medians = {k: round(median_of(v, "seconds"), 3) for k, v in reps.items()}
     image = image_size()
     api_ok = medians["api"] < API_TARGET_SECONDS
     rows = [
         ["hello-world (baseline)", medians["hello"], 1.0, ""],
-        ["api", medians["api"], ratio(medians["api"], medians["hello"]),
-         target_verdict(api_ok) + f" (< {API_TARGET_SECONDS} s)"],
+        [
+            "api",
+            medians["api"],
+            ratio(medians["api"], medians["hello"]),
+            target_verdict(api_ok) + f" (< {API_TARGET_SECONDS} s)",
+        ],
         ["worker", medians["worker"], ratio(medians["worker"], medians["hello"]), ""],
-        ["api imports only", medians["api_imports"],
-         ratio(medians["api_imports"], medians["hello"]), ""],
+        [
+            "api imports only",
+            medians["api_imports"],
+            ratio(medians["api_imports"], medians["hello"]),
+            "",
+        ],
     ]
-    print_table(f"Start-up: process start -> /health/ready 200 (median of {args.reps})",
-                ["process", "seconds", "x hello", "target"], rows)
-    print("image: " + (f"{image['bytes'] / 1e6:.1f} MB ({IMAGE})" if image["measured"]
-                       else image["reason"]))
-    path = write_results(args.name, {
-        "config": vars(args), "medians_s": medians, "reps": reps, "image": image,
-        "targets": {"api_ready_s": {"value": medians["api"], "target": API_TARGET_SECONDS,
-                                    "met": api_ok}},
-    })
+    print_table(
+        f"Start-up: process start -> /health/ready 200 (median of {args.reps})",
+        ["process", "seconds", "x hello", "target"],
+        rows,
+    )
+    print(
+        "image: "
+        + (f"{image['bytes'] / 1e6:.1f} MB ({IMAGE})" if image["measured"] else image["reason"])
+    )
+    path = write_results(
+        args.name,
+        {
+            "config": vars(args),
+            "medians_s": medians,
+            "reps": reps,
+            "image": image,
+            "targets": {
+                "api_ready_s": {
+                    "value": medians["api"],
+                    "target": API_TARGET_SECONDS,
+                    "met": api_ok,
+                }
+            },
+        },
+    )
     print(f"wrote {path}")
     return 0
 
