@@ -38,6 +38,11 @@ from components.aws import (
     ServiceFirewall,
     ServiceFirewallArgs,
 )
+from components.aws.container_service import (
+    FARGATE_MEMORY_STEPS,
+    describe_memory_options,
+    fargate_memory_options,
+)
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings
 
 QUEUE_NAME = "jobs"
@@ -45,13 +50,6 @@ DLQ_NAME = "jobs.dlq"
 # Deliveries before a message is dead-lettered (the quorum queue's x-delivery-limit).
 DELIVERY_ATTEMPTS = 5
 CONTAINER_PORT = 8000
-FARGATE_SIZES = {
-    256: (512, 2048),
-    512: (1024, 4096),
-    1024: (2048, 8192),
-    2048: (4096, 16384),
-    4096: (8192, 30720),
-}
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -386,11 +384,14 @@ def validate(settings: Settings) -> None:
         ("api", settings.api_cpu, settings.api_memory_mb),
         ("worker", settings.worker_cpu, settings.worker_memory_mb),
     ):
-        if cpu not in FARGATE_SIZES:
-            raise _fail(f"{process}Cpu", cpu, f"one of {sorted(FARGATE_SIZES)} (Fargate)")
-        low, high = FARGATE_SIZES[cpu]
-        if not low <= memory <= high:
-            raise _fail(f"{process}MemoryMb", memory, f"{low} to {high} with {process}Cpu={cpu}")
+        if cpu not in FARGATE_MEMORY_STEPS:
+            raise _fail(f"{process}Cpu", cpu, f"one of {sorted(FARGATE_MEMORY_STEPS)} (Fargate)")
+        if memory not in fargate_memory_options(cpu):
+            raise _fail(
+                f"{process}MemoryMb",
+                memory,
+                f"{describe_memory_options(cpu)} with {process}Cpu={cpu} (Fargate)",
+            )
     if settings.worker_min_count < 1:
         raise _fail(
             "workerMinCount",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,8 +10,13 @@ from typing import Any, cast
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 ALLOW: Any = {"allow": {}}
+# Load balancer and target group names: at most 32 letters, digits and hyphens. Pulumi's
+# auto-name (logical name + 8 characters) overflows that for any stack prefix longer
+# than 24 characters, so both get explicit names.
+ELB_NAME_LIMIT = 32
 TLS_POLICY = "ELBSecurityPolicy-TLS13-1-2-2021-06"
 INSECURE_HTTP_WARNING = (
     "INSECURE: no domain/certificate configured, so the API load balancer serves plain "
@@ -81,6 +87,7 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         bucket, policy = self._log_bucket(name, args)
         alb = aws.lb.LoadBalancer(
             f"{name}-alb",
+            name=bounded_name(name, "alb"),
             load_balancer_type="application",
             internal=False,
             security_groups=[args.security_group_id],
@@ -91,8 +98,25 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             access_logs={"bucket": bucket.bucket, "enabled": True, "prefix": "alb"},
             opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
+        # A target group is replaced (not updated) when its port, protocol, type or VPC
+        # changes; the new one is created while the old one is still in use, so its
+        # name takes a random part that changes exactly then.
+        tg_suffix = random.RandomId(
+            f"{name}-api-tg-suffix",
+            byte_length=3,
+            keepers={
+                "port": str(args.container_port),
+                "protocol": "HTTP",
+                "target_type": "ip",
+                "vpc_id": args.vpc_id,
+            },
+            opts=child,
+        )
         target_group = aws.lb.TargetGroup(
             f"{name}-api-tg",
+            name=tg_suffix.hex.apply(
+                lambda suffix: bounded_name(name, f"api-{suffix}", suffix_is_unique=True)
+            ),
             port=args.container_port,
             protocol="HTTP",
             target_type="ip",
@@ -284,6 +308,27 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         return validation.certificate_arn
+
+
+def bounded_name(
+    base: str, suffix: str, limit: int = ELB_NAME_LIMIT, *, suffix_is_unique: bool = False
+) -> str:
+    """``{base}-{suffix}`` in at most ``limit`` characters, valid as an ELB name.
+
+    When it is too long, ``base`` is cut; unless ``suffix`` is itself unique (random), a
+    short hash of the whole base keeps names of different stacks apart (their prefixes
+    may differ only past the cut).
+    """
+    full = f"{base}-{suffix}"
+    if len(full) <= limit:
+        return full
+    tail = (
+        suffix if suffix_is_unique else f"{hashlib.sha256(base.encode()).hexdigest()[:6]}-{suffix}"
+    )
+    keep = limit - len(tail) - 1
+    if keep < 1:
+        raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} characters")
+    return f"{base[:keep].rstrip('-')}-{tail}"
 
 
 def access_log_policy(bucket_arn: str, account_id: str, elb_account_arn: str) -> str:

@@ -25,6 +25,16 @@ PROCESSES = ("api", "worker", "relay", "migrate")
 SERVICES = ("api", "worker", "relay")
 RUN_AS = "10001:10001"
 """The uid/gid the image creates (services/app/Dockerfile); stated again so ECS enforces it."""
+SCRATCH_VOLUME = ("tmp", "/tmp")  # noqa: S108
+# The SSM agent that ECS Exec injects writes its state and logs under these paths; on a
+# read-only root filesystem it crashes at start unless they are writable volumes
+# (github.com/aws/containers-roadmap/issues/1359). Mounted only when ECS Exec is on.
+ECS_EXEC_VOLUMES = (("ssm-state", "/var/lib/amazon"), ("ssm-logs", "/var/log/amazon"))
+
+
+def task_volumes(ecs_exec: bool) -> list[tuple[str, str]]:
+    """(volume name, container path) of every writable bind mount of a task."""
+    return [SCRATCH_VOLUME, *(ECS_EXEC_VOLUMES if ecs_exec else ())]
 
 
 @dataclass
@@ -35,23 +45,48 @@ class ProcessSize:
     max_count: int = 3
 
     def validate(self, process: str) -> None:
-        allowed = {
-            256: (512, 2048),
-            512: (1024, 4096),
-            1024: (2048, 8192),
-            2048: (4096, 16384),
-            4096: (8192, 30720),
-        }
-        if self.cpu not in allowed:
-            raise ValueError(f"{process}: cpu={self.cpu}; Fargate allows {sorted(allowed)}")
-        low, high = allowed[self.cpu]
-        if not low <= self.memory_mb <= high:
+        allowed = fargate_memory_options(self.cpu)
+        if not allowed:
+            raise ValueError(
+                f"{process}: cpu={self.cpu}; Fargate allows {sorted(FARGATE_MEMORY_STEPS)}"
+            )
+        if self.memory_mb not in allowed:
             raise ValueError(
                 f"{process}: memory_mb={self.memory_mb} with cpu={self.cpu}; Fargate allows "
-                f"{low}-{high}"
+                f"{describe_memory_options(self.cpu)}"
             )
         if self.min_count > self.max_count:
             raise ValueError(f"{process}: min_count {self.min_count} > max_count {self.max_count}")
+
+
+# Fargate (Linux, platform 1.4.0) CPU units -> (lowest, highest, step) task memory in MiB.
+# A value inside the range but off the step is refused by RegisterTaskDefinition.
+FARGATE_MEMORY_STEPS = {
+    256: (512, 2048, 0),  # 512, 1024 or 2048 only
+    512: (1024, 4096, 1024),
+    1024: (2048, 8192, 1024),
+    2048: (4096, 16384, 1024),
+    4096: (8192, 30720, 1024),
+    8192: (16384, 61440, 4096),
+    16384: (32768, 122880, 8192),
+}
+
+
+def fargate_memory_options(cpu: int) -> tuple[int, ...]:
+    """Every task memory size (MiB) Fargate accepts with ``cpu`` units; empty if none."""
+    if cpu not in FARGATE_MEMORY_STEPS:
+        return ()
+    low, high, step = FARGATE_MEMORY_STEPS[cpu]
+    if step == 0:
+        return (512, 1024, 2048)
+    return tuple(range(low, high + 1, step))
+
+
+def describe_memory_options(cpu: int) -> str:
+    low, high, step = FARGATE_MEMORY_STEPS[cpu]
+    if step == 0:
+        return "512, 1024 or 2048"
+    return f"{low} to {high} in steps of {step}"
 
 
 @dataclass
@@ -158,6 +193,7 @@ def container_definition(
     region: str,
     container_port: int,
     stop_timeout: int,
+    ecs_exec: bool = False,
 ) -> dict[str, object]:
     """One container of ``process``: read-only root, non-root, secrets via ``secrets``."""
     definition: dict[str, object] = {
@@ -170,9 +206,10 @@ def container_definition(
         "stopTimeout": stop_timeout,
         "environment": [{"name": k, "value": environment[k]} for k in sorted(environment)],
         "secrets": [{"name": k, "valueFrom": secrets[k]} for k in sorted(secrets)],
-        # The only writable path: a task-local scratch volume (the root filesystem is read-only).
+        # The only writable paths: task-local bind mounts (the root filesystem is read-only).
         "mountPoints": [
-            {"sourceVolume": "tmp", "containerPath": "/tmp", "readOnly": False}  # noqa: S108
+            {"sourceVolume": volume, "containerPath": path, "readOnly": False}
+            for volume, path in task_volumes(ecs_exec)
         ],
         "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
         "logConfiguration": {
@@ -282,7 +319,10 @@ class ContainerService(pulumi.ComponentResource):
                 execution_role_arn=execution_role.arn,
                 task_role_arn=task_role.arn,
                 container_definitions=definitions,
-                volumes=[{"name": "tmp"}],
+                volumes=[{"name": volume} for volume, _ in task_volumes(args.ecs_exec)],
+                # Keep each replaced revision ACTIVE: rolling back (ops rollback, the
+                # deployment circuit breaker) runs a previous revision.
+                skip_destroy=True,
                 opts=child,
             )
         self.task_definition_arns = {p: td.arn for p, td in task_definitions.items()}
@@ -366,6 +406,7 @@ class ContainerService(pulumi.ComponentResource):
                     region,
                     args.container_port,
                     args.stop_timeout_seconds,
+                    args.ecs_exec,
                 )
             ]
         )

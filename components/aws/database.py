@@ -148,7 +148,7 @@ class Database(pulumi.ComponentResource):
             assume_role_policy=_assume("monitoring.rds.amazonaws.com"),
             opts=child,
         )
-        aws.iam.RolePolicyAttachment(
+        monitoring_policy = aws.iam.RolePolicyAttachment(
             f"{name}-monitoring-policy",
             role=monitoring.name,
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
@@ -194,7 +194,9 @@ class Database(pulumi.ComponentResource):
             final_snapshot_identifier=f"{name}-final" if args.final_snapshot else None,
             apply_immediately=False,
             **common,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring]),
+            # RDS checks the monitoring role's permissions at create time: the policy must
+            # be attached first, not merely the role exist.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring_policy]),
         )
         self.instance_identifier = instance.identifier
         self.instance_address = instance.address
@@ -216,7 +218,7 @@ class Database(pulumi.ComponentResource):
                 skip_final_snapshot=True,
                 backup_retention_period=0,
                 **common,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring_policy]),
             )
             self.replica_identifier = replica.identifier
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import json
@@ -33,6 +34,12 @@ class PasswordMocks(GroundworkMocks):
         resource_id, state = super().new_resource(args)
         if args.typ == "random:index/randomPassword:RandomPassword":
             state["result"] = f"generated-{args.name}-value"
+        if args.typ == "random:index/randomId:RandomId":
+            # byte_length "random" bytes, hex-encoded; new ones whenever the keepers
+            # change, as the provider replaces the resource then.
+            size = int(args.inputs["byteLength"])
+            seed = args.name + json.dumps(args.inputs.get("keepers"), sort_keys=True)
+            state["hex"] = hashlib.sha256(seed.encode()).hexdigest()[: 2 * size]
         if args.typ == "aws:acm/certificate:Certificate":
             state["domainValidationOptions"] = [
                 {

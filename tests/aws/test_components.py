@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,8 @@ from components.aws import (
     ServiceFirewall,
     ServiceFirewallArgs,
 )
-from components.aws.alb import INSECURE_HTTP_WARNING, TLS_POLICY
-from components.aws.container_service import source_fingerprint
+from components.aws.alb import INSECURE_HTTP_WARNING, TLS_POLICY, bounded_name
+from components.aws.container_service import fargate_memory_options, source_fingerprint
 from components.aws.network import plan_subnets
 from groundwork.mockrun import ProgramRun
 
@@ -205,6 +206,15 @@ def test_database_secure_defaults(helpers: Any) -> None:
     assert {
         (groups[r.inputs["securityGroupId"]], r.inputs["referencedSecurityGroupId"]) for r in rules
     } == {("db-sg", "sg-api"), ("db-sg", "sg-worker")}
+
+
+def test_database_waits_for_the_monitoring_policy(helpers: Any) -> None:
+    # RDS validates the enhanced-monitoring role when the instance is created; a role
+    # without its policy attached yet fails CreateDBInstance.
+    run = helpers.run_component(lambda: Database("db", _db(read_replica=True)))
+    attachment = run.named("db-monitoring-policy").urn
+    for instance in run.of_type("aws:rds/instance:Instance"):
+        assert attachment in instance.depends_on, instance.name
 
 
 def test_database_proxy_and_replica(helpers: Any) -> None:
@@ -448,6 +458,34 @@ def test_alb_certificate_from_hosted_zone(helpers: Any) -> None:
     assert alias.inputs["type"] == "A" and alias.inputs["name"] == "api.example.com"
 
 
+def test_alb_and_target_group_names_fit_32_characters(helpers: Any) -> None:
+    long_name = "a-very-long-service-name-production-edge"
+    runs = [
+        helpers.run_component(partial(PublicLoadBalancer, long_name, _alb(container_port=port)))
+        for port in (8000, 9000)
+    ]
+    names = []
+    for run in runs:
+        alb = run.one("aws:lb/loadBalancer:LoadBalancer").inputs["name"]
+        tg = run.one("aws:lb/targetGroup:TargetGroup").inputs["name"]
+        assert len(alb) <= 32 and len(tg) <= 32
+        assert not alb.endswith("-") and not tg.endswith("-")
+        names.append((alb, tg))
+    # The ALB keeps its name; a target group that must be replaced (new port) gets a new
+    # one, or creating the replacement would collide with the one still in use.
+    assert names[0][0] == names[1][0] and names[0][1] != names[1][1]
+    keepers = runs[0].one("random:index/randomId:RandomId").inputs["keepers"]
+    assert keepers["port"] == "8000" and keepers["vpc_id"] == "vpc-1"
+
+
+def test_bounded_name_keeps_cut_names_apart() -> None:
+    assert bounded_name("short", "alb") == "short-alb"
+    first = bounded_name("service-one-production-edge-xx", "alb")
+    second = bounded_name("service-one-production-edge-yy", "alb")
+    assert first != second and len(first) == len(second) == 32
+    assert bounded_name("x" * 40, "api-abcdef", suffix_is_unique=True) == "x" * 21 + "-api-abcdef"
+
+
 def test_alb_rejects_domain_without_certificate() -> None:
     with pytest.raises(ValueError, match="certificate_arn"):
         _alb(domain="api.example.com")
@@ -500,6 +538,7 @@ def test_container_service_defaults(helpers: Any) -> None:
         ]
         assert "JWT_SECRET" not in {e["name"] for e in c["environment"]}
         assert td.inputs["executionRoleArn"] != td.inputs["taskRoleArn"]
+        assert td.inputs["skipDestroy"] is True
         if process == "migrate":
             assert "healthCheck" not in c
         else:
@@ -566,6 +605,44 @@ def test_container_service_exec_and_spot(helpers: Any) -> None:
     assert services["app-api"]["capacityProviderStrategies"][0]["capacityProvider"] == "FARGATE"
     exec_policy = _policy(run, "app-task-exec")["Statement"][0]
     assert all(a.startswith("ssmmessages:") for a in exec_policy["Action"])
+
+
+@pytest.mark.parametrize("ecs_exec", [False, True])
+def test_writable_paths_on_a_read_only_root(ecs_exec: bool, helpers: Any) -> None:
+    # ECS Exec's SSM agent crashes on a read-only root unless its state and log
+    # directories are writable volumes; without ECS Exec only /tmp is writable.
+    run = helpers.run_component(lambda: ContainerService("app", _service(ecs_exec=ecs_exec)))
+    expected = {"/tmp"} | ({"/var/lib/amazon", "/var/log/amazon"} if ecs_exec else set())
+    for td in run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        (c,) = helpers.container_definitions(td)
+        assert c["readonlyRootFilesystem"] is True
+        mounts = {m["containerPath"]: m["sourceVolume"] for m in c["mountPoints"]}
+        assert set(mounts) == expected
+        assert set(mounts.values()) == {v["name"] for v in td.inputs["volumes"]}
+
+
+@pytest.mark.parametrize(
+    ("cpu", "memory", "ok"),
+    [
+        (256, 512, True),
+        (256, 2048, True),
+        (256, 1536, False),  # between 1024 and 2048: refused
+        (1024, 3072, True),
+        (1024, 3000, False),  # not a whole GiB
+        (4096, 30720, True),
+        (8192, 20480, True),
+        (8192, 18432, False),  # 4 GiB steps above 4 vCPU
+        (16384, 122880, True),
+        (768, 2048, False),
+    ],
+)
+def test_fargate_sizes(cpu: int, memory: int, ok: bool) -> None:
+    assert (memory in fargate_memory_options(cpu)) is ok
+    if ok:
+        ProcessSize(cpu, memory).validate("api")
+    else:
+        with pytest.raises(ValueError, match="Fargate allows"):
+            ProcessSize(cpu, memory).validate("api")
 
 
 @pytest.mark.parametrize(

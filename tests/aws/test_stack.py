@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from typing import Any
 
@@ -13,6 +14,7 @@ from groundwork_app.settings import QueueBackend
 from groundwork.mockrun import ProgramRun
 from stacks.aws import DLQ_NAME, approx_max_connections
 from stacks.config import ConfigError
+from tests.aws.conftest import run_stack
 
 CONTRACT_OUTPUTS = {
     "cloud",
@@ -390,7 +392,13 @@ def test_connection_alarm_threshold_tracks_the_instance_size() -> None:
             ["groundwork:domain", "'api.example.com'", "certificateArn", "hostedZoneId"],
         ),
         ({"brokerCluster": "true"}, ["groundwork:brokerInstanceType", "'mq.t3.micro'", "mq.m5"]),
-        ({"apiMemoryMb": "4096"}, ["groundwork:apiMemoryMb", "4096", "512 to 2048"]),
+        ({"apiMemoryMb": "4096"}, ["groundwork:apiMemoryMb", "4096", "512, 1024 or 2048"]),
+        # Inside the range but off Fargate's 1 GiB step: RegisterTaskDefinition refuses it.
+        (
+            {"apiCpu": "1024", "apiMemoryMb": "3000"},
+            ["groundwork:apiMemoryMb", "3000", "2048 to 8192 in steps of 1024"],
+        ),
+        ({"workerMemoryMb": "768"}, ["groundwork:workerMemoryMb", "768", "512, 1024 or 2048"]),
         ({"nat": "none"}, ["groundwork:nat", "'none'", "interfaceEndpoints"]),
         ({"workerMinCount": "0"}, ["groundwork:workerMinCount", "0", "at least 1"]),
         ({"alarmEmail": "oncall"}, ["groundwork:alarmEmail", "'oncall'", "e-mail"]),
@@ -457,3 +465,49 @@ def test_https_stack_with_certificate(helpers: Any) -> None:
     (container,) = helpers.container_definitions(_task_def(run, "api"))
     env = {e["name"]: e["value"] for e in container["environment"]}
     assert env["CORS_ORIGINS"] == "https://api.example.com"
+
+
+# The longest service name the settings allow: every name derived from it must still fit.
+LONGEST_SERVICE = "s" * 21
+ELB_NAME = re.compile(r"^(?!internal-)[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
+
+
+@pytest.fixture(scope="module")
+def long_named_production() -> ProgramRun:
+    return run_stack("production", service=LONGEST_SERVICE)
+
+
+def test_load_balancer_names_fit_elb_limits(
+    production: ProgramRun, long_named_production: ProgramRun
+) -> None:
+    # Pulumi's auto-name (logical name + 8 characters) breaks the 32-character limit of
+    # load balancers and target groups for every stack prefix; the names must be explicit.
+    for run in (production, long_named_production):
+        for type_token in ("aws:lb/loadBalancer:LoadBalancer", "aws:lb/targetGroup:TargetGroup"):
+            for resource in run.of_type(type_token):
+                name = resource.inputs.get("name")
+                assert name and ELB_NAME.match(name), (resource.name, name)
+    albs = [r.inputs["name"] for r in production.of_type("aws:lb/loadBalancer:LoadBalancer")]
+    assert albs == ["groundwork-production-edge-alb"]
+
+
+def test_fixed_names_fit_their_services_limits(long_named_production: ProgramRun) -> None:
+    run = long_named_production
+    (group,) = run.of_type("aws:elasticache/replicationGroup:ReplicationGroup")
+    assert len(group.inputs["replicationGroupId"]) <= 40
+    for db in run.of_type("aws:rds/instance:Instance"):
+        assert len(db.inputs["identifier"]) <= 63
+    (broker,) = run.of_type("aws:mq/broker:Broker")
+    assert len(broker.inputs["brokerName"]) <= 50
+    # Auto-named resources get logical name + 8 characters.
+    for role in run.of_type("aws:iam/role:Role"):
+        assert len(role.name) + 8 <= 64, role.name
+    for bucket in run.of_type("aws:s3/bucket:Bucket"):
+        assert len(bucket.name) + 8 <= 63 and bucket.name == bucket.name.lower()
+
+
+def test_task_definition_revisions_survive_replacement(production: ProgramRun) -> None:
+    # `ops rollback` and the circuit breaker run the previous revision: it must stay ACTIVE.
+    definitions = production.of_type("aws:ecs/taskDefinition:TaskDefinition")
+    assert len(definitions) == 4
+    assert all(td.inputs.get("skipDestroy") is True for td in definitions)
