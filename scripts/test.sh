@@ -8,7 +8,9 @@ bash scripts/bootstrap.sh
 source scripts/env.sh
 
 uv sync --all-packages --frozen --quiet
-echo "== ruff"; uv run ruff check . && uv run ruff format --check .
+echo "== ruff"
+uv run ruff check .
+uv run ruff format --check .
 echo "== mypy"; uv run mypy
 echo "== hadolint"; uv run hadolint services/app/Dockerfile
 echo "== actionlint"; uv run actionlint

@@ -48,7 +48,7 @@ class PubSubPublisher:
         if not settings.pubsub_project_id:
             raise ValueError("PUBSUB_PROJECT_ID must be set when QUEUE_BACKEND=pubsub")
         if client is None:
-            from google.cloud import pubsub_v1
+            import google.cloud.pubsub_v1 as pubsub_v1
 
             client = pubsub_v1.PublisherClient()
         self._client = client
