@@ -40,6 +40,7 @@ from components.gcp import (
     SecretStore,
     SecretStoreArgs,
     ServiceSize,
+    TrafficStrategy,
     carve,
     gcp_labels,
 )
@@ -181,6 +182,10 @@ def build(settings: Settings) -> dict[str, Any]:
             # Several relays are safe (rows are claimed with SKIP LOCKED).
             relay_instances=2 if settings.is_production else 1,
             api_exposure=exposure,
+            # Production rolls out through `groundwork ops shift-traffic` (10/50/100 %).
+            api_traffic=(
+                TrafficStrategy.PINNED if settings.is_production else TrafficStrategy.LATEST
+            ),
             deletion_protection=settings.deletion_protection,
             labels=labels,
         ),

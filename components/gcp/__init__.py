@@ -20,7 +20,13 @@ from components.gcp.secrets import (
     SecretStore,
     SecretStoreArgs,
 )
-from components.gcp.services import ApiExposure, CloudRunApp, CloudRunAppArgs, ServiceSize
+from components.gcp.services import (
+    ApiExposure,
+    CloudRunApp,
+    CloudRunAppArgs,
+    ServiceSize,
+    TrafficStrategy,
+)
 
 __all__ = [
     "Alerts",
@@ -52,6 +58,7 @@ __all__ = [
     "SecretStoreArgs",
     "ServiceSize",
     "Thresholds",
+    "TrafficStrategy",
     "account_id",
     "carve",
     "gcp_labels",

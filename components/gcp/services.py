@@ -12,7 +12,7 @@ and Direct VPC egress for private ranges only (see ``network.py``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -47,6 +47,38 @@ class ApiExposure(StrEnum):
     LOAD_BALANCER = "load-balancer"
     """Only through the external HTTPS load balancer (Cloud Armor in front); the IAM
     invoker check is off because the load balancer forwards anonymous callers."""
+
+
+class TrafficStrategy(StrEnum):
+    """What ``pulumi up`` does with the API's traffic when it creates a new revision."""
+
+    LATEST = "latest"
+    """All traffic moves to the new revision as soon as it is ready."""
+    PINNED = "pinned"
+    """The split serving now is kept (read from the live service at deploy time) and the
+    new revision starts at 0 %; ``groundwork ops shift-traffic`` then moves it gradually
+    and rolls back on failure. A first deploy has nothing to pin and serves the new
+    revision. Not ``ignore_changes``: the provider would still send the split recorded
+    in the (stale) state, which sends everything to the new revision at once."""
+
+
+REVISION_TARGET = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+
+
+def pinned_split(
+    statuses: Sequence[gcp.cloudrunv2.outputs.GetServiceTrafficStatusResult] | None,
+) -> list[gcp.cloudrunv2.ServiceTrafficArgs] | None:
+    """The serving split as explicit revision targets; None when there is none yet."""
+    split: dict[str, int] = {}
+    for status in statuses or []:
+        if status.percent and status.revision:
+            split[status.revision] = split.get(status.revision, 0) + status.percent
+    if sum(split.values()) != 100:
+        return None
+    return [
+        gcp.cloudrunv2.ServiceTrafficArgs(type=REVISION_TARGET, revision=revision, percent=pct)
+        for revision, pct in sorted(split.items())
+    ]
 
 
 @dataclass
@@ -105,11 +137,13 @@ class CloudRunAppArgs:
     relay_memory: str = "512Mi"
     migrate_timeout: str = "900s"
     api_exposure: ApiExposure = ApiExposure.PRIVATE
+    api_traffic: TrafficStrategy = TrafficStrategy.LATEST
     deletion_protection: bool = False
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.api_exposure = ApiExposure(self.api_exposure)
+        self.api_traffic = TrafficStrategy(self.api_traffic)
         overlap = sorted(set(self.env) & set(self.secrets))
         if overlap:
             raise ValueError(f"{', '.join(overlap)} given both as plain env and as secret")
@@ -192,6 +226,7 @@ class CloudRunApp(pulumi.ComponentResource):
             ingress=api_ingress,
             cpu_idle=True,
             invoker_iam_disabled=args.api_exposure is ApiExposure.LOAD_BALANCER,
+            traffics=self._serving_split() if args.api_traffic is TrafficStrategy.PINNED else None,
         )
         if args.api_exposure is ApiExposure.PUBLIC:
             gcp.cloudrunv2.ServiceIamMember(
@@ -248,6 +283,20 @@ class CloudRunApp(pulumi.ComponentResource):
         """The per-secret accessor bindings of one process's service account."""
         return list(self._grants[role])
 
+    def _serving_split(self) -> list[gcp.cloudrunv2.ServiceTrafficArgs] | None:
+        name = f"{self._name}-api"
+        try:
+            live = gcp.cloudrunv2.get_service(
+                name=name, location=self._args.region, opts=pulumi.InvokeOptions(parent=self)
+            )
+        except Exception as exc:
+            pulumi.log.info(f"{name}: no live service to pin traffic to ({exc})", self)
+            return None
+        split = pinned_split(live.traffic_statuses)
+        if split is None:
+            pulumi.log.info(f"{name}: no serving split yet; the new revision takes traffic", self)
+        return split
+
     def _envs(self) -> list[gcp.cloudrunv2.ServiceTemplateContainerEnvArgs]:
         plain = [
             gcp.cloudrunv2.ServiceTemplateContainerEnvArgs(name=key, value=value)
@@ -288,6 +337,7 @@ class CloudRunApp(pulumi.ComponentResource):
         cpu_idle: bool,
         invoker_iam_disabled: bool = False,
         custom_audiences: list[str] | None = None,
+        traffics: list[gcp.cloudrunv2.ServiceTrafficArgs] | None = None,
     ) -> gcp.cloudrunv2.Service:
         args = self._args
         name = f"{self._name}-{role}"
@@ -299,6 +349,7 @@ class CloudRunApp(pulumi.ComponentResource):
             ingress=ingress,
             invoker_iam_disabled=invoker_iam_disabled,
             custom_audiences=custom_audiences,
+            traffics=traffics,
             deletion_protection=args.deletion_protection,
             launch_stage="GA",
             labels={**args.labels, "process": role},

@@ -22,7 +22,28 @@ BASE_CONFIG = {"groundwork:cloud": "gcp", "gcp:project": PROJECT, "gcp:region": 
 
 
 class GcpMocks(GroundworkMocks):
-    """The shared mocks plus the provider-computed fields these tests look at."""
+    """The shared mocks plus the provider-computed fields these tests look at.
+
+    ``live_api_traffic``: the ``trafficStatuses`` a live API service reports to the
+    ``cloudrunv2.getService`` lookup; None means no such service yet (first deploy).
+    """
+
+    def __init__(
+        self, *, live_api_traffic: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.live_api_traffic = live_api_traffic
+        self.service_lookups: list[dict[str, Any]] = []
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        if args.token == "gcp:cloudrunv2/getService:getService":
+            self.service_lookups.append(dict(args.args))
+            if self.live_api_traffic is None:
+                # How the provider reports a missing service: a data-source error the
+                # program can catch, not an RPC failure.
+                return {}, [("name", f"Service {args.args.get('name')} not found")]
+            return {"name": args.args["name"], "trafficStatuses": self.live_api_traffic}, []
+        return super().call(args)
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         resource_id, state = super().new_resource(args)
@@ -41,7 +62,13 @@ class GcpMocks(GroundworkMocks):
         return resource_id, state
 
 
-def run(program: Callable[[], object], stack: str = "staging", **config: str) -> ProgramRun:
+def run(
+    program: Callable[[], object],
+    stack: str = "staging",
+    *,
+    mocks: GcpMocks | None = None,
+    **config: str,
+) -> ProgramRun:
     """Run ``program`` (usually a lambda building one component) as a stack."""
 
     def _program() -> None:
@@ -51,16 +78,21 @@ def run(program: Callable[[], object], stack: str = "staging", **config: str) ->
         _program,
         stack=stack,
         config={**BASE_CONFIG, **config},
-        mocks=GcpMocks(region=REGION, gcp_project=PROJECT),
+        mocks=mocks or GcpMocks(region=REGION, gcp_project=PROJECT),
     )
 
 
-def run_stack(stack: str, overrides: Mapping[str, str] | None = None) -> ProgramRun:
+def run_stack(
+    stack: str, overrides: Mapping[str, str] | None = None, *, mocks: GcpMocks | None = None
+) -> ProgramRun:
     from stacks import program
 
     config = {**BASE_CONFIG, **{f"groundwork:{k}": v for k, v in (overrides or {}).items()}}
     return run_program(
-        program, stack=stack, config=config, mocks=GcpMocks(region=REGION, gcp_project=PROJECT)
+        program,
+        stack=stack,
+        config=config,
+        mocks=mocks or GcpMocks(region=REGION, gcp_project=PROJECT),
     )
 
 

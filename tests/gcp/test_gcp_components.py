@@ -20,8 +20,14 @@ from components.gcp.secrets import (
     SecretStore,
     SecretStoreArgs,
 )
-from components.gcp.services import ApiExposure, CloudRunApp, CloudRunAppArgs, ServiceSize
-from tests.gcp.helpers import REGION, by_name, env_of, run
+from components.gcp.services import (
+    ApiExposure,
+    CloudRunApp,
+    CloudRunAppArgs,
+    ServiceSize,
+    TrafficStrategy,
+)
+from tests.gcp.helpers import REGION, GcpMocks, by_name, env_of, run
 
 # --- secrets -----------------------------------------------------------------------
 
@@ -446,3 +452,58 @@ def test_alert_arguments_are_validated() -> None:
             dead_letter_subscription_name="d",
             notification_email="nope",
         )
+
+
+# --- API traffic on deploy -----------------------------------------------------------
+
+REV = "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION"
+LATEST = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+
+
+def _target(revision: str, percent: int, type_: str = REV) -> dict[str, object]:
+    return {"type": type_, "revision": revision, "percent": percent}
+
+
+LIVE_SPLIT = [
+    _target("app-api-00007-abc", 90),
+    _target("app-api-00008-def", 10),
+    _target("app-api-00006-xyz", 0),
+]
+
+
+def _mocks(live: list[dict[str, object]] | None) -> GcpMocks:
+    return GcpMocks(region=REGION, gcp_project="acme-groundwork", live_api_traffic=live)
+
+
+def test_pinned_traffic_keeps_the_serving_split_so_the_new_revision_starts_at_zero() -> None:
+    """Without an explicit split the update carries the one recorded in the state (or
+    none: Cloud Run's default, 100 % latest), so the new revision takes everything at
+    once and `ops shift-traffic` finds nothing to shift."""
+    mocks = _mocks(LIVE_SPLIT)
+    graph = run(lambda: _app(api_traffic=TrafficStrategy.PINNED), mocks=mocks)
+    assert graph.named("app-api").inputs["traffics"] == [
+        _target("app-api-00007-abc", 90),
+        _target("app-api-00008-def", 10),
+    ]
+    assert [lookup["name"] for lookup in mocks.service_lookups] == ["app-api"]
+    assert mocks.service_lookups[0]["location"] == REGION
+    for other in ("app-worker", "app-relay"):
+        assert "traffics" not in graph.named(other).inputs
+
+
+def test_a_latest_target_is_pinned_to_the_revision_it_resolves_to() -> None:
+    live = [_target("app-api-00001-aaa", 100, LATEST)]
+    graph = run(lambda: _app(api_traffic=TrafficStrategy.PINNED), mocks=_mocks(live))
+    assert graph.named("app-api").inputs["traffics"] == [_target("app-api-00001-aaa", 100)]
+
+
+def test_pinned_traffic_on_first_deploy_lets_the_first_revision_serve() -> None:
+    graph = run(lambda: _app(api_traffic=TrafficStrategy.PINNED), mocks=_mocks(None))
+    assert "traffics" not in graph.named("app-api").inputs
+
+
+def test_latest_traffic_never_looks_the_service_up() -> None:
+    mocks = _mocks(LIVE_SPLIT)
+    graph = run(lambda: _app(), mocks=mocks)
+    assert "traffics" not in graph.named("app-api").inputs
+    assert mocks.service_lookups == []

@@ -15,6 +15,7 @@ from tests.gcp.helpers import (
     PUBSUB_AGENT,
     REDIS_CAS,
     REGION,
+    GcpMocks,
     by_name,
     containers,
     env_of,
@@ -385,3 +386,27 @@ def test_overrides_reach_the_resources() -> None:
         graph.named("groundwork-staging-worker-push").inputs["pushConfig"]["oidcToken"]["audience"]
         == "https://push.example.com"
     )
+
+
+@pytest.mark.parametrize(("stack", "pinned"), [("staging", False), ("production", True)])
+def test_production_keeps_the_serving_split_for_the_gradual_rollout(
+    stack: str, pinned: bool
+) -> None:
+    """`pulumi up` then `ops shift-traffic` (deploy-environment.yml): in production the
+    new API revision must start at 0 % or there is nothing left to shift gradually."""
+    live = [
+        {
+            "type": "TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION",
+            "revision": f"groundwork-{stack}-api-00003-abc",
+            "percent": 100,
+        }
+    ]
+    mocks = GcpMocks(region=REGION, gcp_project=PROJECT, live_api_traffic=live)
+    graph = run_stack(stack, {"domain": "api.example.com"}, mocks=mocks)
+    api = graph.named(f"groundwork-{stack}-api").inputs
+    if pinned:
+        assert api["traffics"] == live
+        assert [lookup["name"] for lookup in mocks.service_lookups] == [f"groundwork-{stack}-api"]
+    else:
+        assert "traffics" not in api
+        assert mocks.service_lookups == []
