@@ -75,6 +75,28 @@ def test_process_config_needs_no_shell(docker: Docker, image: str) -> None:
     assert config["Cmd"] == ["api"]
     assert config["StopSignal"] == "SIGTERM"
     assert config["Healthcheck"]["Test"] == ["CMD", ENTRYPOINT, "healthcheck", "api"]
+    assert config["Volumes"] == {"/tmp": {}}
+
+
+def test_tmp_volume_is_writable_by_the_service_user_without_a_tmpfs(
+    docker: Docker, image: str
+) -> None:
+    # Like ECS Fargate with a read-only root: a fresh volume over /tmp, not a tmpfs.
+    # It inherits the image's /tmp mode, so the non-root user can write its heartbeat.
+    out = docker.run(
+        "run",
+        "--rm",
+        "--read-only",
+        "--cap-drop",
+        "ALL",
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        image,
+        "-c",
+        "import os, pathlib; p = pathlib.Path('/tmp/hb'); p.write_text('x'); "
+        "print(oct(os.stat('/tmp').st_mode & 0o7777))",
+    ).stdout
+    assert out.strip() == "0o1777"
 
 
 def test_oci_labels_come_from_build_args(docker: Docker, image: str) -> None:
