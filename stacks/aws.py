@@ -7,6 +7,7 @@ tier's defaults). Read top to bottom, ``build`` is the whole environment.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 
 import pulumi
@@ -40,9 +41,12 @@ from components.aws import (
 )
 from components.aws.container_service import (
     FARGATE_MEMORY_STEPS,
+    DeploymentStrategy,
+    PrebuiltImage,
     describe_memory_options,
     fargate_memory_options,
 )
+from components.image_ref import ImageReference
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings
 
 QUEUE_NAME = "jobs"
@@ -60,6 +64,10 @@ def build(settings: Settings) -> dict[str, Any]:
     prefix = f"{settings.service}-{settings.environment.value}"
     provider = aws.Provider(f"{prefix}-aws", region=region, default_tags={"tags": settings.tags})
     opts = pulumi.ResourceOptions(providers=[provider])
+    if settings.image_uri:
+        account = aws.get_caller_identity(opts=pulumi.InvokeOptions(provider=provider)).account_id
+        validate_image_uri(settings.image_uri, region, account)
+    api_deployment = DeploymentStrategy(settings.api_deployment_strategy)
     recovery_days = 30 if settings.is_production else 7
 
     logs_key = EncryptionKey(
@@ -166,6 +174,7 @@ def build(settings: Settings) -> dict[str, Any]:
             hosted_zone_id=settings.hosted_zone_id,
             deletion_protection=settings.deletion_protection,
             waf=settings.waf,
+            api_deployment=api_deployment,
         ),
         opts=opts,
     )
@@ -200,7 +209,11 @@ def build(settings: Settings) -> dict[str, Any]:
             secret_arns=list(secret_arns.values()),
             kms_key_arns=[secrets.kms_key_arn, database.kms_key_arn],
             broker_name=broker.broker_name,
-            image=ImageSource(tag=None if settings.image_tag == "latest" else settings.image_tag),
+            image=(
+                PrebuiltImage(settings.image_uri)
+                if settings.image_uri
+                else ImageSource(tag=None if settings.image_tag == "latest" else settings.image_tag)
+            ),
             api=ProcessSize(
                 settings.api_cpu,
                 settings.api_memory_mb,
@@ -222,6 +235,8 @@ def build(settings: Settings) -> dict[str, Any]:
             repository_force_delete=not settings.deletion_protection,
             queue_name=QUEUE_NAME,
             depends_on=[alb],
+            api_deployment=api_deployment,
+            blue_green=alb.blue_green,
         ),
         opts=opts,
     )
@@ -342,6 +357,37 @@ def resolve_region(settings: Settings) -> str:
 
 def _fail(key: str, value: object, allowed: str) -> ConfigError:
     return ConfigError(f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {allowed}")
+
+
+_ECR_HOST = re.compile(
+    r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
+    r"\.amazonaws\.com(?:\.cn)?$"
+)
+
+
+def validate_image_uri(uri: str, region: str, account: str) -> None:
+    """``groundwork:imageUri`` must be in this account's ECR in this region.
+
+    The repository itself is named by Pulumi (auto-name), so its path is checked when
+    the repository URL is known (ContainerService), not here.
+    """
+    host = ImageReference.parse(uri).registry
+    match = _ECR_HOST.match(host)
+    if match is None:
+        raise _fail(
+            "imageUri",
+            uri,
+            f"an image in this stack's ECR repository ({account}.dkr.ecr.{region}."
+            "amazonaws.com/...; see the ecr_repository_url output), not another registry",
+        )
+    if (found := match["region"]) != region:
+        raise _fail("imageUri", uri, f"an image in ECR of the stack's region {region}, not {found}")
+    if match["account"] != account:
+        raise _fail(
+            "imageUri",
+            uri,
+            f"an image in ECR of the deploying account {account}, not {match['account']}",
+        )
 
 
 def validate(settings: Settings) -> None:

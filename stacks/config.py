@@ -14,6 +14,8 @@ from typing import Any
 import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from components.image_ref import ImageReference
+
 CONFIG_NAMESPACE = "groundwork"
 
 
@@ -57,6 +59,19 @@ class Settings(BaseModel):
         "alias record are created in it",
     )
     image_tag: str = Field(default="latest", alias="imageTag", pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    image_uri: str | None = Field(
+        default=None,
+        alias="imageUri",
+        description="A prebuilt image pinned by digest (repo@sha256:...) in this environment's "
+        "registry: the stack deploys exactly it and builds nothing (CI sets it). Unset, "
+        "`pulumi up` builds services/app itself.",
+    )
+    api_deployment_strategy: str = Field(
+        default="rolling",
+        alias="apiDeploymentStrategy",
+        description="AWS API rollouts: rolling (circuit breaker rolls back) | blue-green "
+        "(ECS swaps the load balancer rule to a full new task set after it is healthy)",
+    )
     region: str | None = Field(default=None, description="Overrides aws:region / gcp:region")
     gcp_project: str | None = Field(default=None, alias="gcpProject")
 
@@ -125,6 +140,21 @@ class Settings(BaseModel):
     @classmethod
     def _nat(cls, value: str) -> str:
         allowed = ("none", "single", "one-per-az")
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("image_uri")
+    @classmethod
+    def _image_uri(cls, value: str | None) -> str | None:
+        if value is not None:
+            ImageReference.parse(value)
+        return value
+
+    @field_validator("api_deployment_strategy")
+    @classmethod
+    def _api_deployment_strategy(cls, value: str) -> str:
+        allowed = ("rolling", "blue-green")
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}")
         return value
@@ -264,7 +294,8 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         key = ".".join(str(part) for part in error["loc"])
         value = merged.get(key, "<missing>")
         raise ConfigError(
-            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {error['msg']}"
+            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: "
+            f"{error['msg'].removeprefix('Value error, ')}"
         ) from None
     if settings.api_min_count > settings.api_max_count:
         raise ConfigError(
@@ -275,6 +306,12 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         raise ConfigError(
             f"{CONFIG_NAMESPACE}:workerMinCount ({settings.worker_min_count}) exceeds "
             f"workerMaxCount ({settings.worker_max_count})"
+        )
+    if settings.image_uri and settings.image_tag != "latest":
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:imageTag = {settings.image_tag!r} conflicts with "
+            f"{CONFIG_NAMESPACE}:imageUri: imageUri deploys a prebuilt image and nothing is "
+            f"built or tagged; remove imageTag (`pulumi config rm {CONFIG_NAMESPACE}:imageTag`)"
         )
     if settings.certificate_arn and not settings.domain:
         raise ConfigError(f"{CONFIG_NAMESPACE}:certificateArn needs {CONFIG_NAMESPACE}:domain")

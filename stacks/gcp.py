@@ -44,6 +44,7 @@ from components.gcp import (
     carve,
     gcp_labels,
 )
+from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from stacks.config import ConfigError, Settings
 
@@ -59,6 +60,9 @@ def build(settings: Settings) -> dict[str, Any]:
     prefix = f"{settings.service}-{settings.environment.value}"
     labels = gcp_labels(settings.tags)
     exposure = api_exposure(settings)
+    validate_rollout(settings)
+    if settings.image_uri:
+        validate_image_uri(settings.image_uri, project, region, prefix)
     # One explicit provider: groundwork:gcpProject / groundwork:region override the
     # gcp:* keys, and every resource lands in the project the stack names.
     provider = gcp.Provider(f"{prefix}-gcp", project=project, region=region)
@@ -133,11 +137,11 @@ def build(settings: Settings) -> dict[str, Any]:
         opts,
     )
 
-    # 'latest' means "this checkout": a content hash keeps tags immutable (CI passes
-    # the git SHA instead).
+    # CI deploys the image it built once (imageUri); by hand, 'latest' means "this
+    # checkout" and a content hash keeps tags immutable.
     image_tag = (
         source_fingerprint(SERVICE_CONTEXT)
-        if settings.image_tag == "latest"
+        if settings.image_tag == "latest" and not settings.image_uri
         else settings.image_tag
     )
     registry = ContainerRegistry(
@@ -147,6 +151,7 @@ def build(settings: Settings) -> dict[str, Any]:
             image_tag=image_tag,
             immutable_tags=True,
             labels=labels,
+            image_uri=settings.image_uri,
         ),
         opts,
     )
@@ -279,6 +284,33 @@ def gcp_location(settings: Settings) -> tuple[str, str]:
             "`pulumi config set gcp:region europe-west1`"
         )
     return project, region
+
+
+def registry_repository_url(project: str, region: str, prefix: str) -> str:
+    """The Artifact Registry repository ContainerRegistry creates (its ``registry_uri``)."""
+    return f"{region}-docker.pkg.dev/{project}/{prefix}-images"
+
+
+def validate_image_uri(uri: str, project: str, region: str, prefix: str) -> None:
+    """``groundwork:imageUri`` must live in this stack's Artifact Registry repository."""
+    expected = registry_repository_url(project, region, prefix)
+    try:
+        require_in_repository(uri, expected)
+    except ValueError:
+        raise ConfigError(
+            f"groundwork:imageUri = {uri!r} is invalid: an image in this stack's Artifact "
+            f"Registry repository, {expected}/<image>@sha256:<digest> (each environment "
+            "deploys images from its own registry only; CI pushes there)"
+        ) from None
+
+
+def validate_rollout(settings: Settings) -> None:
+    if settings.api_deployment_strategy != "rolling":
+        raise ConfigError(
+            f"groundwork:apiDeploymentStrategy = {settings.api_deployment_strategy!r} is "
+            "AWS only: on GCP new API revisions start at 0 % in production and "
+            "`groundwork ops shift-traffic` moves traffic gradually; remove the key"
+        )
 
 
 def api_exposure(settings: Settings) -> ApiExposure:

@@ -12,6 +12,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.aws.container_service import BlueGreenTraffic, DeploymentStrategy
+
 ALLOW: Any = {"allow": {}}
 # Load balancer and target group names: at most 32 letters, digits and hyphens. Pulumi's
 # auto-name (logical name + 8 characters) overflows that for any stack prefix longer
@@ -46,8 +48,12 @@ class PublicLoadBalancerArgs:
     deregistration_delay_seconds: int = 30
     """Short: the API drains in-flight requests within its 25 s shutdown timeout."""
     idle_timeout_seconds: int = 60
+    api_deployment: DeploymentStrategy = DeploymentStrategy.ROLLING
+    """BLUE_GREEN adds the alternate target group and the production listener rule
+    that ECS swaps between the two (see ContainerService)."""
 
     def __post_init__(self) -> None:
+        self.api_deployment = DeploymentStrategy(self.api_deployment)
         if (self.certificate_arn or self.hosted_zone_id) and not self.domain:
             raise ValueError("certificate_arn / hosted_zone_id need domain")
         if self.domain and not (self.certificate_arn or self.hosted_zone_id):
@@ -77,6 +83,8 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     listener_arn: pulumi.Output[str]
     """The listener that forwards to the API (HTTPS when enabled)."""
     web_acl_arn: pulumi.Output[str] | None
+    blue_green: BlueGreenTraffic | None
+    """BLUE_GREEN only: alternate target group and production listener rule for ECS."""
 
     def __init__(
         self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
@@ -112,31 +120,35 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             },
             opts=child,
         )
-        target_group = aws.lb.TargetGroup(
-            f"{name}-api-tg",
-            name=tg_suffix.hex.apply(
-                lambda suffix: bounded_name(name, f"api-{suffix}", suffix_is_unique=True)
-            ),
-            port=args.container_port,
-            protocol="HTTP",
-            target_type="ip",
-            vpc_id=args.vpc_id,
-            deregistration_delay=args.deregistration_delay_seconds,
-            health_check=cast(
-                Any,
-                {
-                    "enabled": True,
-                    "path": args.health_check_path,
-                    "protocol": "HTTP",
-                    "matcher": "200",
-                    "interval": 15,
-                    "timeout": 5,
-                    "healthy_threshold": 2,
-                    "unhealthy_threshold": 3,
-                },
-            ),
-            opts=child,
-        )
+
+        def api_target_group(resource: str, role: str) -> aws.lb.TargetGroup:
+            return aws.lb.TargetGroup(
+                resource,
+                name=tg_suffix.hex.apply(
+                    lambda suffix: bounded_name(name, f"{role}-{suffix}", suffix_is_unique=True)
+                ),
+                port=args.container_port,
+                protocol="HTTP",
+                target_type="ip",
+                vpc_id=args.vpc_id,
+                deregistration_delay=args.deregistration_delay_seconds,
+                health_check=cast(
+                    Any,
+                    {
+                        "enabled": True,
+                        "path": args.health_check_path,
+                        "protocol": "HTTP",
+                        "matcher": "200",
+                        "interval": 15,
+                        "timeout": 5,
+                        "healthy_threshold": 2,
+                        "unhealthy_threshold": 3,
+                    },
+                ),
+                opts=child,
+            )
+
+        target_group = api_target_group(f"{name}-api-tg", "api")
         forward: list[Any] = [{"type": "forward", "target_group_arn": target_group.arn}]
         if args.https:
             certificate = args.certificate_arn or self._certificate(name, args)
@@ -190,6 +202,40 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 opts=child,
             )
             self.url = alb.dns_name.apply(lambda dns: f"http://{dns}")
+
+        self.blue_green = None
+        if args.api_deployment is DeploymentStrategy.BLUE_GREEN:
+            alternate = api_target_group(f"{name}-api-tg-alt", "alt")
+            rule = aws.lb.ListenerRule(
+                f"{name}-api-rule",
+                listener_arn=listener.arn,
+                priority=1,
+                conditions=[{"path_pattern": {"values": ["/*"]}}],
+                # Forward only (ECS refuses rules that mix forward with other actions),
+                # weighted so ECS can swing traffic between the groups.
+                actions=[
+                    {
+                        "type": "forward",
+                        "forward": {
+                            "target_groups": [
+                                {"arn": target_group.arn, "weight": 100},
+                                {"arn": alternate.arn, "weight": 0},
+                            ]
+                        },
+                    }
+                ],
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    # ECS owns the weights after the first deployment; resetting them
+                    # would send traffic to a group without tasks.
+                    ignore_changes=["actions"],
+                ),
+            )
+            self.blue_green = BlueGreenTraffic(
+                alternate_target_group_arn=alternate.arn,
+                alternate_target_group_arn_suffix=alternate.arn_suffix,
+                production_listener_rule_arn=rule.arn,
+            )
 
         self.web_acl_arn = None
         if args.waf:

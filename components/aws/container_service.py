@@ -1,10 +1,11 @@
 """ContainerService: the service image on ECS Fargate (api, worker, relay, migrate).
 
-ECR repository and the image (built from ``services/app`` by pulumi-docker and deployed
-by digest), an ECS cluster with Container Insights, one task definition per process
-with secrets injected through ``secrets`` only, the api service behind the load
-balancer, worker and relay services without one, and autoscaling: api on CPU and
-requests per target, workers on Amazon MQ queue depth per running task.
+ECR repository and the image (a prebuilt reference pinned by digest, as CI deploys it,
+or built from ``services/app`` by pulumi-docker and deployed by digest), an ECS cluster
+with Container Insights, one task definition per process with secrets injected through
+``secrets`` only, the api service behind the load balancer (rolling or blue/green),
+worker and relay services without one, and autoscaling: api on CPU and requests per
+task, workers on Amazon MQ queue depth per running task.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import partial
 from typing import Any
 
@@ -19,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from components.image_ref import ImageReference, require_in_repository
 from components.source import source_fingerprint
 
 PROCESSES = ("api", "worker", "relay", "migrate")
@@ -30,6 +33,11 @@ SCRATCH_VOLUME = ("tmp", "/tmp")  # noqa: S108
 # read-only root filesystem it crashes at start unless they are writable volumes
 # (github.com/aws/containers-roadmap/issues/1359). Mounted only when ECS Exec is on.
 ECS_EXEC_VOLUMES = (("ssm-state", "/var/lib/amazon"), ("ssm-logs", "/var/log/amazon"))
+
+
+# AWS managed policy for the ECS infrastructure role of blue/green deployments:
+# describe and modify listeners, rules and target groups, nothing else.
+ECS_LOAD_BALANCER_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
 
 
 def task_volumes(ecs_exec: bool) -> list[tuple[str, str]]:
@@ -103,6 +111,43 @@ class ImageSource:
 
 
 @dataclass
+class PrebuiltImage:
+    """Deploy exactly ``uri`` (``repo@sha256:...``, in this stack's ECR repository).
+
+    Nothing is built: CI built the image once, pushed it and ran the migration with it,
+    so the services must run those very bytes.
+    """
+
+    uri: str
+
+    def __post_init__(self) -> None:
+        ImageReference.parse(self.uri)
+
+
+class DeploymentStrategy(StrEnum):
+    """How a new API task definition replaces the running one."""
+
+    ROLLING = "rolling"
+    """Tasks are replaced in place (100 % min healthy, 200 % max); the deployment circuit
+    breaker rolls back a revision whose tasks never turn healthy."""
+    BLUE_GREEN = "blue-green"
+    """ECS starts a full set of new tasks behind the alternate target group, swaps the
+    production listener rule to it once healthy, keeps the old set for the bake time
+    and swaps back on failure (circuit breaker or a rollback alarm) or on demand."""
+
+
+@dataclass
+class BlueGreenTraffic:
+    """The load balancer pieces ECS swaps during a blue/green deployment."""
+
+    alternate_target_group_arn: pulumi.Input[str]
+    alternate_target_group_arn_suffix: pulumi.Input[str]
+    production_listener_rule_arn: pulumi.Input[str]
+    """A listener RULE forwarding to both target groups: ECS shifts its weights."""
+    test_listener_rule_arn: pulumi.Input[str] | None = None
+
+
+@dataclass
 class ContainerServiceArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
@@ -121,7 +166,8 @@ class ContainerServiceArgs:
     kms_key_arns: Sequence[pulumi.Input[str]]
     """Keys those secrets are encrypted with."""
     broker_name: pulumi.Input[str]
-    image: ImageSource = field(default_factory=ImageSource)
+    image: ImageSource | PrebuiltImage = field(default_factory=ImageSource)
+    """Build ``services/app`` here, or deploy a prebuilt image CI pushed (by digest)."""
     api: ProcessSize = field(default_factory=ProcessSize)
     worker: ProcessSize = field(default_factory=ProcessSize)
     relay_count: int = 1
@@ -145,8 +191,23 @@ class ContainerServiceArgs:
     """Target messages waiting per running worker task."""
     depends_on: Sequence[pulumi.Resource] = ()
     """The load balancer listener: ECS refuses a target group not attached to a listener."""
+    api_deployment: DeploymentStrategy = DeploymentStrategy.ROLLING
+    blue_green: BlueGreenTraffic | None = None
+    """Required with ``BLUE_GREEN`` (the alternate target group and the listener rule)."""
+    bake_time_minutes: int = 10
+    """BLUE_GREEN: how long the old tasks stay ready for an instant swap back."""
 
     def __post_init__(self) -> None:
+        self.api_deployment = DeploymentStrategy(self.api_deployment)
+        if self.api_deployment is DeploymentStrategy.BLUE_GREEN and self.blue_green is None:
+            raise ValueError(
+                "api_deployment=blue-green needs blue_green (alternate target group and "
+                "production listener rule, see PublicLoadBalancer)"
+            )
+        if self.api_deployment is DeploymentStrategy.ROLLING and self.blue_green is not None:
+            raise ValueError("blue_green is set but api_deployment is rolling: pick one")
+        if not 0 <= self.bake_time_minutes <= 1440:
+            raise ValueError(f"bake_time_minutes={self.bake_time_minutes}: ECS allows 0 to 1440")
         missing = sorted(set(PROCESSES) - set(self.security_group_ids))
         if missing:
             raise ValueError(f"security_group_ids lacks {missing}")
@@ -251,6 +312,8 @@ class ContainerService(pulumi.ComponentResource):
     migrate_security_group_ids: list[pulumi.Input[str]]
     execution_role_arn: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
+    infrastructure_role_arn: pulumi.Output[str] | None
+    """BLUE_GREEN only: the role ECS assumes to shift the listener rule's weights."""
 
     def __init__(
         self, name: str, args: ContainerServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -330,6 +393,7 @@ class ContainerService(pulumi.ComponentResource):
         self.task_subnet_ids = list(args.subnet_ids)
         self.migrate_security_group_ids = [args.security_group_ids["migrate"]]
 
+        self.infrastructure_role_arn = None
         services: dict[str, aws.ecs.Service] = {}
         for process in SERVICES:
             desired = {
@@ -341,13 +405,24 @@ class ContainerService(pulumi.ComponentResource):
             extra: dict[str, Any] = {}
             depends: list[pulumi.Resource] = [providers]
             if process == "api":
-                extra["load_balancers"] = [
-                    {
-                        "target_group_arn": args.target_group_arn,
-                        "container_name": "api",
-                        "container_port": args.container_port,
+                balancer: dict[str, Any] = {
+                    "target_group_arn": args.target_group_arn,
+                    "container_name": "api",
+                    "container_port": args.container_port,
+                }
+                if args.blue_green is not None:
+                    role, attachment = self._infrastructure_role(name)
+                    self.infrastructure_role_arn = role.arn
+                    balancer["advanced_configuration"] = blue_green_configuration(
+                        args.blue_green, role.arn
+                    )
+                    extra["deployment_configuration"] = {
+                        "strategy": "BLUE_GREEN",
+                        "bake_time_in_minutes": str(args.bake_time_minutes),
                     }
-                ]
+                    # ECS assumes the role as soon as the service exists.
+                    depends.append(attachment)
+                extra["load_balancers"] = [balancer]
                 extra["health_check_grace_period_seconds"] = 60
                 depends.extend(args.depends_on)
             services[process] = aws.ecs.Service(
@@ -455,6 +530,13 @@ class ContainerService(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        if isinstance(args.image, PrebuiltImage):
+            uri = args.image.uri
+            # Unknown on a first preview (no repository yet); known on every deploy CI
+            # makes, since CI pushes to this very repository before `pulumi up`.
+            return repository, repository.repository_url.apply(
+                lambda url: require_in_repository(uri, url)
+            )
         tag = args.image.tag or source_fingerprint(args.image.context)
         auth = aws.ecr.get_authorization_token_output(
             registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
@@ -534,6 +616,35 @@ class ContainerService(pulumi.ComponentResource):
             )
         return execution, task
 
+    def _infrastructure_role(self, name: str) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
+        """The role ECS assumes to move the production listener rule between groups."""
+        child = pulumi.ResourceOptions(parent=self)
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        role = aws.iam.Role(
+            f"{name}-ecs-infra",
+            description="ECS blue/green: shift the API listener rule between target groups",
+            assume_role_policy=_policy(
+                [
+                    {
+                        "Sid": "AllowAccessToECSForInfrastructureManagement",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ecs.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ]
+            ),
+            opts=child,
+        )
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-ecs-infra-lb",
+            role=role.name,
+            policy_arn=partition.partition.apply(
+                lambda p: f"arn:{p}:iam::aws:policy/{ECS_LOAD_BALANCER_POLICY}"
+            ),
+            opts=child,
+        )
+        return role, attachment
+
     def _autoscaling(
         self,
         name: str,
@@ -585,12 +696,18 @@ class ContainerService(pulumi.ComponentResource):
             api,
             {
                 "target_value": args.api_requests_per_target,
-                "predefined_metric_specification": {
-                    "predefined_metric_type": "ALBRequestCountPerTarget",
-                    "resource_label": pulumi.Output.concat(
-                        args.load_balancer_arn_suffix, "/", args.target_group_arn_suffix
-                    ),
-                },
+                **(
+                    _requests_per_running_task(args, cluster, services["api"])
+                    if args.api_deployment is DeploymentStrategy.BLUE_GREEN
+                    else {
+                        "predefined_metric_specification": {
+                            "predefined_metric_type": "ALBRequestCountPerTarget",
+                            "resource_label": pulumi.Output.concat(
+                                args.load_balancer_arn_suffix, "/", args.target_group_arn_suffix
+                            ),
+                        }
+                    }
+                ),
                 "scale_in_cooldown": 300,
                 "scale_out_cooldown": 60,
             },
@@ -647,6 +764,74 @@ class ContainerService(pulumi.ComponentResource):
                 "scale_out_cooldown": 60,
             },
         )
+
+
+def _requests_per_running_task(
+    args: ContainerServiceArgs, cluster: aws.ecs.Cluster, api: aws.ecs.Service
+) -> dict[str, Any]:
+    """Load balancer requests per running API task.
+
+    Blue/green moves traffic to whichever target group is green, so a per-target-group
+    metric (ALBRequestCountPerTarget) would read an empty group after every other
+    deployment and scale the API in; the load balancer's total does not move.
+    """
+    return {
+        "customized_metric_specification": {
+            "metrics": [
+                {
+                    "id": "requests",
+                    "label": "API requests per minute (load balancer)",
+                    "metric_stat": {
+                        "metric": {
+                            "namespace": "AWS/ApplicationELB",
+                            "metric_name": "RequestCount",
+                            "dimensions": [
+                                {"name": "LoadBalancer", "value": args.load_balancer_arn_suffix}
+                            ],
+                        },
+                        "stat": "Sum",
+                    },
+                    "return_data": False,
+                },
+                {
+                    "id": "tasks",
+                    "label": "running API tasks",
+                    "metric_stat": {
+                        "metric": {
+                            "namespace": "ECS/ContainerInsights",
+                            "metric_name": "RunningTaskCount",
+                            "dimensions": [
+                                {"name": "ClusterName", "value": cluster.name},
+                                {"name": "ServiceName", "value": api.name},
+                            ],
+                        },
+                        "stat": "Average",
+                    },
+                    "return_data": False,
+                },
+                {
+                    "id": "per_task",
+                    "label": "requests per running API task",
+                    "expression": "requests / tasks",
+                    "return_data": True,
+                },
+            ]
+        }
+    }
+
+
+def blue_green_configuration(
+    traffic: BlueGreenTraffic, role_arn: pulumi.Input[str]
+) -> dict[str, Any]:
+    """The load balancer's ``advanced_configuration`` for an ECS blue/green service."""
+    config: dict[str, Any] = {
+        "alternate_target_group_arn": traffic.alternate_target_group_arn,
+        "production_listener_rule": traffic.production_listener_rule_arn,
+        "role_arn": role_arn,
+    }
+    if traffic.test_listener_rule_arn is not None:
+        config["test_listener_rule"] = traffic.test_listener_rule_arn
+    return config
 
 
 def execution_policy(

@@ -1,8 +1,9 @@
-"""Registry: an Artifact Registry Docker repository and the service image built into it.
+"""Registry: an Artifact Registry Docker repository and the service image deployed from it.
 
-The image is built from ``services/app`` by pulumi-docker and deployed by **digest**
-(``repo@sha256:...``), so a re-pushed tag can never change what runs and every
-rebuild rolls a new Cloud Run revision.
+The image is deployed by **digest** (``repo@sha256:...``), so a re-pushed tag can never
+change what runs. Either CI built it once and pushed it (``image_uri``: nothing is built
+here), or pulumi-docker builds ``services/app`` into the repository, so every rebuild
+rolls a new Cloud Run revision.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import pulumi
 import pulumi_docker as docker
 import pulumi_gcp as gcp
+
+from components.image_ref import ImageReference, require_in_repository
 
 SERVICE_CONTEXT = Path(__file__).resolve().parents[2] / "services" / "app"
 
@@ -36,10 +39,16 @@ class RegistryArgs:
     """Versions older than this (30 days) and not among the recent ones are deleted."""
     delete_untagged_after: str = "604800s"
     labels: dict[str, str] = field(default_factory=dict)
+    image_uri: str | None = None
+    """A prebuilt image in this repository, pinned by digest: deployed as is, nothing is
+    built (the tag, context and build settings above are then unused)."""
 
     def __post_init__(self) -> None:
         if self.keep_recent < 1:
             raise ValueError("keep_recent must keep at least one version (the deployed one)")
+        if self.image_uri is not None:
+            ImageReference.parse(self.image_uri)
+            return
         if not Path(self.context).is_dir():
             raise ValueError(f"context={self.context!r} is not a directory")
         if self.immutable_tags and self.image_tag == "latest":
@@ -103,6 +112,14 @@ class ContainerRegistry(pulumi.ComponentResource):
             opts=child,
         )
         self.repository_url = self.repository.registry_uri
+
+        if args.image_uri is not None:
+            uri = args.image_uri
+            self.image_ref = self.repository_url.apply(lambda url: require_in_repository(uri, url))
+            self.register_outputs(
+                {"repository_url": self.repository_url, "image_ref": self.image_ref}
+            )
+            return
 
         token = gcp.organizations.get_client_config_output(
             opts=pulumi.InvokeOutputOptions(parent=self)
