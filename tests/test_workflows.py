@@ -184,3 +184,19 @@ def test_ci_runs_every_gate() -> None:
     ):
         assert needle in script, needle
     assert (ROOT / ".secrets.baseline").is_file()
+
+
+def test_migrate_and_up_deploy_the_same_pushed_digest_and_nothing_is_rebuilt() -> None:
+    job = load("deploy-environment.yml")["jobs"]["deploy"]
+    by_run = {step.get("run", ""): step for step in steps(job)}
+    push = next(step for step in steps(job) if step.get("id") == "push")
+    # The output is the registry digest of the pushed tag, not the tag itself.
+    assert "RepoDigests" in push["run"]
+    assert 'echo "image=${image}"' in push["run"]
+    migrate = next(s for r, s in by_run.items() if "groundwork ops migrate" in r)
+    up = next(s for r, s in by_run.items() if "pulumi up" in r)
+    for step in (migrate, up):
+        assert step["env"]["IMAGE"] == "${{ steps.push.outputs.image }}"
+    assert '--image "${IMAGE}"' in migrate["run"]
+    assert '--config "groundwork:imageUri=${IMAGE}"' in up["run"]
+    assert "imageTag" not in up["run"]

@@ -355,6 +355,40 @@ class TargetState:
     reason: str
 
 
+def serving_target_group(elbv2: ElasticLoadBalancingv2Client, target_group_arn: str) -> str:
+    """The API target group that takes production traffic now.
+
+    With ECS blue/green the production listener rule forwards to two target groups and
+    ECS moves the whole weight between them on every deployment, so the stack's
+    exported group serves only every other release. Returns the group with the weight
+    in a weighted rule that lists ``target_group_arn``; otherwise (rolling deployments,
+    one group) ``target_group_arn`` itself.
+    """
+    with aws_errors("describe the API target group"):
+        groups = elbv2.describe_target_groups(TargetGroupArns=[target_group_arn])
+    for balancer in [arn for g in groups["TargetGroups"] for arn in g.get("LoadBalancerArns", [])]:
+        with aws_errors("describe the load balancer's listeners and rules"):
+            listeners = [
+                listener["ListenerArn"]
+                for page in elbv2.get_paginator("describe_listeners").paginate(
+                    LoadBalancerArn=balancer
+                )
+                for listener in page.get("Listeners", [])
+            ]
+            rules = [
+                rule for arn in listeners for rule in elbv2.describe_rules(ListenerArn=arn)["Rules"]
+            ]
+        for rule in rules:
+            for action in rule.get("Actions", []):
+                weights = {
+                    group["TargetGroupArn"]: group.get("Weight", 1)
+                    for group in action.get("ForwardConfig", {}).get("TargetGroups", [])
+                }
+                if len(weights) > 1 and target_group_arn in weights:
+                    return max(sorted(weights), key=lambda arn: weights[arn])
+    return target_group_arn
+
+
 def target_health(
     elbv2: ElasticLoadBalancingv2Client,
     target_group_arn: str,

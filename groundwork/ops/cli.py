@@ -190,7 +190,8 @@ def smoke(
         elbv2 = _aws_session(outputs).client("elbv2")
         states = aws.target_health(
             elbv2,
-            outputs.string("api_target_group_arn"),
+            # Blue/green alternates the serving group; rolling has only the exported one.
+            aws.serving_target_group(elbv2, outputs.string("api_target_group_arn")),
             timeout_seconds=timeout,
             poll_seconds=poll_seconds,
         )

@@ -399,3 +399,58 @@ def test_dlq_depth_without_datapoints_is_unknown(stack: dict[str, Any]) -> None:
     report = aws.dlq_depth(cloudwatch, mq, broker_id)
     assert report.depth is None
     assert report.at is None
+
+
+def _blue_green_balancer(stack: dict[str, Any], weights: tuple[int, int] | None) -> Any:
+    """An ALB whose listener forwards to ``blue``; with ``weights`` a weighted rule over
+    blue and green as ECS blue/green leaves it (None: no rule, a rolling service)."""
+    elbv2 = boto3.client("elbv2", region_name=REGION)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    subnets = [
+        ec2.create_subnet(VpcId=stack["_vpc"], CidrBlock=cidr, AvailabilityZone=zone)["Subnet"][
+            "SubnetId"
+        ]
+        for cidr, zone in (("10.40.200.0/24", f"{REGION}a"), ("10.40.201.0/24", f"{REGION}b"))
+    ]
+    balancer = elbv2.create_load_balancer(Name="edge", Subnets=subnets)["LoadBalancers"][0]
+    groups = {
+        color: elbv2.create_target_group(
+            Name=f"api-{color}", Protocol="HTTP", Port=8000, VpcId=stack["_vpc"], TargetType="ip"
+        )["TargetGroups"][0]["TargetGroupArn"]
+        for color in ("blue", "green")
+    }
+    listener = elbv2.create_listener(
+        LoadBalancerArn=balancer["LoadBalancerArn"],
+        Protocol="HTTP",
+        Port=80,
+        DefaultActions=[{"Type": "forward", "TargetGroupArn": groups["blue"]}],
+    )["Listeners"][0]["ListenerArn"]
+    if weights is not None:
+        elbv2.create_rule(
+            ListenerArn=listener,
+            Priority=1,
+            Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+            Actions=[
+                {
+                    "Type": "forward",
+                    "ForwardConfig": {
+                        "TargetGroups": [
+                            {"TargetGroupArn": groups["blue"], "Weight": weights[0]},
+                            {"TargetGroupArn": groups["green"], "Weight": weights[1]},
+                        ]
+                    },
+                }
+            ],
+        )
+    return elbv2, groups
+
+
+@pytest.mark.parametrize(
+    ("weights", "serving"), [((100, 0), "blue"), ((0, 100), "green"), (None, "blue")]
+)
+def test_smoke_checks_the_target_group_that_serves_now(
+    stack: dict[str, Any], weights: tuple[int, int] | None, serving: str
+) -> None:
+    # The stack exports blue; after a blue/green swap ECS serves from green.
+    elbv2, groups = _blue_green_balancer(stack, weights)
+    assert aws.serving_target_group(elbv2, groups["blue"]) == groups[serving]
