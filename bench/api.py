@@ -31,6 +31,7 @@ from bench.common import (
     build_request,
     closed_loop,
     cpu_plan,
+    cpu_seconds,
     migrate,
     open_loop,
     pin_self,
@@ -94,7 +95,10 @@ async def seed_jobs(port: int, token: str, count: int) -> list[str]:
     return ids
 
 
-def measure(args: argparse.Namespace, ports: dict[str, int], token: str) -> dict[str, Any]:
+def measure(
+    args: argparse.Namespace, ports: dict[str, int], token: str, pids: dict[int, int]
+) -> dict[str, Any]:
+    """``pids`` maps a port to its server's pid, to report server CPU per request."""
     scenarios: dict[str, tuple[int, Callable[[int], bytes]]] = {
         "hello_get": (ports["hello"], hello_request)
     }
@@ -114,6 +118,7 @@ def measure(args: argparse.Namespace, ports: dict[str, int], token: str) -> dict
     for rep in range(args.reps):
         for name, (port, factory) in scenarios.items():
             load_before = os.getloadavg()[0]
+            cpu_before = cpu_seconds(pids[port])
             result = run_async(
                 closed_loop(
                     port,
@@ -123,7 +128,17 @@ def measure(args: argparse.Namespace, ports: dict[str, int], token: str) -> dict
                     warmup_s=args.warmup,
                 )
             )
-            peak[name].append({**result.summary(), "loadavg_1m": round(load_before, 2)})
+            # Server CPU per request (warm-up included in both terms, so it cancels out):
+            # near 1000/throughput means the server process itself is the bottleneck.
+            served = (result.ok / args.duration) * (args.duration + args.warmup)
+            cpu_ms = 1000 * (cpu_seconds(pids[port]) - cpu_before) / max(served, 1)
+            peak[name].append(
+                {
+                    **result.summary(),
+                    "loadavg_1m": round(load_before, 2),
+                    "server_cpu_ms_per_request": round(cpu_ms, 3),
+                }
+            )
             rate = result.throughput / 2
             slow = run_async(
                 open_loop(
@@ -160,10 +175,11 @@ def report(data: dict[str, Any]) -> dict[str, Any]:
             [
                 name,
                 p["throughput_rps"],
-                ratio(p["throughput_rps"], hello),
+                f"{ratio(p['throughput_rps'], hello):.3f}",
+                f"{p.get('server_cpu_ms_per_request', float('nan')):.3f}",
                 p["p50_ms"],
                 p["p99_ms"],
-                h.get("throughput_rps"),
+                h["throughput_rps"],
                 h["p50_ms"],
                 h["p95_ms"],
                 h["p99_ms"],
@@ -176,6 +192,7 @@ def report(data: dict[str, Any]) -> dict[str, Any]:
             "scenario",
             "peak req/s",
             "x hello",
+            "server CPU ms/req",
             "p50 ms",
             "p99 ms",
             "half-peak req/s",
@@ -226,6 +243,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the API under pyinstrument; the report goes to bench/results/api-profile.txt",
     )
+    parser.add_argument(
+        "--api-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the API process (e.g. DB_STATEMENT_CACHE_SIZE=100), to "
+        "measure a setting's effect; repeatable",
+    )
     parser.add_argument("--only", default="", help="comma list of post_jobs,get_job")
     parser.add_argument("--name", default="api", help="result file name (bench/results/NAME.json)")
     return parser.parse_args(argv)
@@ -252,11 +277,12 @@ def main(argv: list[str] | None = None) -> int:
                 proc=hello,
                 log_path=work / "hello.log",
             )
+            pids = {ports["hello"]: hello.pid}
             if args.baseline_only:
                 pin_self(plan.load)
-                data = measure(args, ports, token="")
+                data = measure(args, ports, token="", pids=pids)
             else:
-                data = _with_api(args, plan, work, ports)
+                data = _with_api(args, plan, work, ports, pids)
     summary = report(data)
     path = write_results(
         args.name,
@@ -272,11 +298,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _with_api(
-    args: argparse.Namespace, plan: CpuPlan, work: Path, ports: dict[str, int]
+    args: argparse.Namespace,
+    plan: CpuPlan,
+    work: Path,
+    ports: dict[str, int],
+    pids: dict[int, int],
 ) -> dict[str, Any]:
     with bench_servers() as servers:
         ports["api"] = _free_port()
-        env = service_env(servers.env(), work, PORT=str(ports["api"]))
+        extra = dict(item.split("=", 1) for item in args.api_env)
+        env = service_env(servers.env(), work, PORT=str(ports["api"]), **extra)
         migrate(env, work / "migrate.log")
         command = app_command("api")
         if args.profile:
@@ -303,7 +334,8 @@ def _with_api(
             )
             pin_self(plan.load)
             try:
-                return measure(args, ports, auth_for(env).token())
+                pids[ports["api"]] = api.pid
+                return measure(args, ports, auth_for(env).token(), pids)
             finally:
                 pin_self(set(range(256)) & _all_cpus())
 

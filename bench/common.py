@@ -422,6 +422,13 @@ def running(
         stop_process(proc)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -634,7 +641,7 @@ def target_verdict(ok: bool | None) -> str:
 
 def aggregate(reps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Median across repetitions of throughput and latency percentiles; errors summed."""
-    keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms")
+    keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "server_cpu_ms_per_request")
     out: dict[str, Any] = {k: round(median_of(reps, k), 3) for k in keys if reps and k in reps[0]}
     out["reps"] = len(reps)
     out["errors"] = int(sum(r.get("errors", 0) for r in reps))

@@ -37,6 +37,7 @@ import asyncpg
 
 from bench.common import (
     LOOPBACK,
+    RESULTS_DIR,
     aggregate,
     app_command,
     auth_for,
@@ -172,6 +173,24 @@ def run_celery(env: dict[str, str], queue: str, count: int, timeout: float) -> d
     return _summarize(count, t0, done, submit_s)
 
 
+def _worker_command(args: argparse.Namespace) -> list[str]:
+    if not args.profile_worker:
+        return app_command("worker")
+    out = RESULTS_DIR / "worker-profile.txt"
+    return [
+        sys.executable,
+        "-m",
+        "pyinstrument",
+        "-r",
+        "text",
+        "-o",
+        str(out),
+        "-m",
+        "groundwork_app.cli",
+        "worker",
+    ]
+
+
 def measure_latency(
     args: argparse.Namespace, servers: Any, work: Path, latency_ms: int
 ) -> dict[str, Any]:
@@ -199,7 +218,6 @@ def measure_latency(
         "--without-gossip",
         "--without-mingle",
         "--without-heartbeat",
-        "--without-control",
     ]
     queues = {"celery-threads": "bench-celery-threads", "celery-prefork": "bench-celery-prefork"}
     threads_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-threads"]}
@@ -208,7 +226,7 @@ def measure_latency(
     with (
         running(app_command("api"), api_env, logs / "api.log") as api,
         running(app_command("relay"), relay_env, logs / "relay.log") as relay,
-        running(app_command("worker"), worker_env, logs / "worker.log") as worker,
+        running(_worker_command(args), worker_env, logs / "worker.log") as worker,
         running(
             [
                 *celery_cmd,
@@ -218,6 +236,10 @@ def measure_latency(
                 str(WORKER_CONCURRENCY),
                 "-Q",
                 queues["celery-threads"],
+                # Distinct node names: two workers called celery@host collide on their
+                # control (pidbox) queue and the second one exits.
+                "-n",
+                "threads@%h",
             ],
             threads_env,
             logs / "celery-threads.log",
@@ -231,6 +253,8 @@ def measure_latency(
                 str(os.cpu_count() or 1),
                 "-Q",
                 queues["celery-prefork"],
+                "-n",
+                "prefork@%h",
             ],
             prefork_env,
             logs / "celery-prefork.log",
@@ -328,6 +352,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs-slow", type=int, default=320, help="jobs per run at 200 ms")
     parser.add_argument("--latencies", default="0,200", help="simulated LLM latencies (ms)")
     parser.add_argument("--timeout", type=float, default=180.0, help="per run")
+    parser.add_argument(
+        "--profile-worker",
+        action="store_true",
+        help="run the worker under pyinstrument; report in bench/results/worker-profile.txt",
+    )
     parser.add_argument("--name", default="pipeline")
     return parser.parse_args(argv)
 
