@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers, free_port
+from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers, free_ports
 
 console = Console(stderr=True)
 PROCESSES = ("api", "relay", "worker")
@@ -44,7 +44,7 @@ def dev_token(secret: str, issuer: str, audience: str, subject: str = "dev-user"
     return jwt.encode(claims, secret, algorithm="HS256")
 
 
-def service_env(servers: DevServers, api_port: int, worker_port: int) -> dict[str, str]:
+def service_env(servers: DevServers, api_port: int) -> dict[str, str]:
     return {
         **os.environ,
         **servers.env(),
@@ -54,10 +54,8 @@ def service_env(servers: DevServers, api_port: int, worker_port: int) -> dict[st
         "WEBHOOK_SECRET": secrets.token_urlsafe(40),
         "JWT_ISSUER": "groundwork-dev",
         "JWT_AUDIENCE": "groundwork-api",
-        "PORT": str(api_port),
         "API_BIND_HOST": "127.0.0.1",
-        "WORKER_HEALTH_PORT": str(worker_port),
-        "HEARTBEAT_FILE": str(Path(os.environ.get("TMPDIR", "/tmp")) / f"gw-{worker_port}.hb"),  # noqa: S108
+        "HEARTBEAT_FILE": str(Path(os.environ.get("TMPDIR", "/tmp")) / f"gw-{api_port}.hb"),  # noqa: S108
     }
 
 
@@ -67,7 +65,7 @@ def _app_command() -> list[str]:
 
 @contextlib.contextmanager
 def running_service(
-    servers: DevServers, env: dict[str, str]
+    servers: DevServers, env: dict[str, str], api_port: int, health_ports: list[int]
 ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
     migrate = subprocess.run(  # noqa: S603 - our own interpreter and module
         [*_app_command(), "migrate"],
@@ -80,11 +78,13 @@ def running_service(
         raise ServerUnavailableError(f"migrations failed: {migrate.stderr.strip()[-500:]}")
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        for name in PROCESSES:
+        for name, health_port in zip(PROCESSES, health_ports, strict=True):
             # worker and relay each serve health/metrics; give each its own port locally.
             own = {
                 **env,
-                "WORKER_HEALTH_PORT": str(free_port()),
+                # Only the api serves on $PORT; the relay would bind it too (Cloud Run).
+                **({"PORT": str(api_port)} if name == "api" else {}),
+                "WORKER_HEALTH_PORT": str(health_port),
                 "HEARTBEAT_FILE": f"{env['HEARTBEAT_FILE']}.{name}",
             }
             processes[name] = subprocess.Popen([*_app_command(), name], env=own)  # noqa: S603
@@ -139,12 +139,14 @@ def dev(
     port: int = typer.Option(8000, help="API port on 127.0.0.1 (0 picks a free one)."),
 ) -> None:
     """Run the api, relay and worker locally against loopback Postgres, Redis and RabbitMQ."""
-    api_port = port or free_port()
+    # Every port chosen at once, so no two processes are handed the same one.
+    free_api_port, *health_ports = free_ports(1 + len(PROCESSES))
+    api_port = port or free_api_port
     try:
         with dev_servers(management=True) as servers:
-            env = service_env(servers, api_port, free_port())
+            env = service_env(servers, api_port)
             api = f"http://127.0.0.1:{api_port}"
-            with running_service(servers, env):
+            with running_service(servers, env, api_port, health_ports):
                 wait_ready(f"{api}/health/ready")
                 token = dev_token(env["JWT_SECRET"], env["JWT_ISSUER"], env["JWT_AUDIENCE"])
                 if smoke_test:
