@@ -294,8 +294,7 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         key = ".".join(str(part) for part in error["loc"])
         value = merged.get(key, "<missing>")
         raise ConfigError(
-            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: "
-            f"{error['msg'].removeprefix('Value error, ')}"
+            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {error['msg']}"
         ) from None
     if settings.api_min_count > settings.api_max_count:
         raise ConfigError(
