@@ -24,7 +24,10 @@ fi
 for bench in ${BENCH_ONLY:-api pipeline startup stack_eval}; do
   echo "== bench/${bench}.py"
   args=()
-  if [ "${BENCH_QUICK:-}" = 1 ]; then read -r -a args <<<"${quick_args[$bench]}"; fi
+  if [ "${BENCH_QUICK:-}" = 1 ]; then
+    # Separate result files, so a sanity check never overwrites the real numbers.
+    read -r -a args <<<"${quick_args[$bench]} --name ${bench}-quick"
+  fi
   uv run python -m "bench.${bench}" "${args[@]}"
   echo
 done
