@@ -246,6 +246,9 @@ def build(settings: Settings) -> dict[str, Any]:
         AlarmsArgs(
             load_balancer_arn_suffix=alb.arn_suffix,
             target_group_arn_suffix=alb.target_group_arn_suffix,
+            alternate_target_group_arn_suffix=(
+                alb.blue_green.alternate_target_group_arn_suffix if alb.blue_green else None
+            ),
             cluster_name=app.cluster_name,
             service_names=app.service_names,
             db_instance_identifier=database.instance_identifier,

@@ -27,6 +27,8 @@ class AlarmsArgs:
     cache_cluster_ids: Sequence[str]
     broker_name: pulumi.Input[str]
     email: str | None = None
+    alternate_target_group_arn_suffix: pulumi.Input[str] | None = None
+    """ECS blue/green: the target group that serves every other deployment."""
     queue_name: str = "jobs"
     dlq_name: str = "jobs.dlq"
     queue_vhost: str = "/"
@@ -83,7 +85,6 @@ class Alarms(pulumi.ComponentResource):
         self.topic_arn = topic.arn
         self.alarm_names = []
         alb = {"LoadBalancer": args.load_balancer_arn_suffix}
-        tg = {**alb, "TargetGroup": args.target_group_arn_suffix}
 
         def alarm(suffix: str, description: str, **kwargs: Any) -> None:
             self.alarm_names.append(suffix)
@@ -145,18 +146,23 @@ class Alarms(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold",
             threshold=args.p95_latency_seconds,
         )
-        alarm(
-            "api-unhealthy-hosts",
-            "The load balancer sees unhealthy API tasks",
-            namespace="AWS/ApplicationELB",
-            metric_name="UnHealthyHostCount",
-            dimensions=tg,
-            statistic="Maximum",
-            period=60,
-            evaluation_periods=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=0,
-        )
+        # Blue/green deployments alternate between two target groups: watch both.
+        groups = {"api-unhealthy-hosts": args.target_group_arn_suffix}
+        if args.alternate_target_group_arn_suffix is not None:
+            groups["api-unhealthy-hosts-alt"] = args.alternate_target_group_arn_suffix
+        for suffix, group in groups.items():
+            alarm(
+                suffix,
+                "The load balancer sees unhealthy API tasks",
+                namespace="AWS/ApplicationELB",
+                metric_name="UnHealthyHostCount",
+                dimensions={**alb, "TargetGroup": group},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=3,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
         for service in args.watched_services:
             dims = {"ClusterName": args.cluster_name, "ServiceName": args.service_names[service]}
             for metric_name, limit in (

@@ -288,3 +288,23 @@ def test_container_service_rejects_conflicting_rollout_args(
 def test_strategy_strings_become_the_enum() -> None:
     args = _args(api_deployment="blue-green", blue_green=TRAFFIC)
     assert args.api_deployment is DeploymentStrategy.BLUE_GREEN
+
+
+def test_unhealthy_host_alarms_watch_both_blue_green_target_groups(
+    blue_green: ProgramRun, production: ProgramRun
+) -> None:
+    def watched_groups(run: ProgramRun) -> set[str]:
+        return {
+            r.inputs["dimensions"]["TargetGroup"]
+            for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            if r.inputs.get("metricName") == "UnHealthyHostCount"
+        }
+
+    def suffix(run: ProgramRun, name: str) -> str:
+        return run.named(name).state["arnSuffix"]
+
+    assert watched_groups(blue_green) == {
+        suffix(blue_green, "groundwork-production-edge-api-tg"),
+        suffix(blue_green, "groundwork-production-edge-api-tg-alt"),
+    }
+    assert watched_groups(production) == {suffix(production, "groundwork-production-edge-api-tg")}
