@@ -18,6 +18,7 @@ from groundwork_app.adapters.rabbitmq import amqp_url
 from groundwork_app.db.engine import create_engine
 from groundwork_app.db.schema import jobs, outbox, processed_messages
 from groundwork_app.settings import Settings
+from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devservers import DevServers
@@ -57,6 +58,14 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     eng = create_engine(settings)
     yield eng
     await eng.dispose()
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[JobStore]:
+    """The worker's own pool (raw asyncpg), as the worker process builds it."""
+    job_store = JobStore(settings)
+    yield job_store
+    await job_store.close()
 
 
 async def insert_job(

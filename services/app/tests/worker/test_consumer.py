@@ -19,6 +19,7 @@ from groundwork_app.worker.dlq import list_dead_letters, redrive
 from groundwork_app.worker.handler import JobHandler
 from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
+from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import (
@@ -57,10 +58,10 @@ async def running(
 
 
 async def test_jobs_flow_from_outbox_to_result(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
     provider = SimulatedProvider()
-    handler = build_handler(settings, engine, provider=provider)
+    handler = build_handler(settings, store, provider=provider)
     ids = [await insert_job(engine, settings, f"prompt {i}") for i in range(5)]
     async with running(settings, engine, handler):
         for job_id, _ in ids:
@@ -72,9 +73,9 @@ async def test_jobs_flow_from_outbox_to_result(
 
 
 async def test_poison_message_is_dead_lettered_and_consumer_keeps_going(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
-    handler = build_handler(settings, engine, provider=SimulatedProvider())
+    handler = build_handler(settings, store, provider=SimulatedProvider())
     topology = Topology.from_settings(settings)
     async with running(settings, engine, handler):
         async with amqp_channel(settings) as channel:
@@ -97,11 +98,11 @@ async def test_poison_message_is_dead_lettered_and_consumer_keeps_going(
 
 
 async def test_llm_outage_retries_through_ttl_queues_then_dlq_then_redrive_succeeds(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
     assert settings.queue_delivery_limit == 3
     provider = SimulatedProvider(failure_rate=1.0)
-    handler = build_handler(settings, engine, provider=provider)
+    handler = build_handler(settings, store, provider=provider)
     topology = Topology.from_settings(settings)
     retried_before = m.JOBS_RETRIED._value.get()
     job_id, message_id = await insert_job(engine, settings)
@@ -137,7 +138,7 @@ async def test_llm_outage_retries_through_ttl_queues_then_dlq_then_redrive_succe
 
 
 async def test_retry_headers_count_attempts_and_pick_growing_delays(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
     topology = Topology.from_settings(settings)
     assert topology.retry_queue_for_attempt(1) == f"{settings.queue_name}.retry.100ms"
@@ -145,7 +146,7 @@ async def test_retry_headers_count_attempts_and_pick_growing_delays(
     assert topology.retry_queue_for_attempt(9) == f"{settings.queue_name}.retry.200ms"
     # Stop the consumer before the TTL returns the message: it must sit in the retry queue.
     slow = make_settings(queue_name=settings.queue_name, queue_retry_delays_ms=[60_000])
-    handler = build_handler(slow, engine, provider=SimulatedProvider(failure_rate=1.0))
+    handler = build_handler(slow, store, provider=SimulatedProvider(failure_rate=1.0))
     job_id, _ = await insert_job(engine, slow)
     async with running(slow, engine, handler):
         retry_queue = Topology.from_settings(slow).retry_queue(60_000)
@@ -163,9 +164,9 @@ async def test_retry_headers_count_attempts_and_pick_growing_delays(
 
 
 async def test_graceful_shutdown_finishes_in_flight_messages(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
-    handler = build_handler(settings, engine, provider=SimulatedProvider(latency_ms=800))
+    handler = build_handler(settings, store, provider=SimulatedProvider(latency_ms=800))
     job_id, _ = await insert_job(engine, settings)
     async with running(settings, engine, handler) as consumer:
         await wait_job_status(engine, job_id, "processing")
@@ -176,12 +177,12 @@ async def test_graceful_shutdown_finishes_in_flight_messages(
 
 
 async def test_shutdown_deadline_requeues_unfinished_messages(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
     short = make_settings(
         queue_name=settings.queue_name, shutdown_timeout_seconds=0.3, llm_timeout_seconds=30
     )
-    handler = build_handler(short, engine, provider=SimulatedProvider(latency_ms=10_000))
+    handler = build_handler(short, store, provider=SimulatedProvider(latency_ms=10_000))
     job_id, message_id = await insert_job(engine, short)
     async with running(short, engine, handler):
         await wait_job_status(engine, job_id, "processing")
@@ -196,9 +197,9 @@ async def test_shutdown_deadline_requeues_unfinished_messages(
 
 
 async def test_message_without_id_is_dead_lettered(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
-    handler = build_handler(settings, engine, provider=SimulatedProvider())
+    handler = build_handler(settings, store, provider=SimulatedProvider())
     topology = Topology.from_settings(settings)
     body = json.dumps({"job_id": str(uuid.uuid4()), "prompt": "p", "model": "m"}).encode()
     async with running(settings, engine, handler, relay=False):

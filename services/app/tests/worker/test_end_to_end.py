@@ -16,6 +16,7 @@ from groundwork_app.settings import Settings
 from groundwork_app.worker.consumer import RabbitConsumer
 from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
+from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devservers import DevServers
@@ -26,11 +27,11 @@ from .conftest import ledger_count, make_settings, wait_for, wait_job_status
 
 @asynccontextmanager
 async def pipeline(
-    settings: Settings, engine: AsyncEngine, provider: SimulatedProvider
+    settings: Settings, engine: AsyncEngine, store: JobStore, provider: SimulatedProvider
 ) -> AsyncIterator[RabbitConsumer]:
     """Relay + consumer, in-process, sharing the API's log configuration."""
     stop = asyncio.Event()
-    consumer = RabbitConsumer(settings, build_handler(settings, engine, provider=provider).handle)
+    consumer = RabbitConsumer(settings, build_handler(settings, store, provider=provider).handle)
     publisher = RabbitPublisher(settings)
     tasks = [
         asyncio.create_task(consumer.run(stop)),
@@ -55,11 +56,11 @@ async def submit(api: ApiHarness, prompt: str, request_id: str) -> uuid.UUID:
 
 
 async def test_posted_job_gets_a_result_and_logs_share_the_request_id(
-    settings: Settings, engine: AsyncEngine, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
     settings = make_settings(queue_name=settings.queue_name, rate_limit="100000/minute")
     provider = SimulatedProvider()
-    async with running_api(settings) as api, pipeline(settings, engine, provider):
+    async with running_api(settings) as api, pipeline(settings, engine, store, provider):
         job_id = await submit(api, "What is the capital of France?", "req-e2e-42")
         await wait_job_status(engine, job_id, "succeeded")
         response = await api.client.get(f"/v1/jobs/{job_id}", headers=api.auth("e2e-client"))
@@ -82,12 +83,15 @@ async def test_posted_job_gets_a_result_and_logs_share_the_request_id(
 
 @pytest.mark.slow
 async def test_rabbitmq_restart_while_submitting_loses_no_job(
-    settings: Settings, engine: AsyncEngine, servers: DevServers, rabbit_ok: object
+    settings: Settings, engine: AsyncEngine, store: JobStore, servers: DevServers, rabbit_ok: object
 ) -> None:
     settings = make_settings(queue_name=settings.queue_name, rate_limit="100000/minute")
     provider = SimulatedProvider()
     job_ids: list[uuid.UUID] = []
-    async with running_api(settings) as api, pipeline(settings, engine, provider) as consumer:
+    async with (
+        running_api(settings) as api,
+        pipeline(settings, engine, store, provider) as consumer,
+    ):
         job_ids.append(await submit(api, "before the outage", "req-before"))
         await wait_job_status(engine, job_ids[0], "succeeded")
 

@@ -13,6 +13,7 @@ from groundwork_app.ports import Delivery, Outcome
 from groundwork_app.settings import LLMFallback, Settings
 from groundwork_app.worker.handler import JobHandler, MalformedMessageError, parse_job_message
 from groundwork_app.worker.runner import build_handler
+from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devservers import DevServers
@@ -30,10 +31,10 @@ def delivery_for(
 
 
 async def test_redelivered_message_changes_nothing_and_calls_the_llm_once(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
     provider = SimulatedProvider()
-    handler = build_handler(settings, engine, provider=provider)
+    handler = build_handler(settings, store, provider=provider)
     job_id, message_id = await insert_job(engine, settings)
 
     first = await handler.handle(delivery_for(job_id, message_id))
@@ -54,12 +55,12 @@ async def test_redelivered_message_changes_nothing_and_calls_the_llm_once(
 
 
 async def test_concurrent_duplicates_write_one_result(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
     # Both pass the ledger check before either commits: the ledger's primary key
     # guard in the result transaction must still let exactly one win.
     provider = SimulatedProvider(latency_ms=200)
-    handler = build_handler(settings, engine, provider=provider)
+    handler = build_handler(settings, store, provider=provider)
     job_id, message_id = await insert_job(engine, settings)
     results = await asyncio.gather(
         *(handler.handle(delivery_for(job_id, message_id)) for _ in range(2))
@@ -89,9 +90,9 @@ def test_malformed_bodies_are_named(body: bytes, reason: str) -> None:
 
 
 async def test_poison_and_unknown_job_are_dead_lettered(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
-    handler = build_handler(settings, engine, provider=SimulatedProvider())
+    handler = build_handler(settings, store, provider=SimulatedProvider())
     poison = await handler.handle(Delivery("m-1", b"\xff\xfe garbage", {}, 1))
     assert poison.outcome is Outcome.DEAD_LETTER
     assert poison.reason.startswith("malformed message: body is not JSON")
@@ -102,12 +103,12 @@ async def test_poison_and_unknown_job_are_dead_lettered(
 
 
 async def test_cache_aside_answers_repeat_prompts_without_the_llm(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
     redis = create_redis(settings)
     provider = SimulatedProvider()
     prompt = f"cache me {uuid.uuid4()}"
-    handler = build_handler(settings, engine, provider=provider, cache=AnswerCache(redis, settings))
+    handler = build_handler(settings, store, provider=provider, cache=AnswerCache(redis, settings))
     first_job, first_msg = await insert_job(engine, settings, prompt)
     second_job, second_msg = await insert_job(engine, settings, prompt)
     await handler.handle(delivery_for(first_job, first_msg, prompt))
@@ -119,7 +120,7 @@ async def test_cache_aside_answers_repeat_prompts_without_the_llm(
 
     # A model/version bump invalidates every cached answer.
     bumped = make_settings(queue_name=settings.queue_name, cache_version="v-bumped")
-    handler = build_handler(bumped, engine, provider=provider, cache=AnswerCache(redis, bumped))
+    handler = build_handler(bumped, store, provider=provider, cache=AnswerCache(redis, bumped))
     third_job, third_msg = await insert_job(engine, settings, prompt)
     await handler.handle(delivery_for(third_job, third_msg, prompt))
     assert provider.calls == 2
@@ -129,11 +130,11 @@ async def test_cache_aside_answers_repeat_prompts_without_the_llm(
 
 @pytest.mark.slow
 async def test_jobs_complete_uncached_while_redis_is_down(
-    settings: Settings, engine: AsyncEngine, servers: DevServers
+    settings: Settings, engine: AsyncEngine, store: JobStore, servers: DevServers
 ) -> None:
     redis = create_redis(settings)
     provider = SimulatedProvider()
-    handler = build_handler(settings, engine, provider=provider, cache=AnswerCache(redis, settings))
+    handler = build_handler(settings, store, provider=provider, cache=AnswerCache(redis, settings))
     servers.redis.stop()
     try:
         ids = [await insert_job(engine, settings, "same prompt") for _ in range(2)]
@@ -157,23 +158,25 @@ async def test_llm_down_default_answer_fallback_is_marked_degraded(
     from groundwork_app.db.engine import create_engine
 
     engine = create_engine(settings)
+    store = JobStore(settings)
     provider = SimulatedProvider(failure_rate=1.0)
-    handler = build_handler(settings, engine, provider=provider)
+    handler = build_handler(settings, store, provider=provider)
     job_id, message_id = await insert_job(engine, settings)
     result = await handler.handle(delivery_for(job_id, message_id))
     row = await job_row(engine, job_id)
     assert result.outcome is Outcome.ACK
     assert (row.status, row.result, row.degraded) == ("succeeded", "try again later", True)
     assert provider.calls == settings.llm_max_retries + 1
+    await store.close()
     await engine.dispose()
 
 
 async def test_llm_down_requeue_fallback_retries_then_dead_letters_and_fails_the_job(
-    settings: Settings, engine: AsyncEngine
+    settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
     assert settings.llm_fallback is LLMFallback.REQUEUE
     provider = SimulatedProvider(failure_rate=1.0)
-    handler: JobHandler = build_handler(settings, engine, provider=provider)
+    handler: JobHandler = build_handler(settings, store, provider=provider)
     job_id, message_id = await insert_job(engine, settings)
     outcomes = []
     for attempt in range(1, settings.queue_delivery_limit + 1):

@@ -35,6 +35,7 @@ from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.pubsub_push import PUSH_PATH, create_push_app
 from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
+from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devservers import free_port
@@ -270,7 +271,7 @@ class PushWorker:
 
 @pytest.fixture
 async def push_worker(
-    settings: Settings, engine: AsyncEngine, google: Google
+    settings: Settings, engine: AsyncEngine, store: JobStore, google: Google
 ) -> AsyncIterator[PushWorker]:
     ps = make_settings(
         queue_name=settings.queue_name,
@@ -280,7 +281,7 @@ async def push_worker(
         pubsub_push_service_account=PUSH_SA,
     )
     provider = SimulatedProvider()
-    handler = build_handler(ps, engine, provider=provider)
+    handler = build_handler(ps, store, provider=provider)
     verifier = PushTokenVerifier(AUDIENCE, PUSH_SA, certs_url=google.certs_url)
     port = free_port()
     server = uvicorn.Server(

@@ -8,7 +8,8 @@ row is inserted in the same transaction as the job result, guarded by its primar
 so a redelivery (broker restart, worker crash before the ack, a duplicate publish by
 the relay) finds the ledger row and changes nothing, and two racing consumers cannot
 both write a result. The ledger is checked before the LLM call too, so a redelivered
-message costs no second LLM call.
+message costs no second LLM call. The queries (two statements per job) are in
+worker/store.py.
 """
 
 from __future__ import annotations
@@ -20,14 +21,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 import structlog
 from opentelemetry import trace
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork_app.adapters.llm import LLMRequestError, LLMUnavailableError, ResilientLLM
-from groundwork_app.db.schema import jobs, processed_messages
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.observability.tracing import extract_trace_context
 from groundwork_app.ports import (
@@ -37,6 +34,7 @@ from groundwork_app.ports import (
     Outcome,
 )
 from groundwork_app.settings import LLMFallback, Settings
+from groundwork_app.worker.store import Claim, Completion, JobStore
 
 log = structlog.get_logger("groundwork.worker")
 tracer = trace.get_tracer("groundwork.worker")
@@ -102,12 +100,12 @@ class _Answer:
 class JobHandler:
     def __init__(
         self,
-        engine: AsyncEngine,
+        store: JobStore,
         llm: ResilientLLM,
         cache: AnswerCachePort | None,
         settings: Settings,
     ):
-        self._engine = engine
+        self._store = store
         self.llm = llm
         self._cache = cache
         self._settings = settings
@@ -173,15 +171,17 @@ class JobHandler:
             return HandleResult(Outcome.DEAD_LETTER, _short(f"malformed message: {exc}"))
         structlog.contextvars.bind_contextvars(job_id=str(job.job_id))
 
-        if await self._already_processed(delivery.message_id):
+        # Ledger check and claim in one statement (worker/store.py): a redelivered
+        # message costs this statement and no LLM call.
+        claim = await self._store.claim(job.job_id, delivery.message_id)
+        if claim is Claim.ALREADY_PROCESSED:
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: already processed")
-        started = await self._mark_processing(job.job_id)
-        if started is None:
+        if claim is Claim.UNKNOWN_JOB:
             m.JOBS_FAILED.labels("unknown_job").inc()
             m.JOBS_DEAD_LETTERED.labels("unknown_job").inc()
             return HandleResult(Outcome.DEAD_LETTER, f"unknown job {job.job_id}")
-        if not started:
+        if claim is Claim.ALREADY_SUCCEEDED:
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: job already succeeded")
 
@@ -189,7 +189,7 @@ class JobHandler:
             answer = await self._answer(job)
         except LLMRequestError as exc:
             reason = _short(f"LLM refused the request: {exc}")
-            await self._mark_failed(job.job_id, reason)
+            await self._store.mark_failed(job.job_id, reason)
             m.JOBS_FAILED.labels("llm_request").inc()
             m.JOBS_DEAD_LETTERED.labels("llm_request").inc()
             return HandleResult(Outcome.DEAD_LETTER, reason)
@@ -201,14 +201,17 @@ class JobHandler:
             else:
                 reason = _short(f"LLM unavailable: {exc}")
                 if delivery.attempt >= self._settings.queue_delivery_limit:
-                    await self._mark_failed(job.job_id, reason)
+                    await self._store.mark_failed(job.job_id, reason)
                     m.JOBS_DEAD_LETTERED.labels("llm_unavailable").inc()
                     return HandleResult(Outcome.DEAD_LETTER, reason)
-                await self._mark_retrying(job.job_id, reason)
+                await self._store.mark_retrying(job.job_id, reason)
                 m.JOBS_RETRIED.inc()
                 return HandleResult(Outcome.RETRY, reason)
 
-        if not await self._complete(delivery.message_id, job.job_id, answer):
+        completion = Completion(
+            delivery.message_id, job.job_id, answer.text, answer.cached, answer.degraded
+        )
+        if not await self._store.complete(completion):
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: a concurrent delivery won")
         if not answer.cached and not answer.degraded and self._cache is not None:
@@ -223,77 +226,3 @@ class JobHandler:
             if cached is not None:
                 return _Answer(cached, cached=True)
         return _Answer(await self.llm.complete(job.prompt, job.model))
-
-    async def _already_processed(self, message_id: str) -> bool:
-        async with self._engine.connect() as conn:
-            row = await conn.execute(
-                sa.select(processed_messages.c.message_id).where(
-                    processed_messages.c.message_id == message_id
-                )
-            )
-            return row.first() is not None
-
-    async def _mark_processing(self, job_id: uuid.UUID) -> bool | None:
-        """True: go ahead. False: the job already succeeded. None: no such job."""
-        async with self._engine.begin() as conn:
-            updated = await conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.status != "succeeded")
-                .values(status="processing", attempts=jobs.c.attempts + 1, updated_at=sa.func.now())
-                .returning(jobs.c.id)
-            )
-            if updated.first() is not None:
-                return True
-            exists = await conn.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id))
-            return False if exists.first() is not None else None
-
-    async def _mark_retrying(self, job_id: uuid.UUID, reason: str) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.status != "succeeded")
-                .values(status="queued", error=reason, updated_at=sa.func.now())
-            )
-
-    async def _mark_failed(self, job_id: uuid.UUID, reason: str) -> None:
-        # No ledger row: a redrive of this message must be allowed to run it again.
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id, jobs.c.status != "succeeded")
-                .values(
-                    status="failed",
-                    error=reason,
-                    updated_at=sa.func.now(),
-                    completed_at=sa.func.now(),
-                )
-            )
-
-    async def _complete(self, message_id: str, job_id: uuid.UUID, answer: _Answer) -> bool:
-        async with self._engine.begin() as conn:
-            inserted = await conn.execute(
-                pg_insert(processed_messages)
-                .values(
-                    message_id=message_id,
-                    job_id=job_id,
-                    outcome="degraded" if answer.degraded else "succeeded",
-                )
-                .on_conflict_do_nothing(index_elements=[processed_messages.c.message_id])
-                .returning(processed_messages.c.message_id)
-            )
-            if inserted.first() is None:
-                return False
-            await conn.execute(
-                jobs.update()
-                .where(jobs.c.id == job_id)
-                .values(
-                    status="succeeded",
-                    result=answer.text,
-                    cached=answer.cached,
-                    degraded=answer.degraded,
-                    error=None,
-                    updated_at=sa.func.now(),
-                    completed_at=sa.func.now(),
-                )
-            )
-            return True

@@ -16,7 +16,6 @@ import os
 import signal
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.llm import LLMProvider, build_llm
@@ -28,6 +27,7 @@ from groundwork_app.ports import Publisher
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.handler import AnswerCachePort, JobHandler
 from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
+from groundwork_app.worker.store import JobStore
 
 log = structlog.get_logger("groundwork.runner")
 
@@ -45,12 +45,12 @@ def install_stop_signals(stop: asyncio.Event) -> None:
 
 def build_handler(
     settings: Settings,
-    engine: AsyncEngine,
+    store: JobStore,
     *,
     provider: LLMProvider | None = None,
     cache: AnswerCachePort | None = None,
 ) -> JobHandler:
-    return JobHandler(engine, build_llm(settings, provider), cache, settings)
+    return JobHandler(store, build_llm(settings, provider), cache, settings)
 
 
 def build_publisher(settings: Settings) -> Publisher:
@@ -66,9 +66,9 @@ def build_publisher(settings: Settings) -> Publisher:
 async def run_worker(settings: Settings) -> None:
     configure_logging(settings)
     configure_tracing(settings, component="worker")
-    engine = create_engine(settings)
+    store = JobStore(settings)
     redis = create_redis(settings)
-    handler = build_handler(settings, engine, cache=AnswerCache(redis, settings))
+    handler = build_handler(settings, store, cache=AnswerCache(redis, settings))
     heartbeat = Heartbeat(heartbeat_path(settings, "worker"))
     stop = asyncio.Event()
     beating = asyncio.create_task(heartbeat.run(stop))
@@ -83,7 +83,7 @@ async def run_worker(settings: Settings) -> None:
         heartbeat.clear()
         await handler.llm.aclose()
         await redis.aclose()
-        await engine.dispose()
+        await store.close()
         log.info("worker stopped")
 
 
