@@ -23,14 +23,7 @@ fi
 # The Debian packages start their own servers where an init system exists; the test
 # harness runs private instances on free ports instead, so the system ones are not needed.
 
-if ! command -v uv >/dev/null 2>&1; then
-  echo "bootstrap: installing uv"
-  if ! python3 -m pip --version >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq python3-pip >/dev/null
-  fi
-  python3 -m pip install --quiet --user uv 2>/dev/null \
-    || python3 -m pip install --quiet --user --break-system-packages uv
-fi
+source "$(dirname "$0")/ensure-uv.sh"
 
 # The image tests need a Docker engine; start one when none answers.
 if ! docker info >/dev/null 2>&1; then

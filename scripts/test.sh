@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-source scripts/env.sh
+source scripts/ensure-uv.sh
 
 uv sync --all-packages --frozen --quiet
 echo "== ruff"
