@@ -43,7 +43,7 @@ async def running(
     tasks = [asyncio.create_task(consumer.run(stop))]
     publisher = RabbitPublisher(settings)
     if relay:
-        tasks.append(asyncio.create_task(OutboxRelay(engine, publisher, settings).run(stop)))
+        tasks.append(asyncio.create_task(OutboxRelay(publisher, settings).run(stop)))
 
     async def connected() -> bool:
         return consumer.connected

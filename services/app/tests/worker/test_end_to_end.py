@@ -35,7 +35,7 @@ async def pipeline(
     publisher = RabbitPublisher(settings)
     tasks = [
         asyncio.create_task(consumer.run(stop)),
-        asyncio.create_task(OutboxRelay(engine, publisher, settings).run(stop)),
+        asyncio.create_task(OutboxRelay(publisher, settings).run(stop)),
     ]
     try:
         yield consumer

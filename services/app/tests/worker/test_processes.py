@@ -62,10 +62,12 @@ def healthcheck(env: dict[str, str], target: str = "worker") -> int:
 
 async def publish_outbox(engine: AsyncEngine, settings: Settings) -> None:
     publisher = RabbitPublisher(settings)
+    relay = OutboxRelay(publisher, settings)
     try:
-        result = await OutboxRelay(engine, publisher, settings).publish_batch()
+        result = await relay.publish_batch()
         assert result.failed == 0
     finally:
+        await relay.close()
         await publisher.close()
 
 

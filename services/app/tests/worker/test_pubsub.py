@@ -98,9 +98,11 @@ async def test_relay_publishes_outbox_rows_to_the_topic(
     )
     job_id, message_id = await insert_job(engine, ps, "hello pubsub", request_id="req-ps-1")
     publisher = PubSubPublisher(ps)
+    relay = OutboxRelay(publisher, ps)
     try:
-        result = await OutboxRelay(engine, publisher, ps).publish_batch()
+        result = await relay.publish_batch()
     finally:
+        await relay.close()
         await publisher.close()
     assert (result.published, result.failed) == (1, 0)
     [(topic, message)] = pubsub_service.received
@@ -129,9 +131,11 @@ async def test_refused_publish_leaves_the_row_unsent(
     )
     await insert_job(engine, ps)
     publisher = PubSubPublisher(ps)
+    relay = OutboxRelay(publisher, ps)
     try:
-        result = await OutboxRelay(engine, publisher, ps).publish_batch()
+        result = await relay.publish_batch()
     finally:
+        await relay.close()
         await publisher.close()
     assert (result.published, result.failed) == (0, 1)
     async with engine.connect() as conn:

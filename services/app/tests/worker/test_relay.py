@@ -40,7 +40,7 @@ async def test_three_concurrent_relays_publish_each_row_exactly_once(
         str(msg) for _, msg in [await insert_job(engine, settings, f"p{i}") for i in range(60)]
     }
     publishers = [RabbitPublisher(settings) for _ in range(3)]
-    relays = [OutboxRelay(engine, p, settings) for p in publishers]
+    relays = [OutboxRelay(p, settings) for p in publishers]
     stop = asyncio.Event()
     tasks = [asyncio.create_task(r.run(stop)) for r in relays]
     try:
@@ -70,7 +70,7 @@ async def test_publish_failure_leaves_rows_unsent_with_the_error(
 ) -> None:
     # A broker nobody listens on: every publish fails.
     broken = make_settings(queue_name=settings.queue_name, rabbitmq_port=1)
-    relay = OutboxRelay(engine, RabbitPublisher(broken), broken)
+    relay = OutboxRelay(RabbitPublisher(broken), broken)
     await insert_job(engine, settings)
     await insert_job(engine, settings)
     result = await relay.publish_batch()
@@ -82,6 +82,7 @@ async def test_publish_failure_leaves_rows_unsent_with_the_error(
     await relay.refresh_metrics(force=True)
     assert m.RELAY_BACKLOG._value.get() == 2
     assert m.RELAY_OLDEST_AGE_SECONDS._value.get() > 0
+    await relay.close()
 
 
 # The one test that needs LISTEN: a transaction-mode pooler does not deliver
@@ -96,7 +97,7 @@ async def test_listen_notify_wakes_the_relay_before_the_poll_interval(
 ) -> None:
     slow_poll = make_settings(queue_name=settings.queue_name, relay_poll_interval_seconds=30)
     publisher = RabbitPublisher(slow_poll)
-    relay = OutboxRelay(engine, publisher, slow_poll)
+    relay = OutboxRelay(publisher, slow_poll)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
@@ -124,7 +125,7 @@ async def test_polling_fallback_works_without_listen(
         queue_name=settings.queue_name, relay_listen=False, relay_poll_interval_seconds=0.2
     )
     publisher = RabbitPublisher(polling)
-    relay = OutboxRelay(engine, publisher, polling)
+    relay = OutboxRelay(publisher, polling)
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
@@ -145,17 +146,14 @@ async def test_relay_through_pgbouncer_still_drains_by_polling(
     """Behind a transaction-mode pooler LISTEN is unreliable; polling must carry it, and
     the same claim query reused across transactions must not rely on a prepared statement
     living on one server connection (small batches force many claims)."""
-    from groundwork_app.db.engine import create_engine
-
     pooled = make_settings(
         queue_name=settings.queue_name,
         relay_listen=False,
         relay_batch_size=3,
         db_port=servers.pgbouncer.port,  # type: ignore[attr-defined]
     )
-    pooled_engine = create_engine(pooled)
     publisher = RabbitPublisher(pooled)
-    relays = [OutboxRelay(pooled_engine, publisher, pooled) for _ in range(2)]
+    relays = [OutboxRelay(publisher, pooled) for _ in range(2)]
     for i in range(20):
         await insert_job(engine, pooled, f"pooled {i}")
     stop = asyncio.Event()
@@ -166,7 +164,6 @@ async def test_relay_through_pgbouncer_still_drains_by_polling(
         stop.set()
         await asyncio.gather(*tasks)
         await publisher.close()
-        await pooled_engine.dispose()
     # Exactly once: a failed claim/mark transaction would have re-published rows.
     assert await queue_depth(settings, settings.queue_name) == 20
     async with engine.connect() as conn:

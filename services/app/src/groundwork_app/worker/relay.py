@@ -7,6 +7,10 @@ relays therefore never publish the same row twice while they are healthy; a cras
 between the broker's confirm and the commit re-publishes the row later
 (at-least-once), which the worker's message-id ledger absorbs.
 
+Database access is raw asyncpg on the worker's pooler-safe pool (worker/store.py): a
+batch is BEGIN, one claim, one mark, COMMIT on one connection, with no liveness ping
+and no ORM layer, and the marks cover the whole batch in one statement.
+
 Wake-ups: LISTEN on ``outbox_new`` (a NOTIFY trigger fires per inserting statement) on
 a dedicated direct asyncpg connection, with polling every RELAY_POLL_INTERVAL_SECONDS
 as the fallback that always works - notifications are lost through a
@@ -23,29 +27,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
-import sqlalchemy as sa
 import structlog
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork_app.db.engine import ssl_context
 from groundwork_app.db.schema import OUTBOX_CHANNEL
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER, OutboundMessage, Publisher
 from groundwork_app.settings import Settings
+from groundwork_app.worker.store import LazyPool
 
 log = structlog.get_logger("groundwork.relay")
 
-CLAIM_SQL = sa.text(
-    "SELECT id, message_id, job_id, payload, headers FROM outbox "
-    "WHERE sent_at IS NULL ORDER BY id LIMIT :limit FOR UPDATE SKIP LOCKED"
+CLAIM_SQL = (
+    "SELECT id, message_id, job_id, payload::text AS payload, headers::text AS headers "
+    "FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
 )
-MARK_SENT_SQL = sa.text("UPDATE outbox SET sent_at = now() WHERE id = ANY(:ids)")
-MARK_FAILED_SQL = sa.text(
-    "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = :error "
-    "WHERE id = ANY(:ids)"
+MARK_SENT_SQL = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+MARK_FAILED_SQL = (
+    "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $2 "
+    "WHERE id = ANY($1::bigint[])"
 )
-BACKLOG_SQL = sa.text(
-    "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) "
+BACKLOG_SQL = (
+    "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 "
     "FROM outbox WHERE sent_at IS NULL"
 )
 METRICS_INTERVAL_SECONDS = 2.0
@@ -68,8 +71,8 @@ def outbound_message(
 
 
 class OutboxRelay:
-    def __init__(self, engine: AsyncEngine, publisher: Publisher, settings: Settings):
-        self._engine = engine
+    def __init__(self, publisher: Publisher, settings: Settings):
+        self._pool = LazyPool(settings, "relay")
         self._publisher = publisher
         self._settings = settings
         self._wake = asyncio.Event()
@@ -77,13 +80,24 @@ class OutboxRelay:
         self.healthy = False  # last cycle reached the database and the broker
         self.listening = False
 
+    async def close(self) -> None:
+        """Close the relay's pool (``run`` does it on the way out); idempotent."""
+        await self._pool.close()
+
     async def publish_batch(self) -> BatchResult:
-        async with self._engine.begin() as conn:
-            rows = (await conn.execute(CLAIM_SQL, {"limit": self._settings.relay_batch_size})).all()
+        pool = await self._pool.get()
+        timeout = self._settings.db_pool_timeout_seconds
+        async with pool.acquire(timeout=timeout) as conn, conn.transaction():
+            rows = await conn.fetch(CLAIM_SQL, self._settings.relay_batch_size)
             if not rows:
                 return BatchResult()
             messages = [
-                outbound_message(str(r.message_id), str(r.job_id), r.payload, r.headers)
+                outbound_message(
+                    str(r["message_id"]),
+                    str(r["job_id"]),
+                    json.loads(r["payload"]),
+                    json.loads(r["headers"]),
+                )
                 for r in rows
             ]
             # The first publish probes the broker: when it is down, fail the batch at
@@ -91,16 +105,18 @@ class OutboxRelay:
             outcomes: list[BaseException | None] = [await self._try_publish(messages[0])]
             if outcomes[0] is None and len(messages) > 1:
                 outcomes += await asyncio.gather(*(self._try_publish(msg) for msg in messages[1:]))
-            sent = [row.id for row, err in zip(rows, outcomes, strict=False) if err is None]
-            failed = [row.id for row in rows[len(outcomes) :]]
+            sent = [row["id"] for row, err in zip(rows, outcomes, strict=False) if err is None]
+            failed = [row["id"] for row in rows[len(outcomes) :]]
             errors = [err for err in outcomes if err is not None]
-            failed += [row.id for row, err in zip(rows, outcomes, strict=False) if err is not None]
+            failed += [
+                row["id"] for row, err in zip(rows, outcomes, strict=False) if err is not None
+            ]
             if sent:
-                await conn.execute(MARK_SENT_SQL, {"ids": sent})
+                await conn.execute(MARK_SENT_SQL, sent)
             if failed:
                 # Every unconfirmed row counts one attempt and keeps the first error,
                 # so the table itself shows which rows are stuck and why.
-                await conn.execute(MARK_FAILED_SQL, {"ids": failed, "error": repr(errors[0])[:500]})
+                await conn.execute(MARK_FAILED_SQL, failed, repr(errors[0])[:500])
         m.RELAY_PUBLISHED.inc(len(sent))
         if failed:
             m.RELAY_PUBLISH_FAILURES.inc(len(failed))
@@ -124,8 +140,9 @@ class OutboxRelay:
         if not force and now - self._last_metrics < METRICS_INTERVAL_SECONDS:
             return
         self._last_metrics = now
-        async with self._engine.connect() as conn:
-            count, age = (await conn.execute(BACKLOG_SQL)).one()
+        pool = await self._pool.get()
+        async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
+            count, age = await conn.fetchrow(BACKLOG_SQL)
         m.RELAY_BACKLOG.set(count)
         m.RELAY_OLDEST_AGE_SECONDS.set(float(age))
 
@@ -163,6 +180,7 @@ class OutboxRelay:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await listener
+            await self.close()  # the relay's lifetime ends here: release its connections
 
     async def _sleep(self, stop: asyncio.Event, seconds: float, *, wake_early: bool) -> None:
         waiters = {asyncio.ensure_future(stop.wait())}

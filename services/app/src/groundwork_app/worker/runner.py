@@ -20,7 +20,6 @@ import structlog
 from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.llm import LLMProvider, build_llm
 from groundwork_app.adapters.redis import create_redis
-from groundwork_app.db.engine import create_engine
 from groundwork_app.observability.logging import configure_logging
 from groundwork_app.observability.tracing import configure_tracing
 from groundwork_app.ports import Publisher
@@ -154,9 +153,8 @@ async def run_relay(settings: Settings) -> None:
     from groundwork_app.worker.relay import OutboxRelay
 
     configure_logging(settings)
-    engine = create_engine(settings)
     publisher = build_publisher(settings)
-    relay = OutboxRelay(engine, publisher, settings)
+    relay = OutboxRelay(publisher, settings)
     heartbeat = Heartbeat(heartbeat_path(settings, "relay"))
     health = HealthServer(
         lambda: relay.healthy, heartbeat, host=HEALTH_HOST, port=relay_health_port(settings)
@@ -173,5 +171,5 @@ async def run_relay(settings: Settings) -> None:
         heartbeat.clear()
         with contextlib.suppress(Exception):
             await publisher.close()
-        await engine.dispose()
+        await relay.close()
         log.info("relay stopped")

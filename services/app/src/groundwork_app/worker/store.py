@@ -96,51 +96,68 @@ async def _no_reset(_: asyncpg.Connection) -> None:
     """The worker keeps no session state (and a transaction pooler would not either)."""
 
 
-class JobStore:
-    """The worker's database access. The pool opens on first use, so building a handler
-    stays synchronous; ``close()`` when done."""
+async def create_pool(settings: Settings, role: str) -> asyncpg.Pool:
+    """A pooler-safe asyncpg pool for the worker or the relay (``role`` names it in
+    pg_stat_activity)."""
+    s = settings
+    return await asyncpg.create_pool(
+        host=s.db_host,
+        port=s.db_port,
+        user=s.db_user,
+        password=s.db_password.get_secret_value() or None,
+        database=s.db_name,
+        ssl=ssl_context(s),
+        statement_cache_size=s.db_statement_cache_size,
+        timeout=s.db_pool_timeout_seconds,
+        command_timeout=max(s.db_pool_timeout_seconds, 30.0),
+        min_size=0,
+        max_size=s.db_pool_size + s.db_max_overflow,
+        max_inactive_connection_lifetime=300.0,
+        reset=_no_reset,
+        server_settings={"application_name": f"{s.service_name}-{role}"},
+    )
 
-    def __init__(self, settings: Settings):
+
+class LazyPool:
+    """An asyncpg pool opened on first use, so its owner can be built synchronously;
+    ``close()`` when done (it reopens if used again)."""
+
+    def __init__(self, settings: Settings, role: str):
         self._settings = settings
+        self._role = role
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
-    async def _get_pool(self) -> asyncpg.Pool:
+    async def get(self) -> asyncpg.Pool:
         if self._pool is not None:
             return self._pool
         async with self._opening:
             if self._pool is None:
-                self._pool = await self._create_pool()
+                self._pool = await create_pool(self._settings, self._role)
         return self._pool
 
-    async def _create_pool(self) -> asyncpg.Pool:
-        s = self._settings
-        return await asyncpg.create_pool(
-            host=s.db_host,
-            port=s.db_port,
-            user=s.db_user,
-            password=s.db_password.get_secret_value() or None,
-            database=s.db_name,
-            ssl=ssl_context(s),
-            statement_cache_size=s.db_statement_cache_size,
-            timeout=s.db_pool_timeout_seconds,
-            command_timeout=max(s.db_pool_timeout_seconds, 30.0),
-            min_size=0,
-            max_size=s.db_pool_size + s.db_max_overflow,
-            max_inactive_connection_lifetime=300.0,
-            reset=_no_reset,
-            server_settings={"application_name": f"{s.service_name}-worker"},
-        )
+    async def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+class JobStore:
+    """The worker's database access (see the module docstring)."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._pool = LazyPool(settings, "worker")
 
     async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record:
-        pool = await self._get_pool()
+        pool = await self._pool.get()
         async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
             row = await conn.fetchrow(query, *args)
         assert row is not None  # both queries always return exactly one row
         return row
 
     async def _execute(self, query: str, *args: Any) -> None:
-        pool = await self._get_pool()
+        pool = await self._pool.get()
         async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
             await conn.execute(query, *args)
 
@@ -172,6 +189,4 @@ class JobStore:
         await self._execute(_MARK_FAILED, job_id, reason)
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._pool.close()
