@@ -12,6 +12,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from groundwork_app.api.auth import bearer_token
 
 from .conftest import JOB, ApiHarness, running_api
 
@@ -30,6 +31,31 @@ async def test_missing_token_is_401_with_challenge(api: ApiHarness):
         headers={"Authorization": "Basic dXNlcjpwYXNz"},
     )
     assert basic.status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("header", "token"),
+    [
+        (None, None),
+        ("", None),
+        ("Bearer", None),
+        ("Bearer    ", None),
+        ("Basic dXNlcjpwYXNz", None),
+        ("Token abc", None),
+        ("Bearer abc.def.ghi", "abc.def.ghi"),
+        ("bearer abc", "abc"),  # the scheme is case-insensitive (RFC 9110)
+        ("BEARER  abc ", "abc"),
+    ],
+)
+def test_bearer_token_is_read_like_fastapis_httpbearer(header: str | None, token: str | None):
+    assert bearer_token(header) == token
+
+
+async def test_lowercase_bearer_scheme_is_accepted(api: ApiHarness):
+    response = await api.client.post(
+        "/v1/jobs", json=JOB, headers={"Authorization": f"bearer {api.token()}"}
+    )
+    assert response.status_code == 202
 
 
 @pytest.mark.parametrize(

@@ -43,8 +43,15 @@ async def test_docs_get_a_csp_that_lets_swagger_load(api: ApiHarness):
     for status in ("202", "200", "401", "403", "409", "413", "415", "422", "429"):
         assert status in post["responses"], status
     assert post["responses"]["422"]["content"]["application/json"]["example"]["error"]["code"]
-    assert "HTTPBearer" in schema["components"]["securitySchemes"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "/v1/webhooks/jobs" in schema["paths"]
+    # The auth dependency reads the header itself, so each guarded operation must
+    # reference the scheme explicitly: every operation answering 401 does, no other.
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            guarded = "401" in operation["responses"] and not path.startswith("/v1/webhooks")
+            expected = [{"HTTPBearer": []}] if guarded else None
+            assert operation.get("security") == expected, (method, path)
 
 
 async def test_docs_are_off_in_production(settings_factory: Callable[..., Any], clean_db: None):

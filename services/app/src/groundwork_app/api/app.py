@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from opentelemetry.sdk.trace.export import SpanExporter
 from starlette.middleware.cors import CORSMiddleware
 
+from groundwork_app.api.auth import bearer_scheme
 from groundwork_app.api.errors import install_error_handlers
 from groundwork_app.api.middleware import RequestContextMiddleware
 from groundwork_app.api.routes import health, jobs, webhooks
@@ -25,6 +25,9 @@ from groundwork_app.domain.jobs import JobRequest
 from groundwork_app.observability import tracing
 from groundwork_app.observability.logging import configure_logging, get_logger
 from groundwork_app.settings import Environment, Settings, get_settings
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 log = get_logger(__name__)
 
@@ -143,5 +146,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         body = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
         components["JobRequest"] = body
+        # The auth dependency reads the header itself (see api.auth), so FastAPI does
+        # not see the scheme; the guarded routes reference it (auth.BEARER_SECURITY).
+        schemes = schema["components"].setdefault("securitySchemes", {})
+        schemes[bearer_scheme.scheme_name] = bearer_scheme.model.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
         app.openapi_schema = schema
     return app.openapi_schema

@@ -24,9 +24,8 @@ from groundwork_app.observability.logging import (
 )
 from groundwork_app.observability.metrics import (
     HTTP_IN_FLIGHT,
-    HTTP_LATENCY,
-    HTTP_REQUESTS,
     UNMATCHED_ROUTE,
+    observe_http_request,
 )
 from groundwork_app.observability.tracing import extract_trace_context
 
@@ -108,8 +107,7 @@ class RequestContextMiddleware:
             route: Any = scope.get("route")
             template = getattr(route, "path", None) or UNMATCHED_ROUTE
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            HTTP_REQUESTS.labels(template, method, str(status)).inc()
-            HTTP_LATENCY.labels(template, method).observe(duration)
+            observe_http_request(template, method, status, duration)
             log.info(
                 "http.request",
                 method=method,

@@ -7,14 +7,16 @@ is disabled and statement names are unique per connection.
 
 from __future__ import annotations
 
-import ssl
 import uuid
 from typing import Any
 
 from sqlalchemy import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
+
+__all__ = ["connect_args", "create_engine", "engine_url", "ssl_context"]
 
 
 def engine_url(settings: Settings) -> URL:
@@ -26,17 +28,6 @@ def engine_url(settings: Settings) -> URL:
         port=settings.db_port,
         database=settings.db_name,
     )
-
-
-def ssl_context(settings: Settings) -> ssl.SSLContext | bool | str:
-    mode = settings.db_sslmode
-    if mode == "disable":
-        return False
-    if mode in ("verify-ca", "verify-full"):
-        context = ssl.create_default_context()
-        context.check_hostname = mode == "verify-full"
-        return context
-    return mode  # asyncpg understands 'prefer' and 'require'
 
 
 def connect_args(settings: Settings) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram
 from prometheus_client import generate_latest as _generate_latest
@@ -43,6 +44,25 @@ RATE_LIMIT_FAIL_OPEN = Counter(
 READINESS_FAILURES = Counter(
     "readiness_check_failures_total", "Failed readiness checks by dependency.", ["check"]
 )
+
+# Label children per (route, method, status), bound once: ``labels()`` validates and
+# looks up its labels under a lock on every call. Bounded like the series themselves
+# (route templates x methods x statuses).
+_http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def observe_http_request(route: str, method: str, status: int, seconds: float) -> None:
+    key = (route, method, status)
+    children = _http_children.get(key)
+    if children is None:
+        children = (
+            HTTP_REQUESTS.labels(route, method, str(status)),
+            HTTP_LATENCY.labels(route, method),
+        )
+        _http_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 # Counting a huge backlog exactly would scan the whole partial index on every scrape.

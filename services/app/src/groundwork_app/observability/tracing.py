@@ -11,19 +11,18 @@ and the submission span's context is stored with the outbox row
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import (
-    BatchSpanProcessor,
-    SimpleSpanProcessor,
-    SpanExporter,
-)
 
 from groundwork_app.settings import Settings
+
+if TYPE_CHECKING:
+    # The SDK (and the instrumentations below) load only when tracing is on: a process
+    # without an OTLP endpoint never pays their import time.
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 _global_provider_set = False
 
@@ -44,6 +43,10 @@ def configure_tracing(
     global _global_provider_set
     if exporter is None and not settings.otel_exporter_otlp_endpoint:
         return None
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+
     resource = Resource.create(
         {
             "service.name": f"{settings.service_name}-{component}"
@@ -89,6 +92,10 @@ def uninstrument(app: Any) -> None:
 
 def inject_trace_context() -> dict[str, str]:
     """W3C ``traceparent``/``tracestate`` of the current span (empty when there is none)."""
+    # Both headers exist only for a valid span context (ours, or one adopted from the
+    # request): skip the propagators' work on the common untraced request.
+    if not trace.get_current_span().get_span_context().is_valid:
+        return {}
     carrier: dict[str, str] = {}
     propagate.inject(carrier)
     return {k: v for k, v in carrier.items() if k in ("traceparent", "tracestate")}

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import Response
 
 from groundwork_app.adapters.cache import InvalidateOutcome
-from groundwork_app.api.auth import Principal, require_scope
+from groundwork_app.api.auth import BEARER_SECURITY, Principal, require_scope
 from groundwork_app.api.body import parse_body, read_body
 from groundwork_app.api.errors import ApiError
 from groundwork_app.api.schemas import (
@@ -129,7 +129,7 @@ async def submit(
         **CONFLICT,
         **UNAVAILABLE,
     },
-    openapi_extra=_REQUEST_BODY_DOC,
+    openapi_extra={**_REQUEST_BODY_DOC, **BEARER_SECURITY},
 )
 async def create_job(
     request: Request,
@@ -146,6 +146,7 @@ async def create_job(
     summary="Read a job's status and result",
     response_model=JobOut,
     responses={**AUTH_ERRORS, **NOT_FOUND, **UNAVAILABLE},
+    openapi_extra=BEARER_SECURITY,
 )
 async def get_job(
     request: Request,
@@ -187,6 +188,7 @@ async def get_job(
         **NOT_FOUND,
         503: {"description": "Redis unavailable: the cache could not be invalidated."},
     },
+    openapi_extra=BEARER_SECURITY,
 )
 async def invalidate_cached_answer(
     request: Request,
