@@ -7,6 +7,7 @@ message naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
@@ -159,6 +160,20 @@ class Settings(BaseModel):
             raise ValueError(f"must be one of {', '.join(allowed)}")
         return value
 
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _vpc_cidr(cls, value: str) -> str:
+        # Checked here, not in the components, so both clouds stop before any resource.
+        try:
+            network = ipaddress.IPv4Network(value)
+        except ValueError:
+            raise ValueError("must be an IPv4 CIDR block such as 10.40.0.0/16") from None
+        if not network.is_private:
+            raise ValueError("must be a private (RFC 1918) range")
+        if not 16 <= network.prefixlen <= 20:
+            raise ValueError("must be a block from /16 to /20")
+        return value
+
     @field_validator("log_retention_days")
     @classmethod
     def _retention(cls, value: int) -> int:
@@ -294,7 +309,8 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         key = ".".join(str(part) for part in error["loc"])
         value = merged.get(key, "<missing>")
         raise ConfigError(
-            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {error['msg']}"
+            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: "
+            f"{error['msg'].removeprefix('Value error, ')}"
         ) from None
     if settings.api_min_count > settings.api_max_count:
         raise ConfigError(

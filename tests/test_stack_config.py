@@ -47,9 +47,12 @@ def test_environment_may_be_set_explicitly_for_other_stack_names():
         (
             "staging",
             {"nat": "many"},
-            "groundwork:nat = 'many' is invalid: Value error, must be one of none, single",
+            "groundwork:nat = 'many' is invalid: must be one of none, single",
         ),
         ("staging", {"cloud": "azure"}, "groundwork:cloud = 'azure' is invalid"),
+        ("staging", {"vpcCidr": "10.0.0.0/24"}, "groundwork:vpcCidr = '10.0.0.0/24' is invalid"),
+        ("staging", {"vpcCidr": "8.8.0.0/16"}, "must be a private (RFC 1918) range"),
+        ("staging", {"vpcCidr": "banana"}, "must be an IPv4 CIDR block such as 10.40.0.0/16"),
         ("staging", {"dbMultiAz": "maybe"}, "groundwork:dbMultiAz = 'maybe' is invalid"),
         ("staging", {"logRetentionDays": "10"}, "groundwork:logRetentionDays = '10' is invalid"),
         ("staging", {"colour": "blue"}, "unknown config key groundwork:colour"),

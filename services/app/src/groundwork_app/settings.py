@@ -17,12 +17,16 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-# Values that appear in .env.example and docs: refusing them outside development
-# stops a copy-pasted example from reaching production.
 # What the stacks store in the LLM key secret until an operator sets a real key
 # (Secrets Manager and Secret Manager refuse empty values): treated as "no key".
 LLM_KEY_PLACEHOLDERS = frozenset({"", "operator-must-set-this"})
-KNOWN_INSECURE_VALUES = frozenset({"", "changethis", "change-me", "changeme", "secret", "password"})
+# Values that appear in .env.example files and docs: refusing them outside development
+# stops a copy-pasted example from reaching production.
+KNOWN_INSECURE_VALUES = frozenset(
+    {"", "changethis", "change-me", "changeme", "secret", "password", "guest"}
+)
+# Every development-only value in the repository's .env.example files starts with this.
+DEV_ONLY_PREFIX = "dev-only-"
 MIN_SECRET_LENGTH = 32
 
 
@@ -316,6 +320,7 @@ class Settings(BaseSettings):
             "JWT_SECRET": self.jwt_secret,
             "WEBHOOK_SECRET": self.webhook_secret,
             "DB_PASSWORD": self.db_password,
+            "REDIS_PASSWORD": self.redis_password,
         }
         if self.jwt_algorithm == "RS256":
             secrets.pop("JWT_SECRET")
@@ -327,7 +332,7 @@ class Settings(BaseSettings):
             problems.append("PUBSUB_PUSH_AUDIENCE must be set so push tokens are verified")
         for name, secret in secrets.items():
             value = secret.get_secret_value()
-            if value.lower() in KNOWN_INSECURE_VALUES or value == "guest":
+            if value.lower() in KNOWN_INSECURE_VALUES or value.startswith(DEV_ONLY_PREFIX):
                 problems.append(f"{name} is empty or a documented example value; set a real secret")
             elif name in ("JWT_SECRET", "WEBHOOK_SECRET") and len(value) < MIN_SECRET_LENGTH:
                 problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters")

@@ -20,6 +20,7 @@ def _production(**overrides: str) -> dict[str, Any]:
         "webhook_secret": STRONG + "w",
         "db_password": "a-real-db-password",
         "rabbitmq_password": "a-real-mq-password",
+        "redis_password": "a-real-redis-auth-token",
     }
     values.update(overrides)
     return values
@@ -33,6 +34,10 @@ def _production(**overrides: str) -> dict[str, Any]:
         ({"webhook_secret": ""}, "WEBHOOK_SECRET"),
         ({"db_password": ""}, "DB_PASSWORD"),
         ({"rabbitmq_password": "guest"}, "RABBITMQ_PASSWORD"),
+        ({"redis_password": ""}, "REDIS_PASSWORD"),
+        # The repository's .env.example values must never pass for real ones.
+        ({"jwt_secret": "dev-only-jwt-secret-at-least-32-characters-long"}, "JWT_SECRET"),
+        ({"db_password": "dev-only-postgres-password"}, "DB_PASSWORD"),
     ],
 )
 def test_production_refuses_insecure_secrets(overrides: dict[str, str], variable: str):
