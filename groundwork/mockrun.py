@@ -276,6 +276,14 @@ def _gcp_sa(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[s
     }
 
 
+def _gcp_service_identity(
+    args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks
+) -> dict[str, Any]:
+    agent = str(args.inputs.get("service", "x.googleapis.com")).split(".")[0]
+    email = f"service-{FAKE_GCP_PROJECT_NUMBER}@gcp-sa-{agent}.iam.gserviceaccount.com"
+    return {"email": email, "member": f"serviceAccount:{email}"}
+
+
 def _gcp_registry(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     return {"registryUri": f"europe-west1-docker.pkg.dev/{m.gcp_project}/{args.name}"}
 
@@ -299,6 +307,7 @@ _COMPUTED: dict[
     "gcp:cloudrunv2/service:Service": _gcp_run,
     "gcp:serviceaccount/account:Account": _gcp_sa,
     "gcp:artifactregistry/repository:Repository": _gcp_registry,
+    "gcp:projects/serviceIdentity:ServiceIdentity": _gcp_service_identity,
 }
 
 

@@ -36,10 +36,6 @@ def _seconds(name: str, value: str) -> int:
     return int(value[:-1])
 
 
-def pubsub_service_agent(project_number: str) -> str:
-    return f"serviceAccount:service-{project_number}@gcp-sa-pubsub.iam.gserviceaccount.com"
-
-
 @dataclass
 class JobQueueArgs:
     project: str
@@ -110,10 +106,15 @@ class JobQueue(pulumi.ComponentResource):
             opts=child,
         )
 
-        project = gcp.organizations.get_project_output(
-            project_id=args.project, opts=pulumi.InvokeOutputOptions(parent=self)
+        # Google creates the Pub/Sub service agent lazily; on a brand-new project the
+        # grants below would fail without it, so ask for it explicitly.
+        agent = gcp.projects.ServiceIdentity(
+            f"{name}-pubsub-agent",
+            project=args.project,
+            service="pubsub.googleapis.com",
+            opts=child,
         )
-        self.pubsub_agent_member = project.number.apply(pubsub_service_agent)
+        self.pubsub_agent_member = agent.member
         gcp.serviceaccount.IAMMember(
             f"{name}-push-token-creator",
             service_account_id=self.push_service_account.name,

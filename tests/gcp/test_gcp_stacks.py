@@ -142,6 +142,13 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
         in graph.named(f"{prefix}-worker-push").depends_on
     )
 
+    # The service agent is asked for explicitly (new projects may not have it yet) and
+    # every grant to it waits for it.
+    agent = graph.one("gcp:projects/serviceIdentity:ServiceIdentity")
+    assert agent.inputs["service"] == "pubsub.googleapis.com"
+    for grant in ("dead-letter-publisher", "dead-letter-subscriber", "push-token-creator"):
+        assert agent.urn in graph.named(f"{prefix}-{grant}").depends_on
+
     # Dead-lettering: the Pub/Sub service agent publishes to the DLT and acks the source.
     dlt = graph.named(f"{prefix}-jobs-dead-letter")
     assert subscription["deadLetterPolicy"]["deadLetterTopic"] == dlt.state["id"]

@@ -33,6 +33,8 @@ NO_RULE_NEEDED = {
     "pulumi:providers:aws": "provider configuration, not infrastructure",
     "pulumi:providers:gcp": "provider configuration, not infrastructure",
     "random:index/randomPassword:RandomPassword": "generates secrets; lives only in state",
+    "gcp:projects/serviceIdentity:ServiceIdentity": "asks Google to create its own service "
+    "agent; no settings to check",
     "random:index/randomId:RandomId": "random part of a resource name; lives only in state",
     "docker:index/image:Image": "build artifact; the registry it is pushed to is checked",
     "aws:appautoscaling/policy:Policy": "scaling arithmetic; no security or cost property",
