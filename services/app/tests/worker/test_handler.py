@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
+import asyncpg
 import pytest
 from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.llm import SimulatedProvider
@@ -52,6 +54,58 @@ async def test_redelivered_message_changes_nothing_and_calls_the_llm_once(
     assert after_second.result == after_first.result
     assert after_second.completed_at == after_first.completed_at
     assert after_second.attempts == 1
+
+
+async def test_a_job_costs_two_statements_and_a_redelivery_one(
+    settings: Settings, engine: AsyncEngine, store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The round-trip budget: claim (ledger check + status) and complete (ledger + result)
+    on the happy path, the claim alone for a redelivery. Counts every statement any
+    asyncpg connection sends, so a query added anywhere in the path fails this."""
+    handler = build_handler(settings, store, provider=SimulatedProvider())
+    job_id, message_id = await insert_job(engine, settings)
+    sent: list[str] = []
+    for name in ("execute", "executemany", "fetch", "fetchrow", "fetchval"):
+        original = getattr(asyncpg.Connection, name)
+
+        def counting(self: object, query: str, *args: object, _o: Any = original, **kw: Any) -> Any:
+            sent.append(query)
+            return _o(self, query, *args, **kw)
+
+        monkeypatch.setattr(asyncpg.Connection, name, counting)
+
+    assert (await handler.handle(delivery_for(job_id, message_id))).outcome is Outcome.ACK
+    assert len(sent) == 2, sent
+    assert "processed_messages" in sent[0] and "UPDATE jobs" in sent[0]
+    assert "INSERT INTO processed_messages" in sent[1] and "result = $4" in sent[1]
+    sent.clear()
+    duplicate = await handler.handle(delivery_for(job_id, message_id))
+    assert duplicate.reason == "duplicate: already processed"
+    assert len(sent) == 1
+
+
+async def test_another_message_for_a_succeeded_job_is_acked_without_the_llm(
+    settings: Settings, engine: AsyncEngine, store: JobStore
+) -> None:
+    """A second message id for the same job (e.g. a manual re-publish) finds the job
+    succeeded: no LLM call, no ledger row for it, the stored result untouched."""
+    provider = SimulatedProvider()
+    handler = build_handler(settings, store, provider=provider)
+    job_id, message_id = await insert_job(engine, settings)
+    await handler.handle(delivery_for(job_id, message_id))
+    before = await job_row(engine, job_id)
+
+    other = await handler.handle(delivery_for(job_id, uuid.uuid4()))
+
+    assert (other.outcome, other.reason) == (Outcome.ACK, "duplicate: job already succeeded")
+    assert provider.calls == 1
+    assert await ledger_count(engine, job_id) == 1
+    after = await job_row(engine, job_id)
+    assert (after.result, after.attempts, after.completed_at) == (
+        before.result,
+        before.attempts,
+        before.completed_at,
+    )
 
 
 async def test_concurrent_duplicates_write_one_result(

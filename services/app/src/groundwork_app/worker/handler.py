@@ -14,6 +14,7 @@ worker/store.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -172,8 +173,13 @@ class JobHandler:
         structlog.contextvars.bind_contextvars(job_id=str(job.job_id))
 
         # Ledger check and claim in one statement (worker/store.py): a redelivered
-        # message costs this statement and no LLM call.
-        claim = await self._store.claim(job.job_id, delivery.message_id)
+        # message costs this statement and no LLM call. The answer-cache lookup runs
+        # alongside it, so its Redis round trip adds no time to the job.
+        claiming = self._store.claim(job.job_id, delivery.message_id)
+        if self._cache is not None:
+            claim, cached = await asyncio.gather(claiming, self._cache.get(job.prompt, job.model))
+        else:
+            claim, cached = await claiming, None
         if claim is Claim.ALREADY_PROCESSED:
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: already processed")
@@ -186,7 +192,7 @@ class JobHandler:
             return HandleResult(Outcome.ACK, "duplicate: job already succeeded")
 
         try:
-            answer = await self._answer(job)
+            answer = await self._answer(job, cached)
         except LLMRequestError as exc:
             reason = _short(f"LLM refused the request: {exc}")
             await self._store.mark_failed(job.job_id, reason)
@@ -211,17 +217,24 @@ class JobHandler:
         completion = Completion(
             delivery.message_id, job.job_id, answer.text, answer.cached, answer.degraded
         )
-        if not await self._store.complete(completion):
+        storing = self._store.complete(completion)
+        if not answer.cached and not answer.degraded and self._cache is not None:
+            # The cache maps a prompt to an answer the LLM gave, not to this job's
+            # result, so writing it alongside the commit is safe whichever way the
+            # commit goes; ``set`` never raises, so only the commit decides the outcome.
+            stored, _ = await asyncio.gather(
+                storing, self._cache.set(job.prompt, job.model, answer.text)
+            )
+        else:
+            stored = await storing
+        if not stored:
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: a concurrent delivery won")
-        if not answer.cached and not answer.degraded and self._cache is not None:
-            await self._cache.set(job.prompt, job.model, answer.text)
         m.JOBS_PROCESSED.labels("degraded" if answer.degraded else "succeeded").inc()
         return HandleResult(Outcome.ACK)
 
-    async def _answer(self, job: JobMessage) -> _Answer:
+    async def _answer(self, job: JobMessage, cached: str | None) -> _Answer:
         if self._cache is not None:
-            cached = await self._cache.get(job.prompt, job.model)
             m.CACHE_LOOKUPS.labels("hit" if cached is not None else "miss").inc()
             if cached is not None:
                 return _Answer(cached, cached=True)

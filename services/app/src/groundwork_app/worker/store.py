@@ -34,7 +34,7 @@ from typing import Any
 
 import asyncpg
 
-from groundwork_app.db.engine import ssl_context
+from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
 _CLAIM = """
