@@ -23,3 +23,8 @@ uv run pytest --cov --cov-report=term --cov-fail-under=80 "$@"
 # session state or server-side prepared statements.
 echo "== pytest (API through PgBouncer, transaction mode)"
 GROUNDWORK_TEST_DB_VIA_PGBOUNCER=1 uv run pytest services/app/tests/api -q -m "not slow" -p no:cacheprovider
+# And once with the prepared-statement cache on, as the stacks configure direct
+# connections (Cloud SQL, RDS without RDS Proxy).
+echo "== pytest (API and worker core with DB_STATEMENT_CACHE_SIZE=100, direct connections)"
+DB_STATEMENT_CACHE_SIZE=100 uv run pytest services/app/tests/api services/app/tests/worker/test_handler.py \
+  services/app/tests/worker/test_end_to_end.py -q -m "not slow" -k "not pgbouncer" -p no:cacheprovider

@@ -53,6 +53,8 @@ QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
 # Deliveries before a message is dead-lettered (the quorum queue's x-delivery-limit).
 DELIVERY_ATTEMPTS = 5
+# asyncpg statement cache when tasks connect to PostgreSQL directly (no RDS Proxy).
+DIRECT_STATEMENT_CACHE = 100
 CONTAINER_PORT = 8000
 
 
@@ -304,6 +306,8 @@ def service_environment(
         "DB_NAME": database.database_name,
         "DB_USER": database.username,
         "DB_SSLMODE": "require",
+        # Prepared statements only on direct connections: RDS Proxy would pin sessions.
+        "DB_STATEMENT_CACHE_SIZE": "0" if settings.db_proxy else str(DIRECT_STATEMENT_CACHE),
         "REDIS_HOST": cache.primary_endpoint,
         "REDIS_PORT": str(cache.port),
         "REDIS_TLS": "true",

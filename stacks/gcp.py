@@ -343,6 +343,8 @@ def service_env(
         "DB_USER": database.user_name,
         # Cloud SQL enforces TLS (ENCRYPTED_ONLY); the private IP is not in the cert SAN.
         "DB_SSLMODE": "require",
+        # Cloud SQL is reached directly (no pooler in between): cache prepared statements.
+        "DB_STATEMENT_CACHE_SIZE": "100",
         "REDIS_HOST": cache.host,
         "REDIS_PORT": cache.port.apply(str),
         "REDIS_TLS": "true",

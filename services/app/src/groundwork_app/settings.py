@@ -96,10 +96,11 @@ class Settings(BaseSettings):
         default=0,
         ge=0,
         le=10_000,
-        description="asyncpg prepared-statement cache of the API's queries. 0 (default) works "
-        "through PgBouncer/RDS Proxy in transaction mode; > 0 saves a round trip per query "
-        "but only when connecting to PostgreSQL directly (or PgBouncer >= 1.21 with "
-        "max_prepared_statements).",
+        description="asyncpg prepared-statement cache of the API's and worker's queries. 0 "
+        "(default) works through PgBouncer/RDS Proxy in transaction mode; > 0 saves a round "
+        "trip per query but only when connecting to PostgreSQL directly (or PgBouncer >= 1.21 "
+        "with max_prepared_statements). The stacks set it from whether a pooler is in between.",
+        json_schema_extra=_deploy("env"),
     )
 
     # --- Redis ---------------------------------------------------------------
