@@ -48,11 +48,10 @@ from components.aws.container_service import (
 )
 from components.image_ref import ImageReference
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings
+from stacks.service_env import application_env
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
-# Deliveries before a message is dead-lettered (the quorum queue's x-delivery-limit).
-DELIVERY_ATTEMPTS = 5
 # asyncpg statement cache when tasks connect to PostgreSQL directly (no RDS Proxy).
 DIRECT_STATEMENT_CACHE = 100
 CONTAINER_PORT = 8000
@@ -298,35 +297,21 @@ def service_environment(
 ) -> dict[str, pulumi.Input[str]]:
     """Plain configuration of every process: exactly the contract's ``env`` names."""
     return {
-        "APP_ENV": settings.environment.value,
-        "SERVICE_NAME": settings.service,
-        "LOG_LEVEL": "INFO",
+        **application_env(settings),
         "DB_HOST": database.address,
         "DB_PORT": str(database.port),
         "DB_NAME": database.database_name,
         "DB_USER": database.username,
-        "DB_SSLMODE": "require",
         # Prepared statements only on direct connections: RDS Proxy would pin sessions.
         "DB_STATEMENT_CACHE_SIZE": "0" if settings.db_proxy else str(DIRECT_STATEMENT_CACHE),
         "REDIS_HOST": cache.primary_endpoint,
         "REDIS_PORT": str(cache.port),
-        "REDIS_TLS": "true",
         "QUEUE_BACKEND": "rabbitmq",
         "QUEUE_NAME": QUEUE_NAME,
-        "QUEUE_DELIVERY_LIMIT": str(DELIVERY_ATTEMPTS),
         "RABBITMQ_HOST": broker.host,
         "RABBITMQ_PORT": str(broker.port),
         "RABBITMQ_USER": broker.username,
         "RABBITMQ_TLS": "true",
-        "JWT_ALGORITHM": "HS256",
-        "JWT_ISSUER": settings.service,
-        "JWT_AUDIENCE": f"{settings.service}-api",
-        "CORS_ORIGINS": f"https://{settings.domain}" if settings.domain else "",
-        "RATE_LIMIT": "60/minute",
-        "LLM_BASE_URL": "https://api.openai.com/v1",
-        "LLM_MODEL": "gpt-4o-mini",
-        "LLM_FALLBACK": "requeue",
-        "CACHE_TTL_SECONDS": "3600",
     }
 
 

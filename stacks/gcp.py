@@ -47,12 +47,11 @@ from components.gcp import (
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from stacks.config import ConfigError, Settings
+from stacks.service_env import DELIVERY_ATTEMPTS, application_env
 
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
 and the push subscription's ack deadline."""
-# Deliveries before Pub/Sub dead-letters a message; the worker is told the same number.
-DELIVERY_ATTEMPTS = 5
 
 
 def build(settings: Settings) -> dict[str, Any]:
@@ -334,35 +333,20 @@ def service_env(
 ) -> dict[str, pulumi.Input[str]]:
     """The plain half of the deployment contract (``deployment_contract(PUBSUB).env``)."""
     return {
-        "APP_ENV": settings.environment.value,
-        "SERVICE_NAME": settings.service,
-        "LOG_LEVEL": "INFO",
+        **application_env(settings),
         "DB_HOST": database.private_ip,
         "DB_PORT": "5432",
         "DB_NAME": database.database_name,
         "DB_USER": database.user_name,
-        # Cloud SQL enforces TLS (ENCRYPTED_ONLY); the private IP is not in the cert SAN.
-        "DB_SSLMODE": "require",
         # Cloud SQL is reached directly (no pooler in between): cache prepared statements.
         "DB_STATEMENT_CACHE_SIZE": "100",
         "REDIS_HOST": cache.host,
         "REDIS_PORT": cache.port.apply(str),
-        "REDIS_TLS": "true",
         # Memorystore's server CA is private to the instance: not in any system store.
         "REDIS_TLS_CA_CERT": cache.server_ca_pem,
         "QUEUE_BACKEND": "pubsub",
         "QUEUE_NAME": queue.topic_name,
-        "QUEUE_DELIVERY_LIMIT": str(DELIVERY_ATTEMPTS),
         "PUBSUB_PROJECT_ID": project,
         "PUBSUB_PUSH_AUDIENCE": push_audience,
         "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,
-        "JWT_ALGORITHM": "HS256",
-        "JWT_ISSUER": settings.service,
-        "JWT_AUDIENCE": f"{settings.service}-api",
-        "CORS_ORIGINS": f"https://{settings.domain}" if settings.domain else "",
-        "RATE_LIMIT": "60/minute",
-        "LLM_BASE_URL": "https://api.openai.com/v1",
-        "LLM_MODEL": "gpt-4o-mini",
-        "LLM_FALLBACK": "requeue",
-        "CACHE_TTL_SECONDS": "3600",
     }
