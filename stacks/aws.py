@@ -47,7 +47,7 @@ from components.aws.container_service import (
     fargate_memory_options,
 )
 from components.image_ref import ImageReference
-from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings
+from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
 from stacks.service_env import application_env
 
 QUEUE_NAME = "jobs"
@@ -347,10 +347,6 @@ def resolve_region(settings: Settings) -> str:
     return region
 
 
-def _fail(key: str, value: object, allowed: str) -> ConfigError:
-    return ConfigError(f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {allowed}")
-
-
 _ECR_HOST = re.compile(
     r"^(?P<account>[0-9]{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)"
     r"\.amazonaws\.com(?:\.cn)?$"
@@ -366,16 +362,18 @@ def validate_image_uri(uri: str, region: str, account: str) -> None:
     host = ImageReference.parse(uri).registry
     match = _ECR_HOST.match(host)
     if match is None:
-        raise _fail(
+        raise invalid_value(
             "imageUri",
             uri,
             f"an image in this stack's ECR repository ({account}.dkr.ecr.{region}."
             "amazonaws.com/...; see the ecr_repository_url output), not another registry",
         )
     if (found := match["region"]) != region:
-        raise _fail("imageUri", uri, f"an image in ECR of the stack's region {region}, not {found}")
+        raise invalid_value(
+            "imageUri", uri, f"an image in ECR of the stack's region {region}, not {found}"
+        )
     if match["account"] != account:
-        raise _fail(
+        raise invalid_value(
             "imageUri",
             uri,
             f"an image in ECR of the deploying account {account}, not {match['account']}",
@@ -387,20 +385,20 @@ def validate(settings: Settings) -> None:
     try:
         cidr = ipaddress.ip_network(settings.vpc_cidr)
     except ValueError:
-        raise _fail(
+        raise invalid_value(
             "vpcCidr", settings.vpc_cidr, "an IPv4 CIDR block such as 10.40.0.0/16"
         ) from None
     if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20:
-        raise _fail("vpcCidr", settings.vpc_cidr, "an IPv4 block from /16 to /20")
+        raise invalid_value("vpcCidr", settings.vpc_cidr, "an IPv4 block from /16 to /20")
     if settings.nat == NatStrategy.NONE and not settings.interface_endpoints:
-        raise _fail(
+        raise invalid_value(
             "nat",
             settings.nat,
             "'none' needs interfaceEndpoints=true (otherwise tasks "
             "cannot pull images, read secrets or ship logs)",
         )
     if settings.domain and not (settings.certificate_arn or settings.hosted_zone_id):
-        raise _fail(
+        raise invalid_value(
             "domain",
             settings.domain,
             "needs certificateArn (an issued ACM certificate "
@@ -415,47 +413,49 @@ def validate(settings: Settings) -> None:
             "plain HTTP (the policy pack flags it)"
         )
     if settings.hosted_zone_id and not settings.domain:
-        raise _fail("hostedZoneId", settings.hosted_zone_id, "needs domain")
+        raise invalid_value("hostedZoneId", settings.hosted_zone_id, "needs domain")
     if settings.certificate_arn and not settings.certificate_arn.startswith("arn:aws:acm:"):
-        raise _fail("certificateArn", settings.certificate_arn, "an ACM certificate ARN")
+        raise invalid_value("certificateArn", settings.certificate_arn, "an ACM certificate ARN")
     for process, cpu, memory in (
         ("api", settings.api_cpu, settings.api_memory_mb),
         ("worker", settings.worker_cpu, settings.worker_memory_mb),
     ):
         if cpu not in FARGATE_MEMORY_STEPS:
-            raise _fail(f"{process}Cpu", cpu, f"one of {sorted(FARGATE_MEMORY_STEPS)} (Fargate)")
+            raise invalid_value(
+                f"{process}Cpu", cpu, f"one of {sorted(FARGATE_MEMORY_STEPS)} (Fargate)"
+            )
         if memory not in fargate_memory_options(cpu):
-            raise _fail(
+            raise invalid_value(
                 f"{process}MemoryMb",
                 memory,
                 f"{describe_memory_options(cpu)} with {process}Cpu={cpu} (Fargate)",
             )
     if settings.worker_min_count < 1:
-        raise _fail(
+        raise invalid_value(
             "workerMinCount",
             settings.worker_min_count,
             "at least 1 on AWS (workers scale on backlog per running task)",
         )
     if settings.db_max_storage_gb < settings.db_allocated_storage_gb:
-        raise _fail(
+        raise invalid_value(
             "dbMaxStorageGb",
             settings.db_max_storage_gb,
             f"at least dbAllocatedStorageGb ({settings.db_allocated_storage_gb})",
         )
     if settings.is_production and settings.cache_nodes < 2:
-        raise _fail(
+        raise invalid_value(
             "cacheNodes",
             settings.cache_nodes,
             "at least 2 in production (a replica for automatic failover)",
         )
     if settings.broker_cluster and settings.broker_instance_type.startswith("mq.t3"):
-        raise _fail(
+        raise invalid_value(
             "brokerInstanceType",
             settings.broker_instance_type,
             "mq.m5.* or mq.m7g.* when brokerCluster=true (Amazon MQ clusters)",
         )
     if settings.alarm_email is not None and "@" not in settings.alarm_email:
-        raise _fail("alarmEmail", settings.alarm_email, "an e-mail address")
+        raise invalid_value("alarmEmail", settings.alarm_email, "an e-mail address")
 
 
 # Approximate RDS PostgreSQL max_connections (LEAST(DBInstanceClassMemory/9531392, 5000)).

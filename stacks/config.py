@@ -24,6 +24,11 @@ class ConfigError(pulumi.RunError):
     """A user error in stack configuration; Pulumi prints it without a traceback."""
 
 
+def invalid_value(key: str, value: object, allowed: str) -> ConfigError:
+    """The one shape of a bad-value error: the key, the value and what is allowed."""
+    return ConfigError(f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: {allowed}")
+
+
 class Cloud(StrEnum):
     AWS = "aws"
     GCP = "gcp"
@@ -308,10 +313,7 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         error = exc.errors()[0]
         key = ".".join(str(part) for part in error["loc"])
         value = merged.get(key, "<missing>")
-        raise ConfigError(
-            f"{CONFIG_NAMESPACE}:{key} = {value!r} is invalid: "
-            f"{error['msg'].removeprefix('Value error, ')}"
-        ) from None
+        raise invalid_value(key, value, error["msg"].removeprefix("Value error, ")) from None
     if settings.api_min_count > settings.api_max_count:
         raise ConfigError(
             f"{CONFIG_NAMESPACE}:apiMinCount ({settings.api_min_count}) exceeds "

@@ -46,7 +46,7 @@ from components.gcp import (
 )
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
-from stacks.config import ConfigError, Settings
+from stacks.config import ConfigError, Settings, invalid_value
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env
 
 WORKER_TIMEOUT_SECONDS = 180
@@ -296,10 +296,12 @@ def validate_image_uri(uri: str, project: str, region: str, prefix: str) -> None
     try:
         require_in_repository(uri, expected)
     except ValueError:
-        raise ConfigError(
-            f"groundwork:imageUri = {uri!r} is invalid: an image in this stack's Artifact "
-            f"Registry repository, {expected}/<image>@sha256:<digest> (each environment "
-            "deploys images from its own registry only; CI pushes there)"
+        raise invalid_value(
+            "imageUri",
+            uri,
+            f"an image in this stack's Artifact Registry repository, "
+            f"{expected}/<image>@sha256:<digest> (each environment deploys images from its "
+            "own registry only; CI pushes there)",
         ) from None
 
 
