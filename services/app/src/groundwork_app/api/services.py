@@ -37,7 +37,13 @@ class Services:
         # The pool connects lazily: a database that is down at start-up must not keep
         # the API (and /health/live) from starting; /health/ready reports it instead.
         pool = await create_pool(settings)
-        repo = JobsRepo(pool, settings.db_pool_timeout_seconds)
+        # Concurrent submissions share a statement; a few batches in flight at once keep
+        # the rest of the pool free for reads.
+        repo = JobsRepo(
+            pool,
+            settings.db_pool_timeout_seconds,
+            max_concurrent_inserts=max(1, min(4, settings.db_pool_size)),
+        )
         redis = create_redis(settings)
         return cls(
             settings=settings,
@@ -54,6 +60,7 @@ class Services:
 
     async def close(self, grace_seconds: float = 10.0) -> None:
         try:
+            await asyncio.wait_for(self.repo.close(), grace_seconds)
             await asyncio.wait_for(self.pool.close(), grace_seconds)
         except Exception:
             self.pool.terminate()

@@ -2,7 +2,8 @@
 
 One submission is one statement: a data-modifying CTE inserts the job and its outbox
 row together, so they commit or fail as one (a single statement is its own
-transaction) in a single round trip. Idempotency rides on the unique index
+transaction) in a single round trip; concurrent submissions share that statement
+(group commit, see ``groundwork_app.batching``). Idempotency rides on the unique index
 ``jobs_client_idempotency_key_uq``: ``ON CONFLICT DO NOTHING`` makes a concurrent
 duplicate wait for the first insert to commit and then insert nothing (and no outbox
 row); the caller then reads the winner with a fresh statement (a fresh snapshot).
@@ -15,25 +16,41 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from groundwork_app.batching import Coalescer
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
-_INSERT_JOB_WITH_OUTBOX = """
-WITH job AS (
+# One statement for a whole batch of submissions (see groundwork_app.batching): the
+# arrays are unnested into rows, so N requests cost one round trip and one commit.
+# Rows are inserted in (client_id, idempotency_key) order so two batches racing on the
+# same keys take their unique-index locks in the same order and cannot deadlock.
+# ON CONFLICT DO NOTHING also skips a key repeated within the batch (the first wins).
+_INSERT_JOBS_WITH_OUTBOX = """
+WITH input AS (
+    SELECT * FROM unnest(
+        $1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::text[], $9::uuid[], $10::text[], $11::text[], $12::text[]
+    ) AS t(id, client_id, idempotency_key, request_hash, prompt, model, metadata, request_id,
+           message_id, topic, payload, headers)
+), job AS (
     INSERT INTO jobs (id, client_id, idempotency_key, request_hash, prompt, model, metadata,
                       request_id)
-    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+    SELECT id, client_id, idempotency_key, request_hash, prompt, model, metadata::jsonb,
+           request_id
+    FROM input ORDER BY client_id, idempotency_key
     ON CONFLICT (client_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
     RETURNING id, status, created_at
 ), message AS (
     INSERT INTO outbox (message_id, job_id, topic, payload, headers)
-    SELECT $9, job.id, $10, $11::jsonb, $12::jsonb FROM job
+    SELECT input.message_id, job.id, input.topic, input.payload::jsonb, input.headers::jsonb
+    FROM job JOIN input ON input.id = job.id
 )
 SELECT id, status, created_at FROM job
 """
@@ -157,9 +174,25 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 
 
 class JobsRepo:
-    def __init__(self, pool: asyncpg.Pool, acquire_timeout: float) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, acquire_timeout: float, *, max_concurrent_inserts: int = 4
+    ) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
+        self._inserts: Coalescer[tuple[NewJob, NewOutboxMessage], JobRef | None] = Coalescer(
+            self._insert_batch, max_batch=128, max_concurrent=max_concurrent_inserts
+        )
+
+    async def close(self) -> None:
+        """Let in-flight submissions finish before the pool closes."""
+        await self._inserts.close()
+
+    async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
+        try:
+            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
+                return await conn.fetch(query, *args)
+        except UNAVAILABLE_ERRORS as exc:
+            raise DatabaseUnavailableError(type(exc).__name__) from exc
 
     async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
         try:
@@ -169,30 +202,39 @@ class JobsRepo:
             raise DatabaseUnavailableError(type(exc).__name__) from exc
 
     async def insert_with_outbox(self, job: NewJob, message: NewOutboxMessage) -> JobRef | None:
-        """Insert both rows atomically; None when the idempotency key already exists."""
-        row = await self._fetchrow(
-            _INSERT_JOB_WITH_OUTBOX,
-            job.id,
-            job.client_id,
-            job.idempotency_key,
-            job.request_hash,
-            job.prompt,
-            job.model,
-            job.metadata_json,
-            job.request_id,
-            message.message_id,
-            message.topic,
-            message.payload_json,
-            message.headers_json,
-        )
-        if row is None:
-            return None
-        return JobRef(
-            id=row["id"],
-            status=row["status"],
-            created_at=row["created_at"],
-            request_hash=job.request_hash,
-        )
+        """Insert both rows atomically; None when the idempotency key already exists.
+
+        Concurrent calls share one statement (group commit, see ``_insert_batch``)."""
+        return await self._inserts.submit((job, message))
+
+    async def _insert_batch(
+        self, items: Sequence[tuple[NewJob, NewOutboxMessage]]
+    ) -> list[JobRef | BaseException | None]:
+        try:
+            rows = await self._fetch(_INSERT_JOBS_WITH_OUTBOX, *_columns(items))
+        except DatabaseUnavailableError:
+            raise
+        except asyncpg.PostgresError:
+            if len(items) == 1:
+                raise
+            # One bad row (or a deadlock with a foreign writer) must not fail the others:
+            # nothing of the batch was committed, so insert each one on its own.
+            return [await _outcome(self._insert_batch([item])) for item in items]
+        inserted = {row["id"]: row for row in rows}
+        refs: list[JobRef | BaseException | None] = []
+        for job, _ in items:
+            row = inserted.get(job.id)
+            refs.append(
+                None
+                if row is None
+                else JobRef(
+                    id=row["id"],
+                    status=row["status"],
+                    created_at=row["created_at"],
+                    request_hash=job.request_hash,
+                )
+            )
+        return refs
 
     async def find_by_idempotency_key(self, client_id: str, key: str) -> JobRef | None:
         row = await self._fetchrow(_FIND_BY_IDEMPOTENCY_KEY, client_id, key)
@@ -220,6 +262,33 @@ class JobsRepo:
     async def outbox_backlog(self, cap: int) -> int:
         row = await self._fetchrow(_OUTBOX_BACKLOG, cap)
         return int(row[0]) if row is not None else 0
+
+
+def _columns(items: Sequence[tuple[NewJob, NewOutboxMessage]]) -> list[list[Any]]:
+    """The batch as one array per column, in the order of the statement's parameters."""
+    return [
+        [job.id for job, _ in items],
+        [job.client_id for job, _ in items],
+        [job.idempotency_key for job, _ in items],
+        [job.request_hash for job, _ in items],
+        [job.prompt for job, _ in items],
+        [job.model for job, _ in items],
+        [job.metadata_json for job, _ in items],
+        [job.request_id for job, _ in items],
+        [message.message_id for _, message in items],
+        [message.topic for _, message in items],
+        [message.payload_json for _, message in items],
+        [message.headers_json for _, message in items],
+    ]
+
+
+async def _outcome(
+    call: Awaitable[list[JobRef | BaseException | None]],
+) -> JobRef | BaseException | None:
+    try:
+        return (await call)[0]
+    except Exception as exc:
+        return exc
 
 
 async def ping(settings: Settings) -> None:
