@@ -11,14 +11,22 @@ are in flight, so latency never pays for batching.
 ``run_batch`` returns one outcome per item, in order: a value, or an exception that is
 raised to that item's caller only. An exception raised by ``run_batch`` itself fails
 every item of that batch.
+
+Tracing: a batch serves many requests, so it runs in a span of its own (``span_name``)
+linked to each caller's span, and the driver's spans (asyncpg...) become its children.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from opentelemetry import trace
+
+_tracer = trace.get_tracer(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,15 +39,17 @@ class Coalescer(Generic[T, R]):
         self,
         run_batch: BatchRunner[T, R],
         *,
+        span_name: str,
         max_batch: int = 64,
         max_concurrent: int = 2,
     ) -> None:
         if max_batch < 1 or max_concurrent < 1:
             raise ValueError("max_batch and max_concurrent must be >= 1")
         self._run_batch = run_batch
+        self._span_name = span_name
         self._max_batch = max_batch
         self._max_concurrent = max_concurrent
-        self._pending: deque[tuple[T, asyncio.Future[R]]] = deque()
+        self._pending: deque[tuple[T, asyncio.Future[R], trace.SpanContext]] = deque()
         self._flushers: set[asyncio.Task[None]] = set()  # strong refs until done
         self._running = 0
         self.batches = 0  # counters for tests and the benchmarks
@@ -47,10 +57,12 @@ class Coalescer(Generic[T, R]):
 
     async def submit(self, item: T) -> R:
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
-        self._pending.append((item, future))
+        self._pending.append((item, future, trace.get_current_span().get_span_context()))
         if self._running < self._max_concurrent:
             self._running += 1
-            task = asyncio.create_task(self._flush())
+            # A batch serves many requests: it must not inherit the log fields and
+            # trace span of whichever request happened to start it.
+            task = asyncio.create_task(self._flush(), context=contextvars.Context())
             self._flushers.add(task)
             task.add_done_callback(self._flushers.discard)
         return await future
@@ -68,27 +80,31 @@ class Coalescer(Generic[T, R]):
             size = min(len(self._pending), self._max_batch)
             batch = [self._pending.popleft() for _ in range(size)]
             # A caller cancelled while queued (client gone, timeout) gives up its slot.
-            batch = [(item, future) for item, future in batch if not future.done()]
+            batch = [entry for entry in batch if not entry[1].done()]
             if not batch:
                 continue
             self.batches += 1
             self.items += len(batch)
+            links = [trace.Link(context) for _, _, context in batch if context.is_valid]
             try:
-                outcomes = await self._run_batch([item for item, _ in batch])
+                with _tracer.start_as_current_span(
+                    self._span_name, links=links, attributes={"batch.size": len(batch)}
+                ):
+                    outcomes = await self._run_batch([item for item, _, _ in batch])
                 if len(outcomes) != len(batch):
                     raise RuntimeError(
                         f"run_batch returned {len(outcomes)} outcomes for {len(batch)} items"
                     )
             except Exception as exc:
-                for _, future in batch:
+                for _, future, _ in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
             except BaseException:
-                for _, future in batch:
+                for _, future, _ in batch:
                     future.cancel()
                 raise
-            for (_, future), outcome in zip(batch, outcomes, strict=True):
+            for (_, future, _), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if isinstance(outcome, BaseException):

@@ -28,9 +28,13 @@ async def test_spans_and_outbox_trace_context(
     server = [s for s in spans if s.kind.name == "SERVER"]
     assert server, [s.name for s in spans]
     assert format(server[0].context.trace_id, "032x") == TRACE_ID  # continued upstream trace
+    # The insert ran in a batch shared by concurrent requests (group commit): its span is
+    # linked to the request's span, and the statement's span is its child.
+    [batch] = [s for s in spans if s.name == "jobs.insert_batch"]
+    assert [link.context.span_id for link in batch.links] == [server[0].context.span_id]
+    assert batch.attributes is not None and batch.attributes["batch.size"] == 1
     db_spans = [s for s in spans if s.attributes and s.attributes.get("db.system") == "postgresql"]
-    assert db_spans, [s.name for s in spans]
-    assert all(format(s.context.trace_id, "032x") == TRACE_ID for s in db_spans)
+    assert any(s.parent is not None and s.parent.span_id == batch.context.span_id for s in db_spans)
 
     headers = json.loads(await db.fetchval("SELECT headers FROM outbox"))
     _version, trace_id, span_id, _flags = headers["traceparent"].split("-")

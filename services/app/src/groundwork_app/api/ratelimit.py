@@ -111,7 +111,7 @@ class RateLimiter:
         self._prefix = f"{KEY_PREFIX}:{namespace}:"
         self._bypass_until = 0.0
         self._checks: Coalescer[str, Verdict] = Coalescer(
-            self._check_batch, max_batch=256, max_concurrent=2
+            self._check_batch, span_name="ratelimit.check", max_batch=256, max_concurrent=2
         )
 
     async def check(self, client_id: str) -> None:

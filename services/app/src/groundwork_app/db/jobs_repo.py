@@ -180,7 +180,10 @@ class JobsRepo:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self._inserts: Coalescer[tuple[NewJob, NewOutboxMessage], JobRef | None] = Coalescer(
-            self._insert_batch, max_batch=128, max_concurrent=max_concurrent_inserts
+            self._insert_batch,
+            span_name="jobs.insert_batch",
+            max_batch=128,
+            max_concurrent=max_concurrent_inserts,
         )
 
     async def close(self) -> None:

@@ -22,11 +22,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import structlog
 from opentelemetry import trace
 
 from groundwork_app.adapters.llm import LLMRequestError, LLMUnavailableError, ResilientLLM
 from groundwork_app.observability import worker_metrics as m
+from groundwork_app.observability.logging import bind_log_context, get_logger, unbind_log_context
 from groundwork_app.observability.tracing import extract_trace_context
 from groundwork_app.ports import (
     REQUEST_ID_HEADER,
@@ -37,7 +37,7 @@ from groundwork_app.ports import (
 from groundwork_app.settings import LLMFallback, Settings
 from groundwork_app.worker.store import Claim, Completion, JobStore
 
-log = structlog.get_logger("groundwork.worker")
+log = get_logger("groundwork.worker")
 tracer = trace.get_tracer("groundwork.worker")
 
 MAX_REASON_CHARS = 500
@@ -114,7 +114,7 @@ class JobHandler:
     async def handle(self, delivery: Delivery) -> HandleResult:
         started = time.perf_counter()
         request_id = delivery.headers.get(REQUEST_ID_HEADER, "")
-        structlog.contextvars.bind_contextvars(
+        bind_log_context(
             request_id=request_id, message_id=delivery.message_id, attempt=delivery.attempt
         )
         m.IN_FLIGHT.inc()
@@ -131,9 +131,7 @@ class JobHandler:
         finally:
             m.IN_FLIGHT.dec()
             m.PROCESSING_SECONDS.observe(time.perf_counter() - started)
-            structlog.contextvars.unbind_contextvars(
-                "request_id", "message_id", "attempt", "job_id"
-            )
+            unbind_log_context("request_id", "message_id", "attempt", "job_id")
 
     def _span(self, delivery: Delivery) -> AbstractContextManager[Any]:
         # Continue the API's trace: the outbox carried its traceparent through the broker.
@@ -170,7 +168,7 @@ class JobHandler:
             m.JOBS_FAILED.labels("malformed").inc()
             m.JOBS_DEAD_LETTERED.labels("malformed").inc()
             return HandleResult(Outcome.DEAD_LETTER, _short(f"malformed message: {exc}"))
-        structlog.contextvars.bind_contextvars(job_id=str(job.job_id))
+        bind_log_context(job_id=str(job.job_id))
 
         # Ledger check and claim in one statement (worker/store.py): a redelivered
         # message costs this statement and no LLM call. The answer-cache lookup runs
