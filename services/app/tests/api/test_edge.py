@@ -45,6 +45,17 @@ async def test_docs_get_a_csp_that_lets_swagger_load(api: ApiHarness):
     assert post["responses"]["422"]["content"]["application/json"]["example"]["error"]["code"]
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert "/v1/webhooks/jobs" in schema["paths"]
+    # The /v1/jobs routes read their parameters themselves (api.direct_route), so the
+    # document must still declare them, and only our error shape for 422s.
+    [key] = post["parameters"]
+    assert (key["name"], key["in"], key["required"]) == ("Idempotency-Key", "header", False)
+    assert key["schema"]["pattern"] == "^[A-Za-z0-9_.:\\-]{1,255}$"
+    for method, operation in schema["paths"]["/v1/jobs/{job_id}"].items():
+        [job_id] = operation["parameters"]
+        assert (job_id["name"], job_id["in"], job_id["required"]) == ("job_id", "path", True)
+        assert job_id["schema"]["format"] == "uuid", method
+        assert operation["responses"]["422"]["content"]["application/json"]["example"]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
     # The auth dependency reads the header itself, so each guarded operation must
     # reference the scheme explicitly: every operation answering 401 does, no other.
     for path, item in schema["paths"].items():

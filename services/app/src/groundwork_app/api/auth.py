@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,29 +203,25 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
-def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """Dependency: the authenticated, rate-limited caller, who must hold ``scope``."""
-
-    async def dependency(request: Request) -> Principal:
-        token = bearer_token(request.headers.get("authorization"))
-        if token is None:
-            raise _unauthorized(
-                "A bearer token is required (Authorization: Bearer <jwt>).", invalid=False
-            )
-        services = request.app.state.services
-        try:
-            principal = await services.verifier.verify(token)
-        except InvalidTokenError as exc:
-            raise _unauthorized(str(exc), invalid=True) from None
-        if scope not in principal.scopes:
-            raise ApiError(
-                403,
-                "insufficient_scope",
-                f"The token lacks the {scope!r} scope.",
-                headers={"WWW-Authenticate": _INSUFFICIENT_SCOPE.format(scope=scope)},
-            )
-        bind_log_context(client_id=principal.subject)
-        await services.limiter.check(principal.subject)
-        return principal
-
-    return dependency
+async def authorize(request: Request, scope: str) -> Principal:
+    """The authenticated, rate-limited caller, who must hold ``scope``."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise _unauthorized(
+            "A bearer token is required (Authorization: Bearer <jwt>).", invalid=False
+        )
+    services = request.app.state.services
+    try:
+        principal = await services.verifier.verify(token)
+    except InvalidTokenError as exc:
+        raise _unauthorized(str(exc), invalid=True) from None
+    if scope not in principal.scopes:
+        raise ApiError(
+            403,
+            "insufficient_scope",
+            f"The token lacks the {scope!r} scope.",
+            headers={"WWW-Authenticate": _INSUFFICIENT_SCOPE.format(scope=scope)},
+        )
+    bind_log_context(client_id=principal.subject)
+    await services.limiter.check(principal.subject)
+    return principal

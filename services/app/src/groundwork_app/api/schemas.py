@@ -119,6 +119,7 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: _error("No such job for this client.", "not_found"),
+    422: _error("The job id is not a UUID.", "validation_failed"),
 }
 CONFLICT: dict[int | str, dict[str, Any]] = {
     409: _error("Idempotency-Key reused with a different body.", "idempotency_conflict"),

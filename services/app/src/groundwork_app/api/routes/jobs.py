@@ -1,17 +1,29 @@
-"""``/v1/jobs``: submit a job, read it, drop its cached answer. Thin over domain.jobs."""
+"""``/v1/jobs``: submit a job, read it, drop its cached answer. Thin over domain.jobs.
+
+The busiest routes of the service, so they are DirectRoutes (api.direct_route): each
+endpoint authorizes and reads its parameters itself, and the OpenAPI document gets
+those parameters from ``openapi_extra``.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from groundwork_app.adapters.cache import InvalidateOutcome
-from groundwork_app.api.auth import BEARER_SECURITY, Principal, require_scope
+from groundwork_app.api.auth import BEARER_SECURITY, authorize
 from groundwork_app.api.body import parse_body, read_body
+from groundwork_app.api.direct_route import (
+    DirectRoute,
+    header_param,
+    optional_header,
+    uuid_path,
+    uuid_path_param,
+)
 from groundwork_app.api.errors import ApiError
 from groundwork_app.api.schemas import (
     AUTH_ERRORS,
@@ -35,20 +47,18 @@ from groundwork_app.observability.logging import bind_log_context, current_reque
 from groundwork_app.observability.metrics import JOBS_SUBMITTED
 from groundwork_app.observability.tracing import inject_trace_context
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=DirectRoute)
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        pattern=f"^{IDEMPOTENCY_KEY_RE.pattern}$",
-        description="Makes retries safe: the same key with the same body returns the original "
-        "job (200, `Idempotent-Replayed: true`); with a different body, 409. Scoped to the "
-        "token's `sub`; 1-255 chars of [A-Za-z0-9_.:-].",
-        examples=["order-7421-attempt"],
-    ),
-]
-JobId = Annotated[uuid.UUID, Path(description="The job id returned by POST /v1/jobs.")]
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY_DOC = header_param(
+    IDEMPOTENCY_KEY_HEADER,
+    pattern=IDEMPOTENCY_KEY_RE,
+    description="Makes retries safe: the same key with the same body returns the original "
+    "job (200, `Idempotent-Replayed: true`); with a different body, 409. Scoped to the "
+    "token's `sub`; 1-255 chars of [A-Za-z0-9_.:-].",
+    examples=["order-7421-attempt"],
+)
+_JOB_ID_DOC = uuid_path_param("job_id", "The job id returned by POST /v1/jobs.")
 
 _REQUEST_BODY_DOC: dict[str, Any] = {
     "requestBody": {
@@ -129,13 +139,11 @@ async def submit(
         **CONFLICT,
         **UNAVAILABLE,
     },
-    openapi_extra={**_REQUEST_BODY_DOC, **BEARER_SECURITY},
+    openapi_extra={**_REQUEST_BODY_DOC, **BEARER_SECURITY, "parameters": [_IDEMPOTENCY_KEY_DOC]},
 )
-async def create_job(
-    request: Request,
-    principal: Annotated[Principal, Depends(require_scope("jobs:write"))],
-    idempotency_key: IdempotencyKey = None,
-) -> Response:
+async def create_job(request: Request) -> Response:
+    principal = await authorize(request, "jobs:write")
+    idempotency_key = optional_header(request, IDEMPOTENCY_KEY_HEADER, IDEMPOTENCY_KEY_RE)
     services: Services = request.app.state.services
     body = await read_body(request, services.settings.max_request_bytes)
     return await submit(services, body, principal.subject, idempotency_key, "api")
@@ -146,13 +154,11 @@ async def create_job(
     summary="Read a job's status and result",
     response_model=JobOut,
     responses={**AUTH_ERRORS, **NOT_FOUND, **UNAVAILABLE},
-    openapi_extra=BEARER_SECURITY,
+    openapi_extra={**BEARER_SECURITY, "parameters": [_JOB_ID_DOC]},
 )
-async def get_job(
-    request: Request,
-    job_id: JobId,
-    principal: Annotated[Principal, Depends(require_scope("jobs:read"))],
-) -> Response:
+async def get_job(request: Request) -> Response:
+    principal = await authorize(request, "jobs:read")
+    job_id = uuid_path(request, "job_id")
     services: Services = request.app.state.services
     job = await services.repo.get(job_id, principal.subject)
     if job is None:
@@ -188,13 +194,11 @@ async def get_job(
         **NOT_FOUND,
         503: {"description": "Redis unavailable: the cache could not be invalidated."},
     },
-    openapi_extra=BEARER_SECURITY,
+    openapi_extra={**BEARER_SECURITY, "parameters": [_JOB_ID_DOC]},
 )
-async def invalidate_cached_answer(
-    request: Request,
-    job_id: JobId,
-    principal: Annotated[Principal, Depends(require_scope("jobs:write"))],
-) -> Response:
+async def invalidate_cached_answer(request: Request) -> Response:
+    principal = await authorize(request, "jobs:write")
+    job_id = uuid_path(request, "job_id")
     services: Services = request.app.state.services
     found = await services.repo.prompt_of(job_id, principal.subject)
     if found is None:

@@ -24,10 +24,25 @@ from fastapi.responses import Response
 
 from groundwork_app.api.body import read_body
 from groundwork_app.api.errors import ApiError
-from groundwork_app.api.routes.jobs import _REQUEST_BODY_DOC, IdempotencyKey, submit
+from groundwork_app.api.routes.jobs import (
+    _IDEMPOTENCY_KEY_DOC,
+    _REQUEST_BODY_DOC,
+    IDEMPOTENCY_KEY_HEADER,
+    submit,
+)
 from groundwork_app.api.schemas import BODY_ERRORS, CONFLICT, UNAVAILABLE, JobAccepted, _error
 from groundwork_app.api.services import Services
+from groundwork_app.domain.jobs import IDEMPOTENCY_KEY_RE
 
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias=IDEMPOTENCY_KEY_HEADER,
+        pattern=f"^{IDEMPOTENCY_KEY_RE.pattern}$",
+        description=_IDEMPOTENCY_KEY_DOC["description"],
+        examples=_IDEMPOTENCY_KEY_DOC["schema"]["examples"],
+    ),
+]
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
 WEBHOOK_CLIENT_ID = "system:webhook"
