@@ -24,6 +24,7 @@ from groundwork_app.api.services import Services
 from groundwork_app.domain.jobs import JobRequest
 from groundwork_app.observability import tracing
 from groundwork_app.observability.logging import configure_logging, get_logger
+from groundwork_app.process import freeze_startup_heap
 from groundwork_app.settings import Environment, Settings, get_settings
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await Services.open(settings)
         app.state.services = services
+        freeze_startup_heap()
         metrics_server = None
         if settings.metrics_port is not None:
             metrics_server = _start_metrics_server(settings, services)

@@ -23,6 +23,7 @@ from groundwork_app.adapters.redis import create_redis
 from groundwork_app.observability.logging import configure_logging
 from groundwork_app.observability.tracing import configure_tracing
 from groundwork_app.ports import Publisher
+from groundwork_app.process import freeze_startup_heap
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.handler import AnswerCachePort, JobHandler
 from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
@@ -71,6 +72,7 @@ async def run_worker(settings: Settings) -> None:
     heartbeat = Heartbeat(heartbeat_path(settings, "worker"))
     stop = asyncio.Event()
     beating = asyncio.create_task(heartbeat.run(stop))
+    freeze_startup_heap()
     try:
         if settings.queue_backend is QueueBackend.PUBSUB:
             await _serve_push(settings, handler)
@@ -162,6 +164,7 @@ async def run_relay(settings: Settings) -> None:
     stop = asyncio.Event()
     install_stop_signals(stop)
     await health.start()
+    freeze_startup_heap()
     log.info("relay starting", backend=settings.queue_backend.value, listen=settings.relay_listen)
     try:
         # Beat once per cycle: a relay stuck in one cycle goes stale and is replaced.
