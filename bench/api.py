@@ -284,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 data = _with_api(args, plan, work, ports, pids)
     summary = report(data)
+    if data.get("batch_sizes"):
+        sizes = ", ".join(f"{name} {size}" for name, size in data["batch_sizes"].items())
+        print(f"mean requests per batch (whole run): {sizes}")
     path = write_results(
         args.name,
         {
@@ -335,9 +338,30 @@ def _with_api(
             pin_self(plan.load)
             try:
                 pids[ports["api"]] = api.pid
-                return measure(args, ports, auth_for(env).token(), pids)
+                data = measure(args, ports, auth_for(env).token(), pids)
+                data["batch_sizes"] = batch_sizes(ports["api"])
+                return data
             finally:
                 pin_self(set(range(256)) & _all_cpus())
+
+
+def batch_sizes(port: int) -> dict[str, float]:
+    """Mean requests per batched call over the whole run (groundwork_app.batching)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "batch_size":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                kind = sample.name.rsplit("_", 1)[1]
+                totals.setdefault(sample.labels["batch"], {})[kind] = sample.value
+    return {name: round(t["sum"] / t["count"], 1) for name, t in totals.items() if t.get("count")}
 
 
 def _all_cpus() -> set[int]:

@@ -42,11 +42,13 @@ class Coalescer(Generic[T, R]):
         span_name: str,
         max_batch: int = 64,
         max_concurrent: int = 2,
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_concurrent < 1:
             raise ValueError("max_batch and max_concurrent must be >= 1")
         self._run_batch = run_batch
         self._span_name = span_name
+        self._on_batch = on_batch  # e.g. a histogram's observe, with the batch size
         self._max_batch = max_batch
         self._max_concurrent = max_concurrent
         self._pending: deque[tuple[T, asyncio.Future[R], trace.SpanContext]] = deque()
@@ -85,6 +87,8 @@ class Coalescer(Generic[T, R]):
                 continue
             self.batches += 1
             self.items += len(batch)
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
             links = [trace.Link(context) for _, _, context in batch if context.is_valid]
             try:
                 with _tracer.start_as_current_span(

@@ -37,12 +37,13 @@ class Services:
         # The pool connects lazily: a database that is down at start-up must not keep
         # the API (and /health/live) from starting; /health/ready reports it instead.
         pool = await create_pool(settings)
-        # Concurrent submissions share a statement; a few batches in flight at once keep
-        # the rest of the pool free for reads.
+        # Concurrent submissions share a statement. Two batches in flight measured best
+        # (bench/api.py): each waits for fewer others, yet batches stay large enough to
+        # amortize the statement's preparation; the rest of the pool serves reads.
         repo = JobsRepo(
             pool,
             settings.db_pool_timeout_seconds,
-            max_concurrent_inserts=max(1, min(4, settings.db_pool_size)),
+            max_concurrent_inserts=max(1, min(2, settings.db_pool_size)),
         )
         redis = create_redis(settings)
         return cls(

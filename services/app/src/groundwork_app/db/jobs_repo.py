@@ -25,6 +25,7 @@ import asyncpg
 
 from groundwork_app.batching import Coalescer
 from groundwork_app.db.tls import ssl_context
+from groundwork_app.observability.metrics import BATCH_SIZE
 from groundwork_app.settings import Settings
 
 # One statement for a whole batch of submissions (see groundwork_app.batching): the
@@ -175,13 +176,14 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
 
 class JobsRepo:
     def __init__(
-        self, pool: asyncpg.Pool, acquire_timeout: float, *, max_concurrent_inserts: int = 4
+        self, pool: asyncpg.Pool, acquire_timeout: float, *, max_concurrent_inserts: int = 2
     ) -> None:
         self._pool = pool
         self._acquire_timeout = acquire_timeout
         self._inserts: Coalescer[tuple[NewJob, NewOutboxMessage], JobRef | None] = Coalescer(
             self._insert_batch,
             span_name="jobs.insert_batch",
+            on_batch=BATCH_SIZE.labels("jobs.insert").observe,
             max_batch=128,
             max_concurrent=max_concurrent_inserts,
         )
