@@ -46,12 +46,17 @@ def _new(prompt: str, client: str = "gc") -> tuple[NewJob, NewOutboxMessage]:
 async def test_concurrent_submissions_coalesce_and_each_gets_its_own_rows(
     repo: JobsRepo, db: asyncpg.Connection
 ):
+    from groundwork_app.observability.metrics import BATCH_SIZE
+
+    sizes = BATCH_SIZE.labels("jobs.insert")
+    before = sizes._sum.get()
     requests = [JobRequest(prompt=f"prompt {i}", metadata={"i": i}) for i in range(40)]
     submissions = await asyncio.gather(
         *(submit_job(repo, r, _ctx(f"client-{i % 3}"), None) for i, r in enumerate(requests))
     )
     assert all(s.created and s.status == "queued" for s in submissions)
     assert repo._inserts.batches < 10  # 40 submissions, a handful of statements
+    assert sizes._sum.get() - before == 40  # the batch_size histogram saw every one
     rows = await db.fetch(
         "SELECT j.id, j.prompt, j.client_id, o.payload::jsonb->>'job_id' AS outbox_job "
         "FROM jobs j JOIN outbox o ON o.job_id = j.id"
