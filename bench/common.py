@@ -429,6 +429,13 @@ def cpu_seconds(pid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all cores have spent busy so far (Linux /proc/stat, every process)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
@@ -641,7 +648,8 @@ def target_verdict(ok: bool | None) -> str:
 
 def aggregate(reps: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Median across repetitions of throughput and latency percentiles; errors summed."""
-    keys = ("throughput_rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "server_cpu_ms_per_request")
+    keys = ["throughput_rps", "p50_ms", "p95_ms", "p99_ms", "mean_ms", "server_cpu_ms_per_request"]
+    keys += sorted(k for k in (reps[0] if reps else {}) if k.endswith("_cpu_ms_per_job"))
     out: dict[str, Any] = {k: round(median_of(reps, k), 3) for k in keys if reps and k in reps[0]}
     out["reps"] = len(reps)
     out["errors"] = int(sum(r.get("errors", 0) for r in reps))

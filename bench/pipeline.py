@@ -43,8 +43,10 @@ from bench.common import (
     auth_for,
     bench_servers,
     build_request,
+    cpu_seconds,
     latency_summary,
     log_dir,
+    machine_busy_seconds,
     migrate,
     print_table,
     ratio,
@@ -281,9 +283,22 @@ def measure_latency(
         for name, run in runners.items():  # warm-up: imports, connections, queues
             run(max(20, sizes[name] // 10))
         reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+        own = {"api": api.pid, "relay": relay.pid, "worker": worker.pid}
         for rep in range(args.reps):
             for name, run in runners.items():
+                before = {k: cpu_seconds(pid) for k, pid in own.items()}
+                busy = machine_busy_seconds()
                 result = run(sizes[name])
+                # CPU per job: the whole machine (servers, load generator and all) and,
+                # for groundwork, each of its processes: where the time goes.
+                jobs = max(result["completed"], 1)
+                result["machine_cpu_ms_per_job"] = round(
+                    1000 * (machine_busy_seconds() - busy) / jobs, 3
+                )
+                if name == "groundwork":
+                    for k, pid in own.items():
+                        cpu_ms = 1000 * (cpu_seconds(pid) - before[k]) / jobs
+                        result[f"{k}_cpu_ms_per_job"] = round(cpu_ms, 3)
                 reps[name].append(result)
                 print(
                     f"  {latency_ms} ms rep {rep + 1} {name}: "
@@ -313,6 +328,13 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
                     ratio(med[name]["throughput_rps"], med["celery-prefork"]["throughput_rps"]),
                     med[name]["p50_ms"],
                     med[name]["p99_ms"],
+                    med[name].get("machine_cpu_ms_per_job", float("nan")),
+                    " / ".join(
+                        f"{med[name].get(f'{k}_cpu_ms_per_job', float('nan')):.2f}"
+                        for k in ("api", "relay", "worker")
+                    )
+                    if name == "groundwork"
+                    else "",
                 ]
             )
         value = ratio(med["groundwork"]["throughput_rps"], med["celery-threads"]["throughput_rps"])
@@ -337,6 +359,8 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             "x celery-prefork",
             "p50 ms",
             "p99 ms",
+            "machine CPU ms/job",
+            "api / relay / worker CPU ms/job",
         ],
         rows,
     )
