@@ -32,14 +32,14 @@ class Recorder:
 
 async def test_idle_call_runs_alone_and_at_once():
     run = Recorder(delay=0)
-    coalescer: Coalescer[int, int] = Coalescer(run, span_name="t")
+    coalescer: Coalescer[int, int] = Coalescer(run, name="t")
     assert await coalescer.submit(21) == 42
     assert run.batches == [[21]]
 
 
 async def test_concurrent_calls_share_batches_and_each_gets_its_own_result():
     run = Recorder()
-    coalescer: Coalescer[int, int] = Coalescer(run, span_name="t", max_batch=16, max_concurrent=2)
+    coalescer: Coalescer[int, int] = Coalescer(run, name="t", max_batch=16, max_concurrent=2)
     results = await asyncio.gather(*(coalescer.submit(i) for i in range(100)))
     assert results == [i * 2 for i in range(100)]
     assert sorted(i for batch in run.batches for i in batch) == list(range(100))
@@ -50,7 +50,7 @@ async def test_concurrent_calls_share_batches_and_each_gets_its_own_result():
 
 
 async def test_an_item_outcome_that_is_an_exception_fails_only_its_caller():
-    coalescer: Coalescer[int, int] = Coalescer(Recorder(), span_name="t", max_concurrent=1)
+    coalescer: Coalescer[int, int] = Coalescer(Recorder(), name="t", max_concurrent=1)
     outcomes = await asyncio.gather(
         coalescer.submit(1), coalescer.submit(-1), coalescer.submit(3), return_exceptions=True
     )
@@ -68,7 +68,7 @@ async def test_a_failing_batch_fails_its_callers_and_the_next_batch_still_runs()
             raise ConnectionError("database went away")
         return list(items)
 
-    coalescer: Coalescer[int, int] = Coalescer(flaky, span_name="t", max_concurrent=1)
+    coalescer: Coalescer[int, int] = Coalescer(flaky, name="t", max_concurrent=1)
     first = await asyncio.gather(*(coalescer.submit(i) for i in range(3)), return_exceptions=True)
     assert all(isinstance(o, ConnectionError) for o in first)
     assert await coalescer.submit(7) == 7
@@ -78,7 +78,7 @@ async def test_wrong_number_of_outcomes_is_an_error_not_a_mismatch():
     async def short(items: Sequence[int]) -> list[int | BaseException]:
         return list(items)[:-1]
 
-    coalescer: Coalescer[int, int] = Coalescer(short, span_name="t", max_concurrent=1)
+    coalescer: Coalescer[int, int] = Coalescer(short, name="t", max_concurrent=1)
     outcomes = await asyncio.gather(
         coalescer.submit(1), coalescer.submit(2), return_exceptions=True
     )
@@ -87,7 +87,7 @@ async def test_wrong_number_of_outcomes_is_an_error_not_a_mismatch():
 
 async def test_a_caller_cancelled_while_queued_is_left_out_of_the_batch():
     run = Recorder(delay=0.05)
-    coalescer: Coalescer[int, int] = Coalescer(run, span_name="t", max_concurrent=1)
+    coalescer: Coalescer[int, int] = Coalescer(run, name="t", max_concurrent=1)
     first = asyncio.create_task(coalescer.submit(1))
     await asyncio.sleep(0.01)  # batch [1] is in flight
     doomed = asyncio.create_task(coalescer.submit(2))
@@ -109,9 +109,7 @@ async def test_no_item_is_stranded_under_bursty_load():
             await asyncio.sleep(0)
         return list(items)
 
-    coalescer: Coalescer[int, int] = Coalescer(
-        jittery, span_name="t", max_batch=8, max_concurrent=2
-    )
+    coalescer: Coalescer[int, int] = Coalescer(jittery, name="t", max_batch=8, max_concurrent=2)
 
     async def caller(i: int) -> int:
         for _ in range(rng.randint(0, 3)):
@@ -127,4 +125,4 @@ async def test_no_item_is_stranded_under_bursty_load():
 
 def test_rejects_nonsense_limits():
     with pytest.raises(ValueError, match="max_batch"):
-        Coalescer(Recorder(), span_name="t", max_batch=0)
+        Coalescer(Recorder(), name="t", max_batch=0)

@@ -12,8 +12,10 @@ are in flight, so latency never pays for batching.
 raised to that item's caller only. An exception raised by ``run_batch`` itself fails
 every item of that batch.
 
-Tracing: a batch serves many requests, so it runs in a span of its own (``span_name``)
-linked to each caller's span, and the driver's spans (asyncpg...) become its children.
+Observability: a batch serves many requests, so it runs in a span of its own
+(``<name>_batch``) linked to each caller's span, and the driver's spans (asyncpg...)
+become its children; the ``batch_size{batch="<name>"}`` histogram shows how well
+calls coalesce.
 """
 
 from __future__ import annotations
@@ -25,8 +27,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from opentelemetry import trace
+from prometheus_client import Histogram
 
 _tracer = trace.get_tracer(__name__)
+BATCH_SIZE = Histogram(
+    "batch_size",
+    "Calls served per batched call, by batch (group commit of submissions, rate-limit "
+    "checks, the worker's claims and completions).",
+    ["batch"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,16 +49,15 @@ class Coalescer(Generic[T, R]):
         self,
         run_batch: BatchRunner[T, R],
         *,
-        span_name: str,
+        name: str,
         max_batch: int = 64,
         max_concurrent: int = 2,
-        on_batch: Callable[[int], None] | None = None,
     ) -> None:
         if max_batch < 1 or max_concurrent < 1:
             raise ValueError("max_batch and max_concurrent must be >= 1")
         self._run_batch = run_batch
-        self._span_name = span_name
-        self._on_batch = on_batch  # e.g. a histogram's observe, with the batch size
+        self._span_name = f"{name}_batch"
+        self._sizes = BATCH_SIZE.labels(name)
         self._max_batch = max_batch
         self._max_concurrent = max_concurrent
         self._pending: deque[tuple[T, asyncio.Future[R], trace.SpanContext]] = deque()
@@ -87,8 +96,7 @@ class Coalescer(Generic[T, R]):
                 continue
             self.batches += 1
             self.items += len(batch)
-            if self._on_batch is not None:
-                self._on_batch(len(batch))
+            self._sizes.observe(len(batch))
             links = [trace.Link(context) for _, _, context in batch if context.is_valid]
             try:
                 with _tracer.start_as_current_span(

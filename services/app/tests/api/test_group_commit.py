@@ -46,7 +46,7 @@ def _new(prompt: str, client: str = "gc") -> tuple[NewJob, NewOutboxMessage]:
 async def test_concurrent_submissions_coalesce_and_each_gets_its_own_rows(
     repo: JobsRepo, db: asyncpg.Connection
 ):
-    from groundwork_app.observability.metrics import BATCH_SIZE
+    from groundwork_app.batching import BATCH_SIZE
 
     sizes = BATCH_SIZE.labels("jobs.insert")
     before = sizes._sum.get()

@@ -77,7 +77,7 @@ async def test_a_job_costs_two_statements_and_a_redelivery_one(
     assert (await handler.handle(delivery_for(job_id, message_id))).outcome is Outcome.ACK
     assert len(sent) == 2, sent
     assert "processed_messages" in sent[0] and "UPDATE jobs" in sent[0]
-    assert "INSERT INTO processed_messages" in sent[1] and "result = $4" in sent[1]
+    assert "INSERT INTO processed_messages" in sent[1] and "result = input.result" in sent[1]
     sent.clear()
     duplicate = await handler.handle(delivery_for(job_id, message_id))
     assert duplicate.reason == "duplicate: already processed"

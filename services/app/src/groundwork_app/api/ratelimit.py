@@ -33,7 +33,7 @@ from redis.exceptions import RedisError
 from groundwork_app.api.errors import ApiError
 from groundwork_app.batching import Coalescer
 from groundwork_app.observability.logging import get_logger
-from groundwork_app.observability.metrics import BATCH_SIZE, RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
+from groundwork_app.observability.metrics import RATE_LIMIT_FAIL_OPEN, RATE_LIMITED
 from groundwork_app.settings import Settings
 
 log = get_logger(__name__)
@@ -112,10 +112,9 @@ class RateLimiter:
         self._bypass_until = 0.0
         self._checks: Coalescer[str, Verdict] = Coalescer(
             self._check_batch,
-            span_name="ratelimit.check",
+            name="ratelimit.check",
             max_batch=256,
             max_concurrent=2,
-            on_batch=BATCH_SIZE.labels("ratelimit.check").observe,
         )
 
     async def check(self, client_id: str) -> None:

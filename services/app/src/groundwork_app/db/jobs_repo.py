@@ -25,7 +25,6 @@ import asyncpg
 
 from groundwork_app.batching import Coalescer
 from groundwork_app.db.tls import ssl_context
-from groundwork_app.observability.metrics import BATCH_SIZE
 from groundwork_app.settings import Settings
 
 # One statement for a whole batch of submissions (see groundwork_app.batching): the
@@ -182,8 +181,7 @@ class JobsRepo:
         self._acquire_timeout = acquire_timeout
         self._inserts: Coalescer[tuple[NewJob, NewOutboxMessage], JobRef | None] = Coalescer(
             self._insert_batch,
-            span_name="jobs.insert_batch",
-            on_batch=BATCH_SIZE.labels("jobs.insert").observe,
+            name="jobs.insert",
             max_batch=128,
             max_concurrent=max_concurrent_inserts,
         )

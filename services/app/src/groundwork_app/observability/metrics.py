@@ -41,12 +41,6 @@ RATE_LIMIT_FAIL_OPEN = Counter(
     "rate_limit_fail_open_total",
     "Requests let through unchecked because the rate-limit store (Redis) failed.",
 )
-BATCH_SIZE = Histogram(
-    "batch_size",
-    "Requests served per batched call (group commit of submissions, rate-limit checks).",
-    ["batch"],
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-)
 READINESS_FAILURES = Counter(
     "readiness_check_failures_total", "Failed readiness checks by dependency.", ["check"]
 )
