@@ -71,3 +71,26 @@ async def test_broker_probe(settings_factory: Callable[..., Any], hung_server: i
         await closed.check()
     pubsub = BrokerProbe(QueueBackend.PUBSUB, "", 0, tls=False)
     assert "pubsub" in await pubsub.check()
+
+
+async def test_concurrent_cache_calls_share_round_trips(settings_factory: Callable[..., Any]):
+    """A busy worker's lookups and writes coalesce (one MGET, one pipeline) and each
+    caller still gets its own answer."""
+    import asyncio
+
+    from groundwork_app.adapters.cache import AnswerCache
+    from groundwork_app.adapters.redis import create_redis
+
+    settings = settings_factory(cache_ttl_seconds=60)
+    redis = create_redis(settings)
+    try:
+        cache = AnswerCache(redis, settings)
+        await redis.delete(*(cache.key(f"q{i}", "m") for i in range(20)))
+        stored = await asyncio.gather(*(cache.set(f"q{i}", "m", f"a{i}") for i in range(0, 20, 2)))
+        assert stored == [True] * 10
+        answers = await asyncio.gather(*(cache.get(f"q{i}", "m") for i in range(20)))
+        assert answers == [f"a{i}" if i % 2 == 0 else None for i in range(20)]
+        assert cache._gets.batches < 20 and cache._sets.batches < 10
+        assert 0 < await redis.ttl(cache.key("q4", "m")) <= 60
+    finally:
+        await redis.aclose()

@@ -4,6 +4,9 @@ The key is the SHA-256 of the normalized prompt, the model and ``CACHE_VERSION``
 (bumping the version orphans every cached answer at once; the TTL reclaims them).
 Redis is an optimisation here, never a dependency: ``get``/``set``/``invalidate``
 never raise when Redis is down or slow, they log and behave as a miss.
+
+A worker runs many jobs at once, so concurrent lookups are coalesced into one ``MGET``
+and concurrent writes into one pipelined round trip (``groundwork_app.batching``).
 """
 
 from __future__ import annotations
@@ -11,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
+from collections.abc import Sequence
 from enum import StrEnum
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from groundwork_app.batching import Coalescer
 from groundwork_app.observability.logging import get_logger
 from groundwork_app.settings import Settings
 
@@ -41,6 +46,12 @@ class AnswerCache:
         self._redis = redis
         self._ttl = settings.cache_ttl_seconds
         self._version = settings.cache_version
+        self._gets: Coalescer[str, bytes | str | None] = Coalescer(
+            self._get_batch, name="cache.get", max_batch=256, max_concurrent=2
+        )
+        self._sets: Coalescer[tuple[str, bytes], bool] = Coalescer(
+            self._set_batch, name="cache.set", max_batch=256, max_concurrent=2
+        )
 
     def key(self, prompt: str, model: str) -> str:
         digest = hashlib.sha256(
@@ -50,7 +61,7 @@ class AnswerCache:
 
     async def get(self, prompt: str, model: str) -> str | None:
         try:
-            value = await self._redis.get(self.key(prompt, model))
+            value = await self._gets.submit(self.key(prompt, model))
         except (RedisError, OSError) as exc:
             log.warning("answer_cache.unavailable", op="get", error=type(exc).__name__)
             return None
@@ -60,11 +71,23 @@ class AnswerCache:
 
     async def set(self, prompt: str, model: str, answer: str) -> bool:
         try:
-            await self._redis.set(self.key(prompt, model), answer.encode(), ex=self._ttl)
+            await self._sets.submit((self.key(prompt, model), answer.encode()))
         except (RedisError, OSError) as exc:
             log.warning("answer_cache.unavailable", op="set", error=type(exc).__name__)
             return False
         return True
+
+    async def _get_batch(self, keys: Sequence[str]) -> list[bytes | str | BaseException | None]:
+        values: list[bytes | str | BaseException | None] = []
+        values.extend(await self._redis.mget(list(keys)))
+        return values
+
+    async def _set_batch(self, items: Sequence[tuple[str, bytes]]) -> list[bool | BaseException]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, value in items:
+                pipe.set(key, value, ex=self._ttl)
+            await pipe.execute()
+        return [True] * len(items)
 
     async def invalidate(self, prompt: str, model: str) -> InvalidateOutcome:
         try:
