@@ -32,6 +32,17 @@ def test_heartbeat_freshness(tmp_path: Path) -> None:
     assert not beat.path.exists()
 
 
+def test_throttled_beat_writes_at_most_once_per_interval(tmp_path: Path) -> None:
+    beat = Heartbeat(tmp_path / "hb.relay")
+    beat.beat_throttled(min_interval=60)
+    first = beat.path.read_text()
+    beat.path.write_text("0\n")  # a second beat inside the interval must not touch it
+    beat.beat_throttled(min_interval=60)
+    assert beat.path.read_text() == "0\n"
+    beat.beat_throttled(min_interval=0)
+    assert float(beat.path.read_text()) >= float(first)
+
+
 def test_heartbeat_paths_are_per_role() -> None:
     settings = Settings(heartbeat_file="/tmp/gw.hb")
     assert heartbeat_path(settings, "worker") == Path("/tmp/gw.hb.worker")

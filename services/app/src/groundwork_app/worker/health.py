@@ -39,11 +39,20 @@ def heartbeat_path(settings: Settings, role: str) -> Path:
 class Heartbeat:
     def __init__(self, path: Path):
         self.path = path
+        self._last_beat = float("-inf")
 
     def beat(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         tmp.write_text(f"{time.time():.3f}\n")
         os.replace(tmp, self.path)  # atomic: a reader never sees a half-written file
+        self._last_beat = time.monotonic()
+
+    def beat_throttled(self, min_interval: float = 1.0) -> None:
+        """``beat`` unless one happened within ``min_interval`` seconds: for loops that
+        cycle hundreds of times a second (the relay under load), where a file write
+        per cycle was a measurable share of the CPU (docs/performance.md)."""
+        if time.monotonic() - self._last_beat >= min_interval:
+            self.beat()
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):

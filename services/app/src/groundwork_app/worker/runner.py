@@ -168,7 +168,7 @@ async def run_relay(settings: Settings) -> None:
     log.info("relay starting", backend=settings.queue_backend.value, listen=settings.relay_listen)
     try:
         # Beat once per cycle: a relay stuck in one cycle goes stale and is replaced.
-        await relay.run(stop, on_cycle=heartbeat.beat)
+        await relay.run(stop, on_cycle=heartbeat.beat_throttled)
     finally:
         await health.close()
         heartbeat.clear()
