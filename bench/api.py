@@ -27,6 +27,7 @@ from bench.common import (
     aggregate,
     app_command,
     auth_for,
+    batch_sizes,
     bench_servers,
     build_request,
     closed_loop,
@@ -343,25 +344,6 @@ def _with_api(
                 return data
             finally:
                 pin_self(set(range(256)) & _all_cpus())
-
-
-def batch_sizes(port: int) -> dict[str, float]:
-    """Mean requests per batched call over the whole run (groundwork_app.batching)."""
-    import urllib.request
-
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
-    totals: dict[str, dict[str, float]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "batch_size":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith(("_sum", "_count")):
-                kind = sample.name.rsplit("_", 1)[1]
-                totals.setdefault(sample.labels["batch"], {})[kind] = sample.value
-    return {name: round(t["sum"] / t["count"], 1) for name, t in totals.items() if t.get("count")}
 
 
 def _all_cpus() -> set[int]:

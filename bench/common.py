@@ -436,6 +436,25 @@ def machine_busy_seconds() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+def batch_sizes(port: int) -> dict[str, float]:
+    """Mean requests per batched call over the whole run (groundwork_app.batching)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{LOOPBACK}:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "batch_size":
+            continue
+        for sample in family.samples:
+            if sample.name.endswith(("_sum", "_count")):
+                kind = sample.name.rsplit("_", 1)[1]
+                totals.setdefault(sample.labels["batch"], {})[kind] = sample.value
+    return {name: round(t["sum"] / t["count"], 1) for name, t in totals.items() if t.get("count")}
+
+
 def http_status(url: str, timeout: float = 1.0) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:

@@ -41,6 +41,7 @@ from bench.common import (
     aggregate,
     app_command,
     auth_for,
+    batch_sizes,
     bench_servers,
     build_request,
     cpu_seconds,
@@ -305,9 +306,13 @@ def measure_latency(
                     f"{result['throughput_rps']} jobs/s ({result['completed']}/{result['jobs']})",
                     flush=True,
                 )
+        batches = {**batch_sizes(api_port), **batch_sizes(worker_port)}
     medians = {name: aggregate(r) for name, r in reps.items()}
+    sizes_text = ", ".join(f"{name} {size}" for name, size in batches.items())
+    print(f"  {latency_ms} ms: mean calls per batch (whole run): {sizes_text}", flush=True)
     return {
         "latency_ms": latency_ms,
+        "batch_sizes": batches,
         "sizes": sizes,
         "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS},
     }
