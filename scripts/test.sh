@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 source scripts/ensure-uv.sh
 
-uv sync --all-packages --frozen --quiet
+# Bytecode precompiled, as in the image: many tests start service processes, and where
+# PYTHONDONTWRITEBYTECODE is set each of them would otherwise compile its imports anew.
+uv sync --all-packages --frozen --quiet --compile-bytecode
 echo "== ruff"
 uv run ruff check .
 uv run ruff format --check .
