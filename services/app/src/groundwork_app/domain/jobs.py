@@ -13,7 +13,6 @@ create one job: the database's unique index decides, the loser reads the winner.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import re
 import uuid
@@ -33,6 +32,7 @@ from pydantic import (
     field_validator,
 )
 
+from groundwork_app import json_codec
 from groundwork_app.db.jobs_repo import JobRef, JobsRepo, NewJob, NewOutboxMessage
 
 MAX_PROMPT_CHARS_CEILING = 100_000  # settings.max_prompt_chars is bounded by this
@@ -130,7 +130,7 @@ class JobRequest(BaseModel):
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return json_codec.canonical(value)
 
 
 def request_hash(request: JobRequest) -> str:
@@ -191,17 +191,15 @@ async def submit_job(
         metadata_json=metadata_json,
         request_id=ctx.request_id,
     )
-    payload = json.dumps(
+    payload = json_codec.compact(
         {
             "job_id": str(job_id),
             "prompt": request.prompt,
             "model": model,
             "metadata": request.metadata,
-        },
-        ensure_ascii=False,
-        separators=(",", ":"),
+        }
     )
-    headers = json.dumps({"request_id": ctx.request_id, **ctx.trace_headers}, separators=(",", ":"))
+    headers = json_codec.compact_ascii({"request_id": ctx.request_id, **ctx.trace_headers})
     message = NewOutboxMessage(
         message_id=uuid.uuid4(), topic=ctx.topic, payload_json=payload, headers_json=headers
     )

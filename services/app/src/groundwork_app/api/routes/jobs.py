@@ -7,13 +7,13 @@ those parameters from ``openapi_extra``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from groundwork_app import json_codec
 from groundwork_app.adapters.cache import InvalidateOutcome
 from groundwork_app.api.auth import BEARER_SECURITY, authorize
 from groundwork_app.api.body import parse_body, read_body
@@ -84,7 +84,7 @@ def accepted_response(submission: Submission) -> Response:
     if not submission.created:
         headers["Idempotent-Replayed"] = "true"
     return Response(
-        json.dumps(body, separators=(",", ":")).encode(),
+        json_codec.compact_ascii(body).encode(),
         status_code=202 if submission.created else 200,
         media_type="application/json",
         headers=headers,
@@ -178,7 +178,7 @@ async def get_job(request: Request) -> Response:
         "links": {"self": job_link(job.id)},
     }
     return Response(
-        json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        json_codec.compact(body).encode(),
         media_type="application/json",
     )
 
