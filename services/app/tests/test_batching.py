@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 
 import pytest
-from groundwork_app.batching import Coalescer
+from groundwork_app.batching import Coalescer, each_alone_on_failure
 
 
 class Recorder:
@@ -126,3 +126,27 @@ async def test_no_item_is_stranded_under_bursty_load():
 def test_rejects_nonsense_limits():
     with pytest.raises(ValueError, match="max_batch"):
         Coalescer(Recorder(), name="t", max_batch=0)
+
+
+async def test_each_alone_on_failure_isolates_the_bad_item():
+    calls: list[list[int]] = []
+
+    async def run(items: Sequence[int]) -> list[int]:
+        calls.append(list(items))
+        if any(i < 0 for i in items):
+            raise LookupError(f"bad item in {list(items)}")
+        return [i * 10 for i in items]
+
+    assert await each_alone_on_failure([1, 2], run, LookupError) == [10, 20]
+    outcomes = await each_alone_on_failure([1, -2, 3], run, LookupError)
+    assert outcomes[0] == 10 and outcomes[2] == 30
+    assert isinstance(outcomes[1], LookupError)
+    assert calls[-3:] == [[1], [-2], [3]]  # the failed batch, retried one by one
+    [alone] = await each_alone_on_failure([-1], run, LookupError)
+    assert isinstance(alone, LookupError)
+
+    async def broken(items: Sequence[int]) -> list[int]:
+        raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError):  # not one of ``errors``: the whole batch fails
+        await each_alone_on_failure([1, 2], broken, LookupError)

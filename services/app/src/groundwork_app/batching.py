@@ -128,3 +128,25 @@ class Coalescer(Generic[T, R]):
         """Wait for in-flight batches (queued items are still flushed)."""
         while self._flushers:
             await asyncio.gather(*self._flushers, return_exceptions=True)
+
+
+async def each_alone_on_failure(
+    items: Sequence[T],
+    run: Callable[[Sequence[T]], Awaitable[Sequence[R]]],
+    errors: type[Exception] | tuple[type[Exception], ...],
+) -> list[R | BaseException]:
+    """``run(items)`` as one batch; when that fails with one of ``errors`` (a batched
+    statement commits nothing when it fails), run each item alone so only the bad one
+    fails. Any other exception fails the whole batch."""
+    try:
+        return list(await run(items))
+    except errors as exc:
+        if len(items) == 1:
+            return [exc]
+    outcomes: list[R | BaseException] = []
+    for item in items:
+        try:
+            outcomes.extend(await run([item]))
+        except errors as exc:
+            outcomes.append(exc)
+    return outcomes

@@ -42,9 +42,3 @@ def create_redis(settings: Settings) -> Redis:
         max_connections=MAX_CONNECTIONS,
         decode_responses=False,
     )
-
-
-def redis_url(settings: Settings) -> str:
-    """A password-free URL naming the server (for libraries that want a URI)."""
-    scheme = "rediss" if settings.redis_tls else "redis"
-    return f"{scheme}://{settings.redis_host}:{settings.redis_port}/{settings.redis_db}"

@@ -106,7 +106,6 @@ class RateLimiter:
         self.item: RateLimitItem = parse(settings.rate_limit)
         self._limit = self.item.amount
         self._window = float(self.item.get_expiry())
-        self._redis = redis
         self._script = redis.register_script(_HIT_SCRIPT)
         self._prefix = f"{KEY_PREFIX}:{namespace}:"
         self._bypass_until = 0.0

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from groundwork_app.batching import Coalescer
+from groundwork_app.batching import Coalescer, each_alone_on_failure
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
@@ -213,18 +213,15 @@ class JobsRepo:
     async def _insert_batch(
         self, items: Sequence[tuple[NewJob, NewOutboxMessage]]
     ) -> list[JobRef | BaseException | None]:
-        try:
-            rows = await self._fetch(_INSERT_JOBS_WITH_OUTBOX, *_columns(items))
-        except DatabaseUnavailableError:
-            raise
-        except asyncpg.PostgresError:
-            if len(items) == 1:
-                raise
-            # One bad row (or a deadlock with a foreign writer) must not fail the others:
-            # nothing of the batch was committed, so insert each one on its own.
-            return [await _outcome(self._insert_batch([item])) for item in items]
+        # One bad row (or a deadlock with a foreign writer) must not fail the others.
+        return await each_alone_on_failure(items, self._insert_rows, asyncpg.PostgresError)
+
+    async def _insert_rows(
+        self, items: Sequence[tuple[NewJob, NewOutboxMessage]]
+    ) -> list[JobRef | None]:
+        rows = await self._fetch(_INSERT_JOBS_WITH_OUTBOX, *_columns(items))
         inserted = {row["id"]: row for row in rows}
-        refs: list[JobRef | BaseException | None] = []
+        refs: list[JobRef | None] = []
         for job, _ in items:
             row = inserted.get(job.id)
             refs.append(
@@ -283,15 +280,6 @@ def _columns(items: Sequence[tuple[NewJob, NewOutboxMessage]]) -> list[list[Any]
         [message.payload_json for _, message in items],
         [message.headers_json for _, message in items],
     ]
-
-
-async def _outcome(
-    call: Awaitable[list[JobRef | BaseException | None]],
-) -> JobRef | BaseException | None:
-    try:
-        return (await call)[0]
-    except Exception as exc:
-        return exc
 
 
 async def ping(settings: Settings) -> None:

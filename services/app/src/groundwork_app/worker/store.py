@@ -43,7 +43,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from groundwork_app.batching import Coalescer
+from groundwork_app.batching import Coalescer, each_alone_on_failure
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
@@ -178,14 +178,10 @@ class JobStore:
         self._settings = settings
         self._pool = LazyPool(settings, "worker")
         self._claims: Coalescer[tuple[uuid.UUID, str], Claim] = Coalescer(
-            self._claim_batch,
-            name="jobs.claim",
-            max_concurrent=2,
+            self._claim_batch, name="jobs.claim"
         )
         self._completions: Coalescer[Completion, bool] = Coalescer(
-            self._complete_batch,
-            name="jobs.complete",
-            max_concurrent=2,
+            self._complete_batch, name="jobs.complete"
         )
 
     async def _fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
@@ -259,7 +255,7 @@ async def _in_rounds(
     """Run ``items`` through ``run`` in as few statements as possible, none of which
     holds a job id or message id twice (so every row behaves as it would alone), in
     arrival order; when a statement fails on some row, its rows are retried one by one
-    so only the bad one fails."""
+    so only the bad one fails (``each_alone_on_failure``)."""
     outcomes: dict[int, R | BaseException] = {}
     pending = list(range(len(items)))
     while pending:
@@ -274,18 +270,9 @@ async def _in_rounds(
             seen_jobs.add(job_id)
             seen_messages.add(message_id)
             round_.append(index)
-        try:
-            results: list[R | BaseException] = list(await run([items[i] for i in round_]))
-        except asyncpg.PostgresError as exc:
-            if len(round_) == 1:
-                results = [exc]
-            else:
-                results = []
-                for i in round_:
-                    try:
-                        results.append((await run([items[i]]))[0])
-                    except asyncpg.PostgresError as single:
-                        results.append(single)
+        results = await each_alone_on_failure(
+            [items[i] for i in round_], run, asyncpg.PostgresError
+        )
         for i, result in zip(round_, results, strict=True):
             outcomes[i] = result
         pending = later
