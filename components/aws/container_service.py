@@ -736,22 +736,9 @@ class ContainerService(pulumi.ComponentResource):
                             },
                             "return_data": False,
                         },
-                        {
-                            "id": "workers",
-                            "label": "running worker tasks",
-                            "metric_stat": {
-                                "metric": {
-                                    "namespace": "ECS/ContainerInsights",
-                                    "metric_name": "RunningTaskCount",
-                                    "dimensions": [
-                                        {"name": "ClusterName", "value": cluster.name},
-                                        {"name": "ServiceName", "value": services["worker"].name},
-                                    ],
-                                },
-                                "stat": "Average",
-                            },
-                            "return_data": False,
-                        },
+                        _running_tasks(
+                            "workers", "running worker tasks", cluster, services["worker"]
+                        ),
                         {
                             "id": "backlog",
                             "label": "messages waiting per worker task",
@@ -764,6 +751,28 @@ class ContainerService(pulumi.ComponentResource):
                 "scale_out_cooldown": 60,
             },
         )
+
+
+def _running_tasks(
+    metric_id: str, label: str, cluster: aws.ecs.Cluster, service: aws.ecs.Service
+) -> dict[str, Any]:
+    """A metric-math input: the service's running task count (Container Insights)."""
+    return {
+        "id": metric_id,
+        "label": label,
+        "metric_stat": {
+            "metric": {
+                "namespace": "ECS/ContainerInsights",
+                "metric_name": "RunningTaskCount",
+                "dimensions": [
+                    {"name": "ClusterName", "value": cluster.name},
+                    {"name": "ServiceName", "value": service.name},
+                ],
+            },
+            "stat": "Average",
+        },
+        "return_data": False,
+    }
 
 
 def _requests_per_running_task(
@@ -793,22 +802,7 @@ def _requests_per_running_task(
                     },
                     "return_data": False,
                 },
-                {
-                    "id": "tasks",
-                    "label": "running API tasks",
-                    "metric_stat": {
-                        "metric": {
-                            "namespace": "ECS/ContainerInsights",
-                            "metric_name": "RunningTaskCount",
-                            "dimensions": [
-                                {"name": "ClusterName", "value": cluster.name},
-                                {"name": "ServiceName", "value": api.name},
-                            ],
-                        },
-                        "stat": "Average",
-                    },
-                    "return_data": False,
-                },
+                _running_tasks("tasks", "running API tasks", cluster, api),
                 {
                     "id": "per_task",
                     "label": "requests per running API task",
