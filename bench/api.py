@@ -228,6 +228,25 @@ def report(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+SCENARIOS = ("post_jobs", "get_job")
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _scenarios(text: str) -> str:
+    unknown = sorted(set(filter(None, text.split(","))) - set(SCENARIOS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}"
+        )
+    return text
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -247,12 +266,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--api-env",
         action="append",
+        type=_env_pair,
         default=[],
         metavar="KEY=VALUE",
         help="extra environment for the API process (e.g. DB_STATEMENT_CACHE_SIZE=100), to "
         "measure a setting's effect; repeatable",
     )
-    parser.add_argument("--only", default="", help="comma list of post_jobs,get_job")
+    parser.add_argument(
+        "--only", default="", type=_scenarios, help="comma list of post_jobs,get_job"
+    )
     parser.add_argument("--name", default="api", help="result file name (bench/results/NAME.json)")
     return parser.parse_args(argv)
 
@@ -310,7 +332,7 @@ def _with_api(
 ) -> dict[str, Any]:
     with bench_servers() as servers:
         ports["api"] = _free_port()
-        extra = dict(item.split("=", 1) for item in args.api_env)
+        extra = dict(args.api_env)
         env = service_env(servers.env(), work, PORT=str(ports["api"]), **extra)
         migrate(env, work / "migrate.log")
         command = app_command("api")

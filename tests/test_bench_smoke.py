@@ -255,3 +255,28 @@ def test_tiny_api_bench_run_writes_valid_json(tmp_path: Path) -> None:
     half = data["half_peak"]["hello_get"]["reps"][0]
     assert half["offered_rps"] == pytest.approx(peak["throughput_rps"] / 2, rel=0.01)
     assert data["ratios"]["hello_get"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--api-env", "BOGUS"], "expected KEY=VALUE, got 'BOGUS'"),
+        (["--only", "post_jobs,nope"], "unknown scenario nope; choose from post_jobs, get_job"),
+    ],
+)
+def test_bench_api_rejects_bad_arguments_before_starting_anything(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bench.api import parse_args
+
+    with pytest.raises(SystemExit) as exited:
+        parse_args(argv)
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bench_api_parses_settings_to_measure() -> None:
+    from bench.api import parse_args
+
+    args = parse_args(["--api-env", "DB_STATEMENT_CACHE_SIZE=100", "--api-env", "X=a=b"])
+    assert dict(args.api_env) == {"DB_STATEMENT_CACHE_SIZE": "100", "X": "a=b"}
