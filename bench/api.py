@@ -36,6 +36,8 @@ from bench.common import (
     migrate,
     open_loop,
     pin_self,
+    positive_float,
+    positive_int,
     print_table,
     ratio,
     run_async,
@@ -249,10 +251,12 @@ def _scenarios(text: str) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=8.0, help="measured seconds per run")
+    parser.add_argument("--reps", type=positive_int, default=3)
+    parser.add_argument(
+        "--duration", type=positive_float, default=8.0, help="measured seconds per run"
+    )
     parser.add_argument("--warmup", type=float, default=2.0, help="excluded seconds per run")
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", type=positive_int, default=32)
     parser.add_argument(
         "--baseline-only",
         action="store_true",

@@ -49,6 +49,8 @@ from bench.common import (
     log_dir,
     machine_busy_seconds,
     migrate,
+    positive_float,
+    positive_int,
     print_table,
     ratio,
     run_async,
@@ -374,13 +376,29 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
     return targets
 
 
+def _latencies(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated whole milliseconds (e.g. 0,200), got {text!r}"
+        ) from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected one or more latencies >= 0, got {text!r}")
+    return values
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
-    parser.add_argument("--jobs", type=int, default=1000, help="jobs per run at 0 ms")
-    parser.add_argument("--jobs-slow", type=int, default=320, help="jobs per run at 200 ms")
-    parser.add_argument("--latencies", default="0,200", help="simulated LLM latencies (ms)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="per run")
+    parser.add_argument("--reps", type=positive_int, default=3)
+    parser.add_argument("--jobs", type=positive_int, default=1000, help="jobs per run at 0 ms")
+    parser.add_argument(
+        "--jobs-slow", type=positive_int, default=320, help="jobs per run at 200 ms"
+    )
+    parser.add_argument(
+        "--latencies", default="0,200", type=_latencies, help="simulated LLM latencies (ms)"
+    )
+    parser.add_argument("--timeout", type=positive_float, default=180.0, help="per run")
     parser.add_argument(
         "--profile-worker",
         action="store_true",
@@ -392,7 +410,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    latencies = [int(x) for x in args.latencies.split(",") if x.strip()]
+    latencies = args.latencies
     print(
         f"pipeline bench: {args.reps} reps, {args.jobs} jobs at 0 ms / {args.jobs_slow} at "
         f"slower latencies; processes unpinned (6 processes share the cores)",

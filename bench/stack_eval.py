@@ -18,7 +18,15 @@ import sys
 import time
 from typing import Any
 
-from bench.common import ROOT, median_of, print_table, ratio, target_verdict, write_results
+from bench.common import (
+    ROOT,
+    median_of,
+    positive_int,
+    print_table,
+    ratio,
+    target_verdict,
+    write_results,
+)
 
 TARGET_SECONDS = 3.0
 # The AWS stack refuses to serve the API without HTTPS: give it a domain and certificate.
@@ -105,7 +113,7 @@ def run_case(case: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=positive_int, default=3)
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--name", default="stack_eval")

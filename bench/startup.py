@@ -26,6 +26,7 @@ from bench.common import (
     log_dir,
     median_of,
     migrate,
+    positive_int,
     print_table,
     ratio,
     service_env,
@@ -117,7 +118,7 @@ def image_size() -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=positive_int, default=5)
     parser.add_argument("--name", default="startup")
     args = parser.parse_args(argv)
     work = log_dir(args.name)

@@ -280,3 +280,31 @@ def test_bench_api_parses_settings_to_measure() -> None:
 
     args = parse_args(["--api-env", "DB_STATEMENT_CACHE_SIZE=100", "--api-env", "X=a=b"])
     assert dict(args.api_env) == {"DB_STATEMENT_CACHE_SIZE": "100", "X": "a=b"}
+
+
+@pytest.mark.parametrize(
+    ("module", "argv", "message"),
+    [
+        ("bench.pipeline", ["--latencies", "0,abc"], "expected comma-separated whole milliseconds"),
+        ("bench.pipeline", ["--reps", "0"], "must be at least 1, got 0"),
+        ("bench.api", ["--duration", "-1"], "must be above 0, got -1"),
+        ("bench.startup", ["--reps", "two"], "expected a whole number, got 'two'"),
+        ("bench.stack_eval", ["--reps", "-3"], "must be at least 1, got -3"),
+    ],
+)
+def test_bench_scripts_reject_bad_numbers_with_a_usage_error(
+    module: str, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import importlib
+
+    with pytest.raises(SystemExit) as exited:
+        importlib.import_module(module).main(argv)  # parses before starting anything
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_pipeline_latencies_parse() -> None:
+    from bench.pipeline import parse_args
+
+    assert parse_args([]).latencies == [0, 200]
+    assert parse_args(["--latencies", "0"]).latencies == [0]
