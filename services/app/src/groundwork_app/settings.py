@@ -290,6 +290,22 @@ class Settings(BaseSettings):
             return [int(item) for item in value.split(",") if item.strip()]
         return value
 
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate_limit_notation(cls, value: str) -> str:
+        from limits import parse_many  # only here: its import pulls every storage backend
+
+        try:
+            limits = parse_many(value)
+        except ValueError:
+            limits = []
+        if len(limits) != 1:
+            raise ValueError(
+                f"{value!r} is not one rate limit; use the limits notation, e.g. 60/minute "
+                "or 1000 per hour"
+            )
+        return value
+
     @field_validator("queue_retry_delays_ms")
     @classmethod
     def _positive_delays(cls, value: list[int]) -> list[int]:

@@ -73,3 +73,20 @@ def test_cli_exits_with_the_variable_named(tmp_path):
     )
     assert proc.returncode == 2
     assert "JWT_SECRET" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["bogus", "60 per fortnight", "", "5/second;100/minute"])
+def test_a_rate_limit_outside_the_notation_is_refused_at_load(value: str):
+    """Caught with the rest of the configuration, not as a start-up traceback."""
+    from groundwork_app.settings import Settings
+
+    with pytest.raises(ValidationError) as info:
+        Settings(_env_file=None, **_production(rate_limit=value))
+    assert "rate_limit" in str(info.value) and "e.g. 60/minute" in str(info.value)
+
+
+def test_rate_limit_notations_are_accepted():
+    from groundwork_app.settings import Settings
+
+    for value in ("60/minute", "1000 per hour", "10/2 seconds"):
+        assert Settings(_env_file=None, **_production(rate_limit=value)).rate_limit == value
