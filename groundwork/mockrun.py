@@ -40,6 +40,13 @@ class RecordedResource:
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
+    # The options that decide what a replacement or a deletion does to the real thing:
+    # the guard test (tests/plan/test_replacement_guard.py), `groundwork plan --against`
+    # and the protection policy read them from here.
+    retain_on_delete: bool = False
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def is_component(self) -> bool:
@@ -346,6 +353,10 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             protect=bool(request.protect),
             ignore_changes=list(request.ignoreChanges),
             depends_on=list(request.dependencies),
+            retain_on_delete=bool(request.retainOnDelete),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=list(request.replaceOnChanges),
+            aliases=[a.urn for a in request.aliases if a.urn] + list(request.aliasURNs),
         )
         with self._lock:
             self.recorded.append(record)
