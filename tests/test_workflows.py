@@ -86,9 +86,12 @@ def test_preview_runs_on_pull_requests_with_the_policy_pack_for_both_stacks() ->
         assert (ROOT / "policies" / "config" / f"{stack}.json").is_file()
     assert 'groundwork plan "${STACK}" --json' in script
     assert "groundwork cost-diff" in script
+    # The replacement diff (docs/plan-diff.md) next to the cost diff.
+    assert '--against "${RUNNER_TEMP}/base.json" --markdown' in script
     comment = preview["jobs"]["comment"]
     assert comment["permissions"] == {"pull-requests": "write"}
     assert "groundwork-preview" in run_text(comment)
+    assert 'cat "${dir}/replace-${stack}.md"' in run_text(comment)
 
 
 def test_deploy_builds_once_and_gates_production_on_an_environment() -> None:
