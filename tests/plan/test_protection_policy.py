@@ -16,7 +16,7 @@ import pytest
 from pulumi_policy import Policy
 
 from groundwork.mockrun import ProgramRun
-from groundwork.policyrun import run_policies
+from groundwork.policyrun import Verdict, load_pack_config, run_policies
 from policies.pack import POLICIES
 from tests.policies.helpers import TAGS, record
 
@@ -28,8 +28,13 @@ def _rule(name: str) -> list[Policy]:
     return [p for p in POLICIES if p.name == name]
 
 
+def _verdicts(run: ProgramRun, environment: str, rule: str) -> list[Verdict]:
+    config = {rule: load_pack_config(environment)[rule]}  # as CI passes it
+    return run_policies(run, config=config, policies=_rule(rule))
+
+
 def _messages(run: ProgramRun, environment: str, rule: str) -> list[str]:
-    return [v.message for v in run_policies(run, environment=environment, policies=_rule(rule))]
+    return [v.message for v in _verdicts(run, environment, rule)]
 
 
 def _database(**opts: object) -> Callable[[], None]:
@@ -63,8 +68,7 @@ def test_unprotected_production_database_is_blocked() -> None:
     run = record(_database())
     messages = _messages(run, "production", AWS_RULE)
     assert len(messages) == 1 and "Instance db holds data but is not protected" in messages[0]
-    verdict = run_policies(run, environment="production", policies=_rule(AWS_RULE))[0]
-    assert verdict.mandatory
+    assert _verdicts(run, "production", AWS_RULE)[0].mandatory
 
 
 @pytest.mark.parametrize("opts", [{"protect": True}, {"retain_on_delete": True}])

@@ -123,21 +123,24 @@ def test_rabbitmq_users_changed_after_create_are_reported_as_never_applied() -> 
 
 
 def test_replace_on_changes_option_forces_a_replacement_the_schema_would_not() -> None:
-    base = [snap(BROKER, "mq", {"brokerName": "b", "users": []}, replace_on_changes=("users",))]
-    head = [
-        snap(
-            BROKER,
-            "mq",
-            {"brokerName": "b", "users": [{"username": "app"}]},
-            replace_on_changes=("users",),
-            delete_before_replace=True,
-        )
-    ]
+    opts = {"replace_on_changes": ("hostInstanceType",), "delete_before_replace": True}
+    base = [snap(BROKER, "mq", {"brokerName": "b", "hostInstanceType": "mq.m5.large"}, **opts)]
+    head = [snap(BROKER, "mq", {"brokerName": "b", "hostInstanceType": "mq.m7g.large"}, **opts)]
     (change,) = diff(base, head).changes
     assert change.action is Action.REPLACE and "replaceOnChanges option" in change.reasons[0]
     assert change.warnings == [
         "deleteBeforeReplace: the old one is deleted before the new one exists"
     ]
+
+
+def test_replace_on_changes_cannot_force_what_the_provider_suppresses() -> None:
+    # The engine matches replaceOnChanges against the provider's diff; the AWS provider's
+    # DiffSuppressFunc removes RabbitMQ `user` from it, so nothing is replaced.
+    opts = {"replace_on_changes": ("users",)}
+    base = [snap(BROKER, "mq", {"brokerName": "b", "users": [{"username": "a"}]}, **opts)]
+    head = [snap(BROKER, "mq", {"brokerName": "b", "users": [{"username": "b"}]}, **opts)]
+    (change,) = diff(base, head).changes
+    assert change.action is Action.UPDATE and change.dropped
 
 
 def test_protect_and_provider_deletion_protection_are_guards() -> None:
