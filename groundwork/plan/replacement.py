@@ -349,10 +349,12 @@ def _guards(snap: Snapshot, model: TypeModel | None, action: Action) -> list[str
         guards.append("protect: `pulumi up` refuses to delete or replace it")
     if snap.retain_on_delete:
         guards.append("retainOnDelete: the cloud resource is kept when Pulumi deletes it")
-    if model and model.deletion_protection and action is Action.DELETE:
+    # A replacement deletes the old resource too: the provider refuses that delete
+    # (after the new one exists), so the data survives and `pulumi up` stops.
+    if model and model.deletion_protection:
         prop = str(model.deletion_protection["property"])
         if get_path(snap.inputs, prop) == model.deletion_protection["value"]:
-            guards.append(f"{prop}: the provider refuses the delete")
+            guards.append(f"{prop}: the provider refuses to delete the {action.value}d one")
     return guards
 
 

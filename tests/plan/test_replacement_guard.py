@@ -97,9 +97,11 @@ def _entries_for(key: str, cloud: str, environment: str) -> list[dict[str, Any]]
 
 def _unexplained(change: Change, entries: list[dict[str, Any]]) -> str | None:
     """Why ``change`` is not acceptable, or None when it is."""
-    if change.guards:
-        return None  # protect / retainOnDelete / deletion protection: `pulumi up` refuses
     collides = any("is fixed" in w for w in change.warnings)
+    if change.guards and not collides:
+        # protect / retainOnDelete / deletion protection: the data survives. A fixed-name
+        # collision still makes the change impossible to apply: it needs an entry.
+        return None
     for entry in entries:
         if entry.get("resources", "*") != "*" and change.type not in entry["resources"]:
             continue
