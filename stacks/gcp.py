@@ -351,4 +351,7 @@ def service_env(
         "PUBSUB_PROJECT_ID": project,
         "PUBSUB_PUSH_AUDIENCE": push_audience,
         "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,
+        # The worker keeps Cloud Run's invoker check: Cloud Run validates the push token
+        # and strips its signature, the app checks the claims (adapters/pubsub.py).
+        "PUBSUB_PUSH_AUTH": "cloud-run-iam",
     }

@@ -142,6 +142,15 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
         in graph.named(f"{prefix}-worker-push").depends_on
     )
 
+    # One coherent push-auth design: Cloud Run's IAM invoker check stays on for the
+    # worker, so Cloud Run validates the token and delivers it with its signature
+    # replaced by SIGNATURE_REMOVED_BY_GOOGLE
+    # (https://cloud.google.com/run/docs/authenticating/service-to-service); the app
+    # must then check the claims, not the signature (services/app test_pubsub.py
+    # pushes such a token).
+    assert not worker.inputs.get("invokerIamDisabled")
+    assert worker_env["PUBSUB_PUSH_AUTH"] == "cloud-run-iam"
+
     # The service agent is asked for explicitly (new projects may not have it yet) and
     # every grant to it waits for it.
     agent = graph.one("gcp:projects/serviceIdentity:ServiceIdentity")

@@ -168,6 +168,14 @@ class Settings(BaseSettings):
         description="Expected 'email' claim of the push token (the push identity).",
         json_schema_extra=_deploy("env", _PUBSUB),
     )
+    pubsub_push_auth: Literal["verify-signature", "cloud-run-iam"] = Field(
+        default="verify-signature",
+        description="Who checks the push token's signature: the app ('verify-signature'), or "
+        "Cloud Run's IAM invoker check ('cloud-run-iam': Cloud Run validates the token and "
+        "delivers it with the signature replaced by SIGNATURE_REMOVED_BY_GOOGLE; the app "
+        "checks its claims). The GCP stack sets 'cloud-run-iam'.",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
 
     # --- authentication ------------------------------------------------------
     jwt_algorithm: Literal["HS256", "RS256"] = Field(
