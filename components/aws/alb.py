@@ -34,7 +34,10 @@ class PublicLoadBalancerArgs:
     """Public subnets, one per AZ."""
     security_group_id: pulumi.Input[str]
     container_port: int = 8000
-    health_check_path: str = "/health/ready"
+    health_check_path: str = "/health/live"
+    """The process only: ECS replaces tasks that fail the target group check, so a Redis or
+    database blip on /health/ready would cycle every healthy task (readiness is for the
+    smoke test and alarms)."""
     domain: str | None = None
     certificate_arn: str | None = None
     """An issued ACM certificate in this region for ``domain``."""

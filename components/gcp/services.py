@@ -30,6 +30,10 @@ HEALTH_PORT = 8081
 """The relay's only listener (WORKER_HEALTH_PORT, or $PORT on Cloud Run): its container
 port, because a Cloud Run service must listen on the container port to become ready."""
 PUSH_PATH = "/pubsub/push"
+STARTUP_PROBE_PATH = "/health/live"
+LIVENESS_PROBE_PATH = "/health/live"
+"""The process answers (the relay: its poll loop beats). Neither needs PostgreSQL, the
+schema or Redis; see tests/gcp/test_gcp_first_deploy.py."""
 
 _CPU = ("1", "2", "4", "6", "8")
 _MEMORY = re.compile(r"^([0-9]+)(Mi|Gi)$")
@@ -379,11 +383,15 @@ class CloudRunApp(pulumi.ComponentResource):
                             startup_cpu_boost=True,
                         ),
                         # Probes target the container port: it is the one port Cloud Run
-                        # routes to, and every process serves /health/* there.
-                        # Ready means the database and Redis answer: no traffic before.
+                        # routes to, and every process serves /health/* there. Both check
+                        # the process only (STARTUP_PROBE_PATH): a Redis maintenance
+                        # restart or a database not migrated yet (the first `up` runs
+                        # before the migrate job) must not block new instances or fail
+                        # a deploy. Dependency health is /health/ready, read by the
+                        # uptime check, the smoke test and the alerts.
                         startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
                             http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                                path="/health/ready", port=port
+                                path=STARTUP_PROBE_PATH, port=port
                             ),
                             initial_delay_seconds=2,
                             period_seconds=5,
@@ -394,7 +402,7 @@ class CloudRunApp(pulumi.ComponentResource):
                         # not restart every instance, hence not /health/ready.
                         liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
                             http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
-                                path="/health/live", port=port
+                                path=LIVENESS_PROBE_PATH, port=port
                             ),
                             period_seconds=15,
                             timeout_seconds=3,

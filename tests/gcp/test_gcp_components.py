@@ -211,11 +211,12 @@ def test_relay_is_always_on_and_uninvokable_worker_accepts_push_audience() -> No
     assert wc["args"] == ["worker"]
     # In Pub/Sub mode the push receiver on $PORT is the worker's only listener.
     assert wc["ports"]["containerPort"] == 8080
-    assert wc["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    # Process-only probes; tests/gcp/test_gcp_first_deploy.py shows why.
+    assert wc["startupProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
     assert wc["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
     api = services["app-api"].inputs
     (ac,) = api["template"]["containers"]
-    assert ac["startupProbe"]["httpGet"]["path"] == "/health/ready"
+    assert ac["startupProbe"]["httpGet"]["path"] == "/health/live"
     assert ac["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert api["template"]["maxInstanceRequestConcurrency"] == 80
 
