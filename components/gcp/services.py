@@ -85,6 +85,19 @@ def pinned_split(
     ]
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """The lookup failed because the service does not exist (and for no other reason).
+
+    The provider's ``google_cloud_run_v2_service`` data source reads the service and, when
+    the API answers 404, fails with ``"<id> not found"``; any other failure (403, 429,
+    5xx) carries the API error instead ("googleapi: Error 403: ...").
+    """
+    text = str(exc).lower()
+    if "googleapi: error" in text and "error 404" not in text:
+        return False
+    return "not found" in text or "error 404" in text
+
+
 @dataclass
 class ServiceSize:
     cpu: str = "1"
@@ -294,6 +307,15 @@ class CloudRunApp(pulumi.ComponentResource):
                 name=name, location=self._args.region, opts=pulumi.InvokeOptions(parent=self)
             )
         except Exception as exc:
+            if not is_not_found(exc):
+                # A permission, quota or transient error must not turn a canary into a
+                # 100 % rollout: only a missing service means "first deploy".
+                raise RuntimeError(
+                    f"{name}: could not read the live traffic split to pin the new "
+                    f"revision at 0 % ({exc}); fix the cause (the deploy identity needs "
+                    "run.services.get) and re-run: without the split this update would "
+                    "send all production traffic to the new revision"
+                ) from exc
             pulumi.log.info(f"{name}: no live service to pin traffic to ({exc})", self)
             return None
         split = pinned_split(live.traffic_statuses)

@@ -29,15 +29,23 @@ class GcpMocks(GroundworkMocks):
     """
 
     def __init__(
-        self, *, live_api_traffic: list[dict[str, Any]] | None = None, **kwargs: Any
+        self,
+        *,
+        live_api_traffic: list[dict[str, Any]] | None = None,
+        lookup_error: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.live_api_traffic = live_api_traffic
+        self.lookup_error = lookup_error
+        """A failure other than "not found" the ``getService`` lookup reports."""
         self.service_lookups: list[dict[str, Any]] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
         if args.token == "gcp:cloudrunv2/getService:getService":
             self.service_lookups.append(dict(args.args))
+            if self.lookup_error is not None:
+                return {}, [("name", self.lookup_error)]
             if self.live_api_traffic is None:
                 # How the provider reports a missing service: a data-source error the
                 # program can catch, not an RPC failure.

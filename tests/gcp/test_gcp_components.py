@@ -503,6 +503,38 @@ def test_pinned_traffic_on_first_deploy_lets_the_first_revision_serve() -> None:
     assert "traffics" not in graph.named("app-api").inputs
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        # What the provider's data source reports for an API error other than 404
+        # (https://cloud.google.com/run/docs/reference/iam/permissions: the deployer needs
+        # run.services.get; quota: https://cloud.google.com/run/quotas).
+        "googleapi: Error 403: Permission 'run.services.get' denied on resource "
+        "'projects/acme-groundwork/locations/europe-west1/services/app-api', forbidden",
+        "googleapi: Error 429: Quota exceeded for quota metric 'Read requests', rateLimitExceeded",
+        "googleapi: Error 503: The service is currently unavailable., backendError",
+    ],
+)
+def test_a_failed_split_lookup_stops_the_deploy_instead_of_skipping_the_canary(
+    error: str,
+) -> None:
+    mocks = GcpMocks(region=REGION, gcp_project="acme-groundwork", lookup_error=error)
+    with pytest.raises(Exception, match="could not read the live traffic split"):
+        run(lambda: _app(api_traffic=TrafficStrategy.PINNED), mocks=mocks)
+
+
+def test_only_not_found_means_first_deploy() -> None:
+    from components.gcp.services import is_not_found
+
+    # The data source's message on a 404 (service absent): "<id> not found".
+    assert is_not_found(
+        Exception("projects/p/locations/europe-west1/services/app-api not found (name)")
+    )
+    assert is_not_found(Exception("googleapi: Error 404: Resource 'app-api' was not found"))
+    assert not is_not_found(Exception("googleapi: Error 403: caller does not have permission"))
+    assert not is_not_found(Exception("connection reset by peer"))
+
+
 def test_latest_traffic_never_looks_the_service_up() -> None:
     mocks = _mocks(LIVE_SPLIT)
     graph = run(lambda: _app(), mocks=mocks)
