@@ -44,6 +44,8 @@ from components.gcp import (
     carve,
     gcp_labels,
 )
+from components.gcp.secrets import replication_of
+from components.gcp.services import is_not_found
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from stacks.config import ConfigError, Settings, invalid_value
@@ -118,6 +120,7 @@ def build(settings: Settings) -> dict[str, Any]:
     push_audience = settings.gcp_push_audience or f"https://{project}/{prefix}-worker/pubsub/push"
 
     replication = SecretReplication(settings.secret_replication)
+    refuse_replication_change(prefix, project, replication, [region], provider)
     secrets = SecretStore(
         prefix,
         SecretStoreArgs(
@@ -265,6 +268,49 @@ def build(settings: Settings) -> dict[str, Any]:
         "artifact_registry_url": registry.repository_url,
         "secret_ids": secrets.secret_ids,
     }
+
+
+def refuse_replication_change(
+    prefix: str,
+    project: str,
+    replication: SecretReplication,
+    region_locations: list[str],
+    provider: gcp.Provider,
+) -> None:
+    """Secret Manager ``replication`` is immutable and the secret ids are fixed.
+
+    The provider would replace every secret: create-first fails on "already exists",
+    delete-first destroys the operator's LLM_API_KEY versions. So the live replication
+    (read from the operator-managed secret) must match ``groundwork:secretReplication``.
+    Only a missing secret (first deploy) skips the check; any other lookup error stops.
+    """
+    secret_id = f"{prefix}-llm-api-key"
+    try:
+        live = gcp.secretmanager.get_secret(
+            secret_id=secret_id, project=project, opts=pulumi.InvokeOptions(provider=provider)
+        )
+    except Exception as exc:
+        if is_not_found(exc):
+            return
+        raise ConfigError(
+            f"could not read secret {secret_id} to check its replication ({exc}); the deploy "
+            "identity needs secretmanager.secrets.get"
+        ) from exc
+    current = replication_of(live)
+    if current is None:
+        return
+    wanted = region_locations if replication is SecretReplication.USER_MANAGED else []
+    if current != (replication, sorted(wanted)):
+        mode, locations = current
+        where = f" in {', '.join(locations)}" if locations else ""
+        raise ConfigError(
+            f"groundwork:secretReplication = {replication.value!r} (region "
+            f"{', '.join(wanted) or 'any'}) differs from the live secrets' replication "
+            f"{mode.value!r}{where}: Secret Manager cannot change replication in place, and "
+            "replacing the secrets would delete the operator's LLM_API_KEY versions. Set "
+            f"groundwork:secretReplication back to {mode.value!r}, or migrate by hand "
+            "(docs/deploy-gcp.md, 'Changes that replace a resource')"
+        )
 
 
 def gcp_location(settings: Settings) -> tuple[str, str]:

@@ -426,3 +426,49 @@ def test_production_keeps_the_serving_split_for_the_gradual_rollout(
     else:
         assert "traffics" not in api
         assert mocks.service_lookups == []
+
+
+# --- immutable properties on fixed names ---------------------------------------------
+
+AUTO = {"autos": [{"customerManagedEncryptions": []}], "userManageds": []}
+IN_REGION = {"autos": [], "userManageds": [{"replicas": [{"location": REGION}]}]}
+
+
+@pytest.mark.parametrize(("live", "setting"), [(AUTO, "user-managed"), (IN_REGION, "automatic")])
+def test_a_secret_replication_change_is_refused_naming_the_key(
+    live: dict[str, Any], setting: str
+) -> None:
+    """Secret Manager cannot change ``replication`` in place
+    (https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets:
+    "replication ... Immutable"): with fixed secret ids the replacement would either
+    fail on the name or, delete-first, drop the operator's LLM_API_KEY versions."""
+    mocks = GcpMocks(region=REGION, gcp_project=PROJECT, live_secret_replication=live)
+    with pytest.raises(ConfigError, match=r"groundwork:secretReplication = .*cannot change"):
+        run_stack("staging", {"secretReplication": setting}, mocks=mocks)
+
+
+def test_unchanged_secret_replication_and_first_deploy_pass() -> None:
+    for live, setting in ((AUTO, "automatic"), (IN_REGION, "user-managed"), (None, "automatic")):
+        mocks = GcpMocks(region=REGION, gcp_project=PROJECT, live_secret_replication=live)
+        graph = run_stack("staging", {"secretReplication": setting}, mocks=mocks)
+        assert graph.of_type("gcp:secretmanager/secret:Secret")
+
+
+def test_a_failed_secret_lookup_stops_the_deploy() -> None:
+    mocks = GcpMocks(
+        region=REGION,
+        gcp_project=PROJECT,
+        secret_lookup_error="googleapi: Error 403: Permission 'secretmanager.secrets.get' denied",
+    )
+    with pytest.raises(ConfigError, match=r"needs secretmanager\.secrets\.get"):
+        run_stack("staging", mocks=mocks)
+
+
+def test_secret_versions_are_abandoned_not_deleted(staging: ProgramRun) -> None:
+    """Revisions pin version numbers; DELETE (the provider default) would destroy the
+    version a serving revision references when the value changes, DISABLE would make
+    its new instances fail to read it. ABANDON keeps it
+    (pulumi_gcp SecretVersion ``deletion_policy`` docstring)."""
+    versions = staging.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    assert len(versions) == 5
+    assert {v.inputs.get("deletionPolicy") for v in versions} == {"ABANDON"}
