@@ -2,8 +2,8 @@
 
 One image, four processes (``groundwork-app api|worker|relay|migrate``), each with its
 own service account that holds only what it uses: ``secretAccessor`` on exactly the
-secrets its container references (one binding per secret) and, for the API and the
-relay, ``pubsub.publisher`` on the jobs topic. None uses the default compute account.
+secrets its container references (one binding per secret) and, for the relay only,
+``pubsub.publisher`` on the jobs topic. None uses the default compute account.
 
 Every container gets the same environment contract (plain env + Secret Manager refs)
 and Direct VPC egress for private ranges only (see ``network.py``).
@@ -143,7 +143,7 @@ class CloudRunAppArgs:
     secrets: Mapping[str, SecretRef]
     """Env name -> Secret Manager ref, identical for every process."""
     publish_topic: pulumi.Input[str]
-    """Jobs topic the API and relay publish to."""
+    """Jobs topic the relay publishes to."""
     push_audience: str
     """Custom audience the worker accepts on Pub/Sub push tokens."""
     network_tags: list[str] = field(default_factory=list)
@@ -222,14 +222,15 @@ class CloudRunApp(pulumi.ComponentResource):
                 for env_name, ref in sorted(args.secrets.items())
             ]
             self._grants[role] = grants
-        for role in ("api", "relay"):
-            gcp.pubsub.TopicIAMMember(
-                f"{name}-{role}-publisher",
-                topic=args.publish_topic,
-                role="roles/pubsub.publisher",
-                member=self.service_accounts[role].member,
-                opts=child,
-            )
+        # Only the relay publishes: the API writes the outbox row in the job's transaction
+        # and never calls Pub/Sub (adapters/broker_probe.py), the worker only receives.
+        gcp.pubsub.TopicIAMMember(
+            f"{name}-relay-publisher",
+            topic=args.publish_topic,
+            role="roles/pubsub.publisher",
+            member=self.service_accounts["relay"].member,
+            opts=child,
+        )
 
         api_ingress = {
             ApiExposure.PRIVATE: "INGRESS_TRAFFIC_INTERNAL_ONLY",

@@ -176,7 +176,7 @@ def test_services_defaults_private_least_privilege_identities() -> None:
     # No project-level role anywhere: only per-resource bindings.
     assert not graph.of_type("gcp:projects/iAMMember:IAMMember")
     publishers = graph.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
-    assert sorted(p.name for p in publishers) == ["app-api-publisher", "app-relay-publisher"]
+    assert sorted(p.name for p in publishers) == ["app-relay-publisher"]
 
 
 def test_each_identity_reads_exactly_the_secrets_its_container_references() -> None:

@@ -190,7 +190,7 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
     assert inspect["topic"] == dlt.state["id"] and "pushConfig" not in inspect
 
 
-def test_only_api_and_relay_publish_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
+def test_only_the_relay_publishes_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
     topic = staging.named("groundwork-staging-jobs").state["name"]
     accounts = by_name(staging, "gcp:serviceaccount/account:Account")
     publishers = {
@@ -198,10 +198,8 @@ def test_only_api_and_relay_publish_and_only_to_the_jobs_topic(staging: ProgramR
         for b in staging.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
         if b.inputs["role"] == "roles/pubsub.publisher" and b.inputs["topic"] == topic
     }
-    assert publishers == {
-        accounts["groundwork-staging-api-sa"].state["member"],
-        accounts["groundwork-staging-relay-sa"].state["member"],
-    }
+    # The API only writes the outbox; a publisher grant there is privilege it never uses.
+    assert publishers == {accounts["groundwork-staging-relay-sa"].state["member"]}
 
 
 # --- staging is cheap, production is highly available -----------------------------
@@ -472,3 +470,56 @@ def test_secret_versions_are_abandoned_not_deleted(staging: ProgramRun) -> None:
     versions = staging.of_type("gcp:secretmanager/secretVersion:SecretVersion")
     assert len(versions) == 5
     assert {v.inputs.get("deletionPolicy") for v in versions} == {"ABANDON"}
+
+
+# --- the deploy identity's roles (docs/bootstrap.md) --------------------------------
+
+# The predefined role that manages each resource module the GCP program creates
+# (https://cloud.google.com/iam/docs/understanding-roles). Compute splits in two:
+# firewalls, SSL certificates/policies and Cloud Armor policies are securityAdmin.
+ROLE_OF_MODULE = {
+    "artifactregistry": {"roles/artifactregistry.admin"},
+    "cloudrunv2": {"roles/run.admin", "roles/iam.serviceAccountUser"},
+    "compute": {"roles/compute.networkAdmin", "roles/compute.securityAdmin"},
+    "monitoring": {"roles/monitoring.admin"},
+    "logging": {"roles/logging.configWriter"},
+    "projects": {"roles/serviceusage.serviceUsageAdmin"},
+    "pubsub": {"roles/pubsub.admin"},
+    "redis": {"roles/redis.admin"},
+    "secretmanager": {"roles/secretmanager.admin"},
+    "serviceaccount": {"roles/iam.serviceAccountAdmin"},
+    "servicenetworking": {"roles/servicenetworking.networksAdmin"},
+    "sql": {"roles/cloudsql.admin"},
+}
+
+
+def _deploy_roles() -> set[str]:
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("docs/bootstrap.md").read_text()
+    block = text[
+        text.index('sa "groundwork-deploy-$env"') : text.index('state "groundwork-deploy-$env"')
+    ]
+    return set(re.findall(r"roles/[A-Za-z.]+", block))
+
+
+def test_deploy_identity_holds_what_the_program_creates_and_nothing_more(
+    production: ProgramRun, staging: ProgramRun
+) -> None:
+    roles = _deploy_roles()
+    needed: set[str] = set()
+    for graph in (staging, production):
+        for resource in graph.resources:
+            if resource.custom and resource.type.startswith("gcp:") and "/" in resource.type:
+                module = resource.type.split(":")[1].split("/")[0]
+                assert module in ROLE_OF_MODULE, f"no deploy role documented for {resource.type}"
+                needed |= ROLE_OF_MODULE[module]
+    assert needed <= roles, sorted(needed - roles)
+    assert roles <= set().union(*ROLE_OF_MODULE.values()), "a documented role nothing needs"
+    # No project-level IAM binding and no VPC Access connector are created.
+    assert not any(
+        r.type in ("gcp:projects/iAMMember:IAMMember", "gcp:vpcaccess/connector:Connector")
+        for r in production.resources
+    )
+    assert not roles & {"roles/resourcemanager.projectIamAdmin", "roles/vpcaccess.admin"}
