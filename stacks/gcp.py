@@ -44,6 +44,7 @@ from components.gcp import (
     carve,
     gcp_labels,
 )
+from components.gcp.database import AUDIT_FLAGS, DEFAULT_FLAGS
 from components.gcp.secrets import replication_of
 from components.gcp.services import is_not_found
 from components.image_ref import require_in_repository
@@ -92,6 +93,8 @@ def build(settings: Settings) -> dict[str, Any]:
             disk_size_gb=settings.db_allocated_storage_gb,
             disk_autoresize_limit_gb=settings.db_max_storage_gb,
             backup_retention_days=settings.db_backup_retention_days,
+            backup_location=region,
+            flags={**DEFAULT_FLAGS, **(AUDIT_FLAGS if settings.is_production else {})},
             deletion_protection=settings.deletion_protection,
             database_name=settings.service.replace("-", "_"),
             user_name=f"{settings.service.replace('-', '_')}_app",
@@ -386,6 +389,11 @@ def service_env(
         "DB_PORT": "5432",
         "DB_NAME": database.database_name,
         "DB_USER": database.user_name,
+        # Authenticate the server, not just encrypt: chain to the instance's own CA.
+        # verify-ca, not verify-full: the certificate's CN is "<project>:<instance>",
+        # it names no IP, and the services connect by private IP.
+        "DB_SSLMODE": "verify-ca",
+        "DB_TLS_CA_CERT": database.server_ca_pem,
         # Cloud SQL is reached directly (no pooler in between): cache prepared statements.
         "DB_STATEMENT_CACHE_SIZE": "100",
         "REDIS_HOST": cache.host,

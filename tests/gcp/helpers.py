@@ -18,6 +18,7 @@ REDIS_CAS = (
     "-----BEGIN CERTIFICATE-----\nMIIBcurrent\n-----END CERTIFICATE-----\n",
     "-----BEGIN CERTIFICATE-----\nMIIBnext\n-----END CERTIFICATE-----\n",
 )
+SQL_CA = "-----BEGIN CERTIFICATE-----\nMIIBsqlserverca\n-----END CERTIFICATE-----\n"
 BASE_CONFIG = {"groundwork:cloud": "gcp", "gcp:project": PROJECT, "gcp:region": REGION}
 
 
@@ -77,6 +78,8 @@ class GcpMocks(GroundworkMocks):
             state.setdefault("address", "203.0.113.10")
         if args.typ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
             state.setdefault("uptimeCheckId", f"{args.name}-check")
+        if args.typ == "gcp:sql/databaseInstance:DatabaseInstance":
+            state["serverCaCerts"] = [{"cert": SQL_CA}]
         if args.typ == "gcp:redis/instance:Instance":
             state["serverCaCerts"] = [{"cert": pem} for pem in REDIS_CAS]
         if args.typ == "gcp:secretmanager/secret:Secret":

@@ -15,6 +15,7 @@ from tests.gcp.helpers import (
     PUBSUB_AGENT,
     REDIS_CAS,
     REGION,
+    SQL_CA,
     GcpMocks,
     by_name,
     containers,
@@ -62,7 +63,7 @@ def test_every_container_gets_exactly_the_pubsub_contract(
     assert set(secrets) == CONTRACT.secrets
     assert plain["APP_ENV"] == stack
     assert plain["QUEUE_BACKEND"] == "pubsub"
-    assert plain["DB_SSLMODE"] == "require"
+    assert plain["DB_SSLMODE"] == "verify-ca"  # see test_services_authenticate_cloud_sql
     assert plain["REDIS_TLS"] == "true"
     assert plain["PUBSUB_PROJECT_ID"] == PROJECT
     assert containers(graph)[process]["args"] == [process]
@@ -523,3 +524,42 @@ def test_deploy_identity_holds_what_the_program_creates_and_nothing_more(
         for r in production.resources
     )
     assert not roles & {"roles/resourcemanager.projectIamAdmin", "roles/vpcaccess.admin"}
+
+
+# --- database TLS, backups, audit -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_services_authenticate_cloud_sql_by_its_own_ca(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    """sslmode=require encrypts but accepts any certificate. Cloud SQL's per-instance CA
+    (GOOGLE_MANAGED_INTERNAL_CA, https://cloud.google.com/sql/docs/postgres/authorize-ssl)
+    signs a certificate whose CN is "<project>:<instance>" and that names no IP, so the
+    services verify the chain to that CA (verify-ca); services/app test_db_tls.py does it
+    against a real PostgreSQL with such a certificate."""
+    graph: ProgramRun = request.getfixturevalue(stack)
+    sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")
+    assert sql["settings"]["ipConfiguration"]["serverCaMode"] == "GOOGLE_MANAGED_INTERNAL_CA"
+    for process in PROCESSES:
+        plain, _ = env_of(containers(graph)[process])
+        assert plain["DB_SSLMODE"] == "verify-ca"
+        assert plain["DB_TLS_CA_CERT"] == SQL_CA
+
+
+def test_backups_stay_in_the_region_and_production_audits(
+    staging: ProgramRun, production: ProgramRun
+) -> None:
+    for graph in (staging, production):
+        sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")
+        assert sql["settings"]["backupConfiguration"]["location"] == REGION
+
+    def flags(graph: ProgramRun) -> dict[str, str]:
+        sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")
+        return {f["name"]: f["value"] for f in sql["settings"]["databaseFlags"]}
+
+    assert flags(production)["cloudsql.enable_pgaudit"] == "on"
+    assert {"ddl", "role", "write"} <= set(flags(production)["pgaudit.log"].split(","))
+    for flag in ("log_connections", "log_hostname", "log_duration"):
+        assert flags(production)[flag] == "on"
+    assert "cloudsql.enable_pgaudit" not in flags(staging)
