@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 
 import pulumi
@@ -307,7 +308,11 @@ def test_edge_has_owasp_waf_rate_limit_managed_cert_and_redirect() -> None:
     policy = graph.one("gcp:compute/securityPolicy:SecurityPolicy").inputs
     rules = sorted(policy["rules"], key=lambda r: r["priority"])
     waf = [r for r in rules if "evaluatePreconfiguredWaf" in str(r["match"])]
-    assert {r["match"]["expr"]["expression"].split("'")[1] for r in waf} == set(OWASP_RULES)
+    found = {
+        re.search(r"evaluatePreconfiguredWaf\('([^']+)'", r["match"]["expr"]["expression"])[1]  # type: ignore[index]
+        for r in waf
+    }
+    assert found == set(OWASP_RULES)
     assert all(r["action"] == "deny(403)" for r in waf)
     rate = next(r for r in rules if r["action"] == "rate_based_ban")
     assert rate["priority"] > max(r["priority"] for r in waf)
