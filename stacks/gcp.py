@@ -45,6 +45,7 @@ from components.gcp import (
     gcp_labels,
 )
 from components.gcp.database import AUDIT_FLAGS, DEFAULT_FLAGS
+from components.gcp.logs import ServiceLogs, ServiceLogsArgs
 from components.gcp.secrets import replication_of
 from components.gcp.services import is_not_found
 from components.image_ref import require_in_repository
@@ -227,6 +228,20 @@ def build(settings: Settings) -> dict[str, Any]:
             opts,
         )
     api_url: pulumi.Output[str] = edge.url if edge else app.api_url
+
+    ServiceLogs(
+        prefix,
+        ServiceLogsArgs(
+            project=project,
+            region=region,
+            # CloudWatch's longest step (3653) is 3 days over Cloud Logging's maximum.
+            retention_days=min(settings.log_retention_days, 3650),
+            run_service_prefix=f"{prefix}-",
+            sql_instance_id=database.instance_name.apply(lambda n: f"{project}:{n}"),
+            labels=labels,
+        ),
+        opts,
+    )
 
     alerts = Alerts(
         prefix,

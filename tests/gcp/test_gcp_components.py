@@ -409,8 +409,10 @@ def test_alerts_cover_every_signal_and_notify_the_channel() -> None:
         "redis-memory": 0.85,
         "pubsub-oldest-unacked": 600,
         "dead-letters": 0,
+        "push-rejected": 0.05,
     }
-    assert set(policies) == set(expected)
+    burn = {f"slo-{k}-{s}-burn" for k in ("availability", "latency") for s in ("fast", "slow")}
+    assert set(policies) == set(expected) | burn
     for key, threshold in expected.items():
         (condition,) = policies[key]["conditions"]
         assert condition["conditionThreshold"]["thresholdValue"] == threshold, key
@@ -423,6 +425,39 @@ def test_alerts_cover_every_signal_and_notify_the_channel() -> None:
     assert "mon-api-uptime-check" in uptime_filter["filter"]
     assert '"dl-sub"' in policies["dead-letters"]["conditions"][0]["conditionThreshold"]["filter"]
     assert '"p:pg"' in policies["sql-disk"]["conditions"][0]["conditionThreshold"]["filter"]
+
+
+def test_push_deliveries_are_alerted_by_response_class() -> None:
+    """Pub/Sub reports every push by ``response_class`` (ack, remote_server_4xx, ...,
+    https://cloud.google.com/monitoring/api/metrics_gcp#gcp-pubsub): a worker answering
+    401 to every push (defect 1) crosses this ratio at once."""
+    graph = run(lambda: _alerts(notification_email="ops@ex.com"))
+    (policy,) = [
+        p
+        for p in graph.of_type("gcp:monitoring/alertPolicy:AlertPolicy")
+        if p.name == "mon-push-rejected"
+    ]
+    condition = policy.inputs["conditions"][0]["conditionThreshold"]
+    assert "subscription/push_request_count" in condition["filter"]
+    assert 'response_class != "ack"' in condition["filter"]
+    assert "response_class" not in condition["denominatorFilter"]
+
+
+def test_api_slos_have_multi_window_burn_rate_alerts() -> None:
+    graph = run(lambda: _alerts(notification_email="ops@ex.com"))
+    slos = {s.inputs["sloId"]: s.inputs for s in graph.of_type("gcp:monitoring/slo:Slo")}
+    assert slos["availability"]["goal"] == 0.995
+    ratio = slos["availability"]["requestBasedSli"]["goodTotalRatio"]
+    assert 'response_code_class = "5xx"' in ratio["badServiceFilter"]
+    cut = slos["latency"]["requestBasedSli"]["distributionCut"]
+    assert (slos["latency"]["goal"], cut["range"]["max"]) == (0.95, 2000)
+    policies = {p.name: p.inputs for p in graph.of_type("gcp:monitoring/alertPolicy:AlertPolicy")}
+    fast = policies["mon-slo-availability-fast-burn"]
+    assert fast["combiner"] == "AND"  # both windows: fast to fire, fast to recover
+    filters = [c["conditionThreshold"]["filter"] for c in fast["conditions"]]
+    assert [f.split('", "')[1] for f in filters] == ['60m")', '5m")']
+    assert all(f.startswith("select_slo_burn_rate(") for f in filters)
+    assert {c["conditionThreshold"]["thresholdValue"] for c in fast["conditions"]} == {14.4}
 
 
 def test_dashboard_has_the_four_golden_signals() -> None:

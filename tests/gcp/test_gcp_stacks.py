@@ -284,7 +284,10 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
     assert cheap["gcp:secretmanager/secret:Secret"] == 5
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 10
+    # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates.
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 15
+    assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
+    assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -563,3 +566,17 @@ def test_backups_stay_in_the_region_and_production_audits(
     for flag in ("log_connections", "log_hostname", "log_duration"):
         assert flags(production)[flag] == "on"
     assert "cloudsql.enable_pgaudit" not in flags(staging)
+
+
+def test_log_retention_is_honoured_by_a_bucket_the_service_logs_are_routed_to(
+    staging: ProgramRun, production: ProgramRun
+) -> None:
+    for graph, days in ((staging, 30), (production, 365)):
+        bucket = graph.one("gcp:logging/projectBucketConfig:ProjectBucketConfig").inputs
+        assert (bucket["retentionDays"], bucket["location"]) == (days, REGION)
+        sink = graph.one("gcp:logging/projectSink:ProjectSink").inputs
+        assert sink["destination"].endswith(f"/locations/{REGION}/buckets/{bucket['bucketId']}")
+        prefix = f"groundwork-{graph.stack}-"
+        assert f'service_name = starts_with("{prefix}")' in sink["filter"]
+        assert f'job_name = starts_with("{prefix}")' in sink["filter"]
+        assert 'resource.type = "cloudsql_database"' in sink["filter"]
