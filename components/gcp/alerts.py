@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -74,6 +75,10 @@ class AlertsArgs:
             raise ValueError(f"uptime_path={self.uptime_path!r} must start with '/'")
         if not {"api", "worker", "relay"} <= set(self.run_service_names):
             raise ValueError("run_service_names needs api, worker and relay")
+
+
+def _burn_rate_filter(window: str, slo_name: str) -> str:
+    return f'select_slo_burn_rate("{slo_name}", "{window}")'
 
 
 def _quoted(values: list[str]) -> str:
@@ -444,9 +449,7 @@ class Alerts(pulumi.ComponentResource):
                         gcp.monitoring.AlertPolicyConditionArgs(
                             display_name=f"burn rate over {window}",
                             condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
-                                filter=slo.name.apply(
-                                    lambda n, w=window: f'select_slo_burn_rate("{n}", "{w}")'
-                                ),
+                                filter=slo.name.apply(partial(_burn_rate_filter, window)),
                                 comparison="COMPARISON_GT",
                                 threshold_value=factor,
                                 duration="0s",
