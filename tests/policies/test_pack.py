@@ -102,6 +102,52 @@ def test_main_builds_the_pack_from_the_policies_directory() -> None:
     assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory"]
 
 
+def test_the_pack_imports_in_its_own_environment() -> None:
+    # The CLI installs only policies/requirements.txt into policies/venv, so the pack may
+    # import nothing else from the repository's environment; the shared Tier comes from
+    # the standard-library-only groundwork.tier. Block what that venv does not have.
+    requirements = (ROOT / "policies" / "requirements.txt").read_text().split()
+    assert {"pulumi>=3.200,<4", "pulumi-policy>=1.13,<2"} <= set(requirements)
+    code = (
+        "import sys, importlib.abc\n"
+        "ABSENT = {'pydantic', 'pulumi_aws', 'pulumi_gcp', 'pulumi_random', 'pulumi_docker',\n"
+        "          'typer', 'rich', 'boto3', 'httpx', 'jwt', 'stacks', 'components',\n"
+        "          'groundwork_app'}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        top = name.split('.')[0]\n"
+        "        cli = name.startswith('groundwork.') and name != 'groundwork.tier'\n"
+        "        if top in ABSENT or cli:\n"
+        "            raise ImportError(f'{name} is not in policies/venv')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import runpy, pulumi_policy\n"
+        "captured = {}\n"
+        "pulumi_policy.PolicyPack = lambda **kw: captured.update(kw)\n"
+        "runpy.run_path('__main__.py', run_name='__main__')\n"
+        "from policies.registry import Tier\n"
+        "print(len(captured['policies']), Tier.__module__)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT / "policies",
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(len(RULES)), "groundwork.tier"]
+
+
+def test_tier_is_defined_once() -> None:
+    from groundwork.tier import Tier as Shared
+    from stacks.config import Tier as StackTier
+
+    assert Tier is Shared is StackTier
+
+
 def test_every_policy_is_well_formed() -> None:
     assert len({p.name for p in POLICIES}) == len(POLICIES)
     for rule, policy in zip(RULES, POLICIES, strict=True):
@@ -235,6 +281,8 @@ def test_verdicts_carry_rule_level_severity_resource_and_remediation(
     assert verdict.resource_type == "aws:rds/instance:Instance"
     assert verdict.urn.endswith("::production-db")
     assert "Remediation: Set multi_az=True" in verdict.message
+    # The message already says how to fix it; the separate field would only repeat it.
+    assert verdict.remediation == ""
     assert "aws-rds-instance-multi-az" in format_verdicts([verdict])
 
 
@@ -279,6 +327,9 @@ def test_values_unknown_at_preview_become_advisory_like_the_engine() -> None:
     immutable = [v for v in verdicts if v.rule == "aws-ecr-repository-immutable-tags"]
     assert len(immutable) == 1 and immutable[0].enforcement == "advisory"
     assert "can't be known during preview" in immutable[0].message
+    # The engine's note does not say how to fix the rule: the fix comes from the Rule.
+    rule = next(r for r in RULES if r.name == "aws-ecr-repository-immutable-tags")
+    assert immutable[0].remediation == rule.remediation != ""
     assert not [v for v in verdicts if v.rule == "aws-ecr-repository-scan-on-push"]
 
 
