@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.pyrun import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,15 +57,6 @@ def test_plan_imports_the_program_from_the_project_root() -> None:
         "print(*_settings_preflight(load_stack_config('production', root=Path(root))))\n"
         "print(sys.modules['stacks'].__file__.startswith(root))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd="/",
-        env=env,
-        check=False,
-    )
+    result = run_python(code, cwd="/")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["aws", "production", "True"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from policies import aws_rules, gcp_rules
 from policies.pack import POLICIES, RULES, config_path, pack_config, render_config
 from policies.registry import Tier
 from tests.policies.helpers import TAGS, NotApplicable, record, violations
+from tests.pyrun import run_python
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -88,16 +88,7 @@ def test_main_builds_the_pack_from_the_policies_directory() -> None:
         "runpy.run_path('__main__.py', run_name='__main__')\n"
         "print(captured['name'], len(captured['policies']), captured['enforcement_level'].value)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT / "policies",
-        env=env,
-        check=False,
-    )
+    result = run_python(code, cwd=ROOT / "policies")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory"]
 
@@ -127,16 +118,7 @@ def test_the_pack_imports_in_its_own_environment() -> None:
         "from policies.registry import Tier\n"
         "print(len(captured['policies']), Tier.__module__)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT / "policies",
-        env=env,
-        check=False,
-    )
+    result = run_python(code, cwd=ROOT / "policies")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(len(RULES)), "groundwork.tier"]
 
