@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pulumi_aws as aws
@@ -64,63 +62,41 @@ NO_RULE_NEEDED = {
 def test_importing_the_pack_builds_policies_without_starting_a_server() -> None:
     # PolicyPack() prints its gRPC port and blocks forever: a clean, prompt exit with only
     # our own output proves importing builds the list without constructing the pack.
-    code = "import policies.pack as p; print(len(p.POLICIES))"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=True,
-    )
+    result = run_python("import policies.pack as p; print(len(p.POLICIES))", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(len(RULES))]
     assert len(RULES) > 80
 
 
-def test_main_builds_the_pack_from_the_policies_directory() -> None:
-    # Run __main__.py as the CLI does (cwd policies/, repository root NOT importable),
-    # with PolicyPack replaced so the server does not start.
-    code = (
-        "import sys, runpy, pulumi_policy\n"
-        f"sys.path[:] = [p for p in sys.path if p not in ('', {str(ROOT)!r})]\n"
-        "captured = {}\n"
-        "pulumi_policy.PolicyPack = lambda **kw: captured.update(kw)\n"
-        "runpy.run_path('__main__.py', run_name='__main__')\n"
-        "print(captured['name'], len(captured['policies']), captured['enforcement_level'].value)\n"
-    )
-    result = run_python(code, cwd=ROOT / "policies")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory"]
-
-
-def test_the_pack_imports_in_its_own_environment() -> None:
-    # The CLI installs only policies/requirements.txt into policies/venv, so the pack may
-    # import nothing else from the repository's environment; the shared Tier comes from
-    # the standard-library-only groundwork.tier. Block what that venv does not have.
+def test_main_builds_the_pack_in_its_own_environment() -> None:
+    # Run __main__.py as the CLI does: cwd policies/, repository root NOT importable, and
+    # only what policies/venv has (the CLI installs policies/requirements.txt there): the
+    # shared Tier comes from the standard-library-only groundwork.tier. PolicyPack is
+    # replaced so the server does not start.
     requirements = (ROOT / "policies" / "requirements.txt").read_text().split()
     assert {"pulumi>=3.200,<4", "pulumi-policy>=1.13,<2"} <= set(requirements)
     code = (
-        "import sys, importlib.abc\n"
+        "import sys, importlib.abc, runpy, pulumi_policy\n"
+        f"sys.path[:] = [p for p in sys.path if p not in ('', {str(ROOT)!r})]\n"
         "ABSENT = {'pydantic', 'pulumi_aws', 'pulumi_gcp', 'pulumi_random', 'pulumi_docker',\n"
         "          'typer', 'rich', 'boto3', 'httpx', 'jwt', 'stacks', 'components',\n"
         "          'groundwork_app'}\n"
         "class Block(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        top = name.split('.')[0]\n"
         "        cli = name.startswith('groundwork.') and name != 'groundwork.tier'\n"
-        "        if top in ABSENT or cli:\n"
+        "        if name.split('.')[0] in ABSENT or cli:\n"
         "            raise ImportError(f'{name} is not in policies/venv')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import runpy, pulumi_policy\n"
         "captured = {}\n"
         "pulumi_policy.PolicyPack = lambda **kw: captured.update(kw)\n"
         "runpy.run_path('__main__.py', run_name='__main__')\n"
         "from policies.registry import Tier\n"
-        "print(len(captured['policies']), Tier.__module__)\n"
+        "print(captured['name'], len(captured['policies']), captured['enforcement_level'].value)\n"
+        "print(Tier.__module__)\n"
     )
     result = run_python(code, cwd=ROOT / "policies")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(len(RULES)), "groundwork.tier"]
+    assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory", "groundwork.tier"]
 
 
 def test_tier_is_defined_once() -> None:
