@@ -83,7 +83,26 @@ class Settings(BaseSettings):
     db_port: int = Field(default=5432, ge=1, le=65535, json_schema_extra=_deploy("env"))
     db_name: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
     db_user: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
-    db_password: SecretStr = Field(default=SecretStr(""), json_schema_extra=_deploy("secret"))
+    db_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of DB_USER. Unused (and not injected) when DB_IAM_AUTH=true.",
+        json_schema_extra=_deploy("secret"),
+    )
+    db_iam_auth: bool = Field(
+        default=False,
+        description="Authenticate with a fresh RDS IAM token per new connection (signed with "
+        "the task role) instead of DB_PASSWORD: nothing to rotate, nothing to restart. The AWS "
+        "stacks set it for api, worker and relay; migrate keeps the master password.",
+        json_schema_extra=_deploy("env"),
+    )
+    db_app_user: str = Field(
+        default="",
+        pattern=r"^([a-z_][a-z0-9_]{0,62})?$",
+        description="migrate only: the role api, worker and relay connect as. After upgrading "
+        "the schema, migrate creates it (LOGIN, rds_iam where that role exists) and grants it "
+        "data access (no DDL). Empty: the processes share DB_USER.",
+        json_schema_extra=_deploy("env"),
+    )
     db_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer",
         description="TLS to PostgreSQL. The stacks set 'require' (RDS / Cloud SQL enforce TLS).",
@@ -339,6 +358,8 @@ class Settings(BaseSettings):
             "DB_PASSWORD": self.db_password,
             "REDIS_PASSWORD": self.redis_password,
         }
+        if self.db_iam_auth:
+            secrets.pop("DB_PASSWORD")
         if self.jwt_algorithm == "RS256":
             secrets.pop("JWT_SECRET")
             if not self.jwt_jwks_url:

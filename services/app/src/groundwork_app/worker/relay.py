@@ -30,6 +30,7 @@ import asyncpg
 import structlog
 
 from groundwork_app.db.schema import OUTBOX_CHANNEL
+from groundwork_app.db.auth import db_password
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER, OutboundMessage, Publisher
@@ -201,7 +202,7 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(
                     settings.database_dsn,
-                    password=settings.db_password.get_secret_value() or None,
+                    password=db_password(settings),
                     ssl=ssl_context(settings),
                     timeout=10,
                     statement_cache_size=0,
