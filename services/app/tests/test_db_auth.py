@@ -17,11 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
-
-from groundwork.devservers import DevServers
 from groundwork_app import migrate
 from groundwork_app.db import auth, jobs_repo
 from groundwork_app.settings import Settings
+
+from groundwork.devservers import DevServers
+
 
 class RotatingSecret:
     """The credential store: what the token signer (IAM) would hand out right now."""
@@ -84,7 +85,12 @@ async def test_iam_pool_asks_for_a_credential_per_connection_and_survives_rotati
     monkeypatch.setenv("AWS_REGION", "us-east-1")  # Fargate sets it in every task
     monkeypatch.setattr(auth.IamAuthToken, "_rds", lambda self: rotating_role)
     settings = _settings(
-        servers, db_user=rotating_role.role, db_password="", db_iam_auth=True, db_pool_size=3, db_max_overflow=0
+        servers,
+        db_user=rotating_role.role,
+        db_password="",
+        db_iam_auth=True,
+        db_pool_size=3,
+        db_max_overflow=0,
     )
     pool = await jobs_repo.create_pool(settings)
     try:
@@ -128,9 +134,7 @@ def test_token_is_an_rds_iam_presigned_connect_request(monkeypatch: pytest.Monke
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     auth.token_factory.cache_clear()
     host = "gw-production-db-proxy.proxy-abc123.eu-west-1.rds.amazonaws.com"
-    settings = Settings(
-        db_host=host, db_user="groundwork_app", db_iam_auth=True, _env_file=None
-    )
+    settings = Settings(db_host=host, db_user="groundwork_app", db_iam_auth=True, _env_file=None)
     factory = auth.db_password(settings)
     assert isinstance(factory, auth.IamAuthToken) and factory.region == "eu-west-1"
     assert auth.db_password(settings) is factory  # one botocore client per endpoint

@@ -33,7 +33,8 @@ _APP_ROLE_GRANTS = (
     # Tables a later migration creates (as this same migrating user) are covered too.
     "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
     'GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO "{role}"',
-    'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "{role}"',
+    "ALTER DEFAULT PRIVILEGES IN SCHEMA public "
+    'GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO "{role}"',
 )
 
 

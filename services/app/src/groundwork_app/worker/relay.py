@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
-from groundwork_app.db.schema import OUTBOX_CHANNEL
 from groundwork_app.db.auth import db_password
+from groundwork_app.db.schema import OUTBOX_CHANNEL
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER, OutboundMessage, Publisher
