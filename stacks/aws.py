@@ -46,6 +46,7 @@ from components.aws.container_service import (
     describe_memory_options,
     fargate_memory_options,
 )
+from components.aws.database import app_connect_statement
 from components.image_ref import ImageReference
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
 from stacks.service_env import application_env
@@ -70,12 +71,15 @@ def build(settings: Settings) -> dict[str, Any]:
         validate_image_uri(settings.image_uri, region, account)
     api_deployment = DeploymentStrategy(settings.api_deployment_strategy)
     recovery_days = 30 if settings.is_production else 7
+    # Stateful resources of a protected tier refuse `pulumi destroy` and replacement.
+    protect = settings.deletion_protection
 
     logs_key = EncryptionKey(
         f"{prefix}-logs",
         EncryptionKeyArgs(
             description=f"{prefix}: CloudWatch log groups",
             service_principals=[f"logs.{region}.amazonaws.com"],
+            protect=protect,
         ),
         opts=opts,
     )
@@ -104,7 +108,9 @@ def build(settings: Settings) -> dict[str, Any]:
     app_tasks = {p: tasks[p] for p in ("api", "worker", "relay")}
 
     secrets = AppSecrets(
-        f"{prefix}-secrets", AppSecretsArgs(recovery_window_days=recovery_days), opts=opts
+        f"{prefix}-secrets",
+        AppSecretsArgs(recovery_window_days=recovery_days, protect=protect),
+        opts=opts,
     )
 
     database = Database(
@@ -120,8 +126,19 @@ def build(settings: Settings) -> dict[str, Any]:
             backup_retention_days=settings.db_backup_retention_days,
             deletion_protection=settings.deletion_protection,
             final_snapshot=settings.is_production or settings.deletion_protection,
-            read_replica=settings.db_read_replica,
+            protect=protect,
             proxy=settings.db_proxy,
+            log_retention_days=settings.log_retention_days,
+            log_kms_key_arn=logs_key.key_arn,
+            backup_replica_provider=(
+                aws.Provider(
+                    f"{prefix}-aws-backups",
+                    region=dr_region,
+                    default_tags={"tags": settings.tags},
+                )
+                if (dr_region := backup_region(settings, region))
+                else None
+            ),
         ),
         opts=opts,
     )
@@ -140,6 +157,7 @@ def build(settings: Settings) -> dict[str, Any]:
             secret_recovery_window_days=recovery_days,
             log_retention_days=settings.log_retention_days,
             log_kms_key_arn=logs_key.key_arn,
+            protect=protect,
         ),
         opts=opts,
     )
@@ -182,6 +200,7 @@ def build(settings: Settings) -> dict[str, Any]:
 
     environment = service_environment(settings, database, cache, broker)
     secret_refs = {
+        # The master password, for migrate alone; the others authenticate with IAM tokens.
         "DB_PASSWORD": database.master_secret_arn.apply(lambda arn: f"{arn}:password::"),
         "REDIS_PASSWORD": cache.auth_secret_arn,
         "RABBITMQ_PASSWORD": broker.credentials_secret_arn.apply(lambda a: f"{a}:password::"),
@@ -208,6 +227,11 @@ def build(settings: Settings) -> dict[str, Any]:
             environment=environment,
             secrets=secret_refs,
             secret_arns=list(secret_arns.values()),
+            process_environment={"migrate": migrate_environment(database)},
+            migrate_only_secrets=frozenset({"DB_PASSWORD"}),
+            task_policy_statements=[
+                database.app_connect_arn.apply(lambda arn: app_connect_statement([arn]))
+            ],
             kms_key_arns=[secrets.kms_key_arn, database.kms_key_arn],
             broker_name=broker.broker_name,
             image=(
@@ -301,7 +325,9 @@ def service_environment(
         "DB_HOST": database.address,
         "DB_PORT": str(database.port),
         "DB_NAME": database.database_name,
-        "DB_USER": database.username,
+        # api, worker and relay: the application role, a fresh IAM token per connection.
+        "DB_USER": database.app_username,
+        "DB_IAM_AUTH": "true",
         # Prepared statements only on direct connections: RDS Proxy would pin sessions.
         "DB_STATEMENT_CACHE_SIZE": "0" if settings.db_proxy else str(DIRECT_STATEMENT_CACHE),
         "REDIS_HOST": cache.primary_endpoint,
@@ -313,6 +339,60 @@ def service_environment(
         "RABBITMQ_USER": broker.username,
         "RABBITMQ_TLS": "true",
     }
+
+
+def migrate_environment(database: Database) -> dict[str, pulumi.Input[str]]:
+    """migrate connects to the instance as the master user (password from the RDS-managed
+    secret, read fresh at each task start) and creates the application role."""
+    return {
+        "DB_HOST": database.instance_address,
+        "DB_USER": database.username,
+        "DB_IAM_AUTH": "false",
+        "DB_APP_USER": database.app_username,
+    }
+
+
+# Where production's automated backups are replicated by default: a nearby region of
+# the same partition that supports RDS cross-region automated backups.
+BACKUP_REGION_PAIRS = {
+    "us-east-1": "us-west-2",
+    "us-east-2": "us-west-2",
+    "us-west-1": "us-east-1",
+    "us-west-2": "us-east-1",
+    "ca-central-1": "us-east-1",
+    "eu-west-1": "eu-central-1",
+    "eu-west-2": "eu-west-1",
+    "eu-west-3": "eu-central-1",
+    "eu-central-1": "eu-west-1",
+    "eu-north-1": "eu-west-1",
+    "ap-northeast-1": "ap-northeast-3",
+    "ap-northeast-2": "ap-northeast-1",
+    "ap-south-1": "ap-southeast-1",
+    "ap-southeast-1": "ap-northeast-1",
+    "ap-southeast-2": "ap-southeast-1",
+    "sa-east-1": "us-east-1",
+}
+
+
+def backup_region(settings: Settings, region: str) -> str | None:
+    """The region automated backups are replicated to, or None."""
+    chosen = settings.db_backup_region
+    if chosen == "none":
+        return None
+    if chosen is None:
+        if not settings.is_production:
+            return None
+        chosen = BACKUP_REGION_PAIRS.get(region)
+        if chosen is None:
+            raise invalid_value(
+                "dbBackupRegion",
+                "(unset)",
+                f"a region to replicate production backups of {region} to (no default "
+                "pair is known for it), or 'none' to keep them in one region",
+            )
+    if chosen == region:
+        raise invalid_value("dbBackupRegion", chosen, f"a region other than the stack's ({region})")
+    return chosen
 
 
 def tag_everything(tags: dict[str, str]) -> None:
@@ -396,6 +476,15 @@ def validate(settings: Settings) -> None:
             settings.nat,
             "'none' needs interfaceEndpoints=true (otherwise tasks "
             "cannot pull images, read secrets or ship logs)",
+        )
+    if settings.db_read_replica:
+        raise invalid_value(
+            "dbReadReplica",
+            "true",
+            "false: RDS refuses a read replica of an instance whose master password it "
+            "manages ('Creating read replicas for source instance ... where "
+            "ManageMasterUserPassword is enabled is not supported'), and the service never "
+            "reads from one; use dbMultiAz for availability and dbBackupRegion for DR",
         )
     if settings.domain and not (settings.certificate_arn or settings.hosted_zone_id):
         raise invalid_value(

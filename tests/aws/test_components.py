@@ -38,7 +38,7 @@ from components.aws import (
 from components.aws.alb import INSECURE_HTTP_WARNING, TLS_POLICY, bounded_name
 from components.aws.container_service import fargate_memory_options, source_fingerprint
 from components.aws.network import plan_subnets
-from groundwork.mockrun import ProgramRun
+from groundwork.mockrun import FAKE_ACCOUNT, ProgramRun
 
 CLIENTS = {"api": "sg-api", "worker": "sg-worker"}
 SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
@@ -208,23 +208,28 @@ def test_database_secure_defaults(helpers: Any) -> None:
     } == {("db-sg", "sg-api"), ("db-sg", "sg-worker")}
 
 
-def test_database_waits_for_the_monitoring_policy(helpers: Any) -> None:
+def test_database_waits_for_the_monitoring_policy_and_its_log_groups(helpers: Any) -> None:
     # RDS validates the enhanced-monitoring role when the instance is created; a role
-    # without its policy attached yet fails CreateDBInstance.
-    run = helpers.run_component(lambda: Database("db", _db(read_replica=True)))
-    attachment = run.named("db-monitoring-policy").urn
-    for instance in run.of_type("aws:rds/instance:Instance"):
-        assert attachment in instance.depends_on, instance.name
+    # without its policy attached yet fails CreateDBInstance. RDS creates a missing
+    # /aws/rds/instance/<id>/<log> group itself, unencrypted and never expiring.
+    run = helpers.run_component(lambda: Database("db", _db()))
+    (instance,) = run.of_type("aws:rds/instance:Instance")
+    assert run.named("db-monitoring-policy").urn in instance.depends_on
+    groups = {g.inputs["name"]: g for g in run.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    assert set(groups) == {
+        f"/aws/rds/instance/db/{log}" for log in instance.inputs["enabledCloudwatchLogsExports"]
+    }
+    assert {g.urn for g in groups.values()} <= set(instance.depends_on)
 
 
-def test_database_proxy_and_replica(helpers: Any) -> None:
-    db: list[Database] = []
-    run = helpers.run_component(
-        lambda: db.append(Database("db", _db(proxy=True, read_replica=True)))
-    )
-    proxy = run.one("aws:rds/proxy:Proxy").inputs
-    assert proxy["requireTls"] is True and proxy["engineFamily"] == "POSTGRESQL"
-    assert proxy["auths"][0]["secretArn"].endswith("rds!db-postgres")
+def test_database_proxy_uses_end_to_end_iam(helpers: Any) -> None:
+    run = helpers.run_component(lambda: Database("db", _db(proxy=True)))
+    proxy = run.one("aws:rds/proxy:Proxy")
+    assert proxy.inputs["requireTls"] is True and proxy.inputs["engineFamily"] == "POSTGRESQL"
+    # No secret at all: nothing for a rotation to invalidate.
+    assert proxy.inputs["defaultAuthScheme"] == "IAM_AUTH" and not proxy.inputs.get("auths")
+    # Targets started before the role can connect register as AUTH_FAILURE.
+    assert run.named("db-proxy-connect").urn in proxy.depends_on
     assert run.one("aws:rds/proxyTarget:ProxyTarget").inputs["dbInstanceIdentifier"] == "db"
     groups = helpers.ids_by_name(run, "aws:ec2/securityGroup:SecurityGroup")
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
@@ -243,18 +248,19 @@ def test_database_proxy_and_replica(helpers: Any) -> None:
         ("db-proxy-sg", "sg-worker"),
         ("db-sg", "db-proxy-sg"),
     }
-    secret_policy = _policy(run, "db-proxy-secret")["Statement"]
-    assert secret_policy[0]["Resource"].endswith("rds!db-postgres")
-    replica = next(
-        r for r in run.of_type("aws:rds/instance:Instance") if r.name == "db-replica"
-    ).inputs
-    assert replica["replicateSourceDb"] == "db" and replica["storageEncrypted"] is True
+    (statement,) = _policy(run, "db-proxy-connect")["Statement"]
+    assert statement["Action"] == "rds-db:connect"
+    assert statement["Resource"] == (
+        f"arn:aws:rds-db:us-east-1:{FAKE_ACCOUNT}:dbuser:db-DB-POSTGRES/groundwork_app"
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"deletion_protection": True, "final_snapshot": False}, "final_snapshot"),
+        ({"read_replica": True}, "ManageMasterUserPassword"),
+        ({"app_username": "groundwork"}, "differ"),
         ({"allocated_storage_gb": 200, "max_allocated_storage_gb": 100}, "below"),
         ({"monitoring_interval_seconds": 7}, "monitoring_interval"),
     ],

@@ -1,0 +1,138 @@
+"""Day-2 events against AWS's documented behaviour: credential rotation, replacement,
+accidental destroy, regional loss. Each test names the AWS document it reproduces."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import pytest
+
+from components.aws.database import connect_arn, proxy_resource_id
+from groundwork.mockrun import FAKE_ACCOUNT, ProgramRun
+from stacks.config import ConfigError
+from tests.aws.conftest import AWS_CONFIG
+
+# rds-db:connect resources (UsingWithRDS.IAMDBAuth.IAMPolicy.html):
+#   arn:aws:rds-db:<region>:<account>:dbuser:<DbiResourceId>/<db-user>     instance
+#   arn:aws:rds-db:<region>:<account>:dbuser:prx-<proxy-resource-id>/<db-user>  RDS Proxy
+DBUSER_ARN = re.compile(
+    r"^arn:aws:rds-db:us-east-1:(?P<account>\d{12}):dbuser:(?P<id>(db|prx)-[A-Za-z0-9-]+)/"
+    r"(?P<user>[a-z_][a-z0-9_]*)$"
+)
+
+
+def _policy(run: ProgramRun, suffix: str) -> dict[str, Any]:
+    policy = next(
+        r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith(suffix)
+    )
+    return json.loads(policy.inputs["policy"])
+
+
+def _task_def_env(run: ProgramRun, process: str) -> dict[str, str]:
+    definition = next(
+        r
+        for r in run.of_type("aws:ecs/taskDefinition:TaskDefinition")
+        if r.name.endswith(f"-{process}")
+    )
+    (container,) = json.loads(definition.inputs["containerDefinitions"])
+    return {e["name"]: e["value"] for e in container["environment"]}
+
+
+# --- 1. rotation: IAM authentication for the application -------------------------------
+
+
+def test_connect_arn_shapes_follow_the_rds_docs() -> None:
+    proxy = f"arn:aws:rds:eu-west-1:{FAKE_ACCOUNT}:db-proxy:prx-0123456789abcdef0"
+    assert proxy_resource_id(proxy) == "prx-0123456789abcdef0"
+    assert connect_arn(proxy, proxy_resource_id(proxy), "app") == (
+        f"arn:aws:rds-db:eu-west-1:{FAKE_ACCOUNT}:dbuser:prx-0123456789abcdef0/app"
+    )
+    instance = f"arn:aws-cn:rds:cn-north-1:{FAKE_ACCOUNT}:db:gw-db"
+    assert connect_arn(instance, "db-ABCDEFGHIJKL", "app") == (
+        f"arn:aws-cn:rds-db:cn-north-1:{FAKE_ACCOUNT}:dbuser:db-ABCDEFGHIJKL/app"
+    )
+    with pytest.raises(ValueError, match="not an RDS Proxy"):
+        proxy_resource_id(instance)
+
+
+def test_staging_tasks_connect_to_the_instance_with_iam(staging: ProgramRun) -> None:
+    (statement,) = _policy(staging, "-app-task-policy")["Statement"]
+    assert statement["Action"] == "rds-db:connect"
+    (resource,) = statement["Resource"]
+    match = DBUSER_ARN.match(resource)
+    assert match, resource
+    instance = staging.one("aws:rds/instance:Instance")
+    # The DbiResourceId, not the identifier: IAM would never match a name.
+    assert match["id"] == instance.state["resourceId"] and match["id"].startswith("db-")
+    assert match["user"] == _task_def_env(staging, "api")["DB_USER"] == "groundwork_app"
+    assert match["account"] == FAKE_ACCOUNT
+    assert _task_def_env(staging, "api")["DB_HOST"] == instance.state["address"]
+
+
+def test_production_tasks_connect_through_the_proxy_with_iam(production: ProgramRun) -> None:
+    (statement,) = _policy(production, "-app-task-policy")["Statement"]
+    (resource,) = statement["Resource"]
+    match = DBUSER_ARN.match(resource)
+    assert match, resource
+    proxy = production.one("aws:rds/proxy:Proxy")
+    assert match["id"] == proxy.state["arn"].rsplit(":", 1)[-1] and match["id"].startswith("prx-")
+    assert match["user"] == "groundwork_app"
+    assert _task_def_env(production, "api")["DB_HOST"] == proxy.state["endpoint"]
+    # The proxy logs in to the instance as the same role, with IAM (end-to-end).
+    (proxy_statement,) = _policy(production, "-db-proxy-connect")["Statement"]
+    instance = production.one("aws:rds/instance:Instance")
+    assert proxy_statement["Resource"].endswith(
+        f":dbuser:{instance.state['resourceId']}/groundwork_app"
+    )
+    assert proxy.inputs["defaultAuthScheme"] == "IAM_AUTH"
+
+
+# --- 2. read replica -------------------------------------------------------------------
+
+
+def test_read_replica_is_refused_naming_the_key(helpers: Any) -> None:
+    error = helpers.run_failing(
+        "staging",
+        {**AWS_CONFIG, "groundwork:environment": "staging", "groundwork:dbReadReplica": "true"},
+        helpers.CountingMocks(),
+    )
+    assert isinstance(error, ConfigError)
+    assert "groundwork:dbReadReplica" in str(error) and "ManageMasterUserPassword" in str(error)
+
+
+# --- 5. protection of stateful resources -------------------------------------------------
+
+
+def test_final_snapshot_names_are_unique_per_database(production: ProgramRun) -> None:
+    # A second destroy of a re-created database must not collide with the first final
+    # snapshot: DBSnapshotAlreadyExists (CreateDBSnapshot / DeleteDBInstance API).
+    instance = production.one("aws:rds/instance:Instance").inputs
+    suffix = production.named("groundwork-production-db-final-snapshot")
+    assert instance["skipFinalSnapshot"] is False
+    assert (
+        instance["finalSnapshotIdentifier"]
+        == f"{instance['identifier']}-final-{suffix.state['hex']}"
+    )
+
+
+@pytest.mark.parametrize(
+    "type_token",
+    [
+        "aws:rds/instance:Instance",
+        "aws:kms/key:Key",
+        "aws:secretsmanager/secret:Secret",
+        "random:index/randomPassword:RandomPassword",
+        "aws:elasticache/replicationGroup:ReplicationGroup",
+    ],
+)
+def test_production_state_is_protected_and_retained(
+    type_token: str, production: ProgramRun, staging: ProgramRun
+) -> None:
+    for resource in production.of_type(type_token):
+        if resource.name.endswith("-alarms-kms-key"):
+            continue  # encrypts alarm notifications in flight only: nothing to lose
+        assert resource.protect and resource.retain_on_delete, resource.name
+    for resource in staging.of_type(type_token):
+        assert not resource.protect, resource.name
