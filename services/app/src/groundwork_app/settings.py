@@ -157,6 +157,20 @@ class Settings(BaseSettings):
         default=SecretStr("guest"), json_schema_extra=_deploy("secret", _RMQ)
     )
     rabbitmq_vhost: str = Field(default="/")
+    rabbitmq_management_url: str = Field(
+        default="",
+        description="migrate only: the broker's management API (Amazon MQ: the console URL, "
+        "https://b-....mq.<region>.amazonaws.com). Set, migrate creates RABBITMQ_USER there "
+        "with permissions on RABBITMQ_VHOST's queue names only, as RABBITMQ_ADMIN_USER. "
+        "Empty: the user is managed elsewhere.",
+        json_schema_extra=_deploy("env", _RMQ),
+    )
+    rabbitmq_admin_user: str = Field(default="", json_schema_extra=_deploy("env", _RMQ))
+    rabbitmq_admin_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="migrate only (injected into the migrate task alone).",
+        json_schema_extra=_deploy("secret", _RMQ),
+    )
     rabbitmq_tls: bool = Field(
         default=False,
         description="amqps (Amazon MQ listens on 5671 with TLS only).",
