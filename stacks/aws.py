@@ -170,6 +170,8 @@ def build(settings: Settings) -> dict[str, Any]:
             client_security_group_ids=app_tasks,
             secrets_kms_key_arn=secrets.kms_key_arn,
             broker_name=f"{prefix}-broker",
+            management_client_security_group_ids={"migrate": tasks["migrate"]},
+            protect=protect,
             instance_type=settings.broker_instance_type,
             deployment_mode=(
                 DeploymentMode.CLUSTER_MULTI_AZ
@@ -204,6 +206,8 @@ def build(settings: Settings) -> dict[str, Any]:
         "DB_PASSWORD": database.master_secret_arn.apply(lambda arn: f"{arn}:password::"),
         "REDIS_PASSWORD": cache.auth_secret_arn,
         "RABBITMQ_PASSWORD": broker.credentials_secret_arn.apply(lambda a: f"{a}:password::"),
+        # The broker administrator, for migrate alone (it creates the application user).
+        "RABBITMQ_ADMIN_PASSWORD": broker.admin_secret_arn.apply(lambda a: f"{a}:password::"),
         "JWT_SECRET": secrets.secret_arns["jwt-secret"],
         "WEBHOOK_SECRET": secrets.secret_arns["webhook-secret"],
         "LLM_API_KEY": secrets.secret_arns["llm-api-key"],
@@ -213,6 +217,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "db-master": database.master_secret_arn,
         "cache-auth": cache.auth_secret_arn,
         "broker-credentials": broker.credentials_secret_arn,
+        "broker-admin": broker.admin_secret_arn,
     }
 
     app = ContainerService(
@@ -228,7 +233,7 @@ def build(settings: Settings) -> dict[str, Any]:
             secrets=secret_refs,
             secret_arns=list(secret_arns.values()),
             process_environment={"migrate": migrate_environment(database)},
-            migrate_only_secrets=frozenset({"DB_PASSWORD"}),
+            migrate_only_secrets=frozenset({"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}),
             task_policy_statements=[
                 database.app_connect_arn.apply(lambda arn: app_connect_statement([arn]))
             ],
@@ -337,6 +342,8 @@ def service_environment(
         "RABBITMQ_HOST": broker.host,
         "RABBITMQ_PORT": str(broker.port),
         "RABBITMQ_USER": broker.username,
+        "RABBITMQ_ADMIN_USER": broker.admin_username,
+        "RABBITMQ_MANAGEMENT_URL": broker.management_url,
         "RABBITMQ_TLS": "true",
     }
 

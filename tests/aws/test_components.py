@@ -320,8 +320,11 @@ def _broker(**kwargs: Any) -> BrokerArgs:
         subnet_ids=SUBNETS,
         client_security_group_ids=CLIENTS,
         secrets_kms_key_arn="arn:aws:kms:us-east-1:1:key/s",
-        broker_name="b",
-        **kwargs,
+        **{
+            "broker_name": "b",
+            "management_client_security_group_ids": {"migrate": "sg-migrate"},
+            **kwargs,
+        },
     )
 
 
@@ -343,17 +346,43 @@ def test_broker(mode: DeploymentMode, instance: str, subnets: int, helpers: Any)
     assert len(broker["subnetIds"]) == subnets
     assert broker["logs"] == {"general": True} and broker["autoMinorVersionUpgrade"] is True
     assert broker["maintenanceWindowStartTime"]["timeZone"] == "UTC"
-    password = run.one("random:index/randomPassword:RandomPassword").state["result"]
-    assert broker["users"] == [{"username": "groundwork", "password": password}]
-    stored = json.loads(
-        run.one("aws:secretsmanager/secretVersion:SecretVersion").inputs["secretString"]
-    )
-    assert stored == {"username": "groundwork", "password": password}
+    passwords = {
+        r.name: r.state["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")
+    }
+    # Amazon MQ's API creates one user, the administrator; the application's user is
+    # made by migrate through the management API (rabbitmq-basic-elements-user.html).
+    assert broker["users"] == [{"username": "gwadmin", "password": passwords["mq-admin-password"]}]
+    stored = {
+        json.loads(v.inputs["secretString"])["username"]: json.loads(v.inputs["secretString"])
+        for v in run.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    }
+    assert stored == {
+        "gwadmin": {"username": "gwadmin", "password": passwords["mq-admin-password"]},
+        "groundwork": {"username": "groundwork", "password": passwords["mq-password"]},
+    }
+    # A random suffix: create-before-delete never collides with the broker it replaces.
+    suffix = run.one("random:index/randomId:RandomId").state["hex"]
+    assert broker["brokerName"] == f"b-{suffix}"
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     assert {(r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"]) for r in rules} == {
         (5671, "sg-api"),
         (5671, "sg-worker"),
+        (443, "sg-migrate"),
     }
+
+
+def test_broker_name_suffix_changes_exactly_with_a_replacement(helpers: Any) -> None:
+    """aws.mq.Broker replaces the broker when deployment mode, subnets or users change;
+    the name suffix (RandomId keepers) must change with them, and only with them."""
+
+    def name_of(**kwargs: Any) -> str:
+        run = helpers.run_component(lambda: Broker("mq", _broker(**kwargs)))
+        return str(run.one("aws:mq/broker:Broker").inputs["brokerName"])
+
+    base = name_of()
+    assert name_of(instance_type="mq.m5.large") == base  # an in-place update
+    assert name_of(admin_username="ops") != base
+    assert name_of(deployment_mode="CLUSTER_MULTI_AZ", instance_type="mq.m5.large") != base
 
 
 @pytest.mark.parametrize(
@@ -361,6 +390,8 @@ def test_broker(mode: DeploymentMode, instance: str, subnets: int, helpers: Any)
     [
         ({"deployment_mode": "CLUSTER_MULTI_AZ"}, "mq.m5"),
         ({"engine_version": "3.12"}, "quorum"),
+        ({"admin_username": "groundwork"}, "differ"),
+        ({"broker_name": "x" * 45}, "suffix"),
     ],
 )
 def test_broker_rejects(kwargs: dict[str, Any], message: str) -> None:

@@ -238,6 +238,7 @@ def test_outputs_match_the_contract(staging: ProgramRun) -> None:
         "db-master",
         "cache-auth",
         "broker-credentials",
+        "broker-admin",
     }
     assert set(out["log_group_names"]) == {"api", "worker", "relay", "migrate", "vpc-flow-logs"}
 
@@ -245,7 +246,7 @@ def test_outputs_match_the_contract(staging: ProgramRun) -> None:
 def test_outputs_hold_no_secret_values(staging: ProgramRun) -> None:
     passwords = staging.of_type("random:index/randomPassword:RandomPassword")
     generated = {str(r.state["result"]) for r in passwords if r.state.get("result")}
-    assert len(generated) == 4  # jwt, webhook, cache AUTH, broker password
+    assert len(generated) == 5  # jwt, webhook, cache AUTH, broker app + admin passwords
     dumped = json.dumps(staging.outputs)
     assert not any(value in dumped for value in generated)
 
@@ -272,7 +273,7 @@ def test_every_container_gets_exactly_the_contract(
     else:
         # No database password at all: a fresh IAM token per connection, so the weekly
         # rotation of the master secret never reaches a running task.
-        assert set(secrets) == contract.secrets - {"DB_PASSWORD"}
+        assert set(secrets) == contract.secrets - {"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}
         assert env["DB_IAM_AUTH"] == "true" and env["DB_USER"] == "groundwork_app"
     assert env["APP_ENV"] == stack
     assert env["DB_SSLMODE"] == "require"
@@ -377,7 +378,15 @@ def test_data_stores_admit_only_task_groups(staging: ProgramRun, helpers: Any) -
         assert into, store
         sources = {groups[r.inputs["referencedSecurityGroupId"]] for r in into}
         assert all("-fw-" in s for s in sources), sources
-        assert {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into} == {(port, port)}
+        ports = {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into}
+        # The broker's management API (443) admits the migrate task alone.
+        management = {
+            groups[r.inputs["referencedSecurityGroupId"]]
+            for r in into
+            if r.inputs["fromPort"] == 443
+        }
+        assert ports - {(443, 443)} == {(port, port)}
+        assert management <= {"groundwork-staging-fw-migrate"}
 
 
 def test_autoscaled_services_ignore_desired_count(staging: ProgramRun) -> None:
