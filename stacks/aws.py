@@ -47,6 +47,7 @@ from components.aws.container_service import (
     fargate_memory_options,
 )
 from components.aws.database import app_connect_statement
+from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
 from stacks.service_env import application_env
@@ -91,6 +92,7 @@ def build(settings: Settings) -> dict[str, Any]:
             availability_zones=settings.availability_zones,
             nat=NatStrategy(settings.nat),
             interface_endpoints=settings.interface_endpoints,
+            endpoint_services=endpoint_services(settings),
             flow_log_retention_days=settings.log_retention_days,
             flow_log_kms_key_arn=logs_key.key_arn,
         ),
@@ -348,6 +350,13 @@ def service_environment(
     }
 
 
+def endpoint_services(settings: Settings) -> tuple[str, ...]:
+    """Interface endpoints: ECS Exec's session channel goes to ssmmessages, which without
+    a NAT is reachable only through its endpoint (ecs-exec.html, "Using ECS Exec with
+    VPC endpoints")."""
+    return DEFAULT_INTERFACE_ENDPOINTS + (("ssmmessages",) if settings.ecs_exec else ())
+
+
 def migrate_environment(database: Database) -> dict[str, pulumi.Input[str]]:
     """migrate connects to the instance as the master user (password from the RDS-managed
     secret, read fresh at each task start) and creates the application role."""
@@ -483,6 +492,15 @@ def validate(settings: Settings) -> None:
             settings.nat,
             "'none' needs interfaceEndpoints=true (otherwise tasks "
             "cannot pull images, read secrets or ship logs)",
+        )
+    if settings.nat == NatStrategy.NONE and settings.is_production:
+        raise invalid_value(
+            "nat",
+            settings.nat,
+            "'single' or 'one-per-az' in production: the worker calls the LLM provider "
+            f"({application_env(settings)['LLM_BASE_URL']}) on the internet, which a VPC "
+            "without NAT cannot reach (no endpoint exists for it). 'none' suits staging with "
+            "the simulated LLM (the llm-api-key secret left unset)",
         )
     if settings.db_read_replica:
         raise invalid_value(

@@ -136,3 +136,34 @@ def test_production_state_is_protected_and_retained(
         assert resource.protect and resource.retain_on_delete, resource.name
     for resource in staging.of_type(type_token):
         assert not resource.protect, resource.name
+
+
+# --- 6. nat=none ------------------------------------------------------------------------
+
+
+def test_nat_none_with_ecs_exec_gets_the_ssmmessages_endpoint() -> None:
+    from tests.aws.conftest import run_stack
+
+    run = run_stack("staging", nat="none", interfaceEndpoints="true", ecsExec="true")
+    services = {
+        e.inputs["serviceName"].rsplit(".", 1)[-1]
+        for e in run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    }
+    assert "ssmmessages" in services  # ECS Exec's channel, without a NAT
+    assert {"api", "dkr", "secretsmanager", "logs", "s3"} <= services  # ecr.api, ecr.dkr
+    assert run.of_type("aws:ec2/natGateway:NatGateway") == []
+
+
+def test_nat_none_is_refused_in_production(helpers: Any) -> None:
+    error = helpers.run_failing(
+        "production",
+        {
+            **AWS_CONFIG,
+            "groundwork:environment": "production",
+            "groundwork:nat": "none",
+            "groundwork:interfaceEndpoints": "true",
+        },
+        helpers.CountingMocks(),
+    )
+    assert isinstance(error, ConfigError)
+    assert "groundwork:nat" in str(error) and "LLM" in str(error)
