@@ -167,3 +167,35 @@ def test_nat_none_is_refused_in_production(helpers: Any) -> None:
     )
     assert isinstance(error, ConfigError)
     assert "groundwork:nat" in str(error) and "LLM" in str(error)
+
+
+# --- 7. confused deputy -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role_suffix", "service", "source_arn"),
+    [
+        (
+            "-net-flow-logs-role",
+            "vpc-flow-logs.amazonaws.com",
+            "arn:aws:ec2:us-east-1:{a}:vpc-flow-log/*",
+        ),
+        (
+            "-db-monitoring",
+            "monitoring.rds.amazonaws.com",
+            "arn:aws:rds:us-east-1:{a}:db:groundwork-production-db",
+        ),
+        ("-db-proxy-role", "rds.amazonaws.com", None),
+    ],
+)
+def test_service_roles_trust_only_this_account(
+    role_suffix: str, service: str, source_arn: str | None, production: ProgramRun
+) -> None:
+    role = next(r for r in production.of_type("aws:iam/role:Role") if r.name.endswith(role_suffix))
+    (statement,) = json.loads(role.inputs["assumeRolePolicy"])["Statement"]
+    assert statement["Principal"] == {"Service": service}
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": FAKE_ACCOUNT}
+    if source_arn is not None:
+        assert statement["Condition"]["ArnLike"] == {
+            "aws:SourceArn": source_arn.format(a=FAKE_ACCOUNT)
+        }
