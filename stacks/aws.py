@@ -286,6 +286,9 @@ def build(settings: Settings) -> dict[str, Any]:
             db_instance_identifier=database.instance_identifier,
             db_allocated_storage_gb=settings.db_allocated_storage_gb,
             db_max_connections=int(approx_max_connections(settings.db_instance_class) * 0.8),
+            db_freeable_memory_bytes=instance_memory_bytes(settings.db_instance_class) * 0.1,
+            db_proxy_name=database.proxy_name,
+            service_max_counts={"api": settings.api_max_count, "worker": settings.worker_max_count},
             cache_cluster_ids=cache.member_cluster_ids,
             broker_name=broker.broker_name,
             email=settings.alarm_email,
@@ -584,9 +587,13 @@ _MEMORY_GIB = {
 }
 
 
-def approx_max_connections(instance_class: str) -> int:
+def instance_memory_bytes(instance_class: str) -> int:
     size = instance_class.rsplit(".", 1)[-1]
     memory = _MEMORY_GIB.get(size, 8) * 1024**3
     if instance_class.startswith(("db.r", "db.x")):
         memory *= 2
-    return min(memory // 9_531_392, 5000)
+    return memory
+
+
+def approx_max_connections(instance_class: str) -> int:
+    return min(instance_memory_bytes(instance_class) // 9_531_392, 5000)

@@ -326,9 +326,11 @@ class Database(pulumi.ComponentResource):
             self._replicate_backups(name, args, args.backup_replica_provider, instance)
 
         self.proxy_endpoint = None
+        self.proxy_name: pulumi.Output[str] | None = None
         if args.proxy:
             proxy = self._proxy(name, args, instance, sg, account)
             self.proxy_endpoint = proxy.endpoint
+            self.proxy_name = proxy.name
             self.address = proxy.endpoint
             self.app_connect_arn = proxy.arn.apply(
                 lambda arn: connect_arn(arn, proxy_resource_id(arn), args.app_username)

@@ -751,6 +751,14 @@ def test_alarms(helpers: Any) -> None:
         "cache-001-evictions",
         "queue-depth",
         "dlq-depth",
+        # RabbitMQ blocks publishers at its memory or disk limit (rabbitmq.com/docs/alarms).
+        "broker-memory",
+        "broker-disk",
+        "broker-cpu",
+        "cache-001-replication-lag",
+        "api-tasks-below-desired",
+        "worker-tasks-below-desired",
+        "relay-tasks-below-desired",
     }
     rate = next(q for q in alarms["alb-5xx-rate"]["metricQueries"] if q.get("expression"))
     assert "requests" in rate["expression"] and alarms["alb-5xx-rate"]["threshold"] == 1
@@ -772,6 +780,39 @@ def test_alarms(helpers: Any) -> None:
         "API throughput (requests/min)",
         "Queue depth",
     } <= titles
+
+
+def _queries(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {q["id"]: q for q in alarm["metricQueries"]}
+
+
+def test_alarms_optional_signals_and_autoscaling_ceiling(helpers: Any) -> None:
+    run = helpers.run_component(
+        lambda: Alarms(
+            "al",
+            _alarms(
+                db_proxy_name="px",
+                db_freeable_memory_bytes=100.0,
+                service_max_counts={"api": 6, "worker": 4},
+            ),
+        )
+    )
+    alarms = {
+        r.name.removeprefix("al-"): r.inputs
+        for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    }
+    assert alarms["db-freeable-memory"]["threshold"] == 100
+    assert alarms["db-proxy-auth-failures"]["dimensions"] == {"ProxyName": "px"}
+    assert alarms["db-proxy-auth-failures"]["metricName"] == "ClientConnectionsSetupFailedAuth"
+    # The API autoscales on CPU at 60 %: 80 % is an incident only once it cannot add tasks.
+    at_max = _queries(alarms["api-cpu"])["at_max"]["expression"]
+    assert at_max == "IF(running >= 6, usage, 0)"
+    assert _queries(alarms["worker-memory"])["at_max"]["expression"].startswith("IF(running >= 4")
+    memory = _queries(alarms["broker-memory"])
+    assert memory["used"]["metric"]["metricName"] == "RabbitMQMemUsed"
+    assert memory["limit"]["metric"]["metricName"] == "RabbitMQMemLimit"
+    below = _queries(alarms["relay-tasks-below-desired"])
+    assert below["missing"]["expression"] == "desired - running"
 
 
 def test_alarms_without_email(helpers: Any) -> None:
