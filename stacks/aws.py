@@ -197,6 +197,8 @@ def build(settings: Settings) -> dict[str, Any]:
             hosted_zone_id=settings.hosted_zone_id,
             deletion_protection=settings.deletion_protection,
             waf=settings.waf,
+            waf_log_retention_days=settings.log_retention_days,
+            waf_log_kms_key_arn=logs_key.key_arn,
             api_deployment=api_deployment,
         ),
         opts=opts,

@@ -21,6 +21,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.image_ref import ImageReference, require_in_repository
 from components.source import source_fingerprint
 
@@ -186,6 +187,10 @@ class ContainerServiceArgs:
     """Shell access into tasks (ECS Exec). Convenient in staging, an audit finding in prod."""
     log_retention_days: int = 30
     log_kms_key_arn: pulumi.Input[str] | None = None
+    repository_cmk: bool = True
+    """Encrypt images with a customer-managed KMS key (rotated yearly, its use in
+    CloudTrail) instead of the AWS-managed aws/ecr key. Changing it replaces the
+    repository (ECR fixes encryption at creation)."""
     repository_force_delete: bool = False
     """Let `pulumi destroy` delete an ECR repository that still holds images."""
     stop_timeout_seconds: int = 30
@@ -517,11 +522,31 @@ class ContainerService(pulumi.ComponentResource):
         self, name: str, args: ContainerServiceArgs
     ) -> tuple[aws.ecr.Repository, pulumi.Output[str]]:
         child = pulumi.ResourceOptions(parent=self)
+        # ECR creates a grant on the key with the deployer's permissions and decrypts
+        # layers for pullers itself (encryption-at-rest.html): no key policy entry needed.
+        key = (
+            EncryptionKey(
+                f"{name}-ecr-kms",
+                # Kept whenever the images are (a destroy that keeps the repository's
+                # images must keep the key that decrypts them).
+                EncryptionKeyArgs(
+                    description=f"{name}: container images",
+                    protect=not args.repository_force_delete,
+                ),
+                opts=child,
+            )
+            if args.repository_cmk
+            else None
+        )
         repository = aws.ecr.Repository(
             f"{name}-repo",
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
-            encryption_configurations=[{"encryption_type": "KMS"}],
+            encryption_configurations=[
+                {"encryption_type": "KMS", "kms_key": key.key_arn}
+                if key is not None
+                else {"encryption_type": "KMS"}
+            ],
             force_delete=args.repository_force_delete,
             opts=child,
         )

@@ -199,3 +199,36 @@ def test_service_roles_trust_only_this_account(
         assert statement["Condition"]["ArnLike"] == {
             "aws:SourceArn": source_arn.format(a=FAKE_ACCOUNT)
         }
+
+
+# --- 9. compliance hardening -------------------------------------------------------------
+
+
+def test_waf_logs_redact_credentials(production: ProgramRun) -> None:
+    logging = production.one("aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration")
+    group = production.one("aws:wafv2/webAcl:WebAcl")
+    assert logging.inputs["resourceArn"] == group.state["arn"]
+    (destination,) = logging.inputs["logDestinationConfigs"]
+    log_group = next(
+        g
+        for g in production.of_type("aws:cloudwatch/logGroup:LogGroup")
+        if g.state["arn"] == destination
+    )
+    # WAF refuses a CloudWatch destination not named aws-waf-logs-* (logging-cw-logs.html).
+    assert log_group.inputs["name"].startswith("aws-waf-logs-")
+    assert log_group.inputs["kmsKeyId"] and log_group.inputs["retentionInDays"]
+    redacted = {f["singleHeader"]["name"] for f in logging.inputs["redactedFields"]}
+    assert "authorization" in redacted
+
+
+def test_ecr_repository_uses_a_customer_key(staging: ProgramRun) -> None:
+    (config,) = staging.one("aws:ecr/repository:Repository").inputs["encryptionConfigurations"]
+    keys = {k.state["arn"]: k.name for k in staging.of_type("aws:kms/key:Key")}
+    assert config["encryptionType"] == "KMS" and keys[config["kmsKey"]].endswith("-app-ecr-kms-key")
+
+
+def test_every_log_group_has_retention_and_the_logs_key(production: ProgramRun) -> None:
+    logs_key = production.named("groundwork-production-logs-key").state["arn"]
+    for group in production.of_type("aws:cloudwatch/logGroup:LogGroup"):
+        assert group.inputs.get("retentionInDays"), group.name
+        assert group.inputs.get("kmsKeyId") == logs_key, group.name
