@@ -491,6 +491,16 @@ def validate(settings: Settings) -> None:
         ) from None
     if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20:
         raise invalid_value("vpcCidr", settings.vpc_cidr, "an IPv4 block from /16 to /20")
+    if cidr.prefixlen > 19:
+        # Public and isolated subnets are 1/256 of the VPC: a /20 gives /28s, and an
+        # Application Load Balancer needs subnets of at least /27 with 8 free addresses
+        # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html#subnets-load-balancer).
+        raise invalid_value(
+            "vpcCidr",
+            settings.vpc_cidr,
+            "/16 to /19 on AWS: the public subnets (1/256 of the VPC) must be at least /27 "
+            "for the load balancer",
+        )
     if settings.nat == NatStrategy.NONE and not settings.interface_endpoints:
         raise invalid_value(
             "nat",

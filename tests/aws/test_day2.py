@@ -232,3 +232,28 @@ def test_every_log_group_has_retention_and_the_logs_key(production: ProgramRun) 
     for group in production.of_type("aws:cloudwatch/logGroup:LogGroup"):
         assert group.inputs.get("retentionInDays"), group.name
         assert group.inputs.get("kmsKeyId") == logs_key, group.name
+
+
+# --- audit: subnet sizes -------------------------------------------------------------------
+
+
+def test_a_vpc_too_small_for_the_load_balancer_is_refused(helpers: Any) -> None:
+    error = helpers.run_failing(
+        "staging",
+        {**AWS_CONFIG, "groundwork:environment": "staging", "groundwork:vpcCidr": "10.40.0.0/20"},
+        helpers.CountingMocks(),
+    )
+    assert isinstance(error, ConfigError) and "/27" in str(error)
+
+
+def test_public_subnets_meet_the_alb_minimum(staging: ProgramRun) -> None:
+    import ipaddress
+
+    public = [
+        s
+        for s in staging.of_type("aws:ec2/subnet:Subnet")
+        if s.inputs.get("mapPublicIpOnLaunch") is not None and "public" in s.name
+    ]
+    assert public
+    for subnet in public:
+        assert ipaddress.ip_network(subnet.inputs["cidrBlock"]).prefixlen <= 27
