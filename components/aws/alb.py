@@ -47,6 +47,10 @@ class PublicLoadBalancerArgs:
     waf: bool = False
     waf_rate_limit: int = 2000
     """Requests per 5 minutes per client IP before WAF blocks it."""
+    waf_log_retention_days: int = 30
+    waf_log_kms_key_arn: pulumi.Input[str] | None = None
+    """WAF request logs go to ``aws-waf-logs-<name>`` (the prefix WAF requires), encrypted
+    with this key, with the Authorization header redacted."""
     access_log_retention_days: int = 90
     deregistration_delay_seconds: int = 30
     """Short: the API drains in-flight requests within its 25 s shutdown timeout."""
@@ -257,6 +261,22 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 web_acl_arn=acl.arn,
                 opts=child,
             )
+            # WAF delivers to CloudWatch Logs only into groups named aws-waf-logs-*
+            # (logging-cw-logs.html); bearer tokens must not land in the logs.
+            waf_logs = aws.cloudwatch.LogGroup(
+                f"{name}-waf-logs",
+                name=f"{WAF_LOG_PREFIX}{name}",
+                retention_in_days=args.waf_log_retention_days,
+                kms_key_id=args.waf_log_kms_key_arn,
+                opts=child,
+            )
+            aws.wafv2.WebAclLoggingConfiguration(
+                f"{name}-waf-logging",
+                resource_arn=acl.arn,
+                log_destination_configs=[waf_logs.arn],
+                redacted_fields=[{"single_header": {"name": h}} for h in WAF_REDACTED_HEADERS],
+                opts=child,
+            )
             self.web_acl_arn = acl.arn
 
         self.load_balancer_arn = alb.arn
@@ -357,6 +377,10 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             opts=child,
         )
         return validation.certificate_arn
+
+
+WAF_LOG_PREFIX = "aws-waf-logs-"
+WAF_REDACTED_HEADERS = ("authorization", "cookie")
 
 
 def bounded_name(

@@ -429,6 +429,42 @@ def _rds_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return items
 
 
+@pricer("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+def _rds_backup_replication(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    """A full copy of the source's backups in the second region, kept in step daily:
+    storage there at the backup rate plus the cross-region transfer of each day's changes
+    (aws.amazon.com/rds/postgresql/pricing, "Cross-Region automated backups")."""
+    source_arn = str(r.inputs.get("sourceDbInstanceArn") or "")
+    identifier = source_arn.rsplit(":", 1)[-1]
+    source = next(
+        (
+            i
+            for i in ctx.run.of_type("aws:rds/instance:Instance")
+            if identifier in (str(i.inputs.get("identifier") or ""), i.name)
+        ),
+        None,
+    )
+    if source is None:
+        raise NotPriced(f"source instance {source_arn or '(unknown)'} not in the plan")
+    storage_gb = _num(source.inputs.get("allocatedStorage"), 20)
+    retention = _num(r.inputs.get("retentionPeriod"), 7)
+    daily_change = storage_gb * ctx.assume("db_backup_daily_change_fraction")
+    return [
+        LineItem(
+            f"replicated backup storage ({retention:g} days)",
+            storage_gb + daily_change * retention,
+            "GB-month",
+            ctx.price("rds_postgres", "backup_gb_month"),
+        ),
+        LineItem(
+            "cross-region transfer of daily changes",
+            daily_change * 30,
+            "GB",
+            ctx.price("rds_postgres", "backup_replication_transfer_gb"),
+        ),
+    ]
+
+
 def _proxy_instance(r: RecordedResource, ctx: PricingContext) -> RecordedResource:
     instances = [
         i

@@ -83,7 +83,26 @@ class Settings(BaseSettings):
     db_port: int = Field(default=5432, ge=1, le=65535, json_schema_extra=_deploy("env"))
     db_name: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
     db_user: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
-    db_password: SecretStr = Field(default=SecretStr(""), json_schema_extra=_deploy("secret"))
+    db_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of DB_USER. Unused (and not injected) when DB_IAM_AUTH=true.",
+        json_schema_extra=_deploy("secret"),
+    )
+    db_iam_auth: bool = Field(
+        default=False,
+        description="Authenticate with a fresh RDS IAM token per new connection (signed with "
+        "the task role) instead of DB_PASSWORD: nothing to rotate, nothing to restart. The AWS "
+        "stacks set it for api, worker and relay; migrate keeps the master password.",
+        json_schema_extra=_deploy("env"),
+    )
+    db_app_user: str = Field(
+        default="",
+        pattern=r"^([a-z_][a-z0-9_]{0,62})?$",
+        description="migrate only: the role api, worker and relay connect as. After upgrading "
+        "the schema, migrate creates it (LOGIN, rds_iam where that role exists) and grants it "
+        "data access (no DDL). Empty: the processes share DB_USER.",
+        json_schema_extra=_deploy("env"),
+    )
     db_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer",
         description="TLS to PostgreSQL. The stacks set 'require' (RDS / Cloud SQL enforce TLS).",
@@ -146,6 +165,20 @@ class Settings(BaseSettings):
         default=SecretStr("guest"), json_schema_extra=_deploy("secret", _RMQ)
     )
     rabbitmq_vhost: str = Field(default="/")
+    rabbitmq_management_url: str = Field(
+        default="",
+        description="migrate only: the broker's management API (Amazon MQ: the console URL, "
+        "https://b-....mq.<region>.amazonaws.com). Set, migrate creates RABBITMQ_USER there "
+        "with permissions on RABBITMQ_VHOST's queue names only, as RABBITMQ_ADMIN_USER. "
+        "Empty: the user is managed elsewhere.",
+        json_schema_extra=_deploy("env", _RMQ),
+    )
+    rabbitmq_admin_user: str = Field(default="", json_schema_extra=_deploy("env", _RMQ))
+    rabbitmq_admin_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="migrate only (injected into the migrate task alone).",
+        json_schema_extra=_deploy("secret", _RMQ),
+    )
     rabbitmq_tls: bool = Field(
         default=False,
         description="amqps (Amazon MQ listens on 5671 with TLS only).",
@@ -355,6 +388,8 @@ class Settings(BaseSettings):
             "DB_PASSWORD": self.db_password,
             "REDIS_PASSWORD": self.redis_password,
         }
+        if self.db_iam_auth:
+            secrets.pop("DB_PASSWORD")
         if self.jwt_algorithm == "RS256":
             secrets.pop("JWT_SECRET")
             if not self.jwt_jwks_url:
