@@ -300,9 +300,22 @@ def _gcp_registry(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> 
     return {"registryUri": f"europe-west1-docker.pkg.dev/{m.gcp_project}/{args.name}"}
 
 
+def _random_id(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    # Derived from the inputs (keepers included) like a real RandomId is renewed with
+    # them: a name suffix then changes exactly when its keepers do, which is what
+    # `groundwork plan --against` needs to see a create-before-delete name.
+    import json
+
+    seed = json.dumps({"name": args.name, "inputs": args.inputs}, sort_keys=True, default=str)
+    length = int(args.inputs.get("byteLength") or 8)
+    digest = hashlib.sha256(seed.encode()).hexdigest()[: 2 * length]
+    return {"hex": digest, "dec": str(int(digest, 16)), "b64Url": digest, "b64Std": digest}
+
+
 _COMPUTED: dict[
     str, Callable[[pulumi.runtime.MockResourceArgs, GroundworkMocks], dict[str, Any]]
 ] = {
+    "random:index/randomId:RandomId": _random_id,
     "aws:rds/instance:Instance": _aws_db,
     "aws:rds/proxy:Proxy": lambda a, m: {
         "endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com",

@@ -38,6 +38,7 @@ GCP_DATA_HOLDING = (
     "gcp:pubsub/topic:Topic",
     "gcp:pubsub/subscription:Subscription",
     "gcp:artifactregistry/repository:Repository",
+    "gcp:logging/projectBucketConfig:ProjectBucketConfig",
 )
 # The providers' own delete guards (input path -> the value that protects). Cloud SQL's
 # settings.deletionProtectionEnabled is checked by gcp-sql-instance-deletion-protection.
@@ -99,7 +100,7 @@ RULES: list[Rule] = [
     Rule(
         "gcp-pulumi-datastore-protected",
         "Production data-holding resources (Cloud SQL, Memorystore, secrets, Pub/Sub topics "
-        "and subscriptions, image repository) are protected against deletion.",
+        "and subscriptions, image repository, log bucket) are protected against deletion.",
         GCP_DATA_HOLDING,
         Severity.HIGH,
         _REMEDIATION,

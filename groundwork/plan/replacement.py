@@ -33,7 +33,7 @@ _SECRET_KEY = re.compile(
     r"(password|token|authstring|privatekey|secretstring|secretdata|secretbinary)$", re.IGNORECASE
 )
 # State values by which other resources refer to a resource (cascading replacements).
-_COMPUTED_REF_KEYS = ("id", "arn", "selfLink")
+_COMPUTED_REF_KEYS = ("id", "arn", "selfLink", "hex")
 # Also identifiers when the provider computes them (an echo of an input names another
 # resource: an IAM member's `member` and `secretId` are its grantee and its secret).
 _NAME_REF_KEYS = ("name", "email", "member")
@@ -245,6 +245,8 @@ class Change:
     dropped: list[str] = field(default_factory=list)
     """Changed inputs the provider ignores after create: they are never applied."""
     modelled: bool = True
+    renewed: set[str] = field(default_factory=set)
+    """Inputs that take a new value because what they refer to is replaced."""
 
     @property
     def destroys_data(self) -> bool:
@@ -315,7 +317,8 @@ def _leaves(value: Any) -> Iterator[str]:
             yield from _leaves(item)
 
 
-_DISTINCT = re.compile(r":|-[0-9a-f]{17}$")
+# An id/ARN, or a random hex suffix (RandomId.hex) embedded in a generated name.
+_DISTINCT = re.compile(r":|-[0-9a-f]{17}$|^[0-9a-f]{8,}$")
 
 
 def _refers(value: Any, refs: Sequence[str]) -> bool:
@@ -453,9 +456,11 @@ def _cascade(
                 reasons = []
                 if type_model and type_model.provider and other_new.provider == urn:
                     reasons.append(f"its provider {old.name} is replaced")
+                renewed: set[str] = set()
                 for prop, value in other_old.inputs.items():
                     if not old.refs or not _refers(value, old.refs):
                         continue
+                    renewed.add(prop)
                     by_option = prop in other_new.replace_on_changes
                     if by_option or (other_model and other_model.forces_replacement(prop)):
                         reasons.append(f"{prop} refers to {old.name}, which is replaced")
@@ -464,6 +469,7 @@ def _cascade(
                 change = changes.get(other_urn) or Change(
                     Action.UPDATE, other_urn, other_new.type, other_new.name
                 )
+                change.renewed |= renewed
                 change.action = Action.REPLACE
                 change.reasons.extend(r for r in reasons if r not in change.reasons)
                 changes[other_urn] = change
@@ -485,7 +491,14 @@ def _annotate(
     if current is not None:
         change.guards = _guards(current, type_model, change.action)
     if change.action is Action.REPLACE and new is not None:
-        fixed = type_model.name_property and get_path(new.inputs, type_model.name_property)
+        prop = type_model.name_property or ""
+        fixed = get_path(new.inputs, prop) if prop else None
+        # Only the same name collides: a name renewed with the replacement (a random
+        # suffix kept by the forcing inputs) lets create-before-delete work.
+        if fixed and old is not None and get_path(old.inputs, prop) != fixed:
+            fixed = None
+        if prop in change.renewed:
+            fixed = None
         if fixed and not new.delete_before_replace:
             change.warnings.append(
                 f"{type_model.name_property} is fixed ({_describe(fixed)}): create-before-delete "

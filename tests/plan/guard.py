@@ -67,6 +67,7 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "dbMultiAz": {"*": ["true", "false"]},
     "dbBackupRetentionDays": {"*": ["14"]},
     "dbReadReplica": {"*": ["true", "false"]},
+    "dbBackupRegion": {"*": ["us-west-2", "none"]},
     "dbProxy": {"*": ["true", "false"]},
     "deletionProtection": {"*": ["true", "false"]},
     "cacheNodeType": {"*": ["cache.r7g.large"]},
