@@ -48,7 +48,7 @@ from components.aws.container_service import (
 )
 from components.image_ref import ImageReference
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
-from stacks.service_env import application_env
+from stacks.service_env import application_env, token_claims
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
@@ -284,6 +284,10 @@ def build(settings: Settings) -> dict[str, Any]:
         "api_target_group_arn": alb.target_group_arn,
         "db_instance_identifier": database.instance_identifier,
         "ecr_repository_url": app.repository_url,
+        # What the task definitions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": app.image_ref,
+        **token_claims(settings),
         "alarm_topic_arn": alarms.topic_arn,
         "broker_id": broker.broker_id,
         "dlq_name": DLQ_NAME,

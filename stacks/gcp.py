@@ -47,7 +47,7 @@ from components.gcp import (
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from stacks.config import ConfigError, Settings, invalid_value
-from stacks.service_env import DELIVERY_ATTEMPTS, application_env
+from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
@@ -263,6 +263,10 @@ def build(settings: Settings) -> dict[str, Any]:
         "dead_letter_topic": queue.dead_letter_topic_name,
         "dead_letter_subscription": queue.dead_letter_subscription_name,
         "artifact_registry_url": registry.repository_url,
+        # What the revisions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": registry.image_ref,
+        **token_claims(settings),
         "secret_ids": secrets.secret_ids,
     }
 

@@ -44,6 +44,8 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait.",
 PollOpt = Annotated[float, typer.Option("--poll-seconds", help="Seconds between polls.", min=0)]
 TOKEN_ENV = "GROUNDWORK_SMOKE_TOKEN"  # noqa: S105 - an env var name, not a secret
 JWT_SECRET_ENV = "GROUNDWORK_SMOKE_JWT_SECRET"  # noqa: S105 - an env var name, not a secret
+DEFAULT_ISSUER = "groundwork"
+DEFAULT_AUDIENCE = "groundwork-api"
 
 
 def _one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -166,10 +168,14 @@ def smoke(
     jwt_secret_name: Annotated[
         str, typer.Option(help="Key of the JWT secret in the secret_arns output (AWS).")
     ] = "jwt-secret",  # noqa: S107 - a key name in the secret_arns output
-    issuer: Annotated[str, typer.Option(help="JWT issuer the API expects.")] = "groundwork",
-    audience: Annotated[str, typer.Option(help="JWT audience the API expects.")] = (
-        "groundwork-api"
-    ),
+    issuer: Annotated[
+        str | None,
+        typer.Option(help="JWT issuer the API expects (default: the jwt_issuer output)."),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option(help="JWT audience the API expects (default: the jwt_audience output)."),
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="Override the api_url output (e.g. a tagged URL).")
     ] = None,
@@ -206,6 +212,10 @@ def smoke(
         typer.echo("cloud run: api service ready")
     bearer = None
     if not skip_job:
+        # The stacks export what they inject (JWT_ISSUER/JWT_AUDIENCE follow
+        # groundwork:service); the fallbacks are the service's own defaults.
+        issuer = issuer or str(outputs.values.get("jwt_issuer") or DEFAULT_ISSUER)
+        audience = audience or str(outputs.values.get("jwt_audience") or DEFAULT_AUDIENCE)
         bearer = _smoke_token(outputs, token, jwt_secret_name, issuer, audience)
         if bearer is None:
             raise UserError(
@@ -227,12 +237,23 @@ def rollback(
     to_revision: Annotated[
         str | None, typer.Option(help="Cloud Run revision to send 100% to (one service only).")
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="Return exactly to this release record (`ops record-release`); services "
+            "already serving their recorded revision are left alone.",
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="ECS: wait until the services are stable.")
     ] = True,
     timeout: TimeoutOpt = 900.0,
 ) -> None:
-    """Return services to the previous task definition revision / Cloud Run revision."""
+    """Return services to what served before a deploy (--record) or one revision back."""
+    if record is not None:
+        _rollback_to_record(stack, record, wait=wait, timeout=timeout)
+        return
     outputs = _outputs(stack, outputs_file)
     wanted = [name.strip() for name in services.split(",") if name.strip()]
     unknown = sorted(set(wanted) - {"api", "worker", "relay"})
@@ -392,3 +413,195 @@ def dlq_depth(
     )
     if max_depth is not None and report.depth is not None and report.depth > max_depth:
         raise OpsError(f"{report.queue} holds {report.depth} messages (> --max {max_depth})")
+
+
+def _github_output(values: dict[str, str]) -> None:
+    """key=value lines on stdout, for `>> "$GITHUB_OUTPUT"` (values are single-line)."""
+    for key, value in values.items():
+        typer.echo(f"{key}={value}")
+
+
+@app.command("record-release")
+@_one_line_errors
+def record_release(
+    stack: StackOpt,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the release record.")],
+    outputs_file: OutputsOpt = None,
+) -> None:
+    """Record what serves now (before a deploy): the rollback returns to exactly this.
+
+    Prints first_deploy=true|false for $GITHUB_OUTPUT; a human summary goes to stderr.
+    """
+    from groundwork.ops.release import ReleaseRecord, is_first_deploy, service_names
+
+    outputs = _outputs(stack, outputs_file)
+    first = is_first_deploy(outputs)
+    cloud = str(outputs.values.get("cloud") or "")
+    record = ReleaseRecord(
+        stack=stack,
+        cloud=cloud,
+        first_deploy=first,
+        region=str(outputs.values.get("region") or ""),
+        cluster=str(outputs.values.get("cluster_name") or ""),
+    )
+    names = [] if first else service_names(outputs)
+    if names and cloud == "aws":
+        from groundwork.ops import aws
+
+        ecs = _aws_session(outputs).client("ecs")
+        record.aws_task_definitions = aws.serving_task_definitions(
+            ecs, outputs.string("cluster_name"), names
+        )
+    elif names and cloud == "gcp":
+        from groundwork.ops import gcp
+
+        gcp_names = gcp.GcpNames.from_outputs(outputs)
+        record.gcp_traffic = gcp.serving_splits(
+            _gcp_clients()["services"], [gcp_names.service(name) for name in names]
+        )
+    record.write(out)
+    serving = record.aws_task_definitions or {
+        name: ", ".join(f"{rev} {pct}%" for rev, pct in split)
+        for name, split in record.gcp_traffic.items()
+    }
+    summary = "; ".join(f"{name.rsplit('/', 1)[-1]}: {what}" for name, what in serving.items())
+    typer.echo(
+        f"{stack}: " + ("first deploy, nothing serves yet" if first else summary or "no services"),
+        err=True,
+    )
+    _github_output({"first_deploy": str(first).lower(), "recorded": "true"})
+
+
+def _rollback_to_record(stack: str, path: Path, *, wait: bool, timeout: float) -> None:
+    from groundwork.ops.release import ReleaseRecord
+
+    record = ReleaseRecord.read(path)
+    if record.stack != stack:
+        raise UserError(f"release record {path} is for stack {record.stack!r}, not {stack!r}")
+    if record.first_deploy or record.empty:
+        typer.echo(f"{stack}: nothing served before this deploy; nothing to roll back to")
+        _github_output({"restored": "false"})
+        return
+    if record.cloud == "aws":
+        import boto3
+
+        from groundwork.ops import aws
+
+        ecs = boto3.session.Session(region_name=record.region).client("ecs")
+        plans, unchanged = aws.restore_task_definitions(
+            ecs, record.cluster, record.aws_task_definitions, wait=wait, timeout_seconds=timeout
+        )
+        for plan in plans:
+            typer.echo(
+                f"{plan.service}: {plan.from_task_definition.rsplit('/', 1)[-1]} -> "
+                f"{plan.to_task_definition.rsplit('/', 1)[-1]}"
+            )
+        for name in unchanged:
+            typer.echo(f"{name}: already serves its pre-deploy revision; unchanged")
+        _github_output({"restored": str(bool(plans)).lower()})
+        return
+    from groundwork.ops import gcp
+
+    changed, kept = gcp.restore_splits(
+        _gcp_clients()["services"], record.gcp_traffic, timeout_seconds=timeout
+    )
+    for name, before, after in changed:
+        was = ", ".join(f"{rev} {pct}%" for rev, pct in before)
+        now = ", ".join(f"{rev} {pct}%" for rev, pct in after)
+        typer.echo(f"{gcp.short_name(name)}: {was} -> {now}")
+    for name in kept:
+        typer.echo(f"{gcp.short_name(name)}: already serves its pre-deploy split; unchanged")
+    _github_output({"restored": str(bool(changed)).lower()})
+
+
+CloudOpt = Annotated[
+    str,
+    typer.Option("--cloud", help="aws | gcp (vars.GROUNDWORK_CLOUD; a new stack exports none)."),
+]
+
+
+@app.command()
+@_one_line_errors
+def registry(
+    stack: StackOpt,
+    cloud: CloudOpt,
+    outputs_file: OutputsOpt = None,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="First deploy: create the registry alone (targeted `pulumi up` of it and "
+            "its parent component) when the stack has none.",
+        ),
+    ] = False,
+) -> None:
+    """Print repository=<where to push> (and created=true|false) for $GITHUB_OUTPUT."""
+    from groundwork.ops.registry import ensure_registry
+
+    outputs = _outputs(stack, outputs_file)
+    repository, created = ensure_registry(outputs, cloud, create=create)
+    if created:
+        typer.echo(f"{stack}: created the image registry {repository}", err=True)
+    _github_output({"repository": repository, "created": str(created).lower()})
+
+
+@app.command("existing-image")
+@_one_line_errors
+def existing_image(
+    repository: Annotated[str, typer.Option(help="ECR repository URL (ACCOUNT.dkr.ecr...).")],
+    tag: Annotated[str, typer.Option(help="Image tag, e.g. the commit SHA.")],
+) -> None:
+    """AWS: print repository@sha256:... when the tag was pushed already (else nothing)."""
+    import boto3
+
+    from groundwork.ops import aws
+
+    host = repository.split("/", 1)[0].split(".")
+    if len(host) < 4 or host[1:3] != ["dkr", "ecr"]:
+        raise UserError(f"--repository {repository!r} is not an ECR repository URL")
+    ecr = boto3.session.Session(region_name=host[3]).client("ecr")
+    found = aws.existing_image(ecr, repository, tag)
+    if found:
+        typer.echo(found)
+
+
+@app.command()
+@_one_line_errors
+def verify(
+    stack: StackOpt,
+    image: Annotated[str, typer.Option(help="The image this deploy shipped (repo@sha256:...).")],
+    outputs_file: OutputsOpt = None,
+    timeout: TimeoutOpt = 900.0,
+    poll_seconds: PollOpt = 15.0,
+) -> None:
+    """After `pulumi up`: every service runs IMAGE (fails after an ECS circuit-breaker
+    rollback) and Cloud Run serves only revisions of IMAGE."""
+    outputs = _outputs(stack, outputs_file)
+    wanted = [outputs.string(f"{p}_service_name") for p in ("api", "worker", "relay")]
+    if outputs.cloud == "aws":
+        from groundwork.ops import aws
+
+        ecs = _aws_session(outputs).client("ecs")
+        served = aws.verify_served_image(
+            ecs,
+            outputs.string("cluster_name"),
+            wanted,
+            image,
+            timeout_seconds=timeout,
+            poll_seconds=poll_seconds,
+        )
+        for item in served:
+            typer.echo(
+                f"{item.service}: {item.task_definition.rsplit('/', 1)[-1]} runs {image} "
+                f"({item.rollout_state})"
+            )
+        return
+    from groundwork.ops import gcp
+
+    names = gcp.GcpNames.from_outputs(outputs)
+    clients = _gcp_clients()
+    for name in wanted:
+        served_revisions = gcp.verify_served_image(
+            clients["services"], clients["revisions"], names.service(name), image
+        )
+        typer.echo(f"{name}: {', '.join(served_revisions)} run {image}")
