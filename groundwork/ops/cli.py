@@ -249,10 +249,11 @@ def rollback(
         bool, typer.Option("--wait/--no-wait", help="ECS: wait until the services are stable.")
     ] = True,
     timeout: TimeoutOpt = 900.0,
+    github_output: GithubOutputOpt = None,
 ) -> None:
     """Return services to what served before a deploy (--record) or one revision back."""
     if record is not None:
-        _rollback_to_record(stack, record, wait=wait, timeout=timeout)
+        _rollback_to_record(stack, record, wait=wait, timeout=timeout, out=github_output)
         return
     outputs = _outputs(stack, outputs_file)
     wanted = [name.strip() for name in services.split(",") if name.strip()]
@@ -415,10 +416,22 @@ def dlq_depth(
         raise OpsError(f"{report.queue} holds {report.depth} messages (> --max {max_depth})")
 
 
-def _github_output(values: dict[str, str]) -> None:
-    """key=value lines on stdout, for `>> "$GITHUB_OUTPUT"` (values are single-line)."""
-    for key, value in values.items():
-        typer.echo(f"{key}={value}")
+GithubOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--github-output",
+        help='Also append key=value step outputs to this file (in a workflow: "$GITHUB_OUTPUT").',
+    ),
+]
+
+
+def _github_output(values: dict[str, str], path: Path | None = None) -> None:
+    """key=value lines (single-line values) on stdout, and into $GITHUB_OUTPUT if given."""
+    lines = "".join(f"{key}={value}\n" for key, value in values.items())
+    typer.echo(lines, nl=False)
+    if path is not None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(lines)
 
 
 @app.command("record-release")
@@ -427,6 +440,7 @@ def record_release(
     stack: StackOpt,
     out: Annotated[Path, typer.Option("--out", help="Where to write the release record.")],
     outputs_file: OutputsOpt = None,
+    github_output: GithubOutputOpt = None,
 ) -> None:
     """Record what serves now (before a deploy): the rollback returns to exactly this.
 
@@ -469,10 +483,12 @@ def record_release(
         f"{stack}: " + ("first deploy, nothing serves yet" if first else summary or "no services"),
         err=True,
     )
-    _github_output({"first_deploy": str(first).lower(), "recorded": "true"})
+    _github_output({"first_deploy": str(first).lower(), "recorded": "true"}, github_output)
 
 
-def _rollback_to_record(stack: str, path: Path, *, wait: bool, timeout: float) -> None:
+def _rollback_to_record(
+    stack: str, path: Path, *, wait: bool, timeout: float, out: Path | None
+) -> None:
     from groundwork.ops.release import ReleaseRecord
 
     record = ReleaseRecord.read(path)
@@ -480,7 +496,7 @@ def _rollback_to_record(stack: str, path: Path, *, wait: bool, timeout: float) -
         raise UserError(f"release record {path} is for stack {record.stack!r}, not {stack!r}")
     if record.first_deploy or record.empty:
         typer.echo(f"{stack}: nothing served before this deploy; nothing to roll back to")
-        _github_output({"restored": "false"})
+        _github_output({"restored": "false"}, out)
         return
     if record.cloud == "aws":
         import boto3
@@ -498,7 +514,7 @@ def _rollback_to_record(stack: str, path: Path, *, wait: bool, timeout: float) -
             )
         for name in unchanged:
             typer.echo(f"{name}: already serves its pre-deploy revision; unchanged")
-        _github_output({"restored": str(bool(plans)).lower()})
+        _github_output({"restored": str(bool(plans)).lower()}, out)
         return
     from groundwork.ops import gcp
 
@@ -511,7 +527,7 @@ def _rollback_to_record(stack: str, path: Path, *, wait: bool, timeout: float) -
         typer.echo(f"{gcp.short_name(name)}: {was} -> {now}")
     for name in kept:
         typer.echo(f"{gcp.short_name(name)}: already serves its pre-deploy split; unchanged")
-    _github_output({"restored": str(bool(changed)).lower()})
+    _github_output({"restored": str(bool(changed)).lower()}, out)
 
 
 CloudOpt = Annotated[
@@ -534,6 +550,7 @@ def registry(
             "its parent component) when the stack has none.",
         ),
     ] = False,
+    github_output: GithubOutputOpt = None,
 ) -> None:
     """Print repository=<where to push> (and created=true|false) for $GITHUB_OUTPUT."""
     from groundwork.ops.registry import ensure_registry
@@ -542,7 +559,7 @@ def registry(
     repository, created = ensure_registry(outputs, cloud, create=create)
     if created:
         typer.echo(f"{stack}: created the image registry {repository}", err=True)
-    _github_output({"repository": repository, "created": str(created).lower()})
+    _github_output({"repository": repository, "created": str(created).lower()}, github_output)
 
 
 @app.command("existing-image")

@@ -73,7 +73,12 @@ def main(argv: list[str]) -> int:
                 print("error: update failed", file=sys.stderr)
                 return 255
             created |= set(resources)
-            state["outputs"] = graph["outputs"]
+            state["outputs"] = dict(graph["outputs"])
+            configs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--config"]
+            for item in configs:
+                key, _, value = item.partition("=")
+                if key == "groundwork:imageUri":
+                    state["outputs"]["deployed_image"] = value
         else:
             unknown = [t for t in targets if t not in resources]
             if unknown:

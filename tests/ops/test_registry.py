@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,8 @@ def moto_server(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    # The server's backends are process-wide: start from an empty account.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
     try:
         yield url
     finally:
