@@ -70,8 +70,8 @@ def test_smoke_mints_tokens_for_the_issuer_and_audience_the_stacks_inject(servic
     params = inspect.signature(ops_cli.smoke).parameters
     assert params["issuer"].default is None  # None: take the exported claim
     if service is None:
-        assert ops_cli.DEFAULT_ISSUER == run.outputs["jwt_issuer"]
-        assert ops_cli.DEFAULT_AUDIENCE == run.outputs["jwt_audience"]
+        assert run.outputs["jwt_issuer"] == ops_cli.DEFAULT_ISSUER
+        assert run.outputs["jwt_audience"] == ops_cli.DEFAULT_AUDIENCE
 
 
 def test_both_stacks_export_the_image_they_deploy(aws_run, gcp_outputs):
