@@ -151,6 +151,7 @@ class StartedTask:
     log_links: dict[str, str]
     essential: frozenset[str]
     temporary_revision: bool
+    label: str = "migrate"
 
 
 @dataclass(frozen=True)
@@ -273,13 +274,15 @@ def wait_for_task(
             described = ecs.describe_tasks(cluster=started.cluster, tasks=[started.task_arn])
         tasks = described.get("tasks") or []
         if not tasks:
-            raise TaskFailedError(f"migrate task {task_id} vanished from cluster {started.cluster}")
+            raise TaskFailedError(
+                f"{started.label} task {task_id} vanished from cluster {started.cluster}"
+            )
         task = tasks[0]
         if task.get("lastStatus") == "STOPPED":
             break
         if clock() - began >= timeout_seconds:
             raise OpsTimeoutError(
-                f"migrate task {task_id} still {task.get('lastStatus')} after "
+                f"{started.label} task {task_id} still {task.get('lastStatus')} after "
                 f"{timeout_seconds:.0f} s; logs: {_first_link(started)}"
             )
         sleep(poll_seconds)
@@ -308,7 +311,7 @@ def wait_for_task(
             or "no container reported an exit code"
         )
         raise TaskFailedError(
-            f"migrate task {task_id} failed: {detail}; stopped reason: {reason}; "
+            f"{started.label} task {task_id} failed: {detail}; stopped reason: {reason}; "
             f"logs: {_first_link(started)}"
         )
     return result
@@ -371,6 +374,80 @@ def existing_image(ecr: Any, repository_url: str, tag: str) -> str | None:
     if not details:
         return None
     return f"{repository_url}@{details[0]['imageDigest']}"
+
+
+# --- one-off commands inside the VPC ----------------------------------------------
+
+
+def run_service_command(
+    ecs: ECSClient,
+    cluster: str,
+    service: str,
+    command: list[str],
+    *,
+    timeout_seconds: float = 900.0,
+    poll_seconds: float = 6.0,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+) -> TaskResult:
+    """Run ``groundwork-app COMMAND`` once as a task of ``service``.
+
+    Same task definition, subnets and security groups as the service's own tasks: the
+    broker and the database accept connections from those security groups only (the
+    migrate task may not reach the broker), and nothing outside the VPC reaches them.
+    """
+    with aws_errors(f"describe service {service}"):
+        described = ecs.describe_services(cluster=cluster, services=[service])
+    if not described.get("services"):
+        raise UserError(f"service {service} not found in cluster {cluster}")
+    svc = described["services"][0]
+    network: dict[str, Any] = dict(
+        (svc.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    )
+    with aws_errors("describe the service's task definition"):
+        definition: dict[str, Any] = dict(
+            ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])["taskDefinition"]
+        )
+    container = definition["containerDefinitions"][0]["name"]
+    with aws_errors(f"run {' '.join(command)}"):
+        response = ecs.run_task(
+            cluster=cluster,
+            taskDefinition=svc["taskDefinition"],
+            count=1,
+            launchType="FARGATE",
+            startedBy="groundwork-ops",
+            enableECSManagedTags=True,
+            propagateTags="TASK_DEFINITION",
+            overrides={"containerOverrides": [{"name": container, "command": command}]},
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": network.get("subnets", []),
+                    "securityGroups": network.get("securityGroups", []),
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        )
+    tasks = response.get("tasks") or []
+    if response.get("failures") or not tasks:
+        raise TaskFailedError(f"ECS did not start the task: {response.get('failures')}")
+    task_arn = tasks[0]["taskArn"]
+    started = StartedTask(
+        cluster=cluster,
+        task_arn=task_arn,
+        task_definition_arn=svc["taskDefinition"],
+        log_links=_log_links(definition, task_arn),
+        essential=frozenset({container}),
+        temporary_revision=False,
+        label=" ".join(command),
+    )
+    return wait_for_task(
+        ecs,
+        started,
+        timeout_seconds=timeout_seconds,
+        poll_seconds=poll_seconds,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 # --- smoke: load balancer target health ------------------------------------------

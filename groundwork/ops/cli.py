@@ -622,3 +622,36 @@ def verify(
             clients["services"], clients["revisions"], names.service(name), image
         )
         typer.echo(f"{name}: {', '.join(served_revisions)} run {image}")
+
+
+@app.command("dlq-redrive")
+@_one_line_errors
+def dlq_redrive(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Move at most this many messages (default all).", min=1)
+    ] = None,
+    timeout: TimeoutOpt = 900.0,
+) -> None:
+    """AWS: move dead letters back to the jobs queue, from a one-off worker task.
+
+    The broker is private (no public endpoint) and accepts the app's security groups
+    only, so `groundwork-app dlq redrive` runs as a task of the worker service.
+    """
+    from groundwork.ops import aws
+
+    outputs = _outputs(stack, outputs_file).expect_cloud("aws")
+    ecs = _aws_session(outputs).client("ecs")
+    command = ["dlq", "redrive", *(["--limit", str(limit)] if limit else [])]
+    result = aws.run_service_command(
+        ecs,
+        outputs.string("cluster_name"),
+        outputs.string("worker_service_name"),
+        command,
+        timeout_seconds=timeout,
+    )
+    typer.echo(
+        f"{' '.join(command)}: task {result.task_arn.rsplit('/', 1)[-1]} succeeded in "
+        f"{result.seconds:.0f} s; output: {next(iter(result.log_links.values()), 'n/a')}"
+    )

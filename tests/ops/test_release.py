@@ -323,3 +323,44 @@ def test_gcp_verify_checks_every_revision_with_traffic(run_api: Any) -> None:
         gcp.verify_served_image(
             run_api.clients["services"], run_api.clients["revisions"], api, "new@sha256:2"
         )
+
+
+def test_dlq_redrive_runs_a_worker_task_in_the_workers_network(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """The broker accepts the app's security groups only: the one-off runs as the worker."""
+    result = runner.invoke(
+        app,
+        [
+            "ops",
+            "dlq-redrive",
+            "-s",
+            "staging",
+            "--outputs-file",
+            str(write_outputs(tmp_path, stack)),
+            "--limit",
+            "5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "dlq redrive --limit 5: task " in result.stdout
+    ecs = boto3.client("ecs", region_name=REGION)
+    arns = ecs.list_tasks(cluster=CLUSTER, startedBy="groundwork-ops")["taskArns"]
+    task = ecs.describe_tasks(cluster=CLUSTER, tasks=arns)["tasks"][0]
+    assert task["taskDefinitionArn"] == stack["_revisions"]["worker"][-1]
+    assert task["overrides"]["containerOverrides"][0]["command"] == [
+        "dlq",
+        "redrive",
+        "--limit",
+        "5",
+    ]
+    worker = ecs.describe_services(cluster=CLUSTER, services=[stack["worker_service_name"]])[
+        "services"
+    ][0]
+    wanted = worker["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"]
+    details = {d["name"]: d["value"] for a in task["attachments"] for d in a["details"]}
+    assert details["subnetId"] == stack["task_subnet_ids"][0]
+    eni = boto3.client("ec2", region_name=REGION).describe_network_interfaces(
+        NetworkInterfaceIds=[details["networkInterfaceId"]]
+    )["NetworkInterfaces"][0]
+    assert sorted(g["GroupId"] for g in eni["Groups"]) == sorted(wanted)
