@@ -69,7 +69,26 @@ def test_zizmor_reports_nothing() -> None:
 
 
 def test_expected_workflows_exist() -> None:
-    assert {"ci.yml", "preview.yml", "deploy.yml", "deploy-environment.yml"} <= set(all_workflows())
+    assert {
+        "ci.yml",
+        "preview.yml",
+        "deploy.yml",
+        "deploy-environment.yml",
+        "drift.yml",
+    } <= set(all_workflows())
+
+
+def test_drift_is_a_scheduled_refresh_preview_of_each_stack_reported_in_one_issue() -> None:
+    drift = load("drift.yml")
+    assert "schedule" in triggers(drift) and "workflow_dispatch" in triggers(drift)
+    refresh = drift["jobs"]["refresh"]
+    assert refresh["strategy"]["matrix"]["stack"] == ["staging", "production"]
+    script = run_text(refresh)
+    assert "pulumi refresh --preview-only --expect-no-changes" in script
+    assert "pulumi up" not in script
+    report = drift["jobs"]["report"]
+    assert report["if"] == "${{ !cancelled() }}"
+    assert "scripts/drift_issue.py" in run_text(report)
 
 
 def test_preview_runs_on_pull_requests_with_the_policy_pack_for_both_stacks() -> None:
@@ -158,7 +177,10 @@ def test_least_privilege_and_oidc_only() -> None:
             if perms.get("id-token") == "write":
                 assert cloud_auth or calls_reusable, f"{name}:{job_name} id-token without OIDC"
             writes = {k for k, v in perms.items() if v == "write"} - {"id-token"}
-            assert writes <= {"pull-requests"}, f"{name}:{job_name} writes {writes}"
+            allowed = {"issues"} if (name, job_name) == ("drift.yml", "report") else set()
+            assert writes <= {"pull-requests"} | allowed, f"{name}:{job_name} writes {writes}"
+            if "issues" in writes:
+                assert "id-token" not in perms, f"{name}:{job_name}: no cloud access with it"
 
 
 @pytest.mark.parametrize("name", ["ci.yml", "preview.yml"])
