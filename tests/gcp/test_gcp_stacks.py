@@ -40,6 +40,9 @@ EXPORTS = {
     "dead_letter_topic",
     "dead_letter_subscription",
     "artifact_registry_url",
+    "deployed_image",
+    "jwt_issuer",
+    "jwt_audience",
     "secret_ids",
 }
 
