@@ -47,6 +47,7 @@ from components.aws.container_service import (
     fargate_memory_options,
 )
 from components.image_ref import ImageReference
+from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
 from stacks.service_env import application_env, token_claims
 
@@ -57,7 +58,7 @@ DIRECT_STATEMENT_CACHE = 100
 CONTAINER_PORT = 8000
 
 
-def build(settings: Settings) -> dict[str, Any]:
+def build(settings: Settings) -> AwsOutputs:
     """Create the environment described by ``settings``; return the stack outputs."""
     region = resolve_region(settings)
     validate(settings)
@@ -264,6 +265,7 @@ def build(settings: Settings) -> dict[str, Any]:
         opts=opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "aws",
         "region": region,
@@ -287,7 +289,8 @@ def build(settings: Settings) -> dict[str, Any]:
         # What the task definitions run: previews and manual `pulumi up` pin it
         # (groundwork:imageUri) instead of rebuilding from a working copy.
         "deployed_image": app.image_ref,
-        **token_claims(settings),
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "alarm_topic_arn": alarms.topic_arn,
         "broker_id": broker.broker_id,
         "dlq_name": DLQ_NAME,

@@ -7,8 +7,6 @@ through ``settings`` (see ``stacks/config.py`` for the per-environment defaults)
 
 from __future__ import annotations
 
-from typing import Any
-
 import pulumi
 import pulumi_gcp as gcp
 
@@ -46,6 +44,7 @@ from components.gcp import (
 )
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
+from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
@@ -54,7 +53,7 @@ WORKER_TIMEOUT_SECONDS = 180
 and the push subscription's ack deadline."""
 
 
-def build(settings: Settings) -> dict[str, Any]:
+def build(settings: Settings) -> GcpOutputs:
     project, region = gcp_location(settings)
     prefix = f"{settings.service}-{settings.environment.value}"
     labels = gcp_labels(settings.tags)
@@ -248,6 +247,7 @@ def build(settings: Settings) -> dict[str, Any]:
         opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "gcp",
         "project": project,
@@ -266,7 +266,8 @@ def build(settings: Settings) -> dict[str, Any]:
         # What the revisions run: previews and manual `pulumi up` pin it
         # (groundwork:imageUri) instead of rebuilding from a working copy.
         "deployed_image": registry.image_ref,
-        **token_claims(settings),
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "secret_ids": secrets.secret_ids,
     }
 

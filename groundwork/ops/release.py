@@ -23,14 +23,14 @@ from typing import Any
 
 from groundwork.ops.errors import UserError
 from groundwork.ops.outputs import StackOutputs
+from groundwork.stack_outputs import SERVICE_NAME_OUTPUT, OutputName
 
 # The value Pulumi stores for an output that was unknown when the program exported it
 # (for example after the targeted first `pulumi up` that creates only the registry).
 UNKNOWN_OUTPUT = "04da6b54-80e4-46f7-96ec-b56ff0331ba9"
 RECORD_VERSION = 1
-PROCESSES = ("api", "worker", "relay")
 # The outputs a deploy needs before `pulumi up` to migrate first (per cloud).
-MIGRATE_OUTPUTS = {
+MIGRATE_OUTPUTS: dict[str, tuple[OutputName, ...]] = {
     "aws": ("cluster_name", "migrate_task_definition_arn", "task_subnet_ids"),
     "gcp": ("migrate_job_name",),
 }
@@ -112,8 +112,8 @@ class ReleaseRecord:
 def service_names(outputs: StackOutputs) -> list[str]:
     """The api/worker/relay service names the stack exports (none before the first up)."""
     names = []
-    for process in PROCESSES:
-        value = outputs.values.get(f"{process}_service_name")
+    for output in SERVICE_NAME_OUTPUT.values():
+        value = outputs.values.get(output)
         if known(value):
             names.append(str(value))
     return names
