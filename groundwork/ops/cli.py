@@ -312,12 +312,25 @@ def shift_traffic(
         float, typer.Option(help="Seconds to wait at each step before checking.", min=0)
     ] = 60.0,
     checks: Annotated[int, typer.Option(help="Readiness requests per step.", min=1)] = 5,
+    max_error_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="Roll back when the candidate's 5xx ratio (Cloud Monitoring) exceeds this "
+            "(default: the api-5xx-ratio alert's threshold); metrics lag up to ~3 min, so "
+            "the gate bites with --bake-seconds 180 or more.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    metric_gate: Annotated[
+        bool, typer.Option("--metric-gate/--no-metric-gate", help="Check the 5xx ratio.")
+    ] = True,
     timeout: TimeoutOpt = 600.0,
 ) -> None:
     """Cloud Run: move API traffic to a new revision gradually, rolling back on failure."""
     import httpx
 
-    from groundwork.ops import gcp
+    from groundwork.ops import gcp, gcp_metrics
     from groundwork.ops.smoke import check_ready
 
     outputs = _outputs(stack, outputs_file)
@@ -325,19 +338,38 @@ def shift_traffic(
     parsed = gcp.parse_steps(steps)
     url = outputs.string("api_url")
     clients = _gcp_clients()
+    service_name = names.service(outputs.string("api_service_name"))
+    if max_error_ratio is None:
+        from components.gcp.alerts import Thresholds
+
+        max_error_ratio = Thresholds().error_ratio
+    get = gcp_metrics.authorized_getter() if metric_gate else None
+    with gcp.gcp_errors("read the API service"):
+        candidate = gcp.short_name(
+            revision or clients["services"].get_service(name=service_name).latest_created_revision
+        )
 
     def health() -> None:
         with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
             for _ in range(checks):
                 check_ready(client, url)
+        if get is not None and max_error_ratio is not None:
+            measured = gcp_metrics.revision_errors(
+                get,
+                names.project,
+                gcp.short_name(service_name),
+                candidate,
+                window_seconds=max(int(bake_seconds), 60),
+            )
+            gcp_metrics.check_error_ratio(measured, max_error_ratio)
 
     report = gcp.shift_traffic(
         clients["services"],
         clients["revisions"],
-        names.service(outputs.string("api_service_name")),
+        service_name,
         parsed,
         health,
-        revision=revision,
+        revision=candidate,
         bake_seconds=bake_seconds,
         timeout_seconds=timeout,
     )
