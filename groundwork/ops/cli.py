@@ -688,3 +688,21 @@ def dlq_redrive(
         f"{' '.join(command)}: task {result.task_arn.rsplit('/', 1)[-1]} succeeded in "
         f"{result.seconds:.0f} s; output: {next(iter(result.log_links.values()), 'n/a')}"
     )
+
+
+@app.command("service-urns")
+@_one_line_errors
+def service_urns(
+    stack: StackOpt,
+    cloud: CloudOpt,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="KEY=VALUE passed to the preview (e.g. the image)."),
+    ] = None,
+) -> None:
+    """First deploy: print the api/worker/relay service URNs, one per line, for
+    `pulumi up --exclude URN ... --exclude-dependents` before the migration."""
+    from groundwork.ops.registry import service_urns as find
+
+    for urn in find(stack, cloud, config=config or ()):
+        typer.echo(urn)

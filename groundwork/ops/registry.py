@@ -76,21 +76,49 @@ def repository_from_state(stack: str, cloud: str, runner: Runner = _run) -> str 
     return None
 
 
-def registry_targets(stack: str, cloud: str, runner: Runner = _run) -> list[str]:
-    """URNs a targeted ``pulumi up`` must name to create the registry: it and its parents."""
-    text = _pulumi(
-        ["preview", "--stack", stack, "--json", "--non-interactive"],
-        runner,
-        "preview the stack to find the registry",
-    )
+SERVICE_TYPES = {"aws": "aws:ecs/service:Service", "gcp": "gcp:cloudrunv2/service:Service"}
+
+
+def _planned_creates(
+    stack: str, runner: Runner, what: str, config: Sequence[str] = ()
+) -> dict[str, dict[str, Any]]:
+    """URN -> new state of every resource `pulumi preview` would create."""
+    argv = ["preview", "--stack", stack, "--json", "--non-interactive"]
+    for item in config:
+        argv += ["--config", item]
+    text = _pulumi(argv, runner, what)
     try:
         preview = json.loads(text)
     except json.JSONDecodeError as exc:
         raise OpsError(f"`pulumi preview --json` printed no JSON: {exc.msg}") from None
     steps = preview.get("steps") or []
-    states = {
-        step["urn"]: step.get("newState") or {} for step in steps if step.get("op") == "create"
-    }
+    return {step["urn"]: step.get("newState") or {} for step in steps if step.get("op") == "create"}
+
+
+def service_urns(
+    stack: str, cloud: str, runner: Runner = _run, config: Sequence[str] = ()
+) -> list[str]:
+    """The api/worker/relay services a first deploy creates only after the migration.
+
+    Before the migration the services cannot work (migrate creates the schema, the
+    database role and the broker user), so the first ``pulumi up`` excludes them and
+    what depends on them (``--exclude-dependents``).
+    """
+    if cloud not in SERVICE_TYPES:
+        raise UserError(f"--cloud must be aws or gcp, got {cloud!r}")
+    states = _planned_creates(stack, runner, "preview the stack to find its services", config)
+    urns = sorted(u for u, new in states.items() if new.get("type") == SERVICE_TYPES[cloud])
+    if len(urns) != 3:
+        raise OpsError(
+            f"expected the preview of {stack} to create 3 {SERVICE_TYPES[cloud]} (api, "
+            f"worker, relay), found {len(urns)}: is this really a first deploy?"
+        )
+    return urns
+
+
+def registry_targets(stack: str, cloud: str, runner: Runner = _run) -> list[str]:
+    """URNs a targeted ``pulumi up`` must name to create the registry: it and its parents."""
+    states = _planned_creates(stack, runner, "preview the stack to find the registry")
     repositories = [
         urn for urn, new in states.items() if new.get("type") == REPOSITORY_TYPES[cloud]
     ]
@@ -99,16 +127,23 @@ def registry_targets(stack: str, cloud: str, runner: Runner = _run) -> list[str]
             f"expected the preview of {stack} to create one {REPOSITORY_TYPES[cloud]}, "
             f"found {len(repositories)}; is groundwork:cloud set to {cloud}?"
         )
-    targets = [repositories[0]]
-    parent = states[repositories[0]].get("parent")
-    # Every ancestor the engine would otherwise have to create untargeted (the root stack
-    # and providers are targeted implicitly and never appear here as parents to create).
-    while parent and parent in states:
-        if states[parent].get("type") == "pulumi:pulumi:Stack":
-            break
-        targets.append(parent)
-        parent = states[parent].get("parent")
-    return list(reversed(targets))
+    # The repository, its ancestors and what it depends on (its KMS key, say), each with
+    # its own ancestors and dependencies: everything the engine would otherwise have to
+    # create untargeted. The root stack and providers are targeted implicitly.
+    targets: list[str] = []
+    pending = [repositories[0]]
+    while pending:
+        urn = pending.pop()
+        if urn in targets or urn not in states:
+            continue
+        new = states[urn]
+        if new.get("type") == "pulumi:pulumi:Stack" or str(new.get("type", "")).startswith(
+            "pulumi:providers:"
+        ):
+            continue
+        targets.append(urn)
+        pending += [new.get("parent") or "", *(new.get("dependencies") or [])]
+    return sorted(targets, key=lambda urn: (urn.count("$"), urn))
 
 
 def ensure_registry(

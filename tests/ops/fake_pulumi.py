@@ -60,7 +60,11 @@ def main(argv: list[str]) -> int:
             {
                 "op": "same" if urn in created else "create",
                 "urn": urn,
-                "newState": {"type": r["type"], "parent": r.get("parent", "")},
+                "newState": {
+                    "type": r["type"],
+                    "parent": r.get("parent", ""),
+                    "dependencies": r.get("dependencies", []),
+                },
             }
             for urn, r in resources.items()
         ]
@@ -68,7 +72,29 @@ def main(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["up"]:
         targets = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--target"]
-        if not targets:
+        excludes = {argv[i + 1] for i, arg in enumerate(argv) if arg == "--exclude"}
+        if excludes:
+            unknown = sorted(excludes - set(resources))
+            if unknown:
+                print(f"error: no resource named {unknown[0]}", file=sys.stderr)
+                return 255
+            if "--exclude-dependents" in argv:
+                changed = True
+                while changed:  # everything whose parent or a dependency is excluded
+                    changed = False
+                    for urn, r in resources.items():
+                        needs = {r.get("parent", ""), *r.get("dependencies", [])}
+                        if urn not in excludes and needs & excludes:
+                            excludes.add(urn)
+                            changed = True
+            created |= set(resources) - excludes
+            # Exports of excluded resources stay unknown.
+            state["outputs"] = {
+                key: (UNKNOWN if key.endswith("_service_name") else value)
+                for key, value in graph["outputs"].items()
+            }
+            state["excluded"] = sorted(excludes)
+        elif not targets:
             if os.environ.get("FAKE_PULUMI_FAIL") == "up":
                 print("error: update failed", file=sys.stderr)
                 return 255

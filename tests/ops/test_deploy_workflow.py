@@ -42,7 +42,7 @@ assert argv[:3] == ["run", "groundwork", "ops"], argv
 with open(os.path.join(os.environ["FAKE_PULUMI_DIR"], "calls.log"), "a") as log:
     log.write("groundwork ops " + " ".join(argv[3:]) + "\n")
 command = argv[3]
-if command in ("record-release", "registry", "existing-image", "rollback"):
+if command in ("record-release", "registry", "existing-image", "rollback", "service-urns"):
     sys.exit(subprocess.call([sys.executable, "-c", "from groundwork.cli import main; main()", *argv[2:]]))
 # What each emulated command reads from the outputs (as the real ones do, AWS).
 needs = {{
@@ -175,24 +175,39 @@ def _index(calls: list[str], fragment: str) -> int:
     return next(i for i, call in enumerate(calls) if fragment in call)
 
 
-def test_first_deploy_creates_the_registry_then_deploys_then_migrates(world: World) -> None:
-    """Defect 1: a stack never deployed reaches a migrated, smoke-tested environment."""
+def test_first_deploy_creates_the_registry_then_migrates_before_the_services_start(
+    world: World,
+) -> None:
+    """Defect 1: a stack never deployed reaches a migrated, smoke-tested environment, and
+    the services start only after the migration (it creates the schema, the database
+    role and the broker user they log in with)."""
     result = world.run("deploy")
     assert result.status == "success", "\n".join(
         f"{s.name}: {s.log}" for s in result.steps if s.returncode
     )
     assert result.outputs["recorded"] == "true"
     assert result.step("Record what serves").outputs["first_deploy"] == "true"
-    assert not result.step("Migrate with the new image before").ran
     calls = world.calls()
     targeted = calls[_index(calls, "up --stack staging --yes --non-interactive --skip-preview")]
     assert "groundwork:aws:ContainerService::groundwork-staging-app" in targeted
-    full_up = _index(calls, "groundwork:imageUri=")
-    assert _index(calls, "docker push") < full_up < _index(calls, "groundwork ops migrate")
-    assert _index(calls, "groundwork ops migrate") < _index(calls, "groundwork ops smoke")
+    bootstrap = _index(calls, "--exclude-dependents")
+    migrate = _index(calls, "groundwork ops migrate")
+    full_up = max(
+        i for i, c in enumerate(calls) if c.startswith("up ") and "groundwork:imageUri=" in c
+    )
+    assert _index(calls, "docker push") < bootstrap < migrate < full_up
+    assert full_up < _index(calls, "groundwork ops verify") < _index(calls, "groundwork ops smoke")
+    excluded = calls[bootstrap].split("--exclude ")[1:]
+    assert len(excluded) == 3
+    assert all("$aws:ecs/service:Service::" in urn for urn in excluded)
+    # What that `up` left out: the services and what needs them, nothing else.
+    state = json.loads((world.state / "state.json").read_text())
+    left_out = {urn.split("::")[-1] for urn in state["excluded"]}
+    assert {"groundwork-staging-app-api", "groundwork-staging-app-worker"} <= left_out
+    assert not any("repo" in name or "migrate" in name or "-db" in name for name in left_out)
     image = result.step("Push the image").outputs["image"]
     assert f"groundwork:imageUri={image}" in calls[full_up]
-    assert f"--image {image}" in calls[_index(calls, "groundwork ops migrate")]
+    assert f"--image {image}" in calls[migrate]
     assert f"--image {image}" in calls[_index(calls, "groundwork ops verify")]
 
 
