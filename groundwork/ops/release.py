@@ -49,8 +49,8 @@ def is_first_deploy(outputs: StackOutputs) -> bool:
 
     A stack that was never deployed exports nothing; after the one-time registry
     bootstrap it exports the registry at most. Either way there is no migrate task / job
-    yet, so the deploy must create the environment first and migrate right after (no
-    traffic is served before this deploy, so no request meets an unmigrated schema).
+    yet, so the deploy first creates the environment without its services, migrates,
+    and only then creates the services (they log in with what the migration creates).
     """
     cloud = outputs.values.get("cloud")
     if cloud not in MIGRATE_OUTPUTS:
