@@ -21,6 +21,8 @@ def application_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         # RDS and Cloud SQL enforce TLS; the endpoints are not in the certificates' SANs.
         "DB_SSLMODE": "require",
+        # The system trust store unless a stack pins the server's CA (GCP: Cloud SQL's).
+        "DB_TLS_CA_CERT": "",
         # Password authentication unless a cloud stack overrides it per process.
         "DB_IAM_AUTH": "false",
         "DB_APP_USER": "",

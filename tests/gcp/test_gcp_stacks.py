@@ -566,3 +566,35 @@ def test_log_retention_is_honoured_by_a_bucket_the_service_logs_are_routed_to(
         assert f'service_name = starts_with("{prefix}")' in sink["filter"]
         assert f'job_name = starts_with("{prefix}")' in sink["filter"]
         assert 'resource.type = "cloudsql_database"' in sink["filter"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_cloud_sql_accepts_every_connection_the_services_can_open(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    """Each api/worker/relay/migrate process opens up to DB_POOL_SIZE + DB_MAX_OVERFLOW
+    connections; Cloud SQL refuses beyond max_connections (default by tier memory:
+    https://cloud.google.com/sql/docs/postgres/flags, 50 on db-g1-small)."""
+    from groundwork_app.settings import Settings as AppSettings
+
+    from stacks.gcp import SUPERUSER_RESERVED_CONNECTIONS, default_max_connections
+
+    graph: ProgramRun = request.getfixturevalue(stack)
+    per_process = AppSettings().db_pool_size + AppSettings().db_max_overflow
+    services = by_name(graph, "gcp:cloudrunv2/service:Service")
+    instances = {
+        name.removeprefix(f"groundwork-{stack}-"): svc.inputs["template"]["scaling"][
+            "maxInstanceCount"
+        ]
+        for name, svc in services.items()
+    }
+    peak = (
+        (instances["api"] + instances["worker"]) * per_process
+        + instances["relay"] * (per_process + 1)  # + the LISTEN connection
+        + per_process  # a migrate run
+        + SUPERUSER_RESERVED_CONNECTIONS
+    )
+    sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")["settings"]
+    flags = {f["name"]: f["value"] for f in sql["databaseFlags"]}
+    limit = int(flags.get("max_connections", default_max_connections(sql["tier"])))
+    assert peak <= limit, (peak, limit)

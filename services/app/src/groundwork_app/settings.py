@@ -114,7 +114,7 @@ class Settings(BaseSettings):
         "DB_SSLMODE=verify-ca/verify-full; when set, only these are trusted (Cloud SQL: the "
         "instance's server_ca_certs; RDS: the region's RDS CA bundle). Empty: the system "
         "trust store.",
-        json_schema_extra=_deploy("env", _PUBSUB),
+        json_schema_extra=_deploy("env"),
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
