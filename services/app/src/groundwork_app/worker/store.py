@@ -125,18 +125,6 @@ UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
 WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
 """
 
-# The broker gave up on a message (dead-letter consumer): the job ends failed unless it
-# already ended, or a worker still holds a live lease on it (that worker ends it; if it
-# dies, its lease lapses and the reconciler does).
-_MARK_DEAD_LETTERED = """
-UPDATE jobs SET status = 'failed', error = $2, updated_at = now(), completed_at = now(),
-                lease_owner = NULL, lease_expires_at = NULL
-WHERE id = $1 AND status IN ('queued', 'processing')
-  AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-RETURNING id
-"""
-
-
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -224,6 +212,7 @@ class JobStore:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._pool = LazyPool(settings, "worker")
+        self.pool = self._pool  # shared with the dead-letter recorder (worker/terminal.py)
         # Names this process in the lease column: unique per process start.
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._claims: Coalescer[tuple[uuid.UUID, str], ClaimResult] = Coalescer(
@@ -288,11 +277,6 @@ class JobStore:
 
     async def renew_lease(self, job_id: uuid.UUID) -> None:
         await self._execute(_RENEW, job_id, self.owner, self._settings.job_lease_seconds)
-
-    async def mark_dead_lettered(self, job_id: uuid.UUID, reason: str) -> bool:
-        """End a job the broker dead-lettered; False when it had ended or is still leased."""
-        rows = await self._fetch(_MARK_DEAD_LETTERED, job_id, reason)
-        return bool(rows)
 
     async def close(self) -> None:
         await self._claims.close()
