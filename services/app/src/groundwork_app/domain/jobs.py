@@ -115,15 +115,16 @@ class JobRequest(BaseModel):
             raise ValueError(f"must have at most {MAX_METADATA_KEYS} keys (got {len(value)})")
         for key, item in value.items():
             if not _METADATA_KEY_RE.fullmatch(key):
-                raise ValueError(f"key {key[:64]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+                # Never the key itself: errors do not echo input (docs/api.md).
+                raise ValueError("every key must match [A-Za-z0-9_.-]{1,64}")
             if isinstance(item, str):
                 if len(item) > MAX_METADATA_STRING:
-                    raise ValueError(f"value of {key!r} exceeds {MAX_METADATA_STRING} chars")
-                _reject_nul(item, f"value of {key!r}")
+                    raise ValueError(f"a string value exceeds {MAX_METADATA_STRING} characters")
+                _reject_nul(item, "a string value")
             elif isinstance(item, float) and not math.isfinite(item):
-                raise ValueError(f"value of {key!r} must be a finite number")
+                raise ValueError("a number value must be finite")
             elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INT:
-                raise ValueError(f"value of {key!r} must be within +/-(2**53 - 1)")
+                raise ValueError("an integer value must be within +/-(2**53 - 1)")
         if len(_canonical(value).encode()) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value
