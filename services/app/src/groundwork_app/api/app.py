@@ -156,11 +156,11 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, adopt_traceparent=provider is None)
     if provider is not None:
         tracing.instrument(app, provider)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -169,6 +169,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         # The job body is read raw (see api.body) so FastAPI cannot infer it: publish it.
         body = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
+        # The limit this server enforces (MAX_PROMPT_CHARS), not the model's ceiling.
+        body["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
         components["JobRequest"] = body
         # The auth dependency reads the header itself (see api.auth), so FastAPI does
         # not see the scheme; the guarded routes reference it (auth.BEARER_SECURITY).
