@@ -47,6 +47,7 @@ from components.aws.container_service import (
     fargate_memory_options,
 )
 from components.image_ref import ImageReference
+from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
 from stacks.service_env import application_env
 
@@ -57,7 +58,7 @@ DIRECT_STATEMENT_CACHE = 100
 CONTAINER_PORT = 8000
 
 
-def build(settings: Settings) -> dict[str, Any]:
+def build(settings: Settings) -> AwsOutputs:
     """Create the environment described by ``settings``; return the stack outputs."""
     region = resolve_region(settings)
     validate(settings)
