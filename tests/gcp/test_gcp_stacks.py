@@ -166,6 +166,20 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
     inspect = graph.named(f"{prefix}-jobs-dead-letter-inspect").inputs
     assert inspect["topic"] == dlt.state["id"] and "pushConfig" not in inspect
 
+    # Every dead letter is also pushed to the worker, which ends its job (before, a job
+    # whose message was dead-lettered while its worker died stayed `processing`): same
+    # token identity and audience as the work push, so the worker's verifier accepts it.
+    ended = graph.named(f"{prefix}-dead-letter-push").inputs
+    assert ended["topic"] == dlt.state["id"]
+    assert ended["pushConfig"]["pushEndpoint"] == f"{worker.state['uri']}/pubsub/dead-letter"
+    assert ended["pushConfig"]["oidcToken"] == push["oidcToken"]
+    assert "deadLetterPolicy" not in ended
+    assert ended["ackDeadlineSeconds"] >= worker_timeout
+    assert (
+        graph.named(f"{prefix}-worker-invoker").urn
+        in graph.named(f"{prefix}-dead-letter-push").depends_on
+    )
+
 
 def test_only_api_and_relay_publish_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
     topic = staging.named("groundwork-staging-jobs").state["name"]
