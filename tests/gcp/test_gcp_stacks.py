@@ -176,6 +176,20 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
     inspect = graph.named(f"{prefix}-jobs-dead-letter-inspect").inputs
     assert inspect["topic"] == dlt.state["id"] and "pushConfig" not in inspect
 
+    # Every dead letter is also pushed to the worker, which ends its job (before, a job
+    # whose message was dead-lettered while its worker died stayed `processing`): same
+    # token identity and audience as the work push, so the worker's verifier accepts it.
+    ended = graph.named(f"{prefix}-dead-letter-push").inputs
+    assert ended["topic"] == dlt.state["id"]
+    assert ended["pushConfig"]["pushEndpoint"] == f"{worker.state['uri']}/pubsub/dead-letter"
+    assert ended["pushConfig"]["oidcToken"] == push["oidcToken"]
+    assert "deadLetterPolicy" not in ended
+    assert ended["ackDeadlineSeconds"] >= worker_timeout
+    assert (
+        graph.named(f"{prefix}-worker-invoker").urn
+        in graph.named(f"{prefix}-dead-letter-push").depends_on
+    )
+
 
 def test_only_the_relay_publishes_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
     topic = staging.named("groundwork-staging-jobs").state["name"]
@@ -270,8 +284,9 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
     assert cheap["gcp:secretmanager/secret:Secret"] == 5
-    # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates.
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 15
+    # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates,
+    # stuck jobs (log match).
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16
     assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
     assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 
