@@ -297,6 +297,7 @@ def build(settings: Settings) -> AwsOutputs:
             email=settings.alarm_email,
             queue_name=QUEUE_NAME,
             dlq_name=DLQ_NAME,
+            job_log_group_names=[app.log_group_names[p] for p in ("worker", "relay")],
         ),
         opts=opts,
     )
