@@ -257,3 +257,26 @@ def test_public_subnets_meet_the_alb_minimum(staging: ProgramRun) -> None:
     assert public
     for subnet in public:
         assert ipaddress.ip_network(subnet.inputs["cidrBlock"]).prefixlen <= 27
+
+
+def test_production_migrate_reaches_the_instance_and_the_broker_console(
+    production: ProgramRun, helpers: Any
+) -> None:
+    """End-to-end IAM on the proxy admits IAM-enabled roles only: migrate (the master
+    user) goes to the instance directly; it alone reaches the management API on 443."""
+    groups = helpers.ids_by_name(production, "aws:ec2/securityGroup:SecurityGroup")
+    edges = {
+        (
+            groups[r.inputs["securityGroupId"]],
+            groups[r.inputs["referencedSecurityGroupId"]],
+            r.inputs["fromPort"],
+        )
+        for r in production.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs.get("referencedSecurityGroupId") in groups
+    }
+    p = "groundwork-production"
+    into = lambda target: {(src, port) for dst, src, port in edges if dst == target}  # noqa: E731
+    assert into(f"{p}-db-sg") == {(f"{p}-db-proxy-sg", 5432), (f"{p}-fw-migrate", 5432)}
+    assert into(f"{p}-db-proxy-sg") == {(f"{p}-fw-{s}", 5432) for s in ("api", "worker", "relay")}
+    assert (f"{p}-fw-migrate", 443) in into(f"{p}-mq-sg")
+    assert {src for src, port in into(f"{p}-mq-sg") if port == 443} == {f"{p}-fw-migrate"}
