@@ -795,6 +795,7 @@ def test_alarms_optional_signals_and_autoscaling_ceiling(helpers: Any) -> None:
                 db_proxy_name="px",
                 db_freeable_memory_bytes=100.0,
                 service_max_counts={"api": 6, "worker": 4},
+                nat_gateways=2,
             ),
         )
     )
@@ -812,6 +813,8 @@ def test_alarms_optional_signals_and_autoscaling_ceiling(helpers: Any) -> None:
     memory = _queries(alarms["broker-memory"])
     assert memory["used"]["metric"]["metricName"] == "RabbitMQMemUsed"
     assert memory["limit"]["metric"]["metricName"] == "RabbitMQMemLimit"
+    (nat,) = alarms["nat-port-allocation"]["metricQueries"]
+    assert "ErrorPortAllocation" in nat["expression"] and nat["period"] == 60
     below = _queries(alarms["relay-tasks-below-desired"])
     assert below["missing"]["expression"] == "desired - running"
 
