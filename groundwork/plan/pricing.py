@@ -1053,6 +1053,27 @@ def _uptime_check(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return items
 
 
+@pricer("gcp:logging/projectBucketConfig:ProjectBucketConfig")
+def _log_bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    # Routed logs are billed on ingestion per bucket that stores them (on top of the
+    # _Default bucket's copy); storage is free for the first 30 days.
+    ingest = ctx.assume("gcp_service_log_gib")
+    retention = _num(r.inputs.get("retentionDays")) or 30
+    free_days = ctx.price("logging", "default_retention_days")
+    extra_months = max(0.0, retention - free_days) / 30
+    return [
+        LineItem(
+            "routed log ingestion (assumed)", ingest, "GiB", ctx.price("logging", "ingestion_gib")
+        ),
+        LineItem(
+            f"log retention beyond {free_days:g} days ({retention:g} days)",
+            ingest * extra_months,
+            "GiB-month",
+            ctx.price("logging", "retention_gib_month"),
+        ),
+    ]
+
+
 @pricer("gcp:monitoring/alertPolicy:AlertPolicy")
 def _alert_policy(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     conditions = len(r.inputs.get("conditions") or []) or 1

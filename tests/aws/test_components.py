@@ -438,7 +438,8 @@ def test_alb_http_only_is_loud(helpers: Any, caplog: pytest.LogCaptureFixture) -
     assert lb["dropInvalidHeaderFields"] is True and lb["internal"] is False
     assert lb["accessLogs"]["enabled"] is True
     tg = run.one("aws:lb/targetGroup:TargetGroup").inputs
-    assert tg["healthCheck"]["path"] == "/health/ready" and tg["deregistrationDelay"] == 30
+    # Process only: ECS replaces tasks failing it; a Redis blip must not cycle them all.
+    assert tg["healthCheck"]["path"] == "/health/live" and tg["deregistrationDelay"] == 30
     assert tg["targetType"] == "ip"
     pab = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
     assert all(

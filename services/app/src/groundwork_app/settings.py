@@ -109,6 +109,14 @@ class Settings(BaseSettings):
         description="TLS to PostgreSQL. The stacks set 'require' (RDS / Cloud SQL enforce TLS).",
         json_schema_extra=_deploy("env"),
     )
+    db_tls_ca_cert: str = Field(
+        default="",
+        description="PEM CA certificate(s) the PostgreSQL server must chain to with "
+        "DB_SSLMODE=verify-ca/verify-full; when set, only these are trusted (Cloud SQL: the "
+        "instance's server_ca_certs; RDS: the region's RDS CA bundle). Empty: the system "
+        "trust store.",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
     db_pool_timeout_seconds: float = Field(default=5.0, gt=0)
@@ -200,6 +208,14 @@ class Settings(BaseSettings):
     pubsub_push_service_account: str = Field(
         default="",
         description="Expected 'email' claim of the push token (the push identity).",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
+    pubsub_push_auth: Literal["verify-signature", "cloud-run-iam"] = Field(
+        default="verify-signature",
+        description="Who checks the push token's signature: the app ('verify-signature'), or "
+        "Cloud Run's IAM invoker check ('cloud-run-iam': Cloud Run validates the token and "
+        "delivers it with the signature replaced by SIGNATURE_REMOVED_BY_GOOGLE; the app "
+        "checks its claims). The GCP stack sets 'cloud-run-iam'.",
         json_schema_extra=_deploy("env", _PUBSUB),
     )
 
@@ -306,7 +322,7 @@ class Settings(BaseSettings):
         default="", description="OTLP/HTTP endpoint; empty disables trace export."
     )
 
-    @field_validator("redis_tls_ca_cert")
+    @field_validator("redis_tls_ca_cert", "db_tls_ca_cert")
     @classmethod
     def _redis_ca(cls, value: str) -> str:
         if value.strip() and "-----BEGIN CERTIFICATE-----" not in value:
