@@ -51,7 +51,7 @@ from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
-from stacks.service_env import application_env
+from stacks.service_env import application_env, token_claims
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
@@ -302,6 +302,7 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "aws",
         "region": region,
@@ -322,6 +323,11 @@ def build(settings: Settings) -> AwsOutputs:
         "api_target_group_arn": alb.target_group_arn,
         "db_instance_identifier": database.instance_identifier,
         "ecr_repository_url": app.repository_url,
+        # What the task definitions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": app.image_ref,
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "alarm_topic_arn": alarms.topic_arn,
         "broker_id": broker.broker_id,
         "dlq_name": DLQ_NAME,

@@ -50,7 +50,7 @@ from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value
-from stacks.service_env import DELIVERY_ATTEMPTS, application_env
+from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
@@ -268,6 +268,7 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "gcp",
         "project": project,
@@ -283,6 +284,11 @@ def build(settings: Settings) -> GcpOutputs:
         "dead_letter_topic": queue.dead_letter_topic_name,
         "dead_letter_subscription": queue.dead_letter_subscription_name,
         "artifact_registry_url": registry.repository_url,
+        # What the revisions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": registry.image_ref,
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "secret_ids": secrets.secret_ids,
     }
 

@@ -36,3 +36,10 @@ def application_env(settings: Settings) -> dict[str, str]:
         "LLM_FALLBACK": "requeue",
         "CACHE_TTL_SECONDS": "3600",
     }
+
+
+def token_claims(settings: Settings) -> dict[str, str]:
+    """Issuer and audience the API checks, exported so the smoke test mints tokens the
+    API accepts whatever ``groundwork:service`` is called."""
+    env = application_env(settings)
+    return {"jwt_issuer": env["JWT_ISSUER"], "jwt_audience": env["JWT_AUDIENCE"]}
