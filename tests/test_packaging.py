@@ -6,11 +6,10 @@ import os
 import shutil
 import subprocess
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from tests.pyrun import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +43,9 @@ def test_the_wheel_installs_only_the_groundwork_package(tmp_path: Path) -> None:
     assert {"groundwork/plan/prices.yaml", "groundwork/plan/plan.schema.json"} <= set(names)
 
 
-def test_plan_imports_the_program_from_the_project_root() -> None:
+def test_plan_imports_the_program_from_the_project_root(
+    run_python: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     # An installed (non-editable) CLI has no `stacks` of its own: planning must find the
     # program in the checkout it is run from. Drop the checkout from sys.path after the
     # CLI itself is imported, as a console script started elsewhere would have it.

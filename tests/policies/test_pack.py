@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pulumi_aws as aws
@@ -20,7 +22,6 @@ from policies import aws_rules, gcp_rules
 from policies.pack import POLICIES, RULES, config_path, pack_config, render_config
 from policies.registry import Tier
 from tests.policies.helpers import TAGS, NotApplicable, record, violations
-from tests.pyrun import run_python
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -61,7 +62,9 @@ NO_RULE_NEEDED = {
 # -- loading --------------------------------------------------------------------------
 
 
-def test_importing_the_pack_builds_policies_without_starting_a_server() -> None:
+def test_importing_the_pack_builds_policies_without_starting_a_server(
+    run_python: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     # PolicyPack() prints its gRPC port and blocks forever: a clean, prompt exit with only
     # our own output proves importing builds the list without constructing the pack.
     result = run_python("import policies.pack as p; print(len(p.POLICIES))", cwd=ROOT)
@@ -70,7 +73,9 @@ def test_importing_the_pack_builds_policies_without_starting_a_server() -> None:
     assert len(RULES) > 80
 
 
-def test_main_builds_the_pack_in_its_own_environment() -> None:
+def test_main_builds_the_pack_in_its_own_environment(
+    run_python: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     # Run __main__.py as the CLI does: cwd policies/, repository root NOT importable, and
     # only what policies/venv has (the CLI installs policies/requirements.txt there): the
     # shared Tier comes from the standard-library-only groundwork.tier. PolicyPack is

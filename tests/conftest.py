@@ -1,11 +1,19 @@
-"""Run Python code in a fresh interpreter, as a tool started outside the test would."""
+"""Fixtures shared by the infrastructure tests.
+
+Shared helpers live here as fixtures, not as importable ``tests.<module>`` modules: the
+service's suite (services/app/tests) is a regular package also named ``tests``, so which
+``tests`` a top-level import resolves to depends on collection order.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 
 def run_python(code: str, cwd: Path | str) -> subprocess.CompletedProcess[str]:
@@ -21,3 +29,11 @@ def run_python(code: str, cwd: Path | str) -> subprocess.CompletedProcess[str]:
         env=env,
         check=False,
     )
+
+
+RunPython = Callable[[str, Path | str], "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(name="run_python")
+def _run_python_fixture() -> RunPython:
+    return run_python
