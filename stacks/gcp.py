@@ -49,6 +49,11 @@ from components.source import SERVICE_CONTEXT, source_fingerprint
 from stacks.config import ConfigError, Settings, invalid_value
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env
 
+SHUTDOWN_TIMEOUT_SECONDS = 8
+"""Cloud Run sends SIGTERM and SIGKILLs 10 s later, not configurable for services
+(https://cloud.google.com/run/docs/container-contract, "Instance shutdown"): in-flight
+pushes get 8 s; one cut off is not acked, so Pub/Sub redelivers it."""
+
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
 and the push subscription's ack deadline."""
@@ -180,7 +185,8 @@ def build(settings: Settings) -> dict[str, Any]:
                 memory=settings.gcp_run_memory,
                 min_instances=settings.worker_min_count,
                 max_instances=settings.worker_max_count,
-                concurrency=16,
+                # One push is one job: the same in-flight bound as a RabbitMQ worker.
+                concurrency=settings.worker_slots,
                 timeout=f"{WORKER_TIMEOUT_SECONDS}s",
             ),
             # Several relays are safe (rows are claimed with SKIP LOCKED).
@@ -351,4 +357,5 @@ def service_env(
         "PUBSUB_PROJECT_ID": project,
         "PUBSUB_PUSH_AUDIENCE": push_audience,
         "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
     }

@@ -92,3 +92,43 @@ def test_load_settings_reads_pulumi_config_and_stops_before_any_resource():
 
     with pytest.raises(ConfigError):
         run_program(failing, stack="staging", config={"groundwork:nat": "bogus"})
+
+
+# --- worker capacity: concurrency from memory, LLM rate limit per task (issue 20) --------
+
+
+def test_worker_concurrency_defaults_to_what_the_task_memory_holds():
+    from stacks.config import MAX_WORKER_CONCURRENCY, worker_concurrency_for
+
+    staging = build_settings("staging", {})
+    assert staging.worker_concurrency is None
+    assert staging.worker_slots == worker_concurrency_for(512) == MAX_WORKER_CONCURRENCY
+    # A 256 MB task cannot hold 512 calls: the default shrinks instead of OOM-killing.
+    small = build_settings("staging", {"workerMemoryMb": "256"})
+    assert 1 <= small.worker_slots < MAX_WORKER_CONCURRENCY
+    assert small.worker_slots == worker_concurrency_for(256)
+    # Cloud Run sizes from gcpRunMemory, not the Fargate key.
+    gcp = build_settings("staging", {"cloud": "gcp", "gcpRunMemory": "256Mi"})
+    assert gcp.worker_task_memory_mb == 256 and gcp.worker_slots == small.worker_slots
+    assert build_settings("production", {"cloud": "gcp"}).worker_task_memory_mb == 1024
+
+
+def test_worker_concurrency_above_the_memory_bound_is_a_config_error():
+    with pytest.raises(ConfigError) as err:
+        build_settings("staging", {"workerMemoryMb": "256", "workerConcurrency": "900"})
+    text = str(err.value)
+    assert "groundwork:workerConcurrency (900)" in text and "workerMemoryMb" in text
+    assert "raise workerMemoryMb or lower workerConcurrency" in text
+    with pytest.raises(ConfigError, match="gcpRunMemory"):
+        build_settings(
+            "staging", {"cloud": "gcp", "gcpRunMemory": "256Mi", "workerConcurrency": "900"}
+        )
+    assert build_settings("staging", {"workerConcurrency": "64"}).worker_slots == 64
+
+
+def test_llm_rate_limit_is_shared_by_the_most_worker_tasks_that_can_run():
+    settings = build_settings("production", {"llmRequestsPerMinute": "5000"})
+    assert settings.llm_requests_per_minute_per_task == 5000 // settings.worker_max_count
+    assert build_settings("staging", {}).llm_requests_per_minute_per_task == 0
+    with pytest.raises(ConfigError, match=r"llmRequestsPerMinute \(5\) is below"):
+        build_settings("production", {"llmRequestsPerMinute": "5"})
