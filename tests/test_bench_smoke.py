@@ -370,7 +370,8 @@ def _median(rps: float, calls: int, jobs: int, cpu: float = 1.0) -> dict[str, An
         "p99_ms": 2.0,
         "consumer_peak_rss_mib": 80.0,
         "consumer_cpu_ms_per_job": 0.4,
-        "machine_cpu_ms_per_job": cpu,
+        "machine_cpu_ms_per_job": cpu * 3,  # other users' load too: not judged
+        "own_cpu_ms_per_job": cpu,
         "llm_calls": calls,
         "jobs": jobs,
         "config": "c",
@@ -402,8 +403,8 @@ def test_pipeline_report_judges_the_targets_against_celerys_best(
         ]
     )["targets"]
     assert targets["vs_celery_best_at_0ms"]["value"] == 1.25  # vs threads, the best
-    assert not targets["vs_celery_best_at_0ms"]["met"]
-    assert targets["machine_cpu_ms_per_job_at_0ms"]["met"]
+    assert targets["vs_celery_best_at_0ms"]["met"] is None  # 3x is judged at 2,000 ms only
+    assert targets["own_cpu_ms_per_job_at_0ms"]["met"]
     assert targets["vs_celery_best_at_2000ms"] == {"value": 3.5, "target": 3.0, "met": True}
     assert targets["groundwork_jobs_per_s_at_2000ms"]["met"]
     # one job's call missing (or doubled): the count check fails
