@@ -353,19 +353,20 @@ def test_cost_per_million_jobs_from_a_measured_rate() -> None:
         "fargate": {"vcpu_hourly": 0.04048, "gb_hourly": 0.004445},
         "cloud_run": {"vcpu_second": 0.000018, "gib_second": 0.000002},
     }
-    median = {"throughput_rps": 200.0, "consumer_cpu_ms_per_job": 0.5, "consumer_peak_rss_mib": 90}
+    median = {"sustained_rps": 200.0, "consumer_cpu_ms_per_job": 0.5, "consumer_peak_rss_mib": 90}
     cost = cost_per_million(median, prices)
     assert cost["vcpus_used"] == 0.1 and cost["fargate_task"] == "0.25 vCPU / 0.5 GB"
     # (0.25 x 0.04048 + 0.5 x 0.004445) $/h / (200 x 3600) jobs/h x 1e6
     assert cost["fargate_usd_per_million"] == pytest.approx(0.0171, abs=1e-4)
     # (1 x 0.000018 + 0.5 x 0.000002) $/s / 200 jobs/s x 1e6
     assert cost["cloud_run_usd_per_million"] == pytest.approx(0.095, abs=1e-4)
-    assert cost_per_million({**median, "throughput_rps": math.nan}, prices) == {}
+    assert cost_per_million({**median, "sustained_rps": math.nan}, prices) == {}
 
 
 def _median(rps: float, calls: int, jobs: int, cpu: float = 1.0) -> dict[str, Any]:
     return {
-        "throughput_rps": rps,
+        "throughput_rps": rps * 0.8,
+        "sustained_rps": rps,
         "p50_ms": 1.0,
         "p99_ms": 2.0,
         "consumer_peak_rss_mib": 80.0,
