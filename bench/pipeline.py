@@ -29,7 +29,7 @@ Latency = completed_at - submission per job (database clock, same host). Warm-up
 batches are excluded.
 
     uv run python -m bench.pipeline [--reps 3] [--latencies 0,200,2000]
-        [--groundwork-sweep 16,256,1024] [--celery-sweep 16,64,256]
+        [--groundwork-sweep 16,256,1024] [--celery-sweep 16,64,256,1024]
 """
 
 from __future__ import annotations
@@ -361,7 +361,9 @@ class Ctx:
 
 
 @contextlib.contextmanager
-def consumer(ctx: Ctx, config: Config, latency_ms: int) -> Iterator[Consumer]:
+def consumer(
+    ctx: Ctx, config: Config, latency_ms: int, queue: str | None = None
+) -> Iterator[Consumer]:
     env = {**ctx.base, "LLM_SIMULATED_LATENCY_MS": str(latency_ms)}
     logs = ctx.work / f"logs-{latency_ms}ms"
     name = f"{config.system}-c{config.concurrency}"
@@ -382,7 +384,7 @@ def consumer(ctx: Ctx, config: Config, latency_ms: int) -> Iterator[Consumer]:
             yield Consumer(config, proc, port, None)
         return
     pool = "threads" if config.system == "celery-threads" else "prefork"
-    queue = f"bench-{name}-{uuid.uuid4().hex[:6]}"
+    queue = queue or f"bench-{name}-{uuid.uuid4().hex[:6]}"
     env.update(BENCH_CELERY_QUEUE=queue, BENCH_CELERY_CONCURRENCY=str(config.concurrency))
     command = [
         *CELERY_BASE,
@@ -432,6 +434,82 @@ def measure(ctx: Ctx, cons: Consumer, count: int) -> dict[str, Any]:
     result["config"] = cons.config.label
     result["concurrency"] = cons.config.concurrency
     return result
+
+
+async def _wait_published(env: dict[str, str], count: int, timeout: float) -> None:
+    conn = await _connect_db(env)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            sent = await conn.fetchval("SELECT count(*) FROM outbox WHERE sent_at IS NOT NULL")
+            if sent >= count:
+                return
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+    raise RuntimeError(f"the relay published fewer than {count} jobs in {timeout:.0f}s")
+
+
+def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> dict[str, Any]:
+    """One worker process alone against a queue already holding ``count`` jobs.
+
+    The jobs are queued with no consumer running (groundwork: POSTed, published by the
+    relay; Celery: published), then one consumer process starts and drains them. Its
+    sustained rate is the capacity of one worker process, without the API's POST rate
+    or the load generator in the way: the figure per task that the cost and the
+    autoscaling targets use.
+    """
+    queue = None
+    if config.system == "groundwork":
+        headers = {"Authorization": f"Bearer {ctx.token}", "Content-Type": "application/json"}
+        run_id = uuid.uuid4().hex[:8]
+
+        def make(i: int) -> bytes:
+            body = f'{{"prompt":"backlog {run_id} job {i}","model":"{MODEL}"}}'.encode()
+            return build_request("POST", "/v1/jobs", body=body, headers=headers)
+
+        async def fill() -> None:
+            await _truncate(ctx.base)
+            submitted = await submit_n(ctx.api_port, make, count=count, concurrency=32)
+            if submitted.ok != count:
+                raise RuntimeError(f"POST /v1/jobs: {submitted.summary()['statuses']}")
+            await _wait_published(ctx.base, count, ctx.timeout)
+
+        run_async(fill())
+    else:
+        from bench.celery_baseline import TASK_NAME, broker_url, make_app
+
+        queue = f"bench-backlog-{uuid.uuid4().hex[:6]}"
+        celery = make_app(broker_url(ctx.base))
+        run_async(_truncate(ctx.base))
+        run_id = uuid.uuid4().hex[:8]
+        with celery.producer_or_acquire() as producer:
+            for i in range(count):
+                celery.send_task(
+                    TASK_NAME,
+                    args=[str(uuid.uuid4()), f"backlog {run_id} job {i}", MODEL, time.time()],
+                    queue=queue,
+                    producer=producer,
+                )
+    with consumer(ctx, config, latency_ms, queue=queue) as cons:
+        cpu_before = _tree_cpu_seconds(cons.proc.pid)
+        calls_before = _llm_calls(cons.health_port) if cons.health_port else 0.0
+        done = run_async(_wait_done(ctx.base, count, ctx.timeout))
+        cpu = _tree_cpu_seconds(cons.proc.pid) - cpu_before
+        rss = _tree_peak_rss_mib(cons.proc.pid)
+        calls = round(_llm_calls(cons.health_port) - calls_before) if cons.health_port else None
+    complete = done["completed"] >= count
+    span = done["last_done_at"] - done["first_done_at"]
+    return {
+        "config": config.label,
+        "jobs": count,
+        "completed": done["completed"],
+        "sustained_rps": round((count - 1) / span, 2) if complete and span > 0 else math.nan,
+        # includes the process's start-up and connection set-up: an upper bound
+        "consumer_cpu_ms_per_job": round(1000 * cpu / max(done["completed"], 1), 3),
+        "consumer_peak_rss_mib": rss,
+        "llm_calls": done["completed"] if calls is None else calls,
+    }
 
 
 def _warm_up(ctx: Ctx, cons: Consumer, latency_ms: int) -> None:
@@ -491,6 +569,19 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
                 )
         gw = running_["groundwork"]
         batches = {**batch_sizes(ctx.api_port), **batch_sizes(gw.health_port or 0)}
+    backlog: dict[str, dict[str, Any]] = {}
+    if ctx.args.backlog:
+        for name in SYSTEMS:
+            config = best[name]
+            backlog[name] = measure_backlog(
+                ctx, config, latency_ms, jobs_for(config, latency_ms, ctx.args)
+            )
+            print(
+                f"  {latency_ms} ms backlog drain, one {config.label} process alone: "
+                f"{backlog[name]['sustained_rps']} jobs/s ({backlog[name]['completed']}/"
+                f"{backlog[name]['jobs']}), LLM calls {backlog[name]['llm_calls']}",
+                flush=True,
+            )
     medians = {name: aggregate(r) for name, r in reps.items()}
     for name in SYSTEMS:
         medians[name]["sustained_rps"] = round(median_of(reps[name], "sustained_rps"), 2)
@@ -504,6 +595,7 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
         "batch_sizes": batches,
         "sweep": {name: {"best": s["best"].label, "runs": s["runs"]} for name, s in swept.items()},
         "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS},
+        "backlog": backlog,
     }
 
 
@@ -635,6 +727,7 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
         sweep_rows,
     )
     rows: list[list[Any]] = []
+    backlog_rows: list[list[Any]] = []
     targets: dict[str, dict[str, Any]] = {}
     costs: dict[str, Any] = {}
     for res in results:
@@ -667,28 +760,65 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                     f"{m['llm_calls']}/{m['jobs']}",
                 ]
             )
-            if prices is not None:
+            if prices is not None and not res.get("backlog"):
                 costs.setdefault(str(res["latency_ms"]), {})[name] = cost_per_million(m, prices)
         gw = med["groundwork"]
+        latency = res["latency_ms"]
+        slow = latency >= 2000
         value = ratio(gw["sustained_rps"], celery_best)
-        targets[f"vs_celery_best_at_{res['latency_ms']}ms"] = {
+        targets[f"pipeline_vs_celery_best_at_{latency}ms"] = {
             "value": round(value, 3),
-            # The 3x target is about a real LLM's latency; below it the ratio is reported.
-            "target": TARGET_RATIO if res["latency_ms"] >= 2000 else None,
-            "met": value >= TARGET_RATIO if res["latency_ms"] >= 2000 else None,
+            # The targets are about one worker process (the backlog drain below); the
+            # pipeline's ratio also carries the API's POST rate and is reported as is.
+            "target": None,
+            "met": None,
         }
-        targets[f"llm_calls_once_at_{res['latency_ms']}ms"] = {
+        targets[f"llm_calls_once_at_{latency}ms"] = {
             "value": f"{gw['llm_calls']}/{gw['jobs']}",
             "target": "calls = jobs",
             "met": gw["llm_calls"] == gw["jobs"],
         }
-        if res["latency_ms"] >= 2000:
-            targets[f"groundwork_jobs_per_s_at_{res['latency_ms']}ms"] = {
-                "value": gw["sustained_rps"],
-                "target": TARGET_SLOW_JOBS_PER_S,
-                "met": gw["sustained_rps"] >= TARGET_SLOW_JOBS_PER_S,
+        backlog = res.get("backlog") or {}
+        if backlog:
+            worker = backlog["groundwork"]["sustained_rps"]
+            celery_alone = max(
+                (backlog[n]["sustained_rps"] for n in ("celery-threads", "celery-prefork")),
+                key=lambda v: -1.0 if math.isnan(v) else v,
+            )
+            value = ratio(worker, celery_alone)
+            targets[f"worker_vs_celery_best_at_{latency}ms"] = {
+                "value": round(value, 3),
+                "target": TARGET_RATIO if slow else None,
+                "met": value >= TARGET_RATIO if slow else None,
             }
-        if res["latency_ms"] == 0:
+            if slow:
+                targets[f"worker_jobs_per_s_at_{latency}ms"] = {
+                    "value": worker,
+                    "target": TARGET_SLOW_JOBS_PER_S,
+                    "met": worker >= TARGET_SLOW_JOBS_PER_S,
+                }
+            b = backlog["groundwork"]
+            targets[f"worker_llm_calls_once_at_{latency}ms"] = {
+                "value": f"{b['llm_calls']}/{b['jobs']}",
+                "target": "calls = jobs",
+                "met": b["llm_calls"] == b["jobs"],
+            }
+            for name in SYSTEMS:
+                b = backlog[name]
+                backlog_rows.append(
+                    [
+                        f"{latency} ms",
+                        b["config"],
+                        b["sustained_rps"],
+                        ratio(b["sustained_rps"], celery_alone),
+                        b["consumer_peak_rss_mib"],
+                        b["consumer_cpu_ms_per_job"],
+                        f"{b['llm_calls']}/{b['jobs']}",
+                    ]
+                )
+                if prices is not None:
+                    costs.setdefault(str(latency), {})[name] = cost_per_million(b, prices)
+        if latency == 0:
             value = gw.get("own_cpu_ms_per_job", math.nan)
             targets["own_cpu_ms_per_job_at_0ms"] = {
                 "value": value,
@@ -714,6 +844,20 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
         ],
         rows,
     )
+    if backlog_rows:
+        print_table(
+            "One consumer process alone draining a pre-filled queue (its capacity)",
+            [
+                "LLM latency",
+                "configuration",
+                "sustained jobs/s",
+                "x celery best",
+                "peak RSS MiB",
+                "CPU ms/job (incl. start-up)",
+                "LLM calls / jobs",
+            ],
+            backlog_rows,
+        )
     if prices is not None:
         cost_rows = []
         for latency, by_system in costs.items():
@@ -813,9 +957,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--celery-sweep",
-        default="16,64,256",
+        default="16,64,256,1024",
         type=_counts,
         help="Celery threads-pool concurrency values to try",
+    )
+    parser.add_argument(
+        "--no-backlog",
+        dest="backlog",
+        action="store_false",
+        help="skip the drain of a pre-filled queue by one consumer process alone",
     )
     parser.add_argument("--timeout", type=positive_float, default=180.0, help="per run")
     parser.add_argument(
