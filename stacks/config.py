@@ -118,8 +118,8 @@ class Settings(BaseModel):
         ge=1,
         le=1000,
         description="Jobs (LLM calls) one worker task keeps in flight; unset: derived from "
-        "workerMemoryMb (worker_concurrency_for). Also the prefetch, the Cloud Run request "
-        "concurrency and, doubled, the AWS backlog-per-task scaling target",
+        "the worker's memory and vCPUs (worker_concurrency_for). Also the prefetch, the Cloud "
+        "Run request concurrency and, doubled, the AWS backlog-per-task scaling target",
     )
     llm_requests_per_minute: int = Field(
         default=0,
@@ -221,7 +221,14 @@ class Settings(BaseModel):
         """In-flight jobs per worker task: workerConcurrency, or what the memory allows."""
         if self.worker_concurrency is not None:
             return self.worker_concurrency
-        return worker_concurrency_for(self.worker_task_memory_mb)
+        return worker_concurrency_for(self.worker_task_memory_mb, self.worker_task_vcpus)
+
+    @property
+    def worker_task_vcpus(self) -> float:
+        """vCPUs of one worker: workerCpu / 1024 on Fargate, gcpRunCpu on Cloud Run."""
+        if self.cloud is Cloud.GCP:
+            return float(self.gcp_run_cpu)
+        return self.worker_cpu / 1024
 
     @property
     def llm_requests_per_minute_per_task(self) -> int:
@@ -240,17 +247,21 @@ class Settings(BaseModel):
         }
 
 
-# Worker sizing from bench/pipeline.py (docs/performance.md, "Capacity per worker"): one
-# asyncio worker process at 2,000 ms of LLM latency keeps 512 calls in flight on about
-# WORKER_BASE_MIB of resident memory plus well under WORKER_MIB_PER_CALL each (the
-# budget per call leaves room for a real provider's TLS connection and response body,
-# which the simulated provider does not allocate). Above MAX_WORKER_CONCURRENCY the
-# single event loop's CPU, not memory, becomes the limit.
+# Worker sizing from bench/pipeline.py (docs/performance.md, "Capacity of one worker"):
+# one asyncio worker process kept 1,024 simulated calls in flight at 2,000 ms of LLM
+# latency on ~80 MiB resident (~68 MiB idle) and ~1.2 ms of CPU per job. The budgets
+# below are deliberately wider than that: WORKER_MIB_PER_CALL leaves room for a real
+# provider's TLS connection and response body, which the simulation does not allocate.
 WORKER_BASE_MIB = 160
 WORKER_MIB_PER_CALL = 0.25
-MAX_WORKER_CONCURRENCY = 512
-# Keep a quarter of the task's memory for everything the budget does not model.
+WORKER_CPU_MS_PER_JOB = 1.5
+# The LLM latency the defaults are sized for (a real model answers in 1-10 s).
+DESIGN_LLM_LATENCY_S = 2.0
+# Cloud Run's maximum request concurrency; also past it one event loop's CPU binds.
+MAX_WORKER_CONCURRENCY = 1000
+# Keep a quarter of the task's memory, and 30 % of its CPU, for what the budget omits.
 WORKER_MEMORY_HEADROOM = 0.75
+WORKER_CPU_TARGET = 0.7
 
 
 def worker_memory_bound(memory_mb: int) -> int:
@@ -259,8 +270,16 @@ def worker_memory_bound(memory_mb: int) -> int:
     return max(0, int(usable / WORKER_MIB_PER_CALL))
 
 
-def worker_concurrency_for(memory_mb: int) -> int:
-    return max(1, min(MAX_WORKER_CONCURRENCY, worker_memory_bound(memory_mb)))
+def worker_cpu_bound(vcpus: float) -> int:
+    """In-flight calls whose completions ``vcpus`` keep up with at the design latency:
+    jobs/s the CPU sustains x seconds each call stays in flight (Little's law)."""
+    jobs_per_s = vcpus * WORKER_CPU_TARGET * 1000 / WORKER_CPU_MS_PER_JOB
+    return int(jobs_per_s * DESIGN_LLM_LATENCY_S)
+
+
+def worker_concurrency_for(memory_mb: int, vcpus: float = 1.0) -> int:
+    bound = min(worker_memory_bound(memory_mb), worker_cpu_bound(vcpus))
+    return max(1, min(MAX_WORKER_CONCURRENCY, bound))
 
 
 # Defaults per environment: staging is cheap, production is highly available.

@@ -97,19 +97,29 @@ def test_load_settings_reads_pulumi_config_and_stops_before_any_resource():
 # --- worker capacity: concurrency from memory, LLM rate limit per task (issue 20) --------
 
 
-def test_worker_concurrency_defaults_to_what_the_task_memory_holds():
-    from stacks.config import MAX_WORKER_CONCURRENCY, worker_concurrency_for
+def test_worker_concurrency_defaults_to_what_the_task_cpu_and_memory_hold():
+    from stacks.config import (
+        MAX_WORKER_CONCURRENCY,
+        worker_concurrency_for,
+        worker_cpu_bound,
+        worker_memory_bound,
+    )
 
-    staging = build_settings("staging", {})
+    staging = build_settings("staging", {})  # 0.25 vCPU / 512 MB on Fargate
     assert staging.worker_concurrency is None
-    assert staging.worker_slots == worker_concurrency_for(512) == MAX_WORKER_CONCURRENCY
-    # A 256 MB task cannot hold 512 calls: the default shrinks instead of OOM-killing.
-    small = build_settings("staging", {"workerMemoryMb": "256"})
-    assert 1 <= small.worker_slots < MAX_WORKER_CONCURRENCY
-    assert small.worker_slots == worker_concurrency_for(256)
-    # Cloud Run sizes from gcpRunMemory, not the Fargate key.
-    gcp = build_settings("staging", {"cloud": "gcp", "gcpRunMemory": "256Mi"})
-    assert gcp.worker_task_memory_mb == 256 and gcp.worker_slots == small.worker_slots
+    # 0.25 vCPU x 70 % / 1.5 ms per job = 116 jobs/s x 2 s in flight
+    assert staging.worker_slots == worker_cpu_bound(0.25) == 233
+    assert worker_memory_bound(512) > 233  # memory is not what binds here
+    production = build_settings("production", {})  # 1 vCPU / 2 GB
+    assert production.worker_slots == 933
+    # A 256 MB task cannot hold that many calls: the default shrinks, no OOM kill.
+    small = build_settings("production", {"workerMemoryMb": "256", "workerCpu": "1024"})
+    assert small.worker_slots == worker_memory_bound(256) < production.worker_slots
+    assert worker_concurrency_for(30720, 16) == MAX_WORKER_CONCURRENCY
+    # Cloud Run sizes from gcpRunCpu / gcpRunMemory, not the Fargate keys.
+    gcp = build_settings("staging", {"cloud": "gcp"})
+    assert (gcp.worker_task_vcpus, gcp.worker_task_memory_mb) == (1.0, 512)
+    assert gcp.worker_slots == worker_concurrency_for(512, 1.0)
     assert build_settings("production", {"cloud": "gcp"}).worker_task_memory_mb == 1024
 
 

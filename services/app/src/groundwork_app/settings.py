@@ -59,8 +59,9 @@ _RMQ = QueueBackend.RABBITMQ
 _PUBSUB = QueueBackend.PUBSUB
 
 # Measured (docs/performance.md, bench/pipeline.py's sweep at 2,000 ms of LLM latency):
-# one asyncio worker process keeps this many calls in flight within a few MiB.
-DEFAULT_WORKER_CONCURRENCY = 512
+# one asyncio worker process keeps ~1,000 calls in flight within ~12 MiB above idle;
+# the stacks size it per task from the task's vCPUs and memory (stacks/config.py).
+DEFAULT_WORKER_CONCURRENCY = 1000
 
 
 class Settings(BaseSettings):
