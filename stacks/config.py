@@ -16,6 +16,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.image_ref import ImageReference
+from groundwork.tier import Tier
 
 CONFIG_NAMESPACE = "groundwork"
 
@@ -32,11 +33,6 @@ def invalid_value(key: str, value: object, allowed: str) -> ConfigError:
 class Cloud(StrEnum):
     AWS = "aws"
     GCP = "gcp"
-
-
-class Tier(StrEnum):
-    STAGING = "staging"
-    PRODUCTION = "production"
 
 
 class Settings(BaseModel):
@@ -93,7 +89,20 @@ class Settings(BaseModel):
     db_max_storage_gb: int = Field(alias="dbMaxStorageGb", ge=20, le=65536)
     db_multi_az: bool = Field(alias="dbMultiAz")
     db_backup_retention_days: int = Field(alias="dbBackupRetentionDays", ge=1, le=35)
-    db_read_replica: bool = Field(default=False, alias="dbReadReplica")
+    db_read_replica: bool = Field(
+        default=False,
+        alias="dbReadReplica",
+        description="AWS: refused (RDS cannot replicate an instance with an RDS-managed "
+        "master password, and the service never reads from a replica)",
+    )
+    db_backup_region: str | None = Field(
+        default=None,
+        alias="dbBackupRegion",
+        pattern=r"^([a-z]{2}(-[a-z]+)+-\d+|none)$",
+        description="AWS: region that receives replicated automated backups (point-in-time "
+        "restore after a regional outage). Production default: the region's pair (see "
+        "docs/deploy-aws.md); 'none' turns it off",
+    )
     db_proxy: bool = Field(alias="dbProxy")
     deletion_protection: bool = Field(alias="deletionProtection")
     cache_node_type: str = Field(alias="cacheNodeType")

@@ -12,31 +12,13 @@ from groundwork_app.contract import deployment_contract
 from groundwork_app.settings import QueueBackend
 
 from groundwork.mockrun import ProgramRun
+from groundwork.stack_outputs import AwsOutputs
 from stacks.aws import DLQ_NAME, approx_max_connections
 from stacks.config import ConfigError
 from tests.aws.conftest import run_stack
 
-CONTRACT_OUTPUTS = {
-    "cloud",
-    "region",
-    "api_url",
-    "dashboard_url",
-    "cluster_name",
-    "api_service_name",
-    "worker_service_name",
-    "relay_service_name",
-    "migrate_task_definition_arn",
-    "task_subnet_ids",
-    "task_security_group_ids",
-    "api_target_group_arn",
-    "db_instance_identifier",
-    "ecr_repository_url",
-    "alarm_topic_arn",
-    "broker_id",
-    "dlq_name",
-    "secret_arns",
-    "log_group_names",
-}
+# The names groundwork ops reads back (groundwork/stack_outputs.py owns them).
+CONTRACT_OUTPUTS = AwsOutputs.__required_keys__
 
 
 def _count(run: ProgramRun) -> Counter[str]:
@@ -238,6 +220,7 @@ def test_outputs_match_the_contract(staging: ProgramRun) -> None:
         "db-master",
         "cache-auth",
         "broker-credentials",
+        "broker-admin",
     }
     assert set(out["log_group_names"]) == {"api", "worker", "relay", "migrate", "vpc-flow-logs"}
 
@@ -245,7 +228,7 @@ def test_outputs_match_the_contract(staging: ProgramRun) -> None:
 def test_outputs_hold_no_secret_values(staging: ProgramRun) -> None:
     passwords = staging.of_type("random:index/randomPassword:RandomPassword")
     generated = {str(r.state["result"]) for r in passwords if r.state.get("result")}
-    assert len(generated) == 4  # jwt, webhook, cache AUTH, broker password
+    assert len(generated) == 5  # jwt, webhook, cache AUTH, broker app + admin passwords
     dumped = json.dumps(staging.outputs)
     assert not any(value in dumped for value in generated)
 
@@ -261,23 +244,36 @@ def test_every_container_gets_exactly_the_contract(
     env = {e["name"]: e["value"] for e in container["environment"]}
     secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     assert set(env) == contract.env
-    assert set(secrets) == contract.secrets
+    if process == "migrate":
+        assert set(secrets) == contract.secrets
+        # The master user, straight to the instance, with the secret read at task start.
+        assert env["DB_IAM_AUTH"] == "false" and env["DB_USER"] == "groundwork"
+        assert env["DB_APP_USER"] == "groundwork_app"
+        assert ".rds.amazonaws.com" in env["DB_HOST"] and ".proxy-" not in env["DB_HOST"]
+        assert secrets["DB_PASSWORD"].endswith(":password::")
+        assert "rds!" in secrets["DB_PASSWORD"]  # the RDS-managed master secret
+    else:
+        # No database password at all: a fresh IAM token per connection, so the weekly
+        # rotation of the master secret never reaches a running task.
+        assert set(secrets) == contract.secrets - {"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}
+        assert env["DB_IAM_AUTH"] == "true" and env["DB_USER"] == "groundwork_app"
     assert env["APP_ENV"] == stack
     assert env["DB_SSLMODE"] == "require"
     assert env["REDIS_TLS"] == "true" and env["RABBITMQ_TLS"] == "true"
     assert env["RABBITMQ_PORT"] == "5671" and env["QUEUE_BACKEND"] == "rabbitmq"
     assert env["RABBITMQ_HOST"].endswith(".mq.us-east-1.amazonaws.com")
     assert all(v.startswith("arn:aws:secretsmanager:") for v in secrets.values())
-    assert secrets["DB_PASSWORD"].endswith(":password::")
-    assert "rds!" in secrets["DB_PASSWORD"]  # the RDS-managed master secret
     assert secrets["RABBITMQ_PASSWORD"].endswith(":password::")
 
 
 def test_execution_role_reads_exactly_the_injected_secrets(
     staging: ProgramRun, helpers: Any
 ) -> None:
-    (container,) = helpers.container_definitions(_task_def(staging, "api"))
-    injected = {s["valueFrom"].removesuffix(":password::") for s in container["secrets"]}
+    injected = {
+        s["valueFrom"].removesuffix(":password::")
+        for process in ("api", "migrate")
+        for s in helpers.container_definitions(_task_def(staging, process))[0]["secrets"]
+    }
     policy = json.loads(
         next(
             r
@@ -311,8 +307,8 @@ def test_tags_on_every_taggable_resource(
         if {k: (r.inputs.get("tags") or {}).get(k) for k in expected} != expected
     ]
     assert missing == []
-    provider = run.one("pulumi:providers:aws")
-    assert json.loads(provider.inputs["defaultTags"])["tags"] == expected
+    for provider in run.of_type("pulumi:providers:aws"):  # production: + the backup region's
+        assert json.loads(provider.inputs["defaultTags"])["tags"] == expected
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -364,7 +360,15 @@ def test_data_stores_admit_only_task_groups(staging: ProgramRun, helpers: Any) -
         assert into, store
         sources = {groups[r.inputs["referencedSecurityGroupId"]] for r in into}
         assert all("-fw-" in s for s in sources), sources
-        assert {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into} == {(port, port)}
+        ports = {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into}
+        # The broker's management API (443) admits the migrate task alone.
+        management = {
+            groups[r.inputs["referencedSecurityGroupId"]]
+            for r in into
+            if r.inputs["fromPort"] == 443
+        }
+        assert ports - {(443, 443)} == {(port, port)}
+        assert management <= {"groundwork-staging-fw-migrate"}
 
 
 def test_autoscaled_services_ignore_desired_count(staging: ProgramRun) -> None:
