@@ -51,7 +51,7 @@ from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
-from stacks.service_env import application_env
+from stacks.service_env import application_env, token_claims
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
@@ -302,16 +302,19 @@ def build(settings: Settings) -> AwsOutputs:
             db_max_connections=int(approx_max_connections(settings.db_instance_class) * 0.8),
             db_freeable_memory_bytes=instance_memory_bytes(settings.db_instance_class) * 0.1,
             db_proxy_name=database.proxy_name,
+            nat_gateways=network.nat_gateway_count,
             service_max_counts={"api": settings.api_max_count, "worker": settings.worker_max_count},
             cache_cluster_ids=cache.member_cluster_ids,
             broker_name=broker.broker_name,
             email=settings.alarm_email,
             queue_name=QUEUE_NAME,
             dlq_name=DLQ_NAME,
+            job_log_group_names=[app.log_group_names[p] for p in ("worker", "relay")],
         ),
         opts=opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "aws",
         "region": region,
@@ -332,6 +335,11 @@ def build(settings: Settings) -> AwsOutputs:
         "api_target_group_arn": alb.target_group_arn,
         "db_instance_identifier": database.instance_identifier,
         "ecr_repository_url": app.repository_url,
+        # What the task definitions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": app.image_ref,
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "alarm_topic_arn": alarms.topic_arn,
         "broker_id": broker.broker_id,
         "dlq_name": DLQ_NAME,

@@ -142,3 +142,29 @@ def test_llm_rate_limit_is_shared_by_the_most_worker_tasks_that_can_run():
     assert build_settings("staging", {}).llm_requests_per_minute_per_task == 0
     with pytest.raises(ConfigError, match=r"llmRequestsPerMinute \(5\) is below"):
         build_settings("production", {"llmRequestsPerMinute": "5"})
+
+
+def test_a_misspelled_key_fails_the_program_itself_naming_the_nearest_known_key():
+    """`pulumi up` runs the program, not `groundwork plan`: the program must refuse a key
+    it does not know, or `groundwork:dbMultiAZ true` deploys a single-AZ database."""
+
+    def program() -> None:
+        load_settings()
+        pulumi.CustomResource("test:index:Never", "never")  # must not be reached
+
+    with pytest.raises(ConfigError) as raised:
+        run_program(
+            program,
+            stack="production",
+            config={"groundwork:dbMultiAZ": "true", "aws:region": "us-east-1"},
+        )
+    message = str(raised.value)
+    assert "unknown config key groundwork:dbMultiAZ" in message
+    assert "did you mean groundwork:dbMultiAz?" in message
+    # Other namespaces are not ours to judge.
+    run = run_program(
+        lambda: pulumi.export("ok", load_settings().nat),
+        stack="staging",
+        config={"aws:region": "us-east-1", "gcp:whatever": "x"},
+    )
+    assert run.outputs == {"ok": "single"}
