@@ -8,8 +8,8 @@ answer cache, i.e. strictly less work than the groundwork pipeline.
 
 Started by bench/pipeline.py as
 ``celery -A bench.celery_baseline worker --pool threads|prefork --concurrency N``.
-Environment: the service's DB_* and RABBITMQ_* variables, LLM_SIMULATED_LATENCY_MS
-and BENCH_CELERY_QUEUE.
+Environment: the service's DB_* and RABBITMQ_* variables, LLM_SIMULATED_LATENCY_MS,
+BENCH_CELERY_QUEUE and BENCH_CELERY_CONCURRENCY (sizes the shared database pool).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -66,45 +67,77 @@ _COMPLETE = (
     "completed_at = now() WHERE id = $1"
 )
 
-_local = threading.local()
 
+class _Shared:
+    """One asyncpg pool on one event-loop thread per process, shared by every worker
+    thread (the way a Celery app shares a SQLAlchemy/psycopg pool).
 
-def _state() -> tuple[asyncio.AbstractEventLoop, asyncpg.Connection, SimulatedProvider]:
-    """One event loop + asyncpg connection per worker thread (or forked process).
-
-    asyncpg because it is the driver the service uses (no sync PostgreSQL driver is a
-    dependency); a persistent per-thread loop keeps its cost to one round trip per
-    statement, as a sync driver would be.
+    A connection per thread would need 256 PostgreSQL connections for 256 threads;
+    the pool keeps the database side equal to the groundwork worker's. The LLM call
+    itself blocks the calling thread, as a synchronous client (openai, httpx.Client)
+    does: that is what a thread or process pool pays per in-flight call.
     """
-    state = getattr(_local, "state", None)
-    if state is None:
-        loop = asyncio.new_event_loop()
-        conn = loop.run_until_complete(
-            asyncpg.connect(
-                host=os.environ["DB_HOST"],
-                port=int(os.environ["DB_PORT"]),
-                user=os.environ["DB_USER"],
-                password=os.environ.get("DB_PASSWORD") or None,
-                database=os.environ["DB_NAME"],
-                ssl=False,
-                statement_cache_size=0,
-            )
+
+    def __init__(self, concurrency: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="bench-db-loop", daemon=True).start()
+        self.pool: asyncpg.Pool = self.run(self._create_pool(concurrency))
+        self.provider = SimulatedProvider(latency_ms=0)  # the answer; the wait is below
+        self.latency_s = int(os.environ.get("LLM_SIMULATED_LATENCY_MS", "0")) / 1000
+
+    @staticmethod
+    async def _create_pool(concurrency: int) -> asyncpg.Pool:
+        # Inside the loop thread: asyncpg binds a pool to the loop running it.
+        return await asyncpg.create_pool(
+            host=os.environ["DB_HOST"],
+            port=int(os.environ["DB_PORT"]),
+            user=os.environ["DB_USER"],
+            password=os.environ.get("DB_PASSWORD") or None,
+            database=os.environ["DB_NAME"],
+            ssl=False,
+            statement_cache_size=0,
+            min_size=1,
+            max_size=max(1, min(concurrency, 20)),
         )
-        provider = SimulatedProvider(
-            latency_ms=int(os.environ.get("LLM_SIMULATED_LATENCY_MS", "0"))
-        )
-        state = (loop, conn, provider)
-        _local.state = state
-    return state
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_shared: tuple[int, _Shared] | None = None
+_shared_lock = threading.Lock()
+
+
+def _state() -> _Shared:
+    """This process's shared state (a prefork child builds its own after the fork)."""
+    global _shared
+    pid = os.getpid()
+    with _shared_lock:
+        if _shared is None or _shared[0] != pid:
+            concurrency = int(os.environ.get("BENCH_CELERY_CONCURRENCY", "16"))
+            _shared = (pid, _Shared(concurrency))
+        return _shared[1]
+
+
+async def _insert(pool: asyncpg.Pool, ident: uuid.UUID, *args: Any) -> None:
+    await pool.execute(_INSERT, ident, "-", *args)
+
+
+async def _answer_and_complete(
+    pool: asyncpg.Pool, provider: SimulatedProvider, ident: uuid.UUID, prompt: str, model: str
+) -> None:
+    answer = await provider.complete(prompt, model)
+    await pool.execute(_COMPLETE, ident, answer)
 
 
 @app.task(name=TASK_NAME)
 def run_job(job_id: str, prompt: str, model: str, submitted_at: float) -> None:
-    loop, conn, provider = _state()
+    state = _state()
     ident = uuid.UUID(job_id)
-    loop.run_until_complete(conn.execute(_INSERT, ident, "-", prompt, model, job_id, submitted_at))
-    answer = loop.run_until_complete(provider.complete(prompt, model))
-    loop.run_until_complete(conn.execute(_COMPLETE, ident, answer))
+    state.run(_insert(state.pool, ident, prompt, model, job_id, submitted_at))
+    if state.latency_s:
+        time.sleep(state.latency_s)  # the synchronous LLM call holds this thread/process
+    state.run(_answer_and_complete(state.pool, state.provider, ident, prompt, model))
 
 
 def submit(celery: Celery, job_id: str, prompt: str, model: str, submitted_at: float) -> Any:

@@ -58,6 +58,12 @@ DLQ_NAME = "jobs.dlq"
 # asyncpg statement cache when tasks connect to PostgreSQL directly (no RDS Proxy).
 DIRECT_STATEMENT_CACHE = 100
 CONTAINER_PORT = 8000
+STOP_TIMEOUT_SECONDS = 120
+"""ECS stopTimeout, SIGTERM to SIGKILL: the most Fargate allows (ECS
+ContainerDefinition.stopTimeout, "Max value is 120 seconds" on Fargate)."""
+SHUTDOWN_TIMEOUT_SECONDS = 100
+"""The app's drain of in-flight LLM calls (SHUTDOWN_TIMEOUT_SECONDS): ends 20 s before
+the SIGKILL so unfinished messages are nacked and connections closed in time."""
 
 
 def build(settings: Settings) -> AwsOutputs:
@@ -263,6 +269,11 @@ def build(settings: Settings) -> AwsOutputs:
             ),
             relay_count=settings.relay_count,
             container_port=CONTAINER_PORT,
+            stop_timeout_seconds=STOP_TIMEOUT_SECONDS,
+            # Amazon MQ's MessageCount includes the messages workers hold (prefetch =
+            # slots): one more full set of slots waiting per task is about one LLM
+            # latency of queueing, past which another task pays for itself.
+            worker_backlog_per_task=2.0 * settings.worker_slots,
             worker_spot=settings.worker_spot,
             ecs_exec=settings.ecs_exec,
             log_retention_days=settings.log_retention_days,
@@ -361,6 +372,8 @@ def service_environment(
         "RABBITMQ_ADMIN_USER": broker.admin_username,
         "RABBITMQ_MANAGEMENT_URL": broker.management_url,
         "RABBITMQ_TLS": "true",
+        "QUEUE_PREFETCH": str(settings.worker_slots),
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
     }
 
 

@@ -122,6 +122,22 @@ class Settings(BaseModel):
     worker_min_count: int = Field(alias="workerMinCount", ge=0, le=100)
     worker_max_count: int = Field(alias="workerMaxCount", ge=1, le=100)
     relay_count: int = Field(alias="relayCount", ge=1, le=10, description="always-on relays")
+    worker_concurrency: int | None = Field(
+        default=None,
+        alias="workerConcurrency",
+        ge=1,
+        le=1000,
+        description="Jobs (LLM calls) one worker task keeps in flight; unset: derived from "
+        "the worker's memory and vCPUs (worker_concurrency_for). Also the prefetch, the Cloud "
+        "Run request concurrency and, doubled, the AWS backlog-per-task scaling target",
+    )
+    llm_requests_per_minute: int = Field(
+        default=0,
+        alias="llmRequestsPerMinute",
+        ge=0,
+        description="The organisation's request limit for the model (provider console); each "
+        "worker task paces itself at this / workerMaxCount. 0: no pacing (429s still honoured)",
+    )
     worker_spot: bool = Field(alias="workerSpot")
     ecs_exec: bool = Field(alias="ecsExec")
     waf: bool = Field(alias="waf")
@@ -203,6 +219,35 @@ class Settings(BaseModel):
         return self.environment is Tier.PRODUCTION
 
     @property
+    def worker_task_memory_mb(self) -> int:
+        """Memory of one worker: workerMemoryMb on AWS, gcpRunMemory on Cloud Run."""
+        if self.cloud is Cloud.GCP:
+            number, unit = self.gcp_run_memory[:-2], self.gcp_run_memory[-2:]
+            return int(number) * (1024 if unit == "Gi" else 1)
+        return self.worker_memory_mb
+
+    @property
+    def worker_slots(self) -> int:
+        """In-flight jobs per worker task: workerConcurrency, or what the memory allows."""
+        if self.worker_concurrency is not None:
+            return self.worker_concurrency
+        return worker_concurrency_for(self.worker_task_memory_mb, self.worker_task_vcpus)
+
+    @property
+    def worker_task_vcpus(self) -> float:
+        """vCPUs of one worker: workerCpu / 1024 on Fargate, gcpRunCpu on Cloud Run."""
+        if self.cloud is Cloud.GCP:
+            return float(self.gcp_run_cpu)
+        return self.worker_cpu / 1024
+
+    @property
+    def llm_requests_per_minute_per_task(self) -> int:
+        """Every worker task at this pace stays within the organisation's limit together."""
+        if not self.llm_requests_per_minute:
+            return 0
+        return self.llm_requests_per_minute // self.worker_max_count
+
+    @property
     def tags(self) -> dict[str, str]:
         return {
             "environment": self.environment.value,
@@ -210,6 +255,41 @@ class Settings(BaseModel):
             "managed-by": "pulumi",
             "cost-center": self.cost_center,
         }
+
+
+# Worker sizing from bench/pipeline.py (docs/performance.md, "Capacity of one worker"):
+# one asyncio worker process kept 1,024 simulated calls in flight at 2,000 ms of LLM
+# latency on ~80 MiB resident (~68 MiB idle) and ~1.2 ms of CPU per job. The budgets
+# below are deliberately wider than that: WORKER_MIB_PER_CALL leaves room for a real
+# provider's TLS connection and response body, which the simulation does not allocate.
+WORKER_BASE_MIB = 160
+WORKER_MIB_PER_CALL = 0.25
+WORKER_CPU_MS_PER_JOB = 1.5
+# The LLM latency the defaults are sized for (a real model answers in 1-10 s).
+DESIGN_LLM_LATENCY_S = 2.0
+# Cloud Run's maximum request concurrency; also past it one event loop's CPU binds.
+MAX_WORKER_CONCURRENCY = 1000
+# Keep a quarter of the task's memory, and 30 % of its CPU, for what the budget omits.
+WORKER_MEMORY_HEADROOM = 0.75
+WORKER_CPU_TARGET = 0.7
+
+
+def worker_memory_bound(memory_mb: int) -> int:
+    """In-flight calls that fit ``memory_mb`` (0 when the task is too small for any)."""
+    usable = memory_mb * WORKER_MEMORY_HEADROOM - WORKER_BASE_MIB
+    return max(0, int(usable / WORKER_MIB_PER_CALL))
+
+
+def worker_cpu_bound(vcpus: float) -> int:
+    """In-flight calls whose completions ``vcpus`` keep up with at the design latency:
+    jobs/s the CPU sustains x seconds each call stays in flight (Little's law)."""
+    jobs_per_s = vcpus * WORKER_CPU_TARGET * 1000 / WORKER_CPU_MS_PER_JOB
+    return int(jobs_per_s * DESIGN_LLM_LATENCY_S)
+
+
+def worker_concurrency_for(memory_mb: int, vcpus: float = 1.0) -> int:
+    bound = min(worker_memory_bound(memory_mb), worker_cpu_bound(vcpus))
+    return max(1, min(MAX_WORKER_CONCURRENCY, bound))
 
 
 # Defaults per environment: staging is cheap, production is highly available.
@@ -328,6 +408,26 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         raise ConfigError(
             f"{CONFIG_NAMESPACE}:workerMinCount ({settings.worker_min_count}) exceeds "
             f"workerMaxCount ({settings.worker_max_count})"
+        )
+    if settings.worker_concurrency is not None:
+        bound = worker_memory_bound(settings.worker_task_memory_mb)
+        memory_key = "gcpRunMemory" if settings.cloud is Cloud.GCP else "workerMemoryMb"
+        if settings.worker_concurrency > bound:
+            raise ConfigError(
+                f"{CONFIG_NAMESPACE}:workerConcurrency ({settings.worker_concurrency}) does not "
+                f"fit {CONFIG_NAMESPACE}:{memory_key} ({settings.worker_task_memory_mb} MiB): "
+                f"at most "
+                f"{bound} in-flight calls ({WORKER_BASE_MIB} MiB + {WORKER_MIB_PER_CALL} MiB per "
+                f"call within {WORKER_MEMORY_HEADROOM:.0%} of the memory); raise "
+                f"{memory_key} or lower workerConcurrency"
+            )
+    if settings.llm_requests_per_minute and (
+        settings.llm_requests_per_minute < settings.worker_max_count
+    ):
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:llmRequestsPerMinute ({settings.llm_requests_per_minute}) is "
+            f"below {CONFIG_NAMESPACE}:workerMaxCount ({settings.worker_max_count}): each "
+            "worker task gets the limit divided by workerMaxCount, which would be 0"
         )
     if settings.image_uri and settings.image_tag != "latest":
         raise ConfigError(

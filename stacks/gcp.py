@@ -52,6 +52,11 @@ from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
+SHUTDOWN_TIMEOUT_SECONDS = 8
+"""Cloud Run sends SIGTERM and SIGKILLs 10 s later, not configurable for services
+(https://cloud.google.com/run/docs/container-contract, "Instance shutdown"): in-flight
+pushes get 8 s; one cut off is not acked, so Pub/Sub redelivers it."""
+
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
 and the push subscription's ack deadline."""
@@ -190,7 +195,8 @@ def build(settings: Settings) -> GcpOutputs:
                 memory=settings.gcp_run_memory,
                 min_instances=settings.worker_min_count,
                 max_instances=settings.worker_max_count,
-                concurrency=16,
+                # One push is one job: the same in-flight bound as a RabbitMQ worker.
+                concurrency=settings.worker_slots,
                 timeout=f"{WORKER_TIMEOUT_SECONDS}s",
             ),
             # Several relays are safe (rows are claimed with SKIP LOCKED).
@@ -475,6 +481,7 @@ def service_env(
         "PUBSUB_PROJECT_ID": project,
         "PUBSUB_PUSH_AUDIENCE": push_audience,
         "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
         # The worker keeps Cloud Run's invoker check: Cloud Run validates the push token
         # and strips its signature, the app checks the claims (adapters/pubsub.py).
         "PUBSUB_PUSH_AUTH": "cloud-run-iam",

@@ -44,6 +44,8 @@ def application_env(settings: Settings) -> dict[str, str]:
         "LLM_MODEL": "gpt-4o-mini",
         "LLM_FALLBACK": "requeue",
         "CACHE_TTL_SECONDS": "3600",
+        "WORKER_CONCURRENCY": str(settings.worker_slots),
+        "LLM_REQUESTS_PER_MINUTE": str(settings.llm_requests_per_minute_per_task),
         "METRICS_PORT": str(METRICS_PORT),
     }
 

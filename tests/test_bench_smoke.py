@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -306,5 +307,141 @@ def test_bench_scripts_reject_bad_numbers_with_a_usage_error(
 def test_pipeline_latencies_parse() -> None:
     from bench.pipeline import parse_args
 
-    assert parse_args([]).latencies == [0, 200]
+    assert parse_args([]).latencies == [0, 200, 2000]
     assert parse_args(["--latencies", "0"]).latencies == [0]
+
+
+def test_pipeline_sweep_values_parse_and_bad_ones_are_usage_errors(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.pipeline import parse_args
+
+    args = parse_args(["--groundwork-sweep", "8,64", "--celery-sweep", "4"])
+    assert (args.groundwork_sweep, args.celery_sweep) == ([8, 64], [4])
+    with pytest.raises(SystemExit):
+        parse_args(["--celery-sweep", "0,4"])
+    assert "expected one or more numbers >= 1" in capsys.readouterr().err
+
+
+def test_pipeline_run_length_follows_the_configs_ceiling() -> None:
+    from bench.pipeline import Config, jobs_for, parse_args
+
+    args = parse_args(["--jobs", "1000", "--jobs-slow", "2000", "--run-seconds", "6"])
+    assert jobs_for(Config("groundwork", 512), 0, args) == 1000
+    # 512 slots / 2 s = 256 jobs/s x 6 s = 1536 jobs
+    assert jobs_for(Config("groundwork", 512), 2000, args) == 1536
+    assert jobs_for(Config("celery-prefork", 2), 2000, args) == 8  # the floor
+    assert jobs_for(Config("groundwork", 512), 200, args) == 2000  # the cap
+
+
+def test_task_sizing_picks_the_smallest_that_fits_cpu_and_memory() -> None:
+    from bench.pipeline import cloud_run_instance, fargate_task
+
+    assert fargate_task(0.1, 100) == (0.25, 0.5)
+    assert fargate_task(0.1, 400) == (0.25, 1)  # 400 MiB / 0.75 > 512 MiB
+    assert fargate_task(0.3, 100) == (0.5, 1)  # 0.3 vCPU > 70 % of 0.25
+    assert fargate_task(2.5, 100) == (4, 8)
+    assert fargate_task(3.0, 100) is None  # above 70 % of the largest size
+    assert cloud_run_instance(0.1, 100) == (1.0, 0.5)
+    assert cloud_run_instance(0.8, 800) == (2.0, 1.25)
+
+
+def test_cost_per_million_jobs_from_a_measured_rate() -> None:
+    from bench.pipeline import cost_per_million
+
+    prices = {
+        "fargate": {"vcpu_hourly": 0.04048, "gb_hourly": 0.004445},
+        "cloud_run": {"vcpu_second": 0.000018, "gib_second": 0.000002},
+    }
+    median = {"sustained_rps": 200.0, "consumer_cpu_ms_per_job": 0.5, "consumer_peak_rss_mib": 90}
+    cost = cost_per_million(median, prices)
+    assert cost["vcpus_used"] == 0.1 and cost["fargate_task"] == "0.25 vCPU / 0.5 GB"
+    # (0.25 x 0.04048 + 0.5 x 0.004445) $/h / (200 x 3600) jobs/h x 1e6
+    assert cost["fargate_usd_per_million"] == pytest.approx(0.0171, abs=1e-4)
+    # (1 x 0.000018 + 0.5 x 0.000002) $/s / 200 jobs/s x 1e6
+    assert cost["cloud_run_usd_per_million"] == pytest.approx(0.095, abs=1e-4)
+    assert cost_per_million({**median, "sustained_rps": math.nan}, prices) == {}
+
+
+def _median(rps: float, calls: int, jobs: int, cpu: float = 1.0) -> dict[str, Any]:
+    return {
+        "throughput_rps": rps * 0.8,
+        "sustained_rps": rps,
+        "p50_ms": 1.0,
+        "p99_ms": 2.0,
+        "consumer_peak_rss_mib": 80.0,
+        "consumer_cpu_ms_per_job": 0.4,
+        "machine_cpu_ms_per_job": cpu * 3,  # other users' load too: not judged
+        "own_cpu_ms_per_job": cpu,
+        "llm_calls": calls,
+        "jobs": jobs,
+        "config": "c",
+        "concurrency": 1,
+    }
+
+
+def test_pipeline_report_judges_the_targets_against_celerys_best(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.pipeline import report
+
+    def backlog(rps: float, calls: int, jobs: int) -> dict[str, Any]:
+        return {
+            "config": "c",
+            "jobs": jobs,
+            "completed": jobs,
+            "sustained_rps": rps,
+            "consumer_cpu_ms_per_job": 0.5,
+            "consumer_peak_rss_mib": 80.0,
+            "llm_calls": calls,
+        }
+
+    def result(
+        latency: int, gw: dict[str, Any], threads: float, prefork: float, alone: Any = None
+    ) -> Any:
+        systems = {
+            "groundwork": gw,
+            "celery-threads": _median(threads, 10, 10),
+            "celery-prefork": _median(prefork, 10, 10),
+        }
+        return {
+            "latency_ms": latency,
+            "sweep": {n: {"best": "c", "runs": [m]} for n, m in systems.items()},
+            "systems": {n: {"median": m} for n, m in systems.items()},
+            "backlog": alone or {},
+        }
+
+    prices = {
+        "fargate": {"vcpu_hourly": 0.04048, "gb_hourly": 0.004445},
+        "cloud_run": {"vcpu_second": 0.000018, "gib_second": 0.000002},
+        "as_of": {"aws": "x", "gcp": "y", "llm": "z"},
+        "llm_model": "m",
+        "input_tokens_per_job": 1,
+        "output_tokens_per_job": 1,
+        "llm_usd_per_million_jobs": 1.0,
+    }
+    alone = {
+        "groundwork": backlog(210, 99, 100),
+        "celery-threads": backlog(60, 10, 10),
+        "celery-prefork": backlog(1, 10, 10),
+    }
+    summary = report(
+        [
+            result(0, _median(500, 100, 100, cpu=2.4), 400, 300),
+            result(2000, _median(150, 100, 100), 60, 1, alone),
+        ],
+        prices,
+    )
+    targets = summary["targets"]
+    assert targets["pipeline_vs_celery_best_at_0ms"]["value"] == 1.25  # vs threads, the best
+    assert targets["pipeline_vs_celery_best_at_0ms"]["met"] is None  # reported, not judged
+    assert targets["own_cpu_ms_per_job_at_0ms"]["met"]
+    # the worker alone: 210 jobs/s = 3.5x the best Celery process alone
+    assert targets["worker_vs_celery_best_at_2000ms"] == {"value": 3.5, "target": 3.0, "met": True}
+    assert targets["worker_jobs_per_s_at_2000ms"]["met"]
+    assert targets["llm_calls_once_at_2000ms"]["met"]
+    # one job's call missing (or doubled): the count check fails
+    assert not targets["worker_llm_calls_once_at_2000ms"]["met"]
+    # the cost comes from the process alone at 2,000 ms: 210 jobs/s
+    assert summary["costs"]["2000"]["groundwork"]["jobs_per_s"] == 210
+    assert "MISSED" in capsys.readouterr().out

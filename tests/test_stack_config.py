@@ -94,6 +94,56 @@ def test_load_settings_reads_pulumi_config_and_stops_before_any_resource():
         run_program(failing, stack="staging", config={"groundwork:nat": "bogus"})
 
 
+# --- worker capacity: concurrency from memory, LLM rate limit per task (issue 20) --------
+
+
+def test_worker_concurrency_defaults_to_what_the_task_cpu_and_memory_hold():
+    from stacks.config import (
+        MAX_WORKER_CONCURRENCY,
+        worker_concurrency_for,
+        worker_cpu_bound,
+        worker_memory_bound,
+    )
+
+    staging = build_settings("staging", {})  # 0.25 vCPU / 512 MB on Fargate
+    assert staging.worker_concurrency is None
+    # 0.25 vCPU x 70 % / 1.5 ms per job = 116 jobs/s x 2 s in flight
+    assert staging.worker_slots == worker_cpu_bound(0.25) == 233
+    assert worker_memory_bound(512) > 233  # memory is not what binds here
+    production = build_settings("production", {})  # 1 vCPU / 2 GB
+    assert production.worker_slots == 933
+    # A 256 MB task cannot hold that many calls: the default shrinks, no OOM kill.
+    small = build_settings("production", {"workerMemoryMb": "256", "workerCpu": "1024"})
+    assert small.worker_slots == worker_memory_bound(256) < production.worker_slots
+    assert worker_concurrency_for(30720, 16) == MAX_WORKER_CONCURRENCY
+    # Cloud Run sizes from gcpRunCpu / gcpRunMemory, not the Fargate keys.
+    gcp = build_settings("staging", {"cloud": "gcp"})
+    assert (gcp.worker_task_vcpus, gcp.worker_task_memory_mb) == (1.0, 512)
+    assert gcp.worker_slots == worker_concurrency_for(512, 1.0)
+    assert build_settings("production", {"cloud": "gcp"}).worker_task_memory_mb == 1024
+
+
+def test_worker_concurrency_above_the_memory_bound_is_a_config_error():
+    with pytest.raises(ConfigError) as err:
+        build_settings("staging", {"workerMemoryMb": "256", "workerConcurrency": "900"})
+    text = str(err.value)
+    assert "groundwork:workerConcurrency (900)" in text and "workerMemoryMb" in text
+    assert "raise workerMemoryMb or lower workerConcurrency" in text
+    with pytest.raises(ConfigError, match="gcpRunMemory"):
+        build_settings(
+            "staging", {"cloud": "gcp", "gcpRunMemory": "256Mi", "workerConcurrency": "900"}
+        )
+    assert build_settings("staging", {"workerConcurrency": "64"}).worker_slots == 64
+
+
+def test_llm_rate_limit_is_shared_by_the_most_worker_tasks_that_can_run():
+    settings = build_settings("production", {"llmRequestsPerMinute": "5000"})
+    assert settings.llm_requests_per_minute_per_task == 5000 // settings.worker_max_count
+    assert build_settings("staging", {}).llm_requests_per_minute_per_task == 0
+    with pytest.raises(ConfigError, match=r"llmRequestsPerMinute \(5\) is below"):
+        build_settings("production", {"llmRequestsPerMinute": "5"})
+
+
 def test_a_misspelled_key_fails_the_program_itself_naming_the_nearest_known_key():
     """`pulumi up` runs the program, not `groundwork plan`: the program must refuse a key
     it does not know, or `groundwork:dbMultiAZ true` deploys a single-AZ database."""

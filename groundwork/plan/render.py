@@ -167,6 +167,23 @@ def not_priced_text(report: PlanReport) -> Text | None:
     return Text("\n".join(lines), style="yellow")
 
 
+def unit_cost_text(report: PlanReport) -> Text | None:
+    """The cost per million jobs line (groundwork.plan.unit_cost), if it can be priced."""
+    from groundwork.plan.pricing import PriceTableError, load_price_table
+    from groundwork.plan.unit_cost import cost_per_million_jobs, describe
+    from stacks.config import ConfigError, build_settings
+
+    planned = report.planned
+    try:
+        settings = build_settings(planned.config.stack, planned.config.groundwork())
+        cost = cost_per_million_jobs(
+            load_price_table(), planned.cloud, planned.region, planned.environment, settings
+        )
+    except (ConfigError, PriceTableError):
+        return None
+    return None if cost is None else Text(describe(cost, report.costs.currency))
+
+
 def render(report: PlanReport, console: Console) -> None:
     parts: list[object] = []
     for note in report.planned.config.notes:
@@ -179,6 +196,9 @@ def render(report: PlanReport, console: Console) -> None:
     missing = not_priced_text(report)
     if missing is not None:
         parts.append(missing)
+    unit = unit_cost_text(report)
+    if unit is not None:
+        parts.append(unit)
     parts.append(Text("Usage assumptions and formulas: docs/cost-model.md", style="dim"))
     if report.exit_code:
         parts.append(

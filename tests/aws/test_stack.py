@@ -376,6 +376,28 @@ def test_autoscaled_services_ignore_desired_count(staging: ProgramRun) -> None:
     assert _service(staging, "worker").ignore_changes == ["desiredCount"]
 
 
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_worker_drains_within_the_stop_timeout_and_scales_on_its_measured_slots(
+    stack: str, request: pytest.FixtureRequest, helpers: Any
+) -> None:
+    # Fargate sends SIGTERM, then SIGKILL after stopTimeout (at most 120 s): the drain of
+    # in-flight LLM calls (SHUTDOWN_TIMEOUT_SECONDS) must end before it.
+    run: ProgramRun = request.getfixturevalue(stack)
+    for process in ("api", "worker", "relay"):
+        (container,) = helpers.container_definitions(_task_def(run, process))
+        env = {e["name"]: e["value"] for e in container["environment"]}
+        assert container["stopTimeout"] == 120
+        assert float(env["SHUTDOWN_TIMEOUT_SECONDS"]) + 10 <= container["stopTimeout"]
+        # Prefetch = slots: the broker stops delivering when every slot is busy.
+        assert env["QUEUE_PREFETCH"] == env["WORKER_CONCURRENCY"]
+    policy = next(
+        r.inputs["targetTrackingScalingPolicyConfiguration"]
+        for r in run.of_type("aws:appautoscaling/policy:Policy")
+        if r.name.endswith("worker-queue-depth")
+    )
+    assert policy["targetValue"] == 2 * int(env["WORKER_CONCURRENCY"])
+
+
 def test_connection_alarm_threshold_tracks_the_instance_size() -> None:
     assert approx_max_connections("db.t4g.micro") == 112
     assert approx_max_connections("db.m7g.large") == 901

@@ -90,6 +90,23 @@ def test_secret_values_come_from_the_resources_that_own_them(staging: ProgramRun
     assert plain["QUEUE_NAME"] == staging.outputs["pubsub_topic"]
 
 
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_worker_request_concurrency_and_drain_fit_cloud_run(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    graph: ProgramRun = request.getfixturevalue(stack)
+    worker = graph.named(f"groundwork-{stack}-worker").inputs
+    worker_env, _ = env_of(containers(graph)["worker"])
+    # One push = one job: Cloud Run admits as many as the worker's slots.
+    assert worker["template"]["maxInstanceRequestConcurrency"] == int(
+        worker_env["WORKER_CONCURRENCY"]
+    )
+    # Cloud Run SIGKILLs 10 s after SIGTERM (container contract, not configurable).
+    for container in containers(graph).values():
+        plain, _ = env_of(container)
+        assert float(plain["SHUTDOWN_TIMEOUT_SECONDS"]) < 10
+
+
 # --- Pub/Sub push wiring (fails silently in real life when wrong) -------------------
 
 

@@ -307,3 +307,13 @@ def test_console_script_reports_broken_stack_yaml_with_file_and_line(tmp_path: P
 def test_unknown_cloud() -> None:
     line = _one_line_error(invoke("plan", "staging", "--cloud", "azure"))
     assert "--cloud 'azure': expected one of aws, gcp" in line
+
+
+def test_plan_prints_the_cost_per_million_jobs_under_the_monthly_table(tiny, monkeypatch) -> None:
+    monkeypatch.setattr(commands, "POLICY_RUNNER", runner_returning(ADVISORY))
+    out = invoke("plan", "staging").stdout
+    line = out[out.index("Cost per million jobs") :]
+    # (the console may shorten the middle of a long line: check both ends)
+    assert "worker compute USD" in line and "Fargate Spot 0.25 vCPU / 0.5 GB" in line
+    assert "(gpt-4o-mini, 500 in + 200 out per job) = USD" in line
+    assert out.index("Cost per million jobs") < out.index("Usage assumptions and formulas")

@@ -59,6 +59,11 @@ def _deploy(kind: Literal["env", "secret"], *backends: QueueBackend) -> dict[str
 _RMQ = QueueBackend.RABBITMQ
 _PUBSUB = QueueBackend.PUBSUB
 
+# Measured (docs/performance.md, bench/pipeline.py's sweep at 2,000 ms of LLM latency):
+# one asyncio worker process keeps ~1,000 calls in flight within ~12 MiB above idle;
+# the stacks size it per task from the task's vCPUs and memory (stacks/config.py).
+DEFAULT_WORKER_CONCURRENCY = 1000
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -185,7 +190,15 @@ class Settings(BaseSettings):
         description="amqps (Amazon MQ listens on 5671 with TLS only).",
         json_schema_extra=_deploy("env", _RMQ),
     )
-    queue_prefetch: int = Field(default=16, ge=1, le=1000)
+    queue_prefetch: int = Field(
+        default=DEFAULT_WORKER_CONCURRENCY,
+        ge=1,
+        le=10_000,
+        description="Unacknowledged messages the broker hands one worker: the backpressure. "
+        "Unset, it follows WORKER_CONCURRENCY (a larger prefetch only parks messages in this "
+        "worker's memory, where other workers cannot take them; a smaller one idles slots).",
+        json_schema_extra=_deploy("env", _RMQ),
+    )
     queue_delivery_limit: int = Field(
         default=5,
         ge=1,
@@ -301,6 +314,15 @@ class Settings(BaseSettings):
         default=0.2, gt=0, le=60, description="First backoff of LLM retries (exponential + jitter)."
     )
     llm_retry_max_seconds: float = Field(default=5.0, gt=0, le=300)
+    llm_requests_per_minute: int = Field(
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Client-side pace of LLM calls in *this process* (0: no pacing; a 429's "
+        "Retry-After still pauses every call). The stacks set the organisation's limit "
+        "divided by the most worker tasks that can run.",
+        json_schema_extra=_deploy("env"),
+    )
 
     # --- cache ---------------------------------------------------------------
     cache_ttl_seconds: int = Field(default=3600, ge=1, json_schema_extra=_deploy("env"))
@@ -315,7 +337,15 @@ class Settings(BaseSettings):
     )
 
     # --- worker / relay ------------------------------------------------------
-    worker_concurrency: int = Field(default=16, ge=1, le=1000)
+    worker_concurrency: int = Field(
+        default=DEFAULT_WORKER_CONCURRENCY,
+        ge=1,
+        le=10_000,
+        description="Jobs one worker process handles at once. A job waiting on the LLM costs "
+        "an asyncio task and a connection, not a thread: size it from the task's memory and "
+        "the provider's rate limit (docs/performance.md), not from the vCPUs.",
+        json_schema_extra=_deploy("env"),
+    )
     worker_health_port: int = Field(default=8081, ge=1, le=65535)
     worker_bind_host: str = Field(
         default="",
@@ -350,7 +380,15 @@ class Settings(BaseSettings):
         "relay at the database directly or set false and rely on polling.",
     )
     relay_max_backoff_seconds: float = Field(default=10.0, gt=0, le=300)
-    shutdown_timeout_seconds: float = Field(default=25.0, gt=0, le=600)
+    shutdown_timeout_seconds: float = Field(
+        default=25.0,
+        gt=0,
+        le=600,
+        description="On SIGTERM, how long in-flight jobs may finish before the rest are handed "
+        "back to the broker. Must end before the platform's SIGKILL: the stacks set it below "
+        "ECS stopTimeout (max 120 s) and Cloud Run's fixed 10 s.",
+        json_schema_extra=_deploy("env"),
+    )
 
     # --- observability -------------------------------------------------------
     otel_exporter_otlp_endpoint: str = Field(
@@ -425,6 +463,12 @@ class Settings(BaseSettings):
     def database_dsn(self) -> str:
         """asyncpg DSN (no driver prefix); the password is passed separately."""
         return f"postgresql://{self.db_user}@{self.db_host}:{self.db_port}/{self.db_name}"
+
+    @model_validator(mode="after")
+    def _prefetch_follows_concurrency(self) -> Settings:
+        if "queue_prefetch" not in self.model_fields_set:
+            self.queue_prefetch = self.worker_concurrency
+        return self
 
     @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:

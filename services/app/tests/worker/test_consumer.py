@@ -196,6 +196,30 @@ async def test_shutdown_deadline_requeues_unfinished_messages(
     assert await ledger_count(engine, job_id) == 0
 
 
+async def test_sigterm_drain_finishes_started_calls_and_hands_back_the_rest_at_once(
+    settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
+) -> None:
+    # Prefetch above concurrency: two jobs run, four wait in this worker's memory. On
+    # stop the two started LLM calls finish and are stored; the four unstarted ones go
+    # straight back to the queue (no new LLM call starts during the grace period, so
+    # every call made is counted once, in a stored result).
+    tight = make_settings(queue_name=settings.queue_name, worker_concurrency=2, queue_prefetch=6)
+    provider = SimulatedProvider(latency_ms=1500)
+    handler = build_handler(tight, store, provider=provider)
+    ids = [(await insert_job(engine, tight, f"drain {i}"))[0] for i in range(6)]
+    async with running(tight, engine, handler) as consumer:
+
+        async def all_delivered() -> bool:
+            return consumer.in_flight == 6 and provider.calls == 2
+
+        await wait_for(all_delivered, 15, what="6 prefetched, 2 started")
+    statuses = [(await job_row(engine, job_id)).status for job_id in ids]
+    assert statuses.count("succeeded") == 2
+    assert provider.calls == 2
+    assert await ledger_count(engine) == 2
+    assert await queue_depth(tight, tight.queue_name) == 4
+
+
 async def test_message_without_id_is_dead_lettered(
     settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:

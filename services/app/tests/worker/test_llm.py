@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from groundwork_app.adapters.llm import (
+    MAX_RETRY_AFTER_SECONDS,
     LLMRequestError,
     LLMUnavailableError,
     OpenAICompatibleProvider,
+    ProviderRateLimiter,
     ResilientLLM,
     SimulatedProvider,
+    build_llm,
     build_provider,
+    parse_retry_after,
 )
 from groundwork_app.settings import Settings
 from pydantic import SecretStr
@@ -25,9 +33,14 @@ class FakeOpenAI:
     """Answers POST /v1/chat/completions from a script of (status, delay) steps."""
 
     def __init__(self) -> None:
-        self.script: list[tuple[int, float]] = []
+        # (status, delay) or (status, delay, extra response headers)
+        self.script: list[tuple[Any, ...]] = []
         self.requests: list[dict] = []
+        self.arrivals: list[float] = []
         self.auth: list[str] = []
+        self.concurrent = 0
+        self.max_concurrent = 0
+        self._lock = threading.Lock()
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -38,8 +51,15 @@ class FakeOpenAI:
                 length = int(self.headers["Content-Length"])
                 fake.requests.append(json.loads(self.rfile.read(length)))
                 fake.auth.append(self.headers.get("Authorization", ""))
-                status, delay = fake.script.pop(0) if fake.script else (200, 0.0)
+                with fake._lock:
+                    fake.arrivals.append(time.monotonic())
+                    step = fake.script.pop(0) if fake.script else (200, 0.0)
+                    fake.concurrent += 1
+                    fake.max_concurrent = max(fake.max_concurrent, fake.concurrent)
+                status, delay, extra = (*step, {})[:3]
                 time.sleep(delay)
+                with fake._lock:
+                    fake.concurrent -= 1
                 if status == 200:
                     body = json.dumps(
                         {"choices": [{"message": {"role": "assistant", "content": "four"}}]}
@@ -50,12 +70,17 @@ class FakeOpenAI:
                     self.send_response(status)
                     self.send_header("Content-Type", "application/json")
                     self.send_header("Content-Length", str(len(body)))
+                    for name, value in extra.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     self.wfile.write(body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 512  # accept bursts of concurrent calls (default 5)
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}/v1"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
@@ -73,9 +98,17 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 def resilient(
-    fake: FakeOpenAI, *, timeout: float = 2.0, retries: int = 2, threshold: int = 10
+    fake: FakeOpenAI,
+    *,
+    timeout: float = 2.0,
+    retries: int = 2,
+    threshold: int = 10,
+    limiter: ProviderRateLimiter | None = None,
+    max_connections: int = 100,
 ) -> ResilientLLM:
-    provider = OpenAICompatibleProvider(fake.url, "sk-test-key", timeout)
+    provider = OpenAICompatibleProvider(
+        fake.url, "sk-test-key", timeout, max_connections=max_connections
+    )
     return ResilientLLM(
         provider,
         timeout_seconds=timeout,
@@ -84,6 +117,7 @@ def resilient(
         recovery_seconds=60,
         backoff_initial=0.01,
         backoff_max=0.05,
+        limiter=limiter,
     )
 
 
@@ -185,3 +219,146 @@ def test_provider_choice_follows_the_api_key() -> None:
     assert isinstance(
         build_provider(Settings(llm_api_key=SecretStr("sk-x"))), OpenAICompatibleProvider
     )
+
+
+# --- rate limits: the provider's 429 + Retry-After, and client-side pacing ----------
+# OpenAI: https://platform.openai.com/docs/guides/rate-limits (429 with retry-after;
+# its SDK reads retry-after-ms first); Anthropic: https://docs.anthropic.com/en/api/rate-limits
+# (429 rate_limit_error with retry-after in seconds); RFC 9110 10.2.3 (seconds or HTTP-date).
+
+
+def test_retry_after_headers_as_providers_send_them() -> None:
+    assert parse_retry_after({"retry-after-ms": "1500", "retry-after": "9"}) == 1.5
+    assert parse_retry_after({"Retry-After": "20"}) == 20.0
+    assert parse_retry_after({"retry-after": "0.25"}) == 0.25
+    now = datetime(2026, 12, 4, 12, 0, 0, tzinfo=UTC)
+    date = format_datetime(now + timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after({"retry-after": date}, now=now.timestamp()) == pytest.approx(30)
+    past = format_datetime(now - timedelta(seconds=30), usegmt=True)
+    assert parse_retry_after({"retry-after": past}, now=now.timestamp()) == 0.0
+    for junk in ({}, {"retry-after": "soon"}, {"retry-after": "-3"}, {"retry-after": "nan"}):
+        assert parse_retry_after(junk) is None
+    assert parse_retry_after({"retry-after-ms": "x", "retry-after": "2"}) == 2.0
+
+
+async def test_429_waits_the_providers_retry_after_and_leaves_the_circuit_closed(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.script = [(429, 0, {"retry-after": "0.6"}), (429, 0, {"retry-after-ms": "400"})]
+    # threshold 1: a single counted failure would open the circuit.
+    llm = resilient(fake_openai, retries=2, threshold=1)
+    assert await llm.complete("p", "m") == "four"
+    first, second, third = fake_openai.arrivals
+    # The backoff alone would be ~0.01-0.05 s: the waits are the provider's.
+    assert second - first >= 0.6
+    assert third - second >= 0.4
+    assert llm.circuit_state == "closed"
+    await llm.aclose()
+
+
+async def test_a_429_pauses_every_call_of_the_process_not_only_its_own_retry(
+    fake_openai: FakeOpenAI,
+) -> None:
+    fake_openai.script = [(429, 0, {"retry-after": "0.8"})]
+    llm = resilient(fake_openai, retries=1, limiter=ProviderRateLimiter(0))
+    first = asyncio.create_task(llm.complete("first", "m"))
+    while not fake_openai.arrivals:  # the 429 has been requested...
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)  # ...and answered
+    started = time.monotonic()
+    assert await llm.complete("second", "m") == "four"
+    assert time.monotonic() - started >= 0.6  # waited out the provider's pause
+    assert await first == "four"
+    assert len(fake_openai.requests) == 3
+    await llm.aclose()
+
+
+async def test_a_huge_retry_after_is_capped_so_a_slot_is_not_held_for_an_hour() -> None:
+    clock = [0.0]
+    limiter = ProviderRateLimiter(0, clock=lambda: clock[0])
+    limiter.pause(3600)
+    assert limiter.paused_for == 3600  # the limiter itself honours what it is told...
+    llm = ResilientLLM(
+        SimulatedProvider(),
+        timeout_seconds=1,
+        max_retries=0,
+        failure_threshold=5,
+        recovery_seconds=1,
+        limiter=ProviderRateLimiter(0),
+    )
+    from groundwork_app.adapters.llm import LLMRateLimitedError
+
+    class Limited(SimulatedProvider):
+        async def complete(self, prompt: str, model: str) -> str:
+            raise LLMRateLimitedError("429", retry_after=3600)
+
+    llm.provider = Limited()
+    with pytest.raises(LLMUnavailableError):
+        await llm.complete("p", "m")
+    # ...but the client pauses at most MAX_RETRY_AFTER_SECONDS (the OpenAI SDK's bound).
+    assert 0 < llm.limiter.paused_for <= MAX_RETRY_AFTER_SECONDS
+
+
+async def test_pacing_holds_the_configured_requests_per_minute() -> None:
+    clock = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    limiter = ProviderRateLimiter(600, clock=lambda: clock[0], sleep=sleep)  # 10/s
+    for _ in range(40):
+        await limiter.acquire()
+    # One second of burst (10 calls) free, then one call per 0.1 s: 30 more take 3 s.
+    assert clock[0] - 100.0 == pytest.approx(3.0)
+    assert limiter.waited_seconds == pytest.approx(3.0)
+    clock[0] += 60  # idle for a minute: the bucket refills to one second's worth only
+    for _ in range(10):
+        await limiter.acquire()
+    assert clock[0] - 100.0 == pytest.approx(63.0)
+    await limiter.acquire()
+    assert clock[0] - 100.0 == pytest.approx(63.1)
+
+
+async def test_pacing_off_never_waits_and_negative_rates_are_refused() -> None:
+    limiter = ProviderRateLimiter(0)
+    started = time.monotonic()
+    await asyncio.gather(*(limiter.acquire() for _ in range(1000)))
+    assert time.monotonic() - started < 0.5
+    assert limiter.waited_seconds == 0
+    with pytest.raises(ValueError, match="requests_per_minute"):
+        ProviderRateLimiter(-1)
+
+
+async def test_paced_calls_through_the_real_client_respect_the_rate(
+    fake_openai: FakeOpenAI,
+) -> None:
+    llm = resilient(fake_openai, limiter=ProviderRateLimiter(1200))  # 20/s, burst 20
+    started = time.monotonic()
+    await asyncio.gather(*(llm.complete(f"p{i}", "m") for i in range(40)))
+    # 20 free, then 20 at 50 ms intervals: the 40th cannot be sent before 1 s.
+    assert max(fake_openai.arrivals) - started >= 0.95
+    await llm.aclose()
+
+
+async def test_http_connections_follow_the_worker_concurrency(fake_openai: FakeOpenAI) -> None:
+    # httpx's default pool here was 100: a worker running 512 jobs would queue 412 of
+    # them inside the client. Each in-flight call gets its own connection.
+    fake_openai.script = [(200, 0.5)] * 150
+    llm = resilient(fake_openai, max_connections=150, timeout=20, threshold=1000)
+    await asyncio.gather(*(llm.complete(f"p{i}", "m") for i in range(150)))
+    assert fake_openai.max_concurrent > 100
+    await llm.aclose()
+
+
+def test_settings_wire_the_limiter_and_the_pool() -> None:
+    settings = Settings(
+        llm_api_key=SecretStr("sk-x"), llm_requests_per_minute=3000, worker_concurrency=300
+    )
+    llm = build_llm(settings)
+    assert llm.limiter.rate == 50
+    provider = llm.provider
+    assert isinstance(provider, OpenAICompatibleProvider)
+    pool = provider._client._transport._pool  # type: ignore[attr-defined]
+    assert pool._max_connections == 300

@@ -7,20 +7,37 @@ exponential backoff + jitter for *retryable* errors only (timeouts, connection
 errors, 429, 5xx). A 4xx other than 429 is the request's fault: retrying cannot help.
 Everything the caller sees is ``LLMUnavailableError`` (try later / fall back) or
 ``LLMRequestError`` (this request will never work).
+
+Rate limits. Providers enforce requests (and tokens) per minute per organisation and
+answer a request over the limit with HTTP 429 and a wait: OpenAI sends ``retry-after``
+(and ``retry-after-ms``, which its own SDK reads first) and documents that a
+per-minute limit may be enforced over shorter windows
+(https://platform.openai.com/docs/guides/rate-limits); Anthropic sends ``retry-after``
+in seconds (https://docs.anthropic.com/en/api/rate-limits); RFC 9110 section 10.2.3
+allows seconds or an HTTP-date. ``ProviderRateLimiter`` paces calls below the
+configured share of that limit (LLM_REQUESTS_PER_MINUTE, a smooth token bucket with
+one second of burst), and when a 429 arrives anyway it pauses *every* call of the
+process until the provider's Retry-After has passed, instead of letting hundreds of
+in-flight slots each retry into the same wall. A 429 does not count against the
+circuit breaker: the provider is healthy, we are too fast.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import hashlib
+import math
 import random
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
 from circuitbreaker import CircuitBreaker, CircuitBreakerError
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
@@ -36,6 +53,14 @@ class LLMError(Exception):
 
 class LLMRetryableError(LLMError):
     """A transient provider failure: timeout, connection error, 429 or 5xx."""
+
+
+class LLMRateLimitedError(LLMRetryableError):
+    """HTTP 429: over the provider's rate limit; ``retry_after`` is its requested wait (s)."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class LLMRequestError(LLMError):
@@ -82,6 +107,105 @@ class SimulatedProvider:
         return None
 
 
+# The OpenAI SDK ignores a server-requested wait above 60 s and falls back to its own
+# backoff; a wait that long is better spent with the message back in the retry queues
+# (RETRY outcome) than holding a worker slot.
+MAX_RETRY_AFTER_SECONDS = 60.0
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait from a 429's headers, or None when absent/unusable.
+
+    ``retry-after-ms`` (OpenAI, milliseconds) first, then ``retry-after`` as
+    delay-seconds or an HTTP-date (RFC 9110 section 10.2.3). Negative, non-finite or
+    unparsable values are ignored (None: the caller falls back to its backoff).
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            value = float(raw_ms) / 1000
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and value >= 0:
+            return value
+    raw = lowered.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(raw)
+        except (TypeError, ValueError, IndexError):
+            return None
+        value = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, value)
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+class ProviderRateLimiter:
+    """Client-side pacing of provider calls within one process.
+
+    ``requests_per_minute`` > 0: a token bucket refilled at that rate with one
+    second's worth of burst (the provider may enforce the per-minute limit per
+    second); 0 disables pacing. ``pause(seconds)`` (after a 429) holds every
+    ``acquire`` until the provider's Retry-After has passed. Waiters are served in
+    arrival order (one asyncio.Lock), so no call starves behind later ones.
+    """
+
+    def __init__(
+        self,
+        requests_per_minute: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ):
+        if requests_per_minute < 0:
+            raise ValueError(f"requests_per_minute must be >= 0, got {requests_per_minute}")
+        self.rate = requests_per_minute / 60.0
+        self.capacity = max(1.0, self.rate)
+        self._tokens = self.capacity
+        self._clock = clock
+        self._sleep = sleep
+        self._updated = clock()
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+        self.waited_seconds = 0.0
+
+    @property
+    def paused_for(self) -> float:
+        return max(0.0, self._paused_until - self._clock())
+
+    def pause(self, seconds: float) -> None:
+        """Hold every call until ``seconds`` from now (never shortens a longer pause)."""
+        self._paused_until = max(self._paused_until, self._clock() + max(0.0, seconds))
+
+    async def acquire(self) -> None:
+        if not self.rate and self._paused_until <= self._clock():
+            return  # the hot path when pacing is off: no lock, no await
+        async with self._lock:
+            while True:
+                now = self._clock()
+                wait = self._paused_until - now
+                if wait <= 0:
+                    if not self.rate:
+                        return
+                    self._tokens = min(
+                        self.capacity, self._tokens + (now - self._updated) * self.rate
+                    )
+                    self._updated = now
+                    # Tolerance: a refill computed from a float clock can land a hair
+                    # under 1, and a wait of 1e-17 s would never advance the clock.
+                    if self._tokens >= 1 - 1e-9:
+                        self._tokens = max(0.0, self._tokens - 1)
+                        return
+                    wait = (1 - self._tokens) / self.rate
+                self.waited_seconds += wait
+                m.LLM_RATE_LIMIT_WAIT_SECONDS.inc(wait)
+                await self._sleep(wait)
+
+
 class OpenAICompatibleProvider:
     """``POST {base_url}/chat/completions`` as OpenAI, Azure OpenAI, vLLM, Ollama... accept."""
 
@@ -93,12 +217,18 @@ class OpenAICompatibleProvider:
         api_key: str,
         timeout_seconds: float,
         client: httpx.AsyncClient | None = None,
+        max_connections: int = 100,
     ):
+        # One connection per concurrent call (HTTP/1.1): a pool smaller than the
+        # worker's concurrency would queue calls inside httpx, where the pool timeout
+        # (part of the call's timeout) turns waiting into failures.
         self._client = client or httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/",
             timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
             headers={"Authorization": f"Bearer {api_key}"},
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     async def complete(self, prompt: str, model: str) -> str:
@@ -110,7 +240,12 @@ class OpenAICompatibleProvider:
         except httpx.TransportError as exc:
             raise LLMRetryableError(f"LLM connection failed: {exc!r}") from exc
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status == 429:
+            retry_after = parse_retry_after(response.headers)
+            raise LLMRateLimitedError(
+                f"LLM provider answered HTTP 429 (retry-after {retry_after})", retry_after
+            )
+        if status >= 500:
             raise LLMRetryableError(f"LLM provider answered HTTP {status}")
         if status >= 400:
             # Never echo the response body into logs/errors blindly: keep it short.
@@ -140,8 +275,10 @@ class ResilientLLM:
         recovery_seconds: float,
         backoff_initial: float = 0.2,
         backoff_max: float = 5.0,
+        limiter: ProviderRateLimiter | None = None,
     ):
         self.provider = provider
+        self.limiter = limiter or ProviderRateLimiter(0)
         self._timeout = timeout_seconds
         self._attempts = max_retries + 1
         self._backoff_initial = backoff_initial
@@ -151,7 +288,7 @@ class ResilientLLM:
         self.breaker = CircuitBreaker(
             failure_threshold=failure_threshold,
             recovery_timeout=recovery_seconds,
-            expected_exception=LLMRetryableError,
+            expected_exception=_counts_against_circuit,
             name=f"llm-{provider.name}-{id(self):x}",
         )
         self._guarded_call = self.breaker.decorate(self._call_once)
@@ -167,6 +304,7 @@ class ResilientLLM:
         )
 
     async def _call_once(self, prompt: str, model: str) -> str:
+        await self.limiter.acquire()
         started = time.perf_counter()
         outcome = "error"
         try:
@@ -177,6 +315,12 @@ class ResilientLLM:
         except TimeoutError as exc:
             outcome = "timeout"
             raise LLMRetryableError(f"LLM call exceeded {self._timeout}s") from exc
+        except LLMRateLimitedError as exc:
+            outcome = "rate_limited"
+            # Every call of this process waits, not only this one's retry.
+            wait = exc.retry_after if exc.retry_after is not None else self._backoff_initial
+            self.limiter.pause(min(wait, MAX_RETRY_AFTER_SECONDS))
+            raise
         finally:
             m.LLM_LATENCY_SECONDS.labels(self.provider.name, outcome).observe(
                 time.perf_counter() - started
@@ -187,10 +331,12 @@ class ResilientLLM:
             stop=stop_after_attempt(self._attempts),
             # Jitter proportional to the first step: spreads a herd of workers out
             # without tenacity's 1 s default dwarfing short test/dev backoffs.
-            wait=wait_exponential_jitter(
-                multiplier=self._backoff_initial,
-                max=self._backoff_max,
-                jitter=self._backoff_initial,
+            wait=_wait_retry_after_or(
+                wait_exponential_jitter(
+                    multiplier=self._backoff_initial,
+                    max=self._backoff_max,
+                    jitter=self._backoff_initial,
+                )
             ),
             retry=retry_if_exception_type(LLMRetryableError),
             reraise=True,
@@ -213,10 +359,35 @@ class ResilientLLM:
         await self.provider.aclose()
 
 
+def _counts_against_circuit(thrown_type: type[BaseException], thrown: BaseException) -> bool:
+    return issubclass(thrown_type, LLMRetryableError) and not issubclass(
+        thrown_type, LLMRateLimitedError
+    )
+
+
+class _wait_retry_after_or:
+    """The provider's Retry-After when a 429 gave one (capped), else the fallback backoff."""
+
+    def __init__(self, fallback: Callable[[RetryCallState], float]):
+        self._fallback = fallback
+
+    def __call__(self, state: RetryCallState) -> float:
+        fallback = self._fallback(state)
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, LLMRateLimitedError) and exc.retry_after is not None:
+            return max(fallback, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
+        return fallback
+
+
 def build_provider(settings: Settings) -> LLMProvider:
     key = settings.llm_api_key_value
     if key:
-        return OpenAICompatibleProvider(settings.llm_base_url, key, settings.llm_timeout_seconds)
+        return OpenAICompatibleProvider(
+            settings.llm_base_url,
+            key,
+            settings.llm_timeout_seconds,
+            max_connections=settings.worker_concurrency,
+        )
     return SimulatedProvider(settings.llm_simulated_latency_ms, settings.llm_simulated_failure_rate)
 
 
@@ -229,4 +400,5 @@ def build_llm(settings: Settings, provider: LLMProvider | None = None) -> Resili
         recovery_seconds=settings.circuit_recovery_seconds,
         backoff_initial=settings.llm_retry_initial_seconds,
         backoff_max=settings.llm_retry_max_seconds,
+        limiter=ProviderRateLimiter(settings.llm_requests_per_minute),
     )

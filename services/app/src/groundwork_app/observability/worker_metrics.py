@@ -39,6 +39,11 @@ LLM_CIRCUIT_STATE = Gauge(
     "llm_circuit_state", "LLM circuit breaker: 0 closed, 1 half-open, 2 open.", ["provider"]
 )
 CIRCUIT_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+LLM_RATE_LIMIT_WAIT_SECONDS = Counter(
+    "llm_rate_limit_wait_seconds",
+    "Time LLM calls spent waiting on the client-side limiter (pacing below "
+    "LLM_REQUESTS_PER_MINUTE, or a provider 429's Retry-After).",
+)
 
 CACHE_LOOKUPS = Counter(
     "answer_cache_lookups_total",

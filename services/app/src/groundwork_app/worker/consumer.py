@@ -65,6 +65,7 @@ class RabbitConsumer:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
         self._channel: AbstractChannel | None = None
+        self._draining = False
         self.connected = False
 
     @property
@@ -110,7 +111,10 @@ class RabbitConsumer:
             closed.cancel()
             stopping.cancel()
             if stop.is_set() and not channel.is_closed:
-                # Stop the flow first so nothing new arrives while we drain.
+                # Stop the flow first so nothing new arrives while we drain, and hand
+                # back at once what was prefetched but never started: the grace period
+                # is for calls already paid for, not for starting new ones.
+                self._draining = True
                 with contextlib.suppress(Exception):
                     await queue.cancel(tag)
                 await self._drain(self._settings.shutdown_timeout_seconds)
@@ -173,6 +177,9 @@ class RabbitConsumer:
         started = time.perf_counter()
         try:
             async with self._slots:
+                if self._draining:
+                    await message.nack(requeue=True)
+                    return
                 delivery = Delivery(
                     message_id=message.message_id or "",
                     body=message.body,

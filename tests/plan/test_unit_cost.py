@@ -1,0 +1,52 @@
+"""Cost per million jobs (groundwork/plan/unit_cost.py): worker compute + LLM tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from groundwork.plan.unit_cost import cost_per_million_jobs, describe
+from stacks.config import build_settings
+
+
+def test_aws_worker_compute_and_tokens_from_the_table(table: Any) -> None:
+    settings = build_settings("production", {})  # 1 vCPU / 2 GB on-demand workers
+    cost = cost_per_million_jobs(table, "aws", "us-east-1", "production", settings)
+    assert cost is not None
+    fargate = table.region("aws", "us-east-1")["fargate"]["x86_64"]
+    usage = table.assumptions("production")
+    hourly = 1 * fargate["vcpu_hourly"] + 2 * fargate["gb_hourly"]
+    rate = usage["worker_jobs_per_second_per_task"]
+    assert cost.worker_usd == pytest.approx(hourly / 3600 / rate * 1e6)
+    price = table.data["llm"]["models"]["gpt-4o-mini"]
+    assert cost.llm_usd == pytest.approx(
+        usage["llm_input_tokens_per_job"] * price["input_per_million_tokens"]
+        + usage["llm_output_tokens_per_job"] * price["output_per_million_tokens"]
+    )
+    assert cost.total_usd == pytest.approx(cost.worker_usd + cost.llm_usd)
+    text = describe(cost)
+    assert "Fargate 1 vCPU / 2 GB" in text and "gpt-4o-mini" in text
+
+
+def test_spot_and_cloud_run_workers_are_priced_as_deployed(table: Any) -> None:
+    spot = cost_per_million_jobs(
+        table, "aws", "us-east-1", "staging", build_settings("staging", {})
+    )
+    on_demand = cost_per_million_jobs(
+        table, "aws", "us-east-1", "staging", build_settings("staging", {"workerSpot": "false"})
+    )
+    assert spot is not None and on_demand is not None
+    assert spot.worker_usd < on_demand.worker_usd and "Spot" in spot.worker_task
+    gcp = cost_per_million_jobs(
+        table, "gcp", "europe-west1", "production", build_settings("production", {"cloud": "gcp"})
+    )
+    assert gcp is not None and gcp.worker_task == "Cloud Run 1 vCPU / 1 GiB"
+    run = table.region("gcp", "europe-west1")["cloud_run"]["request_based"]
+    rate = table.assumptions("production")["worker_jobs_per_second_per_task"]
+    assert gcp.worker_usd == pytest.approx((run["vcpu_second"] + run["gib_second"]) / rate * 1e6)
+
+
+def test_unpriced_region_gives_no_line(table: Any) -> None:
+    settings = build_settings("staging", {})
+    assert cost_per_million_jobs(table, "aws", "mars-north-1", "staging", settings) is None
