@@ -115,7 +115,8 @@ def test_deploy_builds_once_and_gates_production_on_an_environment() -> None:
     deploy = load("deploy.yml")
     assert triggers(deploy)["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
-    assert "docker buildx build" in run_text(jobs["build"])
+    assert jobs["build"]["uses"] == "$/.github/workflows/build-image.yml"
+    assert "docker buildx build" in run_text(load("build-image.yml")["jobs"]["build"])
     assert "docker build " not in (WORKFLOWS / "deploy-environment.yml").read_text()
     assert "buildx build" not in (WORKFLOWS / "deploy-environment.yml").read_text()
     assert jobs["staging"]["needs"] == "build"
@@ -286,7 +287,7 @@ def test_the_build_that_ships_records_an_sbom_and_provenance_pushed_unchanged() 
     the build that makes the deployed artifact asks for both, on a builder that supports
     them, and the deploy copies every manifest of the index without a rewrite."""
     build = next(
-        s for s in steps(load("deploy.yml")["jobs"]["build"]) if "buildx build" in s.get("run", "")
+        s for s in steps(load("build-image.yml")["jobs"]["build"]) if "buildx build" in s.get("run", "")
     )
     command = build["run"][build["run"].index("docker buildx build") :].split("services/app")[0]
     assert "--sbom=true" in command and "--provenance=mode=max" in command

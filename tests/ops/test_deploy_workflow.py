@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from .conftest import build_stack
@@ -33,7 +34,7 @@ from .workflow_runner import JobResult, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy-environment.yml"
-BUILD_WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
+BUILD_WORKFLOW = ROOT / ".github" / "workflows" / "build-image.yml"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 FAKE_UV = r"""#!{python}
@@ -167,9 +168,11 @@ class World:
     def calls(self) -> list[str]:
         return (self.state / "calls.log").read_text().splitlines()
 
-    def run(self, job: str, workflow: Path = WORKFLOW) -> JobResult:
+    def run(
+        self, job: str, workflow: Path = WORKFLOW, inputs: dict[str, str] | None = None
+    ) -> JobResult:
         context = {
-            "inputs": {"environment": "staging", "canary-steps": "100"},
+            "inputs": inputs or {"environment": "staging", "canary-steps": "100"},
             "vars": {
                 "GROUNDWORK_CLOUD": "aws",
                 "PULUMI_BACKEND_URL": "file:///tmp/x",
@@ -410,4 +413,49 @@ def test_a_push_that_changes_the_digest_fails_before_anything_deploys(world: Wor
         c.startswith(("up ", "groundwork ops migrate"))
         for c in world.calls()
         if "--target" not in c
+    )
+
+
+def test_a_review_stack_deploys_from_staging_config_under_its_own_name_without_rollback(
+    world: World,
+) -> None:
+    """review.yml calls this workflow with review-pr: the stack review-pr-<n> is selected
+    (created) with staging's config file, gets a first deploy with staging's policy
+    config, reports its URL, and a failure does not start the rollback job."""
+    from .workflow_runner import condition
+
+    workdir = world.tmp / "deploy"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "Pulumi.staging.yaml").write_text("config:\n  groundwork:environment: staging\n")
+    inputs = {"environment": "review", "canary-steps": "100", "review-pr": "123"}
+    result = world.run("deploy", inputs=inputs)
+    assert result.status == "success", "\n".join(
+        f"{s.name}: {s.log}" for s in result.steps if s.returncode
+    )
+    assert (workdir / "Pulumi.review-pr-123.yaml").read_text() == (
+        workdir / "Pulumi.staging.yaml"
+    ).read_text()
+    calls = world.calls()
+    assert "stack select --create review-pr-123" in calls
+    ups = [c for c in calls if c.startswith("up ")]
+    assert ups and all("--stack review-pr-123" in c for c in ups)
+    checked = [c for c in ups if "--policy-pack " in c]
+    assert len(checked) == 2  # the first deploy's up without services, then the full up
+    assert all("policies/config/staging.json" in c for c in checked)
+    assert result.step("Record what serves").outputs["first_deploy"] == "true"
+    assert result.outputs["url"] == world.stack["api_url"]
+    rule = yaml.safe_load(WORKFLOW.read_text())["jobs"]["rollback"]["if"]
+    failed = {"needs": {"deploy": {"outputs": {"recorded": "true"}}}}
+    assert not condition(rule, {**failed, "inputs": inputs}, "failure")
+    assert condition(rule, {**failed, "inputs": {"review-pr": ""}}, "failure")
+
+
+def test_a_review_pr_that_is_not_a_number_stops_before_any_stack_is_touched(
+    world: World,
+) -> None:
+    result = world.run("deploy", inputs={"environment": "review", "review-pr": "1; rm -rf /"})
+    assert result.status == "failure"
+    assert "review-pr must be a pull request number" in result.step("Stack (a review").log
+    assert not (world.state / "calls.log").exists() or not any(
+        c.startswith(("stack select", "up ")) for c in world.calls()
     )
