@@ -76,3 +76,32 @@ def test_a_fence_in_the_preview_cannot_close_the_code_block(tmp_path: Path) -> N
     assert "staging: preview succeeded" in body
     section = body.split("<summary>pulumi preview</summary>", 1)[1]
     assert section.count("```") == 2
+
+
+def test_the_review_comment_links_the_stack_url_or_says_the_deploy_failed() -> None:
+    def body(result: str, url: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--review-stack",
+                "review-pr-12",
+                "--review-url",
+                url,
+                "--head-sha",
+                "abc123",
+                "--result",
+                result,
+                "--run-url",
+                "https://gh/run/1",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    ok = body("success", "https://pr12.api.staging.example.com")
+    assert ok.startswith("<!-- groundwork-review -->")
+    assert "**https://pr12.api.staging.example.com**" in ok and "review-pr-12" in ok
+    failed = body("failure", "")
+    assert "**deploy failure**" in failed and "https://gh/run/1" in failed
