@@ -75,6 +75,8 @@ def test_expected_workflows_exist() -> None:
         "deploy.yml",
         "deploy-environment.yml",
         "drift.yml",
+        "build-image.yml",
+        "review.yml",
     } <= set(all_workflows())
 
 
