@@ -50,6 +50,9 @@ class AlarmsArgs:
     db_proxy_name: pulumi.Input[str] | None = None
     db_freeable_memory_bytes: float | None = None
     """Alarm when RDS FreeableMemory drops below this (e.g. 10 % of the class's memory)."""
+    nat_gateways: int = 0
+    """NAT gateways in the VPC: > 0 adds an alarm on ErrorPortAllocation (source-port
+    exhaustion: new outbound connections fail)."""
     cache_replication_lag_seconds: float = 30.0
     broker_memory_percent: float = 80.0
     """Of the RabbitMQ memory high watermark: at 100 % the broker blocks every publisher."""
@@ -57,6 +60,11 @@ class AlarmsArgs:
     broker_disk_free_factor: float = 2.0
     """Alarm when free disk falls below this multiple of RabbitMQ's disk_free_limit
     (at the limit the broker blocks publishers)."""
+    job_log_group_names: Sequence[pulumi.Input[str]] = ()
+    """The worker's and relay's log groups. A metric filter on each counts the jobs a
+    safety net had to end (the relay's reconciler: "jobs past their deadline failed";
+    the worker's dead-letter tap: "job ended by its dead letter", see the service's
+    worker/terminal.py) and the ``stuck-jobs`` alarm fires on any."""
 
     def __post_init__(self) -> None:
         if self.email is not None and "@" not in self.email:
@@ -355,6 +363,28 @@ class Alarms(pulumi.ComponentResource):
         def queue_dims(queue: str) -> dict[str, pulumi.Input[str]]:
             return {"Broker": args.broker_name, "VirtualHost": args.queue_vhost, "Queue": queue}
 
+        if args.nat_gateways:
+            # A Metrics Insights query: one alarm over every NAT gateway of the region,
+            # whose IDs the alarm need not know (alarms cannot use SEARCH; they can use
+            # Metrics Insights: cloudwatch-metrics-insights-alarms.html).
+            alarm(
+                "nat-port-allocation",
+                "A NAT gateway ran out of source ports (ErrorPortAllocation): outbound "
+                "connections fail",
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+                evaluation_periods=1,
+                metric_queries=[
+                    {
+                        "id": "errors",
+                        "label": "ErrorPortAllocation (all NAT gateways)",
+                        "return_data": True,
+                        "period": 60,
+                        "expression": "SELECT SUM(ErrorPortAllocation) "
+                        'FROM SCHEMA("AWS/NATGateway", NatGatewayId)',
+                    }
+                ],
+            )
         broker = {"Broker": args.broker_name}
         alarm(
             "broker-memory",
@@ -428,6 +458,32 @@ class Alarms(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold",
             threshold=0,
         )
+
+        if args.job_log_group_names:
+            stuck_metric = f"{name}-jobs-ended-by-safety-net"
+            for index, group in enumerate(args.job_log_group_names):
+                aws.cloudwatch.LogMetricFilter(
+                    f"{name}-stuck-jobs-{index}",
+                    log_group_name=group,
+                    pattern='{ ($.event = "jobs past their deadline failed") || '
+                    '($.event = "job ended by its dead letter") }',
+                    metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                        name=stuck_metric, namespace="Groundwork", value="1", default_value="0"
+                    ),
+                    opts=child,
+                )
+            alarm(
+                "stuck-jobs",
+                "Jobs got stuck and were failed by a safety net (deadline or dead letter); "
+                "their error column says why",
+                namespace="Groundwork",
+                metric_name=stuck_metric,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
 
         body = pulumi.Output.all(
             region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,

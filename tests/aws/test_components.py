@@ -412,7 +412,8 @@ def test_app_secrets(helpers: Any) -> None:
     )
     versions = {r.name: r for r in run.of_type("aws:secretsmanager/secretVersion:SecretVersion")}
     assert versions["s-llm-api-key-version"].ignore_changes == ["secretString"]
-    assert versions["s-jwt-secret-version"].ignore_changes == []
+    # Rotations write 'NEW OLD' into Secrets Manager; a later `pulumi up` must keep it.
+    assert versions["s-jwt-secret-version"].ignore_changes == ["secretString"]
     with pytest.raises(ValueError, match="at least 32"):
         AppSecretsArgs(generated_length=16)
 
@@ -783,6 +784,33 @@ def test_alarms(helpers: Any) -> None:
     } <= titles
 
 
+def test_stuck_jobs_alarm_counts_the_safety_nets_log_lines(helpers: Any) -> None:
+    """The service logs these exact events when a job had to be ended by a net
+    (services/app/src/groundwork_app/worker/terminal.py); one filter per log group
+    feeds one metric, alarmed on any occurrence."""
+    from groundwork_app.worker import terminal
+
+    source = Path(terminal.__file__).read_text()
+    for event in ("jobs past their deadline failed", "job ended by its dead letter"):
+        assert f'"{event}"' in source
+    run = helpers.run_component(
+        lambda: Alarms("al", _alarms(job_log_group_names=["/ecs/worker", "/ecs/relay"]))
+    )
+    filters = run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")
+    assert sorted(f.inputs["logGroupName"] for f in filters) == ["/ecs/relay", "/ecs/worker"]
+    for f in filters:
+        assert '$.event = "jobs past their deadline failed"' in f.inputs["pattern"]
+        assert '$.event = "job ended by its dead letter"' in f.inputs["pattern"]
+    metric = {f.inputs["metricTransformation"]["name"] for f in filters}
+    stuck = next(
+        r.inputs
+        for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if r.name == "al-stuck-jobs"
+    )
+    assert {stuck["metricName"]} == metric
+    assert (stuck["namespace"], stuck["threshold"], stuck["statistic"]) == ("Groundwork", 0, "Sum")
+
+
 def _queries(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {q["id"]: q for q in alarm["metricQueries"]}
 
@@ -795,6 +823,7 @@ def test_alarms_optional_signals_and_autoscaling_ceiling(helpers: Any) -> None:
                 db_proxy_name="px",
                 db_freeable_memory_bytes=100.0,
                 service_max_counts={"api": 6, "worker": 4},
+                nat_gateways=2,
             ),
         )
     )
@@ -812,6 +841,8 @@ def test_alarms_optional_signals_and_autoscaling_ceiling(helpers: Any) -> None:
     memory = _queries(alarms["broker-memory"])
     assert memory["used"]["metric"]["metricName"] == "RabbitMQMemUsed"
     assert memory["limit"]["metric"]["metricName"] == "RabbitMQMemLimit"
+    (nat,) = alarms["nat-port-allocation"]["metricQueries"]
+    assert "ErrorPortAllocation" in nat["expression"] and nat["period"] == 60
     below = _queries(alarms["relay-tasks-below-desired"])
     assert below["missing"]["expression"] == "desired - running"
 

@@ -28,6 +28,7 @@ KNOWN_INSECURE_VALUES = frozenset(
 # Every development-only value in the repository's .env.example files starts with this.
 DEV_ONLY_PREFIX = "dev-only-"
 MIN_SECRET_LENGTH = 32
+MAX_ROTATION_KEYS = 2
 
 
 class Environment(StrEnum):
@@ -114,7 +115,7 @@ class Settings(BaseSettings):
         "DB_SSLMODE=verify-ca/verify-full; when set, only these are trusted (Cloud SQL: the "
         "instance's server_ca_certs; RDS: the region's RDS CA bundle). Empty: the system "
         "trust store.",
-        json_schema_extra=_deploy("env", _PUBSUB),
+        json_schema_extra=_deploy("env"),
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
@@ -224,7 +225,9 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr = Field(
         default=SecretStr("changethis"),
-        description="HS256 signing secret (>= 32 chars outside development).",
+        description="HS256 signing secret (>= 32 chars outside development). During a "
+        "rotation: 'NEW OLD' (space-separated): tokens are signed with NEW and verified "
+        "with either, so tokens issued before the rotation keep working until they expire.",
         json_schema_extra=_deploy("secret"),
     )
     jwt_jwks_url: str = Field(default="", description="JWKS URL for RS256 tokens.")
@@ -232,7 +235,8 @@ class Settings(BaseSettings):
     jwt_audience: str = Field(default="groundwork-api", json_schema_extra=_deploy("env"))
     webhook_secret: SecretStr = Field(
         default=SecretStr("changethis"),
-        description="HMAC-SHA256 key of the signed webhook endpoint.",
+        description="HMAC-SHA256 key of the signed webhook endpoint. During a rotation: "
+        "'NEW OLD' (space-separated): signatures made with either are accepted.",
         json_schema_extra=_deploy("secret"),
     )
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
@@ -250,7 +254,13 @@ class Settings(BaseSettings):
     )
     max_prompt_chars: int = Field(default=8000, ge=1, le=100_000)
     metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="Serve /metrics on this port instead of the API."
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve the API's /metrics on this port instead of the API port. The stacks "
+        "set it so the load balancer (which forwards every path of the API port) never exposes "
+        "metrics; only the collector reaches this port.",
+        json_schema_extra=_deploy("env"),
     )
     api_bind_host: str = Field(
         default="",
@@ -297,10 +307,39 @@ class Settings(BaseSettings):
     cache_version: str = Field(
         default="v1", description="Bump to invalidate every cached answer at once."
     )
+    cache_shared_across_tenants: bool = Field(
+        default=False,
+        description="Share cached answers between clients (token subjects). Off: the cache key "
+        "includes the client, so no client can learn (or evict) what another asked. Turn on only "
+        "when every client may see every other client's prompts.",
+    )
 
     # --- worker / relay ------------------------------------------------------
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     worker_health_port: int = Field(default=8081, ge=1, le=65535)
+    worker_bind_host: str = Field(
+        default="",
+        description="Address the worker's and relay's health/metrics server binds; empty means "
+        "0.0.0.0 when deployed or inside a container (the collector scrapes from outside the "
+        "task), 127.0.0.1 on a workstation.",
+    )
+    job_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How long a worker's claim on a job excludes other workers; renewed every "
+        "third of it while the job runs, so a killed worker's job is taken over after at most "
+        "this long.",
+    )
+    job_deadline_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        le=7 * 86400,
+        description="A job not finished this long after its last progress (and not leased) is "
+        "failed by the reconciler (the relay runs it) and counted in jobs_reconciled_total. "
+        "Keep it above the sum of QUEUE_RETRY_DELAYS_MS plus a few JOB_LEASE_SECONDS.",
+    )
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     heartbeat_file: str = Field(default="/tmp/groundwork-worker.heartbeat")  # noqa: S108
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -369,6 +408,16 @@ class Settings(BaseSettings):
         return "" if key in LLM_KEY_PLACEHOLDERS else key
 
     @property
+    def jwt_keys(self) -> list[str]:
+        """HS256 keys: the first signs, every one verifies (rotation overlap)."""
+        return rotation_keys(self.jwt_secret)
+
+    @property
+    def webhook_keys(self) -> list[str]:
+        """Webhook HMAC keys: a signature by any of them is accepted (rotation overlap)."""
+        return rotation_keys(self.webhook_secret)
+
+    @property
     def is_deployed(self) -> bool:
         return self.app_env in (Environment.STAGING, Environment.PRODUCTION)
 
@@ -399,16 +448,27 @@ class Settings(BaseSettings):
         elif not self.pubsub_push_audience:
             problems.append("PUBSUB_PUSH_AUDIENCE must be set so push tokens are verified")
         for name, secret in secrets.items():
-            value = secret.get_secret_value()
-            if value.lower() in KNOWN_INSECURE_VALUES or value.startswith(DEV_ONLY_PREFIX):
-                problems.append(f"{name} is empty or a documented example value; set a real secret")
-            elif name in ("JWT_SECRET", "WEBHOOK_SECRET") and len(value) < MIN_SECRET_LENGTH:
-                problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+            rotating = name in ("JWT_SECRET", "WEBHOOK_SECRET")
+            values = rotation_keys(secret) if rotating else [secret.get_secret_value()]
+            if rotating and len(values) > MAX_ROTATION_KEYS:
+                problems.append(f"{name} holds {len(values)} keys; at most 'NEW OLD'")
+            for value in values or [""]:
+                if value.lower() in KNOWN_INSECURE_VALUES or value.startswith(DEV_ONLY_PREFIX):
+                    problems.append(
+                        f"{name} is empty or a documented example value; set a real secret"
+                    )
+                elif rotating and len(value) < MIN_SECRET_LENGTH:
+                    problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
         if problems:
             raise ValueError(
                 f"refusing to start with APP_ENV={self.app_env.value}: " + "; ".join(problems)
             )
         return self
+
+
+def rotation_keys(secret: SecretStr) -> list[str]:
+    """The whitespace-separated keys of a rotating secret, newest first."""
+    return secret.get_secret_value().split()
 
 
 @lru_cache(maxsize=1)
