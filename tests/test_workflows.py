@@ -289,7 +289,9 @@ def test_the_build_that_ships_records_an_sbom_and_provenance_pushed_unchanged() 
     the build that makes the deployed artifact asks for both, on a builder that supports
     them, and the deploy copies every manifest of the index without a rewrite."""
     build = next(
-        s for s in steps(load("build-image.yml")["jobs"]["build"]) if "buildx build" in s.get("run", "")
+        s
+        for s in steps(load("build-image.yml")["jobs"]["build"])
+        if "buildx build" in s.get("run", "")
     )
     command = build["run"][build["run"].index("docker buildx build") :].split("services/app")[0]
     assert "--sbom=true" in command and "--provenance=mode=max" in command
