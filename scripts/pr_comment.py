@@ -2,6 +2,8 @@
 """Assemble the one pull-request comment of preview.yml (standard library only).
 
 Usage: python3 scripts/pr_comment.py DIR --head-sha SHA --result RESULT --run-url URL > body.md
+       python3 scripts/pr_comment.py --review-stack STACK --review-url URL --head-sha SHA \
+           --result RESULT --run-url URL > body.md   (review.yml's comment)
 
 DIR holds what each preview job uploaded, per stack: ``cost-STACK.md`` (the offline cost
 diff), ``replace-STACK.md`` (what the change replaces or destroys, docs/plan-diff.md),
@@ -137,13 +139,41 @@ def build(inputs: Inputs) -> str:
     return body
 
 
+REVIEW_MARKER = "<!-- groundwork-review -->"
+
+
+def review_body(stack: str, url: str, head_sha: str, result: str, run_url: str) -> str:
+    """review.yml's one comment: where the pull request's review stack serves."""
+    if result == "success" and url:
+        where = f"serves {head_sha} at **{url}**"
+    else:
+        where = f"**deploy {result or 'did not run'}** for {head_sha}; see the run"
+    return (
+        f"{REVIEW_MARKER}\n## Review stack `{stack}`\n\n{where} "
+        f"([workflow run]({run_url})).\n\nIt is destroyed when this pull request closes, "
+        "or by the hourly sweeper after `REVIEW_TTL_HOURS` (72) without an update. Remove "
+        "the `review-stack` label to stop redeploying it on every push.\n"
+    )[:MAX_BODY]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("directory", type=Path)
+    parser.add_argument("directory", type=Path, nargs="?")
+    parser.add_argument("--review-stack", help="review.yml: the comment for this stack")
+    parser.add_argument("--review-url", default="")
     parser.add_argument("--head-sha", required=True)
     parser.add_argument("--result", required=True)
     parser.add_argument("--run-url", required=True)
     args = parser.parse_args(argv)
+    if args.review_stack:
+        sys.stdout.write(
+            review_body(
+                args.review_stack, args.review_url, args.head_sha, args.result, args.run_url
+            )
+        )
+        return 0
+    if args.directory is None:
+        parser.error("DIR is required (or --review-stack)")
     sys.stdout.write(build(Inputs(args.directory, args.head_sha, args.result, args.run_url)))
     return 0
 

@@ -50,7 +50,13 @@ from components.aws.database import app_connect_statement
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
-from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
+from stacks.config import (
+    CONFIG_NAMESPACE,
+    ConfigError,
+    Settings,
+    invalid_value,
+    resource_prefix,
+)
 from stacks.service_env import application_env, token_claims
 
 QUEUE_NAME = "jobs"
@@ -71,7 +77,7 @@ def build(settings: Settings) -> AwsOutputs:
     region = resolve_region(settings)
     validate(settings)
     tag_everything(settings.tags)
-    prefix = f"{settings.service}-{settings.environment.value}"
+    prefix = resource_prefix(settings, pulumi.get_stack())
     provider = aws.Provider(f"{prefix}-aws", region=region, default_tags={"tags": settings.tags})
     opts = pulumi.ResourceOptions(providers=[provider])
     if settings.image_uri:

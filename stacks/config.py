@@ -368,6 +368,42 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
     },
 }
 
+# Review stacks (review.yml: `review-pr-<number>`, one per labelled pull request): the
+# staging tier (no deletion protection, so `pulumi destroy` removes everything) at its
+# smallest; keys set in the stack's config still win.
+REVIEW_STACK_PREFIX = "review-"
+REVIEW_DEFAULTS: dict[str, Any] = {
+    "apiMaxCount": 1,
+    "workerMaxCount": 1,
+    "dbBackupRetentionDays": 1,
+    "logRetentionDays": 7,
+}
+
+
+def review_label(stack: str) -> str | None:
+    """``review-pr-123`` -> ``pr123``; None for any other stack name.
+
+    The label replaces the tier in physical names and prefixes the domain, so a review
+    stack never takes a name or hostname staging holds; ``pr<number>`` is shorter than
+    ``staging``, so every name length that fits staging fits it.
+    """
+    if not stack.startswith(REVIEW_STACK_PREFIX):
+        return None
+    rest = stack.removeprefix(REVIEW_STACK_PREFIX)
+    if not (rest.startswith("pr-") and rest[3:].isdigit() and len(rest[3:]) <= 6):
+        raise ConfigError(
+            f"stack {stack!r}: review stacks are named review-pr-<pull request number> "
+            "(review.yml creates them), e.g. review-pr-123"
+        )
+    return "pr" + rest[3:]
+
+
+def resource_prefix(settings: Settings, stack: str) -> str:
+    """The prefix of every resource and physical name: ``<service>-<tier>``, or
+    ``<service>-pr<number>`` for a review stack."""
+    return f"{settings.service}-{review_label(stack) or settings.environment.value}"
+
+
 KNOWN_KEYS = frozenset({field.alias or name for name, field in Settings.model_fields.items()})
 
 
@@ -382,7 +418,8 @@ def _coerce(raw: str) -> Any:
 def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
     """Validate ``values`` (``groundwork:`` keys without the prefix) for ``stack``."""
     reject_unknown_keys(values)
-    raw_env = values.get("environment", stack)
+    review = review_label(stack)
+    raw_env = values.get("environment", Tier.STAGING.value if review else stack)
     try:
         tier = Tier(raw_env)
     except ValueError:
@@ -390,8 +427,23 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
             f"{CONFIG_NAMESPACE}:environment is {raw_env!r}; allowed: staging, production "
             "(set it explicitly when the stack name is neither)"
         ) from None
-    merged: dict[str, Any] = {**ENVIRONMENT_DEFAULTS[tier], "environment": tier.value}
+    if review and tier is not Tier.STAGING:
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:environment is {raw_env!r} on review stack {stack!r}; review "
+            f"stacks use the staging tier (`pulumi config rm {CONFIG_NAMESPACE}:environment`)"
+        )
+    merged: dict[str, Any] = {
+        **ENVIRONMENT_DEFAULTS[tier],
+        **(REVIEW_DEFAULTS if review else {}),
+        "environment": tier.value,
+    }
     merged.update({key: _coerce(v) if isinstance(v, str) else v for key, v in values.items()})
+    if review and merged.get("domain"):
+        # Copied from staging's config: serve on pr<number>.<that domain> instead of
+        # taking staging's hostname; the certificate is then issued for that name in
+        # hostedZoneId (staging's certificateArn does not cover it).
+        merged["domain"] = f"{review}.{merged['domain']}"
+        merged.pop("certificateArn", None)
     try:
         settings = Settings.model_validate(merged)
     except ValidationError as exc:

@@ -49,7 +49,7 @@ from components.gcp.services import is_not_found
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
-from stacks.config import ConfigError, Settings, invalid_value
+from stacks.config import ConfigError, Settings, invalid_value, resource_prefix
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
 SHUTDOWN_TIMEOUT_SECONDS = 8
@@ -64,7 +64,7 @@ and the push subscription's ack deadline."""
 
 def build(settings: Settings) -> GcpOutputs:
     project, region = gcp_location(settings)
-    prefix = f"{settings.service}-{settings.environment.value}"
+    prefix = resource_prefix(settings, pulumi.get_stack())
     labels = gcp_labels(settings.tags)
     exposure = api_exposure(settings)
     validate_rollout(settings)

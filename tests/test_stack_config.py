@@ -168,3 +168,37 @@ def test_a_misspelled_key_fails_the_program_itself_naming_the_nearest_known_key(
         config={"aws:region": "us-east-1", "gcp:whatever": "x"},
     )
     assert run.outputs == {"ok": "single"}
+
+
+def test_a_review_stack_name_resolves_to_the_staging_tier_at_its_smallest():
+    from stacks.config import resource_prefix
+
+    review = build_settings("review-pr-123", {})
+    staging = build_settings("staging", {})
+    assert review.environment is Tier.STAGING
+    assert (review.api_max_count, review.worker_max_count) == (1, 1)
+    assert review.db_backup_retention_days == 1 and review.log_retention_days == 7
+    assert review.db_instance_class == staging.db_instance_class
+    assert not review.deletion_protection
+    # Its config (copied from staging) still wins over the review defaults.
+    assert build_settings("review-pr-123", {"apiMaxCount": "2"}).api_max_count == 2
+    assert resource_prefix(review, "review-pr-123") == "groundwork-pr123"
+    assert resource_prefix(staging, "staging") == "groundwork-staging"
+
+
+def test_a_review_stack_takes_a_hostname_of_its_own_and_never_production():
+    review = build_settings(
+        "review-pr-9",
+        {
+            "environment": "staging",
+            "domain": "api.staging.example.com",
+            "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/x",
+            "hostedZoneId": "Z0123456789EXAMPLE",
+        },
+    )
+    assert review.domain == "pr9.api.staging.example.com"
+    assert review.certificate_arn is None  # issued for the new name in the zone instead
+    with pytest.raises(ConfigError, match="review stacks use the staging tier"):
+        build_settings("review-pr-9", {"environment": "production"})
+    with pytest.raises(ConfigError, match="review-pr-<pull request number>"):
+        build_settings("review-mine", {})

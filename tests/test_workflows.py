@@ -75,6 +75,8 @@ def test_expected_workflows_exist() -> None:
         "deploy.yml",
         "deploy-environment.yml",
         "drift.yml",
+        "build-image.yml",
+        "review.yml",
     } <= set(all_workflows())
 
 
@@ -117,8 +119,10 @@ def test_deploy_builds_once_and_gates_production_on_an_environment() -> None:
     deploy = load("deploy.yml")
     assert triggers(deploy)["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
-    assert "docker build" in run_text(jobs["build"])
-    assert "docker build" not in (WORKFLOWS / "deploy-environment.yml").read_text()
+    assert jobs["build"]["uses"] == "$/.github/workflows/build-image.yml"
+    assert "docker buildx build" in run_text(load("build-image.yml")["jobs"]["build"])
+    assert "docker build " not in (WORKFLOWS / "deploy-environment.yml").read_text()
+    assert "buildx build" not in (WORKFLOWS / "deploy-environment.yml").read_text()
     assert jobs["staging"]["needs"] == "build"
     assert jobs["production"]["needs"] == "staging"
     assert jobs["production"]["with"]["environment"] == "production"
@@ -270,8 +274,8 @@ def test_migrate_and_up_deploy_the_same_pushed_digest_and_nothing_is_rebuilt() -
     job = load("deploy-environment.yml")["jobs"]["deploy"]
     by_run = {step.get("run", ""): step for step in steps(job)}
     push = next(step for step in steps(job) if step.get("id") == "push")
-    # The output is the registry digest of the pushed tag, not the tag itself.
-    assert "RepoDigests" in push["run"]
+    # The output is the registry digest of the pushed index, not the tag itself.
+    assert 'image="${REPOSITORY}@${pushed}"' in push["run"]
     assert 'echo "image=${image}"' in push["run"]
     migrate = next(s for r, s in by_run.items() if "groundwork ops migrate" in r)
     up = next(s for r, s in by_run.items() if "pulumi up" in r)
@@ -280,3 +284,23 @@ def test_migrate_and_up_deploy_the_same_pushed_digest_and_nothing_is_rebuilt() -
     assert '--image "${IMAGE}"' in migrate["run"]
     assert '--config "groundwork:imageUri=${IMAGE}"' in up["run"]
     assert "imageTag" not in up["run"]
+
+
+def test_the_build_that_ships_records_an_sbom_and_provenance_pushed_unchanged() -> None:
+    """Attestations live in the image index (docs.docker.com/build/metadata/attestations);
+    the build that makes the deployed artifact asks for both, on a builder that supports
+    them, and the deploy copies every manifest of the index without a rewrite."""
+    build = next(
+        s
+        for s in steps(load("build-image.yml")["jobs"]["build"])
+        if "buildx build" in s.get("run", "")
+    )
+    command = build["run"][build["run"].index("docker buildx build") :].split("services/app")[0]
+    assert "--sbom=true" in command and "--provenance=mode=max" in command
+    assert "type=oci,dest=" in command
+    assert "--driver docker-container --use" in build["run"]
+    push = next(
+        s for s in steps(load("deploy-environment.yml")["jobs"]["deploy"]) if s.get("id") == "push"
+    )
+    assert "skopeo copy --all --preserve-digests" in push["run"]
+    assert "docker push" not in push["run"] and "docker load" not in push["run"]

@@ -2,8 +2,10 @@
 """deploy-environment.yml's real steps, run in order with fakes on PATH.
 
 `pulumi` knows the real program's resource graph and enforces the engine's targeting
-rule (fake_pulumi.py); `docker` refuses to push a tag twice, as an immutable ECR
-repository does; AWS is moto's standalone server (ECS services, ECR), driven by the real
+rule (fake_pulumi.py); `docker buildx` is what deploy.yml's build job runs (attestations
+only on a docker-container builder, an OCI archive out) and that job makes the image
+artifact; `skopeo` stores the archive's index and refuses to push a tag twice, as an
+immutable ECR repository does; AWS is moto's standalone server (ECS services, ECR), driven by the real
 `groundwork ops record-release / registry / existing-image / rollback`. The commands
 that need a running cluster (migrate, verify, smoke, dlq-depth) are recorded and check
 only that the outputs file they get holds what the real command reads.
@@ -23,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from .conftest import build_stack
@@ -31,6 +34,7 @@ from .workflow_runner import JobResult, run_job
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy-environment.yml"
+BUILD_WORKFLOW = ROOT / ".github" / "workflows" / "build-image.yml"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 FAKE_UV = r"""#!{python}
@@ -59,25 +63,94 @@ if missing:
 """
 
 FAKE_DOCKER = r"""#!{python}
-import hashlib, os, sys
+# docker buildx as the build job uses it: the default `docker` driver refuses
+# attestations; a docker-container builder writes an OCI archive whose index holds the
+# image manifest and, with --sbom/--provenance, an attestation manifest
+# (https://docs.docker.com/build/metadata/attestations/attestation-storage/).
+import hashlib, io, json, os, sys, tarfile
 argv = sys.argv[1:]
 base = os.environ["FAKE_PULUMI_DIR"]
 with open(os.path.join(base, "calls.log"), "a") as log:
     log.write("docker " + " ".join(argv) + "\n")
-pushed_file = os.path.join(base, "pushed.txt")
-pushed = open(pushed_file).read().split() if os.path.exists(pushed_file) else []
+builder = os.path.join(base, "builder.txt")
+if argv[:2] == ["buildx", "create"]:
+    if "--driver" in argv and argv[argv.index("--driver") + 1] == "docker-container" and "--use" in argv:
+        open(builder, "w").write("docker-container")
+    sys.exit(0)
+assert argv[:2] == ["buildx", "build"], argv
+attest = [a for a in argv if a.startswith(("--sbom=", "--provenance="))]
+if any(not a.endswith("=false") for a in attest) and not os.path.exists(builder):
+    print("ERROR: failed to build: Attestation is not supported for the docker driver.", file=sys.stderr)
+    sys.exit(1)
+output = argv[argv.index("--output") + 1]
+opts = dict(item.split("=", 1) for item in output.split(","))
+assert opts["type"] == "oci", output
+blobs = {{}}
+def blob(data):
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    blobs[digest] = data
+    return digest, len(data)
+image_digest, image_size = blob(json.dumps({{"revision": [a for a in argv if "REVISION=" in a]}}).encode())
+manifests = [{{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image_digest,
+              "size": image_size, "platform": {{"architecture": "amd64", "os": "linux"}}}}]
+predicates = []
+if "--sbom=true" in argv:
+    predicates.append("https://spdx.dev/Document")
+if any(a.startswith("--provenance=mode=") for a in argv):
+    predicates.append("https://slsa.dev/provenance/v0.2")
+if predicates:
+    layers = [{{"mediaType": "application/vnd.in-toto+json", "annotations": {{"in-toto.io/predicate-type": p}}}} for p in predicates]
+    att_digest, att_size = blob(json.dumps({{"layers": layers}}).encode())
+    manifests.append({{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": att_digest,
+                      "size": att_size, "platform": {{"architecture": "unknown", "os": "unknown"}},
+                      "annotations": {{"vnd.docker.reference.type": "attestation-manifest",
+                                      "vnd.docker.reference.digest": image_digest}}}})
+index_digest, index_size = blob(json.dumps({{"schemaVersion": 2, "manifests": manifests}}).encode())
+layout = {{"schemaVersion": 2, "manifests": [{{"mediaType": "application/vnd.oci.image.index.v1+json",
+                                             "digest": index_digest, "size": index_size}}]}}
+with tarfile.open(opts["dest"], "w") as tar:
+    files = {{"oci-layout": b'{{"imageLayoutVersion": "1.0.0"}}', "index.json": json.dumps(layout).encode()}}
+    files.update({{"blobs/sha256/" + d.split(":")[1]: data for d, data in blobs.items()}})
+    for name, data in files.items():
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+"""
+
+FAKE_SKOPEO = r"""#!{python}
+# skopeo copy --all from the OCI archive: the registry stores the index and every
+# manifest it lists unchanged, and refuses an existing tag as an immutable ECR
+# repository does.
+import hashlib, json, os, sys, tarfile
+argv = sys.argv[1:]
+base = os.environ["FAKE_PULUMI_DIR"]
+with open(os.path.join(base, "calls.log"), "a") as log:
+    log.write("skopeo " + " ".join(argv) + "\n")
+registry_file = os.path.join(base, "registry.json")
+registry = json.load(open(registry_file)) if os.path.exists(registry_file) else {{}}
 if argv[0] == "login":
-    sys.stdin.read()
-elif argv[0] == "push":
-    if argv[1] in pushed:
-        # What ECR answers for an immutable repository.
-        print(f"tag invalid: The image tag '{{argv[1].rsplit(':', 1)[1]}}' already exists in the "
-              "repository and cannot be overwritten because the repository is immutable.", file=sys.stderr)
-        sys.exit(1)
-    open(pushed_file, "a").write(argv[1] + "\n")
-elif argv[:2] == ["image", "inspect"]:
-    ref = argv[-1]
-    print(ref.rsplit(":", 1)[0] + "@sha256:" + hashlib.sha256(ref.encode()).hexdigest())
+    assert sys.stdin.read().strip(), "empty password"
+    sys.exit(0)
+assert argv[0] == "copy" and "--all" in argv and "--preserve-digests" in argv, argv
+source, dest = argv[-2:]
+assert source.startswith("oci-archive:") and dest.startswith("docker://"), argv
+ref = dest.removeprefix("docker://")
+if ref in registry:
+    print(f"tag invalid: The image tag '{{ref.rsplit(':', 1)[1]}}' already exists in the "
+          "repository and cannot be overwritten because the repository is immutable.", file=sys.stderr)
+    sys.exit(1)
+with tarfile.open(source.removeprefix("oci-archive:")) as tar:
+    def read(name):
+        return tar.extractfile(name).read()
+    top = json.loads(read("index.json"))["manifests"][0]["digest"]
+    index = read("blobs/sha256/" + top.split(":")[1])
+    assert "sha256:" + hashlib.sha256(index).hexdigest() == top
+    stored = {{"digest": top, "index": json.loads(index), "manifests": {{}}}}
+    for m in json.loads(index)["manifests"]:
+        stored["manifests"][m["digest"]] = json.loads(read("blobs/sha256/" + m["digest"].split(":")[1]))
+registry[ref] = stored
+json.dump(registry, open(registry_file, "w"))
+open(argv[argv.index("--digestfile") + 1], "w").write(top)
 """
 
 FAKE_AWS = "#!/bin/sh\n[ \"$1 $2\" = 'ecr get-login-password' ] && echo token\n"
@@ -95,9 +168,11 @@ class World:
     def calls(self) -> list[str]:
         return (self.state / "calls.log").read_text().splitlines()
 
-    def run(self, job: str) -> JobResult:
+    def run(
+        self, job: str, workflow: Path = WORKFLOW, inputs: dict[str, str] | None = None
+    ) -> JobResult:
         context = {
-            "inputs": {"environment": "staging", "canary-steps": "100"},
+            "inputs": inputs or {"environment": "staging", "canary-steps": "100"},
             "vars": {
                 "GROUNDWORK_CLOUD": "aws",
                 "PULUMI_BACKEND_URL": "file:///tmp/x",
@@ -106,7 +181,7 @@ class World:
             "github": {"sha": SHA, "run_id": 42, "repository": "acme/groundwork"},
         }
         return run_job(
-            WORKFLOW,
+            workflow,
             job,
             context=context,
             workdir=self.tmp / job,
@@ -152,21 +227,24 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> Ite
         bin_dir = tmp_path / "bin"
         _script(bin_dir / "uv", FAKE_UV)
         _script(bin_dir / "docker", FAKE_DOCKER)
+        _script(bin_dir / "skopeo", FAKE_SKOPEO)
         (bin_dir / "aws").write_text(FAKE_AWS)
         (bin_dir / "aws").chmod(0o755)
         (tmp_path / "runner-image").mkdir()
         artifacts = tmp_path / "artifacts"
-        (artifacts / "image").mkdir(parents=True)
-        (artifacts / "image" / "image.tar.gz").write_bytes(b"image")
         env = {
             k: v
             for k, v in os.environ.items()
             if k.startswith(("AWS_", "FAKE_", "HOME", "PYTHON", "VIRTUAL_ENV"))
         }
         env["PATH"] = os.environ["PATH"]
-        yield World(
+        world = World(
             tmp=tmp_path, state=state, bin=bin_dir, artifacts=artifacts, stack=stack, env=env
         )
+        # The image artifact as deploy.yml's build job really makes it.
+        build = world.run("build", BUILD_WORKFLOW)
+        assert build.status == "success", "\n".join(s.log for s in build.steps if s.returncode)
+        yield world
     finally:
         server.stop()
 
@@ -195,7 +273,7 @@ def test_first_deploy_creates_the_registry_then_migrates_before_the_services_sta
     full_up = max(
         i for i, c in enumerate(calls) if c.startswith("up ") and "groundwork:imageUri=" in c
     )
-    assert _index(calls, "docker push") < bootstrap < migrate < full_up
+    assert _index(calls, "skopeo copy") < bootstrap < migrate < full_up
     assert full_up < _index(calls, "groundwork ops verify") < _index(calls, "groundwork ops smoke")
     excluded = calls[bootstrap].split("--exclude ")[1:]
     assert len(excluded) == 3
@@ -230,8 +308,10 @@ def test_a_rerun_reuses_the_pushed_image_and_migrates_before_up(world: World) ->
         imageManifest=json.dumps(manifest),
         imageTag=SHA,
     )["image"]["imageId"]["imageDigest"]
-    (world.state / "pushed.txt").write_text(
-        f"123456789012.dkr.ecr.us-east-1.amazonaws.com/groundwork-staging-app-repo:{SHA}\n"
+    (world.state / "registry.json").write_text(
+        json.dumps(
+            {f"123456789012.dkr.ecr.us-east-1.amazonaws.com/groundwork-staging-app-repo:{SHA}": {}}
+        )
     )
 
     result = world.run("deploy")
@@ -239,7 +319,7 @@ def test_a_rerun_reuses_the_pushed_image_and_migrates_before_up(world: World) ->
         f"{s.name}: {s.log}" for s in result.steps if s.returncode
     )
     calls = world.calls()
-    assert not any(c.startswith("docker push") for c in calls)
+    assert not any(c.startswith("skopeo copy") for c in calls)
     image = result.step("Push the image").outputs["image"]
     assert (
         image
@@ -285,3 +365,97 @@ def test_a_failed_up_changes_nothing_so_the_rollback_restores_nothing(
         ]
     ]
     assert after == before  # the old rule would have moved each one revision back
+
+
+def test_the_shipped_image_carries_its_sbom_and_provenance_and_its_digest_is_recorded(
+    world: World,
+) -> None:
+    """Supply chain: the registry holds the index the build made (image + attestation
+    manifest with the SPDX SBOM and SLSA provenance predicates), deployed by that digest,
+    recorded in the run summary and the stack's deployed_image export."""
+    result = world.run("deploy")
+    assert result.status == "success", "\n".join(
+        f"{s.name}: {s.log}" for s in result.steps if s.returncode
+    )
+    built = (world.artifacts / "image" / "digest.txt").read_text().strip()
+    assert built.startswith("sha256:")
+    image = result.step("Push the image").outputs["image"]
+    repository = "123456789012.dkr.ecr.us-east-1.amazonaws.com/groundwork-staging-app-repo"
+    assert image == f"{repository}@{built}"
+    stored = json.loads((world.state / "registry.json").read_text())[f"{repository}:{SHA}"]
+    assert stored["digest"] == built
+    # https://docs.docker.com/build/metadata/attestations/attestation-storage/
+    attestations = [
+        m
+        for m in stored["index"]["manifests"]
+        if m.get("annotations", {}).get("vnd.docker.reference.type") == "attestation-manifest"
+    ]
+    assert len(attestations) == 1
+    layers = stored["manifests"][attestations[0]["digest"]]["layers"]
+    assert {layer["annotations"]["in-toto.io/predicate-type"] for layer in layers} == {
+        "https://spdx.dev/Document",
+        "https://slsa.dev/provenance/v0.2",
+    }
+    summary = (world.tmp / "deploy" / "runner-temp" / "summary.md").read_text()
+    assert f"`{image}`" in summary and SHA in summary
+    state = json.loads((world.state / "state.json").read_text())
+    assert state["outputs"]["deployed_image"] == image
+
+
+def test_a_push_that_changes_the_digest_fails_before_anything_deploys(world: World) -> None:
+    """--preserve-digests aside, the step compares what the registry holds with the build."""
+    (world.artifacts / "image" / "digest.txt").write_text("sha256:" + "0" * 64 + "\n")
+    result = world.run("deploy")
+    assert result.status == "failure"
+    assert result.step("Push the image").returncode != 0
+    assert "the build made sha256:000" in result.step("Push the image").log
+    assert not any(
+        c.startswith(("up ", "groundwork ops migrate"))
+        for c in world.calls()
+        if "--target" not in c
+    )
+
+
+def test_a_review_stack_deploys_from_staging_config_under_its_own_name_without_rollback(
+    world: World,
+) -> None:
+    """review.yml calls this workflow with review-pr: the stack review-pr-<n> is selected
+    (created) with staging's config file, gets a first deploy with staging's policy
+    config, reports its URL, and a failure does not start the rollback job."""
+    from .workflow_runner import condition
+
+    workdir = world.tmp / "deploy"
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "Pulumi.staging.yaml").write_text("config:\n  groundwork:environment: staging\n")
+    inputs = {"environment": "review", "canary-steps": "100", "review-pr": "123"}
+    result = world.run("deploy", inputs=inputs)
+    assert result.status == "success", "\n".join(
+        f"{s.name}: {s.log}" for s in result.steps if s.returncode
+    )
+    assert (workdir / "Pulumi.review-pr-123.yaml").read_text() == (
+        workdir / "Pulumi.staging.yaml"
+    ).read_text()
+    calls = world.calls()
+    assert "stack select --create review-pr-123" in calls
+    ups = [c for c in calls if c.startswith("up ")]
+    assert ups and all("--stack review-pr-123" in c for c in ups)
+    checked = [c for c in ups if "--policy-pack " in c]
+    assert len(checked) == 2  # the first deploy's up without services, then the full up
+    assert all("policies/config/staging.json" in c for c in checked)
+    assert result.step("Record what serves").outputs["first_deploy"] == "true"
+    assert result.outputs["url"] == world.stack["api_url"]
+    rule = yaml.safe_load(WORKFLOW.read_text())["jobs"]["rollback"]["if"]
+    failed = {"needs": {"deploy": {"outputs": {"recorded": "true"}}}}
+    assert not condition(rule, {**failed, "inputs": inputs}, "failure")
+    assert condition(rule, {**failed, "inputs": {"review-pr": ""}}, "failure")
+
+
+def test_a_review_pr_that_is_not_a_number_stops_before_any_stack_is_touched(
+    world: World,
+) -> None:
+    result = world.run("deploy", inputs={"environment": "review", "review-pr": "1; rm -rf /"})
+    assert result.status == "failure"
+    assert "review-pr must be a pull request number" in result.step("Stack (a review").log
+    assert not (world.state / "calls.log").exists() or not any(
+        c.startswith(("stack select", "up ")) for c in world.calls()
+    )

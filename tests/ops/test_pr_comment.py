@@ -90,3 +90,32 @@ def test_each_stack_shows_its_replacement_diff_after_its_cost_diff(tmp_path: Pat
         "### Resources replaced or destroyed: production (gcp)"
     )
     assert "Resources replaced or destroyed" not in body[: body.index("### production")]
+
+
+def test_the_review_comment_links_the_stack_url_or_says_the_deploy_failed() -> None:
+    def body(result: str, url: str) -> str:
+        return subprocess.run(
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--review-stack",
+                "review-pr-12",
+                "--review-url",
+                url,
+                "--head-sha",
+                "abc123",
+                "--result",
+                result,
+                "--run-url",
+                "https://gh/run/1",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+
+    ok = body("success", "https://pr12.api.staging.example.com")
+    assert ok.startswith("<!-- groundwork-review -->")
+    assert "**https://pr12.api.staging.example.com**" in ok and "review-pr-12" in ok
+    failed = body("failure", "")
+    assert "**deploy failure**" in failed and "https://gh/run/1" in failed
