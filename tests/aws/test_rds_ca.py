@@ -130,6 +130,15 @@ def test_production_services_verify_the_proxy_against_amazon_roots(
     cns = {_cn(c) for c in _subjects(env["DB_TLS_CA_CERT"])}
     assert "Amazon Root CA 1" in cns
     assert not any(cn.startswith("Amazon RDS") for cn in cns)  # not the instance's PKI
+    # The roots travel inside the task definition, whose documented maximum is 64 KiB
+    # (https://docs.aws.amazon.com/AmazonECS/latest/developerguide/service-quotas.html,
+    # "Task definition size"): keep a wide margin.
+    task = next(
+        r
+        for r in production.of_type("aws:ecs/taskDefinition:TaskDefinition")
+        if r.name.endswith(f"-{process}")
+    )
+    assert len(task.inputs["containerDefinitions"]) < 32 * 1024
 
 
 def test_production_migrate_verifies_the_instance_not_the_proxy(
