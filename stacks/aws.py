@@ -57,6 +57,7 @@ from stacks.config import (
     invalid_value,
     resource_prefix,
 )
+from stacks.rds_ca import proxy_root_cas, rds_root_ca
 from stacks.service_env import application_env, token_claims
 
 QUEUE_NAME = "jobs"
@@ -76,6 +77,9 @@ def build(settings: Settings) -> AwsOutputs:
     """Create the environment described by ``settings``; return the stack outputs."""
     region = resolve_region(settings)
     validate(settings)
+    # Before any resource: a region without a committed RDS root is a ConfigError, not a
+    # half-created stack.
+    instance_ca = rds_root_ca(region)
     tag_everything(settings.tags)
     prefix = resource_prefix(settings, pulumi.get_stack())
     provider = aws.Provider(f"{prefix}-aws", region=region, default_tags={"tags": settings.tags})
@@ -217,7 +221,7 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
-    environment = service_environment(settings, database, cache, broker)
+    environment = service_environment(settings, database, cache, broker, instance_ca)
     secret_refs = {
         # The master password, for migrate alone; the others authenticate with IAM tokens.
         "DB_PASSWORD": database.master_secret_arn.apply(lambda arn: f"{arn}:password::"),
@@ -249,7 +253,7 @@ def build(settings: Settings) -> AwsOutputs:
             environment=environment,
             secrets=secret_refs,
             secret_arns=list(secret_arns.values()),
-            process_environment={"migrate": migrate_environment(database)},
+            process_environment={"migrate": migrate_environment(database, instance_ca)},
             migrate_only_secrets=frozenset({"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}),
             task_policy_statements=[
                 database.app_connect_arn.apply(lambda arn: app_connect_statement([arn]))
@@ -355,12 +359,16 @@ def build(settings: Settings) -> AwsOutputs:
 
 
 def service_environment(
-    settings: Settings, database: Database, cache: Cache, broker: Broker
+    settings: Settings, database: Database, cache: Cache, broker: Broker, instance_ca: str
 ) -> dict[str, pulumi.Input[str]]:
     """Plain configuration of every process: exactly the contract's ``env`` names."""
     return {
         **application_env(settings),
         "DB_HOST": database.address,
+        # DB_HOST is an endpoint name that the server's certificate carries: the instance's
+        # (RDS CA) or the proxy's (ACM, Amazon Trust Services). See stacks/rds_ca.py.
+        "DB_SSLMODE": "verify-full",
+        "DB_TLS_CA_CERT": proxy_root_cas() if settings.db_proxy else instance_ca,
         "DB_PORT": str(database.port),
         "DB_NAME": database.database_name,
         # api, worker and relay: the application role, a fresh IAM token per connection.
@@ -390,11 +398,13 @@ def endpoint_services(settings: Settings) -> tuple[str, ...]:
     return DEFAULT_INTERFACE_ENDPOINTS + (("ssmmessages",) if settings.ecs_exec else ())
 
 
-def migrate_environment(database: Database) -> dict[str, pulumi.Input[str]]:
+def migrate_environment(database: Database, instance_ca: str) -> dict[str, pulumi.Input[str]]:
     """migrate connects to the instance as the master user (password from the RDS-managed
     secret, read fresh at each task start) and creates the application role."""
     return {
         "DB_HOST": database.instance_address,
+        # The instance itself even behind a proxy: its CA, never the proxy's.
+        "DB_TLS_CA_CERT": instance_ca,
         "DB_USER": database.username,
         "DB_IAM_AUTH": "false",
         "DB_APP_USER": database.app_username,

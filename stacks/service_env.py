@@ -26,9 +26,11 @@ def application_env(settings: Settings) -> dict[str, str]:
         "APP_ENV": settings.environment.value,
         "SERVICE_NAME": settings.service,
         "LOG_LEVEL": "INFO",
-        # RDS and Cloud SQL enforce TLS; the endpoints are not in the certificates' SANs.
+        # Encrypted only; each stack overrides both with a check of the server (AWS:
+        # verify-full, RDS and RDS Proxy name their endpoints in the certificate's SAN;
+        # GCP: verify-ca, Cloud SQL's certificate names no IP the client dials).
         "DB_SSLMODE": "require",
-        # The system trust store unless a stack pins the server's CA (GCP: Cloud SQL's).
+        # The system trust store unless a stack pins the server's CA.
         "DB_TLS_CA_CERT": "",
         # Password authentication unless a cloud stack overrides it per process.
         "DB_IAM_AUTH": "false",

@@ -258,7 +258,7 @@ def test_every_container_gets_exactly_the_contract(
         assert set(secrets) == contract.secrets - {"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}
         assert env["DB_IAM_AUTH"] == "true" and env["DB_USER"] == "groundwork_app"
     assert env["APP_ENV"] == stack
-    assert env["DB_SSLMODE"] == "require"
+    assert env["DB_SSLMODE"] == "verify-full"  # CA per tier: test_rds_ca.py
     assert env["REDIS_TLS"] == "true" and env["RABBITMQ_TLS"] == "true"
     assert env["RABBITMQ_PORT"] == "5671" and env["QUEUE_BACKEND"] == "rabbitmq"
     assert env["RABBITMQ_HOST"].endswith(".mq.us-east-1.amazonaws.com")
