@@ -112,6 +112,7 @@ def build(settings: Settings) -> AwsOutputs:
             endpoint_services=endpoint_services(settings),
             flow_log_retention_days=settings.log_retention_days,
             flow_log_kms_key_arn=logs_key.key_arn,
+            protect=protect,
         ),
         opts=opts,
     )
@@ -289,6 +290,7 @@ def build(settings: Settings) -> AwsOutputs:
             log_retention_days=settings.log_retention_days,
             log_kms_key_arn=logs_key.key_arn,
             repository_force_delete=not settings.deletion_protection,
+            protect=protect,
             queue_name=QUEUE_NAME,
             depends_on=[alb],
             api_deployment=api_deployment,
@@ -320,6 +322,7 @@ def build(settings: Settings) -> AwsOutputs:
             queue_name=QUEUE_NAME,
             dlq_name=DLQ_NAME,
             job_log_group_names=[app.log_group_names[p] for p in ("worker", "relay")],
+            protect=protect,
         ),
         opts=opts,
     )

@@ -40,6 +40,8 @@ class AlarmsArgs:
     db_free_storage_percent: float = 10.0
     db_max_connections: int = 100
     cache_memory_percent: float = 80.0
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the notification topic's key."""
     cache_cpu_percent: float = 80.0
     queue_depth: int = 1000
     watched_services: tuple[str, ...] = field(default=("api", "worker"))
@@ -92,6 +94,7 @@ class Alarms(pulumi.ComponentResource):
             EncryptionKeyArgs(
                 description=f"{name}: alarm notifications",
                 service_principals=["cloudwatch.amazonaws.com"],
+                protect=args.protect,
             ),
             opts=child,
         )

@@ -44,6 +44,8 @@ class PublicLoadBalancerArgs:
     hosted_zone_id: str | None = None
     """Route 53 zone of ``domain``: DNS-validated certificate and alias record are created."""
     deletion_protection: bool = False
+    """The load balancer's deletion protection, and Pulumi ``protect`` + ``retain_on_delete``
+    on the access-log bucket and the WAF log group (they hold the audit trail)."""
     waf: bool = False
     waf_rate_limit: int = 2000
     """Requests per 5 minutes per client IP before WAF blocks it."""
@@ -268,7 +270,11 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 name=f"{WAF_LOG_PREFIX}{name}",
                 retention_in_days=args.waf_log_retention_days,
                 kms_key_id=args.waf_log_kms_key_arn,
-                opts=child,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    protect=args.deletion_protection,
+                    retain_on_delete=args.deletion_protection,
+                ),
             )
             aws.wafv2.WebAclLoggingConfiguration(
                 f"{name}-waf-logging",
@@ -300,7 +306,13 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         bucket = aws.s3.Bucket(
-            f"{name}-access-logs", force_destroy=not args.deletion_protection, opts=child
+            f"{name}-access-logs",
+            force_destroy=not args.deletion_protection,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
+            ),
         )
         aws.s3.BucketPublicAccessBlock(
             f"{name}-access-logs-pab",

@@ -193,6 +193,8 @@ class ContainerServiceArgs:
     repository (ECR fixes encryption at creation)."""
     repository_force_delete: bool = False
     """Let `pulumi destroy` delete an ECR repository that still holds images."""
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the image repository and the log groups."""
     stop_timeout_seconds: int = 30
     """SIGTERM-to-SIGKILL: the app drains within its 25 s SHUTDOWN_TIMEOUT_SECONDS."""
     api_cpu_target: float = 60.0
@@ -369,7 +371,7 @@ class ContainerService(pulumi.ComponentResource):
                 name=f"/ecs/{name}/{process}",
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.log_kms_key_arn,
-                opts=child,
+                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
             )
             for process in PROCESSES
         }
@@ -548,7 +550,7 @@ class ContainerService(pulumi.ComponentResource):
                 else {"encryption_type": "KMS"}
             ],
             force_delete=args.repository_force_delete,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-repo-lifecycle",

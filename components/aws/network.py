@@ -41,6 +41,8 @@ class NetworkArgs:
     flow_log_retention_days: int = 30
     flow_log_kms_key_arn: pulumi.Input[str] | None = None
     flow_log_traffic: str = "ALL"
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the flow-log group (audit evidence)."""
     """``REJECT`` keeps only refused connections, for a fraction of the ingestion cost."""
 
     def __post_init__(self) -> None:
@@ -240,7 +242,7 @@ class Network(pulumi.ComponentResource):
             f"{name}-flow-logs",
             retention_in_days=args.flow_log_retention_days,
             kms_key_id=args.flow_log_kms_key_arn,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
         )
         flow_role = aws.iam.Role(
             f"{name}-flow-logs-role",
