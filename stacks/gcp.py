@@ -128,7 +128,11 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
-    queue = JobQueue(prefix, JobQueueArgs(project=project, labels=labels), opts)
+    queue = JobQueue(
+        prefix,
+        JobQueueArgs(project=project, labels=labels, protect=settings.deletion_protection),
+        opts,
+    )
     push_audience = settings.gcp_push_audience or f"https://{project}/{prefix}-worker/pubsub/push"
 
     replication = SecretReplication(settings.secret_replication)
@@ -165,6 +169,7 @@ def build(settings: Settings) -> GcpOutputs:
             image_tag=image_tag,
             immutable_tags=True,
             labels=labels,
+            protect=settings.deletion_protection,
             image_uri=settings.image_uri,
         ),
         opts,
@@ -223,6 +228,7 @@ def build(settings: Settings) -> GcpOutputs:
             ack_deadline_seconds=WORKER_TIMEOUT_SECONDS,
             max_delivery_attempts=DELIVERY_ATTEMPTS,
             labels=labels,
+            protect=settings.deletion_protection,
         ),
         opts,
     )
@@ -248,6 +254,7 @@ def build(settings: Settings) -> GcpOutputs:
             run_service_prefix=f"{prefix}-",
             sql_instance_id=database.instance_name.apply(lambda n: f"{project}:{n}"),
             labels=labels,
+            protect=settings.deletion_protection,
         ),
         opts,
     )

@@ -115,7 +115,9 @@ class Cache(pulumi.ComponentResource):
             f"{name}-slow-log",
             retention_in_days=args.log_retention_days,
             kms_key_id=args.log_kms_key_arn,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         group = aws.elasticache.ReplicationGroup(
             f"{name}-group",

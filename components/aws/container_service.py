@@ -371,7 +371,9 @@ class ContainerService(pulumi.ComponentResource):
                 name=f"/ecs/{name}/{process}",
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.log_kms_key_arn,
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+                opts=pulumi.ResourceOptions(
+                    parent=self, protect=args.protect, retain_on_delete=args.protect
+                ),
             )
             for process in PROCESSES
         }
@@ -550,7 +552,9 @@ class ContainerService(pulumi.ComponentResource):
                 else {"encryption_type": "KMS"}
             ],
             force_delete=args.repository_force_delete,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-repo-lifecycle",

@@ -256,7 +256,9 @@ class Database(pulumi.ComponentResource):
                 name=f"/aws/rds/instance/{name}/{export}",
                 retention_in_days=args.log_retention_days,
                 kms_key_id=args.log_kms_key_arn,
-                opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+                opts=pulumi.ResourceOptions(
+                    parent=self, protect=args.protect, retain_on_delete=args.protect
+                ),
             )
             for export in args.log_exports
         }

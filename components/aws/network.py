@@ -242,7 +242,9 @@ class Network(pulumi.ComponentResource):
             f"{name}-flow-logs",
             retention_in_days=args.flow_log_retention_days,
             kms_key_id=args.flow_log_kms_key_arn,
-            opts=pulumi.ResourceOptions(parent=self, protect=args.protect, retain_on_delete=args.protect),
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         flow_role = aws.iam.Role(
             f"{name}-flow-logs-role",

@@ -33,6 +33,7 @@ class CacheArgs:
     persistence: bool = False
     """RDB snapshots every 12 h, so a failover/restart does not start cold."""
     deletion_protection: bool = False
+    """Memorystore's deletion protection, and Pulumi ``protect`` + ``retain_on_delete``."""
     maintenance_day: str = "SUNDAY"
     maintenance_hour: int = 4
     labels: dict[str, str] = field(default_factory=dict)
@@ -112,6 +113,8 @@ class Cache(pulumi.ComponentResource):
                 # deletion_protection on, the provider refuses the delete and nothing
                 # changes (docs/deploy-gcp.md, "Changes that replace a resource").
                 delete_before_replace=True,
+                protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
             ),
         )
         self.host = self.instance.host

@@ -63,6 +63,8 @@ class DatabaseArgs:
     backup_retention_days: int = 7
     """Daily backups kept; the PITR window is min(this, 7) days (Enterprise edition)."""
     deletion_protection: bool = False
+    """Cloud SQL's deletion protection (API and provider), and Pulumi ``protect`` +
+    ``retain_on_delete`` on the instance and the database."""
     database_name: str = "groundwork"
     user_name: str = "groundwork_app"
     allocated_ip_range: pulumi.Input[str] | None = None
@@ -178,7 +180,12 @@ class Database(pulumi.ComponentResource):
                 ],
                 user_labels=args.labels,
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=args.depends_on,
+                protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
+            ),
         )
         database = gcp.sql.Database(
             f"{name}-db",
@@ -186,7 +193,11 @@ class Database(pulumi.ComponentResource):
             instance=self.instance.name,
             # Dropping the database on `destroy` is what deletion protection guards;
             # the instance itself holds the data and its backups.
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
+            ),
         )
         password = random.RandomPassword(
             f"{name}-app-password",

@@ -26,6 +26,9 @@ class ServiceLogsArgs:
     sql_instance_id: pulumi.Input[str] | None = None
     """``<project>:<instance>``, the ``database_id`` label of Cloud SQL's log entries."""
     labels: dict[str, str] = field(default_factory=dict)
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the log bucket: `pulumi destroy` or a
+    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.retention_days <= 3650:
@@ -68,7 +71,9 @@ class ServiceLogs(pulumi.ComponentResource):
             bucket_id=bucket_id,
             retention_days=args.retention_days,
             description=f"{name}: service and database logs, {args.retention_days} days",
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         self.sink = gcp.logging.ProjectSink(
             f"{name}-logs-sink",

@@ -44,6 +44,10 @@ class JobQueueArgs:
     dead_letter_retention: str = "604800s"
     """How long dead letters wait in the inspection subscription (max 7 days)."""
     labels: dict[str, str] = field(default_factory=dict)
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the topics and the dead-letter subscription (deleting one drops
+    its retained messages): `pulumi destroy` or a
+    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
 
     def __post_init__(self) -> None:
         if not 600 <= _seconds("topic_retention", self.topic_retention) <= 2678400:
@@ -75,14 +79,18 @@ class JobQueue(pulumi.ComponentResource):
             name=f"{name}-jobs",
             message_retention_duration=args.topic_retention,
             labels=args.labels,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         self.dead_letter_topic = gcp.pubsub.Topic(
             f"{name}-jobs-dead-letter",
             name=f"{name}-jobs-dead-letter",
             message_retention_duration=args.topic_retention,
             labels=args.labels,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         dead_letter_subscription = gcp.pubsub.Subscription(
             f"{name}-jobs-dead-letter-inspect",
@@ -96,7 +104,9 @@ class JobQueue(pulumi.ComponentResource):
             # idle by design and must outlive quiet months.
             expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
             labels=args.labels,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         self.push_service_account = gcp.serviceaccount.Account(
             f"{name}-push",
@@ -162,6 +172,9 @@ class PushSubscriptionArgs:
     max_delivery_attempts: int = 5
     message_retention: str = "604800s"
     labels: dict[str, str] = field(default_factory=dict)
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the push subscriptions (deleting one drops its backlog): `pulumi destroy` or a
+    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.ack_deadline_seconds <= 600:
@@ -230,7 +243,12 @@ class PushSubscription(pulumi.ComponentResource):
             labels=args.labels,
             # Pushing before the invoker binding exists turns the first messages into
             # 403s that burn delivery attempts.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[invoker],
+                protect=args.protect,
+                retain_on_delete=args.protect,
+            ),
         )
         # Every dead letter is also pushed to the worker's /pubsub/dead-letter, which
         # ends its job `failed` (the service's worker/terminal.py): without it a job whose
@@ -258,7 +276,12 @@ class PushSubscription(pulumi.ComponentResource):
                 minimum_backoff=args.minimum_backoff, maximum_backoff=args.maximum_backoff
             ),
             labels=args.labels,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[invoker],
+                protect=args.protect,
+                retain_on_delete=args.protect,
+            ),
         )
         gcp.pubsub.SubscriptionIAMMember(
             f"{name}-dead-letter-subscriber",

@@ -39,6 +39,10 @@ class RegistryArgs:
     """Versions older than this (30 days) and not among the recent ones are deleted."""
     delete_untagged_after: str = "604800s"
     labels: dict[str, str] = field(default_factory=dict)
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the repository (Artifact Registry has no deletion
+    protection of its own): `pulumi destroy` or a
+    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
     image_uri: str | None = None
     """A prebuilt image in this repository, pinned by digest: deployed as is, nothing is
     built (the tag, context and build settings above are then unused)."""
@@ -109,7 +113,9 @@ class ContainerRegistry(pulumi.ComponentResource):
                 ),
             ],
             labels=args.labels,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         self.repository_url = self.repository.registry_uri
 

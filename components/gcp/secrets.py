@@ -75,6 +75,8 @@ class SecretStoreArgs:
     replication: SecretReplication = SecretReplication.AUTOMATIC
     replica_locations: list[str] = field(default_factory=list)
     deletion_protection: bool = False
+    """Secret Manager's deletion protection, and Pulumi ``protect`` + ``retain_on_delete``
+    on the secrets and the generated values."""
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -143,13 +145,24 @@ class SecretStore(pulumi.ComponentResource):
                 replication=replication,
                 labels={**args.labels, "source": spec.source.value},
                 deletion_protection=args.deletion_protection,
-                opts=child,
+                opts=pulumi.ResourceOptions(
+                    parent=self,
+                    protect=args.deletion_protection,
+                    retain_on_delete=args.deletion_protection,
+                ),
             )
             version_opts = child
             value: pulumi.Input[str]
             if spec.source is SecretSource.GENERATED:
                 value = random.RandomPassword(
-                    f"{name}-{slug}-value", length=spec.length, special=False, opts=child
+                    f"{name}-{slug}-value",
+                    length=spec.length,
+                    special=False,
+                    opts=pulumi.ResourceOptions(
+                        parent=self,
+                        protect=args.deletion_protection,
+                        retain_on_delete=args.deletion_protection,
+                    ),
                 ).result
             elif spec.source is SecretSource.PROVIDED:
                 assert spec.value is not None
