@@ -85,6 +85,8 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "workerMaxCount": {"*": ["20"]},
     "relayCount": {"*": ["3"]},
     "workerSpot": {"*": ["true", "false"]},
+    "workerConcurrency": {"*": ["2"]},
+    "llmRequestsPerMinute": {"*": ["0", "600"]},
     "ecsExec": {"*": ["true", "false"]},
     "waf": {"*": ["true", "false"]},
     "edgeLoadBalancer": {"*": ["true", "false"]},

@@ -101,11 +101,6 @@ def test_a_resource_without_data_is_not_concerned() -> None:
     assert _messages(record(program), "production", AWS_RULE) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15/16: production data stores are not yet registered with protect / "
-    "retain_on_delete (and Memorystore/secrets deletion protection) on main",
-)
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])
 def test_real_production_stacks_protect_every_data_store(cloud: str) -> None:
     from groundwork.plan.program import load_stack_config, plan_program

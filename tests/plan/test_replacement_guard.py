@@ -14,8 +14,8 @@ replaces a resource whose fixed physical name makes `pulumi up` collide, unless:
   that lets create-before-delete work unless the entry says collisions are expected),
   or delete-before-replace (the resource must carry deleteBeforeReplace).
 
-Known defects owned by the component engineers (issues 15 / 16) are strict xfails:
-when their fix lands the case passes, XPASS fails the run, and the entry below goes.
+Known defects the offline walk cannot clear are strict xfails: when their fix lands the
+case passes, XPASS fails the run, and the entry below goes.
 """
 
 from __future__ import annotations
@@ -34,26 +34,16 @@ ROOT = Path(__file__).resolve().parents[2]
 DESTRUCTIVE_PATH = ROOT / "groundwork" / "plan" / "destructive.yaml"
 PLAN_DIFF_DOC = ROOT / "docs" / "plan-diff.md"
 
-_UNPROTECTED = (
-    "issue 15/16: production data stores are not registered with protect/retainOnDelete, "
-    "so this change deletes or replaces them"
-)
 _SECRETS = (
     "issue 15: Secret Manager replication is immutable and secret_id is fixed; the stack's "
     "refusal reads the live secret, which the offline walk cannot see, so here every "
-    "secret's replacement still collides on its id"
+    "secret's replacement still collides on its id (in production protect also makes "
+    "`pulumi up` refuse it)"
 )
 # (cloud, environment, key) -> the defect on main; each is listed in the issue-18 report.
 KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {
-    **{("aws", "production", k): _UNPROTECTED for k in ("cloud", "environment", "service")},
-    **{("gcp", "production", k): _UNPROTECTED for k in ("cloud", "environment", "service")},
-    ("aws", "production", "region"): _UNPROTECTED,
-    ("gcp", "production", "region"): _UNPROTECTED,
-    ("gcp", "production", "gcpProject"): _UNPROTECTED,
     ("gcp", "production", "secretReplication"): _SECRETS,
     ("gcp", "staging", "secretReplication"): _SECRETS,
-    ("aws", "production", "waf"): "issue 16: the WAF log group (retained request logs) is "
-    "not protected in production: waf=false deletes it",
 }
 
 
