@@ -70,3 +70,7 @@ def test_a_review_stack_is_staging_at_its_smallest_and_destroyable() -> None:
     assert db.inputs["deletionProtection"] is False
     assert db.inputs["backupRetentionPeriod"] == 1
     assert db.inputs["instanceClass"] == "db.t4g.micro"
+    # `pulumi destroy` of a review stack refuses on any protected resource and leaves
+    # retained ones behind (they would collide with the next review-pr-7).
+    kept = [r.name for r in review.resources if r.protect or r.retain_on_delete]
+    assert kept == []

@@ -29,3 +29,12 @@ def test_a_gcp_review_stack_takes_no_name_staging_holds() -> None:
     assert all(not r.name.startswith("groundwork-staging") for r in review.resources)
     shared = names(staging) & names(review)
     assert not shared, sorted(shared)[:10]
+
+
+def test_a_gcp_review_stack_protects_nothing_so_destroy_removes_it() -> None:
+    # `pulumi destroy` refuses on a protected resource and leaves retained ones behind,
+    # whose fixed names (secrets, topics) the next review-pr-7 would collide with.
+    review = run_stack("review-pr-7", STAGING)
+    kept = [r.name for r in review.resources if r.protect or r.retain_on_delete]
+    assert kept == []
+    assert all(r.inputs.get("deletionProtection") in (None, False) for r in review.resources)

@@ -107,3 +107,19 @@ def test_real_production_stacks_protect_every_data_store(cloud: str) -> None:
 
     run = plan_program(load_stack_config("production", cloud=cloud)).run
     assert _messages(run, "production", f"{cloud}-pulumi-datastore-protected") == []
+
+
+@pytest.mark.parametrize("cloud", ["aws", "gcp"])
+def test_production_data_stores_carry_protect_and_retain_on_delete(cloud: str) -> None:
+    # Both options, not either: under `pulumi preview` the policy only sees `protect`,
+    # and `retainOnDelete` is what keeps the cloud resource if someone lifts `protect`
+    # and destroys anyway (docs/runbook.md, accidental destroy).
+    from groundwork.plan.program import load_stack_config, plan_program
+    from policies.protection_rules import AWS_DATA_HOLDING, GCP_DATA_HOLDING
+
+    types = AWS_DATA_HOLDING if cloud == "aws" else GCP_DATA_HOLDING
+    run = plan_program(load_stack_config("production", cloud=cloud)).run
+    stores = [r for r in run.resources if r.type in types]
+    assert {r.type for r in stores} == set(types)  # every kind of store is looked at
+    unguarded = sorted(r.name for r in stores if not (r.protect and r.retain_on_delete))
+    assert unguarded == []
