@@ -28,7 +28,7 @@ class ServiceLogsArgs:
     labels: dict[str, str] = field(default_factory=dict)
     protect: bool = False
     """Pulumi ``protect`` + ``retain_on_delete`` on the log bucket: `pulumi destroy` or a
-    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
+    replacing config change stops instead of deleting it (docs/plan-diff.md)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.retention_days <= 3650:
@@ -60,7 +60,6 @@ class ServiceLogs(pulumi.ComponentResource):
         self, name: str, args: ServiceLogsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("groundwork:gcp:ServiceLogs", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
         bucket_id = f"{name}-logs"
         # A deleted bucket keeps its id for 7 days (DELETE_REQUESTED) and location is
         # immutable: never replace it implicitly.

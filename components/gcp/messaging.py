@@ -45,8 +45,8 @@ class JobQueueArgs:
     """How long dead letters wait in the inspection subscription (max 7 days)."""
     labels: dict[str, str] = field(default_factory=dict)
     protect: bool = False
-    """Pulumi ``protect`` + ``retain_on_delete`` on the topics and the dead-letter subscription (deleting one drops
-    its retained messages): `pulumi destroy` or a
+    """Pulumi ``protect`` + ``retain_on_delete`` on the topics and the dead-letter
+    subscription (deleting one drops its retained messages): `pulumi destroy` or a
     replacing config change stops instead of deleting them (docs/plan-diff.md)."""
 
     def __post_init__(self) -> None:
@@ -173,8 +173,9 @@ class PushSubscriptionArgs:
     message_retention: str = "604800s"
     labels: dict[str, str] = field(default_factory=dict)
     protect: bool = False
-    """Pulumi ``protect`` + ``retain_on_delete`` on the push subscriptions (deleting one drops its backlog): `pulumi destroy` or a
-    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
+    """Pulumi ``protect`` + ``retain_on_delete`` on the push subscriptions (deleting one
+    drops its backlog): `pulumi destroy` or a replacing config change stops instead of
+    deleting them (docs/plan-diff.md)."""
 
     def __post_init__(self) -> None:
         if not 10 <= self.ack_deadline_seconds <= 600:

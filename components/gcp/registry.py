@@ -40,9 +40,9 @@ class RegistryArgs:
     delete_untagged_after: str = "604800s"
     labels: dict[str, str] = field(default_factory=dict)
     protect: bool = False
-    """Pulumi ``protect`` + ``retain_on_delete`` on the repository (Artifact Registry has no deletion
-    protection of its own): `pulumi destroy` or a
-    replacing config change stops instead of deleting them (docs/plan-diff.md)."""
+    """Pulumi ``protect`` + ``retain_on_delete`` on the repository (Artifact Registry has
+    no deletion protection of its own): `pulumi destroy` or a replacing config change
+    stops instead of deleting it (docs/plan-diff.md)."""
     image_uri: str | None = None
     """A prebuilt image in this repository, pinned by digest: deployed as is, nothing is
     built (the tag, context and build settings above are then unused)."""
