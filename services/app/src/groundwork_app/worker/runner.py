@@ -58,6 +58,10 @@ def build_publisher(settings: Settings) -> Publisher:
         from groundwork_app.adapters.pubsub import PubSubPublisher
 
         return PubSubPublisher(settings)
+    if settings.queue_backend is QueueBackend.SQS:
+        from groundwork_app.adapters.sqs import SqsPublisher
+
+        return SqsPublisher(settings)
     from groundwork_app.adapters.rabbitmq import RabbitPublisher
 
     return RabbitPublisher(settings)
@@ -76,6 +80,8 @@ async def run_worker(settings: Settings) -> None:
     try:
         if settings.queue_backend is QueueBackend.PUBSUB:
             await _serve_push(settings, handler)
+        elif settings.queue_backend is QueueBackend.SQS:
+            await _consume_sqs(settings, handler, heartbeat, stop)
         else:
             await _consume_rabbitmq(settings, handler, heartbeat, stop)
     finally:
@@ -100,6 +106,24 @@ async def _consume_rabbitmq(
     )
     await health.start()
     log.info("worker starting", backend="rabbitmq", health_port=health.port)
+    try:
+        await consumer.run(stop)
+    finally:
+        await health.close()
+
+
+async def _consume_sqs(
+    settings: Settings, handler: JobHandler, heartbeat: Heartbeat, stop: asyncio.Event
+) -> None:
+    from groundwork_app.worker.sqs_consumer import SqsConsumer
+
+    install_stop_signals(stop)
+    consumer = SqsConsumer(settings, handler.handle)
+    health = HealthServer(
+        lambda: consumer.connected, heartbeat, host=HEALTH_HOST, port=settings.worker_health_port
+    )
+    await health.start()
+    log.info("worker starting", backend="sqs", health_port=health.port)
     try:
         await consumer.run(stop)
     finally:
