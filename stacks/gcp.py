@@ -178,7 +178,11 @@ def build(settings: Settings) -> dict[str, Any]:
             worker=ServiceSize(
                 cpu=settings.gcp_run_cpu,
                 memory=settings.gcp_run_memory,
-                min_instances=settings.worker_min_count,
+                min_instances=(
+                    settings.worker_min_count
+                    if settings.gcp_worker_min_instances is None
+                    else settings.gcp_worker_min_instances
+                ),
                 max_instances=settings.worker_max_count,
                 concurrency=16,
                 timeout=f"{WORKER_TIMEOUT_SECONDS}s",
