@@ -95,7 +95,11 @@ def test_deploy_builds_once_and_gates_production_on_an_environment() -> None:
     deploy = load("deploy.yml")
     assert triggers(deploy)["push"]["branches"] == ["main"]
     jobs = deploy["jobs"]
-    assert "docker build" in run_text(jobs["build"])
+    build = run_text(jobs["build"])
+    assert "docker buildx build" in build
+    # Staging runs x86_64, production arm64 (groundwork:cpuArchitecture): one index.
+    assert "--platform linux/amd64,linux/arm64" in build
+    assert "type=oci" in build
     assert "docker build" not in (WORKFLOWS / "deploy-environment.yml").read_text()
     assert jobs["staging"]["needs"] == "build"
     assert jobs["production"]["needs"] == "staging"
@@ -190,8 +194,10 @@ def test_migrate_and_up_deploy_the_same_pushed_digest_and_nothing_is_rebuilt() -
     job = load("deploy-environment.yml")["jobs"]["deploy"]
     by_run = {step.get("run", ""): step for step in steps(job)}
     push = next(step for step in steps(job) if step.get("id") == "push")
-    # The output is the registry digest of the pushed tag, not the tag itself.
-    assert "RepoDigests" in push["run"]
+    # The output is the registry digest of the pushed index (both architectures), not
+    # the tag itself.
+    assert "skopeo copy --all --digestfile" in push["run"]
+    assert 'image="${repository}@${digest}"' in push["run"]
     assert 'echo "image=${image}"' in push["run"]
     migrate = next(s for r, s in by_run.items() if "groundwork ops migrate" in r)
     up = next(s for r, s in by_run.items() if "pulumi up" in r)
