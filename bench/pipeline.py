@@ -15,21 +15,28 @@ one RabbitMQ and one PostgreSQL, and the repetitions are interleaved:
 * ``celery-prefork``: the same with Celery's out-of-the-box pool (prefork, one
   process per core).
 
+* ``groundwork-sqs`` (with ``--sqs``): the same groundwork processes with
+  QUEUE_BACKEND=sqs against moto's SQS server on loopback (in this process), reported
+  next to ``groundwork`` on RabbitMQ. moto is a stand-in, not SQS: the ratio shows what
+  the SQS adapter (long polls, batched sends and deletes, HTTP per call) costs against
+  AMQP on the same machine, not AWS's latencies.
+
 Throughput = N / (last completed_at - first submission); latency = completed_at -
 submission per job (database clock, same host). Warm-up batches are excluded.
 
-    uv run python -m bench.pipeline [--reps 3] [--jobs 1000] [--jobs-slow 320]
+    uv run python -m bench.pipeline [--reps 3] [--jobs 1000] [--jobs-slow 320] [--sqs]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +74,40 @@ SUBMIT_CONCURRENCY = 32
 WORKER_CONCURRENCY = 16
 MODEL = "gpt-4o-mini"
 SYSTEMS = ("groundwork", "celery-threads", "celery-prefork")
+SQS_SYSTEM = "groundwork-sqs"
+
+
+def _systems(args: argparse.Namespace) -> tuple[str, ...]:
+    return (*SYSTEMS, SQS_SYSTEM) if getattr(args, "sqs", False) else SYSTEMS
+
+
+def _sqs_env(endpoint: str, latency_ms: int) -> dict[str, str]:
+    """The work queue + DLQ on moto's server, created as the AWS stack creates them."""
+    import boto3
+    from groundwork_app.adapters.sqs import create_queue_pair
+
+    credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    client = boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+    )
+    queue_url, dlq_url = create_queue_pair(
+        client,
+        f"bench-{latency_ms}ms-{uuid.uuid4().hex[:6]}",
+        delivery_limit=5,
+        visibility_timeout=300,
+    )
+    return {
+        **credentials,
+        "QUEUE_BACKEND": "sqs",
+        "SQS_ENDPOINT_URL": endpoint,
+        "SQS_QUEUE_URL": queue_url,
+        "SQS_DLQ_URL": dlq_url,
+        "AWS_REGION": "us-east-1",
+    }
 
 
 def _free_port() -> int:
@@ -197,7 +238,11 @@ def _worker_command(args: argparse.Namespace) -> list[str]:
 
 
 def measure_latency(
-    args: argparse.Namespace, servers: Any, work: Path, latency_ms: int
+    args: argparse.Namespace,
+    servers: Any,
+    work: Path,
+    latency_ms: int,
+    sqs_endpoint: str | None = None,
 ) -> dict[str, Any]:
     count = args.jobs if latency_ms == 0 else args.jobs_slow
     api_port, relay_port, worker_port = _free_port(), _free_port(), _free_port()
@@ -228,7 +273,10 @@ def measure_latency(
     threads_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-threads"]}
     prefork_env = {**base, "BENCH_CELERY_QUEUE": queues["celery-prefork"]}
     logs = work / f"logs-{latency_ms}ms"
+    systems = _systems(args)
+    sqs_port = _free_port()
     with (
+        _sqs_processes(base, sqs_endpoint, sqs_port, latency_ms, logs),
         running(app_command("api"), api_env, logs / "api.log") as api,
         running(app_command("relay"), relay_env, logs / "relay.log") as relay,
         running(_worker_command(args), worker_env, logs / "worker.log") as worker,
@@ -278,14 +326,16 @@ def measure_latency(
             "celery-threads": lambda n: run_celery(base, queues["celery-threads"], n, timeout),
             "celery-prefork": lambda n: run_celery(base, queues["celery-prefork"], n, timeout),
         }
+        if SQS_SYSTEM in systems:
+            runners[SQS_SYSTEM] = lambda n: run_groundwork(base, sqs_port, token, n, timeout)
         # Prefork runs one job per process: at 200 ms it manages ~5 jobs/s per core, so
         # it gets a smaller batch to keep the run short (throughput is a rate).
-        sizes = dict.fromkeys(SYSTEMS, count)
+        sizes = dict.fromkeys(systems, count)
         if latency_ms:
             sizes["celery-prefork"] = max(20, count // 8)
         for name, run in runners.items():  # warm-up: imports, connections, queues
             run(max(20, sizes[name] // 10))
-        reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+        reps: dict[str, list[dict[str, Any]]] = {name: [] for name in systems}
         own = {"api": api.pid, "relay": relay.pid, "worker": worker.pid}
         for rep in range(args.reps):
             for name, run in runners.items():
@@ -316,7 +366,7 @@ def measure_latency(
         "latency_ms": latency_ms,
         "batch_sizes": batches,
         "sizes": sizes,
-        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS},
+        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in systems},
     }
 
 
@@ -324,8 +374,8 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
     rows: list[list[Any]] = []
     targets: dict[str, dict[str, Any]] = {}
     for res in results:
-        med = {n: res["systems"][n]["median"] for n in SYSTEMS}
-        for name in SYSTEMS:
+        med = {n: res["systems"][n]["median"] for n in res["systems"]}
+        for name in med:
             rows.append(
                 [
                     f"{res['latency_ms']} ms",
@@ -356,6 +406,10 @@ def report(results: list[dict[str, Any]]) -> dict[str, Any]:
             "target": TARGET_RATIO,
             "met": value >= TARGET_RATIO,
         }
+        if SQS_SYSTEM in med:
+            # Not a target: how SQS (moto on loopback) compares with RabbitMQ, same run.
+            value = ratio(med[SQS_SYSTEM]["throughput_rps"], med["groundwork"]["throughput_rps"])
+            print(f"  {res['latency_ms']} ms: groundwork-sqs = {value:.2f} x groundwork (RabbitMQ)")
     print_table(
         "Pipeline POST -> stored result (median of reps)",
         [
@@ -404,8 +458,49 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the worker under pyinstrument; report in bench/results/worker-profile.txt",
     )
+    parser.add_argument(
+        "--sqs",
+        action="store_true",
+        help="also run groundwork with QUEUE_BACKEND=sqs (moto's server on loopback)",
+    )
     parser.add_argument("--name", default="pipeline")
     return parser.parse_args(argv)
+
+
+@contextlib.contextmanager
+def _sqs_processes(
+    base: dict[str, str], endpoint: str | None, port: int, latency_ms: int, logs: Path
+) -> Iterator[None]:
+    """api + relay + worker on SQS, beside the RabbitMQ ones (nothing without --sqs)."""
+    with contextlib.ExitStack() as stack:
+        if endpoint is not None:
+            env = {**base, **_sqs_env(endpoint, latency_ms)}
+            for process, extra in (
+                ("api", {"PORT": str(port)}),
+                ("relay", {"WORKER_HEALTH_PORT": str(_free_port())}),
+                ("worker", {"WORKER_HEALTH_PORT": str(_free_port())}),
+            ):
+                stack.enter_context(
+                    running(app_command(process), {**env, **extra}, logs / f"sqs-{process}.log")
+                )
+            wait_until_ok(f"http://{LOOPBACK}:{port}/health/ready", timeout=90)
+        yield
+
+
+@contextlib.contextmanager
+def _moto_server() -> Iterator[str]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per call
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://{LOOPBACK}:{port}"
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,9 +512,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     work = log_dir(args.name)
-    with bench_servers() as servers:
+    with bench_servers() as servers, contextlib.ExitStack() as stack:
         migrate(service_env(servers.env(), work), work / "migrate.log")
-        results = [measure_latency(args, servers, work, ms) for ms in latencies]
+        endpoint = stack.enter_context(_moto_server()) if args.sqs else None
+        results = [measure_latency(args, servers, work, ms, endpoint) for ms in latencies]
     targets = report(results)
     path = write_results(args.name, {"config": vars(args), "results": results, "targets": targets})
     print(f"wrote {path}")

@@ -308,3 +308,10 @@ def test_pipeline_latencies_parse() -> None:
 
     assert parse_args([]).latencies == [0, 200]
     assert parse_args(["--latencies", "0"]).latencies == [0]
+
+
+def test_pipeline_sqs_option_adds_the_sqs_system_beside_rabbitmq() -> None:
+    from bench.pipeline import SQS_SYSTEM, SYSTEMS, _systems, parse_args
+
+    assert _systems(parse_args([])) == SYSTEMS
+    assert _systems(parse_args(["--sqs"])) == (*SYSTEMS, SQS_SYSTEM)
