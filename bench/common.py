@@ -525,19 +525,18 @@ class Auth:
     audience: str = "groundwork-api"
     subject: str = "bench-client"
 
-    def token(self, scope: str = "jobs:read jobs:write", ttl_s: int = 3600) -> str:
-        import jwt
+    def token(self, scope: str | None = None, ttl_s: int = 3600) -> str:
+        """A token for the bench client; ``scope`` defaults to the job API's scopes."""
+        from groundwork.tokens import JOB_SCOPES, mint_token
 
-        now = int(time.time())
-        claims = {
-            "sub": self.subject,
-            "iss": self.issuer,
-            "aud": self.audience,
-            "iat": now,
-            "exp": now + ttl_s,
-            "scope": scope,
-        }
-        return jwt.encode(claims, self.secret, algorithm="HS256")
+        return mint_token(
+            self.secret,
+            issuer=self.issuer,
+            audience=self.audience,
+            subject=self.subject,
+            scopes=JOB_SCOPES if scope is None else scope,
+            ttl_seconds=ttl_s,
+        )
 
 
 def service_env(server_env: Mapping[str, str], workdir: Path, **overrides: str) -> dict[str, str]:

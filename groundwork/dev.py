@@ -20,28 +20,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import jwt
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers, free_ports
+from groundwork.tokens import mint_token
 
 console = Console(stderr=True)
 PROCESSES = ("api", "relay", "worker")
 
 
 def dev_token(secret: str, issuer: str, audience: str, subject: str = "dev-user") -> str:
-    now = int(time.time())
-    claims = {
-        "sub": subject,
-        "iss": issuer,
-        "aud": audience,
-        "iat": now,
-        "exp": now + 12 * 3600,
-        "scope": "jobs:read jobs:write",
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return mint_token(
+        secret, issuer=issuer, audience=audience, subject=subject, ttl_seconds=12 * 3600
+    )
 
 
 def service_env(servers: DevServers, api_port: int) -> dict[str, str]:

@@ -3,16 +3,16 @@
 ``run_policies(program_run)`` feeds every recorded resource to each resource policy's
 ``validate`` as a ``ResourceValidationArgs`` built from the recorded inputs, then
 each stack policy with ``StackValidationArgs`` built from the recorded outputs, and
-returns one ``Verdict`` per reported violation. Enforcement follows the engine's
-rules: the policy's own level unless the pack config (``policies/config/<env>.json``
-by default, as CI passes it) overrides it; ``disabled`` policies do not run.
+returns one ``Verdict`` per reported violation, with the fix the rule carries.
+Enforcement follows the engine's rules: the policy's own level unless the pack config
+(``policies/config/<env>.json`` by default, as CI passes it) overrides it; ``disabled``
+policies do not run.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,33 +31,22 @@ from pulumi_policy.policy import _NotApplicableError
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
 from groundwork.mockrun import ProgramRun, RecordedResource
-from policies.pack import POLICIES, RULES_BY_NAME, config_path
-from policies.registry import Tier
+from groundwork.tier import Tier
+from groundwork.verdict import Verdict
+from policies.pack import POLICIES, config_path
+
+__all__ = [
+    "Verdict",
+    "engine_props",
+    "format_verdicts",
+    "load_pack_config",
+    "mandatory_violations",
+    "resource_args",
+    "run_policies",
+    "stack_args",
+]
 
 PackConfig = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One violation: which rule, how binding, how bad, on what, and how to fix it."""
-
-    rule: str
-    enforcement: str
-    severity: str
-    urn: str
-    resource_type: str
-    resource_name: str
-    message: str
-
-    @property
-    def mandatory(self) -> bool:
-        return self.enforcement == EnforcementLevel.MANDATORY.value
-
-    def __str__(self) -> str:
-        where = f"{self.resource_type} {self.resource_name}" if self.urn else "stack"
-        return (
-            f"{self.enforcement.upper()} {self.rule} ({self.severity}) on {where}: {self.message}"
-        )
 
 
 def load_pack_config(environment: Tier | str | Path) -> dict[str, Any]:
@@ -241,6 +230,7 @@ def run_policies(
         if level is EnforcementLevel.REMEDIATE:
             level = EnforcementLevel.MANDATORY
         severity = _severity(policy)
+        remediation = policy.remediation_steps or ""
 
         def report(
             message: str,
@@ -249,6 +239,7 @@ def run_policies(
             _policy: Policy = policy,
             _level: EnforcementLevel = level,
             _severity: str = severity,
+            _remediation: str = remediation,
             _default_urn: str = "",
         ) -> None:
             target = urn or _default_urn
@@ -262,6 +253,7 @@ def run_policies(
                     resource_type=resource.type if resource else "",
                     resource_name=resource.name if resource else "",
                     message=message,
+                    remediation=_unless_said(_remediation, message),
                 )
             )
 
@@ -300,6 +292,10 @@ def _cannot_run(
     policy: Policy, severity: str, resource: RecordedResource | None, exc: UnknownValueError
 ) -> Verdict:
     """The engine's answer when a policy reads a value only ``pulumi up`` will know."""
+    message = (
+        f"can't run policy '{policy.name}' during preview: {exc.message}; it runs "
+        "again with the real value during `pulumi up`"
+    )
     return Verdict(
         rule=policy.name,
         enforcement=EnforcementLevel.ADVISORY.value,
@@ -307,15 +303,19 @@ def _cannot_run(
         urn=resource.urn if resource else "",
         resource_type=resource.type if resource else "",
         resource_name=resource.name if resource else "",
-        message=f"can't run policy '{policy.name}' during preview: {exc.message}; it runs "
-        "again with the real value during `pulumi up`",
+        message=message,
+        remediation=_unless_said(policy.remediation_steps or "", message),
     )
 
 
+def _unless_said(remediation: str, message: str) -> str:
+    # A rule's own message already ends with "Remediation: ..." (the engine shows only
+    # the message); repeating it would print the fix twice.
+    return "" if remediation in message else remediation
+
+
 def _severity(policy: Policy) -> str:
-    rule = RULES_BY_NAME.get(policy.name)
-    if rule is not None:
-        return rule.severity.value
+    # Rule.to_policy() sets the policy's severity from the rule's.
     return policy.severity.value if policy.severity is not None else "unspecified"
 
 

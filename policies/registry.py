@@ -32,6 +32,9 @@ from pulumi_policy import (
 from pulumi_policy import Severity as PolicySeverity
 from pulumi_policy.proxy import UnknownValueError
 
+# The pack's own virtualenv imports this from the repository root (see __main__.py).
+from groundwork.tier import Tier
+
 REQUIRED_TAGS: tuple[str, ...] = ("environment", "service", "managed-by", "cost-center")
 
 
@@ -40,11 +43,6 @@ class Severity(StrEnum):
     HIGH = "high"
     MEDIUM = "medium"
     LOW = "low"
-
-
-class Tier(StrEnum):
-    STAGING = "staging"
-    PRODUCTION = "production"
 
 
 class TierSource(StrEnum):

@@ -48,6 +48,7 @@ from components.aws.container_service import (
 )
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
 from components.image_ref import ImageReference
+from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env
 
@@ -62,7 +63,7 @@ CONTAINER_PORT = 8000
 IMAGE_PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 
 
-def build(settings: Settings) -> dict[str, Any]:
+def build(settings: Settings) -> AwsOutputs:
     """Create the environment described by ``settings``; return the stack outputs."""
     region = resolve_region(settings)
     validate(settings)
@@ -315,7 +316,7 @@ def build(settings: Settings) -> dict[str, Any]:
         "db_instance_identifier": database.instance_identifier,
         "ecr_repository_url": app.repository_url,
         "alarm_topic_arn": alarms.topic_arn,
-        "queue_backend": settings.queue,
+        "queue_backend": "sqs" if queue else "rabbitmq",
         "broker_id": broker.broker_id if broker else None,
         "dlq_name": queue.dlq_name if queue else DLQ_NAME,
         "queue_url": queue.queue_url if queue else None,

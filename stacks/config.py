@@ -16,6 +16,7 @@ import pulumi
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from components.image_ref import ImageReference
+from groundwork.tier import Tier
 
 CONFIG_NAMESPACE = "groundwork"
 
@@ -32,11 +33,6 @@ def invalid_value(key: str, value: object, allowed: str) -> ConfigError:
 class Cloud(StrEnum):
     AWS = "aws"
     GCP = "gcp"
-
-
-class Tier(StrEnum):
-    STAGING = "staging"
-    PRODUCTION = "production"
 
 
 class Settings(BaseModel):

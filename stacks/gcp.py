@@ -7,8 +7,6 @@ through ``settings`` (see ``stacks/config.py`` for the per-environment defaults)
 
 from __future__ import annotations
 
-from typing import Any
-
 import pulumi
 import pulumi_gcp as gcp
 
@@ -46,6 +44,7 @@ from components.gcp import (
 )
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
+from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value
 from stacks.service_env import DELIVERY_ATTEMPTS, application_env
 
@@ -54,7 +53,7 @@ WORKER_TIMEOUT_SECONDS = 180
 and the push subscription's ack deadline."""
 
 
-def build(settings: Settings) -> dict[str, Any]:
+def build(settings: Settings) -> GcpOutputs:
     project, region = gcp_location(settings)
     prefix = f"{settings.service}-{settings.environment.value}"
     labels = gcp_labels(settings.tags)

@@ -39,3 +39,23 @@ def test_dev_smoke_runs_api_relay_and_worker_end_to_end():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "succeeded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_dev_bench_and_smoke_tokens_come_from_one_helper() -> None:
+    # One owner for the claims the service checks: each client's token decodes to the
+    # same claim set, differing only in subject, lifetime and the smoke test's nonce.
+    from bench.common import Auth
+    from groundwork.ops.smoke import mint_token as smoke_token
+
+    secret = "k" * 40
+    decoded = [
+        jwt.decode(t, secret, algorithms=["HS256"], audience="groundwork-api")
+        for t in (
+            dev_token(secret, "groundwork", "groundwork-api"),
+            Auth(secret, issuer="groundwork").token(),
+            smoke_token(secret),
+        )
+    ]
+    assert {c["scope"] for c in decoded} == {"jobs:read jobs:write"}
+    assert [sorted(c) for c in decoded[:2]] == [["aud", "exp", "iat", "iss", "scope", "sub"]] * 2
+    assert sorted(decoded[2]) == ["aud", "exp", "iat", "iss", "jti", "nbf", "scope", "sub"]

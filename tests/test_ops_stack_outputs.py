@@ -5,12 +5,14 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import typing
 from pathlib import Path
 
 import pytest
 
 from groundwork.mockrun import run_program
 from groundwork.ops import cli as ops_cli
+from groundwork.stack_outputs import AwsOutputs, GcpOutputs, OutputName
 from stacks import program
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,3 +59,20 @@ def test_smoke_default_issuer_and_audience_match_what_the_stacks_inject(aws_run)
             injected.update({e["name"]: e["value"] for e in container.get("environment", [])})
     assert params["issuer"].default == injected["JWT_ISSUER"]
     assert params["audience"].default == injected["JWT_AUDIENCE"]
+
+
+def test_stacks_export_exactly_the_typed_outputs(aws_outputs, gcp_outputs):
+    # mypy checks build()'s dict against the TypedDict; this checks what a run exports.
+    assert set(aws_outputs) == AwsOutputs.__required_keys__
+    assert set(gcp_outputs) == GcpOutputs.__required_keys__
+    assert aws_outputs["cloud"] == "aws" and gcp_outputs["cloud"] == "gcp"
+
+
+def test_ops_reads_only_names_the_stack_of_its_cloud_exports(aws_outputs, gcp_outputs):
+    source = "\n".join(
+        (ROOT / "groundwork" / "ops" / f).read_text() for f in ("cli.py", "aws.py", "gcp.py")
+    )
+    read = set(re.findall(r"outputs\.(?:string|strings|mapping)\(\"([a-z_]+)\"\)", source))
+    assert {"region", "cluster_name", "api_url", "project"} <= read
+    assert read <= set(typing.get_args(OutputName))
+    assert read <= set(aws_outputs) | set(gcp_outputs)

@@ -19,6 +19,7 @@ import typer
 
 from groundwork.ops.errors import OpsError, UserError
 from groundwork.ops.outputs import StackOutputs, load_outputs
+from groundwork.stack_outputs import SERVICE_NAME_OUTPUT
 
 app = typer.Typer(
     name="ops",
@@ -235,10 +236,10 @@ def rollback(
     """Return services to the previous task definition revision / Cloud Run revision."""
     outputs = _outputs(stack, outputs_file)
     wanted = [name.strip() for name in services.split(",") if name.strip()]
-    unknown = sorted(set(wanted) - {"api", "worker", "relay"})
+    unknown = sorted(set(wanted) - set(SERVICE_NAME_OUTPUT))
     if unknown or not wanted:
         raise UserError(f"--services takes api, worker, relay; got {services!r}")
-    service_names = [outputs.string(f"{name}_service_name") for name in wanted]
+    service_names = [outputs.string(SERVICE_NAME_OUTPUT[name]) for name in wanted]
     if outputs.cloud == "aws":
         from groundwork.ops import aws
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from groundwork.ops.errors import MissingOutputError, UserError, WrongCloudError
+from groundwork.stack_outputs import OutputName
 
 Runner = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 
@@ -28,7 +29,11 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 
 @dataclass(frozen=True)
 class StackOutputs:
-    """A stack's exports plus where they came from (for error messages)."""
+    """A stack's exports plus where they came from (for error messages).
+
+    Read by name: an :data:`~groundwork.stack_outputs.OutputName`, the names the stacks'
+    ``build()`` is typed to return, so mypy rejects a name no stack exports.
+    """
 
     stack: str
     values: Mapping[str, Any]
@@ -45,20 +50,20 @@ class StackOutputs:
             )
         return self
 
-    def _missing(self, key: str, kind: str) -> MissingOutputError:
+    def _missing(self, key: OutputName, kind: str) -> MissingOutputError:
         known = ", ".join(sorted(self.values)) or "none"
         return MissingOutputError(
             f"stack {self.stack!r} has no {kind} output {key!r} (from {self.source}; "
             f"exported: {known}); run `pulumi up` for this stack or pass the right --stack"
         )
 
-    def string(self, key: str) -> str:
+    def string(self, key: OutputName) -> str:
         value = self.values.get(key)
         if not isinstance(value, str) or not value:
             raise self._missing(key, "string")
         return value
 
-    def strings(self, key: str) -> list[str]:
+    def strings(self, key: OutputName) -> list[str]:
         value = self.values.get(key)
         if (
             not isinstance(value, list)
@@ -68,7 +73,7 @@ class StackOutputs:
             raise self._missing(key, "non-empty list")
         return list(value)
 
-    def mapping(self, key: str) -> dict[str, str]:
+    def mapping(self, key: OutputName) -> dict[str, str]:
         value = self.values.get(key)
         if not isinstance(value, dict) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()

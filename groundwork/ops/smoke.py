@@ -6,10 +6,6 @@ outbox row, the relay published it, the queue delivered it and a worker finished
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -17,15 +13,12 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from groundwork import tokens
 from groundwork.ops.errors import SmokeTestError, UserError
 
 SUCCEEDED = frozenset({"succeeded", "completed", "done"})
 FAILED = frozenset({"failed", "error", "dead_lettered", "cancelled"})
 MIN_HS256_SECRET = 32
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def mint_token(
@@ -37,28 +30,27 @@ def mint_token(
     ttl_seconds: int = 300,
     now: Callable[[], float] = time.time,
 ) -> str:
-    """A short-lived HS256 JWT for the smoke test, signed with the service's JWT secret."""
+    """A short-lived HS256 JWT for the smoke test, signed with the service's JWT secret.
+
+    It carries the job scopes: the smoke test submits a job and reads it back, and the
+    API answers 403 ``insufficient_scope`` to a token without them.
+    """
     if len(secret) < MIN_HS256_SECRET:
         raise UserError(
             f"the JWT secret is {len(secret)} characters; the service refuses secrets under "
             f"{MIN_HS256_SECRET}, so a token signed with it would be rejected"
         )
     issued = int(now())
-    header = {"alg": "HS256", "typ": "JWT"}
-    claims = {
-        "iss": issuer,
-        "aud": audience,
-        "sub": subject,
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + ttl_seconds,
-        "jti": uuid.uuid4().hex,
-    }
-    signing_input = ".".join(
-        _b64(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
+    return tokens.mint_token(
+        secret,
+        issuer=issuer,
+        audience=audience,
+        subject=subject,
+        ttl_seconds=ttl_seconds,
+        now=lambda: issued,
+        nbf=issued,
+        jti=uuid.uuid4().hex,
     )
-    signature = hmac.new(secret.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(signature)}"
 
 
 @dataclass

@@ -12,6 +12,7 @@ wrong and where; the CLI prints it and exits 2.
 from __future__ import annotations
 
 import json
+import sys
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,8 +215,20 @@ def _relative(filename: str, root: Path) -> str | None:
         return None
 
 
+def _importable(root: Path) -> None:
+    """The program's packages (stacks, components, policies) come from the checkout.
+
+    The groundwork wheel ships only the CLI (generic top-level names such as ``stacks``
+    would collide in a shared site-packages), so the project being planned is imported
+    from its own directory, as ``pulumi`` runs ``__main__.py`` from there.
+    """
+    if str(root) not in sys.path:
+        sys.path.append(str(root))
+
+
 def _settings_preflight(config: StackConfig) -> tuple[str, str]:
     """Validate the groundwork keys with the program's own model; return cloud, tier."""
+    _importable(config.root)
     from stacks.config import build_settings
 
     settings = build_settings(config.stack, config.groundwork())

@@ -114,7 +114,7 @@ def verdict_list(report: PlanReport) -> Group | Text:
         )
     ]
     for v in outcome.verdicts:
-        style = "bold red" if v.blocking else "yellow"
+        style = "bold red" if v.mandatory else "yellow"
         resource = v.resource.rsplit("::", 1)[-1] if v.resource else "(stack)"
         head = Text("  ")
         head.append(f"{v.enforcement.upper():<9}", style=style)

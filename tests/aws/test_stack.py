@@ -13,34 +13,13 @@ from groundwork_app.settings import QueueBackend
 from groundwork_app.settings import Settings as AppSettings
 
 from groundwork.mockrun import ProgramRun
+from groundwork.stack_outputs import AwsOutputs
 from stacks.aws import DLQ_NAME, approx_max_connections
 from stacks.config import ConfigError
 from tests.aws.conftest import run_stack
 
-CONTRACT_OUTPUTS = {
-    "cloud",
-    "region",
-    "api_url",
-    "dashboard_url",
-    "cluster_name",
-    "api_service_name",
-    "worker_service_name",
-    "relay_service_name",
-    "migrate_task_definition_arn",
-    "task_subnet_ids",
-    "task_security_group_ids",
-    "api_target_group_arn",
-    "db_instance_identifier",
-    "ecr_repository_url",
-    "alarm_topic_arn",
-    "broker_id",
-    "dlq_name",
-    "queue_backend",
-    "queue_url",
-    "dlq_url",
-    "secret_arns",
-    "log_group_names",
-}
+# The names groundwork ops reads back (groundwork/stack_outputs.py owns them).
+CONTRACT_OUTPUTS = AwsOutputs.__required_keys__
 
 
 def _count(run: ProgramRun) -> Counter[str]:

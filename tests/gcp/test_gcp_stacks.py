@@ -9,6 +9,7 @@ from groundwork_app.contract import deployment_contract
 from groundwork_app.settings import QueueBackend
 
 from groundwork.mockrun import ProgramRun
+from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError
 from tests.gcp.helpers import (
     PROJECT,
@@ -25,23 +26,8 @@ from tests.gcp.helpers import (
 CONTRACT = deployment_contract(QueueBackend.PUBSUB)
 PROCESSES = ("api", "worker", "relay", "migrate")
 LABEL_KEYS = {"environment", "service", "managed-by", "cost-center"}
-EXPORTS = {
-    "cloud",
-    "project",
-    "region",
-    "api_url",
-    "dashboard_url",
-    "api_service_name",
-    "worker_service_name",
-    "relay_service_name",
-    "migrate_job_name",
-    "db_instance_name",
-    "pubsub_topic",
-    "dead_letter_topic",
-    "dead_letter_subscription",
-    "artifact_registry_url",
-    "secret_ids",
-}
+# The names groundwork ops reads back (groundwork/stack_outputs.py owns them).
+EXPORTS = GcpOutputs.__required_keys__
 
 
 def _one(graph: ProgramRun, type_token: str) -> dict[str, Any]:

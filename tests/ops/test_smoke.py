@@ -87,3 +87,16 @@ def test_unreachable_api_is_one_clear_error() -> None:
 def test_bad_url_is_a_user_error() -> None:
     with pytest.raises(UserError, match="must start with https://"):
         http_smoke("api.example.com", None)
+
+
+async def test_minted_token_is_accepted_by_the_services_own_verifier_for_jobs() -> None:
+    # The smoke test submits a job and reads it back; the service authorises POST /v1/jobs
+    # by the `jobs:write` scope and answers 403 insufficient_scope without it
+    # (groundwork_app.api.auth.authorize), so verify with the service's own code.
+    from groundwork_app.api.auth import TokenVerifier
+    from groundwork_app.settings import Settings
+
+    settings = Settings(jwt_secret=JWT_SECRET)
+    principal = await TokenVerifier(settings).verify(mint_token(JWT_SECRET))
+    assert principal.subject == "groundwork-smoke-test"
+    assert {"jobs:read", "jobs:write"} <= principal.scopes

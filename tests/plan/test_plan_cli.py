@@ -65,7 +65,9 @@ MANDATORY = Verdict(
     rule="aws-rds-instance-multi-az",
     enforcement="mandatory",
     severity="high",
-    resource="urn:pulumi:staging::groundwork::aws:rds/instance:Instance::data-db",
+    urn="urn:pulumi:staging::groundwork::aws:rds/instance:Instance::data-db",
+    resource_type="aws:rds/instance:Instance",
+    resource_name="data-db",
     message="RDS instance data-db is single-AZ.",
     remediation="Set multi_az=True.",
 )
@@ -73,7 +75,9 @@ ADVISORY = Verdict(
     rule="aws-sns-topic-encrypted",
     enforcement="advisory",
     severity="medium",
-    resource="urn:x::topic",
+    urn="urn:x::topic",
+    resource_type="aws:sns/topic:Topic",
+    resource_name="topic",
     message="not encrypted",
 )
 
@@ -120,23 +124,23 @@ def test_advisory_only_passes(tiny, monkeypatch) -> None:
     assert "0 mandatory" in result.stdout and "1 advisory" in result.stdout
 
 
-def test_runner_results_are_normalised_from_the_policyrun_shape(tiny, monkeypatch) -> None:
-    """groundwork.policyrun returns objects with urn/resource_name and enum-ish levels."""
+def test_the_plan_prints_the_runners_verdicts_with_the_rules_fix(tiny) -> None:
+    """One path: the plan lists what groundwork.policyrun reports, severity from the Rule."""
+    from policies.pack import RULES_BY_NAME
 
-    class Raw:
-        rule = "aws-rds-instance-backup-retention"
-        enforcement = "mandatory"
-        severity = "high"
-        urn = "urn:pulumi:staging::groundwork::aws:rds/instance:Instance::data-db"
-        resource_type = "aws:rds/instance:Instance"
-        resource_name = "data-db"
-        message = "retention too short"
-
-    monkeypatch.setattr(commands, "POLICY_RUNNER", lambda run, env: [Raw()])
-    data = json.loads(invoke("plan", "staging", "--json").stdout)
-    item = data["verdicts"]["items"][0]
-    assert item["resource"] == Raw.urn
-    assert item["rule"] == Raw.rule and item["enforcement"] == "mandatory"
+    result = invoke("plan", "staging", "--json")
+    items = json.loads(result.stdout)["verdicts"]["items"]
+    # The tiny program's database is unencrypted: a mandatory security rule fails.
+    assert result.exit_code == 1
+    encrypted = next(i for i in items if i["rule"] == "aws-rds-instance-encrypted")
+    assert encrypted["enforcement"] == "mandatory"
+    assert encrypted["resource"].endswith("aws:rds/instance:Instance::data-db")
+    for item in items:
+        rule = RULES_BY_NAME[item["rule"]]
+        assert item["severity"] == rule.severity.value
+        # A rule's message carries its fix already, so the plan does not repeat it.
+        assert item["message"].endswith(f"Remediation: {rule.remediation}")
+        assert item["remediation"] == ""
 
 
 def test_a_crashing_policy_pack_is_an_error_not_a_pass(tiny, monkeypatch) -> None:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pulumi_aws as aws
@@ -23,6 +20,7 @@ from policies import aws_rules, gcp_rules
 from policies.pack import POLICIES, RULES, config_path, pack_config, render_config
 from policies.registry import Tier
 from tests.policies.helpers import TAGS, NotApplicable, record, violations
+from tests.pyrun import run_python
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -67,42 +65,48 @@ NO_RULE_NEEDED = {
 def test_importing_the_pack_builds_policies_without_starting_a_server() -> None:
     # PolicyPack() prints its gRPC port and blocks forever: a clean, prompt exit with only
     # our own output proves importing builds the list without constructing the pack.
-    code = "import policies.pack as p; print(len(p.POLICIES))"
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        check=True,
-    )
+    result = run_python("import policies.pack as p; print(len(p.POLICIES))", cwd=ROOT)
+    assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [str(len(RULES))]
     assert len(RULES) > 80
 
 
-def test_main_builds_the_pack_from_the_policies_directory() -> None:
-    # Run __main__.py as the CLI does (cwd policies/, repository root NOT importable),
-    # with PolicyPack replaced so the server does not start.
+def test_main_builds_the_pack_in_its_own_environment() -> None:
+    # Run __main__.py as the CLI does: cwd policies/, repository root NOT importable, and
+    # only what policies/venv has (the CLI installs policies/requirements.txt there): the
+    # shared Tier comes from the standard-library-only groundwork.tier. PolicyPack is
+    # replaced so the server does not start.
+    requirements = (ROOT / "policies" / "requirements.txt").read_text().split()
+    assert {"pulumi>=3.200,<4", "pulumi-policy>=1.13,<2"} <= set(requirements)
     code = (
-        "import sys, runpy, pulumi_policy\n"
+        "import sys, importlib.abc, runpy, pulumi_policy\n"
         f"sys.path[:] = [p for p in sys.path if p not in ('', {str(ROOT)!r})]\n"
+        "ABSENT = {'pydantic', 'pulumi_aws', 'pulumi_gcp', 'pulumi_random', 'pulumi_docker',\n"
+        "          'typer', 'rich', 'boto3', 'httpx', 'jwt', 'stacks', 'components',\n"
+        "          'groundwork_app'}\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        cli = name.startswith('groundwork.') and name != 'groundwork.tier'\n"
+        "        if name.split('.')[0] in ABSENT or cli:\n"
+        "            raise ImportError(f'{name} is not in policies/venv')\n"
+        "sys.meta_path.insert(0, Block())\n"
         "captured = {}\n"
         "pulumi_policy.PolicyPack = lambda **kw: captured.update(kw)\n"
         "runpy.run_path('__main__.py', run_name='__main__')\n"
+        "from policies.registry import Tier\n"
         "print(captured['name'], len(captured['policies']), captured['enforcement_level'].value)\n"
+        "print(Tier.__module__)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT / "policies",
-        env=env,
-        check=False,
-    )
+    result = run_python(code, cwd=ROOT / "policies")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory"]
+    assert result.stdout.split() == ["groundwork", str(len(RULES)), "mandatory", "groundwork.tier"]
+
+
+def test_tier_is_defined_once() -> None:
+    from groundwork.tier import Tier as Shared
+    from stacks.config import Tier as StackTier
+
+    assert Tier is Shared is StackTier
 
 
 def test_every_policy_is_well_formed() -> None:
@@ -238,6 +242,8 @@ def test_verdicts_carry_rule_level_severity_resource_and_remediation(
     assert verdict.resource_type == "aws:rds/instance:Instance"
     assert verdict.urn.endswith("::production-db")
     assert "Remediation: Set multi_az=True" in verdict.message
+    # The message already says how to fix it; the separate field would only repeat it.
+    assert verdict.remediation == ""
     assert "aws-rds-instance-multi-az" in format_verdicts([verdict])
 
 
@@ -282,6 +288,9 @@ def test_values_unknown_at_preview_become_advisory_like_the_engine() -> None:
     immutable = [v for v in verdicts if v.rule == "aws-ecr-repository-immutable-tags"]
     assert len(immutable) == 1 and immutable[0].enforcement == "advisory"
     assert "can't be known during preview" in immutable[0].message
+    # The engine's note does not say how to fix the rule: the fix comes from the Rule.
+    rule = next(r for r in RULES if r.name == "aws-ecr-repository-immutable-tags")
+    assert immutable[0].remediation == rule.remediation != ""
     assert not [v for v in verdicts if v.rule == "aws-ecr-repository-scan-on-push"]
 
 

@@ -5,17 +5,16 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
 import httpx
-import jwt
 import pytest
 
 from groundwork.devservers import DevServers
+from groundwork.tokens import mint_token
 
 
 @pytest.fixture
@@ -46,20 +45,15 @@ class ApiHarness:
         secret: str | None = None,
         **claims: Any,
     ) -> str:
-        now = int(time.time())
-        payload: dict[str, Any] = {
+        return mint_token(
+            secret or self.settings.jwt_secret.get_secret_value(),
+            issuer=self.settings.jwt_issuer,
+            audience=self.settings.jwt_audience,
             # "" picks a fresh client id; None leaves the claim out.
-            "sub": f"client-{uuid.uuid4().hex[:12]}" if sub == "" else sub,
-            "iss": self.settings.jwt_issuer,
-            "aud": self.settings.jwt_audience,
-            "iat": now,
-            "exp": now + 300,
-            "scope": scopes,
-        }
-        payload.update(claims)
-        payload = {k: v for k, v in payload.items() if v is not None}
-        key = secret or self.settings.jwt_secret.get_secret_value()
-        return jwt.encode(payload, key, algorithm="HS256")
+            subject=f"client-{uuid.uuid4().hex[:12]}" if sub == "" else sub,
+            scopes=scopes,
+            **claims,
+        )
 
     def auth(self, sub: str = "", scopes: str = "jobs:read jobs:write") -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(sub, scopes)}"}

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import jwt
 import pytest
 
 from groundwork.devservers import free_port
+from groundwork.tokens import mint_token
 
 from .conftest import JOB
 
@@ -64,17 +64,11 @@ def api_process(
 
 
 def _token(env: dict[str, str]) -> str:
-    now = int(time.time())
-    return jwt.encode(
-        {
-            "sub": "cli-client",
-            "iss": env["JWT_ISSUER"],
-            "aud": env["JWT_AUDIENCE"],
-            "exp": now + 300,
-            "scope": "jobs:write jobs:read",
-        },
+    return mint_token(
         env["JWT_SECRET"],
-        algorithm="HS256",
+        issuer=env["JWT_ISSUER"],
+        audience=env["JWT_AUDIENCE"],
+        subject="cli-client",
     )
 
 
