@@ -47,6 +47,7 @@ from components.aws.container_service import (
     fargate_memory_options,
 )
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
+from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
@@ -93,6 +94,12 @@ def build(settings: Settings) -> AwsOutputs:
             availability_zones=settings.availability_zones,
             nat=NatStrategy(settings.nat),
             interface_endpoints=settings.interface_endpoints,
+            # Without NAT the tasks reach AWS APIs only through endpoints: SQS too.
+            endpoint_services=(
+                (*DEFAULT_INTERFACE_ENDPOINTS, "sqs")
+                if settings.queue == "sqs" and settings.nat == NatStrategy.NONE
+                else DEFAULT_INTERFACE_ENDPOINTS
+            ),
             flow_log_retention_days=settings.log_retention_days,
             flow_log_kms_key_arn=logs_key.key_arn,
         ),

@@ -21,9 +21,9 @@ region), billed per request. What the app relies on (services/app, adapters/sqs.
 Names are auto-generated (logical name + random suffix): a replacement creates the new
 queue before deleting the old one, where a fixed name would collide, and SQS refuses a
 queue name reused within 60 s of its deletion. Replacing or destroying a queue drops
-the messages in it; the outbox has already marked them sent, so re-queue the affected
-jobs with ``UPDATE outbox SET sent_at = NULL`` for their rows (docs/runbook.md) when
-that happens outside a drained window.
+the messages in it; the outbox has already marked them sent, so jobs still ``queued``
+are re-published by re-running them (docs/runbook.md, "Backup and restore"): replace
+or switch queues in a drained window.
 """
 
 from __future__ import annotations
