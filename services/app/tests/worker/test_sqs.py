@@ -258,6 +258,24 @@ async def test_publisher_coalesces_sends_into_batches_of_ten(
     assert seen == {f"m-{i}": f"r-{i}" for i in range(25)}
 
 
+async def test_large_messages_are_split_across_batches_within_the_size_limit(
+    sqs_settings: Settings,
+) -> None:
+    """Ten 60 KB messages are 600 KB: more than a 256 KiB batch may carry, so they go in
+    several SendMessageBatch calls and every one arrives."""
+    publisher = SqsPublisher(sqs_settings)
+    body = json.dumps({"job_id": "x", "prompt": "p" * 60_000}).encode()
+    try:
+        await asyncio.gather(
+            *(publisher.publish(OutboundMessage(f"big-{i}", "j", body, {})) for i in range(10))
+        )
+        assert publisher._batches.batches < 10  # they did coalesce
+        assert publisher.send_calls >= 3  # 600 KB / 256 KiB
+    finally:
+        await publisher.close()
+    assert depth(sqs_settings, sqs_settings.sqs_queue_url) == 10
+
+
 async def test_publish_to_a_missing_queue_raises_publish_error(sqs_settings: Settings) -> None:
     from groundwork_app.ports import PublishError
 

@@ -40,6 +40,10 @@ MESSAGE_ID_ATTRIBUTE = "message_id"
 MAX_ATTRIBUTES = 10  # per message
 MAX_BATCH_ENTRIES = 10  # SendMessageBatch / DeleteMessageBatch / ChangeMessageVisibilityBatch
 MAX_ATTRIBUTE_CHARS = 1024  # ours: headers are short ids; keeps 10 attributes far below 256 KiB
+# A batch's entries together must stay within the queue's maximum message size: 256 KiB
+# for queues created before SQS raised the limit to 1 MiB (August 2025) and for queues
+# whose MaximumMessageSize says so. The lower bound is safe everywhere.
+MAX_BATCH_BYTES = 262_144
 # ReceiveMessage's HTTP response can take the whole long poll; botocore's read timeout
 # must outlast it or every empty poll would look like a network failure.
 READ_TIMEOUT_MARGIN_SECONDS = 10
@@ -143,6 +147,7 @@ class SqsPublisher:
             raise ValueError("SQS_QUEUE_URL must be set when QUEUE_BACKEND=sqs")
         self._queue_url = settings.sqs_queue_url
         self._calls = SqsCalls(client if client is not None else sqs_client(settings))
+        self.send_calls = 0  # SendMessageBatch calls (tests, benchmarks)
         self._batches: Coalescer[OutboundMessage, None] = Coalescer(
             self._send_batch, name="sqs_send", max_batch=MAX_BATCH_ENTRIES, max_concurrent=4
         )
@@ -164,10 +169,18 @@ class SqsPublisher:
             }
             for index, message in enumerate(messages)
         ]
-        response = await self._calls(
-            self._calls.client.send_message_batch, QueueUrl=self._queue_url, Entries=entries
-        )
-        failed = batch_failures(response)
+        failed: dict[str, str] = {}
+        for chunk in _by_size(entries):
+            self.send_calls += 1
+            try:
+                response = await self._calls(
+                    self._calls.client.send_message_batch, QueueUrl=self._queue_url, Entries=chunk
+                )
+            except Exception as exc:
+                # This chunk only: the others may have been accepted already.
+                failed.update({entry["Id"]: repr(exc) for entry in chunk})
+                continue
+            failed.update(batch_failures(response))
         return [
             PublishError(f"SQS did not accept {message.message_id}: {failed[str(index)]}")
             if str(index) in failed
@@ -180,13 +193,26 @@ class SqsPublisher:
         self._calls.close()
 
 
-async def send_one(calls: SqsCalls, queue_url: str, body: str, attributes: dict[str, Any]) -> None:
-    await calls(
-        calls.client.send_message,
-        QueueUrl=queue_url,
-        MessageBody=body,
-        MessageAttributes=attributes,
-    )
+def _entry_bytes(entry: Mapping[str, Any]) -> int:
+    """What SQS counts towards the size limit: the body and every attribute's name, type
+    and value (SQS Developer Guide, "Amazon SQS message attributes")."""
+    size = len(str(entry["MessageBody"]).encode("utf-8"))
+    for name, value in entry.get("MessageAttributes", {}).items():
+        size += len(name.encode()) + len(value["DataType"]) + len(value["StringValue"].encode())
+    return size
+
+
+def _by_size(entries: Sequence[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    chunks: list[list[dict[str, Any]]] = [[]]
+    total = 0
+    for entry in entries:
+        size = _entry_bytes(entry)
+        if chunks[-1] and total + size > MAX_BATCH_BYTES:
+            chunks.append([])
+            total = 0
+        chunks[-1].append(entry)
+        total += size
+    return chunks
 
 
 def redrive_max_receive_count(delivery_limit: int) -> int:
