@@ -185,6 +185,23 @@ def test_settings_require_both_urls_and_a_visibility_above_the_job_deadline() ->
     assert region_of(Settings(aws_region="ap-south-1")) == "ap-south-1"
 
 
+def test_deployed_sqs_settings_need_no_broker_password_nor_push_audience() -> None:
+    secret = "s" * 40
+    settings = Settings(
+        app_env="production",
+        queue_backend="sqs",
+        sqs_queue_url="https://sqs.us-east-1.amazonaws.com/1/q",
+        sqs_dlq_url="https://sqs.us-east-1.amazonaws.com/1/q-dlq",
+        jwt_secret=secret,
+        webhook_secret=secret,
+        db_password=secret,
+        redis_password=secret,
+    )
+    assert settings.rabbitmq_password.get_secret_value() == "guest"  # unused with SQS
+    with pytest.raises(ValidationError, match="JWT_SECRET"):
+        Settings(**{**settings.model_dump(), "jwt_secret": "changethis"})
+
+
 def test_retry_delays_grow_in_whole_seconds_and_redrive_matches_rabbitmq() -> None:
     settings = make_settings(queue_retry_delays_ms=[1000, 5000, 30000])
     assert [retry_delay_seconds(settings, a) for a in (1, 2, 3, 9)] == [1, 5, 30, 30]
