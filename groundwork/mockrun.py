@@ -38,6 +38,7 @@ class RecordedResource:
     parent: str
     provider: str = ""
     protect: bool = False
+    retain_on_delete: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
 
@@ -93,6 +94,12 @@ class GroundworkMocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         resource_id = args.resource_id or _fake_id(args.typ, args.name)
         state = dict(args.inputs)
+        # Provider-computed attributes first: some (an RDS ARN) have a documented shape
+        # the generic default below does not follow.
+        extra = _COMPUTED.get(args.typ)
+        if extra is not None:
+            for key, value in extra(args, self).items():
+                state.setdefault(key, value)
         if args.typ.startswith("aws:"):
             service = args.typ.split(":")[1].split("/")[0]
             state.setdefault(
@@ -100,10 +107,6 @@ class GroundworkMocks(pulumi.runtime.Mocks):
             )
         state.setdefault("id", resource_id)
         state.setdefault("name", state.get("name") or args.name)
-        extra = _COMPUTED.get(args.typ)
-        if extra is not None:
-            for key, value in extra(args, self).items():
-                state.setdefault(key, value)
         return resource_id, state
 
     def call(
@@ -179,12 +182,15 @@ class GroundworkMocks(pulumi.runtime.Mocks):
 
 
 def _aws_db(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    identifier = args.inputs.get("identifier") or args.name
     host = f"{args.name}.abcdefghij.{m.region}.rds.amazonaws.com"
     return {
         "address": host,
         "endpoint": f"{host}:5432",
         "port": 5432,
         "resourceId": f"db-{args.name.upper()[:20]}",
+        # arn:aws:rds:<region>:<account>:db:<identifier>
+        "arn": f"arn:aws:rds:{m.region}:{FAKE_ACCOUNT}:db:{identifier}",
         "masterUserSecrets": [
             {
                 "secretArn": f"arn:aws:secretsmanager:{m.region}:"
@@ -306,7 +312,11 @@ _COMPUTED: dict[
 ] = {
     "aws:rds/instance:Instance": _aws_db,
     "aws:rds/proxy:Proxy": lambda a, m: {
-        "endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com"
+        "endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com",
+        # arn:aws:rds:<region>:<account>:db-proxy:prx-<id>: the prx- id is what
+        # rds-db:connect names (RDS User Guide, rds-proxy-iam-setup).
+        "arn": f"arn:aws:rds:{m.region}:{FAKE_ACCOUNT}:db-proxy:prx-"
+        + hashlib.sha256(a.name.encode()).hexdigest()[:17],
     },
     "aws:acm/certificate:Certificate": _aws_acm,
     "aws:lb/loadBalancer:LoadBalancer": _aws_lb,
@@ -359,6 +369,7 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             parent=request.parent,
             provider=request.provider,
             protect=bool(request.protect),
+            retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
             ignore_changes=list(request.ignoreChanges),
             depends_on=list(request.dependencies),
         )

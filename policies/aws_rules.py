@@ -59,6 +59,10 @@ IAM_POLICY = "aws:iam/policy:Policy"
 IAM_ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 WEB_ACL = "aws:wafv2/webAcl:WebAcl"
+WAF_LOGGING = "aws:wafv2/webAclLoggingConfiguration:WebAclLoggingConfiguration"
+RDS_BACKUP_REPLICATION = (
+    "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
+)
 S3_BUCKETS = ("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 S3_ACL = ("aws:s3/bucketAclV2:BucketAclV2", "aws:s3/bucketAcl:BucketAcl")
 S3_PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
@@ -569,6 +573,25 @@ def _waf_rules(s: Subject) -> Iterator[str]:
         yield f"Web ACL {s.name} has no rules, so it inspects nothing."
     if not _true(get(s.props, "visibilityConfig.cloudwatchMetricsEnabled")):
         yield f"Web ACL {s.name} does not publish CloudWatch metrics."
+
+
+def _waf_logging_redacts(s: Subject) -> Iterator[str]:
+    if not as_list(s.props.get("logDestinationConfigs")):
+        yield f"WAF logging {s.name} has no destination."
+    redacted = {
+        str(get(field, "singleHeader.name") or "").lower()
+        for field in as_list(s.props.get("redactedFields"))
+    }
+    if "authorization" not in redacted:
+        yield f"WAF logging {s.name} writes Authorization headers (bearer tokens) to its logs."
+
+
+def _backup_replication_encrypted(s: Subject) -> Iterator[str]:
+    if not s.props.get("kmsKeyId"):
+        yield (
+            f"Backup replication {s.name} names no KMS key in the destination region: RDS "
+            "refuses to replicate an encrypted instance's backups without one."
+        )
 
 
 def _s3_block_public(s: Subject) -> Iterator[str]:
@@ -1087,6 +1110,24 @@ RULES: list[Rule] = [
         "visibility_config.cloudwatch_metrics_enabled.",
         control="WAF.10",
         check=_waf_rules,
+    ),
+    Rule(
+        "aws-wafv2-logging-redacts-authorization",
+        "WAF request logs are delivered and never contain Authorization headers.",
+        (WAF_LOGGING,),
+        Severity.HIGH,
+        "Set log_destination_configs and redacted_fields=[{single_header: {name: "
+        "'authorization'}}].",
+        control="WAF.11",
+        check=_waf_logging_redacts,
+    ),
+    Rule(
+        "aws-rds-backup-replication-encrypted",
+        "Cross-region automated backup replication names a KMS key of the destination region.",
+        (RDS_BACKUP_REPLICATION,),
+        Severity.HIGH,
+        "Set kms_key_id to a key created in the destination region.",
+        check=_backup_replication_encrypted,
     ),
     Rule(
         "aws-s3-bucketpublicaccessblock-enabled",

@@ -347,6 +347,40 @@ def _push_authenticated(s: Subject) -> Iterator[str]:
         yield f"Push subscription {s.name} pushes to a non-HTTPS endpoint."
 
 
+LOG_BUCKET = "gcp:logging/projectBucketConfig:ProjectBucketConfig"
+LOG_SINK = "gcp:logging/projectSink:ProjectSink"
+SLO = "gcp:monitoring/slo:Slo"
+SLO_SERVICE = "gcp:monitoring/customService:CustomService"
+MIN_LOG_RETENTION_DAYS = 30
+
+
+def _log_bucket_retention(s: Subject) -> Iterator[str]:
+    days = s.props.get("retentionDays")
+    if not isinstance(days, int | float) or days < MIN_LOG_RETENTION_DAYS:
+        yield f"Log bucket {s.name} keeps logs {days} days (< {MIN_LOG_RETENTION_DAYS})."
+    if not s.props.get("location") or s.props.get("location") == "global":
+        yield f"Log bucket {s.name} is not pinned to a region."
+
+
+def _log_sink_scoped(s: Subject) -> Iterator[str]:
+    if _true(s.props.get("disabled")):
+        yield f"Log sink {s.name} is disabled."
+    if not str(s.props.get("filter") or "").strip():
+        yield f"Log sink {s.name} routes every log of the project (no filter)."
+
+
+def _slo_sane(s: Subject) -> Iterator[str]:
+    if s.type == SLO_SERVICE:
+        if not s.props.get("displayName"):
+            yield f"SLO service {s.name} has no display name."
+        return
+    goal = s.props.get("goal")
+    if not isinstance(goal, int | float) or not 0.9 <= goal < 1:
+        yield f"SLO {s.name} has goal {goal!r}; use 0.9 <= goal < 1 (100 % leaves no budget)."
+    if not (s.props.get("rollingPeriodDays") or s.props.get("calendarPeriod")):
+        yield f"SLO {s.name} has no compliance period."
+
+
 _PUBLIC_SERVICES_SCHEMA = {
     "publicServices": {
         "type": "array",
@@ -633,5 +667,30 @@ RULES: list[Rule] = [
         "Set push_config.oidc_token.service_account_email (and audience) and an https "
         "push_endpoint.",
         check=_push_authenticated,
+    ),
+    Rule(
+        "gcp-logging-bucket-retention",
+        "Log buckets keep logs at least 30 days, in the stack's region.",
+        (LOG_BUCKET,),
+        Severity.MEDIUM,
+        "Set retention_days >= 30 (groundwork:logRetentionDays) and location=region.",
+        check=_log_bucket_retention,
+    ),
+    Rule(
+        "gcp-logging-sink-scoped",
+        "Log sinks are enabled and route a filtered set of logs.",
+        (LOG_SINK,),
+        Severity.LOW,
+        "Set a filter naming the resources to route and leave disabled unset.",
+        check=_log_sink_scoped,
+    ),
+    Rule(
+        "gcp-monitoring-slo-goal",
+        "SLOs have an achievable goal and a compliance period.",
+        (SLO, SLO_SERVICE),
+        Severity.LOW,
+        "Set goal between 0.9 and 1 (exclusive) and rolling_period_days.",
+        check=_slo_sane,
+        enforcement=EnforcementLevel.ADVISORY,
     ),
 ]

@@ -46,6 +46,7 @@ from components.aws.container_service import (
     describe_memory_options,
     fargate_memory_options,
 )
+from components.aws.database import app_connect_statement
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
@@ -77,12 +78,15 @@ def build(settings: Settings) -> AwsOutputs:
         validate_image_uri(settings.image_uri, region, account)
     api_deployment = DeploymentStrategy(settings.api_deployment_strategy)
     recovery_days = 30 if settings.is_production else 7
+    # Stateful resources of a protected tier refuse `pulumi destroy` and replacement.
+    protect = settings.deletion_protection
 
     logs_key = EncryptionKey(
         f"{prefix}-logs",
         EncryptionKeyArgs(
             description=f"{prefix}: CloudWatch log groups",
             service_principals=[f"logs.{region}.amazonaws.com"],
+            protect=protect,
         ),
         opts=opts,
     )
@@ -94,12 +98,7 @@ def build(settings: Settings) -> AwsOutputs:
             availability_zones=settings.availability_zones,
             nat=NatStrategy(settings.nat),
             interface_endpoints=settings.interface_endpoints,
-            # Without NAT the tasks reach AWS APIs only through endpoints: SQS too.
-            endpoint_services=(
-                (*DEFAULT_INTERFACE_ENDPOINTS, "sqs")
-                if settings.queue == "sqs" and settings.nat == NatStrategy.NONE
-                else DEFAULT_INTERFACE_ENDPOINTS
-            ),
+            endpoint_services=endpoint_services(settings),
             flow_log_retention_days=settings.log_retention_days,
             flow_log_kms_key_arn=logs_key.key_arn,
         ),
@@ -117,7 +116,9 @@ def build(settings: Settings) -> AwsOutputs:
     app_tasks = {p: tasks[p] for p in ("api", "worker", "relay")}
 
     secrets = AppSecrets(
-        f"{prefix}-secrets", AppSecretsArgs(recovery_window_days=recovery_days), opts=opts
+        f"{prefix}-secrets",
+        AppSecretsArgs(recovery_window_days=recovery_days, protect=protect),
+        opts=opts,
     )
 
     database = Database(
@@ -133,8 +134,19 @@ def build(settings: Settings) -> AwsOutputs:
             backup_retention_days=settings.db_backup_retention_days,
             deletion_protection=settings.deletion_protection,
             final_snapshot=settings.is_production or settings.deletion_protection,
-            read_replica=settings.db_read_replica,
+            protect=protect,
             proxy=settings.db_proxy,
+            log_retention_days=settings.log_retention_days,
+            log_kms_key_arn=logs_key.key_arn,
+            backup_replica_provider=(
+                aws.Provider(
+                    f"{prefix}-aws-backups",
+                    region=dr_region,
+                    default_tags={"tags": settings.tags},
+                )
+                if (dr_region := backup_region(settings, region))
+                else None
+            ),
         ),
         opts=opts,
     )
@@ -153,6 +165,7 @@ def build(settings: Settings) -> AwsOutputs:
             secret_recovery_window_days=recovery_days,
             log_retention_days=settings.log_retention_days,
             log_kms_key_arn=logs_key.key_arn,
+            protect=protect,
         ),
         opts=opts,
     )
@@ -177,6 +190,8 @@ def build(settings: Settings) -> AwsOutputs:
                 client_security_group_ids=app_tasks,
                 secrets_kms_key_arn=secrets.kms_key_arn,
                 broker_name=f"{prefix}-broker",
+                management_client_security_group_ids={"migrate": tasks["migrate"]},
+                protect=protect,
                 instance_type=settings.broker_instance_type,
                 deployment_mode=(
                     DeploymentMode.CLUSTER_MULTI_AZ
@@ -200,6 +215,8 @@ def build(settings: Settings) -> AwsOutputs:
             hosted_zone_id=settings.hosted_zone_id,
             deletion_protection=settings.deletion_protection,
             waf=settings.waf,
+            waf_log_retention_days=settings.log_retention_days,
+            waf_log_kms_key_arn=logs_key.key_arn,
             api_deployment=api_deployment,
         ),
         opts=opts,
@@ -207,6 +224,7 @@ def build(settings: Settings) -> AwsOutputs:
 
     environment = service_environment(settings, database, cache, broker, queue)
     secret_refs: dict[str, pulumi.Input[str]] = {
+        # The master password, for migrate alone; the others authenticate with IAM tokens.
         "DB_PASSWORD": database.master_secret_arn.apply(lambda arn: f"{arn}:password::"),
         "REDIS_PASSWORD": cache.auth_secret_arn,
         "JWT_SECRET": secrets.secret_arns["jwt-secret"],
@@ -222,7 +240,12 @@ def build(settings: Settings) -> AwsOutputs:
         secret_refs["RABBITMQ_PASSWORD"] = broker.credentials_secret_arn.apply(
             lambda a: f"{a}:password::"
         )
+        # The broker administrator, for migrate alone (it creates the application user).
+        secret_refs["RABBITMQ_ADMIN_PASSWORD"] = broker.admin_secret_arn.apply(
+            lambda a: f"{a}:password::"
+        )
         secret_arns["broker-credentials"] = broker.credentials_secret_arn
+        secret_arns["broker-admin"] = broker.admin_secret_arn
 
     app = ContainerService(
         f"{prefix}-app",
@@ -236,10 +259,16 @@ def build(settings: Settings) -> AwsOutputs:
             environment=environment,
             secrets=secret_refs,
             secret_arns=list(secret_arns.values()),
+            process_environment={"migrate": migrate_environment(database)},
+            migrate_only_secrets=frozenset({"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"})
+            & set(secret_refs),
+            task_policy_statements=[
+                database.app_connect_arn.apply(lambda arn: app_connect_statement([arn])),
+                *(queue.task_statements(region) if queue else []),
+            ],
             kms_key_arns=[secrets.kms_key_arn, database.kms_key_arn],
             broker_name=broker.broker_name if broker else None,
             sqs_queue_name=queue.queue_name if queue else None,
-            task_policy_statements=queue.task_statements(region) if queue else None,
             cpu_architecture=settings.cpu_architecture.upper(),
             image=(
                 PrebuiltImage(settings.image_uri)
@@ -291,6 +320,9 @@ def build(settings: Settings) -> AwsOutputs:
             db_instance_identifier=database.instance_identifier,
             db_allocated_storage_gb=settings.db_allocated_storage_gb,
             db_max_connections=int(approx_max_connections(settings.db_instance_class) * 0.8),
+            db_freeable_memory_bytes=instance_memory_bytes(settings.db_instance_class) * 0.1,
+            db_proxy_name=database.proxy_name,
+            service_max_counts={"api": settings.api_max_count, "worker": settings.worker_max_count},
             cache_cluster_ids=cache.member_cluster_ids,
             broker_name=broker.broker_name if broker else None,
             sqs_queue_name=queue.queue_name if queue else None,
@@ -346,7 +378,9 @@ def service_environment(
         "DB_HOST": database.address,
         "DB_PORT": str(database.port),
         "DB_NAME": database.database_name,
-        "DB_USER": database.username,
+        # api, worker and relay: the application role, a fresh IAM token per connection.
+        "DB_USER": database.app_username,
+        "DB_IAM_AUTH": "true",
         # Prepared statements only on direct connections: RDS Proxy would pin sessions.
         "DB_STATEMENT_CACHE_SIZE": "0" if settings.db_proxy else str(DIRECT_STATEMENT_CACHE),
         "REDIS_HOST": cache.primary_endpoint,
@@ -368,8 +402,76 @@ def service_environment(
         "RABBITMQ_HOST": broker.host,
         "RABBITMQ_PORT": str(broker.port),
         "RABBITMQ_USER": broker.username,
+        "RABBITMQ_ADMIN_USER": broker.admin_username,
+        "RABBITMQ_MANAGEMENT_URL": broker.management_url,
         "RABBITMQ_TLS": "true",
     }
+
+
+def endpoint_services(settings: Settings) -> tuple[str, ...]:
+    """Interface endpoints: ECS Exec's session channel goes to ssmmessages, which without
+    a NAT is reachable only through its endpoint (ecs-exec.html, "Using ECS Exec with
+    VPC endpoints")."""
+    return (
+        DEFAULT_INTERFACE_ENDPOINTS
+        + (("ssmmessages",) if settings.ecs_exec else ())
+        # Without NAT the tasks reach AWS APIs only through endpoints: SQS too.
+        + (("sqs",) if settings.queue == "sqs" and settings.nat == NatStrategy.NONE else ())
+    )
+
+
+def migrate_environment(database: Database) -> dict[str, pulumi.Input[str]]:
+    """migrate connects to the instance as the master user (password from the RDS-managed
+    secret, read fresh at each task start) and creates the application role."""
+    return {
+        "DB_HOST": database.instance_address,
+        "DB_USER": database.username,
+        "DB_IAM_AUTH": "false",
+        "DB_APP_USER": database.app_username,
+    }
+
+
+# Where production's automated backups are replicated by default: a nearby region of
+# the same partition that supports RDS cross-region automated backups.
+BACKUP_REGION_PAIRS = {
+    "us-east-1": "us-west-2",
+    "us-east-2": "us-west-2",
+    "us-west-1": "us-east-1",
+    "us-west-2": "us-east-1",
+    "ca-central-1": "us-east-1",
+    "eu-west-1": "eu-central-1",
+    "eu-west-2": "eu-west-1",
+    "eu-west-3": "eu-central-1",
+    "eu-central-1": "eu-west-1",
+    "eu-north-1": "eu-west-1",
+    "ap-northeast-1": "ap-northeast-3",
+    "ap-northeast-2": "ap-northeast-1",
+    "ap-south-1": "ap-southeast-1",
+    "ap-southeast-1": "ap-northeast-1",
+    "ap-southeast-2": "ap-southeast-1",
+    "sa-east-1": "us-east-1",
+}
+
+
+def backup_region(settings: Settings, region: str) -> str | None:
+    """The region automated backups are replicated to, or None."""
+    chosen = settings.db_backup_region
+    if chosen == "none":
+        return None
+    if chosen is None:
+        if not settings.is_production:
+            return None
+        chosen = BACKUP_REGION_PAIRS.get(region)
+        if chosen is None:
+            raise invalid_value(
+                "dbBackupRegion",
+                "(unset)",
+                f"a region to replicate production backups of {region} to (no default "
+                "pair is known for it), or 'none' to keep them in one region",
+            )
+    if chosen == region:
+        raise invalid_value("dbBackupRegion", chosen, f"a region other than the stack's ({region})")
+    return chosen
 
 
 def tag_everything(tags: dict[str, str]) -> None:
@@ -447,6 +549,16 @@ def validate(settings: Settings) -> None:
         ) from None
     if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20:
         raise invalid_value("vpcCidr", settings.vpc_cidr, "an IPv4 block from /16 to /20")
+    if cidr.prefixlen > 19:
+        # Public and isolated subnets are 1/256 of the VPC: a /20 gives /28s, and an
+        # Application Load Balancer needs subnets of at least /27 with 8 free addresses
+        # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html#subnets-load-balancer).
+        raise invalid_value(
+            "vpcCidr",
+            settings.vpc_cidr,
+            "/16 to /19 on AWS: the public subnets (1/256 of the VPC) must be at least /27 "
+            "for the load balancer",
+        )
     if settings.nat == NatStrategy.NONE and not settings.interface_endpoints:
         raise invalid_value(
             "nat",
@@ -478,6 +590,24 @@ def validate(settings: Settings) -> None:
             settings.cpu_architecture,
             f"x86_64 while {', '.join(spot)} is true (Fargate Spot runs x86_64 tasks only); "
             f"set {' and '.join(f'{k}=false' for k in spot)} to run on Graviton",
+        )
+    if settings.nat == NatStrategy.NONE and settings.is_production:
+        raise invalid_value(
+            "nat",
+            settings.nat,
+            "'single' or 'one-per-az' in production: the worker calls the LLM provider "
+            f"({application_env(settings)['LLM_BASE_URL']}) on the internet, which a VPC "
+            "without NAT cannot reach (no endpoint exists for it). 'none' suits staging with "
+            "the simulated LLM (the llm-api-key secret left unset)",
+        )
+    if settings.db_read_replica:
+        raise invalid_value(
+            "dbReadReplica",
+            "true",
+            "false: RDS refuses a read replica of an instance whose master password it "
+            "manages ('Creating read replicas for source instance ... where "
+            "ManageMasterUserPassword is enabled is not supported'), and the service never "
+            "reads from one; use dbMultiAz for availability and dbBackupRegion for DR",
         )
     if settings.domain and not (settings.certificate_arn or settings.hosted_zone_id):
         raise invalid_value(
@@ -552,9 +682,13 @@ _MEMORY_GIB = {
 }
 
 
-def approx_max_connections(instance_class: str) -> int:
+def instance_memory_bytes(instance_class: str) -> int:
     size = instance_class.rsplit(".", 1)[-1]
     memory = _MEMORY_GIB.get(size, 8) * 1024**3
     if instance_class.startswith(("db.r", "db.x")):
         memory *= 2
-    return min(memory // 9_531_392, 5000)
+    return memory
+
+
+def approx_max_connections(instance_class: str) -> int:
+    return min(instance_memory_bytes(instance_class) // 9_531_392, 5000)

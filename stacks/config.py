@@ -91,7 +91,20 @@ class Settings(BaseModel):
     db_max_storage_gb: int = Field(alias="dbMaxStorageGb", ge=20, le=65536)
     db_multi_az: bool = Field(alias="dbMultiAz")
     db_backup_retention_days: int = Field(alias="dbBackupRetentionDays", ge=1, le=35)
-    db_read_replica: bool = Field(default=False, alias="dbReadReplica")
+    db_read_replica: bool = Field(
+        default=False,
+        alias="dbReadReplica",
+        description="AWS: refused (RDS cannot replicate an instance with an RDS-managed "
+        "master password, and the service never reads from a replica)",
+    )
+    db_backup_region: str | None = Field(
+        default=None,
+        alias="dbBackupRegion",
+        pattern=r"^([a-z]{2}(-[a-z]+)+-\d+|none)$",
+        description="AWS: region that receives replicated automated backups (point-in-time "
+        "restore after a regional outage). Production default: the region's pair (see "
+        "docs/deploy-aws.md); 'none' turns it off",
+    )
     db_proxy: bool = Field(alias="dbProxy")
     deletion_protection: bool = Field(alias="deletionProtection")
     cache_node_type: str = Field(alias="cacheNodeType")
@@ -280,7 +293,9 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
     Tier.PRODUCTION: {
         "availabilityZones": 3,
         "nat": "one-per-az",
-        "interfaceEndpoints": True,
+        # Off: at the modelled traffic four endpoints x 3 AZs cost ~10x the NAT processing
+        # of the same bytes (docs/cost-model.md); set true for a private path to AWS APIs.
+        "interfaceEndpoints": False,
         "dbInstanceClass": "db.m7g.large",
         "dbAllocatedStorageGb": 100,
         "dbMaxStorageGb": 1000,

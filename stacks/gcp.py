@@ -42,6 +42,10 @@ from components.gcp import (
     carve,
     gcp_labels,
 )
+from components.gcp.database import AUDIT_FLAGS, DEFAULT_FLAGS
+from components.gcp.logs import ServiceLogs, ServiceLogsArgs
+from components.gcp.secrets import replication_of
+from components.gcp.services import is_not_found
 from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
@@ -89,6 +93,8 @@ def build(settings: Settings) -> GcpOutputs:
             disk_size_gb=settings.db_allocated_storage_gb,
             disk_autoresize_limit_gb=settings.db_max_storage_gb,
             backup_retention_days=settings.db_backup_retention_days,
+            backup_location=region,
+            flags={**DEFAULT_FLAGS, **(AUDIT_FLAGS if settings.is_production else {})},
             deletion_protection=settings.deletion_protection,
             database_name=settings.service.replace("-", "_"),
             user_name=f"{settings.service.replace('-', '_')}_app",
@@ -117,6 +123,7 @@ def build(settings: Settings) -> GcpOutputs:
     push_audience = settings.gcp_push_audience or f"https://{project}/{prefix}-worker/pubsub/push"
 
     replication = SecretReplication(settings.secret_replication)
+    refuse_replication_change(prefix, project, replication, [region], provider)
     secrets = SecretStore(
         prefix,
         SecretStoreArgs(
@@ -225,6 +232,20 @@ def build(settings: Settings) -> GcpOutputs:
         )
     api_url: pulumi.Output[str] = edge.url if edge else app.api_url
 
+    ServiceLogs(
+        prefix,
+        ServiceLogsArgs(
+            project=project,
+            region=region,
+            # CloudWatch's longest step (3653) is 3 days over Cloud Logging's maximum.
+            retention_days=min(settings.log_retention_days, 3650),
+            run_service_prefix=f"{prefix}-",
+            sql_instance_id=database.instance_name.apply(lambda n: f"{project}:{n}"),
+            labels=labels,
+        ),
+        opts,
+    )
+
     alerts = Alerts(
         prefix,
         AlertsArgs(
@@ -268,6 +289,49 @@ def build(settings: Settings) -> GcpOutputs:
         "artifact_registry_url": registry.repository_url,
         "secret_ids": secrets.secret_ids,
     }
+
+
+def refuse_replication_change(
+    prefix: str,
+    project: str,
+    replication: SecretReplication,
+    region_locations: list[str],
+    provider: gcp.Provider,
+) -> None:
+    """Secret Manager ``replication`` is immutable and the secret ids are fixed.
+
+    The provider would replace every secret: create-first fails on "already exists",
+    delete-first destroys the operator's LLM_API_KEY versions. So the live replication
+    (read from the operator-managed secret) must match ``groundwork:secretReplication``.
+    Only a missing secret (first deploy) skips the check; any other lookup error stops.
+    """
+    secret_id = f"{prefix}-llm-api-key"
+    try:
+        live = gcp.secretmanager.get_secret(
+            secret_id=secret_id, project=project, opts=pulumi.InvokeOptions(provider=provider)
+        )
+    except Exception as exc:
+        if is_not_found(exc):
+            return
+        raise ConfigError(
+            f"could not read secret {secret_id} to check its replication ({exc}); the deploy "
+            "identity needs secretmanager.secrets.get"
+        ) from exc
+    current = replication_of(live)
+    if current is None:
+        return
+    wanted = region_locations if replication is SecretReplication.USER_MANAGED else []
+    if current != (replication, sorted(wanted)):
+        mode, locations = current
+        where = f" in {', '.join(locations)}" if locations else ""
+        raise ConfigError(
+            f"groundwork:secretReplication = {replication.value!r} (region "
+            f"{', '.join(wanted) or 'any'}) differs from the live secrets' replication "
+            f"{mode.value!r}{where}: Secret Manager cannot change replication in place, and "
+            "replacing the secrets would delete the operator's LLM_API_KEY versions. Set "
+            f"groundwork:secretReplication back to {mode.value!r}, or migrate by hand "
+            "(docs/deploy-gcp.md, 'Changes that replace a resource')"
+        )
 
 
 def gcp_location(settings: Settings) -> tuple[str, str]:
@@ -343,6 +407,11 @@ def service_env(
         "DB_PORT": "5432",
         "DB_NAME": database.database_name,
         "DB_USER": database.user_name,
+        # Authenticate the server, not just encrypt: chain to the instance's own CA.
+        # verify-ca, not verify-full: the certificate's CN is "<project>:<instance>",
+        # it names no IP, and the services connect by private IP.
+        "DB_SSLMODE": "verify-ca",
+        "DB_TLS_CA_CERT": database.server_ca_pem,
         # Cloud SQL is reached directly (no pooler in between): cache prepared statements.
         "DB_STATEMENT_CACHE_SIZE": "100",
         "REDIS_HOST": cache.host,
@@ -354,4 +423,7 @@ def service_env(
         "PUBSUB_PROJECT_ID": project,
         "PUBSUB_PUSH_AUDIENCE": push_audience,
         "PUBSUB_PUSH_SERVICE_ACCOUNT": queue.push_service_account.email,
+        # The worker keeps Cloud Run's invoker check: Cloud Run validates the push token
+        # and strips its signature, the app checks the claims (adapters/pubsub.py).
+        "PUBSUB_PUSH_AUTH": "cloud-run-iam",
     }

@@ -21,6 +21,9 @@ def application_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         # RDS and Cloud SQL enforce TLS; the endpoints are not in the certificates' SANs.
         "DB_SSLMODE": "require",
+        # Password authentication unless a cloud stack overrides it per process.
+        "DB_IAM_AUTH": "false",
+        "DB_APP_USER": "",
         "REDIS_TLS": "true",
         "QUEUE_DELIVERY_LIMIT": str(DELIVERY_ATTEMPTS),
         "JWT_ALGORITHM": "HS256",

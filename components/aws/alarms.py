@@ -48,6 +48,20 @@ class AlarmsArgs:
     queue_age_seconds: int = 900
     """SQS: the oldest waiting message is older than this (workers stuck or too few)."""
     watched_services: tuple[str, ...] = field(default=("api", "worker"))
+    service_max_counts: Mapping[str, int] = field(default_factory=dict)
+    """Autoscaling ceilings: a watched service's CPU/memory alarm then fires only while it
+    runs at its maximum, when scaling out can no longer help (below it, high CPU is the
+    scaling signal itself, not an incident)."""
+    db_proxy_name: pulumi.Input[str] | None = None
+    db_freeable_memory_bytes: float | None = None
+    """Alarm when RDS FreeableMemory drops below this (e.g. 10 % of the class's memory)."""
+    cache_replication_lag_seconds: float = 30.0
+    broker_memory_percent: float = 80.0
+    """Of the RabbitMQ memory high watermark: at 100 % the broker blocks every publisher."""
+    broker_cpu_percent: float = 80.0
+    broker_disk_free_factor: float = 2.0
+    """Alarm when free disk falls below this multiple of RabbitMQ's disk_free_limit
+    (at the limit the broker blocks publishers)."""
 
     def __post_init__(self) -> None:
         if self.email is not None and "@" not in self.email:
@@ -177,22 +191,67 @@ class Alarms(pulumi.ComponentResource):
             )
         for service in args.watched_services:
             dims = {"ClusterName": args.cluster_name, "ServiceName": args.service_names[service]}
+            ceiling = args.service_max_counts.get(service)
             for metric_name, limit in (
                 ("CPUUtilization", args.ecs_cpu_percent),
                 ("MemoryUtilization", args.ecs_memory_percent),
             ):
+                suffix = f"{service}-{metric_name.removesuffix('Utilization').lower()}"
+                if ceiling is None:
+                    alarm(
+                        suffix,
+                        f"{service} tasks average {metric_name} above {limit} %",
+                        namespace="AWS/ECS",
+                        metric_name=metric_name,
+                        dimensions=dims,
+                        statistic="Average",
+                        period=60,
+                        evaluation_periods=5,
+                        comparison_operator="GreaterThanThreshold",
+                        threshold=limit,
+                    )
+                    continue
                 alarm(
-                    f"{service}-{metric_name.removesuffix('Utilization').lower()}",
-                    f"{service} tasks average {metric_name} above {limit} %",
-                    namespace="AWS/ECS",
-                    metric_name=metric_name,
-                    dimensions=dims,
-                    statistic="Average",
-                    period=60,
-                    evaluation_periods=5,
+                    suffix,
+                    f"{service} at its autoscaling maximum ({ceiling} tasks) and still "
+                    f"averaging {metric_name} above {limit} %",
                     comparison_operator="GreaterThanThreshold",
                     threshold=limit,
+                    evaluation_periods=5,
+                    metric_queries=[
+                        metric("usage", "AWS/ECS", metric_name, dims, "Average"),
+                        metric(
+                            "running", "ECS/ContainerInsights", "RunningTaskCount", dims, "Average"
+                        ),
+                        {
+                            "id": "at_max",
+                            "label": f"{metric_name} while at {ceiling} tasks",
+                            "return_data": True,
+                            "expression": f"IF(running >= {ceiling}, usage, 0)",
+                        },
+                    ],
                 )
+        for service, service_name in args.service_names.items():
+            dims = {"ClusterName": args.cluster_name, "ServiceName": service_name}
+            alarm(
+                f"{service}-tasks-below-desired",
+                f"{service}: fewer tasks running than desired for 10 minutes (crash loop, "
+                "failed pulls or secrets, capacity)",
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+                evaluation_periods=10,
+                treat_missing_data="breaching",
+                metric_queries=[
+                    metric("desired", "ECS/ContainerInsights", "DesiredTaskCount", dims, "Average"),
+                    metric("running", "ECS/ContainerInsights", "RunningTaskCount", dims, "Average"),
+                    {
+                        "id": "missing",
+                        "label": "desired - running tasks",
+                        "return_data": True,
+                        "expression": "desired - running",
+                    },
+                ],
+            )
         db = {"DBInstanceIdentifier": args.db_instance_identifier}
         alarm(
             "db-cpu",
@@ -231,6 +290,60 @@ class Alarms(pulumi.ComponentResource):
             comparison_operator="GreaterThanThreshold",
             threshold=args.db_max_connections,
         )
+        if args.db_freeable_memory_bytes is not None:
+            alarm(
+                "db-freeable-memory",
+                f"RDS freeable memory below {args.db_freeable_memory_bytes / 1024**2:.0f} MiB",
+                namespace="AWS/RDS",
+                metric_name="FreeableMemory",
+                dimensions=db,
+                statistic="Minimum",
+                period=300,
+                evaluation_periods=3,
+                comparison_operator="LessThanThreshold",
+                threshold=args.db_freeable_memory_bytes,
+            )
+        if args.db_proxy_name is not None:
+            proxy = {"ProxyName": args.db_proxy_name}
+            alarm(
+                "db-proxy-auth-failures",
+                "RDS Proxy refuses client logins (IAM token, rds-db:connect or rds_iam grant)",
+                namespace="AWS/RDS",
+                metric_name="ClientConnectionsSetupFailedAuth",
+                dimensions=proxy,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
+            alarm(
+                "db-proxy-availability",
+                "RDS Proxy cannot reach its database target",
+                namespace="AWS/RDS",
+                metric_name="AvailabilityPercentage",
+                dimensions={**proxy, "TargetGroup": "default", "TargetRole": "READ_WRITE"},
+                statistic="Minimum",
+                period=60,
+                evaluation_periods=3,
+                comparison_operator="LessThanThreshold",
+                threshold=100,
+            )
+        for cluster_id in args.cache_cluster_ids:
+            # Only a replica reports ReplicationLag; which node that is changes on failover.
+            alarm(
+                f"cache-{cluster_id.rsplit('-', 1)[-1]}-replication-lag",
+                f"Cache node {cluster_id} lags its primary by more than "
+                f"{args.cache_replication_lag_seconds:g} s",
+                namespace="AWS/ElastiCache",
+                metric_name="ReplicationLag",
+                dimensions={"CacheClusterId": cluster_id},
+                statistic="Maximum",
+                period=60,
+                evaluation_periods=5,
+                comparison_operator="GreaterThanThreshold",
+                threshold=args.cache_replication_lag_seconds,
+            )
         for cluster_id in args.cache_cluster_ids:
             cache = {"CacheClusterId": cluster_id}
             for suffix, metric_name, limit, stat in (
@@ -254,7 +367,7 @@ class Alarms(pulumi.ComponentResource):
         if args.sqs:
             self._sqs_alarms(args, alarm)
         else:
-            self._broker_alarms(args, alarm)
+            self._broker_alarms(args, alarm, metric)
 
         body = pulumi.Output.all(
             region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
@@ -273,11 +386,60 @@ class Alarms(pulumi.ComponentResource):
         self.register_outputs({"topic_arn": self.topic_arn, "dashboard_name": self.dashboard_name})
 
     @staticmethod
-    def _broker_alarms(args: AlarmsArgs, alarm: Any) -> None:
+    def _broker_alarms(args: AlarmsArgs, alarm: Any, metric: Any) -> None:
         def queue_dims(queue: str) -> dict[str, pulumi.Input[str]]:
             assert args.broker_name is not None
             return {"Broker": args.broker_name, "VirtualHost": args.queue_vhost, "Queue": queue}
 
+        broker = {"Broker": args.broker_name}
+        alarm(
+            "broker-memory",
+            f"RabbitMQ memory above {args.broker_memory_percent} % of its high watermark "
+            "(at 100 % publishers are blocked)",
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.broker_memory_percent,
+            evaluation_periods=3,
+            metric_queries=[
+                metric("used", "AWS/AmazonMQ", "RabbitMQMemUsed", broker, "Maximum"),
+                metric("limit", "AWS/AmazonMQ", "RabbitMQMemLimit", broker, "Minimum"),
+                {
+                    "id": "pct",
+                    "label": "memory used (% of watermark)",
+                    "return_data": True,
+                    "expression": "100 * used / limit",
+                },
+            ],
+        )
+        alarm(
+            "broker-disk",
+            f"RabbitMQ free disk below {args.broker_disk_free_factor:g}x its limit "
+            "(at the limit publishers are blocked)",
+            comparison_operator="LessThanThreshold",
+            threshold=args.broker_disk_free_factor,
+            evaluation_periods=3,
+            metric_queries=[
+                metric("free", "AWS/AmazonMQ", "RabbitMQDiskFree", broker, "Minimum"),
+                metric("limit", "AWS/AmazonMQ", "RabbitMQDiskFreeLimit", broker, "Maximum"),
+                {
+                    "id": "ratio",
+                    "label": "free disk / disk_free_limit",
+                    "return_data": True,
+                    "expression": "free / limit",
+                },
+            ],
+        )
+        alarm(
+            "broker-cpu",
+            f"Broker CPU above {args.broker_cpu_percent} %",
+            namespace="AWS/AmazonMQ",
+            metric_name="SystemCpuUtilization",
+            dimensions=broker,
+            statistic="Average",
+            period=300,
+            evaluation_periods=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.broker_cpu_percent,
+        )
         alarm(
             "queue-depth",
             f"More than {args.queue_depth} messages waiting in {args.queue_name}",

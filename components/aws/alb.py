@@ -34,7 +34,10 @@ class PublicLoadBalancerArgs:
     """Public subnets, one per AZ."""
     security_group_id: pulumi.Input[str]
     container_port: int = 8000
-    health_check_path: str = "/health/ready"
+    health_check_path: str = "/health/live"
+    """The process only: ECS replaces tasks that fail the target group check, so a Redis or
+    database blip on /health/ready would cycle every healthy task (readiness is for the
+    smoke test and alarms)."""
     domain: str | None = None
     certificate_arn: str | None = None
     """An issued ACM certificate in this region for ``domain``."""
@@ -44,6 +47,10 @@ class PublicLoadBalancerArgs:
     waf: bool = False
     waf_rate_limit: int = 2000
     """Requests per 5 minutes per client IP before WAF blocks it."""
+    waf_log_retention_days: int = 30
+    waf_log_kms_key_arn: pulumi.Input[str] | None = None
+    """WAF request logs go to ``aws-waf-logs-<name>`` (the prefix WAF requires), encrypted
+    with this key, with the Authorization header redacted."""
     access_log_retention_days: int = 90
     deregistration_delay_seconds: int = 30
     """Short: the API drains in-flight requests within its 25 s shutdown timeout."""
@@ -254,6 +261,22 @@ class PublicLoadBalancer(pulumi.ComponentResource):
                 web_acl_arn=acl.arn,
                 opts=child,
             )
+            # WAF delivers to CloudWatch Logs only into groups named aws-waf-logs-*
+            # (logging-cw-logs.html); bearer tokens must not land in the logs.
+            waf_logs = aws.cloudwatch.LogGroup(
+                f"{name}-waf-logs",
+                name=f"{WAF_LOG_PREFIX}{name}",
+                retention_in_days=args.waf_log_retention_days,
+                kms_key_id=args.waf_log_kms_key_arn,
+                opts=child,
+            )
+            aws.wafv2.WebAclLoggingConfiguration(
+                f"{name}-waf-logging",
+                resource_arn=acl.arn,
+                log_destination_configs=[waf_logs.arn],
+                redacted_fields=[{"single_header": {"name": h}} for h in WAF_REDACTED_HEADERS],
+                opts=child,
+            )
             self.web_acl_arn = acl.arn
 
         self.load_balancer_arn = alb.arn
@@ -356,6 +379,10 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         return validation.certificate_arn
 
 
+WAF_LOG_PREFIX = "aws-waf-logs-"
+WAF_REDACTED_HEADERS = ("authorization", "cookie")
+
+
 def bounded_name(
     base: str, suffix: str, limit: int = ELB_NAME_LIMIT, *, suffix_is_unique: bool = False
 ) -> str:
@@ -427,6 +454,72 @@ MANAGED_RULE_GROUPS = (
 )
 
 
+# Core rule set rules that read the body. The job routes carry a free-text prompt of up
+# to 8,000 characters (64 KB bodies): SizeRestrictions_BODY blocks bodies over 8 KB and
+# CrossSiteScripting_BODY / GenericLFI_BODY / GenericRFI_BODY block prompts quoting HTML
+# or paths. AWS's documented tuning: override them to Count (they still add their label)
+# and block on the label everywhere except the prompt routes
+# (https://docs.aws.amazon.com/waf/latest/developerguide/aws-managed-rule-groups-baseline.html,
+# "label match" in https://docs.aws.amazon.com/waf/latest/developerguide/waf-rule-label-match-examples.html).
+# An ALB hands WAF only the first 8 KB of a body anyway; the API enforces its own 64 KB.
+SCOPED_BODY_RULES = (
+    "SizeRestrictions_BODY",
+    "CrossSiteScripting_BODY",
+    "GenericLFI_BODY",
+    "GenericRFI_BODY",
+)
+PROMPT_ROUTES = ("/v1/jobs", "/v1/webhooks/jobs")
+
+
+def _core_label(rule: str) -> str:
+    # The rule SizeRestrictions_BODY labels requests ...:SizeRestrictions_Body.
+    return f"awswaf:managed:aws:core-rule-set:{rule.removesuffix('_BODY')}_Body"
+
+
+def _body_rules_outside_prompt_routes(name: str, priority: int) -> Any:
+    return {
+        "name": "core-body-rules-outside-prompt-routes",
+        "priority": priority,
+        "action": {"block": {}},
+        "statement": {
+            "and_statement": {
+                "statements": [
+                    {
+                        "or_statement": {
+                            "statements": [
+                                {"label_match_statement": {"scope": "LABEL", "key": _core_label(r)}}
+                                for r in SCOPED_BODY_RULES
+                            ]
+                        }
+                    },
+                    {
+                        "not_statement": {
+                            "statement": {
+                                "or_statement": {
+                                    "statements": [
+                                        {
+                                            "byte_match_statement": {
+                                                "field_to_match": {"uri_path": {}},
+                                                "positional_constraint": "EXACTLY",
+                                                "search_string": route,
+                                                "text_transformations": [
+                                                    {"priority": 0, "type": "NONE"}
+                                                ],
+                                            }
+                                        }
+                                        for route in PROMPT_ROUTES
+                                    ]
+                                }
+                            }
+                        }
+                    },
+                ]
+            }
+        },
+        "visibility_config": _visibility(f"{name}-core-body-rules"),
+    }
+
+
 def waf_rules(name: str, rate_limit: int) -> list[Any]:
     """A per-IP rate rule first, then AWS managed rule groups in their own action."""
     rules: list[Any] = [
@@ -441,15 +534,19 @@ def waf_rules(name: str, rate_limit: int) -> list[Any]:
         }
     ]
     for priority, group in enumerate(MANAGED_RULE_GROUPS, start=1):
+        statement: dict[str, Any] = {"name": group, "vendor_name": "AWS"}
+        if group == "AWSManagedRulesCommonRuleSet":
+            statement["rule_action_overrides"] = [
+                {"name": rule, "action_to_use": {"count": {}}} for rule in SCOPED_BODY_RULES
+            ]
         rules.append(
             {
                 "name": group,
                 "priority": priority,
                 "override_action": {"none": {}},
-                "statement": {
-                    "managed_rule_group_statement": {"name": group, "vendor_name": "AWS"}
-                },
+                "statement": {"managed_rule_group_statement": statement},
                 "visibility_config": _visibility(f"{name}-{group}"),
             }
         )
+    rules.append(_body_rules_outside_prompt_routes(name, len(MANAGED_RULE_GROUPS) + 1))
     return rules

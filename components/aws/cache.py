@@ -45,6 +45,9 @@ class CacheArgs:
     snapshot_window: str = "03:00-04:00"
     log_retention_days: int = 30
     log_kms_key_arn: pulumi.Input[str] | None = None
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the replication group, its key and
+    AUTH token: a destroy or replacement would empty the cache and rate-limit counters."""
 
     def __post_init__(self) -> None:
         self.engine = CacheEngine(self.engine)
@@ -73,8 +76,13 @@ class Cache(pulumi.ComponentResource):
         super().__init__("groundwork:aws:Cache", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         group_id = name[:40]
+        keep = pulumi.ResourceOptions(
+            parent=self, protect=args.protect, retain_on_delete=args.protect
+        )
         key = EncryptionKey(
-            f"{name}-kms", EncryptionKeyArgs(description=f"{name}: cache data at rest"), opts=child
+            f"{name}-kms",
+            EncryptionKeyArgs(description=f"{name}: cache data at rest", protect=args.protect),
+            opts=child,
         )
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -93,7 +101,7 @@ class Cache(pulumi.ComponentResource):
             opts=child,
         )
         # ElastiCache AUTH tokens: 16-128 printable characters, none of @ " /.
-        token = random.RandomPassword(f"{name}-auth-token", length=64, special=False, opts=child)
+        token = random.RandomPassword(f"{name}-auth-token", length=64, special=False, opts=keep)
         self.auth_secret_arn = store_secret(
             f"{name}-auth",
             token.result,
@@ -101,6 +109,7 @@ class Cache(pulumi.ComponentResource):
             kms_key_arn=args.secrets_kms_key_arn,
             recovery_window_days=args.secret_recovery_window_days,
             parent=self,
+            protect=args.protect,
         )
         slow_log = aws.cloudwatch.LogGroup(
             f"{name}-slow-log",
@@ -140,7 +149,9 @@ class Cache(pulumi.ComponentResource):
                     "log_type": "slow-log",
                 }
             ],
-            opts=pulumi.ResourceOptions(parent=self, additional_secret_outputs=["authToken"]),
+            opts=pulumi.ResourceOptions.merge(
+                keep, pulumi.ResourceOptions(additional_secret_outputs=["authToken"])
+            ),
         )
         self.replication_group_id = group.id
         self.member_cluster_ids = [f"{group_id}-{i:03d}" for i in range(1, args.nodes + 1)]

@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.image_ref import ImageReference, require_in_repository
 from components.source import source_fingerprint
 
@@ -170,8 +171,14 @@ class ContainerServiceArgs:
     """The Amazon MQ broker the workers scale on; or ``sqs_queue_name``."""
     sqs_queue_name: pulumi.Input[str] | None = None
     """The SQS work queue the workers scale on (groundwork:queue = sqs)."""
-    task_policy_statements: pulumi.Input[Sequence[Any]] | None = None
-    """IAM statements of the application's task role (the SQS queues and their key)."""
+    process_environment: Mapping[str, Mapping[str, pulumi.Input[str]]] = field(default_factory=dict)
+    """Per-process values over ``environment`` (process -> name -> value), e.g. migrate's
+    database user. Only names already in ``environment`` may be overridden."""
+    migrate_only_secrets: frozenset[str] = frozenset()
+    """Names in ``secrets`` injected into the migrate task alone (the master password)."""
+    task_policy_statements: Sequence[pulumi.Input[Mapping[str, Any]]] = ()
+    """IAM statements for the application's task role (e.g. ``rds-db:connect``, the SQS
+    queues and their key)."""
     cpu_architecture: str = "X86_64"
     """X86_64 or ARM64 (Graviton: ~20 % cheaper per vCPU-hour). The image must be built
     for it (a multi-arch image from CI, or ImageSource.platform)."""
@@ -192,6 +199,10 @@ class ContainerServiceArgs:
     """Shell access into tasks (ECS Exec). Convenient in staging, an audit finding in prod."""
     log_retention_days: int = 30
     log_kms_key_arn: pulumi.Input[str] | None = None
+    repository_cmk: bool = True
+    """Encrypt images with a customer-managed KMS key (rotated yearly, its use in
+    CloudTrail) instead of the AWS-managed aws/ecr key. Changing it replaces the
+    repository (ECR fixes encryption at creation)."""
     repository_force_delete: bool = False
     """Let `pulumi destroy` delete an ECR repository that still holds images."""
     stop_timeout_seconds: int = 30
@@ -246,6 +257,15 @@ class ContainerServiceArgs:
         overlap = sorted(set(self.environment) & set(self.secrets))
         if overlap:
             raise ValueError(f"{overlap} are both plain environment and secrets")
+        for process, values in self.process_environment.items():
+            if process not in PROCESSES:
+                raise ValueError(f"process_environment: unknown process {process!r}")
+            unknown = sorted(set(values) - set(self.environment))
+            if unknown:
+                raise ValueError(f"process_environment[{process!r}]: {unknown} not in environment")
+        unknown_secrets = sorted(self.migrate_only_secrets - set(self.secrets))
+        if unknown_secrets:
+            raise ValueError(f"migrate_only_secrets: {unknown_secrets} not in secrets")
         if not 2 <= self.stop_timeout_seconds <= 120:
             raise ValueError("stop_timeout_seconds: Fargate allows 2 to 120")
 
@@ -381,8 +401,16 @@ class ContainerService(pulumi.ComponentResource):
         self.execution_role_arn = execution_role.arn
         self.task_role_arn = task_role.arn
 
-        environment = pulumi.Output.all(**dict(args.environment))
-        secrets = pulumi.Output.all(**dict(args.secrets))
+        secrets_of = {
+            process: pulumi.Output.all(
+                **{
+                    k: v
+                    for k, v in args.secrets.items()
+                    if process == "migrate" or k not in args.migrate_only_secrets
+                }
+            )
+            for process in PROCESSES
+        }
         sizes = {
             "api": args.api,
             "worker": args.worker,
@@ -391,8 +419,11 @@ class ContainerService(pulumi.ComponentResource):
         }
         task_definitions: dict[str, aws.ecs.TaskDefinition] = {}
         for process in PROCESSES:
+            environment = pulumi.Output.all(
+                **{**args.environment, **args.process_environment.get(process, {})}
+            )
             definitions = pulumi.Output.all(
-                image_ref, environment, secrets, log_groups[process].name, region
+                image_ref, environment, secrets_of[process], log_groups[process].name, region
             ).apply(partial(self._definitions, process, args))
             task_definitions[process] = aws.ecs.TaskDefinition(
                 f"{name}-{process}",
@@ -518,11 +549,31 @@ class ContainerService(pulumi.ComponentResource):
         self, name: str, args: ContainerServiceArgs
     ) -> tuple[aws.ecr.Repository, pulumi.Output[str]]:
         child = pulumi.ResourceOptions(parent=self)
+        # ECR creates a grant on the key with the deployer's permissions and decrypts
+        # layers for pullers itself (encryption-at-rest.html): no key policy entry needed.
+        key = (
+            EncryptionKey(
+                f"{name}-ecr-kms",
+                # Kept whenever the images are (a destroy that keeps the repository's
+                # images must keep the key that decrypts them).
+                EncryptionKeyArgs(
+                    description=f"{name}: container images",
+                    protect=not args.repository_force_delete,
+                ),
+                opts=child,
+            )
+            if args.repository_cmk
+            else None
+        )
         repository = aws.ecr.Repository(
             f"{name}-repo",
             image_tag_mutability="IMMUTABLE",
             image_scanning_configuration={"scan_on_push": True},
-            encryption_configurations=[{"encryption_type": "KMS"}],
+            encryption_configurations=[
+                {"encryption_type": "KMS", "kms_key": key.key_arn}
+                if key is not None
+                else {"encryption_type": "KMS"}
+            ],
             force_delete=args.repository_force_delete,
             opts=child,
         )
@@ -621,11 +672,11 @@ class ContainerService(pulumi.ComponentResource):
             assume_role_policy=trust,
             opts=child,
         )
-        if args.task_policy_statements is not None:
+        if args.task_policy_statements:
             aws.iam.RolePolicy(
-                f"{name}-task-app",
+                f"{name}-task-policy",
                 role=task.id,
-                policy=pulumi.Output.from_input(args.task_policy_statements).apply(
+                policy=pulumi.Output.all(*args.task_policy_statements).apply(
                     lambda statements: _policy(list(statements))
                 ),
                 opts=child,

@@ -9,24 +9,60 @@ from typing import Any
 
 import pulumi
 import pulumi_aws as aws
+import pulumi_random as random
 
 from components.aws.firewall import admit
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 
 POSTGRES_MAJOR = "17"
 PORT = 5432
-SECRETS_VIA = "secretsmanager.*.amazonaws.com"
+CA_CERT = "rds-ca-rsa2048-g1"
+"""Pinned server CA: RDS otherwise picks the region's default, which AWS changes over time
+(https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.SSL-certificate-rotation.html);
+a change here is a deliberate, reviewed rotation."""
 
 
-def _assume(service: str) -> str:
+def _assume(service: str, account: str, source_arn: str | None = None) -> str:
+    """Trust ``service`` only on behalf of this account (and ``source_arn``): a service
+    principal alone can be steered by another account (confused deputy,
+    https://docs.aws.amazon.com/IAM/latest/UserGuide/confused-deputy.html)."""
+    condition: dict[str, dict[str, str]] = {"StringEquals": {"aws:SourceAccount": account}}
+    if source_arn is not None:
+        condition["ArnLike"] = {"aws:SourceArn": source_arn}
     return json.dumps(
         {
             "Version": "2012-10-17",
             "Statement": [
-                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": "sts:AssumeRole",
+                    "Condition": condition,
+                }
             ],
         }
     )
+
+
+def connect_arn(rds_arn: str, resource_id: str, user: str) -> str:
+    """The ``rds-db:connect`` resource for ``user`` on an instance or proxy.
+
+    ``arn:<partition>:rds-db:<region>:<account>:dbuser:<resource-id>/<user>``, where the
+    resource id is the instance's DbiResourceId (``db-...``) or the proxy's id
+    (``prx-...``, the last part of its ARN), never its name
+    (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html,
+    https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/rds-proxy-iam-setup.html).
+    """
+    _, partition, _, region, account, *_ = rds_arn.split(":")
+    return f"arn:{partition}:rds-db:{region}:{account}:dbuser:{resource_id}/{user}"
+
+
+def proxy_resource_id(proxy_arn: str) -> str:
+    """``arn:aws:rds:us-east-1:123456789012:db-proxy:prx-0123abcd`` -> ``prx-0123abcd``."""
+    resource = proxy_arn.rsplit(":", 1)[-1]
+    if not resource.startswith("prx-"):
+        raise ValueError(f"not an RDS Proxy ARN: {proxy_arn}")
+    return resource
 
 
 @dataclass
@@ -45,14 +81,32 @@ class DatabaseArgs:
     """Major only: RDS picks the newest minor and auto minor upgrades keep it current."""
     database_name: str = "groundwork"
     username: str = "groundwork"
+    """The master user: migrations only. Its password is RDS-managed and rotates weekly."""
+    app_username: str = "groundwork_app"
+    """The role api, worker and relay use, with IAM authentication (no password to rotate).
+    The migrate task creates it and grants it ``rds_iam`` (DB_APP_USER)."""
     multi_az: bool = False
     backup_retention_days: int = 7
     deletion_protection: bool = False
     final_snapshot: bool = True
-    """Take a final snapshot on delete. Turning it off is only sane for throwaway tiers."""
+    """Take a final snapshot on delete, named with a random suffix so a second delete (of a
+    re-created database) never collides with the first one's snapshot."""
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the instance and its key: `pulumi destroy`
+    and replacements refuse to touch them, and removing them from the state leaves them."""
     read_replica: bool = False
+    """Refused: RDS cannot create a read replica of an instance whose master password is
+    RDS-managed (ManageMasterUserPassword), which this component always uses."""
     proxy: bool = False
-    """RDS Proxy in front: connection pooling and faster failover; TLS is required."""
+    """RDS Proxy in front with end-to-end IAM authentication: pooling, faster failover."""
+    ca_cert_identifier: str = CA_CERT
+    log_retention_days: int = 30
+    log_kms_key_arn: pulumi.Input[str] | None = None
+    """Key of the pre-created ``/aws/rds/instance/<id>/<log>`` groups (RDS would otherwise
+    create them itself, unencrypted and never expiring)."""
+    backup_replica_provider: pulumi.ProviderResource | None = None
+    """An AWS provider for another region: replicate automated backups (and their
+    transaction logs, for point-in-time restore) there."""
     slow_statement_ms: int = 500
     monitoring_interval_seconds: int = 60
     performance_insights_retention_days: int = 7
@@ -79,6 +133,15 @@ class DatabaseArgs:
             )
         if self.monitoring_interval_seconds not in (1, 5, 10, 15, 30, 60):
             raise ValueError("monitoring_interval_seconds must be one of 1, 5, 10, 15, 30, 60")
+        if self.read_replica:
+            raise ValueError(
+                "read_replica: RDS refuses to create a read replica of an instance with an "
+                "RDS-managed master password ('Creating read replicas for source instance ... "
+                "where ManageMasterUserPassword is enabled is not supported'), and the "
+                "application does not read from one"
+            )
+        if self.app_username == self.username:
+            raise ValueError("app_username must differ from the master username")
         if self.deletion_protection and not self.final_snapshot:
             raise ValueError(
                 "deletion_protection without final_snapshot: a protected database must also "
@@ -87,29 +150,51 @@ class DatabaseArgs:
 
 
 class Database(pulumi.ComponentResource):
-    """RDS PostgreSQL with an RDS-managed master secret and an optional RDS Proxy."""
+    """RDS PostgreSQL with an RDS-managed master secret and an optional RDS Proxy.
+
+    Credentials: the master user (RDS-managed secret, rotated every 7 days) is for the
+    migrate task alone, which reads the secret fresh at each start. The application
+    role authenticates with IAM tokens, directly or through the proxy (end-to-end IAM:
+    the proxy needs no secret either), so a rotation never reaches a running task.
+    """
 
     instance_identifier: pulumi.Output[str]
     address: pulumi.Output[str]
     """What the application connects to: the proxy endpoint when there is a proxy."""
     instance_address: pulumi.Output[str]
+    """The instance itself: where migrate connects as the master user."""
     port: int
     database_name: str
     username: str
+    app_username: str
+    app_connect_arn: pulumi.Output[str]
+    """``rds-db:connect`` resource of the application role at ``address``."""
     master_secret_arn: pulumi.Output[str]
     kms_key_arn: pulumi.Output[str]
     security_group_id: pulumi.Output[str]
     replica_identifier: pulumi.Output[str] | None
     proxy_endpoint: pulumi.Output[str] | None
+    log_group_names: dict[str, pulumi.Output[str]]
+    final_snapshot_identifier: pulumi.Output[str] | None
 
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("groundwork:aws:Database", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
+        keep = pulumi.ResourceOptions(
+            parent=self, protect=args.protect, retain_on_delete=args.protect
+        )
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        account = aws.get_caller_identity_output(opts=invoke).account_id
+        region = aws.get_region_output(opts=invoke).region
+        partition = aws.get_partition_output(opts=invoke).partition
         key = EncryptionKey(
             f"{name}-kms",
-            EncryptionKeyArgs(description=f"{name}: storage, master secret, Performance Insights"),
+            EncryptionKeyArgs(
+                description=f"{name}: storage, master secret, Performance Insights",
+                protect=args.protect,
+            ),
             opts=child,
         )
         self.kms_key_arn = key.key_arn
@@ -145,34 +230,41 @@ class Database(pulumi.ComponentResource):
         monitoring = aws.iam.Role(
             f"{name}-monitoring",
             description="RDS enhanced monitoring",
-            assume_role_policy=_assume("monitoring.rds.amazonaws.com"),
+            # The AWS-documented trust policy of the monitoring role, with the instance as
+            # SourceArn (USER_Monitoring.OS.Enabling.html#USER_Monitoring.OS.confused-deputy).
+            assume_role_policy=pulumi.Output.all(account, region, partition).apply(
+                lambda a: _assume(
+                    "monitoring.rds.amazonaws.com", a[0], f"arn:{a[2]}:rds:{a[1]}:{a[0]}:db:{name}"
+                )
+            ),
             opts=child,
         )
         monitoring_policy = aws.iam.RolePolicyAttachment(
             f"{name}-monitoring-policy",
             role=monitoring.name,
-            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole",
+            policy_arn=partition.apply(
+                lambda p: f"arn:{p}:iam::aws:policy/service-role/AmazonRDSEnhancedMonitoringRole"
+            ),
             opts=child,
         )
-        common: dict[str, Any] = {
-            "instance_class": args.instance_class,
-            "storage_encrypted": True,
-            "kms_key_id": key.key_arn,
-            "vpc_security_group_ids": [sg.id],
-            "parameter_group_name": params.name,
-            "publicly_accessible": False,
-            "auto_minor_version_upgrade": True,
-            "maintenance_window": args.maintenance_window,
-            "performance_insights_enabled": True,
-            "performance_insights_kms_key_id": key.key_arn,
-            "performance_insights_retention_period": args.performance_insights_retention_days,
-            "monitoring_interval": args.monitoring_interval_seconds,
-            "monitoring_role_arn": monitoring.arn,
-            "enabled_cloudwatch_logs_exports": list(args.log_exports),
-            "iam_database_authentication_enabled": True,
-            "copy_tags_to_snapshot": True,
-            "deletion_protection": args.deletion_protection,
+        # RDS writes each export to /aws/rds/instance/<id>/<log> and creates the group
+        # itself, without retention or a key, unless it exists
+        # (USER_LogAccess.Procedural.UploadtoCloudWatch.html): create them first.
+        log_groups = {
+            export: aws.cloudwatch.LogGroup(
+                f"{name}-log-{export}",
+                name=f"/aws/rds/instance/{name}/{export}",
+                retention_in_days=args.log_retention_days,
+                kms_key_id=args.log_kms_key_arn,
+                opts=child,
+            )
+            for export in args.log_exports
         }
+        self.log_group_names = {e: g.name for e, g in log_groups.items()}
+        self.final_snapshot_identifier = None
+        if args.final_snapshot:
+            suffix = random.RandomId(f"{name}-final-snapshot", byte_length=4, opts=child)
+            self.final_snapshot_identifier = suffix.hex.apply(lambda h: f"{name}-final-{h}")
         instance = aws.rds.Instance(
             f"{name}-postgres",
             # A fixed identifier: alarms, dashboards and runbooks refer to it by name.
@@ -191,46 +283,66 @@ class Database(pulumi.ComponentResource):
             backup_retention_period=args.backup_retention_days,
             backup_window=args.backup_window,
             skip_final_snapshot=not args.final_snapshot,
-            final_snapshot_identifier=f"{name}-final" if args.final_snapshot else None,
+            final_snapshot_identifier=self.final_snapshot_identifier,
             apply_immediately=False,
-            **common,
+            instance_class=args.instance_class,
+            storage_encrypted=True,
+            kms_key_id=key.key_arn,
+            vpc_security_group_ids=[sg.id],
+            parameter_group_name=params.name,
+            publicly_accessible=False,
+            auto_minor_version_upgrade=True,
+            maintenance_window=args.maintenance_window,
+            performance_insights_enabled=True,
+            performance_insights_kms_key_id=key.key_arn,
+            performance_insights_retention_period=args.performance_insights_retention_days,
+            monitoring_interval=args.monitoring_interval_seconds,
+            monitoring_role_arn=monitoring.arn,
+            enabled_cloudwatch_logs_exports=list(args.log_exports),
+            iam_database_authentication_enabled=True,
+            ca_cert_identifier=args.ca_cert_identifier,
+            copy_tags_to_snapshot=True,
+            deletion_protection=args.deletion_protection,
             # RDS checks the monitoring role's permissions at create time: the policy must
             # be attached first, not merely the role exist.
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring_policy]),
+            opts=pulumi.ResourceOptions.merge(
+                keep,
+                pulumi.ResourceOptions(depends_on=[monitoring_policy, *log_groups.values()]),
+            ),
         )
         self.instance_identifier = instance.identifier
         self.instance_address = instance.address
         self.port = PORT
         self.database_name = args.database_name
         self.username = args.username
+        self.app_username = args.app_username
         self.master_secret_arn = instance.master_user_secrets.apply(
             lambda secrets: (
                 secrets[0]["secret_arn"] if isinstance(secrets[0], dict) else secrets[0].secret_arn
             )
         )
-
         self.replica_identifier = None
-        if args.read_replica:
-            replica = aws.rds.Instance(
-                f"{name}-replica",
-                identifier=f"{name}-replica",
-                replicate_source_db=instance.identifier,
-                skip_final_snapshot=True,
-                backup_retention_period=0,
-                **common,
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[monitoring_policy]),
-            )
-            self.replica_identifier = replica.identifier
+        if args.backup_replica_provider is not None:
+            self._replicate_backups(name, args, args.backup_replica_provider, instance)
 
         self.proxy_endpoint = None
+        self.proxy_name: pulumi.Output[str] | None = None
         if args.proxy:
-            self.proxy_endpoint = self._proxy(name, args, instance, key, sg)
-            self.address = self.proxy_endpoint
+            proxy = self._proxy(name, args, instance, sg, account)
+            self.proxy_endpoint = proxy.endpoint
+            self.proxy_name = proxy.name
+            self.address = proxy.endpoint
+            self.app_connect_arn = proxy.arn.apply(
+                lambda arn: connect_arn(arn, proxy_resource_id(arn), args.app_username)
+            )
         else:
             admit(
                 f"{name}-sg", sg.id, PORT, dict(args.client_security_group_ids), "PostgreSQL", self
             )
             self.address = instance.address
+            self.app_connect_arn = pulumi.Output.all(instance.arn, instance.resource_id).apply(
+                lambda a: connect_arn(a[0], a[1], args.app_username)
+            )
 
         self.register_outputs(
             {
@@ -238,7 +350,33 @@ class Database(pulumi.ComponentResource):
                 "address": self.address,
                 "master_secret_arn": self.master_secret_arn,
                 "security_group_id": self.security_group_id,
+                "app_connect_arn": self.app_connect_arn,
             }
+        )
+
+    def _replicate_backups(
+        self,
+        name: str,
+        args: DatabaseArgs,
+        provider: pulumi.ProviderResource,
+        instance: aws.rds.Instance,
+    ) -> None:
+        """Automated backups and transaction logs copied to the provider's region
+        (point-in-time restore there), under a key of that region: a KMS key never
+        leaves its region. The replication resource lives in the destination region
+        (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_ReplicateBackups.html)."""
+        there = pulumi.ResourceOptions(parent=self, provider=provider)
+        key = EncryptionKey(
+            f"{name}-dr-kms",
+            EncryptionKeyArgs(description=f"{name}: replicated backups", protect=args.protect),
+            opts=there,
+        )
+        aws.rds.InstanceAutomatedBackupsReplication(
+            f"{name}-backup-replication",
+            source_db_instance_arn=instance.arn,
+            kms_key_id=key.key_arn,
+            retention_period=args.backup_retention_days,
+            opts=there,
         )
 
     def _proxy(
@@ -246,9 +384,9 @@ class Database(pulumi.ComponentResource):
         name: str,
         args: DatabaseArgs,
         instance: aws.rds.Instance,
-        key: EncryptionKey,
         db_sg: aws.ec2.SecurityGroup,
-    ) -> pulumi.Output[str]:
+        account: pulumi.Output[str],
+    ) -> aws.rds.Proxy:
         child = pulumi.ResourceOptions(parent=self)
         proxy_sg = aws.ec2.SecurityGroup(
             f"{name}-proxy-sg",
@@ -257,15 +395,19 @@ class Database(pulumi.ComponentResource):
             tags={"Name": f"{name}-proxy"},
             opts=child,
         )
+        clients = dict(args.client_security_group_ids)
+        # Migrations connect to the instance as the master user: the proxy's end-to-end
+        # IAM authentication admits IAM-enabled roles only.
+        direct = {k: v for k, v in clients.items() if k == "migrate"}
         admit(
             f"{name}-proxy-sg",
             proxy_sg.id,
             PORT,
-            dict(args.client_security_group_ids),
+            {k: v for k, v in clients.items() if k not in direct},
             "PostgreSQL via RDS Proxy",
             self,
         )
-        admit(f"{name}-sg", db_sg.id, PORT, {"proxy": proxy_sg.id}, "PostgreSQL", self)
+        admit(f"{name}-sg", db_sg.id, PORT, {"proxy": proxy_sg.id, **direct}, "PostgreSQL", self)
         aws.vpc.SecurityGroupEgressRule(
             f"{name}-proxy-to-db",
             security_group_id=proxy_sg.id,
@@ -278,32 +420,15 @@ class Database(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{name}-proxy-role",
-            description="RDS Proxy: read the master secret",
-            assume_role_policy=_assume("rds.amazonaws.com"),
+            description="RDS Proxy: connect to the database with IAM authentication",
+            assume_role_policy=account.apply(lambda a: _assume("rds.amazonaws.com", a)),
             opts=child,
         )
-        aws.iam.RolePolicy(
-            f"{name}-proxy-secret",
+        policy = aws.iam.RolePolicy(
+            f"{name}-proxy-connect",
             role=role.id,
-            policy=pulumi.Output.all(self.master_secret_arn, key.key_arn).apply(
-                lambda a: json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Effect": "Allow",
-                                "Action": "secretsmanager:GetSecretValue",
-                                "Resource": a[0],
-                            },
-                            {
-                                "Effect": "Allow",
-                                "Action": "kms:Decrypt",
-                                "Resource": a[1],
-                                "Condition": {"StringLike": {"kms:ViaService": SECRETS_VIA}},
-                            },
-                        ],
-                    }
-                )
+            policy=pulumi.Output.all(instance.arn, instance.resource_id).apply(
+                lambda a: proxy_policy(connect_arn(a[0], a[1], args.app_username))
             ),
             opts=child,
         )
@@ -316,15 +441,13 @@ class Database(pulumi.ComponentResource):
             vpc_security_group_ids=[proxy_sg.id],
             idle_client_timeout=1800,
             debug_logging=False,
-            auths=[
-                {
-                    "auth_scheme": "SECRETS",
-                    "secret_arn": self.master_secret_arn,
-                    "iam_auth": "DISABLED",
-                    "description": "RDS-managed master secret",
-                }
-            ],
-            opts=child,
+            # End-to-end IAM: clients present IAM tokens and the proxy logs in to the
+            # database with IAM too; no secret to read, so nothing a rotation can break
+            # (rds-proxy-iam-setup.html, "end-to-end IAM authentication").
+            default_auth_scheme="IAM_AUTH",
+            # The proxy checks its role when it starts its targets: without the policy
+            # first they register as AUTH_FAILURE.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
         )
         aws.rds.ProxyDefaultTargetGroup(
             f"{name}-proxy-targets",
@@ -343,4 +466,31 @@ class Database(pulumi.ComponentResource):
             db_instance_identifier=instance.identifier,
             opts=child,
         )
-        return proxy.endpoint
+        return proxy
+
+
+def proxy_policy(db_connect_arn: str) -> str:
+    """The proxy role: log in to the instance as the application role, nothing else."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "ConnectToTheInstance",
+                    "Effect": "Allow",
+                    "Action": "rds-db:connect",
+                    "Resource": db_connect_arn,
+                }
+            ],
+        }
+    )
+
+
+def app_connect_statement(connect_arns: Sequence[str]) -> dict[str, Any]:
+    """The task role's statement: connect as the application role, at that endpoint only."""
+    return {
+        "Sid": "DatabaseIamAuth",
+        "Effect": "Allow",
+        "Action": "rds-db:connect",
+        "Resource": sorted(connect_arns),
+    }

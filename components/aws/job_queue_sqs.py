@@ -29,7 +29,6 @@ or switch queues in a drained window.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,7 +204,10 @@ class JobQueue(pulumi.ComponentResource):
             }
         )
 
-    def task_statements(self, region: pulumi.Input[str]) -> pulumi.Output[Sequence[Any]]:
-        return pulumi.Output.all(self.queue_arn, self.dlq_arn, self.kms_key_arn, region).apply(
-            lambda a: consumer_statements(a[0], a[1], a[2], a[3])
-        )
+    def task_statements(self, region: pulumi.Input[str]) -> list[pulumi.Output[dict[str, Any]]]:
+        """The task role's statements for the two queues and their key (ContainerService's
+        ``task_policy_statements`` takes one Input per statement)."""
+        statements = pulumi.Output.all(
+            self.queue_arn, self.dlq_arn, self.kms_key_arn, region
+        ).apply(lambda a: consumer_statements(a[0], a[1], a[2], a[3]))
+        return [statements.apply(lambda s, i=i: s[i]) for i in range(2)]

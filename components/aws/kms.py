@@ -23,6 +23,9 @@ class EncryptionKeyArgs:
     """
     deletion_window_days: int = 30
     """Longest window: a key scheduled for deletion by mistake can still be recovered."""
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete``: the key outlives `pulumi destroy` and
+    state surgery, so data encrypted with it (snapshots, retained stores) stays readable."""
 
     def __post_init__(self) -> None:
         if not 7 <= self.deletion_window_days <= 30:
@@ -51,7 +54,9 @@ class EncryptionKey(pulumi.ComponentResource):
             enable_key_rotation=True,
             deletion_window_in_days=args.deletion_window_days,
             policy=policy,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         alias = aws.kms.Alias(
             f"{name}-alias", name=f"alias/{name}", target_key_id=key.arn, opts=child

@@ -258,18 +258,7 @@ class Network(pulumi.ComponentResource):
         flow_role = aws.iam.Role(
             f"{name}-flow-logs-role",
             description="VPC flow logs delivery to CloudWatch Logs",
-            assume_role_policy=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
-                            "Action": "sts:AssumeRole",
-                        }
-                    ],
-                }
-            ),
+            assume_role_policy=flow_logs_trust_policy(self),
             opts=child,
         )
         aws.iam.RolePolicy(
@@ -338,3 +327,32 @@ class Network(pulumi.ComponentResource):
             # Its user data installs iptables from the internet at first boot.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
         )
+
+
+def flow_logs_trust_policy(parent: pulumi.Resource) -> pulumi.Output[str]:
+    """The flow-logs service may assume the role only for this account's flow logs: the
+    condition AWS documents against the confused deputy (flow-logs-iam-role.html)."""
+    invoke = pulumi.InvokeOutputOptions(parent=parent)
+    account = aws.get_caller_identity_output(opts=invoke).account_id
+    region = aws.get_region_output(opts=invoke).region
+    partition = aws.get_partition_output(opts=invoke).partition
+    return pulumi.Output.all(account, region, partition).apply(
+        lambda a: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                        "Condition": {
+                            "StringEquals": {"aws:SourceAccount": a[0]},
+                            "ArnLike": {
+                                "aws:SourceArn": f"arn:{a[2]}:ec2:{a[1]}:{a[0]}:vpc-flow-log/*"
+                            },
+                        },
+                    }
+                ],
+            }
+        )
+    )

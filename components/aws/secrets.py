@@ -24,6 +24,10 @@ class AppSecretsArgs:
     operator_supplied: tuple[str, ...] = ("llm-api-key",)
     """Secrets only the operator knows: created with a placeholder, value set out of band."""
     generated_length: int = 64
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the key, the generated values and the
+    secrets: a destroy or a replacement would otherwise log every user out (JWT) and
+    break every webhook sender."""
 
     def __post_init__(self) -> None:
         if self.recovery_window_days != 0 and not 7 <= self.recovery_window_days <= 30:
@@ -49,7 +53,7 @@ class AppSecrets(pulumi.ComponentResource):
         self._args = args
         key = EncryptionKey(
             f"{name}-kms",
-            EncryptionKeyArgs(description=f"{name}: Secrets Manager secrets"),
+            EncryptionKeyArgs(description=f"{name}: Secrets Manager secrets", protect=args.protect),
             opts=pulumi.ResourceOptions(parent=self),
         )
         self.kms_key_arn = key.key_arn
@@ -59,7 +63,9 @@ class AppSecrets(pulumi.ComponentResource):
                 f"{name}-{secret}-value",
                 length=args.generated_length,
                 special=False,
-                opts=pulumi.ResourceOptions(parent=self),
+                opts=pulumi.ResourceOptions(
+                    parent=self, protect=args.protect, retain_on_delete=args.protect
+                ),
             )
             self.secret_arns[secret] = self.store(secret, value.result, f"generated {secret}")
         for secret in args.operator_supplied:
@@ -88,6 +94,7 @@ class AppSecrets(pulumi.ComponentResource):
             recovery_window_days=self._args.recovery_window_days,
             parent=self,
             operator_owned=operator_owned,
+            protect=self._args.protect,
         )
 
 
@@ -100,14 +107,19 @@ def store_secret(
     recovery_window_days: int,
     parent: pulumi.Resource,
     operator_owned: bool = False,
+    protect: bool = False,
 ) -> pulumi.Output[str]:
-    """A KMS-encrypted secret with one version; returns the secret's ARN."""
+    """A KMS-encrypted secret with one version; returns the secret's ARN.
+
+    ``protect``: pulumi ``protect`` + ``retain_on_delete`` on the secret, so neither
+    `pulumi destroy` nor a replacement schedules its deletion.
+    """
     secret = aws.secretsmanager.Secret(
         name,
         description=description,
         kms_key_id=kms_key_arn,
         recovery_window_in_days=recovery_window_days,
-        opts=pulumi.ResourceOptions(parent=parent),
+        opts=pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=protect),
     )
     aws.secretsmanager.SecretVersion(
         f"{name}-version",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pulumi
@@ -29,6 +30,7 @@ class Thresholds:
     redis_memory_ratio: float = 0.85
     oldest_unacked_seconds: float = 600.0
     dead_letters: float = 0.0
+    push_rejected_ratio: float = 0.05
 
     def __post_init__(self) -> None:
         for name in (
@@ -39,6 +41,7 @@ class Thresholds:
             "sql_cpu_utilization",
             "sql_disk_utilization",
             "redis_memory_ratio",
+            "push_rejected_ratio",
         ):
             value = getattr(self, name)
             if not 0.0 < value < 1.0:
@@ -72,6 +75,10 @@ class AlertsArgs:
             raise ValueError(f"uptime_path={self.uptime_path!r} must start with '/'")
         if not {"api", "worker", "relay"} <= set(self.run_service_names):
             raise ValueError("run_service_names needs api, worker and relay")
+
+
+def _burn_rate_filter(window: str, slo_name: str) -> str:
+    return f'select_slo_burn_rate("{slo_name}", "{window}")'
 
 
 def _quoted(values: list[str]) -> str:
@@ -321,6 +328,37 @@ class Alerts(pulumi.ComponentResource):
             "subscriptions pull` on the dead-letter subscription, fix, then republish.",
         )
 
+        # Every push delivery by response class: a worker rejecting pushes (401/403 from
+        # a broken auth design, 5xx) shows here within minutes, long before the oldest
+        # unacked age or the dead-letter count move.
+        push_requests = pulumi.Output.from_input(args.push_subscription_name).apply(
+            lambda n: (
+                'resource.type = "pubsub_subscription" AND '
+                f'resource.label.subscription_id = "{n}" AND '
+                'metric.type = "pubsub.googleapis.com/subscription/push_request_count"'
+            )
+        )
+        self._policy(
+            "push-rejected",
+            f"Push deliveries not acked above {t.push_rejected_ratio:.0%}",
+            push_requests.apply(lambda f: f + ' AND metric.label.response_class != "ack"'),
+            denominator=push_requests,
+            aligner="ALIGN_RATE",
+            reducer="REDUCE_SUM",
+            group_by=["resource.label.subscription_id"],
+            period="300s",
+            threshold=t.push_rejected_ratio,
+            duration="600s",
+            severity="CRITICAL",
+            doc="Pub/Sub pushes are answered with something other than 2xx. By "
+            "response_class: remote_server_4xx = the worker refuses them (401/403: push "
+            "auth, PUBSUB_PUSH_AUTH / audience / run.invoker of the push identity; 400/422: "
+            "bad messages), remote_server_5xx = jobs fail transiently, unreachable / "
+            "deadline_exceeded = the worker is down or too slow.",
+        )
+        self.slos: dict[str, gcp.monitoring.Slo] = {}
+        self._api_slos(api, t)
+
         self.dashboard = gcp.monitoring.Dashboard(
             f"{name}-dashboard",
             dashboard_json=pulumi.Output.json_dumps(self._dashboard(run_any, run_api)),
@@ -333,6 +371,104 @@ class Alerts(pulumi.ComponentResource):
             )
         )
         self.register_outputs({"dashboard_url": self.dashboard_url})
+
+    def _api_slos(self, api: pulumi.Output[str], t: Thresholds) -> None:
+        """Availability and latency SLOs of the API with multi-window burn-rate alerts
+        (https://cloud.google.com/stackdriver/docs/solutions/slo-monitoring/alerting-on-budget-burn-rate;
+        windows and factors from the SRE workbook: 14.4x over 1 h and 5 min pages, 6x
+        over 6 h and 30 min warns)."""
+        name = self._name
+        child = pulumi.ResourceOptions(parent=self)
+        service = gcp.monitoring.CustomService(
+            f"{name}-api-service",
+            service_id=f"{name}-api",
+            display_name=f"{name} API",
+            user_labels=self._args.labels,
+            opts=child,
+        )
+        requests = api.apply(
+            lambda n: (
+                f'{RUN} AND resource.label.service_name = "{n}" AND '
+                'metric.type = "run.googleapis.com/request_count"'
+            )
+        )
+        self.slos["availability"] = gcp.monitoring.Slo(
+            f"{name}-api-availability",
+            service=service.service_id,
+            slo_id="availability",
+            display_name=f"{name} API: {t.uptime_ratio:.1%} of requests without 5xx",
+            goal=t.uptime_ratio,
+            rolling_period_days=28,
+            request_based_sli=gcp.monitoring.SloRequestBasedSliArgs(
+                good_total_ratio=gcp.monitoring.SloRequestBasedSliGoodTotalRatioArgs(
+                    bad_service_filter=requests.apply(
+                        lambda f: f + ' AND metric.label.response_code_class = "5xx"'
+                    ),
+                    total_service_filter=requests,
+                )
+            ),
+            user_labels=self._args.labels,
+            opts=child,
+        )
+        self.slos["latency"] = gcp.monitoring.Slo(
+            f"{name}-api-latency",
+            service=service.service_id,
+            slo_id="latency",
+            display_name=f"{name} API: 95% of requests under {t.latency_p95_ms:g} ms",
+            goal=0.95,
+            rolling_period_days=28,
+            request_based_sli=gcp.monitoring.SloRequestBasedSliArgs(
+                distribution_cut=gcp.monitoring.SloRequestBasedSliDistributionCutArgs(
+                    distribution_filter=api.apply(
+                        lambda n: (
+                            f'{RUN} AND resource.label.service_name = "{n}" AND '
+                            'metric.type = "run.googleapis.com/request_latencies"'
+                        )
+                    ),
+                    range=gcp.monitoring.SloRequestBasedSliDistributionCutRangeArgs(
+                        max=t.latency_p95_ms
+                    ),
+                )
+            ),
+            user_labels=self._args.labels,
+            opts=child,
+        )
+        channel = self.notification_channel
+        for key, slo in self.slos.items():
+            for speed, factor, windows, severity in (
+                ("fast", 14.4, ("60m", "5m"), "CRITICAL"),
+                ("slow", 6.0, ("360m", "30m"), "WARNING"),
+            ):
+                title = f"API {key} SLO burning {factor:g}x ({windows[0]} and {windows[1]})"
+                self.policies[f"slo-{key}-{speed}-burn"] = gcp.monitoring.AlertPolicy(
+                    f"{name}-slo-{key}-{speed}-burn",
+                    display_name=f"{name}: {title}",
+                    combiner="AND",
+                    severity=severity,
+                    conditions=[
+                        gcp.monitoring.AlertPolicyConditionArgs(
+                            display_name=f"burn rate over {window}",
+                            condition_threshold=gcp.monitoring.AlertPolicyConditionConditionThresholdArgs(
+                                filter=slo.name.apply(partial(_burn_rate_filter, window)),
+                                comparison="COMPARISON_GT",
+                                threshold_value=factor,
+                                duration="0s",
+                            ),
+                        )
+                        for window in windows
+                    ],
+                    documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                        content=f"The API {key} error budget burns {factor:g}x faster than "
+                        "the SLO allows. Check the dashboard's error and latency charts, "
+                        "the last rollout (`groundwork ops rollback`) and Cloud SQL.",
+                        mime_type="text/markdown",
+                        subject=f"[{severity}] {title}",
+                    ),
+                    alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
+                    notification_channels=[channel.id] if channel else [],
+                    user_labels=self._args.labels,
+                    opts=child,
+                )
 
     def _policy(
         self,

@@ -103,6 +103,15 @@ class Cache(pulumi.ComponentResource):
                 parent=self,
                 depends_on=args.depends_on,
                 additional_secret_outputs=["authString"],
+                # tier, transit_encryption_mode, connect_mode and reserved_ip_range cannot
+                # change in place (the provider replaces the instance). The name is fixed,
+                # so Pulumi's default create-first replacement fails on "already exists";
+                # delete first instead: the cache is disposable and the service runs
+                # without Redis (limiter fails open, cache misses) until the new instance
+                # is up, with a new IP and server CA the services then pick up. With
+                # deletion_protection on, the provider refuses the delete and nothing
+                # changes (docs/deploy-gcp.md, "Changes that replace a resource").
+                delete_before_replace=True,
             ),
         )
         self.host = self.instance.host

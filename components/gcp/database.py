@@ -13,6 +13,21 @@ POSTGRES_VERSION = "POSTGRES_17"
 # Enterprise edition caps transaction-log retention (the PITR window) at 7 days;
 # older restore points come from the retained daily backups.
 MAX_LOG_RETENTION_DAYS = 7
+SERVER_CA_MODE = "GOOGLE_MANAGED_INTERNAL_CA"
+
+# Production audit logging (https://cloud.google.com/sql/docs/postgres/pg-audit):
+# cloudsql.enable_pgaudit loads the library (a restart of the instance), pgaudit.log
+# picks the statement classes (schema changes, roles, writes; reads stay out: volume);
+# `CREATE EXTENSION pgaudit` once per database adds object names to DDL entries
+# (docs/deploy-gcp.md). Hostname and per-statement duration complete the CIS 6.2 set;
+# duration lines are one per statement, a Cloud Logging cost to watch.
+AUDIT_FLAGS: dict[str, str] = {
+    "cloudsql.enable_pgaudit": "on",
+    "pgaudit.log": "ddl,role,write",
+    "pgaudit.log_relation": "on",
+    "log_hostname": "on",
+    "log_duration": "on",
+}
 
 # CIS Google Cloud benchmark 6.2.x logging flags plus IAM database authentication.
 DEFAULT_FLAGS: dict[str, str] = {
@@ -57,6 +72,9 @@ class DatabaseArgs:
     maintenance_track: str = "stable"
     """``canary`` gets updates ~a week before ``stable``: use it on staging."""
     backup_start_time: str = "02:00"
+    backup_location: str | None = None
+    """Region or multi-region of the backups; None lets Cloud SQL pick the nearest
+    multi-region (the stacks pass the instance's region)."""
     flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FLAGS))
     labels: dict[str, str] = field(default_factory=dict)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
@@ -121,11 +139,18 @@ class Database(pulumi.ComponentResource):
                     private_network=args.network_id,
                     allocated_ip_range=args.allocated_ip_range,
                     ssl_mode="ENCRYPTED_ONLY",
+                    # A CA private to this instance: a chain to it (DB_SSLMODE=verify-ca
+                    # with DB_TLS_CA_CERT) proves the server is this instance. The shared
+                    # CAS-based modes would need a host name check the private IP lacks.
+                    server_ca_mode=SERVER_CA_MODE,
                 ),
                 backup_configuration=gcp.sql.DatabaseInstanceSettingsBackupConfigurationArgs(
                     enabled=True,
                     start_time=args.backup_start_time,
                     point_in_time_recovery_enabled=True,
+                    # Explicit: without it backups go to the multi-region nearest the
+                    # instance, which may sit outside the region the data must stay in.
+                    location=args.backup_location,
                     transaction_log_retention_days=min(
                         args.backup_retention_days, MAX_LOG_RETENTION_DAYS
                     ),
@@ -192,6 +217,14 @@ class Database(pulumi.ComponentResource):
         self.database_name = database.name
         self.user_name = user.name
         self.password = pulumi.Output.secret(password.result)
+        self.server_ca_pem = self.instance.server_ca_certs.apply(
+            lambda certs: (
+                "\n".join(c.cert.strip() for c in certs or [] if c.cert) + "\n"
+                if any(c.cert for c in certs or [])
+                else ""
+            )
+        )
+        """The instance's server CA(s) as one PEM bundle (DB_TLS_CA_CERT)."""
         self.register_outputs(
             {
                 "instance_name": self.instance_name,

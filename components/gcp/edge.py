@@ -28,6 +28,19 @@ OWASP_RULES: tuple[str, ...] = (
     "protocolattack-v33-stable",
     "sessionfixation-v33-stable",
 )
+# Rule sets that inspect the request body for attack signatures. The job routes carry
+# a free-text prompt (up to MAX_PROMPT_CHARS) that users legitimately fill with SQL,
+# HTML or shell snippets ("explain this query"); with JSON parsing these rules read it
+# and answer 403. Cloud Armor exclusions cover headers, cookies, query parameters and
+# the URI only, not body fields (https://cloud.google.com/armor/docs/rule-tuning), so
+# these sets skip the prompt routes; every other route keeps them, and the prompt
+# routes keep the protocol, method, scanner and rate rules. The prompt is only ever
+# stored through bound parameters and sent to the LLM, never interpolated or rendered.
+BODY_SIGNATURE_RULES = frozenset(
+    {"sqli-v33-stable", "xss-v33-stable", "lfi-v33-stable", "rfi-v33-stable", "rce-v33-stable"}
+)
+PROMPT_ROUTES: tuple[str, ...] = ("/v1/jobs", "/v1/webhooks/jobs")
+"""POST routes whose JSON body carries a prompt (services/app api/routes)."""
 WAF_PRIORITY_BASE = 1000
 RATE_LIMIT_PRIORITY = 2000
 DEFAULT_RULE_PRIORITY = 2147483647
@@ -69,8 +82,14 @@ def _sslip_host(ip: str | None) -> str:
     return f"{(ip or '0.0.0.0').replace('.', '-')}.sslip.io"  # noqa: S104
 
 
-def waf_expression(rule_set: str, sensitivity: int) -> str:
-    return f"evaluatePreconfiguredWaf('{rule_set}', {{'sensitivity': {sensitivity}}})"
+def waf_expression(
+    rule_set: str, sensitivity: int, prompt_routes: tuple[str, ...] = PROMPT_ROUTES
+) -> str:
+    waf = f"evaluatePreconfiguredWaf('{rule_set}', {{'sensitivity': {sensitivity}}})"
+    if rule_set not in BODY_SIGNATURE_RULES or not prompt_routes:
+        return waf
+    routes = " || ".join(f"request.path == '{route}'" for route in prompt_routes)
+    return f"!(request.method == 'POST' && ({routes})) && {waf}"
 
 
 class Edge(pulumi.ComponentResource):

@@ -19,6 +19,8 @@ OPERATOR_PLACEHOLDER = "operator-must-set-this"
 """Initial payload of operator-managed secrets: Secret Manager refuses empty payloads
 and Cloud Run refuses to start a revision whose secret has no version."""
 
+VERSION_DELETION_POLICY = "ABANDON"
+
 _ENV_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 
 
@@ -87,6 +89,23 @@ class SecretStoreArgs:
             raise ValueError(f"duplicate secrets: {', '.join(duplicates)}")
 
 
+def replication_of(
+    result: gcp.secretmanager.GetSecretResult,
+) -> tuple[SecretReplication, list[str]] | None:
+    """The replication of a live secret (``get_secret``), None when it reports none."""
+    for replication in result.replications or []:
+        if replication.user_manageds:
+            locations = sorted(
+                replica.location
+                for managed in replication.user_manageds
+                for replica in managed.replicas
+            )
+            return SecretReplication.USER_MANAGED, locations
+        if replication.autos:
+            return SecretReplication.AUTOMATIC, []
+    return None
+
+
 class SecretStore(pulumi.ComponentResource):
     """One Secret Manager secret (and initial version) per spec."""
 
@@ -143,6 +162,12 @@ class SecretStore(pulumi.ComponentResource):
                 f"{name}-{slug}-version",
                 secret=secret.id,
                 secret_data=pulumi.Output.secret(value),
+                # Revisions pin a version number (below). With the default DELETE, a new
+                # value would destroy the version a revision still serving references,
+                # and its next instance could not start. ABANDON leaves the old version
+                # enabled in Secret Manager (DISABLE would fail those starts too); prune
+                # old versions once no revision uses them (docs/deploy-gcp.md).
+                deletion_policy=VERSION_DELETION_POLICY,
                 opts=version_opts,
             )
             pinned: pulumi.Input[str] = (

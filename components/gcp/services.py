@@ -2,8 +2,8 @@
 
 One image, four processes (``groundwork-app api|worker|relay|migrate``), each with its
 own service account that holds only what it uses: ``secretAccessor`` on exactly the
-secrets its container references (one binding per secret) and, for the API and the
-relay, ``pubsub.publisher`` on the jobs topic. None uses the default compute account.
+secrets its container references (one binding per secret) and, for the relay only,
+``pubsub.publisher`` on the jobs topic. None uses the default compute account.
 
 Every container gets the same environment contract (plain env + Secret Manager refs)
 and Direct VPC egress for private ranges only (see ``network.py``).
@@ -30,6 +30,10 @@ HEALTH_PORT = 8081
 """The relay's only listener (WORKER_HEALTH_PORT, or $PORT on Cloud Run): its container
 port, because a Cloud Run service must listen on the container port to become ready."""
 PUSH_PATH = "/pubsub/push"
+STARTUP_PROBE_PATH = "/health/live"
+LIVENESS_PROBE_PATH = "/health/live"
+"""The process answers (the relay: its poll loop beats). Neither needs PostgreSQL, the
+schema or Redis; see tests/gcp/test_gcp_first_deploy.py."""
 
 _CPU = ("1", "2", "4", "6", "8")
 _MEMORY = re.compile(r"^([0-9]+)(Mi|Gi)$")
@@ -81,6 +85,19 @@ def pinned_split(
     ]
 
 
+def is_not_found(exc: BaseException) -> bool:
+    """The lookup failed because the service does not exist (and for no other reason).
+
+    The provider's ``google_cloud_run_v2_service`` data source reads the service and, when
+    the API answers 404, fails with ``"<id> not found"``; any other failure (403, 429,
+    5xx) carries the API error instead ("googleapi: Error 403: ...").
+    """
+    text = str(exc).lower()
+    if "googleapi: error" in text and "error 404" not in text:
+        return False
+    return "not found" in text or "error 404" in text
+
+
 @dataclass
 class ServiceSize:
     cpu: str = "1"
@@ -126,7 +143,7 @@ class CloudRunAppArgs:
     secrets: Mapping[str, SecretRef]
     """Env name -> Secret Manager ref, identical for every process."""
     publish_topic: pulumi.Input[str]
-    """Jobs topic the API and relay publish to."""
+    """Jobs topic the relay publishes to."""
     push_audience: str
     """Custom audience the worker accepts on Pub/Sub push tokens."""
     network_tags: list[str] = field(default_factory=list)
@@ -205,14 +222,15 @@ class CloudRunApp(pulumi.ComponentResource):
                 for env_name, ref in sorted(args.secrets.items())
             ]
             self._grants[role] = grants
-        for role in ("api", "relay"):
-            gcp.pubsub.TopicIAMMember(
-                f"{name}-{role}-publisher",
-                topic=args.publish_topic,
-                role="roles/pubsub.publisher",
-                member=self.service_accounts[role].member,
-                opts=child,
-            )
+        # Only the relay publishes: the API writes the outbox row in the job's transaction
+        # and never calls Pub/Sub (adapters/broker_probe.py), the worker only receives.
+        gcp.pubsub.TopicIAMMember(
+            f"{name}-relay-publisher",
+            topic=args.publish_topic,
+            role="roles/pubsub.publisher",
+            member=self.service_accounts["relay"].member,
+            opts=child,
+        )
 
         api_ingress = {
             ApiExposure.PRIVATE: "INGRESS_TRAFFIC_INTERNAL_ONLY",
@@ -290,6 +308,15 @@ class CloudRunApp(pulumi.ComponentResource):
                 name=name, location=self._args.region, opts=pulumi.InvokeOptions(parent=self)
             )
         except Exception as exc:
+            if not is_not_found(exc):
+                # A permission, quota or transient error must not turn a canary into a
+                # 100 % rollout: only a missing service means "first deploy".
+                raise RuntimeError(
+                    f"{name}: could not read the live traffic split to pin the new "
+                    f"revision at 0 % ({exc}); fix the cause (the deploy identity needs "
+                    "run.services.get) and re-run: without the split this update would "
+                    "send all production traffic to the new revision"
+                ) from exc
             pulumi.log.info(f"{name}: no live service to pin traffic to ({exc})", self)
             return None
         split = pinned_split(live.traffic_statuses)
@@ -379,11 +406,15 @@ class CloudRunApp(pulumi.ComponentResource):
                             startup_cpu_boost=True,
                         ),
                         # Probes target the container port: it is the one port Cloud Run
-                        # routes to, and every process serves /health/* there.
-                        # Ready means the database and Redis answer: no traffic before.
+                        # routes to, and every process serves /health/* there. Both check
+                        # the process only (STARTUP_PROBE_PATH): a Redis maintenance
+                        # restart or a database not migrated yet (the first `up` runs
+                        # before the migrate job) must not block new instances or fail
+                        # a deploy. Dependency health is /health/ready, read by the
+                        # uptime check, the smoke test and the alerts.
                         startup_probe=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeArgs(
                             http_get=gcp.cloudrunv2.ServiceTemplateContainerStartupProbeHttpGetArgs(
-                                path="/health/ready", port=port
+                                path=STARTUP_PROBE_PATH, port=port
                             ),
                             initial_delay_seconds=2,
                             period_seconds=5,
@@ -394,7 +425,7 @@ class CloudRunApp(pulumi.ComponentResource):
                         # not restart every instance, hence not /health/ready.
                         liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
                             http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
-                                path="/health/live", port=port
+                                path=LIVENESS_PROBE_PATH, port=port
                             ),
                             period_seconds=15,
                             timeout_seconds=3,

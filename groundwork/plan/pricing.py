@@ -454,6 +454,42 @@ def _rds_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return items
 
 
+@pricer("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+def _rds_backup_replication(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    """A full copy of the source's backups in the second region, kept in step daily:
+    storage there at the backup rate plus the cross-region transfer of each day's changes
+    (aws.amazon.com/rds/postgresql/pricing, "Cross-Region automated backups")."""
+    source_arn = str(r.inputs.get("sourceDbInstanceArn") or "")
+    identifier = source_arn.rsplit(":", 1)[-1]
+    source = next(
+        (
+            i
+            for i in ctx.run.of_type("aws:rds/instance:Instance")
+            if identifier in (str(i.inputs.get("identifier") or ""), i.name)
+        ),
+        None,
+    )
+    if source is None:
+        raise NotPriced(f"source instance {source_arn or '(unknown)'} not in the plan")
+    storage_gb = _num(source.inputs.get("allocatedStorage"), 20)
+    retention = _num(r.inputs.get("retentionPeriod"), 7)
+    daily_change = storage_gb * ctx.assume("db_backup_daily_change_fraction")
+    return [
+        LineItem(
+            f"replicated backup storage ({retention:g} days)",
+            storage_gb + daily_change * retention,
+            "GB-month",
+            ctx.price("rds_postgres", "backup_gb_month"),
+        ),
+        LineItem(
+            "cross-region transfer of daily changes",
+            daily_change * 30,
+            "GB",
+            ctx.price("rds_postgres", "backup_replication_transfer_gb"),
+        ),
+    ]
+
+
 def _proxy_instance(r: RecordedResource, ctx: PricingContext) -> RecordedResource:
     instances = [
         i
@@ -1057,6 +1093,27 @@ def _uptime_check(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     if free:
         items.append(LineItem("free executions per project", -free / 1000, "1k executions", rate))
     return items
+
+
+@pricer("gcp:logging/projectBucketConfig:ProjectBucketConfig")
+def _log_bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    # Routed logs are billed on ingestion per bucket that stores them (on top of the
+    # _Default bucket's copy); storage is free for the first 30 days.
+    ingest = ctx.assume("gcp_service_log_gib")
+    retention = _num(r.inputs.get("retentionDays")) or 30
+    free_days = ctx.price("logging", "default_retention_days")
+    extra_months = max(0.0, retention - free_days) / 30
+    return [
+        LineItem(
+            "routed log ingestion (assumed)", ingest, "GiB", ctx.price("logging", "ingestion_gib")
+        ),
+        LineItem(
+            f"log retention beyond {free_days:g} days ({retention:g} days)",
+            ingest * extra_months,
+            "GiB-month",
+            ctx.price("logging", "retention_gib_month"),
+        ),
+    ]
 
 
 @pricer("gcp:monitoring/alertPolicy:AlertPolicy")

@@ -38,7 +38,7 @@ from components.aws import (
 from components.aws.alb import INSECURE_HTTP_WARNING, TLS_POLICY, bounded_name
 from components.aws.container_service import fargate_memory_options, source_fingerprint
 from components.aws.network import plan_subnets
-from groundwork.mockrun import ProgramRun
+from groundwork.mockrun import FAKE_ACCOUNT, ProgramRun
 
 CLIENTS = {"api": "sg-api", "worker": "sg-worker"}
 SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
@@ -208,23 +208,28 @@ def test_database_secure_defaults(helpers: Any) -> None:
     } == {("db-sg", "sg-api"), ("db-sg", "sg-worker")}
 
 
-def test_database_waits_for_the_monitoring_policy(helpers: Any) -> None:
+def test_database_waits_for_the_monitoring_policy_and_its_log_groups(helpers: Any) -> None:
     # RDS validates the enhanced-monitoring role when the instance is created; a role
-    # without its policy attached yet fails CreateDBInstance.
-    run = helpers.run_component(lambda: Database("db", _db(read_replica=True)))
-    attachment = run.named("db-monitoring-policy").urn
-    for instance in run.of_type("aws:rds/instance:Instance"):
-        assert attachment in instance.depends_on, instance.name
+    # without its policy attached yet fails CreateDBInstance. RDS creates a missing
+    # /aws/rds/instance/<id>/<log> group itself, unencrypted and never expiring.
+    run = helpers.run_component(lambda: Database("db", _db()))
+    (instance,) = run.of_type("aws:rds/instance:Instance")
+    assert run.named("db-monitoring-policy").urn in instance.depends_on
+    groups = {g.inputs["name"]: g for g in run.of_type("aws:cloudwatch/logGroup:LogGroup")}
+    assert set(groups) == {
+        f"/aws/rds/instance/db/{log}" for log in instance.inputs["enabledCloudwatchLogsExports"]
+    }
+    assert {g.urn for g in groups.values()} <= set(instance.depends_on)
 
 
-def test_database_proxy_and_replica(helpers: Any) -> None:
-    db: list[Database] = []
-    run = helpers.run_component(
-        lambda: db.append(Database("db", _db(proxy=True, read_replica=True)))
-    )
-    proxy = run.one("aws:rds/proxy:Proxy").inputs
-    assert proxy["requireTls"] is True and proxy["engineFamily"] == "POSTGRESQL"
-    assert proxy["auths"][0]["secretArn"].endswith("rds!db-postgres")
+def test_database_proxy_uses_end_to_end_iam(helpers: Any) -> None:
+    run = helpers.run_component(lambda: Database("db", _db(proxy=True)))
+    proxy = run.one("aws:rds/proxy:Proxy")
+    assert proxy.inputs["requireTls"] is True and proxy.inputs["engineFamily"] == "POSTGRESQL"
+    # No secret at all: nothing for a rotation to invalidate.
+    assert proxy.inputs["defaultAuthScheme"] == "IAM_AUTH" and not proxy.inputs.get("auths")
+    # Targets started before the role can connect register as AUTH_FAILURE.
+    assert run.named("db-proxy-connect").urn in proxy.depends_on
     assert run.one("aws:rds/proxyTarget:ProxyTarget").inputs["dbInstanceIdentifier"] == "db"
     groups = helpers.ids_by_name(run, "aws:ec2/securityGroup:SecurityGroup")
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
@@ -243,18 +248,19 @@ def test_database_proxy_and_replica(helpers: Any) -> None:
         ("db-proxy-sg", "sg-worker"),
         ("db-sg", "db-proxy-sg"),
     }
-    secret_policy = _policy(run, "db-proxy-secret")["Statement"]
-    assert secret_policy[0]["Resource"].endswith("rds!db-postgres")
-    replica = next(
-        r for r in run.of_type("aws:rds/instance:Instance") if r.name == "db-replica"
-    ).inputs
-    assert replica["replicateSourceDb"] == "db" and replica["storageEncrypted"] is True
+    (statement,) = _policy(run, "db-proxy-connect")["Statement"]
+    assert statement["Action"] == "rds-db:connect"
+    assert statement["Resource"] == (
+        f"arn:aws:rds-db:us-east-1:{FAKE_ACCOUNT}:dbuser:db-DB-POSTGRES/groundwork_app"
+    )
 
 
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
         ({"deletion_protection": True, "final_snapshot": False}, "final_snapshot"),
+        ({"read_replica": True}, "ManageMasterUserPassword"),
+        ({"app_username": "groundwork"}, "differ"),
         ({"allocated_storage_gb": 200, "max_allocated_storage_gb": 100}, "below"),
         ({"monitoring_interval_seconds": 7}, "monitoring_interval"),
     ],
@@ -314,8 +320,11 @@ def _broker(**kwargs: Any) -> BrokerArgs:
         subnet_ids=SUBNETS,
         client_security_group_ids=CLIENTS,
         secrets_kms_key_arn="arn:aws:kms:us-east-1:1:key/s",
-        broker_name="b",
-        **kwargs,
+        **{
+            "broker_name": "b",
+            "management_client_security_group_ids": {"migrate": "sg-migrate"},
+            **kwargs,
+        },
     )
 
 
@@ -337,17 +346,43 @@ def test_broker(mode: DeploymentMode, instance: str, subnets: int, helpers: Any)
     assert len(broker["subnetIds"]) == subnets
     assert broker["logs"] == {"general": True} and broker["autoMinorVersionUpgrade"] is True
     assert broker["maintenanceWindowStartTime"]["timeZone"] == "UTC"
-    password = run.one("random:index/randomPassword:RandomPassword").state["result"]
-    assert broker["users"] == [{"username": "groundwork", "password": password}]
-    stored = json.loads(
-        run.one("aws:secretsmanager/secretVersion:SecretVersion").inputs["secretString"]
-    )
-    assert stored == {"username": "groundwork", "password": password}
+    passwords = {
+        r.name: r.state["result"] for r in run.of_type("random:index/randomPassword:RandomPassword")
+    }
+    # Amazon MQ's API creates one user, the administrator; the application's user is
+    # made by migrate through the management API (rabbitmq-basic-elements-user.html).
+    assert broker["users"] == [{"username": "gwadmin", "password": passwords["mq-admin-password"]}]
+    stored = {
+        json.loads(v.inputs["secretString"])["username"]: json.loads(v.inputs["secretString"])
+        for v in run.of_type("aws:secretsmanager/secretVersion:SecretVersion")
+    }
+    assert stored == {
+        "gwadmin": {"username": "gwadmin", "password": passwords["mq-admin-password"]},
+        "groundwork": {"username": "groundwork", "password": passwords["mq-password"]},
+    }
+    # A random suffix: create-before-delete never collides with the broker it replaces.
+    suffix = run.one("random:index/randomId:RandomId").state["hex"]
+    assert broker["brokerName"] == f"b-{suffix}"
     rules = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     assert {(r.inputs["fromPort"], r.inputs["referencedSecurityGroupId"]) for r in rules} == {
         (5671, "sg-api"),
         (5671, "sg-worker"),
+        (443, "sg-migrate"),
     }
+
+
+def test_broker_name_suffix_changes_exactly_with_a_replacement(helpers: Any) -> None:
+    """aws.mq.Broker replaces the broker when deployment mode, subnets or users change;
+    the name suffix (RandomId keepers) must change with them, and only with them."""
+
+    def name_of(**kwargs: Any) -> str:
+        run = helpers.run_component(lambda: Broker("mq", _broker(**kwargs)))
+        return str(run.one("aws:mq/broker:Broker").inputs["brokerName"])
+
+    base = name_of()
+    assert name_of(instance_type="mq.m5.large") == base  # an in-place update
+    assert name_of(admin_username="ops") != base
+    assert name_of(deployment_mode="CLUSTER_MULTI_AZ", instance_type="mq.m5.large") != base
 
 
 @pytest.mark.parametrize(
@@ -355,6 +390,8 @@ def test_broker(mode: DeploymentMode, instance: str, subnets: int, helpers: Any)
     [
         ({"deployment_mode": "CLUSTER_MULTI_AZ"}, "mq.m5"),
         ({"engine_version": "3.12"}, "quorum"),
+        ({"admin_username": "groundwork"}, "differ"),
+        ({"broker_name": "x" * 45}, "suffix"),
     ],
 )
 def test_broker_rejects(kwargs: dict[str, Any], message: str) -> None:
@@ -400,7 +437,8 @@ def test_alb_http_only_is_loud(helpers: Any, caplog: pytest.LogCaptureFixture) -
     assert lb["dropInvalidHeaderFields"] is True and lb["internal"] is False
     assert lb["accessLogs"]["enabled"] is True
     tg = run.one("aws:lb/targetGroup:TargetGroup").inputs
-    assert tg["healthCheck"]["path"] == "/health/ready" and tg["deregistrationDelay"] == 30
+    # Process only: ECS replaces tasks failing it; a Redis blip must not cycle them all.
+    assert tg["healthCheck"]["path"] == "/health/live" and tg["deregistrationDelay"] == 30
     assert tg["targetType"] == "ip"
     pab = run.one("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
     assert all(
@@ -714,6 +752,14 @@ def test_alarms(helpers: Any) -> None:
         "cache-001-evictions",
         "queue-depth",
         "dlq-depth",
+        # RabbitMQ blocks publishers at its memory or disk limit (rabbitmq.com/docs/alarms).
+        "broker-memory",
+        "broker-disk",
+        "broker-cpu",
+        "cache-001-replication-lag",
+        "api-tasks-below-desired",
+        "worker-tasks-below-desired",
+        "relay-tasks-below-desired",
     }
     rate = next(q for q in alarms["alb-5xx-rate"]["metricQueries"] if q.get("expression"))
     assert "requests" in rate["expression"] and alarms["alb-5xx-rate"]["threshold"] == 1
@@ -735,6 +781,39 @@ def test_alarms(helpers: Any) -> None:
         "API throughput (requests/min)",
         "Queue depth",
     } <= titles
+
+
+def _queries(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {q["id"]: q for q in alarm["metricQueries"]}
+
+
+def test_alarms_optional_signals_and_autoscaling_ceiling(helpers: Any) -> None:
+    run = helpers.run_component(
+        lambda: Alarms(
+            "al",
+            _alarms(
+                db_proxy_name="px",
+                db_freeable_memory_bytes=100.0,
+                service_max_counts={"api": 6, "worker": 4},
+            ),
+        )
+    )
+    alarms = {
+        r.name.removeprefix("al-"): r.inputs
+        for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    }
+    assert alarms["db-freeable-memory"]["threshold"] == 100
+    assert alarms["db-proxy-auth-failures"]["dimensions"] == {"ProxyName": "px"}
+    assert alarms["db-proxy-auth-failures"]["metricName"] == "ClientConnectionsSetupFailedAuth"
+    # The API autoscales on CPU at 60 %: 80 % is an incident only once it cannot add tasks.
+    at_max = _queries(alarms["api-cpu"])["at_max"]["expression"]
+    assert at_max == "IF(running >= 6, usage, 0)"
+    assert _queries(alarms["worker-memory"])["at_max"]["expression"].startswith("IF(running >= 4")
+    memory = _queries(alarms["broker-memory"])
+    assert memory["used"]["metric"]["metricName"] == "RabbitMQMemUsed"
+    assert memory["limit"]["metric"]["metricName"] == "RabbitMQMemLimit"
+    below = _queries(alarms["relay-tasks-below-desired"])
+    assert below["missing"]["expression"] == "desired - running"
 
 
 def test_alarms_without_email(helpers: Any) -> None:

@@ -77,7 +77,7 @@ def _task_def(run: ProgramRun, process: str) -> Any:
                 "aws:ec2/subnet:Subnet": 9,
                 "aws:ec2/natGateway:NatGateway": 3,
                 "aws:ec2/instance:Instance": 0,
-                "aws:ec2/vpcEndpoint:VpcEndpoint": 5,
+                "aws:ec2/vpcEndpoint:VpcEndpoint": 1,  # S3 gateway; interface endpoints off
                 "aws:ecs/service:Service": 3,
                 "aws:ecs/taskDefinition:TaskDefinition": 4,
                 "aws:rds/instance:Instance": 1,
@@ -234,18 +234,19 @@ def test_outputs_match_the_contract(staging: ProgramRun, staging_rabbitmq: Progr
     assert set(staging_rabbitmq.outputs["secret_arns"]) == {
         *out["secret_arns"],
         "broker-credentials",
+        "broker-admin",
     }
     assert set(out["log_group_names"]) == {"api", "worker", "relay", "migrate", "vpc-flow-logs"}
 
 
-@pytest.mark.parametrize(("stack", "count"), [("staging", 3), ("staging_rabbitmq", 4)])
+@pytest.mark.parametrize(("stack", "count"), [("staging", 3), ("staging_rabbitmq", 5)])
 def test_outputs_hold_no_secret_values(
     stack: str, count: int, request: pytest.FixtureRequest
 ) -> None:
     run: ProgramRun = request.getfixturevalue(stack)
     passwords = run.of_type("random:index/randomPassword:RandomPassword")
     generated = {str(r.state["result"]) for r in passwords if r.state.get("result")}
-    assert len(generated) == count  # jwt, webhook, cache AUTH (+ broker password)
+    assert len(generated) == count  # jwt, webhook, cache AUTH (+ broker app + admin)
     dumped = json.dumps(run.outputs)
     assert not any(value in dumped for value in generated)
 
@@ -274,14 +275,24 @@ def test_every_container_gets_exactly_the_contract(
     env = {e["name"]: e["value"] for e in container["environment"]}
     secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
     assert set(env) == contract.env
-    assert set(secrets) == contract.secrets
+    if process == "migrate":
+        assert set(secrets) == contract.secrets
+        # The master user, straight to the instance, with the secret read at task start.
+        assert env["DB_IAM_AUTH"] == "false" and env["DB_USER"] == "groundwork"
+        assert env["DB_APP_USER"] == "groundwork_app"
+        assert ".rds.amazonaws.com" in env["DB_HOST"] and ".proxy-" not in env["DB_HOST"]
+        assert secrets["DB_PASSWORD"].endswith(":password::")
+        assert "rds!" in secrets["DB_PASSWORD"]  # the RDS-managed master secret
+    else:
+        # No database password at all: a fresh IAM token per connection, so the weekly
+        # rotation of the master secret never reaches a running task.
+        assert set(secrets) == contract.secrets - {"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}
+        assert env["DB_IAM_AUTH"] == "true" and env["DB_USER"] == "groundwork_app"
     assert env["APP_ENV"] == tier
     assert env["DB_SSLMODE"] == "require"
     assert env["REDIS_TLS"] == "true"
     assert env["QUEUE_BACKEND"] == backend.value
     assert all(v.startswith("arn:aws:secretsmanager:") for v in secrets.values())
-    assert secrets["DB_PASSWORD"].endswith(":password::")
-    assert "rds!" in secrets["DB_PASSWORD"]  # the RDS-managed master secret
     if backend is QueueBackend.RABBITMQ:
         assert env["RABBITMQ_TLS"] == "true"
         assert env["RABBITMQ_PORT"] == "5671"
@@ -302,8 +313,11 @@ def test_every_container_gets_exactly_the_contract(
 def test_execution_role_reads_exactly_the_injected_secrets(
     staging: ProgramRun, helpers: Any
 ) -> None:
-    (container,) = helpers.container_definitions(_task_def(staging, "api"))
-    injected = {s["valueFrom"].removesuffix(":password::") for s in container["secrets"]}
+    injected = {
+        s["valueFrom"].removesuffix(":password::")
+        for process in ("api", "migrate")
+        for s in helpers.container_definitions(_task_def(staging, process))[0]["secrets"]
+    }
     policy = json.loads(
         next(
             r
@@ -337,8 +351,8 @@ def test_tags_on_every_taggable_resource(
         if {k: (r.inputs.get("tags") or {}).get(k) for k in expected} != expected
     ]
     assert missing == []
-    provider = run.one("pulumi:providers:aws")
-    assert json.loads(provider.inputs["defaultTags"])["tags"] == expected
+    for provider in run.of_type("pulumi:providers:aws"):  # production: + the backup region's
+        assert json.loads(provider.inputs["defaultTags"])["tags"] == expected
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -391,7 +405,15 @@ def test_data_stores_admit_only_task_groups(staging_rabbitmq: ProgramRun, helper
         assert into, store
         sources = {groups[r.inputs["referencedSecurityGroupId"]] for r in into}
         assert all("-fw-" in s for s in sources), sources
-        assert {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into} == {(port, port)}
+        ports = {(r.inputs["fromPort"], r.inputs["toPort"]) for r in into}
+        # The broker's management API (443) admits the migrate task alone.
+        management = {
+            groups[r.inputs["referencedSecurityGroupId"]]
+            for r in into
+            if r.inputs["fromPort"] == 443
+        }
+        assert ports - {(443, 443)} == {(port, port)}
+        assert management <= {"groundwork-staging-fw-migrate"}
 
 
 def test_autoscaled_services_ignore_desired_count(staging: ProgramRun) -> None:

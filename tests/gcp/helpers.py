@@ -18,6 +18,7 @@ REDIS_CAS = (
     "-----BEGIN CERTIFICATE-----\nMIIBcurrent\n-----END CERTIFICATE-----\n",
     "-----BEGIN CERTIFICATE-----\nMIIBnext\n-----END CERTIFICATE-----\n",
 )
+SQL_CA = "-----BEGIN CERTIFICATE-----\nMIIBsqlserverca\n-----END CERTIFICATE-----\n"
 BASE_CONFIG = {"groundwork:cloud": "gcp", "gcp:project": PROJECT, "gcp:region": REGION}
 
 
@@ -29,15 +30,37 @@ class GcpMocks(GroundworkMocks):
     """
 
     def __init__(
-        self, *, live_api_traffic: list[dict[str, Any]] | None = None, **kwargs: Any
+        self,
+        *,
+        live_api_traffic: list[dict[str, Any]] | None = None,
+        lookup_error: str | None = None,
+        live_secret_replication: dict[str, Any] | None = None,
+        secret_lookup_error: str | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.live_secret_replication = live_secret_replication
+        """The ``replication`` a live secret reports to ``getSecret``; None: no secret."""
+        self.secret_lookup_error = secret_lookup_error
         self.live_api_traffic = live_api_traffic
+        self.lookup_error = lookup_error
+        """A failure other than "not found" the ``getService`` lookup reports."""
         self.service_lookups: list[dict[str, Any]] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
+        if args.token == "gcp:secretmanager/getSecret:getSecret":
+            if self.secret_lookup_error is not None:
+                return {}, [("secretId", self.secret_lookup_error)]
+            if self.live_secret_replication is None:
+                return {}, [("secretId", f"projects/p/secrets/{args.args['secretId']} not found")]
+            return {
+                "secretId": args.args["secretId"],
+                "replications": [self.live_secret_replication],
+            }, []
         if args.token == "gcp:cloudrunv2/getService:getService":
             self.service_lookups.append(dict(args.args))
+            if self.lookup_error is not None:
+                return {}, [("name", self.lookup_error)]
             if self.live_api_traffic is None:
                 # How the provider reports a missing service: a data-source error the
                 # program can catch, not an RPC failure.
@@ -55,6 +78,8 @@ class GcpMocks(GroundworkMocks):
             state.setdefault("address", "203.0.113.10")
         if args.typ == "gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig":
             state.setdefault("uptimeCheckId", f"{args.name}-check")
+        if args.typ == "gcp:sql/databaseInstance:DatabaseInstance":
+            state["serverCaCerts"] = [{"cert": SQL_CA}]
         if args.typ == "gcp:redis/instance:Instance":
             state["serverCaCerts"] = [{"cert": pem} for pem in REDIS_CAS]
         if args.typ == "gcp:secretmanager/secret:Secret":

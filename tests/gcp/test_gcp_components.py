@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from functools import partial
 
 import pulumi
@@ -176,7 +177,7 @@ def test_services_defaults_private_least_privilege_identities() -> None:
     # No project-level role anywhere: only per-resource bindings.
     assert not graph.of_type("gcp:projects/iAMMember:IAMMember")
     publishers = graph.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
-    assert sorted(p.name for p in publishers) == ["app-api-publisher", "app-relay-publisher"]
+    assert sorted(p.name for p in publishers) == ["app-relay-publisher"]
 
 
 def test_each_identity_reads_exactly_the_secrets_its_container_references() -> None:
@@ -211,11 +212,12 @@ def test_relay_is_always_on_and_uninvokable_worker_accepts_push_audience() -> No
     assert wc["args"] == ["worker"]
     # In Pub/Sub mode the push receiver on $PORT is the worker's only listener.
     assert wc["ports"]["containerPort"] == 8080
-    assert wc["startupProbe"]["httpGet"] == {"path": "/health/ready", "port": 8080}
+    # Process-only probes; tests/gcp/test_gcp_first_deploy.py shows why.
+    assert wc["startupProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
     assert wc["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": 8080}
     api = services["app-api"].inputs
     (ac,) = api["template"]["containers"]
-    assert ac["startupProbe"]["httpGet"]["path"] == "/health/ready"
+    assert ac["startupProbe"]["httpGet"]["path"] == "/health/live"
     assert ac["livenessProbe"]["httpGet"]["path"] == "/health/live"
     assert api["template"]["maxInstanceRequestConcurrency"] == 80
 
@@ -306,7 +308,11 @@ def test_edge_has_owasp_waf_rate_limit_managed_cert_and_redirect() -> None:
     policy = graph.one("gcp:compute/securityPolicy:SecurityPolicy").inputs
     rules = sorted(policy["rules"], key=lambda r: r["priority"])
     waf = [r for r in rules if "evaluatePreconfiguredWaf" in str(r["match"])]
-    assert {r["match"]["expr"]["expression"].split("'")[1] for r in waf} == set(OWASP_RULES)
+    found = {
+        re.search(r"evaluatePreconfiguredWaf\('([^']+)'", r["match"]["expr"]["expression"])[1]  # type: ignore[index]
+        for r in waf
+    }
+    assert found == set(OWASP_RULES)
     assert all(r["action"] == "deny(403)" for r in waf)
     rate = next(r for r in rules if r["action"] == "rate_based_ban")
     assert rate["priority"] > max(r["priority"] for r in waf)
@@ -403,8 +409,10 @@ def test_alerts_cover_every_signal_and_notify_the_channel() -> None:
         "redis-memory": 0.85,
         "pubsub-oldest-unacked": 600,
         "dead-letters": 0,
+        "push-rejected": 0.05,
     }
-    assert set(policies) == set(expected)
+    burn = {f"slo-{k}-{s}-burn" for k in ("availability", "latency") for s in ("fast", "slow")}
+    assert set(policies) == set(expected) | burn
     for key, threshold in expected.items():
         (condition,) = policies[key]["conditions"]
         assert condition["conditionThreshold"]["thresholdValue"] == threshold, key
@@ -417,6 +425,39 @@ def test_alerts_cover_every_signal_and_notify_the_channel() -> None:
     assert "mon-api-uptime-check" in uptime_filter["filter"]
     assert '"dl-sub"' in policies["dead-letters"]["conditions"][0]["conditionThreshold"]["filter"]
     assert '"p:pg"' in policies["sql-disk"]["conditions"][0]["conditionThreshold"]["filter"]
+
+
+def test_push_deliveries_are_alerted_by_response_class() -> None:
+    """Pub/Sub reports every push by ``response_class`` (ack, remote_server_4xx, ...,
+    https://cloud.google.com/monitoring/api/metrics_gcp#gcp-pubsub): a worker answering
+    401 to every push (defect 1) crosses this ratio at once."""
+    graph = run(lambda: _alerts(notification_email="ops@ex.com"))
+    (policy,) = [
+        p
+        for p in graph.of_type("gcp:monitoring/alertPolicy:AlertPolicy")
+        if p.name == "mon-push-rejected"
+    ]
+    condition = policy.inputs["conditions"][0]["conditionThreshold"]
+    assert "subscription/push_request_count" in condition["filter"]
+    assert 'response_class != "ack"' in condition["filter"]
+    assert "response_class" not in condition["denominatorFilter"]
+
+
+def test_api_slos_have_multi_window_burn_rate_alerts() -> None:
+    graph = run(lambda: _alerts(notification_email="ops@ex.com"))
+    slos = {s.inputs["sloId"]: s.inputs for s in graph.of_type("gcp:monitoring/slo:Slo")}
+    assert slos["availability"]["goal"] == 0.995
+    ratio = slos["availability"]["requestBasedSli"]["goodTotalRatio"]
+    assert 'response_code_class = "5xx"' in ratio["badServiceFilter"]
+    cut = slos["latency"]["requestBasedSli"]["distributionCut"]
+    assert (slos["latency"]["goal"], cut["range"]["max"]) == (0.95, 2000)
+    policies = {p.name: p.inputs for p in graph.of_type("gcp:monitoring/alertPolicy:AlertPolicy")}
+    fast = policies["mon-slo-availability-fast-burn"]
+    assert fast["combiner"] == "AND"  # both windows: fast to fire, fast to recover
+    filters = [c["conditionThreshold"]["filter"] for c in fast["conditions"]]
+    assert [f.split('", "')[1] for f in filters] == ['60m")', '5m")']
+    assert all(f.startswith("select_slo_burn_rate(") for f in filters)
+    assert {c["conditionThreshold"]["thresholdValue"] for c in fast["conditions"]} == {14.4}
 
 
 def test_dashboard_has_the_four_golden_signals() -> None:
@@ -500,6 +541,38 @@ def test_a_latest_target_is_pinned_to_the_revision_it_resolves_to() -> None:
 def test_pinned_traffic_on_first_deploy_lets_the_first_revision_serve() -> None:
     graph = run(lambda: _app(api_traffic=TrafficStrategy.PINNED), mocks=_mocks(None))
     assert "traffics" not in graph.named("app-api").inputs
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        # What the provider's data source reports for an API error other than 404
+        # (https://cloud.google.com/run/docs/reference/iam/permissions: the deployer needs
+        # run.services.get; quota: https://cloud.google.com/run/quotas).
+        "googleapi: Error 403: Permission 'run.services.get' denied on resource "
+        "'projects/acme-groundwork/locations/europe-west1/services/app-api', forbidden",
+        "googleapi: Error 429: Quota exceeded for quota metric 'Read requests', rateLimitExceeded",
+        "googleapi: Error 503: The service is currently unavailable., backendError",
+    ],
+)
+def test_a_failed_split_lookup_stops_the_deploy_instead_of_skipping_the_canary(
+    error: str,
+) -> None:
+    mocks = GcpMocks(region=REGION, gcp_project="acme-groundwork", lookup_error=error)
+    with pytest.raises(Exception, match="could not read the live traffic split"):
+        run(lambda: _app(api_traffic=TrafficStrategy.PINNED), mocks=mocks)
+
+
+def test_only_not_found_means_first_deploy() -> None:
+    from components.gcp.services import is_not_found
+
+    # The data source's message on a 404 (service absent): "<id> not found".
+    assert is_not_found(
+        Exception("projects/p/locations/europe-west1/services/app-api not found (name)")
+    )
+    assert is_not_found(Exception("googleapi: Error 404: Resource 'app-api' was not found"))
+    assert not is_not_found(Exception("googleapi: Error 403: caller does not have permission"))
+    assert not is_not_found(Exception("connection reset by peer"))
 
 
 def test_latest_traffic_never_looks_the_service_up() -> None:

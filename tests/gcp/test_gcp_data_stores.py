@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pulumi
 import pytest
 
 from components.gcp.cache import Cache, CacheArgs, CacheTier
@@ -118,3 +119,23 @@ def test_cache_rejects_bad_size() -> None:
         CacheArgs(network_id="vpc", memory_size_gb=0)
     with pytest.raises(ValueError, match="PREMIUM"):
         CacheArgs(network_id="vpc", tier="PREMIUM")  # type: ignore[arg-type]
+
+
+def test_cache_is_replaced_delete_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tier, transit_encryption_mode, connect_mode and reserved_ip_range force a new
+    instance (pulumi_gcp redis.Instance docstrings; Memorystore cannot change tier in
+    place). The name is fixed, so the default create-first replacement would fail on
+    "already exists": the instance must be deleted first (a disposable cache)."""
+    import pulumi_gcp as gcp
+
+    seen: list[pulumi.ResourceOptions] = []
+    real = gcp.redis.Instance
+
+    class Recording(real):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            seen.append(kwargs["opts"])  # type: ignore[arg-type]
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(gcp.redis, "Instance", Recording)
+    run(lambda: Cache("cache", CacheArgs(network_id="vpc-id")))
+    assert [o.delete_before_replace for o in seen] == [True]

@@ -16,6 +16,7 @@ from tests.gcp.helpers import (
     PUBSUB_AGENT,
     REDIS_CAS,
     REGION,
+    SQL_CA,
     GcpMocks,
     by_name,
     containers,
@@ -48,7 +49,7 @@ def test_every_container_gets_exactly_the_pubsub_contract(
     assert set(secrets) == CONTRACT.secrets
     assert plain["APP_ENV"] == stack
     assert plain["QUEUE_BACKEND"] == "pubsub"
-    assert plain["DB_SSLMODE"] == "require"
+    assert plain["DB_SSLMODE"] == "verify-ca"  # see test_services_authenticate_cloud_sql
     assert plain["REDIS_TLS"] == "true"
     assert plain["PUBSUB_PROJECT_ID"] == PROJECT
     assert containers(graph)[process]["args"] == [process]
@@ -128,6 +129,15 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
         in graph.named(f"{prefix}-worker-push").depends_on
     )
 
+    # One coherent push-auth design: Cloud Run's IAM invoker check stays on for the
+    # worker, so Cloud Run validates the token and delivers it with its signature
+    # replaced by SIGNATURE_REMOVED_BY_GOOGLE
+    # (https://cloud.google.com/run/docs/authenticating/service-to-service); the app
+    # must then check the claims, not the signature (services/app test_pubsub.py
+    # pushes such a token).
+    assert not worker.inputs.get("invokerIamDisabled")
+    assert worker_env["PUBSUB_PUSH_AUTH"] == "cloud-run-iam"
+
     # The service agent is asked for explicitly (new projects may not have it yet) and
     # every grant to it waits for it.
     agent = graph.one("gcp:projects/serviceIdentity:ServiceIdentity")
@@ -167,7 +177,7 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
     assert inspect["topic"] == dlt.state["id"] and "pushConfig" not in inspect
 
 
-def test_only_api_and_relay_publish_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
+def test_only_the_relay_publishes_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
     topic = staging.named("groundwork-staging-jobs").state["name"]
     accounts = by_name(staging, "gcp:serviceaccount/account:Account")
     publishers = {
@@ -175,10 +185,8 @@ def test_only_api_and_relay_publish_and_only_to_the_jobs_topic(staging: ProgramR
         for b in staging.of_type("gcp:pubsub/topicIAMMember:TopicIAMMember")
         if b.inputs["role"] == "roles/pubsub.publisher" and b.inputs["topic"] == topic
     }
-    assert publishers == {
-        accounts["groundwork-staging-api-sa"].state["member"],
-        accounts["groundwork-staging-relay-sa"].state["member"],
-    }
+    # The API only writes the outbox; a publisher grant there is privilege it never uses.
+    assert publishers == {accounts["groundwork-staging-relay-sa"].state["member"]}
 
 
 # --- staging is cheap, production is highly available -----------------------------
@@ -262,7 +270,10 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
     assert cheap["gcp:secretmanager/secret:Secret"] == 5
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 10
+    # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates.
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 15
+    assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
+    assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 
 
 @pytest.mark.parametrize("stack", ["staging", "production"])
@@ -403,3 +414,155 @@ def test_production_keeps_the_serving_split_for_the_gradual_rollout(
     else:
         assert "traffics" not in api
         assert mocks.service_lookups == []
+
+
+# --- immutable properties on fixed names ---------------------------------------------
+
+AUTO = {"autos": [{"customerManagedEncryptions": []}], "userManageds": []}
+IN_REGION = {"autos": [], "userManageds": [{"replicas": [{"location": REGION}]}]}
+
+
+@pytest.mark.parametrize(("live", "setting"), [(AUTO, "user-managed"), (IN_REGION, "automatic")])
+def test_a_secret_replication_change_is_refused_naming_the_key(
+    live: dict[str, Any], setting: str
+) -> None:
+    """Secret Manager cannot change ``replication`` in place
+    (https://cloud.google.com/secret-manager/docs/reference/rest/v1/projects.secrets:
+    "replication ... Immutable"): with fixed secret ids the replacement would either
+    fail on the name or, delete-first, drop the operator's LLM_API_KEY versions."""
+    mocks = GcpMocks(region=REGION, gcp_project=PROJECT, live_secret_replication=live)
+    with pytest.raises(ConfigError, match=r"groundwork:secretReplication = .*cannot change"):
+        run_stack("staging", {"secretReplication": setting}, mocks=mocks)
+
+
+def test_unchanged_secret_replication_and_first_deploy_pass() -> None:
+    for live, setting in ((AUTO, "automatic"), (IN_REGION, "user-managed"), (None, "automatic")):
+        mocks = GcpMocks(region=REGION, gcp_project=PROJECT, live_secret_replication=live)
+        graph = run_stack("staging", {"secretReplication": setting}, mocks=mocks)
+        assert graph.of_type("gcp:secretmanager/secret:Secret")
+
+
+def test_a_failed_secret_lookup_stops_the_deploy() -> None:
+    mocks = GcpMocks(
+        region=REGION,
+        gcp_project=PROJECT,
+        secret_lookup_error="googleapi: Error 403: Permission 'secretmanager.secrets.get' denied",
+    )
+    with pytest.raises(ConfigError, match=r"needs secretmanager\.secrets\.get"):
+        run_stack("staging", mocks=mocks)
+
+
+def test_secret_versions_are_abandoned_not_deleted(staging: ProgramRun) -> None:
+    """Revisions pin version numbers; DELETE (the provider default) would destroy the
+    version a serving revision references when the value changes, DISABLE would make
+    its new instances fail to read it. ABANDON keeps it
+    (pulumi_gcp SecretVersion ``deletion_policy`` docstring)."""
+    versions = staging.of_type("gcp:secretmanager/secretVersion:SecretVersion")
+    assert len(versions) == 5
+    assert {v.inputs.get("deletionPolicy") for v in versions} == {"ABANDON"}
+
+
+# --- the deploy identity's roles (docs/bootstrap.md) --------------------------------
+
+# The predefined role that manages each resource module the GCP program creates
+# (https://cloud.google.com/iam/docs/understanding-roles). Compute splits in two:
+# firewalls, SSL certificates/policies and Cloud Armor policies are securityAdmin.
+ROLE_OF_MODULE = {
+    "artifactregistry": {"roles/artifactregistry.admin"},
+    "cloudrunv2": {"roles/run.admin", "roles/iam.serviceAccountUser"},
+    "compute": {"roles/compute.networkAdmin", "roles/compute.securityAdmin"},
+    "monitoring": {"roles/monitoring.admin"},
+    "logging": {"roles/logging.configWriter"},
+    "projects": {"roles/serviceusage.serviceUsageAdmin"},
+    "pubsub": {"roles/pubsub.admin"},
+    "redis": {"roles/redis.admin"},
+    "secretmanager": {"roles/secretmanager.admin"},
+    "serviceaccount": {"roles/iam.serviceAccountAdmin"},
+    "servicenetworking": {"roles/servicenetworking.networksAdmin"},
+    "sql": {"roles/cloudsql.admin"},
+}
+
+
+def _deploy_roles() -> set[str]:
+    import re
+    from pathlib import Path
+
+    text = Path(__file__).resolve().parents[2].joinpath("docs/bootstrap.md").read_text()
+    block = text[
+        text.index('sa "groundwork-deploy-$env"') : text.index('state "groundwork-deploy-$env"')
+    ]
+    return set(re.findall(r"roles/[A-Za-z.]+", block))
+
+
+def test_deploy_identity_holds_what_the_program_creates_and_nothing_more(
+    production: ProgramRun, staging: ProgramRun
+) -> None:
+    roles = _deploy_roles()
+    needed: set[str] = set()
+    for graph in (staging, production):
+        for resource in graph.resources:
+            if resource.custom and resource.type.startswith("gcp:") and "/" in resource.type:
+                module = resource.type.split(":")[1].split("/")[0]
+                assert module in ROLE_OF_MODULE, f"no deploy role documented for {resource.type}"
+                needed |= ROLE_OF_MODULE[module]
+    assert needed <= roles, sorted(needed - roles)
+    assert roles <= set().union(*ROLE_OF_MODULE.values()), "a documented role nothing needs"
+    # No project-level IAM binding and no VPC Access connector are created.
+    assert not any(
+        r.type in ("gcp:projects/iAMMember:IAMMember", "gcp:vpcaccess/connector:Connector")
+        for r in production.resources
+    )
+    assert not roles & {"roles/resourcemanager.projectIamAdmin", "roles/vpcaccess.admin"}
+
+
+# --- database TLS, backups, audit -------------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_services_authenticate_cloud_sql_by_its_own_ca(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    """sslmode=require encrypts but accepts any certificate. Cloud SQL's per-instance CA
+    (GOOGLE_MANAGED_INTERNAL_CA, https://cloud.google.com/sql/docs/postgres/authorize-ssl)
+    signs a certificate whose CN is "<project>:<instance>" and that names no IP, so the
+    services verify the chain to that CA (verify-ca); services/app test_db_tls.py does it
+    against a real PostgreSQL with such a certificate."""
+    graph: ProgramRun = request.getfixturevalue(stack)
+    sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")
+    assert sql["settings"]["ipConfiguration"]["serverCaMode"] == "GOOGLE_MANAGED_INTERNAL_CA"
+    for process in PROCESSES:
+        plain, _ = env_of(containers(graph)[process])
+        assert plain["DB_SSLMODE"] == "verify-ca"
+        assert plain["DB_TLS_CA_CERT"] == SQL_CA
+
+
+def test_backups_stay_in_the_region_and_production_audits(
+    staging: ProgramRun, production: ProgramRun
+) -> None:
+    for graph in (staging, production):
+        sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")
+        assert sql["settings"]["backupConfiguration"]["location"] == REGION
+
+    def flags(graph: ProgramRun) -> dict[str, str]:
+        sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")
+        return {f["name"]: f["value"] for f in sql["settings"]["databaseFlags"]}
+
+    assert flags(production)["cloudsql.enable_pgaudit"] == "on"
+    assert {"ddl", "role", "write"} <= set(flags(production)["pgaudit.log"].split(","))
+    for flag in ("log_connections", "log_hostname", "log_duration"):
+        assert flags(production)[flag] == "on"
+    assert "cloudsql.enable_pgaudit" not in flags(staging)
+
+
+def test_log_retention_is_honoured_by_a_bucket_the_service_logs_are_routed_to(
+    staging: ProgramRun, production: ProgramRun
+) -> None:
+    for graph, days in ((staging, 30), (production, 365)):
+        bucket = graph.one("gcp:logging/projectBucketConfig:ProjectBucketConfig").inputs
+        assert (bucket["retentionDays"], bucket["location"]) == (days, REGION)
+        sink = graph.one("gcp:logging/projectSink:ProjectSink").inputs
+        assert sink["destination"].endswith(f"/locations/{REGION}/buckets/{bucket['bucketId']}")
+        prefix = f"groundwork-{graph.stack}-"
+        assert f'service_name = starts_with("{prefix}")' in sink["filter"]
+        assert f'job_name = starts_with("{prefix}")' in sink["filter"]
+        assert 'resource.type = "cloudsql_database"' in sink["filter"]

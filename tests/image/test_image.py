@@ -184,6 +184,43 @@ def test_third_party_code_is_bytecode_only_and_tracebacks_still_locate_frames(
     assert "NoSuchModuleError" in out, out
 
 
+_AWS_CLIENTS_PROBE = """
+import boto3, botocore.exceptions
+session = boto3.session.Session(
+    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="example", region_name="eu-west-1"
+)
+token = session.client("rds").generate_db_auth_token("db.example.internal", 5432, "groundwork_app")
+print("rds token:", "Action=connect" in token and "X-Amz-Signature=" in token)
+print("sqs client:", session.client("sqs").meta.service_model.service_name)
+try:
+    session.client("dynamodb")
+except botocore.exceptions.UnknownServiceError:
+    print("dynamodb model: pruned")
+"""
+
+
+def test_aws_clients_the_service_uses_survive_the_pruned_botocore_models(
+    docker: Docker, image: str
+) -> None:
+    # The Dockerfile keeps only the rds, sqs and sts models: the RDS IAM auth token
+    # (presigned locally, no network) and the SQS client must still build.
+    out = docker.run(
+        "run",
+        "--rm",
+        *HARDENING,
+        "--network",
+        "none",
+        "--entrypoint",
+        "/opt/venv/bin/python",
+        image,
+        "-c",
+        _AWS_CLIENTS_PROBE,
+    ).stdout
+    assert "rds token: True" in out, out
+    assert "sqs client: sqs" in out, out
+    assert "dynamodb model: pruned" in out, out
+
+
 def test_cli_help_and_usage_errors_work_without_rich(docker: Docker, image: str) -> None:
     # typer would import rich for these; the image sets TYPER_USE_RICH=0.
     helped = docker.run("run", "--rm", *HARDENING, image, "--help")

@@ -506,6 +506,27 @@ BUILDERS: dict[str, Builder] = {
             kw,
         ),
     ),
+    "waf_logging": lambda n, **kw: aws.wafv2.WebAclLoggingConfiguration(
+        n,
+        **_merge(
+            {
+                "resource_arn": "arn:aws:wafv2:us-east-1:1:regional/webacl/x/1",
+                "log_destination_configs": ["arn:aws:logs:us-east-1:1:log-group:aws-waf-logs-x"],
+                "redacted_fields": [{"single_header": {"name": "authorization"}}],
+            },
+            kw,
+        ),
+    ),
+    "backup_replication": lambda n, **kw: aws.rds.InstanceAutomatedBackupsReplication(
+        n,
+        **_merge(
+            {
+                "source_db_instance_arn": "arn:aws:rds:us-east-1:1:db:x",
+                "kms_key_id": "arn:aws:kms:us-west-2:1:key/k",
+            },
+            kw,
+        ),
+    ),
     "web_acl": lambda n, **kw: aws.wafv2.WebAcl(
         n,
         **_merge(
@@ -809,6 +830,13 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
         {"policy_arn": "arn:aws:iam::aws:policy/AdministratorAccess"},
     ),
     ("aws-wafv2-webacl-rules", "web_acl", {"rules": None}),
+    ("aws-wafv2-logging-redacts-authorization", "waf_logging", {"redacted_fields": None}),
+    (
+        "aws-wafv2-logging-redacts-authorization",
+        "waf_logging",
+        {"redacted_fields": [{"single_header": {"name": "cookie"}}]},
+    ),
+    ("aws-rds-backup-replication-encrypted", "backup_replication", {"kms_key_id": None}),
     (
         "aws-s3-bucketpublicaccessblock-enabled",
         "public_access_block",

@@ -235,6 +235,40 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             kw,
         ),
     ),
+    "log_bucket": lambda n, **kw: gcp.logging.ProjectBucketConfig(
+        n,
+        **_merge(
+            {"project": "p", "location": "europe-west1", "bucket_id": n, "retention_days": 30},
+            kw,
+        ),
+    ),
+    "log_sink": lambda n, **kw: gcp.logging.ProjectSink(
+        n,
+        **_merge(
+            {
+                "destination": "logging.googleapis.com/projects/p/locations/europe-west1/buckets/b",
+                "filter": 'resource.type = "cloud_run_revision"',
+            },
+            kw,
+        ),
+    ),
+    "slo": lambda n, **kw: gcp.monitoring.Slo(
+        n,
+        **_merge(
+            {
+                "service": "api",
+                "goal": 0.995,
+                "rolling_period_days": 28,
+                "request_based_sli": {
+                    "good_total_ratio": {
+                        "bad_service_filter": 'metric.type="run.googleapis.com/request_count"',
+                        "total_service_filter": 'metric.type="run.googleapis.com/request_count"',
+                    }
+                },
+            },
+            kw,
+        ),
+    ),
     "network": lambda n, **kw: gcp.compute.Network(
         n, **_merge({"auto_create_subnetworks": False}, kw)
     ),
@@ -456,6 +490,11 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("gcp-iam-member-not-public", "secret_iam", {"member": "allUsers"}),
     ("gcp-iam-member-not-public", "topic_iam", {"member": "allAuthenticatedUsers"}),
     ("gcp-monitoring-alertpolicy-notifications", "alert", {"notification_channels": None}),
+    ("gcp-logging-bucket-retention", "log_bucket", {"retention_days": 7}),
+    ("gcp-logging-bucket-retention", "log_bucket", {"location": "global"}),
+    ("gcp-logging-sink-scoped", "log_sink", {"filter": None}),
+    ("gcp-logging-sink-scoped", "log_sink", {"disabled": True}),
+    ("gcp-monitoring-slo-goal", "slo", {"goal": 1.0}),
     (
         "gcp-pubsub-subscription-push-auth",
         "subscription",

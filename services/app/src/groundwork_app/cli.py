@@ -129,7 +129,14 @@ def migrate() -> None:
     settings = _load_settings()
     configure_logging(settings)
     migrations.upgrade()
-    get_logger("groundwork_app.migrate").info("migrate.done", revision="head")
+    log = get_logger("groundwork_app.migrate")
+    log.info("migrate.done", revision="head")
+    if asyncio.run(migrations.grant_app_role(settings)):
+        log.info("migrate.app_role_granted", role=settings.db_app_user)
+    from groundwork_app.adapters.rabbitmq_admin import provision_app_user
+
+    if asyncio.run(provision_app_user(settings)):
+        log.info("migrate.broker_user_provisioned", user=settings.rabbitmq_user)
 
 
 def api_healthcheck(port: int, timeout: float = HEALTHCHECK_TIMEOUT_SECONDS) -> tuple[bool, str]:

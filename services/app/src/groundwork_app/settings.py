@@ -90,11 +90,38 @@ class Settings(BaseSettings):
     db_port: int = Field(default=5432, ge=1, le=65535, json_schema_extra=_deploy("env"))
     db_name: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
     db_user: str = Field(default="groundwork", json_schema_extra=_deploy("env"))
-    db_password: SecretStr = Field(default=SecretStr(""), json_schema_extra=_deploy("secret"))
+    db_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="Password of DB_USER. Unused (and not injected) when DB_IAM_AUTH=true.",
+        json_schema_extra=_deploy("secret"),
+    )
+    db_iam_auth: bool = Field(
+        default=False,
+        description="Authenticate with a fresh RDS IAM token per new connection (signed with "
+        "the task role) instead of DB_PASSWORD: nothing to rotate, nothing to restart. The AWS "
+        "stacks set it for api, worker and relay; migrate keeps the master password.",
+        json_schema_extra=_deploy("env"),
+    )
+    db_app_user: str = Field(
+        default="",
+        pattern=r"^([a-z_][a-z0-9_]{0,62})?$",
+        description="migrate only: the role api, worker and relay connect as. After upgrading "
+        "the schema, migrate creates it (LOGIN, rds_iam where that role exists) and grants it "
+        "data access (no DDL). Empty: the processes share DB_USER.",
+        json_schema_extra=_deploy("env"),
+    )
     db_sslmode: Literal["disable", "prefer", "require", "verify-ca", "verify-full"] = Field(
         default="prefer",
         description="TLS to PostgreSQL. The stacks set 'require' (RDS / Cloud SQL enforce TLS).",
         json_schema_extra=_deploy("env"),
+    )
+    db_tls_ca_cert: str = Field(
+        default="",
+        description="PEM CA certificate(s) the PostgreSQL server must chain to with "
+        "DB_SSLMODE=verify-ca/verify-full; when set, only these are trusted (Cloud SQL: the "
+        "instance's server_ca_certs; RDS: the region's RDS CA bundle). Empty: the system "
+        "trust store.",
+        json_schema_extra=_deploy("env", _PUBSUB),
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
@@ -145,6 +172,20 @@ class Settings(BaseSettings):
         default=SecretStr("guest"), json_schema_extra=_deploy("secret", _RMQ)
     )
     rabbitmq_vhost: str = Field(default="/")
+    rabbitmq_management_url: str = Field(
+        default="",
+        description="migrate only: the broker's management API (Amazon MQ: the console URL, "
+        "https://b-....mq.<region>.amazonaws.com). Set, migrate creates RABBITMQ_USER there "
+        "with permissions on RABBITMQ_VHOST's queue names only, as RABBITMQ_ADMIN_USER. "
+        "Empty: the user is managed elsewhere.",
+        json_schema_extra=_deploy("env", _RMQ),
+    )
+    rabbitmq_admin_user: str = Field(default="", json_schema_extra=_deploy("env", _RMQ))
+    rabbitmq_admin_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="migrate only (injected into the migrate task alone).",
+        json_schema_extra=_deploy("secret", _RMQ),
+    )
     rabbitmq_tls: bool = Field(
         default=False,
         description="amqps (Amazon MQ listens on 5671 with TLS only).",
@@ -209,6 +250,14 @@ class Settings(BaseSettings):
     pubsub_push_service_account: str = Field(
         default="",
         description="Expected 'email' claim of the push token (the push identity).",
+        json_schema_extra=_deploy("env", _PUBSUB),
+    )
+    pubsub_push_auth: Literal["verify-signature", "cloud-run-iam"] = Field(
+        default="verify-signature",
+        description="Who checks the push token's signature: the app ('verify-signature'), or "
+        "Cloud Run's IAM invoker check ('cloud-run-iam': Cloud Run validates the token and "
+        "delivers it with the signature replaced by SIGNATURE_REMOVED_BY_GOOGLE; the app "
+        "checks its claims). The GCP stack sets 'cloud-run-iam'.",
         json_schema_extra=_deploy("env", _PUBSUB),
     )
 
@@ -312,7 +361,7 @@ class Settings(BaseSettings):
         default="", description="OTLP/HTTP endpoint; empty disables trace export."
     )
 
-    @field_validator("redis_tls_ca_cert")
+    @field_validator("redis_tls_ca_cert", "db_tls_ca_cert")
     @classmethod
     def _redis_ca(cls, value: str) -> str:
         if value.strip() and "-----BEGIN CERTIFICATE-----" not in value:
@@ -406,6 +455,8 @@ class Settings(BaseSettings):
             "DB_PASSWORD": self.db_password,
             "REDIS_PASSWORD": self.redis_password,
         }
+        if self.db_iam_auth:
+            secrets.pop("DB_PASSWORD")
         if self.jwt_algorithm == "RS256":
             secrets.pop("JWT_SECRET")
             if not self.jwt_jwks_url:

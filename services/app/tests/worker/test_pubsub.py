@@ -273,9 +273,25 @@ class PushWorker:
             )
 
 
-@pytest.fixture
+def as_cloud_run_delivers(token: str) -> str:
+    """The token as the container receives it behind Cloud Run's IAM invoker check.
+
+    Cloud Run validates the ID token itself and then forwards it with the signature
+    segment replaced by ``SIGNATURE_REMOVED_BY_GOOGLE`` (header and claims unchanged):
+    https://cloud.google.com/run/docs/authenticating/service-to-service and
+    https://cloud.google.com/run/docs/troubleshooting.
+    """
+    header, payload, _signature = token.split(".")
+    return f"{header}.{payload}.SIGNATURE_REMOVED_BY_GOOGLE"
+
+
+@pytest.fixture(params=["verify-signature"])
 async def push_worker(
-    settings: Settings, engine: AsyncEngine, store: JobStore, google: Google
+    request: pytest.FixtureRequest,
+    settings: Settings,
+    engine: AsyncEngine,
+    store: JobStore,
+    google: Google,
 ) -> AsyncIterator[PushWorker]:
     ps = make_settings(
         queue_name=settings.queue_name,
@@ -283,10 +299,16 @@ async def push_worker(
         pubsub_project_id="test-project",
         pubsub_push_audience=AUDIENCE,
         pubsub_push_service_account=PUSH_SA,
+        pubsub_push_auth=request.param,
     )
     provider = SimulatedProvider()
     handler = build_handler(ps, store, provider=provider)
-    verifier = PushTokenVerifier(AUDIENCE, PUSH_SA, certs_url=google.certs_url)
+    verifier = PushTokenVerifier(
+        AUDIENCE,
+        PUSH_SA,
+        certs_url=google.certs_url,
+        platform_verified=ps.pubsub_push_auth == "cloud-run-iam",
+    )
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -341,6 +363,67 @@ async def test_push_auth_failures(
     assert push_worker.provider.calls == 0
     # Certificates are cached by the verifier, not fetched per push.
     assert google.fetches - fetches_before == 1
+
+
+# What the GCP stack deploys: the worker keeps Cloud Run's IAM invoker check and the
+# app runs with PUBSUB_PUSH_AUTH=cloud-run-iam (tests/gcp checks the stack side).
+cloud_run_iam = pytest.mark.parametrize("push_worker", ["cloud-run-iam"], indirect=True)
+
+
+@cloud_run_iam
+async def test_push_as_cloud_run_delivers_it_is_handled(
+    push_worker: PushWorker, settings: Settings, engine: AsyncEngine, google: Google
+) -> None:
+    job_id, message_id = await insert_job(engine, settings, "push me")
+    token = as_cloud_run_delivers(google.token())
+    response = await push_worker.push(envelope(job_id, str(message_id)), token=token)
+    assert response.status_code == 204, response.text
+    assert (await job_row(engine, job_id)).status == "succeeded"
+    # A token that still carries a signature (no platform in front) is verified in full.
+    job2, message2 = await insert_job(engine, settings, "signed")
+    assert (await push_worker.push(envelope(job2, str(message2)))).status_code == 204
+
+
+async def test_stripped_token_is_refused_unless_cloud_run_checked_it(
+    push_worker: PushWorker, settings: Settings, engine: AsyncEngine, google: Google
+) -> None:
+    """Defect this guards against: re-verifying the signature Cloud Run removed answered
+    401 to every push (then dead-lettered). Without PUBSUB_PUSH_AUTH=cloud-run-iam the
+    marker is not trusted (anyone can write it), and the 401 says what to set."""
+    job_id, message_id = await insert_job(engine, settings)
+    token = as_cloud_run_delivers(google.token())
+    response = await push_worker.push(envelope(job_id, str(message_id)), token=token)
+    assert response.status_code == 401
+    assert "PUBSUB_PUSH_AUTH=cloud-run-iam" in response.json()["detail"]
+    assert (await job_row(engine, job_id)).status == "queued"
+
+
+@cloud_run_iam
+async def test_claims_of_a_cloud_run_checked_token_are_still_enforced(
+    push_worker: PushWorker, settings: Settings, engine: AsyncEngine, google: Google
+) -> None:
+    job_id, message_id = await insert_job(engine, settings)
+    body = envelope(job_id, str(message_id))
+    now = int(time.time())
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cases = {
+        # Another principal with run.invoker on the worker passes Cloud Run's check.
+        "identity": (google.token(email="attacker@evil.iam.gserviceaccount.com"), 403),
+        "unverified email": (google.token(email_verified=False), 403),
+        "audience": (google.token(aud="https://worker.example.run.app"), 403),
+        "issuer": (google.token(iss="https://evil.example"), 401),
+        "expired": (google.token(iat=now - 7200, exp=now - 3600), 401),
+        "future": (google.token(iat=now + 3600, exp=now + 7200), 401),
+    }
+    for name, (token, status) in cases.items():
+        response = await push_worker.push(body, token=as_cloud_run_delivers(token))
+        assert response.status_code == status, (name, response.text)
+    garbage = await push_worker.push(body, token="a.b.SIGNATURE_REMOVED_BY_GOOGLE")
+    assert garbage.status_code == 401
+    # A token that keeps a signature is verified: a forged one is still refused.
+    assert (await push_worker.push(body, token=google.token(key=other_key))).status_code == 401
+    assert (await job_row(engine, job_id)).status == "queued"
+    assert push_worker.provider.calls == 0
 
 
 async def test_push_status_codes_drive_pubsub_retry_and_dead_lettering(

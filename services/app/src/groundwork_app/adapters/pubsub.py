@@ -6,9 +6,23 @@ publish, so the outbox ``message_id`` travels as the ``message_id`` attribute an
 the idempotency key on the receiving side; a relay re-publish after a crash gets a new
 Pub/Sub id but the same attribute.
 
-Push deliveries are verified like Pub/Sub documents: the ``Authorization: Bearer``
-OIDC token is signed by Google, ``aud`` must equal PUBSUB_PUSH_AUDIENCE and ``email``
-must equal PUBSUB_PUSH_SERVICE_ACCOUNT (the subscription's push identity) when set.
+Push deliveries carry an ``Authorization: Bearer`` OIDC token of the push identity;
+``aud`` must equal PUBSUB_PUSH_AUDIENCE and ``email`` PUBSUB_PUSH_SERVICE_ACCOUNT. Who
+checks the signature depends on PUBSUB_PUSH_AUTH:
+
+- ``verify-signature`` (default): the app verifies Google's signature itself (a push
+  endpoint that no platform authenticates, e.g. the emulator or a plain server).
+- ``cloud-run-iam`` (what the GCP stack sets): the worker keeps Cloud Run's IAM invoker
+  check, so Cloud Run validates the token (signature, expiry, audience incl. custom
+  audiences, ``run.invoker`` of the caller) before the request reaches the container,
+  and then hands the container the token with its signature replaced by
+  ``SIGNATURE_REMOVED_BY_GOOGLE`` ("Cloud Run ... removes the signature", see
+  https://cloud.google.com/run/docs/authenticating/service-to-service and
+  https://cloud.google.com/run/docs/troubleshooting). Re-verifying that signature
+  can only fail, so in this mode the app checks the claims (issuer, expiry, audience,
+  push identity) of a token whose signature Google removed, and still verifies a token
+  that does carry a signature. Only the push identity holds ``run.invoker`` on the
+  worker, so the identity check is defence in depth, not the only gate.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from typing import Any
 
 import google.auth.transport.requests
 from google.auth import exceptions as google_auth_exceptions
+from google.auth import jwt as google_jwt
 from google.oauth2 import id_token
 
 from groundwork_app.ports import OutboundMessage, PublishError
@@ -32,6 +47,8 @@ from groundwork_app.settings import Settings
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v1/certs"
 GOOGLE_ISSUERS = ("accounts.google.com", "https://accounts.google.com")
+SIGNATURE_REMOVED = "SIGNATURE_REMOVED_BY_GOOGLE"
+"""What Cloud Run leaves in the signature segment of a token its IAM check validated."""
 MESSAGE_ID_ATTRIBUTE = "message_id"
 PUBLISH_TIMEOUT_SECONDS = 30.0
 MAX_ATTRIBUTE_CHARS = 1024  # Pub/Sub's limit per attribute value
@@ -171,9 +188,12 @@ class PushTokenVerifier:
         *,
         certs_url: str = GOOGLE_CERTS_URL,
         clock_skew_seconds: int = 10,
+        platform_verified: bool = False,
     ):
         self.audience = audience
         self.service_account = service_account
+        self.platform_verified = platform_verified
+        """True: Cloud Run's IAM check validated the signature before the request got here."""
         self._certs_url = certs_url
         self._skew = clock_skew_seconds
         self._request = _CachingRequest()
@@ -182,17 +202,20 @@ class PushTokenVerifier:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise PushAuthError(401, "missing bearer token")
-        try:
-            # Audience is compared below so a wrong audience is a 403, not a 401.
-            claims = id_token.verify_token(
-                token,
-                self._request,
-                audience=None,
-                certs_url=self._certs_url,
-                clock_skew_in_seconds=self._skew,
-            )
-        except (ValueError, google_auth_exceptions.GoogleAuthError) as exc:
-            raise PushAuthError(401, f"invalid push token: {exc}") from exc
+        if token.count(".") == 2 and token.rsplit(".", 1)[1] == SIGNATURE_REMOVED:
+            claims = self._platform_verified_claims(token)
+        else:
+            try:
+                # Audience is compared below so a wrong audience is a 403, not a 401.
+                claims = id_token.verify_token(
+                    token,
+                    self._request,
+                    audience=None,
+                    certs_url=self._certs_url,
+                    clock_skew_in_seconds=self._skew,
+                )
+            except (ValueError, google_auth_exceptions.GoogleAuthError) as exc:
+                raise PushAuthError(401, f"invalid push token: {exc}") from exc
         if claims.get("iss") not in GOOGLE_ISSUERS:
             raise PushAuthError(401, "push token not issued by Google")
         if claims.get("aud") != self.audience:
@@ -201,6 +224,30 @@ class PushTokenVerifier:
             claims.get("email") != self.service_account or not claims.get("email_verified")
         ):
             raise PushAuthError(403, "push token is not from the expected service account")
+        return claims
+
+    def _platform_verified_claims(self, token: str) -> Mapping[str, Any]:
+        if not self.platform_verified:
+            # Anyone can write this marker: only trusted when the platform is configured
+            # to have checked the token (PUBSUB_PUSH_AUTH=cloud-run-iam).
+            raise PushAuthError(
+                401,
+                "push token has no signature (SIGNATURE_REMOVED_BY_GOOGLE: Cloud Run's IAM "
+                "check validated it); set PUBSUB_PUSH_AUTH=cloud-run-iam when the worker "
+                "keeps Cloud Run's invoker check",
+            )
+        try:
+            claims = google_jwt.decode(token, verify=False)
+        except (ValueError, google_auth_exceptions.GoogleAuthError) as exc:
+            raise PushAuthError(401, f"invalid push token: {exc}") from exc
+        now = time.time()
+        exp, iat = claims.get("exp"), claims.get("iat")
+        if not isinstance(exp, int | float) or not isinstance(iat, int | float):
+            raise PushAuthError(401, "invalid push token: no exp/iat claim")
+        if exp < now - self._skew:
+            raise PushAuthError(401, "invalid push token: expired")
+        if iat > now + self._skew:
+            raise PushAuthError(401, "invalid push token: issued in the future")
         return claims
 
     async def verify_async(self, authorization: str | None) -> Mapping[str, Any]:

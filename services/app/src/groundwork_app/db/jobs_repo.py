@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
+from groundwork_app.db.auth import db_password
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
@@ -162,7 +163,7 @@ async def create_pool(settings: Settings) -> asyncpg.Pool:
         host=settings.db_host,
         port=settings.db_port,
         user=settings.db_user,
-        password=settings.db_password.get_secret_value() or None,
+        password=db_password(settings),
         database=settings.db_name,
         min_size=0,
         max_size=max_size,
@@ -293,7 +294,7 @@ async def ping(settings: Settings) -> None:
         host=settings.db_host,
         port=settings.db_port,
         user=settings.db_user,
-        password=settings.db_password.get_secret_value() or None,
+        password=db_password(settings),
         database=settings.db_name,
         **_asyncpg_args(settings),
     )

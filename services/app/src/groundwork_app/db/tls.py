@@ -16,7 +16,12 @@ def ssl_context(settings: Settings) -> ssl.SSLContext | bool | str:
     if mode == "disable":
         return False
     if mode in ("verify-ca", "verify-full"):
-        context = ssl.create_default_context()
+        # With DB_TLS_CA_CERT only that CA is trusted (create_default_context skips the
+        # system store when cadata is given): a private per-instance CA (Cloud SQL's
+        # GOOGLE_MANAGED_INTERNAL_CA) then authenticates exactly one server, which is
+        # what verify-ca relies on where the certificate names no IP (Cloud SQL's CN is
+        # "<project>:<instance>", the client connects by private IP).
+        context = ssl.create_default_context(cadata=settings.db_tls_ca_cert.strip() or None)
         context.check_hostname = mode == "verify-full"
         return context
     return mode  # asyncpg understands 'prefer' and 'require'

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import asyncpg
 import structlog
 
+from groundwork_app.db.auth import db_password
 from groundwork_app.db.schema import OUTBOX_CHANNEL
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.observability import worker_metrics as m
@@ -201,7 +202,7 @@ class OutboxRelay:
             try:
                 conn = await asyncpg.connect(
                     settings.database_dsn,
-                    password=settings.db_password.get_secret_value() or None,
+                    password=db_password(settings),
                     ssl=ssl_context(settings),
                     timeout=10,
                     statement_cache_size=0,

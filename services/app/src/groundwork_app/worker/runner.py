@@ -139,7 +139,9 @@ async def _serve_push(settings: Settings, handler: JobHandler) -> None:
     verifier = None
     if settings.pubsub_push_audience:
         verifier = PushTokenVerifier(
-            settings.pubsub_push_audience, settings.pubsub_push_service_account
+            settings.pubsub_push_audience,
+            settings.pubsub_push_service_account,
+            platform_verified=settings.pubsub_push_auth == "cloud-run-iam",
         )
     else:
         # Settings refuse this in staging/production; say it loudly everywhere else.

@@ -44,6 +44,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
+from groundwork_app.db.auth import db_password
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
@@ -133,7 +134,7 @@ async def create_pool(settings: Settings, role: str) -> asyncpg.Pool:
         host=s.db_host,
         port=s.db_port,
         user=s.db_user,
-        password=s.db_password.get_secret_value() or None,
+        password=db_password(s),
         database=s.db_name,
         ssl=ssl_context(s),
         statement_cache_size=s.db_statement_cache_size,
