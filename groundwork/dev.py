@@ -127,11 +127,38 @@ def smoke(api: str, token: str, timeout: float = 60.0) -> dict[str, object]:
     raise ServerUnavailableError(f"job {job_id} did not finish within {timeout:.0f}s")
 
 
+class _Stop(Exception):
+    """SIGTERM/SIGINT arrived: unwind, so every process and the temp dir are cleaned up."""
+
+
+def _stop_on_signals() -> None:
+    """Turn SIGTERM and SIGINT into ``_Stop`` from here on, wherever we are (starting
+    servers, waiting). SIGTERM's default action would end this process on the spot and
+    orphan every server and service process; a signal arriving during the cleanup is
+    ignored so the cleanup itself is never cut short."""
+
+    def handler(signum: int, _frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, signal.SIG_IGN)
+        raise _Stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
 def dev(
     smoke_test: bool = typer.Option(False, "--smoke", help="Submit one job, wait, exit."),
     port: int = typer.Option(8000, help="API port on 127.0.0.1 (0 picks a free one)."),
 ) -> None:
     """Run the api, relay and worker locally against loopback Postgres, Redis and RabbitMQ."""
+    _stop_on_signals()
+    try:
+        _dev(smoke_test, port)
+    except _Stop as stop:
+        console.print(f"stopped ({stop}): every process stopped, temporary files removed")
+
+
+def _dev(smoke_test: bool, port: int) -> None:
     # Every port chosen at once, so no two processes are handed the same one.
     free_api_port, *health_ports = free_ports(1 + len(PROCESSES))
     api_port = port or free_api_port
@@ -149,8 +176,8 @@ def dev(
                         raise typer.Exit(1)
                     return
                 _print_summary(api, servers, token)
-                with contextlib.suppress(KeyboardInterrupt):
-                    signal.sigwait({signal.SIGINT, signal.SIGTERM})
+                while True:  # until a signal raises _Stop
+                    signal.pause()
     except (ServerUnavailableError, httpx.HTTPError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -169,9 +196,14 @@ def _print_summary(api: str, servers: DevServers, token: str) -> None:
     table.add_row("PostgreSQL", f"127.0.0.1:{servers.postgres.port}")
     console.print(table)
     console.print("Try it (token valid 12 h, this run only):")
-    console.print(f"  export TOKEN={token}")
+    # Never wrapped (rich wraps at 80 columns when stderr is not a terminal): the lines
+    # must paste as they are.
+    console.print(f"  export TOKEN={token}", soft_wrap=True, markup=False, highlight=False)
     console.print(
         f'  curl -s -X POST {api}/v1/jobs -H "Authorization: Bearer $TOKEN" '
-        "-H 'Content-Type: application/json' -d '{\"prompt\": \"hello\"}'"
+        "-H 'Content-Type: application/json' -d '{\"prompt\": \"hello\"}'",
+        soft_wrap=True,
+        markup=False,
+        highlight=False,
     )
     console.print("Ctrl-C stops everything.")

@@ -34,6 +34,11 @@ class CommonOutputs(TypedDict):
     api_service_name: Text
     worker_service_name: Text
     relay_service_name: Text
+    deployed_image: Text
+    """``repo@sha256:...`` the services run: previews and manual ``pulumi up`` pin it."""
+    jwt_issuer: Text
+    jwt_audience: Text
+    """What the API checks in a token (follows ``groundwork:service``): the smoke test's."""
 
 
 class AwsOutputs(CommonOutputs):
@@ -76,6 +81,9 @@ OutputName: TypeAlias = Literal[
     "api_service_name",
     "worker_service_name",
     "relay_service_name",
+    "deployed_image",
+    "jwt_issuer",
+    "jwt_audience",
     "cluster_name",
     "migrate_task_definition_arn",
     "task_subnet_ids",

@@ -13,6 +13,12 @@ fi
 
 missing=()
 for pkg in "${packages[@]}"; do
+  # A machine with Docker from Docker's own packages (GitHub's ubuntu runners: docker-ce,
+  # containerd.io, the compose plugin) must not get Debian's docker.io: the two conflict.
+  case "$pkg" in
+    docker.io) command -v docker >/dev/null 2>&1 && continue ;;
+    docker-compose) { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } && continue ;;
+  esac
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

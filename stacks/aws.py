@@ -52,7 +52,7 @@ from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
 from stacks.config import CONFIG_NAMESPACE, ConfigError, Settings, invalid_value
-from stacks.service_env import DELIVERY_ATTEMPTS, application_env
+from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
@@ -330,10 +330,12 @@ def build(settings: Settings) -> AwsOutputs:
             email=settings.alarm_email,
             queue_name=QUEUE_NAME,
             dlq_name=DLQ_NAME,
+            job_log_group_names=[app.log_group_names[p] for p in ("worker", "relay")],
         ),
         opts=opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "aws",
         "region": region,
@@ -354,6 +356,11 @@ def build(settings: Settings) -> AwsOutputs:
         "api_target_group_arn": alb.target_group_arn,
         "db_instance_identifier": database.instance_identifier,
         "ecr_repository_url": app.repository_url,
+        # What the task definitions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": app.image_ref,
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "alarm_topic_arn": alarms.topic_arn,
         "queue_backend": "sqs" if queue else "rabbitmq",
         "broker_id": broker.broker_id if broker else None,

@@ -7,8 +7,9 @@ message naming the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -346,12 +347,7 @@ def _coerce(raw: str) -> Any:
 
 def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
     """Validate ``values`` (``groundwork:`` keys without the prefix) for ``stack``."""
-    unknown = sorted(set(values) - KNOWN_KEYS)
-    if unknown:
-        raise ConfigError(
-            f"unknown config key {CONFIG_NAMESPACE}:{unknown[0]}; "
-            f"known keys: {', '.join(sorted(KNOWN_KEYS))}"
-        )
+    reject_unknown_keys(values)
     raw_env = values.get("environment", stack)
     try:
         tier = Tier(raw_env)
@@ -390,11 +386,42 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
     return settings
 
 
+def reject_unknown_keys(keys: Iterable[str]) -> None:
+    """A misspelled key would otherwise be ignored and its default silently deployed."""
+    unknown = sorted(set(keys) - KNOWN_KEYS)
+    if not unknown:
+        return
+    key = unknown[0]
+    nearest = difflib.get_close_matches(key, sorted(KNOWN_KEYS), n=1, cutoff=0.6)
+    hint = (
+        f"did you mean {CONFIG_NAMESPACE}:{nearest[0]}? "
+        f"(`pulumi config rm {CONFIG_NAMESPACE}:{key}` then "
+        f"`pulumi config set {CONFIG_NAMESPACE}:{nearest[0]} ...`)"
+        if nearest
+        else f"known keys: {', '.join(sorted(KNOWN_KEYS))}"
+    )
+    raise ConfigError(f"unknown config key {CONFIG_NAMESPACE}:{key}; {hint}")
+
+
+def stack_config_keys() -> set[str]:
+    """Every ``groundwork:*`` key in the running program's config bag (without prefix).
+
+    ``pulumi.Config.get`` only answers for keys it is asked about, so the bag the language
+    host handed the program is read directly to find keys nobody asks about.
+    """
+    from pulumi.runtime import config as runtime_config
+
+    bag = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
+    prefix = f"{CONFIG_NAMESPACE}:"
+    return {key.removeprefix(prefix) for key in bag if key.startswith(prefix)}
+
+
 def load_settings(
     config_getter: Callable[[str], str | None] | None = None, stack: str | None = None
 ) -> Settings:
     """Read every known ``groundwork:*`` key from the running Pulumi program."""
     if config_getter is None:
+        reject_unknown_keys(stack_config_keys())
         config = pulumi.Config(CONFIG_NAMESPACE)
         config_getter = config.get
     values = {key: v for key in KNOWN_KEYS if (v := config_getter(key)) is not None}

@@ -50,7 +50,7 @@ from components.image_ref import require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value
-from stacks.service_env import DELIVERY_ATTEMPTS, application_env
+from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
@@ -94,7 +94,11 @@ def build(settings: Settings) -> GcpOutputs:
             disk_autoresize_limit_gb=settings.db_max_storage_gb,
             backup_retention_days=settings.db_backup_retention_days,
             backup_location=region,
-            flags={**DEFAULT_FLAGS, **(AUDIT_FLAGS if settings.is_production else {})},
+            flags={
+                **DEFAULT_FLAGS,
+                **(AUDIT_FLAGS if settings.is_production else {}),
+                **connection_flags(settings),
+            },
             deletion_protection=settings.deletion_protection,
             database_name=settings.service.replace("-", "_"),
             user_name=f"{settings.service.replace('-', '_')}_app",
@@ -194,7 +198,7 @@ def build(settings: Settings) -> GcpOutputs:
                 timeout=f"{WORKER_TIMEOUT_SECONDS}s",
             ),
             # Several relays are safe (rows are claimed with SKIP LOCKED).
-            relay_instances=2 if settings.is_production else 1,
+            relay_instances=RELAY_INSTANCES[settings.is_production],
             api_exposure=exposure,
             # Production rolls out through `groundwork ops shift-traffic` (10/50/100 %).
             api_traffic=(
@@ -272,6 +276,7 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
+    claims = token_claims(settings)
     return {
         "cloud": "gcp",
         "project": project,
@@ -287,6 +292,11 @@ def build(settings: Settings) -> GcpOutputs:
         "dead_letter_topic": queue.dead_letter_topic_name,
         "dead_letter_subscription": queue.dead_letter_subscription_name,
         "artifact_registry_url": registry.repository_url,
+        # What the revisions run: previews and manual `pulumi up` pin it
+        # (groundwork:imageUri) instead of rebuilding from a working copy.
+        "deployed_image": registry.image_ref,
+        "jwt_issuer": claims["jwt_issuer"],
+        "jwt_audience": claims["jwt_audience"],
         "secret_ids": secrets.secret_ids,
     }
 
@@ -332,6 +342,52 @@ def refuse_replication_change(
             f"groundwork:secretReplication back to {mode.value!r}, or migrate by hand "
             "(docs/deploy-gcp.md, 'Changes that replace a resource')"
         )
+
+
+# Cloud SQL's default max_connections by tier memory
+# (https://cloud.google.com/sql/docs/postgres/flags#postgres-m: 25 for db-f1-micro,
+# 50 for db-g1-small, then by memory): (memory GB lower bound, connections).
+_MAX_CONNECTIONS_BY_MEMORY = (
+    (120, 1000), (60, 800), (30, 600), (15, 500), (7.5, 400), (6, 200), (3.75, 100), (0, 50),
+)  # fmt: skip
+SUPERUSER_RESERVED_CONNECTIONS = 3
+RELAY_INSTANCES = {True: 2, False: 1}
+
+
+def default_max_connections(tier: str) -> int:
+    if tier == "db-f1-micro":
+        return 25
+    if tier == "db-g1-small":
+        return 50
+    parts = tier.split("-")
+    memory_gb = int(parts[-1]) / 1024 if tier.startswith("db-custom-") else 0.0
+    return next(conns for floor, conns in _MAX_CONNECTIONS_BY_MEMORY if memory_gb >= floor)
+
+
+def peak_connections(settings: Settings) -> int:
+    """Every instance's full pool at once: api and worker at max instances, the relays
+    (pool + their LISTEN connection), a migrate run, the reserved superuser slots."""
+    from groundwork_app.settings import Settings as AppSettings
+
+    fields = AppSettings.model_fields
+    per_process = int(fields["db_pool_size"].default) + int(fields["db_max_overflow"].default)
+    relays = RELAY_INSTANCES[settings.is_production]
+    return (
+        (settings.api_max_count + settings.worker_max_count) * per_process
+        + relays * (per_process + 1)
+        + per_process
+        + SUPERUSER_RESERVED_CONNECTIONS
+    )
+
+
+def connection_flags(settings: Settings) -> dict[str, str]:
+    """Raise max_connections when the tier's default is below the peak the services can
+    open; otherwise scaling out ends in "remaining connection slots are reserved".
+    Changing the flag restarts the instance (docs/deploy-gcp.md)."""
+    peak = peak_connections(settings)
+    if peak <= default_max_connections(settings.gcp_db_tier):
+        return {}
+    return {"max_connections": str(-(-peak // 25) * 25)}
 
 
 def gcp_location(settings: Settings) -> tuple[str, str]:

@@ -14,6 +14,13 @@ x-delivery-limit on AWS, the push subscription's max_delivery_attempts on GCP. T
 worker is told the same number (QUEUE_DELIVERY_LIMIT)."""
 
 
+METRICS_PORT = 9464
+"""Where every process serves /metrics (the OpenTelemetry Prometheus exporter's port):
+never a port a load balancer target group or Cloud Run's ingress forwards, so only a
+collector inside the network reaches it. Without it the API would serve /metrics on
+the API port, which the load balancers forward on every path."""
+
+
 def application_env(settings: Settings) -> dict[str, str]:
     return {
         "APP_ENV": settings.environment.value,
@@ -21,6 +28,8 @@ def application_env(settings: Settings) -> dict[str, str]:
         "LOG_LEVEL": "INFO",
         # RDS and Cloud SQL enforce TLS; the endpoints are not in the certificates' SANs.
         "DB_SSLMODE": "require",
+        # The system trust store unless a stack pins the server's CA (GCP: Cloud SQL's).
+        "DB_TLS_CA_CERT": "",
         # Password authentication unless a cloud stack overrides it per process.
         "DB_IAM_AUTH": "false",
         "DB_APP_USER": "",
@@ -35,4 +44,12 @@ def application_env(settings: Settings) -> dict[str, str]:
         "LLM_MODEL": "gpt-4o-mini",
         "LLM_FALLBACK": "requeue",
         "CACHE_TTL_SECONDS": "3600",
+        "METRICS_PORT": str(METRICS_PORT),
     }
+
+
+def token_claims(settings: Settings) -> dict[str, str]:
+    """Issuer and audience the API checks, exported so the smoke test mints tokens the
+    API accepts whatever ``groundwork:service`` is called."""
+    env = application_env(settings)
+    return {"jwt_issuer": env["JWT_ISSUER"], "jwt_audience": env["JWT_AUDIENCE"]}

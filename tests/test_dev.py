@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -39,6 +43,85 @@ def test_dev_smoke_runs_api_relay_and_worker_end_to_end():
     assert result.returncode == 0, result.stderr[-3000:]
     assert "succeeded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_dev_sigterm_stops_every_process_and_removes_its_files():
+    """Before: SIGTERM killed `groundwork dev` outright (it waited with sigwait without
+    blocking the signals) and orphaned api, relay, worker, PostgreSQL, Redis, RabbitMQ
+    and epmd, and left its temp directory. Also: the TOKEN line is printed whole when
+    stderr is not a terminal (rich wrapped it at 80 columns)."""
+    # A private TMPDIR, traversable by the unprivileged postgres user, to see what is left.
+    tmp = Path(tempfile.mkdtemp(prefix="gw-dev-test-"))
+    tmp.chmod(0o755)
+    stderr = tmp.parent / f"{tmp.name}.stderr"
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "groundwork.cli", "dev", "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**os.environ, "LOG_JSON": "true", "TMPDIR": str(tmp)},
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while "Ctrl-C stops everything" not in stderr.read_text(errors="replace"):
+            if proc.poll() is not None:
+                text = stderr.read_text(errors="replace")
+                if proc.returncode == 2 and "not found" in text and not os.environ.get("CI"):
+                    pytest.skip(text.strip().splitlines()[-1])
+                raise AssertionError(text[-3000:])
+            assert time.monotonic() < deadline, stderr.read_text()[-3000:]
+            time.sleep(0.5)
+        output = stderr.read_text()
+        token = next(
+            line.split("=", 1)[1]
+            for line in output.splitlines()
+            if line.startswith("  export TOKEN=")
+        )
+        assert jwt.decode(token, options={"verify_signature": False})["sub"] == "dev-user"
+        spawned = _descendants(proc.pid)
+        assert len(spawned) >= 6, spawned  # api, relay, worker and the servers
+        epmd = [
+            int(p.parent.name)
+            for p in Path("/proc").glob("[0-9]*/cmdline")
+            if _alive(int(p.parent.name))
+            and b"epmd" in p.read_bytes()
+            and str(tmp).encode() in Path(p.parent, "environ").read_bytes()
+        ]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(90) == 0, stderr.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    time.sleep(1)
+    assert [pid for pid in [*spawned, *epmd] if _alive(pid)] == []
+    assert list(tmp.iterdir()) == []
+    assert "Traceback" not in stderr.read_text()
+    tmp.rmdir()
+    stderr.unlink()
 
 
 def test_dev_bench_and_smoke_tokens_come_from_one_helper() -> None:

@@ -51,14 +51,49 @@ def test_deploy_workflow_reads_a_gcp_secret_id_the_stack_exports(gcp_outputs):
     assert keys <= set(gcp_outputs["secret_ids"])
 
 
-def test_smoke_default_issuer_and_audience_match_what_the_stacks_inject(aws_run):
-    params = inspect.signature(ops_cli.smoke).parameters
-    injected: dict[str, str] = {}
-    for task in aws_run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+def _injected(run, name: str) -> set[str]:
+    values = set()
+    for task in run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
         for container in json.loads(task.inputs["containerDefinitions"]):
-            injected.update({e["name"]: e["value"] for e in container.get("environment", [])})
-    assert params["issuer"].default == injected["JWT_ISSUER"]
-    assert params["audience"].default == injected["JWT_AUDIENCE"]
+            values.update(e["value"] for e in container.get("environment", []) if e["name"] == name)
+            if name == "image":
+                values.add(container["image"])
+    return values
+
+
+@pytest.mark.parametrize("service", [None, "billing"])
+def test_smoke_mints_tokens_for_the_issuer_and_audience_the_stacks_inject(service):
+    """Renaming groundwork:service renames JWT_ISSUER/JWT_AUDIENCE; the smoke test reads
+    the exported claims instead of assuming the default name."""
+    config = dict(AWS, **({"groundwork:service": service} if service else {}))
+    run = run_program(program, stack="staging", config=config)
+    assert {run.outputs["jwt_issuer"]} == _injected(run, "JWT_ISSUER")
+    assert {run.outputs["jwt_audience"]} == _injected(run, "JWT_AUDIENCE")
+    params = inspect.signature(ops_cli.smoke).parameters
+    assert params["issuer"].default is None  # None: take the exported claim
+    if service is None:
+        assert run.outputs["jwt_issuer"] == ops_cli.DEFAULT_ISSUER
+        assert run.outputs["jwt_audience"] == ops_cli.DEFAULT_AUDIENCE
+
+
+def test_both_stacks_export_the_image_they_deploy(aws_run, gcp_outputs):
+    """Previews and manual `pulumi up` pin groundwork:imageUri to this output."""
+    assert {aws_run.outputs["deployed_image"]} == _injected(aws_run, "image")
+    assert "@sha256:" in aws_run.outputs["deployed_image"]
+    assert "@sha256:" in gcp_outputs["deployed_image"]
+    assert {"jwt_issuer", "jwt_audience"} <= set(gcp_outputs)
+
+
+def test_pinning_the_exported_image_builds_nothing(aws_run):
+    """What the preview does: imageUri = deployed_image, so no docker build is planned
+    and every task definition keeps that exact image."""
+    assert aws_run.of_type("docker:index/image:Image")  # unpinned: pulumi up would build
+    image = f"{aws_run.outputs['ecr_repository_url']}@sha256:{'1' * 64}"
+    pinned = run_program(
+        program, stack="staging", config=dict(AWS, **{"groundwork:imageUri": image})
+    )
+    assert not pinned.of_type("docker:index/image:Image")
+    assert pinned.outputs["deployed_image"] == image
 
 
 def test_stacks_export_exactly_the_typed_outputs(aws_outputs, gcp_outputs):

@@ -96,3 +96,29 @@ def test_load_settings_reads_pulumi_config_and_stops_before_any_resource():
 
     with pytest.raises(ConfigError):
         run_program(failing, stack="staging", config={"groundwork:nat": "bogus"})
+
+
+def test_a_misspelled_key_fails_the_program_itself_naming_the_nearest_known_key():
+    """`pulumi up` runs the program, not `groundwork plan`: the program must refuse a key
+    it does not know, or `groundwork:dbMultiAZ true` deploys a single-AZ database."""
+
+    def program() -> None:
+        load_settings()
+        pulumi.CustomResource("test:index:Never", "never")  # must not be reached
+
+    with pytest.raises(ConfigError) as raised:
+        run_program(
+            program,
+            stack="production",
+            config={"groundwork:dbMultiAZ": "true", "aws:region": "us-east-1"},
+        )
+    message = str(raised.value)
+    assert "unknown config key groundwork:dbMultiAZ" in message
+    assert "did you mean groundwork:dbMultiAz?" in message
+    # Other namespaces are not ours to judge.
+    run = run_program(
+        lambda: pulumi.export("ok", load_settings().nat),
+        stack="staging",
+        config={"aws:region": "us-east-1", "gcp:whatever": "x"},
+    )
+    assert run.outputs == {"ok": "single"}

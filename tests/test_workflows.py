@@ -69,7 +69,26 @@ def test_zizmor_reports_nothing() -> None:
 
 
 def test_expected_workflows_exist() -> None:
-    assert {"ci.yml", "preview.yml", "deploy.yml", "deploy-environment.yml"} <= set(all_workflows())
+    assert {
+        "ci.yml",
+        "preview.yml",
+        "deploy.yml",
+        "deploy-environment.yml",
+        "drift.yml",
+    } <= set(all_workflows())
+
+
+def test_drift_is_a_scheduled_refresh_preview_of_each_stack_reported_in_one_issue() -> None:
+    drift = load("drift.yml")
+    assert "schedule" in triggers(drift) and "workflow_dispatch" in triggers(drift)
+    refresh = drift["jobs"]["refresh"]
+    assert refresh["strategy"]["matrix"]["stack"] == ["staging", "production"]
+    script = run_text(refresh)
+    assert "pulumi refresh --preview-only --expect-no-changes" in script
+    assert "pulumi up" not in script
+    report = drift["jobs"]["report"]
+    assert report["if"] == "${{ !cancelled() }}"
+    assert "scripts/drift_issue.py" in run_text(report)
 
 
 def test_preview_runs_on_pull_requests_with_the_policy_pack_for_both_stacks() -> None:
@@ -87,8 +106,9 @@ def test_preview_runs_on_pull_requests_with_the_policy_pack_for_both_stacks() ->
     assert 'groundwork plan "${STACK}" --json' in script
     assert "groundwork cost-diff" in script
     comment = preview["jobs"]["comment"]
-    assert comment["permissions"] == {"pull-requests": "write"}
+    assert comment["permissions"] == {"contents": "read", "pull-requests": "write"}
     assert "groundwork-preview" in run_text(comment)
+    assert "scripts/pr_comment.py" in run_text(comment)
 
 
 def test_deploy_builds_once_and_gates_production_on_an_environment() -> None:
@@ -117,13 +137,16 @@ def test_deploy_migrates_before_up_and_smokes_after_with_rollback_on_failure() -
     reusable = load("deploy-environment.yml")
     job = reusable["jobs"]["deploy"]
     runs = [step.get("run", "") for step in steps(job)]
-    order = [
-        next(i for i, run in enumerate(runs) if needle in run)
-        for needle in ("groundwork ops migrate", "pulumi up", "groundwork ops smoke")
-    ]
-    assert order == sorted(order)
-    up = next(run for run in runs if "pulumi up" in run)
-    assert "--policy-pack policies" in up
+    ids = [step.get("id") for step in steps(job)]
+    migrate = next(i for i, run in enumerate(runs) if "groundwork ops migrate" in run)
+    smoke = next(i for i, run in enumerate(runs) if "groundwork ops smoke" in run)
+    assert migrate < ids.index("up") < smoke
+    # A first deploy creates everything but the services before the migration.
+    first = next(i for i, run in enumerate(runs) if "--exclude-dependents" in run)
+    assert first < migrate
+    assert steps(job)[first]["if"] == "steps.before.outputs.first_deploy == 'true'"
+    for index in (first, ids.index("up")):
+        assert "--policy-pack policies" in runs[index]
     rollback = reusable["jobs"]["rollback"]
     assert rollback["needs"] == "deploy"
     assert rollback["if"].startswith("failure()")
@@ -161,12 +184,67 @@ def test_least_privilege_and_oidc_only() -> None:
             if perms.get("id-token") == "write":
                 assert cloud_auth or calls_reusable, f"{name}:{job_name} id-token without OIDC"
             writes = {k for k, v in perms.items() if v == "write"} - {"id-token"}
-            assert writes <= {"pull-requests"}, f"{name}:{job_name} writes {writes}"
+            allowed = {"issues"} if (name, job_name) == ("drift.yml", "report") else set()
+            assert writes <= {"pull-requests"} | allowed, f"{name}:{job_name} writes {writes}"
+            if "issues" in writes:
+                assert "id-token" not in perms, f"{name}:{job_name}: no cloud access with it"
 
 
-@pytest.mark.parametrize("name", ["ci.yml", "preview.yml", "deploy.yml"])
+@pytest.mark.parametrize("name", ["ci.yml", "preview.yml"])
 def test_concurrency_groups(name: str) -> None:
     assert "group" in load(name)["concurrency"]
+
+
+def test_a_waiting_production_approval_does_not_hold_staging() -> None:
+    """A workflow-level group is held by a run until its production job (waiting for a
+    reviewer) finishes; the locks are per environment instead."""
+    assert "concurrency" not in load("deploy.yml")
+    jobs = load("deploy-environment.yml")["jobs"]
+    assert jobs["deploy"]["concurrency"]["group"] == "deploy-environment-${{ inputs.environment }}"
+    assert jobs["rollback"]["concurrency"]["group"].endswith("-rollback")
+
+
+def test_ci_tests_job_runs_exactly_the_readme_test_command() -> None:
+    """Not a pytest subset: the same script as .ci/run, PgBouncer and cache passes included."""
+    job = load("ci.yml")["jobs"]["tests"]
+    runs = [step["run"].strip() for step in steps(job) if "run" in step]
+    assert runs[-1] == "bash scripts/test.sh"
+    assert job["env"]["CI"] == "true"
+    assert "bash scripts/test.sh" in (ROOT / ".ci" / "run").read_text()
+    # The image tests build on the Dockerfile's official base where Docker Hub answers.
+    pull = next(r for r in runs if "docker pull" in r)
+    assert "ARG BASE_IMAGE=" in pull and "GROUNDWORK_TEST_BASE_IMAGE" in pull
+    dockerfile = (ROOT / "services/app/Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:[^@\s]+@sha256:[0-9a-f]{64}$", dockerfile, re.M)
+
+
+def test_preview_pins_the_deployed_image_and_reports_after_a_failed_preview() -> None:
+    job = load("preview.yml")["jobs"]["preview"]
+    pin = next(step for step in steps(job) if "deployed_image" in step.get("run", ""))
+    assert "groundwork:imageUri" in pin["run"]
+    names = [step.get("name", step.get("uses", "")) for step in steps(job)]
+    preview_at = next(i for i, n in enumerate(names) if n.startswith("pulumi preview"))
+    assert names.index(pin["name"]) < preview_at
+    for step in steps(job)[preview_at + 1 :]:
+        assert step.get("if") == "${{ !cancelled() }}", step  # verdicts matter most on failure
+
+
+def test_the_rollback_job_runs_only_after_a_recorded_release_failed() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "groundwork_workflow_runner", ROOT / "tests" / "ops" / "workflow_runner.py"
+    )
+    assert spec and spec.loader
+    runner = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = runner  # dataclasses look their module up
+    spec.loader.exec_module(runner)
+    condition = runner.condition
+    rule = load("deploy-environment.yml")["jobs"]["rollback"]["if"]
+    recorded = {"needs": {"deploy": {"outputs": {"recorded": "true"}}}}
+    assert condition(rule, recorded, "failure")
+    assert not condition(rule, recorded, "success")
+    assert not condition(rule, {"needs": {"deploy": {"outputs": {}}}}, "failure")
 
 
 def test_ci_runs_every_gate() -> None:

@@ -62,6 +62,11 @@ class AlarmsArgs:
     broker_disk_free_factor: float = 2.0
     """Alarm when free disk falls below this multiple of RabbitMQ's disk_free_limit
     (at the limit the broker blocks publishers)."""
+    job_log_group_names: Sequence[pulumi.Input[str]] = ()
+    """The worker's and relay's log groups. A metric filter on each counts the jobs a
+    safety net had to end (the relay's reconciler: "jobs past their deadline failed";
+    the worker's dead-letter tap: "job ended by its dead letter", see the service's
+    worker/terminal.py) and the ``stuck-jobs`` alarm fires on any."""
 
     def __post_init__(self) -> None:
         if self.email is not None and "@" not in self.email:
@@ -368,6 +373,32 @@ class Alarms(pulumi.ComponentResource):
             self._sqs_alarms(args, alarm)
         else:
             self._broker_alarms(args, alarm, metric)
+
+        if args.job_log_group_names:
+            stuck_metric = f"{name}-jobs-ended-by-safety-net"
+            for index, group in enumerate(args.job_log_group_names):
+                aws.cloudwatch.LogMetricFilter(
+                    f"{name}-stuck-jobs-{index}",
+                    log_group_name=group,
+                    pattern='{ ($.event = "jobs past their deadline failed") || '
+                    '($.event = "job ended by its dead letter") }',
+                    metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                        name=stuck_metric, namespace="Groundwork", value="1", default_value="0"
+                    ),
+                    opts=child,
+                )
+            alarm(
+                "stuck-jobs",
+                "Jobs got stuck and were failed by a safety net (deadline or dead letter); "
+                "their error column says why",
+                namespace="Groundwork",
+                metric_name=stuck_metric,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
 
         body = pulumi.Output.all(
             region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,

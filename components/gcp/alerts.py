@@ -1,8 +1,9 @@
 """Alerts: e-mail channel, uptime check, alert policies and a golden-signals dashboard.
 
 Every policy is a threshold condition on a built-in metric (no log-based metrics to
-pay for), groups per service so one noisy service does not hide another, and links
-what to look at in its documentation.
+pay for; the stuck-jobs policy matches the service's log events directly), groups per
+service so one noisy service does not hide another, and links what to look at in its
+documentation.
 """
 
 from __future__ import annotations
@@ -358,6 +359,53 @@ class Alerts(pulumi.ComponentResource):
         )
         self.slos: dict[str, gcp.monitoring.Slo] = {}
         self._api_slos(api, t)
+
+        # Log-match condition (no log-based metric to pay for): the service logs these
+        # events when a safety net had to end a job no worker ended (the relay's
+        # reconciler, the dead-letter push; services/app/.../worker/terminal.py).
+        jobs = pulumi.Output.all(
+            *(args.run_service_names[role] for role in ("worker", "relay"))
+        ).apply(
+            lambda names: (
+                f"{RUN} AND resource.labels.service_name = ("
+                + " OR ".join(f'"{n}"' for n in names)
+                + ") "
+                'AND (jsonPayload.event = "jobs past their deadline failed" OR '
+                'jsonPayload.event = "job ended by its dead letter")'
+            )
+        )
+        channel = self.notification_channel
+        self.policies["stuck-jobs"] = gcp.monitoring.AlertPolicy(
+            f"{name}-stuck-jobs",
+            display_name=f"{name}: Jobs got stuck and were failed",
+            combiner="OR",
+            severity="ERROR",
+            conditions=[
+                gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name="Jobs ended by a safety net",
+                    condition_matched_log=gcp.monitoring.AlertPolicyConditionConditionMatchedLogArgs(
+                        filter=jobs
+                    ),
+                )
+            ],
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                content="A job made no progress for JOB_DEADLINE_SECONDS, or Pub/Sub "
+                "dead-lettered its message, and it was failed; the job's `error` says which. "
+                "See docs/message-flow.md (terminal states).",
+                mime_type="text/markdown",
+                subject="[ERROR] Jobs got stuck and were failed",
+            ),
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(
+                auto_close="1800s",
+                # Required for log-match conditions: at most one notification per period.
+                notification_rate_limit=gcp.monitoring.AlertPolicyAlertStrategyNotificationRateLimitArgs(
+                    period="300s"
+                ),
+            ),
+            notification_channels=[channel.id] if channel else [],
+            user_labels=args.labels,
+            opts=child,
+        )
 
         self.dashboard = gcp.monitoring.Dashboard(
             f"{name}-dashboard",

@@ -179,10 +179,16 @@ class PushSubscriptionArgs:
         _seconds("message_retention", self.message_retention)
 
 
+DEAD_LETTER_PATH = "/pubsub/dead-letter"
+"""The worker's endpoint that ends a dead-lettered message's job."""
+
+
 class PushSubscription(pulumi.ComponentResource):
-    """Authenticated push of the jobs topic to the worker, with backoff and dead-lettering."""
+    """Authenticated push of the jobs topic to the worker, with backoff and dead-lettering;
+    the dead letters are pushed to the worker's ``/pubsub/dead-letter`` as well."""
 
     subscription: gcp.pubsub.Subscription
+    dead_letter_push: gcp.pubsub.Subscription
     subscription_name: pulumi.Output[str]
 
     def __init__(
@@ -224,6 +230,34 @@ class PushSubscription(pulumi.ComponentResource):
             labels=args.labels,
             # Pushing before the invoker binding exists turns the first messages into
             # 403s that burn delivery attempts.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
+        )
+        # Every dead letter is also pushed to the worker's /pubsub/dead-letter, which
+        # ends its job `failed` (the service's worker/terminal.py): without it a job whose
+        # message ran out of attempts while its worker was dying stays `processing` until
+        # the relay's reconciler deadline. The pull subscription above keeps its copy for
+        # inspection and redrive.
+        self.dead_letter_push = gcp.pubsub.Subscription(
+            f"{name}-dead-letter-push",
+            name=f"{name}-dead-letter-push",
+            topic=queue.dead_letter_topic.id,
+            # Ending a job can wait for a dying worker's lease to lapse.
+            ack_deadline_seconds=args.ack_deadline_seconds,
+            message_retention_duration=args.message_retention,
+            expiration_policy=gcp.pubsub.SubscriptionExpirationPolicyArgs(ttl=""),
+            push_config=gcp.pubsub.SubscriptionPushConfigArgs(
+                push_endpoint=pulumi.Output.from_input(args.push_endpoint).apply(
+                    lambda url: url.rsplit("/pubsub/", 1)[0] + DEAD_LETTER_PATH
+                ),
+                oidc_token=gcp.pubsub.SubscriptionPushConfigOidcTokenArgs(
+                    service_account_email=queue.push_service_account.email,
+                    audience=args.audience,
+                ),
+            ),
+            retry_policy=gcp.pubsub.SubscriptionRetryPolicyArgs(
+                minimum_backoff=args.minimum_backoff, maximum_backoff=args.maximum_backoff
+            ),
+            labels=args.labels,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
         )
         gcp.pubsub.SubscriptionIAMMember(

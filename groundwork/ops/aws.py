@@ -151,6 +151,7 @@ class StartedTask:
     log_links: dict[str, str]
     essential: frozenset[str]
     temporary_revision: bool
+    label: str = "migrate"
 
 
 @dataclass(frozen=True)
@@ -273,13 +274,15 @@ def wait_for_task(
             described = ecs.describe_tasks(cluster=started.cluster, tasks=[started.task_arn])
         tasks = described.get("tasks") or []
         if not tasks:
-            raise TaskFailedError(f"migrate task {task_id} vanished from cluster {started.cluster}")
+            raise TaskFailedError(
+                f"{started.label} task {task_id} vanished from cluster {started.cluster}"
+            )
         task = tasks[0]
         if task.get("lastStatus") == "STOPPED":
             break
         if clock() - began >= timeout_seconds:
             raise OpsTimeoutError(
-                f"migrate task {task_id} still {task.get('lastStatus')} after "
+                f"{started.label} task {task_id} still {task.get('lastStatus')} after "
                 f"{timeout_seconds:.0f} s; logs: {_first_link(started)}"
             )
         sleep(poll_seconds)
@@ -308,7 +311,7 @@ def wait_for_task(
             or "no container reported an exit code"
         )
         raise TaskFailedError(
-            f"migrate task {task_id} failed: {detail}; stopped reason: {reason}; "
+            f"{started.label} task {task_id} failed: {detail}; stopped reason: {reason}; "
             f"logs: {_first_link(started)}"
         )
     return result
@@ -343,6 +346,108 @@ def run_migrate(
     finally:
         if started.temporary_revision:
             deregister_quietly(ecs, started.task_definition_arn)
+
+
+# --- image: reuse what a previous attempt pushed -----------------------------------
+
+
+def existing_image(ecr: Any, repository_url: str, tag: str) -> str | None:
+    """``repository@sha256:...`` of ``tag`` when the repository already holds it.
+
+    The stack's repositories have immutable tags: pushing a tag again is refused
+    (PutImage: ImageTagAlreadyExistsException, or ImageAlreadyExistsException when the
+    manifest is identical; https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_PutImage.html),
+    so a re-run of a deploy deploys what the first attempt pushed under the commit's tag.
+    """
+    host, _, name = repository_url.partition("/")
+    registry_id = host.split(".", 1)[0]
+    try:
+        with aws_errors(f"look up {name}:{tag} in ECR"):
+            found = ecr.describe_images(
+                registryId=registry_id, repositoryName=name, imageIds=[{"imageTag": tag}]
+            )
+    except OpsError as exc:
+        if "ImageNotFoundException" in str(exc):
+            return None
+        raise
+    details = found.get("imageDetails") or []
+    if not details:
+        return None
+    return f"{repository_url}@{details[0]['imageDigest']}"
+
+
+# --- one-off commands inside the VPC ----------------------------------------------
+
+
+def run_service_command(
+    ecs: ECSClient,
+    cluster: str,
+    service: str,
+    command: list[str],
+    *,
+    timeout_seconds: float = 900.0,
+    poll_seconds: float = 6.0,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+) -> TaskResult:
+    """Run ``groundwork-app COMMAND`` once as a task of ``service``.
+
+    Same task definition, subnets and security groups as the service's own tasks: the
+    broker and the database accept connections from those security groups only (the
+    migrate task may not reach the broker), and nothing outside the VPC reaches them.
+    """
+    with aws_errors(f"describe service {service}"):
+        described = ecs.describe_services(cluster=cluster, services=[service])
+    if not described.get("services"):
+        raise UserError(f"service {service} not found in cluster {cluster}")
+    svc = described["services"][0]
+    network: dict[str, Any] = dict(
+        (svc.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
+    )
+    with aws_errors("describe the service's task definition"):
+        definition: dict[str, Any] = dict(
+            ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])["taskDefinition"]
+        )
+    container = definition["containerDefinitions"][0]["name"]
+    with aws_errors(f"run {' '.join(command)}"):
+        response = ecs.run_task(
+            cluster=cluster,
+            taskDefinition=svc["taskDefinition"],
+            count=1,
+            launchType="FARGATE",
+            startedBy="groundwork-ops",
+            enableECSManagedTags=True,
+            propagateTags="TASK_DEFINITION",
+            overrides={"containerOverrides": [{"name": container, "command": command}]},
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": network.get("subnets", []),
+                    "securityGroups": network.get("securityGroups", []),
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        )
+    tasks = response.get("tasks") or []
+    if response.get("failures") or not tasks:
+        raise TaskFailedError(f"ECS did not start the task: {response.get('failures')}")
+    task_arn = tasks[0]["taskArn"]
+    started = StartedTask(
+        cluster=cluster,
+        task_arn=task_arn,
+        task_definition_arn=svc["taskDefinition"],
+        log_links=_log_links(definition, task_arn),
+        essential=frozenset({container}),
+        temporary_revision=False,
+        label=" ".join(command),
+    )
+    return wait_for_task(
+        ecs,
+        started,
+        timeout_seconds=timeout_seconds,
+        poll_seconds=poll_seconds,
+        sleep=sleep,
+        clock=clock,
+    )
 
 
 # --- smoke: load balancer target health ------------------------------------------
@@ -546,6 +651,135 @@ def _wait_stable(
                 f"services not stable after {timeout_seconds:.0f} s: {', '.join(pending)}"
             )
         sleep(poll_seconds)
+
+
+def serving_task_definitions(ecs: ECSClient, cluster: str, services: list[str]) -> dict[str, str]:
+    """Service name -> the task definition it runs now (its PRIMARY deployment's)."""
+    if not services:
+        return {}
+    with aws_errors("describe the ECS services"):
+        described = ecs.describe_services(cluster=cluster, services=services)
+    return {
+        svc["serviceName"]: svc["taskDefinition"]
+        for svc in described.get("services", [])
+        if svc.get("status") == "ACTIVE"
+    }
+
+
+def restore_task_definitions(
+    ecs: ECSClient,
+    cluster: str,
+    recorded: dict[str, str],
+    *,
+    wait: bool = True,
+    timeout_seconds: float = 900.0,
+    poll_seconds: float = 15.0,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+) -> tuple[list[Rollback], list[str]]:
+    """Point each recorded service back at its recorded task definition, if it moved.
+
+    Returns (services changed, services already serving their recorded revision): a
+    service the deployment circuit breaker already rolled back is not touched.
+    """
+    now = serving_task_definitions(ecs, cluster, sorted(recorded))
+    plans = [
+        Rollback(service=name, from_task_definition=now[name], to_task_definition=arn)
+        for name, arn in sorted(recorded.items())
+        if name in now and now[name] != arn
+    ]
+    unchanged = sorted(name for name, arn in recorded.items() if now.get(name) == arn)
+    for plan in plans:
+        with aws_errors(f"roll back service {plan.service}"):
+            ecs.update_service(
+                cluster=cluster, service=plan.service, taskDefinition=plan.to_task_definition
+            )
+    if wait and plans:
+        _wait_stable(
+            ecs, cluster, [p.service for p in plans], timeout_seconds, poll_seconds, sleep, clock
+        )
+    return plans, unchanged
+
+
+@dataclass(frozen=True)
+class ServedImage:
+    service: str
+    task_definition: str
+    images: tuple[str, ...]
+    rollout_state: str
+
+
+def verify_served_image(
+    ecs: ECSClient,
+    cluster: str,
+    services: list[str],
+    image: str,
+    *,
+    timeout_seconds: float = 900.0,
+    poll_seconds: float = 15.0,
+    sleep: Sleep = time.sleep,
+    clock: Clock = time.monotonic,
+) -> list[ServedImage]:
+    """Wait until every service's rollout ends, then insist it runs ``image``.
+
+    ``pulumi up`` waits for the API only; the ECS deployment circuit breaker can still
+    fail the worker's or relay's rollout and roll it back to the previous task
+    definition, after which the service is "stable" on the old release and nothing
+    fails. The PRIMARY deployment's ``rolloutState`` (IN_PROGRESS / COMPLETED / FAILED,
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Deployment.html) and
+    the image of the task definition the service runs tell what really serves.
+    """
+    began = clock()
+    while True:
+        with aws_errors("describe the ECS services"):
+            described = ecs.describe_services(cluster=cluster, services=services)
+        missing = [f.get("arn", "?") for f in described.get("failures", [])]
+        if missing:
+            raise UserError(f"services not found in cluster {cluster}: {', '.join(missing)}")
+        primaries: dict[str, Any] = {
+            svc["serviceName"]: next(
+                (d for d in svc.get("deployments", []) if d.get("status") == "PRIMARY"), {}
+            )
+            for svc in described["services"]
+        }
+        pending = sorted(
+            name for name, d in primaries.items() if d.get("rolloutState") == "IN_PROGRESS"
+        )
+        if not pending:
+            break
+        if clock() - began >= timeout_seconds:
+            raise OpsTimeoutError(
+                f"rollout still in progress after {timeout_seconds:.0f} s: {', '.join(pending)}"
+            )
+        sleep(poll_seconds)
+    served = []
+    for svc in described["services"]:
+        with aws_errors(f"describe the task definition of {svc['serviceName']}"):
+            definition = ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])
+        primary = primaries[svc["serviceName"]]
+        served.append(
+            ServedImage(
+                service=svc["serviceName"],
+                task_definition=svc["taskDefinition"],
+                images=tuple(
+                    c["image"] for c in definition["taskDefinition"]["containerDefinitions"]
+                ),
+                rollout_state=primary.get("rolloutState", "UNKNOWN"),
+            )
+        )
+        reason = primary.get("rolloutStateReason", "") or "no reason given"
+        if primary.get("rolloutState") == "FAILED":
+            raise SmokeTestError(
+                f"{svc['serviceName']}: the ECS deployment failed ({reason}); the circuit "
+                "breaker rolls it back to the previous task definition"
+            )
+        if image not in served[-1].images:
+            raise SmokeTestError(
+                f"{svc['serviceName']} runs {', '.join(served[-1].images)} "
+                f"({svc['taskDefinition'].rsplit('/', 1)[-1]}), not the deployed {image}: "
+                f"the ECS circuit breaker rolled it back ({reason})"
+            )
+    return served
 
 
 # --- RDS restore drill ------------------------------------------------------------

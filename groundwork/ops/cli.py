@@ -45,6 +45,8 @@ TimeoutOpt = Annotated[float, typer.Option("--timeout", help="Seconds to wait.",
 PollOpt = Annotated[float, typer.Option("--poll-seconds", help="Seconds between polls.", min=0)]
 TOKEN_ENV = "GROUNDWORK_SMOKE_TOKEN"  # noqa: S105 - an env var name, not a secret
 JWT_SECRET_ENV = "GROUNDWORK_SMOKE_JWT_SECRET"  # noqa: S105 - an env var name, not a secret
+DEFAULT_ISSUER = "groundwork"
+DEFAULT_AUDIENCE = "groundwork-api"
 
 
 def _one_line_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -167,10 +169,14 @@ def smoke(
     jwt_secret_name: Annotated[
         str, typer.Option(help="Key of the JWT secret in the secret_arns output (AWS).")
     ] = "jwt-secret",  # noqa: S107 - a key name in the secret_arns output
-    issuer: Annotated[str, typer.Option(help="JWT issuer the API expects.")] = "groundwork",
-    audience: Annotated[str, typer.Option(help="JWT audience the API expects.")] = (
-        "groundwork-api"
-    ),
+    issuer: Annotated[
+        str | None,
+        typer.Option(help="JWT issuer the API expects (default: the jwt_issuer output)."),
+    ] = None,
+    audience: Annotated[
+        str | None,
+        typer.Option(help="JWT audience the API expects (default: the jwt_audience output)."),
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="Override the api_url output (e.g. a tagged URL).")
     ] = None,
@@ -207,6 +213,10 @@ def smoke(
         typer.echo("cloud run: api service ready")
     bearer = None
     if not skip_job:
+        # The stacks export what they inject (JWT_ISSUER/JWT_AUDIENCE follow
+        # groundwork:service); the fallbacks are the service's own defaults.
+        issuer = issuer or str(outputs.values.get("jwt_issuer") or DEFAULT_ISSUER)
+        audience = audience or str(outputs.values.get("jwt_audience") or DEFAULT_AUDIENCE)
         bearer = _smoke_token(outputs, token, jwt_secret_name, issuer, audience)
         if bearer is None:
             raise UserError(
@@ -228,12 +238,24 @@ def rollback(
     to_revision: Annotated[
         str | None, typer.Option(help="Cloud Run revision to send 100% to (one service only).")
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option(
+            "--record",
+            help="Return exactly to this release record (`ops record-release`); services "
+            "already serving their recorded revision are left alone.",
+        ),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait/--no-wait", help="ECS: wait until the services are stable.")
     ] = True,
     timeout: TimeoutOpt = 900.0,
+    github_output: GithubOutputOpt = None,
 ) -> None:
-    """Return services to the previous task definition revision / Cloud Run revision."""
+    """Return services to what served before a deploy (--record) or one revision back."""
+    if record is not None:
+        _rollback_to_record(stack, record, wait=wait, timeout=timeout, out=github_output)
+        return
     outputs = _outputs(stack, outputs_file)
     wanted = [name.strip() for name in services.split(",") if name.strip()]
     unknown = sorted(set(wanted) - set(SERVICE_NAME_OUTPUT))
@@ -290,12 +312,25 @@ def shift_traffic(
         float, typer.Option(help="Seconds to wait at each step before checking.", min=0)
     ] = 60.0,
     checks: Annotated[int, typer.Option(help="Readiness requests per step.", min=1)] = 5,
+    max_error_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="Roll back when the candidate's 5xx ratio (Cloud Monitoring) exceeds this "
+            "(default: the api-5xx-ratio alert's threshold); metrics lag up to ~3 min, so "
+            "the gate bites with --bake-seconds 180 or more.",
+            min=0.0,
+            max=1.0,
+        ),
+    ] = None,
+    metric_gate: Annotated[
+        bool, typer.Option("--metric-gate/--no-metric-gate", help="Check the 5xx ratio.")
+    ] = True,
     timeout: TimeoutOpt = 600.0,
 ) -> None:
     """Cloud Run: move API traffic to a new revision gradually, rolling back on failure."""
     import httpx
 
-    from groundwork.ops import gcp
+    from groundwork.ops import gcp, gcp_metrics
     from groundwork.ops.smoke import check_ready
 
     outputs = _outputs(stack, outputs_file)
@@ -303,19 +338,38 @@ def shift_traffic(
     parsed = gcp.parse_steps(steps)
     url = outputs.string("api_url")
     clients = _gcp_clients()
+    service_name = names.service(outputs.string("api_service_name"))
+    if max_error_ratio is None:
+        from components.gcp.alerts import Thresholds
+
+        max_error_ratio = Thresholds().error_ratio
+    get = gcp_metrics.authorized_getter() if metric_gate else None
+    with gcp.gcp_errors("read the API service"):
+        candidate = gcp.short_name(
+            revision or clients["services"].get_service(name=service_name).latest_created_revision
+        )
 
     def health() -> None:
         with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
             for _ in range(checks):
                 check_ready(client, url)
+        if get is not None and max_error_ratio is not None:
+            measured = gcp_metrics.revision_errors(
+                get,
+                names.project,
+                gcp.short_name(service_name),
+                candidate,
+                window_seconds=max(int(bake_seconds), 60),
+            )
+            gcp_metrics.check_error_ratio(measured, max_error_ratio)
 
     report = gcp.shift_traffic(
         clients["services"],
         clients["revisions"],
-        names.service(outputs.string("api_service_name")),
+        service_name,
         parsed,
         health,
-        revision=revision,
+        revision=candidate,
         bake_seconds=bake_seconds,
         timeout_seconds=timeout,
     )
@@ -397,3 +451,262 @@ def dlq_depth(
     )
     if max_depth is not None and report.depth is not None and report.depth > max_depth:
         raise OpsError(f"{report.queue} holds {report.depth} messages (> --max {max_depth})")
+
+
+GithubOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--github-output",
+        help='Also append key=value step outputs to this file (in a workflow: "$GITHUB_OUTPUT").',
+    ),
+]
+
+
+def _github_output(values: dict[str, str], path: Path | None = None) -> None:
+    """key=value lines (single-line values) on stdout, and into $GITHUB_OUTPUT if given."""
+    lines = "".join(f"{key}={value}\n" for key, value in values.items())
+    typer.echo(lines, nl=False)
+    if path is not None:
+        with path.open("a", encoding="utf-8") as handle:
+            handle.write(lines)
+
+
+@app.command("record-release")
+@_one_line_errors
+def record_release(
+    stack: StackOpt,
+    out: Annotated[Path, typer.Option("--out", help="Where to write the release record.")],
+    outputs_file: OutputsOpt = None,
+    github_output: GithubOutputOpt = None,
+) -> None:
+    """Record what serves now (before a deploy): the rollback returns to exactly this.
+
+    Prints first_deploy=true|false for $GITHUB_OUTPUT; a human summary goes to stderr.
+    """
+    from groundwork.ops.release import ReleaseRecord, is_first_deploy, service_names
+
+    outputs = _outputs(stack, outputs_file)
+    first = is_first_deploy(outputs)
+    cloud = str(outputs.values.get("cloud") or "")
+    record = ReleaseRecord(
+        stack=stack,
+        cloud=cloud,
+        first_deploy=first,
+        region=str(outputs.values.get("region") or ""),
+        cluster=str(outputs.values.get("cluster_name") or ""),
+    )
+    names = [] if first else service_names(outputs)
+    if names and cloud == "aws":
+        from groundwork.ops import aws
+
+        ecs = _aws_session(outputs).client("ecs")
+        record.aws_task_definitions = aws.serving_task_definitions(
+            ecs, outputs.string("cluster_name"), names
+        )
+    elif names and cloud == "gcp":
+        from groundwork.ops import gcp
+
+        gcp_names = gcp.GcpNames.from_outputs(outputs)
+        record.gcp_traffic = gcp.serving_splits(
+            _gcp_clients()["services"], [gcp_names.service(name) for name in names]
+        )
+    record.write(out)
+    serving = record.aws_task_definitions or {
+        name: ", ".join(f"{rev} {pct}%" for rev, pct in split)
+        for name, split in record.gcp_traffic.items()
+    }
+    summary = "; ".join(f"{name.rsplit('/', 1)[-1]}: {what}" for name, what in serving.items())
+    typer.echo(
+        f"{stack}: " + ("first deploy, nothing serves yet" if first else summary or "no services"),
+        err=True,
+    )
+    _github_output({"first_deploy": str(first).lower(), "recorded": "true"}, github_output)
+
+
+def _rollback_to_record(
+    stack: str, path: Path, *, wait: bool, timeout: float, out: Path | None
+) -> None:
+    from groundwork.ops.release import ReleaseRecord
+
+    record = ReleaseRecord.read(path)
+    if record.stack != stack:
+        raise UserError(f"release record {path} is for stack {record.stack!r}, not {stack!r}")
+    if record.first_deploy or record.empty:
+        typer.echo(f"{stack}: nothing served before this deploy; nothing to roll back to")
+        _github_output({"restored": "false"}, out)
+        return
+    if record.cloud == "aws":
+        import boto3
+
+        from groundwork.ops import aws
+
+        ecs = boto3.session.Session(region_name=record.region).client("ecs")
+        plans, unchanged = aws.restore_task_definitions(
+            ecs, record.cluster, record.aws_task_definitions, wait=wait, timeout_seconds=timeout
+        )
+        for plan in plans:
+            typer.echo(
+                f"{plan.service}: {plan.from_task_definition.rsplit('/', 1)[-1]} -> "
+                f"{plan.to_task_definition.rsplit('/', 1)[-1]}"
+            )
+        for name in unchanged:
+            typer.echo(f"{name}: already serves its pre-deploy revision; unchanged")
+        _github_output({"restored": str(bool(plans)).lower()}, out)
+        return
+    from groundwork.ops import gcp
+
+    changed, kept = gcp.restore_splits(
+        _gcp_clients()["services"], record.gcp_traffic, timeout_seconds=timeout
+    )
+    for name, before, after in changed:
+        was = ", ".join(f"{rev} {pct}%" for rev, pct in before)
+        now = ", ".join(f"{rev} {pct}%" for rev, pct in after)
+        typer.echo(f"{gcp.short_name(name)}: {was} -> {now}")
+    for name in kept:
+        typer.echo(f"{gcp.short_name(name)}: already serves its pre-deploy split; unchanged")
+    _github_output({"restored": str(bool(changed)).lower()}, out)
+
+
+CloudOpt = Annotated[
+    str,
+    typer.Option("--cloud", help="aws | gcp (vars.GROUNDWORK_CLOUD; a new stack exports none)."),
+]
+
+
+@app.command()
+@_one_line_errors
+def registry(
+    stack: StackOpt,
+    cloud: CloudOpt,
+    outputs_file: OutputsOpt = None,
+    create: Annotated[
+        bool,
+        typer.Option(
+            "--create",
+            help="First deploy: create the registry alone (targeted `pulumi up` of it and "
+            "its parent component) when the stack has none.",
+        ),
+    ] = False,
+    github_output: GithubOutputOpt = None,
+) -> None:
+    """Print repository=<where to push> (and created=true|false) for $GITHUB_OUTPUT."""
+    from groundwork.ops.registry import ensure_registry
+
+    outputs = _outputs(stack, outputs_file)
+    repository, created = ensure_registry(outputs, cloud, create=create)
+    if created:
+        typer.echo(f"{stack}: created the image registry {repository}", err=True)
+    _github_output({"repository": repository, "created": str(created).lower()}, github_output)
+
+
+@app.command("existing-image")
+@_one_line_errors
+def existing_image(
+    repository: Annotated[str, typer.Option(help="ECR repository URL (ACCOUNT.dkr.ecr...).")],
+    tag: Annotated[str, typer.Option(help="Image tag, e.g. the commit SHA.")],
+) -> None:
+    """AWS: print repository@sha256:... when the tag was pushed already (else nothing)."""
+    import boto3
+
+    from groundwork.ops import aws
+
+    host = repository.split("/", 1)[0].split(".")
+    if len(host) < 4 or host[1:3] != ["dkr", "ecr"]:
+        raise UserError(f"--repository {repository!r} is not an ECR repository URL")
+    ecr = boto3.session.Session(region_name=host[3]).client("ecr")
+    found = aws.existing_image(ecr, repository, tag)
+    if found:
+        typer.echo(found)
+
+
+@app.command()
+@_one_line_errors
+def verify(
+    stack: StackOpt,
+    image: Annotated[str, typer.Option(help="The image this deploy shipped (repo@sha256:...).")],
+    outputs_file: OutputsOpt = None,
+    timeout: TimeoutOpt = 900.0,
+    poll_seconds: PollOpt = 15.0,
+) -> None:
+    """After `pulumi up`: every service runs IMAGE (fails after an ECS circuit-breaker
+    rollback) and Cloud Run serves only revisions of IMAGE."""
+    outputs = _outputs(stack, outputs_file)
+    wanted = [outputs.string(output) for output in SERVICE_NAME_OUTPUT.values()]
+    if outputs.cloud == "aws":
+        from groundwork.ops import aws
+
+        ecs = _aws_session(outputs).client("ecs")
+        served = aws.verify_served_image(
+            ecs,
+            outputs.string("cluster_name"),
+            wanted,
+            image,
+            timeout_seconds=timeout,
+            poll_seconds=poll_seconds,
+        )
+        for item in served:
+            typer.echo(
+                f"{item.service}: {item.task_definition.rsplit('/', 1)[-1]} runs {image} "
+                f"({item.rollout_state})"
+            )
+        return
+    from groundwork.ops import gcp
+
+    names = gcp.GcpNames.from_outputs(outputs)
+    clients = _gcp_clients()
+    for name in wanted:
+        served_revisions = gcp.verify_served_image(
+            clients["services"], clients["revisions"], names.service(name), image
+        )
+        typer.echo(f"{name}: {', '.join(served_revisions)} run {image}")
+
+
+@app.command("dlq-redrive")
+@_one_line_errors
+def dlq_redrive(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Move at most this many messages (default all).", min=1)
+    ] = None,
+    timeout: TimeoutOpt = 900.0,
+) -> None:
+    """AWS: move dead letters back to the jobs queue, from a one-off worker task.
+
+    The broker is private (no public endpoint) and accepts the app's security groups
+    only, so `groundwork-app dlq redrive` runs as a task of the worker service.
+    """
+    from groundwork.ops import aws
+
+    outputs = _outputs(stack, outputs_file).expect_cloud("aws")
+    ecs = _aws_session(outputs).client("ecs")
+    command = ["dlq", "redrive", *(["--limit", str(limit)] if limit else [])]
+    result = aws.run_service_command(
+        ecs,
+        outputs.string("cluster_name"),
+        outputs.string("worker_service_name"),
+        command,
+        timeout_seconds=timeout,
+    )
+    typer.echo(
+        f"{' '.join(command)}: task {result.task_arn.rsplit('/', 1)[-1]} succeeded in "
+        f"{result.seconds:.0f} s; output: {next(iter(result.log_links.values()), 'n/a')}"
+    )
+
+
+@app.command("service-urns")
+@_one_line_errors
+def service_urns(
+    stack: StackOpt,
+    cloud: CloudOpt,
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="KEY=VALUE passed to the preview (e.g. the image)."),
+    ] = None,
+) -> None:
+    """First deploy: print the api/worker/relay service URNs, one per line, for
+    `pulumi up --exclude URN ... --exclude-dependents` before the migration."""
+    from groundwork.ops.registry import service_urns as find
+
+    for urn in find(stack, cloud, config=config or ()):
+        typer.echo(urn)

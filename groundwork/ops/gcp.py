@@ -322,6 +322,63 @@ def rollback_traffic(
     return before, target
 
 
+def serving_splits(
+    services: run_v2.ServicesClient, service_names: Sequence[str]
+) -> dict[str, list[tuple[str, int]]]:
+    """Service name -> the (revision, percent) split serving now."""
+    splits = {}
+    for name in service_names:
+        with gcp_errors(f"read service {short_name(name)}"):
+            service = services.get_service(name=name)
+        splits[name] = current_split(service)
+    return splits
+
+
+def restore_splits(
+    services: run_v2.ServicesClient,
+    recorded: dict[str, list[tuple[str, int]]],
+    *,
+    timeout_seconds: float = 600.0,
+) -> tuple[list[tuple[str, list[tuple[str, int]], list[tuple[str, int]]]], list[str]]:
+    """Give each service back its recorded split where it differs.
+
+    Returns ([(service, split before, restored split)], services left alone): after
+    ``shift-traffic`` restored the split itself, nothing is changed.
+    """
+    changed = []
+    unchanged = []
+    for name, split in sorted(recorded.items()):
+        now = serving_splits(services, [name])[name]
+        if sorted(now) == sorted(split) or not split:
+            unchanged.append(name)
+            continue
+        _apply(services, name, split, timeout_seconds)
+        changed.append((name, now, split))
+    return changed, unchanged
+
+
+def verify_served_image(
+    services: run_v2.ServicesClient,
+    revisions: run_v2.RevisionsClient,
+    service_name: str,
+    image: str,
+) -> list[str]:
+    """Every revision with traffic runs ``image``; returns those revisions."""
+    with gcp_errors(f"read service {short_name(service_name)}"):
+        service = services.get_service(name=service_name)
+    serving = [revision for revision, _ in current_split(service)]
+    for revision in serving:
+        with gcp_errors(f"read revision {revision}"):
+            found = revisions.get_revision(name=f"{service_name}/revisions/{revision}")
+        images = [c.image for c in found.containers]
+        if image not in images:
+            raise RevisionNotReadyError(
+                f"{short_name(service_name)}: revision {revision} serves {', '.join(images)}, "
+                f"not the deployed {image}"
+            )
+    return serving
+
+
 def service_ready(services: run_v2.ServicesClient, service_name: str) -> str:
     """Raise unless the service's terminal condition is ready; returns its URI."""
     with gcp_errors(f"read service {short_name(service_name)}"):

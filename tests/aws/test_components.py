@@ -783,6 +783,33 @@ def test_alarms(helpers: Any) -> None:
     } <= titles
 
 
+def test_stuck_jobs_alarm_counts_the_safety_nets_log_lines(helpers: Any) -> None:
+    """The service logs these exact events when a job had to be ended by a net
+    (services/app/src/groundwork_app/worker/terminal.py); one filter per log group
+    feeds one metric, alarmed on any occurrence."""
+    from groundwork_app.worker import terminal
+
+    source = Path(terminal.__file__).read_text()
+    for event in ("jobs past their deadline failed", "job ended by its dead letter"):
+        assert f'"{event}"' in source
+    run = helpers.run_component(
+        lambda: Alarms("al", _alarms(job_log_group_names=["/ecs/worker", "/ecs/relay"]))
+    )
+    filters = run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")
+    assert sorted(f.inputs["logGroupName"] for f in filters) == ["/ecs/relay", "/ecs/worker"]
+    for f in filters:
+        assert '$.event = "jobs past their deadline failed"' in f.inputs["pattern"]
+        assert '$.event = "job ended by its dead letter"' in f.inputs["pattern"]
+    metric = {f.inputs["metricTransformation"]["name"] for f in filters}
+    stuck = next(
+        r.inputs
+        for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        if r.name == "al-stuck-jobs"
+    )
+    assert {stuck["metricName"]} == metric
+    assert (stuck["namespace"], stuck["threshold"], stuck["statistic"]) == ("Groundwork", 0, "Sum")
+
+
 def _queries(alarm: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {q["id"]: q for q in alarm["metricQueries"]}
 

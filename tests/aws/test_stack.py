@@ -306,7 +306,7 @@ def test_every_container_gets_exactly_the_contract(
     # The app refuses a visibility timeout at or below its job deadline: the values the
     # stack injects (LLM settings at their defaults) must pass that check.
     app = AppSettings(**{**{k.lower(): v for k, v in env.items()}, "app_env": "test"})
-    assert app.sqs_visibility_timeout_seconds > app.job_deadline_seconds
+    assert app.sqs_visibility_timeout_seconds > app.delivery_deadline_seconds
     assert queue.inputs["visibilityTimeoutSeconds"] == app.sqs_visibility_timeout_seconds
 
 

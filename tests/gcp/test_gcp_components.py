@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import re
 from functools import partial
+from pathlib import Path
 
 import pulumi
 import pytest
 from groundwork_app.ports import HandleResult
+from groundwork_app.worker import terminal
 
 from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
 from components.gcp.edge import OWASP_RULES, Edge, EdgeArgs
@@ -412,7 +414,17 @@ def test_alerts_cover_every_signal_and_notify_the_channel() -> None:
         "push-rejected": 0.05,
     }
     burn = {f"slo-{k}-{s}-burn" for k in ("availability", "latency") for s in ("fast", "slow")}
-    assert set(policies) == set(expected) | burn
+    assert set(policies) == set(expected) | burn | {"stuck-jobs"}
+    # Stuck jobs: a log match on the events the service logs when a safety net ended a
+    # job (services/app/src/groundwork_app/worker/terminal.py), worker and relay only.
+    (stuck,) = policies["stuck-jobs"]["conditions"]
+    log_filter = stuck["conditionMatchedLog"]["filter"]
+    for event in ("jobs past their deadline failed", "job ended by its dead letter"):
+        assert f'jsonPayload.event = "{event}"' in log_filter
+        assert f'"{event}"' in Path(terminal.__file__).read_text()
+    assert "api" not in log_filter.split("service_name")[1].split(")")[0]
+    assert policies["stuck-jobs"]["alertStrategy"]["notificationRateLimit"]["period"] == "300s"
+    assert policies["stuck-jobs"]["notificationChannels"] == [channel.state["id"]]
     for key, threshold in expected.items():
         (condition,) = policies[key]["conditions"]
         assert condition["conditionThreshold"]["thresholdValue"] == threshold, key

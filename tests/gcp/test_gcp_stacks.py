@@ -176,6 +176,20 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
     inspect = graph.named(f"{prefix}-jobs-dead-letter-inspect").inputs
     assert inspect["topic"] == dlt.state["id"] and "pushConfig" not in inspect
 
+    # Every dead letter is also pushed to the worker, which ends its job (before, a job
+    # whose message was dead-lettered while its worker died stayed `processing`): same
+    # token identity and audience as the work push, so the worker's verifier accepts it.
+    ended = graph.named(f"{prefix}-dead-letter-push").inputs
+    assert ended["topic"] == dlt.state["id"]
+    assert ended["pushConfig"]["pushEndpoint"] == f"{worker.state['uri']}/pubsub/dead-letter"
+    assert ended["pushConfig"]["oidcToken"] == push["oidcToken"]
+    assert "deadLetterPolicy" not in ended
+    assert ended["ackDeadlineSeconds"] >= worker_timeout
+    assert (
+        graph.named(f"{prefix}-worker-invoker").urn
+        in graph.named(f"{prefix}-dead-letter-push").depends_on
+    )
+
 
 def test_only_the_relay_publishes_and_only_to_the_jobs_topic(staging: ProgramRun) -> None:
     topic = staging.named("groundwork-staging-jobs").state["name"]
@@ -270,8 +284,9 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
     assert cheap["gcp:secretmanager/secret:Secret"] == 5
-    # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates.
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 15
+    # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates,
+    # stuck jobs (log match).
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16
     assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
     assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 
@@ -566,3 +581,35 @@ def test_log_retention_is_honoured_by_a_bucket_the_service_logs_are_routed_to(
         assert f'service_name = starts_with("{prefix}")' in sink["filter"]
         assert f'job_name = starts_with("{prefix}")' in sink["filter"]
         assert 'resource.type = "cloudsql_database"' in sink["filter"]
+
+
+@pytest.mark.parametrize("stack", ["staging", "production"])
+def test_cloud_sql_accepts_every_connection_the_services_can_open(
+    stack: str, request: pytest.FixtureRequest
+) -> None:
+    """Each api/worker/relay/migrate process opens up to DB_POOL_SIZE + DB_MAX_OVERFLOW
+    connections; Cloud SQL refuses beyond max_connections (default by tier memory:
+    https://cloud.google.com/sql/docs/postgres/flags, 50 on db-g1-small)."""
+    from groundwork_app.settings import Settings as AppSettings
+
+    from stacks.gcp import SUPERUSER_RESERVED_CONNECTIONS, default_max_connections
+
+    graph: ProgramRun = request.getfixturevalue(stack)
+    per_process = AppSettings().db_pool_size + AppSettings().db_max_overflow
+    services = by_name(graph, "gcp:cloudrunv2/service:Service")
+    instances = {
+        name.removeprefix(f"groundwork-{stack}-"): svc.inputs["template"]["scaling"][
+            "maxInstanceCount"
+        ]
+        for name, svc in services.items()
+    }
+    peak = (
+        (instances["api"] + instances["worker"]) * per_process
+        + instances["relay"] * (per_process + 1)  # + the LISTEN connection
+        + per_process  # a migrate run
+        + SUPERUSER_RESERVED_CONNECTIONS
+    )
+    sql = _one(graph, "gcp:sql/databaseInstance:DatabaseInstance")["settings"]
+    flags = {f["name"]: f["value"] for f in sql["databaseFlags"]}
+    limit = int(flags.get("max_connections", default_max_connections(sql["tier"])))
+    assert peak <= limit, (peak, limit)

@@ -37,6 +37,8 @@ NO_RULE_NEEDED = {
     "docker:index/image:Image": "build artifact; the registry it is pushed to is checked",
     "aws:appautoscaling/policy:Policy": "scaling arithmetic; no security or cost property",
     "aws:cloudwatch/dashboard:Dashboard": "read-only view of metrics",
+    "aws:cloudwatch/logMetricFilter:LogMetricFilter": "derives a metric from a log group; "
+    "holds no data and exposes nothing",
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "pure association",
     "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": "Fargate/Spot weights",
     "aws:kms/alias:Alias": "a name for a key the key rules check",

@@ -17,6 +17,18 @@ def test_migrations_create_schema_and_roll_back(service_env: dict[str, str], ser
         database="groundwork",
     )
     assert "WHERE (sent_at IS NULL)" in index
+    # 0002: the lease columns and the reconciler's partial index.
+    columns = servers.postgres.psql(
+        "SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns "
+        "WHERE table_name = 'jobs' AND column_name LIKE 'lease%'",
+        database="groundwork",
+    ).strip()
+    assert columns == "lease_expires_at,lease_owner"
+    unfinished = servers.postgres.psql(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_unfinished_idx'",
+        database="groundwork",
+    )
+    assert "'queued'" in unfinished and "'processing'" in unfinished
 
     migrate.downgrade("base")
     after = servers.postgres.psql(
@@ -29,4 +41,4 @@ def test_migrations_create_schema_and_roll_back(service_env: dict[str, str], ser
     version = servers.postgres.psql(
         "SELECT version_num FROM alembic_version", database="groundwork"
     ).strip()
-    assert version == "0001"
+    assert version == "0002"

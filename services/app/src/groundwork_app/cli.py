@@ -168,19 +168,27 @@ def _run_service(main: Coroutine[Any, Any, None]) -> None:
 @app.command()
 def worker() -> None:
     """Consume jobs (RabbitMQ) or serve Pub/Sub pushes on $PORT (QUEUE_BACKEND=pubsub)."""
-    from groundwork_app.settings import get_settings
+    from groundwork_app.settings import QueueBackend
     from groundwork_app.worker.runner import run_worker
 
-    _run_service(run_worker(get_settings()))
+    settings = _load_settings()
+    if settings.queue_backend is QueueBackend.PUBSUB:
+        api_port()  # the push receiver listens on $PORT: exit 2 naming a bad value
+    _run_service(run_worker(settings))
 
 
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to the broker (safe to run several)."""
-    from groundwork_app.settings import get_settings
-    from groundwork_app.worker.runner import run_relay
+    from groundwork_app.worker.runner import relay_health_port, run_relay
 
-    _run_service(run_relay(get_settings()))
+    settings = _load_settings()
+    try:
+        relay_health_port(settings)
+    except ValueError as exc:
+        typer.echo(f"invalid configuration: {exc}", err=True)
+        raise typer.Exit(2) from None
+    _run_service(run_relay(settings))
 
 
 def _queue_with_dlq() -> None:

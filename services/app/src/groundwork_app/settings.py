@@ -121,7 +121,7 @@ class Settings(BaseSettings):
         "DB_SSLMODE=verify-ca/verify-full; when set, only these are trusted (Cloud SQL: the "
         "instance's server_ca_certs; RDS: the region's RDS CA bundle). Empty: the system "
         "trust store.",
-        json_schema_extra=_deploy("env", _PUBSUB),
+        json_schema_extra=_deploy("env"),
     )
     db_pool_size: int = Field(default=10, ge=1, le=200)
     db_max_overflow: int = Field(default=5, ge=0, le=200)
@@ -293,7 +293,13 @@ class Settings(BaseSettings):
     )
     max_prompt_chars: int = Field(default=8000, ge=1, le=100_000)
     metrics_port: int | None = Field(
-        default=None, ge=1, le=65535, description="Serve /metrics on this port instead of the API."
+        default=None,
+        ge=1,
+        le=65535,
+        description="Serve the API's /metrics on this port instead of the API port. The stacks "
+        "set it so the load balancer (which forwards every path of the API port) never exposes "
+        "metrics; only the collector reaches this port.",
+        json_schema_extra=_deploy("env"),
     )
     api_bind_host: str = Field(
         default="",
@@ -340,10 +346,39 @@ class Settings(BaseSettings):
     cache_version: str = Field(
         default="v1", description="Bump to invalidate every cached answer at once."
     )
+    cache_shared_across_tenants: bool = Field(
+        default=False,
+        description="Share cached answers between clients (token subjects). Off: the cache key "
+        "includes the client, so no client can learn (or evict) what another asked. Turn on only "
+        "when every client may see every other client's prompts.",
+    )
 
     # --- worker / relay ------------------------------------------------------
     worker_concurrency: int = Field(default=16, ge=1, le=1000)
     worker_health_port: int = Field(default=8081, ge=1, le=65535)
+    worker_bind_host: str = Field(
+        default="",
+        description="Address the worker's and relay's health/metrics server binds; empty means "
+        "0.0.0.0 when deployed or inside a container (the collector scrapes from outside the "
+        "task), 127.0.0.1 on a workstation.",
+    )
+    job_lease_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="How long a worker's claim on a job excludes other workers; renewed every "
+        "third of it while the job runs, so a killed worker's job is taken over after at most "
+        "this long.",
+    )
+    job_deadline_seconds: float = Field(
+        default=3600.0,
+        ge=1,
+        le=7 * 86400,
+        description="A job not finished this long after its last progress (and not leased) is "
+        "failed by the reconciler (the relay runs it) and counted in jobs_reconciled_total. "
+        "Keep it above the sum of QUEUE_RETRY_DELAYS_MS plus a few JOB_LEASE_SECONDS.",
+    )
+    reconcile_interval_seconds: float = Field(default=30.0, gt=0, le=3600)
     heartbeat_file: str = Field(default="/tmp/groundwork-worker.heartbeat")  # noqa: S108
     relay_batch_size: int = Field(default=100, ge=1, le=10_000)
     relay_poll_interval_seconds: float = Field(default=1.0, gt=0, le=60)
@@ -412,7 +447,7 @@ class Settings(BaseSettings):
         return "" if key in LLM_KEY_PLACEHOLDERS else key
 
     @property
-    def job_deadline_seconds(self) -> float:
+    def delivery_deadline_seconds(self) -> float:
         """Longest one delivery can take in the LLM call: every try times out, with the
         longest backoff between them."""
         tries = self.llm_max_retries + 1
@@ -433,12 +468,12 @@ class Settings(BaseSettings):
             return self
         if not self.sqs_queue_url or not self.sqs_dlq_url:
             raise ValueError("SQS_QUEUE_URL and SQS_DLQ_URL must be set when QUEUE_BACKEND=sqs")
-        if self.sqs_visibility_timeout_seconds <= self.job_deadline_seconds:
+        if self.sqs_visibility_timeout_seconds <= self.delivery_deadline_seconds:
             # Otherwise a slow job's message reappears while the job still runs and a second
             # worker takes it (the ledger keeps the result single, but the LLM is paid twice).
             raise ValueError(
                 f"SQS_VISIBILITY_TIMEOUT_SECONDS ({self.sqs_visibility_timeout_seconds}) must "
-                f"exceed the job deadline ({self.job_deadline_seconds:g} s = "
+                f"exceed one delivery's deadline ({self.delivery_deadline_seconds:g} s = "
                 "LLM_TIMEOUT_SECONDS x (LLM_MAX_RETRIES + 1) + LLM_RETRY_MAX_SECONDS x "
                 "LLM_MAX_RETRIES); raise it or lower those"
             )

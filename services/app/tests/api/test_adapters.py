@@ -18,16 +18,16 @@ async def test_cache_round_trip_and_version_isolation(settings_factory: Callable
         cache = AnswerCache(redis, settings)
         v2 = AnswerCache(redis, settings.model_copy(update={"cache_version": "v2"}))
         assert normalize_prompt("  a\n\tb  ") == "a b"
-        assert cache.key("a b", "m") == cache.key(" a  b ", "m")
-        assert cache.key("a b", "m") != cache.key("a b", "other")
-        assert cache.key("a b", "m") != v2.key("a b", "m")
-        assert await cache.set("q", "m", "answer")
-        assert await cache.get("q", "m") == "answer"
-        assert await v2.get("q", "m") is None
-        ttl = await redis.ttl(cache.key("q", "m"))
+        assert cache.key("t", "a b", "m") == cache.key("t", " a  b ", "m")
+        assert cache.key("t", "a b", "m") != cache.key("t", "a b", "other")
+        assert cache.key("t", "a b", "m") != v2.key("t", "a b", "m")
+        assert await cache.set("t", "q", "m", "answer")
+        assert await cache.get("t", "q", "m") == "answer"
+        assert await v2.get("t", "q", "m") is None
+        ttl = await redis.ttl(cache.key("t", "q", "m"))
         assert 0 < ttl <= 60
-        assert await cache.invalidate("q", "m") is InvalidateOutcome.DELETED
-        assert await cache.invalidate("q", "m") is InvalidateOutcome.ABSENT
+        assert await cache.invalidate("t", "q", "m") is InvalidateOutcome.DELETED
+        assert await cache.invalidate("t", "q", "m") is InvalidateOutcome.ABSENT
     finally:
         await redis.aclose()
 
@@ -44,9 +44,9 @@ async def test_cache_never_raises_when_redis_is_down(
     redis = create_redis(settings)
     try:
         cache = AnswerCache(redis, settings)
-        assert await cache.get("q", "m") is None
-        assert await cache.set("q", "m", "a") is False
-        assert await cache.invalidate("q", "m") is InvalidateOutcome.UNAVAILABLE
+        assert await cache.get("t", "q", "m") is None
+        assert await cache.set("t", "q", "m", "a") is False
+        assert await cache.invalidate("t", "q", "m") is InvalidateOutcome.UNAVAILABLE
     finally:
         await redis.aclose()
 
@@ -88,12 +88,14 @@ async def test_concurrent_cache_calls_share_round_trips(settings_factory: Callab
     redis = create_redis(settings)
     try:
         cache = AnswerCache(redis, settings)
-        await redis.delete(*(cache.key(f"q{i}", "m") for i in range(20)))
-        stored = await asyncio.gather(*(cache.set(f"q{i}", "m", f"a{i}") for i in range(0, 20, 2)))
+        await redis.delete(*(cache.key("t", f"q{i}", "m") for i in range(20)))
+        stored = await asyncio.gather(
+            *(cache.set("t", f"q{i}", "m", f"a{i}") for i in range(0, 20, 2))
+        )
         assert stored == [True] * 10
-        answers = await asyncio.gather(*(cache.get(f"q{i}", "m") for i in range(20)))
+        answers = await asyncio.gather(*(cache.get("t", f"q{i}", "m") for i in range(20)))
         assert answers == [f"a{i}" if i % 2 == 0 else None for i in range(20)]
         assert cache._gets.batches < 20 and cache._sets.batches < 10
-        assert 0 < await redis.ttl(cache.key("q4", "m")) <= 60
+        assert 0 < await redis.ttl(cache.key("t", "q4", "m")) <= 60
     finally:
         await redis.aclose()

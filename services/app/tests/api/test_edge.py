@@ -96,6 +96,14 @@ async def test_cors_allows_only_configured_origins(
         )
         assert denied.status_code == 400
         assert "access-control-allow-origin" not in denied.headers
+        # The API's one error shape, not Starlette's plain "Disallowed CORS origin".
+        assert denied.headers["content-type"] == "application/json"
+        error = denied.json()["error"]
+        assert (error["code"], error["message"]) == (
+            "cors_rejected",
+            "CORS preflight rejected: origin not allowed.",
+        )
+        assert error["request_id"] == denied.headers["x-request-id"]
         simple = await api.client.get("/health/live", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in simple.headers
 

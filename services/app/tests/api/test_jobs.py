@@ -183,12 +183,15 @@ async def test_delete_cache_invalidates_answer(api: ApiHarness):
     )
     job_id = created.json()["id"]
     cache: AnswerCache = services.cache
-    assert await cache.set("  Summarise the plot of   Hamlet. ", "m-2", "cached answer")
-    assert await cache.get(JOB["prompt"], "m-2") == "cached answer"  # normalized prompt
+    assert await cache.set("cacher", "  Summarise the plot of   Hamlet. ", "m-2", "cached answer")
+    assert await cache.get("cacher", JOB["prompt"], "m-2") == "cached answer"  # normalized
+    # Another client's entry for the same prompt is theirs: the DELETE must not touch it.
+    assert await cache.set("someone", JOB["prompt"], "m-2", "their answer")
 
     response = await api.client.delete(f"/v1/jobs/{job_id}/cache", headers=api.auth("cacher"))
     assert response.status_code == 204
-    assert await cache.get(JOB["prompt"], "m-2") is None
+    assert await cache.get("cacher", JOB["prompt"], "m-2") is None
+    assert await cache.get("someone", JOB["prompt"], "m-2") == "their answer"
     again = await api.client.delete(f"/v1/jobs/{job_id}/cache", headers=api.auth("cacher"))
     assert again.status_code == 204
     other = await api.client.delete(f"/v1/jobs/{job_id}/cache", headers=api.auth("someone"))

@@ -75,6 +75,33 @@ def test_cli_exits_with_the_variable_named(tmp_path):
     assert "JWT_SECRET" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("command", "extra", "named"),
+    [
+        ("worker", {"QUEUE_DELIVERY_LIMIT": "0"}, "queue_delivery_limit"),
+        ("relay", {"RELAY_BATCH_SIZE": "lots"}, "relay_batch_size"),
+        ("relay", {"PORT": "http"}, "PORT must be a TCP port number"),
+        ("worker", {"QUEUE_BACKEND": "pubsub", "PORT": "-1"}, "PORT must be a TCP port number"),
+    ],
+)
+def test_worker_and_relay_exit_2_naming_a_bad_setting(
+    tmp_path, command: str, extra: dict[str, str], named: str
+):
+    """Like the API: exit 2 and the message, not a traceback from inside the event loop."""
+    env = {**os.environ, **extra}
+    proc = subprocess.run(
+        [sys.executable, "-m", "groundwork_app.cli", command],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert named in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 @pytest.mark.parametrize("value", ["bogus", "60 per fortnight", "", "5/second;100/minute"])
 def test_a_rate_limit_outside_the_notation_is_refused_at_load(value: str):
     """Caught with the rest of the configuration, not as a start-up traceback."""

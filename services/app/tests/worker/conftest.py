@@ -76,6 +76,7 @@ async def insert_job(
     model: str = "test-model",
     request_id: str | None = None,
     body: bytes | None = None,
+    client_id: str = "tests",
 ) -> tuple[uuid.UUID, uuid.UUID]:
     """A queued job and its outbox row, in one transaction, like the API writes them."""
     job_id, message_id = uuid.uuid4(), uuid.uuid4()
@@ -85,7 +86,7 @@ async def insert_job(
         await conn.execute(
             jobs.insert().values(
                 id=job_id,
-                client_id="tests",
+                client_id=client_id,
                 request_hash=uuid.uuid4().hex,
                 prompt=prompt,
                 model=model,

@@ -15,7 +15,7 @@ from groundwork_app.ports import Delivery, Outcome
 from groundwork_app.settings import LLMFallback, Settings
 from groundwork_app.worker.handler import JobHandler, MalformedMessageError, parse_job_message
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import JobStore
+from groundwork_app.worker.store import Claim, JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devservers import DevServers
@@ -108,21 +108,92 @@ async def test_another_message_for_a_succeeded_job_is_acked_without_the_llm(
     )
 
 
-async def test_concurrent_duplicates_write_one_result(
+async def test_concurrent_duplicates_call_the_llm_once(
+    settings: Settings, engine: AsyncEngine
+) -> None:
+    """Two workers (two stores, two lease owners) handle copies of one message at the
+    same time (a relay that crashed after publishing, a broker redelivery): the claim
+    lets one call the LLM; the other answers RETRY without calling it, and its retry
+    is then a duplicate. Before the lease, both called the LLM."""
+    provider = SimulatedProvider(latency_ms=300)
+    stores = [JobStore(settings), JobStore(settings)]
+    try:
+        handlers = [build_handler(settings, s, provider=provider) for s in stores]
+        job_id, message_id = await insert_job(engine, settings)
+        results = await asyncio.gather(
+            *(h.handle(delivery_for(job_id, message_id)) for h in handlers)
+        )
+        assert sorted((r.outcome.value, r.reason) for r in results) == [
+            ("ack", ""),
+            ("retry", "busy: another worker holds the job's lease"),
+        ]
+        assert provider.calls == 1
+        retried = await handlers[0].handle(delivery_for(job_id, message_id, attempt=2))
+        assert (retried.outcome, retried.reason) == (Outcome.ACK, "duplicate: already processed")
+        assert provider.calls == 1
+        assert await ledger_count(engine, job_id) == 1
+        row = await job_row(engine, job_id)
+        assert (row.status, row.attempts, row.lease_owner) == ("succeeded", 1, None)
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_a_dead_workers_lease_lapses_and_the_job_is_taken_over(
+    service_env: dict[str, str], clean_db: None
+) -> None:
+    """A worker that claimed and died (SIGKILL: no release) blocks the job only until
+    its lease expires; a live worker's lease is renewed past its nominal expiry."""
+    from groundwork_app.db.engine import create_engine
+
+    settings = make_settings(job_lease_seconds=1.0, llm_timeout_seconds=10.0)
+    engine = create_engine(settings)
+    dead, alive = JobStore(settings), JobStore(settings)
+    try:
+        job_id, message_id = await insert_job(engine, settings)
+        assert (await dead.claim(job_id, str(message_id))).claim is Claim.CLAIMED
+        provider = SimulatedProvider()
+        handler = build_handler(settings, alive, provider=provider)
+        busy = await handler.handle(delivery_for(job_id, message_id, attempt=2))
+        assert busy.outcome is Outcome.RETRY and provider.calls == 0
+        await asyncio.sleep(1.2)
+        taken = await handler.handle(delivery_for(job_id, message_id, attempt=3))
+        assert (taken.outcome, taken.reason) == (Outcome.ACK, "")
+        assert provider.calls == 1
+        row = await job_row(engine, job_id)
+        assert (row.status, row.attempts) == ("succeeded", 2)
+
+        # Renewal: a job running 2.5 lease periods keeps its lease the whole time.
+        slow = build_handler(settings, alive, provider=SimulatedProvider(latency_ms=2500))
+        other = build_handler(settings, dead, provider=provider)
+        job2, msg2 = await insert_job(engine, settings)
+        running = asyncio.create_task(slow.handle(delivery_for(job2, msg2)))
+        for _ in range(4):
+            await asyncio.sleep(0.5)
+            raced = await other.handle(delivery_for(job2, msg2, attempt=2))
+            assert raced.outcome is Outcome.RETRY, raced
+        assert (await running).outcome is Outcome.ACK
+        assert provider.calls == 1
+    finally:
+        await dead.close()
+        await alive.close()
+        await engine.dispose()
+
+
+async def test_the_job_row_not_the_message_decides_what_is_asked(
     settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
-    # Both pass the ledger check before either commits: the ledger's primary key
-    # guard in the result transaction must still let exactly one win.
-    provider = SimulatedProvider(latency_ms=200)
+    """A message naming an existing job with another prompt (forged, or a stale copy)
+    gets the row's prompt answered and stored, not its own."""
+    provider = SimulatedProvider()
     handler = build_handler(settings, store, provider=provider)
-    job_id, message_id = await insert_job(engine, settings)
-    results = await asyncio.gather(
-        *(handler.handle(delivery_for(job_id, message_id)) for _ in range(2))
-    )
-    assert [r.outcome for r in results] == [Outcome.ACK, Outcome.ACK]
-    assert sorted(r.reason for r in results) == ["", "duplicate: a concurrent delivery won"]
-    assert await ledger_count(engine, job_id) == 1
-    assert (await job_row(engine, job_id)).status == "succeeded"
+    job_id, message_id = await insert_job(engine, settings, "the real prompt")
+    result = await handler.handle(delivery_for(job_id, message_id, "an injected prompt"))
+    assert result.outcome is Outcome.ACK
+    row = await job_row(engine, job_id)
+    expected = await SimulatedProvider().complete("the real prompt", "test-model")
+    assert row.result == expected
+    assert row.result != await SimulatedProvider().complete("an injected prompt", "test-model")
 
 
 @pytest.mark.parametrize(
@@ -180,6 +251,35 @@ async def test_cache_aside_answers_repeat_prompts_without_the_llm(
     assert provider.calls == 2
     assert (await job_row(engine, third_job)).cached is False
     await redis.aclose()
+
+
+async def test_the_answer_cache_is_scoped_by_tenant(
+    settings: Settings, engine: AsyncEngine, store: JobStore
+) -> None:
+    """Client B sending client A's prompt gets no cached answer (it would learn what A
+    asked, and could evict it); sharing is an explicit setting."""
+    redis = create_redis(settings)
+    try:
+        provider = SimulatedProvider()
+        handler = build_handler(
+            settings, store, provider=provider, cache=AnswerCache(redis, settings)
+        )
+        prompt = f"a private question {uuid.uuid4()}"
+        for client in ("tenant-a", "tenant-b", "tenant-a"):
+            job_id, message_id = await insert_job(engine, settings, prompt, client_id=client)
+            await handler.handle(delivery_for(job_id, message_id, prompt))
+        assert provider.calls == 2  # b missed; a's second job hit a's own entry
+        cache = AnswerCache(redis, settings)
+        assert cache.key("tenant-a", prompt, "m") != cache.key("tenant-b", prompt, "m")
+
+        shared = make_settings(queue_name=settings.queue_name, cache_shared_across_tenants=True)
+        assert settings.cache_shared_across_tenants is False  # the default
+        shared_cache = AnswerCache(redis, shared)
+        assert shared_cache.key("tenant-a", prompt, "m") == shared_cache.key(
+            "tenant-b", prompt, "m"
+        )
+    finally:
+        await redis.aclose()
 
 
 @pytest.mark.slow

@@ -95,3 +95,41 @@ async def test_health_server_probes_and_metrics(tmp_path: Path) -> None:
             assert (await client.post("/health/live")).status_code == 405
     finally:
         await server.close()
+
+
+def test_worker_and_relay_servers_bind_loopback_on_a_workstation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before, the health/metrics servers bound 0.0.0.0 everywhere, laptops included."""
+    from groundwork_app import cli
+    from groundwork_app.worker.runner import bind_host
+
+    monkeypatch.setattr(cli, "_in_container", lambda: False)
+    assert bind_host(Settings(app_env="development")) == "127.0.0.1"
+    assert bind_host(Settings(app_env="test")) == "127.0.0.1"
+    assert bind_host(Settings(app_env="development", worker_bind_host="10.0.0.5")) == "10.0.0.5"
+    monkeypatch.setattr(cli, "_in_container", lambda: True)
+    # The collector scrapes from outside the task's network namespace.
+    assert bind_host(Settings(app_env="development")) == "0.0.0.0"
+
+
+async def test_metrics_leave_the_health_port_when_metrics_port_is_set(tmp_path: Path) -> None:
+    beat = Heartbeat(tmp_path / "hb.worker")
+    beat.beat()
+    servers = [
+        HealthServer(lambda: True, beat, host="127.0.0.1", port=0, metrics=metrics)
+        for metrics in (True, False)
+    ]
+    for server in servers:
+        await server.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            with_metrics = await client.get(f"http://127.0.0.1:{servers[0].port}/metrics")
+            without = await client.get(f"http://127.0.0.1:{servers[1].port}/metrics")
+            live = await client.get(f"http://127.0.0.1:{servers[1].port}/health/live")
+        assert with_metrics.status_code == 200 and "jobs_unfinished" in with_metrics.text
+        assert without.status_code == 404
+        assert live.status_code == 200
+    finally:
+        for server in servers:
+            await server.close()

@@ -178,7 +178,7 @@ def test_settings_require_both_urls_and_a_visibility_above_the_job_deadline() ->
         "llm_retry_max_seconds": 5,
     }
     # 30 s x 4 tries + 5 s x 3 backoffs = 135 s
-    with pytest.raises(ValidationError, match=r"must exceed the job deadline \(135 s"):
+    with pytest.raises(ValidationError, match=r"must exceed one delivery's deadline \(135 s"):
         Settings(**base, sqs_visibility_timeout_seconds=135)
     settings = Settings(**base, sqs_visibility_timeout_seconds=136)
     assert region_of(settings) == "eu-west-1"

@@ -41,7 +41,8 @@ async def test_one_message_twice_in_a_batch_is_stored_once(
     settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
     """Two deliveries of one message arriving together (a redelivery racing the
-    original) never share a statement: exactly one stores, the other is a duplicate."""
+    original) never share a statement: exactly one claims and stores; the other finds
+    the lease taken and is sent back without an LLM call."""
     handler = build_handler(settings, store, provider=SimulatedProvider(), cache=None)
     job_id, message_id = await insert_job(engine, settings)
     other_job, other_message = await insert_job(engine, settings, prompt="other")
@@ -50,10 +51,11 @@ async def test_one_message_twice_in_a_batch_is_stored_once(
         handler.handle(delivery_for(job_id, message_id)),
         handler.handle(delivery_for(other_job, other_message)),
     )
-    assert [r.outcome for r in results] == [Outcome.ACK] * 3
-    reasons = sorted(r.reason for r in results[:2])
-    assert reasons[0] == "" and reasons[1].startswith("duplicate")
-    assert results[2].reason == ""
+    assert sorted((r.outcome.value, r.reason) for r in results[:2]) == [
+        ("ack", ""),
+        ("retry", "busy: another worker holds the job's lease"),
+    ]
+    assert (results[2].outcome, results[2].reason) == (Outcome.ACK, "")
     assert await ledger_count(engine, job_id) == 1
     assert (await job_row(engine, other_job)).status == "succeeded"
 
@@ -71,7 +73,7 @@ async def test_outcomes_in_one_batch_stay_per_delivery(
         store.claim(done_job, str(uuid.uuid4())),  # another message for a finished job
         store.claim(uuid.uuid4(), str(uuid.uuid4())),  # a job that does not exist
     )
-    assert claims == [
+    assert [c.claim for c in claims] == [
         Claim.CLAIMED,
         Claim.ALREADY_PROCESSED,
         Claim.ALREADY_SUCCEEDED,
@@ -85,7 +87,7 @@ async def test_a_bad_completion_fails_alone(
     good_job, good_message = await insert_job(engine, settings, prompt="good")
     bad_job, bad_message = await insert_job(engine, settings, prompt="bad")
     for job_id, message_id in ((good_job, good_message), (bad_job, bad_message)):
-        assert await store.claim(job_id, str(message_id)) is Claim.CLAIMED
+        assert (await store.claim(job_id, str(message_id))).claim is Claim.CLAIMED
     outcomes = await asyncio.gather(
         store.complete(Completion(str(good_message), good_job, "fine", False, False)),
         store.complete(Completion(str(bad_message), bad_job, "nul \x00 byte", False, False)),

@@ -1,7 +1,10 @@
 """AnswerCache: cache-aside of AI answers in Redis.
 
-The key is the SHA-256 of the normalized prompt, the model and ``CACHE_VERSION``
-(bumping the version orphans every cached answer at once; the TTL reclaims them).
+The key is the SHA-256 of the tenant (the client, i.e. the token subject that submitted
+the job), the normalized prompt, the model and ``CACHE_VERSION`` (bumping the version
+orphans every cached answer at once; the TTL reclaims them). Scoping by tenant means no
+client can learn what another asked by sending the same prompt, nor evict its answer;
+``CACHE_SHARED_ACROSS_TENANTS=true`` drops the tenant from the key (off by default).
 Redis is an optimisation here, never a dependency: ``get``/``set``/``invalidate``
 never raise when Redis is down or slow, they log and behave as a miss.
 
@@ -46,6 +49,7 @@ class AnswerCache:
         self._redis = redis
         self._ttl = settings.cache_ttl_seconds
         self._version = settings.cache_version
+        self._shared = settings.cache_shared_across_tenants
         self._gets: Coalescer[str, bytes | str | None] = Coalescer(
             self._get_batch, name="cache.get", max_batch=256, max_concurrent=2
         )
@@ -53,15 +57,17 @@ class AnswerCache:
             self._set_batch, name="cache.set", max_batch=256, max_concurrent=2
         )
 
-    def key(self, prompt: str, model: str) -> str:
+    def key(self, tenant: str, prompt: str, model: str) -> str:
+        # "\x1e" cannot collide with a tenant: a token subject is never empty.
+        scope = "\x1e" if self._shared else tenant
         digest = hashlib.sha256(
-            "\x1f".join((self._version, model, normalize_prompt(prompt))).encode()
+            "\x1f".join((self._version, scope, model, normalize_prompt(prompt))).encode()
         ).hexdigest()
         return f"{KEY_PREFIX}:{self._version}:{digest}"
 
-    async def get(self, prompt: str, model: str) -> str | None:
+    async def get(self, tenant: str, prompt: str, model: str) -> str | None:
         try:
-            value = await self._gets.submit(self.key(prompt, model))
+            value = await self._gets.submit(self.key(tenant, prompt, model))
         except (RedisError, OSError) as exc:
             log.warning("answer_cache.unavailable", op="get", error=type(exc).__name__)
             return None
@@ -69,9 +75,9 @@ class AnswerCache:
             return None
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    async def set(self, prompt: str, model: str, answer: str) -> bool:
+    async def set(self, tenant: str, prompt: str, model: str, answer: str) -> bool:
         try:
-            await self._sets.submit((self.key(prompt, model), answer.encode()))
+            await self._sets.submit((self.key(tenant, prompt, model), answer.encode()))
         except (RedisError, OSError) as exc:
             log.warning("answer_cache.unavailable", op="set", error=type(exc).__name__)
             return False
@@ -89,9 +95,9 @@ class AnswerCache:
             await pipe.execute()
         return [True] * len(items)
 
-    async def invalidate(self, prompt: str, model: str) -> InvalidateOutcome:
+    async def invalidate(self, tenant: str, prompt: str, model: str) -> InvalidateOutcome:
         try:
-            deleted = await self._redis.delete(self.key(prompt, model))
+            deleted = await self._redis.delete(self.key(tenant, prompt, model))
         except (RedisError, OSError) as exc:
             log.warning("answer_cache.unavailable", op="invalidate", error=type(exc).__name__)
             return InvalidateOutcome.UNAVAILABLE

@@ -5,6 +5,9 @@ Topology, declared idempotently by every process at start-up (see docs/message-f
     default exchange --"jobs"--> jobs (quorum, x-delivery-limit, DLX jobs.dlx)
     jobs.dlx (direct) --"jobs.dlq"--> jobs.dlq (classic durable: listing it with
         get/requeue must not spend a quorum delivery limit)
+    jobs.dlx (direct) --"jobs.dlq"--> jobs.dlq.tap (classic durable: a copy of every
+        dead letter, consumed by the workers to end the job, worker/terminal.py, so
+        jobs.dlq itself stays intact for `dlq list` / `dlq redrive`)
     default exchange --"jobs.retry.<ms>ms"--> jobs.retry.<ms>ms (quorum, x-message-ttl,
         dead-letters back to "jobs" when the TTL expires; one queue per backoff step
         because Amazon MQ has no delayed-message plugin and a per-queue TTL never
@@ -68,6 +71,10 @@ class Topology:
     def dead_letter_queue(self) -> str:
         return f"{self.work_queue}.dlq"
 
+    @property
+    def dead_letter_tap(self) -> str:
+        return f"{self.work_queue}.dlq.tap"
+
     def retry_queue(self, delay_ms: int) -> str:
         return f"{self.work_queue}.retry.{delay_ms}ms"
 
@@ -85,6 +92,10 @@ async def declare_topology(channel: AbstractChannel, topology: Topology) -> None
         topology.dead_letter_queue, durable=True, arguments={"x-queue-type": "classic"}
     )
     await dlq.bind(dlx, routing_key=topology.dead_letter_queue)
+    tap = await channel.declare_queue(
+        topology.dead_letter_tap, durable=True, arguments={"x-queue-type": "classic"}
+    )
+    await tap.bind(dlx, routing_key=topology.dead_letter_queue)
     await channel.declare_queue(
         topology.work_queue,
         durable=True,

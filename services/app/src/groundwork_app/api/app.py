@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from starlette.datastructures import Headers
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import Response
 
 from groundwork_app.api.auth import bearer_scheme
-from groundwork_app.api.errors import install_error_handlers
+from groundwork_app.api.errors import error_response, install_error_handlers
 from groundwork_app.api.middleware import RequestContextMiddleware
 from groundwork_app.api.routes import health, jobs, webhooks
 from groundwork_app.api.services import Services
@@ -59,6 +61,26 @@ def _start_metrics_server(settings: Settings, services: Services) -> tuple[Any, 
     server, _thread = start_http_server(settings.metrics_port, addr=bind_host(settings))
     task = asyncio.create_task(_refresh_backlog_forever(services))
     return server, task
+
+
+class JsonErrorCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS, with a rejected preflight answered in the API's one error shape
+    (``{"error": {...}}``, application/json) instead of Starlette's plain text."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        rejected = bytes(response.body).decode().removeprefix("Disallowed CORS ")
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")
+        }
+        return error_response(
+            response.status_code,
+            "cors_rejected",
+            f"CORS preflight rejected: {rejected} not allowed.",
+            headers=headers,
+        )
 
 
 def bind_host(settings: Settings) -> str:
@@ -123,7 +145,7 @@ def create_app(
         app.include_router(health.metrics_router)
     if settings.cors_origins:
         app.add_middleware(
-            CORSMiddleware,
+            JsonErrorCORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "X-Request-ID"],
@@ -134,11 +156,11 @@ def create_app(
     app.add_middleware(RequestContextMiddleware, adopt_traceparent=provider is None)
     if provider is not None:
         tracing.instrument(app, provider)
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: _openapi(app, settings)  # type: ignore[method-assign]
     return app
 
 
-def _openapi(app: FastAPI) -> dict[str, Any]:
+def _openapi(app: FastAPI, settings: Settings) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -147,6 +169,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         # The job body is read raw (see api.body) so FastAPI cannot infer it: publish it.
         body = JobRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(body.pop("$defs", {}))
+        # The limit this server enforces (MAX_PROMPT_CHARS), not the model's ceiling.
+        body["properties"]["prompt"]["maxLength"] = settings.max_prompt_chars
         components["JobRequest"] = body
         # The auth dependency reads the header itself (see api.auth), so FastAPI does
         # not see the scheme; the guarded routes reference it (auth.BEARER_SECURITY).

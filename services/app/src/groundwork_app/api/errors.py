@@ -79,14 +79,35 @@ def error_response(
     )
 
 
+# Object fields whose keys are the client's own (so a location below them would echo a
+# submitted key back): the location stops at the field.
+_CLIENT_KEYED_FIELDS = frozenset({"metadata"})
+
+
+def _safe_location(error: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """The error's location without any part the client chose, and a replacement
+    message when the location had to be cut (the original could name that part)."""
+    loc = [str(part) for part in error.get("loc", ())]
+    if error.get("type") == "extra_forbidden" and loc:
+        # The last part is a field name the client made up.
+        return loc[:-1], "Unknown field; the accepted fields are in the OpenAPI schema."
+    for index, part in enumerate(loc):
+        if part in _CLIENT_KEYED_FIELDS and index + 1 < len(loc):
+            return loc[: index + 1], None
+    return loc, None
+
+
 def validation_details(errors: Sequence[Any]) -> list[dict[str, str]]:
+    """Field, message and type of each error; never the submitted value, nor a key the
+    client chose (docs/api.md): pydantic puts dict keys and unknown field names in the
+    location, so those parts are cut."""
     details = []
     for error in errors:
-        loc = [str(part) for part in error.get("loc", ())]
+        loc, replacement = _safe_location(error)
         details.append(
             {
                 "field": ".".join(loc),
-                "message": str(error.get("msg", "invalid")),
+                "message": replacement or str(error.get("msg", "invalid")),
                 "type": str(error.get("type", "invalid")),
             }
         )

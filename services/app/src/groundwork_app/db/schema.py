@@ -37,6 +37,9 @@ jobs = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
+    # The worker running the job and until when (migration 0002, worker/store.py).
+    sa.Column("lease_owner", sa.Text),
+    sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),
     # Idempotency keys are scoped per client: two clients may reuse the same key.
     sa.Index(
@@ -45,6 +48,11 @@ jobs = sa.Table(
         "idempotency_key",
         unique=True,
         postgresql_where=sa.text("idempotency_key IS NOT NULL"),
+    ),
+    sa.Index(
+        "jobs_unfinished_idx",
+        "updated_at",
+        postgresql_where=sa.text("status IN ('queued', 'processing')"),
     ),
 )
 

@@ -43,6 +43,8 @@ MAX_SAFE_INT = 2**53 - 1  # the largest integer every JSON consumer reads exactl
 IDEMPOTENCY_KEY_RE = re.compile(r"[A-Za-z0-9_.:\-]{1,255}")
 MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/\-]{0,99}$"
 _METADATA_KEY_RE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+NO_NUL_PATTERN = r"^[^\x00]*$"
+PROMPT_SCHEMA_PATTERN = r"^[^\x00]*\S[^\x00]*$"
 
 MetadataValue = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
@@ -78,6 +80,9 @@ class JobRequest(BaseModel):
             max_length=MAX_PROMPT_CHARS_CEILING,
             description="The prompt; at most MAX_PROMPT_CHARS characters (default 8000), "
             "not blank.",
+            # What the validator below enforces, stated in the schema so generated clients
+            # (and schemathesis) know it: some non-whitespace, no NUL.
+            json_schema_extra={"pattern": PROMPT_SCHEMA_PATTERN},
         ),
     ]
     model: Annotated[
@@ -95,6 +100,23 @@ class JobRequest(BaseModel):
             description=f"Up to {MAX_METADATA_KEYS} keys ([A-Za-z0-9_.-], <= 64 chars) of "
             f"scalars; strings <= {MAX_METADATA_STRING} chars; <= {MAX_METADATA_BYTES} bytes "
             "as JSON.",
+            json_schema_extra={
+                "maxProperties": MAX_METADATA_KEYS,
+                "propertyNames": {"pattern": f"^{_METADATA_KEY_RE.pattern}$"},
+                "additionalProperties": {
+                    "anyOf": [
+                        {
+                            "type": "string",
+                            "maxLength": MAX_METADATA_STRING,
+                            "pattern": NO_NUL_PATTERN,
+                        },
+                        {"type": "integer", "minimum": -MAX_SAFE_INT, "maximum": MAX_SAFE_INT},
+                        {"type": "number"},
+                        {"type": "boolean"},
+                        {"type": "null"},
+                    ]
+                },
+            },
         ),
     ]
 
@@ -115,15 +137,16 @@ class JobRequest(BaseModel):
             raise ValueError(f"must have at most {MAX_METADATA_KEYS} keys (got {len(value)})")
         for key, item in value.items():
             if not _METADATA_KEY_RE.fullmatch(key):
-                raise ValueError(f"key {key[:64]!r} must match [A-Za-z0-9_.-]{{1,64}}")
+                # Never the key itself: errors do not echo input (docs/api.md).
+                raise ValueError("every key must match [A-Za-z0-9_.-]{1,64}")
             if isinstance(item, str):
                 if len(item) > MAX_METADATA_STRING:
-                    raise ValueError(f"value of {key!r} exceeds {MAX_METADATA_STRING} chars")
-                _reject_nul(item, f"value of {key!r}")
+                    raise ValueError(f"a string value exceeds {MAX_METADATA_STRING} characters")
+                _reject_nul(item, "a string value")
             elif isinstance(item, float) and not math.isfinite(item):
-                raise ValueError(f"value of {key!r} must be a finite number")
+                raise ValueError("a number value must be finite")
             elif isinstance(item, int) and not isinstance(item, bool) and abs(item) > MAX_SAFE_INT:
-                raise ValueError(f"value of {key!r} must be within +/-(2**53 - 1)")
+                raise ValueError("an integer value must be within +/-(2**53 - 1)")
         if len(_canonical(value).encode()) > MAX_METADATA_BYTES:
             raise ValueError(f"must be at most {MAX_METADATA_BYTES} bytes as JSON")
         return value

@@ -46,6 +46,22 @@ CACHE_LOOKUPS = Counter(
     ["result"],
 )
 
+JOBS_TERMINATED_BY_SWEEP = Counter(
+    "jobs_reconciled_total",
+    "Jobs ended by the safety nets rather than by a worker: dead_letter (the broker gave up on "
+    "the message: delivery limit, rejected, expired) or deadline (no progress for "
+    "JOB_DEADLINE_SECONDS, no live lease). Any increase means a job got stuck: alert on it.",
+    ["reason"],
+)
+JOBS_UNFINISHED_OLDEST_AGE_SECONDS = Gauge(
+    "jobs_unfinished_oldest_age_seconds",
+    "Seconds since the least recently progressed queued/processing job last changed (0 if none); "
+    "measured by the relay's reconciler.",
+)
+JOBS_UNFINISHED = Gauge(
+    "jobs_unfinished", "Jobs queued or processing, measured by the relay's reconciler."
+)
+
 RELAY_BACKLOG = Gauge("relay_outbox_backlog", "Outbox rows not yet published.")
 RELAY_OLDEST_AGE_SECONDS = Gauge(
     "relay_outbox_oldest_unsent_age_seconds",

@@ -10,6 +10,9 @@
   lets the broker dead-letter it (reason ``rejected``).
 A worker crash before the ack (SIGKILL, OOM, lost connection) makes the broker
 redeliver; the handler's ledger turns that into a no-op if the result was committed.
+A crash loop ends when the quorum queue's x-delivery-limit dead-letters the message:
+the consumer also reads the dead-letter tap (a copy of every dead letter) and ends
+the job through ``on_dead_letter`` (worker/terminal.py), acking the copy after.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -34,10 +38,13 @@ from groundwork_app.adapters.rabbitmq import (
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import ATTEMPT_HEADER, REASON_HEADER, Delivery, HandleResult, Outcome
 from groundwork_app.settings import Settings
+from groundwork_app.worker.dlq import describe
+from groundwork_app.worker.terminal import job_id_of
 
 log = structlog.get_logger("groundwork.consumer")
 
 Handler = Callable[[Delivery], Any]
+DeadLetterHook = Callable[[uuid.UUID | None, str], Awaitable[object]]
 
 
 def attempt_of(headers: dict[str, Any] | None) -> int:
@@ -48,9 +55,12 @@ def attempt_of(headers: dict[str, Any] | None) -> int:
 
 
 class RabbitConsumer:
-    def __init__(self, settings: Settings, handle: Handler):
+    def __init__(
+        self, settings: Settings, handle: Handler, on_dead_letter: DeadLetterHook | None = None
+    ):
         self._settings = settings
         self._handle = handle
+        self._on_dead_letter = on_dead_letter
         self.topology = Topology.from_settings(settings)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(settings.worker_concurrency)
@@ -87,6 +97,9 @@ class RabbitConsumer:
             queue = await channel.get_queue(self.topology.work_queue, ensure=False)
             self._channel = channel
             tag = await queue.consume(self._on_message)
+            if self._on_dead_letter is not None:
+                tap = await channel.get_queue(self.topology.dead_letter_tap, ensure=False)
+                await tap.consume(self._on_dead_letter_copy)
             self._set_connected(True)
             log.info(
                 "consuming", queue=self.topology.work_queue, prefetch=self._settings.queue_prefetch
@@ -133,6 +146,28 @@ class RabbitConsumer:
         task = asyncio.create_task(self._process(message))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
+
+    async def _on_dead_letter_copy(self, message: AbstractIncomingMessage) -> None:
+        task = asyncio.create_task(self._record_dead_letter(message))
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
+
+    async def _record_dead_letter(self, message: AbstractIncomingMessage) -> None:
+        assert self._on_dead_letter is not None
+        try:
+            info = describe(message)
+            job_id = job_id_of(message.body, decode_headers(message.headers))
+            await self._on_dead_letter(job_id, info.reason)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(message.nack(requeue=True))
+            raise
+        except Exception:
+            log.exception("recording a dead letter failed; requeueing its copy")
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
+            return
+        await message.ack()
 
     async def _process(self, message: AbstractIncomingMessage) -> None:
         started = time.perf_counter()

@@ -7,14 +7,18 @@ Exactly-once *effect* on top of at-least-once delivery: the processed-message le
 row is inserted in the same transaction as the job result, guarded by its primary key,
 so a redelivery (broker restart, worker crash before the ack, a duplicate publish by
 the relay) finds the ledger row and changes nothing, and two racing consumers cannot
-both write a result. The ledger is checked before the LLM call too, so a redelivered
-message costs no second LLM call. The queries (two statements per job) are in
-worker/store.py.
+both write a result. Before the LLM call the claim takes the job's *lease* (worker
+id + expiry, renewed while the job runs): a copy of the message delivered while
+another worker holds a live lease answers RETRY without calling the LLM, and a killed
+worker's job is taken over once its lease lapses. So a job costs one LLM call per
+attempt, under concurrency too. The job row, not the message, says what to ask: the
+claim returns the row's prompt, model and client. The queries are in worker/store.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
@@ -46,9 +50,9 @@ MAX_REASON_CHARS = 500
 class AnswerCachePort(Protocol):
     """What the worker needs of ``adapters.cache.AnswerCache`` (never raises)."""
 
-    async def get(self, prompt: str, model: str) -> str | None: ...
+    async def get(self, tenant: str, prompt: str, model: str) -> str | None: ...
 
-    async def set(self, prompt: str, model: str, answer: str) -> object: ...
+    async def set(self, tenant: str, prompt: str, model: str, answer: str) -> object: ...
 
 
 class MalformedMessageError(ValueError):
@@ -170,25 +174,53 @@ class JobHandler:
             return HandleResult(Outcome.DEAD_LETTER, _short(f"malformed message: {exc}"))
         bind_log_context(job_id=str(job.job_id))
 
-        # Ledger check and claim in one statement (worker/store.py): a redelivered
-        # message costs this statement and no LLM call. The answer-cache lookup runs
-        # alongside it, so its Redis round trip adds no time to the job.
-        claiming = self._store.claim(job.job_id, delivery.message_id)
-        if self._cache is not None:
-            claim, cached = await asyncio.gather(claiming, self._cache.get(job.prompt, job.model))
-        else:
-            claim, cached = await claiming, None
-        if claim is Claim.ALREADY_PROCESSED:
+        # Ledger check, lease and claim in one statement (worker/store.py): a redelivered
+        # message, or a copy racing one that is running, costs this statement and no
+        # LLM call.
+        claim = await self._store.claim(job.job_id, delivery.message_id)
+        if claim.claim is Claim.ALREADY_PROCESSED:
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: already processed")
-        if claim is Claim.UNKNOWN_JOB:
+        if claim.claim is Claim.UNKNOWN_JOB:
             m.JOBS_FAILED.labels("unknown_job").inc()
             m.JOBS_DEAD_LETTERED.labels("unknown_job").inc()
             return HandleResult(Outcome.DEAD_LETTER, f"unknown job {job.job_id}")
-        if claim is Claim.ALREADY_SUCCEEDED:
+        if claim.claim is Claim.ALREADY_SUCCEEDED:
             m.JOBS_PROCESSED.labels("duplicate").inc()
             return HandleResult(Outcome.ACK, "duplicate: job already succeeded")
+        if claim.claim is Claim.BUSY:
+            # Not counted against the job: the lease holder either finishes it (the
+            # retry is then a duplicate) or dies, and its lease lapses within
+            # JOB_LEASE_SECONDS, after which the retry takes the job over.
+            m.JOBS_PROCESSED.labels("busy").inc()
+            return HandleResult(Outcome.RETRY, "busy: another worker holds the job's lease")
+        if (claim.prompt, claim.model) != (job.prompt, job.model):
+            log.warning("message disagrees with its job row; the row decides")
+        work = JobMessage(job.job_id, claim.prompt, claim.model)
+        renewing = asyncio.create_task(self._keep_lease(job.job_id))
+        try:
+            return await self._run_claimed(delivery, work, claim.client_id)
+        except BaseException as exc:
+            # Hand the job back at once rather than when the lease lapses; the lease
+            # would free it anyway if this fails too (database down).
+            reason = _short(f"handler error: {exc!r}")
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._store.mark_retrying(job.job_id, reason))
+            raise
+        finally:
+            renewing.cancel()
 
+    async def _keep_lease(self, job_id: uuid.UUID) -> None:
+        interval = self._settings.job_lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._store.renew_lease(job_id)
+            except Exception as exc:  # the next renewal may succeed; the lease is the limit
+                log.warning("lease renewal failed", error=repr(exc))
+
+    async def _run_claimed(self, delivery: Delivery, job: JobMessage, tenant: str) -> HandleResult:
+        cached = await self._cache.get(tenant, job.prompt, job.model) if self._cache else None
         try:
             answer = await self._answer(job, cached)
         except LLMRequestError as exc:
@@ -221,7 +253,7 @@ class JobHandler:
             # result, so writing it alongside the commit is safe whichever way the
             # commit goes; ``set`` never raises, so only the commit decides the outcome.
             stored, _ = await asyncio.gather(
-                storing, self._cache.set(job.prompt, job.model, answer.text)
+                storing, self._cache.set(tenant, job.prompt, job.model, answer.text)
             )
         else:
             stored = await storing

@@ -4,8 +4,9 @@ The heartbeat file is what the container health check reads (``groundwork-app
 healthcheck worker|relay``, no curl in the image): the process's main loop rewrites
 it every few seconds, so a hung event loop goes stale and the orchestrator replaces
 the task. The HTTP server (WORKER_HEALTH_PORT) serves ``/health/live``,
-``/health/ready`` (broker connected) and ``/metrics`` for scrapers; it is plain
-asyncio so the worker pulls in no web framework in RabbitMQ mode.
+``/health/ready`` (broker connected) and, unless METRICS_PORT moves them to a port of
+their own that only the collector reaches, ``/metrics``; it is plain asyncio so the
+worker pulls in no web framework in RabbitMQ mode.
 """
 
 from __future__ import annotations
@@ -86,8 +87,17 @@ def check_heartbeat(path: Path, max_age: float = HEARTBEAT_MAX_AGE_SECONDS) -> t
 class HealthServer:
     """GET-only HTTP/1.1 on one port; closes each connection after one response."""
 
-    def __init__(self, ready: Callable[[], bool], heartbeat: Heartbeat, *, host: str, port: int):
+    def __init__(
+        self,
+        ready: Callable[[], bool],
+        heartbeat: Heartbeat,
+        *,
+        host: str,
+        port: int,
+        metrics: bool = True,
+    ):
         self._ready = ready
+        self._metrics = metrics
         self._heartbeat = heartbeat
         self._host = host
         self.port = port
@@ -111,7 +121,7 @@ class HealthServer:
         if path == "/health/ready":
             ok = self._ready()
             return (200 if ok else 503), (b"ready" if ok else b"not ready"), "text/plain"
-        if path == "/metrics":
+        if path == "/metrics" and self._metrics:
             return 200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST
         return 404, b"not found", "text/plain"
 

@@ -17,11 +17,15 @@ transient failure       503     nack: retried with backoff (LLM down, DB down)
 ======================  ======  ===========================================
 
 QUEUE_DELIVERY_LIMIT must equal the subscription's ``max_delivery_attempts`` so the
-handler marks the job failed on the delivery Pub/Sub will dead-letter.
+handler marks the job failed on the delivery Pub/Sub will dead-letter. Whatever the
+handler could not end (the worker died on the last delivery) is ended by a push
+subscription on the dead-letter topic to ``/pubsub/dead-letter`` (worker/terminal.py),
+and in any case by the relay's reconciler at JOB_DEADLINE_SECONDS.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -37,10 +41,12 @@ from groundwork_app.adapters.pubsub import (
 )
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import Delivery, HandleResult, Outcome
+from groundwork_app.worker.terminal import job_id_of
 
 log = structlog.get_logger("groundwork.pubsub_push")
 
 PUSH_PATH = "/pubsub/push"
+DEAD_LETTER_PATH = "/pubsub/dead-letter"
 STATUS_BY_OUTCOME = {Outcome.ACK: 204, Outcome.RETRY: 503, Outcome.DEAD_LETTER: 422}
 
 
@@ -48,19 +54,28 @@ def create_push_app(
     handle: Callable[[Delivery], Awaitable[HandleResult]],
     verifier: PushTokenVerifier | None,
     ready: Callable[[], bool] = lambda: True,
+    *,
+    record_dead_letter: Callable[[uuid.UUID | None, str], Awaitable[object]] | None = None,
+    metrics: bool = True,
 ) -> FastAPI:
     app = FastAPI(
         title="groundwork worker (Pub/Sub push)", docs_url=None, redoc_url=None, openapi_url=None
     )
 
+    async def refused(request: Request) -> Response | None:
+        if verifier is None:
+            return None
+        try:
+            await verifier.verify_async(request.headers.get("authorization"))
+        except PushAuthError as exc:
+            log.warning("push rejected", status=exc.status, reason=exc.detail)
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        return None
+
     @app.post(PUSH_PATH)
     async def push(request: Request) -> Response:
-        if verifier is not None:
-            try:
-                await verifier.verify_async(request.headers.get("authorization"))
-            except PushAuthError as exc:
-                log.warning("push rejected", status=exc.status, reason=exc.detail)
-                return JSONResponse({"detail": exc.detail}, status_code=exc.status)
+        if (denied := await refused(request)) is not None:
+            return denied
         try:
             message = parse_push_envelope(await request.body())
         except MalformedEnvelopeError as exc:
@@ -82,6 +97,27 @@ def create_push_app(
             {"outcome": result.outcome.value, "detail": result.reason}, status_code=status
         )
 
+    if record_dead_letter is not None:
+
+        @app.post(DEAD_LETTER_PATH)
+        async def dead_letter(request: Request) -> Response:
+            """Pushes of the dead-letter topic's subscription: end the job (204), or 503
+            (database down: Pub/Sub redelivers). A body that is no job ends nothing."""
+            if (denied := await refused(request)) is not None:
+                return denied
+            try:
+                message = parse_push_envelope(await request.body())
+            except MalformedEnvelopeError as exc:
+                return JSONResponse({"detail": str(exc)}, status_code=400)
+            attempts = message.delivery_attempt
+            reason = f"pubsub: delivery limit reached after {attempts} attempt(s)"
+            try:
+                await record_dead_letter(job_id_of(message.data, message.attributes), reason)
+            except Exception as exc:
+                log.warning("recording a dead letter failed", error=repr(exc))
+                return JSONResponse({"detail": "retry later"}, status_code=503)
+            return Response(status_code=204)
+
     @app.get("/health/live")
     async def live() -> PlainTextResponse:
         return PlainTextResponse("live")
@@ -91,8 +127,10 @@ def create_push_app(
         ok = ready()
         return PlainTextResponse("ready" if ok else "not ready", status_code=200 if ok else 503)
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+
+        @app.get("/metrics")
+        async def metrics_page() -> Response:
+            return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app

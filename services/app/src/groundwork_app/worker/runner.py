@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+from collections.abc import Callable
 
 import structlog
 
@@ -27,14 +28,32 @@ from groundwork_app.process import freeze_startup_heap
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.handler import AnswerCachePort, JobHandler
 from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
-from groundwork_app.worker.store import JobStore
+from groundwork_app.worker.store import JobStore, LazyPool
+from groundwork_app.worker.terminal import DeadLetterRecorder, Reconciler
 
 log = structlog.get_logger("groundwork.runner")
 
-# The probes run inside the task's network namespace, but Prometheus scrapes from
-# outside it: listen on every interface (the security group / ingress limits who).
-HEALTH_HOST = "0.0.0.0"  # noqa: S104
 DEFAULT_PUSH_PORT = 8080
+
+
+def bind_host(settings: Settings) -> str:
+    """WORKER_BIND_HOST, else every interface when deployed or in a container (the
+    collector and the platform's probes come from outside the task's namespace; the
+    security group / ingress limits who), loopback on a workstation."""
+    from groundwork_app.cli import default_bind_host
+
+    return settings.worker_bind_host or default_bind_host(settings)
+
+
+def start_metrics_server(settings: Settings) -> Callable[[], None]:
+    """With METRICS_PORT set, /metrics on that port alone (a port no load balancer or
+    push subscription reaches); returns its shutdown. A no-op without it."""
+    if settings.metrics_port is None:
+        return lambda: None
+    from prometheus_client import start_http_server
+
+    server, _thread = start_http_server(settings.metrics_port, addr=bind_host(settings))
+    return server.shutdown
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
@@ -71,20 +90,23 @@ async def run_worker(settings: Settings) -> None:
     configure_logging(settings)
     configure_tracing(settings, component="worker")
     store = JobStore(settings)
+    recorder = DeadLetterRecorder(store.pool, settings)
     redis = create_redis(settings)
     handler = build_handler(settings, store, cache=AnswerCache(redis, settings))
     heartbeat = Heartbeat(heartbeat_path(settings, "worker"))
     stop = asyncio.Event()
     beating = asyncio.create_task(heartbeat.run(stop))
     freeze_startup_heap()
+    stop_metrics = start_metrics_server(settings)
     try:
         if settings.queue_backend is QueueBackend.PUBSUB:
-            await _serve_push(settings, handler)
+            await _serve_push(settings, handler, recorder)
         elif settings.queue_backend is QueueBackend.SQS:
-            await _consume_sqs(settings, handler, heartbeat, stop)
+            await _consume_sqs(settings, handler, recorder, heartbeat, stop)
         else:
-            await _consume_rabbitmq(settings, handler, heartbeat, stop)
+            await _consume_rabbitmq(settings, handler, recorder, heartbeat, stop)
     finally:
+        stop_metrics()
         stop.set()
         await beating
         heartbeat.clear()
@@ -95,14 +117,22 @@ async def run_worker(settings: Settings) -> None:
 
 
 async def _consume_rabbitmq(
-    settings: Settings, handler: JobHandler, heartbeat: Heartbeat, stop: asyncio.Event
+    settings: Settings,
+    handler: JobHandler,
+    recorder: DeadLetterRecorder,
+    heartbeat: Heartbeat,
+    stop: asyncio.Event,
 ) -> None:
     from groundwork_app.worker.consumer import RabbitConsumer
 
     install_stop_signals(stop)
-    consumer = RabbitConsumer(settings, handler.handle)
+    consumer = RabbitConsumer(settings, handler.handle, recorder.record)
     health = HealthServer(
-        lambda: consumer.connected, heartbeat, host=HEALTH_HOST, port=settings.worker_health_port
+        lambda: consumer.connected,
+        heartbeat,
+        host=bind_host(settings),
+        port=settings.worker_health_port,
+        metrics=settings.metrics_port is None,
     )
     await health.start()
     log.info("worker starting", backend="rabbitmq", health_port=health.port)
@@ -113,14 +143,22 @@ async def _consume_rabbitmq(
 
 
 async def _consume_sqs(
-    settings: Settings, handler: JobHandler, heartbeat: Heartbeat, stop: asyncio.Event
+    settings: Settings,
+    handler: JobHandler,
+    recorder: DeadLetterRecorder,
+    heartbeat: Heartbeat,
+    stop: asyncio.Event,
 ) -> None:
     from groundwork_app.worker.sqs_consumer import SqsConsumer
 
     install_stop_signals(stop)
-    consumer = SqsConsumer(settings, handler.handle)
+    consumer = SqsConsumer(settings, handler.handle, on_dead_letter=recorder.record)
     health = HealthServer(
-        lambda: consumer.connected, heartbeat, host=HEALTH_HOST, port=settings.worker_health_port
+        lambda: consumer.connected,
+        heartbeat,
+        host=bind_host(settings),
+        port=settings.worker_health_port,
+        metrics=settings.metrics_port is None,
     )
     await health.start()
     log.info("worker starting", backend="sqs", health_port=health.port)
@@ -130,7 +168,9 @@ async def _consume_sqs(
         await health.close()
 
 
-async def _serve_push(settings: Settings, handler: JobHandler) -> None:
+async def _serve_push(
+    settings: Settings, handler: JobHandler, recorder: DeadLetterRecorder
+) -> None:
     import uvicorn
 
     from groundwork_app.adapters.pubsub import PushTokenVerifier
@@ -146,12 +186,17 @@ async def _serve_push(settings: Settings, handler: JobHandler) -> None:
     else:
         # Settings refuse this in staging/production; say it loudly everywhere else.
         log.warning("INSECURE: PUBSUB_PUSH_AUDIENCE is empty, push tokens are not verified")
-    app = create_push_app(handler.handle, verifier)
+    app = create_push_app(
+        handler.handle,
+        verifier,
+        record_dead_letter=recorder.record,
+        metrics=settings.metrics_port is None,
+    )
     port = int(os.environ.get("PORT", DEFAULT_PUSH_PORT))
     server = uvicorn.Server(
         uvicorn.Config(
             app,
-            host=HEALTH_HOST,
+            host=bind_host(settings),
             port=port,
             log_config=None,
             access_log=False,
@@ -185,17 +230,31 @@ async def run_relay(settings: Settings) -> None:
     relay = OutboxRelay(publisher, settings)
     heartbeat = Heartbeat(heartbeat_path(settings, "relay"))
     health = HealthServer(
-        lambda: relay.healthy, heartbeat, host=HEALTH_HOST, port=relay_health_port(settings)
+        lambda: relay.healthy,
+        heartbeat,
+        host=bind_host(settings),
+        port=relay_health_port(settings),
+        metrics=settings.metrics_port is None,
     )
+    # The relay is always on, on every cloud: it runs the safety net that ends jobs
+    # stuck past JOB_DEADLINE_SECONDS whatever the transport (worker/terminal.py).
+    reconciler_pool = LazyPool(settings, "reconciler")
+    reconciler = Reconciler(reconciler_pool, settings)
     stop = asyncio.Event()
     install_stop_signals(stop)
     await health.start()
+    stop_metrics = start_metrics_server(settings)
     freeze_startup_heap()
     log.info("relay starting", backend=settings.queue_backend.value, listen=settings.relay_listen)
+    reconciling = asyncio.create_task(reconciler.run(stop))
     try:
         # Beat once per cycle: a relay stuck in one cycle goes stale and is replaced.
         await relay.run(stop, on_cycle=heartbeat.beat_throttled)
     finally:
+        stop.set()
+        await reconciling
+        await reconciler_pool.close()
+        stop_metrics()
         await health.close()
         heartbeat.clear()
         with contextlib.suppress(Exception):

@@ -11,7 +11,7 @@ Same handler interface as the RabbitMQ consumer and the Pub/Sub push receiver
   receive, so a worker killed mid-job spends an attempt too, like RabbitMQ's quorum
   delivery count.
 - Lease: a received message stays invisible for SQS_VISIBILITY_TIMEOUT_SECONDS (longer
-  than the job deadline, checked by Settings); while a job runs, the worker extends it
+  than one delivery's deadline, checked by Settings); while a job runs, the worker extends it
   every third of that with ``ChangeMessageVisibilityBatch`` so a slow LLM call never
   lets the message reappear to another worker ("Amazon SQS visibility timeout":
   extending resets the timeout from the time of the call, up to 12 h per receive).
@@ -26,6 +26,11 @@ Same handler interface as the RabbitMQ consumer and the Pub/Sub push receiver
   (maxReceiveCount = QUEUE_DELIVERY_LIMIT + 1) moves it to the DLQ without a reason, as
   it does for a message whose worker dies every time ("Using dead-letter queues in
   Amazon SQS").
+- Terminal state: after parking a message in the DLQ the worker calls ``on_dead_letter``
+  (``worker/terminal.py``'s recorder) with the job id and reason, as RabbitMQ's
+  dead-letter tap does, so a job whose handler gave up without ending it (a handler
+  error at the last attempt) ends ``failed``. Messages SQS moves itself (a worker dying
+  on every delivery) reach no worker: the relay's deadline reconciler ends those jobs.
 - Shutdown: stop polling, let in-flight jobs finish for SHUTDOWN_TIMEOUT_SECONDS (their
   leases keep being extended), hand the rest back with visibility 0 so another worker
   takes them at once. SIGKILL hands nothing back: the lease expires and SQS redelivers.
@@ -35,9 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,12 +62,33 @@ from groundwork_app.adapters.sqs import (
 )
 from groundwork_app.batching import Coalescer
 from groundwork_app.observability import worker_metrics as m
-from groundwork_app.ports import ATTEMPT_HEADER, REASON_HEADER, Delivery, HandleResult, Outcome
+from groundwork_app.ports import (
+    ATTEMPT_HEADER,
+    JOB_ID_HEADER,
+    REASON_HEADER,
+    Delivery,
+    HandleResult,
+    Outcome,
+)
 from groundwork_app.settings import Settings
 
 log = structlog.get_logger("groundwork.sqs_consumer")
 
 Handler = Callable[[Delivery], Any]
+DeadLetterHook = Callable[[uuid.UUID | None, str], Awaitable[object]]
+
+
+def job_id_of(delivery: Delivery) -> uuid.UUID | None:
+    raw = delivery.headers.get(JOB_ID_HEADER, "")
+    if not raw:
+        try:
+            raw = str(json.loads(delivery.body).get("job_id", ""))
+        except (ValueError, AttributeError):
+            return None
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        return None
 
 
 class DeleteFailedError(RuntimeError):
@@ -90,9 +118,12 @@ class SqsConsumer:
         *,
         client: Any = None,
         visibility_timeout: int | None = None,
+        on_dead_letter: DeadLetterHook | None = None,
     ):
         self._settings = settings
         self._handle = handle
+        self._on_dead_letter = on_dead_letter
+        self._recording: set[asyncio.Task[None]] = set()
         self._queue_url = settings.sqs_queue_url
         self._dlq_url = settings.sqs_dlq_url
         self.visibility_timeout = visibility_timeout or settings.sqs_visibility_timeout_seconds
@@ -143,6 +174,8 @@ class SqsConsumer:
                 poller.cancel()
             extending.set()
             await extender
+            if self._recording:
+                await asyncio.wait(set(self._recording), timeout=5)
             await self._deletes.close()
             self._set_connected(False)
             self._calls.close()
@@ -292,7 +325,21 @@ class SqsConsumer:
             )
             return
         log.warning("message dead-lettered", reason=result.reason)
+        if self._on_dead_letter is not None:
+            # In the background: the recorder waits for a live lease to lapse, which must
+            # not hold this handler slot (RabbitMQ's tap runs apart from handling too).
+            task = asyncio.create_task(self._record(job_id_of(delivery), result.reason))
+            self._recording.add(task)
+            task.add_done_callback(self._recording.discard)
         await self._deletes.submit(receipt)
+
+    async def _record(self, job_id: uuid.UUID | None, reason: str) -> None:
+        assert self._on_dead_letter is not None
+        try:
+            await self._on_dead_letter(job_id, reason)
+        except Exception as exc:
+            # Parked all the same; the deadline reconciler ends the job instead.
+            log.warning("ending the dead-lettered job failed", error=repr(exc))
 
     # ------------------------------------------------------------------ SQS calls
 

@@ -35,6 +35,8 @@ connection.
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -48,6 +50,12 @@ from groundwork_app.db.auth import db_password
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
+# A claim takes the job's lease unless the message is already in the ledger, the job
+# already succeeded, or another worker holds a live lease on it. Two claims of one job
+# racing: the second waits on the row lock, then PostgreSQL re-checks its WHERE against
+# the committed row (READ COMMITTED), sees the first one's live lease and claims
+# nothing, so only one of them calls the LLM. The row's prompt, model and client come
+# back with the claim: the job row, not the message, is the source of truth.
 _CLAIM = """
 WITH input AS (
     SELECT * FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY AS t(job_id, message_id, ord)
@@ -55,19 +63,25 @@ WITH input AS (
     SELECT input.ord FROM input
     JOIN processed_messages USING (message_id)
 ), claimed AS (
-    UPDATE jobs SET status = 'processing', attempts = attempts + 1, updated_at = now()
+    UPDATE jobs SET status = 'processing', attempts = attempts + 1, updated_at = now(),
+                    lease_owner = $3, lease_expires_at = now() + make_interval(secs => $4)
     FROM input
     WHERE jobs.id = input.job_id AND jobs.status <> 'succeeded'
+      AND NOT (jobs.status = 'processing' AND jobs.lease_expires_at > now())
       AND input.ord NOT IN (SELECT ord FROM seen)
-    RETURNING input.ord
+    RETURNING input.ord, jobs.client_id, jobs.prompt, jobs.model
 )
 SELECT input.ord,
        input.ord IN (SELECT ord FROM seen) AS processed,
-       input.ord IN (SELECT ord FROM claimed) AS claimed,
-       EXISTS (SELECT 1 FROM jobs WHERE jobs.id = input.job_id) AS job_exists
-FROM input ORDER BY input.ord
+       claimed.ord IS NOT NULL AS claimed,
+       claimed.client_id, claimed.prompt, claimed.model,
+       (SELECT jobs.status FROM jobs WHERE jobs.id = input.job_id) AS status
+FROM input LEFT JOIN claimed USING (ord) ORDER BY input.ord
 """
 
+# The result is stored only by the delivery whose ledger insert wins, and never over a
+# job that already succeeded (another message for the same job, e.g. a manual
+# re-publish): a job's result is written once.
 _COMPLETE = """
 WITH input AS (
     SELECT * FROM unnest($1::text[], $2::uuid[], $3::text[], $4::text[], $5::bool[],
@@ -81,36 +95,57 @@ WITH input AS (
 ), stored AS (
     UPDATE jobs SET status = 'succeeded', result = input.result, cached = input.cached,
                     degraded = input.degraded, error = NULL, updated_at = now(),
-                    completed_at = now()
+                    completed_at = now(), lease_owner = NULL, lease_expires_at = NULL
     FROM input JOIN ledger USING (message_id)
-    WHERE jobs.id = input.job_id
-    RETURNING 1
+    WHERE jobs.id = input.job_id AND jobs.status <> 'succeeded'
+    RETURNING input.message_id
 )
-SELECT input.ord, input.message_id IN (SELECT message_id FROM ledger) AS stored
+SELECT input.ord, input.message_id IN (SELECT message_id FROM stored) AS stored
 FROM input ORDER BY input.ord
 """
 
 # No ledger row on failure: a redrive of the message must be allowed to run it again.
+# Only the lease holder (or anyone once the lease is gone) moves a job on: a worker
+# whose lease ran out must not undo the progress of the worker that took over.
 _MARK_RETRYING = """
-UPDATE jobs SET status = 'queued', error = $2, updated_at = now()
+UPDATE jobs SET status = 'queued', error = $2, updated_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND status <> 'succeeded'
+  AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at <= now())
 """
 
 _MARK_FAILED = """
-UPDATE jobs SET status = 'failed', error = $2, updated_at = now(), completed_at = now()
+UPDATE jobs SET status = 'failed', error = $2, updated_at = now(), completed_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL
 WHERE id = $1 AND status <> 'succeeded'
+  AND (lease_owner IS NULL OR lease_owner = $3 OR lease_expires_at <= now())
 """
 
+_RENEW = """
+UPDATE jobs SET lease_expires_at = now() + make_interval(secs => $3)
+WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+"""
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 class Claim(Enum):
-    CLAIMED = "claimed"  # go ahead: the job is now 'processing'
+    CLAIMED = "claimed"  # go ahead: the job is now 'processing' under our lease
     ALREADY_PROCESSED = "already_processed"  # this message id is in the ledger
     ALREADY_SUCCEEDED = "already_succeeded"  # another message completed the job
+    BUSY = "busy"  # another worker holds a live lease on the job: try again later
     UNKNOWN_JOB = "unknown_job"
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The claim, and with CLAIMED the job as its row says (not as the message says)."""
+
+    claim: Claim
+    client_id: str = ""
+    prompt: str = ""
+    model: str = ""
 
 
 @dataclass(frozen=True)
@@ -178,7 +213,10 @@ class JobStore:
     def __init__(self, settings: Settings):
         self._settings = settings
         self._pool = LazyPool(settings, "worker")
-        self._claims: Coalescer[tuple[uuid.UUID, str], Claim] = Coalescer(
+        self.pool = self._pool  # shared with the dead-letter recorder (worker/terminal.py)
+        # Names this process in the lease column: unique per process start.
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._claims: Coalescer[tuple[uuid.UUID, str], ClaimResult] = Coalescer(
             self._claim_batch, name="jobs.claim"
         )
         self._completions: Coalescer[Completion, bool] = Coalescer(
@@ -195,7 +233,7 @@ class JobStore:
         async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
             await conn.execute(query, *args)
 
-    async def claim(self, job_id: uuid.UUID, message_id: str) -> Claim:
+    async def claim(self, job_id: uuid.UUID, message_id: str) -> ClaimResult:
         return await self._claims.submit((job_id, message_id))
 
     async def complete(self, done: Completion) -> bool:
@@ -204,10 +242,14 @@ class JobStore:
 
     async def _claim_batch(
         self, items: Sequence[tuple[uuid.UUID, str]]
-    ) -> list[Claim | BaseException]:
-        async def run(part: Sequence[tuple[uuid.UUID, str]]) -> list[Claim]:
+    ) -> list[ClaimResult | BaseException]:
+        async def run(part: Sequence[tuple[uuid.UUID, str]]) -> list[ClaimResult]:
             rows = await self._fetch(
-                _CLAIM, [job_id for job_id, _ in part], [message_id for _, message_id in part]
+                _CLAIM,
+                [job_id for job_id, _ in part],
+                [message_id for _, message_id in part],
+                self.owner,
+                self._settings.job_lease_seconds,
             )
             return [_claim_of(row) for row in rows]
 
@@ -229,10 +271,13 @@ class JobStore:
         return await _in_rounds(items, lambda d: (d.job_id, d.message_id), run)
 
     async def mark_retrying(self, job_id: uuid.UUID, reason: str) -> None:
-        await self._execute(_MARK_RETRYING, job_id, reason)
+        await self._execute(_MARK_RETRYING, job_id, reason, self.owner)
 
     async def mark_failed(self, job_id: uuid.UUID, reason: str) -> None:
-        await self._execute(_MARK_FAILED, job_id, reason)
+        await self._execute(_MARK_FAILED, job_id, reason, self.owner)
+
+    async def renew_lease(self, job_id: uuid.UUID) -> None:
+        await self._execute(_RENEW, job_id, self.owner, self._settings.job_lease_seconds)
 
     async def close(self) -> None:
         await self._claims.close()
@@ -240,12 +285,15 @@ class JobStore:
         await self._pool.close()
 
 
-def _claim_of(row: asyncpg.Record) -> Claim:
+def _claim_of(row: asyncpg.Record) -> ClaimResult:
     if row["processed"]:
-        return Claim.ALREADY_PROCESSED
+        return ClaimResult(Claim.ALREADY_PROCESSED)
     if row["claimed"]:
-        return Claim.CLAIMED
-    return Claim.ALREADY_SUCCEEDED if row["job_exists"] else Claim.UNKNOWN_JOB
+        return ClaimResult(Claim.CLAIMED, row["client_id"], row["prompt"], row["model"])
+    status = row["status"]
+    if status is None:
+        return ClaimResult(Claim.UNKNOWN_JOB)
+    return ClaimResult(Claim.ALREADY_SUCCEEDED if status == "succeeded" else Claim.BUSY)
 
 
 async def _in_rounds(

@@ -36,12 +36,15 @@ async def _timed(name: str, check: Callable[[], Awaitable[Any]], seconds: float)
             result["detail"] = detail
     except TimeoutError:
         result = {"ok": False, "error": f"no answer within {seconds:g}s"}
+        log.warning("readiness.check_failed", check=name, error=result["error"])
     except Exception as exc:
-        result = {"ok": False, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
+        # Unauthenticated endpoint: the exception class only. Its message can carry
+        # addresses, user names, versions; that goes to the log.
+        result = {"ok": False, "error": type(exc).__name__}
+        log.warning("readiness.check_failed", check=name, error=f"{exc!r}"[:500])
     result["duration_ms"] = round((time.perf_counter() - started) * 1000, 1)
     if not result["ok"]:
         metrics.READINESS_FAILURES.labels(name).inc()
-        log.warning("readiness.check_failed", check=name, error=result["error"])
     return result
 
 

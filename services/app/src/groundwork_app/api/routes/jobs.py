@@ -204,7 +204,7 @@ async def invalidate_cached_answer(request: Request) -> Response:
     if found is None:
         raise ApiError(404, "not_found", f"No job {job_id} for this client.")
     prompt, model = found
-    outcome = await services.cache.invalidate(prompt, model)
+    outcome = await services.cache.invalidate(principal.subject, prompt, model)
     if outcome is InvalidateOutcome.UNAVAILABLE:
         raise ApiError(
             503,

@@ -1,0 +1,174 @@
+"""Every accepted job reaches a terminal state in bounded time, whatever kills its worker.
+
+A worker ends a job itself (succeeded, or failed with the reason) on the normal path.
+Two safety nets cover the rest, both transport-agnostic:
+
+1. ``DeadLetterRecorder``: when the *broker* gives up on a message (RabbitMQ's quorum
+   ``x-delivery-limit`` after a crash loop, x-death reason ``delivery_limit``; a
+   reject; Pub/Sub forwarding to the dead-letter topic after
+   ``max_delivery_attempts``), the transport's dead-letter consumer calls
+   ``record(job_id, reason)`` and the job ends ``failed`` with ``error`` starting
+   ``dead-lettered:``. A job a worker still holds a live lease on is left to that
+   worker until the lease lapses (at most JOB_LEASE_SECONDS), then ended.
+   The hook for a transport: call ``record`` once per dead-lettered message, ack the
+   dead-letter event only after it returned (RabbitMQ: ``worker/consumer.py``'s
+   dead-letter tap; Pub/Sub: ``POST /pubsub/dead-letter`` in ``worker/pubsub_push.py``;
+   SQS: a poller of the redrive policy's dead-letter queue).
+2. ``Reconciler`` (run by the relay, which is always on, on every cloud): a job that
+   made no progress for JOB_DEADLINE_SECONDS and that no worker holds a live lease on
+   is failed with ``error`` starting ``deadline exceeded:``, whatever the transport
+   did or failed to report. It also measures the unfinished jobs
+   (``jobs_unfinished``, ``jobs_unfinished_oldest_age_seconds``); every job either net
+   ends is counted in ``jobs_reconciled_total{reason}``, and the stuck-jobs alert fires
+   on it.
+
+Neither net ever overwrites ``succeeded``. A job failed by a net can still succeed
+later if a surviving copy of its message is delivered (failures write no ledger row,
+as with a DLQ redrive); a succeeded job never changes again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+
+import structlog
+
+from groundwork_app.observability import worker_metrics as m
+from groundwork_app.ports import JOB_ID_HEADER
+from groundwork_app.settings import Settings
+from groundwork_app.worker.store import LazyPool
+
+log = structlog.get_logger("groundwork.terminal")
+
+MAX_REASON_CHARS = 500
+
+_MARK_DEAD_LETTERED = """
+WITH target AS (
+    SELECT status, lease_expires_at FROM jobs WHERE id = $1
+), ended AS (
+    UPDATE jobs SET status = 'failed', error = $2, updated_at = now(), completed_at = now(),
+                    lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = $1 AND status IN ('queued', 'processing')
+      AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM ended) AS ended, target.status,
+       GREATEST(0, EXTRACT(EPOCH FROM target.lease_expires_at - now()))::float8 AS lease_left
+FROM target
+"""
+
+# SKIP LOCKED: several relays sweep at once without waiting on each other or on a
+# worker's claim; LIMIT keeps one sweep's transaction short after a long outage.
+_SWEEP = """
+WITH stuck AS (
+    SELECT id FROM jobs
+    WHERE status IN ('queued', 'processing')
+      AND updated_at < now() - make_interval(secs => $1)
+      AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+    ORDER BY updated_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs SET status = 'failed', updated_at = now(), completed_at = now(),
+                lease_owner = NULL, lease_expires_at = NULL,
+                error = left('deadline exceeded: no worker finished the job within '
+                             || $1::float8 || ' s of its last progress'
+                             || COALESCE(' (last error: ' || jobs.error || ')', ''), 500)
+FROM stuck WHERE jobs.id = stuck.id
+RETURNING jobs.id
+"""
+
+_UNFINISHED = """
+SELECT count(*)::bigint AS n,
+       COALESCE(EXTRACT(EPOCH FROM now() - min(updated_at)), 0)::float8 AS oldest
+FROM jobs WHERE status IN ('queued', 'processing')
+"""
+
+SWEEP_LIMIT = 1000
+
+
+class DeadLetterOutcome(StrEnum):
+    ENDED = "ended"  # the job is now failed (dead-lettered)
+    ALREADY_ENDED = "already_ended"  # succeeded or failed before: nothing to do
+    UNKNOWN_JOB = "unknown_job"  # no job id, or no such job (malformed message)
+
+
+def job_id_of(body: bytes, headers: dict[str, str]) -> uuid.UUID | None:
+    """The job a dead-lettered message was for: our header, else the body's job_id."""
+    raw = headers.get(JOB_ID_HEADER, "")
+    if not raw:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            raw = str(json.loads(body).get("job_id", ""))
+    try:
+        return uuid.UUID(raw)
+    except (ValueError, TypeError):
+        return None
+
+
+@dataclass
+class DeadLetterRecorder:
+    """See the module docstring (1.). One per worker process; shares the worker's pool."""
+
+    pool: LazyPool
+    settings: Settings
+
+    async def record(self, job_id: uuid.UUID | None, reason: str) -> DeadLetterOutcome:
+        if job_id is None:
+            return DeadLetterOutcome.UNKNOWN_JOB
+        error = f"dead-lettered: {reason}"[:MAX_REASON_CHARS]
+        # A live lease is a worker still on the job: wait for it to end the job or to
+        # lapse (renewals stop when the worker dies), at most a few lease periods.
+        for _ in range(4):
+            pool = await self.pool.get()
+            async with pool.acquire(timeout=self.settings.db_pool_timeout_seconds) as conn:
+                row = await conn.fetchrow(_MARK_DEAD_LETTERED, job_id, error)
+            if row is None:
+                return DeadLetterOutcome.UNKNOWN_JOB
+            if row["ended"]:
+                m.JOBS_TERMINATED_BY_SWEEP.labels("dead_letter").inc()
+                log.warning("job ended by its dead letter", job_id=str(job_id), reason=reason)
+                return DeadLetterOutcome.ENDED
+            if row["status"] not in ("queued", "processing"):
+                return DeadLetterOutcome.ALREADY_ENDED
+            await asyncio.sleep(
+                min(float(row["lease_left"]), self.settings.job_lease_seconds) + 0.1
+            )
+        # Leased all along: its worker is alive and ends it; the reconciler is the backstop.
+        return DeadLetterOutcome.ALREADY_ENDED
+
+
+class Reconciler:
+    """See the module docstring (2.). Run by the relay (``run``) or once (``sweep``)."""
+
+    def __init__(self, pool: LazyPool, settings: Settings):
+        self._pool = pool
+        self._settings = settings
+
+    async def sweep(self) -> list[uuid.UUID]:
+        """Fail every job past its deadline; refresh the unfinished-jobs gauges."""
+        pool = await self._pool.get()
+        async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
+            rows = await conn.fetch(_SWEEP, self._settings.job_deadline_seconds, SWEEP_LIMIT)
+            gauge = await conn.fetchrow(_UNFINISHED)
+        ended = [row["id"] for row in rows]
+        if ended:
+            m.JOBS_TERMINATED_BY_SWEEP.labels("deadline").inc(len(ended))
+            log.warning("jobs past their deadline failed", count=len(ended))
+        if gauge is not None:
+            m.JOBS_UNFINISHED.set(gauge["n"])
+            m.JOBS_UNFINISHED_OLDEST_AGE_SECONDS.set(gauge["oldest"])
+        return ended
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sweep()
+            except Exception as exc:  # the database is down: the next sweep catches up
+                log.warning("reconciler sweep failed", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.reconcile_interval_seconds)
