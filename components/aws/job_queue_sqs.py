@@ -29,6 +29,7 @@ or switch queues in a drained window.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -210,4 +211,11 @@ class JobQueue(pulumi.ComponentResource):
         statements = pulumi.Output.all(
             self.queue_arn, self.dlq_arn, self.kms_key_arn, region
         ).apply(lambda a: consumer_statements(a[0], a[1], a[2], a[3]))
-        return [statements.apply(lambda s, i=i: s[i]) for i in range(2)]
+        return [statements.apply(_nth(i)) for i in range(2)]
+
+
+def _nth(index: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    def pick(statements: list[dict[str, Any]]) -> dict[str, Any]:
+        return statements[index]
+
+    return pick
