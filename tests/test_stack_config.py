@@ -121,4 +121,4 @@ def test_a_misspelled_key_fails_the_program_itself_naming_the_nearest_known_key(
         stack="staging",
         config={"aws:region": "us-east-1", "gcp:whatever": "x"},
     )
-    assert run.outputs == {"ok": "single"}
+    assert run.outputs == {"ok": "instance"}  # the staging default

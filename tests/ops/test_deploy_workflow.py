@@ -11,6 +11,7 @@ only that the outputs file they get holds what the real command reads.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import stat
@@ -52,6 +53,8 @@ needs = {{
     "dlq-depth": ["broker_id"],
 }}[command]
 outputs = json.load(open(argv[argv.index("--outputs-file") + 1]))
+if command == "dlq-depth" and outputs.get("dlq_url"):
+    needs = ["dlq_url"]  # groundwork:queue = sqs: the DLQ's own counts, no broker
 missing = [k for k in needs if k not in outputs or outputs[k] in ("", None, [], "04da6b54-80e4-46f7-96ec-b56ff0331ba9")]
 if missing:
     print(f"error: stack 'staging' has no string output {{missing[0]!r}}", file=sys.stderr)
@@ -78,6 +81,28 @@ elif argv[0] == "push":
 elif argv[:2] == ["image", "inspect"]:
     ref = argv[-1]
     print(ref.rsplit(":", 1)[0] + "@sha256:" + hashlib.sha256(ref.encode()).hexdigest())
+"""
+
+FAKE_SKOPEO = r"""#!{python}
+import hashlib, os, sys
+argv = sys.argv[1:]
+base = os.environ["FAKE_PULUMI_DIR"]
+with open(os.path.join(base, "calls.log"), "a") as log:
+    log.write("skopeo " + " ".join(argv) + "\n")
+pushed_file = os.path.join(base, "pushed.txt")
+pushed = open(pushed_file).read().split() if os.path.exists(pushed_file) else []
+if argv[0] == "login":
+    sys.stdin.read()
+elif argv[0] == "copy":
+    ref = argv[-1].removeprefix("docker://")
+    if ref in pushed:
+        # What ECR answers for an immutable repository.
+        print("tag invalid: the image tag already exists and the repository is immutable",
+              file=sys.stderr)
+        sys.exit(1)
+    open(pushed_file, "a").write(ref + "\n")
+    digestfile = argv[argv.index("--digestfile") + 1]
+    open(digestfile, "w").write("sha256:" + hashlib.sha256(ref.encode()).hexdigest())
 """
 
 FAKE_AWS = "#!/bin/sh\n[ \"$1 $2\" = 'ecr get-login-password' ] && echo token\n"
@@ -152,12 +177,13 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> Ite
         bin_dir = tmp_path / "bin"
         _script(bin_dir / "uv", FAKE_UV)
         _script(bin_dir / "docker", FAKE_DOCKER)
+        _script(bin_dir / "skopeo", FAKE_SKOPEO)
         (bin_dir / "aws").write_text(FAKE_AWS)
         (bin_dir / "aws").chmod(0o755)
         (tmp_path / "runner-image").mkdir()
         artifacts = tmp_path / "artifacts"
         (artifacts / "image").mkdir(parents=True)
-        (artifacts / "image" / "image.tar.gz").write_bytes(b"image")
+        (artifacts / "image" / "image.tar.gz").write_bytes(gzip.compress(b"oci archive"))
         env = {
             k: v
             for k, v in os.environ.items()
@@ -195,7 +221,7 @@ def test_first_deploy_creates_the_registry_then_migrates_before_the_services_sta
     full_up = max(
         i for i, c in enumerate(calls) if c.startswith("up ") and "groundwork:imageUri=" in c
     )
-    assert _index(calls, "docker push") < bootstrap < migrate < full_up
+    assert _index(calls, "skopeo copy --all") < bootstrap < migrate < full_up
     assert full_up < _index(calls, "groundwork ops verify") < _index(calls, "groundwork ops smoke")
     excluded = calls[bootstrap].split("--exclude ")[1:]
     assert len(excluded) == 3
@@ -239,7 +265,7 @@ def test_a_rerun_reuses_the_pushed_image_and_migrates_before_up(world: World) ->
         f"{s.name}: {s.log}" for s in result.steps if s.returncode
     )
     calls = world.calls()
-    assert not any(c.startswith("docker push") for c in calls)
+    assert not any(c.startswith(("docker push", "skopeo copy")) for c in calls)
     image = result.step("Push the image").outputs["image"]
     assert (
         image
