@@ -616,3 +616,40 @@ async def test_sigkill_mid_job_redelivers_after_the_lease_and_completes_exactly_
         if second.poll() is None:
             second.kill()
     assert depth(sqs_settings, sqs_settings.sqs_queue_url) == 0
+
+
+async def test_a_parked_message_ends_its_job_through_the_dead_letter_hook(
+    sqs_settings: Settings,
+) -> None:
+    """Like RabbitMQ's dead-letter tap: after the DLQ send the recorder gets the job id and
+    the reason (it ends the job `failed` unless a live lease or success says otherwise)."""
+    from groundwork_app.ports import HandleResult, Outcome
+
+    job_id = uuid.uuid4()
+    recorded: list[tuple[uuid.UUID | None, str]] = []
+
+    async def give_up(_: Any) -> HandleResult:
+        return HandleResult(Outcome.DEAD_LETTER, "handler error: boom")
+
+    async def record(job: uuid.UUID | None, reason: str) -> None:
+        recorded.append((job, reason))
+
+    send_raw(
+        sqs_settings,
+        json.dumps({"job_id": str(job_id), "prompt": "p", "model": "m"}),
+        encode_attributes({"x-groundwork-job-id": str(job_id)}, "m-hook"),
+    )
+    consumer = SqsConsumer(sqs_settings, give_up, on_dead_letter=record)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def parked() -> bool:
+        return depth(sqs_settings, sqs_settings.sqs_dlq_url) == 1 and bool(recorded)
+
+    try:
+        await wait_for(parked, 15, what="message parked and recorded")
+    finally:
+        stop.set()
+        await task
+    assert recorded == [(job_id, "handler error: boom")]
+    assert depth(sqs_settings, sqs_settings.sqs_queue_url) == 0
