@@ -41,6 +41,12 @@ class RecordedResource:
     retain_on_delete: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     depends_on: list[str] = field(default_factory=list)
+    # The options that decide what a replacement or a deletion does to the real thing:
+    # the guard test (tests/plan/test_replacement_guard.py), `groundwork plan --against`
+    # and the protection policy read them from here.
+    delete_before_replace: bool = False
+    replace_on_changes: list[str] = field(default_factory=list)
+    aliases: list[str] = field(default_factory=list)
 
     @property
     def is_component(self) -> bool:
@@ -307,9 +313,22 @@ def _aws_sqs(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[
     return {"url": f"https://sqs.{m.region}.amazonaws.com/{FAKE_ACCOUNT}/{name}"}
 
 
+def _random_id(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    # Derived from the inputs (keepers included) like a real RandomId is renewed with
+    # them: a name suffix then changes exactly when its keepers do, which is what
+    # `groundwork plan --against` needs to see a create-before-delete name.
+    import json
+
+    seed = json.dumps({"name": args.name, "inputs": args.inputs}, sort_keys=True, default=str)
+    length = int(args.inputs.get("byteLength") or 8)
+    digest = hashlib.sha256(seed.encode()).hexdigest()[: 2 * length]
+    return {"hex": digest, "dec": str(int(digest, 16)), "b64Url": digest, "b64Std": digest}
+
+
 _COMPUTED: dict[
     str, Callable[[pulumi.runtime.MockResourceArgs, GroundworkMocks], dict[str, Any]]
 ] = {
+    "random:index/randomId:RandomId": _random_id,
     "aws:rds/instance:Instance": _aws_db,
     "aws:rds/proxy:Proxy": lambda a, m: {
         "endpoint": f"{a.name}.proxy-abc.{m.region}.rds.amazonaws.com",
@@ -372,6 +391,9 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             retain_on_delete=bool(getattr(request, "retainOnDelete", False)),
             ignore_changes=list(request.ignoreChanges),
             depends_on=list(request.dependencies),
+            delete_before_replace=bool(request.deleteBeforeReplace),
+            replace_on_changes=list(request.replaceOnChanges),
+            aliases=[a.urn for a in request.aliases if a.urn] + list(request.aliasURNs),
         )
         with self._lock:
             self.recorded.append(record)

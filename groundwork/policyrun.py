@@ -85,15 +85,19 @@ def _split(entry: Any) -> tuple[EnforcementLevel | None, dict[str, Any]]:
 
 
 def _options(resource: RecordedResource) -> PolicyResourceOptions:
-    return PolicyResourceOptions(
+    options = PolicyResourceOptions(
         protect=resource.protect,
         ignore_changes=list(resource.ignore_changes),
-        delete_before_replace=None,
-        aliases=[],
+        delete_before_replace=resource.delete_before_replace,
+        aliases=list(resource.aliases),
         custom_timeouts=PolicyCustomTimeouts(0, 0, 0),
         additional_secret_outputs=[],
         parent=resource.parent or None,
     )
+    # The engine does not hand retainOnDelete to policies; offline we know it, and
+    # policies/protection_rules.py accepts it as protection.
+    options.retain_on_delete = resource.retain_on_delete  # type: ignore[attr-defined]
+    return options
 
 
 def resource_args(

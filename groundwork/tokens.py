@@ -28,7 +28,8 @@ def mint_token(
     now: Callable[[], float] = time.time,
     **claims: Any,
 ) -> str:
-    """An HS256 JWT signed with the service's ``JWT_SECRET``.
+    """An HS256 JWT signed with the service's ``JWT_SECRET`` (its first key, the newest,
+    while a rotation holds 'NEW OLD').
 
     Extra ``claims`` are added or override the defaults; a claim given as ``None`` is
     left out (tests use that to build tokens the service must reject).
@@ -44,5 +45,7 @@ def mint_token(
     }
     payload.update(claims)
     return jwt.encode(
-        {k: v for k, v in payload.items() if v is not None}, secret, algorithm="HS256"
+        {k: v for k, v in payload.items() if v is not None},
+        (secret.split() or [""])[0],
+        algorithm="HS256",
     )

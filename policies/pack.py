@@ -12,7 +12,7 @@ from typing import Any
 
 from pulumi_policy import Policy
 
-from policies import aws_rules, gcp_rules, stack_rules
+from policies import aws_rules, gcp_rules, protection_rules, stack_rules
 from policies.registry import Rule, Tier
 
 PACK_NAME = "groundwork"
@@ -22,7 +22,12 @@ PACK_DESCRIPTION = (
 )
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 
-RULES: list[Rule] = [*aws_rules.RULES, *gcp_rules.RULES, *stack_rules.RULES]
+RULES: list[Rule] = [
+    *aws_rules.RULES,
+    *gcp_rules.RULES,
+    *stack_rules.RULES,
+    *protection_rules.RULES,
+]
 RULES_BY_NAME: dict[str, Rule] = {rule.name: rule for rule in RULES}
 if len(RULES_BY_NAME) != len(RULES):
     raise RuntimeError("duplicate policy names in the groundwork pack")

@@ -4,7 +4,8 @@
 Usage: python3 scripts/pr_comment.py DIR --head-sha SHA --result RESULT --run-url URL > body.md
 
 DIR holds what each preview job uploaded, per stack: ``cost-STACK.md`` (the offline cost
-diff), ``preview-STACK.txt`` (the whole `pulumi preview` output) and
+diff), ``replace-STACK.md`` (what the change replaces or destroys, docs/plan-diff.md),
+``preview-STACK.txt`` (the whole `pulumi preview` output) and
 ``preview-STACK.status`` (its exit code). Any of them may be missing when a job failed
 early; the comment still posts and says so.
 
@@ -104,9 +105,15 @@ def stack_verdicts(inputs: Inputs, stack: str) -> str:
     return f"\n#### Policy verdicts\n```\n{tail(verdicts, VERDICT_BUDGET, inputs.run_url)}\n```\n"
 
 
+def stack_replacements(inputs: Inputs, stack: str) -> str:
+    """``replace-STACK.md``: what the change replaces or destroys (docs/plan-diff.md)."""
+    diff = (inputs.read(f"replace-{stack}.md") or "").strip()
+    return f"\n{diff}\n" if diff else ""
+
+
 Section = Callable[[Inputs, str], str]
 # Per-stack sections, in order; the preview text itself is added last, to fit.
-SECTIONS: list[Section] = [stack_summary, stack_verdicts]
+SECTIONS: list[Section] = [stack_summary, stack_replacements, stack_verdicts]
 
 
 def build(inputs: Inputs) -> str:

@@ -322,6 +322,7 @@ def build(settings: Settings) -> AwsOutputs:
             db_max_connections=int(approx_max_connections(settings.db_instance_class) * 0.8),
             db_freeable_memory_bytes=instance_memory_bytes(settings.db_instance_class) * 0.1,
             db_proxy_name=database.proxy_name,
+            nat_gateways=network.nat_gateway_count,
             service_max_counts={"api": settings.api_max_count, "worker": settings.worker_max_count},
             cache_cluster_ids=cache.member_cluster_ids,
             broker_name=broker.broker_name if broker else None,

@@ -105,6 +105,8 @@ def test_preview_runs_on_pull_requests_with_the_policy_pack_for_both_stacks() ->
         assert (ROOT / "policies" / "config" / f"{stack}.json").is_file()
     assert 'groundwork plan "${STACK}" --json' in script
     assert "groundwork cost-diff" in script
+    # The replacement diff (docs/plan-diff.md) next to the cost diff.
+    assert '--against "${RUNNER_TEMP}/base.json" --markdown' in script
     comment = preview["jobs"]["comment"]
     assert comment["permissions"] == {"contents": "read", "pull-requests": "write"}
     assert "groundwork-preview" in run_text(comment)

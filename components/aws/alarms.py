@@ -55,6 +55,9 @@ class AlarmsArgs:
     db_proxy_name: pulumi.Input[str] | None = None
     db_freeable_memory_bytes: float | None = None
     """Alarm when RDS FreeableMemory drops below this (e.g. 10 % of the class's memory)."""
+    nat_gateways: int = 0
+    """NAT gateways in the VPC: > 0 adds an alarm on ErrorPortAllocation (source-port
+    exhaustion: new outbound connections fail)."""
     cache_replication_lag_seconds: float = 30.0
     broker_memory_percent: float = 80.0
     """Of the RabbitMQ memory high watermark: at 100 % the broker blocks every publisher."""
@@ -422,6 +425,28 @@ class Alarms(pulumi.ComponentResource):
             assert args.broker_name is not None
             return {"Broker": args.broker_name, "VirtualHost": args.queue_vhost, "Queue": queue}
 
+        if args.nat_gateways:
+            # A Metrics Insights query: one alarm over every NAT gateway of the region,
+            # whose IDs the alarm need not know (alarms cannot use SEARCH; they can use
+            # Metrics Insights: cloudwatch-metrics-insights-alarms.html).
+            alarm(
+                "nat-port-allocation",
+                "A NAT gateway ran out of source ports (ErrorPortAllocation): outbound "
+                "connections fail",
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+                evaluation_periods=1,
+                metric_queries=[
+                    {
+                        "id": "errors",
+                        "label": "ErrorPortAllocation (all NAT gateways)",
+                        "return_data": True,
+                        "period": 60,
+                        "expression": "SELECT SUM(ErrorPortAllocation) "
+                        'FROM SCHEMA("AWS/NATGateway", NatGatewayId)',
+                    }
+                ],
+            )
         broker = {"Broker": args.broker_name}
         alarm(
             "broker-memory",

@@ -67,7 +67,11 @@ class AppSecrets(pulumi.ComponentResource):
                     parent=self, protect=args.protect, retain_on_delete=args.protect
                 ),
             )
-            self.secret_arns[secret] = self.store(secret, value.result, f"generated {secret}")
+            # Generated once; afterwards rotations write the value in Secrets Manager
+            # ('NEW OLD' during the overlap, docs/runbook.md) and Pulumi leaves it alone.
+            self.secret_arns[secret] = self.store(
+                secret, value.result, f"generated {secret}", operator_owned=True
+            )
         for secret in args.operator_supplied:
             self.secret_arns[secret] = self.store(
                 secret,

@@ -7,6 +7,7 @@ stderr without a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from enum import StrEnum
@@ -79,24 +80,53 @@ def plan(
             "--json", help="Print the plan as JSON (schema: groundwork/plan/plan.schema.json)."
         ),
     ] = False,
+    against: Annotated[
+        Path | None,
+        typer.Option(
+            "--against",
+            metavar="BASE.json",
+            help="An earlier `groundwork plan --json`: show what this plan creates, updates, "
+            "replaces (and why) or deletes relative to it, data loss first (docs/plan-diff.md).",
+        ),
+    ] = None,
+    markdown: Annotated[
+        bool,
+        typer.Option("--markdown", help="With --against: print only the diff, as Markdown."),
+    ] = False,
 ) -> None:
     """Show what STACK creates, whether it passes policy and what it costs: offline."""
+    from groundwork.plan.plandiff import compare, diff_json, diff_markdown, load_base, render_diff
     from groundwork.plan.program import PlanError, load_stack_config, parse_overrides, plan_program
     from groundwork.plan.render import render
-    from groundwork.plan.report import build_report, to_json
+    from groundwork.plan.replacement import snapshots
+    from groundwork.plan.report import build_report, to_json_dict
 
     _quiet_mock_runtime()
     try:
+        if markdown and against is None:
+            raise PlanError("--markdown needs --against BASE.json")
+        if markdown and json_output:
+            raise PlanError("--markdown and --json are exclusive")
+        base = load_base(against) if against is not None else None
         config = load_stack_config(
             stack, overrides=parse_overrides(set_ or []), cloud=_cloud(cloud)
         )
         report = build_report(plan_program(config), policy_runner=POLICY_RUNNER)
     except (PlanError, PriceTableError) as exc:
         raise fail(str(exc)) from None
-    if json_output:
-        typer.echo(to_json(report))
+    result = compare(base, snapshots(report.planned.run)) if base is not None else None
+    if markdown and base is not None and result is not None:
+        typer.echo(diff_markdown(base, result), nl=False)
+    elif json_output:
+        data = to_json_dict(report)
+        if base is not None and result is not None:
+            data["diff"] = diff_json(base, result)
+        typer.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
-        render(report, Console(highlight=False))
+        console = Console(highlight=False)
+        if base is not None and result is not None:
+            console.print(render_diff(base, result))
+        render(report, console)
     if report.exit_code:
         raise typer.Exit(EXIT_POLICY_FAILED)
 

@@ -16,6 +16,7 @@ from groundwork.plan.inventory import Inventory, Node, build_inventory
 from groundwork.plan.policy import PolicyOutcome, PolicyRunner, evaluate
 from groundwork.plan.pricing import CostReport, PriceTable, ResourceCost, estimate
 from groundwork.plan.program import PlanError, PlannedRun, _program_location
+from groundwork.plan.replacement import snapshots
 
 SCHEMA_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
@@ -159,6 +160,9 @@ def to_json_dict(report: PlanReport) -> dict[str, Any]:
             ],
             "assumptions": dict(sorted(costs.assumptions.items())),
         },
+        # Inputs (secrets redacted) and options of every resource: what
+        # `groundwork plan --against` compares (groundwork/plan/replacement.py).
+        "resources": [s.to_json() for s in snapshots(planned.run)],
         "exit_code": report.exit_code,
     }
 

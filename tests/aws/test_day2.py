@@ -261,3 +261,74 @@ def test_public_subnets_meet_the_alb_minimum(staging: ProgramRun) -> None:
     assert public
     for subnet in public:
         assert ipaddress.ip_network(subnet.inputs["cidrBlock"]).prefixlen <= 27
+
+
+def test_production_migrate_reaches_the_instance_and_the_broker_console(
+    production: ProgramRun, helpers: Any
+) -> None:
+    """End-to-end IAM on the proxy admits IAM-enabled roles only: migrate (the master
+    user) goes to the instance directly; it alone reaches the management API on 443."""
+    groups = helpers.ids_by_name(production, "aws:ec2/securityGroup:SecurityGroup")
+    edges = {
+        (
+            groups[r.inputs["securityGroupId"]],
+            groups[r.inputs["referencedSecurityGroupId"]],
+            r.inputs["fromPort"],
+        )
+        for r in production.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+        if r.inputs.get("referencedSecurityGroupId") in groups
+    }
+    p = "groundwork-production"
+    into = lambda target: {(src, port) for dst, src, port in edges if dst == target}  # noqa: E731
+    assert into(f"{p}-db-sg") == {(f"{p}-db-proxy-sg", 5432), (f"{p}-fw-migrate", 5432)}
+    assert into(f"{p}-db-proxy-sg") == {(f"{p}-fw-{s}", 5432) for s in ("api", "worker", "relay")}
+    assert (f"{p}-fw-migrate", 443) in into(f"{p}-mq-sg")
+    assert {src for src, port in into(f"{p}-mq-sg") if port == 443} == {f"{p}-fw-migrate"}
+
+
+# --- 10. backups in a second region, pinned CA ----------------------------------------------
+
+
+def test_production_replicates_backups_to_the_paired_region(
+    production: ProgramRun, staging: ProgramRun
+) -> None:
+    # The replication resource is created in the destination region, with a KMS key of
+    # that region: RDS cannot use a key across regions (USER_ReplicateBackups.html).
+    replication = production.one(
+        "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
+    )
+    instance = production.one("aws:rds/instance:Instance")
+    assert replication.inputs["sourceDbInstanceArn"] == instance.state["arn"]
+    providers = {p.urn: p for p in production.of_type("pulumi:providers:aws")}
+    # A provider reference is "<provider urn>::<provider id>".
+    dr = providers[replication.provider.rsplit("::", 1)[0]]
+    assert dr.inputs["region"] == "us-west-2"
+    key = next(
+        k
+        for k in production.of_type("aws:kms/key:Key")
+        if k.state["arn"] == replication.inputs["kmsKeyId"]
+    )
+    assert key.provider.rsplit("::", 1)[0] == dr.urn
+    assert replication.inputs["retentionPeriod"] == instance.inputs["backupRetentionPeriod"]
+    assert (
+        staging.of_type(
+            "aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication"
+        )
+        == []
+    )
+
+
+def test_a_region_without_a_known_pair_must_name_one(helpers: Any) -> None:
+    error = helpers.run_failing(
+        "production",
+        {**AWS_CONFIG, "aws:region": "me-central-1", "groundwork:environment": "production"},
+        helpers.CountingMocks(),
+    )
+    assert isinstance(error, ConfigError) and "groundwork:dbBackupRegion" in str(error)
+
+
+def test_the_rds_ca_is_pinned(staging: ProgramRun) -> None:
+    # Unpinned, RDS applies the region's current default CA, which AWS rotates.
+    assert (
+        staging.one("aws:rds/instance:Instance").inputs["caCertIdentifier"] == "rds-ca-rsa2048-g1"
+    )

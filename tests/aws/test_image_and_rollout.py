@@ -217,7 +217,13 @@ def test_blue_green_scales_on_requests_per_running_task(blue_green: ProgramRun) 
 
 
 def test_blue_green_passes_the_policy_pack_and_is_priced(blue_green: ProgramRun) -> None:
-    blocked = mandatory_violations(run_policies(blue_green, environment="production"))
+    blocked = [
+        v
+        for v in mandatory_violations(run_policies(blue_green, environment="production"))
+        # Asserted by tests/plan/test_protection_policy.py (strict xfail until issue 16
+        # protects the data stores); drop this filter with that xfail.
+        if v.rule != "aws-pulumi-datastore-protected"
+    ]
     assert blocked == [], format_verdicts(blocked)
     report = estimate(blue_green, cloud="aws", region="us-east-1", tier="production")
     assert [r.type for r in report.not_priced] == []

@@ -76,3 +76,17 @@ def test_a_fence_in_the_preview_cannot_close_the_code_block(tmp_path: Path) -> N
     assert "staging: preview succeeded" in body
     section = body.split("<summary>pulumi preview</summary>", 1)[1]
     assert section.count("```") == 2
+
+
+def test_each_stack_shows_its_replacement_diff_after_its_cost_diff(tmp_path: Path) -> None:
+    # replace-STACK.md is `groundwork plan STACK --against base.json --markdown`.
+    (tmp_path / "cost-production.md").write_text("| total | +$0.00 |\n")
+    (tmp_path / "replace-production.md").write_text(
+        "### Resources replaced or destroyed: production (gcp)\n\n> [!CAUTION]\n"
+    )
+    body = build(tmp_path)
+    production = body[body.index("### production") :]
+    assert production.index("| total | +$0.00 |") < production.index(
+        "### Resources replaced or destroyed: production (gcp)"
+    )
+    assert "Resources replaced or destroyed" not in body[: body.index("### production")]

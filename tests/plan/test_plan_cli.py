@@ -177,6 +177,7 @@ def test_json_is_deterministic_and_matches_the_schema(tiny, monkeypatch) -> None
         "inventory",
         "kind",
         "notes",
+        "resources",
         "schema_version",
         "stack",
         "verdicts",

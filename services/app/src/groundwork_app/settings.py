@@ -28,6 +28,7 @@ KNOWN_INSECURE_VALUES = frozenset(
 # Every development-only value in the repository's .env.example files starts with this.
 DEV_ONLY_PREFIX = "dev-only-"
 MIN_SECRET_LENGTH = 32
+MAX_ROTATION_KEYS = 2
 
 
 class Environment(StrEnum):
@@ -267,7 +268,9 @@ class Settings(BaseSettings):
     )
     jwt_secret: SecretStr = Field(
         default=SecretStr("changethis"),
-        description="HS256 signing secret (>= 32 chars outside development).",
+        description="HS256 signing secret (>= 32 chars outside development). During a "
+        "rotation: 'NEW OLD' (space-separated): tokens are signed with NEW and verified "
+        "with either, so tokens issued before the rotation keep working until they expire.",
         json_schema_extra=_deploy("secret"),
     )
     jwt_jwks_url: str = Field(default="", description="JWKS URL for RS256 tokens.")
@@ -275,7 +278,8 @@ class Settings(BaseSettings):
     jwt_audience: str = Field(default="groundwork-api", json_schema_extra=_deploy("env"))
     webhook_secret: SecretStr = Field(
         default=SecretStr("changethis"),
-        description="HMAC-SHA256 key of the signed webhook endpoint.",
+        description="HMAC-SHA256 key of the signed webhook endpoint. During a rotation: "
+        "'NEW OLD' (space-separated): signatures made with either are accepted.",
         json_schema_extra=_deploy("secret"),
     )
     webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
@@ -454,6 +458,16 @@ class Settings(BaseSettings):
         return self.llm_timeout_seconds * tries + self.llm_retry_max_seconds * (tries - 1)
 
     @property
+    def jwt_keys(self) -> list[str]:
+        """HS256 keys: the first signs, every one verifies (rotation overlap)."""
+        return rotation_keys(self.jwt_secret)
+
+    @property
+    def webhook_keys(self) -> list[str]:
+        """Webhook HMAC keys: a signature by any of them is accepted (rotation overlap)."""
+        return rotation_keys(self.webhook_secret)
+
+    @property
     def is_deployed(self) -> bool:
         return self.app_env in (Environment.STAGING, Environment.PRODUCTION)
 
@@ -501,16 +515,27 @@ class Settings(BaseSettings):
         elif self.queue_backend is QueueBackend.PUBSUB and not self.pubsub_push_audience:
             problems.append("PUBSUB_PUSH_AUDIENCE must be set so push tokens are verified")
         for name, secret in secrets.items():
-            value = secret.get_secret_value()
-            if value.lower() in KNOWN_INSECURE_VALUES or value.startswith(DEV_ONLY_PREFIX):
-                problems.append(f"{name} is empty or a documented example value; set a real secret")
-            elif name in ("JWT_SECRET", "WEBHOOK_SECRET") and len(value) < MIN_SECRET_LENGTH:
-                problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
+            rotating = name in ("JWT_SECRET", "WEBHOOK_SECRET")
+            values = rotation_keys(secret) if rotating else [secret.get_secret_value()]
+            if rotating and len(values) > MAX_ROTATION_KEYS:
+                problems.append(f"{name} holds {len(values)} keys; at most 'NEW OLD'")
+            for value in values or [""]:
+                if value.lower() in KNOWN_INSECURE_VALUES or value.startswith(DEV_ONLY_PREFIX):
+                    problems.append(
+                        f"{name} is empty or a documented example value; set a real secret"
+                    )
+                elif rotating and len(value) < MIN_SECRET_LENGTH:
+                    problems.append(f"{name} must be at least {MIN_SECRET_LENGTH} characters")
         if problems:
             raise ValueError(
                 f"refusing to start with APP_ENV={self.app_env.value}: " + "; ".join(problems)
             )
         return self
+
+
+def rotation_keys(secret: SecretStr) -> list[str]:
+    """The whitespace-separated keys of a rotating secret, newest first."""
+    return secret.get_secret_value().split()
 
 
 @lru_cache(maxsize=1)

@@ -112,9 +112,10 @@ class TokenVerifier:
         self._algorithm = settings.jwt_algorithm
         self._issuer = settings.jwt_issuer
         self._audience = settings.jwt_audience
-        self._secret = settings.jwt_secret.get_secret_value()
+        # Newest first; during a rotation the previous key still verifies.
+        self._secrets = settings.jwt_keys
         self._jwks = JwksKeys(settings.jwt_jwks_url) if settings.jwt_algorithm == "RS256" else None
-        if self._jwks is None and not self._secret:
+        if self._jwks is None and not self._secrets:
             raise ValueError("JWT_SECRET must be set when JWT_ALGORITHM=HS256")
         # Verified tokens until they expire: a client reusing its token skips the
         # signature check. Only successfully verified tokens ever get in.
@@ -135,22 +136,19 @@ class TokenVerifier:
         return principal
 
     async def _decode(self, token: str) -> dict[str, Any]:
-        key: Any = self._secret
+        keys: list[Any] = list(self._secrets)
         try:
             if self._jwks is not None:
                 kid = jwt.get_unverified_header(token).get("kid")
                 if not isinstance(kid, str) or not kid:
                     raise InvalidTokenError("token header has no key id (kid)")
-                key = (await self._jwks.key(kid)).key
-            return jwt.decode(
-                token,
-                key,
-                algorithms=[self._algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
-                leeway=LEEWAY_SECONDS,
-                options={"require": ["exp", "iss", "aud", "sub"]},
-            )
+                keys = [(await self._jwks.key(kid)).key]
+            for key in keys[:-1]:
+                try:
+                    return self._decode_with(token, key)
+                except jwt.InvalidSignatureError:
+                    continue  # signed with an older key of the rotation
+            return self._decode_with(token, keys[-1])
         except jwt.ExpiredSignatureError:
             raise InvalidTokenError("token expired") from None
         except jwt.InvalidAudienceError:
@@ -161,6 +159,18 @@ class TokenVerifier:
             raise InvalidTokenError(f"token lacks the {exc.claim!r} claim") from None
         except jwt.InvalidTokenError:
             raise InvalidTokenError("token is malformed or its signature is invalid") from None
+
+    def _decode_with(self, token: str, key: Any) -> dict[str, Any]:
+        decoded: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[self._algorithm],
+            audience=self._audience,
+            issuer=self._issuer,
+            leeway=LEEWAY_SECONDS,
+            options={"require": ["exp", "iss", "aud", "sub"]},
+        )
+        return decoded
 
 
 def _principal(claims: dict[str, Any]) -> Principal:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Request
@@ -59,9 +60,16 @@ def _invalid(message: str, code: str = "invalid_signature") -> ApiError:
 
 
 def verify_signature(
-    header: str | None, body: bytes, secret: str, tolerance: int, now: float | None = None
+    header: str | None,
+    body: bytes,
+    secret: str | Sequence[str],
+    tolerance: int,
+    now: float | None = None,
 ) -> str:
-    """Return the matching signature; raise a 401 ApiError otherwise."""
+    """Return the matching signature; raise a 401 ApiError otherwise.
+
+    ``secret``: one key, or the keys of a rotation (a signature by any of them matches).
+    """
     if not header:
         raise _invalid(f"The {SIGNATURE_HEADER} header is required (t=<unix>,v1=<hex>).")
     timestamp: int | None = None
@@ -80,11 +88,13 @@ def verify_signature(
             f"Signature timestamp is more than {tolerance}s from the server time.",
             "signature_expired",
         )
-    expected = sign(secret, timestamp, body)
+    keys = secret.split() if isinstance(secret, str) else list(secret)
+    expected = [sign(key, timestamp, body).encode() for key in keys]
     matched = None
-    for candidate in candidates:  # every candidate compared: no early exit to time
-        if hmac.compare_digest(candidate.encode(), expected.encode()):
-            matched = candidate
+    for candidate in candidates:  # every pair compared: no early exit to time
+        for signature in expected:
+            if hmac.compare_digest(candidate.encode(), signature):
+                matched = candidate
     if matched is None:
         raise _invalid("Signature does not match the body.")
     return matched
@@ -123,7 +133,7 @@ async def webhook_job(
     signature = verify_signature(
         x_signature,
         body,
-        settings.webhook_secret.get_secret_value(),
+        settings.webhook_keys,
         settings.webhook_tolerance_seconds,
     )
     await services.webhook_limiter.check(WEBHOOK_CLIENT_ID)
