@@ -280,6 +280,8 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "workerSpot": True,
         "apiSpot": True,
         "relaySpot": True,
+        # Fargate Spot runs x86_64 only, and saves more than Graviton (docs/cost-model.md).
+        "cpuArchitecture": "x86_64",
         "ecsExec": True,
         "waf": False,
         "edgeLoadBalancer": False,
