@@ -52,6 +52,9 @@ KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {
     ("gcp", "production", "gcpProject"): _UNPROTECTED,
     ("gcp", "production", "secretReplication"): _SECRETS,
     ("gcp", "staging", "secretReplication"): _SECRETS,
+    ("aws", "staging", "queue"): "issue 21: queue=rabbitmq deletes the SQS queues and their "
+    "KMS key (only the messages of the deleted queues were encrypted with it; drain first, "
+    "docs/deploy-aws.md)",
     ("aws", "production", "waf"): "issue 16: the WAF log group (retained request logs) is "
     "not protected in production: waf=false deletes it",
 }
