@@ -162,6 +162,14 @@ class GroundworkMocks(pulumi.runtime.Mocks):
                 "json": json.dumps({"Version": "2012-10-17", "Statement": statements}),
                 "id": "policy",
             }, []
+        if token == "aws:ssm/getParameter:getParameter":
+            # The public AMI parameters (NAT instance) name an image id.
+            return {
+                "name": args.args.get("name", ""),
+                "value": "ami-0123456789abcdef0",
+                "type": "String",
+                "id": args.args.get("name", ""),
+            }, []
         if token.startswith("gcp:organizations/getProject"):
             return {
                 "projectId": self.gcp_project,
@@ -300,6 +308,11 @@ def _gcp_registry(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> 
     return {"registryUri": f"europe-west1-docker.pkg.dev/{m.gcp_project}/{args.name}"}
 
 
+def _aws_sqs(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
+    name = str(args.inputs.get("name") or args.name)
+    return {"url": f"https://sqs.{m.region}.amazonaws.com/{FAKE_ACCOUNT}/{name}"}
+
+
 def _random_id(args: pulumi.runtime.MockResourceArgs, m: GroundworkMocks) -> dict[str, Any]:
     # Derived from the inputs (keepers included) like a real RandomId is renewed with
     # them: a name suffix then changes exactly when its keepers do, which is what
@@ -329,6 +342,8 @@ _COMPUTED: dict[
     "aws:lb/targetGroup:TargetGroup": _aws_tg,
     "aws:elasticache/replicationGroup:ReplicationGroup": _aws_redis,
     "aws:mq/broker:Broker": _aws_broker,
+    "aws:sqs/queue:Queue": _aws_sqs,
+    "aws:ec2/instance:Instance": lambda a, m: {"primaryNetworkInterfaceId": f"eni-{a.name}"},
     "aws:ecr/repository:Repository": _aws_ecr,
     "docker:index/image:Image": _docker_image,
     "gcp:sql/databaseInstance:DatabaseInstance": _gcp_sql,

@@ -50,8 +50,13 @@ class AwsOutputs(CommonOutputs):
     db_instance_identifier: Text
     ecr_repository_url: Text
     alarm_topic_arn: Text
-    broker_id: Text
+    queue_backend: Literal["rabbitmq", "sqs"]
+    broker_id: Text | None
+    """Amazon MQ broker (groundwork:queue = rabbitmq); None with SQS."""
     dlq_name: Text
+    queue_url: Text | None
+    """SQS work queue (groundwork:queue = sqs); None with Amazon MQ."""
+    dlq_url: Text | None
     secret_arns: TextMap
     log_group_names: TextMap
 
@@ -87,8 +92,11 @@ OutputName: TypeAlias = Literal[
     "db_instance_identifier",
     "ecr_repository_url",
     "alarm_topic_arn",
+    "queue_backend",
     "broker_id",
     "dlq_name",
+    "queue_url",
+    "dlq_url",
     "secret_arns",
     "log_group_names",
     "project",

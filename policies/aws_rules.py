@@ -31,6 +31,8 @@ RDS_PARAMETER_GROUP = "aws:rds/parameterGroup:ParameterGroup"
 RDS_PROXY = "aws:rds/proxy:Proxy"
 REDIS_GROUP = "aws:elasticache/replicationGroup:ReplicationGroup"
 MQ_BROKER = "aws:mq/broker:Broker"
+SQS_QUEUE = "aws:sqs/queue:Queue"
+EC2_INSTANCE = "aws:ec2/instance:Instance"
 SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
 SECURITY_GROUP_RULE = "aws:ec2/securityGroupRule:SecurityGroupRule"
 VPC_INGRESS_RULE = "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
@@ -96,6 +98,8 @@ TAGGABLE_TYPES: tuple[str, ...] = (
     "aws:elasticache/parameterGroup:ParameterGroup",
     MQ_BROKER,
     "aws:mq/configuration:Configuration",
+    SQS_QUEUE,
+    EC2_INSTANCE,
     SECRET,
     KMS_KEY,
     ECR_REPOSITORY,
@@ -271,6 +275,25 @@ def _mq_logs(s: Subject) -> Iterator[str]:
 def _mq_minor_upgrades(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("autoMinorVersionUpgrade")):
         yield f"Broker {s.name} does not take automatic minor version upgrades."
+
+
+# -- SQS and EC2 instances ------------------------------------------------------------
+
+
+def _sqs_encrypted(s: Subject) -> Iterator[str]:
+    if not s.props.get("kmsMasterKeyId") and not _true(s.props.get("sqsManagedSseEnabled")):
+        # New queues default to SSE-SQS, but only a stated setting is checked and kept.
+        yield f"Queue {s.name} names no encryption (kms_master_key_id or SSE-SQS)."
+
+
+def _instance_imdsv2(s: Subject) -> Iterator[str]:
+    if get(s.props, "metadataOptions.httpTokens") != "required":
+        yield f"Instance {s.name} accepts IMDSv1 (metadata_options.http_tokens is not required)."
+
+
+def _instance_volume_encrypted(s: Subject) -> Iterator[str]:
+    if not _true(get(s.props, "rootBlockDevice.encrypted")):
+        yield f"Instance {s.name} has an unencrypted root volume."
 
 
 # -- EC2 networking -------------------------------------------------------------------
@@ -794,6 +817,34 @@ RULES: list[Rule] = [
         "Set auto_minor_version_upgrade=True.",
         control="MQ.3",
         check=_mq_minor_upgrades,
+    ),
+    Rule(
+        "aws-sqs-queue-encrypted",
+        "SQS queues are encrypted at rest (SSE-KMS, or SSE-SQS stated explicitly).",
+        (SQS_QUEUE,),
+        Severity.HIGH,
+        "Set kms_master_key_id (components/aws/job_queue_sqs.py does) or "
+        "sqs_managed_sse_enabled=True.",
+        control="SQS.1",
+        check=_sqs_encrypted,
+    ),
+    Rule(
+        "aws-ec2-instance-imdsv2",
+        "EC2 instances require IMDSv2 (session tokens) for the instance metadata service.",
+        (EC2_INSTANCE,),
+        Severity.HIGH,
+        "Set metadata_options={'http_tokens': 'required'}.",
+        control="EC2.8",
+        check=_instance_imdsv2,
+    ),
+    Rule(
+        "aws-ec2-instance-volume-encrypted",
+        "EC2 instances' root volumes are encrypted.",
+        (EC2_INSTANCE,),
+        Severity.HIGH,
+        "Set root_block_device={'encrypted': True, ...}.",
+        control="EC2.3",
+        check=_instance_volume_encrypted,
     ),
     Rule(
         "aws-ec2-securitygroup-no-public-ingress",

@@ -47,6 +47,7 @@ from components.aws.container_service import (
     fargate_memory_options,
 )
 from components.aws.database import app_connect_statement
+from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
@@ -58,10 +59,13 @@ from stacks.config import (
     resource_prefix,
 )
 from stacks.rds_ca import proxy_root_cas, rds_root_ca
-from stacks.service_env import application_env, token_claims
+from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
 
 QUEUE_NAME = "jobs"
 DLQ_NAME = "jobs.dlq"
+# SQS_VISIBILITY_TIMEOUT_SECONDS and the queue's default visibility: above the job's
+# deadline with the stacks' LLM settings (30 s timeout x 4 tries + 3 backoffs of <= 5 s).
+SQS_VISIBILITY_TIMEOUT_SECONDS = 300
 # asyncpg statement cache when tasks connect to PostgreSQL directly (no RDS Proxy).
 DIRECT_STATEMENT_CACHE = 100
 CONTAINER_PORT = 8000
@@ -71,6 +75,7 @@ ContainerDefinition.stopTimeout, "Max value is 120 seconds" on Fargate)."""
 SHUTDOWN_TIMEOUT_SECONDS = 100
 """The app's drain of in-flight LLM calls (SHUTDOWN_TIMEOUT_SECONDS): ends 20 s before
 the SIGKILL so unfinished messages are nacked and connections closed in time."""
+IMAGE_PLATFORMS = {"x86_64": "linux/amd64", "arm64": "linux/arm64"}
 
 
 def build(settings: Settings) -> AwsOutputs:
@@ -182,26 +187,38 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
-    broker = Broker(
-        f"{prefix}-mq",
-        BrokerArgs(
-            vpc_id=network.vpc_id,
-            subnet_ids=network.private_subnet_ids,
-            client_security_group_ids=app_tasks,
-            secrets_kms_key_arn=secrets.kms_key_arn,
-            broker_name=f"{prefix}-broker",
-            management_client_security_group_ids={"migrate": tasks["migrate"]},
-            protect=protect,
-            instance_type=settings.broker_instance_type,
-            deployment_mode=(
-                DeploymentMode.CLUSTER_MULTI_AZ
-                if settings.broker_cluster
-                else DeploymentMode.SINGLE_INSTANCE
+    broker: Broker | None = None
+    queue: JobQueue | None = None
+    if settings.queue == "sqs":
+        queue = JobQueue(
+            f"{prefix}-queue",
+            JobQueueArgs(
+                delivery_limit=DELIVERY_ATTEMPTS,
+                visibility_timeout_seconds=SQS_VISIBILITY_TIMEOUT_SECONDS,
             ),
-            secret_recovery_window_days=recovery_days,
-        ),
-        opts=opts,
-    )
+            opts=opts,
+        )
+    else:
+        broker = Broker(
+            f"{prefix}-mq",
+            BrokerArgs(
+                vpc_id=network.vpc_id,
+                subnet_ids=network.private_subnet_ids,
+                client_security_group_ids=app_tasks,
+                secrets_kms_key_arn=secrets.kms_key_arn,
+                broker_name=f"{prefix}-broker",
+                management_client_security_group_ids={"migrate": tasks["migrate"]},
+                protect=protect,
+                instance_type=settings.broker_instance_type,
+                deployment_mode=(
+                    DeploymentMode.CLUSTER_MULTI_AZ
+                    if settings.broker_cluster
+                    else DeploymentMode.SINGLE_INSTANCE
+                ),
+                secret_recovery_window_days=recovery_days,
+            ),
+            opts=opts,
+        )
 
     alb = PublicLoadBalancer(
         f"{prefix}-edge",
@@ -222,25 +239,30 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
-    environment = service_environment(settings, database, cache, broker, instance_ca)
-    secret_refs = {
+    environment = service_environment(settings, database, cache, broker, instance_ca, queue)
+    secret_refs: dict[str, pulumi.Input[str]] = {
         # The master password, for migrate alone; the others authenticate with IAM tokens.
         "DB_PASSWORD": database.master_secret_arn.apply(lambda arn: f"{arn}:password::"),
         "REDIS_PASSWORD": cache.auth_secret_arn,
-        "RABBITMQ_PASSWORD": broker.credentials_secret_arn.apply(lambda a: f"{a}:password::"),
-        # The broker administrator, for migrate alone (it creates the application user).
-        "RABBITMQ_ADMIN_PASSWORD": broker.admin_secret_arn.apply(lambda a: f"{a}:password::"),
         "JWT_SECRET": secrets.secret_arns["jwt-secret"],
         "WEBHOOK_SECRET": secrets.secret_arns["webhook-secret"],
         "LLM_API_KEY": secrets.secret_arns["llm-api-key"],
     }
-    secret_arns = {
+    secret_arns: dict[str, pulumi.Input[str]] = {
         **secrets.secret_arns,
         "db-master": database.master_secret_arn,
         "cache-auth": cache.auth_secret_arn,
-        "broker-credentials": broker.credentials_secret_arn,
-        "broker-admin": broker.admin_secret_arn,
     }
+    if broker is not None:
+        secret_refs["RABBITMQ_PASSWORD"] = broker.credentials_secret_arn.apply(
+            lambda a: f"{a}:password::"
+        )
+        # The broker administrator, for migrate alone (it creates the application user).
+        secret_refs["RABBITMQ_ADMIN_PASSWORD"] = broker.admin_secret_arn.apply(
+            lambda a: f"{a}:password::"
+        )
+        secret_arns["broker-credentials"] = broker.credentials_secret_arn
+        secret_arns["broker-admin"] = broker.admin_secret_arn
 
     app = ContainerService(
         f"{prefix}-app",
@@ -255,16 +277,23 @@ def build(settings: Settings) -> AwsOutputs:
             secrets=secret_refs,
             secret_arns=list(secret_arns.values()),
             process_environment={"migrate": migrate_environment(database, instance_ca)},
-            migrate_only_secrets=frozenset({"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}),
+            migrate_only_secrets=frozenset({"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"})
+            & set(secret_refs),
             task_policy_statements=[
-                database.app_connect_arn.apply(lambda arn: app_connect_statement([arn]))
+                database.app_connect_arn.apply(lambda arn: app_connect_statement([arn])),
+                *(queue.task_statements(region) if queue else []),
             ],
             kms_key_arns=[secrets.kms_key_arn, database.kms_key_arn],
-            broker_name=broker.broker_name,
+            broker_name=broker.broker_name if broker else None,
+            sqs_queue_name=queue.queue_name if queue else None,
+            cpu_architecture=settings.cpu_architecture.upper(),
             image=(
                 PrebuiltImage(settings.image_uri)
                 if settings.image_uri
-                else ImageSource(tag=None if settings.image_tag == "latest" else settings.image_tag)
+                else ImageSource(
+                    tag=None if settings.image_tag == "latest" else settings.image_tag,
+                    platform=IMAGE_PLATFORMS[settings.cpu_architecture],
+                )
             ),
             api=ProcessSize(
                 settings.api_cpu,
@@ -286,6 +315,8 @@ def build(settings: Settings) -> AwsOutputs:
             # latency of queueing, past which another task pays for itself.
             worker_backlog_per_task=2.0 * settings.worker_slots,
             worker_spot=settings.worker_spot,
+            api_spot=settings.api_spot,
+            relay_spot=settings.relay_spot,
             ecs_exec=settings.ecs_exec,
             log_retention_days=settings.log_retention_days,
             log_kms_key_arn=logs_key.key_arn,
@@ -317,7 +348,9 @@ def build(settings: Settings) -> AwsOutputs:
             nat_gateways=network.nat_gateway_count,
             service_max_counts={"api": settings.api_max_count, "worker": settings.worker_max_count},
             cache_cluster_ids=cache.member_cluster_ids,
-            broker_name=broker.broker_name,
+            broker_name=broker.broker_name if broker else None,
+            sqs_queue_name=queue.queue_name if queue else None,
+            sqs_dlq_name=queue.dlq_name if queue else None,
             email=settings.alarm_email,
             queue_name=QUEUE_NAME,
             dlq_name=DLQ_NAME,
@@ -354,18 +387,26 @@ def build(settings: Settings) -> AwsOutputs:
         "jwt_issuer": claims["jwt_issuer"],
         "jwt_audience": claims["jwt_audience"],
         "alarm_topic_arn": alarms.topic_arn,
-        "broker_id": broker.broker_id,
-        "dlq_name": DLQ_NAME,
+        "queue_backend": "sqs" if queue else "rabbitmq",
+        "broker_id": broker.broker_id if broker else None,
+        "dlq_name": queue.dlq_name if queue else DLQ_NAME,
+        "queue_url": queue.queue_url if queue else None,
+        "dlq_url": queue.dlq_url if queue else None,
         "secret_arns": secret_arns,
         "log_group_names": {**app.log_group_names, "vpc-flow-logs": network.flow_log_group_name},
     }
 
 
 def service_environment(
-    settings: Settings, database: Database, cache: Cache, broker: Broker, instance_ca: str
+    settings: Settings,
+    database: Database,
+    cache: Cache,
+    broker: Broker | None,
+    instance_ca: str,
+    queue: JobQueue | None = None,
 ) -> dict[str, pulumi.Input[str]]:
     """Plain configuration of every process: exactly the contract's ``env`` names."""
-    return {
+    common: dict[str, pulumi.Input[str]] = {
         **application_env(settings),
         "DB_HOST": database.address,
         # DB_HOST is an endpoint name that the server's certificate carries: the instance's
@@ -381,8 +422,20 @@ def service_environment(
         "DB_STATEMENT_CACHE_SIZE": "0" if settings.db_proxy else str(DIRECT_STATEMENT_CACHE),
         "REDIS_HOST": cache.primary_endpoint,
         "REDIS_PORT": str(cache.port),
-        "QUEUE_BACKEND": "rabbitmq",
         "QUEUE_NAME": QUEUE_NAME,
+    }
+    if queue is not None:
+        return {
+            **common,
+            "QUEUE_BACKEND": "sqs",
+            "SQS_QUEUE_URL": queue.queue_url,
+            "SQS_DLQ_URL": queue.dlq_url,
+            "SQS_VISIBILITY_TIMEOUT_SECONDS": str(SQS_VISIBILITY_TIMEOUT_SECONDS),
+        }
+    assert broker is not None
+    return {
+        **common,
+        "QUEUE_BACKEND": "rabbitmq",
         "RABBITMQ_HOST": broker.host,
         "RABBITMQ_PORT": str(broker.port),
         "RABBITMQ_USER": broker.username,
@@ -398,7 +451,12 @@ def endpoint_services(settings: Settings) -> tuple[str, ...]:
     """Interface endpoints: ECS Exec's session channel goes to ssmmessages, which without
     a NAT is reachable only through its endpoint (ecs-exec.html, "Using ECS Exec with
     VPC endpoints")."""
-    return DEFAULT_INTERFACE_ENDPOINTS + (("ssmmessages",) if settings.ecs_exec else ())
+    return (
+        DEFAULT_INTERFACE_ENDPOINTS
+        + (("ssmmessages",) if settings.ecs_exec else ())
+        # Without NAT the tasks reach AWS APIs only through endpoints: SQS too.
+        + (("sqs",) if settings.queue == "sqs" and settings.nat == NatStrategy.NONE else ())
+    )
 
 
 def migrate_environment(database: Database, instance_ca: str) -> dict[str, pulumi.Input[str]]:
@@ -548,6 +606,31 @@ def validate(settings: Settings) -> None:
             settings.nat,
             "'none' needs interfaceEndpoints=true (otherwise tasks "
             "cannot pull images, read secrets or ship logs)",
+        )
+    if settings.nat == NatStrategy.INSTANCE and settings.is_production:
+        raise invalid_value(
+            "nat",
+            settings.nat,
+            "'instance' is staging-only (one EC2 instance in one AZ); production keeps "
+            "one-per-az NAT gateways (or single / none with interfaceEndpoints)",
+        )
+    spot = [
+        key
+        for key, on in (
+            ("workerSpot", settings.worker_spot),
+            ("apiSpot", settings.api_spot),
+            ("relaySpot", settings.relay_spot),
+        )
+        if on
+    ]
+    if settings.cpu_architecture == "arm64" and spot:
+        # "Linux tasks with the ARM64 architecture don't support the Fargate Spot capacity
+        # provider" (Amazon ECS Developer Guide, "Amazon ECS clusters for Fargate").
+        raise invalid_value(
+            "cpuArchitecture",
+            settings.cpu_architecture,
+            f"x86_64 while {', '.join(spot)} is true (Fargate Spot runs x86_64 tasks only); "
+            f"set {' and '.join(f'{k}=false' for k in spot)} to run on Graviton",
         )
     if settings.nat == NatStrategy.NONE and settings.is_production:
         raise invalid_value(

@@ -80,7 +80,9 @@ class Settings(BaseModel):
 
     # network
     availability_zones: int = Field(alias="availabilityZones", ge=2, le=3)
-    nat: str = Field(description="none | single | one-per-az")
+    nat: str = Field(
+        description="none | instance (one small NAT instance, staging only) | single | one-per-az"
+    )
     vpc_cidr: str = Field(default="10.40.0.0/16", alias="vpcCidr")
     interface_endpoints: bool = Field(alias="interfaceEndpoints")
 
@@ -109,6 +111,10 @@ class Settings(BaseModel):
     cache_node_type: str = Field(alias="cacheNodeType")
     cache_nodes: int = Field(alias="cacheNodes", ge=1, le=6)
     cache_snapshot_retention_days: int = Field(alias="cacheSnapshotRetentionDays", ge=0, le=35)
+    queue: str = Field(
+        default="rabbitmq",
+        description="AWS job queue: rabbitmq (Amazon MQ broker) | sqs (SQS queue + DLQ)",
+    )
     broker_instance_type: str = Field(alias="brokerInstanceType")
     broker_cluster: bool = Field(alias="brokerCluster")
 
@@ -139,6 +145,13 @@ class Settings(BaseModel):
         "worker task paces itself at this / workerMaxCount. 0: no pacing (429s still honoured)",
     )
     worker_spot: bool = Field(alias="workerSpot")
+    api_spot: bool = Field(default=False, alias="apiSpot", description="API on Fargate Spot")
+    relay_spot: bool = Field(default=False, alias="relaySpot", description="relay on Fargate Spot")
+    cpu_architecture: str = Field(
+        default="x86_64",
+        alias="cpuArchitecture",
+        description="AWS Fargate tasks: x86_64 | arm64 (Graviton; no Fargate Spot)",
+    )
     ecs_exec: bool = Field(alias="ecsExec")
     waf: bool = Field(alias="waf")
     edge_load_balancer: bool = Field(alias="edgeLoadBalancer", description="GCP HTTPS LB + Armor")
@@ -162,6 +175,15 @@ class Settings(BaseModel):
     )
     gcp_run_memory: str = Field(alias="gcpRunMemory", pattern=r"^[0-9]+(Mi|Gi)$")
     gcp_api_min_instances: int = Field(alias="gcpApiMinInstances", ge=0, le=100)
+    gcp_worker_min_instances: int | None = Field(
+        default=None,
+        alias="gcpWorkerMinInstances",
+        ge=0,
+        le=100,
+        description="Cloud Run worker minimum instances (default workerMinCount). 0 lets the "
+        "push-driven worker scale to zero: the first job after an idle spell waits for a "
+        "cold start (Pub/Sub retries the push meanwhile)",
+    )
     gcp_push_audience: str | None = Field(
         default=None,
         alias="gcpPushAudience",
@@ -171,9 +193,23 @@ class Settings(BaseModel):
     @field_validator("nat")
     @classmethod
     def _nat(cls, value: str) -> str:
-        allowed = ("none", "single", "one-per-az")
+        allowed = ("none", "instance", "single", "one-per-az")
         if value not in allowed:
             raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("queue")
+    @classmethod
+    def _queue(cls, value: str) -> str:
+        if value not in ("rabbitmq", "sqs"):
+            raise ValueError("must be one of rabbitmq, sqs")
+        return value
+
+    @field_validator("cpu_architecture")
+    @classmethod
+    def _cpu_architecture(cls, value: str) -> str:
+        if value not in ("x86_64", "arm64"):
+            raise ValueError("must be one of x86_64, arm64")
         return value
 
     @field_validator("image_uri")
@@ -296,7 +332,8 @@ def worker_concurrency_for(memory_mb: int, vcpus: float = 1.0) -> int:
 ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
     Tier.STAGING: {
         "availabilityZones": 2,
-        "nat": "single",
+        # docs/cost-model.md: what each of these staging savings costs in behaviour.
+        "nat": "instance",
         "interfaceEndpoints": False,
         "dbInstanceClass": "db.t4g.micro",
         "dbAllocatedStorageGb": 20,
@@ -308,6 +345,7 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "cacheNodeType": "cache.t4g.micro",
         "cacheNodes": 1,
         "cacheSnapshotRetentionDays": 0,
+        "queue": "sqs",
         "brokerInstanceType": "mq.t3.micro",
         "brokerCluster": False,
         "apiCpu": 256,
@@ -320,6 +358,10 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "workerMaxCount": 3,
         "relayCount": 1,
         "workerSpot": True,
+        "apiSpot": True,
+        "relaySpot": True,
+        # Fargate Spot runs x86_64 only, and saves more than Graviton (docs/cost-model.md).
+        "cpuArchitecture": "x86_64",
         "ecsExec": True,
         "waf": False,
         "edgeLoadBalancer": False,
@@ -329,11 +371,14 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunCpu": "1",
         "gcpRunMemory": "512Mi",
         "gcpApiMinInstances": 0,
+        "gcpWorkerMinInstances": 0,
     },
     Tier.PRODUCTION: {
         "availabilityZones": 3,
         "nat": "one-per-az",
-        "interfaceEndpoints": True,
+        # Off: at the modelled traffic four endpoints x 3 AZs cost ~10x the NAT processing
+        # of the same bytes (docs/cost-model.md); set true for a private path to AWS APIs.
+        "interfaceEndpoints": False,
         "dbInstanceClass": "db.m7g.large",
         "dbAllocatedStorageGb": 100,
         "dbMaxStorageGb": 1000,
@@ -356,6 +401,9 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "workerMaxCount": 10,
         "relayCount": 2,
         "workerSpot": False,
+        # Graviton: ~20 % less per vCPU- and GB-hour; CI builds the image for both
+        # architectures (docs/image.md). Fargate Spot would need x86_64.
+        "cpuArchitecture": "arm64",
         "ecsExec": False,
         "waf": True,
         "edgeLoadBalancer": True,

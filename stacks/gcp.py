@@ -198,7 +198,11 @@ def build(settings: Settings) -> GcpOutputs:
             worker=ServiceSize(
                 cpu=settings.gcp_run_cpu,
                 memory=settings.gcp_run_memory,
-                min_instances=settings.worker_min_count,
+                min_instances=(
+                    settings.worker_min_count
+                    if settings.gcp_worker_min_instances is None
+                    else settings.gcp_worker_min_instances
+                ),
                 max_instances=settings.worker_max_count,
                 # One push is one job: the same in-flight bound as a RabbitMQ worker.
                 concurrency=settings.worker_slots,

@@ -14,11 +14,15 @@ def test_staging_and_production_defaults_differ_where_ha_matters():
     production = build_settings("production", {})
     assert staging.environment is Tier.STAGING and production.is_production
     assert (staging.availability_zones, production.availability_zones) == (2, 3)
-    assert (staging.nat, production.nat) == ("single", "one-per-az")
+    assert (staging.nat, production.nat) == ("instance", "one-per-az")
+    assert (staging.queue, production.queue) == ("sqs", "rabbitmq")
+    assert (staging.cpu_architecture, production.cpu_architecture) == ("x86_64", "arm64")
     assert not staging.db_multi_az and production.db_multi_az
     assert (staging.db_backup_retention_days, production.db_backup_retention_days) == (7, 30)
     assert not staging.deletion_protection and production.deletion_protection
     assert staging.worker_spot and not production.worker_spot
+    assert staging.api_spot and staging.relay_spot
+    assert not production.api_spot and not production.relay_spot
     assert staging.ecs_exec and not production.ecs_exec
 
 
@@ -47,7 +51,7 @@ def test_environment_may_be_set_explicitly_for_other_stack_names():
         (
             "staging",
             {"nat": "many"},
-            "groundwork:nat = 'many' is invalid: must be one of none, single",
+            "groundwork:nat = 'many' is invalid: must be one of none, instance, single",
         ),
         ("staging", {"cloud": "azure"}, "groundwork:cloud = 'azure' is invalid"),
         ("staging", {"vpcCidr": "10.0.0.0/24"}, "groundwork:vpcCidr = '10.0.0.0/24' is invalid"),
@@ -167,7 +171,7 @@ def test_a_misspelled_key_fails_the_program_itself_naming_the_nearest_known_key(
         stack="staging",
         config={"aws:region": "us-east-1", "gcp:whatever": "x"},
     )
-    assert run.outputs == {"ok": "single"}
+    assert run.outputs == {"ok": "instance"}  # the staging default
 
 
 def test_a_review_stack_name_resolves_to_the_staging_tier_at_its_smallest():

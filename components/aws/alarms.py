@@ -25,7 +25,10 @@ class AlarmsArgs:
     db_instance_identifier: pulumi.Input[str]
     db_allocated_storage_gb: int
     cache_cluster_ids: Sequence[str]
-    broker_name: pulumi.Input[str]
+    broker_name: pulumi.Input[str] | None = None
+    """Amazon MQ: queue alarms on the broker's queues; or the ``sqs_*`` names."""
+    sqs_queue_name: pulumi.Input[str] | None = None
+    sqs_dlq_name: pulumi.Input[str] | None = None
     email: str | None = None
     alternate_target_group_arn_suffix: pulumi.Input[str] | None = None
     """ECS blue/green: the target group that serves every other deployment."""
@@ -44,6 +47,8 @@ class AlarmsArgs:
     """Pulumi ``protect`` + ``retain_on_delete`` on the notification topic's key."""
     cache_cpu_percent: float = 80.0
     queue_depth: int = 1000
+    queue_age_seconds: int = 900
+    """SQS: the oldest waiting message is older than this (workers stuck or too few)."""
     watched_services: tuple[str, ...] = field(default=("api", "worker"))
     service_max_counts: Mapping[str, int] = field(default_factory=dict)
     """Autoscaling ceilings: a watched service's CPU/memory alarm then fires only while it
@@ -76,6 +81,13 @@ class AlarmsArgs:
             raise ValueError(f"service_names lacks {missing}")
         if not self.cache_cluster_ids:
             raise ValueError("cache_cluster_ids is empty")
+        queue, dlq = self.sqs_queue_name is not None, self.sqs_dlq_name is not None
+        if queue != dlq or queue == (self.broker_name is not None):
+            raise ValueError("set broker_name (Amazon MQ) or both sqs_queue_name and sqs_dlq_name")
+
+    @property
+    def sqs(self) -> bool:
+        return self.sqs_queue_name is not None
 
 
 class Alarms(pulumi.ComponentResource):
@@ -363,7 +375,57 @@ class Alarms(pulumi.ComponentResource):
                     threshold=limit,
                 )
 
+        if args.sqs:
+            self._sqs_alarms(args, alarm)
+        else:
+            self._broker_alarms(args, alarm, metric)
+
+        if args.job_log_group_names:
+            stuck_metric = f"{name}-jobs-ended-by-safety-net"
+            for index, group in enumerate(args.job_log_group_names):
+                aws.cloudwatch.LogMetricFilter(
+                    f"{name}-stuck-jobs-{index}",
+                    log_group_name=group,
+                    pattern='{ ($.event = "jobs past their deadline failed") || '
+                    '($.event = "job ended by its dead letter") }',
+                    metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                        name=stuck_metric, namespace="Groundwork", value="1", default_value="0"
+                    ),
+                    opts=child,
+                )
+            alarm(
+                "stuck-jobs",
+                "Jobs got stuck and were failed by a safety net (deadline or dead letter); "
+                "their error column says why",
+                namespace="Groundwork",
+                metric_name=stuck_metric,
+                statistic="Sum",
+                period=300,
+                evaluation_periods=1,
+                comparison_operator="GreaterThanThreshold",
+                threshold=0,
+            )
+
+        body = pulumi.Output.all(
+            region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
+            alb=args.load_balancer_arn_suffix,
+            cluster=args.cluster_name,
+            services=pulumi.Output.all(**dict(args.service_names)),
+            db=args.db_instance_identifier,
+            broker=args.broker_name or "",
+            sqs_queue=args.sqs_queue_name or "",
+            sqs_dlq=args.sqs_dlq_name or "",
+        ).apply(lambda a: dashboard_body(a, args))
+        dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child
+        )
+        self.dashboard_name = dashboard.dashboard_name
+        self.register_outputs({"topic_arn": self.topic_arn, "dashboard_name": self.dashboard_name})
+
+    @staticmethod
+    def _broker_alarms(args: AlarmsArgs, alarm: Any, metric: Any) -> None:
         def queue_dims(queue: str) -> dict[str, pulumi.Input[str]]:
+            assert args.broker_name is not None
             return {"Broker": args.broker_name, "VirtualHost": args.queue_vhost, "Queue": queue}
 
         if args.nat_gateways:
@@ -462,45 +524,50 @@ class Alarms(pulumi.ComponentResource):
             threshold=0,
         )
 
-        if args.job_log_group_names:
-            stuck_metric = f"{name}-jobs-ended-by-safety-net"
-            for index, group in enumerate(args.job_log_group_names):
-                aws.cloudwatch.LogMetricFilter(
-                    f"{name}-stuck-jobs-{index}",
-                    log_group_name=group,
-                    pattern='{ ($.event = "jobs past their deadline failed") || '
-                    '($.event = "job ended by its dead letter") }',
-                    metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
-                        name=stuck_metric, namespace="Groundwork", value="1", default_value="0"
-                    ),
-                    opts=child,
-                )
-            alarm(
-                "stuck-jobs",
-                "Jobs got stuck and were failed by a safety net (deadline or dead letter); "
-                "their error column says why",
-                namespace="Groundwork",
-                metric_name=stuck_metric,
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
-            )
-
-        body = pulumi.Output.all(
-            region=aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region,
-            alb=args.load_balancer_arn_suffix,
-            cluster=args.cluster_name,
-            services=pulumi.Output.all(**dict(args.service_names)),
-            db=args.db_instance_identifier,
-            broker=args.broker_name,
-        ).apply(lambda a: dashboard_body(a, args))
-        dashboard = aws.cloudwatch.Dashboard(
-            f"{name}-dashboard", dashboard_name=name, dashboard_body=body, opts=child
+    @staticmethod
+    def _sqs_alarms(args: AlarmsArgs, alarm: Any) -> None:
+        # SQS sends these every minute, and stops for a queue idle for 6 hours (SQS
+        # Developer Guide, "Available CloudWatch metrics for Amazon SQS"): missing data
+        # is an idle queue, not breaching (the alarm() default).
+        queue = {"QueueName": args.sqs_queue_name}
+        alarm(
+            "queue-depth",
+            f"More than {args.queue_depth} messages waiting in the SQS work queue",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions=queue,
+            statistic="Maximum",
+            period=300,
+            evaluation_periods=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.queue_depth,
         )
-        self.dashboard_name = dashboard.dashboard_name
-        self.register_outputs({"topic_arn": self.topic_arn, "dashboard_name": self.dashboard_name})
+        alarm(
+            "queue-age",
+            f"The oldest waiting job is older than {args.queue_age_seconds} s: workers stuck "
+            "or too few",
+            namespace="AWS/SQS",
+            metric_name="ApproximateAgeOfOldestMessage",
+            dimensions=queue,
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=args.queue_age_seconds,
+        )
+        alarm(
+            "dlq-depth",
+            "Messages in the SQS dead-letter queue: jobs failed for good",
+            namespace="AWS/SQS",
+            metric_name="ApproximateNumberOfMessagesVisible",
+            dimensions={"QueueName": args.sqs_dlq_name},
+            statistic="Maximum",
+            period=60,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanThreshold",
+            threshold=0,
+        )
 
 
 def dashboard_body(a: Mapping[str, object], args: AlarmsArgs) -> str:
@@ -569,6 +636,11 @@ def dashboard_body(a: Mapping[str, object], args: AlarmsArgs) -> str:
         widget(
             "Queue depth",
             [
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", a["sqs_queue"]],
+                ["AWS/SQS", "ApproximateNumberOfMessagesVisible", "QueueName", a["sqs_dlq"]],
+            ]
+            if args.sqs
+            else [
                 ["AWS/AmazonMQ", "MessageCount", *q, "Queue", args.queue_name],
                 ["AWS/AmazonMQ", "MessageCount", *q, "Queue", args.dlq_name],
             ],

@@ -11,12 +11,17 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.nat_instance import NatInstance, NatInstanceArgs
+
 
 class NatStrategy(StrEnum):
     """How private subnets reach the internet (ECR, LLM provider, AWS APIs)."""
 
     NONE = "none"
     """No NAT: private subnets reach AWS only through VPC endpoints. Cheapest, no internet."""
+    INSTANCE = "instance"
+    """One small ARM EC2 instance doing NAT (components/aws/nat_instance.py): a fifth of
+    a NAT gateway's price, one AZ, instance-sized bandwidth. Staging only."""
     SINGLE = "single"
     """One NAT gateway for every AZ: cheap, but an AZ outage cuts egress for all (staging)."""
     ONE_PER_AZ = "one-per-az"
@@ -146,7 +151,7 @@ class Network(pulumi.ComponentResource):
                 f"{name}-public-rta-{i}", subnet_id=s.id, route_table_id=public_rt.id, opts=child
             )
 
-        nat_count = {NatStrategy.NONE: 0, NatStrategy.SINGLE: 1}.get(
+        nat_count = {NatStrategy.NONE: 0, NatStrategy.INSTANCE: 0, NatStrategy.SINGLE: 1}.get(
             args.nat, args.availability_zones
         )
         nats = []
@@ -164,6 +169,7 @@ class Network(pulumi.ComponentResource):
                 )
             )
         self.nat_gateway_count = nat_count
+        nat_instance = self._nat_instance(name, args, vpc, public[0], igw)
 
         private_rts = []
         for i, s in enumerate(private):
@@ -171,6 +177,13 @@ class Network(pulumi.ComponentResource):
             if nats:
                 nat = nats[i] if args.nat is NatStrategy.ONE_PER_AZ else nats[0]
                 routes.append({"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id})
+            elif nat_instance is not None:
+                routes.append(
+                    {
+                        "cidr_block": "0.0.0.0/0",
+                        "network_interface_id": nat_instance.network_interface_id,
+                    }
+                )
             rt = aws.ec2.RouteTable(
                 f"{name}-private-rt-{i}",
                 vpc_id=vpc.id,
@@ -300,6 +313,23 @@ class Network(pulumi.ComponentResource):
                 "private_subnet_ids": self.private_subnet_ids,
                 "isolated_subnet_ids": self.isolated_subnet_ids,
             }
+        )
+
+    def _nat_instance(
+        self,
+        name: str,
+        args: NetworkArgs,
+        vpc: aws.ec2.Vpc,
+        subnet: aws.ec2.Subnet,
+        igw: aws.ec2.InternetGateway,
+    ) -> NatInstance | None:
+        if args.nat is not NatStrategy.INSTANCE:
+            return None
+        return NatInstance(
+            f"{name}-nat",
+            NatInstanceArgs(vpc_id=vpc.id, vpc_cidr=args.cidr_block, public_subnet_id=subnet.id),
+            # Its user data installs iptables from the internet at first boot.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
         )
 
 

@@ -962,3 +962,23 @@ def dlq_depth(
     return DlqReport(
         broker=broker_name, queue=queue, depth=int(latest["Maximum"]), at=latest["Timestamp"]
     )
+
+
+def sqs_dlq_depth(
+    sqs: Any, dlq_url: str, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+) -> DlqReport:
+    """Messages in the SQS dead-letter queue, read from the queue itself (visible +
+    in flight + delayed): current, where CloudWatch's SQS metrics arrive each minute and
+    stop for an idle queue. SQS calls the counts approximate (eventually consistent,
+    "Amazon SQS message counts"); a parked message shows within about a minute."""
+    with aws_errors(f"read the attributes of {dlq_url}"):
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=dlq_url,
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+    depth = sum(int(value) for value in attributes.values())
+    return DlqReport(broker="sqs", queue=dlq_url.rsplit("/", 1)[-1], depth=depth, at=now())

@@ -426,19 +426,23 @@ def dlq_depth(
     minutes: Annotated[int, typer.Option(help="Look-back window.", min=1, max=1440)] = 15,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """AWS: messages waiting in the dead-letter queue (CloudWatch AWS/AmazonMQ)."""
+    """AWS: messages waiting in the dead-letter queue (SQS: the queue's own counts;
+    Amazon MQ: CloudWatch AWS/AmazonMQ)."""
     from groundwork.ops import aws
 
     outputs = _outputs(stack, outputs_file).expect_cloud("aws")
     session = _aws_session(outputs)
-    queue = outputs.values.get("dlq_name") or "jobs.dlq"
-    report = aws.dlq_depth(
-        session.client("cloudwatch"),
-        session.client("mq"),
-        outputs.string("broker_id"),
-        str(queue),
-        minutes=minutes,
-    )
+    if outputs.values.get("dlq_url"):
+        report = aws.sqs_dlq_depth(session.client("sqs"), outputs.string("dlq_url"))
+    else:
+        queue = outputs.values.get("dlq_name") or "jobs.dlq"
+        report = aws.dlq_depth(
+            session.client("cloudwatch"),
+            session.client("mq"),
+            outputs.string("broker_id"),
+            str(queue),
+            minutes=minutes,
+        )
     shown = "no datapoint" if report.depth is None else str(report.depth)
     _emit(
         as_json,

@@ -298,6 +298,31 @@ def _load_balancer(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return items
 
 
+@pricer("aws:ec2/instance:Instance")
+def _ec2_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    instance_type = str(r.inputs.get("instanceType") or "")
+    items = [
+        _hourly(
+            ctx,
+            f"{instance_type} instance hours",
+            ctx.price("ec2", "instance_hourly", instance_type),
+        )
+    ]
+    root = r.inputs.get("rootBlockDevice") or {}
+    volume_type = str(root.get("volumeType") or "gp3")
+    items.append(
+        LineItem(
+            f"root volume ({volume_type})",
+            _num(root.get("volumeSize"), 8),
+            "GB-month",
+            ctx.price("ec2", "ebs_gb_month", volume_type),
+        )
+    )
+    if r.inputs.get("associatePublicIpAddress"):
+        items.append(_hourly(ctx, "public IPv4 address hours", ctx.price("public_ipv4", "hourly")))
+    return items
+
+
 # ---------------------------------------------------------------- AWS: compute
 
 
@@ -551,6 +576,23 @@ def _mq_broker(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
             "GB-month",
             ctx.price("amazon_mq_rabbitmq", "storage_gb_month"),
         ),
+    ]
+
+
+@pricer("aws:sqs/queue:Queue")
+def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    if r.inputs.get("fifoQueue"):
+        raise NotPriced("FIFO queues are not in the table")
+    if not r.inputs.get("redrivePolicy"):
+        # The dead-letter queue: written on failures, read by the operator's dlq tools.
+        raise Free("a dead-letter queue: requests only on failures and redrives")
+    return [
+        LineItem(
+            "standard queue requests (assumed)",
+            ctx.assume("sqs_million_requests_per_queue"),
+            "million requests",
+            ctx.price("sqs", "standard_per_million_requests"),
+        )
     ]
 
 

@@ -126,6 +126,17 @@ def production() -> ProgramRun:
     return run_stack("production")
 
 
+@pytest.fixture(scope="session")
+def staging_rabbitmq() -> ProgramRun:
+    """Staging with the Amazon MQ broker (staging's default queue is SQS)."""
+    return run_stack("staging", queue="rabbitmq")
+
+
+@pytest.fixture(scope="session")
+def production_sqs() -> ProgramRun:
+    return run_stack("production", queue="sqs")
+
+
 @pytest.fixture
 def counting_mocks() -> CountingMocks:
     return CountingMocks()

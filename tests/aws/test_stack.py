@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from groundwork_app.contract import deployment_contract
 from groundwork_app.settings import QueueBackend
+from groundwork_app.settings import Settings as AppSettings
 
 from groundwork.mockrun import ProgramRun
 from groundwork.stack_outputs import AwsOutputs
@@ -47,7 +48,8 @@ def _task_def(run: ProgramRun, process: str) -> Any:
             "staging",
             {
                 "aws:ec2/subnet:Subnet": 6,
-                "aws:ec2/natGateway:NatGateway": 1,
+                "aws:ec2/natGateway:NatGateway": 0,
+                "aws:ec2/instance:Instance": 1,  # nat = instance
                 "aws:ec2/vpcEndpoint:VpcEndpoint": 1,
                 "aws:ecs/service:Service": 3,
                 "aws:ecs/taskDefinition:TaskDefinition": 4,
@@ -55,7 +57,8 @@ def _task_def(run: ProgramRun, process: str) -> Any:
                 "aws:rds/proxy:Proxy": 0,
                 "aws:wafv2/webAcl:WebAcl": 0,
                 "aws:elasticache/replicationGroup:ReplicationGroup": 1,
-                "aws:mq/broker:Broker": 1,
+                "aws:mq/broker:Broker": 0,  # queue = sqs
+                "aws:sqs/queue:Queue": 2,
                 "aws:lb/loadBalancer:LoadBalancer": 1,
                 "aws:lb/listener:Listener": 1,
                 "aws:appautoscaling/policy:Policy": 3,
@@ -73,7 +76,8 @@ def _task_def(run: ProgramRun, process: str) -> Any:
             {
                 "aws:ec2/subnet:Subnet": 9,
                 "aws:ec2/natGateway:NatGateway": 3,
-                "aws:ec2/vpcEndpoint:VpcEndpoint": 5,
+                "aws:ec2/instance:Instance": 0,
+                "aws:ec2/vpcEndpoint:VpcEndpoint": 1,  # S3 gateway; interface endpoints off
                 "aws:ecs/service:Service": 3,
                 "aws:ecs/taskDefinition:TaskDefinition": 4,
                 "aws:rds/instance:Instance": 1,
@@ -81,6 +85,7 @@ def _task_def(run: ProgramRun, process: str) -> Any:
                 "aws:wafv2/webAcl:WebAcl": 1,
                 "aws:elasticache/replicationGroup:ReplicationGroup": 1,
                 "aws:mq/broker:Broker": 1,
+                "aws:sqs/queue:Queue": 0,
                 "aws:lb/loadBalancer:LoadBalancer": 1,
                 "aws:lb/listener:Listener": 1,
                 "aws:appautoscaling/policy:Policy": 3,
@@ -108,7 +113,8 @@ def test_every_component_is_present(staging: ProgramRun) -> None:
         "groundwork:aws:AppSecrets",
         "groundwork:aws:Database",
         "groundwork:aws:Cache",
-        "groundwork:aws:Broker",
+        "groundwork:aws:JobQueue",
+        "groundwork:aws:NatInstance",
         "groundwork:aws:PublicLoadBalancer",
         "groundwork:aws:ContainerService",
         "groundwork:aws:Alarms",
@@ -147,13 +153,13 @@ def test_task_counts_and_capacity(staging: ProgramRun, production: ProgramRun) -
         assert _service(run, "api").inputs["desiredCount"] == api
         assert _service(run, "worker").inputs["desiredCount"] == worker
         assert _service(run, "relay").inputs["desiredCount"] == relay
-    spot = _service(staging, "worker").inputs["capacityProviderStrategies"]
-    on_demand = _service(production, "worker").inputs["capacityProviderStrategies"]
-    assert [s["capacityProvider"] for s in spot] == ["FARGATE_SPOT"]
-    assert [s["capacityProvider"] for s in on_demand] == ["FARGATE"]
-    # Relays are always on: never on Spot, even in staging.
-    relay = _service(staging, "relay").inputs["capacityProviderStrategies"]
-    assert [s["capacityProvider"] for s in relay] == ["FARGATE"]
+    # Staging runs every service on Spot (docs/cost-model.md: an interruption restarts a
+    # task); production none.
+    for process in ("api", "worker", "relay"):
+        spot = _service(staging, process).inputs["capacityProviderStrategies"]
+        on_demand = _service(production, process).inputs["capacityProviderStrategies"]
+        assert [s["capacityProvider"] for s in spot] == ["FARGATE_SPOT"], process
+        assert [s["capacityProvider"] for s in on_demand] == ["FARGATE"], process
 
 
 def test_ecs_exec_only_outside_production(staging: ProgramRun, production: ProgramRun) -> None:
@@ -163,7 +169,9 @@ def test_ecs_exec_only_outside_production(staging: ProgramRun, production: Progr
     )
 
 
-def test_high_availability_tiers(staging: ProgramRun, production: ProgramRun) -> None:
+def test_high_availability_tiers(
+    staging: ProgramRun, production: ProgramRun, staging_rabbitmq: ProgramRun
+) -> None:
     s_cache = staging.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
     p_cache = production.one("aws:elasticache/replicationGroup:ReplicationGroup").inputs
     assert (s_cache["numCacheClusters"], p_cache["numCacheClusters"]) == (1, 2)
@@ -173,7 +181,7 @@ def test_high_availability_tiers(staging: ProgramRun, production: ProgramRun) ->
         True,
     )
     assert (s_cache["snapshotRetentionLimit"], p_cache["snapshotRetentionLimit"]) == (0, 7)
-    s_mq = staging.one("aws:mq/broker:Broker").inputs
+    s_mq = staging_rabbitmq.one("aws:mq/broker:Broker").inputs
     p_mq = production.one("aws:mq/broker:Broker").inputs
     assert (s_mq["deploymentMode"], p_mq["deploymentMode"]) == (
         "SINGLE_INSTANCE",
@@ -199,11 +207,14 @@ def test_db_host_is_the_proxy_when_there_is_one(
 # --- contracts --------------------------------------------------------------------------
 
 
-def test_outputs_match_the_contract(staging: ProgramRun) -> None:
+def test_outputs_match_the_contract(staging: ProgramRun, staging_rabbitmq: ProgramRun) -> None:
     out = staging.outputs
-    assert set(out) == CONTRACT_OUTPUTS
+    assert set(out) == set(staging_rabbitmq.outputs) == CONTRACT_OUTPUTS
     assert out["cloud"] == "aws" and out["region"] == "us-east-1"
-    assert out["dlq_name"] == DLQ_NAME == "jobs.dlq"
+    assert staging_rabbitmq.outputs["dlq_name"] == DLQ_NAME == "jobs.dlq"
+    assert out["queue_backend"] == "sqs" and out["broker_id"] is None
+    assert out["dlq_url"].startswith("https://sqs.us-east-1.amazonaws.com/")
+    assert out["dlq_name"] == out["dlq_url"].rsplit("/", 1)[-1]
     assert out["db_instance_identifier"] == "groundwork-staging-db"
     assert out["api_url"].startswith("http://")
     assert "#dashboards:name=groundwork-staging-alarms" in out["dashboard_url"]
@@ -219,27 +230,47 @@ def test_outputs_match_the_contract(staging: ProgramRun) -> None:
         "llm-api-key",
         "db-master",
         "cache-auth",
+    }
+    assert set(staging_rabbitmq.outputs["secret_arns"]) == {
+        *out["secret_arns"],
         "broker-credentials",
         "broker-admin",
     }
     assert set(out["log_group_names"]) == {"api", "worker", "relay", "migrate", "vpc-flow-logs"}
 
 
-def test_outputs_hold_no_secret_values(staging: ProgramRun) -> None:
-    passwords = staging.of_type("random:index/randomPassword:RandomPassword")
+@pytest.mark.parametrize(("stack", "count"), [("staging", 3), ("staging_rabbitmq", 5)])
+def test_outputs_hold_no_secret_values(
+    stack: str, count: int, request: pytest.FixtureRequest
+) -> None:
+    run: ProgramRun = request.getfixturevalue(stack)
+    passwords = run.of_type("random:index/randomPassword:RandomPassword")
     generated = {str(r.state["result"]) for r in passwords if r.state.get("result")}
-    assert len(generated) == 5  # jwt, webhook, cache AUTH, broker app + admin passwords
-    dumped = json.dumps(staging.outputs)
+    assert len(generated) == count  # jwt, webhook, cache AUTH (+ broker app + admin)
+    dumped = json.dumps(run.outputs)
     assert not any(value in dumped for value in generated)
 
 
 @pytest.mark.parametrize("process", ["api", "worker", "relay", "migrate"])
-@pytest.mark.parametrize("stack", ["staging", "production"])
+@pytest.mark.parametrize(
+    ("stack", "tier", "backend"),
+    [
+        ("staging", "staging", QueueBackend.SQS),
+        ("staging_rabbitmq", "staging", QueueBackend.RABBITMQ),
+        ("production", "production", QueueBackend.RABBITMQ),
+        ("production_sqs", "production", QueueBackend.SQS),
+    ],
+)
 def test_every_container_gets_exactly_the_contract(
-    stack: str, process: str, request: pytest.FixtureRequest, helpers: Any
+    stack: str,
+    tier: str,
+    backend: QueueBackend,
+    process: str,
+    request: pytest.FixtureRequest,
+    helpers: Any,
 ) -> None:
     run: ProgramRun = request.getfixturevalue(stack)
-    contract = deployment_contract(QueueBackend.RABBITMQ)
+    contract = deployment_contract(backend)
     (container,) = helpers.container_definitions(_task_def(run, process))
     env = {e["name"]: e["value"] for e in container["environment"]}
     secrets = {s["name"]: s["valueFrom"] for s in container["secrets"]}
@@ -257,13 +288,26 @@ def test_every_container_gets_exactly_the_contract(
         # rotation of the master secret never reaches a running task.
         assert set(secrets) == contract.secrets - {"DB_PASSWORD", "RABBITMQ_ADMIN_PASSWORD"}
         assert env["DB_IAM_AUTH"] == "true" and env["DB_USER"] == "groundwork_app"
-    assert env["APP_ENV"] == stack
+    assert env["APP_ENV"] == tier
     assert env["DB_SSLMODE"] == "verify-full"  # CA per tier: test_rds_ca.py
-    assert env["REDIS_TLS"] == "true" and env["RABBITMQ_TLS"] == "true"
-    assert env["RABBITMQ_PORT"] == "5671" and env["QUEUE_BACKEND"] == "rabbitmq"
-    assert env["RABBITMQ_HOST"].endswith(".mq.us-east-1.amazonaws.com")
+    assert env["REDIS_TLS"] == "true"
+    assert env["QUEUE_BACKEND"] == backend.value
     assert all(v.startswith("arn:aws:secretsmanager:") for v in secrets.values())
-    assert secrets["RABBITMQ_PASSWORD"].endswith(":password::")
+    if backend is QueueBackend.RABBITMQ:
+        assert env["RABBITMQ_TLS"] == "true"
+        assert env["RABBITMQ_PORT"] == "5671"
+        assert env["RABBITMQ_HOST"].endswith(".mq.us-east-1.amazonaws.com")
+        assert secrets["RABBITMQ_PASSWORD"].endswith(":password::")
+        return
+    (queue,) = [q for q in run.of_type("aws:sqs/queue:Queue") if q.inputs.get("redrivePolicy")]
+    (dlq,) = [q for q in run.of_type("aws:sqs/queue:Queue") if not q.inputs.get("redrivePolicy")]
+    assert env["SQS_QUEUE_URL"] == queue.state["url"]
+    assert env["SQS_DLQ_URL"] == dlq.state["url"]
+    # The app refuses a visibility timeout at or below its job deadline: the values the
+    # stack injects (LLM settings at their defaults) must pass that check.
+    app = AppSettings(**{**{k.lower(): v for k, v in env.items()}, "app_env": "test"})
+    assert app.sqs_visibility_timeout_seconds > app.delivery_deadline_seconds
+    assert queue.inputs["visibilityTimeoutSeconds"] == app.sqs_visibility_timeout_seconds
 
 
 def test_execution_role_reads_exactly_the_injected_secrets(
@@ -352,7 +396,8 @@ def test_every_security_group_and_rule_is_described(
         assert [r.name for r in resources if not r.inputs.get("description")] == []
 
 
-def test_data_stores_admit_only_task_groups(staging: ProgramRun, helpers: Any) -> None:
+def test_data_stores_admit_only_task_groups(staging_rabbitmq: ProgramRun, helpers: Any) -> None:
+    staging = staging_rabbitmq
     groups = helpers.ids_by_name(staging, "aws:ec2/securityGroup:SecurityGroup")
     rules = staging.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
     for store, port in (("db-sg", 5432), ("cache-sg", 6379), ("mq-sg", 5671)):
@@ -410,14 +455,22 @@ def test_connection_alarm_threshold_tracks_the_instance_size() -> None:
 @pytest.mark.parametrize(
     ("config", "fragments"),
     [
-        ({"nat": "two"}, ["groundwork:nat", "'two'", "none, single, one-per-az"]),
+        ({"nat": "two"}, ["groundwork:nat", "'two'", "none, instance, single, one-per-az"]),
+        ({"queue": "kafka"}, ["groundwork:queue", "'kafka'", "rabbitmq, sqs"]),
+        (
+            {"cpuArchitecture": "arm64"},
+            ["groundwork:cpuArchitecture", "'arm64'", "workerSpot", "Fargate Spot"],
+        ),
         ({"logRetentionDays": "10"}, ["groundwork:logRetentionDays", "10", "must be one of"]),
         ({"vpcCidr": "10.0.0.0/24"}, ["groundwork:vpcCidr", "'10.0.0.0/24'", "/16 to /20"]),
         (
             {"domain": "api.example.com"},
             ["groundwork:domain", "'api.example.com'", "certificateArn", "hostedZoneId"],
         ),
-        ({"brokerCluster": "true"}, ["groundwork:brokerInstanceType", "'mq.t3.micro'", "mq.m5"]),
+        (
+            {"queue": "rabbitmq", "brokerCluster": "true"},
+            ["groundwork:brokerInstanceType", "'mq.t3.micro'", "mq.m5"],
+        ),
         ({"apiMemoryMb": "4096"}, ["groundwork:apiMemoryMb", "4096", "512, 1024 or 2048"]),
         # Inside the range but off Fargate's 1 GiB step: RegisterTaskDefinition refuses it.
         (

@@ -226,6 +226,32 @@ def test_dlq_depth_over_max_exits_1(stack: dict[str, Any], tmp_path: Path) -> No
     assert_one_line_error(over, 1, "jobs.dlq holds 4 messages (> --max 3)")
 
 
+def test_dlq_depth_reads_the_sqs_dead_letter_queue_itself(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """groundwork:queue = sqs: the stack exports dlq_url; the count comes from the queue
+    (visible + in flight), not from CloudWatch, and no broker is looked up."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq = sqs.create_queue(QueueName="groundwork-staging-queue-dlq-abc1234")["QueueUrl"]
+    work = sqs.create_queue(QueueName="groundwork-staging-queue-queue-abc1234")["QueueUrl"]
+    for i in range(3):
+        sqs.send_message(QueueUrl=dlq, MessageBody=f"dead {i}")
+    sqs.send_message(QueueUrl=work, MessageBody="alive")  # must not be counted
+    sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=1)  # in flight: still parked
+    outputs = str(
+        write_outputs(tmp_path, {**stack, "broker_id": None, "dlq_url": dlq, "queue_url": work})
+    )
+    ok = invoke("dlq-depth", "-s", "staging", "--outputs-file", outputs, "--json")
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout)
+    assert (report["broker"], report["depth"]) == ("sqs", 3)
+    assert report["queue"] == "groundwork-staging-queue-dlq-abc1234"
+    over = invoke("dlq-depth", "-s", "staging", "--outputs-file", outputs, "--max", "2")
+    assert_one_line_error(
+        over, 1, "groundwork-staging-queue-dlq-abc1234 holds 3 messages (> --max 2)"
+    )
+
+
 def test_restore_drill_json_report(stack: dict[str, Any], tmp_path: Path) -> None:
     rds = boto3.client("rds", region_name="us-east-1")
     rds.create_db_instance(

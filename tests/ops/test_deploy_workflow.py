@@ -56,6 +56,8 @@ needs = {{
     "dlq-depth": ["broker_id"],
 }}[command]
 outputs = json.load(open(argv[argv.index("--outputs-file") + 1]))
+if command == "dlq-depth" and outputs.get("dlq_url"):
+    needs = ["dlq_url"]  # groundwork:queue = sqs: the DLQ's own counts, no broker
 missing = [k for k in needs if k not in outputs or outputs[k] in ("", None, [], "04da6b54-80e4-46f7-96ec-b56ff0331ba9")]
 if missing:
     print(f"error: stack 'staging' has no string output {{missing[0]!r}}", file=sys.stderr)
@@ -198,6 +200,15 @@ class World:
         (self.state / "state.json").write_text(json.dumps(state))
 
 
+# The build job installs qemu-user-static for the arm64 half of the image (GitHub's
+# runners have passwordless sudo); here the install is recorded, not run.
+FAKE_SUDO = r"""#!{python}
+import os, sys
+with open(os.path.join(os.environ["FAKE_PULUMI_DIR"], "calls.log"), "a") as log:
+    log.write("sudo " + " ".join(sys.argv[1:]) + "\n")
+"""
+
+
 def _script(path: Path, text: str) -> None:
     path.write_text(text.format(python=sys.executable))
     path.chmod(path.stat().st_mode | stat.S_IEXEC)
@@ -228,6 +239,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> Ite
         _script(bin_dir / "uv", FAKE_UV)
         _script(bin_dir / "docker", FAKE_DOCKER)
         _script(bin_dir / "skopeo", FAKE_SKOPEO)
+        _script(bin_dir / "sudo", FAKE_SUDO)
         (bin_dir / "aws").write_text(FAKE_AWS)
         (bin_dir / "aws").chmod(0o755)
         (tmp_path / "runner-image").mkdir()

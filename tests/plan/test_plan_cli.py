@@ -242,7 +242,7 @@ def test_unknown_config_key() -> None:
 def test_bad_value_names_key_value_and_where_it_came_from() -> None:
     line = _one_line_error(invoke("plan", "staging", "--set", "nat=sometimes"))
     assert "groundwork:nat = 'sometimes' is invalid" in line
-    assert "none, single, one-per-az" in line
+    assert "none, instance, single, one-per-az" in line
     assert "(from --set groundwork:nat=sometimes)" in line
 
 

@@ -93,11 +93,13 @@ def _type_count(cloud: str, stack: str, type_token: str) -> int:
 
 
 def test_aws_inventory_shape_differs_by_environment() -> None:
-    assert _type_count("aws", "staging", "aws:ec2/natGateway:NatGateway") == 1
+    assert _type_count("aws", "staging", "aws:ec2/natGateway:NatGateway") == 0
+    assert _type_count("aws", "staging", "aws:ec2/instance:Instance") == 1  # nat = instance
     assert _type_count("aws", "production", "aws:ec2/natGateway:NatGateway") == 3
+    assert _type_count("aws", "staging", "aws:sqs/queue:Queue") == 2  # queue = sqs
+    assert _type_count("aws", "production", "aws:mq/broker:Broker") == 1
     for stack in ("staging", "production"):
         assert _type_count("aws", stack, "aws:ecs/service:Service") == 3
-        assert _type_count("aws", stack, "aws:mq/broker:Broker") == 1
         assert _type_count("aws", stack, "aws:elasticache/replicationGroup:ReplicationGroup") == 1
     assert _type_count("aws", "staging", "aws:rds/proxy:Proxy") == 0
     assert _type_count("aws", "production", "aws:rds/proxy:Proxy") == 1

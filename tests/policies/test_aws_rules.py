@@ -279,6 +279,30 @@ BUILDERS: dict[str, Builder] = {
             kw,
         ),
     ),
+    "sqs_queue": lambda n, **kw: aws.sqs.Queue(
+        n,
+        **_merge(
+            {
+                "kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/abc",
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "nat_instance": lambda n, **kw: aws.ec2.Instance(
+        n,
+        **_merge(
+            {
+                "ami": "ami-0123456789abcdef0",
+                "instance_type": "t4g.nano",
+                "subnet_id": "subnet-a",
+                "metadata_options": {"http_tokens": "required"},
+                "root_block_device": {"volume_type": "gp3", "encrypted": True},
+                "tags": TAGS,
+            },
+            kw,
+        ),
+    ),
     "broker": lambda n, **kw: aws.mq.Broker(
         n,
         **_merge(
@@ -619,6 +643,19 @@ BUILDERS: dict[str, Builder] = {
 # (rule, builder, overrides that break it). Several rows per rule cover each resource
 # type the rule guards and each way of failing it.
 BAD: list[tuple[str, str, dict[str, Any]]] = [
+    ("aws-sqs-queue-encrypted", "sqs_queue", {"kms_master_key_id": None}),
+    (
+        "aws-sqs-queue-encrypted",
+        "sqs_queue",
+        {"kms_master_key_id": None, "sqs_managed_sse_enabled": False},
+    ),
+    ("aws-ec2-instance-imdsv2", "nat_instance", {"metadata_options": {"http_tokens": "optional"}}),
+    ("aws-ec2-instance-imdsv2", "nat_instance", {"metadata_options": None}),
+    (
+        "aws-ec2-instance-volume-encrypted",
+        "nat_instance",
+        {"root_block_device": {"volume_type": "gp3"}},
+    ),
     ("aws-any-resource-tagged", "vpc", {"tags": {"environment": "production"}}),
     ("aws-any-resource-tagged", "ecs_service", {"tags": {**TAGS, "environment": "prod"}}),
     ("aws-any-resource-tagged", "rds", {"tags": None}),
@@ -838,6 +875,11 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
 
 # Good variants beyond the baselines: legitimate shapes a naive rule would reject.
 GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
+    (
+        "aws-sqs-queue-encrypted",
+        "sqs_queue",
+        {"kms_master_key_id": None, "sqs_managed_sse_enabled": True},
+    ),
     (
         "aws-ec2-securitygroup-no-public-ingress",
         "sg_rule",

@@ -43,6 +43,9 @@ NO_RULE_NEEDED = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "pure association",
     "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": "Fargate/Spot weights",
     "aws:kms/alias:Alias": "a name for a key the key rules check",
+    "aws:sqs/queuePolicy:QueuePolicy": "the queue's TLS-only deny statement; checked in the "
+    "component's tests",
+    "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": "which queue may dead-letter into the DLQ",
     "aws:rds/proxyDefaultTargetGroup:ProxyDefaultTargetGroup": "pool sizing for a checked proxy",
     "aws:rds/proxyTarget:ProxyTarget": "pure association",
     "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration": "expiry only",

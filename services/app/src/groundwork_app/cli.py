@@ -191,14 +191,15 @@ def relay() -> None:
     _run_service(run_relay(settings))
 
 
-def _rabbitmq_only() -> None:
+def _queue_with_dlq() -> None:
     from groundwork_app.settings import QueueBackend, get_settings
 
-    if get_settings().queue_backend is not QueueBackend.RABBITMQ:
+    if get_settings().queue_backend is QueueBackend.PUBSUB:
         typer.echo(
-            "dlq commands manage the RabbitMQ dead-letter queue. With QUEUE_BACKEND=pubsub the "
-            "dead letters are in the dead-letter subscription: inspect them with `gcloud pubsub "
-            "subscriptions pull <dead_letter_subscription>` and republish to the topic.",
+            "dlq commands manage the RabbitMQ and SQS dead-letter queues. With "
+            "QUEUE_BACKEND=pubsub the dead letters are in the dead-letter subscription: "
+            "inspect them with `gcloud pubsub subscriptions pull <dead_letter_subscription>` "
+            "and republish to the topic.",
             err=True,
         )
         raise typer.Exit(2)
@@ -213,7 +214,7 @@ def dlq_list(
     from groundwork_app.settings import get_settings
     from groundwork_app.worker.dlq import list_dead_letters
 
-    _rabbitmq_only()
+    _queue_with_dlq()
     letters = asyncio.run(list_dead_letters(get_settings(), limit))
     for letter in letters:
         if as_json:
@@ -235,7 +236,7 @@ def dlq_redrive(
     from groundwork_app.settings import get_settings
     from groundwork_app.worker.dlq import redrive
 
-    _rabbitmq_only()
+    _queue_with_dlq()
     moved = asyncio.run(redrive(get_settings(), limit))
     for letter in moved:
         typer.echo(f"redriven {letter.message_id} job={letter.job_id}")

@@ -41,6 +41,7 @@ class Environment(StrEnum):
 class QueueBackend(StrEnum):
     RABBITMQ = "rabbitmq"
     PUBSUB = "pubsub"
+    SQS = "sqs"
 
 
 class LLMFallback(StrEnum):
@@ -58,6 +59,12 @@ def _deploy(kind: Literal["env", "secret"], *backends: QueueBackend) -> dict[str
 
 _RMQ = QueueBackend.RABBITMQ
 _PUBSUB = QueueBackend.PUBSUB
+_SQS = QueueBackend.SQS
+# SQS's hard limits (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/
+# API_ReceiveMessage.html): long polls wait at most 20 s, a message stays invisible at most
+# 12 h (43,200 s) per receive.
+SQS_MAX_WAIT_SECONDS = 20
+SQS_MAX_VISIBILITY_SECONDS = 43_200
 
 # Measured (docs/performance.md, bench/pipeline.py's sweep at 2,000 ms of LLM latency):
 # one asyncio worker process keeps ~1,000 calls in flight within ~12 MiB above idle;
@@ -161,7 +168,7 @@ class Settings(BaseSettings):
     queue_name: str = Field(
         default="jobs",
         pattern=r"^[A-Za-z0-9_.-]{1,200}$",
-        description="Work queue (RabbitMQ) or topic (Pub/Sub) name.",
+        description="Work queue (RabbitMQ, SQS) or topic (Pub/Sub) name.",
         json_schema_extra=_deploy("env"),
     )
     rabbitmq_host: str = Field(default="127.0.0.1", json_schema_extra=_deploy("env", _RMQ))
@@ -210,6 +217,42 @@ class Settings(BaseSettings):
     queue_retry_delays_ms: Annotated[list[int], NoDecode] = Field(
         default=[1000, 5000, 30000],
         description="Comma-separated backoff steps; one TTL queue per step.",
+    )
+    sqs_queue_url: str = Field(
+        default="",
+        description="URL of the SQS work queue (QUEUE_BACKEND=sqs).",
+        json_schema_extra=_deploy("env", _SQS),
+    )
+    sqs_dlq_url: str = Field(
+        default="",
+        description="URL of the SQS dead-letter queue: the worker parks messages there with "
+        "their reason; `groundwork-app dlq` lists and redrives it.",
+        json_schema_extra=_deploy("env", _SQS),
+    )
+    sqs_visibility_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=SQS_MAX_VISIBILITY_SECONDS,
+        description="How long a received message stays invisible to other workers. Must exceed "
+        "the job's deadline (LLM timeout x attempts + backoff); the worker also extends it "
+        "while a job runs. The stack sets the queue's own default from the same value.",
+        json_schema_extra=_deploy("env", _SQS),
+    )
+    sqs_wait_time_seconds: int = Field(
+        default=SQS_MAX_WAIT_SECONDS,
+        ge=1,
+        le=SQS_MAX_WAIT_SECONDS,
+        description="Long-poll wait of ReceiveMessage (1-20 s). Also bounds how long a "
+        "stopping worker waits for its last poll.",
+    )
+    sqs_endpoint_url: str = Field(
+        default="",
+        description="Another SQS endpoint (a local server such as moto); empty uses AWS's.",
+    )
+    aws_region: str = Field(
+        default="",
+        description="Region of the SQS queues when their URL does not name one (a local "
+        "endpoint); AWS URLs (sqs.<region>.amazonaws.com) carry their region.",
     )
     pubsub_project_id: str = Field(default="", json_schema_extra=_deploy("env", _PUBSUB))
     pubsub_push_audience: str = Field(
@@ -446,6 +489,13 @@ class Settings(BaseSettings):
         return "" if key in LLM_KEY_PLACEHOLDERS else key
 
     @property
+    def delivery_deadline_seconds(self) -> float:
+        """Longest one delivery can take in the LLM call: every try times out, with the
+        longest backoff between them."""
+        tries = self.llm_max_retries + 1
+        return self.llm_timeout_seconds * tries + self.llm_retry_max_seconds * (tries - 1)
+
+    @property
     def jwt_keys(self) -> list[str]:
         """HS256 keys: the first signs, every one verifies (rotation overlap)."""
         return rotation_keys(self.jwt_secret)
@@ -471,6 +521,23 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _sqs_settings(self) -> Settings:
+        if self.queue_backend is not QueueBackend.SQS:
+            return self
+        if not self.sqs_queue_url or not self.sqs_dlq_url:
+            raise ValueError("SQS_QUEUE_URL and SQS_DLQ_URL must be set when QUEUE_BACKEND=sqs")
+        if self.sqs_visibility_timeout_seconds <= self.delivery_deadline_seconds:
+            # Otherwise a slow job's message reappears while the job still runs and a second
+            # worker takes it (the ledger keeps the result single, but the LLM is paid twice).
+            raise ValueError(
+                f"SQS_VISIBILITY_TIMEOUT_SECONDS ({self.sqs_visibility_timeout_seconds}) must "
+                f"exceed one delivery's deadline ({self.delivery_deadline_seconds:g} s = "
+                "LLM_TIMEOUT_SECONDS x (LLM_MAX_RETRIES + 1) + LLM_RETRY_MAX_SECONDS x "
+                "LLM_MAX_RETRIES); raise it or lower those"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _refuse_insecure_defaults(self) -> Settings:
         if not self.is_deployed:
             return self
@@ -489,7 +556,7 @@ class Settings(BaseSettings):
                 problems.append("JWT_JWKS_URL must be set when JWT_ALGORITHM=RS256")
         if self.queue_backend is QueueBackend.RABBITMQ:
             secrets["RABBITMQ_PASSWORD"] = self.rabbitmq_password
-        elif not self.pubsub_push_audience:
+        elif self.queue_backend is QueueBackend.PUBSUB and not self.pubsub_push_audience:
             problems.append("PUBSUB_PUSH_AUDIENCE must be set so push tokens are verified")
         for name, secret in secrets.items():
             rotating = name in ("JWT_SECRET", "WEBHOOK_SECRET")

@@ -71,6 +71,9 @@ async def test_broker_probe(settings_factory: Callable[..., Any], hung_server: i
         await closed.check()
     pubsub = BrokerProbe(QueueBackend.PUBSUB, "", 0, tls=False)
     assert "pubsub" in await pubsub.check()
+    # SQS: a regional service the API never calls; RABBITMQ_HOST is not even set.
+    sqs = BrokerProbe(QueueBackend.SQS, "127.0.0.1", free_port(), tls=False)
+    assert (await sqs.check()).startswith("sqs: managed service")
 
 
 async def test_concurrent_cache_calls_share_round_trips(settings_factory: Callable[..., Any]):

@@ -26,5 +26,6 @@ def test_env_production_example_is_the_contract():
     contract = (
         deployment_contract(QueueBackend.RABBITMQ).all_names
         | deployment_contract(QueueBackend.PUBSUB).all_names
+        | deployment_contract(QueueBackend.SQS).all_names
     )
     assert names == contract

@@ -6,8 +6,8 @@ proves the broker process answers AMQP without authenticating, opening a channel
 or leaving a connection behind, so probing every few seconds costs the broker
 nothing. A listener that accepts and never answers fails on the timeout.
 
-Pub/Sub is a managed regional service the API never calls (the relay publishes),
-so there is nothing of ours to probe: it reports ready with a note.
+Pub/Sub and SQS are managed regional services the API never calls (the relay
+publishes), so there is nothing of ours to probe: they report ready with a note.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class BrokerProbe:
 
         The caller bounds the wait (``asyncio.timeout``): a hung broker never answers.
         """
-        if self.backend is QueueBackend.PUBSUB:
-            return "pubsub: managed service, published to by the relay"
+        if self.backend is not QueueBackend.RABBITMQ:
+            return f"{self.backend.value}: managed service, published to by the relay"
         return await self._amqp_handshake()
 
     async def _amqp_handshake(self) -> str:

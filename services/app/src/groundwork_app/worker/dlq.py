@@ -1,4 +1,5 @@
-"""Dead-letter queue tooling (RabbitMQ): list parked messages, redrive them.
+"""Dead-letter queue tooling: list parked messages, redrive them (RabbitMQ here; SQS in
+``worker/sqs_dlq.py``, chosen by QUEUE_BACKEND).
 
 ``list`` takes messages with ``basic.get`` without acking and hands them all back
 (nack + requeue) at the end, so listing never consumes anything; the DLQ is a classic
@@ -24,7 +25,7 @@ from groundwork_app.adapters.rabbitmq import (
     publish_confirmed,
 )
 from groundwork_app.ports import ATTEMPT_HEADER, JOB_ID_HEADER, REASON_HEADER
-from groundwork_app.settings import Settings
+from groundwork_app.settings import QueueBackend, Settings
 
 REDRIVE_COUNT_HEADER = "x-groundwork-redrives"
 LAST_REASON_HEADER = "x-groundwork-last-reason"
@@ -79,6 +80,10 @@ def describe(message: AbstractIncomingMessage) -> DeadLetter:
 
 
 async def list_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLetter]:
+    if settings.queue_backend is QueueBackend.SQS:
+        from groundwork_app.worker import sqs_dlq
+
+        return await sqs_dlq.list_dead_letters(settings, limit)
     topology = Topology.from_settings(settings)
     connection = await connect(settings)
     try:
@@ -102,6 +107,10 @@ async def list_dead_letters(settings: Settings, limit: int = 100) -> list[DeadLe
 
 async def redrive(settings: Settings, limit: int | None = None) -> list[DeadLetter]:
     """Move up to ``limit`` (all when None) messages back to the work queue."""
+    if settings.queue_backend is QueueBackend.SQS:
+        from groundwork_app.worker import sqs_dlq
+
+        return await sqs_dlq.redrive(settings, limit)
     topology = Topology.from_settings(settings)
     connection = await connect(settings)
     moved: list[DeadLetter] = []

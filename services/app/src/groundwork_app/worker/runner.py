@@ -77,6 +77,10 @@ def build_publisher(settings: Settings) -> Publisher:
         from groundwork_app.adapters.pubsub import PubSubPublisher
 
         return PubSubPublisher(settings)
+    if settings.queue_backend is QueueBackend.SQS:
+        from groundwork_app.adapters.sqs import SqsPublisher
+
+        return SqsPublisher(settings)
     from groundwork_app.adapters.rabbitmq import RabbitPublisher
 
     return RabbitPublisher(settings)
@@ -97,6 +101,8 @@ async def run_worker(settings: Settings) -> None:
     try:
         if settings.queue_backend is QueueBackend.PUBSUB:
             await _serve_push(settings, handler, recorder)
+        elif settings.queue_backend is QueueBackend.SQS:
+            await _consume_sqs(settings, handler, recorder, heartbeat, stop)
         else:
             await _consume_rabbitmq(settings, handler, recorder, heartbeat, stop)
     finally:
@@ -130,6 +136,32 @@ async def _consume_rabbitmq(
     )
     await health.start()
     log.info("worker starting", backend="rabbitmq", health_port=health.port)
+    try:
+        await consumer.run(stop)
+    finally:
+        await health.close()
+
+
+async def _consume_sqs(
+    settings: Settings,
+    handler: JobHandler,
+    recorder: DeadLetterRecorder,
+    heartbeat: Heartbeat,
+    stop: asyncio.Event,
+) -> None:
+    from groundwork_app.worker.sqs_consumer import SqsConsumer
+
+    install_stop_signals(stop)
+    consumer = SqsConsumer(settings, handler.handle, on_dead_letter=recorder.record)
+    health = HealthServer(
+        lambda: consumer.connected,
+        heartbeat,
+        host=bind_host(settings),
+        port=settings.worker_health_port,
+        metrics=settings.metrics_port is None,
+    )
+    await health.start()
+    log.info("worker starting", backend="sqs", health_port=health.port)
     try:
         await consumer.run(stop)
     finally:
