@@ -195,6 +195,7 @@ def build(settings: Settings) -> AwsOutputs:
             JobQueueArgs(
                 delivery_limit=DELIVERY_ATTEMPTS,
                 visibility_timeout_seconds=SQS_VISIBILITY_TIMEOUT_SECONDS,
+                protect=protect,
             ),
             opts=opts,
         )

@@ -55,6 +55,9 @@ class JobQueueArgs:
     kms_data_key_reuse_seconds: int = 300
     """How long SQS reuses a data key before calling KMS again (60-86,400): fewer KMS
     requests, i.e. cost, against a longer-lived data key."""
+    protect: bool = False
+    """Pulumi ``protect`` + ``retain_on_delete`` on the key and both queues (queued and
+    dead-lettered jobs)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.delivery_limit <= 100:
@@ -147,7 +150,9 @@ class JobQueue(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         key = EncryptionKey(
             f"{name}-kms",
-            EncryptionKeyArgs(description=f"{name}: SQS job queue and dead-letter queue"),
+            EncryptionKeyArgs(
+                description=f"{name}: SQS job queue and dead-letter queue", protect=args.protect
+            ),
             opts=child,
         )
         encryption: dict[str, Any] = {
@@ -159,7 +164,9 @@ class JobQueue(pulumi.ComponentResource):
             message_retention_seconds=args.dlq_retention_seconds,
             receive_wait_time_seconds=LONG_POLL_SECONDS,
             **encryption,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         queue = aws.sqs.Queue(
             f"{name}-queue",
@@ -172,7 +179,9 @@ class JobQueue(pulumi.ComponentResource):
                 )
             ),
             **encryption,
-            opts=child,
+            opts=pulumi.ResourceOptions(
+                parent=self, protect=args.protect, retain_on_delete=args.protect
+            ),
         )
         aws.sqs.RedriveAllowPolicy(
             f"{name}-dlq-allow",

@@ -123,3 +123,15 @@ def test_production_data_stores_carry_protect_and_retain_on_delete(cloud: str) -
     assert {r.type for r in stores} == set(types)  # every kind of store is looked at
     unguarded = sorted(r.name for r in stores if not (r.protect and r.retain_on_delete))
     assert unguarded == []
+
+
+def test_production_on_sqs_protects_the_queues_key() -> None:
+    # queue=sqs swaps the broker for SQS queues encrypted with their own KMS key: a
+    # deleted key makes every message still encrypted under it unreadable.
+    from groundwork.plan.program import load_stack_config, plan_program
+
+    config = load_stack_config("production", overrides={"groundwork:queue": "sqs"})
+    run = plan_program(config).run
+    assert _messages(run, "production", AWS_RULE) == []
+    queues = run.of_type("aws:sqs/queue:Queue")
+    assert len(queues) == 2 and all(q.protect and q.retain_on_delete for q in queues)
