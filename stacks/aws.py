@@ -424,6 +424,7 @@ def service_environment(
         "REDIS_HOST": cache.primary_endpoint,
         "REDIS_PORT": str(cache.port),
         "QUEUE_NAME": QUEUE_NAME,
+        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
     }
     if queue is not None:
         return {
@@ -444,7 +445,6 @@ def service_environment(
         "RABBITMQ_MANAGEMENT_URL": broker.management_url,
         "RABBITMQ_TLS": "true",
         "QUEUE_PREFETCH": str(settings.worker_slots),
-        "SHUTDOWN_TIMEOUT_SECONDS": str(SHUTDOWN_TIMEOUT_SECONDS),
     }
 
 

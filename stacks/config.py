@@ -345,7 +345,6 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "cacheNodeType": "cache.t4g.micro",
         "cacheNodes": 1,
         "cacheSnapshotRetentionDays": 0,
-        "queue": "sqs",
         "brokerInstanceType": "mq.t3.micro",
         "brokerCluster": False,
         "apiCpu": 256,

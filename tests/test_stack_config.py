@@ -15,7 +15,8 @@ def test_staging_and_production_defaults_differ_where_ha_matters():
     assert staging.environment is Tier.STAGING and production.is_production
     assert (staging.availability_zones, production.availability_zones) == (2, 3)
     assert (staging.nat, production.nat) == ("instance", "one-per-az")
-    assert (staging.queue, production.queue) == ("sqs", "rabbitmq")
+    # Staging runs the queue production runs (issue 21: same architecture per tier).
+    assert staging.queue == production.queue == "rabbitmq"
     assert (staging.cpu_architecture, production.cpu_architecture) == ("x86_64", "arm64")
     assert not staging.db_multi_az and production.db_multi_az
     assert (staging.db_backup_retention_days, production.db_backup_retention_days) == (7, 30)

@@ -150,10 +150,10 @@ def test_production_with_sqs_keeps_every_stateful_resource_multi_az(
 def test_without_nat_the_tasks_reach_sqs_through_an_interface_endpoint() -> None:
     from tests.aws.conftest import run_stack
 
-    run = run_stack("staging", nat="none", interfaceEndpoints="true")
+    run = run_stack("staging", queue="sqs", nat="none", interfaceEndpoints="true")
     services = {e.inputs["serviceName"] for e in run.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")}
     assert "com.amazonaws.us-east-1.sqs" in services
-    with_nat = run_stack("staging", interfaceEndpoints="true")
+    with_nat = run_stack("staging", queue="sqs", interfaceEndpoints="true")
     services = {
         e.inputs["serviceName"] for e in with_nat.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
     }

@@ -421,7 +421,7 @@ def test_autoscaled_services_ignore_desired_count(staging: ProgramRun) -> None:
     assert _service(staging, "worker").ignore_changes == ["desiredCount"]
 
 
-@pytest.mark.parametrize("stack", ["staging", "production"])
+@pytest.mark.parametrize("stack", ["staging_rabbitmq", "production"])
 def test_worker_drains_within_the_stop_timeout_and_scales_on_its_measured_slots(
     stack: str, request: pytest.FixtureRequest, helpers: Any
 ) -> None:

@@ -96,7 +96,9 @@ def test_aws_inventory_shape_differs_by_environment() -> None:
     assert _type_count("aws", "staging", "aws:ec2/natGateway:NatGateway") == 0
     assert _type_count("aws", "staging", "aws:ec2/instance:Instance") == 1  # nat = instance
     assert _type_count("aws", "production", "aws:ec2/natGateway:NatGateway") == 3
-    assert _type_count("aws", "staging", "aws:sqs/queue:Queue") == 2  # queue = sqs
+    # Staging runs the broker production runs (queue=sqs is an opt-in on both).
+    assert _type_count("aws", "staging", "aws:mq/broker:Broker") == 1
+    assert _type_count("aws", "staging", "aws:sqs/queue:Queue") == 0
     assert _type_count("aws", "production", "aws:mq/broker:Broker") == 1
     for stack in ("staging", "production"):
         assert _type_count("aws", stack, "aws:ecs/service:Service") == 3
