@@ -76,3 +76,14 @@ def clean_db(service_env: dict[str, str], servers: DevServers) -> None:
         "TRUNCATE jobs, outbox, processed_messages RESTART IDENTITY CASCADE",
         database=servers.postgres.database,
     )
+
+
+@pytest.fixture
+def settings_env_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For tests that build Settings from explicit values only: the session's
+    ``service_env`` exports DB_*, RABBITMQ_*, REDIS_* ... to os.environ, which Settings
+    would otherwise read, so such a test passed alone and failed after the servers' tests."""
+    from groundwork_app.settings import Settings
+
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)

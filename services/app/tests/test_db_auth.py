@@ -122,6 +122,7 @@ async def test_a_fixed_password_breaks_new_connections_after_rotation(
         await pool.close()
 
 
+@pytest.mark.usefixtures("settings_env_cleared")
 def test_token_is_an_rds_iam_presigned_connect_request(monkeypatch: pytest.MonkeyPatch) -> None:
     """The token botocore signs, as RDS documents it: ``host:port/?Action=connect&DBUser=...``
     presigned with SigV4 for service ``rds-db``, valid 15 minutes
@@ -164,6 +165,7 @@ def test_region_comes_from_the_endpoint_or_the_task_environment(
     assert auth.IamAuthToken("127.0.0.1", 5432, "u").region == "ap-south-1"
 
 
+@pytest.mark.usefixtures("settings_env_cleared")
 def test_iam_auth_needs_no_database_password_when_deployed() -> None:
     common: dict[str, Any] = {
         "app_env": "production",
