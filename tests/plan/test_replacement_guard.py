@@ -44,9 +44,9 @@ _SECRETS = (
 KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {
     ("gcp", "production", "secretReplication"): _SECRETS,
     ("gcp", "staging", "secretReplication"): _SECRETS,
-    ("aws", "staging", "queue"): "issue 21: queue=rabbitmq deletes the SQS queues and their "
-    "KMS key (only the messages of the deleted queues were encrypted with it; drain first, "
-    "docs/deploy-aws.md)",
+    ("aws", "staging", "queue"): "issue 21: switching the queue backend deletes the other "
+    "backend's store (the Amazon MQ broker, or the SQS queues and their KMS key) with any "
+    "message still in it; drain first (docs/deploy-aws.md)",
 }
 
 
