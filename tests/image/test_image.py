@@ -185,9 +185,12 @@ def test_third_party_code_is_bytecode_only_and_tracebacks_still_locate_frames(
 
 
 _AWS_CLIENTS_PROBE = """
-import boto3, botocore.exceptions
+import secrets, boto3, botocore.exceptions
+# Throwaway credentials made in the container: the token is presigned locally.
 session = boto3.session.Session(
-    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="example", region_name="eu-west-1"
+    aws_access_key_id="TEST" + secrets.token_hex(8).upper(),
+    aws_secret_access_key=secrets.token_urlsafe(30),
+    region_name="eu-west-1",
 )
 token = session.client("rds").generate_db_auth_token("db.example.internal", 5432, "groundwork_app")
 print("rds token:", "Action=connect" in token and "X-Amz-Signature=" in token)

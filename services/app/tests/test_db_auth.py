@@ -127,9 +127,10 @@ def test_token_is_an_rds_iam_presigned_connect_request(monkeypatch: pytest.Monke
     """The token botocore signs, as RDS documents it: ``host:port/?Action=connect&DBUser=...``
     presigned with SigV4 for service ``rds-db``, valid 15 minutes
     (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/UsingWithRDS.IAMDBAuth.Connecting.html).
-    Signing is local: no network, static test credentials."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY")
+    Signing is local: no network, throwaway credentials."""
+    # Throwaway values made per run: signing needs a key, not a real one.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "TEST" + secrets.token_hex(8).upper())
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secrets.token_urlsafe(30))
     monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
