@@ -15,6 +15,7 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -30,6 +31,10 @@ from groundwork_app.worker.handler import AnswerCachePort, JobHandler
 from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
 from groundwork_app.worker.store import JobStore, LazyPool
 from groundwork_app.worker.terminal import DeadLetterRecorder, Reconciler
+
+if TYPE_CHECKING:  # both are imported where used: each pulls in its own client library
+    from groundwork_app.worker.consumer import RabbitConsumer
+    from groundwork_app.worker.sqs_consumer import SqsConsumer
 
 log = structlog.get_logger("groundwork.runner")
 
@@ -125,21 +130,8 @@ async def _consume_rabbitmq(
 ) -> None:
     from groundwork_app.worker.consumer import RabbitConsumer
 
-    install_stop_signals(stop)
     consumer = RabbitConsumer(settings, handler.handle, recorder.record)
-    health = HealthServer(
-        lambda: consumer.connected,
-        heartbeat,
-        host=bind_host(settings),
-        port=settings.worker_health_port,
-        metrics=settings.metrics_port is None,
-    )
-    await health.start()
-    log.info("worker starting", backend="rabbitmq", health_port=health.port)
-    try:
-        await consumer.run(stop)
-    finally:
-        await health.close()
+    await _run_pull_consumer(settings, consumer, "rabbitmq", heartbeat, stop)
 
 
 async def _consume_sqs(
@@ -151,8 +143,19 @@ async def _consume_sqs(
 ) -> None:
     from groundwork_app.worker.sqs_consumer import SqsConsumer
 
-    install_stop_signals(stop)
     consumer = SqsConsumer(settings, handler.handle, on_dead_letter=recorder.record)
+    await _run_pull_consumer(settings, consumer, "sqs", heartbeat, stop)
+
+
+async def _run_pull_consumer(
+    settings: Settings,
+    consumer: RabbitConsumer | SqsConsumer,
+    backend: str,
+    heartbeat: Heartbeat,
+    stop: asyncio.Event,
+) -> None:
+    """A pulling consumer (RabbitMQ, SQS) beside the health server its probes call."""
+    install_stop_signals(stop)
     health = HealthServer(
         lambda: consumer.connected,
         heartbeat,
@@ -161,7 +164,7 @@ async def _consume_sqs(
         metrics=settings.metrics_port is None,
     )
     await health.start()
-    log.info("worker starting", backend="sqs", health_port=health.port)
+    log.info("worker starting", backend=backend, health_port=health.port)
     try:
         await consumer.run(stop)
     finally:
