@@ -1,9 +1,12 @@
-"""PublicLoadBalancer: the internet-facing ALB in front of the API, with optional WAF."""
+"""PublicLoadBalancer: the internet-facing ALB in front of the API, with optional WAF.
+
+It composes AccessLogBucket (components/aws/access_logs.py) and, when it validates its own
+certificate, DnsCertificate (components/aws/certificate.py).
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
@@ -12,6 +15,8 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.aws.access_logs import AccessLogBucket, AccessLogBucketArgs
+from components.aws.certificate import DnsCertificate, DnsCertificateArgs
 from components.aws.container_service import BlueGreenTraffic, DeploymentStrategy
 
 ALLOW: Any = {"allow": {}}
@@ -101,7 +106,15 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         super().__init__("groundwork:aws:PublicLoadBalancer", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.https = args.https
-        bucket, policy = self._log_bucket(name, args)
+        logs = AccessLogBucket(
+            f"{name}-access-logs",
+            AccessLogBucketArgs(
+                retention_days=args.access_log_retention_days,
+                deletion_protection=args.deletion_protection,
+            ),
+            opts=child,
+        )
+        bucket, policy = logs.bucket, logs.policy
         alb = aws.lb.LoadBalancer(
             f"{name}-alb",
             name=bounded_name(name, "alb"),
@@ -160,7 +173,15 @@ class PublicLoadBalancer(pulumi.ComponentResource):
         target_group = api_target_group(f"{name}-api-tg", "api")
         forward: list[Any] = [{"type": "forward", "target_group_arn": target_group.arn}]
         if args.https:
-            certificate = args.certificate_arn or self._certificate(name, args)
+            certificate = args.certificate_arn or (
+                DnsCertificate(
+                    f"{name}-cert",
+                    DnsCertificateArgs(
+                        domain=str(args.domain), hosted_zone_id=str(args.hosted_zone_id)
+                    ),
+                    opts=child,
+                ).certificate_arn
+            )
             listener = aws.lb.Listener(
                 f"{name}-https",
                 load_balancer_arn=alb.arn,
@@ -300,96 +321,6 @@ class PublicLoadBalancer(pulumi.ComponentResource):
             }
         )
 
-    def _log_bucket(
-        self, name: str, args: PublicLoadBalancerArgs
-    ) -> tuple[aws.s3.Bucket, aws.s3.BucketPolicy]:
-        child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        bucket = aws.s3.Bucket(
-            f"{name}-access-logs",
-            force_destroy=not args.deletion_protection,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                protect=args.deletion_protection,
-                retain_on_delete=args.deletion_protection,
-            ),
-        )
-        aws.s3.BucketPublicAccessBlock(
-            f"{name}-access-logs-pab",
-            bucket=bucket.id,
-            block_public_acls=True,
-            block_public_policy=True,
-            ignore_public_acls=True,
-            restrict_public_buckets=True,
-            opts=child,
-        )
-        aws.s3.BucketOwnershipControls(
-            f"{name}-access-logs-ownership",
-            bucket=bucket.id,
-            rule={"object_ownership": "BucketOwnerEnforced"},
-            opts=child,
-        )
-        # ALB log delivery supports SSE-S3 only (not SSE-KMS).
-        aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-access-logs-sse",
-            bucket=bucket.id,
-            rules=[{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            opts=child,
-        )
-        aws.s3.BucketLifecycleConfiguration(
-            f"{name}-access-logs-lifecycle",
-            bucket=bucket.id,
-            rules=[
-                {
-                    "id": "expire-access-logs",
-                    "status": "Enabled",
-                    "filter": {"prefix": ""},
-                    "expiration": {"days": args.access_log_retention_days},
-                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
-                }
-            ],
-            opts=child,
-        )
-        account = aws.get_caller_identity_output(opts=invoke).account_id
-        elb_account = aws.elb.get_service_account_output(opts=invoke).arn
-        policy = aws.s3.BucketPolicy(
-            f"{name}-access-logs-policy",
-            bucket=bucket.id,
-            policy=pulumi.Output.all(bucket.arn, account, elb_account).apply(
-                lambda a: access_log_policy(a[0], a[1], a[2])
-            ),
-            opts=child,
-        )
-        return bucket, policy
-
-    def _certificate(self, name: str, args: PublicLoadBalancerArgs) -> pulumi.Output[str]:
-        child = pulumi.ResourceOptions(parent=self)
-        cert = aws.acm.Certificate(
-            f"{name}-cert",
-            domain_name=args.domain,
-            validation_method="DNS",
-            key_algorithm="EC_prime256v1",
-            opts=child,
-        )
-        option = cert.domain_validation_options[0]
-        record = aws.route53.Record(
-            f"{name}-cert-validation",
-            zone_id=args.hosted_zone_id,
-            name=option.resource_record_name,
-            type=option.resource_record_type,
-            records=[option.resource_record_value],
-            ttl=300,
-            allow_overwrite=True,
-            opts=child,
-        )
-        validation = aws.acm.CertificateValidation(
-            f"{name}-cert-validated",
-            certificate_arn=cert.arn,
-            validation_record_fqdns=[record.fqdn],
-            opts=child,
-        )
-        return validation.certificate_arn
-
 
 WAF_LOG_PREFIX = "aws-waf-logs-"
 WAF_REDACTED_HEADERS = ("authorization", "cookie")
@@ -414,41 +345,6 @@ def bounded_name(
     if keep < 1:
         raise ValueError(f"suffix {suffix!r} leaves no room for a name within {limit} characters")
     return f"{base[:keep].rstrip('-')}-{tail}"
-
-
-def access_log_policy(bucket_arn: str, account_id: str, elb_account_arn: str) -> str:
-    """Let ELB log delivery write under ``alb/``; refuse any non-TLS access."""
-    objects = f"{bucket_arn}/alb/AWSLogs/{account_id}/*"
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    # Regions launched before August 2022 deliver as the regional ELB account.
-                    "Sid": "ElbAccountDelivers",
-                    "Effect": "Allow",
-                    "Principal": {"AWS": elb_account_arn},
-                    "Action": "s3:PutObject",
-                    "Resource": objects,
-                },
-                {
-                    "Sid": "LogDeliveryServiceDelivers",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "logdelivery.elasticloadbalancing.amazonaws.com"},
-                    "Action": "s3:PutObject",
-                    "Resource": objects,
-                },
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket_arn, f"{bucket_arn}/*"],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                },
-            ],
-        }
-    )
 
 
 def _visibility(metric: str) -> Any:

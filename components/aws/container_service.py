@@ -23,6 +23,7 @@ import pulumi_aws as aws
 import pulumi_docker as docker
 
 from components.args import ArgError
+from components.aws.autoscaling import ServiceAutoscaling, ServiceAutoscalingArgs
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.image_ref import ImageReference, require_in_repository
 from components.source import source_fingerprint
@@ -527,7 +528,11 @@ class ContainerService(pulumi.ComponentResource):
                 ),
             )
         self.service_names = {p: s.name for p, s in services.items()}
-        self._autoscaling(name, args, cluster, services)
+        ServiceAutoscaling(
+            name,
+            ServiceAutoscalingArgs(service=args, cluster=cluster, services=services),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
         self.register_outputs(
             {
@@ -746,188 +751,6 @@ class ContainerService(pulumi.ComponentResource):
             opts=child,
         )
         return role, attachment
-
-    def _autoscaling(
-        self,
-        name: str,
-        args: ContainerServiceArgs,
-        cluster: aws.ecs.Cluster,
-        services: Mapping[str, aws.ecs.Service],
-    ) -> None:
-        child = pulumi.ResourceOptions(parent=self)
-        targets = {}
-        for process, size in (("api", args.api), ("worker", args.worker)):
-            targets[process] = aws.appautoscaling.Target(
-                f"{name}-{process}-scaling",
-                service_namespace="ecs",
-                scalable_dimension="ecs:service:DesiredCount",
-                resource_id=pulumi.Output.concat(
-                    "service/", cluster.name, "/", services[process].name
-                ),
-                min_capacity=size.min_count,
-                max_capacity=size.max_count,
-                opts=child,
-            )
-
-        def policy(suffix: str, target: aws.appautoscaling.Target, config: Any) -> None:
-            aws.appautoscaling.Policy(
-                f"{name}-{suffix}",
-                policy_type="TargetTrackingScaling",
-                service_namespace=target.service_namespace,
-                scalable_dimension=target.scalable_dimension,
-                resource_id=target.resource_id,
-                target_tracking_scaling_policy_configuration=config,
-                opts=child,
-            )
-
-        api = targets["api"]
-        policy(
-            "api-cpu",
-            api,
-            {
-                "target_value": args.api_cpu_target,
-                "predefined_metric_specification": {
-                    "predefined_metric_type": "ECSServiceAverageCPUUtilization"
-                },
-                "scale_in_cooldown": 300,
-                "scale_out_cooldown": 60,
-            },
-        )
-        policy(
-            "api-requests",
-            api,
-            {
-                "target_value": args.api_requests_per_target,
-                **(
-                    _requests_per_running_task(args, cluster, services["api"])
-                    if args.api_deployment is DeploymentStrategy.BLUE_GREEN
-                    else {
-                        "predefined_metric_specification": {
-                            "predefined_metric_type": "ALBRequestCountPerTarget",
-                            "resource_label": pulumi.Output.concat(
-                                args.load_balancer_arn_suffix, "/", args.target_group_arn_suffix
-                            ),
-                        }
-                    }
-                ),
-                "scale_in_cooldown": 300,
-                "scale_out_cooldown": 60,
-            },
-        )
-        policy(
-            "worker-queue-depth",
-            targets["worker"],
-            {
-                "target_value": args.worker_backlog_per_task,
-                "customized_metric_specification": {
-                    "metrics": [
-                        _queue_depth(args),
-                        _running_tasks(
-                            "workers", "running worker tasks", cluster, services["worker"]
-                        ),
-                        {
-                            "id": "backlog",
-                            "label": "messages waiting per worker task",
-                            "expression": "depth / workers",
-                            "return_data": True,
-                        },
-                    ]
-                },
-                "scale_in_cooldown": 300,
-                "scale_out_cooldown": 60,
-            },
-        )
-
-
-def _queue_depth(args: ContainerServiceArgs) -> dict[str, Any]:
-    """A metric-math input: messages waiting in the work queue."""
-    if args.sqs_queue_name is not None:
-        # Visible messages only: in-flight ones already have a worker. SQS publishes it
-        # every minute (SQS Developer Guide, "Available CloudWatch metrics for Amazon SQS").
-        metric: dict[str, Any] = {
-            "namespace": "AWS/SQS",
-            "metric_name": "ApproximateNumberOfMessagesVisible",
-            "dimensions": [{"name": "QueueName", "value": args.sqs_queue_name}],
-        }
-        label = "messages waiting (SQS)"
-    else:
-        metric = {
-            "namespace": "AWS/AmazonMQ",
-            "metric_name": "MessageCount",
-            "dimensions": [
-                {"name": "Broker", "value": args.broker_name},
-                {"name": "VirtualHost", "value": args.queue_vhost},
-                {"name": "Queue", "value": args.queue_name},
-            ],
-        }
-        label = f"{args.queue_name} messages (Amazon MQ)"
-    return {
-        "id": "depth",
-        "label": label,
-        "metric_stat": {"metric": metric, "stat": "Average"},
-        "return_data": False,
-    }
-
-
-def _running_tasks(
-    metric_id: str, label: str, cluster: aws.ecs.Cluster, service: aws.ecs.Service
-) -> dict[str, Any]:
-    """A metric-math input: the service's running task count (Container Insights)."""
-    return {
-        "id": metric_id,
-        "label": label,
-        "metric_stat": {
-            "metric": {
-                "namespace": "ECS/ContainerInsights",
-                "metric_name": "RunningTaskCount",
-                "dimensions": [
-                    {"name": "ClusterName", "value": cluster.name},
-                    {"name": "ServiceName", "value": service.name},
-                ],
-            },
-            "stat": "Average",
-        },
-        "return_data": False,
-    }
-
-
-def _requests_per_running_task(
-    args: ContainerServiceArgs, cluster: aws.ecs.Cluster, api: aws.ecs.Service
-) -> dict[str, Any]:
-    """Load balancer requests per running API task.
-
-    Blue/green moves traffic to whichever target group is green, so a per-target-group
-    metric (ALBRequestCountPerTarget) would read an empty group after every other
-    deployment and scale the API in; the load balancer's total does not move.
-    """
-    return {
-        "customized_metric_specification": {
-            "metrics": [
-                {
-                    "id": "requests",
-                    "label": "API requests per minute (load balancer)",
-                    "metric_stat": {
-                        "metric": {
-                            "namespace": "AWS/ApplicationELB",
-                            "metric_name": "RequestCount",
-                            "dimensions": [
-                                {"name": "LoadBalancer", "value": args.load_balancer_arn_suffix}
-                            ],
-                        },
-                        "stat": "Sum",
-                    },
-                    "return_data": False,
-                },
-                _running_tasks("tasks", "running API tasks", cluster, api),
-                {
-                    "id": "per_task",
-                    "label": "requests per running API task",
-                    "expression": "requests / tasks",
-                    "return_data": True,
-                },
-            ]
-        }
-    }
 
 
 def blue_green_configuration(
