@@ -8,6 +8,8 @@ import pytest
 from components.aws.access_logs import AccessLogBucketArgs
 from components.aws.certificate import DnsCertificateArgs
 from groundwork.mockrun import ProgramRun
+from groundwork.plan.program import load_stack_config, plan_program
+from tests.test_urn_aliases import ROOT
 
 CHILDREN = {
     "groundwork:aws:AccessLogBucket": (
@@ -34,6 +36,13 @@ CHILDREN = {
         {"aws:appautoscaling/target:Target", "aws:appautoscaling/policy:Policy"},
     ),
 }
+
+
+@pytest.fixture(scope="module")
+def production() -> ProgramRun:
+    # The committed production config: a domain with a hosted zone, so the certificate
+    # is validated by the stack (DnsCertificate) rather than passed in.
+    return plan_program(load_stack_config("production", root=ROOT, cloud="aws")).run
 
 
 @pytest.mark.parametrize("component_type", sorted(CHILDREN))
