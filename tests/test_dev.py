@@ -13,7 +13,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from groundwork.dev import dev_token
+from groundwork.devenv.command import dev_token
 
 pytestmark = pytest.mark.slow
 

@@ -180,7 +180,7 @@ def worker() -> None:
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to the broker (safe to run several)."""
-    from groundwork_app.worker.runner import relay_health_port, run_relay
+    from groundwork_app.relay.runner import relay_health_port, run_relay
 
     settings = _load_settings()
     try:

@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from groundwork_app import json_codec
-from groundwork_app.db.jobs_repo import JobRef, JobsRepo, NewJob, NewOutboxMessage
+from groundwork_app.db.jobs import JobRef, JobsRepo, NewJob, NewOutboxMessage
 
 MAX_PROMPT_CHARS_CEILING = 100_000  # settings.max_prompt_chars is bounded by this
 MAX_METADATA_KEYS = 16

@@ -38,10 +38,10 @@ from enum import StrEnum
 
 import structlog
 
+from groundwork_app.db.pool import LazyPool
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER
 from groundwork_app.settings import Settings
-from groundwork_app.worker.store import LazyPool
 
 log = structlog.get_logger("groundwork.terminal")
 

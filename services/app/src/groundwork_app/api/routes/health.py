@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from groundwork_app.api.services import Services
-from groundwork_app.db.jobs_repo import ping
+from groundwork_app.db.pool import ping
 from groundwork_app.observability import metrics
 from groundwork_app.observability.logging import get_logger
 

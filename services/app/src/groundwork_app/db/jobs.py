@@ -8,8 +8,8 @@ transaction) in a single round trip; concurrent submissions share that statement
 duplicate wait for the first insert to commit and then insert nothing (and no outbox
 row); the caller then reads the winner with a fresh statement (a fresh snapshot).
 
-Pooler-safe: no prepared-statement cache, unique statement names (see db.engine) and
-no session state, so no reset query is needed when a connection is released.
+Pooler-safe: the pool (db/pool.py) keeps no session state, so no reset query is
+needed when a connection is released.
 """
 
 from __future__ import annotations
@@ -24,9 +24,6 @@ from typing import Any
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
-from groundwork_app.db.auth import db_password
-from groundwork_app.db.tls import ssl_context
-from groundwork_app.settings import Settings
 
 # One statement for a whole batch of submissions (see groundwork_app.batching): the
 # arrays are unnested into rows, so N requests cost one round trip and one commit.
@@ -137,43 +134,6 @@ class JobView:
     completed_at: datetime | None
 
 
-async def _no_reset(_: asyncpg.Connection) -> None:
-    """The API keeps no session state (and a transaction pooler would not either)."""
-
-
-def _asyncpg_args(settings: Settings) -> dict[str, Any]:
-    # db.engine.connect_args also carries SQLAlchemy dialect options; raw asyncpg takes
-    # only these. With asyncpg's cache off (the default) it uses the unnamed statement,
-    # which PgBouncer keeps on one server connection because asyncpg sends
-    # Parse/Describe with Flush (not Sync) before Bind/Execute/Sync: two round trips
-    # per query. DB_STATEMENT_CACHE_SIZE > 0 saves one, only safe without a
-    # transaction-mode pooler (or PgBouncer >= 1.21 with max_prepared_statements).
-    return {
-        "ssl": ssl_context(settings),
-        "statement_cache_size": settings.db_statement_cache_size,
-        "timeout": settings.db_pool_timeout_seconds,
-        "server_settings": {"application_name": f"{settings.service_name}-api"},
-    }
-
-
-async def create_pool(settings: Settings) -> asyncpg.Pool:
-    args = _asyncpg_args(settings)
-    max_size = settings.db_pool_size + settings.db_max_overflow
-    return await asyncpg.create_pool(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=db_password(settings),
-        database=settings.db_name,
-        min_size=0,
-        max_size=max_size,
-        max_inactive_connection_lifetime=300.0,
-        reset=_no_reset,
-        command_timeout=settings.db_pool_timeout_seconds,
-        **args,
-    )
-
-
 class JobsRepo:
     def __init__(
         self, pool: asyncpg.Pool, acquire_timeout: float, *, max_concurrent_inserts: int = 2
@@ -281,26 +241,3 @@ def _columns(items: Sequence[tuple[NewJob, NewOutboxMessage]]) -> list[list[Any]
         [message.payload_json for _, message in items],
         [message.headers_json for _, message in items],
     ]
-
-
-async def ping(settings: Settings) -> None:
-    """``SELECT 1`` on a fresh connection (readiness).
-
-    Not from the pool on purpose: under load an exhausted pool would fail readiness
-    and take a busy-but-healthy task out of the load balancer, and a fresh connection
-    proves what a restart needs: that the server accepts connections.
-    """
-    conn = await asyncpg.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=db_password(settings),
-        database=settings.db_name,
-        **_asyncpg_args(settings),
-    )
-    try:
-        await conn.fetchval("SELECT 1")
-        await conn.close(timeout=1.0)
-    finally:
-        if not conn.is_closed():
-            conn.terminate()

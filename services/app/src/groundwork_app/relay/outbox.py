@@ -7,7 +7,7 @@ relays therefore never publish the same row twice while they are healthy; a cras
 between the broker's confirm and the commit re-publishes the row later
 (at-least-once), which the worker's message-id ledger absorbs.
 
-Database access is raw asyncpg on the worker's pooler-safe pool (worker/store.py): a
+Database access is raw asyncpg on the worker's pooler-safe pool (db/worker.py): a
 batch is BEGIN, one claim, one mark, COMMIT on one connection, with no liveness ping
 and no ORM layer, and the marks cover the whole batch in one statement.
 
@@ -30,12 +30,12 @@ import asyncpg
 import structlog
 
 from groundwork_app.db.auth import db_password
+from groundwork_app.db.pool import LazyPool
 from groundwork_app.db.schema import OUTBOX_CHANNEL
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER, OutboundMessage, Publisher
 from groundwork_app.settings import Settings
-from groundwork_app.worker.store import LazyPool
 
 log = structlog.get_logger("groundwork.relay")
 
