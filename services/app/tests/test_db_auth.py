@@ -17,8 +17,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
-from groundwork_app import migrate
-from groundwork_app.db import auth
+from groundwork_app.db import auth, roles
 from groundwork_app.db import pool as db_pool
 from groundwork_app.settings import Settings
 
@@ -188,9 +187,9 @@ async def test_migrate_creates_a_data_only_app_role(servers: DevServers, service
     # The RDS master user has CREATEROLE (rds_superuser); so does the migrating user here.
     pg.psql(f"ALTER ROLE {pg.user} CREATEROLE")
     settings = _settings(servers, db_app_user=role)
-    assert await migrate.grant_app_role(settings) is True
-    assert await migrate.grant_app_role(settings) is True  # idempotent: every deploy runs it
-    assert await migrate.grant_app_role(_settings(servers)) is False  # no app user: nothing
+    assert await roles.grant_app_role(settings) is True
+    assert await roles.grant_app_role(settings) is True  # idempotent: every deploy runs it
+    assert await roles.grant_app_role(_settings(servers)) is False  # no app user: nothing
 
     # Only for this test: log in with a password (on RDS the role gets rds_iam instead).
     password = secrets.token_urlsafe(18)

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from groundwork_app.db.jobs import JobsRepo, NewJob, NewOutboxMessage
+from groundwork_app.db.jobs import JobsRepo
 from groundwork_app.db.pool import create_api_pool
 from groundwork_app.domain.jobs import (
     IdempotencyConflictError,
@@ -17,6 +17,7 @@ from groundwork_app.domain.jobs import (
     SubmitContext,
     submit_job,
 )
+from groundwork_app.domain.repository import NewJob, NewOutboxMessage
 
 
 @pytest.fixture

@@ -17,13 +17,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
+from groundwork_app.domain.repository import JobRef, JobView, NewJob, NewOutboxMessage
 
 # One statement for a whole batch of submissions (see groundwork_app.batching): the
 # arrays are unnested into rows, so N requests cost one round trip and one commit.
@@ -91,50 +90,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class NewJob:
-    id: uuid.UUID
-    client_id: str
-    idempotency_key: str | None
-    request_hash: str
-    prompt: str
-    model: str
-    metadata_json: str
-    request_id: str
-
-
-@dataclass(frozen=True)
-class NewOutboxMessage:
-    message_id: uuid.UUID
-    topic: str
-    payload_json: str
-    headers_json: str
-
-
-@dataclass(frozen=True)
-class JobRef:
-    id: uuid.UUID
-    status: str
-    created_at: datetime
-    request_hash: str = ""
-
-
-@dataclass(frozen=True)
-class JobView:
-    id: uuid.UUID
-    status: str
-    model: str
-    metadata: dict[str, Any]
-    result: str | None
-    degraded: bool
-    cached: bool
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-
-
 class JobsRepo:
+    """The API's job queries; implements ``domain.repository.JobRepository``."""
+
     def __init__(
         self, pool: asyncpg.Pool, acquire_timeout: float, *, max_concurrent_inserts: int = 2
     ) -> None:
