@@ -117,11 +117,8 @@ class JobsRepo:
             raise DatabaseUnavailableError(type(exc).__name__) from exc
 
     async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
-                return await conn.fetchrow(query, *args)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailableError(type(exc).__name__) from exc
+        rows = await self._fetch(query, *args)  # every caller's query returns at most one
+        return rows[0] if rows else None
 
     async def insert_with_outbox(self, job: NewJob, message: NewOutboxMessage) -> JobRef | None:
         """Insert both rows atomically; None when the idempotency key already exists.
