@@ -49,7 +49,10 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
     cloud: Cloud = Field(default=Cloud.AWS, description="aws | gcp")
-    environment: Tier = Field(description="staging | production (defaults to the stack name)")
+    tier: Tier = Field(
+        alias="environment",
+        description="staging | production (defaults to the stack name)",
+    )
     service: str = Field(default="groundwork", pattern=r"^[a-z][a-z0-9-]{1,20}$")
     cost_center: str = Field(default="platform", alias="costCenter", min_length=1)
     alarm_email: str | None = Field(default=None, alias="alarmEmail")
@@ -257,7 +260,7 @@ class Settings(BaseModel):
 
     @property
     def is_production(self) -> bool:
-        return self.environment is Tier.PRODUCTION
+        return self.tier is Tier.PRODUCTION
 
     @property
     def worker_task_memory_mb(self) -> int:
@@ -291,7 +294,7 @@ class Settings(BaseModel):
     @property
     def tags(self) -> dict[str, str]:
         return {
-            "environment": self.environment.value,
+            "environment": self.tier.value,
             "service": self.service,
             "managed-by": "pulumi",
             "cost-center": self.cost_center,
@@ -453,7 +456,7 @@ def review_label(stack: str) -> str | None:
 def resource_prefix(settings: Settings, stack: str) -> str:
     """The prefix of every resource and physical name: ``<service>-<tier>``, or
     ``<service>-pr<number>`` for a review stack."""
-    return f"{settings.service}-{review_label(stack) or settings.environment.value}"
+    return f"{settings.service}-{review_label(stack) or settings.tier.value}"
 
 
 KNOWN_KEYS = frozenset({field.alias or name for name, field in Settings.model_fields.items()})

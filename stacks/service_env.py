@@ -23,7 +23,7 @@ the API port, which the load balancers forward on every path."""
 
 def application_env(settings: Settings) -> dict[str, str]:
     return {
-        "APP_ENV": settings.environment.value,
+        "APP_ENV": settings.tier.value,
         "SERVICE_NAME": settings.service,
         "LOG_LEVEL": "INFO",
         # Encrypted only; each stack overrides both with a check of the server (AWS:

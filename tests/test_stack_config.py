@@ -12,7 +12,7 @@ from stacks.config import KNOWN_KEYS, Cloud, ConfigError, Tier, build_settings, 
 def test_staging_and_production_defaults_differ_where_ha_matters():
     staging = build_settings("staging", {})
     production = build_settings("production", {})
-    assert staging.environment is Tier.STAGING and production.is_production
+    assert staging.tier is Tier.STAGING and production.is_production
     assert (staging.availability_zones, production.availability_zones) == (2, 3)
     assert (staging.nat, production.nat) == ("instance", "one-per-az")
     # Staging runs the queue production runs (issue 21: same architecture per tier).
@@ -180,7 +180,7 @@ def test_a_review_stack_name_resolves_to_the_staging_tier_at_its_smallest():
 
     review = build_settings("review-pr-123", {})
     staging = build_settings("staging", {})
-    assert review.environment is Tier.STAGING
+    assert review.tier is Tier.STAGING
     assert (review.api_max_count, review.worker_max_count) == (1, 1)
     assert review.db_backup_retention_days == 1 and review.log_retention_days == 7
     assert review.db_instance_class == staging.db_instance_class

@@ -232,7 +232,7 @@ def _settings_preflight(config: StackConfig) -> tuple[str, str]:
     from stacks.config import build_settings
 
     settings = build_settings(config.stack, config.groundwork())
-    return settings.cloud.value, settings.environment.value
+    return settings.cloud.value, settings.tier.value
 
 
 def resolve_region(config: StackConfig, cloud: str, outputs: Mapping[str, Any]) -> str:
