@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import pulumi
+
 
 class ArgError(ValueError):
     """``field`` of an Args object is ``value``, which is refused: ``allowed`` says why."""
@@ -38,3 +40,14 @@ def vpc_block(cidr: str) -> ipaddress.IPv4Network:
     if not 16 <= network.prefixlen <= 20:
         raise ValueError("must be a block from /16 to /20")
     return network
+
+
+def moved_children(opts: pulumi.ResourceOptions | None) -> list[pulumi.Alias]:
+    """Aliases for the children of a small component split out of its composer.
+
+    A child's URN contains its parent's type chain, so a child that moved from the
+    composer (``opts.parent``) under the new component would be deleted and re-created;
+    ``Alias(parent=<composer>)`` resolves to its old URN and the engine keeps it
+    (tests/test_urn_aliases.py proves it for every stack).
+    """
+    return [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else []

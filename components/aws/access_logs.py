@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.args import moved_children
+
 
 @dataclass
 class AccessLogBucketArgs:
@@ -34,10 +36,7 @@ class AccessLogBucket(pulumi.ComponentResource):
         self, name: str, args: AccessLogBucketArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("groundwork:aws:AccessLogBucket", name, None, opts)
-        # These resources were children of the load balancer component until issue 19
-        # split it; the alias resolves to their old URNs, so a live stack keeps them
-        # (tests/test_urn_aliases.py).
-        moved = [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else []
+        moved = moved_children(opts)  # children of the composer before the split
         child = pulumi.ResourceOptions(parent=self, aliases=moved)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         self.bucket = aws.s3.Bucket(

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
+from components.args import moved_children
+
 if TYPE_CHECKING:
     from components.aws.container_service import ContainerServiceArgs
 
@@ -44,9 +46,7 @@ class ServiceAutoscaling(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("groundwork:aws:ServiceAutoscaling", name, None, opts)
-        # Children of ContainerService until issue 19 split it: the alias keeps their
-        # URNs, so no live scaling target or policy is replaced (tests/test_urn_aliases.py).
-        moved = [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else []
+        moved = moved_children(opts)  # children of the composer before the split
         child = pulumi.ResourceOptions(parent=self, aliases=moved)
         args, cluster, services = scaling.service, scaling.cluster, scaling.services
         # DeploymentStrategy is a StrEnum of container_service, which imports this module.

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.args import moved_children
+
 
 @dataclass
 class DnsCertificateArgs:
@@ -28,9 +30,7 @@ class DnsCertificate(pulumi.ComponentResource):
         self, name: str, args: DnsCertificateArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("groundwork:aws:DnsCertificate", name, None, opts)
-        # Children of the load balancer component until issue 19 split it: the alias keeps
-        # their URNs, so a live certificate is not replaced (tests/test_urn_aliases.py).
-        moved = [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else []
+        moved = moved_children(opts)  # children of the composer before the split
         child = pulumi.ResourceOptions(parent=self, aliases=moved)
         cert = aws.acm.Certificate(
             name,
