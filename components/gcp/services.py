@@ -400,11 +400,26 @@ class CloudRunApp(pulumi.ComponentResource):
         secret = gcp.secretmanager.Secret(
             f"{name}-metrics-config",
             secret_id=f"{name}-metrics-config",
+            # In the stack's region whatever groundwork:secretReplication says: allowed
+            # under a gcp.resourceLocations org policy, and fixed, so never replaced.
             replication=gcp.secretmanager.SecretReplicationArgs(
-                auto=gcp.secretmanager.SecretReplicationAutoArgs()
+                user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
+                    replicas=[
+                        gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(
+                            location=args.region
+                        )
+                    ]
+                )
             ),
             labels=args.labels,
-            opts=child,
+            # Protected like every production secret (policy gcp-pulumi-datastore-
+            # protected): a revision mounts it, so losing it fails instance starts.
+            deletion_protection=args.deletion_protection,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
+            ),
         )
         # Revisions mount this exact version (not "latest"), so a config change rolls out
         # as a new revision like any other change; ABANDON keeps the version a pinned

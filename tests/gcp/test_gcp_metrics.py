@@ -320,3 +320,30 @@ def test_metrics_args_are_checked() -> None:
         _args(metrics_port=8080, env={})
     with pytest.raises(ValueError, match="interval"):
         _args(metrics_interval="1m")
+
+
+def test_series_assumptions_cover_what_the_registry_exposes_before_any_label() -> None:
+    """docs/cost-model.md prices samples from per-process series counts; the part the
+    registry exposes unconditionally is measured here, so a new metric family that
+    outgrows the assumption fails."""
+    from prometheus_client import REGISTRY
+
+    from groundwork.plan.pricing import load_price_table
+
+    PROM._service_series()  # imports every metric module into the registry
+    # Labelled children exist only once used (other tests in the session may have used
+    # some): count the collectors and the unlabelled series, which every process has.
+    baseline = sum(
+        1
+        for family in REGISTRY.collect()
+        for sample in family.samples
+        if family.name.startswith(("process_", "python_")) or not sample.labels
+    )
+    assert baseline >= 40  # the collectors and unlabelled families really were counted
+    for tier in ("staging", "production"):
+        usage = load_price_table().assumptions(tier)
+        for role in SCRAPED:
+            assert usage[f"gmp_series_per_instance_{role}"] >= baseline, (tier, role)
+        assert usage["gmp_scrape_interval_seconds"] == int(
+            CloudRunAppArgs.__dataclass_fields__["metrics_interval"].default.rstrip("s")  # type: ignore[union-attr]
+        )
