@@ -524,8 +524,10 @@ def _deploy_roles() -> set[str]:
     block = text[
         text.index('sa "groundwork-deploy-$env"') : text.index('state "groundwork-deploy-$env"')
     ]
-    # The roles the condition lets it grant to others are not roles it holds.
-    block = re.sub(r"expression: [^\n]*", "", block)
+    # The roles the condition lets it grant to others (the condition file, and the
+    # comments explaining it) are not roles it holds.
+    block = re.sub(r"<<'YAML'\n.*?\nYAML\n", "", block, flags=re.S)
+    block = re.sub(r"#[^\n]*", "", block)
     return set(re.findall(r"roles/[A-Za-z.]+", block))
 
 
