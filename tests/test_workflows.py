@@ -416,3 +416,19 @@ def test_previews_run_in_per_stack_environments_without_a_branch_policy() -> Non
     assert loop and '"deployment_branch_policy": null' in loop.group(1)
     assert '--env "$env-preview" --body "arn:aws:iam::$ACCOUNT:role/groundwork-preview"' in text
     assert "repo:$OWNER/$REPO:pull_request" not in text
+
+
+def test_bootstrap_puts_the_stacks_in_the_region_the_workflows_log_in_to() -> None:
+    """The committed stack files name an example region; the deploy logs in to ECR with
+    AWS_REGION (a token for that region's registry only), so the bootstrap must set the
+    stacks' region to the same $REGION."""
+    text = BOOTSTRAP.read_text(encoding="utf-8")
+    assert 'pulumi config set --stack "$stack" aws:region "$REGION"' in text
+    assert 'pulumi config set --stack "$stack" gcp:region "$REGION"' in text
+    assert 'gh variable set AWS_REGION --repo "$OWNER/$REPO" --body "$REGION"' in text
+    login = next(
+        s["run"]
+        for s in steps(load("deploy-environment.yml")["jobs"]["deploy"])
+        if s.get("id") == "push"
+    )
+    assert "aws ecr get-login-password |" in login
