@@ -753,7 +753,7 @@ class EcsRolledBackError(SmokeTestError):
         super().__init__("; ".join(r.describe(image) for r in rollbacks))
 
 
-def _triggered_alarms(cloudwatch: Any, service: dict[str, Any], since: float | None) -> list[str]:
+def _triggered_alarms(cloudwatch: Any, service: Any, since: float | None) -> list[str]:
     """The service's deployment alarms (``deploymentConfiguration.alarms``) in ALARM now,
     or that went to ALARM at or after ``since``: an alarm that fired, made ECS roll back
     and is OK again once the old tasks serve shows only in its history (a StateUpdate
