@@ -18,7 +18,9 @@ from groundwork_app.adapters.rabbitmq import (
     amqp_url,
     declare_topology,
 )
-from groundwork_app.db.worker import Claim, JobStore, LazyPool
+from groundwork_app.db.pool import LazyPool
+from groundwork_app.db.worker import JobStore
+from groundwork_app.domain.repository import Claim
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import Settings

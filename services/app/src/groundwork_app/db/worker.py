@@ -38,14 +38,13 @@ import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeVar
 
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
 from groundwork_app.db.pool import LazyPool
+from groundwork_app.domain.repository import Claim, ClaimResult, Completion
 from groundwork_app.settings import Settings
 
 # A claim takes the job's lease unless the message is already in the ledger, the job
@@ -128,35 +127,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class Claim(Enum):
-    CLAIMED = "claimed"  # go ahead: the job is now 'processing' under our lease
-    ALREADY_PROCESSED = "already_processed"  # this message id is in the ledger
-    ALREADY_SUCCEEDED = "already_succeeded"  # another message completed the job
-    BUSY = "busy"  # another worker holds a live lease on the job: try again later
-    UNKNOWN_JOB = "unknown_job"
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """The claim, and with CLAIMED the job as its row says (not as the message says)."""
-
-    claim: Claim
-    client_id: str = ""
-    prompt: str = ""
-    model: str = ""
-
-
-@dataclass(frozen=True)
-class Completion:
-    message_id: str
-    job_id: uuid.UUID
-    result: str
-    cached: bool
-    degraded: bool
-
-
 class JobStore:
-    """The worker's database access (see the module docstring)."""
+    """The worker's database access (see the module docstring); implements
+    ``domain.repository.WorkerRepository``."""
 
     def __init__(self, settings: Settings):
         self._settings = settings

@@ -1,7 +1,9 @@
-"""What job submission needs from storage, as the domain sees it.
+"""What the job logic needs from storage, as the domain sees it.
 
-``domain/jobs.py`` depends on this protocol and these records only; ``db/jobs.py``
-implements them on PostgreSQL (and a test can stand in for it without a database).
+Submission (``domain/jobs.py``) depends on ``JobRepository`` and the job handler
+(``worker/handler.py``) on ``WorkerRepository``, with these records only; ``db/jobs.py``
+and ``db/worker.py`` implement them on PostgreSQL (and a test can stand in for them
+without a database).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any, Protocol
 
 
@@ -62,3 +65,45 @@ class JobRepository(Protocol):
 
     async def find_by_idempotency_key(self, client_id: str, key: str) -> JobRef | None:
         """The job the client submitted under ``key``, read in a fresh snapshot."""
+
+
+class Claim(Enum):
+    CLAIMED = "claimed"  # go ahead: the job is now 'processing' under our lease
+    ALREADY_PROCESSED = "already_processed"  # this message id is in the ledger
+    ALREADY_SUCCEEDED = "already_succeeded"  # another message completed the job
+    BUSY = "busy"  # another worker holds a live lease on the job: try again later
+    UNKNOWN_JOB = "unknown_job"
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """The claim, and with CLAIMED the job as its row says (not as the message says)."""
+
+    claim: Claim
+    client_id: str = ""
+    prompt: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    message_id: str
+    job_id: uuid.UUID
+    result: str
+    cached: bool
+    degraded: bool
+
+
+class WorkerRepository(Protocol):
+    async def claim(self, job_id: uuid.UUID, message_id: str) -> ClaimResult:
+        """Take the job's lease for this message, unless the ledger, a success or a live
+        lease says otherwise (``Claim``)."""
+
+    async def complete(self, done: Completion) -> bool:
+        """Ledger row + result in one transaction; False when the ledger already had it."""
+
+    async def mark_retrying(self, job_id: uuid.UUID, reason: str) -> None: ...
+
+    async def mark_failed(self, job_id: uuid.UUID, reason: str) -> None: ...
+
+    async def renew_lease(self, job_id: uuid.UUID) -> None: ...

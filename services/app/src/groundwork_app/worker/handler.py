@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from groundwork_app.adapters.llm import LLMRequestError, LLMUnavailableError, ResilientLLM
-from groundwork_app.db.worker import Claim, Completion, JobStore
+from groundwork_app.domain.repository import Claim, Completion, WorkerRepository
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.observability.logging import bind_log_context, get_logger, unbind_log_context
 from groundwork_app.observability.tracing import extract_trace_context
@@ -105,7 +105,7 @@ class _Answer:
 class JobHandler:
     def __init__(
         self,
-        store: JobStore,
+        store: WorkerRepository,
         llm: ResilientLLM,
         cache: AnswerCachePort | None,
         settings: Settings,
