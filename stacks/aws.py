@@ -39,6 +39,7 @@ from components.aws import (
     ServiceFirewall,
     ServiceFirewallArgs,
 )
+from components.aws.alarms import deployment_alarm_names
 from components.aws.container_service import DeploymentStrategy, PrebuiltImage
 from components.aws.database import app_connect_statement
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
@@ -297,6 +298,9 @@ def build(settings: Settings) -> AwsOutputs:
             depends_on=[alb],
             api_deployment=api_deployment,
             blue_green=alb.blue_green,
+            # The alarms watch the services, so they come after them: the service gets
+            # the alarms' names (alarms.py makes them) instead of the resources.
+            deployment_alarm_names=deployment_alarm_names(f"{prefix}-alarms"),
         ),
         opts=opts,
     )
@@ -621,24 +625,6 @@ def validate(settings: Settings) -> None:
             settings.nat,
             "'instance' is staging-only (one EC2 instance in one AZ); production keeps "
             "one-per-az NAT gateways (or single / none with interfaceEndpoints)",
-        )
-    spot = [
-        key
-        for key, on in (
-            ("workerSpot", settings.worker_spot),
-            ("apiSpot", settings.api_spot),
-            ("relaySpot", settings.relay_spot),
-        )
-        if on
-    ]
-    if settings.cpu_architecture == "arm64" and spot:
-        # "Linux tasks with the ARM64 architecture don't support the Fargate Spot capacity
-        # provider" (Amazon ECS Developer Guide, "Amazon ECS clusters for Fargate").
-        raise invalid_value(
-            "cpuArchitecture",
-            settings.cpu_architecture,
-            f"x86_64 while {', '.join(spot)} is true (Fargate Spot runs x86_64 tasks only); "
-            f"set {' and '.join(f'{k}=false' for k in spot)} to run on Graviton",
         )
     if settings.nat == NatStrategy.NONE and settings.is_production:
         raise invalid_value(

@@ -50,7 +50,7 @@ from components.image_ref import ImageReference, require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value, resource_prefix
-from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
+from stacks.service_env import DELIVERY_ATTEMPTS, METRICS_PORT, application_env, token_claims
 
 SHUTDOWN_TIMEOUT_SECONDS = 8
 """Cloud Run sends SIGTERM and SIGKILLs 10 s later, not configurable for services
@@ -217,6 +217,9 @@ def build(settings: Settings) -> GcpOutputs:
             ),
             deletion_protection=settings.deletion_protection,
             labels=labels,
+            # /metrics to Cloud Monitoring through the Managed Prometheus sidecar.
+            project=project,
+            metrics_port=METRICS_PORT,
         ),
         opts,
     )
@@ -285,6 +288,7 @@ def build(settings: Settings) -> GcpOutputs:
             ),
             notification_email=settings.alarm_email,
             labels=labels,
+            service_metrics=True,
         ),
         opts,
     )

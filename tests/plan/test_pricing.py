@@ -224,6 +224,28 @@ def test_fargate_spot_split_honours_base_then_weight(graph, aws_prices):
     assert any("Spot" in item.description for item in service.items)
 
 
+def test_arm64_on_fargate_spot_is_priced_at_the_arm_spot_rate(graph, aws_prices):
+    # ARM64 runs on FARGATE_SPOT (platform 1.4.0+, ECS API CapacityProviderStrategyItem):
+    # the Spot rate of its own architecture, not x86's.
+    td = _task_def(graph, "api", 256, 512, arch="ARM64")
+    graph.add(
+        "aws:ecs/service:Service",
+        "svc",
+        {
+            "desiredCount": 1,
+            "taskDefinition": td.state["arn"],
+            "capacityProviderStrategies": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+        },
+    )
+    service = graph.price().resources[1]
+    arm, x86 = aws_prices["fargate"]["spot_arm64"], aws_prices["fargate"]["spot_x86_64"]
+    assert service.monthly == pytest.approx(
+        H * (0.25 * arm["vcpu_hourly"] + 0.5 * arm["gb_hourly"])
+    )
+    assert arm["vcpu_hourly"] < x86["vcpu_hourly"]
+    assert any("Spot arm64" in item.description for item in service.items)
+
+
 def test_fargate_service_with_zero_tasks_is_free_and_unknown_task_def_not_priced(graph):
     graph.add("aws:ecs/service:Service", "idle", {"desiredCount": 0})
     graph.add(
@@ -473,6 +495,33 @@ def test_cloud_run_request_based_idle_min_instances_and_requests(graph, gcp_pric
     assert api.monthly == pytest.approx(idle + requests + active)
     assert zero.monthly == pytest.approx(requests + active)
     assert api.monthly > zero.monthly
+
+
+def test_cloud_run_with_the_prometheus_sidecar_adds_its_samples_and_its_size(
+    graph, gcp_prices, usage
+):
+    from components.gcp.services import GMP_SIDECAR_IMAGE
+
+    relay = _run_service(2, False, "1", "512Mi")
+    relay["template"]["containers"][0]["args"] = ["relay"]
+    graph.add("gcp:cloudrunv2/service:Service", "bare", _run_service(2, False, "1", "512Mi"))
+    relay["template"]["containers"].append(
+        {"image": GMP_SIDECAR_IMAGE, "resources": {"limits": {"cpu": "1", "memory": "512Mi"}}}
+    )
+    graph.add("gcp:cloudrunv2/service:Service", "relay", relay)
+    bare, scraped = graph.price(cloud="gcp").resources
+    u = usage("staging")
+    burst = u["cloud_run_burst_instance_hours_per_service"] * 3600
+    # Samples: series per relay instance x instance-seconds / scrape interval.
+    samples = (
+        u["gmp_series_per_instance_relay"] * (2 * S + burst) / u["gmp_scrape_interval_seconds"]
+    )
+    (item,) = [i for i in scraped.items if "Prometheus" in i.description]
+    assert item.quantity == pytest.approx(samples / 1e6)
+    assert item.unit_price == gcp_prices["monitoring"]["prometheus_per_million_samples"]
+    # The sidecar's vCPU and memory are billed like the app's (same instance).
+    assert scraped.monthly - item.quantity * item.unit_price == pytest.approx(2 * bare.monthly)
+    assert not any("Prometheus" in i.description for i in bare.items)
 
 
 def test_cloud_sql_custom_tier_regional_doubles(graph, gcp_prices, usage):
