@@ -160,6 +160,12 @@ class Settings(BaseModel):
     secret_replication: str = Field(
         default="automatic", alias="secretReplication", pattern=r"^(automatic|user-managed)$"
     )
+    cmek: bool = Field(
+        alias="cmek",
+        description="GCP: Cloud SQL, Memorystore, Pub/Sub, Artifact Registry and Secret Manager "
+        "encrypt with Cloud KMS keys this stack owns (customer-managed encryption keys). Fixed "
+        "at first deploy: the stores cannot switch in place (docs/deploy-gcp.md)",
+    )
 
     # GCP sizing (the AWS sizes above do not map onto Cloud SQL / Memorystore / Cloud Run)
     gcp_db_tier: str = Field(
@@ -371,6 +377,7 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunMemory": "512Mi",
         "gcpApiMinInstances": 0,
         "gcpWorkerMinInstances": 0,
+        "cmek": False,
     },
     Tier.PRODUCTION: {
         "availabilityZones": 3,
@@ -412,6 +419,8 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunCpu": "1",
         "gcpRunMemory": "1Gi",
         "gcpApiMinInstances": 1,
+        # Keys the organisation controls (and can revoke); see docs/deploy-gcp.md.
+        "cmek": True,
     },
 }
 
