@@ -97,6 +97,7 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "publicApi": {"*": ["true", "false"]},
     "logRetentionDays": {"*": ["90"]},
     "secretReplication": {"*": ["automatic", "user-managed"]},
+    "cmek": {"*": ["true", "false"]},
     "gcpDbTier": {"*": ["db-custom-4-15360"]},
     "gcpRedisMemoryGb": {"*": ["5"]},
     "gcpRunCpu": {"*": ["2"]},
@@ -127,6 +128,7 @@ ALONE = {
         "vpcCidr",
         "cacheNodes",
         "secretReplication",
+        "cmek",
     ),
 }
 
