@@ -59,7 +59,10 @@ class CmekUse(StrEnum):
 # The agent that uses each key: (API to generate the identity for, or None when the API
 # creates it on enable; the agent's e-mail from the project number).
 AGENTS: dict[CmekUse, tuple[str | None, str]] = {
-    CmekUse.SQL: ("sqladmin.googleapis.com", "service-{n}@gcp-sa-cloud-sql.iam.gserviceaccount.com"),
+    CmekUse.SQL: (
+        "sqladmin.googleapis.com",
+        "service-{n}@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+    ),
     CmekUse.REDIS: (None, "service-{n}@cloud-redis.iam.gserviceaccount.com"),
     CmekUse.PUBSUB: ("pubsub.googleapis.com", "service-{n}@gcp-sa-pubsub.iam.gserviceaccount.com"),
     CmekUse.REGISTRY: (
@@ -140,7 +143,7 @@ class EncryptionKeys(pulumi.ComponentResource):
                 continue
             rings[location] = gcp.kms.KeyRing(
                 f"{name}-keyring-{location}",
-                name=suffix.hex.apply(lambda h, loc=location: f"{name}-{loc}-{h}"),
+                name=pulumi.Output.concat(name, "-", location, "-", suffix.hex),
                 location=location,
                 project=args.project,
                 opts=keep,
@@ -156,8 +159,9 @@ class EncryptionKeys(pulumi.ComponentResource):
                         f"{name}-{use.value}-agent", project=args.project, service=api, opts=child
                     )
                 )
-            agents[use] = pulumi.Output.from_input(args.project_number).apply(
-                lambda n, e=email: "serviceAccount:" + e.format(n=n)
+            local, domain = email.split("{n}")
+            agents[use] = pulumi.Output.concat(
+                "serviceAccount:", local, args.project_number, domain
             )
 
         def key(use: CmekUse, location: str, resource_name: str) -> CmekKey:
