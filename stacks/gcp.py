@@ -163,7 +163,7 @@ def build(settings: Settings) -> GcpOutputs:
             deletion_protection=settings.deletion_protection,
             labels=labels,
             kms_key_names={loc: k.key_id for loc, k in keys.secret_keys.items()} if keys else {},
-            depends_on=[k.grant for k in keys.secret_keys.values()] if keys else [],
+            depends_on=[r for k in keys.secret_keys.values() for r in k.ready] if keys else [],
         ),
         opts,
     )
@@ -368,8 +368,9 @@ def _key(keys: EncryptionKeys | None, use: CmekUse) -> pulumi.Output[str] | None
 
 
 def _grant(keys: EncryptionKeys | None, use: CmekUse) -> list[pulumi.Resource]:
+    """The store's agent grant on its key, and the wait for that grant to propagate."""
     found: CmekKey | None = keys.keys[use] if keys else None
-    return [found.grant] if found else []
+    return found.ready if found else []
 
 
 def refuse_cmek_change(

@@ -32,8 +32,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import pulumi
+import pulumi.dynamic
 import pulumi_gcp as gcp
 import pulumi_random as random
 
@@ -41,6 +43,12 @@ ENCRYPTER_DECRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
 DEFAULT_ROTATION = "7776000s"
 """90 days: a new primary version for new writes; older versions stay enabled, so data
 written under them stays readable (rotation re-encrypts nothing)."""
+IAM_PROPAGATION_SECONDS = 120
+"""How long the first create waits after the grants: "In most cases, policy changes take
+effect within 2 minutes ... in some cases, it can take 7 minutes or more"
+(https://cloud.google.com/iam/docs/access-change-propagation). A store created before its
+agent's grant has propagated fails its create; past this wait, re-running `pulumi up`
+finishes the job (docs/deploy-gcp.md)."""
 DESTROY_SCHEDULED = "2592000s"
 """30 days between a version's destroy request and its destruction: the window in which
 `gcloud kms keys versions restore` undoes a mistaken destroy (maximum 120 days)."""
@@ -76,6 +84,38 @@ AGENTS: dict[CmekUse, tuple[str | None, str]] = {
 }
 
 
+class _Wait(pulumi.dynamic.ResourceProvider):
+    """Sleeps on create (and on replace, when the grants change); nothing to delete."""
+
+    def create(self, props: dict[str, Any]) -> pulumi.dynamic.CreateResult:
+        import time
+
+        time.sleep(int(props["seconds"]))
+        return pulumi.dynamic.CreateResult(id_="iam-propagation", outs=props)
+
+    def diff(
+        self, _id: str, olds: dict[str, Any], news: dict[str, Any]
+    ) -> pulumi.dynamic.DiffResult:
+        changed = [k for k in ("grants", "seconds") if olds.get(k) != news.get(k)]
+        return pulumi.dynamic.DiffResult(
+            changes=bool(changed), replaces=changed, delete_before_replace=True
+        )
+
+
+class IamPropagationWait(pulumi.dynamic.Resource):
+    """Created ``seconds`` after every grant in ``grants`` exists (Pulumi has no native
+    wait, and pulumiverse-time would add a provider plugin to every deploy)."""
+
+    def __init__(
+        self,
+        name: str,
+        grants: list[pulumi.Input[str]],
+        seconds: int,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(_Wait(), name, {"grants": grants, "seconds": seconds}, opts)
+
+
 @dataclass(frozen=True)
 class CmekKey:
     """A key a data store references, and the grant it must be created after."""
@@ -85,6 +125,8 @@ class CmekKey:
     location: str
     grant: gcp.kms.CryptoKeyIAMMember
     """The agent's encrypter/decrypter binding: ``depends_on`` it from the data store."""
+    ready: list[pulumi.Resource]
+    """What a data store using the key waits for: the grant and its propagation."""
 
 
 @dataclass
@@ -99,6 +141,8 @@ class EncryptionKeysArgs:
     protect: bool = False
     """Pulumi ``protect`` + ``retain_on_delete`` on the rings and keys: destroying a key
     destroys every byte it encrypts."""
+    propagation_seconds: int = IAM_PROPAGATION_SECONDS
+    """Wait between the grants and the first store that needs them (0: no wait)."""
     labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -164,7 +208,9 @@ class EncryptionKeys(pulumi.ComponentResource):
                 "serviceAccount:", local, args.project_number, domain
             )
 
-        def key(use: CmekUse, location: str, resource_name: str) -> CmekKey:
+        def key(
+            use: CmekUse, location: str, resource_name: str
+        ) -> tuple[gcp.kms.CryptoKey, gcp.kms.CryptoKeyIAMMember]:
             crypto_key = gcp.kms.CryptoKey(
                 resource_name,
                 name=use.value,
@@ -183,17 +229,39 @@ class EncryptionKeys(pulumi.ComponentResource):
                 # Binding a service agent that does not exist yet fails.
                 opts=pulumi.ResourceOptions(parent=self, depends_on=identities[use]),
             )
-            return CmekKey(key_id=crypto_key.id, location=location, grant=grant)
+            return crypto_key, grant
 
-        self.keys = {
-            use: key(use, args.region, f"{name}-{use.value}-key")
+        built = {
+            use.value: key(use, args.region, f"{name}-{use.value}-key")
             for use in CmekUse
             if use is not CmekUse.SECRETS
         }
-        self.secret_keys = {
+        built_secrets = {
             loc: key(CmekUse.SECRETS, loc, f"{name}-secrets-key-{loc}")
             for loc in args.secret_locations
         }
+        grants = [g for _, g in [*built.values(), *built_secrets.values()]]
+        waits: list[pulumi.Resource] = []
+        if args.propagation_seconds:
+            waits.append(
+                IamPropagationWait(
+                    f"{name}-kms-grants-propagated",
+                    grants=[g.etag for g in grants],
+                    seconds=args.propagation_seconds,
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=grants),
+                )
+            )
+
+        def done(pair: tuple[gcp.kms.CryptoKey, gcp.kms.CryptoKeyIAMMember], loc: str) -> CmekKey:
+            crypto_key, grant = pair
+            return CmekKey(crypto_key.id, loc, grant, [grant, *waits])
+
+        self.keys = {
+            use: done(built[use.value], args.region)
+            for use in CmekUse
+            if use is not CmekUse.SECRETS
+        }
+        self.secret_keys = {loc: done(pair, loc) for loc, pair in built_secrets.items()}
         self.register_outputs(
             {
                 "key_ids": {use.value: k.key_id for use, k in self.keys.items()},

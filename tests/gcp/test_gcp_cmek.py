@@ -264,3 +264,17 @@ def test_a_failed_repository_lookup_stops_the_deploy() -> None:
     )
     with pytest.raises(ConfigError, match=r"needs artifactregistry\.repositories\.get"):
         run_stack("production", mocks=mocks)
+
+
+def test_stores_wait_for_the_grants_to_propagate(production: ProgramRun) -> None:
+    """IAM: "In most cases, policy changes take effect within 2 minutes ... it can take
+    7 minutes or more" (https://cloud.google.com/iam/docs/access-change-propagation). A
+    grant that exists is not yet a grant Cloud SQL sees: the stores wait behind one
+    dynamic resource that is created 120 s after the last grant."""
+    (wait,) = [r for r in production.of_type("pulumi-python:dynamic:Resource")]
+    assert "kms-grants-propagated" in wait.name
+    assert wait.inputs["seconds"] == 120
+    assert {g.urn for g in production.of_type(GRANT)} <= set(wait.depends_on)
+    for name, stores in _stores(production).items():
+        for store, _ in stores:
+            assert wait.urn in store.depends_on, (name, store.name)
