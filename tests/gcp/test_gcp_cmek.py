@@ -271,7 +271,7 @@ def test_stores_wait_for_the_grants_to_propagate(production: ProgramRun) -> None
     7 minutes or more" (https://cloud.google.com/iam/docs/access-change-propagation). A
     grant that exists is not yet a grant Cloud SQL sees: the stores wait behind one
     dynamic resource that is created 120 s after the last grant."""
-    (wait,) = [r for r in production.of_type("pulumi-python:dynamic:Resource")]
+    (wait,) = production.of_type("pulumi-python:dynamic:Resource")
     assert "kms-grants-propagated" in wait.name
     assert wait.inputs["seconds"] == 120
     assert {g.urn for g in production.of_type(GRANT)} <= set(wait.depends_on)
