@@ -308,6 +308,7 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
         "gcp:kms/cryptoKey:CryptoKey",
         "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
         "random:index/randomId:RandomId",
+        "pulumi-python:dynamic:Resource",  # the grants' IAM propagation wait
     } - set(cheap)
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
