@@ -622,24 +622,6 @@ def validate(settings: Settings) -> None:
             "'instance' is staging-only (one EC2 instance in one AZ); production keeps "
             "one-per-az NAT gateways (or single / none with interfaceEndpoints)",
         )
-    spot = [
-        key
-        for key, on in (
-            ("workerSpot", settings.worker_spot),
-            ("apiSpot", settings.api_spot),
-            ("relaySpot", settings.relay_spot),
-        )
-        if on
-    ]
-    if settings.cpu_architecture == "arm64" and spot:
-        # "Linux tasks with the ARM64 architecture don't support the Fargate Spot capacity
-        # provider" (Amazon ECS Developer Guide, "Amazon ECS clusters for Fargate").
-        raise invalid_value(
-            "cpuArchitecture",
-            settings.cpu_architecture,
-            f"x86_64 while {', '.join(spot)} is true (Fargate Spot runs x86_64 tasks only); "
-            f"set {' and '.join(f'{k}=false' for k in spot)} to run on Graviton",
-        )
     if settings.nat == NatStrategy.NONE and settings.is_production:
         raise invalid_value(
             "nat",

@@ -157,7 +157,7 @@ class Settings(BaseModel):
     cpu_architecture: str = Field(
         default="x86_64",
         alias="cpuArchitecture",
-        description="AWS Fargate tasks: x86_64 | arm64 (Graviton; no Fargate Spot)",
+        description="AWS Fargate tasks: x86_64 | arm64 (Graviton; Fargate Spot too)",
     )
     ecs_exec: bool = Field(alias="ecsExec")
     waf: bool = Field(alias="waf")
@@ -370,8 +370,9 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "workerSpot": True,
         "apiSpot": True,
         "relaySpot": True,
-        # Fargate Spot runs x86_64 only, and saves more than Graviton (docs/cost-model.md).
-        "cpuArchitecture": "x86_64",
+        # Graviton on Fargate Spot too (platform 1.4.0+): ~20 % below x86 Spot, and the
+        # same architecture as production (docs/cost-model.md).
+        "cpuArchitecture": "arm64",
         "ecsExec": True,
         "waf": False,
         "edgeLoadBalancer": False,

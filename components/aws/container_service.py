@@ -236,12 +236,10 @@ class ContainerServiceArgs:
             raise ValueError("set exactly one of broker_name (Amazon MQ) and sqs_queue_name")
         if self.cpu_architecture not in ("X86_64", "ARM64"):
             raise ValueError(f"cpu_architecture={self.cpu_architecture!r}: X86_64 or ARM64")
-        if self.cpu_architecture == "ARM64" and (
-            self.worker_spot or self.api_spot or self.relay_spot
-        ):
-            # "Linux tasks with the ARM64 architecture don't support the Fargate Spot
-            # capacity provider" (Amazon ECS Developer Guide, Fargate capacity providers).
-            raise ValueError("Fargate Spot runs X86_64 tasks only: no *_spot with ARM64")
+        # ARM64 on Fargate Spot is allowed: "FARGATE_SPOT supports Linux tasks with the
+        # ARM64 architecture on platform version 1.4.0 or later" (ECS API reference,
+        # CapacityProviderStrategyItem; the same text in botocore's ecs service model).
+        # The services run platform LATEST, which is 1.4.0 for Linux.
         self.api_deployment = DeploymentStrategy(self.api_deployment)
         if self.api_deployment is DeploymentStrategy.BLUE_GREEN and self.blue_green is None:
             raise ValueError(

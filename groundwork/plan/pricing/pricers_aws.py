@@ -176,8 +176,9 @@ def _ecs_service(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         if not count:
             continue
         if provider == "FARGATE_SPOT":
-            rates = ctx.price("fargate", "spot_x86_64")
-            label = "Fargate Spot"
+            arm = arch.upper() == "ARM64"
+            rates = ctx.price("fargate", "spot_arm64" if arm else "spot_x86_64")
+            label = "Fargate Spot arm64" if arm else "Fargate Spot"
         else:
             rates = ctx.price("fargate", "arm64" if arch.upper() == "ARM64" else "x86_64")
             label = f"Fargate {arch.lower()}"
