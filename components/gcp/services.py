@@ -230,6 +230,16 @@ class CloudRunAppArgs:
     metrics_sidecar_cpu: str = "1"
     metrics_sidecar_memory: str = "512Mi"
     """Cloud Run's per-container defaults, what Google's sidecar sample deploys with."""
+    metrics_export: bool = True
+    """With ``metrics_port``: run the sidecar and grant the metric writes. Off, the config
+    secret still exists (so switching export off never deletes a protected secret) but
+    nothing scrapes or writes: the sidecar's CPU is the expensive part (docs/cost-model.md)."""
+    metrics_config_replication: gcp.secretmanager.SecretReplicationArgs | None = None
+    """The config secret's replication, e.g. the SecretStore's (with its CMEK key); None:
+    user-managed in ``region`` with Google-managed encryption."""
+    metrics_config_depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """What the config secret waits for, e.g. its CMEK key's grant to the Secret Manager
+    agent (a create with a key the agent may not use yet fails)."""
 
     def __post_init__(self) -> None:
         self.api_exposure = ApiExposure(self.api_exposure)
@@ -402,7 +412,8 @@ class CloudRunApp(pulumi.ComponentResource):
             secret_id=f"{name}-metrics-config",
             # In the stack's region whatever groundwork:secretReplication says: allowed
             # under a gcp.resourceLocations org policy, and fixed, so never replaced.
-            replication=gcp.secretmanager.SecretReplicationArgs(
+            replication=args.metrics_config_replication
+            or gcp.secretmanager.SecretReplicationArgs(
                 user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
                     replicas=[
                         gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(
@@ -419,6 +430,7 @@ class CloudRunApp(pulumi.ComponentResource):
                 parent=self,
                 protect=args.deletion_protection,
                 retain_on_delete=args.deletion_protection,
+                depends_on=args.metrics_config_depends_on,
             ),
         )
         # Revisions mount this exact version (not "latest"), so a config change rolls out
@@ -432,6 +444,8 @@ class CloudRunApp(pulumi.ComponentResource):
             opts=child,
         )
         self._metrics_secret_id = secret.secret_id
+        if not args.metrics_export:
+            return
         for role in SCRAPED_ROLES:
             member = self.service_accounts[role].member
             self._metrics_grants.setdefault(role, []).append(
@@ -567,7 +581,7 @@ class CloudRunApp(pulumi.ComponentResource):
     ) -> gcp.cloudrunv2.Service:
         args = self._args
         name = f"{self._name}-{role}"
-        scraped = self.metrics_config is not None and role in SCRAPED_ROLES
+        scraped = self.metrics_config is not None and args.metrics_export and role in SCRAPED_ROLES
         return gcp.cloudrunv2.Service(
             name,
             name=name,

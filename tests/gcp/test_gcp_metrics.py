@@ -72,7 +72,7 @@ def _services(run_: ProgramRun) -> dict[str, Any]:
     return {r.inputs["name"].rsplit("-", 1)[-1]: r for r in run_.of_type(SERVICE)}
 
 
-@pytest.mark.parametrize("stack", ["staging", "production"])
+@pytest.mark.parametrize("stack", ["staging_metrics", "production"])
 def test_scraped_services_carry_the_sidecar_with_its_config_mounted(
     stack: str, request: pytest.FixtureRequest
 ) -> None:
@@ -211,11 +211,11 @@ def test_runtime_accounts_may_write_metrics_and_read_the_config(production: Prog
 
 
 def test_bootstrap_lets_the_deploy_identity_grant_exactly_the_stacks_project_roles(
-    staging: ProgramRun, production: ProgramRun
+    staging_metrics: ProgramRun, production: ProgramRun
 ) -> None:
     granted = {
         r.inputs["role"]
-        for run_ in (staging, production)
+        for run_ in (staging_metrics, production)
         for r in run_.of_type("gcp:projects/iAMMember:IAMMember")
     }
     assert granted == set(PROJECT_ROLES)
@@ -347,3 +347,51 @@ def test_series_assumptions_cover_what_the_registry_exposes_before_any_label() -
         assert usage["gmp_scrape_interval_seconds"] == int(
             CloudRunAppArgs.__dataclass_fields__["metrics_interval"].default.rstrip("s")  # type: ignore[union-attr]
         )
+
+
+def test_export_off_keeps_the_config_secret_and_drops_sidecars_grants_and_alerts(
+    staging: ProgramRun, staging_metrics: ProgramRun
+) -> None:
+    # Staging's default (groundwork:serviceMetrics=false): the sidecar's vCPU on the
+    # always-on relay would be the biggest line of the bill. Switching export off must not
+    # delete the config secret (protected in production), only what costs or grants.
+    def names(run_: ProgramRun, type_: str) -> set[str]:
+        return {r.name for r in run_.of_type(type_)}
+
+    secret = "gcp:secretmanager/secret:Secret"
+    assert (
+        {n for n in names(staging, secret) if "metrics-config" in n}
+        == {n for n in names(staging_metrics, secret) if "metrics-config" in n}
+        != set()
+    )
+    assert not [r for r in staging.resources if r.name.endswith("-metric-writer")]
+    assert len([r for r in staging_metrics.resources if r.name.endswith("-metric-writer")]) == 3
+    for service in _services_all(staging):
+        containers = service.inputs["template"]["containers"]
+        assert [c["name"] for c in containers] == [
+            service.inputs["template"]["containers"][0]["name"]
+        ]
+        assert "volumes" not in service.inputs["template"]
+    assert _promql_policies(staging) == {}
+    assert len(_promql_policies(staging_metrics)) == len(SERVICE_METRIC_ALERTS)
+
+
+def _services_all(run_: ProgramRun) -> list[Any]:
+    return [
+        r
+        for r in run_.of_type("gcp:cloudrunv2/service:Service")
+        if r.inputs["name"].rsplit("-", 1)[-1] in SCRAPED
+    ]
+
+
+def test_the_config_secret_is_encrypted_like_every_other_secret(production: ProgramRun) -> None:
+    # Production has groundwork:cmek on: policy gcp-kms-datastore-cmek requires a key on
+    # every secret, the sidecar's config included, and the same replication as the rest.
+    secrets = {
+        r.name: r.inputs["replication"]
+        for r in production.of_type("gcp:secretmanager/secret:Secret")
+    }
+    config = next(v for n, v in secrets.items() if "metrics-config" in n)
+    jwt = next(v for n, v in secrets.items() if n.endswith("jwt-secret"))
+    assert config == jwt
+    assert "customerManagedEncryption" in str(config)

@@ -157,7 +157,12 @@ def test_push_wiring(stack: str, request: pytest.FixtureRequest) -> None:
 
     # The service agent is asked for explicitly (new projects may not have it yet) and
     # every grant to it waits for it.
-    agent = graph.one("gcp:projects/serviceIdentity:ServiceIdentity")
+    # (EncryptionKeys asks for the agents it grants CMEK keys to on its own.)
+    (agent,) = [
+        a
+        for a in graph.of_type("gcp:projects/serviceIdentity:ServiceIdentity")
+        if "gcp:JobQueue$" in a.urn
+    ]
     assert agent.inputs["service"] == "pubsub.googleapis.com"
     for grant in ("dead-letter-publisher", "dead-letter-subscriber", "push-token-creator"):
         assert agent.urn in graph.named(f"{prefix}-{grant}").depends_on
@@ -297,6 +302,13 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
         "gcp:compute/targetHttpProxy:TargetHttpProxy",
         "gcp:compute/globalForwardingRule:GlobalForwardingRule",
         "gcp:monitoring/notificationChannel:NotificationChannel",
+        # groundwork:cmek (production default on): Cloud KMS keys and their suffix.
+        "groundwork:gcp:EncryptionKeys",
+        "gcp:kms/keyRing:KeyRing",
+        "gcp:kms/cryptoKey:CryptoKey",
+        "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
+        "random:index/randomId:RandomId",
+        "pulumi-python:dynamic:Resource",  # the grants' IAM propagation wait
     } - set(cheap)
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
@@ -504,6 +516,8 @@ ROLE_OF_MODULE = {
     "artifactregistry": {"roles/artifactregistry.admin"},
     "cloudrunv2": {"roles/run.admin", "roles/iam.serviceAccountUser"},
     "compute": {"roles/compute.networkAdmin", "roles/compute.securityAdmin"},
+    # Key rings, keys and their IAM; cloudkms.admin has no encrypt/decrypt permission.
+    "kms": {"roles/cloudkms.admin"},
     "monitoring": {"roles/monitoring.admin"},
     "logging": {"roles/logging.configWriter"},
     "projects": {"roles/serviceusage.serviceUsageAdmin"},

@@ -312,6 +312,24 @@ def _secret_version(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ]
 
 
+@pricer("gcp:kms/cryptoKey:CryptoKey")
+def _gcp_kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "active key versions (assumed, rotation keeps old ones)",
+            ctx.assume("gcp_kms_active_versions_per_key"),
+            "version-month",
+            ctx.price("cloud_kms", "key_version_month"),
+        ),
+        LineItem(
+            "cryptographic operations (assumed)",
+            ctx.assume("gcp_kms_operations_per_key") / 10_000,
+            "10k operations",
+            ctx.price("cloud_kms", "per_10k_operations"),
+        ),
+    ]
+
+
 @pricer("gcp:artifactregistry/repository:Repository")
 def _artifact_registry(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
