@@ -309,6 +309,8 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
         "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
         "random:index/randomId:RandomId",
         "pulumi-python:dynamic:Resource",  # the grants' IAM propagation wait
+        # groundwork:serviceMetrics (production default on): the metric writers' grants.
+        "gcp:projects/iAMMember:IAMMember",
     } - set(cheap)
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
