@@ -395,6 +395,8 @@ def build(settings: Settings) -> AwsOutputs:
         "dlq_url": queue.dlq_url if queue else None,
         "secret_arns": secret_arns,
         "log_group_names": {**app.log_group_names, "vpc-flow-logs": network.flow_log_group_name},
+        "logs_kms_key_arn": logs_key.key_arn,
+        "log_retention_days": str(settings.log_retention_days),
     }
 
 
