@@ -10,16 +10,11 @@ re-run, and say clearly what is wrong when the group never appeared.
 from __future__ import annotations
 
 import json
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from moto.logs.exceptions import ResourceNotFoundException
-from moto.logs.responses import LogsResponse
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from groundwork.ops.broker_logs import general_log_group, secure_broker_logs
@@ -27,41 +22,6 @@ from groundwork.ops.cli import app
 from groundwork.ops.errors import OpsTimeoutError
 
 BROKER_ID = "b-1234a5b6-78cd-901e-2fgh-3i45j6k178l9"  # the docs' example ID
-ACCOUNT = "123456789012"
-
-
-def _associate_kms_key(self: LogsResponse) -> str:
-    """AssociateKmsKey as the CloudWatch Logs API documents it (moto 5 lacks it): the key
-    ARN becomes the group's ``kmsKeyId``; ResourceNotFoundException for a missing group."""
-    name = self._get_param("logGroupName")
-    group = self.logs_backend.groups.get(name)
-    if group is None:
-        raise ResourceNotFoundException()
-    group.kms_key_id = self._get_param("kmsKeyId")
-    return ""
-
-
-@pytest.fixture
-def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
-    monkeypatch.setattr(LogsResponse, "associate_kms_key", _associate_kms_key, raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    try:
-        yield url
-    finally:
-        server.stop()
 
 
 def _key_arn() -> str:
