@@ -6,6 +6,7 @@ import hashlib
 import importlib
 import inspect
 import json
+import keyword
 import urllib.request
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -106,7 +107,10 @@ def taggable(type_token: str) -> bool:
     package, path, cls_name = type_token.split(":")
     if package != "aws" or path.startswith("index"):
         return False
-    module = importlib.import_module(f"pulumi_aws.{path.split('/')[0]}")
+    module_name = path.split("/")[0]
+    # Python keywords get a trailing underscore in the SDK (aws:lambda -> pulumi_aws.lambda_).
+    module_name = f"{module_name}_" if keyword.iskeyword(module_name) else module_name
+    module = importlib.import_module(f"pulumi_aws.{module_name}")
     cls = getattr(module, cls_name)
     return "tags" in inspect.signature(cls._internal_init).parameters
 

@@ -9,6 +9,7 @@ re-run, and say clearly what is wrong when the group never appeared.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import boto3
 import pytest
 from typer.testing import CliRunner
 
+from components.aws.kms import EncryptionKeyArgs, key_policy
 from groundwork.ops.broker_logs import general_log_group, secure_broker_logs
 from groundwork.ops.cli import app
 from groundwork.ops.errors import OpsTimeoutError
@@ -138,3 +140,30 @@ def test_the_command_reads_the_stack_outputs(moto_url: str, tmp_path: Path) -> N
     assert "error: log group /aws/amazonmq/broker/b-missing/general does not exist" in (
         missing.output
     )
+
+
+@pytest.mark.parametrize("partition", ["aws", "aws-us-gov"])
+def test_the_logs_key_policy_lets_cloudwatch_logs_use_it_for_the_broker_group(
+    partition: str,
+) -> None:
+    # AssociateKmsKey works only if the key policy lets logs.<region>.amazonaws.com use the
+    # key with this group's ARN as kms:EncryptionContext:aws:logs:arn
+    # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html).
+    region, account = "us-east-1", "123456789012"
+    args = EncryptionKeyArgs(
+        description="logs", service_principals=[f"logs.{region}.amazonaws.com"]
+    )
+    policy = json.loads(key_policy(account, args, partition=partition))
+    logs = next(
+        s
+        for s in policy["Statement"]
+        if s["Principal"] == {"Service": f"logs.{region}.amazonaws.com"}
+    )
+    assert {"kms:Encrypt*", "kms:Decrypt*", "kms:GenerateDataKey*"} <= set(logs["Action"])
+    pattern = logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"]
+    group_arn = f"arn:{partition}:logs:{region}:{account}:log-group:{general_log_group(BROKER_ID)}"
+    assert fnmatch.fnmatchcase(group_arn, pattern)  # ArnLike: * matches any characters
+    other_account = group_arn.replace(account, "210987654321")
+    assert not fnmatch.fnmatchcase(other_account, pattern)
+    root = policy["Statement"][0]["Principal"]["AWS"]
+    assert root == f"arn:{partition}:iam::{account}:root"

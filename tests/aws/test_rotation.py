@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -22,7 +23,9 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.models import default_user_config
 
 from components.aws.rotation_lambda import rotate
+from groundwork.mockrun import ProgramRun
 from groundwork.tokens import mint_token
+from tests.aws.conftest import run_stack
 
 CLUSTER = "groundwork-staging"
 SERVICES = ["groundwork-staging-api", "groundwork-staging-worker", "groundwork-staging-relay"]
@@ -241,3 +244,69 @@ def test_services_not_created_yet_are_skipped(
     assert rotate.roll_services() == SERVICES
     monkeypatch.setenv("ECS_CLUSTER", "no-such-cluster")
     assert rotate.roll_services() == []
+
+
+# --- the stack's rotation resources (Pulumi mocks: what `pulumi preview` would send) ----
+
+
+def test_the_stack_schedules_both_secrets_with_a_least_privilege_function(
+    production: ProgramRun,
+) -> None:
+    rotations = production.of_type("aws:secretsmanager/secretRotation:SecretRotation")
+    secret_ids = {r.inputs["secretId"] for r in rotations}
+    by_name = {r.name: r for r in production.of_type("aws:secretsmanager/secret:Secret")}
+    assert secret_ids == {
+        by_name["groundwork-production-secrets-jwt-secret"].state["arn"],
+        by_name["groundwork-production-secrets-webhook-secret"].state["arn"],
+    }
+    for rotation in rotations:
+        assert rotation.inputs["rotationRules"]["automaticallyAfterDays"] == 30
+        assert rotation.inputs["rotateImmediately"] is False
+    function = production.one("aws:lambda/function:Function")
+    assert function.inputs["handler"] == "rotate.lambda_handler"
+    assert function.inputs["runtime"] == "python3.12"
+    assert "vpcConfig" not in function.inputs  # public AWS APIs only (components/aws/rotation.py)
+    log_group = production.named("groundwork-production-key-rotation-logs")
+    assert function.inputs["loggingConfig"]["logGroup"] == log_group.inputs["name"]
+    assert log_group.inputs["retentionInDays"] == 365 and log_group.inputs["kmsKeyId"]
+    env = function.inputs["environment"]["variables"]
+    ecs_services = production.of_type("aws:ecs/service:Service")
+    assert sorted(json.loads(env["ROLL_SERVICES"])) == sorted(r.state["name"] for r in ecs_services)
+    assert env["ECS_CLUSTER"] == production.one("aws:ecs/cluster:Cluster").state["name"]
+    # Secrets Manager may invoke it only for these secrets of this account.
+    permissions = production.of_type("aws:lambda/permission:Permission")
+    assert {p.inputs["sourceArn"] for p in permissions} == secret_ids
+    assert all(p.inputs["principal"] == "secretsmanager.amazonaws.com" for p in permissions)
+    assert all(p.inputs["sourceAccount"] for p in permissions)
+    policy = json.loads(
+        production.named("groundwork-production-key-rotation-policy").inputs["policy"]
+    )
+    statements = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(statements["RotateTheseSecrets"]["Resource"]) == secret_ids
+    kms = statements["UseTheSecretsKeyThroughSecretsManager"]
+    assert (
+        kms["Condition"]["StringEquals"]["kms:ViaService"]
+        == "secretsmanager.us-east-1.amazonaws.com"
+    )
+    assert set(kms["Condition"]["StringEquals"]["kms:EncryptionContext:SecretARN"]) == secret_ids
+    roll = statements["RollTheServicesThatReadThem"]
+    assert roll["Action"] == "ecs:UpdateService" and len(roll["Resource"]) == 3
+    assert all(":service/" in arn for arn in roll["Resource"])
+    assert not any(r == "*" for s in policy["Statement"] for r in _resources(s))
+
+
+def _resources(statement: dict[str, Any]) -> list[str]:
+    resource = statement["Resource"]
+    return [resource] if isinstance(resource, str) else list(resource)
+
+
+def test_rotation_can_be_turned_off() -> None:
+    run = run_stack("staging", secretRotationDays="0")
+    assert run.of_type("aws:secretsmanager/secretRotation:SecretRotation") == []
+    assert run.of_type("aws:lambda/function:Function") == []
+
+
+def test_the_lambda_package_is_the_handler_module() -> None:
+    from components.aws.rotation import HANDLER_SOURCE
+
+    assert HANDLER_SOURCE.read_text() == Path(rotate.__file__).read_text()
