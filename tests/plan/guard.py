@@ -96,6 +96,7 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "edgeLoadBalancer": {"*": ["true", "false"]},
     "publicApi": {"*": ["true", "false"]},
     "logRetentionDays": {"*": ["90"]},
+    "secretRotationDays": {"*": ["0", "7"]},
     "secretReplication": {"*": ["automatic", "user-managed"]},
     "gcpDbTier": {"*": ["db-custom-4-15360"]},
     "gcpRedisMemoryGb": {"*": ["5"]},
