@@ -88,7 +88,7 @@ SYSTEMS = ("groundwork", "celery-threads", "celery-prefork")
 
 
 def _free_port() -> int:
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     return free_port()
 
