@@ -21,9 +21,12 @@ waits below (the HTTP call, ``Future.result``) yield to the hub instead of block
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import threading
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -80,20 +83,37 @@ class _Shared:
     A connection per thread would need 256 PostgreSQL connections for 256 threads;
     the pool keeps the database side equal to the groundwork worker's. The LLM call
     itself blocks the calling thread, as a synchronous client (openai, httpx.Client)
-    does: that is what a thread or process pool pays per in-flight call. One HTTP
-    client per process with a connection per slot, as the groundwork worker has.
+    does: that is what a thread or process pool pays per in-flight call.
     """
 
     def __init__(self, concurrency: int) -> None:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="bench-db-loop", daemon=True).start()
         self.pool: asyncpg.Pool = self.run(self._create_pool(concurrency))
-        self.http = httpx.Client(
-            base_url=os.environ["BENCH_LLM_URL"].rstrip("/") + "/",
-            timeout=httpx.Timeout(30.0, connect=5.0),
-            headers={"Authorization": "Bearer bench"},
-            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
-        )
+        # One single-connection client per thread that is calling, handed out from a
+        # LIFO queue: O(1) per call. One shared httpx.Client with a connection per
+        # thread would walk all its connections on every request (httpcore's pool;
+        # the groundwork worker shards its clients for the same reason).
+        self.tls = httpx.create_ssl_context()
+        self.clients: queue.LifoQueue[httpx.Client] = queue.LifoQueue()
+        self.llm_url = os.environ["BENCH_LLM_URL"].rstrip("/") + "/"
+
+    @contextlib.contextmanager
+    def http(self) -> Iterator[httpx.Client]:
+        try:
+            client = self.clients.get_nowait()
+        except queue.Empty:
+            client = httpx.Client(
+                base_url=self.llm_url,
+                timeout=httpx.Timeout(30.0, connect=5.0),
+                headers={"Authorization": "Bearer bench"},
+                verify=self.tls,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            )
+        try:
+            yield client
+        finally:
+            self.clients.put(client)
 
     @staticmethod
     async def _create_pool(concurrency: int) -> asyncpg.Pool:
@@ -150,7 +170,8 @@ def run_job(job_id: str, prompt: str, model: str, submitted_at: float) -> None:
     ident = uuid.UUID(job_id)
     state.run(_insert(state.pool, ident, prompt, model, job_id, submitted_at))
     # The synchronous LLM call holds this thread/process (a green thread under gevent).
-    answer = _call_llm(state.http, prompt, model)
+    with state.http() as http:
+        answer = _call_llm(http, prompt, model)
     state.run(_complete(state.pool, ident, answer))
 
 
