@@ -310,7 +310,7 @@ class Config:
 
 
 def sweep_configs(args: argparse.Namespace) -> dict[str, list[Config]]:
-    return {
+    every = {
         "groundwork": [Config("groundwork", c) for c in args.groundwork_sweep],
         "celery-threads": [Config("celery-threads", c) for c in args.celery_sweep],
         "celery-gevent": [Config("celery-gevent", c) for c in args.celery_green_sweep],
@@ -318,6 +318,7 @@ def sweep_configs(args: argparse.Namespace) -> dict[str, list[Config]]:
         # Celery's out-of-the-box pool: prefork, one process per core.
         "celery-prefork": [Config("celery-prefork", os.cpu_count() or 1)],
     }
+    return {name: every[name] for name in args.systems}
 
 
 def jobs_for(config: Config, latency_ms: int, args: argparse.Namespace) -> int:
@@ -335,11 +336,11 @@ DRAIN_ROUNDS = 4  # a drain holds at least this many rounds of every slot
 def drain_jobs_for(config: Config, latency_ms: int, args: argparse.Namespace) -> int:
     """Drains: at least DRAIN_ROUNDS rounds of every slot (so the steady state, not the
     first and last round, decides the rate) and ~--run-seconds at the slot ceiling,
-    bounded by --jobs-drain-max; at 0 ms, --jobs."""
+    bounded by --jobs-drain-max (a prefork pool of 2 at 2 s: 8 jobs); at 0 ms, --jobs."""
     if latency_ms == 0:
         return args.jobs
     ceiling = config.concurrency / (latency_ms / 1000)
-    wanted = max(DRAIN_ROUNDS * config.concurrency, int(ceiling * args.run_seconds), args.jobs)
+    wanted = max(DRAIN_ROUNDS * config.concurrency, int(ceiling * args.run_seconds))
     return min(args.jobs_drain_max, wanted)
 
 
@@ -640,11 +641,12 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
         queue = f"bench-drain-{uuid.uuid4().hex[:6]}"
         _fill_celery(ctx, queue, count)
     with consumer(ctx, config, latency_ms, queue=queue) as cons:
-        calls_before = cons.llm.stats()
+        # The fake LLM started with this consumer: its totals are this drain's calls.
         marks = run_async(_watch_drain(ctx.base, count, cons.proc.pid, ctx.timeout))
         done = run_async(_wait_done(ctx.base, count, ctx.timeout))
         rss = _tree_peak_rss_mib(cons.proc.pid)
-        calls = _calls_delta(calls_before, cons.llm.stats())
+        zero = {"calls": 0, "distinct": 0, "duplicates": 0, "peak_in_flight": 0}
+        calls = _calls_delta(zero, cons.llm.stats())
     times = sorted(done["done_ats"])
     complete = done["completed"] >= count
     lo, hi = (math.ceil(count * w) - 1 for w in WINDOW)
@@ -717,10 +719,10 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
     )
     # The capacity of one process: the best configurations' drains, repetitions
     # interleaved so drift on the shared machine hits every system alike.
-    backlog_reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+    backlog_reps: dict[str, list[dict[str, Any]]] = {name: [] for name in ctx.args.systems}
     if ctx.args.backlog:
         for rep in range(ctx.args.reps):
-            for name in SYSTEMS:
+            for name in ctx.args.systems:
                 config = best[name]
                 try:
                     result = measure_backlog(
@@ -757,9 +759,11 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
             "runs": runs,
         }
     # The pipeline, POST -> stored result, best configurations side by side.
-    reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+    reps: dict[str, list[dict[str, Any]]] = {name: [] for name in ctx.args.systems}
     with contextlib.ExitStack() as stack:
-        running_ = {n: stack.enter_context(consumer(ctx, best[n], latency_ms)) for n in SYSTEMS}
+        running_ = {
+            n: stack.enter_context(consumer(ctx, best[n], latency_ms)) for n in ctx.args.systems
+        }
         for cons in running_.values():
             _warm_up(ctx, cons, latency_ms)
         for rep in range(ctx.args.pipeline_reps):
@@ -775,7 +779,7 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
         gw = running_["groundwork"]
         batches = {**batch_sizes(ctx.api_port), **batch_sizes(gw.health_port or 0)}
     medians = {name: aggregate(r) for name, r in reps.items()}
-    for name in SYSTEMS:
+    for name in ctx.args.systems:
         medians[name]["sustained_rps"] = round(median_of(reps[name], "sustained_rps"), 2)
         medians[name]["sustained_rps_spread"] = _spread(reps[name], "sustained_rps")
         medians[name]["consumer_peak_rss_mib"] = max(r["consumer_peak_rss_mib"] for r in reps[name])
@@ -788,7 +792,7 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
         "latency_ms": latency_ms,
         "batch_sizes": batches,
         "sweep": {name: {"best": s["best"].label, "runs": s["runs"]} for name, s in swept.items()},
-        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS},
+        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in ctx.args.systems},
         "backlog": backlog,
     }
 
@@ -893,7 +897,7 @@ def load_prices() -> dict[str, Any]:
 def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) -> dict[str, Any]:
     sweep_rows: list[list[Any]] = []
     for res in results:
-        for name in SYSTEMS:
+        for name in res["sweep"]:
             best = res["sweep"][name]["best"]
             for run in res["sweep"][name]["runs"]:
                 sweep_rows.append(
@@ -925,12 +929,13 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
     targets: dict[str, dict[str, Any]] = {}
     costs: dict[str, Any] = {}
     for res in results:
-        med = {n: res["systems"][n]["median"] for n in SYSTEMS}
+        med = {n: res["systems"][n]["median"] for n in res["systems"]}
         celery_best = max(
-            (med[n]["sustained_rps"] for n in CELERY_SYSTEMS),
+            (med[n]["sustained_rps"] for n in CELERY_SYSTEMS if n in med),
             key=lambda v: -1.0 if math.isnan(v) else v,
+            default=math.nan,
         )
-        for name in SYSTEMS:
+        for name in med:
             m = med[name]
             rows.append(
                 [
@@ -979,6 +984,7 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
             celery_alone = max(
                 (backlog[n]["sustained_rps"] for n in CELERY_SYSTEMS if n in backlog),
                 key=lambda v: -1.0 if math.isnan(v) else v,
+                default=math.nan,
             )
             value = ratio(worker, celery_alone)
             targets[f"worker_vs_celery_best_at_{latency}ms"] = {
@@ -998,7 +1004,7 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                 "target": "calls = distinct prompts = jobs (counted by the fake LLM)",
                 "met": b["llm_calls"] == b["llm_distinct_prompts"] == b["jobs"],
             }
-            for name in SYSTEMS:
+            for name in med:
                 if name not in backlog:
                     continue
                 b = backlog[name]
@@ -1117,6 +1123,17 @@ def _latencies(text: str) -> list[int]:
     return values
 
 
+def _systems(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(names) - set(SYSTEMS))
+    if "groundwork" not in names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected groundwork and any of {', '.join(SYSTEMS[1:])} (comma-separated), "
+            f"got {text!r}"
+        )
+    return [name for name in SYSTEMS if name in names]
+
+
 def _counts(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -1134,9 +1151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--reps", type=positive_int, default=3, help="drains of each best configuration"
     )
-    parser.add_argument(
-        "--jobs", type=positive_int, default=2000, help="jobs per run at 0 ms (fewest per drain)"
-    )
+    parser.add_argument("--jobs", type=positive_int, default=2000, help="jobs per run at 0 ms")
     parser.add_argument(
         "--jobs-slow",
         type=positive_int,
@@ -1173,6 +1188,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="1024,4096",
         type=_counts,
         help="Celery gevent and eventlet pool concurrency values to try",
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        type=_systems,
+        help="systems to measure (groundwork and the Celery pools to compare with)",
     )
     parser.add_argument(
         "--jobs-drain-max",

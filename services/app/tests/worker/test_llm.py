@@ -407,3 +407,28 @@ def test_httpx_request_lines_are_not_logged_at_info() -> None:
     assert "HTTP Request" not in text
     assert "httpx warning" in text
     assert "own line" in text
+
+
+async def test_httpcore_finds_its_async_library_without_searching_the_import_path() -> None:
+    # httpcore runs ``import sniffio`` inside every request, response close and lock
+    # set-up; when sniffio is not installed each of those is a failed import, which
+    # Python does not cache, i.e. a walk of sys.meta_path and sys.path per call (~7 %
+    # of the worker's CPU at 2 s of LLM latency, docs/performance.md).
+    import sys
+
+    from httpcore._synchronization import current_async_library
+
+    searched: list[str] = []
+
+    class Spy:
+        @staticmethod
+        def find_spec(name: str, *_: object) -> None:
+            searched.append(name)
+
+    sys.meta_path.insert(0, Spy)  # type: ignore[arg-type]
+    try:
+        for _ in range(10):
+            assert current_async_library() == "asyncio"
+    finally:
+        sys.meta_path.remove(Spy)  # type: ignore[arg-type]
+    assert searched == []
