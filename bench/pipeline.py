@@ -1226,10 +1226,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(
-        f"pipeline bench: latencies {args.latencies} ms, {args.reps} reps of the best "
-        f"configurations after a sweep (groundwork {args.groundwork_sweep}, Celery threads "
-        f"{args.celery_sweep}, Celery prefork default); {args.jobs} jobs at 0 ms, up to "
-        f"{args.jobs_slow} (~{args.run_seconds:g} s) at slower latencies; processes unpinned",
+        f"pipeline bench: latencies {args.latencies} ms; systems {', '.join(args.systems)}; "
+        f"sweep by drains of a pre-filled queue (groundwork {args.groundwork_sweep}, Celery "
+        f"threads {args.celery_sweep}, gevent/eventlet {args.celery_green_sweep}, prefork "
+        f"default), then {args.reps} drains of each best (>= {DRAIN_ROUNDS} rounds of its "
+        f"slots, at most {args.jobs_drain_max} jobs; {args.jobs} at 0 ms) and "
+        f"{args.pipeline_reps} pipeline run(s) side by side; processes unpinned",
         flush=True,
     )
     work = log_dir(args.name)

@@ -361,7 +361,7 @@ def test_settings_wire_the_limiter_and_the_pool() -> None:
     assert llm.limiter.rate == 50
     provider = llm.provider
     assert isinstance(provider, OpenAICompatibleProvider)
-    pools = [client._transport._pool for client in provider._clients]  # type: ignore[attr-defined]
+    pools = [client._transport._pool for client in provider._clients]
     # 300 connections in all, in shards httpcore can walk cheaply on every request.
     assert sum(pool._max_connections for pool in pools) >= 300
     assert max(pool._max_connections for pool in pools) <= CONNECTIONS_PER_CLIENT
@@ -425,10 +425,10 @@ async def test_httpcore_finds_its_async_library_without_searching_the_import_pat
         def find_spec(name: str, *_: object) -> None:
             searched.append(name)
 
-    sys.meta_path.insert(0, Spy)  # type: ignore[arg-type]
+    sys.meta_path.insert(0, Spy)
     try:
         for _ in range(10):
             assert current_async_library() == "asyncio"
     finally:
-        sys.meta_path.remove(Spy)  # type: ignore[arg-type]
+        sys.meta_path.remove(Spy)
     assert searched == []
