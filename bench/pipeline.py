@@ -429,7 +429,7 @@ class Ctx:
 
 @contextlib.contextmanager
 def consumer(
-    ctx: Ctx, config: Config, latency_ms: int, queue: str | None = None
+    ctx: Ctx, config: Config, latency_ms: int, queue: str | None = None, wait_ready: bool = True
 ) -> Iterator[Consumer]:
     logs = ctx.work / f"logs-{latency_ms}ms"
     name = f"{config.system}-c{config.concurrency}"
@@ -445,12 +445,13 @@ def consumer(
                 QUEUE_PREFETCH=str(config.concurrency),
             )
             with running(_worker_command(ctx.args), env, logs / f"{name}.log") as proc:
-                wait_until_ok(
-                    f"http://{LOOPBACK}:{port}/health/ready",
-                    timeout=90,
-                    proc=proc,
-                    log_path=logs / f"{name}.log",
-                )
+                if wait_ready:
+                    wait_until_ok(
+                        f"http://{LOOPBACK}:{port}/health/ready",
+                        timeout=90,
+                        proc=proc,
+                        log_path=logs / f"{name}.log",
+                    )
                 yield Consumer(config, proc, port, None, llm)
             return
         pool = CELERY_POOLS[config.system]
@@ -640,7 +641,10 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
     else:
         queue = f"bench-drain-{uuid.uuid4().hex[:6]}"
         _fill_celery(ctx, queue, count)
-    with consumer(ctx, config, latency_ms, queue=queue) as cons:
+    # Watched from the process's start, as the Celery workers are: the groundwork worker
+    # consumes as soon as it is connected, and with thousands of messages prefetched its
+    # readiness probe can answer after most of the queue is drained.
+    with consumer(ctx, config, latency_ms, queue=queue, wait_ready=False) as cons:
         # The fake LLM started with this consumer: its totals are this drain's calls.
         marks = run_async(_watch_drain(ctx.base, count, cons.proc.pid, ctx.timeout))
         done = run_async(_wait_done(ctx.base, count, ctx.timeout))
