@@ -996,6 +996,21 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                 "target": TARGET_RATIO if slow else None,
                 "met": value >= TARGET_RATIO if slow else None,
             }
+            # On a shared machine a process's jobs/s is also its share of the cores (a
+            # pool of 1,024 threads is 1,024 schedulable threads); per vCPU of its own,
+            # as on Fargate or Cloud Run, one process does 1,000 / CPU ms per job.
+            per_vcpu = {n: _per_vcpu(backlog[n], latency) for n in backlog}
+            celery_per_vcpu = max(
+                (per_vcpu[n] for n in CELERY_SYSTEMS if n in per_vcpu),
+                key=lambda v: -1.0 if math.isnan(v) else v,
+                default=math.nan,
+            )
+            value = ratio(per_vcpu["groundwork"], celery_per_vcpu)
+            targets[f"worker_vs_celery_best_per_vcpu_at_{latency}ms"] = {
+                "value": round(value, 3),
+                "target": TARGET_RATIO if slow else None,
+                "met": value >= TARGET_RATIO if slow else None,
+            }
             if slow:
                 targets[f"worker_jobs_per_s_at_{latency}ms"] = {
                     "value": worker,
@@ -1022,6 +1037,8 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                         b["consumer_peak_rss_mib"],
                         b["consumer_cpu_ms_per_job"],
                         b["consumer_cpu_ms_per_job_spread"],
+                        round(per_vcpu[name], 1),
+                        ratio(per_vcpu[name], celery_per_vcpu),
                         f"{b['llm_calls']}/{b['llm_distinct_prompts']}/{b['jobs']}",
                     ]
                 )
@@ -1067,6 +1084,8 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                 "peak RSS MiB",
                 "CPU ms/job",
                 "range",
+                "jobs/s per vCPU",
+                "x celery best per vCPU",
                 "LLM calls / distinct / jobs",
             ],
             backlog_rows,
@@ -1113,6 +1132,18 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
     for name, t in targets.items():
         print(f"target {name}: {t['value']} (target {t['target']}): {target_verdict(t['met'])}")
     return {"targets": targets, "costs": costs}
+
+
+def _per_vcpu(drain: dict[str, Any], latency_ms: int) -> float:
+    """Jobs/s one process sustains on a vCPU of its own: 1,000 / CPU ms per job (for a
+    prefork pool, its processes together), bounded by its slots at the latency."""
+    cpu = drain.get("consumer_cpu_ms_per_job", math.nan)
+    if not cpu or math.isnan(cpu):
+        return math.nan
+    by_cpu = 1000 / cpu
+    if latency_ms == 0:
+        return by_cpu
+    return min(by_cpu, drain["concurrency"] / (latency_ms / 1000))
 
 
 def _latencies(text: str) -> list[int]:

@@ -18,7 +18,7 @@ uv sync --all-packages --quiet --compile-bytecode
 if [ "${BENCH_QUICK:-}" = 1 ]; then
   declare -A quick_args=(
     [api]="--reps 1 --duration 3 --warmup 1"
-    [pipeline]="--reps 1 --jobs 300 --jobs-slow 600 --run-seconds 3 --groundwork-sweep 16,1024 --celery-sweep 16,256"
+    [pipeline]="--reps 1 --jobs 300 --jobs-slow 600 --run-seconds 3 --jobs-drain-max 1200 --groundwork-sweep 16,256 --celery-sweep 16,256 --celery-green-sweep 256"
     [startup]="--reps 2"
     [stack_eval]="--reps 1"
   )
