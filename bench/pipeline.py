@@ -602,25 +602,22 @@ def _fill_celery(ctx: Ctx, queue: str, count: int) -> None:
 WINDOW = (0.1, 0.9)  # the drain's steady state: from 10 % to 90 % of the jobs stored
 
 
-async def _watch_drain(env: dict[str, str], count: int, pid: int, timeout: float) -> list[float]:
-    """Poll the stored results; return the consumer's CPU seconds when 10 % and when
-    90 % of ``count`` were stored."""
-    marks = [math.ceil(count * WINDOW[0]), math.ceil(count * WINDOW[1])]
-    cpu: list[float] = []
+async def _watch_drain(env: dict[str, str], count: int, pid: int, timeout: float) -> float:
+    """Poll the jobs table; return the consumer's CPU seconds when its first job started
+    (claimed by the groundwork worker, inserted by a Celery task)."""
     conn = await _connect_db(env)
     try:
         deadline = time.monotonic() + timeout
-        while marks and time.monotonic() < deadline:
-            done = int(await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'succeeded'"))
-            while marks and done >= marks[0]:
-                cpu.append(_tree_cpu_seconds(pid))
-                marks.pop(0)
+        while time.monotonic() < deadline:
+            started = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE status IN ('processing', 'succeeded')"
+            )
+            if started:
+                return _tree_cpu_seconds(pid)
             await asyncio.sleep(0.02)
     finally:
         await conn.close()
-    if marks:
-        raise RuntimeError(f"the drain stored fewer than {count * WINDOW[1]:.0f} jobs in time")
-    return cpu
+    raise RuntimeError(f"the consumer started no job in {timeout:.0f}s")
 
 
 def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> dict[str, Any]:
@@ -628,12 +625,13 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
 
     The jobs are queued with no consumer running (groundwork: rows cloned from one
     POSTed job and published by the relay; Celery: published), then one consumer process
-    starts and drains them. Rate and CPU are taken over the steady state, from 10 % to
-    90 % of the jobs stored (completion times from the database; CPU of the consumer's
-    process tree sampled at both marks): the capacity of one worker process, without
-    the API, the relay or the producer in the way, and without the start-up and the
-    first and last rounds. This is the figure the targets, the cost and the
-    autoscaling targets use.
+    starts and drains them. The rate is taken over the steady state, from 10 % to 90 %
+    of the jobs stored (completion times from the database), without the start-up and
+    the first and last rounds; the CPU per job is the consumer's process tree from its
+    first job started to its last stored, over all jobs (a window would miss the work
+    of jobs all started at once when the slots hold the whole queue). It is the capacity
+    of one worker process, without the API, the relay or the producer in the way: the
+    figure the targets, the cost and the autoscaling targets use.
     """
     queue = None
     if config.system == "groundwork":
@@ -646,8 +644,9 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
     # readiness probe can answer after most of the queue is drained.
     with consumer(ctx, config, latency_ms, queue=queue, wait_ready=False) as cons:
         # The fake LLM started with this consumer: its totals are this drain's calls.
-        marks = run_async(_watch_drain(ctx.base, count, cons.proc.pid, ctx.timeout))
+        cpu_started = run_async(_watch_drain(ctx.base, count, cons.proc.pid, ctx.timeout))
         done = run_async(_wait_done(ctx.base, count, ctx.timeout))
+        cpu = _tree_cpu_seconds(cons.proc.pid) - cpu_started
         rss = _tree_peak_rss_mib(cons.proc.pid)
         zero = {"calls": 0, "distinct": 0, "duplicates": 0, "peak_in_flight": 0}
         calls = _calls_delta(zero, cons.llm.stats())
@@ -662,7 +661,7 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
         "jobs": count,
         "completed": done["completed"],
         "sustained_rps": round(window_jobs / span, 2) if complete and span > 0 else math.nan,
-        "consumer_cpu_ms_per_job": round(1000 * (marks[1] - marks[0]) / window_jobs, 3),
+        "consumer_cpu_ms_per_job": round(1000 * cpu / max(done["completed"], 1), 3),
         "consumer_peak_rss_mib": rss,
         **calls,
     }
