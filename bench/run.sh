@@ -3,7 +3,7 @@
 # bench/results/, process logs in bench/results/logs/. Needs `bash scripts/bootstrap.sh`
 # (PostgreSQL, Redis, RabbitMQ, uv) once. Only loopback servers are started.
 #
-#   bash bench/run.sh                  # all of them (~25 min on 2 cores; the pipeline ~15)
+#   bash bench/run.sh                  # all of them (2-3 h on 2 shared cores, mostly the pipeline)
 #   BENCH_QUICK=1 bash bench/run.sh    # one short repetition each (~3 min), for a sanity check
 #   BENCH_ONLY="api startup" bash bench/run.sh
 set -euo pipefail
