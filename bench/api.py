@@ -54,7 +54,7 @@ SEED_JOBS = 200
 
 
 def _free_port() -> int:
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     return free_port()
 

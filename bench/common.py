@@ -577,8 +577,8 @@ def migrate(env: Mapping[str, str], log_path: Path) -> None:
 
 @contextlib.contextmanager
 def bench_servers() -> Iterator[Any]:
-    """groundwork.devservers with a clear message when the packages are missing."""
-    from groundwork.devservers import ServerUnavailableError, dev_servers
+    """groundwork.devenv.servers with a clear message when the packages are missing."""
+    from groundwork.devenv.servers import ServerUnavailableError, dev_servers
 
     exit_cleanly_on_sigterm()
     try:

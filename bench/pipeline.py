@@ -28,8 +28,15 @@ completed_at - first submission), which also counts one LLM latency of ramp-up.
 Latency = completed_at - submission per job (database clock, same host). Warm-up
 batches are excluded.
 
+With ``--sqs``, after the comparison with Celery: groundwork on SQS (QUEUE_BACKEND=sqs,
+moto's standalone server on loopback as the endpoint, a database of its own) against
+groundwork on RabbitMQ, both at the best RabbitMQ configuration, repetitions
+interleaved. moto is a stand-in, not SQS: the ratio is what the SQS adapter (HTTP per
+call, long polls, batched sends and deletes) costs against AMQP on this machine, not
+AWS's latencies; moto's own CPU is reported apart.
+
     uv run python -m bench.pipeline [--reps 3] [--latencies 0,200,2000]
-        [--groundwork-sweep 16,256,1024] [--celery-sweep 16,64,256,1024]
+        [--groundwork-sweep 16,256,1024] [--celery-sweep 16,64,256,1024] [--sqs]
 """
 
 from __future__ import annotations
@@ -43,8 +50,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +104,7 @@ CELERY_POOLS = {
 
 
 def _free_port() -> int:
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     return free_port()
 
@@ -800,6 +807,192 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ SQS (--sqs)
+
+SQS_SYSTEM = "groundwork-sqs"
+
+
+@contextlib.contextmanager
+def moto_sqs(work: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """moto's standalone server (``moto_server``, as in the SQS adapter tests) in its
+    own process on a free loopback port, so its CPU is not counted as the bench's."""
+    port = _free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)]
+    log = work / "moto.log"
+    with running(command, dict(os.environ), log) as proc:
+        # /moto-api/ is moto's own dashboard: 200 once the server accepts requests.
+        wait_until_ok(f"http://{LOOPBACK}:{port}/moto-api/", timeout=60, proc=proc, log_path=log)
+        yield f"http://{LOOPBACK}:{port}", proc
+
+
+def sqs_env(
+    base: dict[str, str], endpoint: str, work: Path, create_database: Callable[[str], None]
+) -> dict[str, str]:
+    """The service env on SQS: its own database (the RabbitMQ relay, polling the same
+    outbox, would otherwise publish the SQS API's jobs to RabbitMQ) and a work queue +
+    DLQ created on moto as the AWS stack creates them."""
+    import boto3
+    from groundwork_app.adapters.sqs import create_queue_pair
+
+    database = f"{base['DB_NAME']}_sqs"
+    create_database(database)  # as PostgreSQL's superuser, owned by the service's role
+    credentials = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+    client = boto3.client(
+        "sqs",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+    )
+    queue_url, dlq_url = create_queue_pair(
+        client, f"bench-{uuid.uuid4().hex[:6]}", delivery_limit=5, visibility_timeout=300
+    )
+    env = {
+        **base,
+        **credentials,
+        "DB_NAME": database,
+        "QUEUE_BACKEND": "sqs",
+        "SQS_ENDPOINT_URL": endpoint,
+        "SQS_QUEUE_URL": queue_url,
+        "SQS_DLQ_URL": dlq_url,
+        "AWS_REGION": "us-east-1",
+        "HEARTBEAT_FILE": str(work / "heartbeat-sqs"),
+    }
+    migrate(env, work / "migrate-sqs.log")
+    return env
+
+
+def _median_summary(reps: list[dict[str, Any]]) -> dict[str, Any]:
+    out = aggregate(reps)
+    out["sustained_rps"] = round(median_of(reps, "sustained_rps"), 2)
+    out["llm_calls"] = sum(r["llm_calls"] for r in reps)
+    out["jobs"] = sum(r["completed"] for r in reps)
+    return out
+
+
+def run_sqs(
+    ctx: Ctx, results: list[dict[str, Any]], create_database: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    """groundwork on SQS vs on RabbitMQ, per latency, at RabbitMQ's best configuration."""
+    out: list[dict[str, Any]] = []
+    with moto_sqs(ctx.work) as (endpoint, moto):
+        env = sqs_env(ctx.base, endpoint, ctx.work, create_database)
+        api_port, relay_port = _free_port(), _free_port()
+        api_env = {**env, "PORT": str(api_port)}
+        relay_env = {**env, "WORKER_HEALTH_PORT": str(relay_port)}
+        with (
+            running(app_command("api"), api_env, ctx.work / "sqs-api.log") as api,
+            running(app_command("relay"), relay_env, ctx.work / "sqs-relay.log") as relay,
+        ):
+            for url, proc, log in (
+                (f"http://{LOOPBACK}:{api_port}/health/ready", api, "sqs-api.log"),
+                (f"http://{LOOPBACK}:{relay_port}/health/ready", relay, "sqs-relay.log"),
+            ):
+                wait_until_ok(url, timeout=90, proc=proc, log_path=ctx.work / log)
+            sqs_ctx = replace(
+                ctx,
+                base=env,
+                api_port=api_port,
+                api_pid=api.pid,
+                relay_pid=relay.pid,
+                token=auth_for(api_env).token(),
+            )
+            for res in results:
+                latency_ms = res["latency_ms"]
+                config = Config("groundwork", res["systems"]["groundwork"]["median"]["concurrency"])
+                count = jobs_for(config, latency_ms, ctx.args)
+                reps: dict[str, list[dict[str, Any]]] = {"rabbitmq": [], "sqs": []}
+                with (
+                    consumer(ctx, config, latency_ms) as rabbit,
+                    consumer(sqs_ctx, config, latency_ms) as sqs,
+                ):
+                    pairs = (("rabbitmq", ctx, rabbit), ("sqs", sqs_ctx, sqs))
+                    for _, c, cons in pairs:
+                        _warm_up(c, cons, latency_ms)
+                    for rep in range(ctx.args.reps):
+                        for name, c, cons in pairs:
+                            moto_before = _tree_cpu_seconds(moto.pid)
+                            result = measure(c, cons, count)
+                            jobs = max(result["completed"], 1)
+                            moto_ms = 1000 * (_tree_cpu_seconds(moto.pid) - moto_before) / jobs
+                            result["moto_cpu_ms_per_job"] = round(moto_ms, 3)
+                            reps[name].append(result)
+                            print(
+                                f"  {latency_ms} ms SQS rep {rep + 1} groundwork on {name}: "
+                                f"{result['sustained_rps']} jobs/s ({result['completed']}/"
+                                f"{result['jobs']}), LLM calls {result['llm_calls']}",
+                                flush=True,
+                            )
+                medians = {name: _median_summary(r) for name, r in reps.items()}
+                out.append(
+                    {
+                        "latency_ms": latency_ms,
+                        "config": config.label,
+                        "systems": {
+                            n: {"median": medians[n], "reps": reps[n]} for n in ("rabbitmq", "sqs")
+                        },
+                    }
+                )
+    return out
+
+
+def report_sqs(sqs_results: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The SQS table and its ratio next to RabbitMQ's (reported, not a target)."""
+    rows: list[list[Any]] = []
+    targets: dict[str, dict[str, Any]] = {}
+    for res in sqs_results:
+        med = {n: res["systems"][n]["median"] for n in ("rabbitmq", "sqs")}
+        value = round(ratio(med["sqs"]["sustained_rps"], med["rabbitmq"]["sustained_rps"]), 3)
+        for name, m in med.items():
+            rows.append(
+                [
+                    f"{res['latency_ms']} ms",
+                    f"{res['config']} on {name}",
+                    m["sustained_rps"],
+                    value if name == "sqs" else 1.0,
+                    m["p50_ms"],
+                    m["p99_ms"],
+                    " / ".join(
+                        f"{m.get(f'{k}_cpu_ms_per_job', math.nan):.2f}"
+                        for k in ("api", "relay", "consumer")
+                    ),
+                    m.get("moto_cpu_ms_per_job", math.nan) if name == "sqs" else "",
+                    f"{m['llm_calls']}/{m['jobs']}",
+                ]
+            )
+        latency = res["latency_ms"]
+        targets[f"sqs_vs_rabbitmq_at_{latency}ms"] = {
+            "value": value,
+            "target": None,
+            "met": None,
+        }
+        sqs = med["sqs"]
+        targets[f"sqs_llm_calls_once_at_{latency}ms"] = {
+            "value": f"{sqs['llm_calls']}/{sqs['jobs']}",
+            "target": "calls = jobs",
+            "met": sqs["llm_calls"] == sqs["jobs"],
+        }
+    print_table(
+        "groundwork on SQS (moto on loopback) vs on RabbitMQ, same configuration, "
+        "reps interleaved (median)",
+        [
+            "LLM latency",
+            "configuration",
+            "sustained jobs/s",
+            "x RabbitMQ",
+            "p50 ms",
+            "p99 ms",
+            "api / relay / worker CPU ms/job",
+            "moto CPU ms/job",
+            "LLM calls / jobs",
+        ],
+        rows,
+    )
+    for name, t in targets.items():
+        print(f"target {name}: {t['value']} (target {t['target']}): {target_verdict(t['met'])}")
+    return targets
+
+
 # --------------------------------------------------------------------------- cost
 
 
@@ -1253,6 +1446,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="run the worker under pyinstrument; report in bench/results/worker-profile.txt",
     )
+    parser.add_argument(
+        "--sqs",
+        action="store_true",
+        help="also run groundwork on SQS (moto's server on loopback) against groundwork on "
+        "RabbitMQ at its best configuration, and report the ratio",
+    )
     parser.add_argument("--name", default="pipeline")
     return parser.parse_args(argv)
 
@@ -1296,13 +1495,19 @@ def main(argv: list[str] | None = None) -> int:
                 args=args,
             )
             results = [measure_latency(ctx, ms) for ms in args.latencies]
+            sqs_results = (
+                run_sqs(ctx, results, servers.postgres.create_database) if args.sqs else []
+            )
     summary = report(results, prices)
+    if sqs_results:
+        summary["targets"].update(report_sqs(sqs_results))
     path = write_results(
         args.name,
         {
             "config": vars(args),
             "prices": prices,
             "results": results,
+            "sqs": sqs_results,
             "targets": summary["targets"],
             "cost_per_million_jobs": summary["costs"],
         },

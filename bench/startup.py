@@ -47,7 +47,7 @@ _IMPORT_PROBE = (
 
 
 def _free_port() -> int:
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     return free_port()
 

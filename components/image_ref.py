@@ -51,18 +51,18 @@ class ImageReference:
         return f"{self.repository_url}@{self.digest}"
 
 
-def require_in_repository(uri: str, repository_url: str) -> str:
-    """``uri`` if it lives in ``repository_url`` (a repository or a path below one).
+def require_in_repository(reference: ImageReference, repository_url: str) -> str:
+    """``reference`` as a string if it lives in ``repository_url`` (a repository or a
+    path below one).
 
     Each environment runs only images from its own repository (on AWS the task
     execution role may pull from nowhere else, so anything else would fail at task
     start); refusing it at deploy time says why.
     """
-    reference = ImageReference.parse(uri)
     base = repository_url.rstrip("/")
     if reference.repository_url != base and not reference.repository_url.startswith(f"{base}/"):
         raise ValueError(
-            f"image {uri} is not in this stack's repository {base}: push it there first "
+            f"image {reference} is not in this stack's repository {base}: push it there first "
             "(each environment deploys images from its own registry only)"
         )
-    return uri
+    return str(reference)

@@ -10,7 +10,7 @@ os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
 import typer
 
-from groundwork.dev import dev
+from groundwork.devenv.command import dev
 from groundwork.ops.cli import app as ops_app
 from groundwork.plan.commands import register as register_plan_commands
 

@@ -47,6 +47,10 @@ class RecordedResource:
     delete_before_replace: bool = False
     replace_on_changes: list[str] = field(default_factory=list)
     aliases: list[str] = field(default_factory=list)
+    # ``pulumi.Alias(...)`` objects as the SDK sends them to a monitor that supports
+    # alias specs (name, type, parentUrn, noParent, project, stack; empty = unchanged):
+    # tests/test_urn_aliases.py resolves them to URNs the way the engine does.
+    alias_specs: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_component(self) -> bool:
@@ -394,6 +398,18 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             delete_before_replace=bool(request.deleteBeforeReplace),
             replace_on_changes=list(request.replaceOnChanges),
             aliases=[a.urn for a in request.aliases if a.urn] + list(request.aliasURNs),
+            alias_specs=[
+                {
+                    "name": a.spec.name,
+                    "type": a.spec.type,
+                    "project": a.spec.project,
+                    "stack": a.spec.stack,
+                    "parentUrn": a.spec.parentUrn,
+                    "noParent": a.spec.noParent,
+                }
+                for a in request.aliases
+                if a.HasField("spec")
+            ],
         )
         with self._lock:
             self.recorded.append(record)

@@ -13,7 +13,7 @@ from pulumi_policy import EnforcementLevel
 
 from policies.registry import (
     REQUIRED_TAGS,
-    Rule,
+    RuleList,
     Severity,
     Subject,
     Tier,
@@ -132,6 +132,15 @@ ADMIN_MANAGED_POLICIES = (
 )
 
 
+RULES = RuleList()
+"""Every AWS resource rule: each check below carries its metadata on its decorator."""
+
+_RELAXED_BACKUPS = {
+    Tier.STAGING: {"minBackupRetentionDays": 7},
+    Tier.PRODUCTION: {"minBackupRetentionDays": 14},
+}
+
+
 def _true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
@@ -146,6 +155,17 @@ def _number(value: Any, default: float = 0) -> float:
 # -- tags ---------------------------------------------------------------------------
 
 
+@RULES.register(
+    "aws-any-resource-tagged",
+    "Every taggable AWS resource carries the environment, service, managed-by and "
+    "cost-center tags (cost allocation, ownership, and the environment the policies "
+    "use).",
+    TAGGABLE_TYPES,
+    Severity.LOW,
+    "Pass tags=settings.tags to the resource (components forward their args.tags).",
+    control="Tagging (AWS resource tagging best practices)",
+    config_schema={"requiredTags": {"type": "array", "items": {"type": "string"}}},
+)
 def _tagged(s: Subject) -> Iterator[str]:
     missing = missing_labels(s.props.get("tags"), s.config.get("requiredTags", REQUIRED_TAGS))
     if missing:
@@ -158,16 +178,44 @@ def _tagged(s: Subject) -> Iterator[str]:
 # -- RDS ----------------------------------------------------------------------------
 
 
+@RULES.register(
+    "aws-rds-instance-encrypted",
+    "RDS instances encrypt storage at rest.",
+    (RDS_INSTANCE,),
+    Severity.CRITICAL,
+    "Set storage_encrypted=True (optionally kms_key_id); an existing instance must be "
+    "restored from an encrypted snapshot.",
+    control="RDS.3",
+)
 def _rds_encrypted(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("storageEncrypted")):
         yield f"RDS instance {s.name} does not set storageEncrypted=true."
 
 
+@RULES.register(
+    "aws-rds-instance-not-public",
+    "RDS instances are not reachable from the internet.",
+    (RDS_INSTANCE,),
+    Severity.CRITICAL,
+    "Set publicly_accessible=False and place the instance in private subnets.",
+    control="RDS.2",
+)
 def _rds_not_public(s: Subject) -> Iterator[str]:
     if _true(s.props.get("publiclyAccessible")):
         yield f"RDS instance {s.name} is publicly accessible."
 
 
+@RULES.register(
+    "aws-rds-instance-backup-retention",
+    "RDS instances keep automated backups for at least the environment minimum "
+    "(7 days staging, 14 production).",
+    (RDS_INSTANCE,),
+    Severity.HIGH,
+    "Set backup_retention_period (groundwork:dbBackupRetentionDays) to at least the minimum.",
+    control="RDS.11",
+    config_schema={"minBackupRetentionDays": {"type": "number", "minimum": 1}},
+    defaults=_RELAXED_BACKUPS,
+)
 def _rds_backups(s: Subject) -> Iterator[str]:
     minimum = _number(s.config.get("minBackupRetentionDays"), 7)
     days = _number(s.props.get("backupRetentionPeriod"), 0)
@@ -178,16 +226,42 @@ def _rds_backups(s: Subject) -> Iterator[str]:
         )
 
 
+@RULES.register(
+    "aws-rds-instance-multi-az",
+    "Production RDS instances run Multi-AZ.",
+    (RDS_INSTANCE,),
+    Severity.HIGH,
+    "Set multi_az=True (groundwork:dbMultiAz: true).",
+    control="RDS.5",
+    relax_in_staging=True,
+)
 def _rds_multi_az(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("multiAz")):
         yield f"RDS instance {s.name} is single-AZ."
 
 
+@RULES.register(
+    "aws-rds-instance-deletion-protection",
+    "Production RDS instances cannot be deleted by accident.",
+    (RDS_INSTANCE,),
+    Severity.MEDIUM,
+    "Set deletion_protection=True (groundwork:deletionProtection: true).",
+    control="RDS.8",
+    relax_in_staging=True,
+)
 def _rds_deletion_protection(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("deletionProtection")):
         yield f"RDS instance {s.name} has no deletion protection."
 
 
+@RULES.register(
+    "aws-rds-parametergroup-force-ssl",
+    "Database parameter groups refuse unencrypted client connections (encryption in transit).",
+    (RDS_PARAMETER_GROUP,),
+    Severity.HIGH,
+    "Add parameter rds.force_ssl=1 (PostgreSQL) or require_secure_transport=1 (MySQL).",
+    control="-",
+)
 def _rds_force_ssl(s: Subject) -> Iterator[str]:
     family = str(s.props.get("family") or "")
     params = {
@@ -203,6 +277,13 @@ def _rds_force_ssl(s: Subject) -> Iterator[str]:
         yield f"Parameter group {s.name} ({family}) does not set require_secure_transport=1."
 
 
+@RULES.register(
+    "aws-rds-proxy-tls-required",
+    "RDS proxies only accept TLS connections.",
+    (RDS_PROXY,),
+    Severity.HIGH,
+    "Set require_tls=True on the proxy.",
+)
 def _rds_proxy_tls(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("requireTls")):
         yield f"RDS proxy {s.name} accepts connections without TLS (requireTls is not true)."
@@ -211,11 +292,27 @@ def _rds_proxy_tls(s: Subject) -> Iterator[str]:
 # -- ElastiCache ----------------------------------------------------------------------
 
 
+@RULES.register(
+    "aws-elasticache-replicationgroup-encrypted",
+    "ElastiCache replication groups encrypt data at rest.",
+    (REDIS_GROUP,),
+    Severity.CRITICAL,
+    "Set at_rest_encryption_enabled=True (forces replacement).",
+    control="ElastiCache.4",
+)
 def _redis_encrypted(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("atRestEncryptionEnabled")):
         yield f"Replication group {s.name} does not enable encryption at rest."
 
 
+@RULES.register(
+    "aws-elasticache-replicationgroup-tls",
+    "ElastiCache replication groups require TLS from every client.",
+    (REDIS_GROUP,),
+    Severity.CRITICAL,
+    "Set transit_encryption_enabled=True and transit_encryption_mode='required'.",
+    control="ElastiCache.5",
+)
 def _redis_tls(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("transitEncryptionEnabled")):
         yield f"Replication group {s.name} does not enable in-transit encryption."
@@ -223,11 +320,29 @@ def _redis_tls(s: Subject) -> Iterator[str]:
         yield f"Replication group {s.name} still accepts plain-text clients (mode preferred)."
 
 
+@RULES.register(
+    "aws-elasticache-replicationgroup-auth",
+    "ElastiCache replication groups require authentication.",
+    (REDIS_GROUP,),
+    Severity.HIGH,
+    "Set auth_token from a random.RandomPassword (or user_group_ids for RBAC).",
+    control="ElastiCache.6",
+)
 def _redis_auth(s: Subject) -> Iterator[str]:
     if not is_set(s.props, "authToken") and not is_set(s.props, "userGroupIds"):
         yield f"Replication group {s.name} has neither an AUTH token nor RBAC user groups."
 
 
+@RULES.register(
+    "aws-elasticache-replicationgroup-backups",
+    "Production replication groups keep daily snapshots.",
+    (REDIS_GROUP,),
+    Severity.MEDIUM,
+    "Set snapshot_retention_limit >= 1 (groundwork:cacheSnapshotRetentionDays).",
+    control="ElastiCache.1",
+    relax_in_staging=True,
+    config_schema={"minSnapshotRetentionDays": {"type": "number", "minimum": 1}},
+)
 def _redis_backups(s: Subject) -> Iterator[str]:
     minimum = _number(s.config.get("minSnapshotRetentionDays"), 1)
     days = _number(s.props.get("snapshotRetentionLimit"), 0)
@@ -235,6 +350,15 @@ def _redis_backups(s: Subject) -> Iterator[str]:
         yield f"Replication group {s.name} keeps snapshots {days:g} days; minimum {minimum:g}."
 
 
+@RULES.register(
+    "aws-elasticache-replicationgroup-multi-az",
+    "Production replication groups fail over automatically across AZs.",
+    (REDIS_GROUP,),
+    Severity.HIGH,
+    "Set num_cache_clusters >= 2, automatic_failover_enabled=True, multi_az_enabled=True.",
+    control="ElastiCache.3",
+    relax_in_staging=True,
+)
 def _redis_multi_az(s: Subject) -> Iterator[str]:
     if not (
         _true(s.props.get("automaticFailoverEnabled")) and _true(s.props.get("multiAzEnabled"))
@@ -245,11 +369,27 @@ def _redis_multi_az(s: Subject) -> Iterator[str]:
 # -- Amazon MQ ----------------------------------------------------------------------
 
 
+@RULES.register(
+    "aws-mq-broker-not-public",
+    "Amazon MQ brokers are not reachable from the internet.",
+    (MQ_BROKER,),
+    Severity.CRITICAL,
+    "Set publicly_accessible=False with private subnet_ids and security_groups.",
+)
 def _mq_not_public(s: Subject) -> Iterator[str]:
     if _true(s.props.get("publiclyAccessible")):
         yield f"Broker {s.name} is publicly accessible."
 
 
+@RULES.register(
+    "aws-mq-broker-encrypted",
+    "Amazon MQ brokers use an engine whose storage is encrypted and whose endpoints are "
+    "TLS-only (AMQPS 5671 for RabbitMQ), with a valid key choice.",
+    (MQ_BROKER,),
+    Severity.HIGH,
+    "Use engine_type RabbitMQ or ActiveMQ; keep encryption_options default or give "
+    "kms_key_id when use_aws_owned_key=False (ActiveMQ only).",
+)
 def _mq_encrypted(s: Subject) -> Iterator[str]:
     engine = str(s.props.get("engineType") or "")
     if engine.lower() not in ("rabbitmq", "activemq"):
@@ -259,6 +399,16 @@ def _mq_encrypted(s: Subject) -> Iterator[str]:
         yield f"Broker {s.name} turns off the AWS-owned key without naming a KMS key."
 
 
+@RULES.register(
+    "aws-mq-broker-cluster",
+    "Production brokers run a multi-AZ deployment (cluster for RabbitMQ, "
+    "active/standby for ActiveMQ).",
+    (MQ_BROKER,),
+    Severity.HIGH,
+    "Set deployment_mode='CLUSTER_MULTI_AZ' (groundwork:brokerCluster: true).",
+    control="MQ.6 / MQ.5",
+    relax_in_staging=True,
+)
 def _mq_cluster(s: Subject) -> Iterator[str]:
     engine = str(s.props.get("engineType") or "").lower()
     mode = s.props.get("deploymentMode") or "SINGLE_INSTANCE"
@@ -267,11 +417,27 @@ def _mq_cluster(s: Subject) -> Iterator[str]:
         yield f"Broker {s.name} runs as {mode}; use {wanted}."
 
 
+@RULES.register(
+    "aws-mq-broker-logs",
+    "Brokers publish their general logs to CloudWatch Logs.",
+    (MQ_BROKER,),
+    Severity.MEDIUM,
+    "Set logs={'general': True}.",
+    control="MQ.2",
+)
 def _mq_logs(s: Subject) -> Iterator[str]:
     if not _true(get(s.props, "logs.general")):
         yield f"Broker {s.name} does not publish general logs to CloudWatch."
 
 
+@RULES.register(
+    "aws-mq-broker-minor-upgrades",
+    "Brokers take automatic minor version upgrades.",
+    (MQ_BROKER,),
+    Severity.LOW,
+    "Set auto_minor_version_upgrade=True.",
+    control="MQ.3",
+)
 def _mq_minor_upgrades(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("autoMinorVersionUpgrade")):
         yield f"Broker {s.name} does not take automatic minor version upgrades."
@@ -280,17 +446,41 @@ def _mq_minor_upgrades(s: Subject) -> Iterator[str]:
 # -- SQS and EC2 instances ------------------------------------------------------------
 
 
+@RULES.register(
+    "aws-sqs-queue-encrypted",
+    "SQS queues are encrypted at rest (SSE-KMS, or SSE-SQS stated explicitly).",
+    (SQS_QUEUE,),
+    Severity.HIGH,
+    "Set kms_master_key_id (components/aws/job_queue_sqs.py does) or sqs_managed_sse_enabled=True.",
+    control="SQS.1",
+)
 def _sqs_encrypted(s: Subject) -> Iterator[str]:
     if not s.props.get("kmsMasterKeyId") and not _true(s.props.get("sqsManagedSseEnabled")):
         # New queues default to SSE-SQS, but only a stated setting is checked and kept.
         yield f"Queue {s.name} names no encryption (kms_master_key_id or SSE-SQS)."
 
 
+@RULES.register(
+    "aws-ec2-instance-imdsv2",
+    "EC2 instances require IMDSv2 (session tokens) for the instance metadata service.",
+    (EC2_INSTANCE,),
+    Severity.HIGH,
+    "Set metadata_options={'http_tokens': 'required'}.",
+    control="EC2.8",
+)
 def _instance_imdsv2(s: Subject) -> Iterator[str]:
     if get(s.props, "metadataOptions.httpTokens") != "required":
         yield f"Instance {s.name} accepts IMDSv1 (metadata_options.http_tokens is not required)."
 
 
+@RULES.register(
+    "aws-ec2-instance-volume-encrypted",
+    "EC2 instances' root volumes are encrypted.",
+    (EC2_INSTANCE,),
+    Severity.HIGH,
+    "Set root_block_device={'encrypted': True, ...}.",
+    control="EC2.3",
+)
 def _instance_volume_encrypted(s: Subject) -> Iterator[str]:
     if not _true(get(s.props, "rootBlockDevice.encrypted")):
         yield f"Instance {s.name} has an unencrypted root volume."
@@ -346,6 +536,17 @@ def _public_web_port(protocol: Any, low: Any, high: Any, allowed: Iterable[int])
     )
 
 
+@RULES.register(
+    "aws-ec2-securitygroup-no-public-ingress",
+    "No security group ingress from 0.0.0.0/0 or ::/0 except tcp 80/443 (which the "
+    "stack rule aws-ec2-securitygroup-public-lb-only confines to load balancers).",
+    (SECURITY_GROUP, SECURITY_GROUP_RULE, VPC_INGRESS_RULE),
+    Severity.CRITICAL,
+    "Allow the port from a source security group (referenced_security_group_id) or a "
+    "private CIDR instead of the internet.",
+    control="EC2.18 / EC2.19 / EC2.53 / CIS 5.2",
+    config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}},
+)
 def _sg_no_public_ingress(s: Subject) -> Iterator[str]:
     allowed = s.config.get("publicPorts", [80, 443])
     for protocol, low, high in world_ingress_ports(s):
@@ -356,6 +557,13 @@ def _sg_no_public_ingress(s: Subject) -> Iterator[str]:
             )
 
 
+@RULES.register(
+    "aws-ec2-securitygroup-described",
+    "Security groups and their inline rules say what they are for.",
+    (SECURITY_GROUP,),
+    Severity.LOW,
+    "Give the group and each ingress/egress entry a description.",
+)
 def _sg_described(s: Subject) -> Iterator[str]:
     description = str(s.props.get("description") or "")
     if s.type == SECURITY_GROUP and description in ("", "Managed by Pulumi"):
@@ -366,26 +574,64 @@ def _sg_described(s: Subject) -> Iterator[str]:
                 yield f"Security group {s.name} {direction}[{index}] has no description."
 
 
+@RULES.register(
+    "aws-ec2-securitygrouprule-described",
+    "Security group rules say what they allow.",
+    (SECURITY_GROUP_RULE, VPC_INGRESS_RULE, VPC_EGRESS_RULE),
+    Severity.LOW,
+    "Set description on the rule.",
+)
 def _sg_rule_described(s: Subject) -> Iterator[str]:
     if not s.props.get("description"):
         yield f"Security group rule {s.name} has no description."
 
 
+@RULES.register(
+    "aws-ec2-defaultsecuritygroup-closed",
+    "The VPC's default security group allows no traffic.",
+    (DEFAULT_SECURITY_GROUP,),
+    Severity.HIGH,
+    "Manage it with ec2.DefaultSecurityGroup and no ingress/egress.",
+    control="EC2.2 / CIS 5.4",
+)
 def _default_sg_closed(s: Subject) -> Iterator[str]:
     if as_list(s.props.get("ingress")) or as_list(s.props.get("egress")):
         yield f"Default security group {s.name} still allows traffic."
 
 
+@RULES.register(
+    "aws-ec2-subnet-no-auto-public-ip",
+    "Subnets do not hand out public IPs automatically.",
+    (SUBNET,),
+    Severity.MEDIUM,
+    "Set map_public_ip_on_launch=False; load balancers and NAT gateways get their own addresses.",
+    control="EC2.15",
+)
 def _subnet_no_public_ip(s: Subject) -> Iterator[str]:
     if _true(s.props.get("mapPublicIpOnLaunch")):
         yield f"Subnet {s.name} gives every launched interface a public IP."
 
 
+@RULES.register(
+    "aws-ec2-flowlog-all-traffic",
+    "VPC flow logs record accepted and rejected traffic.",
+    (FLOW_LOG,),
+    Severity.LOW,
+    "Set traffic_type='ALL'.",
+    control="EC2.6",
+)
 def _flow_log_all(s: Subject) -> Iterator[str]:
     if s.props.get("trafficType") != "ALL":
         yield f"Flow log {s.name} records {s.props.get('trafficType')} traffic, not ALL."
 
 
+@RULES.register(
+    "aws-ec2-vpcendpoint-private-dns",
+    "Interface VPC endpoints resolve the service name privately and have their own security group.",
+    (VPC_ENDPOINT,),
+    Severity.LOW,
+    "Set private_dns_enabled=True and security_group_ids=[endpoint SG].",
+)
 def _endpoint_private(s: Subject) -> Iterator[str]:
     if s.props.get("vpcEndpointType") != "Interface":
         return
@@ -402,16 +648,41 @@ def _is_alb(props: Mapping[str, Any]) -> bool:
     return (props.get("loadBalancerType") or "application") == "application"
 
 
+@RULES.register(
+    "aws-lb-loadbalancer-drop-invalid-headers",
+    "Application load balancers drop requests with invalid HTTP headers (request smuggling).",
+    (LOAD_BALANCER,),
+    Severity.MEDIUM,
+    "Set drop_invalid_header_fields=True.",
+    control="ELB.4",
+)
 def _lb_drop_invalid_headers(s: Subject) -> Iterator[str]:
     if _is_alb(s.props) and not _true(s.props.get("dropInvalidHeaderFields")):
         yield f"Load balancer {s.name} forwards requests with invalid HTTP headers."
 
 
+@RULES.register(
+    "aws-lb-loadbalancer-deletion-protection",
+    "Production load balancers cannot be deleted by accident.",
+    (LOAD_BALANCER,),
+    Severity.MEDIUM,
+    "Set enable_deletion_protection=True in production.",
+    control="ELB.6",
+    relax_in_staging=True,
+)
 def _lb_deletion_protection(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("enableDeletionProtection")):
         yield f"Load balancer {s.name} has no deletion protection."
 
 
+@RULES.register(
+    "aws-lb-listener-http-redirect",
+    "Plain HTTP listeners only redirect to HTTPS.",
+    (LISTENER,),
+    Severity.HIGH,
+    "Make the port-80 listener's default action a redirect with protocol HTTPS, status HTTP_301.",
+    control="ELB.1",
+)
 def _listener_redirects(s: Subject) -> Iterator[str]:
     protocol = s.props.get("protocol") or "HTTP"
     if protocol != "HTTP":
@@ -423,6 +694,15 @@ def _listener_redirects(s: Subject) -> Iterator[str]:
             return
 
 
+@RULES.register(
+    "aws-lb-listener-tls-policy",
+    "HTTPS listeners have a certificate and a current TLS policy (TLS 1.2+).",
+    (LISTENER,),
+    Severity.HIGH,
+    "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' and certificate_arn.",
+    control="ELB.17",
+    config_schema={"allowedTlsPolicyPrefixes": {"type": "array", "items": {"type": "string"}}},
+)
 def _listener_tls_policy(s: Subject) -> Iterator[str]:
     if s.props.get("protocol") not in ("HTTPS", "TLS"):
         return
@@ -434,6 +714,13 @@ def _listener_tls_policy(s: Subject) -> Iterator[str]:
         yield f"Listener {s.name} has no certificate."
 
 
+@RULES.register(
+    "aws-lb-targetgroup-health-check",
+    "Target groups health-check a real endpoint.",
+    (TARGET_GROUP,),
+    Severity.LOW,
+    "Set health_check with path='/health/ready' and enabled=True.",
+)
 def _target_group_health(s: Subject) -> Iterator[str]:
     check = s.props.get("healthCheck") or {}
     if check.get("enabled") is False:
@@ -450,6 +737,15 @@ def containers(s: Subject) -> list[Mapping[str, Any]]:
     return [c for c in as_list(parsed) if isinstance(c, Mapping)]
 
 
+@RULES.register(
+    "aws-ecs-taskdefinition-no-plaintext-secrets",
+    "Credentials reach containers through ECS secrets, never plain environment variables.",
+    (TASK_DEFINITION,),
+    Severity.CRITICAL,
+    "Move the variable to the container's secrets list with valueFrom a Secrets Manager "
+    "ARN (':json-key::' for JSON secrets).",
+    control="ECS.8",
+)
 def _task_no_plaintext_secrets(s: Subject) -> Iterator[str]:
     for container in containers(s):
         env = [
@@ -460,6 +756,14 @@ def _task_no_plaintext_secrets(s: Subject) -> Iterator[str]:
         yield from plaintext_secret_problems(env, f"{s.name}/{container.get('name')}")
 
 
+@RULES.register(
+    "aws-ecs-taskdefinition-non-privileged",
+    "Containers do not run privileged or share host namespaces.",
+    (TASK_DEFINITION,),
+    Severity.HIGH,
+    "Remove privileged=true and pidMode/ipcMode 'host'.",
+    control="ECS.4 / ECS.3",
+)
 def _task_not_privileged(s: Subject) -> Iterator[str]:
     if s.props.get("pidMode") == "host" or s.props.get("ipcMode") == "host":
         yield f"Task definition {s.name} shares the host's process/IPC namespace."
@@ -468,12 +772,27 @@ def _task_not_privileged(s: Subject) -> Iterator[str]:
             yield f"Container {container.get('name')} in {s.name} runs privileged."
 
 
+@RULES.register(
+    "aws-ecs-taskdefinition-logging",
+    "Every container ships its logs.",
+    (TASK_DEFINITION,),
+    Severity.MEDIUM,
+    "Give each container a logConfiguration (awslogs to the service's log group).",
+    control="ECS.9",
+)
 def _task_logging(s: Subject) -> Iterator[str]:
     for container in containers(s):
         if not get(container, "logConfiguration.logDriver"):
             yield f"Container {container.get('name')} in {s.name} has no log configuration."
 
 
+@RULES.register(
+    "aws-ecs-service-circuit-breaker",
+    "ECS services roll back a deployment that cannot become healthy.",
+    (ECS_SERVICE,),
+    Severity.MEDIUM,
+    "Set deployment_circuit_breaker={'enable': True, 'rollback': True}.",
+)
 def _service_circuit_breaker(s: Subject) -> Iterator[str]:
     if get(s.props, "deploymentController.type", "ECS") != "ECS":
         return
@@ -482,11 +801,27 @@ def _service_circuit_breaker(s: Subject) -> Iterator[str]:
         yield f"ECS service {s.name} does not roll back failed deployments automatically."
 
 
+@RULES.register(
+    "aws-ecs-service-no-public-ip",
+    "ECS tasks get no public IP.",
+    (ECS_SERVICE,),
+    Severity.HIGH,
+    "Set network_configuration.assign_public_ip=False; egress via NAT or VPC endpoints.",
+    control="ECS.2",
+)
 def _service_no_public_ip(s: Subject) -> Iterator[str]:
     if _true(get(s.props, "networkConfiguration.assignPublicIp")):
         yield f"ECS service {s.name} gives its tasks public IPs."
 
 
+@RULES.register(
+    "aws-ecs-cluster-container-insights",
+    "ECS clusters collect Container Insights.",
+    (ECS_CLUSTER,),
+    Severity.LOW,
+    "Add settings=[{'name': 'containerInsights', 'value': 'enabled'}].",
+    control="ECS.12",
+)
 def _cluster_insights(s: Subject) -> Iterator[str]:
     values = {
         str(item.get("name")): str(item.get("value"))
@@ -500,16 +835,46 @@ def _cluster_insights(s: Subject) -> Iterator[str]:
 # -- registry, logs, keys, secrets, IAM, WAF, S3 ------------------------------------------
 
 
+@RULES.register(
+    "aws-ecr-repository-scan-on-push",
+    "ECR repositories scan images on push.",
+    (ECR_REPOSITORY,),
+    Severity.HIGH,
+    "Set image_scanning_configuration={'scan_on_push': True}.",
+    control="ECR.1",
+)
 def _ecr_scan(s: Subject) -> Iterator[str]:
     if not _true(get(s.props, "imageScanningConfiguration.scanOnPush")):
         yield f"ECR repository {s.name} does not scan images on push."
 
 
+@RULES.register(
+    "aws-ecr-repository-immutable-tags",
+    "ECR tags are immutable so a deployed tag always means the same image.",
+    (ECR_REPOSITORY,),
+    Severity.MEDIUM,
+    "Set image_tag_mutability='IMMUTABLE' and deploy unique tags (git sha).",
+    control="ECR.2",
+)
 def _ecr_immutable(s: Subject) -> Iterator[str]:
     if not str(s.props.get("imageTagMutability") or "MUTABLE").startswith("IMMUTABLE"):
         yield f"ECR repository {s.name} lets a tag be overwritten with a different image."
 
 
+@RULES.register(
+    "aws-cloudwatch-loggroup-retention",
+    "Log groups expire logs, keeping at least the environment minimum (7 days staging, "
+    "365 production).",
+    (LOG_GROUP,),
+    Severity.MEDIUM,
+    "Set retention_in_days (groundwork:logRetentionDays).",
+    control="CloudWatch.16",
+    config_schema={"minLogRetentionDays": {"type": "number", "minimum": 1}},
+    defaults={
+        Tier.STAGING: {"minLogRetentionDays": 7},
+        Tier.PRODUCTION: {"minLogRetentionDays": 365},
+    },
+)
 def _log_retention(s: Subject) -> Iterator[str]:
     minimum = _number(s.config.get("minLogRetentionDays"), 7)
     days = _number(s.props.get("retentionInDays"), 0)
@@ -519,22 +884,56 @@ def _log_retention(s: Subject) -> Iterator[str]:
         yield f"Log group {s.name} keeps logs {days:g} days; the {s.tier} minimum is {minimum:g}."
 
 
+@RULES.register(
+    "aws-cloudwatch-metricalarm-actions",
+    "Alarms notify someone.",
+    (METRIC_ALARM,),
+    Severity.MEDIUM,
+    "Set alarm_actions=[alarm topic ARN] (and ok_actions).",
+    control="CloudWatch.15",
+)
 def _alarm_actions(s: Subject) -> Iterator[str]:
     if s.props.get("actionsEnabled") is False or not as_list(s.props.get("alarmActions")):
         yield f"Alarm {s.name} notifies nobody (no alarmActions)."
 
 
+@RULES.register(
+    "aws-sns-topic-encrypted",
+    "SNS topics are encrypted with KMS.",
+    (SNS_TOPIC,),
+    Severity.MEDIUM,
+    "Set kms_master_key_id to a customer key whose policy lets cloudwatch.amazonaws.com "
+    "use it (alias/aws/sns does not work with CloudWatch alarms).",
+    control="SNS.1",
+    enforcement=EnforcementLevel.ADVISORY,
+)
 def _sns_encrypted(s: Subject) -> Iterator[str]:
     if not s.props.get("kmsMasterKeyId"):
         yield f"SNS topic {s.name} is not encrypted with KMS."
 
 
+@RULES.register(
+    "aws-kms-key-rotation",
+    "Symmetric KMS keys rotate yearly.",
+    (KMS_KEY,),
+    Severity.MEDIUM,
+    "Set enable_key_rotation=True.",
+    control="KMS.4 / CIS 3.6",
+)
 def _kms_rotation(s: Subject) -> Iterator[str]:
     spec = s.props.get("customerMasterKeySpec") or "SYMMETRIC_DEFAULT"
     if spec == "SYMMETRIC_DEFAULT" and not _true(s.props.get("enableKeyRotation")):
         yield f"KMS key {s.name} does not rotate."
 
 
+@RULES.register(
+    "aws-secretsmanager-secret-recoverable",
+    "Production secrets keep a recovery window when deleted.",
+    (SECRET,),
+    Severity.LOW,
+    "Leave recovery_window_in_days unset (30) or >= 7; 0 only for throwaway stacks.",
+    relax_in_staging=True,
+)
 def _secret_recoverable(s: Subject) -> Iterator[str]:
     window = s.props.get("recoveryWindowInDays")
     if window is not None and _number(window) < 7:
@@ -550,6 +949,14 @@ def _policy_documents(s: Subject) -> Iterator[tuple[str, Any]]:
         yield s.name, parse_json(s.props.get("policy"))
 
 
+@RULES.register(
+    "aws-iam-policy-no-admin",
+    "IAM policies never allow '*' actions on '*' resources.",
+    (IAM_POLICY, IAM_ROLE_POLICY, IAM_ROLE),
+    Severity.CRITICAL,
+    "List the actions and resource ARNs the role needs.",
+    control="IAM.1 / CIS 1.16",
+)
 def _iam_no_admin(s: Subject) -> Iterator[str]:
     for label, document in _policy_documents(s):
         if not isinstance(document, Mapping):
@@ -563,11 +970,28 @@ def _iam_no_admin(s: Subject) -> Iterator[str]:
                 yield f"Policy {label} allows every action on every resource."
 
 
+@RULES.register(
+    "aws-iam-rolepolicyattachment-no-admin",
+    "Roles are not given administrator-level managed policies.",
+    (IAM_ATTACHMENT,),
+    Severity.CRITICAL,
+    "Attach a scoped policy instead of AdministratorAccess/PowerUser.",
+    control="IAM.1",
+)
 def _attachment_no_admin(s: Subject) -> Iterator[str]:
     if s.props.get("policyArn") in ADMIN_MANAGED_POLICIES:
         yield f"{s.name} attaches {s.props.get('policyArn')}."
 
 
+@RULES.register(
+    "aws-wafv2-webacl-rules",
+    "Web ACLs contain rules and publish metrics.",
+    (WEB_ACL,),
+    Severity.MEDIUM,
+    "Add managed rule groups (AWSManagedRulesCommonRuleSet, rate limit) and enable "
+    "visibility_config.cloudwatch_metrics_enabled.",
+    control="WAF.10",
+)
 def _waf_rules(s: Subject) -> Iterator[str]:
     if not as_list(s.props.get("rules")) and not as_list(s.props.get("ruleJson")):
         yield f"Web ACL {s.name} has no rules, so it inspects nothing."
@@ -575,6 +999,14 @@ def _waf_rules(s: Subject) -> Iterator[str]:
         yield f"Web ACL {s.name} does not publish CloudWatch metrics."
 
 
+@RULES.register(
+    "aws-wafv2-logging-redacts-authorization",
+    "WAF request logs are delivered and never contain Authorization headers.",
+    (WAF_LOGGING,),
+    Severity.HIGH,
+    "Set log_destination_configs and redacted_fields=[{single_header: {name: 'authorization'}}].",
+    control="WAF.11",
+)
 def _waf_logging_redacts(s: Subject) -> Iterator[str]:
     if not as_list(s.props.get("logDestinationConfigs")):
         yield f"WAF logging {s.name} has no destination."
@@ -586,6 +1018,13 @@ def _waf_logging_redacts(s: Subject) -> Iterator[str]:
         yield f"WAF logging {s.name} writes Authorization headers (bearer tokens) to its logs."
 
 
+@RULES.register(
+    "aws-rds-backup-replication-encrypted",
+    "Cross-region automated backup replication names a KMS key of the destination region.",
+    (RDS_BACKUP_REPLICATION,),
+    Severity.HIGH,
+    "Set kms_key_id to a key created in the destination region.",
+)
 def _backup_replication_encrypted(s: Subject) -> Iterator[str]:
     if not s.props.get("kmsKeyId"):
         yield (
@@ -594,6 +1033,15 @@ def _backup_replication_encrypted(s: Subject) -> Iterator[str]:
         )
 
 
+@RULES.register(
+    "aws-s3-bucketpublicaccessblock-enabled",
+    "Bucket public access blocks turn on all four protections.",
+    (S3_PUBLIC_ACCESS_BLOCK,),
+    Severity.CRITICAL,
+    "Set block_public_acls, block_public_policy, ignore_public_acls and "
+    "restrict_public_buckets to True.",
+    control="S3.8",
+)
 def _s3_block_public(s: Subject) -> Iterator[str]:
     flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
     off = [flag for flag in flags if not _true(s.props.get(flag))]
@@ -601,12 +1049,28 @@ def _s3_block_public(s: Subject) -> Iterator[str]:
         yield f"Public access block {s.name} leaves off: {', '.join(off)}."
 
 
+@RULES.register(
+    "aws-s3-bucket-no-public-acl",
+    "Buckets are never given a public canned ACL.",
+    (*S3_BUCKETS, *S3_ACL),
+    Severity.CRITICAL,
+    "Remove the ACL; use BucketOwnershipControls BucketOwnerEnforced.",
+    control="S3.2 / S3.3",
+)
 def _s3_no_public_acl(s: Subject) -> Iterator[str]:
     acl = s.props.get("acl")
     if acl in ("public-read", "public-read-write", "authenticated-read"):
         yield f"{s.name} grants a public canned ACL ({acl})."
 
 
+@RULES.register(
+    "aws-s3-bucket-encrypted",
+    "Bucket encryption configurations set a default server-side algorithm.",
+    S3_ENCRYPTION,
+    Severity.MEDIUM,
+    "Set rules=[{apply_server_side_encryption_by_default: {sse_algorithm: 'aws:kms'}}] "
+    "(AES256 for ALB access-log buckets).",
+)
 def _s3_encryption(s: Subject) -> Iterator[str]:
     rules = as_list(s.props.get("rules"))
     algorithms = [get(r, "applyServerSideEncryptionByDefault.sseAlgorithm") for r in rules]
@@ -614,6 +1078,14 @@ def _s3_encryption(s: Subject) -> Iterator[str]:
         yield f"Encryption configuration {s.name} sets no default server-side encryption."
 
 
+@RULES.register(
+    "aws-s3-bucketpolicy-tls-only",
+    "Bucket policies deny requests made without TLS.",
+    (S3_POLICY,),
+    Severity.HIGH,
+    "Add a Deny statement for s3:* with Condition Bool aws:SecureTransport = false.",
+    control="S3.5",
+)
 def _s3_tls_only(s: Subject) -> Iterator[str]:
     document = parse_json(s.props.get("policy"))
     statements = as_list(document.get("Statement")) if isinstance(document, Mapping) else []
@@ -626,562 +1098,28 @@ def _s3_tls_only(s: Subject) -> Iterator[str]:
     yield f"Bucket policy {s.name} does not deny requests made without TLS."
 
 
+@RULES.register(
+    "aws-s3-bucketownershipcontrols-enforced",
+    "Bucket ACLs are disabled.",
+    (S3_OWNERSHIP,),
+    Severity.MEDIUM,
+    "Set rule.object_ownership='BucketOwnerEnforced'.",
+    control="S3.12",
+)
 def _s3_owner_enforced(s: Subject) -> Iterator[str]:
     if get(s.props, "rule.objectOwnership") != "BucketOwnerEnforced":
         yield f"Ownership controls {s.name} keep ACLs enabled."
 
 
+@RULES.register(
+    "aws-ecr-lifecyclepolicy-rules",
+    "ECR lifecycle policies expire old images.",
+    (ECR_LIFECYCLE,),
+    Severity.LOW,
+    "Add a rule expiring untagged images and keeping the last N tagged ones.",
+    control="ECR.3",
+)
 def _ecr_lifecycle(s: Subject) -> Iterator[str]:
     document = parse_json(s.props.get("policy"))
     if not isinstance(document, Mapping) or not as_list(document.get("rules")):
         yield f"Lifecycle policy {s.name} has no rules, so old images are never expired."
-
-
-_RELAXED_BACKUPS = {
-    Tier.STAGING: {"minBackupRetentionDays": 7},
-    Tier.PRODUCTION: {"minBackupRetentionDays": 14},
-}
-
-RULES: list[Rule] = [
-    Rule(
-        "aws-any-resource-tagged",
-        "Every taggable AWS resource carries the environment, service, managed-by and "
-        "cost-center tags (cost allocation, ownership, and the environment the policies "
-        "use).",
-        TAGGABLE_TYPES,
-        Severity.LOW,
-        "Pass tags=settings.tags to the resource (components forward their args.tags).",
-        control="Tagging (AWS resource tagging best practices)",
-        check=_tagged,
-        config_schema={"requiredTags": {"type": "array", "items": {"type": "string"}}},
-    ),
-    Rule(
-        "aws-rds-instance-encrypted",
-        "RDS instances encrypt storage at rest.",
-        (RDS_INSTANCE,),
-        Severity.CRITICAL,
-        "Set storage_encrypted=True (optionally kms_key_id); an existing instance must be "
-        "restored from an encrypted snapshot.",
-        control="RDS.3",
-        check=_rds_encrypted,
-    ),
-    Rule(
-        "aws-rds-instance-not-public",
-        "RDS instances are not reachable from the internet.",
-        (RDS_INSTANCE,),
-        Severity.CRITICAL,
-        "Set publicly_accessible=False and place the instance in private subnets.",
-        control="RDS.2",
-        check=_rds_not_public,
-    ),
-    Rule(
-        "aws-rds-instance-backup-retention",
-        "RDS instances keep automated backups for at least the environment minimum "
-        "(7 days staging, 14 production).",
-        (RDS_INSTANCE,),
-        Severity.HIGH,
-        "Set backup_retention_period (groundwork:dbBackupRetentionDays) to at least the minimum.",
-        control="RDS.11",
-        check=_rds_backups,
-        config_schema={"minBackupRetentionDays": {"type": "number", "minimum": 1}},
-        defaults=_RELAXED_BACKUPS,
-    ),
-    Rule(
-        "aws-rds-instance-multi-az",
-        "Production RDS instances run Multi-AZ.",
-        (RDS_INSTANCE,),
-        Severity.HIGH,
-        "Set multi_az=True (groundwork:dbMultiAz: true).",
-        control="RDS.5",
-        check=_rds_multi_az,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "aws-rds-instance-deletion-protection",
-        "Production RDS instances cannot be deleted by accident.",
-        (RDS_INSTANCE,),
-        Severity.MEDIUM,
-        "Set deletion_protection=True (groundwork:deletionProtection: true).",
-        control="RDS.8",
-        check=_rds_deletion_protection,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "aws-rds-parametergroup-force-ssl",
-        "Database parameter groups refuse unencrypted client connections (encryption in transit).",
-        (RDS_PARAMETER_GROUP,),
-        Severity.HIGH,
-        "Add parameter rds.force_ssl=1 (PostgreSQL) or require_secure_transport=1 (MySQL).",
-        control="-",
-        check=_rds_force_ssl,
-    ),
-    Rule(
-        "aws-rds-proxy-tls-required",
-        "RDS proxies only accept TLS connections.",
-        (RDS_PROXY,),
-        Severity.HIGH,
-        "Set require_tls=True on the proxy.",
-        check=_rds_proxy_tls,
-    ),
-    Rule(
-        "aws-elasticache-replicationgroup-encrypted",
-        "ElastiCache replication groups encrypt data at rest.",
-        (REDIS_GROUP,),
-        Severity.CRITICAL,
-        "Set at_rest_encryption_enabled=True (forces replacement).",
-        control="ElastiCache.4",
-        check=_redis_encrypted,
-    ),
-    Rule(
-        "aws-elasticache-replicationgroup-tls",
-        "ElastiCache replication groups require TLS from every client.",
-        (REDIS_GROUP,),
-        Severity.CRITICAL,
-        "Set transit_encryption_enabled=True and transit_encryption_mode='required'.",
-        control="ElastiCache.5",
-        check=_redis_tls,
-    ),
-    Rule(
-        "aws-elasticache-replicationgroup-auth",
-        "ElastiCache replication groups require authentication.",
-        (REDIS_GROUP,),
-        Severity.HIGH,
-        "Set auth_token from a random.RandomPassword (or user_group_ids for RBAC).",
-        control="ElastiCache.6",
-        check=_redis_auth,
-    ),
-    Rule(
-        "aws-elasticache-replicationgroup-backups",
-        "Production replication groups keep daily snapshots.",
-        (REDIS_GROUP,),
-        Severity.MEDIUM,
-        "Set snapshot_retention_limit >= 1 (groundwork:cacheSnapshotRetentionDays).",
-        control="ElastiCache.1",
-        check=_redis_backups,
-        relax_in_staging=True,
-        config_schema={"minSnapshotRetentionDays": {"type": "number", "minimum": 1}},
-    ),
-    Rule(
-        "aws-elasticache-replicationgroup-multi-az",
-        "Production replication groups fail over automatically across AZs.",
-        (REDIS_GROUP,),
-        Severity.HIGH,
-        "Set num_cache_clusters >= 2, automatic_failover_enabled=True, multi_az_enabled=True.",
-        control="ElastiCache.3",
-        check=_redis_multi_az,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "aws-mq-broker-not-public",
-        "Amazon MQ brokers are not reachable from the internet.",
-        (MQ_BROKER,),
-        Severity.CRITICAL,
-        "Set publicly_accessible=False with private subnet_ids and security_groups.",
-        check=_mq_not_public,
-    ),
-    Rule(
-        "aws-mq-broker-encrypted",
-        "Amazon MQ brokers use an engine whose storage is encrypted and whose endpoints are "
-        "TLS-only (AMQPS 5671 for RabbitMQ), with a valid key choice.",
-        (MQ_BROKER,),
-        Severity.HIGH,
-        "Use engine_type RabbitMQ or ActiveMQ; keep encryption_options default or give "
-        "kms_key_id when use_aws_owned_key=False (ActiveMQ only).",
-        check=_mq_encrypted,
-    ),
-    Rule(
-        "aws-mq-broker-cluster",
-        "Production brokers run a multi-AZ deployment (cluster for RabbitMQ, "
-        "active/standby for ActiveMQ).",
-        (MQ_BROKER,),
-        Severity.HIGH,
-        "Set deployment_mode='CLUSTER_MULTI_AZ' (groundwork:brokerCluster: true).",
-        control="MQ.6 / MQ.5",
-        check=_mq_cluster,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "aws-mq-broker-logs",
-        "Brokers publish their general logs to CloudWatch Logs.",
-        (MQ_BROKER,),
-        Severity.MEDIUM,
-        "Set logs={'general': True}.",
-        control="MQ.2",
-        check=_mq_logs,
-    ),
-    Rule(
-        "aws-mq-broker-minor-upgrades",
-        "Brokers take automatic minor version upgrades.",
-        (MQ_BROKER,),
-        Severity.LOW,
-        "Set auto_minor_version_upgrade=True.",
-        control="MQ.3",
-        check=_mq_minor_upgrades,
-    ),
-    Rule(
-        "aws-sqs-queue-encrypted",
-        "SQS queues are encrypted at rest (SSE-KMS, or SSE-SQS stated explicitly).",
-        (SQS_QUEUE,),
-        Severity.HIGH,
-        "Set kms_master_key_id (components/aws/job_queue_sqs.py does) or "
-        "sqs_managed_sse_enabled=True.",
-        control="SQS.1",
-        check=_sqs_encrypted,
-    ),
-    Rule(
-        "aws-ec2-instance-imdsv2",
-        "EC2 instances require IMDSv2 (session tokens) for the instance metadata service.",
-        (EC2_INSTANCE,),
-        Severity.HIGH,
-        "Set metadata_options={'http_tokens': 'required'}.",
-        control="EC2.8",
-        check=_instance_imdsv2,
-    ),
-    Rule(
-        "aws-ec2-instance-volume-encrypted",
-        "EC2 instances' root volumes are encrypted.",
-        (EC2_INSTANCE,),
-        Severity.HIGH,
-        "Set root_block_device={'encrypted': True, ...}.",
-        control="EC2.3",
-        check=_instance_volume_encrypted,
-    ),
-    Rule(
-        "aws-ec2-securitygroup-no-public-ingress",
-        "No security group ingress from 0.0.0.0/0 or ::/0 except tcp 80/443 (which the "
-        "stack rule aws-ec2-securitygroup-public-lb-only confines to load balancers).",
-        (SECURITY_GROUP, SECURITY_GROUP_RULE, VPC_INGRESS_RULE),
-        Severity.CRITICAL,
-        "Allow the port from a source security group (referenced_security_group_id) or a "
-        "private CIDR instead of the internet.",
-        control="EC2.18 / EC2.19 / EC2.53 / CIS 5.2",
-        check=_sg_no_public_ingress,
-        config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}},
-    ),
-    Rule(
-        "aws-ec2-securitygroup-described",
-        "Security groups and their inline rules say what they are for.",
-        (SECURITY_GROUP,),
-        Severity.LOW,
-        "Give the group and each ingress/egress entry a description.",
-        check=_sg_described,
-    ),
-    Rule(
-        "aws-ec2-securitygrouprule-described",
-        "Security group rules say what they allow.",
-        (SECURITY_GROUP_RULE, VPC_INGRESS_RULE, VPC_EGRESS_RULE),
-        Severity.LOW,
-        "Set description on the rule.",
-        check=_sg_rule_described,
-    ),
-    Rule(
-        "aws-ec2-defaultsecuritygroup-closed",
-        "The VPC's default security group allows no traffic.",
-        (DEFAULT_SECURITY_GROUP,),
-        Severity.HIGH,
-        "Manage it with ec2.DefaultSecurityGroup and no ingress/egress.",
-        control="EC2.2 / CIS 5.4",
-        check=_default_sg_closed,
-    ),
-    Rule(
-        "aws-ec2-subnet-no-auto-public-ip",
-        "Subnets do not hand out public IPs automatically.",
-        (SUBNET,),
-        Severity.MEDIUM,
-        "Set map_public_ip_on_launch=False; load balancers and NAT gateways get their own "
-        "addresses.",
-        control="EC2.15",
-        check=_subnet_no_public_ip,
-    ),
-    Rule(
-        "aws-ec2-flowlog-all-traffic",
-        "VPC flow logs record accepted and rejected traffic.",
-        (FLOW_LOG,),
-        Severity.LOW,
-        "Set traffic_type='ALL'.",
-        control="EC2.6",
-        check=_flow_log_all,
-    ),
-    Rule(
-        "aws-ec2-vpcendpoint-private-dns",
-        "Interface VPC endpoints resolve the service name privately and have their own "
-        "security group.",
-        (VPC_ENDPOINT,),
-        Severity.LOW,
-        "Set private_dns_enabled=True and security_group_ids=[endpoint SG].",
-        check=_endpoint_private,
-    ),
-    Rule(
-        "aws-lb-loadbalancer-drop-invalid-headers",
-        "Application load balancers drop requests with invalid HTTP headers (request smuggling).",
-        (LOAD_BALANCER,),
-        Severity.MEDIUM,
-        "Set drop_invalid_header_fields=True.",
-        control="ELB.4",
-        check=_lb_drop_invalid_headers,
-    ),
-    Rule(
-        "aws-lb-loadbalancer-deletion-protection",
-        "Production load balancers cannot be deleted by accident.",
-        (LOAD_BALANCER,),
-        Severity.MEDIUM,
-        "Set enable_deletion_protection=True in production.",
-        control="ELB.6",
-        check=_lb_deletion_protection,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "aws-lb-listener-http-redirect",
-        "Plain HTTP listeners only redirect to HTTPS.",
-        (LISTENER,),
-        Severity.HIGH,
-        "Make the port-80 listener's default action a redirect with protocol HTTPS, "
-        "status HTTP_301.",
-        control="ELB.1",
-        check=_listener_redirects,
-    ),
-    Rule(
-        "aws-lb-listener-tls-policy",
-        "HTTPS listeners have a certificate and a current TLS policy (TLS 1.2+).",
-        (LISTENER,),
-        Severity.HIGH,
-        "Set ssl_policy='ELBSecurityPolicy-TLS13-1-2-2021-06' and certificate_arn.",
-        control="ELB.17",
-        check=_listener_tls_policy,
-        config_schema={"allowedTlsPolicyPrefixes": {"type": "array", "items": {"type": "string"}}},
-    ),
-    Rule(
-        "aws-lb-targetgroup-health-check",
-        "Target groups health-check a real endpoint.",
-        (TARGET_GROUP,),
-        Severity.LOW,
-        "Set health_check with path='/health/ready' and enabled=True.",
-        check=_target_group_health,
-    ),
-    Rule(
-        "aws-ecs-taskdefinition-no-plaintext-secrets",
-        "Credentials reach containers through ECS secrets, never plain environment variables.",
-        (TASK_DEFINITION,),
-        Severity.CRITICAL,
-        "Move the variable to the container's secrets list with valueFrom a Secrets Manager "
-        "ARN (':json-key::' for JSON secrets).",
-        control="ECS.8",
-        check=_task_no_plaintext_secrets,
-    ),
-    Rule(
-        "aws-ecs-taskdefinition-non-privileged",
-        "Containers do not run privileged or share host namespaces.",
-        (TASK_DEFINITION,),
-        Severity.HIGH,
-        "Remove privileged=true and pidMode/ipcMode 'host'.",
-        control="ECS.4 / ECS.3",
-        check=_task_not_privileged,
-    ),
-    Rule(
-        "aws-ecs-taskdefinition-logging",
-        "Every container ships its logs.",
-        (TASK_DEFINITION,),
-        Severity.MEDIUM,
-        "Give each container a logConfiguration (awslogs to the service's log group).",
-        control="ECS.9",
-        check=_task_logging,
-    ),
-    Rule(
-        "aws-ecs-service-circuit-breaker",
-        "ECS services roll back a deployment that cannot become healthy.",
-        (ECS_SERVICE,),
-        Severity.MEDIUM,
-        "Set deployment_circuit_breaker={'enable': True, 'rollback': True}.",
-        check=_service_circuit_breaker,
-    ),
-    Rule(
-        "aws-ecs-service-no-public-ip",
-        "ECS tasks get no public IP.",
-        (ECS_SERVICE,),
-        Severity.HIGH,
-        "Set network_configuration.assign_public_ip=False; egress via NAT or VPC endpoints.",
-        control="ECS.2",
-        check=_service_no_public_ip,
-    ),
-    Rule(
-        "aws-ecs-cluster-container-insights",
-        "ECS clusters collect Container Insights.",
-        (ECS_CLUSTER,),
-        Severity.LOW,
-        "Add settings=[{'name': 'containerInsights', 'value': 'enabled'}].",
-        control="ECS.12",
-        check=_cluster_insights,
-    ),
-    Rule(
-        "aws-ecr-repository-scan-on-push",
-        "ECR repositories scan images on push.",
-        (ECR_REPOSITORY,),
-        Severity.HIGH,
-        "Set image_scanning_configuration={'scan_on_push': True}.",
-        control="ECR.1",
-        check=_ecr_scan,
-    ),
-    Rule(
-        "aws-ecr-repository-immutable-tags",
-        "ECR tags are immutable so a deployed tag always means the same image.",
-        (ECR_REPOSITORY,),
-        Severity.MEDIUM,
-        "Set image_tag_mutability='IMMUTABLE' and deploy unique tags (git sha).",
-        control="ECR.2",
-        check=_ecr_immutable,
-    ),
-    Rule(
-        "aws-cloudwatch-loggroup-retention",
-        "Log groups expire logs, keeping at least the environment minimum (7 days staging, "
-        "365 production).",
-        (LOG_GROUP,),
-        Severity.MEDIUM,
-        "Set retention_in_days (groundwork:logRetentionDays).",
-        control="CloudWatch.16",
-        check=_log_retention,
-        config_schema={"minLogRetentionDays": {"type": "number", "minimum": 1}},
-        defaults={
-            Tier.STAGING: {"minLogRetentionDays": 7},
-            Tier.PRODUCTION: {"minLogRetentionDays": 365},
-        },
-    ),
-    Rule(
-        "aws-cloudwatch-metricalarm-actions",
-        "Alarms notify someone.",
-        (METRIC_ALARM,),
-        Severity.MEDIUM,
-        "Set alarm_actions=[alarm topic ARN] (and ok_actions).",
-        control="CloudWatch.15",
-        check=_alarm_actions,
-    ),
-    Rule(
-        "aws-sns-topic-encrypted",
-        "SNS topics are encrypted with KMS.",
-        (SNS_TOPIC,),
-        Severity.MEDIUM,
-        "Set kms_master_key_id to a customer key whose policy lets cloudwatch.amazonaws.com "
-        "use it (alias/aws/sns does not work with CloudWatch alarms).",
-        control="SNS.1",
-        check=_sns_encrypted,
-        enforcement=EnforcementLevel.ADVISORY,
-    ),
-    Rule(
-        "aws-kms-key-rotation",
-        "Symmetric KMS keys rotate yearly.",
-        (KMS_KEY,),
-        Severity.MEDIUM,
-        "Set enable_key_rotation=True.",
-        control="KMS.4 / CIS 3.6",
-        check=_kms_rotation,
-    ),
-    Rule(
-        "aws-secretsmanager-secret-recoverable",
-        "Production secrets keep a recovery window when deleted.",
-        (SECRET,),
-        Severity.LOW,
-        "Leave recovery_window_in_days unset (30) or >= 7; 0 only for throwaway stacks.",
-        check=_secret_recoverable,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "aws-iam-policy-no-admin",
-        "IAM policies never allow '*' actions on '*' resources.",
-        (IAM_POLICY, IAM_ROLE_POLICY, IAM_ROLE),
-        Severity.CRITICAL,
-        "List the actions and resource ARNs the role needs.",
-        control="IAM.1 / CIS 1.16",
-        check=_iam_no_admin,
-    ),
-    Rule(
-        "aws-iam-rolepolicyattachment-no-admin",
-        "Roles are not given administrator-level managed policies.",
-        (IAM_ATTACHMENT,),
-        Severity.CRITICAL,
-        "Attach a scoped policy instead of AdministratorAccess/PowerUser.",
-        control="IAM.1",
-        check=_attachment_no_admin,
-    ),
-    Rule(
-        "aws-wafv2-webacl-rules",
-        "Web ACLs contain rules and publish metrics.",
-        (WEB_ACL,),
-        Severity.MEDIUM,
-        "Add managed rule groups (AWSManagedRulesCommonRuleSet, rate limit) and enable "
-        "visibility_config.cloudwatch_metrics_enabled.",
-        control="WAF.10",
-        check=_waf_rules,
-    ),
-    Rule(
-        "aws-wafv2-logging-redacts-authorization",
-        "WAF request logs are delivered and never contain Authorization headers.",
-        (WAF_LOGGING,),
-        Severity.HIGH,
-        "Set log_destination_configs and redacted_fields=[{single_header: {name: "
-        "'authorization'}}].",
-        control="WAF.11",
-        check=_waf_logging_redacts,
-    ),
-    Rule(
-        "aws-rds-backup-replication-encrypted",
-        "Cross-region automated backup replication names a KMS key of the destination region.",
-        (RDS_BACKUP_REPLICATION,),
-        Severity.HIGH,
-        "Set kms_key_id to a key created in the destination region.",
-        check=_backup_replication_encrypted,
-    ),
-    Rule(
-        "aws-s3-bucketpublicaccessblock-enabled",
-        "Bucket public access blocks turn on all four protections.",
-        (S3_PUBLIC_ACCESS_BLOCK,),
-        Severity.CRITICAL,
-        "Set block_public_acls, block_public_policy, ignore_public_acls and "
-        "restrict_public_buckets to True.",
-        control="S3.8",
-        check=_s3_block_public,
-    ),
-    Rule(
-        "aws-s3-bucket-no-public-acl",
-        "Buckets are never given a public canned ACL.",
-        (*S3_BUCKETS, *S3_ACL),
-        Severity.CRITICAL,
-        "Remove the ACL; use BucketOwnershipControls BucketOwnerEnforced.",
-        control="S3.2 / S3.3",
-        check=_s3_no_public_acl,
-    ),
-    Rule(
-        "aws-s3-bucketpolicy-tls-only",
-        "Bucket policies deny requests made without TLS.",
-        (S3_POLICY,),
-        Severity.HIGH,
-        "Add a Deny statement for s3:* with Condition Bool aws:SecureTransport = false.",
-        control="S3.5",
-        check=_s3_tls_only,
-    ),
-    Rule(
-        "aws-s3-bucketownershipcontrols-enforced",
-        "Bucket ACLs are disabled.",
-        (S3_OWNERSHIP,),
-        Severity.MEDIUM,
-        "Set rule.object_ownership='BucketOwnerEnforced'.",
-        control="S3.12",
-        check=_s3_owner_enforced,
-    ),
-    Rule(
-        "aws-ecr-lifecyclepolicy-rules",
-        "ECR lifecycle policies expire old images.",
-        (ECR_LIFECYCLE,),
-        Severity.LOW,
-        "Add a rule expiring untagged images and keeping the last N tagged ones.",
-        control="ECR.3",
-        check=_ecr_lifecycle,
-    ),
-    Rule(
-        "aws-s3-bucket-encrypted",
-        "Bucket encryption configurations set a default server-side algorithm.",
-        S3_ENCRYPTION,
-        Severity.MEDIUM,
-        "Set rules=[{apply_server_side_encryption_by_default: {sse_algorithm: 'aws:kms'}}] "
-        "(AES256 for ALB access-log buckets).",
-        check=_s3_encryption,
-    ),
-]

@@ -228,6 +228,36 @@ class Rule:
         return ResourceValidationPolicy(validate=self.validate_resource, **common)
 
 
+class RuleList(list[Rule]):
+    """A module's rules, each registered by the decorator on its own check function, so
+    a rule's name, scope, severity, remediation and check are read in one place."""
+
+    def register(
+        self,
+        name: str,
+        description: str,
+        resource_types: tuple[str, ...],
+        severity: Severity,
+        remediation: str,
+        **metadata: Any,
+    ) -> Callable[[ResourceCheck], ResourceCheck]:
+        def add(check: ResourceCheck) -> ResourceCheck:
+            self.append(
+                Rule(
+                    name,
+                    description,
+                    resource_types,
+                    severity,
+                    remediation,
+                    check=check,
+                    **metadata,
+                )
+            )
+            return check
+
+        return add
+
+
 def stack_tier(config: Mapping[str, Any], resources: Iterable[PolicyResource]) -> Tier:
     configured = config.get("environment")
     if configured in (Tier.STAGING.value, Tier.PRODUCTION.value):

@@ -6,7 +6,7 @@ tier's defaults). Read top to bottom, ``build`` is the whole environment.
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import re
 from typing import Any
 
@@ -39,18 +39,13 @@ from components.aws import (
     ServiceFirewall,
     ServiceFirewallArgs,
 )
-from components.aws.container_service import (
-    FARGATE_MEMORY_STEPS,
-    DeploymentStrategy,
-    PrebuiltImage,
-    describe_memory_options,
-    fargate_memory_options,
-)
+from components.aws.container_service import DeploymentStrategy, PrebuiltImage
 from components.aws.database import app_connect_statement
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
+from stacks.arg_keys import config_keys
 from stacks.config import (
     CONFIG_NAMESPACE,
     ConfigError,
@@ -82,6 +77,7 @@ def build(settings: Settings) -> AwsOutputs:
     """Create the environment described by ``settings``; return the stack outputs."""
     region = resolve_region(settings)
     validate(settings)
+    config_args = build_config_args(settings)
     # Before any resource: a region without a committed RDS root is a ConfigError, not a
     # half-created stack.
     instance_ca = rds_root_ca(region)
@@ -109,16 +105,7 @@ def build(settings: Settings) -> AwsOutputs:
 
     network = Network(
         f"{prefix}-net",
-        NetworkArgs(
-            cidr_block=settings.vpc_cidr,
-            availability_zones=settings.availability_zones,
-            nat=NatStrategy(settings.nat),
-            interface_endpoints=settings.interface_endpoints,
-            endpoint_services=endpoint_services(settings),
-            flow_log_retention_days=settings.log_retention_days,
-            flow_log_kms_key_arn=logs_key.key_arn,
-            protect=protect,
-        ),
+        dataclasses.replace(config_args.network, flow_log_kms_key_arn=logs_key.key_arn),
         opts=opts,
     )
 
@@ -288,26 +275,9 @@ def build(settings: Settings) -> AwsOutputs:
             broker_name=broker.broker_name if broker else None,
             sqs_queue_name=queue.queue_name if queue else None,
             cpu_architecture=settings.cpu_architecture.upper(),
-            image=(
-                PrebuiltImage(settings.image_uri)
-                if settings.image_uri
-                else ImageSource(
-                    tag=None if settings.image_tag == "latest" else settings.image_tag,
-                    platform=IMAGE_PLATFORMS[settings.cpu_architecture],
-                )
-            ),
-            api=ProcessSize(
-                settings.api_cpu,
-                settings.api_memory_mb,
-                settings.api_min_count,
-                settings.api_max_count,
-            ),
-            worker=ProcessSize(
-                settings.worker_cpu,
-                settings.worker_memory_mb,
-                settings.worker_min_count,
-                settings.worker_max_count,
-            ),
+            image=config_args.image,
+            api=config_args.api,
+            worker=config_args.worker,
             relay_count=settings.relay_count,
             container_port=CONTAINER_PORT,
             stop_timeout_seconds=STOP_TIMEOUT_SECONDS,
@@ -538,6 +508,61 @@ def tag_everything(tags: dict[str, str]) -> None:
     pulumi.runtime.register_stack_transformation(transform)
 
 
+@dataclasses.dataclass(frozen=True)
+class ConfigArgs:
+    """The components' Args that config alone decides, built (and so checked by their
+    ``__post_init__``) before any resource; outputs are added with ``dataclasses.replace``."""
+
+    network: NetworkArgs
+    api: ProcessSize
+    worker: ProcessSize
+    image: ImageSource | PrebuiltImage
+
+
+def build_config_args(settings: Settings) -> ConfigArgs:
+    """Every cloud rule on config values, checked by the Args that own it; an ``ArgError``
+    becomes a ``ConfigError`` naming the config key (stacks/arg_keys.py)."""
+    with config_keys(NetworkArgs):
+        network = NetworkArgs(
+            cidr_block=settings.vpc_cidr,
+            availability_zones=settings.availability_zones,
+            nat=NatStrategy(settings.nat),
+            interface_endpoints=settings.interface_endpoints,
+            endpoint_services=endpoint_services(settings),
+            flow_log_retention_days=settings.log_retention_days,
+            protect=settings.deletion_protection,
+        )
+    sizes = {}
+    with config_keys(ProcessSize):
+        for process, cpu, memory, low, high in (
+            (
+                "api",
+                settings.api_cpu,
+                settings.api_memory_mb,
+                settings.api_min_count,
+                settings.api_max_count,
+            ),
+            (
+                "worker",
+                settings.worker_cpu,
+                settings.worker_memory_mb,
+                settings.worker_min_count,
+                settings.worker_max_count,
+            ),
+        ):
+            sizes[process] = ProcessSize(cpu, memory, low, high)
+            sizes[process].validate(process)
+    image: ImageSource | PrebuiltImage = (
+        PrebuiltImage(settings.image_uri)
+        if settings.image_uri
+        else ImageSource(
+            tag=None if settings.image_tag == "latest" else settings.image_tag,
+            platform=IMAGE_PLATFORMS[settings.cpu_architecture],
+        )
+    )
+    return ConfigArgs(network=network, api=sizes["api"], worker=sizes["worker"], image=image)
+
+
 def resolve_region(settings: Settings) -> str:
     region = settings.region or pulumi.Config("aws").get("region")
     if not region:
@@ -554,13 +579,13 @@ _ECR_HOST = re.compile(
 )
 
 
-def validate_image_uri(uri: str, region: str, account: str) -> None:
+def validate_image_uri(uri: ImageReference, region: str, account: str) -> None:
     """``groundwork:imageUri`` must be in this account's ECR in this region.
 
     The repository itself is named by Pulumi (auto-name), so its path is checked when
     the repository URL is known (ContainerService), not here.
     """
-    host = ImageReference.parse(uri).registry
+    host = uri.registry
     match = _ECR_HOST.match(host)
     if match is None:
         raise invalid_value(
@@ -583,24 +608,6 @@ def validate_image_uri(uri: str, region: str, account: str) -> None:
 
 def validate(settings: Settings) -> None:
     """AWS-specific rules on top of the settings model, checked before any resource."""
-    try:
-        cidr = ipaddress.ip_network(settings.vpc_cidr)
-    except ValueError:
-        raise invalid_value(
-            "vpcCidr", settings.vpc_cidr, "an IPv4 CIDR block such as 10.40.0.0/16"
-        ) from None
-    if cidr.version != 4 or not 16 <= cidr.prefixlen <= 20:
-        raise invalid_value("vpcCidr", settings.vpc_cidr, "an IPv4 block from /16 to /20")
-    if cidr.prefixlen > 19:
-        # Public and isolated subnets are 1/256 of the VPC: a /20 gives /28s, and an
-        # Application Load Balancer needs subnets of at least /27 with 8 free addresses
-        # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html#subnets-load-balancer).
-        raise invalid_value(
-            "vpcCidr",
-            settings.vpc_cidr,
-            "/16 to /19 on AWS: the public subnets (1/256 of the VPC) must be at least /27 "
-            "for the load balancer",
-        )
     if settings.nat == NatStrategy.NONE and not settings.interface_endpoints:
         raise invalid_value(
             "nat",
@@ -614,24 +621,6 @@ def validate(settings: Settings) -> None:
             settings.nat,
             "'instance' is staging-only (one EC2 instance in one AZ); production keeps "
             "one-per-az NAT gateways (or single / none with interfaceEndpoints)",
-        )
-    spot = [
-        key
-        for key, on in (
-            ("workerSpot", settings.worker_spot),
-            ("apiSpot", settings.api_spot),
-            ("relaySpot", settings.relay_spot),
-        )
-        if on
-    ]
-    if settings.cpu_architecture == "arm64" and spot:
-        # "Linux tasks with the ARM64 architecture don't support the Fargate Spot capacity
-        # provider" (Amazon ECS Developer Guide, "Amazon ECS clusters for Fargate").
-        raise invalid_value(
-            "cpuArchitecture",
-            settings.cpu_architecture,
-            f"x86_64 while {', '.join(spot)} is true (Fargate Spot runs x86_64 tasks only); "
-            f"set {' and '.join(f'{k}=false' for k in spot)} to run on Graviton",
         )
     if settings.nat == NatStrategy.NONE and settings.is_production:
         raise invalid_value(
@@ -670,20 +659,6 @@ def validate(settings: Settings) -> None:
         raise invalid_value("hostedZoneId", settings.hosted_zone_id, "needs domain")
     if settings.certificate_arn and not settings.certificate_arn.startswith("arn:aws:acm:"):
         raise invalid_value("certificateArn", settings.certificate_arn, "an ACM certificate ARN")
-    for process, cpu, memory in (
-        ("api", settings.api_cpu, settings.api_memory_mb),
-        ("worker", settings.worker_cpu, settings.worker_memory_mb),
-    ):
-        if cpu not in FARGATE_MEMORY_STEPS:
-            raise invalid_value(
-                f"{process}Cpu", cpu, f"one of {sorted(FARGATE_MEMORY_STEPS)} (Fargate)"
-            )
-        if memory not in fargate_memory_options(cpu):
-            raise invalid_value(
-                f"{process}MemoryMb",
-                memory,
-                f"{describe_memory_options(cpu)} with {process}Cpu={cpu} (Fargate)",
-            )
     if settings.worker_min_count < 1:
         raise invalid_value(
             "workerMinCount",

@@ -46,7 +46,7 @@ from components.gcp.database import AUDIT_FLAGS, DEFAULT_FLAGS
 from components.gcp.logs import ServiceLogs, ServiceLogsArgs
 from components.gcp.secrets import replication_of
 from components.gcp.services import is_not_found
-from components.image_ref import require_in_repository
+from components.image_ref import ImageReference, require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value, resource_prefix
@@ -426,7 +426,7 @@ def registry_repository_url(project: str, region: str, prefix: str) -> str:
     return f"{region}-docker.pkg.dev/{project}/{prefix}-images"
 
 
-def validate_image_uri(uri: str, project: str, region: str, prefix: str) -> None:
+def validate_image_uri(uri: ImageReference, project: str, region: str, prefix: str) -> None:
     """``groundwork:imageUri`` must live in this stack's Artifact Registry repository."""
     expected = registry_repository_url(project, region, prefix)
     try:

@@ -506,3 +506,62 @@ def test_pipeline_report_judges_the_targets_against_celerys_best(
     # the cost comes from the process alone at 2,000 ms: 210 jobs/s
     assert summary["costs"]["2000"]["groundwork"]["jobs_per_s"] == 210
     assert "MISSED" in capsys.readouterr().out
+
+
+def test_pipeline_sqs_is_an_option_and_off_by_default() -> None:
+    from bench.pipeline import parse_args
+
+    assert parse_args([]).sqs is False
+    assert parse_args(["--sqs"]).sqs is True
+
+
+def test_pipeline_reports_the_sqs_ratio_next_to_rabbitmq(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench.pipeline import report_sqs
+
+    sqs = {**_median(50, 100, 100), "moto_cpu_ms_per_job": 8.0}
+    targets = report_sqs(
+        [
+            {
+                "latency_ms": 2000,
+                "config": "groundwork c=16",
+                "systems": {
+                    "rabbitmq": {"median": _median(200, 100, 100)},
+                    "sqs": {"median": {**sqs, "llm_calls": 101}},
+                },
+            }
+        ]
+    )
+    assert targets["sqs_vs_rabbitmq_at_2000ms"] == {"value": 0.25, "target": None, "met": None}
+    # a redelivery processed twice shows as a failed check, never as a faster queue
+    assert targets["sqs_llm_calls_once_at_2000ms"]["met"] is False
+    out = capsys.readouterr().out
+    assert "groundwork c=16 on sqs" in out
+    assert "sqs_vs_rabbitmq_at_2000ms: 0.25" in out
+
+
+def test_pipeline_moto_server_speaks_sqs_on_loopback(tmp_path: Path) -> None:
+    """The bench's SQS endpoint is moto's standalone server in its own process; the
+    queues are created there as the AWS stack creates them (redrive to a DLQ)."""
+    import boto3
+    from groundwork_app.adapters.sqs import create_queue_pair
+
+    from bench.pipeline import moto_sqs
+
+    with moto_sqs(tmp_path) as (endpoint, proc):
+        assert proc.poll() is None
+        client = boto3.client(
+            "sqs",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        queue_url, dlq_url = create_queue_pair(
+            client, "bench-test", delivery_limit=5, visibility_timeout=300
+        )
+        attrs = client.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])
+        assert "bench-test-dlq" in attrs["Attributes"]["RedrivePolicy"]
+        assert dlq_url.endswith("bench-test-dlq")
+    assert proc.poll() is not None  # stopped with the context

@@ -13,7 +13,7 @@ from pathlib import Path
 import jwt
 import pytest
 
-from groundwork.dev import dev_token
+from groundwork.devenv.command import dev_token
 
 pytestmark = pytest.mark.slow
 
@@ -142,3 +142,28 @@ def test_dev_bench_and_smoke_tokens_come_from_one_helper() -> None:
     assert {c["scope"] for c in decoded} == {"jobs:read jobs:write"}
     assert [sorted(c) for c in decoded[:2]] == [["aud", "exp", "iat", "iss", "scope", "sub"]] * 2
     assert sorted(decoded[2]) == ["aud", "exp", "iat", "iss", "jti", "nbf", "scope", "sub"]
+
+
+def test_the_dev_environment_is_apart_from_plan_and_ops():
+    """`groundwork/devenv/` (the dev command and its loopback servers) and the plan/ops
+    code of the CLI import nothing from each other (docs/architecture.md, Packaging)."""
+    import ast
+
+    import groundwork
+
+    root = Path(groundwork.__file__).parent
+
+    def imports(package: str) -> set[str]:
+        found: set[str] = set()
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.module:
+                    found.add(node.module)
+                elif isinstance(node, ast.Import):
+                    found |= {alias.name for alias in node.names}
+        return found
+
+    assert "groundwork.devenv.servers" in imports("devenv")  # the walk sees imports
+    assert not {m for m in imports("devenv") if m.startswith(("groundwork.plan", "groundwork.ops"))}
+    for package in ("plan", "ops"):
+        assert not {m for m in imports(package) if m.startswith("groundwork.devenv")}

@@ -17,7 +17,8 @@ def test_staging_and_production_defaults_differ_where_ha_matters():
     assert (staging.nat, production.nat) == ("instance", "one-per-az")
     # Staging runs the queue production runs (issue 21: same architecture per tier).
     assert staging.queue == production.queue == "rabbitmq"
-    assert (staging.cpu_architecture, production.cpu_architecture) == ("x86_64", "arm64")
+    # Graviton on both tiers (Fargate Spot runs ARM64 on platform 1.4.0+): same image arch.
+    assert (staging.cpu_architecture, production.cpu_architecture) == ("arm64", "arm64")
     assert not staging.db_multi_az and production.db_multi_az
     assert (staging.db_backup_retention_days, production.db_backup_retention_days) == (7, 30)
     assert not staging.deletion_protection and production.deletion_protection

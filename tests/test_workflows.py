@@ -123,7 +123,7 @@ def test_deploy_builds_once_and_gates_production_on_an_environment() -> None:
     assert "docker buildx build" in run_text(load("build-image.yml")["jobs"]["build"])
     assert "docker build " not in (WORKFLOWS / "deploy-environment.yml").read_text()
     assert "buildx build" not in (WORKFLOWS / "deploy-environment.yml").read_text()
-    # Staging runs x86_64, production arm64 (groundwork:cpuArchitecture): one index.
+    # Both tiers default to arm64; x86_64 stays deployable (groundwork:cpuArchitecture).
     assert "--platform linux/amd64,linux/arm64" in run_text(
         load("build-image.yml")["jobs"]["build"]
     )

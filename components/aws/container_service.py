@@ -22,6 +22,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
+from components.args import ArgError
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.image_ref import ImageReference, require_in_repository
 from components.source import source_fingerprint
@@ -55,15 +56,17 @@ class ProcessSize:
     max_count: int = 3
 
     def validate(self, process: str) -> None:
+        """The one check of a Fargate task size (``ArgError`` field ``<process>.cpu`` ...)."""
         allowed = fargate_memory_options(self.cpu)
         if not allowed:
-            raise ValueError(
-                f"{process}: cpu={self.cpu}; Fargate allows {sorted(FARGATE_MEMORY_STEPS)}"
+            raise ArgError(
+                f"{process}.cpu", self.cpu, f"Fargate allows one of {sorted(FARGATE_MEMORY_STEPS)}"
             )
         if self.memory_mb not in allowed:
-            raise ValueError(
-                f"{process}: memory_mb={self.memory_mb} with cpu={self.cpu}; Fargate allows "
-                f"{describe_memory_options(self.cpu)}"
+            raise ArgError(
+                f"{process}.memory_mb",
+                self.memory_mb,
+                f"Fargate allows {describe_memory_options(self.cpu)} with cpu={self.cpu}",
             )
         if self.min_count > self.max_count:
             raise ValueError(f"{process}: min_count {self.min_count} > max_count {self.max_count}")
@@ -120,10 +123,15 @@ class PrebuiltImage:
     so the services must run those very bytes.
     """
 
-    uri: str
+    uri: ImageReference | str
+    """Parsed once: the stack passes the ImageReference the settings already parsed."""
+
+    reference: ImageReference = field(init=False)
 
     def __post_init__(self) -> None:
-        ImageReference.parse(self.uri)
+        self.reference = (
+            self.uri if isinstance(self.uri, ImageReference) else ImageReference.parse(self.uri)
+        )
 
 
 class DeploymentStrategy(StrEnum):
@@ -228,12 +236,10 @@ class ContainerServiceArgs:
             raise ValueError("set exactly one of broker_name (Amazon MQ) and sqs_queue_name")
         if self.cpu_architecture not in ("X86_64", "ARM64"):
             raise ValueError(f"cpu_architecture={self.cpu_architecture!r}: X86_64 or ARM64")
-        if self.cpu_architecture == "ARM64" and (
-            self.worker_spot or self.api_spot or self.relay_spot
-        ):
-            # "Linux tasks with the ARM64 architecture don't support the Fargate Spot
-            # capacity provider" (Amazon ECS Developer Guide, Fargate capacity providers).
-            raise ValueError("Fargate Spot runs X86_64 tasks only: no *_spot with ARM64")
+        # ARM64 on Fargate Spot is allowed: "FARGATE_SPOT supports Linux tasks with the
+        # ARM64 architecture on platform version 1.4.0 or later" (ECS API reference,
+        # CapacityProviderStrategyItem; the same text in botocore's ecs service model).
+        # The services run platform LATEST, which is 1.4.0 for Linux.
         self.api_deployment = DeploymentStrategy(self.api_deployment)
         if self.api_deployment is DeploymentStrategy.BLUE_GREEN and self.blue_green is None:
             raise ValueError(
@@ -616,11 +622,11 @@ class ContainerService(pulumi.ComponentResource):
             opts=child,
         )
         if isinstance(args.image, PrebuiltImage):
-            uri = args.image.uri
+            reference = args.image.reference
             # Unknown on a first preview (no repository yet); known on every deploy CI
             # makes, since CI pushes to this very repository before `pulumi up`.
             return repository, repository.repository_url.apply(
-                lambda url: require_in_repository(uri, url)
+                lambda url: require_in_repository(reference, url)
             )
         tag = args.image.tag or source_fingerprint(args.image.context)
         auth = aws.ecr.get_authorization_token_output(

@@ -11,6 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.args import ArgError, vpc_block
 from components.aws.nat_instance import NatInstance, NatInstanceArgs
 
 
@@ -36,7 +37,7 @@ class NetworkArgs:
     """Shape of the VPC. Defaults are the cheap staging layout."""
 
     cidr_block: str = "10.40.0.0/16"
-    """A /16 to /20: private subnets get 1/16 of it each, public and isolated 1/256."""
+    """A private /16 to /19: private subnets get 1/16 of it each, public and isolated 1/256."""
     availability_zones: int = 2
     nat: NatStrategy = NatStrategy.SINGLE
     interface_endpoints: bool = False
@@ -53,13 +54,21 @@ class NetworkArgs:
     def __post_init__(self) -> None:
         self.nat = NatStrategy(self.nat)
         if not 2 <= self.availability_zones <= 3:
-            raise ValueError(f"availability_zones={self.availability_zones}: use 2 or 3")
+            raise ArgError("availability_zones", self.availability_zones, "use 2 or 3")
         try:
-            network = ipaddress.ip_network(self.cidr_block)
+            network = vpc_block(self.cidr_block)
         except ValueError as exc:
-            raise ValueError(f"cidr_block={self.cidr_block!r} is not a CIDR block: {exc}") from None
-        if network.version != 4 or not 16 <= network.prefixlen <= 20:
-            raise ValueError(f"cidr_block={self.cidr_block!r}: use an IPv4 block from /16 to /20")
+            raise ArgError("cidr_block", self.cidr_block, str(exc)) from None
+        if network.prefixlen > 19:
+            # Public and isolated subnets are 1/256 of the VPC: a /20 gives /28s, and an
+            # Application Load Balancer needs subnets of at least /27 with 8 free addresses
+            # (https://docs.aws.amazon.com/elasticloadbalancing/latest/application/application-load-balancers.html#subnets-load-balancer).
+            raise ArgError(
+                "cidr_block",
+                self.cidr_block,
+                "/16 to /19 on AWS: the public subnets (1/256 of the VPC) must be at least /27 "
+                "for the load balancer",
+            )
         if self.flow_log_traffic not in ("ACCEPT", "REJECT", "ALL"):
             raise ValueError(f"flow_log_traffic={self.flow_log_traffic!r}: ACCEPT, REJECT or ALL")
 

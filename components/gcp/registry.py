@@ -43,15 +43,17 @@ class RegistryArgs:
     """Pulumi ``protect`` + ``retain_on_delete`` on the repository (Artifact Registry has
     no deletion protection of its own): `pulumi destroy` or a replacing config change
     stops instead of deleting it (docs/plan-diff.md)."""
-    image_uri: str | None = None
+    image_uri: ImageReference | str | None = None
     """A prebuilt image in this repository, pinned by digest: deployed as is, nothing is
-    built (the tag, context and build settings above are then unused)."""
+    built (the tag, context and build settings above are then unused). The stack passes
+    the ImageReference its settings parsed; a string is parsed here."""
 
     def __post_init__(self) -> None:
         if self.keep_recent < 1:
             raise ValueError("keep_recent must keep at least one version (the deployed one)")
+        if isinstance(self.image_uri, str):
+            self.image_uri = ImageReference.parse(self.image_uri)
         if self.image_uri is not None:
-            ImageReference.parse(self.image_uri)
             return
         if not Path(self.context).is_dir():
             raise ValueError(f"context={self.context!r} is not a directory")
@@ -119,9 +121,12 @@ class ContainerRegistry(pulumi.ComponentResource):
         )
         self.repository_url = self.repository.registry_uri
 
-        if args.image_uri is not None:
-            uri = args.image_uri
-            self.image_ref = self.repository_url.apply(lambda url: require_in_repository(uri, url))
+        # __post_init__ turned a string into an ImageReference.
+        if isinstance(args.image_uri, ImageReference):
+            reference = args.image_uri
+            self.image_ref = self.repository_url.apply(
+                lambda url: require_in_repository(reference, url)
+            )
             self.register_outputs(
                 {"repository_url": self.repository_url, "image_ref": self.image_ref}
             )

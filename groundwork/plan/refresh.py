@@ -107,6 +107,18 @@ def queries_for(region_prices: dict[str, Any]) -> list[PriceQuery]:
             ("fargate", "spot_x86_64", "gb_hourly"), "AmazonECS", {}, "SpotUsage:Fargate-GB-Hours"
         ),
         PriceQuery(
+            ("fargate", "spot_arm64", "vcpu_hourly"),
+            "AmazonECS",
+            {},
+            "SpotUsage:Fargate-ARM-vCPU-Hours:perCPU",
+        ),
+        PriceQuery(
+            ("fargate", "spot_arm64", "gb_hourly"),
+            "AmazonECS",
+            {},
+            "SpotUsage:Fargate-ARM-GB-Hours",
+        ),
+        PriceQuery(
             ("rds_postgres", "storage_gb_month", "gp3"),
             "AmazonRDS",
             {"databaseEngine": "PostgreSQL", "deploymentOption": "Single-AZ"},

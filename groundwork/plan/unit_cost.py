@@ -46,12 +46,14 @@ def cost_per_million_jobs(
     except Exception:
         return None
     if cloud == "aws":
-        kind = "spot_x86_64" if settings.worker_spot else "x86_64"
-        fargate = prices["fargate"][kind]
+        # The worker's own architecture and capacity (Graviton and Spot combine).
+        arch = settings.cpu_architecture
+        fargate = prices["fargate"][f"spot_{arch}" if settings.worker_spot else arch]
         vcpu, gib = settings.worker_cpu / 1024, settings.worker_memory_mb / 1024
         hourly = vcpu * fargate["vcpu_hourly"] + gib * fargate["gb_hourly"]
         per_second = hourly / 3600
-        task = f"Fargate{' Spot' if settings.worker_spot else ''} {vcpu:g} vCPU / {gib:g} GB"
+        spot = " Spot" if settings.worker_spot else ""
+        task = f"Fargate{spot} {arch} {vcpu:g} vCPU / {gib:g} GB"
     else:
         # The worker is request-billed (cpu_idle): busy at this rate, every second is active.
         run = prices["cloud_run"]["request_based"]

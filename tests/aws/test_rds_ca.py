@@ -35,7 +35,7 @@ from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
 from components.aws.database import CA_CERT
-from groundwork.devservers import Postgres, ServerUnavailableError
+from groundwork.devenv.servers import Postgres, ServerUnavailableError
 from groundwork.mockrun import ProgramRun
 from stacks.config import ConfigError
 from stacks.rds_ca import PROXY_BUNDLE, RDS_BUNDLE, labelled_certificates, rds_root_ca

@@ -160,6 +160,13 @@ def test_task_counts_and_capacity(staging: ProgramRun, production: ProgramRun) -
         on_demand = _service(production, process).inputs["capacityProviderStrategies"]
         assert [s["capacityProvider"] for s in spot] == ["FARGATE_SPOT"], process
         assert [s["capacityProvider"] for s in on_demand] == ["FARGATE"], process
+        # Graviton on both tiers, Spot in staging: "FARGATE_SPOT supports Linux tasks with
+        # the ARM64 architecture on platform version 1.4.0 or later" (ECS API reference,
+        # CapacityProviderStrategyItem); LATEST is 1.4.0 on Linux.
+        for run in (staging, production):
+            task_def = _task_def(run, process)
+            assert task_def.inputs["runtimePlatform"]["cpuArchitecture"] == "ARM64", process
+            assert _service(run, process).inputs["platformVersion"] == "LATEST"
 
 
 def test_ecs_exec_only_outside_production(staging: ProgramRun, production: ProgramRun) -> None:
@@ -457,10 +464,7 @@ def test_connection_alarm_threshold_tracks_the_instance_size() -> None:
     [
         ({"nat": "two"}, ["groundwork:nat", "'two'", "none, instance, single, one-per-az"]),
         ({"queue": "kafka"}, ["groundwork:queue", "'kafka'", "rabbitmq, sqs"]),
-        (
-            {"cpuArchitecture": "arm64"},
-            ["groundwork:cpuArchitecture", "'arm64'", "workerSpot", "Fargate Spot"],
-        ),
+        ({"cpuArchitecture": "sparc"}, ["groundwork:cpuArchitecture", "'sparc'", "arm64"]),
         ({"logRetentionDays": "10"}, ["groundwork:logRetentionDays", "10", "must be one of"]),
         ({"vpcCidr": "10.0.0.0/24"}, ["groundwork:vpcCidr", "'10.0.0.0/24'", "/16 to /20"]),
         (

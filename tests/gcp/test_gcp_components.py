@@ -578,12 +578,26 @@ def test_a_failed_split_lookup_stops_the_deploy_instead_of_skipping_the_canary(
 def test_only_not_found_means_first_deploy() -> None:
     from components.gcp.services import is_not_found
 
-    # The data source's message on a 404 (service absent): "<id> not found".
-    assert is_not_found(
-        Exception("projects/p/locations/europe-west1/services/app-api not found (name)")
-    )
-    assert is_not_found(Exception("googleapi: Error 404: Resource 'app-api' was not found"))
-    assert not is_not_found(Exception("googleapi: Error 403: caller does not have permission"))
+    # The provider's messages, read in hashicorp/terraform-provider-google at e03b7622
+    # (google/services/cloudrunv2/data_source_google_cloud_run_v2_service.go and
+    # google/transport/transport.go): a 404 makes the resource read clear the id
+    # (HandleNotFoundError) and the data source then fails with "<id> not found"; any other
+    # API error is wrapped as "Error when reading or editing CloudRunV2Service ...:
+    # googleapi: Error <code>: ...". Pulumi prefixes the invoke's name.
+    service_id = "projects/acme/locations/europe-west1/services/app-api"
+    invoke = "Invoke of 'gcp:cloudrunv2/getService:getService' failed: "
+    assert is_not_found(Exception(f"{invoke}{service_id} not found"))
+    assert is_not_found(Exception(f"{service_id} not found"))
+    for code, message in (
+        (403, "Permission 'run.services.get' denied on resource (or it may not exist)."),
+        (429, "Quota exceeded for quota metric 'Read requests'"),
+        (503, "The service is currently unavailable."),
+    ):
+        wrapped = (
+            f'{invoke}Error when reading or editing CloudRunV2Service "{service_id}": '
+            f"googleapi: Error {code}: {message}"
+        )
+        assert not is_not_found(Exception(wrapped)), code
     assert not is_not_found(Exception("connection reset by peer"))
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groundwork.devservers import Postgres, ServerUnavailableError, free_port
+from groundwork.devenv.servers import Postgres, ServerUnavailableError, free_port
 from groundwork.mockrun import ProgramRun
 from tests.gcp.helpers import containers
 

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers, free_port
+from groundwork.devenv.servers import DevServers, ServerUnavailableError, dev_servers, free_port
 
 from .conftest import BUILD_ARGS, IN_CI, ROOT, Docker
 

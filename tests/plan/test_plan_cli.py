@@ -314,6 +314,6 @@ def test_plan_prints_the_cost_per_million_jobs_under_the_monthly_table(tiny, mon
     out = invoke("plan", "staging").stdout
     line = out[out.index("Cost per million jobs") :]
     # (the console may shorten the middle of a long line: check both ends)
-    assert "worker compute USD" in line and "Fargate Spot 0.25 vCPU / 0.5 GB" in line
+    assert "worker compute USD" in line and "Fargate Spot arm64 0.25 vCPU / 0.5 GB" in line
     assert "(gpt-4o-mini, 500 in + 200 out per job) = USD" in line
     assert out.index("Cost per million jobs") < out.index("Usage assumptions and formulas")

@@ -224,6 +224,28 @@ def test_fargate_spot_split_honours_base_then_weight(graph, aws_prices):
     assert any("Spot" in item.description for item in service.items)
 
 
+def test_arm64_on_fargate_spot_is_priced_at_the_arm_spot_rate(graph, aws_prices):
+    # ARM64 runs on FARGATE_SPOT (platform 1.4.0+, ECS API CapacityProviderStrategyItem):
+    # the Spot rate of its own architecture, not x86's.
+    td = _task_def(graph, "api", 256, 512, arch="ARM64")
+    graph.add(
+        "aws:ecs/service:Service",
+        "svc",
+        {
+            "desiredCount": 1,
+            "taskDefinition": td.state["arn"],
+            "capacityProviderStrategies": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}],
+        },
+    )
+    service = graph.price().resources[1]
+    arm, x86 = aws_prices["fargate"]["spot_arm64"], aws_prices["fargate"]["spot_x86_64"]
+    assert service.monthly == pytest.approx(
+        H * (0.25 * arm["vcpu_hourly"] + 0.5 * arm["gb_hourly"])
+    )
+    assert arm["vcpu_hourly"] < x86["vcpu_hourly"]
+    assert any("Spot arm64" in item.description for item in service.items)
+
+
 def test_fargate_service_with_zero_tasks_is_free_and_unknown_task_def_not_priced(graph):
     graph.add("aws:ecs/service:Service", "idle", {"desiredCount": 0})
     graph.add(

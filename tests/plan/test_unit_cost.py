@@ -11,10 +11,11 @@ from stacks.config import build_settings
 
 
 def test_aws_worker_compute_and_tokens_from_the_table(table: Any) -> None:
-    settings = build_settings("production", {})  # 1 vCPU / 2 GB on-demand workers
+    settings = build_settings("production", {})  # 1 vCPU / 2 GB on-demand Graviton workers
     cost = cost_per_million_jobs(table, "aws", "us-east-1", "production", settings)
     assert cost is not None
-    fargate = table.region("aws", "us-east-1")["fargate"]["x86_64"]
+    # The worker's own architecture's rate (production runs arm64), not x86's.
+    fargate = table.region("aws", "us-east-1")["fargate"]["arm64"]
     usage = table.assumptions("production")
     hourly = 1 * fargate["vcpu_hourly"] + 2 * fargate["gb_hourly"]
     rate = usage["worker_jobs_per_second_per_task"]
@@ -26,7 +27,7 @@ def test_aws_worker_compute_and_tokens_from_the_table(table: Any) -> None:
     )
     assert cost.total_usd == pytest.approx(cost.worker_usd + cost.llm_usd)
     text = describe(cost)
-    assert "Fargate 1 vCPU / 2 GB" in text and "gpt-4o-mini" in text
+    assert "Fargate arm64 1 vCPU / 2 GB" in text and "gpt-4o-mini" in text
 
 
 def test_spot_and_cloud_run_workers_are_priced_as_deployed(table: Any) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers
+from groundwork.devenv.servers import DevServers, ServerUnavailableError, dev_servers
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -17,11 +17,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
-from groundwork_app import migrate
-from groundwork_app.db import auth, jobs_repo
+from groundwork_app.db import auth, roles
+from groundwork_app.db import pool as db_pool
 from groundwork_app.settings import Settings
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 
 class RotatingSecret:
@@ -79,7 +79,7 @@ async def _fresh_connections(pool: asyncpg.Pool, count: int, role: str) -> None:
 async def test_iam_pool_asks_for_a_credential_per_connection_and_survives_rotation(
     servers: DevServers, rotating_role: RotatingSecret, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The real wiring: Settings(DB_IAM_AUTH=true) -> jobs_repo.create_pool -> the token
+    # The real wiring: Settings(DB_IAM_AUTH=true) -> db_pool.create_api_pool -> the token
     # factory; only the signer is replaced by the rotating credential store.
     auth.token_factory.cache_clear()
     monkeypatch.setenv("AWS_REGION", "us-east-1")  # Fargate sets it in every task
@@ -92,7 +92,7 @@ async def test_iam_pool_asks_for_a_credential_per_connection_and_survives_rotati
         db_pool_size=3,
         db_max_overflow=0,
     )
-    pool = await jobs_repo.create_pool(settings)
+    pool = await db_pool.create_api_pool(settings)
     try:
         await _fresh_connections(pool, 3, rotating_role.role)
         assert rotating_role.calls == 3  # one credential per new connection, none cached
@@ -100,7 +100,7 @@ async def test_iam_pool_asks_for_a_credential_per_connection_and_survives_rotati
         _rotate(servers, rotating_role)  # the platform rotates; the process keeps running
         await _fresh_connections(pool, 2, rotating_role.role)
         assert rotating_role.calls == 5
-        await jobs_repo.ping(settings)  # /health/ready's fresh connection works too
+        await db_pool.ping(settings)  # /health/ready's fresh connection works too
         assert rotating_role.calls == 6
     finally:
         await pool.close()
@@ -112,7 +112,7 @@ async def test_a_fixed_password_breaks_new_connections_after_rotation(
 ) -> None:
     """What the stacks did before: the password ECS injected at task start goes stale."""
     settings = _settings(servers, db_user=rotating_role.role, db_password=rotating_role.value)
-    pool = await jobs_repo.create_pool(settings)
+    pool = await db_pool.create_api_pool(settings)
     try:
         await _fresh_connections(pool, 1, rotating_role.role)
         _rotate(servers, rotating_role)
@@ -187,9 +187,9 @@ async def test_migrate_creates_a_data_only_app_role(servers: DevServers, service
     # The RDS master user has CREATEROLE (rds_superuser); so does the migrating user here.
     pg.psql(f"ALTER ROLE {pg.user} CREATEROLE")
     settings = _settings(servers, db_app_user=role)
-    assert await migrate.grant_app_role(settings) is True
-    assert await migrate.grant_app_role(settings) is True  # idempotent: every deploy runs it
-    assert await migrate.grant_app_role(_settings(servers)) is False  # no app user: nothing
+    assert await roles.grant_app_role(settings) is True
+    assert await roles.grant_app_role(settings) is True  # idempotent: every deploy runs it
+    assert await roles.grant_app_role(_settings(servers)) is False  # no app user: nothing
 
     # Only for this test: log in with a password (on RDS the role gets rds_iam instead).
     password = secrets.token_urlsafe(18)

@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
-from groundwork.devservers import Postgres, ServerUnavailableError
+from groundwork.devenv.servers import Postgres, ServerUnavailableError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 INSTANCE_CN = "acme-groundwork:groundwork-production-postgres"

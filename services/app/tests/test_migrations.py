@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 
 def test_migrations_create_schema_and_roll_back(service_env: dict[str, str], servers: DevServers):

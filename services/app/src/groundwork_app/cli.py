@@ -124,6 +124,7 @@ def api() -> None:
 def migrate() -> None:
     """Apply database migrations up to the latest revision, then exit."""
     from groundwork_app import migrate as migrations
+    from groundwork_app.db.roles import grant_app_role
     from groundwork_app.observability.logging import configure_logging, get_logger
 
     settings = _load_settings()
@@ -131,7 +132,7 @@ def migrate() -> None:
     migrations.upgrade()
     log = get_logger("groundwork_app.migrate")
     log.info("migrate.done", revision="head")
-    if asyncio.run(migrations.grant_app_role(settings)):
+    if asyncio.run(grant_app_role(settings)):
         log.info("migrate.app_role_granted", role=settings.db_app_user)
     from groundwork_app.adapters.rabbitmq_admin import provision_app_user
 
@@ -180,7 +181,7 @@ def worker() -> None:
 @app.command()
 def relay() -> None:
     """Publish committed outbox rows to the broker (safe to run several)."""
-    from groundwork_app.worker.runner import relay_health_port, run_relay
+    from groundwork_app.relay.runner import relay_health_port, run_relay
 
     settings = _load_settings()
     try:

@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 from groundwork.tokens import mint_token
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 
 async def test_cache_round_trip_and_version_isolation(settings_factory: Callable[..., Any]):
@@ -38,7 +38,7 @@ async def test_cache_never_raises_when_redis_is_down(
     from groundwork_app.adapters.cache import AnswerCache, InvalidateOutcome
     from groundwork_app.adapters.redis import create_redis
 
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     settings = settings_factory(redis_port=free_port())
     redis = create_redis(settings)
@@ -64,7 +64,7 @@ async def test_broker_probe(settings_factory: Callable[..., Any], hung_server: i
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.2):
             await hung.check()
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     closed = BrokerProbe(QueueBackend.RABBITMQ, "127.0.0.1", free_port(), tls=False)
     with pytest.raises(BrokerProbeError):

@@ -17,7 +17,7 @@ import asyncpg
 import httpx
 import pytest
 
-from groundwork.devservers import free_port
+from groundwork.devenv.servers import free_port
 from groundwork.tokens import mint_token
 
 from .conftest import JOB

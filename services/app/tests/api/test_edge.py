@@ -161,7 +161,7 @@ async def test_outbox_backlog_gauge_counts_unsent_rows(api: ApiHarness):
 async def test_metrics_on_a_separate_port(settings_factory: Callable[..., Any], clean_db: None):
     import httpx
 
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     port = free_port()
     settings = settings_factory(metrics_port=port, api_bind_host="127.0.0.1")

@@ -9,18 +9,20 @@ from typing import Any
 
 import asyncpg
 import pytest
-from groundwork_app.db.jobs_repo import JobsRepo, NewJob, NewOutboxMessage, create_pool
+from groundwork_app.db.jobs import JobsRepo
+from groundwork_app.db.pool import create_api_pool
 from groundwork_app.domain.jobs import (
     IdempotencyConflictError,
     JobRequest,
     SubmitContext,
     submit_job,
 )
+from groundwork_app.domain.repository import NewJob, NewOutboxMessage
 
 
 @pytest.fixture
 async def repo(settings_factory: Callable[..., Any], clean_db: None) -> AsyncIterator[JobsRepo]:
-    pool = await create_pool(settings_factory())
+    pool = await create_api_pool(settings_factory())
     # One batch in flight: everything gathered while it runs lands in the next one.
     repo = JobsRepo(pool, acquire_timeout=5.0, max_concurrent_inserts=1)
     try:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from unittest.mock import ANY
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 from .conftest import ApiHarness, running_api
 
@@ -112,7 +112,7 @@ async def test_ready_answers_fast_when_every_dependency_hangs(
 
 
 async def test_ready_reports_a_stopped_broker(settings_factory: Callable[..., Any], clean_db: None):
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     settings = settings_factory(rabbitmq_port=free_port())  # nothing listens there
     async with running_api(settings) as api:

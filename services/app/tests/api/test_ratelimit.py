@@ -12,7 +12,7 @@ from groundwork_app.api.errors import ApiError
 from groundwork_app.api.ratelimit import RateLimiter, retry_after_seconds
 from redis.asyncio import Redis
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 from .conftest import JOB, running_api
 

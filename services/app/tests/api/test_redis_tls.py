@@ -28,7 +28,7 @@ from groundwork_app.adapters.redis import certificate_matches_host, create_redis
 from groundwork_app.settings import Settings
 from pydantic import ValidationError
 
-from groundwork.devservers import free_port, wait_for_port
+from groundwork.devenv.servers import free_port, wait_for_port
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 HOST = "127.0.0.1"

@@ -23,7 +23,7 @@ import httpx
 import jwt
 import pytest
 
-from groundwork.devservers import free_port
+from groundwork.devenv.servers import free_port
 
 CLI = str(Path(sys.executable).with_name("groundwork-app"))
 EXAMPLES = int(os.environ.get("GROUNDWORK_SCHEMATHESIS_EXAMPLES", "25"))

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from groundwork_app.adapters.rabbitmq import amqp_url
 from groundwork_app.db.engine import create_engine
 from groundwork_app.db.schema import jobs, outbox, processed_messages
+from groundwork_app.db.worker import JobStore
 from groundwork_app.settings import Settings
-from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 
 def make_settings(**overrides: Any) -> Settings:

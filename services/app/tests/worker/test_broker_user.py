@@ -27,7 +27,7 @@ from groundwork_app.adapters import rabbitmq as rmq
 from groundwork_app.adapters.rabbitmq_admin import app_permissions, provision_app_user
 from groundwork_app.settings import Settings
 
-from groundwork.devservers import RabbitMQ, ServerUnavailableError
+from groundwork.devenv.servers import RabbitMQ, ServerUnavailableError
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

@@ -11,15 +11,15 @@ from contextlib import asynccontextmanager
 
 from groundwork_app.adapters.llm import SimulatedProvider
 from groundwork_app.adapters.rabbitmq import RabbitPublisher, Topology, amqp_message
+from groundwork_app.db.worker import JobStore
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import ATTEMPT_HEADER, REASON_HEADER
+from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import Settings
 from groundwork_app.worker.consumer import RabbitConsumer
 from groundwork_app.worker.dlq import list_dead_letters, redrive
 from groundwork_app.worker.handler import JobHandler
-from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import (

@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 from groundwork_app.adapters.llm import SimulatedProvider
 from groundwork_app.adapters.rabbitmq import RabbitPublisher
+from groundwork_app.db.worker import JobStore
+from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import Settings
 from groundwork_app.worker.consumer import RabbitConsumer
-from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 from ..api.conftest import ApiHarness, running_api
 from .conftest import ledger_count, make_settings, wait_for, wait_job_status

@@ -43,7 +43,7 @@ from groundwork_app.worker.dlq import list_dead_letters
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import free_port
+from groundwork.devenv.servers import free_port
 
 from ..api.conftest import running_api
 from .conftest import amqp_channel, make_settings, wait_for

@@ -11,14 +11,15 @@ import pytest
 from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.llm import SimulatedProvider
 from groundwork_app.adapters.redis import create_redis
+from groundwork_app.db.worker import JobStore
+from groundwork_app.domain.repository import Claim
 from groundwork_app.ports import Delivery, Outcome
 from groundwork_app.settings import LLMFallback, Settings
 from groundwork_app.worker.handler import JobHandler, MalformedMessageError, parse_job_message
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import Claim, JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import DevServers
+from groundwork.devenv.servers import DevServers
 
 from .conftest import insert_job, job_row, ledger_count, make_settings
 

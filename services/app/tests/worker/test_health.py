@@ -102,7 +102,7 @@ def test_worker_and_relay_servers_bind_loopback_on_a_workstation(
 ) -> None:
     """Before, the health/metrics servers bound 0.0.0.0 everywhere, laptops included."""
     from groundwork_app import cli
-    from groundwork_app.worker.runner import bind_host
+    from groundwork_app.process import bind_host
 
     monkeypatch.setattr(cli, "_in_container", lambda: False)
     assert bind_host(Settings(app_env="development")) == "127.0.0.1"

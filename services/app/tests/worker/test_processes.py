@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from groundwork_app.adapters.rabbitmq import RabbitPublisher
+from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import Settings
-from groundwork_app.worker.relay import OutboxRelay
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import free_port
+from groundwork.devenv.servers import free_port
 
 from .conftest import insert_job, job_row, ledger_count, wait_job_status
 

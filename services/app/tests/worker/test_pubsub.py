@@ -31,14 +31,14 @@ from google.pubsub_v1.types import PublishRequest, PublishResponse
 from groundwork_app.adapters.llm import SimulatedProvider
 from groundwork_app.adapters.pubsub import PubSubPublisher, PushTokenVerifier, parse_push_envelope
 from groundwork_app.db.schema import outbox
+from groundwork_app.db.worker import JobStore
+from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.pubsub_push import PUSH_PATH, create_push_app
-from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import free_port
+from groundwork.devenv.servers import free_port
 
 from .conftest import insert_job, job_row, ledger_count, make_settings
 

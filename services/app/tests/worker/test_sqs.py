@@ -37,19 +37,20 @@ from groundwork_app.adapters.sqs import (
     redrive_max_receive_count,
     region_of,
 )
+from groundwork_app.db.worker import JobStore
 from groundwork_app.ports import OutboundMessage
+from groundwork_app.relay.outbox import OutboxRelay
+from groundwork_app.relay.runner import build_publisher
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.dlq import list_dead_letters, redrive
 from groundwork_app.worker.handler import JobHandler
-from groundwork_app.worker.relay import OutboxRelay
-from groundwork_app.worker.runner import build_handler, build_publisher
+from groundwork_app.worker.runner import build_handler
 from groundwork_app.worker.sqs_consumer import SqsConsumer, retry_delay_seconds
 from groundwork_app.worker.sqs_dlq import MOVED_BY_SQS
-from groundwork_app.worker.store import JobStore
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devservers import free_port
+from groundwork.devenv.servers import free_port
 
 from .conftest import insert_job, job_row, ledger_count, make_settings, wait_for, wait_job_status
 

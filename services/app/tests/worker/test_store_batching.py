@@ -8,10 +8,11 @@ import uuid
 
 import asyncpg
 from groundwork_app.adapters.llm import SimulatedProvider
+from groundwork_app.db.worker import JobStore
+from groundwork_app.domain.repository import Claim, Completion
 from groundwork_app.ports import Outcome
 from groundwork_app.settings import Settings
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import Claim, Completion, JobStore
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .conftest import insert_job, job_row, ledger_count

@@ -18,14 +18,16 @@ from groundwork_app.adapters.rabbitmq import (
     amqp_url,
     declare_topology,
 )
+from groundwork_app.db.pool import LazyPool
+from groundwork_app.db.worker import JobStore
+from groundwork_app.domain.repository import Claim
 from groundwork_app.observability import worker_metrics as m
+from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import Settings
 from groundwork_app.worker.consumer import RabbitConsumer
 from groundwork_app.worker.dlq import list_dead_letters
 from groundwork_app.worker.pubsub_push import DEAD_LETTER_PATH, create_push_app
-from groundwork_app.worker.relay import OutboxRelay
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.store import Claim, JobStore, LazyPool
 from groundwork_app.worker.terminal import DeadLetterOutcome, DeadLetterRecorder, Reconciler
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine

@@ -17,7 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from groundwork_app.db.jobs_repo import DatabaseUnavailableError
+from groundwork_app.db.jobs import DatabaseUnavailableError
 from groundwork_app.domain.jobs import IdempotencyConflictError
 from groundwork_app.observability.logging import current_request_id
 

@@ -14,7 +14,8 @@ from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.redis import create_redis
 from groundwork_app.api.auth import TokenVerifier
 from groundwork_app.api.ratelimit import RateLimiter
-from groundwork_app.db.jobs_repo import JobsRepo, create_pool
+from groundwork_app.db.jobs import JobsRepo
+from groundwork_app.db.pool import create_api_pool
 from groundwork_app.observability.metrics import OUTBOX_BACKLOG, OUTBOX_BACKLOG_CAP, CachedGauge
 from groundwork_app.settings import Settings
 
@@ -36,7 +37,7 @@ class Services:
     async def open(cls, settings: Settings) -> Services:
         # The pool connects lazily: a database that is down at start-up must not keep
         # the API (and /health/live) from starting; /health/ready reports it instead.
-        pool = await create_pool(settings)
+        pool = await create_api_pool(settings)
         # Concurrent submissions share a statement. Two batches in flight measured best
         # (bench/api.py): each waits for fewer others, yet batches stay large enough to
         # amortize the statement's preparation; the rest of the pool serves reads.

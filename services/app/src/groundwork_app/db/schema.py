@@ -37,7 +37,7 @@ jobs = sa.Table(
         "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
     sa.Column("completed_at", sa.DateTime(timezone=True)),
-    # The worker running the job and until when (migration 0002, worker/store.py).
+    # The worker running the job and until when (migration 0002, db/worker.py).
     sa.Column("lease_owner", sa.Text),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.CheckConstraint(f"status IN {JOB_STATUSES!r}", name="jobs_status_check"),

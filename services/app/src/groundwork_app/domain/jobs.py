@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from groundwork_app import json_codec
-from groundwork_app.db.jobs_repo import JobRef, JobsRepo, NewJob, NewOutboxMessage
+from groundwork_app.domain.repository import JobRef, JobRepository, NewJob, NewOutboxMessage
 
 MAX_PROMPT_CHARS_CEILING = 100_000  # settings.max_prompt_chars is bounded by this
 MAX_METADATA_KEYS = 16
@@ -195,7 +195,7 @@ class SubmitContext:
 
 
 async def submit_job(
-    repo: JobsRepo,
+    repo: JobRepository,
     request: JobRequest,
     ctx: SubmitContext,
     idempotency_key: str | None,

@@ -1,1 +1,1 @@
-"""The worker half: outbox relay, queue consumer, Pub/Sub push receiver and DLQ tooling."""
+"""The worker: queue consumers, Pub/Sub push receiver, job handler and DLQ tooling."""

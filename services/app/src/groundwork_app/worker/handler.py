@@ -12,7 +12,7 @@ id + expiry, renewed while the job runs): a copy of the message delivered while
 another worker holds a live lease answers RETRY without calling the LLM, and a killed
 worker's job is taken over once its lease lapses. So a job costs one LLM call per
 attempt, under concurrency too. The job row, not the message, says what to ask: the
-claim returns the row's prompt, model and client. The queries are in worker/store.py.
+claim returns the row's prompt, model and client. The queries are in db/worker.py.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from opentelemetry import trace
 
 from groundwork_app.adapters.llm import LLMRequestError, LLMUnavailableError, ResilientLLM
+from groundwork_app.domain.repository import Claim, Completion, WorkerRepository
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.observability.logging import bind_log_context, get_logger, unbind_log_context
 from groundwork_app.observability.tracing import extract_trace_context
@@ -39,7 +40,6 @@ from groundwork_app.ports import (
     Outcome,
 )
 from groundwork_app.settings import LLMFallback, Settings
-from groundwork_app.worker.store import Claim, Completion, JobStore
 
 log = get_logger("groundwork.worker")
 tracer = trace.get_tracer("groundwork.worker")
@@ -105,7 +105,7 @@ class _Answer:
 class JobHandler:
     def __init__(
         self,
-        store: JobStore,
+        store: WorkerRepository,
         llm: ResilientLLM,
         cache: AnswerCachePort | None,
         settings: Settings,
@@ -174,7 +174,7 @@ class JobHandler:
             return HandleResult(Outcome.DEAD_LETTER, _short(f"malformed message: {exc}"))
         bind_log_context(job_id=str(job.job_id))
 
-        # Ledger check, lease and claim in one statement (worker/store.py): a redelivered
+        # Ledger check, lease and claim in one statement (db/worker.py): a redelivered
         # message, or a copy racing one that is running, costs this statement and no
         # LLM call.
         claim = await self._store.claim(job.job_id, delivery.message_id)

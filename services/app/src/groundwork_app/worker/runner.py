@@ -1,4 +1,4 @@
-"""Process wiring for ``groundwork-app worker`` and ``groundwork-app relay``.
+"""Process wiring for ``groundwork-app worker`` (the relay's is ``relay/runner.py``).
 
 Shutdown contract (SIGTERM from ECS / Cloud Run, SIGINT locally): stop taking new
 work, let in-flight messages finish for up to SHUTDOWN_TIMEOUT_SECONDS, hand back
@@ -11,10 +11,7 @@ lost, only redelivered.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import signal
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
@@ -22,15 +19,19 @@ import structlog
 from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.llm import LLMProvider, build_llm
 from groundwork_app.adapters.redis import create_redis
+from groundwork_app.db.worker import JobStore
 from groundwork_app.observability.logging import configure_logging
 from groundwork_app.observability.tracing import configure_tracing
-from groundwork_app.ports import Publisher
-from groundwork_app.process import freeze_startup_heap
+from groundwork_app.process import (
+    bind_host,
+    freeze_startup_heap,
+    install_stop_signals,
+    start_metrics_server,
+)
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.handler import AnswerCachePort, JobHandler
 from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
-from groundwork_app.worker.store import JobStore, LazyPool
-from groundwork_app.worker.terminal import DeadLetterRecorder, Reconciler
+from groundwork_app.worker.terminal import DeadLetterRecorder
 
 if TYPE_CHECKING:  # both are imported where used: each pulls in its own client library
     from groundwork_app.worker.consumer import RabbitConsumer
@@ -41,32 +42,6 @@ log = structlog.get_logger("groundwork.runner")
 DEFAULT_PUSH_PORT = 8080
 
 
-def bind_host(settings: Settings) -> str:
-    """WORKER_BIND_HOST, else every interface when deployed or in a container (the
-    collector and the platform's probes come from outside the task's namespace; the
-    security group / ingress limits who), loopback on a workstation."""
-    from groundwork_app.cli import default_bind_host
-
-    return settings.worker_bind_host or default_bind_host(settings)
-
-
-def start_metrics_server(settings: Settings) -> Callable[[], None]:
-    """With METRICS_PORT set, /metrics on that port alone (a port no load balancer or
-    push subscription reaches); returns its shutdown. A no-op without it."""
-    if settings.metrics_port is None:
-        return lambda: None
-    from prometheus_client import start_http_server
-
-    server, _thread = start_http_server(settings.metrics_port, addr=bind_host(settings))
-    return server.shutdown
-
-
-def install_stop_signals(stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-
 def build_handler(
     settings: Settings,
     store: JobStore,
@@ -75,20 +50,6 @@ def build_handler(
     cache: AnswerCachePort | None = None,
 ) -> JobHandler:
     return JobHandler(store, build_llm(settings, provider), cache, settings)
-
-
-def build_publisher(settings: Settings) -> Publisher:
-    if settings.queue_backend is QueueBackend.PUBSUB:
-        from groundwork_app.adapters.pubsub import PubSubPublisher
-
-        return PubSubPublisher(settings)
-    if settings.queue_backend is QueueBackend.SQS:
-        from groundwork_app.adapters.sqs import SqsPublisher
-
-        return SqsPublisher(settings)
-    from groundwork_app.adapters.rabbitmq import RabbitPublisher
-
-    return RabbitPublisher(settings)
 
 
 async def run_worker(settings: Settings) -> None:
@@ -209,58 +170,3 @@ async def _serve_push(
     )
     log.info("worker starting", backend="pubsub", port=port)
     await server.serve()
-
-
-def relay_health_port(settings: Settings) -> int:
-    """$PORT when the platform sets it, else WORKER_HEALTH_PORT.
-
-    On Cloud Run the relay is a service, and a service's revision only becomes ready
-    once something listens on $PORT; the health server is the relay's only listener.
-    """
-    raw = os.environ.get("PORT", "")
-    if not raw:
-        return settings.worker_health_port
-    if not raw.isdigit() or not 1 <= int(raw) <= 65535:
-        raise ValueError(f"PORT must be a TCP port number (1-65535), got {raw!r}")
-    return int(raw)
-
-
-async def run_relay(settings: Settings) -> None:
-    from groundwork_app.worker.relay import OutboxRelay
-
-    configure_logging(settings)
-    publisher = build_publisher(settings)
-    relay = OutboxRelay(publisher, settings)
-    heartbeat = Heartbeat(heartbeat_path(settings, "relay"))
-    health = HealthServer(
-        lambda: relay.healthy,
-        heartbeat,
-        host=bind_host(settings),
-        port=relay_health_port(settings),
-        metrics=settings.metrics_port is None,
-    )
-    # The relay is always on, on every cloud: it runs the safety net that ends jobs
-    # stuck past JOB_DEADLINE_SECONDS whatever the transport (worker/terminal.py).
-    reconciler_pool = LazyPool(settings, "reconciler")
-    reconciler = Reconciler(reconciler_pool, settings)
-    stop = asyncio.Event()
-    install_stop_signals(stop)
-    await health.start()
-    stop_metrics = start_metrics_server(settings)
-    freeze_startup_heap()
-    log.info("relay starting", backend=settings.queue_backend.value, listen=settings.relay_listen)
-    reconciling = asyncio.create_task(reconciler.run(stop))
-    try:
-        # Beat once per cycle: a relay stuck in one cycle goes stale and is replaced.
-        await relay.run(stop, on_cycle=heartbeat.beat_throttled)
-    finally:
-        stop.set()
-        await reconciling
-        await reconciler_pool.close()
-        stop_metrics()
-        await health.close()
-        heartbeat.clear()
-        with contextlib.suppress(Exception):
-            await publisher.close()
-        await relay.close()
-        log.info("relay stopped")

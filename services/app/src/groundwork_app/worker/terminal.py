@@ -38,56 +38,15 @@ from enum import StrEnum
 
 import structlog
 
+from groundwork_app.db.pool import LazyPool
+from groundwork_app.db.terminal import JobEnder
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER
 from groundwork_app.settings import Settings
-from groundwork_app.worker.store import LazyPool
 
 log = structlog.get_logger("groundwork.terminal")
 
 MAX_REASON_CHARS = 500
-
-_MARK_DEAD_LETTERED = """
-WITH target AS (
-    SELECT status, lease_expires_at FROM jobs WHERE id = $1
-), ended AS (
-    UPDATE jobs SET status = 'failed', error = $2, updated_at = now(), completed_at = now(),
-                    lease_owner = NULL, lease_expires_at = NULL
-    WHERE id = $1 AND status IN ('queued', 'processing')
-      AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-    RETURNING id
-)
-SELECT EXISTS (SELECT 1 FROM ended) AS ended, target.status,
-       GREATEST(0, EXTRACT(EPOCH FROM target.lease_expires_at - now()))::float8 AS lease_left
-FROM target
-"""
-
-# SKIP LOCKED: several relays sweep at once without waiting on each other or on a
-# worker's claim; LIMIT keeps one sweep's transaction short after a long outage.
-_SWEEP = """
-WITH stuck AS (
-    SELECT id FROM jobs
-    WHERE status IN ('queued', 'processing')
-      AND updated_at < now() - make_interval(secs => $1)
-      AND (lease_expires_at IS NULL OR lease_expires_at <= now())
-    ORDER BY updated_at
-    LIMIT $2
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs SET status = 'failed', updated_at = now(), completed_at = now(),
-                lease_owner = NULL, lease_expires_at = NULL,
-                error = left('deadline exceeded: no worker finished the job within '
-                             || $1::float8 || ' s of its last progress'
-                             || COALESCE(' (last error: ' || jobs.error || ')', ''), 500)
-FROM stuck WHERE jobs.id = stuck.id
-RETURNING jobs.id
-"""
-
-_UNFINISHED = """
-SELECT count(*)::bigint AS n,
-       COALESCE(EXTRACT(EPOCH FROM now() - min(updated_at)), 0)::float8 AS oldest
-FROM jobs WHERE status IN ('queued', 'processing')
-"""
 
 SWEEP_LIMIT = 1000
 
@@ -123,21 +82,18 @@ class DeadLetterRecorder:
         error = f"dead-lettered: {reason}"[:MAX_REASON_CHARS]
         # A live lease is a worker still on the job: wait for it to end the job or to
         # lapse (renewals stop when the worker dies), at most a few lease periods.
+        ender = JobEnder(self.pool, self.settings)
         for _ in range(4):
-            pool = await self.pool.get()
-            async with pool.acquire(timeout=self.settings.db_pool_timeout_seconds) as conn:
-                row = await conn.fetchrow(_MARK_DEAD_LETTERED, job_id, error)
+            row = await ender.end_dead_lettered(job_id, error)
             if row is None:
                 return DeadLetterOutcome.UNKNOWN_JOB
-            if row["ended"]:
+            if row.ended:
                 m.JOBS_TERMINATED_BY_SWEEP.labels("dead_letter").inc()
                 log.warning("job ended by its dead letter", job_id=str(job_id), reason=reason)
                 return DeadLetterOutcome.ENDED
-            if row["status"] not in ("queued", "processing"):
+            if row.status not in ("queued", "processing"):
                 return DeadLetterOutcome.ALREADY_ENDED
-            await asyncio.sleep(
-                min(float(row["lease_left"]), self.settings.job_lease_seconds) + 0.1
-            )
+            await asyncio.sleep(min(row.lease_left, self.settings.job_lease_seconds) + 0.1)
         # Leased all along: its worker is alive and ends it; the reconciler is the backstop.
         return DeadLetterOutcome.ALREADY_ENDED
 
@@ -146,22 +102,18 @@ class Reconciler:
     """See the module docstring (2.). Run by the relay (``run``) or once (``sweep``)."""
 
     def __init__(self, pool: LazyPool, settings: Settings):
-        self._pool = pool
         self._settings = settings
+        self._ender = JobEnder(pool, settings)
 
     async def sweep(self) -> list[uuid.UUID]:
         """Fail every job past its deadline; refresh the unfinished-jobs gauges."""
-        pool = await self._pool.get()
-        async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
-            rows = await conn.fetch(_SWEEP, self._settings.job_deadline_seconds, SWEEP_LIMIT)
-            gauge = await conn.fetchrow(_UNFINISHED)
-        ended = [row["id"] for row in rows]
+        ended, unfinished = await self._ender.end_past_deadline(SWEEP_LIMIT)
         if ended:
             m.JOBS_TERMINATED_BY_SWEEP.labels("deadline").inc(len(ended))
             log.warning("jobs past their deadline failed", count=len(ended))
-        if gauge is not None:
-            m.JOBS_UNFINISHED.set(gauge["n"])
-            m.JOBS_UNFINISHED_OLDEST_AGE_SECONDS.set(gauge["oldest"])
+        if unfinished is not None:
+            m.JOBS_UNFINISHED.set(unfinished.count)
+            m.JOBS_UNFINISHED_OLDEST_AGE_SECONDS.set(unfinished.oldest_age_seconds)
         return ended
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -13,11 +13,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
+from groundwork_app.api.deps import ServicesDep
 from groundwork_app.api.services import Services
-from groundwork_app.db.jobs_repo import ping
+from groundwork_app.db.pool import ping
 from groundwork_app.observability import metrics
 from groundwork_app.observability.logging import get_logger
 
@@ -69,8 +70,8 @@ async def live() -> dict[str, str]:
     summary="Readiness: PostgreSQL, Redis and the broker answer",
     responses={503: {"description": "At least one dependency failed; `checks` says which."}},
 )
-async def ready(request: Request) -> JSONResponse:
-    checks = await run_checks(request.app.state.services)
+async def ready(services: ServicesDep) -> JSONResponse:
+    checks = await run_checks(services)
     ok = all(check["ok"] for check in checks.values())
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503
@@ -78,8 +79,7 @@ async def ready(request: Request) -> JSONResponse:
 
 
 @router.get("/health", summary="Summary: version, environment and dependency checks")
-async def summary(request: Request) -> dict[str, Any]:
-    services: Services = request.app.state.services
+async def summary(services: ServicesDep) -> dict[str, Any]:
     checks = await run_checks(services)
     settings = services.settings
     return {
@@ -96,8 +96,7 @@ metrics_router = APIRouter()
 
 
 @metrics_router.get("/metrics", include_in_schema=False)
-async def prometheus_metrics(request: Request) -> Response:
-    services: Services = request.app.state.services
+async def prometheus_metrics(services: ServicesDep) -> Response:
     try:
         async with asyncio.timeout(1.0):
             await services.backlog.refresh()

@@ -24,6 +24,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import Response
 
 from groundwork_app.api.body import read_body
+from groundwork_app.api.deps import ServicesDep
 from groundwork_app.api.errors import ApiError
 from groundwork_app.api.routes.jobs import (
     _IDEMPOTENCY_KEY_DOC,
@@ -32,7 +33,6 @@ from groundwork_app.api.routes.jobs import (
     submit,
 )
 from groundwork_app.api.schemas import BODY_ERRORS, CONFLICT, UNAVAILABLE, JobAccepted, _error
-from groundwork_app.api.services import Services
 from groundwork_app.domain.jobs import IDEMPOTENCY_KEY_RE
 
 IdempotencyKey = Annotated[
@@ -117,6 +117,7 @@ def verify_signature(
 )
 async def webhook_job(
     request: Request,
+    services: ServicesDep,
     x_signature: Annotated[
         str | None,
         Header(
@@ -127,7 +128,6 @@ async def webhook_job(
     ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    services: Services = request.app.state.services
     settings = services.settings
     body = await read_body(request, settings.max_request_bytes)
     signature = verify_signature(

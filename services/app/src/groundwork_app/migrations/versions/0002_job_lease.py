@@ -2,7 +2,7 @@
 
 ``lease_owner`` / ``lease_expires_at`` let a claim exclude a second concurrent
 processor of the same job while letting a killed worker's job be taken over once its
-lease runs out (worker/store.py). The partial index serves the reconciler's sweep of
+lease runs out (db/worker.py). The partial index serves the reconciler's sweep of
 jobs not yet terminal (worker/reconciler.py) and stays as small as the backlog.
 
 Revision ID: 0002

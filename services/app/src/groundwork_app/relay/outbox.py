@@ -7,9 +7,9 @@ relays therefore never publish the same row twice while they are healthy; a cras
 between the broker's confirm and the commit re-publishes the row later
 (at-least-once), which the worker's message-id ledger absorbs.
 
-Database access is raw asyncpg on the worker's pooler-safe pool (worker/store.py): a
-batch is BEGIN, one claim, one mark, COMMIT on one connection, with no liveness ping
-and no ORM layer, and the marks cover the whole batch in one statement.
+Its queries are ``db/outbox.py``'s: a batch is BEGIN, one claim, one mark, COMMIT on
+one connection, with no liveness ping and no ORM layer, and the marks cover the whole
+batch in one statement.
 
 Wake-ups: LISTEN on ``outbox_new`` (a NOTIFY trigger fires per inserting statement) on
 a dedicated direct asyncpg connection, with polling every RELAY_POLL_INTERVAL_SECONDS
@@ -26,32 +26,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import asyncpg
 import structlog
 
-from groundwork_app.db.auth import db_password
+from groundwork_app.db.outbox import OutboxListener, OutboxRepo
+from groundwork_app.db.pool import LazyPool
 from groundwork_app.db.schema import OUTBOX_CHANNEL
-from groundwork_app.db.tls import ssl_context
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER, OutboundMessage, Publisher
 from groundwork_app.settings import Settings
-from groundwork_app.worker.store import LazyPool
 
 log = structlog.get_logger("groundwork.relay")
 
-CLAIM_SQL = (
-    "SELECT id, message_id, job_id, payload::text AS payload, headers::text AS headers "
-    "FROM outbox WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED"
-)
-MARK_SENT_SQL = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
-MARK_FAILED_SQL = (
-    "UPDATE outbox SET publish_attempts = publish_attempts + 1, last_error = $2 "
-    "WHERE id = ANY($1::bigint[])"
-)
-BACKLOG_SQL = (
-    "SELECT count(*), COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 "
-    "FROM outbox WHERE sent_at IS NULL"
-)
 METRICS_INTERVAL_SECONDS = 2.0
 
 
@@ -74,6 +59,7 @@ def outbound_message(
 class OutboxRelay:
     def __init__(self, publisher: Publisher, settings: Settings):
         self._pool = LazyPool(settings, "relay")
+        self._outbox = OutboxRepo(self._pool, settings)
         self._publisher = publisher
         self._settings = settings
         self._wake = asyncio.Event()
@@ -86,38 +72,28 @@ class OutboxRelay:
         await self._pool.close()
 
     async def publish_batch(self) -> BatchResult:
-        pool = await self._pool.get()
-        timeout = self._settings.db_pool_timeout_seconds
-        async with pool.acquire(timeout=timeout) as conn, conn.transaction():
-            rows = await conn.fetch(CLAIM_SQL, self._settings.relay_batch_size)
+        async with self._outbox.claim(self._settings.relay_batch_size) as batch:
+            rows = batch.rows
             if not rows:
                 return BatchResult()
             messages = [
-                outbound_message(
-                    str(r["message_id"]),
-                    str(r["job_id"]),
-                    json.loads(r["payload"]),
-                    json.loads(r["headers"]),
-                )
-                for r in rows
+                outbound_message(r.message_id, r.job_id, r.payload, r.headers) for r in rows
             ]
             # The first publish probes the broker: when it is down, fail the batch at
             # once instead of timing out once per row while holding the row locks.
             outcomes: list[BaseException | None] = [await self._try_publish(messages[0])]
             if outcomes[0] is None and len(messages) > 1:
                 outcomes += await asyncio.gather(*(self._try_publish(msg) for msg in messages[1:]))
-            sent = [row["id"] for row, err in zip(rows, outcomes, strict=False) if err is None]
-            failed = [row["id"] for row in rows[len(outcomes) :]]
+            sent = [row.id for row, err in zip(rows, outcomes, strict=False) if err is None]
+            failed = [row.id for row in rows[len(outcomes) :]]
             errors = [err for err in outcomes if err is not None]
-            failed += [
-                row["id"] for row, err in zip(rows, outcomes, strict=False) if err is not None
-            ]
+            failed += [row.id for row, err in zip(rows, outcomes, strict=False) if err is not None]
             if sent:
-                await conn.execute(MARK_SENT_SQL, sent)
+                await batch.mark_sent(sent)
             if failed:
                 # Every unconfirmed row counts one attempt and keeps the first error,
                 # so the table itself shows which rows are stuck and why.
-                await conn.execute(MARK_FAILED_SQL, failed, repr(errors[0])[:500])
+                await batch.mark_failed(failed, repr(errors[0])[:500])
         m.RELAY_PUBLISHED.inc(len(sent))
         if failed:
             m.RELAY_PUBLISH_FAILURES.inc(len(failed))
@@ -141,9 +117,7 @@ class OutboxRelay:
         if not force and now - self._last_metrics < METRICS_INTERVAL_SECONDS:
             return
         self._last_metrics = now
-        pool = await self._pool.get()
-        async with pool.acquire(timeout=self._settings.db_pool_timeout_seconds) as conn:
-            count, age = await conn.fetchrow(BACKLOG_SQL)
+        count, age = await self._outbox.backlog()
         m.RELAY_BACKLOG.set(count)
         m.RELAY_OLDEST_AGE_SECONDS.set(float(age))
 
@@ -198,22 +172,15 @@ class OutboxRelay:
         """Keep one LISTEN connection open; on any failure polling carries on alone."""
         settings = self._settings
         while not stop.is_set():
-            conn: asyncpg.Connection | None = None
+            conn: OutboxListener | None = None
             try:
-                conn = await asyncpg.connect(
-                    settings.database_dsn,
-                    password=db_password(settings),
-                    ssl=ssl_context(settings),
-                    timeout=10,
-                    statement_cache_size=0,
-                    server_settings={"application_name": f"{settings.service_name}-relay-listen"},
-                )
-                await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+                conn = await OutboxListener.connect(settings)
+                await conn.listen(self._wake.set)
                 self.listening = True
                 log.info("listening for outbox notifications", channel=OUTBOX_CHANNEL)
                 while not stop.is_set() and not conn.is_closed():
                     await asyncio.sleep(5)
-                    await conn.execute("SELECT 1")  # notice a dead connection promptly
+                    await conn.check()  # notice a dead connection promptly
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -8,8 +8,8 @@ transaction) in a single round trip; concurrent submissions share that statement
 duplicate wait for the first insert to commit and then insert nothing (and no outbox
 row); the caller then reads the winner with a fresh statement (a fresh snapshot).
 
-Pooler-safe: no prepared-statement cache, unique statement names (see db.engine) and
-no session state, so no reset query is needed when a connection is released.
+Pooler-safe: the pool (db/pool.py) keeps no session state, so no reset query is
+needed when a connection is released.
 """
 
 from __future__ import annotations
@@ -17,16 +17,12 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
-from groundwork_app.db.auth import db_password
-from groundwork_app.db.tls import ssl_context
-from groundwork_app.settings import Settings
+from groundwork_app.domain.repository import JobRef, JobView, NewJob, NewOutboxMessage
 
 # One statement for a whole batch of submissions (see groundwork_app.batching): the
 # arrays are unnested into rows, so N requests cost one round trip and one commit.
@@ -94,87 +90,9 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-@dataclass(frozen=True)
-class NewJob:
-    id: uuid.UUID
-    client_id: str
-    idempotency_key: str | None
-    request_hash: str
-    prompt: str
-    model: str
-    metadata_json: str
-    request_id: str
-
-
-@dataclass(frozen=True)
-class NewOutboxMessage:
-    message_id: uuid.UUID
-    topic: str
-    payload_json: str
-    headers_json: str
-
-
-@dataclass(frozen=True)
-class JobRef:
-    id: uuid.UUID
-    status: str
-    created_at: datetime
-    request_hash: str = ""
-
-
-@dataclass(frozen=True)
-class JobView:
-    id: uuid.UUID
-    status: str
-    model: str
-    metadata: dict[str, Any]
-    result: str | None
-    degraded: bool
-    cached: bool
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-
-
-async def _no_reset(_: asyncpg.Connection) -> None:
-    """The API keeps no session state (and a transaction pooler would not either)."""
-
-
-def _asyncpg_args(settings: Settings) -> dict[str, Any]:
-    # db.engine.connect_args also carries SQLAlchemy dialect options; raw asyncpg takes
-    # only these. With asyncpg's cache off (the default) it uses the unnamed statement,
-    # which PgBouncer keeps on one server connection because asyncpg sends
-    # Parse/Describe with Flush (not Sync) before Bind/Execute/Sync: two round trips
-    # per query. DB_STATEMENT_CACHE_SIZE > 0 saves one, only safe without a
-    # transaction-mode pooler (or PgBouncer >= 1.21 with max_prepared_statements).
-    return {
-        "ssl": ssl_context(settings),
-        "statement_cache_size": settings.db_statement_cache_size,
-        "timeout": settings.db_pool_timeout_seconds,
-        "server_settings": {"application_name": f"{settings.service_name}-api"},
-    }
-
-
-async def create_pool(settings: Settings) -> asyncpg.Pool:
-    args = _asyncpg_args(settings)
-    max_size = settings.db_pool_size + settings.db_max_overflow
-    return await asyncpg.create_pool(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=db_password(settings),
-        database=settings.db_name,
-        min_size=0,
-        max_size=max_size,
-        max_inactive_connection_lifetime=300.0,
-        reset=_no_reset,
-        command_timeout=settings.db_pool_timeout_seconds,
-        **args,
-    )
-
-
 class JobsRepo:
+    """The API's job queries; implements ``domain.repository.JobRepository``."""
+
     def __init__(
         self, pool: asyncpg.Pool, acquire_timeout: float, *, max_concurrent_inserts: int = 2
     ) -> None:
@@ -199,11 +117,8 @@ class JobsRepo:
             raise DatabaseUnavailableError(type(exc).__name__) from exc
 
     async def _fetchrow(self, query: str, *args: Any) -> asyncpg.Record | None:
-        try:
-            async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
-                return await conn.fetchrow(query, *args)
-        except UNAVAILABLE_ERRORS as exc:
-            raise DatabaseUnavailableError(type(exc).__name__) from exc
+        rows = await self._fetch(query, *args)  # every caller's query returns at most one
+        return rows[0] if rows else None
 
     async def insert_with_outbox(self, job: NewJob, message: NewOutboxMessage) -> JobRef | None:
         """Insert both rows atomically; None when the idempotency key already exists.
@@ -281,26 +196,3 @@ def _columns(items: Sequence[tuple[NewJob, NewOutboxMessage]]) -> list[list[Any]
         [message.payload_json for _, message in items],
         [message.headers_json for _, message in items],
     ]
-
-
-async def ping(settings: Settings) -> None:
-    """``SELECT 1`` on a fresh connection (readiness).
-
-    Not from the pool on purpose: under load an exhausted pool would fail readiness
-    and take a busy-but-healthy task out of the load balancer, and a fresh connection
-    proves what a restart needs: that the server accepts connections.
-    """
-    conn = await asyncpg.connect(
-        host=settings.db_host,
-        port=settings.db_port,
-        user=settings.db_user,
-        password=db_password(settings),
-        database=settings.db_name,
-        **_asyncpg_args(settings),
-    )
-    try:
-        await conn.fetchval("SELECT 1")
-        await conn.close(timeout=1.0)
-    finally:
-        if not conn.is_closed():
-            conn.terminate()

@@ -23,7 +23,7 @@ docs/performance.md). A statement never carries the same message or job twice, s
 every row behaves as it would alone; a batch that fails on a bad row is retried row by
 row so the others are not held back.
 
-Pooler-safe, like the API's pool (db/jobs_repo.py): no session state, so the reset on
+Pooler-safe, like the API's pool (db/jobs.py): no session state, so the reset on
 release is a no-op (asyncpg still rolls back a connection released mid-transaction);
 the prepared-statement cache follows DB_STATEMENT_CACHE_SIZE, 0 by default, which is
 what works through PgBouncer / RDS Proxy in transaction mode (asyncpg then uses the
@@ -34,20 +34,17 @@ connection.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from typing import Any, TypeVar
 
 import asyncpg
 
 from groundwork_app.batching import Coalescer, each_alone_on_failure
-from groundwork_app.db.auth import db_password
-from groundwork_app.db.tls import ssl_context
+from groundwork_app.db.pool import LazyPool
+from groundwork_app.domain.repository import Claim, ClaimResult, Completion
 from groundwork_app.settings import Settings
 
 # A claim takes the job's lease unless the message is already in the ledger, the job
@@ -130,85 +127,9 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
-class Claim(Enum):
-    CLAIMED = "claimed"  # go ahead: the job is now 'processing' under our lease
-    ALREADY_PROCESSED = "already_processed"  # this message id is in the ledger
-    ALREADY_SUCCEEDED = "already_succeeded"  # another message completed the job
-    BUSY = "busy"  # another worker holds a live lease on the job: try again later
-    UNKNOWN_JOB = "unknown_job"
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    """The claim, and with CLAIMED the job as its row says (not as the message says)."""
-
-    claim: Claim
-    client_id: str = ""
-    prompt: str = ""
-    model: str = ""
-
-
-@dataclass(frozen=True)
-class Completion:
-    message_id: str
-    job_id: uuid.UUID
-    result: str
-    cached: bool
-    degraded: bool
-
-
-async def _no_reset(_: asyncpg.Connection) -> None:
-    """The worker keeps no session state (and a transaction pooler would not either)."""
-
-
-async def create_pool(settings: Settings, role: str) -> asyncpg.Pool:
-    """A pooler-safe asyncpg pool for the worker or the relay (``role`` names it in
-    pg_stat_activity)."""
-    s = settings
-    return await asyncpg.create_pool(
-        host=s.db_host,
-        port=s.db_port,
-        user=s.db_user,
-        password=db_password(s),
-        database=s.db_name,
-        ssl=ssl_context(s),
-        statement_cache_size=s.db_statement_cache_size,
-        timeout=s.db_pool_timeout_seconds,
-        command_timeout=max(s.db_pool_timeout_seconds, 30.0),
-        min_size=0,
-        max_size=s.db_pool_size + s.db_max_overflow,
-        max_inactive_connection_lifetime=300.0,
-        reset=_no_reset,
-        server_settings={"application_name": f"{s.service_name}-{role}"},
-    )
-
-
-class LazyPool:
-    """An asyncpg pool opened on first use, so its owner can be built synchronously;
-    ``close()`` when done (it reopens if used again)."""
-
-    def __init__(self, settings: Settings, role: str):
-        self._settings = settings
-        self._role = role
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
-
-    async def get(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await create_pool(self._settings, self._role)
-        return self._pool
-
-    async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
-
-
 class JobStore:
-    """The worker's database access (see the module docstring)."""
+    """The worker's database access (see the module docstring); implements
+    ``domain.repository.WorkerRepository``."""
 
     def __init__(self, settings: Settings):
         self._settings = settings

@@ -14,11 +14,11 @@ from groundwork_app.adapters.rabbitmq import RabbitPublisher
 from groundwork_app.db.schema import outbox
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.ports import JOB_ID_HEADER
+from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.settings import Settings
-from groundwork_app.worker.relay import OutboxRelay
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .conftest import drain_queue, insert_job, make_settings, queue_depth, wait_for
+from ..worker.conftest import drain_queue, insert_job, make_settings, queue_depth, wait_for
 
 
 async def unsent(engine: AsyncEngine) -> int:

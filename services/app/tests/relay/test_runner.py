@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from groundwork_app.relay.runner import relay_health_port
 from groundwork_app.settings import Settings
-from groundwork_app.worker.runner import relay_health_port
 
 
 def test_relay_health_port_defaults_to_worker_health_port(

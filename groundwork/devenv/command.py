@@ -24,7 +24,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from groundwork.devservers import DevServers, ServerUnavailableError, dev_servers, free_ports
+from groundwork.devenv.servers import DevServers, ServerUnavailableError, dev_servers, free_ports
 from groundwork.tokens import mint_token
 
 console = Console(stderr=True)

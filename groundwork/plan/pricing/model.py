@@ -1,0 +1,130 @@
+"""What a price is: line items, per-resource costs, the report, and the pricer registry
+(``@pricer`` on each function of pricers_aws.py / pricers_gcp.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from groundwork.mockrun import ProgramRun, RecordedResource
+
+
+class CostStatus(StrEnum):
+    PRICED = "priced"
+    FREE = "free"
+    NOT_PRICED = "not_priced"
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One billed dimension: ``quantity`` ``unit``s at ``unit_price`` a month."""
+
+    description: str
+    quantity: float
+    unit: str
+    unit_price: float
+
+    @property
+    def monthly(self) -> float:
+        return self.quantity * self.unit_price
+
+
+@dataclass
+class ResourceCost:
+    urn: str
+    type: str
+    name: str
+    component: str
+    status: CostStatus
+    items: list[LineItem] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def monthly(self) -> float:
+        return sum(item.monthly for item in self.items)
+
+
+@dataclass
+class CostReport:
+    currency: str
+    cloud: str
+    region: str
+    tier: str
+    as_of: str
+    source: str
+    resources: list[ResourceCost]
+    assumptions: dict[str, float]
+
+    @property
+    def total(self) -> float:
+        return sum(r.monthly for r in self.resources)
+
+    def by_component(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for cost in self.resources:
+            totals[cost.component] = totals.get(cost.component, 0.0) + cost.monthly
+        return dict(sorted(totals.items()))
+
+    @property
+    def not_priced(self) -> list[ResourceCost]:
+        return [r for r in self.resources if r.status is CostStatus.NOT_PRICED]
+
+
+class Free(Exception):
+    """Raised by a pricer when this particular resource costs nothing."""
+
+
+class NotPriced(Exception):
+    """Raised by a pricer when the table cannot price this resource."""
+
+
+@dataclass
+class PricingContext:
+    run: ProgramRun
+    prices: dict[str, Any]
+    usage: dict[str, float]
+    hours: float
+    seconds: float
+    # Allowances granted once per project/account, consumed as resources are priced.
+    allowances: dict[str, float] = field(default_factory=dict)
+
+    def price(self, *path: str) -> Any:
+        node: Any = self.prices
+        for part in path:
+            if not isinstance(node, dict) or part not in node:
+                raise NotPriced(f"no price for {'.'.join(path)} in the table")
+            node = node[part]
+        return node
+
+    def assume(self, key: str) -> float:
+        if key not in self.usage:
+            raise NotPriced(f"usage assumption {key!r} missing from the table")
+        return self.usage[key]
+
+
+Pricer = Callable[[RecordedResource, PricingContext], list[LineItem]]
+PRICERS: dict[str, Pricer] = {}
+
+
+def pricer(*type_tokens: str) -> Callable[[Pricer], Pricer]:
+    def register(fn: Pricer) -> Pricer:
+        for token in type_tokens:
+            PRICERS[token] = fn
+        return fn
+
+    return register
+
+
+def _num(value: Any, default: float = 0.0) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _hourly(ctx: PricingContext, what: str, rate: float, count: float = 1) -> LineItem:
+    return LineItem(what, count * ctx.hours, "hours", rate)

@@ -1,0 +1,508 @@
+"""Pricers of AWS resource types (docs/cost-model.md explains each formula)."""
+
+from __future__ import annotations
+
+import math
+
+from groundwork.mockrun import RecordedResource
+from groundwork.plan.pricing.model import (
+    Free,
+    LineItem,
+    NotPriced,
+    PricingContext,
+    _hourly,
+    _num,
+    pricer,
+)
+
+# ---------------------------------------------------------------- AWS: network
+
+
+@pricer("aws:ec2/natGateway:NatGateway")
+def _nat_gateway(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        _hourly(ctx, "NAT gateway hours", ctx.price("nat_gateway", "hourly")),
+        LineItem(
+            "data processed (assumed)",
+            ctx.assume("nat_gb_processed_per_gateway"),
+            "GB",
+            ctx.price("nat_gateway", "per_gb_processed"),
+        ),
+    ]
+
+
+@pricer("aws:ec2/eip:Eip")
+def _eip(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [_hourly(ctx, "public IPv4 address hours", ctx.price("public_ipv4", "hourly"))]
+
+
+@pricer("aws:ec2/vpcEndpoint:VpcEndpoint")
+def _vpc_endpoint(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    kind = str(r.inputs.get("vpcEndpointType") or "Gateway")
+    if kind == "Gateway":
+        raise Free("gateway endpoints (S3, DynamoDB) are free")
+    if kind != "Interface":
+        raise NotPriced(f"{kind} endpoints are not in the table")
+    azs = len(r.inputs.get("subnetIds") or [])
+    if azs == 0:
+        raise NotPriced("interface endpoint without subnetIds: AZ count unknown")
+    return [
+        _hourly(
+            ctx,
+            f"endpoint AZ-hours ({azs} AZs)",
+            ctx.price("vpc_interface_endpoint", "hourly_per_az"),
+            azs,
+        ),
+        LineItem(
+            "data processed (assumed)",
+            ctx.assume("interface_endpoint_gb_per_endpoint"),
+            "GB",
+            ctx.price("vpc_interface_endpoint", "per_gb_processed"),
+        ),
+    ]
+
+
+@pricer("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
+def _load_balancer(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    kind = str(r.inputs.get("loadBalancerType") or "application")
+    if kind != "application":
+        raise NotPriced(f"{kind} load balancers are not in the table")
+    items = [
+        _hourly(ctx, "ALB hours", ctx.price("alb", "hourly")),
+        _hourly(
+            ctx,
+            "LCU hours (assumed average LCUs)",
+            ctx.price("alb", "lcu_hourly"),
+            ctx.assume("alb_average_lcu"),
+        ),
+    ]
+    if not r.inputs.get("internal"):
+        azs = len(r.inputs.get("subnets") or r.inputs.get("subnetMappings") or [])
+        if azs:
+            items.append(
+                _hourly(
+                    ctx,
+                    f"public IPv4 address hours ({azs} AZs)",
+                    ctx.price("public_ipv4", "hourly"),
+                    azs,
+                )
+            )
+    return items
+
+
+@pricer("aws:ec2/instance:Instance")
+def _ec2_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    instance_type = str(r.inputs.get("instanceType") or "")
+    items = [
+        _hourly(
+            ctx,
+            f"{instance_type} instance hours",
+            ctx.price("ec2", "instance_hourly", instance_type),
+        )
+    ]
+    root = r.inputs.get("rootBlockDevice") or {}
+    volume_type = str(root.get("volumeType") or "gp3")
+    items.append(
+        LineItem(
+            f"root volume ({volume_type})",
+            _num(root.get("volumeSize"), 8),
+            "GB-month",
+            ctx.price("ec2", "ebs_gb_month", volume_type),
+        )
+    )
+    if r.inputs.get("associatePublicIpAddress"):
+        items.append(_hourly(ctx, "public IPv4 address hours", ctx.price("public_ipv4", "hourly")))
+    return items
+
+
+# ---------------------------------------------------------------- AWS: compute
+
+
+def _task_definition(r: RecordedResource, ctx: PricingContext) -> RecordedResource:
+    ref = str(r.inputs.get("taskDefinition") or "")
+    for candidate in ctx.run.of_type("aws:ecs/taskDefinition:TaskDefinition"):
+        arn = str(candidate.state.get("arn") or "")
+        family = str(candidate.inputs.get("family") or "")
+        if ref and ref in (arn, family, candidate.state.get("id")):
+            return candidate
+        if ref and arn and ref.startswith(arn):
+            return candidate
+    raise NotPriced(f"task definition {ref or '<none>'} not found in the graph")
+
+
+def _capacity_split(r: RecordedResource, ctx: PricingContext, tasks: int) -> dict[str, int]:
+    strategies = r.inputs.get("capacityProviderStrategies") or []
+    if not strategies:
+        launch = str(r.inputs.get("launchType") or "FARGATE")
+        if launch != "FARGATE":
+            raise NotPriced(f"launch type {launch} is not in the table")
+        return {"FARGATE": tasks}
+    counts = {str(s["capacityProvider"]): 0 for s in strategies}
+    remaining = tasks
+    # ECS places each strategy's `base` first, then splits the rest by weight.
+    for s in strategies:
+        take = min(remaining, int(_num(s.get("base"))))
+        counts[str(s["capacityProvider"])] += take
+        remaining -= take
+    weights = {str(s["capacityProvider"]): _num(s.get("weight")) for s in strategies}
+    total_weight = sum(weights.values())
+    if remaining and total_weight:
+        shares = {k: remaining * w / total_weight for k, w in weights.items()}
+        floors = {k: math.floor(v) for k, v in shares.items()}
+        leftover = remaining - sum(floors.values())
+        for k in sorted(shares, key=lambda k: shares[k] - floors[k], reverse=True)[:leftover]:
+            floors[k] += 1
+        for k, n in floors.items():
+            counts[k] += n
+    for provider in counts:
+        if provider not in ("FARGATE", "FARGATE_SPOT"):
+            raise NotPriced(f"capacity provider {provider} is not in the table")
+    return counts
+
+
+@pricer("aws:ecs/service:Service")
+def _ecs_service(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    tasks = int(_num(r.inputs.get("desiredCount")))
+    if tasks == 0:
+        raise Free("desiredCount is 0: no task runs")
+    task_def = _task_definition(r, ctx)
+    vcpu = _num(task_def.inputs.get("cpu")) / 1024
+    memory_gb = _num(task_def.inputs.get("memory")) / 1024
+    if not vcpu or not memory_gb:
+        raise NotPriced(f"task definition {task_def.name} has no task-level cpu/memory")
+    arch = str((task_def.inputs.get("runtimePlatform") or {}).get("cpuArchitecture") or "X86_64")
+    items: list[LineItem] = []
+    for provider, count in sorted(_capacity_split(r, ctx, tasks).items()):
+        if not count:
+            continue
+        if provider == "FARGATE_SPOT":
+            arm = arch.upper() == "ARM64"
+            rates = ctx.price("fargate", "spot_arm64" if arm else "spot_x86_64")
+            label = "Fargate Spot arm64" if arm else "Fargate Spot"
+        else:
+            rates = ctx.price("fargate", "arm64" if arch.upper() == "ARM64" else "x86_64")
+            label = f"Fargate {arch.lower()}"
+        items.append(
+            _hourly(
+                ctx,
+                f"{label} vCPU-hours ({count} x {vcpu:g} vCPU)",
+                rates["vcpu_hourly"],
+                count * vcpu,
+            )
+        )
+        items.append(
+            _hourly(
+                ctx,
+                f"{label} GB-hours ({count} x {memory_gb:g} GB)",
+                rates["gb_hourly"],
+                count * memory_gb,
+            )
+        )
+    return items
+
+
+# ---------------------------------------------------------------- AWS: data stores
+
+
+def _vcpus(ctx: PricingContext, instance_class: str) -> int:
+    size = instance_class.rsplit(".", 1)[-1]
+    return int(ctx.price("instance_vcpus", size))
+
+
+@pricer("aws:rds/instance:Instance")
+def _rds_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    engine = str(r.inputs.get("engine") or "postgres")
+    replica = bool(r.inputs.get("replicateSourceDb"))
+    if not engine.startswith("postgres") and not replica:
+        raise NotPriced(f"engine {engine} is not in the table")
+    instance_class = str(r.inputs.get("instanceClass") or "")
+    hourly = ctx.price("rds_postgres", "instance_hourly", instance_class)
+    multi_az = bool(r.inputs.get("multiAz"))
+    copies = 2 if multi_az else 1
+    storage_type = str(r.inputs.get("storageType") or "gp2")
+    storage_gb = _num(r.inputs.get("allocatedStorage"), 20)
+    az_label = "Multi-AZ, x2" if multi_az else "Single-AZ"
+    items = [
+        _hourly(ctx, f"{instance_class} instance hours ({az_label})", hourly, copies),
+        LineItem(
+            f"{storage_type} storage ({az_label})",
+            storage_gb * copies,
+            "GB-month",
+            ctx.price("rds_postgres", "storage_gb_month", storage_type),
+        ),
+    ]
+    retention = _num(r.inputs.get("backupRetentionPeriod"), 0 if replica else 7)
+    if retention:
+        # Backup storage up to the allocated size is free; beyond it each retained
+        # day keeps the day's changed blocks.
+        billable = storage_gb * retention * ctx.assume("db_backup_daily_change_fraction")
+        items.append(
+            LineItem(
+                f"backup storage beyond free ({retention:g} days retained)",
+                billable,
+                "GB-month",
+                ctx.price("rds_postgres", "backup_gb_month"),
+            )
+        )
+    return items
+
+
+@pricer("aws:rds/instanceAutomatedBackupsReplication:InstanceAutomatedBackupsReplication")
+def _rds_backup_replication(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    """A full copy of the source's backups in the second region, kept in step daily:
+    storage there at the backup rate plus the cross-region transfer of each day's changes
+    (aws.amazon.com/rds/postgresql/pricing, "Cross-Region automated backups")."""
+    source_arn = str(r.inputs.get("sourceDbInstanceArn") or "")
+    identifier = source_arn.rsplit(":", 1)[-1]
+    source = next(
+        (
+            i
+            for i in ctx.run.of_type("aws:rds/instance:Instance")
+            if identifier in (str(i.inputs.get("identifier") or ""), i.name)
+        ),
+        None,
+    )
+    if source is None:
+        raise NotPriced(f"source instance {source_arn or '(unknown)'} not in the plan")
+    storage_gb = _num(source.inputs.get("allocatedStorage"), 20)
+    retention = _num(r.inputs.get("retentionPeriod"), 7)
+    daily_change = storage_gb * ctx.assume("db_backup_daily_change_fraction")
+    return [
+        LineItem(
+            f"replicated backup storage ({retention:g} days)",
+            storage_gb + daily_change * retention,
+            "GB-month",
+            ctx.price("rds_postgres", "backup_gb_month"),
+        ),
+        LineItem(
+            "cross-region transfer of daily changes",
+            daily_change * 30,
+            "GB",
+            ctx.price("rds_postgres", "backup_replication_transfer_gb"),
+        ),
+    ]
+
+
+def _proxy_instance(r: RecordedResource, ctx: PricingContext) -> RecordedResource:
+    instances = [
+        i
+        for i in ctx.run.of_type("aws:rds/instance:Instance")
+        if not i.inputs.get("replicateSourceDb")
+    ]
+    proxy_name = {r.name, str(r.inputs.get("name") or ""), str(r.state.get("name") or "")}
+    for target in ctx.run.of_type("aws:rds/proxyTarget:ProxyTarget"):
+        if str(target.inputs.get("dbProxyName") or "") not in proxy_name:
+            continue
+        ident = str(target.inputs.get("dbInstanceIdentifier") or "")
+        for instance in instances:
+            if ident and ident in {
+                str(instance.inputs.get("identifier") or ""),
+                str(instance.state.get("id") or ""),
+                instance.name,
+            }:
+                return instance
+    if len(instances) == 1:
+        return instances[0]
+    raise NotPriced("cannot tell which DB instance the proxy fronts")
+
+
+@pricer("aws:rds/proxy:Proxy")
+def _rds_proxy(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    instance = _proxy_instance(r, ctx)
+    instance_class = str(instance.inputs.get("instanceClass") or "")
+    vcpus = max(_vcpus(ctx, instance_class), int(ctx.price("rds_postgres", "proxy_min_vcpus")))
+    return [
+        _hourly(
+            ctx,
+            f"proxy vCPU-hours ({vcpus} vCPU of {instance_class})",
+            ctx.price("rds_postgres", "proxy_vcpu_hourly"),
+            vcpus,
+        )
+    ]
+
+
+def _cache_node_hourly(r: RecordedResource, ctx: PricingContext) -> tuple[str, float, str]:
+    node_type = str(r.inputs.get("nodeType") or "")
+    hourly = float(ctx.price("elasticache", "node_hourly", node_type))
+    engine = str(r.inputs.get("engine") or "redis").lower()
+    if engine == "valkey":
+        hourly *= 1 - float(ctx.price("elasticache", "valkey_discount"))
+    elif engine != "redis":
+        raise NotPriced(f"ElastiCache engine {engine} is not in the table")
+    return node_type, hourly, engine
+
+
+@pricer("aws:elasticache/replicationGroup:ReplicationGroup")
+def _replication_group(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    node_type, hourly, engine = _cache_node_hourly(r, ctx)
+    if r.inputs.get("numCacheClusters"):
+        nodes = int(_num(r.inputs["numCacheClusters"]))
+    else:
+        groups = int(_num(r.inputs.get("numNodeGroups"), 1))
+        nodes = groups * (int(_num(r.inputs.get("replicasPerNodeGroup"))) + 1)
+    return [_hourly(ctx, f"{engine} {node_type} node hours ({nodes} nodes)", hourly, nodes)]
+
+
+@pricer("aws:elasticache/cluster:Cluster")
+def _cache_cluster(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    node_type, hourly, engine = _cache_node_hourly(r, ctx)
+    nodes = int(_num(r.inputs.get("numCacheNodes"), 1))
+    return [_hourly(ctx, f"{engine} {node_type} node hours ({nodes} nodes)", hourly, nodes)]
+
+
+@pricer("aws:mq/broker:Broker")
+def _mq_broker(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    engine = str(r.inputs.get("engineType") or "")
+    if engine.lower() != "rabbitmq":
+        raise NotPriced(f"Amazon MQ engine {engine or '<unset>'} is not in the table")
+    instance_type = str(r.inputs.get("hostInstanceType") or "")
+    hourly = ctx.price("amazon_mq_rabbitmq", "node_hourly", instance_type)
+    mode = str(r.inputs.get("deploymentMode") or "SINGLE_INSTANCE")
+    nodes = 3 if mode == "CLUSTER_MULTI_AZ" else 1
+    family = ".".join(instance_type.split(".")[:2])
+    storage = float(ctx.price("amazon_mq_rabbitmq", "storage_gb_per_node", family))
+    return [
+        _hourly(ctx, f"{instance_type} broker node hours ({mode}, {nodes} nodes)", hourly, nodes),
+        LineItem(
+            f"broker storage ({storage:g} GB per node)",
+            storage * nodes,
+            "GB-month",
+            ctx.price("amazon_mq_rabbitmq", "storage_gb_month"),
+        ),
+    ]
+
+
+@pricer("aws:sqs/queue:Queue")
+def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    if r.inputs.get("fifoQueue"):
+        raise NotPriced("FIFO queues are not in the table")
+    if not r.inputs.get("redrivePolicy"):
+        # The dead-letter queue: written on failures, read by the operator's dlq tools.
+        raise Free("a dead-letter queue: requests only on failures and redrives")
+    return [
+        LineItem(
+            "standard queue requests (assumed)",
+            ctx.assume("sqs_million_requests_per_queue"),
+            "million requests",
+            ctx.price("sqs", "standard_per_million_requests"),
+        )
+    ]
+
+
+# ---------------------------------------------------------------- AWS: observability, security
+
+
+@pricer("aws:cloudwatch/logGroup:LogGroup")
+def _log_group(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    ingest = ctx.assume("log_ingestion_gb_per_group")
+    retention = _num(r.inputs.get("retentionInDays"))
+    # Steady state: the stored volume is `retention` days of ingestion; a group that
+    # never expires is shown with a year of data.
+    months_kept = retention / 30 if retention else 12
+    kept = f"{retention:g} days" if retention else "no expiry: 1 year"
+    return [
+        LineItem(
+            "log ingestion (assumed)", ingest, "GB", ctx.price("cloudwatch", "logs_ingestion_gb")
+        ),
+        LineItem(
+            f"log storage ({kept})",
+            ingest * months_kept,
+            "GB-month",
+            ctx.price("cloudwatch", "logs_storage_gb_month"),
+        ),
+    ]
+
+
+@pricer("aws:cloudwatch/metricAlarm:MetricAlarm")
+def _metric_alarm(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    queries = r.inputs.get("metricQueries") or []
+    metrics = sum(1 for q in queries if q.get("metric")) if queries else 1
+    return [
+        LineItem(
+            "standard-resolution alarm metrics",
+            max(metrics, 1),
+            "metric-month",
+            ctx.price("cloudwatch", "alarm_metric_month"),
+        )
+    ]
+
+
+@pricer("aws:cloudwatch/compositeAlarm:CompositeAlarm")
+def _composite_alarm(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "composite alarm", 1, "alarm-month", ctx.price("cloudwatch", "composite_alarm_month")
+        )
+    ]
+
+
+@pricer("aws:cloudwatch/dashboard:Dashboard")
+def _dashboard(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [LineItem("dashboard", 1, "dashboard-month", ctx.price("cloudwatch", "dashboard_month"))]
+
+
+@pricer("aws:kms/key:Key")
+def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem("customer managed key", 1, "key-month", ctx.price("kms", "key_month")),
+        LineItem(
+            "requests (assumed)",
+            ctx.assume("kms_requests_per_key") / 10_000,
+            "10k requests",
+            ctx.price("kms", "per_10k_requests"),
+        ),
+    ]
+
+
+@pricer("aws:secretsmanager/secret:Secret")
+def _secret(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem("secret", 1, "secret-month", ctx.price("secrets_manager", "secret_month")),
+        LineItem(
+            "API calls (assumed)",
+            ctx.assume("secrets_api_calls_per_secret") / 10_000,
+            "10k calls",
+            ctx.price("secrets_manager", "per_10k_api_calls"),
+        ),
+    ]
+
+
+@pricer("aws:wafv2/webAcl:WebAcl")
+def _web_acl(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    rules = len(r.inputs.get("rules") or [])
+    return [
+        LineItem("web ACL", 1, "ACL-month", ctx.price("waf", "web_acl_month")),
+        LineItem(
+            "rules and managed rule groups", rules, "rule-month", ctx.price("waf", "rule_month")
+        ),
+        LineItem(
+            "requests inspected (assumed)",
+            ctx.assume("waf_million_requests"),
+            "million requests",
+            ctx.price("waf", "per_million_requests"),
+        ),
+    ]
+
+
+@pricer("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
+def _bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "Standard storage (assumed log volume)",
+            ctx.assume("s3_log_storage_gb_per_bucket"),
+            "GB-month",
+            ctx.price("s3", "standard_gb_month"),
+        )
+    ]
+
+
+@pricer("aws:ecr/repository:Repository")
+def _ecr(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "image storage (assumed)",
+            ctx.assume("ecr_storage_gb_per_repository"),
+            "GB-month",
+            ctx.price("ecr", "storage_gb_month"),
+        )
+    ]

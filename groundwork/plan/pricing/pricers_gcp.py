@@ -1,0 +1,429 @@
+"""Pricers of GCP resource types (docs/cost-model.md explains each formula)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from groundwork.mockrun import RecordedResource
+from groundwork.plan.pricing.model import (
+    LineItem,
+    NotPriced,
+    PricingContext,
+    _hourly,
+    _num,
+    pricer,
+)
+
+# ---------------------------------------------------------------- GCP
+
+
+def _cpu_quantity(value: Any) -> float:
+    text = str(value or "1").strip()
+    if text.endswith("m"):
+        return _num(text[:-1]) / 1000
+    return _num(text, 1.0)
+
+
+_MEMORY_UNITS = {
+    "Ki": 2**-20,
+    "Mi": 2**-10,
+    "Gi": 1.0,
+    "Ti": 2**10,
+    "K": 1e3 / 2**30,
+    "M": 1e6 / 2**30,
+    "G": 1e9 / 2**30,
+    "T": 1e12 / 2**30,
+}
+
+
+def _memory_gib(value: Any) -> float:
+    text = str(value or "512Mi").strip()
+    match = re.fullmatch(r"([0-9.]+)\s*([KMGT]i?)?", text)
+    if not match:
+        raise NotPriced(f"cannot read memory limit {text!r}")
+    unit = match.group(2)
+    return float(match.group(1)) * (_MEMORY_UNITS[unit] if unit else 2**-30)
+
+
+@pricer("gcp:cloudrunv2/service:Service")
+def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    template = r.inputs.get("template") or {}
+    containers = template.get("containers") or []
+    vcpu = (
+        sum(
+            _cpu_quantity(((c.get("resources") or {}).get("limits") or {}).get("cpu"))
+            for c in containers
+        )
+        or 1.0
+    )
+    gib = (
+        sum(
+            _memory_gib(((c.get("resources") or {}).get("limits") or {}).get("memory"))
+            for c in containers
+        )
+        or 0.5
+    )
+    # cpuIdle false means "CPU always allocated": instance-based billing.
+    cpu_idle = all(
+        ((c.get("resources") or {}).get("cpuIdle", True)) is not False for c in containers
+    )
+    scaling = template.get("scaling") or {}
+    service_scaling = r.inputs.get("scaling") or {}
+    min_instances = max(
+        _num(scaling.get("minInstanceCount")), _num(service_scaling.get("minInstanceCount"))
+    )
+    seconds = ctx.seconds
+    items: list[LineItem] = []
+    shape = f"{vcpu:g} vCPU / {gib:g} GiB"
+    if cpu_idle:
+        active = ctx.price("cloud_run", "request_based")
+        idle = ctx.price("cloud_run", "idle_min_instance")
+        if min_instances:
+            items.append(
+                LineItem(
+                    f"idle min-instance vCPU-seconds ({min_instances:g} x {shape})",
+                    min_instances * vcpu * seconds,
+                    "vCPU-s",
+                    idle["vcpu_second"],
+                )
+            )
+            items.append(
+                LineItem(
+                    f"idle min-instance GiB-seconds ({min_instances:g} x {shape})",
+                    min_instances * gib * seconds,
+                    "GiB-s",
+                    idle["gib_second"],
+                )
+            )
+        items.append(
+            LineItem(
+                "requests (assumed)",
+                ctx.assume("cloud_run_million_requests_per_service"),
+                "million requests",
+                ctx.price("cloud_run", "per_million_requests"),
+            )
+        )
+    else:
+        active = ctx.price("cloud_run", "instance_based")
+        if min_instances:
+            items.append(
+                LineItem(
+                    f"always-on vCPU-seconds ({min_instances:g} x {shape})",
+                    min_instances * vcpu * seconds,
+                    "vCPU-s",
+                    active["vcpu_second"],
+                )
+            )
+            items.append(
+                LineItem(
+                    f"always-on GiB-seconds ({min_instances:g} x {shape})",
+                    min_instances * gib * seconds,
+                    "GiB-s",
+                    active["gib_second"],
+                )
+            )
+    burst = ctx.assume("cloud_run_burst_instance_hours_per_service") * 3600
+    items.append(
+        LineItem(
+            "instances above the minimum, vCPU-seconds (assumed)",
+            burst * vcpu,
+            "vCPU-s",
+            active["vcpu_second"],
+        )
+    )
+    items.append(
+        LineItem(
+            "instances above the minimum, GiB-seconds (assumed)",
+            burst * gib,
+            "GiB-s",
+            active["gib_second"],
+        )
+    )
+    return items
+
+
+_CUSTOM_TIER = re.compile(r"db-custom-(\d+)-(\d+)")
+
+
+@pricer("gcp:sql/databaseInstance:DatabaseInstance")
+def _cloud_sql(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    version = str(r.inputs.get("databaseVersion") or "POSTGRES")
+    if not version.startswith("POSTGRES"):
+        raise NotPriced(f"{version} is not in the table")
+    settings = r.inputs.get("settings") or {}
+    if str(settings.get("edition") or "ENTERPRISE") != "ENTERPRISE":
+        raise NotPriced(f"Cloud SQL edition {settings.get('edition')} is not in the table")
+    tier = str(settings.get("tier") or "")
+    regional = str(settings.get("availabilityType") or "ZONAL") == "REGIONAL"
+    copies = 2 if regional else 1
+    label = "REGIONAL, x2" if regional else "ZONAL"
+    items: list[LineItem] = []
+    match = _CUSTOM_TIER.fullmatch(tier)
+    if match:
+        vcpus, memory_gb = int(match.group(1)), int(match.group(2)) / 1024
+        items.append(
+            _hourly(
+                ctx,
+                f"{tier} vCPU-hours ({label})",
+                ctx.price("cloud_sql_postgres", "vcpu_hourly"),
+                vcpus * copies,
+            )
+        )
+        items.append(
+            _hourly(
+                ctx,
+                f"{tier} memory GB-hours ({label})",
+                ctx.price("cloud_sql_postgres", "memory_gb_hourly"),
+                memory_gb * copies,
+            )
+        )
+    else:
+        items.append(
+            _hourly(
+                ctx,
+                f"{tier} instance hours ({label})",
+                ctx.price("cloud_sql_postgres", "shared_core_hourly", tier),
+                copies,
+            )
+        )
+    disk_type = str(settings.get("diskType") or "PD_SSD")
+    disk_gb = _num(settings.get("diskSize"), 10)
+    items.append(
+        LineItem(
+            f"{disk_type} storage ({label})",
+            disk_gb * copies,
+            "GB-month",
+            ctx.price("cloud_sql_postgres", "storage_gb_month", disk_type),
+        )
+    )
+    backup = settings.get("backupConfiguration") or {}
+    if backup.get("enabled"):
+        retained = _num((backup.get("backupRetentionSettings") or {}).get("retainedBackups"), 7)
+        billable = disk_gb * retained * ctx.assume("db_backup_daily_change_fraction")
+        items.append(
+            LineItem(
+                f"backup storage ({retained:g} backups, changed blocks)",
+                billable,
+                "GB-month",
+                ctx.price("cloud_sql_postgres", "backup_gb_month"),
+            )
+        )
+    return items
+
+
+@pricer("gcp:redis/instance:Instance")
+def _memorystore(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    tier = str(r.inputs.get("tier") or "BASIC")
+    size = _num(r.inputs.get("memorySizeGb"), 1)
+    key = {"BASIC": "basic_gb_hourly", "STANDARD_HA": "standard_ha_gb_hourly"}.get(tier)
+    if key is None:
+        raise NotPriced(f"Memorystore tier {tier} is not in the table")
+    bands = [float(b) for b in ctx.price("memorystore_redis", "bands_gb")]
+    rates = ctx.price("memorystore_redis", key)
+    band = next((i for i, upper in enumerate(bands) if size <= upper), len(bands))
+    return [
+        _hourly(
+            ctx,
+            f"{tier} capacity GB-hours ({size:g} GB, band M{band + 1})",
+            float(rates[band]),
+            size,
+        )
+    ]
+
+
+@pricer("gcp:pubsub/topic:Topic")
+def _pubsub_topic(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "publish throughput (assumed)",
+            ctx.assume("pubsub_gib_per_topic") / 1024,
+            "TiB",
+            ctx.price("pubsub", "per_tib_throughput"),
+        )
+    ]
+
+
+@pricer("gcp:pubsub/subscription:Subscription")
+def _pubsub_subscription(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "delivery throughput (assumed)",
+            ctx.assume("pubsub_gib_per_subscription") / 1024,
+            "TiB",
+            ctx.price("pubsub", "per_tib_throughput"),
+        )
+    ]
+
+
+def _secret_locations(r: RecordedResource, ctx: PricingContext) -> int:
+    ref = str(r.inputs.get("secret") or "")
+    for secret in ctx.run.of_type("gcp:secretmanager/secret:Secret"):
+        ids = {
+            secret.name,
+            str(secret.state.get("id") or ""),
+            str(secret.state.get("name") or ""),
+            str(secret.inputs.get("secretId") or ""),
+        }
+        if ref in ids or any(i and ref.endswith(f"/{i}") for i in ids):
+            replicas = (secret.inputs.get("replication") or {}).get("userManaged") or {}
+            # Automatic replication is billed as a single location.
+            return max(len(replicas.get("replicas") or []), 1)
+    return 1
+
+
+@pricer("gcp:secretmanager/secretVersion:SecretVersion")
+def _secret_version(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    locations = _secret_locations(r, ctx)
+    return [
+        LineItem(
+            f"active version ({locations} location{'s' if locations > 1 else ''})",
+            locations,
+            "version-location-month",
+            ctx.price("secret_manager", "active_version_location_month"),
+        ),
+        LineItem(
+            "access operations (assumed)",
+            ctx.assume("secret_accesses_per_version") / 10_000,
+            "10k accesses",
+            ctx.price("secret_manager", "per_10k_access"),
+        ),
+    ]
+
+
+@pricer("gcp:artifactregistry/repository:Repository")
+def _artifact_registry(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "image storage (assumed)",
+            ctx.assume("artifact_registry_gb_per_repository"),
+            "GB-month",
+            ctx.price("artifact_registry", "storage_gb_month"),
+        )
+    ]
+
+
+@pricer("gcp:compute/securityPolicy:SecurityPolicy")
+def _cloud_armor(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    rules = len(r.inputs.get("rules") or [])
+    return [
+        LineItem("security policy", 1, "policy-month", ctx.price("cloud_armor", "policy_month")),
+        LineItem("rules", rules, "rule-month", ctx.price("cloud_armor", "rule_month")),
+        LineItem(
+            "requests evaluated (assumed)",
+            ctx.assume("armor_million_requests"),
+            "million requests",
+            ctx.price("cloud_armor", "per_million_requests"),
+        ),
+    ]
+
+
+@pricer(
+    "gcp:compute/globalForwardingRule:GlobalForwardingRule",
+    "gcp:compute/forwardingRule:ForwardingRule",
+)
+def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    items = [
+        _hourly(ctx, "forwarding rule hours", ctx.price("load_balancing", "forwarding_rule_hourly"))
+    ]
+    # Traffic is counted once, on the HTTPS rule (the port-80 rule only redirects).
+    if "443" in str(r.inputs.get("portRange") or ""):
+        items.append(
+            LineItem(
+                "data processed (assumed)",
+                ctx.assume("lb_gb_processed"),
+                "GB",
+                ctx.price("load_balancing", "per_gb_processed"),
+            )
+        )
+    return items
+
+
+@pricer("gcp:compute/routerNat:RouterNat")
+def _cloud_nat(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        _hourly(
+            ctx,
+            "gateway VM-hours (assumed VM equivalents)",
+            ctx.price("cloud_nat", "gateway_vm_hourly"),
+            ctx.assume("cloud_nat_vm_equivalents"),
+        ),
+        LineItem(
+            "data processed (assumed)",
+            ctx.assume("cloud_nat_gb_processed"),
+            "GB",
+            ctx.price("cloud_nat", "per_gb_processed"),
+        ),
+    ]
+
+
+@pricer("gcp:vpcaccess/connector:Connector")
+def _vpc_connector(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    machine = str(r.inputs.get("machineType") or "e2-micro")
+    instances = _num(r.inputs.get("minInstances"), 2)
+    return [
+        _hourly(
+            ctx,
+            f"connector {machine} instance hours ({instances:g} min instances)",
+            ctx.price("vpc_access_connector", "instance_hourly", machine),
+            instances,
+        )
+    ]
+
+
+@pricer("gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")
+def _uptime_check(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    period = _num(str(r.inputs.get("period") or "60s").rstrip("s"), 60)
+    regions = len(r.inputs.get("selectedRegions") or []) or 6
+    executions = ctx.seconds / period * regions
+    rate = ctx.price("monitoring", "uptime_per_1k_executions")
+    key = "uptime_executions"
+    if key not in ctx.allowances:
+        ctx.allowances[key] = float(ctx.price("monitoring", "uptime_free_executions_per_project"))
+    free = min(executions, ctx.allowances[key])
+    ctx.allowances[key] -= free
+    items = [
+        LineItem(
+            f"executions (every {period:g}s from {regions} regions)",
+            executions / 1000,
+            "1k executions",
+            rate,
+        )
+    ]
+    if free:
+        items.append(LineItem("free executions per project", -free / 1000, "1k executions", rate))
+    return items
+
+
+@pricer("gcp:logging/projectBucketConfig:ProjectBucketConfig")
+def _log_bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    # Routed logs are billed on ingestion per bucket that stores them (on top of the
+    # _Default bucket's copy); storage is free for the first 30 days.
+    ingest = ctx.assume("gcp_service_log_gib")
+    retention = _num(r.inputs.get("retentionDays")) or 30
+    free_days = ctx.price("logging", "default_retention_days")
+    extra_months = max(0.0, retention - free_days) / 30
+    return [
+        LineItem(
+            "routed log ingestion (assumed)", ingest, "GiB", ctx.price("logging", "ingestion_gib")
+        ),
+        LineItem(
+            f"log retention beyond {free_days:g} days ({retention:g} days)",
+            ingest * extra_months,
+            "GiB-month",
+            ctx.price("logging", "retention_gib_month"),
+        ),
+    ]
+
+
+@pricer("gcp:monitoring/alertPolicy:AlertPolicy")
+def _alert_policy(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    conditions = len(r.inputs.get("conditions") or []) or 1
+    return [
+        LineItem(
+            "alert conditions",
+            conditions,
+            "condition-month",
+            ctx.price("monitoring", "alert_condition_month"),
+        )
+    ]
