@@ -343,7 +343,7 @@ def test_fake_llm_counts_every_call_per_prompt() -> None:
     import urllib.request
 
     from bench.common import wait_until_ok
-    from groundwork.devservers import free_port
+    from groundwork.devenv.servers import free_port
 
     port = free_port()
     proc = subprocess.Popen(
