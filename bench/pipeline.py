@@ -1,42 +1,38 @@
 """Pipeline throughput: POST -> stored result through relay, RabbitMQ and the worker,
 against a Celery + RabbitMQ worker doing the same work, in the same run.
 
+Both systems call a fake OpenAI-compatible LLM server (bench/fake_llm.py, one per
+consumer process) over HTTP, which waits the simulated latency and counts every call
+per prompt: "every LLM call counted once" is calls = distinct prompts = jobs there.
+
 For each simulated LLM latency (0 ms: overhead-bound; 200 ms; 2,000 ms: a real
-LLM's latency, concurrency-bound) every system is first **swept**: one run per
-configuration, one consumer process at a time, and the best by sustained jobs/s is
-kept. Then the three best configurations run side by side on one RabbitMQ and one
-PostgreSQL, the API and relay shared, repetitions interleaved:
+LLM's latency, concurrency-bound) every system is first **swept** by drains: a queue
+is filled with no consumer running (groundwork: one job POSTed and cloned in SQL with
+its outbox row, published by the relay; Celery: published), then one consumer process
+starts and drains it; the best configuration by jobs/s is kept. Each best then drains
+--reps times, systems interleaved (median and range): the capacity of one worker
+process. Finally the best configurations run the pipeline side by side:
 
 * ``groundwork``: N jobs POSTed to /v1/jobs (32 connections); each goes API -> jobs +
   outbox rows -> relay (LISTEN/NOTIFY, publisher confirms) -> worker (ledger check,
-  cache lookup, simulated LLM, result + ledger in one transaction, cache write).
+  cache lookup, LLM call, result + ledger in one transaction, cache write).
   Swept: WORKER_CONCURRENCY = QUEUE_PREFETCH in --groundwork-sweep.
-* ``celery-threads``: N tasks published; the task inserts the row, waits the LLM
-  latency in its thread (a synchronous client), writes the same simulated answer.
-  Threads pool, prefetch = concurrency, swept over --celery-sweep.
+* ``celery-threads`` / ``celery-gevent`` / ``celery-eventlet``: N tasks published; the
+  task inserts the row, calls the LLM with a synchronous httpx client, writes the
+  answer. Prefetch = concurrency, swept over --celery-sweep / --celery-green-sweep.
 * ``celery-prefork``: the same with Celery's out-of-the-box pool (prefork, one
   process per core).
 
-Per run: peak RSS of the consumer process (tree, VmHWM), CPU per job of each process
-and of the bench's whole process tree, and the LLM calls made (the worker's
-/metrics; a Celery task makes one per row it inserted). At the end: the cost per
-million jobs of one task at the measured rate (groundwork/plan/prices.yaml).
-
-Sustained jobs/s = (N - 1) / (last completed_at - first completed_at), the rate once
-results flow (what the targets and the cost use); end-to-end jobs/s = N / (last
-completed_at - first submission), which also counts one LLM latency of ramp-up.
-Latency = completed_at - submission per job (database clock, same host). Warm-up
-batches are excluded.
-
-With ``--sqs``, after the comparison with Celery: groundwork on SQS (QUEUE_BACKEND=sqs,
-moto's standalone server on loopback as the endpoint, a database of its own) against
-groundwork on RabbitMQ, both at the best RabbitMQ configuration, repetitions
-interleaved. moto is a stand-in, not SQS: the ratio is what the SQS adapter (HTTP per
-call, long polls, batched sends and deletes) costs against AMQP on this machine, not
-AWS's latencies; moto's own CPU is reported apart.
+A drain's rate is taken between 10 % and 90 % of its jobs stored (the steady state);
+its CPU per job over all its jobs, from the first started. Jobs/s per vCPU = 1,000 /
+CPU ms per job (bounded by slots / latency): what one process does on a vCPU of its
+own. At the end: the cost per million jobs of one task at the measured rate
+(groundwork/plan/prices.yaml).
 
     uv run python -m bench.pipeline [--reps 3] [--latencies 0,200,2000]
-        [--groundwork-sweep 16,256,1024] [--celery-sweep 16,64,256,1024] [--sqs]
+        [--systems groundwork,celery-threads,celery-gevent,celery-eventlet,celery-prefork]
+        [--groundwork-sweep 256,1024,4096] [--celery-sweep 256,1024,4096]
+        [--celery-green-sweep 1024,4096]
 """
 
 from __future__ import annotations
