@@ -34,6 +34,7 @@ RESOURCE_IAM_MEMBERS = (
     "gcp:pubsub/subscriptionIAMMember:SubscriptionIAMMember",
     "gcp:serviceaccount/iAMMember:IAMMember",
     "gcp:artifactregistry/repositoryIamMember:RepositoryIamMember",
+    "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
 )
 RUN_SERVICE = "gcp:cloudrunv2/service:Service"
 RUN_JOB = "gcp:cloudrunv2/job:Job"
@@ -128,6 +129,43 @@ def _sql_backups(s: Subject) -> Iterator[str]:
         yield f"Cloud SQL instance {s.name} has automated backups off."
     elif not _true(backup.get("pointInTimeRecoveryEnabled")):
         yield f"Cloud SQL instance {s.name} cannot restore to a point in time."
+
+
+# Where each data store names its Cloud KMS key (CMEK), by type.
+CMEK_PATHS: dict[str, str] = {
+    SQL_INSTANCE: "encryptionKeyName",
+    REDIS_INSTANCE: "customerManagedKey",
+    PUBSUB_TOPIC: "kmsKeyName",
+    REGISTRY: "kmsKeyName",
+}
+CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
+MAX_KEY_ROTATION_SECONDS = 90 * 86400
+
+
+def _secret_cmek_missing(props: Mapping[str, Any]) -> bool:
+    replication = props.get("replication") or {}
+    auto = replication.get("auto")
+    if auto is not None:
+        return not get(auto, "customerManagedEncryption.kmsKeyName")
+    replicas = get(replication, "userManaged.replicas") or []
+    return not replicas or any(not get(r, "customerManagedEncryption.kmsKeyName") for r in replicas)
+
+
+def _cmek(s: Subject) -> Iterator[str]:
+    if not s.config.get("requireCmek", False):
+        return
+    if s.type == SECRET:
+        if _secret_cmek_missing(s.props):
+            yield f"Secret {s.name} is not encrypted with a customer-managed key in every replica."
+    elif not s.props.get(CMEK_PATHS[s.type]):
+        yield f"{s.type.rsplit(':', 1)[-1]} {s.name} uses Google-managed encryption, not CMEK."
+
+
+def _key_rotated(s: Subject) -> Iterator[str]:
+    period = str(s.props.get("rotationPeriod") or "")
+    seconds = period.removesuffix("s").split(".")[0]
+    if not seconds.isdigit() or int(seconds) > MAX_KEY_ROTATION_SECONDS:
+        yield f"Crypto key {s.name} rotates {'never' if not period else 'every ' + period}."
 
 
 def _sql_regional(s: Subject) -> Iterator[str]:
@@ -642,13 +680,37 @@ RULES: list[Rule] = [
     ),
     Rule(
         "gcp-iam-member-not-public",
-        "Secrets, topics, subscriptions, registries and service accounts are never granted "
+        "Secrets, topics, subscriptions, registries, service accounts and CMEK keys are never "
+        "granted "
         "to allUsers/allAuthenticatedUsers.",
         RESOURCE_IAM_MEMBERS,
         Severity.CRITICAL,
         "Grant the role to the workload's service account only.",
         control="CIS GCP 1.x (no public IAM)",
         check=_iam_not_public,
+    ),
+    Rule(
+        "gcp-kms-datastore-cmek",
+        "Data stores (Cloud SQL, Memorystore, Pub/Sub topics, Artifact Registry, secrets) "
+        "encrypt with customer-managed Cloud KMS keys where the environment requires CMEK.",
+        (SQL_INSTANCE, REDIS_INSTANCE, PUBSUB_TOPIC, REGISTRY, SECRET),
+        Severity.MEDIUM,
+        "Set groundwork:cmek=true on a new stack (the stores cannot switch in place, "
+        "docs/deploy-gcp.md); a stack deliberately without CMEK sets requireCmek=false.",
+        control="CIS GCP 6.x / org policy constraints/gcp.restrictNonCmekServices",
+        check=_cmek,
+        relax_in_staging=True,
+        config_schema={"requireCmek": {"type": "boolean"}},
+        defaults={Tier.STAGING: {"requireCmek": False}, Tier.PRODUCTION: {"requireCmek": True}},
+    ),
+    Rule(
+        "gcp-kms-cryptokey-rotated",
+        "Cloud KMS keys rotate at least every 90 days.",
+        (CRYPTO_KEY,),
+        Severity.MEDIUM,
+        "Set rotation_period='7776000s' (or shorter).",
+        control="CIS GCP 1.10",
+        check=_key_rotated,
     ),
     Rule(
         "gcp-monitoring-alertpolicy-notifications",

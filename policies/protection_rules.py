@@ -39,6 +39,8 @@ GCP_DATA_HOLDING = (
     "gcp:pubsub/subscription:Subscription",
     "gcp:artifactregistry/repository:Repository",
     "gcp:logging/projectBucketConfig:ProjectBucketConfig",
+    # A destroyed CMEK key makes everything it encrypted unreadable.
+    "gcp:kms/cryptoKey:CryptoKey",
 )
 # The providers' own delete guards (input path -> the value that protects). Cloud SQL's
 # settings.deletionProtectionEnabled is checked by gcp-sql-instance-deletion-protection.
@@ -100,7 +102,8 @@ RULES: list[Rule] = [
     Rule(
         "gcp-pulumi-datastore-protected",
         "Production data-holding resources (Cloud SQL, Memorystore, secrets, Pub/Sub topics "
-        "and subscriptions, image repository, log bucket) are protected against deletion.",
+        "and subscriptions, image repository, log bucket, CMEK keys) are protected against "
+        "deletion.",
         GCP_DATA_HOLDING,
         Severity.HIGH,
         _REMEDIATION,

@@ -39,6 +39,7 @@ from components.aws import (
     ServiceFirewall,
     ServiceFirewallArgs,
 )
+from components.aws.alarms import deployment_alarm_names
 from components.aws.container_service import DeploymentStrategy, PrebuiltImage
 from components.aws.database import app_connect_statement
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
@@ -297,6 +298,9 @@ def build(settings: Settings) -> AwsOutputs:
             depends_on=[alb],
             api_deployment=api_deployment,
             blue_green=alb.blue_green,
+            # The alarms watch the services, so they come after them: the service gets
+            # the alarms' names (alarms.py makes them) instead of the resources.
+            deployment_alarm_names=deployment_alarm_names(f"{prefix}-alarms"),
         ),
         opts=opts,
     )

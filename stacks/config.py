@@ -167,6 +167,19 @@ class Settings(BaseModel):
     secret_replication: str = Field(
         default="automatic", alias="secretReplication", pattern=r"^(automatic|user-managed)$"
     )
+    service_metrics: bool = Field(
+        alias="serviceMetrics",
+        description="GCP: the api, worker and relay export their Prometheus metrics to Cloud "
+        "Monitoring through the Managed Prometheus sidecar, and the PromQL alerts use them. "
+        "Off: platform metrics and log-based alerts only (the sidecar's CPU is most of its "
+        "cost, docs/cost-model.md)",
+    )
+    cmek: bool = Field(
+        alias="cmek",
+        description="GCP: Cloud SQL, Memorystore, Pub/Sub, Artifact Registry and Secret Manager "
+        "encrypt with Cloud KMS keys this stack owns (customer-managed encryption keys). Fixed "
+        "at first deploy: the stores cannot switch in place (docs/deploy-gcp.md)",
+    )
 
     # GCP sizing (the AWS sizes above do not map onto Cloud SQL / Memorystore / Cloud Run)
     gcp_db_tier: str = Field(
@@ -377,6 +390,8 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunMemory": "512Mi",
         "gcpApiMinInstances": 0,
         "gcpWorkerMinInstances": 0,
+        "serviceMetrics": False,
+        "cmek": False,
     },
     Tier.PRODUCTION: {
         "availabilityZones": 3,
@@ -418,6 +433,9 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunCpu": "1",
         "gcpRunMemory": "1Gi",
         "gcpApiMinInstances": 1,
+        "serviceMetrics": True,
+        # Keys the organisation controls (and can revoke); see docs/deploy-gcp.md.
+        "cmek": True,
     },
 }
 

@@ -43,6 +43,7 @@ from components.gcp import (
     gcp_labels,
 )
 from components.gcp.database import AUDIT_FLAGS, DEFAULT_FLAGS
+from components.gcp.kms import CmekKey, CmekUse, EncryptionKeys, EncryptionKeysArgs
 from components.gcp.logs import ServiceLogs, ServiceLogsArgs
 from components.gcp.secrets import replication_of
 from components.gcp.services import is_not_found
@@ -50,7 +51,7 @@ from components.image_ref import ImageReference, require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
 from stacks.config import ConfigError, Settings, invalid_value, resource_prefix
-from stacks.service_env import DELIVERY_ATTEMPTS, application_env, token_claims
+from stacks.service_env import DELIVERY_ATTEMPTS, METRICS_PORT, application_env, token_claims
 
 SHUTDOWN_TIMEOUT_SECONDS = 8
 """Cloud Run sends SIGTERM and SIGKILLs 10 s later, not configurable for services
@@ -74,6 +75,9 @@ def build(settings: Settings) -> GcpOutputs:
     # gcp:* keys, and every resource lands in the project the stack names.
     provider = gcp.Provider(f"{prefix}-gcp", project=project, region=region)
     opts = pulumi.ResourceOptions(providers=[provider])
+
+    replication = SecretReplication(settings.secret_replication)
+    keys = encryption_keys(settings, prefix, project, region, replication, labels, provider, opts)
 
     subnet_cidr, service_access_cidr = carve(settings.vpc_cidr)
     network = Network(
@@ -109,7 +113,8 @@ def build(settings: Settings) -> GcpOutputs:
             user_name=f"{settings.service.replace('-', '_')}_app",
             maintenance_track="stable" if settings.is_production else "canary",
             labels=labels,
-            depends_on=[network.service_networking_connection],
+            depends_on=[network.service_networking_connection, *_grant(keys, CmekUse.SQL)],
+            encryption_key_name=_key(keys, CmekUse.SQL),
         ),
         opts,
     )
@@ -123,19 +128,25 @@ def build(settings: Settings) -> GcpOutputs:
             persistence=settings.cache_snapshot_retention_days > 0,
             deletion_protection=settings.deletion_protection,
             labels=labels,
-            depends_on=[network.service_networking_connection],
+            depends_on=[network.service_networking_connection, *_grant(keys, CmekUse.REDIS)],
+            customer_managed_key=_key(keys, CmekUse.REDIS),
         ),
         opts,
     )
 
     queue = JobQueue(
         prefix,
-        JobQueueArgs(project=project, labels=labels, protect=settings.deletion_protection),
+        JobQueueArgs(
+            project=project,
+            labels=labels,
+            protect=settings.deletion_protection,
+            kms_key_name=_key(keys, CmekUse.PUBSUB),
+            depends_on=_grant(keys, CmekUse.PUBSUB),
+        ),
         opts,
     )
     push_audience = settings.gcp_push_audience or f"https://{project}/{prefix}-worker/pubsub/push"
 
-    replication = SecretReplication(settings.secret_replication)
     refuse_replication_change(prefix, project, replication, [region], provider)
     secrets = SecretStore(
         prefix,
@@ -151,6 +162,8 @@ def build(settings: Settings) -> GcpOutputs:
             replica_locations=[region] if replication is SecretReplication.USER_MANAGED else [],
             deletion_protection=settings.deletion_protection,
             labels=labels,
+            kms_key_names={loc: k.key_id for loc, k in keys.secret_keys.items()} if keys else {},
+            depends_on=[r for k in keys.secret_keys.values() for r in k.ready] if keys else [],
         ),
         opts,
     )
@@ -171,6 +184,8 @@ def build(settings: Settings) -> GcpOutputs:
             labels=labels,
             protect=settings.deletion_protection,
             image_uri=settings.image_uri,
+            kms_key_name=_key(keys, CmekUse.REGISTRY),
+            depends_on=_grant(keys, CmekUse.REGISTRY),
         ),
         opts,
     )
@@ -217,6 +232,15 @@ def build(settings: Settings) -> GcpOutputs:
             ),
             deletion_protection=settings.deletion_protection,
             labels=labels,
+            # /metrics to Cloud Monitoring through the Managed Prometheus sidecar.
+            project=project,
+            metrics_port=METRICS_PORT,
+            metrics_export=settings.service_metrics,
+            # The config secret is encrypted and replicated like every other secret.
+            metrics_config_replication=secrets.replication,
+            metrics_config_depends_on=(
+                [r for k in keys.secret_keys.values() for r in k.ready] if keys else []
+            ),
         ),
         opts,
     )
@@ -285,6 +309,7 @@ def build(settings: Settings) -> GcpOutputs:
             ),
             notification_email=settings.alarm_email,
             labels=labels,
+            service_metrics=settings.service_metrics,
         ),
         opts,
     )
@@ -312,6 +337,94 @@ def build(settings: Settings) -> GcpOutputs:
         "jwt_audience": claims["jwt_audience"],
         "secret_ids": secrets.secret_ids,
     }
+
+
+def encryption_keys(
+    settings: Settings,
+    prefix: str,
+    project: str,
+    region: str,
+    replication: SecretReplication,
+    labels: dict[str, str],
+    provider: gcp.Provider,
+    opts: pulumi.ResourceOptions,
+) -> EncryptionKeys | None:
+    """The CMEK keys (``groundwork:cmek``), after checking the live stack agrees."""
+    refuse_cmek_change(settings.cmek, prefix, project, region, provider)
+    if not settings.cmek:
+        return None
+    number = gcp.organizations.get_project_output(
+        project_id=project, opts=pulumi.InvokeOutputOptions(provider=provider)
+    ).number
+    return EncryptionKeys(
+        prefix,
+        EncryptionKeysArgs(
+            project=project,
+            project_number=number,
+            region=region,
+            # Secret Manager: a global key for automatic replication, else one per replica.
+            secret_locations=(
+                [region] if replication is SecretReplication.USER_MANAGED else ["global"]
+            ),
+            protect=settings.deletion_protection,
+            labels=labels,
+        ),
+        opts,
+    )
+
+
+def _key(keys: EncryptionKeys | None, use: CmekUse) -> pulumi.Output[str] | None:
+    return keys.keys[use].key_id if keys else None
+
+
+def _grant(keys: EncryptionKeys | None, use: CmekUse) -> list[pulumi.Resource]:
+    """The store's agent grant on its key, and the wait for that grant to propagate."""
+    found: CmekKey | None = keys.keys[use] if keys else None
+    return found.ready if found else []
+
+
+def refuse_cmek_change(
+    cmek: bool, prefix: str, project: str, region: str, provider: gcp.Provider
+) -> None:
+    """CMEK cannot be switched on or off for live data stores.
+
+    Cloud SQL's ``encryption_key_name``, Memorystore's ``customer_managed_key``, Artifact
+    Registry's ``kms_key_name`` and Secret Manager's ``replication`` are immutable
+    (groundwork/plan/replacement.yaml; Memorystore: "You can't enable CMEK on existing
+    instances", https://cloud.google.com/memorystore/docs/redis/about-cmek): the toggle
+    would replace the database, the cache, the registry and every secret. The Artifact
+    Registry repository (fixed id, created with the stack) witnesses how the live stack
+    was created; a missing repository (first deploy) skips the check, any other lookup
+    error stops.
+    """
+    repository_id = f"{prefix}-images"
+    try:
+        live = gcp.artifactregistry.get_repository(
+            location=region,
+            repository_id=repository_id,
+            project=project,
+            opts=pulumi.InvokeOptions(provider=provider),
+        )
+    except Exception as exc:
+        if is_not_found(exc):
+            return
+        raise ConfigError(
+            f"could not read repository {repository_id} to check groundwork:cmek ({exc}); the "
+            "deploy identity needs artifactregistry.repositories.get"
+        ) from exc
+    if not live.name:
+        return
+    live_cmek = bool(live.kms_key_name)
+    if live_cmek != cmek:
+        state = "with" if live_cmek else "without"
+        raise ConfigError(
+            f"groundwork:cmek = {str(cmek).lower()} but this stack's data stores were created "
+            f"{state} customer-managed keys (repository {repository_id}): Cloud SQL, "
+            "Memorystore, Artifact Registry and Secret Manager cannot switch encryption in "
+            "place, so the change would replace the database, the cache, the registry and "
+            f"every secret. Set groundwork:cmek back to {str(live_cmek).lower()}, or migrate "
+            "to a new stack (docs/deploy-gcp.md, 'Customer-managed encryption keys')"
+        )
 
 
 def refuse_replication_change(

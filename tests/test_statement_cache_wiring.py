@@ -49,6 +49,8 @@ def test_gcp_reaches_cloud_sql_directly_and_caches_statements():
             template = resource.inputs["template"]
             containers = template.get("containers") or template["template"]["containers"]
             for container in containers:
+                if container["name"] == "metrics-collector":
+                    continue  # the Managed Prometheus sidecar: not the app image
                 env = {e["name"]: e.get("value") for e in container.get("envs", [])}
                 values.add(env["DB_STATEMENT_CACHE_SIZE"])
     assert values == {"100"}

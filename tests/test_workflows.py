@@ -308,3 +308,127 @@ def test_the_build_that_ships_records_an_sbom_and_provenance_pushed_unchanged() 
     )
     assert "skopeo copy --all --preserve-digests" in push["run"]
     assert "docker push" not in push["run"] and "docker load" not in push["run"]
+
+
+# --- OIDC subjects vs the trust in docs/bootstrap.md --------------------------------
+
+BOOTSTRAP = ROOT / "docs" / "bootstrap.md"
+IDENTITY_VARS = {
+    # workflow variable -> the AWS role / GCP service account docs/bootstrap.md creates
+    "AWS_PREVIEW_ROLE_ARN": "groundwork-preview",
+    "AWS_DEPLOY_ROLE_ARN": "groundwork-deploy-{env}",
+    "AWS_ROLLBACK_ROLE_ARN": "groundwork-rollback-{env}",
+    "GCP_PREVIEW_SERVICE_ACCOUNT": "groundwork-preview",
+    "GCP_DEPLOY_SERVICE_ACCOUNT": "groundwork-deploy-{env}",
+    "GCP_ROLLBACK_SERVICE_ACCOUNT": "groundwork-rollback-{env}",
+}
+
+
+def oidc_subject(workflow: dict[str, Any], job: dict[str, Any], stack: str) -> str:
+    """The `sub` GitHub puts in the job's OIDC token (GitHub docs, OpenID Connect
+    reference, "Example subject claims"): a job that names an environment gets
+    repo:O/R:environment:NAME whatever the event; otherwise a pull_request event gets
+    repo:O/R:pull_request and anything else repo:O/R:ref:REF."""
+    environment = job.get("environment")
+    if environment:
+        name = environment["name"] if isinstance(environment, dict) else environment
+        name = name.replace("${{ matrix.stack }}", stack).replace(
+            "${{ inputs.environment }}", stack
+        )
+        return f"repo:$OWNER/$REPO:environment:{name}"
+    if "pull_request" in triggers(workflow):
+        return "repo:$OWNER/$REPO:pull_request"
+    return "repo:$OWNER/$REPO:ref:refs/heads/main"
+
+
+def trusted_subjects(identity: str, env: str) -> set[str]:
+    """Subjects docs/bootstrap.md lets assume the AWS role / impersonate the GCP account."""
+    text = BOOTSTRAP.read_text(encoding="utf-8").replace("\\\n", " ")
+    found: set[str] = set()
+    for line in text.splitlines():
+        for loop_env in ("staging", "production"):
+            expanded = line.replace("$env", loop_env)
+            name = identity.format(env=loop_env)
+            if loop_env != env and "{env}" in identity:
+                continue
+            aws = re.search(
+                rf"--role-name {re.escape(name)}\s.*trust ((?:\"[^\"]+\"\s*)+)", expanded
+            )
+            if aws:
+                found |= set(re.findall(r"\"([^\"]+)\"", aws.group(1)))
+            gcp_sa = re.match(rf"\s*sa \"?{re.escape(name)}\"? \"([^\"]+)\"", expanded)
+            if gcp_sa:
+                found.add(gcp_sa.group(1))
+            binding = re.search(
+                rf"{re.escape(name)}@\$PROJECT.*workloadIdentityUser.*subject/(\S+?)\"", expanded
+            )
+            if binding:
+                found.add(binding.group(1))
+    return found
+
+
+def cloud_jobs() -> list[tuple[str, str, str, str]]:
+    """(workflow, job, stack, identity variable) for every job that assumes an identity."""
+    found = []
+    for name, workflow in all_workflows().items():
+        for job_name, job in workflow["jobs"].items():
+            for step in steps(job):
+                inputs = step.get("with", {})
+                value = inputs.get("role-to-assume") or inputs.get("service_account") or ""
+                match = re.search(r"vars\.(\w+)", value)
+                if not match:
+                    continue
+                stacks = job.get("strategy", {}).get("matrix", {}).get("stack", [])
+                for stack in stacks or ["staging", "production"]:
+                    found.append((name, job_name, stack, match.group(1)))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("workflow", "job", "stack", "variable"),
+    [c for c in cloud_jobs() if c[0] in ("preview.yml", "drift.yml", "deploy-environment.yml")],
+)
+def test_every_cloud_job_presents_a_subject_its_identity_trusts(
+    workflow: str, job: str, stack: str, variable: str
+) -> None:
+    doc = load(workflow)
+    subject = oidc_subject(doc, doc["jobs"][job], stack)
+    if job == "rollback":
+        subject = f"repo:$OWNER/$REPO:environment:{stack}-rollback"
+    trusted = trusted_subjects(IDENTITY_VARS[variable], stack)
+    assert trusted, f"docs/bootstrap.md creates no {IDENTITY_VARS[variable]}"
+    assert subject in trusted, f"{workflow}:{job} ({stack}) presents {subject}, trusted: {trusted}"
+
+
+def test_previews_run_in_per_stack_environments_without_a_branch_policy() -> None:
+    """A pull request's ref is refs/pull/N/merge, no protected branch: the preview
+    environments must exist with no branch policy, and carry the per-stack variables."""
+    for workflow in ("preview.yml", "drift.yml"):
+        job = next(j for j in load(workflow)["jobs"].values() if j.get("environment"))
+        assert job["environment"]["name"] == "${{ matrix.stack }}-preview"
+    text = BOOTSTRAP.read_text(encoding="utf-8")
+    loop = re.search(
+        r"for env in staging-preview production-preview; do\n.*?environments/\$env\".*?\n"
+        r"(\{.*?\})\nJSON",
+        text,
+        re.S,
+    )
+    assert loop and '"deployment_branch_policy": null' in loop.group(1)
+    assert '--env "$env-preview" --body "arn:aws:iam::$ACCOUNT:role/groundwork-preview"' in text
+    assert "repo:$OWNER/$REPO:pull_request" not in text
+
+
+def test_bootstrap_puts_the_stacks_in_the_region_the_workflows_log_in_to() -> None:
+    """The committed stack files name an example region; the deploy logs in to ECR with
+    AWS_REGION (a token for that region's registry only), so the bootstrap must set the
+    stacks' region to the same $REGION."""
+    text = BOOTSTRAP.read_text(encoding="utf-8")
+    assert 'pulumi config set --stack "$stack" aws:region "$REGION"' in text
+    assert 'pulumi config set --stack "$stack" gcp:region "$REGION"' in text
+    assert 'gh variable set AWS_REGION --repo "$OWNER/$REPO" --body "$REGION"' in text
+    login = next(
+        s["run"]
+        for s in steps(load("deploy-environment.yml")["jobs"]["deploy"])
+        if s.get("id") == "push"
+    )
+    assert "aws ecr get-login-password |" in login

@@ -12,6 +12,20 @@ import pulumi_aws as aws
 
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 
+DEPLOYMENT_ALARMS = ("alb-5xx-rate", "api-p95-latency")
+"""The alarms that gate an API deployment (ECS deployment alarms, rollback on ALARM)."""
+
+
+def deployment_alarm_names(name: str) -> list[str]:
+    """CloudWatch names of the deployment alarms of the ``Alarms`` component ``name``.
+
+    The one place these names are made: the container service is built before the
+    alarms (the alarms watch its services), so it gets the names, not the resources.
+    Alarm names are unique per account and region; ``name`` carries the service, the
+    tier or review stack (``<service>-<tier>-alarms``), so two stacks never share one.
+    """
+    return [f"{name}-{suffix}" for suffix in DEPLOYMENT_ALARMS]
+
 
 @dataclass
 class AlarmsArgs:
@@ -94,6 +108,8 @@ class Alarms(pulumi.ComponentResource):
     topic_arn: pulumi.Output[str]
     dashboard_name: pulumi.Output[str]
     alarm_names: list[str]
+    deployment_alarm_names: list[str]
+    """CloudWatch names of the alarms in ``DEPLOYMENT_ALARMS`` (fixed, not auto-named)."""
 
     def __init__(
         self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None
@@ -123,8 +139,14 @@ class Alarms(pulumi.ComponentResource):
         self.alarm_names = []
         alb = {"LoadBalancer": args.load_balancer_arn_suffix}
 
+        self.deployment_alarm_names = deployment_alarm_names(name)
+
         def alarm(suffix: str, description: str, **kwargs: Any) -> None:
             self.alarm_names.append(suffix)
+            if suffix in DEPLOYMENT_ALARMS:
+                # ECS looks deployment alarms up by name: a fixed name, the one the
+                # service was given (deployment_alarm_names).
+                kwargs["name"] = f"{name}-{suffix}"
             aws.cloudwatch.MetricAlarm(
                 f"{name}-{suffix}",
                 alarm_description=description,

@@ -230,6 +230,11 @@ class ContainerServiceArgs:
     """Required with ``BLUE_GREEN`` (the alternate target group and the listener rule)."""
     bake_time_minutes: int = 10
     """BLUE_GREEN: how long the old tasks stay ready for an instant swap back."""
+    deployment_alarm_names: Sequence[str] = ()
+    """CloudWatch alarms (by name: see alarms.deployment_alarm_names) that fail an API
+    deployment and roll it back when one goes to ALARM during the rollout or its bake
+    time; both the rolling and the ECS blue/green strategy honour them (the ECS
+    deployment controller; CODE_DEPLOY would not)."""
 
     def __post_init__(self) -> None:
         if (self.broker_name is None) == (self.sqs_queue_name is None):
@@ -253,6 +258,12 @@ class ContainerServiceArgs:
         missing = sorted(set(PROCESSES) - set(self.security_group_ids))
         if missing:
             raise ValueError(f"security_group_ids lacks {missing}")
+        bad = [n for n in self.deployment_alarm_names if not 0 < len(n) <= 255]
+        if bad or len(set(self.deployment_alarm_names)) != len(self.deployment_alarm_names):
+            raise ValueError(
+                f"deployment_alarm_names={list(self.deployment_alarm_names)!r}: distinct "
+                "CloudWatch alarm names of 1 to 255 characters"
+            )
         self.api.validate("api")
         self.worker.validate("worker")
         if self.worker.min_count < 1:
@@ -492,6 +503,18 @@ class ContainerService(pulumi.ComponentResource):
                     # ECS assumes the role as soon as the service exists.
                     depends.append(attachment)
                 extra["load_balancers"] = [balancer]
+                if args.deployment_alarm_names:
+                    # ECS reads the alarms when a deployment starts, not when the service
+                    # is created, and can roll back only to a COMPLETED deployment
+                    # (deployment-alarm-failure.html; aws/copilot-cli#4294 names alarms
+                    # it creates after the service), so later-created alarms are fine.
+                    # An alarm already in ALARM when a deployment starts is not watched
+                    # for that deployment: a fix still ships.
+                    extra["alarms"] = {
+                        "alarm_names": list(args.deployment_alarm_names),
+                        "enable": True,
+                        "rollback": True,
+                    }
                 extra["health_check_grace_period_seconds"] = 60
                 depends.extend(args.depends_on)
             services[process] = aws.ecs.Service(

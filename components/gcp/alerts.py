@@ -4,6 +4,13 @@ Every policy is a threshold condition on a built-in metric (no log-based metrics
 pay for; the stuck-jobs policy matches the service's log events directly), groups per
 service so one noisy service does not hide another, and links what to look at in its
 documentation.
+
+With ``service_metrics`` on, the service's own Prometheus metrics (exported by the
+Managed Prometheus sidecar, components/gcp/services.py) drive PromQL conditions too:
+outbox age, overdue jobs, dead letters, job failures, LLM errors and the LLM circuit.
+Each mirrors an alert of deploy/local/prometheus/groundwork.rules.yml (same PromQL,
+same ``for``), restricted to one Cloud Run service by the ``namespace`` label the
+sidecar sets to the service name (run-gmp-sidecar confgenerator/config.go).
 """
 
 from __future__ import annotations
@@ -17,6 +24,113 @@ import pulumi
 import pulumi_gcp as gcp
 
 RUN = 'resource.type = "cloud_run_revision"'
+SELECTOR = "__SEL__"
+"""Where a ServiceMetricAlert's PromQL takes the service selector: ``{__SEL__}`` or
+``{__SEL__other="x"}``."""
+
+
+@dataclass(frozen=True)
+class ServiceMetricAlert:
+    """A PromQL alert on the service's own metrics, the twin of a local Prometheus rule."""
+
+    key: str
+    rule: str
+    """The alert of the same meaning in deploy/local/prometheus/groundwork.rules.yml."""
+    role: str
+    """The process that exports the metric (api, worker, relay)."""
+    expr: str
+    duration: str
+    severity: str
+    title: str
+    doc: str
+
+    def promql(self, namespace: str | None) -> str:
+        """The PromQL with the selector for ``namespace`` (None: no selector, the
+        local rule's form)."""
+        if namespace is None:
+            return self.expr.replace("{" + SELECTOR + "}", "").replace(SELECTOR, "")
+        matcher = f'namespace="{namespace}"'
+        return self.expr.replace(SELECTOR + "}", matcher + "}").replace(SELECTOR, matcher + ",")
+
+
+SERVICE_METRIC_ALERTS: tuple[ServiceMetricAlert, ...] = (
+    ServiceMetricAlert(
+        key="outbox-stalled",
+        rule="GroundworkOutboxStalled",
+        role="relay",
+        expr="max(relay_outbox_oldest_unsent_age_seconds{__SEL__}) > 60",
+        duration="300s",
+        severity="CRITICAL",
+        title="Outbox rows are not being published",
+        doc="The oldest unpublished outbox row is over a minute old: the relay is down or "
+        "cannot publish to Pub/Sub (its logs; `relay_publish_failures_total`; the relay "
+        "account's pubsub.publisher on the topic).",
+    ),
+    ServiceMetricAlert(
+        key="jobs-overdue",
+        rule="GroundworkJobsOverdue",
+        role="relay",
+        expr="max(jobs_unfinished_oldest_age_seconds{__SEL__}) > 1800",
+        duration="300s",
+        severity="WARNING",
+        title="A job has made no progress for over 30 minutes",
+        doc="Measured by the relay's reconciler. The deadline safety net will fail the job; "
+        "look at the worker's logs and the push subscription before it does.",
+    ),
+    ServiceMetricAlert(
+        key="jobs-dead-lettered",
+        rule="GroundworkJobsDeadLettered",
+        role="worker",
+        expr="sum(increase(worker_jobs_dead_lettered_total{__SEL__}[15m])) > 0",
+        duration="0s",
+        severity="WARNING",
+        title="Jobs were dead-lettered",
+        doc="The worker parked messages it cannot process (by `reason`). See the "
+        "dead-letter subscription alert and docs/message-flow.md.",
+    ),
+    ServiceMetricAlert(
+        key="job-failures",
+        rule="GroundworkJobFailuresHigh",
+        role="worker",
+        expr=(
+            "sum(rate(worker_jobs_failed_total{__SEL__}[10m])) / "
+            "(sum(rate(worker_jobs_processed_total{__SEL__}[10m])) + "
+            "sum(rate(worker_jobs_failed_total{__SEL__}[10m]))) > 0.05 and "
+            "sum(rate(worker_jobs_failed_total{__SEL__}[10m])) > 0.01"
+        ),
+        duration="600s",
+        severity="WARNING",
+        title="More than 5 % of job attempts fail",
+        doc="`worker_jobs_failed_total` by `reason` says which class (LLM, database, "
+        "validation). Failed attempts are retried; sustained failures end in dead letters.",
+    ),
+    ServiceMetricAlert(
+        key="llm-errors",
+        rule="GroundworkLlmErrorsHigh",
+        role="worker",
+        expr=(
+            'sum(rate(llm_request_duration_seconds_count{__SEL__outcome!="ok"}[10m])) / '
+            "sum(rate(llm_request_duration_seconds_count{__SEL__}[10m])) > 0.1 and "
+            'sum(rate(llm_request_duration_seconds_count{__SEL__outcome!="ok"}[10m])) > 0.01'
+        ),
+        duration="600s",
+        severity="WARNING",
+        title="More than 10 % of LLM calls fail",
+        doc="By `outcome`: timeout (raise the LLM timeout or check the provider's status), "
+        "rate_limited (LLM_REQUESTS_PER_MINUTE above the account's quota), error.",
+    ),
+    ServiceMetricAlert(
+        key="llm-circuit-open",
+        rule="GroundworkLlmCircuitOpen",
+        role="worker",
+        expr="max by (provider) (llm_circuit_state{__SEL__}) >= 2",
+        duration="300s",
+        severity="ERROR",
+        title="The LLM circuit breaker is open",
+        doc="The worker stopped calling the LLM provider after repeated failures; jobs "
+        "follow LLM_FALLBACK meanwhile. Check the provider's status and the API key.",
+    ),
+)
 
 
 @dataclass
@@ -68,6 +182,9 @@ class AlertsArgs:
     notification_email: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     labels: dict[str, str] = field(default_factory=dict)
+    service_metrics: bool = False
+    """The services export their Prometheus metrics (the Managed Prometheus sidecar):
+    add the PromQL policies of SERVICE_METRIC_ALERTS."""
 
     def __post_init__(self) -> None:
         if self.notification_email is not None and "@" not in self.notification_email:
@@ -359,6 +476,9 @@ class Alerts(pulumi.ComponentResource):
         )
         self.slos: dict[str, gcp.monitoring.Slo] = {}
         self._api_slos(api, t)
+        if args.service_metrics:
+            for alert in SERVICE_METRIC_ALERTS:
+                self._promql_policy(alert)
 
         # Log-match condition (no log-based metric to pay for): the service logs these
         # events when a safety net had to end a job no worker ended (the relay's
@@ -576,6 +696,41 @@ class Alerts(pulumi.ComponentResource):
             ],
             documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
                 content=doc, mime_type="text/markdown", subject=f"[{severity}] {title}"
+            ),
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
+            notification_channels=[channel.id] if channel else [],
+            user_labels=self._args.labels,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
+    def _promql_policy(self, alert: ServiceMetricAlert) -> None:
+        """A PromQL condition (Cloud Monitoring evaluates it like a Prometheus rule:
+        https://cloud.google.com/monitoring/promql/create-promql-alerts-console)."""
+        channel = self.notification_channel
+        query = pulumi.Output.from_input(self._args.run_service_names[alert.role]).apply(
+            alert.promql
+        )
+        self.policies[alert.key] = gcp.monitoring.AlertPolicy(
+            f"{self._name}-{alert.key}",
+            display_name=f"{self._name}: {alert.title}",
+            combiner="OR",
+            severity=alert.severity,
+            conditions=[
+                gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name=alert.title,
+                    condition_prometheus_query_language=gcp.monitoring.AlertPolicyConditionConditionPrometheusQueryLanguageArgs(
+                        query=query,
+                        duration=alert.duration,
+                        evaluation_interval="60s",
+                        alert_rule=alert.rule,
+                        rule_group="groundwork",
+                    ),
+                )
+            ],
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                content=alert.doc,
+                mime_type="text/markdown",
+                subject=f"[{alert.severity}] {alert.title}",
             ),
             alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
             notification_channels=[channel.id] if channel else [],

@@ -38,6 +38,10 @@ class CacheArgs:
     maintenance_hour: int = 4
     labels: dict[str, str] = field(default_factory=dict)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
+    customer_managed_key: pulumi.Input[str] | None = None
+    """CMEK: a Cloud KMS key in the instance's region (Memorystore's agent must hold
+    encrypter/decrypter on it before the create: pass its grant in ``depends_on``).
+    Immutable: CMEK can only be set on a new instance."""
 
     def __post_init__(self) -> None:
         self.tier = CacheTier(self.tier)
@@ -82,6 +86,7 @@ class Cache(pulumi.ComponentResource):
             connect_mode="PRIVATE_SERVICE_ACCESS",
             reserved_ip_range=args.reserved_ip_range,
             auth_enabled=True,
+            customer_managed_key=args.customer_managed_key,
             transit_encryption_mode="SERVER_AUTHENTICATION",
             persistence_config=gcp.redis.InstancePersistenceConfigArgs(
                 persistence_mode="RDB", rdb_snapshot_period="TWELVE_HOURS"

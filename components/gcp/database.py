@@ -80,7 +80,11 @@ class DatabaseArgs:
     flags: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_FLAGS))
     labels: dict[str, str] = field(default_factory=dict)
     depends_on: list[pulumi.Resource] = field(default_factory=list)
-    """Usually the service networking connection: the private IP needs the peering."""
+    """Usually the service networking connection: the private IP needs the peering (and,
+    with ``encryption_key_name``, the Cloud SQL agent's grant on the key)."""
+    encryption_key_name: pulumi.Input[str] | None = None
+    """CMEK: a Cloud KMS key in the instance's region; the instance and its backups are
+    encrypted with it. Immutable: set at create only (the provider replaces the instance)."""
 
     def __post_init__(self) -> None:
         self.availability = Availability(self.availability)
@@ -125,6 +129,7 @@ class Database(pulumi.ComponentResource):
             f"{name}-postgres",
             database_version=POSTGRES_VERSION,
             deletion_protection=args.deletion_protection,
+            encryption_key_name=args.encryption_key_name,
             settings=gcp.sql.DatabaseInstanceSettingsArgs(
                 tier=args.tier,
                 # New PostgreSQL 16+ instances default to Enterprise Plus, which has no

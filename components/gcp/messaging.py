@@ -44,6 +44,12 @@ class JobQueueArgs:
     dead_letter_retention: str = "604800s"
     """How long dead letters wait in the inspection subscription (max 7 days)."""
     labels: dict[str, str] = field(default_factory=dict)
+    kms_key_name: pulumi.Input[str] | None = None
+    """CMEK for both topics' messages. Unlike the data stores, a topic's key can change
+    in place (new messages use the new key)."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """With ``kms_key_name``: the Pub/Sub agent's grant on the key (publishing to a topic
+    whose key the agent cannot use fails)."""
     protect: bool = False
     """Pulumi ``protect`` + ``retain_on_delete`` on the topics and the dead-letter
     subscription (deleting one drops its retained messages): `pulumi destroy` or a
@@ -78,18 +84,26 @@ class JobQueue(pulumi.ComponentResource):
             f"{name}-jobs",
             name=f"{name}-jobs",
             message_retention_duration=args.topic_retention,
+            kms_key_name=args.kms_key_name,
             labels=args.labels,
             opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, retain_on_delete=args.protect
+                parent=self,
+                depends_on=args.depends_on,
+                protect=args.protect,
+                retain_on_delete=args.protect,
             ),
         )
         self.dead_letter_topic = gcp.pubsub.Topic(
             f"{name}-jobs-dead-letter",
             name=f"{name}-jobs-dead-letter",
             message_retention_duration=args.topic_retention,
+            kms_key_name=args.kms_key_name,
             labels=args.labels,
             opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, retain_on_delete=args.protect
+                parent=self,
+                depends_on=args.depends_on,
+                protect=args.protect,
+                retain_on_delete=args.protect,
             ),
         )
         dead_letter_subscription = gcp.pubsub.Subscription(

@@ -43,6 +43,10 @@ class RegistryArgs:
     """Pulumi ``protect`` + ``retain_on_delete`` on the repository (Artifact Registry has
     no deletion protection of its own): `pulumi destroy` or a replacing config change
     stops instead of deleting it (docs/plan-diff.md)."""
+    kms_key_name: pulumi.Input[str] | None = None
+    """CMEK: a Cloud KMS key in the repository's location. Immutable (set at create)."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """With ``kms_key_name``: the Artifact Registry agent's grant on the key."""
     image_uri: ImageReference | str | None = None
     """A prebuilt image in this repository, pinned by digest: deployed as is, nothing is
     built (the tag, context and build settings above are then unused). The stack passes
@@ -115,8 +119,12 @@ class ContainerRegistry(pulumi.ComponentResource):
                 ),
             ],
             labels=args.labels,
+            kms_key_name=args.kms_key_name,
             opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, retain_on_delete=args.protect
+                parent=self,
+                depends_on=args.depends_on,
+                protect=args.protect,
+                retain_on_delete=args.protect,
             ),
         )
         self.repository_url = self.repository.registry_uri

@@ -78,9 +78,26 @@ class SecretStoreArgs:
     """Secret Manager's deletion protection, and Pulumi ``protect`` + ``retain_on_delete``
     on the secrets and the generated values."""
     labels: dict[str, str] = field(default_factory=dict)
+    kms_key_names: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    """CMEK, location -> Cloud KMS key: ``{"global": key}`` for automatic replication, one
+    key per replica location for user-managed (Secret Manager's rule). Part of the
+    immutable ``replication``: set when the secrets are created."""
+    depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """With ``kms_key_names``: the Secret Manager agent's grants on the keys."""
 
     def __post_init__(self) -> None:
         self.replication = SecretReplication(self.replication)
+        if self.kms_key_names:
+            wanted = (
+                sorted(self.replica_locations)
+                if self.replication is SecretReplication.USER_MANAGED
+                else ["global"]
+            )
+            if sorted(self.kms_key_names) != wanted:
+                raise ValueError(
+                    f"kms_key_names covers {sorted(self.kms_key_names)}; replication="
+                    f"{self.replication.value} needs a key for each of {wanted}"
+                )
         if self.replication is SecretReplication.USER_MANAGED and not self.replica_locations:
             raise ValueError("replication=user-managed needs replica_locations, e.g. [region]")
         if self.replication is SecretReplication.AUTOMATIC and self.replica_locations:
@@ -115,6 +132,7 @@ class SecretStore(pulumi.ComponentResource):
     """Env var name -> secret id and version, for Cloud Run ``secret_key_ref``."""
     secret_ids: dict[str, pulumi.Output[str]]
     """Env var name -> full resource id (``projects/.../secrets/...``)."""
+    replication: gcp.secretmanager.SecretReplicationArgs
 
     def __init__(
         self, name: str, args: SecretStoreArgs, opts: pulumi.ResourceOptions | None = None
@@ -125,16 +143,31 @@ class SecretStore(pulumi.ComponentResource):
             replication = gcp.secretmanager.SecretReplicationArgs(
                 user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
                     replicas=[
-                        gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(location=loc)
+                        gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(
+                            location=loc,
+                            customer_managed_encryption=gcp.secretmanager.SecretReplicationUserManagedReplicaCustomerManagedEncryptionArgs(
+                                kms_key_name=args.kms_key_names[loc]
+                            )
+                            if args.kms_key_names
+                            else None,
+                        )
                         for loc in args.replica_locations
                     ]
                 )
             )
         else:
             replication = gcp.secretmanager.SecretReplicationArgs(
-                auto=gcp.secretmanager.SecretReplicationAutoArgs()
+                auto=gcp.secretmanager.SecretReplicationAutoArgs(
+                    customer_managed_encryption=gcp.secretmanager.SecretReplicationAutoCustomerManagedEncryptionArgs(
+                        kms_key_name=args.kms_key_names["global"]
+                    )
+                    if args.kms_key_names
+                    else None
+                )
             )
 
+        self.replication = replication
+        """What every secret of the store is created with (replication and CMEK key)."""
         self.refs = {}
         self.secret_ids = {}
         for spec in args.specs:
@@ -147,6 +180,7 @@ class SecretStore(pulumi.ComponentResource):
                 deletion_protection=args.deletion_protection,
                 opts=pulumi.ResourceOptions(
                     parent=self,
+                    depends_on=args.depends_on,
                     protect=args.deletion_protection,
                     retain_on_delete=args.deletion_protection,
                 ),

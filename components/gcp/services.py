@@ -7,11 +7,20 @@ secrets its container references (one binding per secret) and, for the relay onl
 
 Every container gets the same environment contract (plain env + Secret Manager refs)
 and Direct VPC egress for private ranges only (see ``network.py``).
+
+The service's own Prometheus metrics (``/metrics`` on METRICS_PORT) reach Cloud
+Monitoring through Google's Managed Service for Prometheus sidecar on the api, worker
+and relay (https://cloud.google.com/run/docs/monitoring-managed-prometheus-sidecar):
+its RunMonitoring config is a Secret Manager secret mounted at /etc/rungmp/config.yaml,
+and the three runtime accounts get ``roles/monitoring.metricWriter`` on the project
+(the one project-level role the stack grants; docs/bootstrap.md scopes the deploy
+identity to exactly that grant).
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -34,6 +43,58 @@ STARTUP_PROBE_PATH = "/health/live"
 LIVENESS_PROBE_PATH = "/health/live"
 """The process answers (the relay: its poll loop beats). Neither needs PostgreSQL, the
 schema or Redis; see tests/gcp/test_gcp_first_deploy.py."""
+
+GMP_SIDECAR_IMAGE = (
+    "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.8.0"
+)
+"""Google's Managed Service for Prometheus collector for Cloud Run, pinned (release 1.8.0
+of GoogleCloudPlatform/run-gmp-sidecar) so a sidecar update is a reviewed change."""
+GMP_CONFIG_DIR = "/etc/rungmp"
+"""Where the sidecar reads ``config.yaml`` (run-gmp-sidecar entrypoint.go
+``userConfigFile``); without it the sidecar scrapes port 8080, which is the worker's
+push port and nothing's metrics."""
+GMP_HEALTH_PORT = 13133
+"""The sidecar's own liveness endpoint (entrypoint.go ``livenessProbePort``)."""
+METRICS_WRITER_ROLE = "roles/monitoring.metricWriter"
+PROJECT_ROLES = frozenset({METRICS_WRITER_ROLE})
+"""Every project-level role this component grants: docs/bootstrap.md lets the deploy
+identity grant exactly these (an IAM condition on ``modifiedGrantsByRole``);
+tests/gcp/test_gcp_metrics.py ties the two together."""
+SCRAPED_ROLES = ("api", "worker", "relay")
+_INTERVAL = re.compile(r"^([1-9][0-9]*)s$")
+_TARGET_METADATA = frozenset({"instance", "revision", "service", "configuration"})
+
+
+def run_monitoring_config(port: int, interval: str, name: str) -> str:
+    """The sidecar's RunMonitoring config: scrape ``/metrics`` on ``port`` every
+    ``interval``.
+
+    ``targetLabels.metadata`` keeps service and revision (a canary's metrics stay
+    apart) but not ``instance``: every Cloud Run instance would add its id as a metric
+    label on every series (run-gmp-sidecar confgenerator/config.go). The service's own
+    labels are bounded (route templates, outcomes, reasons: no job ids or tenants).
+    """
+    if not 1 <= port <= 65535:
+        raise ValueError(f"metrics port {port}: use 1-65535")
+    if not _INTERVAL.match(interval) or not 10 <= int(interval[:-1]) <= 3600:
+        raise ValueError(f"metrics interval {interval!r}: use 10s-3600s, e.g. 60s")
+    return textwrap.dedent(
+        f"""\
+        apiVersion: monitoring.googleapis.com/v1beta
+        kind: RunMonitoring
+        metadata:
+          name: {name}
+        spec:
+          endpoints:
+            - port: "{port}"
+              path: /metrics
+              interval: {interval}
+              timeout: 10s
+          targetLabels:
+            metadata: [service, revision]
+        """
+    )
+
 
 _CPU = ("1", "2", "4", "6", "8")
 _MEMORY = re.compile(r"^([0-9]+)(Mi|Gi)$")
@@ -157,9 +218,49 @@ class CloudRunAppArgs:
     api_traffic: TrafficStrategy = TrafficStrategy.LATEST
     deletion_protection: bool = False
     labels: dict[str, str] = field(default_factory=dict)
+    project: str = ""
+    """Project the runtime accounts get ``monitoring.metricWriter`` on (metrics export)."""
+    metrics_port: int | None = None
+    """METRICS_PORT of the processes; set, the api, worker and relay carry the Managed
+    Prometheus sidecar scraping it. None: no sidecar, no grant, nothing exported."""
+    metrics_interval: str = "60s"
+    """Scrape interval: the samples Cloud Monitoring bills are series x instances x
+    (month / interval); 60s is the sidecar docs' cost advice over its 30s default."""
+    metrics_sidecar_image: str = GMP_SIDECAR_IMAGE
+    metrics_sidecar_cpu: str = "1"
+    metrics_sidecar_memory: str = "512Mi"
+    """Cloud Run's per-container defaults, what Google's sidecar sample deploys with."""
+    metrics_export: bool = True
+    """With ``metrics_port``: run the sidecar and grant the metric writes. Off, the config
+    secret still exists (so switching export off never deletes a protected secret) but
+    nothing scrapes or writes: the sidecar's CPU is the expensive part (docs/cost-model.md)."""
+    metrics_config_replication: gcp.secretmanager.SecretReplicationArgs | None = None
+    """The config secret's replication, e.g. the SecretStore's (with its CMEK key); None:
+    user-managed in ``region`` with Google-managed encryption."""
+    metrics_config_depends_on: list[pulumi.Resource] = field(default_factory=list)
+    """What the config secret waits for, e.g. its CMEK key's grant to the Secret Manager
+    agent (a create with a key the agent may not use yet fails)."""
 
     def __post_init__(self) -> None:
         self.api_exposure = ApiExposure(self.api_exposure)
+        if self.metrics_port is not None:
+            if not self.project:
+                raise ValueError(
+                    "metrics_port is set but project is empty: the runtime accounts need "
+                    "roles/monitoring.metricWriter on the project to write metrics"
+                )
+            if self.metrics_port in (API_PORT, WORKER_PORT, HEALTH_PORT, GMP_HEALTH_PORT):
+                raise ValueError(
+                    f"metrics_port={self.metrics_port} is a port Cloud Run routes to or the "
+                    "sidecar listens on; use a port of its own (METRICS_PORT, 9464)"
+                )
+            env_port = self.env.get("METRICS_PORT")
+            if isinstance(env_port, str) and env_port != str(self.metrics_port):
+                raise ValueError(
+                    f"METRICS_PORT={env_port!r} differs from metrics_port={self.metrics_port}: "
+                    "the sidecar would scrape a port nothing serves"
+                )
+            run_monitoring_config(self.metrics_port, self.metrics_interval, "check")
         self.api_traffic = TrafficStrategy(self.api_traffic)
         overlap = sorted(set(self.env) & set(self.secrets))
         if overlap:
@@ -202,12 +303,13 @@ class CloudRunApp(pulumi.ComponentResource):
 
         self.service_accounts = {}
         self._grants: dict[str, list[gcp.secretmanager.SecretIamMember]] = {}
+        self._metrics_grants: dict[str, list[pulumi.Resource]] = {}
         for role in ("api", "worker", "relay", "migrate"):
             account = gcp.serviceaccount.Account(
                 f"{name}-{role}-sa",
                 account_id=account_id(name, role),
                 display_name=f"{name} {role}",
-                description=f"Runs the {role} process; least privilege, no project roles",
+                description=f"Runs the {role} process; least privilege",
                 opts=child,
             )
             self.service_accounts[role] = account
@@ -231,6 +333,10 @@ class CloudRunApp(pulumi.ComponentResource):
             member=self.service_accounts["relay"].member,
             opts=child,
         )
+
+        self.metrics_config: gcp.secretmanager.SecretVersion | None = None
+        if args.metrics_port is not None:
+            self._metrics_export(args.metrics_port)
 
         api_ingress = {
             ApiExposure.PRIVATE: "INGRESS_TRAFFIC_INTERNAL_ONLY",
@@ -295,6 +401,113 @@ class CloudRunApp(pulumi.ComponentResource):
                 "relay_service_name": self.relay.name,
                 "migrate_job_name": self.migrate.name,
             }
+        )
+
+    def _metrics_export(self, port: int) -> None:
+        """The sidecar's config secret, its readers and the metric writers."""
+        name, args = self._name, self._args
+        child = pulumi.ResourceOptions(parent=self)
+        secret = gcp.secretmanager.Secret(
+            f"{name}-metrics-config",
+            secret_id=f"{name}-metrics-config",
+            # In the stack's region whatever groundwork:secretReplication says: allowed
+            # under a gcp.resourceLocations org policy, and fixed, so never replaced.
+            replication=args.metrics_config_replication
+            or gcp.secretmanager.SecretReplicationArgs(
+                user_managed=gcp.secretmanager.SecretReplicationUserManagedArgs(
+                    replicas=[
+                        gcp.secretmanager.SecretReplicationUserManagedReplicaArgs(
+                            location=args.region
+                        )
+                    ]
+                )
+            ),
+            labels=args.labels,
+            # Protected like every production secret (policy gcp-pulumi-datastore-
+            # protected): a revision mounts it, so losing it fails instance starts.
+            deletion_protection=args.deletion_protection,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                protect=args.deletion_protection,
+                retain_on_delete=args.deletion_protection,
+                depends_on=args.metrics_config_depends_on,
+            ),
+        )
+        # Revisions mount this exact version (not "latest"), so a config change rolls out
+        # as a new revision like any other change; ABANDON keeps the version a pinned
+        # revision still mounts (components/gcp/secrets.py, the same reason).
+        self.metrics_config = gcp.secretmanager.SecretVersion(
+            f"{name}-metrics-config-v",
+            secret=secret.id,
+            secret_data=run_monitoring_config(port, args.metrics_interval, name),
+            deletion_policy="ABANDON",
+            opts=child,
+        )
+        self._metrics_secret_id = secret.secret_id
+        if not args.metrics_export:
+            return
+        for role in SCRAPED_ROLES:
+            member = self.service_accounts[role].member
+            self._metrics_grants.setdefault(role, []).append(
+                gcp.secretmanager.SecretIamMember(
+                    f"{name}-{role}-metrics-config-access",
+                    secret_id=secret.secret_id,
+                    role="roles/secretmanager.secretAccessor",
+                    member=member,
+                    opts=child,
+                )
+            )
+            # Metric writes are authorised on the project only (there is no narrower
+            # resource to grant monitoring.timeSeries.create on).
+            self._metrics_grants.setdefault(role, []).append(
+                gcp.projects.IAMMember(
+                    f"{name}-{role}-metric-writer",
+                    project=args.project,
+                    role=METRICS_WRITER_ROLE,
+                    member=member,
+                    opts=child,
+                )
+            )
+
+    def _sidecar(self, role: str, cpu_idle: bool) -> gcp.cloudrunv2.ServiceTemplateContainerArgs:
+        args = self._args
+        return gcp.cloudrunv2.ServiceTemplateContainerArgs(
+            name="metrics-collector",
+            image=args.metrics_sidecar_image,
+            # Starts once the app container passed its startup probe (Cloud Run
+            # container dependencies; the sidecar docs' run.googleapis.com/
+            # container-dependencies {"collector": ["app"]}).
+            depends_ons=[role],
+            resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
+                limits={"cpu": args.metrics_sidecar_cpu, "memory": args.metrics_sidecar_memory},
+                cpu_idle=cpu_idle,
+            ),
+            volume_mounts=[
+                gcp.cloudrunv2.ServiceTemplateContainerVolumeMountArgs(
+                    name="metrics-config", mount_path=GMP_CONFIG_DIR
+                )
+            ],
+            liveness_probe=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeArgs(
+                http_get=gcp.cloudrunv2.ServiceTemplateContainerLivenessProbeHttpGetArgs(
+                    path="/liveness", port=GMP_HEALTH_PORT
+                ),
+                period_seconds=30,
+                timeout_seconds=30,
+            ),
+        )
+
+    def _sidecar_volume(self) -> gcp.cloudrunv2.ServiceTemplateVolumeArgs:
+        assert self.metrics_config is not None
+        return gcp.cloudrunv2.ServiceTemplateVolumeArgs(
+            name="metrics-config",
+            secret=gcp.cloudrunv2.ServiceTemplateVolumeSecretArgs(
+                secret=self._metrics_secret_id,
+                items=[
+                    gcp.cloudrunv2.ServiceTemplateVolumeSecretItemArgs(
+                        path="config.yaml", version=self.metrics_config.version
+                    )
+                ],
+            ),
         )
 
     def secret_grants(self, role: str) -> list[gcp.secretmanager.SecretIamMember]:
@@ -368,6 +581,7 @@ class CloudRunApp(pulumi.ComponentResource):
     ) -> gcp.cloudrunv2.Service:
         args = self._args
         name = f"{self._name}-{role}"
+        scraped = self.metrics_config is not None and args.metrics_export and role in SCRAPED_ROLES
         return gcp.cloudrunv2.Service(
             name,
             name=name,
@@ -391,6 +605,7 @@ class CloudRunApp(pulumi.ComponentResource):
                 timeout=size.timeout,
                 vpc_access=self._vpc_access(),
                 labels={**args.labels, "process": role},
+                volumes=[self._sidecar_volume()] if scraped else None,
                 containers=[
                     gcp.cloudrunv2.ServiceTemplateContainerArgs(
                         name=role,
@@ -431,10 +646,16 @@ class CloudRunApp(pulumi.ComponentResource):
                             timeout_seconds=3,
                             failure_threshold=3,
                         ),
-                    )
+                    ),
+                    *([self._sidecar(role, cpu_idle)] if scraped else []),
                 ],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=self.secret_grants(role)),
+            # The revision mounts the config secret and the sidecar writes metrics from
+            # its first scrape: both grants exist before the first revision starts.
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=[*self.secret_grants(role), *self._metrics_grants.get(role, [])],
+            ),
         )
 
     def _job(self) -> gcp.cloudrunv2.Job:

@@ -709,18 +709,102 @@ class ServedImage:
     rollout_state: str
 
 
+@dataclass(frozen=True)
+class EcsRollback:
+    """Why a service does not run the deployed image: what ECS itself reports."""
+
+    service: str
+    serving: str
+    """The task definition the service runs now (``family:revision``)."""
+    reason: str
+    """The failed deployment's ``rolloutStateReason``, when ECS still lists it."""
+    alarms: tuple[str, ...]
+    """The service's deployment alarms in ALARM now or since the deploy began: ECS
+    rolled back because of them."""
+
+    def describe(self, image: str) -> str:
+        if self.alarms:
+            cause = f"its deployment alarm(s) {', '.join(self.alarms)} went to ALARM"
+        else:
+            cause = "of the deployment circuit breaker (tasks never became healthy)"
+        detail = f" ({self.reason})" if self.reason else ""
+        if image in self.serving:
+            return f"{self.service}: its ECS deployment failed because {cause}{detail}"
+        return (
+            f"{self.service} runs {self.serving}, not the deployed {image}: ECS rolled it "
+            f"back because {cause}{detail}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "service": self.service,
+            "serving": self.serving,
+            "reason": self.reason,
+            "alarms": list(self.alarms),
+            "cause": "deployment-alarm" if self.alarms else "circuit-breaker",
+        }
+
+
+class EcsRolledBackError(SmokeTestError):
+    """ECS rolled a service back on its own (circuit breaker or deployment alarm)."""
+
+    def __init__(self, rollbacks: list[EcsRollback], image: str) -> None:
+        self.rollbacks = rollbacks
+        super().__init__("; ".join(r.describe(image) for r in rollbacks))
+
+
+def _triggered_alarms(cloudwatch: Any, service: Any, since: float | None) -> list[str]:
+    """The service's deployment alarms (``deploymentConfiguration.alarms``) in ALARM now,
+    or that went to ALARM at or after ``since``: an alarm that fired, made ECS roll back
+    and is OK again once the old tasks serve shows only in its history (a StateUpdate
+    item whose HistoryData ``newState.stateValue`` is ALARM, DescribeAlarmHistory)."""
+    config = service.get("deploymentConfiguration", {}).get("alarms", {})
+    names = config.get("alarmNames", []) if config.get("enable") else []
+    if cloudwatch is None or not names:
+        return []
+    with aws_errors("describe the deployment alarms"):
+        found = cloudwatch.describe_alarms(AlarmNames=names, AlarmTypes=["MetricAlarm"])
+    fired = {a["AlarmName"] for a in found.get("MetricAlarms", []) if a["StateValue"] == "ALARM"}
+    if since is not None:
+        for name in sorted(set(names) - fired):
+            # Best effort: the diagnosis must not hide the rollback it explains.
+            try:
+                history = cloudwatch.describe_alarm_history(
+                    AlarmName=name,
+                    HistoryItemType="StateUpdate",
+                    StartDate=datetime.fromtimestamp(since, UTC),
+                )
+            except (BotoCoreError, ClientError):
+                continue
+            for item in history.get("AlarmHistoryItems", []):
+                with suppress(ValueError, KeyError, TypeError):
+                    data = json.loads(item.get("HistoryData", "{}"))
+                    if data["newState"]["stateValue"] == "ALARM":
+                        fired.add(name)
+    return sorted(fired)
+
+
 def verify_served_image(
     ecs: ECSClient,
     cluster: str,
     services: list[str],
     image: str,
     *,
+    cloudwatch: Any | None = None,
+    since: float | None = None,
     timeout_seconds: float = 900.0,
     poll_seconds: float = 15.0,
     sleep: Sleep = time.sleep,
     clock: Clock = time.monotonic,
 ) -> list[ServedImage]:
     """Wait until every service's rollout ends, then insist it runs ``image``.
+
+    With deployment alarms the rollout stays IN_PROGRESS through a bake time after the
+    new tasks run; an alarm that fires in it fails the deployment and ECS promotes the
+    previous deployment back to PRIMARY (deployment-alarm-failure.html). Either way the
+    service ends up stable on the old task definition: ``EcsRolledBackError`` names the
+    services and, given ``cloudwatch``, the alarms that fired (in ALARM now or since
+    ``since``, epoch seconds).
 
     ``pulumi up`` waits for the API only; the ECS deployment circuit breaker can still
     fail the worker's or relay's rollout and roll it back to the previous task
@@ -753,6 +837,7 @@ def verify_served_image(
             )
         sleep(poll_seconds)
     served = []
+    rollbacks = []
     for svc in described["services"]:
         with aws_errors(f"describe the task definition of {svc['serviceName']}"):
             definition = ecs.describe_task_definition(taskDefinition=svc["taskDefinition"])
@@ -767,18 +852,20 @@ def verify_served_image(
                 rollout_state=primary.get("rolloutState", "UNKNOWN"),
             )
         )
-        reason = primary.get("rolloutStateReason", "") or "no reason given"
-        if primary.get("rolloutState") == "FAILED":
-            raise SmokeTestError(
-                f"{svc['serviceName']}: the ECS deployment failed ({reason}); the circuit "
-                "breaker rolls it back to the previous task definition"
+        failed = [d for d in svc.get("deployments", []) if d.get("rolloutState") == "FAILED"]
+        if image in served[-1].images and primary.get("rolloutState") != "FAILED":
+            continue
+        rollbacks.append(
+            EcsRollback(
+                service=svc["serviceName"],
+                serving=f"{', '.join(served[-1].images)} "
+                f"({svc['taskDefinition'].rsplit('/', 1)[-1]})",
+                reason=" ".join(d.get("rolloutStateReason", "") for d in failed).strip(),
+                alarms=tuple(_triggered_alarms(cloudwatch, svc, since)),
             )
-        if image not in served[-1].images:
-            raise SmokeTestError(
-                f"{svc['serviceName']} runs {', '.join(served[-1].images)} "
-                f"({svc['taskDefinition'].rsplit('/', 1)[-1]}), not the deployed {image}: "
-                f"the ECS circuit breaker rolled it back ({reason})"
-            )
+        )
+    if rollbacks:
+        raise EcsRolledBackError(rollbacks, image)
     return served
 
 

@@ -627,23 +627,51 @@ def verify(
     outputs_file: OutputsOpt = None,
     timeout: TimeoutOpt = 900.0,
     poll_seconds: PollOpt = 15.0,
+    since: Annotated[
+        float | None,
+        typer.Option(
+            help="AWS: when the deploy began (epoch seconds): a deployment alarm that went "
+            "to ALARM after it and is OK again still counts."
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="AWS: write what ECS rolled back and why (JSON) to this file."),
+    ] = None,
 ) -> None:
-    """After `pulumi up`: every service runs IMAGE (fails after an ECS circuit-breaker
-    rollback) and Cloud Run serves only revisions of IMAGE."""
+    """After `pulumi up`: every service runs IMAGE (fails after an ECS rollback by the
+    circuit breaker or a deployment alarm) and Cloud Run serves only revisions of IMAGE."""
     outputs = _outputs(stack, outputs_file)
     wanted = [outputs.string(output) for output in SERVICE_NAME_OUTPUT.values()]
     if outputs.cloud == "aws":
         from groundwork.ops import aws
 
-        ecs = _aws_session(outputs).client("ecs")
-        served = aws.verify_served_image(
-            ecs,
-            outputs.string("cluster_name"),
-            wanted,
-            image,
-            timeout_seconds=timeout,
-            poll_seconds=poll_seconds,
-        )
+        session = _aws_session(outputs)
+        try:
+            served = aws.verify_served_image(
+                session.client("ecs"),
+                outputs.string("cluster_name"),
+                wanted,
+                image,
+                cloudwatch=session.client("cloudwatch"),
+                since=since,
+                timeout_seconds=timeout,
+                poll_seconds=poll_seconds,
+            )
+        except aws.EcsRolledBackError as exc:
+            if report is not None:
+                report.parent.mkdir(parents=True, exist_ok=True)
+                report.write_text(
+                    json.dumps(
+                        {
+                            "stack": stack,
+                            "image": image,
+                            "rolled_back": [r.as_dict() for r in exc.rollbacks],
+                        },
+                        indent=2,
+                    )
+                )
+            raise
         for item in served:
             typer.echo(
                 f"{item.service}: {item.task_definition.rsplit('/', 1)[-1]} runs {image} "

@@ -18,3 +18,9 @@ def production() -> ProgramRun:
     return run_stack(
         "production", {"domain": "api.example.com", "alarmEmail": "oncall@example.com"}
     )
+
+
+@pytest.fixture(scope="session")
+def staging_metrics() -> ProgramRun:
+    """Staging with the service metrics export on (off by default there: cost)."""
+    return run_stack("staging", {"serviceMetrics": "true"})

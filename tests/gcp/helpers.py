@@ -141,7 +141,8 @@ def containers(run_: ProgramRun) -> dict[str, dict[str, Any]]:
     """Process name (api, worker, relay, migrate) -> its recorded container."""
     found: dict[str, dict[str, Any]] = {}
     for service in run_.of_type("gcp:cloudrunv2/service:Service"):
-        (container,) = service.inputs["template"]["containers"]
+        # The app container first; the Managed Prometheus sidecar follows it.
+        container = service.inputs["template"]["containers"][0]
         found[container["name"]] = container
     for job in run_.of_type("gcp:cloudrunv2/job:Job"):
         (container,) = job.inputs["template"]["template"]["containers"]

@@ -12,6 +12,8 @@ Environment:
   FAKE_PULUMI_DIR   directory with graph.json (resources) and state.json (created URNs)
                     and where calls.log records every invocation
   FAKE_PULUMI_FAIL  "up" makes `pulumi up` (untargeted) fail after recording it
+  FAKE_PULUMI_AFTER_UP  a Python script run after a successful untargeted `up`, with the
+                    deployed image as its argument (what the cloud does meanwhile)
 """
 
 from __future__ import annotations
@@ -114,6 +116,12 @@ def main(argv: list[str]) -> int:
                 key, _, value = item.partition("=")
                 if key == "groundwork:imageUri":
                     state["outputs"]["deployed_image"] = value
+            hook = os.environ.get("FAKE_PULUMI_AFTER_UP")
+            if hook:
+                import subprocess
+
+                image = state["outputs"].get("deployed_image", "")
+                subprocess.run([sys.executable, hook, image], check=True)
         else:
             unknown = [t for t in targets if t not in resources]
             if unknown:

@@ -46,7 +46,8 @@ assert argv[:3] == ["run", "groundwork", "ops"], argv
 with open(os.path.join(os.environ["FAKE_PULUMI_DIR"], "calls.log"), "a") as log:
     log.write("groundwork ops " + " ".join(argv[3:]) + "\n")
 command = argv[3]
-if command in ("record-release", "registry", "existing-image", "rollback", "service-urns"):
+real = ("record-release", "registry", "existing-image", "rollback", "service-urns")
+if command in real or (command == "verify" and os.environ.get("FAKE_REAL_VERIFY")):
     sys.exit(subprocess.call([sys.executable, "-c", "from groundwork.cli import main; main()", *argv[2:]]))
 # What each emulated command reads from the outputs (as the real ones do, AWS).
 needs = {{
@@ -471,3 +472,62 @@ def test_a_review_pr_that_is_not_a_number_stops_before_any_stack_is_touched(
     assert not (world.state / "calls.log").exists() or not any(
         c.startswith(("stack select", "up ")) for c in world.calls()
     )
+
+
+def test_a_deployment_alarm_rollback_fails_the_deploy_and_is_recorded(world: World) -> None:
+    """The API's 5xx-rate alarm fires in the bake time and ECS returns the API to what
+    served before (deployment-alarm-failure.html); worker and relay run the new image.
+    The real `ops verify` (moto's ECS and CloudWatch) fails the deploy, the run summary
+    and the release artifact record which alarm did it, and the rollback job leaves the
+    API where ECS put it."""
+    from moto.ecs.models import ecs_backends
+
+    from .test_release import ALARMS, ecs_reports_rollback, put_alarms
+
+    world.deployed()
+    ecs = boto3.client("ecs", region_name="us-east-1")
+    cluster = world.stack["cluster_name"]
+    api = world.stack["api_service_name"]
+    recorded_api = ecs.describe_services(cluster=cluster, services=[api])["services"][0][
+        "taskDefinition"
+    ]
+    # What `pulumi up` and ECS leave behind: worker and relay on the new image, the API
+    # back on its old revision after its deployment alarm fired.
+    hook = world.tmp / "after_up.py"
+    hook.write_text(
+        "import sys\n"
+        "from tests.ops.test_release import ship\n"
+        f"ship({json.dumps({k: v for k, v in world.stack.items() if k.endswith('_name')})}, "
+        "sys.argv[1], ('worker', 'relay'))\n"
+    )
+    world.env["FAKE_PULUMI_AFTER_UP"] = str(hook)
+    world.env["PYTHONPATH"] = str(ROOT)
+    ecs_reports_rollback(world.stack, gated="api")
+    put_alarms({ALARMS[0]: "ALARM"})
+    world.env["FAKE_REAL_VERIFY"] = "1"
+    deploy = world.run("deploy")
+    assert deploy.status == "failure"
+    verify = deploy.step("Verify every service")
+    assert verify.returncode == 1, verify.log
+    assert f"alarm(s) {ALARMS[0]} went to ALARM" in verify.log
+    assert "--timeout 1800" in next(
+        c for c in world.calls() if c.startswith("groundwork ops verify")
+    )
+    summary = (world.tmp / "deploy" / "runner-temp" / "summary.md").read_text()
+    assert f"- {api}: deployment-alarm ({ALARMS[0]})" in summary
+    report = json.loads((world.artifacts / "release-staging" / "verify.json").read_text())
+    assert [r["service"] for r in report["rolled_back"]] == [api]
+    assert (world.artifacts / "release-staging" / "serving.json").exists()
+    # The rollback job: the API already serves its recorded revision (ECS did it);
+    # worker and relay go back to theirs.
+    backend = ecs_backends["123456789012"]["us-east-1"]
+    assert backend.services[f"{cluster}:{api}"].task_definition == recorded_api
+    for service in backend.services.values():
+        service.running_count = service.desired_count  # the restored tasks run (moto)
+    rollback = world.run("rollback")
+    assert rollback.status == "success", "\n".join(
+        f"{s.name}: {s.log}" for s in rollback.steps if s.returncode
+    )
+    log = rollback.step("Return api").log
+    assert f"{api}: already serves its pre-deploy revision" in log
+    assert "groundwork-staging-worker: " in log and " -> " in log

@@ -10,6 +10,7 @@ deploy (nothing served before).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -364,3 +365,171 @@ def test_dlq_redrive_runs_a_worker_task_in_the_workers_network(
         NetworkInterfaceIds=[details["networkInterfaceId"]]
     )["NetworkInterfaces"][0]
     assert sorted(g["GroupId"] for g in eni["Groups"]) == sorted(wanted)
+
+
+# --- alarm-gated rollback (ECS deployment alarms) ---------------------------------
+
+ALARMS = ["groundwork-staging-alarms-alb-5xx-rate", "groundwork-staging-alarms-api-p95-latency"]
+
+
+def ecs_reports_rollback(stack: dict[str, Any], gated: str | None) -> None:
+    """What DescribeServices shows once ECS is done: each service's PRIMARY deployment
+    COMPLETED on the task definition it runs (after an alarm rollback ECS promotes the
+    previous deployment back to PRIMARY and deletes the failed one,
+    deployment-alarm-failure.html), and the API's deploymentConfiguration.alarms as the
+    stack sets them. moto keeps neither, so they are set on its service objects."""
+    from moto.ecs.models import ecs_backends
+
+    backend = ecs_backends["123456789012"][REGION]
+    for process in PROCESSES:
+        svc = backend.services[f"{CLUSTER}:{stack[f'{process}_service_name']}"]
+        svc.deployments = [
+            {
+                "id": f"ecs-svc/{process}",
+                "status": "PRIMARY",
+                "taskDefinition": svc.task_definition,
+                "rolloutState": "COMPLETED",
+                "rolloutStateReason": f"ECS deployment ecs-svc/{process} completed.",
+            }
+        ]
+        if process == gated:
+            svc.deployment_configuration = {
+                "alarms": {"alarmNames": ALARMS, "enable": True, "rollback": True}
+            }
+
+
+def ship(stack: dict[str, Any], image: str, processes: tuple[str, ...]) -> None:
+    """The deploy's new revision, running on ``processes`` (the others kept theirs)."""
+    from .conftest import container
+
+    ecs = boto3.client("ecs", region_name=REGION)
+    for process in processes:
+        arn = ecs.register_task_definition(
+            family=f"groundwork-staging-{process}",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="256",
+            memory="512",
+            containerDefinitions=[container(process, image, process)],
+        )["taskDefinition"]["taskDefinitionArn"]
+        ecs.update_service(
+            cluster=CLUSTER, service=stack[f"{process}_service_name"], taskDefinition=arn
+        )
+
+
+def put_alarms(state_of: dict[str, str]) -> Any:
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    for name in ALARMS:
+        cloudwatch.put_metric_alarm(
+            AlarmName=name,
+            Namespace="AWS/ApplicationELB",
+            MetricName="TargetResponseTime",
+            Statistic="Average",
+            Period=60,
+            EvaluationPeriods=5,
+            Threshold=1.0,
+            ComparisonOperator="GreaterThanThreshold",
+        )
+        if name in state_of:
+            cloudwatch.set_alarm_state(
+                AlarmName=name, StateValue=state_of[name], StateReason="test"
+            )
+    return cloudwatch
+
+
+def test_verify_names_the_deployment_alarm_that_rolled_the_api_back(
+    stack: dict[str, Any],
+) -> None:
+    """The 5xx alarm fired in the bake time: ECS put the API back on v2 (worker and relay
+    run the new image). The deploy fails and says which alarm did it."""
+    ship(stack, "repo/app:v3", ("worker", "relay"))
+    ecs_reports_rollback(stack, gated="api")
+    cloudwatch = put_alarms({ALARMS[0]: "ALARM"})
+    ecs = boto3.client("ecs", region_name=REGION)
+    services = [stack[f"{p}_service_name"] for p in PROCESSES]
+    with pytest.raises(aws.EcsRolledBackError) as caught:
+        aws.verify_served_image(
+            ecs, CLUSTER, services, "repo/app:v3", cloudwatch=cloudwatch, poll_seconds=0
+        )
+    (rolled,) = caught.value.rollbacks
+    assert rolled.service == "groundwork-staging-api"
+    assert rolled.alarms == (ALARMS[0],)
+    assert rolled.as_dict()["cause"] == "deployment-alarm"
+    assert f"alarm(s) {ALARMS[0]} went to ALARM" in str(caught.value)
+    assert "runs repo/app:v2" in str(caught.value)
+
+
+def _history(new_state: str) -> dict[str, Any]:
+    """A DescribeAlarmHistory StateUpdate item as CloudWatch writes it (HistoryData is a
+    JSON string with oldState/newState)."""
+    data = {"oldState": {"stateValue": "OK"}, "newState": {"stateValue": new_state}}
+    return {
+        "AlarmHistoryItems": [
+            {
+                "AlarmName": ALARMS[1],
+                "HistoryItemType": "StateUpdate",
+                "HistorySummary": f"Alarm updated from OK to {new_state}",
+                "HistoryData": json.dumps(data),
+            }
+        ]
+    }
+
+
+@pytest.mark.parametrize(("new_state", "named"), [("ALARM", True), ("INSUFFICIENT_DATA", False)])
+def test_an_alarm_that_fired_and_cleared_during_the_deploy_is_still_named(
+    stack: dict[str, Any], new_state: str, named: bool
+) -> None:
+    """After the rollback the old tasks serve and the alarm is OK again before verify
+    looks: its history since the deploy began still names it. moto keeps no alarm
+    history, so CloudWatch is stubbed here."""
+    ecs_reports_rollback(stack, gated="api")
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+    stubber = Stubber(cloudwatch)
+    ok = [{"AlarmName": name, "StateValue": "OK"} for name in ALARMS]
+    stubber.add_response("describe_alarms", {"MetricAlarms": ok})
+    stubber.add_response("describe_alarm_history", {"AlarmHistoryItems": []})
+    stubber.add_response("describe_alarm_history", _history(new_state))
+    ecs = boto3.client("ecs", region_name=REGION)
+    with stubber, pytest.raises(aws.EcsRolledBackError) as caught:
+        aws.verify_served_image(
+            ecs,
+            CLUSTER,
+            [stack["api_service_name"]],
+            "repo/app:v3",
+            cloudwatch=cloudwatch,
+            since=time.time() - 600,
+            poll_seconds=0,
+        )
+    assert caught.value.rollbacks[0].alarms == ((ALARMS[1],) if named else ())
+    if not named:
+        assert "circuit breaker" in str(caught.value)
+
+
+def test_verify_cli_writes_the_rollback_report(stack: dict[str, Any], tmp_path: Path) -> None:
+    ecs_reports_rollback(stack, gated="api")
+    put_alarms({ALARMS[0]: "ALARM"})
+    report = tmp_path / "release" / "verify.json"
+    result = runner.invoke(
+        app,
+        [
+            "ops",
+            "verify",
+            "-s",
+            "staging",
+            "--outputs-file",
+            str(write_outputs(tmp_path, stack)),
+            "--image",
+            "repo/app:v3",
+            "--report",
+            str(report),
+            "--poll-seconds",
+            "0",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    assert ALARMS[0] in result.stderr
+    written = json.loads(report.read_text())
+    assert written["image"] == "repo/app:v3"
+    causes = {r["service"]: r["cause"] for r in written["rolled_back"]}
+    assert causes["groundwork-staging-api"] == "deployment-alarm"
+    assert causes["groundwork-staging-worker"] == "circuit-breaker"

@@ -97,6 +97,8 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "publicApi": {"*": ["true", "false"]},
     "logRetentionDays": {"*": ["90"]},
     "secretReplication": {"*": ["automatic", "user-managed"]},
+    "cmek": {"*": ["true", "false"]},
+    "serviceMetrics": {"*": ["true", "false"]},
     "gcpDbTier": {"*": ["db-custom-4-15360"]},
     "gcpRedisMemoryGb": {"*": ["5"]},
     "gcpRunCpu": {"*": ["2"]},
@@ -127,6 +129,7 @@ ALONE = {
         "vpcCidr",
         "cacheNodes",
         "secretReplication",
+        "cmek",
     ),
 }
 
@@ -158,12 +161,18 @@ def alternatives(cloud: str, environment: str, key: str) -> list[str]:
     return [v for v in values_for(key, cloud, environment) if v != current]
 
 
+# Fixed when a stack is first deployed: a live stack refuses to switch them (cmek:
+# stacks/gcp.py refuse_cmek_change, tests/gcp/test_gcp_cmek.py), so the staging stack
+# moved to production sizing keeps its own value. Walked on their own above.
+FIXED_AT_CREATE = frozenset({"cmek"})
+
+
 def tier_move_overrides() -> dict[str, str]:
     staging, production = ENVIRONMENT_DEFAULTS[Tier.STAGING], ENVIRONMENT_DEFAULTS[Tier.PRODUCTION]
     return {
         k: _config_string(v)
         for k, v in production.items()
-        if _config_string(staging[k]) != _config_string(v)
+        if _config_string(staging[k]) != _config_string(v) and k not in FIXED_AT_CREATE
     }
 
 

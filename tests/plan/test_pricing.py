@@ -497,6 +497,33 @@ def test_cloud_run_request_based_idle_min_instances_and_requests(graph, gcp_pric
     assert api.monthly > zero.monthly
 
 
+def test_cloud_run_with_the_prometheus_sidecar_adds_its_samples_and_its_size(
+    graph, gcp_prices, usage
+):
+    from components.gcp.services import GMP_SIDECAR_IMAGE
+
+    relay = _run_service(2, False, "1", "512Mi")
+    relay["template"]["containers"][0]["args"] = ["relay"]
+    graph.add("gcp:cloudrunv2/service:Service", "bare", _run_service(2, False, "1", "512Mi"))
+    relay["template"]["containers"].append(
+        {"image": GMP_SIDECAR_IMAGE, "resources": {"limits": {"cpu": "1", "memory": "512Mi"}}}
+    )
+    graph.add("gcp:cloudrunv2/service:Service", "relay", relay)
+    bare, scraped = graph.price(cloud="gcp").resources
+    u = usage("staging")
+    burst = u["cloud_run_burst_instance_hours_per_service"] * 3600
+    # Samples: series per relay instance x instance-seconds / scrape interval.
+    samples = (
+        u["gmp_series_per_instance_relay"] * (2 * S + burst) / u["gmp_scrape_interval_seconds"]
+    )
+    (item,) = [i for i in scraped.items if "Prometheus" in i.description]
+    assert item.quantity == pytest.approx(samples / 1e6)
+    assert item.unit_price == gcp_prices["monitoring"]["prometheus_per_million_samples"]
+    # The sidecar's vCPU and memory are billed like the app's (same instance).
+    assert scraped.monthly - item.quantity * item.unit_price == pytest.approx(2 * bare.monthly)
+    assert not any("Prometheus" in i.description for i in bare.items)
+
+
 def test_cloud_sql_custom_tier_regional_doubles(graph, gcp_prices, usage):
     settings = {
         "tier": "db-custom-2-7680",

@@ -40,10 +40,18 @@ _SECRETS = (
     "secret's replacement still collides on its id (in production protect also makes "
     "`pulumi up` refuse it)"
 )
+_CMEK = (
+    "issue 15: CMEK is immutable on Cloud SQL, Memorystore, Artifact Registry and Secret "
+    "Manager; the stack refuses the toggle after reading the live repository "
+    "(stacks/gcp.py refuse_cmek_change, proven in tests/gcp/test_gcp_cmek.py), which the "
+    "offline walk cannot see, so here the stores are still replaced"
+)
 # (cloud, environment, key) -> the defect on main; each is listed in the issue-18 report.
 KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {
     ("gcp", "production", "secretReplication"): _SECRETS,
     ("gcp", "staging", "secretReplication"): _SECRETS,
+    ("gcp", "production", "cmek"): _CMEK,
+    ("gcp", "staging", "cmek"): _CMEK,
     ("aws", "staging", "queue"): "issue 21: switching the queue backend deletes the other "
     "backend's store (the Amazon MQ broker, or the SQS queues and their KMS key) with any "
     "message still in it; drain first (docs/deploy-aws.md)",

@@ -58,6 +58,10 @@ def _containers(*envs: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# Production requires CMEK (gcp-kms-datastore-cmek): the baselines carry keys.
+KMS_KEY = f"projects/p/locations/{LOCATION}/keyRings/r/cryptoKeys/k"
+GLOBAL_KEY = "projects/p/locations/global/keyRings/r/cryptoKeys/secrets"
+
 BUILDERS: dict[str, Callable[..., Any]] = {
     "sql": lambda n, **kw: gcp.sql.DatabaseInstance(
         n,
@@ -66,6 +70,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
                 "database_version": "POSTGRES_16",
                 "region": LOCATION,
                 "deletion_protection": True,
+                "encryption_key_name": KMS_KEY,
                 "settings": _sql_settings(),
             },
             kw,
@@ -82,12 +87,15 @@ BUILDERS: dict[str, Callable[..., Any]] = {
                 "transit_encryption_mode": "SERVER_AUTHENTICATION",
                 "authorized_network": "projects/p/global/networks/groundwork",
                 "connect_mode": "PRIVATE_SERVICE_ACCESS",
+                "customer_managed_key": KMS_KEY,
                 "labels": TAGS,
             },
             kw,
         ),
     ),
-    "topic": lambda n, **kw: gcp.pubsub.Topic(n, **_merge({"labels": TAGS}, kw)),
+    "topic": lambda n, **kw: gcp.pubsub.Topic(
+        n, **_merge({"labels": TAGS, "kms_key_name": KMS_KEY}, kw)
+    ),
     "subscription": lambda n, **kw: gcp.pubsub.Subscription(
         n,
         **_merge(
@@ -111,7 +119,17 @@ BUILDERS: dict[str, Callable[..., Any]] = {
         ),
     ),
     "secret": lambda n, **kw: gcp.secretmanager.Secret(
-        n, **_merge({"secret_id": n, "replication": {"auto": {}}, "labels": TAGS}, kw)
+        n,
+        **_merge(
+            {
+                "secret_id": n,
+                "replication": {
+                    "auto": {"customer_managed_encryption": {"kms_key_name": GLOBAL_KEY}}
+                },
+                "labels": TAGS,
+            },
+            kw,
+        ),
     ),
     "secret_iam": lambda n, **kw: gcp.secretmanager.SecretIamMember(
         n,
@@ -192,7 +210,31 @@ BUILDERS: dict[str, Callable[..., Any]] = {
                 "location": LOCATION,
                 "format": "DOCKER",
                 "docker_config": {"immutable_tags": True},
+                "kms_key_name": KMS_KEY,
                 "labels": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "crypto_key": lambda n, **kw: gcp.kms.CryptoKey(
+        n,
+        **_merge(
+            {
+                "name": "sql",
+                "key_ring": f"projects/p/locations/{LOCATION}/keyRings/r",
+                "rotation_period": "7776000s",
+                "labels": TAGS,
+            },
+            kw,
+        ),
+    ),
+    "crypto_key_iam": lambda n, **kw: gcp.kms.CryptoKeyIAMMember(
+        n,
+        **_merge(
+            {
+                "crypto_key_id": KMS_KEY,
+                "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+                "member": "serviceAccount:service-1@gcp-sa-cloud-sql.iam.gserviceaccount.com",
             },
             kw,
         ),
@@ -510,6 +552,19 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
             }
         },
     ),
+    ("gcp-kms-datastore-cmek", "sql", {"encryption_key_name": None}),
+    ("gcp-kms-datastore-cmek", "redis", {"customer_managed_key": None}),
+    ("gcp-kms-datastore-cmek", "topic", {"kms_key_name": None}),
+    ("gcp-kms-datastore-cmek", "registry", {"kms_key_name": None}),
+    ("gcp-kms-datastore-cmek", "secret", {"replication": {"auto": {}}}),
+    (
+        "gcp-kms-datastore-cmek",
+        "secret",
+        {"replication": {"user_managed": {"replicas": [{"location": LOCATION}]}}},
+    ),
+    ("gcp-kms-cryptokey-rotated", "crypto_key", {"rotation_period": None}),
+    ("gcp-kms-cryptokey-rotated", "crypto_key", {"rotation_period": "31536000s"}),
+    ("gcp-iam-member-not-public", "crypto_key_iam", {"member": "allUsers"}),
 ]
 
 GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
@@ -547,6 +602,23 @@ GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
     ),
     ("gcp-pubsub-subscription-push-auth", "subscription", {"push_config": None}),
     ("gcp-sql-instance-deletion-protection", "sql", {"deletion_protection": None}),
+    (
+        "gcp-kms-datastore-cmek",
+        "secret",
+        {
+            "replication": {
+                "user_managed": {
+                    "replicas": [
+                        {
+                            "location": LOCATION,
+                            "customer_managed_encryption": {"kms_key_name": KMS_KEY},
+                        }
+                    ]
+                }
+            }
+        },
+    ),
+    ("gcp-kms-cryptokey-rotated", "crypto_key", {"rotation_period": "86400s"}),
 ]
 
 
@@ -607,3 +679,17 @@ def test_public_service_pattern_is_configurable(graph: ProgramRun) -> None:
     public_api = graph.named(f"extra-{0}")
     config = {"environment": "production", "publicServices": ["^groundwork-production-web$"]}
     assert violations("gcp-cloudrunv2-service-no-public-invoker", public_api, config)
+
+
+def test_cmek_is_required_only_where_the_environment_configures_it(graph: ProgramRun) -> None:
+    """Staging's default (``groundwork:cmek`` false) keeps Google-managed keys: the rule
+    is silent there and advisory; production requires CMEK and blocks."""
+    from policies.pack import pack_config
+
+    plain = graph.named(f"bad-{[r for r, _, _ in BAD].index('gcp-kms-datastore-cmek')}")
+    staging = pack_config("staging")["gcp-kms-datastore-cmek"]
+    production = pack_config("production")["gcp-kms-datastore-cmek"]
+    assert (staging["requireCmek"], staging["enforcementLevel"]) == (False, "advisory")
+    assert (production["requireCmek"], production["enforcementLevel"]) == (True, "mandatory")
+    assert violations("gcp-kms-datastore-cmek", plain, staging) == []
+    assert violations("gcp-kms-datastore-cmek", plain, production)

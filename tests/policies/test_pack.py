@@ -32,6 +32,9 @@ NO_RULE_NEEDED = {
     "pulumi:providers:aws": "provider configuration, not infrastructure",
     "pulumi:providers:gcp": "provider configuration, not infrastructure",
     "random:index/randomPassword:RandomPassword": "generates secrets; lives only in state",
+    "gcp:kms/keyRing:KeyRing": "a name and a location; its keys carry the settings",
+    "pulumi-python:dynamic:Resource": "the CMEK grants' propagation wait: a sleep in the "
+    "program, no cloud resource",
     "gcp:projects/serviceIdentity:ServiceIdentity": "asks Google to create its own service "
     "agent; no settings to check",
     "random:index/randomId:RandomId": "random part of a resource name; lives only in state",

@@ -124,6 +124,7 @@ def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
                 )
             )
     burst = ctx.assume("cloud_run_burst_instance_hours_per_service") * 3600
+    items += _prometheus_samples(containers, min_instances * seconds + burst, ctx)
     items.append(
         LineItem(
             "instances above the minimum, vCPU-seconds (assumed)",
@@ -141,6 +142,26 @@ def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         )
     )
     return items
+
+
+def _prometheus_samples(
+    containers: list[dict[str, Any]], instance_seconds: float, ctx: PricingContext
+) -> list[LineItem]:
+    """Managed Prometheus samples the sidecar of a scraped service ingests: series per
+    instance (by process) x instance-seconds / scrape interval."""
+    if not any("cloud-run-gmp-sidecar" in str(c.get("image", "")) for c in containers):
+        return []
+    role = str((containers[0].get("args") or ["api"])[0])
+    series = ctx.assume(f"gmp_series_per_instance_{role}")
+    interval = ctx.assume("gmp_scrape_interval_seconds")
+    return [
+        LineItem(
+            f"Managed Prometheus samples ({series:g} series/instance every {interval:g}s, assumed)",
+            series * instance_seconds / interval / 1e6,
+            "million samples",
+            ctx.price("monitoring", "prometheus_per_million_samples"),
+        )
+    ]
 
 
 _CUSTOM_TIER = re.compile(r"db-custom-(\d+)-(\d+)")
@@ -287,6 +308,24 @@ def _secret_version(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
             ctx.assume("secret_accesses_per_version") / 10_000,
             "10k accesses",
             ctx.price("secret_manager", "per_10k_access"),
+        ),
+    ]
+
+
+@pricer("gcp:kms/cryptoKey:CryptoKey")
+def _gcp_kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return [
+        LineItem(
+            "active key versions (assumed, rotation keeps old ones)",
+            ctx.assume("gcp_kms_active_versions_per_key"),
+            "version-month",
+            ctx.price("cloud_kms", "key_version_month"),
+        ),
+        LineItem(
+            "cryptographic operations (assumed)",
+            ctx.assume("gcp_kms_operations_per_key") / 10_000,
+            "10k operations",
+            ctx.price("cloud_kms", "per_10k_operations"),
         ),
     ]
 
