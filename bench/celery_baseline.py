@@ -1,29 +1,37 @@
 """The pipeline baseline: a Celery worker on the same RabbitMQ doing the same work.
 
-Per task: insert the job row, compute the answer with the service's own
-``SimulatedProvider`` (same latency setting, same deterministic answer), write the
-result. That is the classic Celery design (the producer publishes, the task owns
-the row); it has no outbox, no relay, no HTTP API, no idempotency ledger and no
-answer cache, i.e. strictly less work than the groundwork pipeline.
+Per task: insert the job row, call the LLM (the bench's fake OpenAI-compatible server,
+``bench/fake_llm.py``, at BENCH_LLM_URL) with a synchronous ``httpx.Client`` as the
+openai SDK does, write the answer. That is the classic Celery design (the producer
+publishes, the task owns the row); it has no outbox, no relay, no HTTP API, no
+idempotency ledger and no answer cache, i.e. strictly less work than the groundwork
+pipeline.
 
 Started by bench/pipeline.py as
-``celery -A bench.celery_baseline worker --pool threads|prefork --concurrency N``.
-Environment: the service's DB_* and RABBITMQ_* variables, LLM_SIMULATED_LATENCY_MS,
-BENCH_CELERY_QUEUE and BENCH_CELERY_CONCURRENCY (sizes the shared database pool).
+``celery -A bench.celery_baseline worker --pool threads|prefork|gevent|eventlet
+--concurrency N``. Environment: the service's DB_* and RABBITMQ_* variables,
+BENCH_LLM_URL (the fake LLM's base URL), BENCH_CELERY_QUEUE and
+BENCH_CELERY_CONCURRENCY (sizes the shared database pool and the HTTP pool).
+
+Under gevent/eventlet Celery monkey-patches the standard library before this module is
+imported, so the "thread" running the asyncpg loop is a green thread, and the blocking
+waits below (the HTTP call, ``Future.result``) yield to the hub instead of blocking.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import queue
 import threading
-import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
+import httpx
 from celery import Celery
-from groundwork_app.adapters.llm import SimulatedProvider
 
 QUEUE = os.environ.get("BENCH_CELERY_QUEUE", "bench-celery")
 TASK_NAME = "bench.run_job"
@@ -82,8 +90,30 @@ class _Shared:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, name="bench-db-loop", daemon=True).start()
         self.pool: asyncpg.Pool = self.run(self._create_pool(concurrency))
-        self.provider = SimulatedProvider(latency_ms=0)  # the answer; the wait is below
-        self.latency_s = int(os.environ.get("LLM_SIMULATED_LATENCY_MS", "0")) / 1000
+        # One single-connection client per thread that is calling, handed out from a
+        # LIFO queue: O(1) per call. One shared httpx.Client with a connection per
+        # thread would walk all its connections on every request (httpcore's pool;
+        # the groundwork worker shards its clients for the same reason).
+        self.tls = httpx.create_ssl_context()
+        self.clients: queue.LifoQueue[httpx.Client] = queue.LifoQueue()
+        self.llm_url = os.environ["BENCH_LLM_URL"].rstrip("/") + "/"
+
+    @contextlib.contextmanager
+    def http(self) -> Iterator[httpx.Client]:
+        try:
+            client = self.clients.get_nowait()
+        except queue.Empty:
+            client = httpx.Client(
+                base_url=self.llm_url,
+                timeout=httpx.Timeout(30.0, connect=5.0),
+                headers={"Authorization": "Bearer bench"},
+                verify=self.tls,
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+            )
+        try:
+            yield client
+        finally:
+            self.clients.put(client)
 
     @staticmethod
     async def _create_pool(concurrency: int) -> asyncpg.Pool:
@@ -123,11 +153,15 @@ async def _insert(pool: asyncpg.Pool, ident: uuid.UUID, *args: Any) -> None:
     await pool.execute(_INSERT, ident, "-", *args)
 
 
-async def _answer_and_complete(
-    pool: asyncpg.Pool, provider: SimulatedProvider, ident: uuid.UUID, prompt: str, model: str
-) -> None:
-    answer = await provider.complete(prompt, model)
+async def _complete(pool: asyncpg.Pool, ident: uuid.UUID, answer: str) -> None:
     await pool.execute(_COMPLETE, ident, answer)
+
+
+def _call_llm(http: httpx.Client, prompt: str, model: str) -> str:
+    body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+    response = http.post("chat/completions", json=body)
+    response.raise_for_status()
+    return str(response.json()["choices"][0]["message"]["content"])
 
 
 @app.task(name=TASK_NAME)
@@ -135,9 +169,10 @@ def run_job(job_id: str, prompt: str, model: str, submitted_at: float) -> None:
     state = _state()
     ident = uuid.UUID(job_id)
     state.run(_insert(state.pool, ident, prompt, model, job_id, submitted_at))
-    if state.latency_s:
-        time.sleep(state.latency_s)  # the synchronous LLM call holds this thread/process
-    state.run(_answer_and_complete(state.pool, state.provider, ident, prompt, model))
+    # The synchronous LLM call holds this thread/process (a green thread under gevent).
+    with state.http() as http:
+        answer = _call_llm(http, prompt, model)
+    state.run(_complete(state.pool, ident, answer))
 
 
 def submit(celery: Celery, job_id: str, prompt: str, model: str, submitted_at: float) -> Any:

@@ -1,42 +1,38 @@
 """Pipeline throughput: POST -> stored result through relay, RabbitMQ and the worker,
 against a Celery + RabbitMQ worker doing the same work, in the same run.
 
+Both systems call a fake OpenAI-compatible LLM server (bench/fake_llm.py, one per
+consumer process) over HTTP, which waits the simulated latency and counts every call
+per prompt: "every LLM call counted once" is calls = distinct prompts = jobs there.
+
 For each simulated LLM latency (0 ms: overhead-bound; 200 ms; 2,000 ms: a real
-LLM's latency, concurrency-bound) every system is first **swept**: one run per
-configuration, one consumer process at a time, and the best by sustained jobs/s is
-kept. Then the three best configurations run side by side on one RabbitMQ and one
-PostgreSQL, the API and relay shared, repetitions interleaved:
+LLM's latency, concurrency-bound) every system is first **swept** by drains: a queue
+is filled with no consumer running (groundwork: one job POSTed and cloned in SQL with
+its outbox row, published by the relay; Celery: published), then one consumer process
+starts and drains it; the best configuration by jobs/s is kept. Each best then drains
+--reps times, systems interleaved (median and range): the capacity of one worker
+process. Finally the best configurations run the pipeline side by side:
 
 * ``groundwork``: N jobs POSTed to /v1/jobs (32 connections); each goes API -> jobs +
   outbox rows -> relay (LISTEN/NOTIFY, publisher confirms) -> worker (ledger check,
-  cache lookup, simulated LLM, result + ledger in one transaction, cache write).
+  cache lookup, LLM call, result + ledger in one transaction, cache write).
   Swept: WORKER_CONCURRENCY = QUEUE_PREFETCH in --groundwork-sweep.
-* ``celery-threads``: N tasks published; the task inserts the row, waits the LLM
-  latency in its thread (a synchronous client), writes the same simulated answer.
-  Threads pool, prefetch = concurrency, swept over --celery-sweep.
+* ``celery-threads`` / ``celery-gevent`` / ``celery-eventlet``: N tasks published; the
+  task inserts the row, calls the LLM with a synchronous httpx client, writes the
+  answer. Prefetch = concurrency, swept over --celery-sweep / --celery-green-sweep.
 * ``celery-prefork``: the same with Celery's out-of-the-box pool (prefork, one
   process per core).
 
-Per run: peak RSS of the consumer process (tree, VmHWM), CPU per job of each process
-and of the bench's whole process tree, and the LLM calls made (the worker's
-/metrics; a Celery task makes one per row it inserted). At the end: the cost per
-million jobs of one task at the measured rate (groundwork/plan/prices.yaml).
-
-Sustained jobs/s = (N - 1) / (last completed_at - first completed_at), the rate once
-results flow (what the targets and the cost use); end-to-end jobs/s = N / (last
-completed_at - first submission), which also counts one LLM latency of ramp-up.
-Latency = completed_at - submission per job (database clock, same host). Warm-up
-batches are excluded.
-
-With ``--sqs``, after the comparison with Celery: groundwork on SQS (QUEUE_BACKEND=sqs,
-moto's standalone server on loopback as the endpoint, a database of its own) against
-groundwork on RabbitMQ, both at the best RabbitMQ configuration, repetitions
-interleaved. moto is a stand-in, not SQS: the ratio is what the SQS adapter (HTTP per
-call, long polls, batched sends and deletes) costs against AMQP on this machine, not
-AWS's latencies; moto's own CPU is reported apart.
+A drain's rate is taken between 10 % and 90 % of its jobs stored (the steady state);
+its CPU per job over all its jobs, from the first started. Jobs/s per vCPU = 1,000 /
+CPU ms per job (bounded by slots / latency): what one process does on a vCPU of its
+own. At the end: the cost per million jobs of one task at the measured rate
+(groundwork/plan/prices.yaml).
 
     uv run python -m bench.pipeline [--reps 3] [--latencies 0,200,2000]
-        [--groundwork-sweep 16,256,1024] [--celery-sweep 16,64,256,1024] [--sqs]
+        [--systems groundwork,celery-threads,celery-gevent,celery-eventlet,celery-prefork]
+        [--groundwork-sweep 256,1024,4096] [--celery-sweep 256,1024,4096]
+        [--celery-green-sweep 1024,4096]
 """
 
 from __future__ import annotations
@@ -91,7 +87,16 @@ TARGET_SLOW_JOBS_PER_S = 200.0  # one worker process at 2,000 ms of LLM latency
 TARGET_CPU_MS_PER_JOB = 2.5  # machine CPU per job at 0 ms
 SUBMIT_CONCURRENCY = 32
 MODEL = "gpt-4o-mini"
-SYSTEMS = ("groundwork", "celery-threads", "celery-prefork")
+SYSTEMS = ("groundwork", "celery-threads", "celery-gevent", "celery-eventlet", "celery-prefork")
+CELERY_SYSTEMS = SYSTEMS[1:]
+# Celery's execution pools: threads, the two green-thread pools Celery documents for
+# I/O-bound work, and prefork (its default, one process per core).
+CELERY_POOLS = {
+    "celery-threads": "threads",
+    "celery-gevent": "gevent",
+    "celery-eventlet": "eventlet",
+    "celery-prefork": "prefork",
+}
 
 
 def _free_port() -> int:
@@ -142,6 +147,7 @@ async def _wait_done(env: dict[str, str], count: int, timeout: float) -> dict[st
         "first_done_at": min((r["done_at"] for r in rows), default=float("nan")),
         "last_done_at": max((r["done_at"] for r in rows), default=float("nan")),
         "latencies": [r["latency"] for r in rows],
+        "done_ats": [r["done_at"] for r in rows],
     }
 
 
@@ -301,27 +307,44 @@ class Config:
     def label(self) -> str:
         if self.system == "groundwork":
             return f"groundwork c={self.concurrency} prefetch={self.concurrency}"
-        if self.system == "celery-threads":
-            return f"celery threads c={self.concurrency}"
-        return f"celery prefork c={self.concurrency} (default)"
+        if self.system == "celery-prefork":
+            return f"celery prefork c={self.concurrency} (default)"
+        return f"celery {CELERY_POOLS[self.system]} c={self.concurrency}"
 
 
 def sweep_configs(args: argparse.Namespace) -> dict[str, list[Config]]:
-    return {
+    every = {
         "groundwork": [Config("groundwork", c) for c in args.groundwork_sweep],
         "celery-threads": [Config("celery-threads", c) for c in args.celery_sweep],
+        "celery-gevent": [Config("celery-gevent", c) for c in args.celery_green_sweep],
+        "celery-eventlet": [Config("celery-eventlet", c) for c in args.celery_green_sweep],
         # Celery's out-of-the-box pool: prefork, one process per core.
         "celery-prefork": [Config("celery-prefork", os.cpu_count() or 1)],
     }
+    return {name: every[name] for name in args.systems}
 
 
 def jobs_for(config: Config, latency_ms: int, args: argparse.Namespace) -> int:
-    """Enough jobs for ~``args.run_seconds`` at the config's ceiling (slots / latency),
-    bounded by --jobs; at 0 ms, --jobs."""
+    """Pipeline runs: enough jobs for ~``args.run_seconds`` at the config's ceiling
+    (slots / latency), bounded by --jobs-slow; at 0 ms, --jobs."""
     if latency_ms == 0:
         return args.jobs
     ceiling = config.concurrency / (latency_ms / 1000)
     return max(8, min(args.jobs_slow, int(ceiling * args.run_seconds)))
+
+
+DRAIN_ROUNDS = 4  # a drain holds at least this many rounds of every slot
+
+
+def drain_jobs_for(config: Config, latency_ms: int, args: argparse.Namespace) -> int:
+    """Drains: at least DRAIN_ROUNDS rounds of every slot (so the steady state, not the
+    first and last round, decides the rate) and ~--run-seconds at the slot ceiling,
+    bounded by --jobs-drain-max (a prefork pool of 2 at 2 s: 8 jobs); at 0 ms, --jobs."""
+    if latency_ms == 0:
+        return args.jobs
+    ceiling = config.concurrency / (latency_ms / 1000)
+    wanted = max(DRAIN_ROUNDS * config.concurrency, int(ceiling * args.run_seconds))
+    return min(args.jobs_drain_max, wanted)
 
 
 CELERY_BASE = [
@@ -340,6 +363,45 @@ CELERY_BASE = [
 
 
 @dataclass
+class FakeLLM:
+    """The fake LLM server of one consumer (bench/fake_llm.py): it counts the calls."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/v1"
+
+    def stats(self) -> dict[str, int]:
+        import json
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/stats", timeout=5) as r:
+            data: dict[str, int] = json.loads(r.read())
+        return data
+
+
+@contextlib.contextmanager
+def fake_llm(latency_ms: int, log_path: Path) -> Iterator[FakeLLM]:
+    port = _free_port()
+    command = [sys.executable, "-m", "bench.fake_llm", "--port", str(port)]
+    command += ["--latency-ms", str(latency_ms)]
+    with running(command, dict(os.environ), log_path) as proc:
+        wait_until_ok(f"http://{LOOPBACK}:{port}/stats", timeout=30, proc=proc, log_path=log_path)
+        yield FakeLLM(port, proc)
+
+
+def _calls_delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {
+        "llm_calls": after["calls"] - before["calls"],
+        "llm_distinct_prompts": after["distinct"] - before["distinct"],
+        "llm_duplicate_calls": after["duplicates"] - before["duplicates"],
+        "llm_peak_in_flight": after["peak_in_flight"],
+    }
+
+
+@dataclass
 class Consumer:
     """A running consumer process (groundwork worker or Celery worker) for one config."""
 
@@ -347,6 +409,7 @@ class Consumer:
     proc: subprocess.Popen[bytes]
     health_port: int | None
     queue: str | None
+    llm: FakeLLM
 
     def run(self, ctx: Ctx, count: int) -> dict[str, Any]:
         if self.config.system == "groundwork":
@@ -369,62 +432,66 @@ class Ctx:
 
 @contextlib.contextmanager
 def consumer(
-    ctx: Ctx, config: Config, latency_ms: int, queue: str | None = None
+    ctx: Ctx, config: Config, latency_ms: int, queue: str | None = None, wait_ready: bool = True
 ) -> Iterator[Consumer]:
-    env = {**ctx.base, "LLM_SIMULATED_LATENCY_MS": str(latency_ms)}
     logs = ctx.work / f"logs-{latency_ms}ms"
     name = f"{config.system}-c{config.concurrency}"
-    if config.system == "groundwork":
-        port = _free_port()
-        env.update(
-            WORKER_HEALTH_PORT=str(port),
-            WORKER_CONCURRENCY=str(config.concurrency),
-            QUEUE_PREFETCH=str(config.concurrency),
-        )
-        with running(_worker_command(ctx.args), env, logs / f"{name}.log") as proc:
-            wait_until_ok(
-                f"http://{LOOPBACK}:{port}/health/ready",
-                timeout=90,
-                proc=proc,
-                log_path=logs / f"{name}.log",
+    with fake_llm(latency_ms, logs / f"{name}-llm.log") as llm:
+        # Both systems call the fake server over HTTP as they would call a provider.
+        env = {**ctx.base, "LLM_API_KEY": "bench", "LLM_BASE_URL": llm.base_url}
+        env["BENCH_LLM_URL"] = llm.base_url
+        if config.system == "groundwork":
+            port = _free_port()
+            env.update(
+                WORKER_HEALTH_PORT=str(port),
+                WORKER_CONCURRENCY=str(config.concurrency),
+                QUEUE_PREFETCH=str(config.concurrency),
             )
-            yield Consumer(config, proc, port, None)
-        return
-    pool = "threads" if config.system == "celery-threads" else "prefork"
-    queue = queue or f"bench-{name}-{uuid.uuid4().hex[:6]}"
-    env.update(BENCH_CELERY_QUEUE=queue, BENCH_CELERY_CONCURRENCY=str(config.concurrency))
-    command = [
-        *CELERY_BASE,
-        "--pool",
-        pool,
-        "--concurrency",
-        str(config.concurrency),
-        "-Q",
-        queue,
-        # Distinct node names: two workers called celery@host collide on their control
-        # (pidbox) queue and the second one exits.
-        "-n",
-        f"{name}-{uuid.uuid4().hex[:6]}@%h",
-    ]
-    with running(command, env, logs / f"{name}.log") as proc:
-        yield Consumer(config, proc, None, queue)
+            with running(_worker_command(ctx.args), env, logs / f"{name}.log") as proc:
+                if wait_ready:
+                    wait_until_ok(
+                        f"http://{LOOPBACK}:{port}/health/ready",
+                        timeout=90,
+                        proc=proc,
+                        log_path=logs / f"{name}.log",
+                    )
+                yield Consumer(config, proc, port, None, llm)
+            return
+        pool = CELERY_POOLS[config.system]
+        queue = queue or f"bench-{name}-{uuid.uuid4().hex[:6]}"
+        env.update(BENCH_CELERY_QUEUE=queue, BENCH_CELERY_CONCURRENCY=str(config.concurrency))
+        command = [
+            *CELERY_BASE,
+            "--pool",
+            pool,
+            "--concurrency",
+            str(config.concurrency),
+            "-Q",
+            queue,
+            # Distinct node names: two workers called celery@host collide on their control
+            # (pidbox) queue and the second one exits.
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+        ]
+        with running(command, env, logs / f"{name}.log") as proc:
+            yield Consumer(config, proc, None, queue, llm)
 
 
-def measure(ctx: Ctx, cons: Consumer, count: int) -> dict[str, Any]:
+def measure(ctx: Ctx, cons: Consumer, count: int, latency_ms: int) -> dict[str, Any]:
     """One timed batch, with CPU per job (machine, each process) and the LLM calls made."""
-    pids = {"consumer": cons.proc.pid}
+    pids = {"consumer": cons.proc.pid, "llm_server": cons.llm.proc.pid}
     if cons.config.system == "groundwork":
         pids |= {"api": ctx.api_pid, "relay": ctx.relay_pid}
     before = {k: _tree_cpu_seconds(pid) for k, pid in pids.items()}
-    calls_before = _llm_calls(cons.health_port) if cons.health_port else 0.0
+    calls_before = cons.llm.stats()
     busy = machine_busy_seconds()
     own = _tree_cpu_seconds(os.getpid())
     result = cons.run(ctx, count)
     jobs = max(result["completed"], 1)
     # Two views of CPU per job: the whole machine (everything running on it, other
     # users included) and this bench's own process tree: the servers (PostgreSQL,
-    # Redis, RabbitMQ), api, relay, consumers and the load generator. On a shared
-    # machine the second is the one that means something.
+    # Redis, RabbitMQ), api, relay, consumers, the fake LLM and the load generator. On
+    # a shared machine the second is the one that means something.
     result["machine_cpu_ms_per_job"] = round(1000 * (machine_busy_seconds() - busy) / jobs, 3)
     result["own_cpu_ms_per_job"] = round(1000 * (_tree_cpu_seconds(os.getpid()) - own) / jobs, 3)
     for k, pid in pids.items():
@@ -432,12 +499,8 @@ def measure(ctx: Ctx, cons: Consumer, count: int) -> dict[str, Any]:
         result[f"{k}_cpu_ms_per_job"] = round(cpu_ms, 3)
     result["consumer_peak_rss_mib"] = _tree_peak_rss_mib(cons.proc.pid)
     result["consumer_processes"] = len(_tree(cons.proc.pid))
-    if cons.health_port:
-        result["llm_calls"] = round(_llm_calls(cons.health_port) - calls_before)
-    else:
-        # The Celery task inserts the row before its one call: a redelivered task fails
-        # on the primary key before calling again, so calls = rows.
-        result["llm_calls"] = result["completed"]
+    # Counted where the calls land (the fake LLM server), per prompt: one per job.
+    result |= _calls_delta(calls_before, cons.llm.stats())
     result["config"] = cons.config.label
     result["concurrency"] = cons.config.concurrency
     return result
@@ -472,68 +535,138 @@ async def _wait_published(env: dict[str, str], count: int, timeout: float) -> No
     raise RuntimeError(f"the relay published fewer than {count} jobs in {timeout:.0f}s")
 
 
+# A bulk copy of one job POSTed through the API (its client, topic, headers and payload
+# shape), with its own id, message id and a unique prompt per row: filling a queue of
+# 10,000+ jobs through the API would take longer than draining it. The outbox trigger
+# wakes the relay, which publishes them as it publishes the API's.
+_CLONE_JOBS = """
+WITH template AS (
+    SELECT j.client_id, j.request_hash, j.model, j.metadata, j.request_id,
+           o.topic, o.payload, o.headers
+    FROM jobs j JOIN outbox o ON o.job_id = j.id WHERE j.id = $1
+), input AS MATERIALIZED (
+    SELECT gen_random_uuid() AS id, gen_random_uuid() AS message_id,
+           $2 || ' job ' || g AS prompt, template.*
+    FROM template, generate_series(1, $3) AS g
+), job AS (
+    INSERT INTO jobs (id, client_id, request_hash, prompt, model, metadata, request_id)
+    SELECT id, client_id, request_hash, prompt, model, metadata, request_id FROM input
+)
+INSERT INTO outbox (message_id, job_id, topic, payload, headers)
+SELECT message_id, id, topic,
+       payload || jsonb_build_object('job_id', id::text, 'prompt', prompt), headers
+FROM input
+"""
+
+
+def _fill_groundwork(ctx: Ctx, count: int) -> None:
+    headers = {"Authorization": f"Bearer {ctx.token}", "Content-Type": "application/json"}
+    run_id = uuid.uuid4().hex[:8]
+    body = f'{{"prompt":"drain {run_id} job 0","model":"{MODEL}"}}'.encode()
+
+    async def fill() -> None:
+        await _truncate(ctx.base)
+        submitted = await submit_n(
+            ctx.api_port,
+            lambda _: build_request("POST", "/v1/jobs", body=body, headers=headers),
+            count=1,
+            concurrency=1,
+        )
+        if submitted.ok != 1:
+            raise RuntimeError(f"POST /v1/jobs: {submitted.summary()['statuses']}")
+        conn = await _connect_db(ctx.base)
+        try:
+            template = await conn.fetchval("SELECT id FROM jobs")
+            if count > 1:
+                await conn.execute(_CLONE_JOBS, template, f"drain {run_id}", count - 1)
+        finally:
+            await conn.close()
+        await _wait_published(ctx.base, count, ctx.timeout)
+
+    run_async(fill())
+
+
+def _fill_celery(ctx: Ctx, queue: str, count: int) -> None:
+    from bench.celery_baseline import TASK_NAME, broker_url, make_app
+
+    celery = make_app(broker_url(ctx.base))
+    run_async(_truncate(ctx.base))
+    run_id = uuid.uuid4().hex[:8]
+    with celery.producer_or_acquire() as producer:
+        for i in range(count):
+            celery.send_task(
+                TASK_NAME,
+                args=[str(uuid.uuid4()), f"drain {run_id} job {i}", MODEL, time.time()],
+                queue=queue,
+                producer=producer,
+            )
+
+
+WINDOW = (0.1, 0.9)  # the drain's steady state: from 10 % to 90 % of the jobs stored
+
+
+async def _watch_drain(env: dict[str, str], count: int, pid: int, timeout: float) -> float:
+    """Poll the jobs table; return the consumer's CPU seconds when its first job started
+    (claimed by the groundwork worker, inserted by a Celery task)."""
+    conn = await _connect_db(env)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            started = await conn.fetchval(
+                "SELECT count(*) FROM jobs WHERE status IN ('processing', 'succeeded')"
+            )
+            if started:
+                return _tree_cpu_seconds(pid)
+            await asyncio.sleep(0.02)
+    finally:
+        await conn.close()
+    raise RuntimeError(f"the consumer started no job in {timeout:.0f}s")
+
+
 def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> dict[str, Any]:
     """One worker process alone against a queue already holding ``count`` jobs.
 
-    The jobs are queued with no consumer running (groundwork: POSTed, published by the
-    relay; Celery: published), then one consumer process starts and drains them. Its
-    sustained rate is the capacity of one worker process, without the API's POST rate
-    or the load generator in the way: the figure per task that the cost and the
-    autoscaling targets use.
+    The jobs are queued with no consumer running (groundwork: rows cloned from one
+    POSTed job and published by the relay; Celery: published), then one consumer process
+    starts and drains them. The rate is taken over the steady state, from 10 % to 90 %
+    of the jobs stored (completion times from the database), without the start-up and
+    the first and last rounds; the CPU per job is the consumer's process tree from its
+    first job started to its last stored, over all jobs (a window would miss the work
+    of jobs all started at once when the slots hold the whole queue). It is the capacity
+    of one worker process, without the API, the relay or the producer in the way: the
+    figure the targets, the cost and the autoscaling targets use.
     """
     queue = None
     if config.system == "groundwork":
-        headers = {"Authorization": f"Bearer {ctx.token}", "Content-Type": "application/json"}
-        run_id = uuid.uuid4().hex[:8]
-
-        def make(i: int) -> bytes:
-            body = f'{{"prompt":"backlog {run_id} job {i}","model":"{MODEL}"}}'.encode()
-            return build_request("POST", "/v1/jobs", body=body, headers=headers)
-
-        async def fill() -> None:
-            await _truncate(ctx.base)
-            submitted = await submit_n(ctx.api_port, make, count=count, concurrency=32)
-            if submitted.ok != count:
-                raise RuntimeError(f"POST /v1/jobs: {submitted.summary()['statuses']}")
-            await _wait_published(ctx.base, count, ctx.timeout)
-
-        run_async(fill())
+        _fill_groundwork(ctx, count)
     else:
-        from bench.celery_baseline import TASK_NAME, broker_url, make_app
-
-        queue = f"bench-backlog-{uuid.uuid4().hex[:6]}"
-        celery = make_app(broker_url(ctx.base))
-        run_async(_truncate(ctx.base))
-        run_id = uuid.uuid4().hex[:8]
-        with celery.producer_or_acquire() as producer:
-            for i in range(count):
-                celery.send_task(
-                    TASK_NAME,
-                    args=[str(uuid.uuid4()), f"backlog {run_id} job {i}", MODEL, time.time()],
-                    queue=queue,
-                    producer=producer,
-                )
-    with consumer(ctx, config, latency_ms, queue=queue) as cons:
-        calls_before = _llm_calls(cons.health_port) if cons.health_port else 0.0
-        # CPU from the first stored result on: the process's start-up (imports,
-        # connections; a Celery worker's happen after its process started, the
-        # groundwork worker's before its readiness) is not the cost of a job.
-        first = run_async(_wait_succeeded(ctx.base, 1, ctx.timeout))
-        cpu_before = _tree_cpu_seconds(cons.proc.pid)
+        queue = f"bench-drain-{uuid.uuid4().hex[:6]}"
+        _fill_celery(ctx, queue, count)
+    # Watched from the process's start, as the Celery workers are: the groundwork worker
+    # consumes as soon as it is connected, and with thousands of messages prefetched its
+    # readiness probe can answer after most of the queue is drained.
+    with consumer(ctx, config, latency_ms, queue=queue, wait_ready=False) as cons:
+        # The fake LLM started with this consumer: its totals are this drain's calls.
+        cpu_started = run_async(_watch_drain(ctx.base, count, cons.proc.pid, ctx.timeout))
         done = run_async(_wait_done(ctx.base, count, ctx.timeout))
-        cpu = _tree_cpu_seconds(cons.proc.pid) - cpu_before
+        cpu = _tree_cpu_seconds(cons.proc.pid) - cpu_started
         rss = _tree_peak_rss_mib(cons.proc.pid)
-        calls = round(_llm_calls(cons.health_port) - calls_before) if cons.health_port else None
+        zero = {"calls": 0, "distinct": 0, "duplicates": 0, "peak_in_flight": 0}
+        calls = _calls_delta(zero, cons.llm.stats())
+    times = sorted(done["done_ats"])
     complete = done["completed"] >= count
-    span = done["last_done_at"] - done["first_done_at"]
+    lo, hi = (math.ceil(count * w) - 1 for w in WINDOW)
+    span = times[hi] - times[lo] if complete else math.nan
+    window_jobs = hi - lo
     return {
         "config": config.label,
+        "concurrency": config.concurrency,
         "jobs": count,
         "completed": done["completed"],
-        "sustained_rps": round((count - 1) / span, 2) if complete and span > 0 else math.nan,
-        "consumer_cpu_ms_per_job": round(1000 * cpu / max(done["completed"] - first, 1), 3),
+        "sustained_rps": round(window_jobs / span, 2) if complete and span > 0 else math.nan,
+        "consumer_cpu_ms_per_job": round(1000 * cpu / max(done["completed"], 1), 3),
         "consumer_peak_rss_mib": rss,
-        "llm_calls": done["completed"] if calls is None else calls,
+        **calls,
     }
 
 
@@ -542,31 +675,45 @@ def _warm_up(ctx: Ctx, cons: Consumer, latency_ms: int) -> None:
     cons.run(ctx, max(8, min(40, cons.config.concurrency)))
 
 
+def _best(runs: list[dict[str, Any]]) -> int:
+    return max(
+        range(len(runs)),
+        key=lambda i: -1.0 if math.isnan(runs[i]["sustained_rps"]) else runs[i]["sustained_rps"],
+    )
+
+
 def sweep(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
-    """One run per configuration, one consumer at a time; the best by jobs/s wins."""
+    """One drain per configuration, one consumer process at a time; the best wins."""
     found: dict[str, Any] = {}
     for system, configs in sweep_configs(ctx.args).items():
         runs = []
         for config in configs:
-            with consumer(ctx, config, latency_ms) as cons:
-                _warm_up(ctx, cons, latency_ms)
-                result = measure(ctx, cons, jobs_for(config, latency_ms, ctx.args))
+            try:
+                result = measure_backlog(
+                    ctx, config, latency_ms, drain_jobs_for(config, latency_ms, ctx.args)
+                )
+            except RuntimeError as exc:
+                # A configuration that cannot finish (a pool that does not start, a
+                # drain past the timeout) loses the sweep; the others still run.
+                print(f"  {latency_ms} ms sweep {config.label}: failed: {exc}", flush=True)
+                result = {"config": config.label, "concurrency": config.concurrency}
+                result |= {"sustained_rps": math.nan, "error": str(exc)[-500:]}
             runs.append(result)
             print(
                 f"  {latency_ms} ms sweep {config.label}: {result['sustained_rps']} jobs/s "
-                f"({result['completed']}/{result['jobs']}), peak RSS "
-                f"{result['consumer_peak_rss_mib']} MiB, consumer CPU "
-                f"{result['consumer_cpu_ms_per_job']} ms/job",
+                f"({result.get('completed')}/{result.get('jobs')}), peak RSS "
+                f"{result.get('consumer_peak_rss_mib')} MiB, CPU "
+                f"{result.get('consumer_cpu_ms_per_job')} ms/job, LLM calls "
+                f"{result.get('llm_calls')} (distinct {result.get('llm_distinct_prompts')})",
                 flush=True,
             )
-        best = max(
-            range(len(runs)),
-            key=lambda i: (
-                -1.0 if math.isnan(runs[i]["sustained_rps"]) else runs[i]["sustained_rps"]
-            ),
-        )
-        found[system] = {"runs": runs, "best": configs[best]}
+        found[system] = {"runs": runs, "best": configs[_best(runs)]}
     return found
+
+
+def _spread(reps: list[dict[str, Any]], key: str) -> str:
+    values = [r[key] for r in reps if not math.isnan(r.get(key, math.nan))]
+    return f"{min(values):g}-{max(values):g}" if values else "-"
 
 
 def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
@@ -576,42 +723,74 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
         f"  {latency_ms} ms best: " + "; ".join(c.label for c in best.values()),
         flush=True,
     )
-    reps: dict[str, list[dict[str, Any]]] = {name: [] for name in SYSTEMS}
+    # The capacity of one process: the best configurations' drains, repetitions
+    # interleaved so drift on the shared machine hits every system alike.
+    backlog_reps: dict[str, list[dict[str, Any]]] = {name: [] for name in ctx.args.systems}
+    if ctx.args.backlog:
+        for rep in range(ctx.args.reps):
+            for name in ctx.args.systems:
+                config = best[name]
+                try:
+                    result = measure_backlog(
+                        ctx, config, latency_ms, drain_jobs_for(config, latency_ms, ctx.args)
+                    )
+                except RuntimeError as exc:
+                    print(f"  {latency_ms} ms drain {config.label}: failed: {exc}", flush=True)
+                    continue
+                backlog_reps[name].append(result)
+                print(
+                    f"  {latency_ms} ms drain rep {rep + 1}, one {config.label} process "
+                    f"alone: {result['sustained_rps']} jobs/s ({result['completed']}/"
+                    f"{result['jobs']}), CPU {result['consumer_cpu_ms_per_job']} ms/job, "
+                    f"LLM calls {result['llm_calls']} (distinct "
+                    f"{result['llm_distinct_prompts']})",
+                    flush=True,
+                )
+    backlog: dict[str, dict[str, Any]] = {}
+    for name, runs in backlog_reps.items():
+        if not runs:
+            continue
+        backlog[name] = {
+            "config": best[name].label,
+            "concurrency": best[name].concurrency,
+            "reps": len(runs),
+            "sustained_rps": round(median_of(runs, "sustained_rps"), 2),
+            "sustained_rps_spread": _spread(runs, "sustained_rps"),
+            "consumer_cpu_ms_per_job": round(median_of(runs, "consumer_cpu_ms_per_job"), 3),
+            "consumer_cpu_ms_per_job_spread": _spread(runs, "consumer_cpu_ms_per_job"),
+            "consumer_peak_rss_mib": max(r["consumer_peak_rss_mib"] for r in runs),
+            "llm_calls": sum(r["llm_calls"] for r in runs),
+            "llm_distinct_prompts": sum(r["llm_distinct_prompts"] for r in runs),
+            "jobs": sum(r["jobs"] for r in runs),
+            "runs": runs,
+        }
+    # The pipeline, POST -> stored result, best configurations side by side.
+    reps: dict[str, list[dict[str, Any]]] = {name: [] for name in ctx.args.systems}
     with contextlib.ExitStack() as stack:
-        # The best configurations side by side, repetitions interleaved: drift hits all.
-        running_ = {n: stack.enter_context(consumer(ctx, best[n], latency_ms)) for n in SYSTEMS}
+        running_ = {
+            n: stack.enter_context(consumer(ctx, best[n], latency_ms)) for n in ctx.args.systems
+        }
         for cons in running_.values():
             _warm_up(ctx, cons, latency_ms)
-        for rep in range(ctx.args.reps):
+        for rep in range(ctx.args.pipeline_reps):
             for name, cons in running_.items():
-                result = measure(ctx, cons, jobs_for(cons.config, latency_ms, ctx.args))
+                result = measure(ctx, cons, jobs_for(cons.config, latency_ms, ctx.args), latency_ms)
                 reps[name].append(result)
                 print(
-                    f"  {latency_ms} ms rep {rep + 1} {cons.config.label}: "
+                    f"  {latency_ms} ms pipeline rep {rep + 1} {cons.config.label}: "
                     f"{result['sustained_rps']} jobs/s ({result['completed']}/{result['jobs']}), "
                     f"LLM calls {result['llm_calls']}",
                     flush=True,
                 )
         gw = running_["groundwork"]
         batches = {**batch_sizes(ctx.api_port), **batch_sizes(gw.health_port or 0)}
-    backlog: dict[str, dict[str, Any]] = {}
-    if ctx.args.backlog:
-        for name in SYSTEMS:
-            config = best[name]
-            backlog[name] = measure_backlog(
-                ctx, config, latency_ms, jobs_for(config, latency_ms, ctx.args)
-            )
-            print(
-                f"  {latency_ms} ms backlog drain, one {config.label} process alone: "
-                f"{backlog[name]['sustained_rps']} jobs/s ({backlog[name]['completed']}/"
-                f"{backlog[name]['jobs']}), LLM calls {backlog[name]['llm_calls']}",
-                flush=True,
-            )
     medians = {name: aggregate(r) for name, r in reps.items()}
-    for name in SYSTEMS:
+    for name in ctx.args.systems:
         medians[name]["sustained_rps"] = round(median_of(reps[name], "sustained_rps"), 2)
+        medians[name]["sustained_rps_spread"] = _spread(reps[name], "sustained_rps")
         medians[name]["consumer_peak_rss_mib"] = max(r["consumer_peak_rss_mib"] for r in reps[name])
         medians[name]["llm_calls"] = sum(r["llm_calls"] for r in reps[name])
+        medians[name]["llm_distinct_prompts"] = sum(r["llm_distinct_prompts"] for r in reps[name])
         medians[name]["jobs"] = sum(r["completed"] for r in reps[name])
         medians[name]["config"] = best[name].label
         medians[name]["concurrency"] = best[name].concurrency
@@ -619,7 +798,7 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
         "latency_ms": latency_ms,
         "batch_sizes": batches,
         "sweep": {name: {"best": s["best"].label, "runs": s["runs"]} for name, s in swept.items()},
-        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in SYSTEMS},
+        "systems": {n: {"median": medians[n], "reps": reps[n]} for n in ctx.args.systems},
         "backlog": backlog,
     }
 
@@ -910,7 +1089,7 @@ def load_prices() -> dict[str, Any]:
 def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) -> dict[str, Any]:
     sweep_rows: list[list[Any]] = []
     for res in results:
-        for name in SYSTEMS:
+        for name in res["sweep"]:
             best = res["sweep"][name]["best"]
             for run in res["sweep"][name]["runs"]:
                 sweep_rows.append(
@@ -918,22 +1097,22 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                         f"{res['latency_ms']} ms",
                         run["config"] + (" *" if run["config"] == best else ""),
                         run["sustained_rps"],
-                        run["consumer_peak_rss_mib"],
+                        run.get("consumer_peak_rss_mib", math.nan),
                         run.get("consumer_cpu_ms_per_job", math.nan),
-                        run.get("own_cpu_ms_per_job", math.nan),
-                        run["machine_cpu_ms_per_job"],
+                        f"{run.get('llm_calls', '-')}/{run.get('llm_distinct_prompts', '-')}"
+                        f"/{run.get('jobs', '-')}",
                     ]
                 )
     print_table(
-        "Sweep: one run per configuration (* = best, used below)",
+        "Sweep: one process alone draining a pre-filled queue, one drain per configuration "
+        "(* = best, used below)",
         [
             "LLM latency",
             "configuration",
-            "sustained jobs/s",
+            "jobs/s (10-90 %)",
             "peak RSS MiB",
-            "consumer CPU ms/job",
-            "bench CPU ms/job",
-            "machine CPU ms/job",
+            "CPU ms/job",
+            "LLM calls / distinct / jobs",
         ],
         sweep_rows,
     )
@@ -942,12 +1121,13 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
     targets: dict[str, dict[str, Any]] = {}
     costs: dict[str, Any] = {}
     for res in results:
-        med = {n: res["systems"][n]["median"] for n in SYSTEMS}
+        med = {n: res["systems"][n]["median"] for n in res["systems"]}
         celery_best = max(
-            (med["celery-threads"]["sustained_rps"], med["celery-prefork"]["sustained_rps"]),
+            (med[n]["sustained_rps"] for n in CELERY_SYSTEMS if n in med),
             key=lambda v: -1.0 if math.isnan(v) else v,
+            default=math.nan,
         )
-        for name in SYSTEMS:
+        for name in med:
             m = med[name]
             rows.append(
                 [
@@ -960,6 +1140,7 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                     m["p99_ms"],
                     m["consumer_peak_rss_mib"],
                     m.get("consumer_cpu_ms_per_job", math.nan),
+                    m.get("llm_server_cpu_ms_per_job", math.nan),
                     m.get("own_cpu_ms_per_job", math.nan),
                     m.get("machine_cpu_ms_per_job", math.nan),
                     " / ".join(
@@ -985,19 +1166,35 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
             "met": None,
         }
         targets[f"llm_calls_once_at_{latency}ms"] = {
-            "value": f"{gw['llm_calls']}/{gw['jobs']}",
-            "target": "calls = jobs",
-            "met": gw["llm_calls"] == gw["jobs"],
+            "value": f"{gw['llm_calls']}/{gw['llm_distinct_prompts']}/{gw['jobs']}",
+            "target": "calls = distinct prompts = jobs (counted by the fake LLM)",
+            "met": gw["llm_calls"] == gw["llm_distinct_prompts"] == gw["jobs"],
         }
         backlog = res.get("backlog") or {}
         if backlog:
             worker = backlog["groundwork"]["sustained_rps"]
             celery_alone = max(
-                (backlog[n]["sustained_rps"] for n in ("celery-threads", "celery-prefork")),
+                (backlog[n]["sustained_rps"] for n in CELERY_SYSTEMS if n in backlog),
                 key=lambda v: -1.0 if math.isnan(v) else v,
+                default=math.nan,
             )
             value = ratio(worker, celery_alone)
             targets[f"worker_vs_celery_best_at_{latency}ms"] = {
+                "value": round(value, 3),
+                "target": TARGET_RATIO if slow else None,
+                "met": value >= TARGET_RATIO if slow else None,
+            }
+            # On a shared machine a process's jobs/s is also its share of the cores (a
+            # pool of 1,024 threads is 1,024 schedulable threads); per vCPU of its own,
+            # as on Fargate or Cloud Run, one process does 1,000 / CPU ms per job.
+            per_vcpu = {n: _per_vcpu(backlog[n], latency) for n in backlog}
+            celery_per_vcpu = max(
+                (per_vcpu[n] for n in CELERY_SYSTEMS if n in per_vcpu),
+                key=lambda v: -1.0 if math.isnan(v) else v,
+                default=math.nan,
+            )
+            value = ratio(per_vcpu["groundwork"], celery_per_vcpu)
+            targets[f"worker_vs_celery_best_per_vcpu_at_{latency}ms"] = {
                 "value": round(value, 3),
                 "target": TARGET_RATIO if slow else None,
                 "met": value >= TARGET_RATIO if slow else None,
@@ -1010,21 +1207,27 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
                 }
             b = backlog["groundwork"]
             targets[f"worker_llm_calls_once_at_{latency}ms"] = {
-                "value": f"{b['llm_calls']}/{b['jobs']}",
-                "target": "calls = jobs",
-                "met": b["llm_calls"] == b["jobs"],
+                "value": f"{b['llm_calls']}/{b['llm_distinct_prompts']}/{b['jobs']}",
+                "target": "calls = distinct prompts = jobs (counted by the fake LLM)",
+                "met": b["llm_calls"] == b["llm_distinct_prompts"] == b["jobs"],
             }
-            for name in SYSTEMS:
+            for name in med:
+                if name not in backlog:
+                    continue
                 b = backlog[name]
                 backlog_rows.append(
                     [
                         f"{latency} ms",
                         b["config"],
                         b["sustained_rps"],
+                        b["sustained_rps_spread"],
                         ratio(b["sustained_rps"], celery_alone),
                         b["consumer_peak_rss_mib"],
                         b["consumer_cpu_ms_per_job"],
-                        f"{b['llm_calls']}/{b['jobs']}",
+                        b["consumer_cpu_ms_per_job_spread"],
+                        round(per_vcpu[name], 1),
+                        ratio(per_vcpu[name], celery_per_vcpu),
+                        f"{b['llm_calls']}/{b['llm_distinct_prompts']}/{b['jobs']}",
                     ]
                 )
                 if prices is not None:
@@ -1048,6 +1251,7 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
             "p99 ms",
             "peak RSS MiB",
             "consumer CPU ms/job",
+            "fake LLM CPU ms/job",
             "bench CPU ms/job",
             "machine CPU ms/job",
             "api / relay / worker CPU ms/job",
@@ -1057,15 +1261,20 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
     )
     if backlog_rows:
         print_table(
-            "One consumer process alone draining a pre-filled queue (its capacity)",
+            "One consumer process alone draining a pre-filled queue (its capacity; "
+            "median and range of the reps, 10-90 % window)",
             [
                 "LLM latency",
                 "configuration",
-                "sustained jobs/s",
+                "jobs/s",
+                "range",
                 "x celery best",
                 "peak RSS MiB",
                 "CPU ms/job",
-                "LLM calls / jobs",
+                "range",
+                "jobs/s per vCPU",
+                "x celery best per vCPU",
+                "LLM calls / distinct / jobs",
             ],
             backlog_rows,
         )
@@ -1113,6 +1322,18 @@ def report(results: list[dict[str, Any]], prices: dict[str, Any] | None = None) 
     return {"targets": targets, "costs": costs}
 
 
+def _per_vcpu(drain: dict[str, Any], latency_ms: int) -> float:
+    """Jobs/s one process sustains on a vCPU of its own: 1,000 / CPU ms per job (for a
+    prefork pool, its processes together), bounded by its slots at the latency."""
+    cpu = drain.get("consumer_cpu_ms_per_job", math.nan)
+    if not cpu or math.isnan(cpu):
+        return math.nan
+    by_cpu = 1000 / cpu
+    if latency_ms == 0:
+        return by_cpu
+    return min(by_cpu, drain["concurrency"] / (latency_ms / 1000))
+
+
 def _latencies(text: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
@@ -1123,6 +1344,17 @@ def _latencies(text: str) -> list[int]:
     if not values or any(v < 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected one or more latencies >= 0, got {text!r}")
     return values
+
+
+def _systems(text: str) -> list[str]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = sorted(set(names) - set(SYSTEMS))
+    if "groundwork" not in names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected groundwork and any of {', '.join(SYSTEMS[1:])} (comma-separated), "
+            f"got {text!r}"
+        )
+    return [name for name in SYSTEMS if name in names]
 
 
 def _counts(text: str) -> list[int]:
@@ -1139,8 +1371,10 @@ def _counts(text: str) -> list[int]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=positive_int, default=3)
-    parser.add_argument("--jobs", type=positive_int, default=1000, help="jobs per run at 0 ms")
+    parser.add_argument(
+        "--reps", type=positive_int, default=3, help="drains of each best configuration"
+    )
+    parser.add_argument("--jobs", type=positive_int, default=2000, help="jobs per run at 0 ms")
     parser.add_argument(
         "--jobs-slow",
         type=positive_int,
@@ -1162,15 +1396,39 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--groundwork-sweep",
-        default="16,256,1024",
+        default="256,1024,4096",
         type=_counts,
         help="groundwork worker concurrency (= prefetch) values to try",
     )
     parser.add_argument(
         "--celery-sweep",
-        default="16,64,256,1024",
+        default="256,1024,4096",
         type=_counts,
         help="Celery threads-pool concurrency values to try",
+    )
+    parser.add_argument(
+        "--celery-green-sweep",
+        default="1024,4096",
+        type=_counts,
+        help="Celery gevent and eventlet pool concurrency values to try",
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        type=_systems,
+        help="systems to measure (groundwork and the Celery pools to compare with)",
+    )
+    parser.add_argument(
+        "--jobs-drain-max",
+        type=positive_int,
+        default=16000,
+        help="most jobs in one drain of a pre-filled queue",
+    )
+    parser.add_argument(
+        "--pipeline-reps",
+        type=positive_int,
+        default=1,
+        help="repetitions of the pipeline (POST -> stored result) side by side",
     )
     parser.add_argument(
         "--no-backlog",
@@ -1197,10 +1455,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     print(
-        f"pipeline bench: latencies {args.latencies} ms, {args.reps} reps of the best "
-        f"configurations after a sweep (groundwork {args.groundwork_sweep}, Celery threads "
-        f"{args.celery_sweep}, Celery prefork default); {args.jobs} jobs at 0 ms, up to "
-        f"{args.jobs_slow} (~{args.run_seconds:g} s) at slower latencies; processes unpinned",
+        f"pipeline bench: latencies {args.latencies} ms; systems {', '.join(args.systems)}; "
+        f"sweep by drains of a pre-filled queue (groundwork {args.groundwork_sweep}, Celery "
+        f"threads {args.celery_sweep}, gevent/eventlet {args.celery_green_sweep}, prefork "
+        f"default), then {args.reps} drains of each best (>= {DRAIN_ROUNDS} rounds of its "
+        f"slots, at most {args.jobs_drain_max} jobs; {args.jobs} at 0 ms) and "
+        f"{args.pipeline_reps} pipeline run(s) side by side; processes unpinned",
         flush=True,
     )
     work = log_dir(args.name)

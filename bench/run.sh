@@ -3,7 +3,7 @@
 # bench/results/, process logs in bench/results/logs/. Needs `bash scripts/bootstrap.sh`
 # (PostgreSQL, Redis, RabbitMQ, uv) once. Only loopback servers are started.
 #
-#   bash bench/run.sh                  # all of them (~25 min on 2 cores; the pipeline ~15)
+#   bash bench/run.sh                  # all of them (2-3 h on 2 shared cores, mostly the pipeline)
 #   BENCH_QUICK=1 bash bench/run.sh    # one short repetition each (~3 min), for a sanity check
 #   BENCH_ONLY="api startup" bash bench/run.sh
 set -euo pipefail
@@ -18,7 +18,7 @@ uv sync --all-packages --quiet --compile-bytecode
 if [ "${BENCH_QUICK:-}" = 1 ]; then
   declare -A quick_args=(
     [api]="--reps 1 --duration 3 --warmup 1"
-    [pipeline]="--reps 1 --jobs 300 --jobs-slow 600 --run-seconds 3 --groundwork-sweep 16,1024 --celery-sweep 16,256"
+    [pipeline]="--reps 1 --jobs 300 --jobs-slow 600 --run-seconds 3 --jobs-drain-max 1200 --groundwork-sweep 16,256 --celery-sweep 16,256 --celery-green-sweep 256"
     [startup]="--reps 2"
     [stack_eval]="--reps 1"
   )

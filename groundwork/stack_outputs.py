@@ -59,6 +59,9 @@ class AwsOutputs(CommonOutputs):
     dlq_url: Text | None
     secret_arns: TextMap
     log_group_names: TextMap
+    logs_kms_key_arn: Text
+    log_retention_days: Text
+    """Days, as text: what `groundwork ops broker-logs` sets on Amazon MQ's own log group."""
 
 
 class GcpOutputs(CommonOutputs):
@@ -99,6 +102,8 @@ OutputName: TypeAlias = Literal[
     "dlq_url",
     "secret_arns",
     "log_group_names",
+    "logs_kms_key_arn",
+    "log_retention_days",
     "project",
     "migrate_job_name",
     "db_instance_name",

@@ -44,6 +44,7 @@ from components.aws.container_service import DeploymentStrategy, PrebuiltImage
 from components.aws.database import app_connect_statement
 from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
+from components.aws.rotation import KeyRotation, KeyRotationArgs
 from components.image_ref import ImageReference
 from groundwork.stack_outputs import AwsOutputs
 from stacks.arg_keys import config_keys
@@ -305,6 +306,22 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
+    if settings.secret_rotation_days:
+        KeyRotation(
+            f"{prefix}-key-rotation",
+            KeyRotationArgs(
+                secret_arns={s: secrets.secret_arns[s] for s in ("jwt-secret", "webhook-secret")},
+                secrets_kms_key_arn=secrets.kms_key_arn,
+                cluster_name=app.cluster_name,
+                service_names=[app.service_names[p] for p in ("api", "worker", "relay")],
+                log_retention_days=settings.log_retention_days,
+                log_kms_key_arn=logs_key.key_arn,
+                rotation_days=settings.secret_rotation_days,
+                protect=protect,
+            ),
+            opts=opts,
+        )
+
     alarms = Alarms(
         f"{prefix}-alarms",
         AlarmsArgs(
@@ -369,6 +386,8 @@ def build(settings: Settings) -> AwsOutputs:
         "dlq_url": queue.dlq_url if queue else None,
         "secret_arns": secret_arns,
         "log_group_names": {**app.log_group_names, "vpc-flow-logs": network.flow_log_group_name},
+        "logs_kms_key_arn": logs_key.key_arn,
+        "log_retention_days": str(settings.log_retention_days),
     }
 
 

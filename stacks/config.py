@@ -167,6 +167,12 @@ class Settings(BaseModel):
     edge_load_balancer: bool = Field(alias="edgeLoadBalancer", description="GCP HTTPS LB + Armor")
     public_api: bool = Field(default=True, alias="publicApi")
     log_retention_days: int = Field(alias="logRetentionDays")
+    secret_rotation_days: int = Field(
+        default=30,
+        alias="secretRotationDays",
+        description="AWS: days between automatic rotations of the JWT and webhook secrets "
+        "('NEW OLD', then the services restart); 0 turns the schedule off",
+    )
     secret_replication: str = Field(
         default="automatic", alias="secretReplication", pattern=r"^(automatic|user-managed)$"
     )
@@ -260,6 +266,14 @@ class Settings(BaseModel):
     def _vpc_cidr(cls, value: str) -> str:
         # The rule both clouds share; NetworkArgs adds the AWS one (at most /19).
         vpc_block(value)
+        return value
+
+    @field_validator("secret_rotation_days")
+    @classmethod
+    def _rotation(cls, value: int) -> int:
+        # The previous key verifies for one interval only: a day could cut tokens short.
+        if value != 0 and not 2 <= value <= 365:
+            raise ValueError("must be 0 (no schedule) or 2 to 365 days")
         return value
 
     @field_validator("log_retention_days")

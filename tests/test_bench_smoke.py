@@ -323,6 +323,56 @@ def test_pipeline_sweep_values_parse_and_bad_ones_are_usage_errors(
     assert "expected one or more numbers >= 1" in capsys.readouterr().err
 
 
+def test_drain_length_holds_rounds_of_every_slot() -> None:
+    from bench.pipeline import DRAIN_ROUNDS, Config, drain_jobs_for, parse_args
+
+    args = parse_args(["--jobs", "1000", "--run-seconds", "6", "--jobs-drain-max", "5000"])
+    assert drain_jobs_for(Config("groundwork", 512), 0, args) == 1000
+    # 512 slots / 2 s x 6 s = 1,536 < 4 rounds of 512
+    assert drain_jobs_for(Config("groundwork", 512), 2000, args) == DRAIN_ROUNDS * 512
+    # a prefork pool of 2 at 2 s drains 8 jobs, not --jobs (it does 1 job/s)
+    assert drain_jobs_for(Config("celery-prefork", 2), 2000, args) == 8
+    assert drain_jobs_for(Config("groundwork", 4096), 2000, args) == 5000  # the cap
+
+
+def test_fake_llm_counts_every_call_per_prompt() -> None:
+    # The bench's LLM-call count is taken where the calls land: a doubled call shows.
+    import json
+    import subprocess
+    import sys
+    import urllib.request
+
+    from bench.common import wait_until_ok
+    from groundwork.devenv.servers import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.fake_llm", "--port", str(port), "--latency-ms", "50"]
+    )
+    try:
+        wait_until_ok(f"http://127.0.0.1:{port}/stats", timeout=30, proc=proc)
+
+        def call(prompt: str) -> str:
+            body = json.dumps({"model": "m", "messages": [{"role": "user", "content": prompt}]})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                data=body.encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return str(json.loads(response.read())["choices"][0]["message"]["content"])
+
+        assert call("a") == "answer to: a"
+        call("b")
+        call("a")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stats", timeout=5) as response:
+            stats = json.loads(response.read())
+        assert (stats["calls"], stats["distinct"], stats["duplicates"]) == (3, 2, 1)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def test_pipeline_run_length_follows_the_configs_ceiling() -> None:
     from bench.pipeline import Config, jobs_for, parse_args
 
@@ -374,6 +424,7 @@ def _median(rps: float, calls: int, jobs: int, cpu: float = 1.0) -> dict[str, An
         "machine_cpu_ms_per_job": cpu * 3,  # other users' load too: not judged
         "own_cpu_ms_per_job": cpu,
         "llm_calls": calls,
+        "llm_distinct_prompts": calls,
         "jobs": jobs,
         "config": "c",
         "concurrency": 1,
@@ -385,15 +436,21 @@ def test_pipeline_report_judges_the_targets_against_celerys_best(
 ) -> None:
     from bench.pipeline import report
 
-    def backlog(rps: float, calls: int, jobs: int) -> dict[str, Any]:
+    def backlog(
+        rps: float, calls: int, jobs: int, cpu: float = 0.5, slots: int = 4096
+    ) -> dict[str, Any]:
         return {
             "config": "c",
+            "concurrency": slots,
             "jobs": jobs,
             "completed": jobs,
             "sustained_rps": rps,
-            "consumer_cpu_ms_per_job": 0.5,
+            "sustained_rps_spread": f"{rps}-{rps}",
+            "consumer_cpu_ms_per_job": cpu,
+            "consumer_cpu_ms_per_job_spread": f"{cpu}-{cpu}",
             "consumer_peak_rss_mib": 80.0,
             "llm_calls": calls,
+            "llm_distinct_prompts": calls,
         }
 
     def result(
@@ -421,9 +478,9 @@ def test_pipeline_report_judges_the_targets_against_celerys_best(
         "llm_usd_per_million_jobs": 1.0,
     }
     alone = {
-        "groundwork": backlog(210, 99, 100),
-        "celery-threads": backlog(60, 10, 10),
-        "celery-prefork": backlog(1, 10, 10),
+        "groundwork": backlog(210, 99, 100, cpu=0.5),
+        "celery-threads": backlog(60, 10, 10, cpu=1.25),
+        "celery-prefork": backlog(1, 10, 10, cpu=0.2, slots=2),
     }
     summary = report(
         [
@@ -438,6 +495,10 @@ def test_pipeline_report_judges_the_targets_against_celerys_best(
     assert targets["own_cpu_ms_per_job_at_0ms"]["met"]
     # the worker alone: 210 jobs/s = 3.5x the best Celery process alone
     assert targets["worker_vs_celery_best_at_2000ms"] == {"value": 3.5, "target": 3.0, "met": True}
+    # per vCPU of its own: 1,000 / 0.5 ms = 2,000 jobs/s vs the best Celery pool's: the
+    # threads' 1,000 / 1.25 = 800; prefork's 2 slots / 2 s bound it far below its CPU
+    per_vcpu = targets["worker_vs_celery_best_per_vcpu_at_2000ms"]
+    assert per_vcpu == {"value": 2.5, "target": 3.0, "met": False}
     assert targets["worker_jobs_per_s_at_2000ms"]["met"]
     assert targets["llm_calls_once_at_2000ms"]["met"]
     # one job's call missing (or doubled): the count check fails

@@ -65,6 +65,7 @@ SELECTED: dict[str, tuple[str, ...]] = {
     "aws:ecs/service:Service": ("desiredCount", "capacityProviderStrategies"),
     "aws:appautoscaling/target:Target": ("minCapacity", "maxCapacity"),
     "aws:cloudwatch/logGroup:LogGroup": ("retentionInDays",),
+    "aws:secretsmanager/secretRotation:SecretRotation": ("rotationRules.automaticallyAfterDays",),
     "aws:lb/loadBalancer:LoadBalancer": ("internal", "enableDeletionProtection"),
     "gcp:compute/subnetwork:Subnetwork": ("ipCidrRange",),
     "gcp:compute/globalAddress:GlobalAddress": ("address", "prefixLength"),

@@ -57,11 +57,11 @@ class BrokerArgs:
     )
     """Who may reach the management API (HTTPS 443): the migrate task."""
     general_logs: bool = True
-    """Connection and authentication events, for audits. Known limit: Amazon MQ writes them
-    to ``/aws/amazonmq/broker/<broker-id>/general``, a group it creates itself without
-    retention or a customer key, and the name holds the broker ID assigned at creation,
-    so it cannot be created first; docs/runbook.md has the one-time command that sets
-    retention and the logs key on it."""
+    """Connection and authentication events, for audits. Amazon MQ writes them to
+    ``/aws/amazonmq/broker/<broker-id>/general``, a group it creates itself without
+    retention or a customer key (the name holds the broker ID assigned at creation, so it
+    cannot be created first); `groundwork ops broker-logs`, run by the deploy workflow
+    after `pulumi up`, sets both (groundwork/ops/broker_logs.py)."""
     protect: bool = False
     """Pulumi ``protect`` + ``retain_on_delete`` on the broker and its credentials."""
     secret_recovery_window_days: int = 30

@@ -46,8 +46,13 @@ class EncryptionKey(pulumi.ComponentResource):
     ) -> None:
         super().__init__("groundwork:aws:EncryptionKey", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        identity = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        policy = identity.account_id.apply(lambda account: key_policy(account, args))
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        identity = aws.get_caller_identity_output(opts=invoke)
+        # aws, aws-cn or aws-us-gov: the ARNs in the policy must name the stack's partition.
+        partition = aws.get_partition_output(opts=invoke).partition
+        policy = pulumi.Output.all(identity.account_id, partition).apply(
+            lambda v: key_policy(v[0], args, partition=v[1])
+        )
         key = aws.kms.Key(
             f"{name}-key",
             description=args.description,
@@ -67,13 +72,13 @@ class EncryptionKey(pulumi.ComponentResource):
         self.register_outputs({"key_arn": self.key_arn, "alias_name": self.alias_name})
 
 
-def key_policy(account_id: str, args: EncryptionKeyArgs) -> str:
+def key_policy(account_id: str, args: EncryptionKeyArgs, *, partition: str = "aws") -> str:
     """Account administrators manage the key through IAM; listed services may use it."""
     statements: list[dict[str, object]] = [
         {
             "Sid": "AccountAdministersThroughIam",
             "Effect": "Allow",
-            "Principal": {"AWS": f"arn:aws:iam::{account_id}:root"},
+            "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
             "Action": "kms:*",
             "Resource": "*",
         }
@@ -94,12 +99,11 @@ def key_policy(account_id: str, args: EncryptionKeyArgs) -> str:
         }
         if principal.startswith("logs."):
             # CloudWatch Logs names the log group in the encryption context: only this
-            # account's log groups may use the key.
+            # account's log groups may use the key. Account-wide on purpose: it covers
+            # the groups AWS services create under IDs known only later (Amazon MQ's,
+            # which `groundwork ops broker-logs` associates with the key).
             region = principal.split(".")[1]
-            statement["Condition"] = {
-                "ArnLike": {
-                    "kms:EncryptionContext:aws:logs:arn": f"arn:aws:logs:{region}:{account_id}:*"
-                }
-            }
+            groups = f"arn:{partition}:logs:{region}:{account_id}:*"
+            statement["Condition"] = {"ArnLike": {"kms:EncryptionContext:aws:logs:arn": groups}}
         statements.append(statement)
     return json.dumps({"Version": "2012-10-17", "Statement": statements})

@@ -738,3 +738,41 @@ def service_urns(
 
     for urn in find(stack, cloud, config=config or ()):
         typer.echo(urn)
+
+
+@app.command("broker-logs")
+@_one_line_errors
+def broker_logs(
+    stack: StackOpt,
+    outputs_file: OutputsOpt = None,
+    timeout: TimeoutOpt = 600,
+    poll_seconds: PollOpt = 15,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """AWS + Amazon MQ: set the stack's log retention and logs KMS key on the broker's
+    general log group, which Amazon MQ creates itself. Idempotent; the deploy workflow
+    runs it after `pulumi up`. With SQS (no broker) it does nothing."""
+    from groundwork.ops import broker_logs as mq_logs
+
+    outputs = _outputs(stack, outputs_file).expect_cloud("aws")
+    if not outputs.values.get("broker_id"):
+        _emit(as_json, {"log_group": None, "changed": []}, "no Amazon MQ broker: nothing to do")
+        return
+    retention = outputs.string("log_retention_days")
+    if not retention.isdigit():
+        raise UserError(f"output log_retention_days={retention!r} is not a number of days")
+    report = mq_logs.secure_broker_logs(
+        _aws_session(outputs).client("logs"),
+        outputs.string("broker_id"),
+        kms_key_arn=outputs.string("logs_kms_key_arn"),
+        retention_days=int(retention),
+        timeout=timeout,
+        poll_seconds=poll_seconds,
+    )
+    done = ", ".join(report.changed) if report.changed else "already set"
+    _emit(
+        as_json,
+        asdict(report),
+        f"{report.log_group}: retention {report.retention_days} d, "
+        f"key {report.kms_key_arn} ({done})",
+    )

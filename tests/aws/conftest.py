@@ -6,11 +6,16 @@ import hashlib
 import importlib
 import inspect
 import json
-from collections.abc import Callable
+import keyword
+import urllib.request
+from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
 
 import pytest
+from moto.logs.exceptions import ResourceNotFoundException
+from moto.logs.responses import LogsResponse
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from pulumi.runtime import settings as pulumi_settings
 
 from groundwork.mockrun import GroundworkMocks, ProgramRun, RecordedResource, run_program
@@ -102,7 +107,10 @@ def taggable(type_token: str) -> bool:
     package, path, cls_name = type_token.split(":")
     if package != "aws" or path.startswith("index"):
         return False
-    module = importlib.import_module(f"pulumi_aws.{path.split('/')[0]}")
+    module_name = path.split("/")[0]
+    # Python keywords get a trailing underscore in the SDK (aws:lambda -> pulumi_aws.lambda_).
+    module_name = f"{module_name}_" if keyword.iskeyword(module_name) else module_name
+    module = importlib.import_module(f"pulumi_aws.{module_name}")
     cls = getattr(module, cls_name)
     return "tags" in inspect.signature(cls._internal_init).parameters
 
@@ -156,3 +164,40 @@ def helpers() -> Any:
         CountingMocks = globals()["CountingMocks"]
 
     return _Helpers
+
+
+# --- moto's standalone server: real HTTP on loopback, as boto3 talks to AWS ------------
+
+
+def _associate_kms_key(self: LogsResponse) -> str:
+    """AssociateKmsKey as the CloudWatch Logs API documents it (moto 5 lacks it): the key
+    ARN becomes the group's ``kmsKeyId``; ResourceNotFoundException for a missing group."""
+    name = self._get_param("logGroupName")
+    group = self.logs_backend.groups.get(name)
+    if group is None:
+        raise ResourceNotFoundException()
+    group.kms_key_id = self._get_param("kmsKeyId")
+    return ""
+
+
+@pytest.fixture
+def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setattr(LogsResponse, "associate_kms_key", _associate_kms_key, raising=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
+    try:
+        yield url
+    finally:
+        server.stop()

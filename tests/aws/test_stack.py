@@ -121,6 +121,7 @@ def test_every_component_is_present(staging: ProgramRun) -> None:
         "groundwork:aws:AccessLogBucket",
         "groundwork:aws:ContainerService",
         "groundwork:aws:ServiceAutoscaling",
+        "groundwork:aws:KeyRotation",
         "groundwork:aws:Alarms",
     }
 
@@ -489,6 +490,7 @@ def test_connection_alarm_threshold_tracks_the_instance_size() -> None:
         ({"nat": "none"}, ["groundwork:nat", "'none'", "interfaceEndpoints"]),
         ({"workerMinCount": "0"}, ["groundwork:workerMinCount", "0", "at least 1"]),
         ({"alarmEmail": "oncall"}, ["groundwork:alarmEmail", "'oncall'", "e-mail"]),
+        ({"secretRotationDays": "1"}, ["groundwork:secretRotationDays", "1", "2 to 365"]),
     ],
 )
 def test_invalid_config_fails_before_any_resource(

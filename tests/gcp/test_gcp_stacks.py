@@ -309,14 +309,18 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
         "gcp:kms/cryptoKeyIAMMember:CryptoKeyIAMMember",
         "random:index/randomId:RandomId",
         "pulumi-python:dynamic:Resource",  # the grants' IAM propagation wait
+        # groundwork:serviceMetrics (production default on): the metric writers' grants.
+        "gcp:projects/iAMMember:IAMMember",
     } - set(cheap)
     assert cheap["gcp:cloudrunv2/service:Service"] == ha["gcp:cloudrunv2/service:Service"] == 3
     assert cheap["gcp:cloudrunv2/job:Job"] == ha["gcp:cloudrunv2/job:Job"] == 1
     # 4 app secrets + the Managed Prometheus sidecar's RunMonitoring config.
     assert cheap["gcp:secretmanager/secret:Secret"] == 6
     # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates,
-    # stuck jobs (log match), 6 PromQL policies on the service's own metrics.
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 22
+    # stuck jobs (log match); production adds 6 PromQL policies on the service's own
+    # metrics (groundwork:serviceMetrics, off in staging).
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16
+    assert ha["gcp:monitoring/alertPolicy:AlertPolicy"] == 16 + 6
     assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
     assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 

@@ -55,6 +55,7 @@ needs = {{
     "verify": ["cluster_name", "api_service_name", "worker_service_name", "relay_service_name"],
     "smoke": ["api_url", "api_target_group_arn"],
     "dlq-depth": ["broker_id"],
+    "broker-logs": ["logs_kms_key_arn", "log_retention_days"],
 }}[command]
 outputs = json.load(open(argv[argv.index("--outputs-file") + 1]))
 if command == "dlq-depth" and outputs.get("dlq_url"):
@@ -288,6 +289,8 @@ def test_first_deploy_creates_the_registry_then_migrates_before_the_services_sta
     )
     assert _index(calls, "skopeo copy") < bootstrap < migrate < full_up
     assert full_up < _index(calls, "groundwork ops verify") < _index(calls, "groundwork ops smoke")
+    # Amazon MQ's own log group exists only once the broker runs: after the full `up`.
+    assert full_up < _index(calls, "groundwork ops broker-logs --stack staging")
     excluded = calls[bootstrap].split("--exclude ")[1:]
     assert len(excluded) == 3
     assert all("$aws:ecs/service:Service::" in urn for urn in excluded)

@@ -96,6 +96,9 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "edgeLoadBalancer": {"*": ["true", "false"]},
     "publicApi": {"*": ["true", "false"]},
     "logRetentionDays": {"*": ["90"]},
+    # Not 0: turning the schedule off deletes the rotation function and its log group
+    # (the rotations' audit trail) by design; docs/deploy-aws.md says so.
+    "secretRotationDays": {"*": ["7"]},
     "secretReplication": {"*": ["automatic", "user-managed"]},
     "cmek": {"*": ["true", "false"]},
     "serviceMetrics": {"*": ["true", "false"]},

@@ -727,6 +727,7 @@ SDK_PACKAGES = {
 def test_every_type_token_in_the_table_and_rules_exists_in_the_installed_sdks(table):
     """A misspelt token (``urlMap`` for ``uRLMap``) would silently never match."""
     import importlib.util
+    import keyword
 
     tokens = [t for t in table.data["free"] if not any(c in t for c in "*?[")] + list(PRICERS)
     missing = []
@@ -736,7 +737,9 @@ def test_every_type_token_in_the_table_and_rules_exists_in_the_installed_sdks(ta
         spec = importlib.util.find_spec(SDK_PACKAGES[package])
         assert spec is not None and spec.submodule_search_locations
         root = Path(next(iter(spec.submodule_search_locations)))
-        folder = root if module.startswith("index") else root / module.split("/")[0]
+        name = module.split("/")[0]
+        name = f"{name}_" if keyword.iskeyword(name) else name  # aws:lambda -> lambda_
+        folder = root if module.startswith("index") else root / name
         if not any(f"'{token}'" in f.read_text() for f in folder.glob("*.py")):
             missing.append(token)
     assert missing == []

@@ -46,6 +46,12 @@ NO_RULE_NEEDED = {
     "aws:ec2/routeTableAssociation:RouteTableAssociation": "pure association",
     "aws:ecs/clusterCapacityProviders:ClusterCapacityProviders": "Fargate/Spot weights",
     "aws:kms/alias:Alias": "a name for a key the key rules check",
+    "aws:lambda/function:Function": "the key-rotation function only: no URL, no VPC by "
+    "design; its role policy is an IAM resource; tests/aws/test_rotation.py pins the rest",
+    "aws:lambda/permission:Permission": "lets Secrets Manager invoke the rotation function "
+    "for one secret of this account (SourceArn + SourceAccount, tests/aws/test_rotation.py)",
+    "aws:secretsmanager/secretRotation:SecretRotation": "a schedule; the interval is "
+    "validated in stacks/config.py (secretRotationDays)",
     "aws:sqs/queuePolicy:QueuePolicy": "the queue's TLS-only deny statement; checked in the "
     "component's tests",
     "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": "which queue may dead-letter into the DLQ",

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from groundwork_app.adapters.llm import (
+    CONNECTIONS_PER_CLIENT,
     MAX_RETRY_AFTER_SECONDS,
     LLMRequestError,
     LLMUnavailableError,
@@ -360,5 +361,74 @@ def test_settings_wire_the_limiter_and_the_pool() -> None:
     assert llm.limiter.rate == 50
     provider = llm.provider
     assert isinstance(provider, OpenAICompatibleProvider)
-    pool = provider._client._transport._pool  # type: ignore[attr-defined]
-    assert pool._max_connections == 300
+    pools = [client._transport._pool for client in provider._clients]
+    # 300 connections in all, in shards httpcore can walk cheaply on every request.
+    assert sum(pool._max_connections for pool in pools) >= 300
+    assert max(pool._max_connections for pool in pools) <= CONNECTIONS_PER_CLIENT
+    assert len(pools) == 300 // CONNECTIONS_PER_CLIENT + 1
+
+
+async def test_calls_spread_over_the_shards_so_all_connections_are_used(
+    fake_openai: FakeOpenAI,
+) -> None:
+    # httpcore walks every connection of a client on each request and each response
+    # close: with 1,024 connections in one client that walk was most of the worker's
+    # CPU (docs/performance.md). 64 calls at once over 4 shards of 16 must all run
+    # concurrently (the least busy shard takes each call; one shard alone holds 16),
+    # and the shards' counts must come back to zero, also after failed calls.
+    fake_openai.script = [(200, 0.3)] * 64 + [(400, 0.0)] * 8
+    llm = resilient(fake_openai, max_connections=64, timeout=20, threshold=1000)
+    provider = llm.provider
+    assert isinstance(provider, OpenAICompatibleProvider)
+    assert len(provider._clients) == 4
+    await asyncio.gather(*(llm.complete(f"p{i}", "m") for i in range(64)))
+    assert fake_openai.max_concurrent == 64
+    failed = await asyncio.gather(
+        *(llm.complete(f"q{i}", "m") for i in range(8)), return_exceptions=True
+    )
+    assert all(isinstance(f, LLMRequestError) for f in failed)
+    assert provider._in_flight == [0, 0, 0, 0]
+    await llm.aclose()
+
+
+def test_httpx_request_lines_are_not_logged_at_info() -> None:
+    # One "HTTP Request: POST ..." line per LLM call doubled the worker's log volume.
+    import io
+    import logging
+
+    from groundwork_app.observability.logging import configure_logging
+
+    out = io.StringIO()
+    configure_logging(Settings(log_level="INFO", log_json=True), stream=out)
+    logging.getLogger("httpx").info("HTTP Request: POST http://x/v1/chat/completions")
+    logging.getLogger("httpx").warning("httpx warning")
+    logging.getLogger("groundwork").info("own line")
+    text = out.getvalue()
+    assert "HTTP Request" not in text
+    assert "httpx warning" in text
+    assert "own line" in text
+
+
+async def test_httpcore_finds_its_async_library_without_searching_the_import_path() -> None:
+    # httpcore runs ``import sniffio`` inside every request, response close and lock
+    # set-up; when sniffio is not installed each of those is a failed import, which
+    # Python does not cache, i.e. a walk of sys.meta_path and sys.path per call (~7 %
+    # of the worker's CPU at 2 s of LLM latency, docs/performance.md).
+    import sys
+
+    from httpcore._synchronization import current_async_library
+
+    searched: list[str] = []
+
+    class Spy:
+        @staticmethod
+        def find_spec(name: str, *_: object) -> None:
+            searched.append(name)
+
+    sys.meta_path.insert(0, Spy)
+    try:
+        for _ in range(10):
+            assert current_async_library() == "asyncio"
+    finally:
+        sys.meta_path.remove(Spy)
+    assert searched == []

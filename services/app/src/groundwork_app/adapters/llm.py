@@ -206,6 +206,14 @@ class ProviderRateLimiter:
                 await self._sleep(wait)
 
 
+# Connections per httpx client. httpcore's pool walks every connection it holds on
+# each request and each response close (``_assign_requests_to_connections`` asks each
+# one ``is_idle()``/``has_expired()``), so one client with 1,024 connections spent
+# ~85 % of a worker's CPU there at 2 s of LLM latency (py-spy, docs/performance.md).
+# Shards of this size keep that walk short; calls go to the least busy shard.
+CONNECTIONS_PER_CLIENT = 16
+
+
 class OpenAICompatibleProvider:
     """``POST {base_url}/chat/completions`` as OpenAI, Azure OpenAI, vLLM, Ollama... accept."""
 
@@ -221,24 +229,42 @@ class OpenAICompatibleProvider:
     ):
         # One connection per concurrent call (HTTP/1.1): a pool smaller than the
         # worker's concurrency would queue calls inside httpx, where the pool timeout
-        # (part of the call's timeout) turns waiting into failures.
-        self._client = client or httpx.AsyncClient(
-            base_url=base_url.rstrip("/") + "/",
-            timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
-            headers={"Authorization": f"Bearer {api_key}"},
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
+        # (part of the call's timeout) turns waiting into failures. The connections
+        # are split over several clients (CONNECTIONS_PER_CLIENT) sharing one TLS
+        # context: together they hold max_connections, each walks only its own.
+        if client is not None:
+            self._clients = [client]
+        else:
+            shards = max(1, math.ceil(max_connections / CONNECTIONS_PER_CLIENT))
+            per_client = math.ceil(max_connections / shards)
+            tls = httpx.create_ssl_context()
+            self._clients = [
+                httpx.AsyncClient(
+                    base_url=base_url.rstrip("/") + "/",
+                    timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
+                    headers={"Authorization": f"Bearer {api_key}"},
+                    verify=tls,
+                    limits=httpx.Limits(
+                        max_connections=per_client, max_keepalive_connections=per_client
+                    ),
+                )
+                for _ in range(shards)
+            ]
+        self._in_flight = [0] * len(self._clients)
 
     async def complete(self, prompt: str, model: str) -> str:
         body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
+        in_flight = self._in_flight
+        shard = in_flight.index(min(in_flight))
+        in_flight[shard] += 1
         try:
-            response = await self._client.post("chat/completions", json=body)
+            response = await self._clients[shard].post("chat/completions", json=body)
         except httpx.TimeoutException as exc:
             raise LLMRetryableError(f"LLM request timed out: {exc!r}") from exc
         except httpx.TransportError as exc:
             raise LLMRetryableError(f"LLM connection failed: {exc!r}") from exc
+        finally:
+            in_flight[shard] -= 1
         status = response.status_code
         if status == 429:
             retry_after = parse_retry_after(response.headers)
@@ -259,7 +285,7 @@ class OpenAICompatibleProvider:
             raise LLMRetryableError("LLM provider returned an unexpected body") from exc
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await asyncio.gather(*(client.aclose() for client in self._clients))
 
 
 class ResilientLLM:

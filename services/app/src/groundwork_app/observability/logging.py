@@ -125,6 +125,12 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request at INFO ("HTTP Request: POST ... 200 OK", httpx docs,
+    # Logging): a second JSON line per LLM call next to the worker's own "message
+    # handled", formatted on the worker's only core. Its warnings and errors still
+    # come through.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
 def get_logger(name: str) -> Any:
