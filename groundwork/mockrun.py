@@ -145,6 +145,16 @@ class GroundworkMocks(pulumi.runtime.Mocks):
                 "endpoint": f"ec2.{self.region}.amazonaws.com",
             }, []
         if token == "aws:index/getPartition:getPartition":
+            # The partition follows the region, as in AWS: us-gov-* and cn-* regions live
+            # in their own partitions, whose ARNs start arn:aws-us-gov: / arn:aws-cn:.
+            if self.region.startswith("us-gov-"):
+                return {
+                    "partition": "aws-us-gov",
+                    "dnsSuffix": "amazonaws.com",
+                    "id": "aws-us-gov",
+                }, []
+            if self.region.startswith("cn-"):
+                return {"partition": "aws-cn", "dnsSuffix": "amazonaws.com.cn", "id": "aws-cn"}, []
             return {"partition": "aws", "dnsSuffix": "amazonaws.com", "id": "aws"}, []
         if token == "aws:elb/getServiceAccount:getServiceAccount":
             return {"arn": "arn:aws:iam::127311923021:root", "id": "127311923021"}, []

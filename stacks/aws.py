@@ -680,7 +680,10 @@ def validate(settings: Settings) -> None:
         )
     if settings.hosted_zone_id and not settings.domain:
         raise invalid_value("hostedZoneId", settings.hosted_zone_id, "needs domain")
-    if settings.certificate_arn and not settings.certificate_arn.startswith("arn:aws:acm:"):
+    # Any partition (aws, aws-cn, aws-us-gov): the stack runs in whichever the region is.
+    if settings.certificate_arn and not re.match(
+        r"arn:aws(-[a-z]+)*:acm:", settings.certificate_arn
+    ):
         raise invalid_value("certificateArn", settings.certificate_arn, "an ACM certificate ARN")
     if settings.worker_min_count < 1:
         raise invalid_value(

@@ -96,6 +96,8 @@ class NatInstance(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         invoke = pulumi.InvokeOutputOptions(parent=self)
         region = aws.get_region_output(opts=invoke).region
+        # aws, aws-cn or aws-us-gov: EC2's alarm actions are ARNs in the stack's partition.
+        partition = aws.get_partition_output(opts=invoke).partition
         ami = aws.ssm.get_parameter_output(name=AL2023_ARM64_AMI_PARAMETER, opts=invoke).value
 
         sg = aws.ec2.SecurityGroup(
@@ -157,7 +159,9 @@ class NatInstance(pulumi.ComponentResource):
                 evaluation_periods=2,
                 comparison_operator="GreaterThanThreshold",
                 threshold=0,
-                alarm_actions=[pulumi.Output.concat("arn:aws:automate:", region, f":ec2:{action}")],
+                alarm_actions=[
+                    pulumi.Output.concat("arn:", partition, ":automate:", region, f":ec2:{action}")
+                ],
                 opts=child,
             )
         self.network_interface_id = instance.primary_network_interface_id
