@@ -113,11 +113,12 @@ def test_worker_concurrency_defaults_to_what_the_task_cpu_and_memory_hold():
 
     staging = build_settings("staging", {})  # 0.25 vCPU / 512 MB on Fargate
     assert staging.worker_concurrency is None
-    # 0.25 vCPU x 70 % / 1.5 ms per job = 116 jobs/s x 2 s in flight
-    assert staging.worker_slots == worker_cpu_bound(0.25) == 233
-    assert worker_memory_bound(512) > 233  # memory is not what binds here
+    # 0.25 vCPU x 70 % / 2.1 ms per job (measured, docs/performance.md) = 83 jobs/s
+    # x 2 s in flight
+    assert staging.worker_slots == worker_cpu_bound(0.25) == 166
+    assert worker_memory_bound(512) > 166  # memory is not what binds here
     production = build_settings("production", {})  # 1 vCPU / 2 GB
-    assert production.worker_slots == 933
+    assert production.worker_slots == 666
     # A 256 MB task cannot hold that many calls: the default shrinks, no OOM kill.
     small = build_settings("production", {"workerMemoryMb": "256", "workerCpu": "1024"})
     assert small.worker_slots == worker_memory_bound(256) < production.worker_slots
