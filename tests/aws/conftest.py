@@ -7,7 +7,6 @@ import importlib
 import inspect
 import json
 import keyword
-import urllib.request
 from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any
@@ -15,11 +14,11 @@ from typing import Any
 import pytest
 from moto.logs.exceptions import ResourceNotFoundException
 from moto.logs.responses import LogsResponse
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from pulumi.runtime import settings as pulumi_settings
 
 from groundwork.mockrun import GroundworkMocks, ProgramRun, RecordedResource, run_program
 from stacks import program
+from tests.moto_server import moto_server, use_test_credentials
 
 # Most tests build the stack without a domain; that is only allowed when plain HTTP is
 # asked for explicitly (test_stack.py covers the refusal and the HTTPS variants).
@@ -182,22 +181,7 @@ def _associate_kms_key(self: LogsResponse) -> str:
 
 @pytest.fixture
 def moto_url(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_test_credentials(monkeypatch)
     monkeypatch.setattr(LogsResponse, "associate_kms_key", _associate_kms_key, raising=False)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    try:
+    with moto_server(monkeypatch) as url:
         yield url
-    finally:
-        server.stop()

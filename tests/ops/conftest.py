@@ -16,21 +16,15 @@ import jwt
 import pytest
 from moto import mock_aws
 
+from tests.moto_server import use_test_credentials
+
 JWT_SECRET = "s" * 40 + "-smoke-test-signing-key"
 
 
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Credentials moto accepts, and no chance of reaching a real account."""
-    for key, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    use_test_credentials(monkeypatch)
 
 
 @dataclass

@@ -17,7 +17,6 @@ import json
 import os
 import stat
 import sys
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,8 @@ from typing import Any
 import boto3
 import pytest
 import yaml
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from tests.moto_server import moto_server
 
 from .conftest import build_stack
 from .test_registry import install_fake_pulumi
@@ -218,15 +218,7 @@ def _script(path: Path, text: str) -> None:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> Iterator[World]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{host}:{port}")
-    # The server's backends are process-wide: start from an empty account.
-    urllib.request.urlopen(
-        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST")
-    )
-    try:
+    with moto_server(monkeypatch):
         stack = build_stack()  # ECS cluster and services in the moto server
         # The cloud side of the registry (the fake pulumi only keeps the state).
         boto3.client("ecr", region_name="us-east-1").create_repository(
@@ -259,8 +251,6 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_env: None) -> Ite
         build = world.run("build", BUILD_WORKFLOW)
         assert build.status == "success", "\n".join(s.log for s in build.steps if s.returncode)
         yield world
-    finally:
-        server.stop()
 
 
 def _index(calls: list[str], fragment: str) -> int:

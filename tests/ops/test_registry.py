@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import sys
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,6 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from typer.testing import CliRunner
 
 from groundwork.cli import app
@@ -24,6 +22,7 @@ from groundwork.ops import aws
 from groundwork.ops.outputs import StackOutputs
 from groundwork.ops.registry import ensure_registry
 from stacks import program
+from tests.moto_server import moto_server as moto_server_at
 
 runner = CliRunner()
 HERE = Path(__file__).resolve().parent
@@ -146,17 +145,8 @@ def test_registry_cli_prints_github_outputs_and_refuses_without_create(
 @pytest.fixture
 def moto_server(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto's standalone server on loopback: real HTTP, as the AWS CLI/boto3 talk to ECR."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    url = f"http://{host}:{port}"
-    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
-    # The server's backends are process-wide: start from an empty account.
-    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"))
-    try:
+    with moto_server_at(monkeypatch) as url:
         yield url
-    finally:
-        server.stop()
 
 
 def _push(ecr: Any, name: str, tag: str, manifest: dict[str, Any]) -> str:
