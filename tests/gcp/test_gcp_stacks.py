@@ -245,8 +245,9 @@ def test_staging_is_the_cheap_shape(staging: ProgramRun) -> None:
         if b.inputs["member"] == "allUsers"
     ]
     assert public.inputs["name"] == "groundwork-staging-api"
+    # The scheduled relay (tests/gcp/test_gcp_relay_billing.py): no instance waits idle.
     relay = staging.named("groundwork-staging-relay").inputs
-    assert relay["template"]["scaling"]["minInstanceCount"] == 1
+    assert relay["template"]["scaling"]["minInstanceCount"] == 0
     assert staging.outputs["api_url"].endswith(".run.app")
 
 
@@ -518,6 +519,8 @@ def test_secret_versions_are_abandoned_not_deleted(staging: ProgramRun) -> None:
 # firewalls, SSL certificates/policies and Cloud Armor policies are securityAdmin.
 ROLE_OF_MODULE = {
     "artifactregistry": {"roles/artifactregistry.admin"},
+    # Jobs with an OIDC token act as the token's account: serviceAccountUser.
+    "cloudscheduler": {"roles/cloudscheduler.admin", "roles/iam.serviceAccountUser"},
     "cloudrunv2": {"roles/run.admin", "roles/iam.serviceAccountUser"},
     "compute": {"roles/compute.networkAdmin", "roles/compute.securityAdmin"},
     # Key rings, keys and their IAM; cloudkms.admin has no encrypt/decrypt permission.
