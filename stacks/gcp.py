@@ -334,6 +334,7 @@ def build(settings: Settings) -> GcpOutputs:
             notification_email=settings.alarm_email,
             labels=labels,
             service_metrics=settings.service_metrics,
+            relay_scheduled=app.relay_scheduler is not None,
         ),
         opts,
     )

@@ -180,3 +180,23 @@ def test_scheduled_relay_args_follow_cloud_runs_rules(
     }
     with pytest.raises(ValueError, match=message):
         CloudRunAppArgs(**{**base, **overrides})
+
+
+def test_a_starved_scheduled_relay_alerts(staging: ProgramRun, production: ProgramRun) -> None:
+    """The outbox-age alert is PromQL and needs the metrics sidecar a relay below 1 vCPU
+    cannot carry, and a starved relay logs nothing: the policy watches the relay's own
+    successful (2xx) requests, i.e. completed hold calls, and fires on their absence.
+    Absence conditions: https://cloud.google.com/monitoring/alerts/types-of-conditions."""
+    policies = by_name(staging, "gcp:monitoring/alertPolicy:AlertPolicy")
+    policy = policies["groundwork-staging-relay-not-held"].inputs
+    (condition,) = policy["conditions"]
+    absent = condition["conditionAbsent"]
+    assert f'resource.label.service_name = "{RELAY}"' in absent["filter"]
+    assert 'metric.type = "run.googleapis.com/request_count"' in absent["filter"]
+    assert 'metric.label.response_code_class = "2xx"' in absent["filter"]
+    # Several missed minutes, not one retried call.
+    assert _seconds(absent["duration"]) >= 300
+    assert "groundwork-staging-relay-hold" in policy["documentation"]["content"]
+    assert "groundwork-production-relay-not-held" not in by_name(
+        production, "gcp:monitoring/alertPolicy:AlertPolicy"
+    )
