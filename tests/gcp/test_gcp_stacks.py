@@ -319,9 +319,12 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
     assert cheap["gcp:secretmanager/secret:Secret"] == 6
     # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates,
     # stuck jobs (log match); production adds 6 PromQL policies on the service's own
-    # metrics (groundwork:serviceMetrics, off in staging).
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16
+    # metrics (groundwork:serviceMetrics, off in staging), staging the scheduled relay's
+    # relay-not-held (groundwork:gcpRelayBilling, tests/gcp/test_gcp_relay_billing.py).
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16 + 1
     assert ha["gcp:monitoring/alertPolicy:AlertPolicy"] == 16 + 6
+    # ...and the only type staging has that production lacks is the relay's scheduler.
+    assert {t for t in cheap if t not in ha} == {"gcp:cloudscheduler/job:Job"}
     assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
     assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 
