@@ -7,6 +7,8 @@ through ``settings`` (see ``stacks/config.py`` for the per-environment defaults)
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 import pulumi
 import pulumi_gcp as gcp
 
@@ -71,7 +73,15 @@ SCHEDULED_RELAY_HOLD_SECONDS = 55
 """Each minute's Scheduler call holds the relay's CPU this long (docs/cost-model.md)."""
 
 
-def relay_billing(settings: Settings) -> dict[str, object]:
+class RelayArgs(TypedDict, total=False):
+    relay_billing: RelayBilling
+    relay_cpu: str
+    relay_memory: str
+    relay_hold_seconds: int
+    relay_instances: int
+
+
+def relay_billing(settings: Settings) -> RelayArgs:
     """The relay's CloudRunAppArgs for ``groundwork:gcpRelayBilling``."""
     if settings.gcp_relay_billing.value == RelayBilling.SCHEDULED.value:
         return {
