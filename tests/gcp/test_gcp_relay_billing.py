@@ -200,3 +200,14 @@ def test_a_starved_scheduled_relay_alerts(staging: ProgramRun, production: Progr
     assert "groundwork-production-relay-not-held" not in by_name(
         production, "gcp:monitoring/alertPolicy:AlertPolicy"
     )
+
+
+def test_the_component_and_the_relay_agree_on_the_hold_endpoint() -> None:
+    """One fact in two packages (the component cannot import the service's health
+    server): the path the job calls and the cap the relay applies."""
+    from groundwork_app.worker import health
+
+    from components.gcp import services
+
+    assert services.RELAY_HOLD_PATH == health.HOLD_PATH
+    assert services.RELAY_HOLD_MAX_SECONDS == health.HOLD_MAX_SECONDS
