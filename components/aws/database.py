@@ -118,9 +118,9 @@ class DatabaseArgs:
     """Storage, the RDS-managed master secret and Performance Insights under a KMS key this
     component owns. False: the AWS-managed ``aws/rds`` (storage, Performance Insights) and
     ``aws/secretsmanager`` (master secret) keys: no monthly key fee, but snapshots under
-    ``aws/rds`` cannot be shared with another account ("You can't share a snapshot that's
-    encrypted with the default KMS key", USER_ShareSnapshot.html) and the key cannot be
-    disabled or its policy edited. ``kms_key_id`` forces a new instance
+    ``aws/rds`` cannot be shared with another account (RDS User Guide, "Sharing encrypted
+    snapshots": not with the default AWS-managed key) and the key cannot be disabled or
+    its policy edited. ``kms_key_id`` forces a new instance
     (groundwork/plan/replacement.yaml): fixed at creation. Replicated backups
     (``backup_replica_provider``) keep their own key in the other region either way."""
     extra_parameters: dict[str, str] = field(default_factory=dict)
