@@ -198,9 +198,12 @@ class Settings(BaseModel):
     )
     cmek: bool = Field(
         alias="cmek",
-        description="GCP: Cloud SQL, Memorystore, Pub/Sub, Artifact Registry and Secret Manager "
-        "encrypt with Cloud KMS keys this stack owns (customer-managed encryption keys). Fixed "
-        "at first deploy: the stores cannot switch in place (docs/deploy-gcp.md)",
+        description="Customer-managed encryption keys this stack owns. GCP: Cloud SQL, "
+        "Memorystore, Pub/Sub, Artifact Registry and Secret Manager (Cloud KMS). AWS: RDS, "
+        "ElastiCache, Secrets Manager, ECR and CloudWatch Logs (KMS CMKs); off, the "
+        "AWS-managed keys (aws/rds, aws/secretsmanager), ElastiCache's and CloudWatch Logs' "
+        "default encryption and ECR's AES256. Fixed at first deploy: the stores cannot switch "
+        "in place (docs/deploy-gcp.md, docs/deploy-aws.md)",
     )
 
     # GCP sizing (the AWS sizes above do not map onto Cloud SQL / Memorystore / Cloud Run)
