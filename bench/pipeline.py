@@ -1505,7 +1505,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sweep by drains of a pre-filled queue (groundwork {args.groundwork_sweep}, Celery "
         f"threads {args.celery_sweep}, gevent/eventlet {args.celery_green_sweep}, prefork "
         f"default), then {args.reps} drains of each best (>= {DRAIN_ROUNDS} rounds of its "
-        f"slots, at most {args.jobs_drain_max} jobs; {args.jobs} at 0 ms) and "
+        f"slots, beyond them at most {args.jobs_drain_max} jobs; {args.jobs} at 0 ms) and "
         f"{args.pipeline_reps} pipeline run(s) side by side; processes unpinned",
         flush=True,
     )
