@@ -1,0 +1,235 @@
+"""IAM of the ECS tasks: the execution and task roles (TaskRoles) and the role ECS assumes
+for blue/green deployments (EcsInfrastructureRole)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.args import moved_children
+
+# AWS managed policy for the ECS infrastructure role of blue/green deployments:
+# describe and modify listeners, rules and target groups, nothing else.
+ECS_LOAD_BALANCER_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
+
+ECS_EXEC_ACTIONS = (
+    "ssmmessages:CreateControlChannel",
+    "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel",
+    "ssmmessages:OpenDataChannel",
+)
+"""The SSM channel ECS Exec opens from inside the task."""
+
+
+def policy_document(statements: list[dict[str, object]]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": statements})
+
+
+def assume_ecs_tasks(account: str) -> str:
+    return policy_document(
+        [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                # Only ECS tasks of this account may assume it (confused deputy).
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            }
+        ]
+    )
+
+
+@dataclass
+class TaskRolesArgs:
+    repository_arn: pulumi.Input[str]
+    """The only repository the execution role may pull from."""
+    log_group_arns: Sequence[pulumi.Input[str]]
+    """The only log groups it may write to."""
+    secret_arns: Sequence[pulumi.Input[str]]
+    """The only secrets it may read (those injected through ``secrets``)."""
+    kms_key_arns: Sequence[pulumi.Input[str]]
+    """Keys those secrets are encrypted with."""
+    task_policy_statements: Sequence[pulumi.Input[Mapping[str, Any]]] = ()
+    """IAM statements for the application's task role; none by default."""
+    ecs_exec: bool = False
+    """Let the task role open ECS Exec's SSM channel."""
+
+    def __post_init__(self) -> None:
+        if not self.log_group_arns:
+            raise ValueError("log_group_arns: the tasks log through awslogs, name their groups")
+
+
+class TaskRoles(pulumi.ComponentResource):
+    """Named like its ContainerService; the roles and policies keep their names and URNs."""
+
+    execution_role_arn: pulumi.Output[str]
+    task_role_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("groundwork:aws:TaskRoles", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, aliases=moved_children(opts))
+        account = aws.get_caller_identity_output(
+            opts=pulumi.InvokeOutputOptions(parent=self)
+        ).account_id
+        trust = account.apply(assume_ecs_tasks)
+        execution = aws.iam.Role(
+            f"{name}-execution",
+            description="ECS agent: pull the image, write logs, resolve the task's secrets",
+            assume_role_policy=trust,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-execution-policy",
+            role=execution.id,
+            policy=pulumi.Output.all(
+                args.repository_arn,
+                list(args.log_group_arns),
+                list(args.secret_arns),
+                list(args.kms_key_arns),
+            ).apply(lambda a: execution_policy(a[0], a[1], a[2], a[3])),
+            opts=child,
+        )
+        task = aws.iam.Role(
+            f"{name}-task",
+            description="Application processes: no AWS permissions beyond what is listed",
+            assume_role_policy=trust,
+            opts=child,
+        )
+        if args.task_policy_statements:
+            aws.iam.RolePolicy(
+                f"{name}-task-policy",
+                role=task.id,
+                policy=pulumi.Output.all(*args.task_policy_statements).apply(
+                    lambda statements: policy_document(list(statements))
+                ),
+                opts=child,
+            )
+        if args.ecs_exec:
+            aws.iam.RolePolicy(
+                f"{name}-task-exec",
+                role=task.id,
+                policy=policy_document(
+                    [
+                        {
+                            "Sid": "EcsExecChannel",
+                            "Effect": "Allow",
+                            "Action": list(ECS_EXEC_ACTIONS),
+                            "Resource": "*",
+                        }
+                    ]
+                ),
+                opts=child,
+            )
+        self.execution_role_arn = execution.arn
+        self.task_role_arn = task.arn
+        self.register_outputs(
+            {"execution_role_arn": self.execution_role_arn, "task_role_arn": self.task_role_arn}
+        )
+
+
+def execution_policy(
+    repository_arn: str, log_group_arns: list[str], secret_arns: list[str], kms_arns: list[str]
+) -> str:
+    """Exactly what the ECS agent needs to start these tasks, nothing else."""
+    return policy_document(
+        [
+            {
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+            {
+                "Sid": "PullImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": repository_arn,
+            },
+            {
+                "Sid": "WriteLogs",
+                "Effect": "Allow",
+                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                "Resource": [f"{arn}:*" for arn in log_group_arns],
+            },
+            {
+                "Sid": "ReadTaskSecrets",
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": sorted(set(secret_arns)),
+            },
+            {
+                "Sid": "DecryptTaskSecrets",
+                "Effect": "Allow",
+                "Action": "kms:Decrypt",
+                "Resource": sorted(set(kms_arns)),
+            },
+        ]
+    )
+
+
+@dataclass
+class EcsInfrastructureRoleArgs:
+    managed_policy: str = ECS_LOAD_BALANCER_POLICY
+    """The AWS managed policy attached (in the stack's partition); the default lets ECS
+    move a listener rule between target groups and nothing else."""
+
+    def __post_init__(self) -> None:
+        if not self.managed_policy or "/" in self.managed_policy or ":" in self.managed_policy:
+            raise ValueError(
+                f"managed_policy={self.managed_policy!r}: the name of an AWS managed policy"
+            )
+
+
+class EcsInfrastructureRole(pulumi.ComponentResource):
+    """The role ECS assumes to move the production listener rule between groups."""
+
+    role_arn: pulumi.Output[str]
+    attachment: aws.iam.RolePolicyAttachment
+    """A service that uses the role depends on it: ECS assumes it as soon as the service
+    exists."""
+
+    def __init__(
+        self,
+        name: str,
+        args: EcsInfrastructureRoleArgs | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("groundwork:aws:EcsInfrastructureRole", name, None, opts)
+        args = args or EcsInfrastructureRoleArgs()
+        child = pulumi.ResourceOptions(parent=self, aliases=moved_children(opts))
+        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
+        role = aws.iam.Role(
+            f"{name}-ecs-infra",
+            description="ECS blue/green: shift the API listener rule between target groups",
+            assume_role_policy=policy_document(
+                [
+                    {
+                        "Sid": "AllowAccessToECSForInfrastructureManagement",
+                        "Effect": "Allow",
+                        "Principal": {"Service": "ecs.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ]
+            ),
+            opts=child,
+        )
+        policy = args.managed_policy
+        self.attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-ecs-infra-lb",
+            role=role.name,
+            policy_arn=partition.partition.apply(lambda p: f"arn:{p}:iam::aws:policy/{policy}"),
+            opts=child,
+        )
+        self.role_arn = role.arn
+        self.register_outputs({"role_arn": self.role_arn})
