@@ -23,6 +23,14 @@ class ArgError(ValueError):
         self.allowed = allowed
 
 
+FARGATE_CPU_ARCHITECTURES = ("X86_64", "ARM64")
+"""ECS ``runtimePlatform.cpuArchitecture`` values for Fargate Linux tasks. Both run on
+Fargate Spot too ("FARGATE_SPOT supports Linux tasks with the ARM64 architecture on
+platform version 1.4.0 or later", ECS API reference, CapacityProviderStrategyItem), so
+no Spot/architecture rule exists. The settings model (``cpuArchitecture``, lower case)
+and the task definitions check against this one list."""
+
+
 def vpc_block(cidr: str) -> ipaddress.IPv4Network:
     """The range both clouds carve their subnets from: a private IPv4 block, /16 to /20.
 

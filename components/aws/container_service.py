@@ -199,11 +199,6 @@ class ContainerServiceArgs:
             )
         self.api.validate("api")
         self.worker.validate("worker")
-        if self.worker.min_count < 1:
-            raise ValueError(
-                "worker min_count must be at least 1: queue-depth scaling divides the backlog "
-                "by running workers, and with none the metric has no data to scale from"
-            )
         if self.relay_count < 1:
             raise ValueError("relay_count must be at least 1: the outbox relay is always on")
         overlap = sorted(set(self.environment) & set(self.secrets))

@@ -18,6 +18,10 @@ FARGATE_MEMORY_STEPS = {
     16384: (32768, 122880, 8192),
 }
 
+MIN_RUNNING = {"worker": 1}
+"""Processes that never scale to zero on ECS: queue-depth scaling divides the backlog by
+the running worker tasks, and with none the metric has no data to scale out from."""
+
 
 @dataclass
 class ProcessSize:
@@ -29,7 +33,8 @@ class ProcessSize:
     max_count: int = 3
 
     def validate(self, process: str) -> None:
-        """The one check of a Fargate task size (``ArgError`` field ``<process>.cpu`` ...)."""
+        """The one check of a Fargate task size and count (``ArgError`` field
+        ``<process>.cpu``, ``.memory_mb``, ``.min_count``)."""
         allowed = fargate_memory_options(self.cpu)
         if not allowed:
             raise ArgError(
@@ -43,6 +48,12 @@ class ProcessSize:
             )
         if self.min_count > self.max_count:
             raise ValueError(f"{process}: min_count {self.min_count} > max_count {self.max_count}")
+        if self.min_count < (floor := MIN_RUNNING.get(process, 0)):
+            raise ArgError(
+                f"{process}.min_count",
+                self.min_count,
+                f"at least {floor} on AWS ({process}s scale on backlog per running task)",
+            )
 
 
 def fargate_memory_options(cpu: int) -> tuple[int, ...]:

@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.args import moved_children
+from components.args import FARGATE_CPU_ARCHITECTURES, moved_children
 from components.aws.ecs.sizes import ProcessSize
 
 PROCESSES = ("api", "worker", "relay", "migrate")
@@ -25,7 +25,6 @@ SCRATCH_VOLUME = ("tmp", "/tmp")  # noqa: S108
 # read-only root filesystem it crashes at start unless they are writable volumes
 # (github.com/aws/containers-roadmap/issues/1359). Mounted only when ECS Exec is on.
 ECS_EXEC_VOLUMES = (("ssm-state", "/var/lib/amazon"), ("ssm-logs", "/var/log/amazon"))
-CPU_ARCHITECTURES = ("X86_64", "ARM64")
 
 
 def task_volumes(ecs_exec: bool) -> list[tuple[str, str]]:
@@ -35,12 +34,10 @@ def task_volumes(ecs_exec: bool) -> list[tuple[str, str]]:
 
 def validate_task_settings(cpu_architecture: str, stop_timeout_seconds: int) -> None:
     """The one check of what Fargate accepts for every task of the service."""
-    if cpu_architecture not in CPU_ARCHITECTURES:
+    if cpu_architecture not in FARGATE_CPU_ARCHITECTURES:
         raise ValueError(f"cpu_architecture={cpu_architecture!r}: X86_64 or ARM64")
-    # ARM64 on Fargate Spot is allowed: "FARGATE_SPOT supports Linux tasks with the
-    # ARM64 architecture on platform version 1.4.0 or later" (ECS API reference,
-    # CapacityProviderStrategyItem; the same text in botocore's ecs service model).
-    # The services run platform LATEST, which is 1.4.0 for Linux.
+    # Any of them on Fargate Spot as well: the services run platform LATEST, which is
+    # 1.4.0 for Linux (see FARGATE_CPU_ARCHITECTURES).
     if not 2 <= stop_timeout_seconds <= 120:
         raise ValueError("stop_timeout_seconds: Fargate allows 2 to 120")
 
