@@ -9,7 +9,7 @@ components of their own (components/aws/ecs/, components/aws/autoscaling.py):
 - ``EcsCluster``: the cluster with Container Insights and both Fargate providers;
 - ``TaskLogs``: one log group per process;
 - ``TaskRoles``: the execution role (pull, log, read exactly the injected secrets) and
-  the application's task role; ``EcsInfrastructureRole`` for blue/green;
+  the application's task role; ``EcsInfrastructureRole`` (blue_green.py) for blue/green;
 - ``FargateTaskDefinition``: one per process, secrets injected through ``secrets`` only;
 - ``FargateService``: api behind the load balancer (rolling or blue/green), worker and
   relay without one;
@@ -31,14 +31,17 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.autoscaling import ServiceAutoscaling, ServiceAutoscalingArgs
-from components.aws.ecs.cluster import EcsCluster, EcsClusterArgs
-from components.aws.ecs.iam import (
+from components.aws.ecs.blue_green import (
     ECS_LOAD_BALANCER_POLICY,
+    BlueGreenTraffic,
+    DeploymentStrategy,
     EcsInfrastructureRole,
-    TaskRoles,
-    TaskRolesArgs,
-    execution_policy,
+    EcsInfrastructureRoleArgs,
+    blue_green_configuration,
+    validate_bake_time,
 )
+from components.aws.ecs.cluster import EcsCluster, EcsClusterArgs
+from components.aws.ecs.iam import TaskRoles, TaskRolesArgs, execution_policy
 from components.aws.ecs.image import (
     ImageRepository,
     ImageRepositoryArgs,
@@ -48,13 +51,9 @@ from components.aws.ecs.image import (
 from components.aws.ecs.logs import TaskLogs, TaskLogsArgs
 from components.aws.ecs.service import (
     SERVICES,
-    BlueGreenTraffic,
-    DeploymentStrategy,
     FargateService,
     FargateServiceArgs,
     ServiceLoadBalancer,
-    blue_green_configuration,
-    validate_bake_time,
 )
 from components.aws.ecs.sizes import (
     FARGATE_MEMORY_STEPS,
@@ -214,6 +213,24 @@ class ContainerServiceArgs:
         if unknown_secrets:
             raise ValueError(f"migrate_only_secrets: {unknown_secrets} not in secrets")
 
+    def image_repository(self) -> ImageRepositoryArgs:
+        """The ImageRepository part: the ECR repository and the image."""
+        return ImageRepositoryArgs(
+            image=self.image,
+            customer_managed_key=self.repository_cmk,
+            force_delete=self.repository_force_delete,
+            protect=self.protect,
+        )
+
+    def task_logs(self) -> TaskLogsArgs:
+        """The TaskLogs part: one log group per process."""
+        return TaskLogsArgs(
+            processes=PROCESSES,
+            retention_days=self.log_retention_days,
+            kms_key_arn=self.log_kms_key_arn,
+            protect=self.protect,
+        )
+
 
 class ContainerService(pulumi.ComponentResource):
     repository_url: pulumi.Output[str]
@@ -240,32 +257,14 @@ class ContainerService(pulumi.ComponentResource):
         part = pulumi.ResourceOptions(parent=self)
         region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
-        image = ImageRepository(
-            name,
-            ImageRepositoryArgs(
-                image=args.image,
-                customer_managed_key=args.repository_cmk,
-                force_delete=args.repository_force_delete,
-                protect=args.protect,
-            ),
-            opts=part,
-        )
+        image = ImageRepository(name, args.image_repository(), opts=part)
         self.repository_url = image.repository_url
         self.image_ref = image.image_ref
 
         cluster = EcsCluster(name, EcsClusterArgs(), opts=part)
         self.cluster_name = cluster.cluster_name
 
-        logs = TaskLogs(
-            name,
-            TaskLogsArgs(
-                processes=PROCESSES,
-                retention_days=args.log_retention_days,
-                kms_key_arn=args.log_kms_key_arn,
-                protect=args.protect,
-            ),
-            opts=part,
-        )
+        logs = TaskLogs(name, args.task_logs(), opts=part)
         self.log_group_names = logs.log_group_names
 
         roles = TaskRoles(
@@ -318,7 +317,7 @@ class ContainerService(pulumi.ComponentResource):
         self.infrastructure_role_arn = None
         api_depends: list[pulumi.Resource] = []
         if args.blue_green is not None:
-            infrastructure = EcsInfrastructureRole(name, opts=part)
+            infrastructure = EcsInfrastructureRole(name, EcsInfrastructureRoleArgs(), opts=part)
             self.infrastructure_role_arn = infrastructure.role_arn
             # ECS assumes the role as soon as the service exists.
             api_depends.append(infrastructure.attachment)

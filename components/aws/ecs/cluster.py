@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.args import moved_children
+from components.args import ComposedPart
 
 CONTAINER_INSIGHTS = ("enhanced", "enabled", "disabled")
 
@@ -25,7 +25,7 @@ class EcsClusterArgs:
             )
 
 
-class EcsCluster(pulumi.ComponentResource):
+class EcsCluster(ComposedPart[EcsClusterArgs]):
     """Named like its ContainerService; the cluster keeps its name and URN (alias)."""
 
     cluster: aws.ecs.Cluster
@@ -35,11 +35,10 @@ class EcsCluster(pulumi.ComponentResource):
     cluster_name: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: EcsClusterArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("groundwork:aws:EcsCluster", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, aliases=moved_children(opts))
+    TYPE = "groundwork:aws:EcsCluster"
+
+    def build(self, name: str, args: EcsClusterArgs) -> None:
+        child = self.child_options()
         self.cluster = aws.ecs.Cluster(
             f"{name}-cluster",
             settings=[{"name": "containerInsights", "value": args.container_insights}],

@@ -1,5 +1,5 @@
-"""IAM of the ECS tasks: the execution and task roles (TaskRoles) and the role ECS assumes
-for blue/green deployments (EcsInfrastructureRole)."""
+"""TaskRoles: the ECS tasks' execution role (pull, log, read exactly the injected secrets)
+and the application's task role."""
 
 from __future__ import annotations
 
@@ -11,11 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.args import moved_children
-
-# AWS managed policy for the ECS infrastructure role of blue/green deployments:
-# describe and modify listeners, rules and target groups, nothing else.
-ECS_LOAD_BALANCER_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
+from components.args import ComposedPart
 
 ECS_EXEC_ACTIONS = (
     "ssmmessages:CreateControlChannel",
@@ -64,17 +60,16 @@ class TaskRolesArgs:
             raise ValueError("log_group_arns: the tasks log through awslogs, name their groups")
 
 
-class TaskRoles(pulumi.ComponentResource):
+class TaskRoles(ComposedPart[TaskRolesArgs]):
     """Named like its ContainerService; the roles and policies keep their names and URNs."""
 
     execution_role_arn: pulumi.Output[str]
     task_role_arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: TaskRolesArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("groundwork:aws:TaskRoles", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, aliases=moved_children(opts))
+    TYPE = "groundwork:aws:TaskRoles"
+
+    def build(self, name: str, args: TaskRolesArgs) -> None:
+        child = self.child_options()
         account = aws.get_caller_identity_output(
             opts=pulumi.InvokeOutputOptions(parent=self)
         ).account_id
@@ -176,60 +171,3 @@ def execution_policy(
             },
         ]
     )
-
-
-@dataclass
-class EcsInfrastructureRoleArgs:
-    managed_policy: str = ECS_LOAD_BALANCER_POLICY
-    """The AWS managed policy attached (in the stack's partition); the default lets ECS
-    move a listener rule between target groups and nothing else."""
-
-    def __post_init__(self) -> None:
-        if not self.managed_policy or "/" in self.managed_policy or ":" in self.managed_policy:
-            raise ValueError(
-                f"managed_policy={self.managed_policy!r}: the name of an AWS managed policy"
-            )
-
-
-class EcsInfrastructureRole(pulumi.ComponentResource):
-    """The role ECS assumes to move the production listener rule between groups."""
-
-    role_arn: pulumi.Output[str]
-    attachment: aws.iam.RolePolicyAttachment
-    """A service that uses the role depends on it: ECS assumes it as soon as the service
-    exists."""
-
-    def __init__(
-        self,
-        name: str,
-        args: EcsInfrastructureRoleArgs | None = None,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("groundwork:aws:EcsInfrastructureRole", name, None, opts)
-        args = args or EcsInfrastructureRoleArgs()
-        child = pulumi.ResourceOptions(parent=self, aliases=moved_children(opts))
-        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        role = aws.iam.Role(
-            f"{name}-ecs-infra",
-            description="ECS blue/green: shift the API listener rule between target groups",
-            assume_role_policy=policy_document(
-                [
-                    {
-                        "Sid": "AllowAccessToECSForInfrastructureManagement",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ecs.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ]
-            ),
-            opts=child,
-        )
-        policy = args.managed_policy
-        self.attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-ecs-infra-lb",
-            role=role.name,
-            policy_arn=partition.partition.apply(lambda p: f"arn:{p}:iam::aws:policy/{policy}"),
-            opts=child,
-        )
-        self.role_arn = role.arn
-        self.register_outputs({"role_arn": self.role_arn})

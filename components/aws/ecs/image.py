@@ -13,7 +13,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_docker as docker
 
-from components.args import moved_children
+from components.args import ComposedPart
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.image_ref import ImageReference, require_in_repository
 from components.source import source_fingerprint
@@ -70,7 +70,7 @@ class ImageRepositoryArgs:
     """Pulumi ``protect`` + ``retain_on_delete`` on the repository."""
 
 
-class ImageRepository(pulumi.ComponentResource):
+class ImageRepository(ComposedPart[ImageRepositoryArgs]):
     """Named like its ContainerService (another type, so another URN); the repository,
     its key and the image keep the names they had as the service's direct children."""
 
@@ -79,12 +79,10 @@ class ImageRepository(pulumi.ComponentResource):
     image_ref: pulumi.Output[str]
     """``repo@sha256:...``: what every task definition runs."""
 
-    def __init__(
-        self, name: str, args: ImageRepositoryArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("groundwork:aws:ImageRepository", name, None, opts)
-        moved = moved_children(opts)  # children of the composer before the split
-        child = pulumi.ResourceOptions(parent=self, aliases=moved)
+    TYPE = "groundwork:aws:ImageRepository"
+
+    def build(self, name: str, args: ImageRepositoryArgs) -> None:
+        child = self.child_options()
         # ECR creates a grant on the key with the deployer's permissions and decrypts
         # layers for pullers itself (encryption-at-rest.html): no key policy entry needed.
         key = (
@@ -110,9 +108,7 @@ class ImageRepository(pulumi.ComponentResource):
                 else {"encryption_type": "KMS"}
             ],
             force_delete=args.force_delete,
-            opts=pulumi.ResourceOptions.merge(
-                child, pulumi.ResourceOptions(protect=args.protect, retain_on_delete=args.protect)
-            ),
+            opts=self.child_options(protect=args.protect, retain_on_delete=args.protect),
         )
         aws.ecr.LifecyclePolicy(
             f"{name}-repo-lifecycle",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from components.args import moved_children
+from components.args import ComposedPart
 
 
 @dataclass
@@ -28,22 +28,16 @@ class TaskLogsArgs:
             raise ValueError(f"retention_days={self.retention_days}: at least 1")
 
 
-class TaskLogs(pulumi.ComponentResource):
+class TaskLogs(ComposedPart[TaskLogsArgs]):
     """Named like its ContainerService; the log groups keep their names and URNs."""
 
     log_groups: dict[str, aws.cloudwatch.LogGroup]
     log_group_names: dict[str, pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: TaskLogsArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("groundwork:aws:TaskLogs", name, None, opts)
-        options = pulumi.ResourceOptions(
-            parent=self,
-            aliases=moved_children(opts),
-            protect=args.protect,
-            retain_on_delete=args.protect,
-        )
+    TYPE = "groundwork:aws:TaskLogs"
+
+    def build(self, name: str, args: TaskLogsArgs) -> None:
+        options = self.child_options(protect=args.protect, retain_on_delete=args.protect)
         self.log_groups = {
             process: aws.cloudwatch.LogGroup(
                 f"{name}-{process}-logs",

@@ -1,61 +1,23 @@
-"""FargateService: one long-running process as an ECS service on Fargate, and how the API
-service's deployments roll (rolling, or ECS blue/green behind the load balancer)."""
+"""FargateService: one long-running process as an ECS service on Fargate (the API behind the
+load balancer, rolling or ECS blue/green)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.args import moved_children
+from components.args import ComposedPart
+from components.aws.ecs.blue_green import (
+    BlueGreenTraffic,
+    blue_green_configuration,
+    validate_bake_time,
+)
 
 SERVICES = ("api", "worker", "relay")
-
-
-class DeploymentStrategy(StrEnum):
-    """How a new API task definition replaces the running one."""
-
-    ROLLING = "rolling"
-    """Tasks are replaced in place (100 % min healthy, 200 % max); the deployment circuit
-    breaker rolls back a revision whose tasks never turn healthy."""
-    BLUE_GREEN = "blue-green"
-    """ECS starts a full set of new tasks behind the alternate target group, swaps the
-    production listener rule to it once healthy, keeps the old set for the bake time
-    and swaps back on failure (circuit breaker or a rollback alarm) or on demand."""
-
-
-@dataclass
-class BlueGreenTraffic:
-    """The load balancer pieces ECS swaps during a blue/green deployment."""
-
-    alternate_target_group_arn: pulumi.Input[str]
-    alternate_target_group_arn_suffix: pulumi.Input[str]
-    production_listener_rule_arn: pulumi.Input[str]
-    """A listener RULE forwarding to both target groups: ECS shifts its weights."""
-    test_listener_rule_arn: pulumi.Input[str] | None = None
-
-
-def validate_bake_time(minutes: int) -> None:
-    if not 0 <= minutes <= 1440:
-        raise ValueError(f"bake_time_minutes={minutes}: ECS allows 0 to 1440")
-
-
-def blue_green_configuration(
-    traffic: BlueGreenTraffic, role_arn: pulumi.Input[str]
-) -> dict[str, Any]:
-    """The load balancer's ``advanced_configuration`` for an ECS blue/green service."""
-    config: dict[str, Any] = {
-        "alternate_target_group_arn": traffic.alternate_target_group_arn,
-        "production_listener_rule": traffic.production_listener_rule_arn,
-        "role_arn": role_arn,
-    }
-    if traffic.test_listener_rule_arn is not None:
-        config["test_listener_rule"] = traffic.test_listener_rule_arn
-    return config
 
 
 @dataclass
@@ -107,16 +69,15 @@ class FargateServiceArgs:
             raise ValueError(f"desired_count={self.desired_count}: at least 0")
 
 
-class FargateService(pulumi.ComponentResource):
+class FargateService(ComposedPart[FargateServiceArgs]):
     """Named like its ECS service (``<service>-<process>``)."""
 
     service: aws.ecs.Service
     service_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: FargateServiceArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("groundwork:aws:FargateService", name, None, opts)
+    TYPE = "groundwork:aws:FargateService"
+
+    def build(self, name: str, args: FargateServiceArgs) -> None:
         extra: dict[str, Any] = {}
         if (balancer := args.load_balancer) is not None:
             target: dict[str, Any] = {
@@ -170,9 +131,7 @@ class FargateService(pulumi.ComponentResource):
             propagate_tags="SERVICE",
             wait_for_steady_state=args.wait_for_steady_state,
             **extra,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                aliases=moved_children(opts),
+            opts=self.child_options(
                 depends_on=list(args.depends_on),
                 ignore_changes=["desiredCount"] if args.autoscaled else None,
             ),

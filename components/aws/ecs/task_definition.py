@@ -14,7 +14,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.args import FARGATE_CPU_ARCHITECTURES, moved_children
+from components.args import FARGATE_CPU_ARCHITECTURES, ComposedPart
 from components.aws.ecs.sizes import ProcessSize
 
 PROCESSES = ("api", "worker", "relay", "migrate")
@@ -75,15 +75,14 @@ class FargateTaskDefinitionArgs:
             raise ValueError(f"{overlap} are both plain environment and secrets")
 
 
-class FargateTaskDefinition(pulumi.ComponentResource):
+class FargateTaskDefinition(ComposedPart[FargateTaskDefinitionArgs]):
     """Named like its task definition and family (``<service>-<process>``)."""
 
     arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: FargateTaskDefinitionArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
-        super().__init__("groundwork:aws:FargateTaskDefinition", name, None, opts)
+    TYPE = "groundwork:aws:FargateTaskDefinition"
+
+    def build(self, name: str, args: FargateTaskDefinitionArgs) -> None:
         definitions = pulumi.Output.all(
             args.image,
             pulumi.Output.all(**args.environment),
@@ -109,7 +108,7 @@ class FargateTaskDefinition(pulumi.ComponentResource):
             # Keep each replaced revision ACTIVE: rolling back (ops rollback, the
             # deployment circuit breaker) runs a previous revision.
             skip_destroy=True,
-            opts=pulumi.ResourceOptions(parent=self, aliases=moved_children(opts)),
+            opts=self.child_options(),
         )
         self.arn = task_definition.arn
         self.register_outputs({"arn": self.arn})

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from components.aws import ContainerServiceArgs, ImageSource
+from tests.aws.components.common import SUBNETS
 
-SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
 SECURITY_GROUPS = {p: f"sg-{p}" for p in ("api", "worker", "relay", "migrate")}
 
 

@@ -10,8 +10,7 @@ import pytest
 
 from components.aws import PublicLoadBalancer, PublicLoadBalancerArgs
 from components.aws.alb import INSECURE_HTTP_WARNING, TLS_POLICY, bounded_name
-
-SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
+from tests.aws.components.common import SUBNETS
 
 
 def _alb(**kwargs: Any) -> PublicLoadBalancerArgs:

@@ -8,17 +8,12 @@ from typing import Any
 import pytest
 
 from components.aws import Broker, BrokerArgs, DeploymentMode
-
-CLIENTS = {"api": "sg-api", "worker": "sg-worker"}
-SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
+from tests.aws.components.common import data_store_args
 
 
 def _broker(**kwargs: Any) -> BrokerArgs:
-    return BrokerArgs(
-        vpc_id="vpc-1",
-        subnet_ids=SUBNETS,
-        client_security_group_ids=CLIENTS,
-        secrets_kms_key_arn="arn:aws:kms:us-east-1:1:key/s",
+    return data_store_args(
+        BrokerArgs,
         **{
             "broker_name": "b",
             "management_client_security_group_ids": {"migrate": "sg-migrate"},

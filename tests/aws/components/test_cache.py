@@ -7,19 +7,11 @@ from typing import Any
 import pytest
 
 from components.aws import Cache, CacheArgs
-
-CLIENTS = {"api": "sg-api", "worker": "sg-worker"}
-SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
+from tests.aws.components.common import data_store_args
 
 
 def _cache(**kwargs: Any) -> CacheArgs:
-    return CacheArgs(
-        vpc_id="vpc-1",
-        subnet_ids=SUBNETS,
-        client_security_group_ids=CLIENTS,
-        secrets_kms_key_arn="arn:aws:kms:us-east-1:1:key/s",
-        **kwargs,
-    )
+    return data_store_args(CacheArgs, **kwargs)
 
 
 def test_cache_secure_defaults(helpers: Any) -> None:

@@ -3,23 +3,15 @@ add up to, and the arguments it refuses."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from components.aws import ContainerService, ProcessSize
 from components.aws.container_service import BlueGreenTraffic, DeploymentStrategy
-from groundwork.mockrun import ProgramRun
+from tests.aws.components.common import role_policy as _policy
 from tests.aws.components.service_args import bare_service_args as _args
 from tests.aws.components.service_args import service_args as _service
-
-
-def _policy(run: ProgramRun, suffix: str) -> dict[str, Any]:
-    resource = next(
-        r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith(suffix)
-    )
-    return json.loads(resource.inputs["policy"])
 
 
 def test_container_service_defaults(helpers: Any) -> None:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
 
 from components.aws import Database, DatabaseArgs
-from groundwork.mockrun import FAKE_ACCOUNT, ProgramRun
-
-CLIENTS = {"api": "sg-api", "worker": "sg-worker"}
-SUBNETS = ["subnet-a", "subnet-b", "subnet-c"]
-
-
-def _policy(run: ProgramRun, suffix: str) -> dict[str, Any]:
-    resource = next(
-        r for r in run.of_type("aws:iam/rolePolicy:RolePolicy") if r.name.endswith(suffix)
-    )
-    return json.loads(resource.inputs["policy"])
+from groundwork.mockrun import FAKE_ACCOUNT
+from tests.aws.components.common import data_store_args
+from tests.aws.components.common import role_policy as _policy
 
 
 def _db(**kwargs: Any) -> DatabaseArgs:
-    return DatabaseArgs(
-        vpc_id="vpc-1", subnet_ids=SUBNETS, client_security_group_ids=CLIENTS, **kwargs
-    )
+    return data_store_args(DatabaseArgs, secrets_key=False, **kwargs)
 
 
 def test_database_secure_defaults(helpers: Any) -> None:

@@ -1,4 +1,4 @@
-"""TaskRoles and EcsInfrastructureRole (components/aws/ecs/iam.py)."""
+"""TaskRoles (components/aws/ecs/iam.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.aws.ecs.iam import (
-    ECS_EXEC_ACTIONS,
-    EcsInfrastructureRole,
-    EcsInfrastructureRoleArgs,
-    TaskRoles,
-    TaskRolesArgs,
-)
+from components.aws.ecs.iam import ECS_EXEC_ACTIONS, TaskRoles, TaskRolesArgs
 
 
 def _roles(**kwargs: Any) -> TaskRolesArgs:
@@ -48,18 +42,6 @@ def test_ecs_exec_adds_only_the_ssm_channel(helpers: Any) -> None:
     assert statement["Action"] == list(ECS_EXEC_ACTIONS)
 
 
-def test_infrastructure_role_gets_the_managed_load_balancer_policy(helpers: Any) -> None:
-    run = helpers.run_component(lambda: EcsInfrastructureRole("app"))
-    attachment = run.one("aws:iam/rolePolicyAttachment:RolePolicyAttachment").inputs
-    assert attachment["policyArn"] == (
-        "arn:aws:iam::aws:policy/AmazonECSInfrastructureRolePolicyForLoadBalancers"
-    )
-    trust = json.loads(run.one("aws:iam/role:Role").inputs["assumeRolePolicy"])
-    assert trust["Statement"][0]["Principal"] == {"Service": "ecs.amazonaws.com"}
-
-
 def test_iam_args_refuse() -> None:
     with pytest.raises(ValueError, match="log_group_arns"):
         TaskRolesArgs(repository_arn="r", log_group_arns=[], secret_arns=[], kms_key_arns=[])
-    with pytest.raises(ValueError, match="managed_policy"):
-        EcsInfrastructureRoleArgs(managed_policy="arn:aws:iam::aws:policy/X")

@@ -6,12 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.aws.ecs.service import (
-    BlueGreenTraffic,
-    FargateService,
-    FargateServiceArgs,
-    ServiceLoadBalancer,
-)
+from components.aws.ecs.blue_green import BlueGreenTraffic
+from components.aws.ecs.service import FargateService, FargateServiceArgs, ServiceLoadBalancer
 
 
 def _service(**kwargs: Any) -> FargateServiceArgs:
