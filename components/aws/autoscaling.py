@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.args import ComposedPart
+from components.aws.ecs.blue_green import DeploymentStrategy
 
 if TYPE_CHECKING:
     from components.aws.container_service import ContainerServiceArgs
@@ -44,8 +45,7 @@ class ServiceAutoscaling(ComposedPart[ServiceAutoscalingArgs]):
     def build(self, name: str, scaling: ServiceAutoscalingArgs) -> None:
         child = self.child_options()
         args, cluster, services = scaling.service, scaling.cluster, scaling.services
-        # DeploymentStrategy is a StrEnum of container_service, which imports this module.
-        blue_green = args.api_deployment == "blue-green"
+        blue_green = args.api_deployment is DeploymentStrategy.BLUE_GREEN
         targets = {}
         for process, size in (("api", args.api), ("worker", args.worker)):
             targets[process] = aws.appautoscaling.Target(
