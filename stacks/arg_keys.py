@@ -22,6 +22,7 @@ CONFIG_KEYS: dict[tuple[type, str], str] = {
     (ProcessSize, "api.memory_mb"): "apiMemoryMb",
     (ProcessSize, "worker.cpu"): "workerCpu",
     (ProcessSize, "worker.memory_mb"): "workerMemoryMb",
+    (ProcessSize, "worker.min_count"): "workerMinCount",
 }
 
 

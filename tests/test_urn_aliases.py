@@ -60,26 +60,54 @@ class EngineUrns:
         return "$".join(reversed(chain))
 
     def _urn(self, parent: RecordedResource | None, type_: str, name: str) -> str:
-        prefix = self.qualified_type(parent)
+        return self._urn_under(self.qualified_type(parent), type_, name)
+
+    def _urn_under(self, prefix: str, type_: str, name: str) -> str:
         qualified = f"{prefix}${type_}" if prefix else type_
         return f"urn:pulumi:{self.run.stack}::{self.run.project}::{qualified}::{name}"
 
     def urn(self, resource: RecordedResource) -> str:
         return self._urn(self.by_mock_urn.get(resource.parent or ""), resource.type, resource.name)
 
-    def aliases(self, resource: RecordedResource) -> list[str]:
+    def aliases(
+        self, resource: RecordedResource, matched: dict[str, str] | None = None
+    ) -> list[str]:
+        """The alias URNs the engine generates (step_generator.go, ``generateAliases``).
+
+        ``matched`` maps a parent's mock URN to the old URN the engine found it under
+        through an alias: an alias naming that parent uses its old URN
+        (``collapseAliasToUrn``), and every child inherits an alias under it ("Now
+        multiply out any aliases our parent had", ``inheritedChildAlias``), so a child of
+        a moved component keeps its resource without an alias of its own.
+        """
+        matched = matched or {}
         found = []
         for spec in resource.alias_specs:
+            type_, name = spec["type"] or resource.type, spec["name"] or resource.name
             if spec["noParent"]:
-                parent = None
+                found.append(self._urn_under("", type_, name))
+            elif spec["parentUrn"] in matched:
+                found.append(self._urn_under(_qualified(matched[spec["parentUrn"]]), type_, name))
             elif spec["parentUrn"]:
-                parent = self.by_mock_urn[spec["parentUrn"]]
+                found.append(self._urn(self.by_mock_urn[spec["parentUrn"]], type_, name))
             else:
-                parent = self.by_mock_urn.get(resource.parent or "")
-            found.append(
-                self._urn(parent, spec["type"] or resource.type, spec["name"] or resource.name)
-            )
+                found.append(self._urn(self.by_mock_urn.get(resource.parent or ""), type_, name))
+        parent_alias = matched.get(resource.parent or "")
+        if parent_alias is not None:
+            parent_name = self.by_mock_urn[resource.parent or ""].name
+            for type_, name in [
+                (resource.type, resource.name),
+                *((_type(a), a.split("::")[-1]) for a in list(found)),
+            ]:
+                # A child named "<parent>-x" follows its parent's old name.
+                if name.startswith(parent_name):
+                    name = parent_alias.split("::")[-1] + name[len(parent_name) :]
+                found.append(self._urn_under(_qualified(parent_alias), type_, name))
         return found
+
+
+def _qualified(urn: str) -> str:
+    return urn.split("::")[2]
 
 
 def _type(urn: str) -> str:
@@ -89,8 +117,20 @@ def _type(urn: str) -> str:
 def uncovered(old: set[str], run: ProgramRun) -> list[str]:
     """Old URNs the program no longer has, by URN or by a same-type, same-name alias."""
     engine = EngineUrns(run)
-    present = {engine.urn(r) for r in run.resources if r.type != ROOT_STACK_TYPE}
-    aliased = {alias: r for r in run.resources for alias in engine.aliases(r)}
+    present: set[str] = set()
+    aliased: dict[str, RecordedResource] = {}
+    matched: dict[str, str] = {}  # mock URN -> the old URN the engine keeps it under
+    # Registration order, parents first, as the engine sees them.
+    for resource in run.resources:
+        if resource.type == ROOT_STACK_TYPE:
+            continue
+        urn = engine.urn(resource)
+        present.add(urn)
+        aliases = engine.aliases(resource, matched)
+        aliased.update(dict.fromkeys(aliases, resource))
+        hit = next((a for a in aliases if a in old), None)
+        if urn not in old and hit is not None:
+            matched[resource.urn] = hit
     problems = []
     for urn in sorted(old - present):
         resource = aliased.get(urn)
@@ -190,4 +230,30 @@ def test_the_check_catches_a_move_without_an_alias_and_accepts_one_with() -> Non
     assert uncovered(old, _run(old_parent, new_parent, retyped)) == [
         "aliased across a type change (replaced): "
         "urn:pulumi:staging::p::my:Old$aws:s3/bucket:Bucket::app-logs"
+    ]
+
+
+def test_a_child_follows_its_moved_parent_as_the_engine_multiplies_parent_aliases() -> None:
+    """A component moved under a new one (an aliased parent) keeps its own children too:
+    the engine gives each child an alias under the URN its parent was matched by
+    (pulumi/pulumi pkg/resource/deploy/step_generator.go, ``generateAliases``)."""
+    composer = _resource("a", "my:Old", "app", parent="s", custom=False)
+    part = _resource("b", "my:Part", "app", parent="a", custom=False)
+    old = {
+        "urn:pulumi:staging::p::my:Old::app",
+        "urn:pulumi:staging::p::my:Old$my:Key::app-kms",
+        "urn:pulumi:staging::p::my:Old$my:Key$aws:kms/key:Key::app-kms-key",
+    }
+    spec = {"name": "", "type": "", "project": "", "stack": "", "noParent": False}
+    key = _resource(
+        "c", "my:Key", "app-kms", parent="b", custom=False, alias_specs=[{**spec, "parentUrn": "a"}]
+    )
+    child = _resource("d", "aws:kms/key:Key", "app-kms-key", parent="c")
+    assert uncovered(old, _run(composer, part, key, child)) == []
+    unaliased = _resource("c", "my:Key", "app-kms", parent="b", custom=False)
+    assert uncovered(old, _run(composer, part, unaliased, child)) == [
+        "gone (would be deleted, and re-created if renamed): "
+        "urn:pulumi:staging::p::my:Old$my:Key$aws:kms/key:Key::app-kms-key",
+        "gone (would be deleted, and re-created if renamed): "
+        "urn:pulumi:staging::p::my:Old$my:Key::app-kms",
     ]
