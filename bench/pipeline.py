@@ -953,7 +953,7 @@ def run_sqs(
                     for rep in range(ctx.args.reps):
                         for name, c, cons in pairs:
                             moto_before = _tree_cpu_seconds(moto.pid)
-                            result = measure(c, cons, count)
+                            result = measure(c, cons, count, latency_ms)
                             jobs = max(result["completed"], 1)
                             moto_ms = 1000 * (_tree_cpu_seconds(moto.pid) - moto_before) / jobs
                             result["moto_cpu_ms_per_job"] = round(moto_ms, 3)
