@@ -264,6 +264,23 @@ def _tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def _tree_sched_seconds(pid: int) -> tuple[float, float]:
+    """(seconds on a CPU, seconds runnable but waiting on the run queue) of every thread
+    of ``pid``'s tree, from /proc/<pid>/task/<tid>/schedstat (kernel
+    Documentation/scheduler/sched-stats.rst: ns on cpu, ns waiting on a runqueue).
+    A thread that exits takes its counters with it (gevent's resolver threads come and
+    go), so for a pool it is a lower bound."""
+    ran = waited = 0
+    for member in _tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{member}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    on_cpu, on_runqueue, _ = (task / "schedstat").read_text().split()
+                    ran += int(on_cpu)
+                    waited += int(on_runqueue)
+    return ran / 1e9, waited / 1e9
+
+
 def _tree_peak_rss_mib(pid: int) -> float:
     """Sum of each process's peak resident set (VmHWM): for one process its peak; for
     a pool an upper bound (the members may not peak at the same instant)."""
@@ -338,13 +355,22 @@ DRAIN_ROUNDS = 4  # a drain holds at least this many rounds of every slot
 
 def drain_jobs_for(config: Config, latency_ms: int, args: argparse.Namespace) -> int:
     """Drains: at least DRAIN_ROUNDS rounds of every slot (so the steady state, not the
-    first and last round, decides the rate) and ~--run-seconds at the slot ceiling,
-    bounded by --jobs-drain-max (a prefork pool of 2 at 2 s: 8 jobs); at 0 ms, --jobs."""
+    first and last round, decides the rate; a prefork pool of 2 at 2 s: 8 jobs) and
+    ~--run-seconds at the slot ceiling, the latter bounded by --jobs-drain-max; at 0 ms,
+    --jobs.
+
+    The cap never cuts a drain below DRAIN_ROUNDS rounds: a drain of one round (4,096
+    jobs at 4,096 slots) has no steady state, and its 10-90 % window then measured
+    different things per system: the groundwork worker's intake ramp, but a Celery
+    pool's burst of deferred result writes (its tasks' INSERTs and UPDATEs queue on one
+    20-connection pool, so a round's results are stored after the round's inserts, up to
+    8 s after their LLM answers): 1,040 jobs/s for gevent c=4096 in one round against
+    350 over four (docs/performance.md, "What capped one worker at c=4096")."""
     if latency_ms == 0:
         return args.jobs
     ceiling = config.concurrency / (latency_ms / 1000)
-    wanted = max(DRAIN_ROUNDS * config.concurrency, int(ceiling * args.run_seconds))
-    return min(args.jobs_drain_max, wanted)
+    rounds = DRAIN_ROUNDS * config.concurrency
+    return max(rounds, min(args.jobs_drain_max, int(ceiling * args.run_seconds)))
 
 
 CELERY_BASE = [
@@ -648,8 +674,12 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
     with consumer(ctx, config, latency_ms, queue=queue, wait_ready=False) as cons:
         # The fake LLM started with this consumer: its totals are this drain's calls.
         cpu_started = run_async(_watch_drain(ctx.base, count, cons.proc.pid, ctx.timeout))
+        sched_started = _tree_sched_seconds(cons.proc.pid)
         done = run_async(_wait_done(ctx.base, count, ctx.timeout))
         cpu = _tree_cpu_seconds(cons.proc.pid) - cpu_started
+        sched = [
+            b - a for a, b in zip(sched_started, _tree_sched_seconds(cons.proc.pid), strict=True)
+        ]
         rss = _tree_peak_rss_mib(cons.proc.pid)
         zero = {"calls": 0, "distinct": 0, "duplicates": 0, "peak_in_flight": 0}
         calls = _calls_delta(zero, cons.llm.stats())
@@ -664,7 +694,15 @@ def measure_backlog(ctx: Ctx, config: Config, latency_ms: int, count: int) -> di
         "jobs": count,
         "completed": done["completed"],
         "sustained_rps": round(window_jobs / span, 2) if complete and span > 0 else math.nan,
+        "rounds": round(count / config.concurrency, 2),
         "consumer_cpu_ms_per_job": round(1000 * cpu / max(done["completed"], 1), 3),
+        # Run-queue wait per second on a CPU: > 0.5 means the consumer was runnable
+        # more than it ran, i.e. its jobs/s is the CPU share this shared machine gave
+        # it (0.45 s/s ran, 0.55 waited for the groundwork worker at load 6 on 2
+        # cores), not a limit of its own.
+        "consumer_runqueue_wait_per_cpu_s": round(sched[1] / sched[0], 2)
+        if sched[0] > 0
+        else math.nan,
         "consumer_peak_rss_mib": rss,
         **calls,
     }
@@ -703,7 +741,9 @@ def sweep(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
                 f"  {latency_ms} ms sweep {config.label}: {result['sustained_rps']} jobs/s "
                 f"({result.get('completed')}/{result.get('jobs')}), peak RSS "
                 f"{result.get('consumer_peak_rss_mib')} MiB, CPU "
-                f"{result.get('consumer_cpu_ms_per_job')} ms/job, LLM calls "
+                f"{result.get('consumer_cpu_ms_per_job')} ms/job (run-queue wait "
+                f"{result.get('consumer_runqueue_wait_per_cpu_s')} s per CPU s, "
+                f"{result.get('rounds')} rounds), LLM calls "
                 f"{result.get('llm_calls')} (distinct {result.get('llm_distinct_prompts')})",
                 flush=True,
             )
@@ -741,7 +781,9 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
                 print(
                     f"  {latency_ms} ms drain rep {rep + 1}, one {config.label} process "
                     f"alone: {result['sustained_rps']} jobs/s ({result['completed']}/"
-                    f"{result['jobs']}), CPU {result['consumer_cpu_ms_per_job']} ms/job, "
+                    f"{result['jobs']}), CPU {result['consumer_cpu_ms_per_job']} ms/job "
+                    f"(run-queue wait {result['consumer_runqueue_wait_per_cpu_s']} s per CPU "
+                    f"s, {result['rounds']} rounds), "
                     f"LLM calls {result['llm_calls']} (distinct "
                     f"{result['llm_distinct_prompts']})",
                     flush=True,
@@ -758,6 +800,9 @@ def measure_latency(ctx: Ctx, latency_ms: int) -> dict[str, Any]:
             "sustained_rps_spread": _spread(runs, "sustained_rps"),
             "consumer_cpu_ms_per_job": round(median_of(runs, "consumer_cpu_ms_per_job"), 3),
             "consumer_cpu_ms_per_job_spread": _spread(runs, "consumer_cpu_ms_per_job"),
+            "consumer_runqueue_wait_per_cpu_s": round(
+                median_of(runs, "consumer_runqueue_wait_per_cpu_s"), 2
+            ),
             "consumer_peak_rss_mib": max(r["consumer_peak_rss_mib"] for r in runs),
             "llm_calls": sum(r["llm_calls"] for r in runs),
             "llm_distinct_prompts": sum(r["llm_distinct_prompts"] for r in runs),
@@ -908,7 +953,7 @@ def run_sqs(
                     for rep in range(ctx.args.reps):
                         for name, c, cons in pairs:
                             moto_before = _tree_cpu_seconds(moto.pid)
-                            result = measure(c, cons, count)
+                            result = measure(c, cons, count, latency_ms)
                             jobs = max(result["completed"], 1)
                             moto_ms = 1000 * (_tree_cpu_seconds(moto.pid) - moto_before) / jobs
                             result["moto_cpu_ms_per_job"] = round(moto_ms, 3)
@@ -1422,7 +1467,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--jobs-drain-max",
         type=positive_int,
         default=16000,
-        help="most jobs in one drain of a pre-filled queue",
+        help="most jobs in one drain of a pre-filled queue beyond its rounds (a drain "
+        "always holds 4 rounds of the slots: 16,384 jobs at 4,096 slots)",
     )
     parser.add_argument(
         "--pipeline-reps",
@@ -1459,7 +1505,7 @@ def main(argv: list[str] | None = None) -> int:
         f"sweep by drains of a pre-filled queue (groundwork {args.groundwork_sweep}, Celery "
         f"threads {args.celery_sweep}, gevent/eventlet {args.celery_green_sweep}, prefork "
         f"default), then {args.reps} drains of each best (>= {DRAIN_ROUNDS} rounds of its "
-        f"slots, at most {args.jobs_drain_max} jobs; {args.jobs} at 0 ms) and "
+        f"slots, beyond them at most {args.jobs_drain_max} jobs; {args.jobs} at 0 ms) and "
         f"{args.pipeline_reps} pipeline run(s) side by side; processes unpinned",
         flush=True,
     )

@@ -332,7 +332,13 @@ def test_drain_length_holds_rounds_of_every_slot() -> None:
     assert drain_jobs_for(Config("groundwork", 512), 2000, args) == DRAIN_ROUNDS * 512
     # a prefork pool of 2 at 2 s drains 8 jobs, not --jobs (it does 1 job/s)
     assert drain_jobs_for(Config("celery-prefork", 2), 2000, args) == 8
-    assert drain_jobs_for(Config("groundwork", 4096), 2000, args) == 5000  # the cap
+    # the cap bounds the --run-seconds target (1,024 slots / 2 s x 12 s = 6,144)...
+    longer = parse_args(["--run-seconds", "12", "--jobs-drain-max", "5000"])
+    assert drain_jobs_for(Config("groundwork", 1024), 2000, longer) == 5000
+    # ...but never cuts a drain below its rounds: one round of 4,096 slots has no steady
+    # state (its 10-90 % window timed a Celery pool's burst of deferred writes).
+    assert drain_jobs_for(Config("groundwork", 4096), 2000, args) == DRAIN_ROUNDS * 4096
+    assert drain_jobs_for(Config("celery-gevent", 4096), 2000, args) == DRAIN_ROUNDS * 4096
 
 
 def test_fake_llm_counts_every_call_per_prompt() -> None:
@@ -565,3 +571,31 @@ def test_pipeline_moto_server_speaks_sqs_on_loopback(tmp_path: Path) -> None:
         assert "bench-test-dlq" in attrs["Attributes"]["RedrivePolicy"]
         assert dlq_url.endswith("bench-test-dlq")
     assert proc.poll() is not None  # stopped with the context
+
+
+def test_drain_sched_accounting_reads_cpu_and_runqueue_wait_per_thread() -> None:
+    # The drains say whether a consumer was CPU-share bound (runnable, not running) from
+    # these two kernel counters; a thread spinning 0.2 s must show up in the first.
+    import threading
+    import time
+
+    from bench.pipeline import _tree_sched_seconds
+
+    spun, release = threading.Event(), threading.Event()
+
+    def spin() -> None:
+        stop = time.monotonic() + 0.2
+        while time.monotonic() < stop:
+            pass
+        spun.set()
+        release.wait()  # an exited thread's counters leave /proc with it
+
+    ran_before, waited_before = _tree_sched_seconds(os.getpid())
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    spun.wait()
+    ran, waited = _tree_sched_seconds(os.getpid())
+    release.set()
+    spinner.join()
+    assert ran - ran_before >= 0.05
+    assert waited >= waited_before >= 0
