@@ -8,9 +8,20 @@ one table), so a user never sees a component's field name.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from typing import Any, Final
 
 import pulumi
+
+FROM_RESOURCE: Final = "<set from another resource's output>"
+"""Placeholder for an ``Args`` field that another resource's output fills in.
+
+The stacks build every ``Args`` a config value reaches before any resource exists (so a
+bad value stops the program before anything is registered) and ``dataclasses.replace``
+the outputs in once the resources exist; ``require_resolved`` makes a component refuse
+an ``Args`` whose placeholder was never replaced.
+"""
 
 
 class ArgError(ValueError):
@@ -21,6 +32,15 @@ class ArgError(ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
+
+
+def require_resolved(args: Any) -> None:
+    """Refuse ``args`` (a dataclass) if a field still holds ``FROM_RESOURCE``."""
+    for field in dataclasses.fields(args):
+        if getattr(args, field.name) is FROM_RESOURCE:
+            raise ValueError(
+                f"{type(args).__name__}.{field.name} was never set from its resource's output"
+            )
 
 
 def vpc_block(cidr: str) -> ipaddress.IPv4Network:

@@ -709,8 +709,6 @@ def validate(settings: Settings) -> None:
             settings.broker_instance_type,
             "mq.m5.* or mq.m7g.* when brokerCluster=true (Amazon MQ clusters)",
         )
-    if settings.alarm_email is not None and "@" not in settings.alarm_email:
-        raise invalid_value("alarmEmail", settings.alarm_email, "an e-mail address")
 
 
 # Approximate RDS PostgreSQL max_connections (LEAST(DBInstanceClassMemory/9531392, 5000)).
