@@ -40,17 +40,38 @@ ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 class EngineUrns:
-    """URNs of a mock run as the engine forms them.
+    """URNs of a mock run as the engine forms them, and the old URNs it matches.
 
     The mock monitor prefixes only the parent's last type; the engine prefixes the
     parent's whole qualified type and leaves the root stack out
     (pulumi/pkg/resource/deploy/source_eval.go, ``parentType = parent.QualifiedType()``
     unless it is the root stack type).
+
+    Aliases follow the engine's step generator (pkg/resource/deploy/step_generator.go,
+    ``generateAliases``, ``collapseAliasToUrn``, ``inheritedChildAlias``; the Python SDK
+    only sends the specs, .venv/.../pulumi/runtime/resource.py ``prepare_aliases``):
+
+    - an alias spec without a parent resolves under the resource's current parent; one
+      naming a parent resolves under that parent's *old* URN when the parent itself was
+      matched through an alias;
+    - a resource whose parent was matched through an alias also inherits
+      ``<parent's old qualified type>$<type>::<name>`` for its own type and name and for
+      each of its aliases' (a name that starts with the parent's name takes the old
+      parent's name instead), so a renamed component's type token carries every
+      descendant, transitively.
+
+    A stack's old state comes from one earlier version of the program, so the old URNs
+    of a resource are computed against every old URN its parent may have had.
     """
 
     def __init__(self, run: ProgramRun) -> None:
         self.run = run
         self.by_mock_urn = {r.urn: r for r in run.resources}
+        self._possible: dict[str, frozenset[str]] = {}
+
+    def _parent(self, resource: RecordedResource) -> RecordedResource | None:
+        parent = self.by_mock_urn.get(resource.parent or "")
+        return None if parent is None or parent.type == ROOT_STACK_TYPE else parent
 
     def qualified_type(self, resource: RecordedResource | None) -> str:
         chain: list[str] = []
@@ -59,31 +80,53 @@ class EngineUrns:
             resource = self.by_mock_urn.get(resource.parent or "")
         return "$".join(reversed(chain))
 
-    def _urn(self, parent: RecordedResource | None, type_: str, name: str) -> str:
-        prefix = self.qualified_type(parent)
-        qualified = f"{prefix}${type_}" if prefix else type_
-        return f"urn:pulumi:{self.run.stack}::{self.run.project}::{qualified}::{name}"
+    def _under(self, parent_urn: str | None, type_: str, name: str) -> str:
+        """``resource.NewURN``: the parent's qualified type (none for the root), ``$``."""
+        prefix = parent_urn.split("::")[2] + "$" if parent_urn else ""
+        return f"urn:pulumi:{self.run.stack}::{self.run.project}::{prefix}{type_}::{name}"
 
     def urn(self, resource: RecordedResource) -> str:
-        return self._urn(self.by_mock_urn.get(resource.parent or ""), resource.type, resource.name)
+        parent = self._parent(resource)
+        return self._under(self.urn(parent) if parent else None, resource.type, resource.name)
+
+    def possible(self, resource: RecordedResource) -> frozenset[str]:
+        """Every URN under which the engine may find ``resource`` in an old state."""
+        key = resource.urn
+        if key not in self._possible:
+            self._possible[key] = frozenset({self.urn(resource), *self.aliases(resource)})
+        return self._possible[key]
 
     def aliases(self, resource: RecordedResource) -> list[str]:
-        found = []
+        parent = self._parent(resource)
+        current_parent = self.urn(parent) if parent else None
+        found: list[str] = []
         for spec in resource.alias_specs:
-            if spec["noParent"]:
-                parent = None
-            elif spec["parentUrn"]:
-                parent = self.by_mock_urn[spec["parentUrn"]]
+            type_, name = spec["type"] or resource.type, spec["name"] or resource.name
+            named = self.by_mock_urn.get(spec["parentUrn"]) if spec["parentUrn"] else None
+            if spec["noParent"] or (named is not None and named.type == ROOT_STACK_TYPE):
+                parents: list[str | None] = [None]
+            elif named is not None:
+                parents = sorted(self.possible(named))
             else:
-                parent = self.by_mock_urn.get(resource.parent or "")
-            found.append(
-                self._urn(parent, spec["type"] or resource.type, spec["name"] or resource.name)
-            )
-        return found
+                parents = [current_parent]
+            found += [self._under(p, type_, name) for p in parents]
+        if parent is not None:
+            assert current_parent is not None
+            own = [(resource.type, resource.name), *((_type(u), _name(u)) for u in found)]
+            for old_parent in sorted(self.possible(parent) - {current_parent}):
+                for type_, name in own:
+                    if name.startswith(parent.name):
+                        name = _name(old_parent) + name.removeprefix(parent.name)
+                    found.append(self._under(old_parent, type_, name))
+        return list(dict.fromkeys(found))
 
 
 def _type(urn: str) -> str:
     return urn.split("::")[2].split("$")[-1]
+
+
+def _name(urn: str) -> str:
+    return urn.split("::", 3)[3]
 
 
 def uncovered(old: set[str], run: ProgramRun) -> list[str]:
@@ -191,3 +234,52 @@ def test_the_check_catches_a_move_without_an_alias_and_accepts_one_with() -> Non
         "aliased across a type change (replaced): "
         "urn:pulumi:staging::p::my:Old$aws:s3/bucket:Bucket::app-logs"
     ]
+
+
+def test_a_renamed_component_type_carries_its_descendants_only_with_its_alias() -> None:
+    """``Alias(type_=<old token>)`` on a component alone keeps its children and their
+    children (the engine's inherited child aliases); without it all of them are gone."""
+    spec = {"name": "", "type": "", "project": "", "stack": "", "parentUrn": "", "noParent": False}
+    old = {
+        "urn:pulumi:staging::p::my:Alerts::app",
+        "urn:pulumi:staging::p::my:Alerts$my:Part::app-part",
+        "urn:pulumi:staging::p::my:Alerts$my:Part$gcp:monitoring/alertPolicy:AlertPolicy::app-x",
+        # Before the part existed: a child moved under it with Alias(parent=<composer>).
+        "urn:pulumi:staging::p::my:Alerts$gcp:monitoring/alertPolicy:AlertPolicy::app-x",
+    }
+
+    def program(aliased: bool) -> ProgramRun:
+        renamed = _resource(
+            "a",
+            "my:Alarms",
+            "app",
+            parent="s",
+            custom=False,
+            alias_specs=[{**spec, "type": "my:Alerts"}] if aliased else [],
+        )
+        part = _resource("b", "my:Part", "app-part", parent="a", custom=False)
+        policy = _resource(
+            "c",
+            "gcp:monitoring/alertPolicy:AlertPolicy",
+            "app-x",
+            parent="b",
+            alias_specs=[{**spec, "parentUrn": "a"}],
+        )
+        return _run(renamed, part, policy)
+
+    assert uncovered(old, program(aliased=True)) == []
+    assert len(uncovered(old, program(aliased=False))) == len(old)
+
+
+def test_a_child_named_after_its_parent_follows_the_parents_old_name() -> None:
+    spec = {"name": "", "type": "", "project": "", "stack": "", "parentUrn": "", "noParent": False}
+    renamed = _resource(
+        "a", "my:New", "new", parent="s", custom=False, alias_specs=[{**spec, "name": "old"}]
+    )
+    child = _resource("b", "aws:s3/bucket:Bucket", "new-logs", parent="a")
+    assert (
+        uncovered(
+            {"urn:pulumi:staging::p::my:New$aws:s3/bucket:Bucket::old-logs"}, _run(renamed, child)
+        )
+        == []
+    )
