@@ -62,6 +62,20 @@ def vpc_block(cidr: str) -> ipaddress.IPv4Network:
     return network
 
 
+def renamed_from(old_type: str, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
+    """``opts`` plus an alias to the component's former type token.
+
+    The type token is part of the URN of the component and of every descendant; with
+    ``Alias(type_=<old token>)`` on the component alone the engine finds the component
+    under its old URN and derives each child's old URN from it (children inherit their
+    parent's alias, transitively), so nothing is replaced (tests/test_urn_aliases.py).
+    Physical names do not depend on the token.
+    """
+    return pulumi.ResourceOptions.merge(
+        opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old_type)])
+    )
+
+
 def moved_children(opts: pulumi.ResourceOptions | None) -> list[pulumi.Alias]:
     """Aliases for the children of a small component split out of its composer.
 

@@ -1,7 +1,7 @@
 """The GCP environment: Cloud Run services around Cloud SQL, Memorystore and Pub/Sub.
 
 Reads top to bottom like the architecture: network, data stores, queue, secrets,
-image, services, push wiring, edge, alerts. Staging and production differ only
+image, services, push wiring, edge, alarms. Staging and production differ only
 through ``settings`` (see ``stacks/config.py`` for the per-environment defaults).
 """
 
@@ -14,8 +14,8 @@ import pulumi_gcp as gcp
 
 from components.args import FROM_RESOURCE
 from components.gcp import (
-    Alerts,
-    AlertsArgs,
+    Alarms,
+    AlarmsArgs,
     ApiExposure,
     Availability,
     Cache,
@@ -239,9 +239,9 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
-    alerts = Alerts(
+    alarms = Alarms(
         prefix,
-        AlertsArgs(
+        AlarmsArgs(
             project=project,
             region=region,
             api_service_name=app.api.name,
@@ -272,7 +272,7 @@ def build(settings: Settings) -> GcpOutputs:
         "project": project,
         "region": region,
         "api_url": api_url,
-        "dashboard_url": alerts.dashboard_url,
+        "dashboard_url": alarms.dashboard_url,
         "api_service_name": app.api.name,
         "worker_service_name": app.worker.name,
         "relay_service_name": app.relay.name,

@@ -4,7 +4,7 @@ Each module holds one ``pulumi.ComponentResource`` with a typed ``...Args`` data
 whose defaults are the secure (and cheap) choice; ``stacks/gcp.py`` composes them.
 """
 
-from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
+from components.gcp.alarms import Alarms, AlarmsArgs, Thresholds
 from components.gcp.cache import Cache, CacheArgs, CacheTier
 from components.gcp.database import Availability, Database, DatabaseArgs
 from components.gcp.edge import Edge, EdgeArgs
@@ -29,8 +29,8 @@ from components.gcp.services import (
 )
 
 __all__ = [
-    "Alerts",
-    "AlertsArgs",
+    "Alarms",
+    "AlarmsArgs",
     "ApiExposure",
     "Availability",
     "Cache",

@@ -115,6 +115,6 @@ def test_a_placeholder_never_reaches_a_resource() -> None:
 
 @pytest.mark.parametrize("cloud", ["aws", "gcp"])
 def test_the_alarm_address_shape_is_one_settings_check_for_both_clouds(cloud: str) -> None:
-    # Before, AWS checked it in its stack and GCP only in AlertsArgs, after resources.
+    # Before, AWS checked it in its stack and GCP only in AlarmsArgs, after resources.
     with pytest.raises(ConfigError, match="groundwork:alarmEmail = 'oncall' is invalid: an e-mail"):
         build_settings("staging", {"cloud": cloud, "alarmEmail": "oncall"})

@@ -12,7 +12,7 @@ import pytest
 from groundwork_app.ports import HandleResult
 from groundwork_app.worker import terminal
 
-from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
+from components.gcp.alarms import Alarms, AlarmsArgs, Thresholds
 from components.gcp.edge import OWASP_RULES, Edge, EdgeArgs
 from components.gcp.registry import ContainerRegistry, RegistryArgs
 from components.gcp.secrets import (
@@ -370,10 +370,10 @@ def test_edge_arguments_are_validated(kwargs: dict[str, object], message: str) -
 # --- alerts ------------------------------------------------------------------------
 
 
-def _alerts(**kwargs: object) -> Alerts:
-    return Alerts(
+def _alerts(**kwargs: object) -> Alarms:
+    return Alarms(
         "mon",
-        AlertsArgs(
+        AlarmsArgs(
             project="p",
             region=REGION,
             api_service_name="svc-api",
@@ -494,7 +494,7 @@ def test_alert_arguments_are_validated() -> None:
     with pytest.raises(ValueError, match="ratio"):
         Thresholds(error_ratio=1.5)
     with pytest.raises(ValueError, match="address"):
-        AlertsArgs(
+        AlarmsArgs(
             project="p",
             region=REGION,
             api_service_name="a",

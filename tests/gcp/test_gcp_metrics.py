@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import yaml
 
-from components.gcp.alerts import SERVICE_METRIC_ALERTS
+from components.gcp.alarms import SERVICE_METRIC_ALERTS
 from components.gcp.services import (
     GMP_CONFIG_DIR,
     GMP_HEALTH_PORT,
