@@ -21,9 +21,9 @@ from components.gcp import (
     Cache,
     CacheArgs,
     CacheTier,
-    CloudRunApp,
-    CloudRunAppArgs,
     ContainerRegistry,
+    ContainerService,
+    ContainerServiceArgs,
     Database,
     DatabaseArgs,
     Edge,
@@ -165,9 +165,9 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
-    app = CloudRunApp(
+    app = ContainerService(
         prefix,
-        CloudRunAppArgs(
+        ContainerServiceArgs(
             region=region,
             image=registry.image_ref,
             network_id=network.network_id,

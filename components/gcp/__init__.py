@@ -22,8 +22,8 @@ from components.gcp.secrets import (
 )
 from components.gcp.services import (
     ApiExposure,
-    CloudRunApp,
-    CloudRunAppArgs,
+    ContainerService,
+    ContainerServiceArgs,
     ServiceSize,
     TrafficStrategy,
 )
@@ -36,9 +36,9 @@ __all__ = [
     "Cache",
     "CacheArgs",
     "CacheTier",
-    "CloudRunApp",
-    "CloudRunAppArgs",
     "ContainerRegistry",
+    "ContainerService",
+    "ContainerServiceArgs",
     "Database",
     "DatabaseArgs",
     "Edge",

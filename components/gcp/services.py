@@ -28,7 +28,7 @@ from enum import StrEnum
 import pulumi
 import pulumi_gcp as gcp
 
-from components.args import ArgError
+from components.args import ArgError, renamed_from
 from components.gcp.naming import account_id
 from components.gcp.secrets import SecretRef
 
@@ -202,7 +202,7 @@ class ServiceSize:
 
 
 @dataclass
-class CloudRunAppArgs:
+class ContainerServiceArgs:
     region: str
     image: pulumi.Input[str]
     """Image by digest (``repo@sha256:...``)."""
@@ -290,7 +290,7 @@ class CloudRunAppArgs:
             raise ValueError(f"migrate_timeout={self.migrate_timeout!r}: use e.g. 900s")
 
 
-class CloudRunApp(pulumi.ComponentResource):
+class ContainerService(pulumi.ComponentResource):
     """api, worker and relay Cloud Run services, the migrate job, one identity each."""
 
     service_accounts: dict[str, gcp.serviceaccount.Account]
@@ -303,9 +303,14 @@ class CloudRunApp(pulumi.ComponentResource):
     push_endpoint: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: CloudRunAppArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ContainerServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:gcp:CloudRunApp", name, None, opts)
+        super().__init__(
+            "groundwork:gcp:ContainerService",
+            name,
+            None,
+            renamed_from("groundwork:gcp:CloudRunApp", opts),
+        )
         self._name = name
         self._args = args
         child = pulumi.ResourceOptions(parent=self)

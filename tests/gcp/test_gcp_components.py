@@ -25,8 +25,8 @@ from components.gcp.secrets import (
 )
 from components.gcp.services import (
     ApiExposure,
-    CloudRunApp,
-    CloudRunAppArgs,
+    ContainerService,
+    ContainerServiceArgs,
     ServiceSize,
     TrafficStrategy,
 )
@@ -142,11 +142,11 @@ def test_registry_refuses_latest_with_immutable_tags() -> None:
 # --- services ----------------------------------------------------------------------
 
 
-def _app(exposure: ApiExposure = ApiExposure.PRIVATE, **kwargs: object) -> CloudRunApp:
+def _app(exposure: ApiExposure = ApiExposure.PRIVATE, **kwargs: object) -> ContainerService:
     store = _store()
-    return CloudRunApp(
+    return ContainerService(
         "app",
-        CloudRunAppArgs(
+        ContainerServiceArgs(
             region=REGION,
             image="repo/app@sha256:abc",
             network_id="vpc",
@@ -295,9 +295,9 @@ def test_conflicting_app_arguments_are_rejected() -> None:
         "push_audience": "aud",
     }
     with pytest.raises(ValueError, match="worker would reject"):
-        CloudRunAppArgs(env={"PUBSUB_PUSH_AUDIENCE": "other"}, **base)  # type: ignore[arg-type]
+        ContainerServiceArgs(env={"PUBSUB_PUSH_AUDIENCE": "other"}, **base)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="set by Cloud Run"):
-        CloudRunAppArgs(env={"PORT": "8080"}, **base)  # type: ignore[arg-type]
+        ContainerServiceArgs(env={"PORT": "8080"}, **base)  # type: ignore[arg-type]
 
 
 # --- edge --------------------------------------------------------------------------
