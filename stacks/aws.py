@@ -16,8 +16,6 @@ import pulumi_aws as aws
 from components.aws import (
     Alarms,
     AlarmsArgs,
-    AppSecrets,
-    AppSecretsArgs,
     Broker,
     BrokerArgs,
     Cache,
@@ -36,6 +34,8 @@ from components.aws import (
     ProcessSize,
     PublicLoadBalancer,
     PublicLoadBalancerArgs,
+    SecretStore,
+    SecretStoreArgs,
     ServiceFirewall,
     ServiceFirewallArgs,
 )
@@ -121,9 +121,9 @@ def build(settings: Settings) -> AwsOutputs:
     tasks = firewall.task_security_group_ids
     app_tasks = {p: tasks[p] for p in ("api", "worker", "relay")}
 
-    secrets = AppSecrets(
+    secrets = SecretStore(
         f"{prefix}-secrets",
-        AppSecretsArgs(recovery_window_days=recovery_days, protect=protect),
+        SecretStoreArgs(recovery_window_days=recovery_days, protect=protect),
         opts=opts,
     )
 

@@ -14,13 +14,11 @@ from components.aws.database import Database, DatabaseArgs
 from components.aws.firewall import ServiceFirewall, ServiceFirewallArgs
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.aws.network import NatStrategy, Network, NetworkArgs
-from components.aws.secrets import AppSecrets, AppSecretsArgs
+from components.aws.secrets import SecretStore, SecretStoreArgs
 
 __all__ = [
     "Alarms",
     "AlarmsArgs",
-    "AppSecrets",
-    "AppSecretsArgs",
     "Broker",
     "BrokerArgs",
     "Cache",
@@ -40,6 +38,8 @@ __all__ = [
     "ProcessSize",
     "PublicLoadBalancer",
     "PublicLoadBalancerArgs",
+    "SecretStore",
+    "SecretStoreArgs",
     "ServiceFirewall",
     "ServiceFirewallArgs",
 ]

@@ -32,7 +32,7 @@ class KeyRotationArgs:
     secret_arns: Mapping[str, pulumi.Input[str]]
     """Short name (``jwt-secret``) -> ARN of each secret holding ``NEW OLD`` keys."""
     secrets_kms_key_arn: pulumi.Input[str]
-    """The customer key the secrets are encrypted with (AppSecrets)."""
+    """The customer key the secrets are encrypted with (SecretStore)."""
     cluster_name: pulumi.Input[str]
     service_names: Sequence[pulumi.Input[str]]
     """ECS services that read these secrets; each rotation gives them a new deployment."""

@@ -12,8 +12,6 @@ import pytest
 from components.aws import (
     Alarms,
     AlarmsArgs,
-    AppSecrets,
-    AppSecretsArgs,
     Broker,
     BrokerArgs,
     Cache,
@@ -32,6 +30,8 @@ from components.aws import (
     ProcessSize,
     PublicLoadBalancer,
     PublicLoadBalancerArgs,
+    SecretStore,
+    SecretStoreArgs,
     ServiceFirewall,
     ServiceFirewallArgs,
 )
@@ -399,11 +399,11 @@ def test_broker_rejects(kwargs: dict[str, Any], message: str) -> None:
         _broker(**kwargs)
 
 
-# --- AppSecrets -------------------------------------------------------------------------
+# --- SecretStore -------------------------------------------------------------------------
 
 
 def test_app_secrets(helpers: Any) -> None:
-    run = helpers.run_component(lambda: AppSecrets("s", AppSecretsArgs(recovery_window_days=7)))
+    run = helpers.run_component(lambda: SecretStore("s", SecretStoreArgs(recovery_window_days=7)))
     secrets = {r.name: r.inputs for r in run.of_type("aws:secretsmanager/secret:Secret")}
     assert set(secrets) == {"s-jwt-secret", "s-webhook-secret", "s-llm-api-key"}
     assert all(s["kmsKeyId"] and s["recoveryWindowInDays"] == 7 for s in secrets.values())
@@ -415,7 +415,7 @@ def test_app_secrets(helpers: Any) -> None:
     # Rotations write 'NEW OLD' into Secrets Manager; a later `pulumi up` must keep it.
     assert versions["s-jwt-secret-version"].ignore_changes == ["secretString"]
     with pytest.raises(ValueError, match="at least 32"):
-        AppSecretsArgs(generated_length=16)
+        SecretStoreArgs(generated_length=16)
 
 
 # --- PublicLoadBalancer -----------------------------------------------------------------

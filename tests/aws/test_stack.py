@@ -110,7 +110,7 @@ def test_every_component_is_present(staging: ProgramRun) -> None:
         "groundwork:aws:EncryptionKey",
         "groundwork:aws:Network",
         "groundwork:aws:ServiceFirewall",
-        "groundwork:aws:AppSecrets",
+        "groundwork:aws:SecretStore",
         "groundwork:aws:Database",
         "groundwork:aws:Cache",
         "groundwork:aws:JobQueue",
