@@ -25,6 +25,8 @@ from components.aws import (
     Database,
     DatabaseArgs,
     DeploymentMode,
+    Edge,
+    EdgeArgs,
     EncryptionKey,
     EncryptionKeyArgs,
     ImageSource,
@@ -32,8 +34,6 @@ from components.aws import (
     Network,
     NetworkArgs,
     ProcessSize,
-    PublicLoadBalancer,
-    PublicLoadBalancerArgs,
     SecretStore,
     SecretStoreArgs,
     ServiceFirewall,
@@ -210,9 +210,9 @@ def build(settings: Settings) -> AwsOutputs:
             opts=opts,
         )
 
-    alb = PublicLoadBalancer(
+    alb = Edge(
         f"{prefix}-edge",
-        PublicLoadBalancerArgs(
+        EdgeArgs(
             vpc_id=network.vpc_id,
             subnet_ids=network.public_subnet_ids,
             security_group_id=firewall.alb_security_group_id,

@@ -1,7 +1,7 @@
 """Reusable AWS components: each a ComponentResource with a typed, secure-by-default Args."""
 
 from components.aws.alarms import Alarms, AlarmsArgs
-from components.aws.alb import PublicLoadBalancer, PublicLoadBalancerArgs
+from components.aws.alb import Edge, EdgeArgs
 from components.aws.broker import Broker, BrokerArgs, DeploymentMode
 from components.aws.cache import Cache, CacheArgs, CacheEngine
 from components.aws.container_service import (
@@ -29,6 +29,8 @@ __all__ = [
     "Database",
     "DatabaseArgs",
     "DeploymentMode",
+    "Edge",
+    "EdgeArgs",
     "EncryptionKey",
     "EncryptionKeyArgs",
     "ImageSource",
@@ -36,8 +38,6 @@ __all__ = [
     "Network",
     "NetworkArgs",
     "ProcessSize",
-    "PublicLoadBalancer",
-    "PublicLoadBalancerArgs",
     "SecretStore",
     "SecretStoreArgs",
     "ServiceFirewall",
