@@ -16,8 +16,6 @@ import pulumi_aws as aws
 from components.aws import (
     Alarms,
     AlarmsArgs,
-    Broker,
-    BrokerArgs,
     Cache,
     CacheArgs,
     ContainerService,
@@ -34,6 +32,8 @@ from components.aws import (
     Network,
     NetworkArgs,
     ProcessSize,
+    RabbitMqJobQueue,
+    RabbitMqJobQueueArgs,
     SecretStore,
     SecretStoreArgs,
     ServiceFirewall,
@@ -42,7 +42,7 @@ from components.aws import (
 from components.aws.alarms import deployment_alarm_names
 from components.aws.container_service import DeploymentStrategy, PrebuiltImage
 from components.aws.database import app_connect_statement
-from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
+from components.aws.job_queue_sqs import SqsJobQueue, SqsJobQueueArgs
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.aws.rotation import KeyRotation, KeyRotationArgs
 from components.image_ref import ImageReference
@@ -176,12 +176,12 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
-    broker: Broker | None = None
-    queue: JobQueue | None = None
+    broker: RabbitMqJobQueue | None = None
+    queue: SqsJobQueue | None = None
     if settings.queue == "sqs":
-        queue = JobQueue(
+        queue = SqsJobQueue(
             f"{prefix}-queue",
-            JobQueueArgs(
+            SqsJobQueueArgs(
                 delivery_limit=DELIVERY_ATTEMPTS,
                 visibility_timeout_seconds=SQS_VISIBILITY_TIMEOUT_SECONDS,
                 protect=protect,
@@ -189,9 +189,9 @@ def build(settings: Settings) -> AwsOutputs:
             opts=opts,
         )
     else:
-        broker = Broker(
+        broker = RabbitMqJobQueue(
             f"{prefix}-mq",
-            BrokerArgs(
+            RabbitMqJobQueueArgs(
                 vpc_id=network.vpc_id,
                 subnet_ids=network.private_subnet_ids,
                 client_security_group_ids=app_tasks,
@@ -395,9 +395,9 @@ def service_environment(
     settings: Settings,
     database: Database,
     cache: Cache,
-    broker: Broker | None,
+    broker: RabbitMqJobQueue | None,
     instance_ca: str,
-    queue: JobQueue | None = None,
+    queue: SqsJobQueue | None = None,
 ) -> dict[str, pulumi.Input[str]]:
     """Plain configuration of every process: exactly the contract's ``env`` names."""
     common: dict[str, pulumi.Input[str]] = {

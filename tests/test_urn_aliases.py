@@ -283,3 +283,34 @@ def test_a_child_named_after_its_parent_follows_the_parents_old_name() -> None:
         )
         == []
     )
+
+
+# Component type tokens renamed for one name per role (issue 19, item 8): new -> old.
+RENAMED_TYPES = {
+    "groundwork:gcp:Alarms": "groundwork:gcp:Alerts",
+    "groundwork:gcp:ContainerService": "groundwork:gcp:CloudRunApp",
+    "groundwork:aws:SecretStore": "groundwork:aws:AppSecrets",
+    "groundwork:aws:Edge": "groundwork:aws:PublicLoadBalancer",
+    "groundwork:aws:RabbitMqJobQueue": "groundwork:aws:Broker",
+    "groundwork:aws:SqsJobQueue": "groundwork:aws:JobQueue",
+}
+
+
+def test_the_sqs_queue_keeps_its_urns_across_its_rename() -> None:
+    """The stored stacks run RabbitMQ; a stack with groundwork:queue=sqs deployed before
+    the rename has the same URNs under the old token, which the alias must cover."""
+    from tests.aws.conftest import run_stack
+
+    run = run_stack("staging", queue="sqs")
+    engine = EngineUrns(run)
+    current = {engine.urn(r) for r in run.resources if r.type != ROOT_STACK_TYPE}
+    old = set()
+    for urn in current:
+        for new, previous in RENAMED_TYPES.items():
+            urn = urn.replace(f"::{new}$", f"::{previous}$").replace(
+                f"::{new}::", f"::{previous}::"
+            )
+            urn = urn.replace(f"${new}$", f"${previous}$").replace(f"${new}::", f"${previous}::")
+        old.add(urn)
+    assert any("groundwork:aws:JobQueue" in urn for urn in old)
+    assert uncovered(old, run) == []

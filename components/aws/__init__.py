@@ -2,7 +2,6 @@
 
 from components.aws.alarms import Alarms, AlarmsArgs
 from components.aws.alb import Edge, EdgeArgs
-from components.aws.broker import Broker, BrokerArgs, DeploymentMode
 from components.aws.cache import Cache, CacheArgs, CacheEngine
 from components.aws.container_service import (
     ContainerService,
@@ -12,6 +11,7 @@ from components.aws.container_service import (
 )
 from components.aws.database import Database, DatabaseArgs
 from components.aws.firewall import ServiceFirewall, ServiceFirewallArgs
+from components.aws.job_queue_rabbitmq import DeploymentMode, RabbitMqJobQueue, RabbitMqJobQueueArgs
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.aws.network import NatStrategy, Network, NetworkArgs
 from components.aws.secrets import SecretStore, SecretStoreArgs
@@ -19,8 +19,6 @@ from components.aws.secrets import SecretStore, SecretStoreArgs
 __all__ = [
     "Alarms",
     "AlarmsArgs",
-    "Broker",
-    "BrokerArgs",
     "Cache",
     "CacheArgs",
     "CacheEngine",
@@ -38,6 +36,8 @@ __all__ = [
     "Network",
     "NetworkArgs",
     "ProcessSize",
+    "RabbitMqJobQueue",
+    "RabbitMqJobQueueArgs",
     "SecretStore",
     "SecretStoreArgs",
     "ServiceFirewall",

@@ -12,8 +12,6 @@ import pytest
 from components.aws import (
     Alarms,
     AlarmsArgs,
-    Broker,
-    BrokerArgs,
     Cache,
     CacheArgs,
     ContainerService,
@@ -30,6 +28,8 @@ from components.aws import (
     Network,
     NetworkArgs,
     ProcessSize,
+    RabbitMqJobQueue,
+    RabbitMqJobQueueArgs,
     SecretStore,
     SecretStoreArgs,
     ServiceFirewall,
@@ -311,11 +311,11 @@ def test_cache_high_availability(helpers: Any) -> None:
         _cache(automatic_failover=True)
 
 
-# --- Broker -----------------------------------------------------------------------------
+# --- RabbitMqJobQueue -------------------------------------------------------------------
 
 
-def _broker(**kwargs: Any) -> BrokerArgs:
-    return BrokerArgs(
+def _broker(**kwargs: Any) -> RabbitMqJobQueueArgs:
+    return RabbitMqJobQueueArgs(
         vpc_id="vpc-1",
         subnet_ids=SUBNETS,
         client_security_group_ids=CLIENTS,
@@ -336,9 +336,11 @@ def _broker(**kwargs: Any) -> BrokerArgs:
     ],
 )
 def test_broker(mode: DeploymentMode, instance: str, subnets: int, helpers: Any) -> None:
-    brokers: list[Broker] = []
+    brokers: list[RabbitMqJobQueue] = []
     run = helpers.run_component(
-        lambda: brokers.append(Broker("mq", _broker(deployment_mode=mode, instance_type=instance)))
+        lambda: brokers.append(
+            RabbitMqJobQueue("mq", _broker(deployment_mode=mode, instance_type=instance))
+        )
     )
     broker = run.one("aws:mq/broker:Broker").inputs
     assert broker["engineType"] == "RabbitMQ" and broker["engineVersion"] == "3.13"
@@ -376,7 +378,7 @@ def test_broker_name_suffix_changes_exactly_with_a_replacement(helpers: Any) -> 
     the name suffix (RandomId keepers) must change with them, and only with them."""
 
     def name_of(**kwargs: Any) -> str:
-        run = helpers.run_component(lambda: Broker("mq", _broker(**kwargs)))
+        run = helpers.run_component(lambda: RabbitMqJobQueue("mq", _broker(**kwargs)))
         return str(run.one("aws:mq/broker:Broker").inputs["brokerName"])
 
     base = name_of()

@@ -113,7 +113,7 @@ def test_every_component_is_present(staging: ProgramRun) -> None:
         "groundwork:aws:SecretStore",
         "groundwork:aws:Database",
         "groundwork:aws:Cache",
-        "groundwork:aws:JobQueue",
+        "groundwork:aws:SqsJobQueue",
         "groundwork:aws:NatInstance",
         "groundwork:aws:Edge",
         # Composed by Edge / ContainerService (issue 19); DnsCertificate only
