@@ -38,6 +38,7 @@ RESOURCE_IAM_MEMBERS = (
 )
 RUN_SERVICE = "gcp:cloudrunv2/service:Service"
 RUN_JOB = "gcp:cloudrunv2/job:Job"
+SCHEDULER_JOB = "gcp:cloudscheduler/job:Job"
 RUN_SERVICE_IAM = (
     "gcp:cloudrunv2/serviceIamMember:ServiceIamMember",
     "gcp:cloudrunv2/serviceIamBinding:ServiceIamBinding",
@@ -372,6 +373,44 @@ def _run_no_plaintext_secrets(s: Subject) -> Iterator[str]:
             if isinstance(e, Mapping) and not get(e, "valueSource.secretKeyRef")
         ]
         yield from plaintext_secret_problems(env, f"{s.name}/{container.get('name') or 'app'}")
+
+
+@RULES.register(
+    "gcp-cloudscheduler-job-oidc-to-run",
+    "Cloud Scheduler HTTP jobs authenticate with an OIDC token whose audience is the "
+    "Cloud Run service URL.",
+    (SCHEDULER_JOB,),
+    Severity.HIGH,
+    "Set http_target.oidc_token with the job's own service account (run.invoker on the "
+    "target only) and audience=<service URL>.",
+)
+def _scheduler_http_oidc(s: Subject) -> Iterator[str]:
+    """A Cloud Scheduler HTTP call to Cloud Run carries an OIDC token Cloud Run accepts.
+
+    Without a token the target must allow unauthenticated calls (what "Running services
+    on a schedule" says never to deploy); with Scheduler's default audience (the full
+    target URI, path and query included) Cloud Run rejects the token, since it checks the
+    audience against the service URL or a custom audience
+    (https://cloud.google.com/run/docs/authenticating/service-to-service). Values a
+    preview does not know yet are not judged.
+    """
+    target = s.props.get("httpTarget")
+    if not isinstance(target, Mapping):
+        return
+    token = target.get("oidcToken")
+    if not isinstance(token, Mapping) or not token.get("serviceAccountEmail"):
+        yield f"{s.name} calls {target.get('uri')!r} without an OIDC token."
+        return
+    uri = target.get("uri")
+    if not isinstance(uri, str) or ".run.app" not in uri:
+        return
+    base = re.match(r"^https://[^/?#]+", uri)
+    audience = token.get("audience")
+    if base and audience != base.group(0):
+        yield (
+            f"{s.name}: OIDC audience {audience!r} is not the service URL {base.group(0)!r}; "
+            "Cloud Run would reject every call."
+        )
 
 
 # -- networking ---------------------------------------------------------------------

@@ -43,6 +43,19 @@ class Cloud(StrEnum):
     GCP = "gcp"
 
 
+class GcpRelayBilling(StrEnum):
+    """How the GCP relay service gets (and pays for) CPU; docs/cost-model.md, "GCP staging"."""
+
+    INSTANCE = "instance"
+    """Always-on, instance-based billing at 1 vCPU (Cloud Run allows CPU-always-allocated
+    only from 1 vCPU up): the relay polls every moment of the month."""
+    SCHEDULED = "scheduled"
+    """Request-based billing at a fractional vCPU: Cloud Scheduler calls the relay's
+    authenticated hold endpoint every minute and the request keeps the instance's CPU
+    allocated for most of it. A few seconds a minute without relay CPU; a Cloud
+    Scheduler outage pauses the relay until it returns (the outbox keeps every job)."""
+
+
 class Settings(BaseModel):
     """Every ``groundwork:*`` key a stack understands (camelCase in the YAML)."""
 
@@ -216,6 +229,11 @@ class Settings(BaseModel):
         description="Cloud Run worker minimum instances (default workerMinCount). 0 lets the "
         "push-driven worker scale to zero: the first job after an idle spell waits for a "
         "cold start (Pub/Sub retries the push meanwhile)",
+    )
+    gcp_relay_billing: GcpRelayBilling = Field(
+        alias="gcpRelayBilling",
+        description="GCP relay CPU: instance (always-on, 1 vCPU) | scheduled (a fraction of a "
+        "vCPU, request-billed, held by a Cloud Scheduler call every minute; docs/cost-model.md)",
     )
     gcp_push_audience: str | None = Field(
         default=None,
@@ -419,6 +437,7 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunMemory": "512Mi",
         "gcpApiMinInstances": 0,
         "gcpWorkerMinInstances": 0,
+        "gcpRelayBilling": "scheduled",
         "serviceMetrics": False,
         "cmek": False,
     },
@@ -462,6 +481,8 @@ ENVIRONMENT_DEFAULTS: dict[Tier, dict[str, Any]] = {
         "gcpRunCpu": "1",
         "gcpRunMemory": "1Gi",
         "gcpApiMinInstances": 1,
+        # Production's relays stay always-on: no minute-scale pause, no Scheduler in the path.
+        "gcpRelayBilling": "instance",
         "serviceMetrics": True,
         # Keys the organisation controls (and can revoke); see docs/deploy-gcp.md.
         "cmek": True,
@@ -589,6 +610,20 @@ def build_settings(stack: str, values: Mapping[str, Any]) -> Settings:
         )
     if settings.certificate_arn and not settings.domain:
         raise ConfigError(f"{CONFIG_NAMESPACE}:certificateArn needs {CONFIG_NAMESPACE}:domain")
+    if (
+        settings.cloud is Cloud.GCP
+        and settings.gcp_relay_billing is GcpRelayBilling.SCHEDULED
+        and settings.service_metrics
+    ):
+        # Below 1 vCPU Cloud Run requires request-based billing and the first-generation
+        # execution environment ("Configure CPU limits"), and its requirements table lists
+        # sidecars too; the metrics sidecar would also get no CPU between the holds.
+        raise ConfigError(
+            f"{CONFIG_NAMESPACE}:gcpRelayBilling = 'scheduled' conflicts with "
+            f"{CONFIG_NAMESPACE}:serviceMetrics = true: a relay below 1 vCPU cannot run the "
+            f"metrics sidecar; set {CONFIG_NAMESPACE}:gcpRelayBilling instance or "
+            f"{CONFIG_NAMESPACE}:serviceMetrics false"
+        )
     return settings
 
 

@@ -8,6 +8,7 @@ through ``settings`` (see ``stacks/config.py`` for the per-environment defaults)
 from __future__ import annotations
 
 import dataclasses
+from typing import TypedDict
 
 import pulumi
 import pulumi_gcp as gcp
@@ -49,7 +50,7 @@ from components.gcp.database import AUDIT_FLAGS, DEFAULT_FLAGS
 from components.gcp.kms import CmekKey, CmekUse, EncryptionKeys, EncryptionKeysArgs
 from components.gcp.logs import ServiceLogs, ServiceLogsArgs
 from components.gcp.secrets import replication_of
-from components.gcp.services import is_not_found
+from components.gcp.services import RelayBilling, is_not_found
 from components.image_ref import ImageReference, require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
@@ -65,6 +66,39 @@ pushes get 8 s; one cut off is not acked, so Pub/Sub redelivers it."""
 WORKER_TIMEOUT_SECONDS = 180
 """Worst case of one job (LLM timeout x retries + backoff): the worker's request timeout
 and the push subscription's ack deadline."""
+
+
+SCHEDULED_RELAY_CPU = "0.25"
+"""vCPU of the scheduled relay: below 0.5 Cloud Run caps memory at 512 MiB, what the
+relay runs in everywhere; one poll cycle per job batch is a few ms of CPU (docs/
+performance.md), far below a quarter vCPU at staging's rates."""
+SCHEDULED_RELAY_HOLD_SECONDS = 55
+"""Each minute's Scheduler call holds the relay's CPU this long (docs/cost-model.md)."""
+
+
+class RelayArgs(TypedDict, total=False):
+    relay_billing: RelayBilling
+    relay_cpu: str
+    relay_memory: str
+    relay_hold_seconds: int
+    relay_instances: int
+
+
+def relay_billing(settings: Settings) -> RelayArgs:
+    """The relay's ContainerServiceArgs for ``groundwork:gcpRelayBilling``."""
+    if settings.gcp_relay_billing.value == RelayBilling.SCHEDULED.value:
+        return {
+            "relay_billing": RelayBilling.SCHEDULED,
+            "relay_cpu": SCHEDULED_RELAY_CPU,
+            "relay_memory": "512Mi",
+            "relay_hold_seconds": SCHEDULED_RELAY_HOLD_SECONDS,
+            "relay_instances": 1,
+        }
+    # Several relays are safe (rows are claimed with SKIP LOCKED).
+    return {
+        "relay_billing": RelayBilling.INSTANCE,
+        "relay_instances": RELAY_INSTANCES[settings.is_production],
+    }
 
 
 def build(settings: Settings) -> GcpOutputs:
@@ -179,8 +213,7 @@ def build(settings: Settings) -> GcpOutputs:
             push_audience=push_audience,
             api=config_args.api,
             worker=config_args.worker,
-            # Several relays are safe (rows are claimed with SKIP LOCKED).
-            relay_instances=RELAY_INSTANCES[settings.is_production],
+            **relay_billing(settings),
             api_exposure=exposure,
             # Production rolls out through `groundwork ops shift-traffic` (10/50/100 %).
             api_traffic=(
@@ -262,6 +295,7 @@ def build(settings: Settings) -> GcpOutputs:
             notification_email=settings.alarm_email,
             labels=labels,
             service_metrics=settings.service_metrics,
+            relay_scheduled=app.relay_scheduler is not None,
         ),
         opts,
     )

@@ -187,6 +187,9 @@ class AlarmsArgs:
     service_metrics: bool = False
     """The services export their Prometheus metrics (the Managed Prometheus sidecar):
     add the PromQL policies of SERVICE_METRIC_ALERTS."""
+    relay_scheduled: bool = False
+    """The relay gets CPU only while Cloud Scheduler's hold calls are in flight
+    (components/gcp/services.py RelayBilling.SCHEDULED): alert when none completes."""
 
     def __post_init__(self) -> None:
         if self.notification_email is not None and "@" not in self.notification_email:
@@ -531,6 +534,9 @@ class Alarms(pulumi.ComponentResource):
             opts=child,
         )
 
+        if args.relay_scheduled:
+            self._relay_not_held()
+
         self.dashboard = gcp.monitoring.Dashboard(
             f"{name}-dashboard",
             dashboard_json=pulumi.Output.json_dumps(self._dashboard(run_any, run_api)),
@@ -543,6 +549,62 @@ class Alarms(pulumi.ComponentResource):
             )
         )
         self.register_outputs({"dashboard_url": self.dashboard_url})
+
+    def _relay_not_held(self) -> None:
+        """No hold call to the scheduled relay succeeded for 10 minutes: the relay and
+        the reconciler run on no CPU, so outbox rows wait (nothing is lost). Whatever the
+        cause (a paused or failing Scheduler job, a lost invoker binding, a Cloud
+        Scheduler outage, a relay that cannot start), the relay's own 2xx responses stop:
+        a metric-absence condition on them, since a starved relay exports nothing and the
+        PromQL outbox alert needs the metrics sidecar, which a relay below 1 vCPU cannot
+        carry. A held call is counted when it completes, about once a minute."""
+        name, args = self._name, self._args
+        channel = self.notification_channel
+        relay = pulumi.Output.from_input(args.run_service_names["relay"])
+        self.policies["relay-not-held"] = gcp.monitoring.AlertPolicy(
+            f"{name}-relay-not-held",
+            display_name=f"{name}: The relay got no scheduled CPU for 10 minutes",
+            combiner="OR",
+            severity="ERROR",
+            conditions=[
+                gcp.monitoring.AlertPolicyConditionArgs(
+                    display_name="No successful hold call to the relay",
+                    condition_absent=gcp.monitoring.AlertPolicyConditionConditionAbsentArgs(
+                        filter=relay.apply(
+                            lambda n: (
+                                f'{RUN} AND resource.label.service_name = "{n}" AND '
+                                'metric.type = "run.googleapis.com/request_count" AND '
+                                'metric.label.response_code_class = "2xx"'
+                            )
+                        ),
+                        duration="600s",
+                        aggregations=[
+                            gcp.monitoring.AlertPolicyConditionConditionAbsentAggregationArgs(
+                                alignment_period="300s",
+                                per_series_aligner="ALIGN_SUM",
+                                cross_series_reducer="REDUCE_SUM",
+                                group_by_fields=["resource.label.service_name"],
+                            )
+                        ],
+                    ),
+                )
+            ],
+            documentation=gcp.monitoring.AlertPolicyDocumentationArgs(
+                content="The Cloud Scheduler job `"
+                + name
+                + "-relay-hold` has not completed a call to the relay for 10 minutes: the "
+                "relay publishes nothing and the stuck-jobs reconciler does not run; new jobs "
+                "wait in the outbox. Check the job (`gcloud scheduler jobs describe`, its "
+                "execution logs: 403 = the invoker binding, 429/503 = the relay), the relay "
+                "revision's logs, then resume or re-run the job. docs/cost-model.md, GCP staging.",
+                mime_type="text/markdown",
+                subject="[ERROR] The relay got no scheduled CPU for 10 minutes",
+            ),
+            alert_strategy=gcp.monitoring.AlertPolicyAlertStrategyArgs(auto_close="1800s"),
+            notification_channels=[channel.id] if channel else [],
+            user_labels=args.labels,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _api_slos(self, api: pulumi.Output[str], t: Thresholds) -> None:
         """Availability and latency SLOs of the API with multi-window burn-rate alerts

@@ -98,6 +98,29 @@ def run_monitoring_config(port: int, interval: str, name: str) -> str:
 
 
 _CPU = ("1", "2", "4", "6", "8")
+_FRACTIONAL_CPU = re.compile(r"^0\.[0-9]{1,3}$")
+
+RELAY_HOLD_PATH = "/relay/hold"
+"""The relay's hold endpoint (worker/health.py ``HOLD_PATH``): a request there keeps the
+instance's CPU allocated under request-based billing for ``seconds``."""
+RELAY_HOLD_MAX_SECONDS = 60
+"""The relay caps a hold here (worker/health.py ``HOLD_MAX_SECONDS``)."""
+SCHEDULER_PERIOD_SECONDS = 60
+"""Cloud Scheduler's finest schedule: unix-cron, one run a minute at most."""
+
+
+class RelayBilling(StrEnum):
+    """How the relay service gets CPU (docs/cost-model.md, "GCP staging")."""
+
+    INSTANCE = "instance"
+    """CPU always allocated (instance-based billing), a fixed number of instances."""
+    SCHEDULED = "scheduled"
+    """Request-based billing at a fraction of a vCPU: a Cloud Scheduler job calls the hold
+    endpoint every minute with an OIDC token and the held request keeps the CPU allocated
+    (outside requests Cloud Run throttles an instance's CPU: "Billing settings for
+    services"). One instance, concurrency 1."""
+
+
 _MEMORY = re.compile(r"^([0-9]+)(Mi|Gi)$")
 _DURATION = re.compile(r"^[0-9]+s$")
 RESERVED_ENV = frozenset({"PORT", "K_SERVICE", "K_REVISION", "K_CONFIGURATION"})
@@ -222,6 +245,13 @@ class ContainerServiceArgs:
     relay_instances: int = 1
     relay_cpu: str = "1"
     relay_memory: str = "512Mi"
+    relay_billing: RelayBilling = RelayBilling.INSTANCE
+    relay_hold_seconds: int = 55
+    """SCHEDULED: how long each scheduled request holds the relay's CPU; the rest of the
+    minute the relay runs throttled. Priced as hold / 60 s of request-billed time."""
+    scheduler_region: str = ""
+    """SCHEDULED: the Cloud Scheduler job's location (default ``region``; Cloud Scheduler
+    is not offered in every Cloud Run region: https://cloud.google.com/scheduler/docs/locations)."""
     migrate_timeout: str = "900s"
     api_exposure: ApiExposure = ApiExposure.PRIVATE
     api_traffic: TrafficStrategy = TrafficStrategy.LATEST
@@ -285,9 +315,56 @@ class ContainerServiceArgs:
             )
         if not 1 <= self.relay_instances <= 10:
             raise ValueError(f"relay_instances={self.relay_instances}: use 1-10")
-        ServiceSize(cpu=self.relay_cpu, memory=self.relay_memory)
+        self.relay_billing = RelayBilling(self.relay_billing)
+        if self.relay_billing is RelayBilling.SCHEDULED:
+            self._check_scheduled_relay()
+        else:
+            ServiceSize(cpu=self.relay_cpu, memory=self.relay_memory)
         if not _DURATION.match(self.migrate_timeout):
             raise ValueError(f"migrate_timeout={self.migrate_timeout!r}: use e.g. 900s")
+
+    def _check_scheduled_relay(self) -> None:
+        """Cloud Run's rules below 1 vCPU ("Configure CPU limits for services",
+        https://cloud.google.com/run/docs/configuring/services/cpu): 0.08-1 in steps of
+        0.001, more than 512 MiB needs 0.5 vCPU and more than 1 GiB needs 1 vCPU,
+        concurrency 1, request-based billing, first-generation execution environment."""
+        if not _FRACTIONAL_CPU.match(self.relay_cpu) or not 0.08 <= float(self.relay_cpu) < 1:
+            raise ValueError(
+                f"relay_cpu={self.relay_cpu!r}: a scheduled relay runs below 1 vCPU "
+                "(0.08-0.999, e.g. 0.25); at 1 vCPU or more use relay_billing=instance"
+            )
+        match = _MEMORY.match(self.relay_memory)
+        if not match:
+            raise ValueError(f"relay_memory={self.relay_memory!r}: use e.g. 512Mi")
+        mib = int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
+        limit = 512 if float(self.relay_cpu) < 0.5 else 1024
+        if not 128 <= mib <= limit:
+            raise ValueError(
+                f"relay_memory={self.relay_memory!r} does not fit relay_cpu={self.relay_cpu!r}: "
+                f"Cloud Run allows 128Mi-{limit}Mi there"
+            )
+        if self.relay_instances != 1:
+            raise ValueError(
+                f"relay_instances={self.relay_instances}: a scheduled relay is one instance "
+                "(one Scheduler call a minute holds one instance)"
+            )
+        if self.metrics_port is not None and self.metrics_export:
+            raise ValueError(
+                "a scheduled relay runs below 1 vCPU, where Cloud Run's requirements list "
+                "sidecars and the first-generation environment; turn metrics_export off"
+            )
+        # Cloud Scheduler's attempt deadline is 15 s-30 min for HTTP targets (Job
+        # attemptDeadline, magic-modules cloudscheduler/Job.yaml); a hold at or past the
+        # period would overlap the next run on the one instance (concurrency 1).
+        if (
+            not 10
+            <= self.relay_hold_seconds
+            < min(SCHEDULER_PERIOD_SECONDS, RELAY_HOLD_MAX_SECONDS)
+        ):
+            raise ValueError(
+                f"relay_hold_seconds={self.relay_hold_seconds}: use 10-"
+                f"{SCHEDULER_PERIOD_SECONDS - 1} (below the one-minute schedule)"
+            )
 
 
 class ContainerService(pulumi.ComponentResource):
@@ -301,6 +378,9 @@ class ContainerService(pulumi.ComponentResource):
     api_url: pulumi.Output[str]
     worker_url: pulumi.Output[str]
     push_endpoint: pulumi.Output[str]
+    scheduler_account: gcp.serviceaccount.Account | None = None
+    relay_scheduler: gcp.cloudscheduler.Job | None = None
+    """Set with RelayBilling.SCHEDULED: the job that holds the relay's CPU and its identity."""
 
     def __init__(
         self, name: str, args: ContainerServiceArgs, opts: pulumi.ResourceOptions | None = None
@@ -385,22 +465,25 @@ class ContainerService(pulumi.ComponentResource):
             cpu_idle=True,
             custom_audiences=[args.push_audience],
         )
-        # The relay polls the outbox: no requests drive it, so CPU must stay allocated
-        # (cpu_idle False) and a fixed number of instances stay up. Nobody invokes it.
-        self.relay = self._service(
-            "relay",
-            size=ServiceSize(
-                cpu=args.relay_cpu,
-                memory=args.relay_memory,
-                min_instances=args.relay_instances,
-                max_instances=args.relay_instances,
-                concurrency=1,
-                timeout="10s",
-            ),
-            port=HEALTH_PORT,
-            ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
-            cpu_idle=False,
-        )
+        if args.relay_billing is RelayBilling.SCHEDULED:
+            self.relay = self._scheduled_relay()
+        else:
+            # The relay polls the outbox: no requests drive it, so CPU must stay allocated
+            # (cpu_idle False) and a fixed number of instances stay up. Nobody invokes it.
+            self.relay = self._service(
+                "relay",
+                size=ServiceSize(
+                    cpu=args.relay_cpu,
+                    memory=args.relay_memory,
+                    min_instances=args.relay_instances,
+                    max_instances=args.relay_instances,
+                    concurrency=1,
+                    timeout="10s",
+                ),
+                port=HEALTH_PORT,
+                ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+                cpu_idle=False,
+            )
         self.migrate = self._job()
 
         self.api_url = self.api.uri
@@ -416,6 +499,86 @@ class ContainerService(pulumi.ComponentResource):
                 "migrate_job_name": self.migrate.name,
             }
         )
+
+    def _scheduled_relay(self) -> gcp.cloudrunv2.Service:
+        """The relay at a fraction of a vCPU, request-billed, held by Cloud Scheduler.
+
+        Under request-based billing an instance gets CPU only while it serves a request
+        (https://cloud.google.com/run/docs/configuring/billing-settings); the job calls
+        ``RELAY_HOLD_PATH`` every minute and the relay answers after
+        ``relay_hold_seconds``, so the poll loop and the reconciler run for that share of
+        each minute. The service stays IAM-protected and internal: requests from Cloud
+        Scheduler in the same project count as internal ingress
+        (https://cloud.google.com/run/docs/securing/ingress), and only the job's own
+        service account holds ``run.invoker`` on this service.
+        """
+        args, name = self._args, self._name
+        child = pulumi.ResourceOptions(parent=self)
+        hold = args.relay_hold_seconds
+        relay = self._service(
+            "relay",
+            size=ServiceSize(
+                min_instances=0,
+                max_instances=1,
+                concurrency=1,
+                # The request outlives the hold so the relay, not Cloud Run, ends it.
+                timeout=f"{hold + 30}s",
+            ),
+            port=HEALTH_PORT,
+            ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
+            cpu_idle=True,
+            cpu=args.relay_cpu,
+            memory=args.relay_memory,
+            execution_environment="EXECUTION_ENVIRONMENT_GEN1",
+        )
+        self.scheduler_account = gcp.serviceaccount.Account(
+            f"{name}-relay-sched-sa",
+            account_id=account_id(name, "relay-sched"),
+            display_name=f"{name} relay scheduler",
+            description="Cloud Scheduler's identity for the relay hold calls",
+            opts=child,
+        )
+        invoker = gcp.cloudrunv2.ServiceIamMember(
+            f"{name}-relay-sched-invoker",
+            name=relay.name,
+            location=args.region,
+            role="roles/run.invoker",
+            member=self.scheduler_account.member,
+            opts=child,
+        )
+        # Cloud Run checks the token's audience against the service URL (or a custom
+        # audience); Scheduler's default audience is the full target URI, path and query
+        # included, so it is set to the bare URL
+        # (https://cloud.google.com/run/docs/authenticating/service-to-service).
+        self.relay_scheduler = gcp.cloudscheduler.Job(
+            f"{name}-relay-hold",
+            name=f"{name}-relay-hold",
+            region=args.scheduler_region or args.region,
+            description=f"Holds {name}-relay's CPU {hold}s a minute (request-based billing)",
+            schedule="* * * * *",
+            time_zone="Etc/UTC",
+            # Longer than the hold: a deadline hit would be logged as a failed attempt.
+            attempt_deadline=f"{hold + 15}s",
+            # A hold ended by a new revision's SIGTERM answers 503: retried once, soon,
+            # and it lands on the new instance; the next minute's run follows anyway.
+            retry_config=gcp.cloudscheduler.JobRetryConfigArgs(
+                retry_count=1,
+                min_backoff_duration="5s",
+                max_backoff_duration="5s",
+                max_doublings=0,
+            ),
+            http_target=gcp.cloudscheduler.JobHttpTargetArgs(
+                http_method="GET",
+                uri=relay.uri.apply(lambda uri: f"{uri}{RELAY_HOLD_PATH}?seconds={hold}"),
+                oidc_token=gcp.cloudscheduler.JobHttpTargetOidcTokenArgs(
+                    service_account_email=self.scheduler_account.email,
+                    audience=relay.uri,
+                ),
+            ),
+            # The first call must not find the binding missing (a 403 per minute).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[invoker]),
+        )
+        return relay
 
     def _metrics_export(self, port: int) -> None:
         """The sidecar's config secret, its readers and the metric writers."""
@@ -592,8 +755,14 @@ class ContainerService(pulumi.ComponentResource):
         invoker_iam_disabled: bool = False,
         custom_audiences: list[str] | None = None,
         traffics: list[gcp.cloudrunv2.ServiceTrafficArgs] | None = None,
+        cpu: str | None = None,
+        memory: str | None = None,
+        execution_environment: str = "EXECUTION_ENVIRONMENT_GEN2",
     ) -> gcp.cloudrunv2.Service:
+        """``cpu``/``memory`` override ``size`` for a fractional relay, which ServiceSize
+        (whole vCPUs, gen2's 512Mi floor) does not describe."""
         args = self._args
+        fractional = cpu is not None
         name = f"{self._name}-{role}"
         scraped = self.metrics_config is not None and args.metrics_export and role in SCRAPED_ROLES
         return gcp.cloudrunv2.Service(
@@ -610,7 +779,7 @@ class ContainerService(pulumi.ComponentResource):
             labels={**args.labels, "process": role},
             template=gcp.cloudrunv2.ServiceTemplateArgs(
                 service_account=self.service_accounts[role].email,
-                execution_environment="EXECUTION_ENVIRONMENT_GEN2",
+                execution_environment=execution_environment,
                 scaling=gcp.cloudrunv2.ServiceTemplateScalingArgs(
                     min_instance_count=size.min_instances,
                     max_instance_count=size.max_instances,
@@ -630,9 +799,11 @@ class ContainerService(pulumi.ComponentResource):
                         ),
                         envs=self._envs(),
                         resources=gcp.cloudrunv2.ServiceTemplateContainerResourcesArgs(
-                            limits={"cpu": size.cpu, "memory": size.memory},
+                            limits={"cpu": cpu or size.cpu, "memory": memory or size.memory},
                             cpu_idle=cpu_idle,
-                            startup_cpu_boost=True,
+                            # Off below 1 vCPU: a boosted start is billed, and the
+                            # scheduled relay starts at most once per idle spell.
+                            startup_cpu_boost=not fractional,
                         ),
                         # Probes target the container port: it is the one port Cloud Run
                         # routes to, and every process serves /health/* there. Both check

@@ -22,5 +22,6 @@ def production() -> ProgramRun:
 
 @pytest.fixture(scope="session")
 def staging_metrics() -> ProgramRun:
-    """Staging with the service metrics export on (off by default there: cost)."""
-    return run_stack("staging", {"serviceMetrics": "true"})
+    """Staging with the service metrics export on (off by default there: cost); the relay
+    always-on, since a scheduled relay below 1 vCPU cannot carry the sidecar."""
+    return run_stack("staging", {"serviceMetrics": "true", "gcpRelayBilling": "instance"})

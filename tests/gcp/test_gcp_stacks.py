@@ -245,8 +245,9 @@ def test_staging_is_the_cheap_shape(staging: ProgramRun) -> None:
         if b.inputs["member"] == "allUsers"
     ]
     assert public.inputs["name"] == "groundwork-staging-api"
+    # The scheduled relay (tests/gcp/test_gcp_relay_billing.py): no instance waits idle.
     relay = staging.named("groundwork-staging-relay").inputs
-    assert relay["template"]["scaling"]["minInstanceCount"] == 1
+    assert relay["template"]["scaling"]["minInstanceCount"] == 0
     assert staging.outputs["api_url"].endswith(".run.app")
 
 
@@ -318,9 +319,12 @@ def test_inventory_differs_only_by_the_edge(staging: ProgramRun, production: Pro
     assert cheap["gcp:secretmanager/secret:Secret"] == 6
     # 10 threshold policies, push deliveries by response class, 2 SLOs x 2 burn rates,
     # stuck jobs (log match); production adds 6 PromQL policies on the service's own
-    # metrics (groundwork:serviceMetrics, off in staging).
-    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16
+    # metrics (groundwork:serviceMetrics, off in staging), staging the scheduled relay's
+    # relay-not-held (groundwork:gcpRelayBilling, tests/gcp/test_gcp_relay_billing.py).
+    assert cheap["gcp:monitoring/alertPolicy:AlertPolicy"] == 16 + 1
     assert ha["gcp:monitoring/alertPolicy:AlertPolicy"] == 16 + 6
+    # ...and the only type staging has that production lacks is the relay's scheduler.
+    assert {t for t in cheap if t not in ha} == {"gcp:cloudscheduler/job:Job"}
     assert cheap["gcp:monitoring/slo:Slo"] == ha["gcp:monitoring/slo:Slo"] == 2
     assert cheap["gcp:logging/projectSink:ProjectSink"] == 1
 
@@ -518,6 +522,8 @@ def test_secret_versions_are_abandoned_not_deleted(staging: ProgramRun) -> None:
 # firewalls, SSL certificates/policies and Cloud Armor policies are securityAdmin.
 ROLE_OF_MODULE = {
     "artifactregistry": {"roles/artifactregistry.admin"},
+    # Jobs with an OIDC token act as the token's account: serviceAccountUser.
+    "cloudscheduler": {"roles/cloudscheduler.admin", "roles/iam.serviceAccountUser"},
     "cloudrunv2": {"roles/run.admin", "roles/iam.serviceAccountUser"},
     "compute": {"roles/compute.networkAdmin", "roles/compute.securityAdmin"},
     # Key rings, keys and their IAM; cloudkms.admin has no encrypt/decrypt permission.

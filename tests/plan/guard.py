@@ -108,6 +108,7 @@ VALUES: dict[str, dict[str, list[str]]] = {
     "gcpRunMemory": {"*": ["2Gi"]},
     "gcpApiMinInstances": {"*": ["2"]},
     "gcpWorkerMinInstances": {"*": ["0", "1"]},
+    "gcpRelayBilling": {"*": ["instance", "scheduled"]},
     "gcpPushAudience": {"*": ["https://worker.example.com"]},
 }
 # Keys that rename or move the whole environment, or that change a data store's

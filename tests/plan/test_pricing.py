@@ -497,6 +497,69 @@ def test_cloud_run_request_based_idle_min_instances_and_requests(graph, gcp_pric
     assert api.monthly > zero.monthly
 
 
+def _hold_job(url, seconds, schedule="* * * * *"):
+    return {
+        "schedule": schedule,
+        "httpTarget": {
+            "uri": f"{url}/relay/hold?seconds={seconds}",
+            "oidcToken": {"serviceAccountEmail": "sched@p.iam", "audience": url},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("seconds", "schedule", "period"), [(55, "* * * * *", 60), (30, "*/2 * * * *", 120)]
+)
+def test_a_scheduler_held_service_is_priced_for_the_held_time_only(
+    graph, gcp_prices, seconds, schedule, period
+):
+    """The scheduled relay: request-billed for the job's hold x its runs (from the job's
+    own URI and schedule), no burst or request assumption; the job $0.10 a month
+    (https://cloud.google.com/scheduler/pricing)."""
+    url = "https://relay-abc-ew.a.run.app"
+    graph.add(
+        "gcp:cloudrunv2/service:Service",
+        "relay",
+        _run_service(0, True, "0.25", "512Mi"),
+        state={"uri": url},
+    )
+    graph.add("gcp:cloudscheduler/job:Job", "hold", _hold_job(url, seconds, schedule))
+    relay, job = graph.price(cloud="gcp").resources
+    run = gcp_prices["cloud_run"]
+    runs = S / period
+    held = runs * seconds
+    assert relay.monthly == pytest.approx(
+        held
+        * (0.25 * run["request_based"]["vcpu_second"] + 0.5 * run["request_based"]["gib_second"])
+        + runs / 1e6 * run["per_million_requests"]
+    )
+    assert not any("assumed" in i.description for i in relay.items)
+    assert job.monthly == pytest.approx(gcp_prices["cloud_scheduler"]["job_month"]) == 0.10
+
+
+def test_a_job_for_another_service_does_not_change_a_services_price(graph, gcp_prices, usage):
+    graph.add(
+        "gcp:cloudrunv2/service:Service",
+        "api",
+        _run_service(0, True),
+        state={"uri": "https://api-abc-ew.a.run.app"},
+    )
+    graph.add("gcp:cloudscheduler/job:Job", "hold", _hold_job("https://relay-abc-ew.a.run.app", 55))
+    api, _ = graph.price(cloud="gcp").resources
+    assert any("assumed" in i.description for i in api.items)
+
+
+def test_a_schedule_the_pricer_cannot_count_is_not_priced(graph):
+    url = "https://relay-abc-ew.a.run.app"
+    graph.add(
+        "gcp:cloudrunv2/service:Service", "relay", _run_service(0, True, "0.25"), state={"uri": url}
+    )
+    graph.add("gcp:cloudscheduler/job:Job", "hold", _hold_job(url, 55, "0 9 * * 1-5"))
+    relay, _ = graph.price(cloud="gcp").resources
+    assert relay.status == "not_priced"
+    assert "0 9 * * 1-5" in relay.note
+
+
 def test_cloud_run_with_the_prometheus_sidecar_adds_its_samples_and_its_size(
     graph, gcp_prices, usage
 ):

@@ -166,6 +166,25 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             kw,
         ),
     ),
+    # The scheduled relay's hold job (components/gcp/services.py): OIDC, audience = the URL.
+    "scheduler_job": lambda n, **kw: gcp.cloudscheduler.Job(
+        n,
+        **_merge(
+            {
+                "region": LOCATION,
+                "schedule": "* * * * *",
+                "http_target": {
+                    "uri": "https://relay-abc-ew.a.run.app/relay/hold?seconds=55",
+                    "http_method": "GET",
+                    "oidc_token": {
+                        "service_account_email": "relay-sched@p.iam.gserviceaccount.com",
+                        "audience": "https://relay-abc-ew.a.run.app",
+                    },
+                },
+            },
+            kw,
+        ),
+    ),
     "run_job": lambda n, **kw: gcp.cloudrunv2.Job(
         n,
         **_merge(
@@ -567,6 +586,26 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("gcp-iam-member-not-public", "crypto_key_iam", {"member": "allUsers"}),
 ]
 
+BAD += [
+    # No token: the relay would have to allow unauthenticated calls.
+    (
+        "gcp-cloudscheduler-job-oidc-to-run",
+        "scheduler_job",
+        {"http_target": {"uri": "https://relay-abc-ew.a.run.app/relay/hold?seconds=55"}},
+    ),
+    # Scheduler's default audience, the full URI: Cloud Run rejects the token.
+    (
+        "gcp-cloudscheduler-job-oidc-to-run",
+        "scheduler_job",
+        {
+            "http_target": {
+                "uri": "https://relay-abc-ew.a.run.app/relay/hold?seconds=55",
+                "oidc_token": {"service_account_email": "relay-sched@p.iam.gserviceaccount.com"},
+            }
+        },
+    ),
+]
+
 GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
     # The public API is the one service allUsers may call and that may take internet traffic.
     (
@@ -619,6 +658,15 @@ GOOD_EXTRA: list[tuple[str, str, dict[str, Any]]] = [
         },
     ),
     ("gcp-kms-cryptokey-rotated", "crypto_key", {"rotation_period": "86400s"}),
+    # A Pub/Sub-target job has no HTTP call to authenticate.
+    (
+        "gcp-cloudscheduler-job-oidc-to-run",
+        "scheduler_job",
+        {
+            "http_target": None,
+            "pubsub_target": {"topic_name": "projects/p/topics/t", "data": "eA=="},
+        },
+    ),
 ]
 
 

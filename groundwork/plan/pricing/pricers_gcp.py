@@ -46,6 +46,48 @@ def _memory_gib(value: Any) -> float:
     return float(match.group(1)) * (_MEMORY_UNITS[unit] if unit else 2**-30)
 
 
+SCHEDULER_JOB = "gcp:cloudscheduler/job:Job"
+_EVERY_N_MINUTES = re.compile(r"^(\*|\*/([1-9][0-9]*)) \* \* \* \*$")
+
+
+def _runs_per_month(schedule: str, seconds: float) -> float:
+    """Runs a month of a unix-cron schedule; only every-N-minutes is read (it is all
+    the stacks schedule), anything else is not guessed."""
+    match = _EVERY_N_MINUTES.match(schedule.strip())
+    if not match:
+        raise NotPriced(f"cannot count the runs of schedule {schedule!r}")
+    return seconds / 60 / int(match.group(2) or 1)
+
+
+def _held_seconds(job: RecordedResource) -> float:
+    """The ``seconds`` a hold call asks for (the relay caps it; worker/health.py)."""
+    uri = str(((job.inputs.get("httpTarget") or {}).get("uri")) or "")
+    match = re.search(r"[?&]seconds=([0-9]+)", uri)
+    if not match:
+        raise NotPriced(f"job {job.name} calls {uri!r}, not a hold with seconds=")
+    return min(float(match.group(1)), 60.0)
+
+
+def _holding_jobs(r: RecordedResource, ctx: PricingContext) -> list[RecordedResource]:
+    """Cloud Scheduler jobs whose OIDC audience is this service's URL: their calls hold
+    its CPU (components/gcp/services.py ``RelayBilling.SCHEDULED``)."""
+    uri = r.state.get("uri")
+    if not uri:
+        return []
+    return [
+        job
+        for job in ctx.run.of_type(SCHEDULER_JOB)
+        if ((job.inputs.get("httpTarget") or {}).get("oidcToken") or {}).get("audience") == uri
+    ]
+
+
+@pricer(SCHEDULER_JOB)
+def _scheduler_job(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    # Per job and month whatever it runs; the 3 free jobs are per billing account, which
+    # other projects may use up, so they are not subtracted.
+    return [LineItem("job", 1, "job-month", ctx.price("cloud_scheduler", "job_month"))]
+
+
 @pricer("gcp:cloudrunv2/service:Service")
 def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     template = r.inputs.get("template") or {}
@@ -76,6 +118,38 @@ def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     seconds = ctx.seconds
     items: list[LineItem] = []
     shape = f"{vcpu:g} vCPU / {gib:g} GiB"
+    jobs = _holding_jobs(r, ctx) if cpu_idle else []
+    if jobs:
+        # Request-billed only while a held call is in flight: hold x runs, from the
+        # job's own schedule and URI, instead of the burst and request assumptions.
+        active = ctx.price("cloud_run", "request_based")
+        runs = sum(_runs_per_month(str(j.inputs.get("schedule") or ""), seconds) for j in jobs)
+        held = sum(
+            _held_seconds(j) * _runs_per_month(str(j.inputs.get("schedule") or ""), seconds)
+            for j in jobs
+        )
+        return [
+            LineItem(
+                f"held by Cloud Scheduler, vCPU-seconds ({held / seconds:.1%} of the month "
+                f"x {shape})",
+                held * vcpu,
+                "vCPU-s",
+                active["vcpu_second"],
+            ),
+            LineItem(
+                f"held by Cloud Scheduler, GiB-seconds ({held / seconds:.1%} of the month "
+                f"x {shape})",
+                held * gib,
+                "GiB-s",
+                active["gib_second"],
+            ),
+            LineItem(
+                "scheduled requests",
+                runs / 1e6,
+                "million requests",
+                ctx.price("cloud_run", "per_million_requests"),
+            ),
+        ]
     if cpu_idle:
         active = ctx.price("cloud_run", "request_based")
         idle = ctx.price("cloud_run", "idle_min_instance")

@@ -63,18 +63,21 @@ async def run_relay(settings: Settings) -> None:
     publisher = build_publisher(settings)
     relay = OutboxRelay(publisher, settings)
     heartbeat = Heartbeat(heartbeat_path(settings, "relay"))
+    stop = asyncio.Event()
     health = HealthServer(
         lambda: relay.healthy,
         heartbeat,
         host=bind_host(settings),
         port=relay_health_port(settings),
         metrics=settings.metrics_port is None,
+        # GCP staging's scheduled relay: Cloud Scheduler's calls keep the CPU allocated
+        # (docs/cost-model.md, "GCP staging"); a stop answers held calls at once.
+        hold_until=stop,
     )
     # The relay is always on, on every cloud: it runs the safety net that ends jobs
     # stuck past JOB_DEADLINE_SECONDS whatever the transport (worker/terminal.py).
     reconciler_pool = LazyPool(settings, "reconciler")
     reconciler = Reconciler(reconciler_pool, settings)
-    stop = asyncio.Event()
     install_stop_signals(stop)
     await health.start()
     stop_metrics = start_metrics_server(settings)

@@ -24,6 +24,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from groundwork_app.observability import worker_metrics  # noqa: F401
 from groundwork_app.settings import Settings
 
+HOLD_PATH = "/relay/hold"
+HOLD_MAX_SECONDS = 60
+"""A hold never outlasts this, whatever ``seconds`` asks: Cloud Scheduler's finest
+schedule is a minute, so a longer hold only overlaps the next call."""
+HOLD_MAX_CONCURRENT = 2
+"""Holds in flight at once; more answer 429. On Cloud Run concurrency 1 admits one; the
+bound keeps any other caller that reaches the port from piling up open connections."""
+
 HEARTBEAT_INTERVAL_SECONDS = 5.0
 # Generous: the loop may legitimately sit in a long relay batch or a DB reconnect.
 HEARTBEAT_MAX_AGE_SECONDS = 60.0
@@ -95,7 +103,17 @@ class HealthServer:
         host: str,
         port: int,
         metrics: bool = True,
+        hold_until: asyncio.Event | None = None,
     ):
+        """``hold_until``: serve ``GET /relay/hold?seconds=N`` (the relay on Cloud Run with
+        request-based billing, where an instance has CPU only while a request is in
+        flight: https://cloud.google.com/run/docs/configuring/billing-settings). The
+        request is answered after ``min(N, HOLD_MAX_SECONDS)`` seconds, or with 503 as
+        soon as the event is set (the process is stopping), so a caller's retry lands on
+        an instance that is not. Who may call it is Cloud Run's IAM check (the relay
+        service is not public; only the scheduler's account holds run.invoker)."""
+        self._hold_until = hold_until
+        self._holds = 0
         self._ready = ready
         self._metrics = metrics
         self._heartbeat = heartbeat
@@ -113,6 +131,30 @@ class HealthServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+
+    async def _hold(self, query: str) -> tuple[int, bytes, str]:
+        assert self._hold_until is not None
+        raw = next(
+            (v for k, _, v in (p.partition("=") for p in query.split("&")) if k == "seconds"), ""
+        )
+        if not raw.isdigit() or int(raw) < 1:
+            return 400, b"seconds must be a positive whole number", "text/plain"
+        if self._hold_until.is_set():
+            return 503, b"stopping", "text/plain"
+        if self._holds >= HOLD_MAX_CONCURRENT:
+            return 429, b"too many holds", "text/plain"
+        seconds = min(int(raw), HOLD_MAX_SECONDS)
+        self._holds += 1
+        started = time.monotonic()
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._hold_until.wait(), seconds)
+        finally:
+            self._holds -= 1
+        held = time.monotonic() - started
+        if self._hold_until.is_set():
+            return 503, f"stopping after {held:.1f}s".encode(), "text/plain"
+        return 200, f"held {held:.1f}s".encode(), "text/plain"
 
     def _route(self, path: str) -> tuple[int, bytes, str]:
         if path == "/health/live":
@@ -134,10 +176,18 @@ class HealthServer:
             if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
                 status, body, ctype = 405, b"method not allowed", "text/plain"
             else:
-                status, body, ctype = self._route(parts[1].split("?", 1)[0])
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed"}.get(
-                status, "Service Unavailable"
-            )
+                path, _, query = parts[1].partition("?")
+                if path == HOLD_PATH and self._hold_until is not None:
+                    status, body, ctype = await self._hold(query)
+                else:
+                    status, body, ctype = self._route(path)
+            reason = {
+                200: "OK",
+                400: "Bad Request",
+                404: "Not Found",
+                405: "Method Not Allowed",
+                429: "Too Many Requests",
+            }.get(status, "Service Unavailable")
             head = (
                 f"HTTP/1.1 {status} {reason}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
