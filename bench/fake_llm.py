@@ -3,7 +3,7 @@ latency, answers ``POST /v1/chat/completions`` with a chat completion and **coun
 every call, per prompt**.
 
 Both systems call it over HTTP the way they would call a real provider (the groundwork
-worker through its ``OpenAICompatibleProvider`` on httpx.AsyncClient, the Celery task
+worker through its ``OpenAICompatibleProvider`` on aiohttp, the Celery task
 through a synchronous httpx.Client), so each pays for a real client call and the count
 is taken where the call lands, not reported by the caller. Every bench job has a
 unique prompt, so "every LLM call counted once" is ``calls == distinct == jobs``.

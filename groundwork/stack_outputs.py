@@ -59,7 +59,8 @@ class AwsOutputs(CommonOutputs):
     dlq_url: Text | None
     secret_arns: TextMap
     log_group_names: TextMap
-    logs_kms_key_arn: Text
+    logs_kms_key_arn: Text | None
+    """The stack's CloudWatch Logs key; None with groundwork:cmek off (service default)."""
     log_retention_days: Text
     """Days, as text: what `groundwork ops broker-logs` sets on Amazon MQ's own log group."""
 

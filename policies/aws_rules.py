@@ -912,6 +912,48 @@ def _sns_encrypted(s: Subject) -> Iterator[str]:
         yield f"SNS topic {s.name} is not encrypted with KMS."
 
 
+# Where each store names its customer-managed key (absent: the AWS-managed key or the
+# service's default encryption).
+CMK_PATHS = {
+    RDS_INSTANCE: "kmsKeyId",
+    REDIS_GROUP: "kmsKeyId",
+    SECRET: "kmsKeyId",
+    LOG_GROUP: "kmsKeyId",
+}
+
+
+def _ecr_cmk(props: Mapping[str, Any]) -> bool:
+    configs = as_list(props.get("encryptionConfigurations"))
+    return bool(configs) and all(
+        isinstance(c, Mapping) and c.get("encryptionType") == "KMS" and c.get("kmsKey")
+        for c in configs
+    )
+
+
+@RULES.register(
+    "aws-kms-datastore-cmk",
+    "Data stores and logs (RDS, ElastiCache, Secrets Manager, ECR, CloudWatch Logs) encrypt "
+    "with customer-managed KMS keys where the environment requires them.",
+    (RDS_INSTANCE, REDIS_GROUP, SECRET, ECR_REPOSITORY, LOG_GROUP),
+    Severity.MEDIUM,
+    "Set groundwork:cmek=true on a new stack (RDS, ElastiCache and ECR cannot switch in "
+    "place, docs/deploy-aws.md); a stack deliberately without CMKs sets requireCmk=false.",
+    control="RDS.3 / ElastiCache.4 / KMS (customer managed keys)",
+    relax_in_staging=True,
+    config_schema={"requireCmk": {"type": "boolean"}},
+    defaults={Tier.STAGING: {"requireCmk": False}, Tier.PRODUCTION: {"requireCmk": True}},
+)
+def _datastore_cmk(s: Subject) -> Iterator[str]:
+    if not s.config.get("requireCmk", False):
+        return
+    if s.type == ECR_REPOSITORY:
+        if not _ecr_cmk(s.props):
+            yield f"Repository {s.name} is not encrypted with a customer-managed KMS key."
+    elif not s.props.get(CMK_PATHS[s.type]):
+        kind = s.type.rsplit(":", 1)[-1]
+        yield f"{kind} {s.name} uses an AWS-managed key or default encryption, not a CMK."
+
+
 @RULES.register(
     "aws-kms-key-rotation",
     "Symmetric KMS keys rotate yearly.",

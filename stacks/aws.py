@@ -95,19 +95,25 @@ def build(settings: Settings) -> AwsOutputs:
     # Stateful resources of a protected tier refuse `pulumi destroy` and replacement.
     protect = settings.deletion_protection
 
-    logs_key = EncryptionKey(
-        f"{prefix}-logs",
-        EncryptionKeyArgs(
-            description=f"{prefix}: CloudWatch log groups",
-            service_principals=[f"logs.{region}.amazonaws.com"],
-            protect=protect,
-        ),
-        opts=opts,
-    )
+    # groundwork:cmek: customer-managed keys for the data stores and logs, or the AWS-managed
+    # ones (docs/deploy-aws.md). Fixed at first deploy: checked against the live database.
+    refuse_cmek_change(settings.cmek, prefix, provider)
+    cmk = settings.cmek
+    logs_key_arn: pulumi.Output[str] | None = None
+    if cmk:
+        logs_key_arn = EncryptionKey(
+            f"{prefix}-logs",
+            EncryptionKeyArgs(
+                description=f"{prefix}: CloudWatch log groups",
+                service_principals=[f"logs.{region}.amazonaws.com"],
+                protect=protect,
+            ),
+            opts=opts,
+        ).key_arn
 
     network = Network(
         f"{prefix}-net",
-        dataclasses.replace(config_args.network, flow_log_kms_key_arn=logs_key.key_arn),
+        dataclasses.replace(config_args.network, flow_log_kms_key_arn=logs_key_arn),
         opts=opts,
     )
 
@@ -123,7 +129,9 @@ def build(settings: Settings) -> AwsOutputs:
 
     secrets = SecretStore(
         f"{prefix}-secrets",
-        SecretStoreArgs(recovery_window_days=recovery_days, protect=protect),
+        SecretStoreArgs(
+            recovery_window_days=recovery_days, customer_managed_key=cmk, protect=protect
+        ),
         opts=opts,
     )
 
@@ -143,7 +151,8 @@ def build(settings: Settings) -> AwsOutputs:
             protect=protect,
             proxy=settings.db_proxy,
             log_retention_days=settings.log_retention_days,
-            log_kms_key_arn=logs_key.key_arn,
+            log_kms_key_arn=logs_key_arn,
+            customer_managed_key=cmk,
             backup_replica_provider=(
                 aws.Provider(
                     f"{prefix}-aws-backups",
@@ -170,7 +179,8 @@ def build(settings: Settings) -> AwsOutputs:
             snapshot_retention_days=settings.cache_snapshot_retention_days,
             secret_recovery_window_days=recovery_days,
             log_retention_days=settings.log_retention_days,
-            log_kms_key_arn=logs_key.key_arn,
+            log_kms_key_arn=logs_key_arn,
+            customer_managed_key=cmk,
             protect=protect,
         ),
         opts=opts,
@@ -223,7 +233,7 @@ def build(settings: Settings) -> AwsOutputs:
             deletion_protection=settings.deletion_protection,
             waf=settings.waf,
             waf_log_retention_days=settings.log_retention_days,
-            waf_log_kms_key_arn=logs_key.key_arn,
+            waf_log_kms_key_arn=logs_key_arn,
             api_deployment=api_deployment,
         ),
         opts=opts,
@@ -273,7 +283,7 @@ def build(settings: Settings) -> AwsOutputs:
                 database.app_connect_arn.apply(lambda arn: app_connect_statement([arn])),
                 *(queue.task_statements(region) if queue else []),
             ],
-            kms_key_arns=[secrets.kms_key_arn, database.kms_key_arn],
+            kms_key_arns=[k for k in (secrets.kms_key_arn, database.kms_key_arn) if k is not None],
             broker_name=broker.broker_name if broker else None,
             sqs_queue_name=queue.queue_name if queue else None,
             cpu_architecture=settings.cpu_architecture.upper(),
@@ -292,7 +302,8 @@ def build(settings: Settings) -> AwsOutputs:
             relay_spot=settings.relay_spot,
             ecs_exec=settings.ecs_exec,
             log_retention_days=settings.log_retention_days,
-            log_kms_key_arn=logs_key.key_arn,
+            log_kms_key_arn=logs_key_arn,
+            repository_cmk=cmk,
             repository_force_delete=not settings.deletion_protection,
             protect=protect,
             queue_name=QUEUE_NAME,
@@ -315,7 +326,7 @@ def build(settings: Settings) -> AwsOutputs:
                 cluster_name=app.cluster_name,
                 service_names=[app.service_names[p] for p in ("api", "worker", "relay")],
                 log_retention_days=settings.log_retention_days,
-                log_kms_key_arn=logs_key.key_arn,
+                log_kms_key_arn=logs_key_arn,
                 rotation_days=settings.secret_rotation_days,
                 protect=protect,
             ),
@@ -386,9 +397,68 @@ def build(settings: Settings) -> AwsOutputs:
         "dlq_url": queue.dlq_url if queue else None,
         "secret_arns": secret_arns,
         "log_group_names": {**app.log_group_names, "vpc-flow-logs": network.flow_log_group_name},
-        "logs_kms_key_arn": logs_key.key_arn,
+        "logs_kms_key_arn": logs_key_arn,
         "log_retention_days": str(settings.log_retention_days),
     }
+
+
+RDS_NOT_FOUND = "no matching RDS DB Instance found"
+"""What the provider's ``aws_db_instance`` data source fails with when the identifier
+does not exist (terraform-provider-aws ``tfresource.SingularDataSourceFindError``); any
+other failure reads "reading RDS DB Instance: ..." with the API error."""
+
+
+def refuse_cmek_change(cmek: bool, prefix: str, provider: aws.Provider) -> None:
+    """``groundwork:cmek`` cannot be switched for a live stack.
+
+    RDS ``kms_key_id``, ElastiCache ``kms_key_id`` and ECR ``encryption_configurations``
+    force new resources (groundwork/plan/replacement.yaml): the toggle would replace the
+    database, the cache and the image repository. The database (fixed identifier
+    ``<prefix>-db``, created with the stack and encrypted either way) witnesses how the
+    stack was created: its storage key is AWS-managed (``aws/rds``, KeyManager AWS) or
+    this stack's CMK (KeyManager CUSTOMER; DescribeKey, KMS API reference). No instance
+    yet (first deploy) skips the check; any other lookup error stops.
+    """
+    identifier = f"{prefix}-db"
+    invoke = pulumi.InvokeOptions(provider=provider)
+    try:
+        live = aws.rds.get_instance(db_instance_identifier=identifier, opts=invoke)
+    except Exception as exc:
+        if RDS_NOT_FOUND in str(exc):
+            return
+        raise ConfigError(
+            f"could not read RDS instance {identifier} to check groundwork:cmek ({exc}); the "
+            "deploy identity needs rds:DescribeDBInstances and kms:DescribeKey"
+        ) from exc
+    if not live.kms_key_id:
+        return  # not created yet (an instance with storage_encrypted always names its key)
+    try:
+        key = aws.kms.get_key(key_id=live.kms_key_id, opts=invoke)
+    except Exception as exc:
+        raise ConfigError(
+            f"could not describe the key of RDS instance {identifier} ({live.kms_key_id}) to "
+            f"check groundwork:cmek ({exc}); the deploy identity needs kms:DescribeKey"
+        ) from exc
+    live_cmek = key.key_manager == "CUSTOMER"
+    if live_cmek == cmek:
+        return
+    if live_cmek:
+        raise ConfigError(
+            f"groundwork:cmek = false but this stack was created with customer-managed keys "
+            f"(RDS instance {identifier} is encrypted with {live.kms_key_id}): RDS, "
+            "ElastiCache and ECR cannot switch encryption in place, so the change would "
+            "replace the database, the cache and the image repository. Set "
+            "`groundwork:cmek: true` in this stack's Pulumi.<stack>.yaml (staging stacks "
+            "created before cmek covered AWS need exactly that), or migrate to a new stack "
+            "(docs/deploy-aws.md, 'Customer-managed keys')"
+        )
+    raise ConfigError(
+        f"groundwork:cmek = true but this stack was created with AWS-managed keys (RDS "
+        f"instance {identifier} is encrypted with aws/rds): RDS, ElastiCache and ECR cannot "
+        "switch encryption in place, so the change would replace the database, the cache "
+        "and the image repository. Set `groundwork:cmek: false` back, or migrate to a new "
+        "stack (docs/deploy-aws.md, 'Customer-managed keys')"
+    )
 
 
 def service_environment(

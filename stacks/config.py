@@ -198,9 +198,12 @@ class Settings(BaseModel):
     )
     cmek: bool = Field(
         alias="cmek",
-        description="GCP: Cloud SQL, Memorystore, Pub/Sub, Artifact Registry and Secret Manager "
-        "encrypt with Cloud KMS keys this stack owns (customer-managed encryption keys). Fixed "
-        "at first deploy: the stores cannot switch in place (docs/deploy-gcp.md)",
+        description="Customer-managed encryption keys this stack owns. GCP: Cloud SQL, "
+        "Memorystore, Pub/Sub, Artifact Registry and Secret Manager (Cloud KMS). AWS: RDS, "
+        "ElastiCache, Secrets Manager, ECR and CloudWatch Logs (KMS CMKs); off, the "
+        "AWS-managed keys (aws/rds, aws/secretsmanager), ElastiCache's and CloudWatch Logs' "
+        "default encryption and ECR's AES256. Fixed at first deploy: the stores cannot switch "
+        "in place (docs/deploy-gcp.md, docs/deploy-aws.md)",
     )
 
     # GCP sizing (the AWS sizes above do not map onto Cloud SQL / Memorystore / Cloud Run)
@@ -358,14 +361,15 @@ class Settings(BaseModel):
 
 
 # Worker sizing from bench/pipeline.py (docs/performance.md, "Capacity of one worker"):
-# one asyncio worker process kept 1,024 calls in flight at 2,000 ms of LLM latency on
-# ~80 MiB resident (~68 MiB idle) and 2.1 ms of CPU per job (2.07-2.22 ms, real HTTP
-# calls to the bench's fake LLM server; the first bench's 1.2 ms had no HTTP client). The budgets
+# one asyncio worker process kept 1,024-4,096 calls in flight at 2,000 ms of LLM
+# latency on 105-116 MiB resident (~68 MiB idle) and 0.9 ms of CPU per job (0.81-0.96
+# ms, real HTTP calls to the bench's fake LLM server, aiohttp client; 2.1 ms with the
+# httpx client it replaced, 1.2 ms in the first bench, which had no HTTP client). The budgets
 # below are deliberately wider than that: WORKER_MIB_PER_CALL leaves room for a real
 # provider's TLS connection and response body, which the simulation does not allocate.
 WORKER_BASE_MIB = 160
 WORKER_MIB_PER_CALL = 0.25
-WORKER_CPU_MS_PER_JOB = 2.1
+WORKER_CPU_MS_PER_JOB = 0.9
 # The LLM latency the defaults are sized for (a real model answers in 1-10 s).
 DESIGN_LLM_LATENCY_S = 2.0
 # Cloud Run's maximum request concurrency; also past it one event loop's CPU binds.

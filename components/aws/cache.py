@@ -32,8 +32,8 @@ class CacheArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     client_security_group_ids: Mapping[str, pulumi.Input[str]]
-    secrets_kms_key_arn: pulumi.Input[str]
-    """Key of the Secrets Manager secret holding the AUTH token."""
+    secrets_kms_key_arn: pulumi.Input[str] | None
+    """Key of the Secrets Manager secret holding the AUTH token (None: aws/secretsmanager)."""
     engine: CacheEngine = CacheEngine.VALKEY
     node_type: str = "cache.t4g.micro"
     nodes: int = 1
@@ -45,6 +45,10 @@ class CacheArgs:
     snapshot_window: str = "03:00-04:00"
     log_retention_days: int = 30
     log_kms_key_arn: pulumi.Input[str] | None = None
+    customer_managed_key: bool = True
+    """Encrypt the data at rest with a KMS key this component owns. False: ElastiCache's
+    default at-rest encryption (no ``kms_key_id``), with no key to revoke. ``kms_key_id``
+    forces a new replication group (groundwork/plan/replacement.yaml): fixed at creation."""
     protect: bool = False
     """Pulumi ``protect`` + ``retain_on_delete`` on the replication group, its key and
     AUTH token: a destroy or replacement would empty the cache and rate-limit counters."""
@@ -79,10 +83,14 @@ class Cache(pulumi.ComponentResource):
         keep = pulumi.ResourceOptions(
             parent=self, protect=args.protect, retain_on_delete=args.protect
         )
-        key = EncryptionKey(
-            f"{name}-kms",
-            EncryptionKeyArgs(description=f"{name}: cache data at rest", protect=args.protect),
-            opts=child,
+        key = (
+            EncryptionKey(
+                f"{name}-kms",
+                EncryptionKeyArgs(description=f"{name}: cache data at rest", protect=args.protect),
+                opts=child,
+            )
+            if args.customer_managed_key
+            else None
         )
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -136,7 +144,7 @@ class Cache(pulumi.ComponentResource):
             transit_encryption_enabled=True,
             transit_encryption_mode="required",
             at_rest_encryption_enabled=True,
-            kms_key_id=key.key_arn,
+            kms_key_id=key.key_arn if key else None,
             auth_token=token.result,
             auto_minor_version_upgrade=True,
             maintenance_window=args.maintenance_window,

@@ -210,8 +210,8 @@ class ContainerServiceArgs:
     log_kms_key_arn: pulumi.Input[str] | None = None
     repository_cmk: bool = True
     """Encrypt images with a customer-managed KMS key (rotated yearly, its use in
-    CloudTrail) instead of the AWS-managed aws/ecr key. Changing it replaces the
-    repository (ECR fixes encryption at creation)."""
+    CloudTrail) instead of ECR's default AES256 (S3-managed keys, no KMS key at all).
+    Changing it replaces the repository (ECR fixes encryption at creation)."""
     repository_force_delete: bool = False
     """Let `pulumi destroy` delete an ECR repository that still holds images."""
     protect: bool = False
@@ -610,7 +610,7 @@ class ContainerService(pulumi.ComponentResource):
             encryption_configurations=[
                 {"encryption_type": "KMS", "kms_key": key.key_arn}
                 if key is not None
-                else {"encryption_type": "KMS"}
+                else {"encryption_type": "AES256"}
             ],
             force_delete=args.repository_force_delete,
             opts=pulumi.ResourceOptions(
@@ -822,11 +822,22 @@ def execution_policy(
                 "Action": "secretsmanager:GetSecretValue",
                 "Resource": sorted(set(secret_arns)),
             },
-            {
-                "Sid": "DecryptTaskSecrets",
-                "Effect": "Allow",
-                "Action": "kms:Decrypt",
-                "Resource": sorted(set(kms_arns)),
-            },
+            # kms:Decrypt "only if your secret uses a customer managed key, not the default
+            # key" (ECS Developer Guide, task execution IAM role, Secrets Manager); with
+            # groundwork:cmek off there is none, and IAM refuses an empty Resource.
+            *_decrypt(kms_arns),
         ]
     )
+
+
+def _decrypt(kms_arns: list[str]) -> list[dict[str, object]]:
+    if not kms_arns:
+        return []
+    return [
+        {
+            "Sid": "DecryptTaskSecrets",
+            "Effect": "Allow",
+            "Action": "kms:Decrypt",
+            "Resource": sorted(set(kms_arns)),
+        }
+    ]

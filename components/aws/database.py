@@ -114,6 +114,15 @@ class DatabaseArgs:
     backup_window: str = "03:00-04:00"
     maintenance_window: str = "sun:04:30-sun:05:30"
     log_exports: tuple[str, ...] = ("postgresql", "upgrade", "iam-db-auth-error")
+    customer_managed_key: bool = True
+    """Storage, the RDS-managed master secret and Performance Insights under a KMS key this
+    component owns. False: the AWS-managed ``aws/rds`` (storage, Performance Insights) and
+    ``aws/secretsmanager`` (master secret) keys: no monthly key fee, but snapshots under
+    ``aws/rds`` cannot be shared with another account (RDS User Guide, "Sharing encrypted
+    snapshots": not with the default AWS-managed key) and the key cannot be disabled or
+    its policy edited. ``kms_key_id`` forces a new instance
+    (groundwork/plan/replacement.yaml): fixed at creation. Replicated backups
+    (``backup_replica_provider``) keep their own key in the other region either way."""
     extra_parameters: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -170,7 +179,8 @@ class Database(pulumi.ComponentResource):
     app_connect_arn: pulumi.Output[str]
     """``rds-db:connect`` resource of the application role at ``address``."""
     master_secret_arn: pulumi.Output[str]
-    kms_key_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str] | None
+    """None when the database uses the AWS-managed keys (customer_managed_key=False)."""
     security_group_id: pulumi.Output[str]
     replica_identifier: pulumi.Output[str] | None
     proxy_endpoint: pulumi.Output[str] | None
@@ -189,15 +199,20 @@ class Database(pulumi.ComponentResource):
         account = aws.get_caller_identity_output(opts=invoke).account_id
         region = aws.get_region_output(opts=invoke).region
         partition = aws.get_partition_output(opts=invoke).partition
-        key = EncryptionKey(
-            f"{name}-kms",
-            EncryptionKeyArgs(
-                description=f"{name}: storage, master secret, Performance Insights",
-                protect=args.protect,
-            ),
-            opts=child,
+        key = (
+            EncryptionKey(
+                f"{name}-kms",
+                EncryptionKeyArgs(
+                    description=f"{name}: storage, master secret, Performance Insights",
+                    protect=args.protect,
+                ),
+                opts=child,
+            )
+            if args.customer_managed_key
+            else None
         )
-        self.kms_key_arn = key.key_arn
+        key_arn = key.key_arn if key else None
+        self.kms_key_arn = key_arn
 
         sg = aws.ec2.SecurityGroup(
             f"{name}-sg",
@@ -276,7 +291,7 @@ class Database(pulumi.ComponentResource):
             db_name=args.database_name,
             username=args.username,
             manage_master_user_password=True,
-            master_user_secret_kms_key_id=key.key_arn,
+            master_user_secret_kms_key_id=key_arn,
             db_subnet_group_name=subnets.name,
             allocated_storage=args.allocated_storage_gb,
             max_allocated_storage=args.max_allocated_storage_gb,
@@ -289,14 +304,14 @@ class Database(pulumi.ComponentResource):
             apply_immediately=False,
             instance_class=args.instance_class,
             storage_encrypted=True,
-            kms_key_id=key.key_arn,
+            kms_key_id=key_arn,
             vpc_security_group_ids=[sg.id],
             parameter_group_name=params.name,
             publicly_accessible=False,
             auto_minor_version_upgrade=True,
             maintenance_window=args.maintenance_window,
             performance_insights_enabled=True,
-            performance_insights_kms_key_id=key.key_arn,
+            performance_insights_kms_key_id=key_arn,
             performance_insights_retention_period=args.performance_insights_retention_days,
             monitoring_interval=args.monitoring_interval_seconds,
             monitoring_role_arn=monitoring.arn,

@@ -41,7 +41,8 @@ class RabbitMqJobQueueArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     client_security_group_ids: Mapping[str, pulumi.Input[str]]
-    secrets_kms_key_arn: pulumi.Input[str]
+    secrets_kms_key_arn: pulumi.Input[str] | None
+    """Key of the credential secrets (None: Secrets Manager's aws/secretsmanager)."""
     broker_name: str
     """Prefix of the broker's name. Amazon MQ names are unique per account and region and
     cannot change, so a random suffix is appended; it is renewed whenever an input that

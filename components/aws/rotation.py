@@ -31,13 +31,16 @@ MAX_ROTATION_DAYS = 365
 class KeyRotationArgs:
     secret_arns: Mapping[str, pulumi.Input[str]]
     """Short name (``jwt-secret``) -> ARN of each secret holding ``NEW OLD`` keys."""
-    secrets_kms_key_arn: pulumi.Input[str]
-    """The customer key the secrets are encrypted with (SecretStore)."""
+    secrets_kms_key_arn: pulumi.Input[str] | None
+    """The customer key the secrets are encrypted with (SecretStore); None when they use
+    ``aws/secretsmanager``, whose key policy already lets the account's principals use it
+    through Secrets Manager: the function then gets no KMS grant at all."""
     cluster_name: pulumi.Input[str]
     service_names: Sequence[pulumi.Input[str]]
     """ECS services that read these secrets; each rotation gives them a new deployment."""
     log_retention_days: int
-    log_kms_key_arn: pulumi.Input[str]
+    log_kms_key_arn: pulumi.Input[str] | None
+    """None: CloudWatch Logs' default encryption."""
     rotation_days: int = 30
     """Days between rotations. The previous key keeps verifying for one more interval, so
     this must exceed the longest token lifetime and the time webhook senders need to pick
@@ -164,7 +167,7 @@ class KeyRotation(pulumi.ComponentResource):
 def rotation_policy(
     *,
     secret_arns: Sequence[str],
-    key: str,
+    key: str | None,
     cluster: str,
     services: Sequence[str],
     account: str,
@@ -172,7 +175,31 @@ def rotation_policy(
     partition: str,
     logs: str,
 ) -> dict[str, object]:
-    """What the rotation function may do, and on which resources only."""
+    """What the rotation function may do, and on which resources only.
+
+    ``key`` None (``aws/secretsmanager``): no KMS statement. The AWS-managed key's policy
+    already admits the account's principals when they call through Secrets Manager
+    (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html,
+    "Key policy of the AWS managed key"); an IAM grant on it would add nothing.
+    """
+    use_key: list[dict[str, object]] = []
+    if key is not None:
+        use_key.append(
+            {
+                # Secrets Manager encrypts each version with the secret's ARN in the
+                # encryption context ("How Secrets Manager uses AWS KMS").
+                "Sid": "UseTheSecretsKeyThroughSecretsManager",
+                "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": key,
+                "Condition": {
+                    "StringEquals": {
+                        "kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
+                        "kms:EncryptionContext:SecretARN": sorted(secret_arns),
+                    }
+                },
+            }
+        )
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -187,20 +214,7 @@ def rotation_policy(
                 ],
                 "Resource": sorted(secret_arns),
             },
-            {
-                # Secrets Manager encrypts each version with the secret's ARN in the
-                # encryption context ("How Secrets Manager uses AWS KMS").
-                "Sid": "UseTheSecretsKeyThroughSecretsManager",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-                "Resource": key,
-                "Condition": {
-                    "StringEquals": {
-                        "kms:ViaService": f"secretsmanager.{region}.amazonaws.com",
-                        "kms:EncryptionContext:SecretARN": sorted(secret_arns),
-                    }
-                },
-            },
+            *use_key,
             {
                 "Sid": "RollTheServicesThatReadThem",
                 "Effect": "Allow",

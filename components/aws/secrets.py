@@ -1,4 +1,5 @@
-"""SecretStore: the application's own secrets in Secrets Manager, under a customer KMS key."""
+"""SecretStore: the application's own secrets in Secrets Manager, under a customer KMS key
+or Secrets Manager's AWS-managed key (``aws/secretsmanager``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,13 @@ class SecretStoreArgs:
     operator_supplied: tuple[str, ...] = ("llm-api-key",)
     """Secrets only the operator knows: created with a placeholder, value set out of band."""
     generated_length: int = 64
+    customer_managed_key: bool = True
+    """Encrypt with a KMS key this component owns (its use in CloudTrail, revocable).
+    False: Secrets Manager's AWS-managed ``aws/secretsmanager`` key, free of the key's
+    monthly fee, but it cannot be disabled, scheduled for deletion or shared with another
+    account, and its key policy cannot be edited. Readers then need no ``kms:Decrypt``
+    grant: that key's policy admits every principal of the account calling through
+    Secrets Manager (https://docs.aws.amazon.com/secretsmanager/latest/userguide/security-encryption.html)."""
     protect: bool = False
     """Pulumi ``protect`` + ``retain_on_delete`` on the key, the generated values and the
     secrets: a destroy or a replacement would otherwise log every user out (JWT) and
@@ -43,7 +51,8 @@ class SecretStoreArgs:
 class SecretStore(pulumi.ComponentResource):
     """Generated and operator-supplied secrets plus the CMK other stores reuse."""
 
-    kms_key_arn: pulumi.Output[str]
+    kms_key_arn: pulumi.Output[str] | None
+    """None when the secrets use ``aws/secretsmanager`` (customer_managed_key=False)."""
     secret_arns: dict[str, pulumi.Output[str]]
 
     def __init__(
@@ -57,12 +66,16 @@ class SecretStore(pulumi.ComponentResource):
         )
         self._name = name
         self._args = args
-        key = EncryptionKey(
-            f"{name}-kms",
-            EncryptionKeyArgs(description=f"{name}: Secrets Manager secrets", protect=args.protect),
-            opts=pulumi.ResourceOptions(parent=self),
-        )
-        self.kms_key_arn = key.key_arn
+        self.kms_key_arn = None
+        if args.customer_managed_key:
+            key = EncryptionKey(
+                f"{name}-kms",
+                EncryptionKeyArgs(
+                    description=f"{name}: Secrets Manager secrets", protect=args.protect
+                ),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+            self.kms_key_arn = key.key_arn
         self.secret_arns = {}
         for secret in args.generated:
             value = random.RandomPassword(
@@ -113,13 +126,15 @@ def store_secret(
     value: pulumi.Input[str],
     description: str,
     *,
-    kms_key_arn: pulumi.Input[str],
+    kms_key_arn: pulumi.Input[str] | None,
     recovery_window_days: int,
     parent: pulumi.Resource,
     operator_owned: bool = False,
     protect: bool = False,
 ) -> pulumi.Output[str]:
     """A KMS-encrypted secret with one version; returns the secret's ARN.
+
+    ``kms_key_arn`` None: Secrets Manager's AWS-managed key ``aws/secretsmanager``.
 
     ``protect``: pulumi ``protect`` + ``retain_on_delete`` on the secret, so neither
     `pulumi destroy` nor a replacement schedules its deletion.

@@ -38,7 +38,9 @@ def general_log_group(broker_id: str) -> str:
 class BrokerLogsReport:
     log_group: str
     retention_days: int
-    kms_key_arn: str
+    kms_key_arn: str | None
+    """None: the stack has no logs key (groundwork:cmek off), the group keeps CloudWatch
+    Logs' default encryption."""
     changed: list[str] = field(default_factory=list)
     """What this run set: ``retention`` and/or ``kms-key``; empty when already right."""
 
@@ -57,7 +59,7 @@ def secure_broker_logs(
     logs: Any,
     broker_id: str,
     *,
-    kms_key_arn: str,
+    kms_key_arn: str | None,
     retention_days: int,
     timeout: float = 600,
     poll_seconds: float = 15,
@@ -65,6 +67,9 @@ def secure_broker_logs(
     clock: Callable[[], float] = time.monotonic,
 ) -> BrokerLogsReport:
     """Set ``retention_days`` and ``kms_key_arn`` on the broker's general log group.
+
+    ``kms_key_arn`` None (groundwork:cmek off): retention only. Nothing is disassociated:
+    a stack never switches cmek in place (stacks/aws.py refuse_cmek_change).
 
     Waits up to ``timeout`` for Amazon MQ to create the group (it does so while the
     broker starts; `pulumi up` returns once the broker is RUNNING, so normally it is there).
@@ -92,7 +97,7 @@ def secure_broker_logs(
         with aws_errors(f"set retention on {name}"):
             logs.put_retention_policy(logGroupName=name, retentionInDays=retention_days)
         report.changed.append("retention")
-    if group.get("kmsKeyId") != kms_key_arn:
+    if kms_key_arn is not None and group.get("kmsKeyId") != kms_key_arn:
         # Only new events are encrypted; what Amazon MQ wrote before stays readable under
         # the AWS-owned key (AssociateKmsKey, CloudWatch Logs API reference).
         with aws_errors(f"associate the logs KMS key with {name}"):

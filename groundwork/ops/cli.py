@@ -764,7 +764,8 @@ def broker_logs(
     report = mq_logs.secure_broker_logs(
         _aws_session(outputs).client("logs"),
         outputs.string("broker_id"),
-        kms_key_arn=outputs.string("logs_kms_key_arn"),
+        # None with groundwork:cmek off: the group keeps the service's default encryption.
+        kms_key_arn=outputs.values.get("logs_kms_key_arn") or None,
         retention_days=int(retention),
         timeout=timeout,
         poll_seconds=poll_seconds,
@@ -774,5 +775,5 @@ def broker_logs(
         as_json,
         asdict(report),
         f"{report.log_group}: retention {report.retention_days} d, "
-        f"key {report.kms_key_arn} ({done})",
+        f"key {report.kms_key_arn or 'CloudWatch Logs default'} ({done})",
     )

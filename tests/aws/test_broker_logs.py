@@ -58,6 +58,31 @@ def test_sets_retention_and_key_on_the_group_amazon_mq_created_and_a_rerun_chang
     assert _group(logs)["retentionInDays"] == 30
 
 
+def test_without_a_logs_key_only_the_retention_is_set(moto_url: str, tmp_path: Path) -> None:
+    """groundwork:cmek off: the stack exports no logs key (None); the group keeps CloudWatch
+    Logs' default encryption and the command still sets the retention."""
+    logs = boto3.client("logs", region_name="us-east-1")
+    logs.create_log_group(logGroupName=general_log_group(BROKER_ID))
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "cloud": "aws",
+                "region": "us-east-1",
+                "broker_id": BROKER_ID,
+                "logs_kms_key_arn": None,
+                "log_retention_days": "30",
+            }
+        )
+    )
+    args = ["broker-logs", "--stack", "staging", "--outputs-file", str(outputs)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 0, done.output
+    assert "key CloudWatch Logs default (retention)" in done.output
+    group = _group(logs)
+    assert group["retentionInDays"] == 30 and "kmsKeyId" not in group
+
+
 def test_waits_for_amazon_mq_to_create_the_group(moto_url: str) -> None:
     logs = boto3.client("logs", region_name="us-east-1")
     key = _key_arn()

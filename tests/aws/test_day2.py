@@ -225,10 +225,15 @@ def test_waf_logs_redact_credentials(production: ProgramRun) -> None:
     assert "authorization" in redacted
 
 
-def test_ecr_repository_uses_a_customer_key(staging: ProgramRun) -> None:
-    (config,) = staging.one("aws:ecr/repository:Repository").inputs["encryptionConfigurations"]
-    keys = {k.state["arn"]: k.name for k in staging.of_type("aws:kms/key:Key")}
+def test_ecr_repository_uses_a_customer_key_where_cmek_is_on(
+    staging: ProgramRun, production: ProgramRun
+) -> None:
+    (config,) = production.one("aws:ecr/repository:Repository").inputs["encryptionConfigurations"]
+    keys = {k.state["arn"]: k.name for k in production.of_type("aws:kms/key:Key")}
     assert config["encryptionType"] == "KMS" and keys[config["kmsKey"]].endswith("-app-ecr-kms-key")
+    # Staging (groundwork:cmek off): ECR's default AES256, no key at all.
+    (config,) = staging.one("aws:ecr/repository:Repository").inputs["encryptionConfigurations"]
+    assert config == {"encryptionType": "AES256"}
 
 
 def test_every_log_group_has_retention_and_the_logs_key(production: ProgramRun) -> None:

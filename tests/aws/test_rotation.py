@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -310,3 +311,62 @@ def test_the_lambda_package_is_the_handler_module() -> None:
     from components.aws.rotation import HANDLER_SOURCE
 
     assert HANDLER_SOURCE.read_text() == Path(rotate.__file__).read_text()
+
+
+# --- what a rotation writes to its log group (docs/cost-model.md prices it from this) -----
+
+# The Python runtime's default text format: "[LEVEL]\t<time>\t<request id>\t<message>"
+# (Lambda Developer Guide, "Log and monitor Python Lambda functions").
+_REQUEST_ID = "8f5a6b3c-1d2e-4f5a-9b8c-7d6e5f4a3b2c"
+_APP_LINE = "[{level}]\t2026-01-01T00:00:00.000Z\t" + _REQUEST_ID + "\t{message}\n"
+# Per invocation the platform writes START, END and REPORT; a cold start adds INIT_START
+# (and the first boto3 client its credentials line): counted on every invocation, as if
+# each step started cold.
+_PLATFORM_LINES = (
+    "INIT_START Runtime Version: python:3.12.v38\tRuntime Version ARN: arn:aws:lambda:"
+    "us-east-1::runtime:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
+    f"START RequestId: {_REQUEST_ID} Version: $LATEST\n",
+    f"END RequestId: {_REQUEST_ID}\n",
+    f"REPORT RequestId: {_REQUEST_ID}\tDuration: 1234.56 ms\tBilled Duration: 1235 ms\t"
+    "Memory Size: 128 MB\tMax Memory Used: 80 MB\tInit Duration: 456.78 ms\t\n",
+    _APP_LINE.format(level="INFO", message="Found credentials in environment variables."),
+)
+# CloudWatch Logs bills each event's UTF-8 bytes plus 26 bytes of metadata (CloudWatch
+# pricing, "Data ingested").
+_EVENT_OVERHEAD = 26
+
+
+def test_a_rotation_logs_kilobytes_within_the_priced_log_volume(
+    world: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    from components.aws.rotation import MIN_ROTATION_DAYS
+    from groundwork.plan.pricing.loader import load_price_table
+
+    caplog.set_level(logging.INFO)
+    _rotate(world)
+    invocations = len(world["calls"])
+    assert invocations == len(STEPS)
+    # What the handler (root logger) and boto3/botocore log; moto's own server is not there
+    # in Lambda.
+    records = [
+        r
+        for r in caplog.records
+        if r.name == "root" or r.name.split(".")[0] in ("boto3", "botocore")
+    ]
+    assert any("finishSecret" in r.getMessage() for r in records)
+    app = sum(
+        len(_APP_LINE.format(level=r.levelname, message=r.getMessage()).encode()) + _EVENT_OVERHEAD
+        for r in records
+    )
+    platform = invocations * sum(len(line.encode()) + _EVENT_OVERHEAD for line in _PLATFORM_LINES)
+    per_secret_rotation = app + platform
+    # Measured: 4,493 bytes (1,693 from the handler and boto3, 2,800 from the platform).
+    assert per_secret_rotation < 10_000  # a few kilobytes, not gigabytes
+    # Two secrets, rotated as often as the stack allows (every MIN_ROTATION_DAYS days).
+    monthly_bytes = per_secret_rotation * 2 * (30 / MIN_ROTATION_DAYS)
+    for tier in ("staging", "production"):
+        assumed_gb = load_price_table().assumptions(tier)["rotation_log_gb_per_month"]
+        assert monthly_bytes <= assumed_gb * 1e9, tier
+        # The assumption is a bound of the measurement, not a figure picked to look cheap
+        # or one that still prices gigabytes.
+        assert assumed_gb * 1e9 <= 10 * monthly_bytes, tier

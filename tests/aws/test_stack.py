@@ -22,6 +22,9 @@ from tests.aws.conftest import run_stack
 CONTRACT_OUTPUTS = AwsOutputs.__required_keys__
 
 
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+
+
 def _count(run: ProgramRun) -> Counter[str]:
     return Counter(r.type for r in run.resources)
 
@@ -150,7 +153,9 @@ def test_retention_tiers(staging: ProgramRun, production: ProgramRun) -> None:
     for run, days in ((staging, 30), (production, 365)):
         groups = run.of_type("aws:cloudwatch/logGroup:LogGroup")
         assert groups and {g.inputs["retentionInDays"] for g in groups} == {days}
-        assert all(g.inputs.get("kmsKeyId") for g in groups)
+    # The logs key follows groundwork:cmek (on in production, off in staging).
+    assert all(g.inputs.get("kmsKeyId") for g in production.of_type(LOG_GROUP))
+    assert not any(g.inputs.get("kmsKeyId") for g in staging.of_type(LOG_GROUP))
 
 
 def test_task_counts_and_capacity(staging: ProgramRun, production: ProgramRun) -> None:

@@ -55,7 +55,7 @@ needs = {{
     "verify": ["cluster_name", "api_service_name", "worker_service_name", "relay_service_name"],
     "smoke": ["api_url", "api_target_group_arn"],
     "dlq-depth": ["broker_id"],
-    "broker-logs": ["logs_kms_key_arn", "log_retention_days"],
+    "broker-logs": ["log_retention_days"],  # logs_kms_key_arn: None with cmek off
 }}[command]
 outputs = json.load(open(argv[argv.index("--outputs-file") + 1]))
 if command == "dlq-depth" and outputs.get("dlq_url"):

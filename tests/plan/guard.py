@@ -123,6 +123,7 @@ ALONE = {
         "availabilityZones",
         "nat",
         "brokerCluster",
+        "cmek",
     ),
     "gcp": (
         "cloud",
@@ -166,7 +167,8 @@ def alternatives(cloud: str, environment: str, key: str) -> list[str]:
 
 
 # Fixed when a stack is first deployed: a live stack refuses to switch them (cmek:
-# stacks/gcp.py refuse_cmek_change, tests/gcp/test_gcp_cmek.py), so the staging stack
+# stacks/gcp.py and stacks/aws.py refuse_cmek_change, tests/gcp/test_gcp_cmek.py,
+# tests/aws/test_aws_cmek.py), so the staging stack
 # moved to production sizing keeps its own value. Walked on their own above.
 FIXED_AT_CREATE = frozenset({"cmek"})
 

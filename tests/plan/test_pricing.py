@@ -406,6 +406,32 @@ def test_log_group_ingestion_and_retention_storage(graph, aws_prices, usage):
     )
 
 
+def test_the_key_rotation_group_is_priced_at_its_measured_bound(graph, aws_prices, usage):
+    """Only the rotation function's group (components/aws/rotation.py names it) takes the
+    measured bound; any other Lambda-looking or application group the per-group figure."""
+    graph.add(
+        "aws:cloudwatch/logGroup:LogGroup",
+        "rotation",
+        {"name": "/aws/lambda/groundwork-staging-key-rotation", "retentionInDays": 30},
+    )
+    graph.add(
+        "aws:cloudwatch/logGroup:LogGroup",
+        "other",
+        {"name": "/aws/lambda/groundwork-staging-other", "retentionInDays": 30},
+    )
+    rotation, other = graph.price().resources
+    cw = aws_prices["cloudwatch"]
+    per_month = usage("staging")["rotation_log_gb_per_month"]
+    per_group = usage("staging")["log_ingestion_gb_per_group"]
+    assert per_month < per_group / 1000
+    assert rotation.monthly == pytest.approx(
+        per_month * cw["logs_ingestion_gb"] + per_month * cw["logs_storage_gb_month"]
+    )
+    assert other.monthly == pytest.approx(
+        per_group * cw["logs_ingestion_gb"] + per_group * cw["logs_storage_gb_month"]
+    )
+
+
 def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage):
     graph.add("aws:cloudwatch/metricAlarm:MetricAlarm", "simple", {"metricName": "CPU"})
     graph.add(

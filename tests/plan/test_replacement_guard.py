@@ -46,12 +46,20 @@ _CMEK = (
     "(stacks/gcp.py refuse_cmek_change, proven in tests/gcp/test_gcp_cmek.py), which the "
     "offline walk cannot see, so here the stores are still replaced"
 )
+_AWS_CMEK = (
+    "issue 21: RDS and ElastiCache kms_key_id and ECR encryption_configurations force new "
+    "resources; the stack refuses the toggle after reading the live database's key "
+    "(stacks/aws.py refuse_cmek_change, proven in tests/aws/test_aws_cmek.py), which the "
+    "offline walk cannot see, so here the stores are still replaced"
+)
 # (cloud, environment, key) -> the defect on main; each is listed in the issue-18 report.
 KNOWN_DEFECTS: dict[tuple[str, str, str], str] = {
     ("gcp", "production", "secretReplication"): _SECRETS,
     ("gcp", "staging", "secretReplication"): _SECRETS,
     ("gcp", "production", "cmek"): _CMEK,
     ("gcp", "staging", "cmek"): _CMEK,
+    ("aws", "production", "cmek"): _AWS_CMEK,
+    ("aws", "staging", "cmek"): _AWS_CMEK,
     ("aws", "staging", "queue"): "issue 21: switching the queue backend deletes the other "
     "backend's store (the Amazon MQ broker, or the SQS queues and their KMS key) with any "
     "message still in it; drain first (docs/deploy-aws.md)",

@@ -215,6 +215,7 @@ BUILDERS: dict[str, Builder] = {
                 "allocated_storage": 100,
                 "max_allocated_storage": 1000,
                 "storage_encrypted": True,
+                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
                 "multi_az": True,
                 "backup_retention_period": 30,
                 "deletion_protection": True,
@@ -268,6 +269,7 @@ BUILDERS: dict[str, Builder] = {
                 "node_type": "cache.m7g.large",
                 "num_cache_clusters": 2,
                 "at_rest_encryption_enabled": True,
+                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
                 "transit_encryption_enabled": True,
                 "transit_encryption_mode": "required",
                 "auth_token": "test-fixture-token-0123456789abcdef",
@@ -432,13 +434,27 @@ BUILDERS: dict[str, Builder] = {
             {
                 "image_tag_mutability": "IMMUTABLE",
                 "image_scanning_configuration": {"scan_on_push": True},
+                "encryption_configurations": [
+                    {
+                        "encryption_type": "KMS",
+                        "kms_key": "arn:aws:kms:us-east-1:123456789012:key/data",
+                    }
+                ],
                 "tags": TAGS,
             },
             kw,
         ),
     ),
     "log_group": lambda n, **kw: aws.cloudwatch.LogGroup(
-        n, **_merge({"retention_in_days": 365, "tags": TAGS}, kw)
+        n,
+        **_merge(
+            {
+                "retention_in_days": 365,
+                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
+                "tags": TAGS,
+            },
+            kw,
+        ),
     ),
     "alarm": lambda n, **kw: aws.cloudwatch.MetricAlarm(
         n,
@@ -477,7 +493,15 @@ BUILDERS: dict[str, Builder] = {
         ),
     ),
     "secret": lambda n, **kw: aws.secretsmanager.Secret(
-        n, **_merge({"description": "JWT signing key", "tags": TAGS}, kw)
+        n,
+        **_merge(
+            {
+                "description": "JWT signing key",
+                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
+                "tags": TAGS,
+            },
+            kw,
+        ),
     ),
     "iam_policy": lambda n, **kw: aws.iam.Policy(
         n, **_merge({"policy": json.dumps(ALLOW_SECRET), "tags": TAGS}, kw)
@@ -816,6 +840,18 @@ BAD: list[tuple[str, str, dict[str, Any]]] = [
     ("aws-cloudwatch-metricalarm-actions", "alarm", {"actions_enabled": False}),
     ("aws-sns-topic-encrypted", "topic", {"kms_master_key_id": None}),
     ("aws-kms-key-rotation", "kms", {"enable_key_rotation": False}),
+    # Production requires CMKs (groundwork:cmek); the AWS-managed key / service default.
+    ("aws-kms-datastore-cmk", "rds", {"kms_key_id": None}),
+    ("aws-kms-datastore-cmk", "redis", {"kms_key_id": None}),
+    ("aws-kms-datastore-cmk", "secret", {"kms_key_id": None}),
+    ("aws-kms-datastore-cmk", "log_group", {"kms_key_id": None}),
+    (
+        "aws-kms-datastore-cmk",
+        "ecr",
+        {"encryption_configurations": [{"encryption_type": "AES256"}]},
+    ),
+    ("aws-kms-datastore-cmk", "ecr", {"encryption_configurations": [{"encryption_type": "KMS"}]}),
+    ("aws-kms-datastore-cmk", "ecr", {"encryption_configurations": None}),
     ("aws-secretsmanager-secret-recoverable", "secret", {"recovery_window_in_days": 0}),
     ("aws-iam-policy-no-admin", "iam_policy", {"policy": json.dumps(ADMIN)}),
     ("aws-iam-policy-no-admin", "role_policy", {"policy": json.dumps(ADMIN)}),
@@ -1011,3 +1047,20 @@ def test_tls_policy_and_retention_minimum_follow_the_environment(graph: ProgramR
         )
         == []
     )
+
+
+def test_cmks_are_required_only_where_the_environment_configures_them(graph: ProgramRun) -> None:
+    """Staging's default (``groundwork:cmek`` false) keeps the AWS-managed keys: the rule is
+    silent there and advisory; production requires CMKs and blocks."""
+    from policies.pack import pack_config
+
+    rule = "aws-kms-datastore-cmk"
+    staging = pack_config("staging")[rule]
+    production = pack_config("production")[rule]
+    assert (staging["requireCmk"], staging["enforcementLevel"]) == (False, "advisory")
+    assert (production["requireCmk"], production["enforcementLevel"]) == (True, "mandatory")
+    plain = [graph.named(_bad_name(i)) for i, (r, _, _) in enumerate(BAD) if r == rule]
+    assert len(plain) == 7
+    for resource in plain:
+        assert violations(rule, resource, staging) == [], resource.name
+        assert violations(rule, resource, production), resource.name

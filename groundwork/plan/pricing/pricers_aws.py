@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from groundwork.mockrun import RecordedResource
 from groundwork.plan.pricing.model import (
@@ -392,18 +393,26 @@ def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 # ---------------------------------------------------------------- AWS: observability, security
 
 
+# components/aws/rotation.py names its function's group /aws/lambda/<component name>.
+ROTATION_LOG_GROUP = re.compile(r"/aws/lambda/.+-key-rotation")
+
+
 @pricer("aws:cloudwatch/logGroup:LogGroup")
 def _log_group(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ingest = ctx.assume("log_ingestion_gb_per_group")
+    label = "log ingestion (assumed)"
+    if ROTATION_LOG_GROUP.fullmatch(str(r.inputs.get("name") or "")):
+        # The key-rotation function runs four steps per secret per rotation: its volume is
+        # a measured bound (tests/aws/test_rotation.py), not the per-group assumption.
+        ingest = ctx.assume("rotation_log_gb_per_month")
+        label = "log ingestion (measured bound: key rotation)"
     retention = _num(r.inputs.get("retentionInDays"))
     # Steady state: the stored volume is `retention` days of ingestion; a group that
     # never expires is shown with a year of data.
     months_kept = retention / 30 if retention else 12
     kept = f"{retention:g} days" if retention else "no expiry: 1 year"
     return [
-        LineItem(
-            "log ingestion (assumed)", ingest, "GB", ctx.price("cloudwatch", "logs_ingestion_gb")
-        ),
+        LineItem(label, ingest, "GB", ctx.price("cloudwatch", "logs_ingestion_gb")),
         LineItem(
             f"log storage ({kept})",
             ingest * months_kept,

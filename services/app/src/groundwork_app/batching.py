@@ -6,7 +6,9 @@ parsing) than the server spends on the work itself. ``Coalescer.submit`` queues 
 item and waits; up to ``max_concurrent`` flusher tasks drain the queue, ``max_batch``
 items at a time, through one ``run_batch`` call each. Nothing waits to fill a batch:
 an idle service runs batches of one at once, and batches grow only while earlier ones
-are in flight, so latency never pays for batching.
+are in flight, so latency never pays for batching, unless a caller opts into
+``linger`` (the worker's statements, whose few milliseconds are nothing next to an
+LLM call).
 
 ``run_batch`` returns one outcome per item, in order: a value, or an exception that is
 raised to that item's caller only. An exception raised by ``run_batch`` itself fails
@@ -52,9 +54,17 @@ class Coalescer(Generic[T, R]):
         name: str,
         max_batch: int = 64,
         max_concurrent: int = 2,
+        linger: float = 0.0,
     ) -> None:
         if max_batch < 1 or max_concurrent < 1:
             raise ValueError("max_batch and max_concurrent must be >= 1")
+        if linger < 0:
+            raise ValueError("linger must be >= 0")
+        # Seconds a flusher waits for more items before running a batch that is not
+        # full: for callers whose own latency dwarfs it (the worker's statements around
+        # a seconds-long LLM call), where batches of one would cost a round trip and a
+        # statement preparation per item. 0: never wait (the API's default).
+        self._linger = linger
         self._run_batch = run_batch
         self._span_name = f"{name}_batch"
         self._sizes = BATCH_SIZE.labels(name)
@@ -88,6 +98,8 @@ class Coalescer(Generic[T, R]):
 
     async def _drain(self) -> None:
         while self._pending:
+            if self._linger and len(self._pending) < self._max_batch:
+                await asyncio.sleep(self._linger)
             size = min(len(self._pending), self._max_batch)
             batch = [self._pending.popleft() for _ in range(size)]
             # A caller cancelled while queued (client gone, timeout) gives up its slot.

@@ -175,6 +175,9 @@ async def test_a_dead_workers_lease_lapses_and_the_job_is_taken_over(
             assert raced.outcome is Outcome.RETRY, raced
         assert (await running).outcome is Outcome.ACK
         assert provider.calls == 1
+        # One renewer per handler, not a task per job: it stops once nothing is held.
+        await asyncio.sleep(0.45)
+        assert slow._leases == {} and slow._renewer is not None and slow._renewer.done()
     finally:
         await dead.close()
         await alive.close()

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from groundwork_app.adapters.llm import (
-    CONNECTIONS_PER_CLIENT,
     MAX_RETRY_AFTER_SECONDS,
     LLMRequestError,
+    LLMRetryableError,
     LLMUnavailableError,
     OpenAICompatibleProvider,
     ProviderRateLimiter,
@@ -39,6 +39,9 @@ class FakeOpenAI:
         self.requests: list[dict] = []
         self.arrivals: list[float] = []
         self.auth: list[str] = []
+        self.paths: list[str] = []
+        self.proxy_auth: list[str] = []
+        self.connects: list[dict[str, str]] = []
         self.concurrent = 0
         self.max_concurrent = 0
         self._lock = threading.Lock()
@@ -48,10 +51,21 @@ class FakeOpenAI:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def do_CONNECT(self) -> None:
+                # As a forward proxy would see a tunnel request for an https provider;
+                # refused, so the call fails after the proxy saw the CONNECT's headers.
+                fake.connects.append(dict(self.headers))
+                self.send_response(403)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
                 fake.requests.append(json.loads(self.rfile.read(length)))
                 fake.auth.append(self.headers.get("Authorization", ""))
+                fake.paths.append(self.path)
+                if "Proxy-Authorization" in self.headers:
+                    fake.proxy_auth.append(self.headers["Proxy-Authorization"])
                 with fake._lock:
                     fake.arrivals.append(time.monotonic())
                     step = fake.script.pop(0) if fake.script else (200, 0.0)
@@ -361,34 +375,113 @@ def test_settings_wire_the_limiter_and_the_pool() -> None:
     assert llm.limiter.rate == 50
     provider = llm.provider
     assert isinstance(provider, OpenAICompatibleProvider)
-    pools = [client._transport._pool for client in provider._clients]
-    # 300 connections in all, in shards httpcore can walk cheaply on every request.
-    assert sum(pool._max_connections for pool in pools) >= 300
-    assert max(pool._max_connections for pool in pools) <= CONNECTIONS_PER_CLIENT
-    assert len(pools) == 300 // CONNECTIONS_PER_CLIENT + 1
+    assert provider.max_connections == 300
 
 
-async def test_calls_spread_over_the_shards_so_all_connections_are_used(
+async def test_the_pool_holds_one_connection_per_slot_and_failures_return_theirs(
     fake_openai: FakeOpenAI,
 ) -> None:
-    # httpcore walks every connection of a client on each request and each response
-    # close: with 1,024 connections in one client that walk was most of the worker's
-    # CPU (docs/performance.md). 64 calls at once over 4 shards of 16 must all run
-    # concurrently (the least busy shard takes each call; one shard alone holds 16),
-    # and the shards' counts must come back to zero, also after failed calls.
-    fake_openai.script = [(200, 0.3)] * 64 + [(400, 0.0)] * 8
+    # 64 calls at once on a 64-connection pool must all be in flight together, and
+    # calls that failed (4xx) must give their connections back: another 64 after them
+    # still run side by side.
+    fake_openai.script = [(200, 0.3)] * 64 + [(400, 0.0)] * 8 + [(200, 0.3)] * 64
     llm = resilient(fake_openai, max_connections=64, timeout=20, threshold=1000)
     provider = llm.provider
     assert isinstance(provider, OpenAICompatibleProvider)
-    assert len(provider._clients) == 4
     await asyncio.gather(*(llm.complete(f"p{i}", "m") for i in range(64)))
     assert fake_openai.max_concurrent == 64
     failed = await asyncio.gather(
         *(llm.complete(f"q{i}", "m") for i in range(8)), return_exceptions=True
     )
     assert all(isinstance(f, LLMRequestError) for f in failed)
-    assert provider._in_flight == [0, 0, 0, 0]
+    fake_openai.max_concurrent = 0
+    await asyncio.gather(*(llm.complete(f"r{i}", "m") for i in range(64)))
+    assert fake_openai.max_concurrent == 64
+    # ...and never more than the pool: a 65th call waits for a connection.
+    fake_openai.script = [(200, 0.3)] * 65
+    fake_openai.max_concurrent = 0
+    await asyncio.gather(*(llm.complete(f"s{i}", "m") for i in range(65)))
+    assert fake_openai.max_concurrent == 64
     await llm.aclose()
+
+
+def test_the_proxy_comes_from_the_environment_as_httpx_took_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from groundwork_app.adapters.llm import proxy_for
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    assert proxy_for("https://api.openai.com/v1/chat/completions") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://plain.internal:3128")
+    assert proxy_for("https://api.openai.com/v1/x") == "http://proxy.internal:3128"
+    assert proxy_for("http://vllm.internal:8000/v1/x") == "http://plain.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "vllm.internal,localhost")
+    assert proxy_for("http://vllm.internal:8000/v1/x") is None
+    assert proxy_for("https://api.openai.com/v1/x") == "http://proxy.internal:3128"
+    monkeypatch.delenv("HTTPS_PROXY")
+    monkeypatch.delenv("HTTP_PROXY")
+    monkeypatch.setenv("ALL_PROXY", "http://all.internal:3128")
+    assert proxy_for("https://api.openai.com/v1/x") == "http://all.internal:3128"
+
+
+async def test_calls_go_through_the_environments_proxy_with_its_credentials(
+    fake_openai: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fake stands in for a forward proxy: an HTTP proxy receives the request line
+    # in absolute form (RFC 9112 3.2.2) and Proxy-Authorization from the proxy URL.
+    # The provider's host does not resolve, so only the proxy can have answered.
+    proxy = fake_openai.url.removesuffix("/v1").replace("http://", "http://u:secret@")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    provider = OpenAICompatibleProvider("http://llm.invalid/v1", "sk-test-key", 5)
+    assert await provider.complete("via proxy", "m") == "four"
+    assert fake_openai.paths == ["http://llm.invalid/v1/chat/completions"]
+    assert fake_openai.proxy_auth == ["Basic dTpzZWNyZXQ="]  # base64("u:secret")
+    assert fake_openai.auth == ["Bearer sk-test-key"]
+    await provider.aclose()
+
+    # An https provider: the proxy sees only the CONNECT, with the proxy's
+    # credentials and never the API key (it belongs inside the TLS tunnel).
+    provider = OpenAICompatibleProvider("https://llm.invalid/v1", "sk-test-key", 5)
+    with pytest.raises(LLMRetryableError, match="connection failed"):
+        await provider.complete("via tunnel", "m")
+    await provider.aclose()
+    (connect,) = fake_openai.connects
+    assert connect["Host"] == "llm.invalid"
+    assert connect["Proxy-Authorization"] == "Basic dTpzZWNyZXQ="
+    assert all("sk-test-key" not in value for value in connect.values())
+
+
+async def test_tls_certificates_are_verified(tmp_path: Any) -> None:
+    # A provider (or a man in the middle) with a certificate no trusted CA signed must
+    # not get the API key: the handshake fails, which is a retryable connection error.
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    fake = FakeOpenAI()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    fake.server.socket = context.wrap_socket(fake.server.socket, server_side=True)
+    try:
+        provider = OpenAICompatibleProvider(fake.url.replace("http:", "https:"), "sk-k", 5)
+        with pytest.raises(LLMRetryableError, match="connection failed"):
+            await provider.complete("p", "m")
+        await provider.aclose()
+        assert fake.auth == []  # the key never left the client
+    finally:
+        fake.close()
 
 
 def test_httpx_request_lines_are_not_logged_at_info() -> None:

@@ -27,12 +27,16 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import json
 import math
 import random
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
+import aiohttp
 import httpx
 from circuitbreaker import CircuitBreaker, CircuitBreakerError
 from tenacity import (
@@ -42,6 +46,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from yarl import URL
 
 from groundwork_app.observability import worker_metrics as m
 from groundwork_app.settings import Settings
@@ -206,16 +211,31 @@ class ProviderRateLimiter:
                 await self._sleep(wait)
 
 
-# Connections per httpx client. httpcore's pool walks every connection it holds on
-# each request and each response close (``_assign_requests_to_connections`` asks each
-# one ``is_idle()``/``has_expired()``), so one client with 1,024 connections spent
-# ~85 % of a worker's CPU there at 2 s of LLM latency (py-spy, docs/performance.md).
-# Shards of this size keep that walk short; calls go to the least busy shard.
-CONNECTIONS_PER_CLIENT = 16
+def proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTPS_PROXY`` / ``HTTP_PROXY`` /
+    ``ALL_PROXY``, upper or lower case; ``NO_PROXY`` exempts hosts), or None.
+
+    What httpx did with its default ``trust_env=True``, resolved once per provider
+    instead of per call: aiohttp's own ``trust_env`` looks the proxy up and reads
+    ``~/.netrc`` in a worker thread on *every* request.
+    """
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname and urllib.request.proxy_bypass(parts.hostname):
+        return None
+    proxies = urllib.request.getproxies()
+    return proxies.get(parts.scheme) or proxies.get("all")
 
 
 class OpenAICompatibleProvider:
-    """``POST {base_url}/chat/completions`` as OpenAI, Azure OpenAI, vLLM, Ollama... accept."""
+    """``POST {base_url}/chat/completions`` as OpenAI, Azure OpenAI, vLLM, Ollama... accept.
+
+    On aiohttp: a call costs ~0.14 ms of CPU against httpx's ~0.8 ms (1,024 calls in
+    flight on loopback, docs/performance.md), and its connector hands out a pooled
+    connection in O(1) where httpcore walked every connection of the pool on each
+    request and each response close. TLS verification is on, with httpx's trust store
+    (certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``); proxies come from the
+    environment as httpx took them (``proxy_for``).
+    """
 
     name = "openai"
 
@@ -224,48 +244,67 @@ class OpenAICompatibleProvider:
         base_url: str,
         api_key: str,
         timeout_seconds: float,
-        client: httpx.AsyncClient | None = None,
         max_connections: int = 100,
     ):
+        # Parsed once: aiohttp takes a yarl URL as it is, a string it parses per call.
+        self._url = URL(base_url.rstrip("/") + "/chat/completions")
         # One connection per concurrent call (HTTP/1.1): a pool smaller than the
-        # worker's concurrency would queue calls inside httpx, where the pool timeout
-        # (part of the call's timeout) turns waiting into failures. The connections
-        # are split over several clients (CONNECTIONS_PER_CLIENT) sharing one TLS
-        # context: together they hold max_connections, each walks only its own.
-        if client is not None:
-            self._clients = [client]
-        else:
-            shards = max(1, math.ceil(max_connections / CONNECTIONS_PER_CLIENT))
-            per_client = math.ceil(max_connections / shards)
-            tls = httpx.create_ssl_context()
-            self._clients = [
-                httpx.AsyncClient(
-                    base_url=base_url.rstrip("/") + "/",
-                    timeout=httpx.Timeout(timeout_seconds, connect=min(timeout_seconds, 5.0)),
-                    headers={"Authorization": f"Bearer {api_key}"},
-                    verify=tls,
-                    limits=httpx.Limits(
-                        max_connections=per_client, max_keepalive_connections=per_client
-                    ),
-                )
-                for _ in range(shards)
-            ]
-        self._in_flight = [0] * len(self._clients)
+        # worker's concurrency would queue calls inside the client, where waiting for
+        # a connection eats the call's timeout and turns into failures.
+        self.max_connections = max_connections
+        # The call as a whole is bounded by ResilientLLM (asyncio.timeout around each
+        # attempt); a second total timer per call here was ~2 % of the worker's CPU.
+        # What only the client can bound is establishing the connection.
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout_seconds, 5.0))
+        # The API key goes with each request, never in the session's default headers:
+        # aiohttp copies those into the proxy's headers, i.e. the key would leave in
+        # the clear in the CONNECT request (or as Proxy-Authorization) to the proxy.
+        self._headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        self._proxy_headers: dict[str, str] | None = None
+        proxy = proxy_for(str(self._url))
+        self._proxy = URL(proxy).with_user(None) if proxy else None
+        auth = aiohttp.BasicAuth.from_url(URL(proxy)) if proxy else None
+        if auth is not None:
+            # Credentials in the proxy's URL (http://user:pass@proxy:3128) go in
+            # Proxy-Authorization, as httpx sent them: on the CONNECT for an https
+            # provider, on the request itself (sent to the proxy) for a plain-http one.
+            if self._url.scheme == "https":
+                self._proxy_headers = {"Proxy-Authorization": auth.encode()}
+            else:
+                self._headers["Proxy-Authorization"] = auth.encode()
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        # Created on first use: aiohttp binds the session to the running event loop.
+        self._session = aiohttp.ClientSession(
+            timeout=self._timeout,
+            connector=aiohttp.TCPConnector(
+                limit=self.max_connections,
+                limit_per_host=0,
+                ssl=httpx.create_ssl_context(),
+            ),
+            # No cookies: an API key, not a browser session, authenticates the calls.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        return self._session
 
     async def complete(self, prompt: str, model: str) -> str:
-        body = {"model": model, "messages": [{"role": "user", "content": prompt}]}
-        in_flight = self._in_flight
-        shard = in_flight.index(min(in_flight))
-        in_flight[shard] += 1
+        session = self._session or self._open()
+        body = json.dumps({"model": model, "messages": [{"role": "user", "content": prompt}]})
         try:
-            response = await self._clients[shard].post("chat/completions", json=body)
-        except httpx.TimeoutException as exc:
+            async with session.post(
+                self._url,
+                data=body.encode(),
+                headers=self._headers,
+                proxy=self._proxy,
+                proxy_headers=self._proxy_headers,
+            ) as response:
+                status = response.status
+                content = await response.read()
+        except TimeoutError as exc:  # aiohttp's own timeouts subclass it (also ClientError)
             raise LLMRetryableError(f"LLM request timed out: {exc!r}") from exc
-        except httpx.TransportError as exc:
+        except aiohttp.ClientError as exc:
             raise LLMRetryableError(f"LLM connection failed: {exc!r}") from exc
-        finally:
-            in_flight[shard] -= 1
-        status = response.status_code
         if status == 429:
             retry_after = parse_retry_after(response.headers)
             raise LLMRateLimitedError(
@@ -275,17 +314,18 @@ class OpenAICompatibleProvider:
             raise LLMRetryableError(f"LLM provider answered HTTP {status}")
         if status >= 400:
             # Never echo the response body into logs/errors blindly: keep it short.
-            raise LLMRequestError(
-                f"LLM provider refused the request: HTTP {status} {response.text[:200]}"
-            )
+            text = content[:800].decode("utf-8", "replace")[:200]
+            raise LLMRequestError(f"LLM provider refused the request: HTTP {status} {text}")
         try:
-            data: Any = response.json()
+            data: Any = json.loads(content)
             return str(data["choices"][0]["message"]["content"])
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise LLMRetryableError("LLM provider returned an unexpected body") from exc
 
     async def aclose(self) -> None:
-        await asyncio.gather(*(client.aclose() for client in self._clients))
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 class ResilientLLM:
@@ -318,6 +358,7 @@ class ResilientLLM:
             name=f"llm-{provider.name}-{id(self):x}",
         )
         self._guarded_call = self.breaker.decorate(self._call_once)
+        self._latency: dict[tuple[str, str], Any] = {}
         self._publish_state()
 
     @property
@@ -348,9 +389,11 @@ class ResilientLLM:
             self.limiter.pause(min(wait, MAX_RETRY_AFTER_SECONDS))
             raise
         finally:
-            m.LLM_LATENCY_SECONDS.labels(self.provider.name, outcome).observe(
-                time.perf_counter() - started
-            )
+            labels = (self.provider.name, outcome)
+            latency = self._latency.get(labels)
+            if latency is None:  # one label lookup per outcome, not per call
+                latency = self._latency[labels] = m.LLM_LATENCY_SECONDS.labels(*labels)
+            latency.observe(time.perf_counter() - started)
 
     async def complete(self, prompt: str, model: str) -> str:
         retrying = AsyncRetrying(
