@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import Any, Final
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import pulumi
+
+ArgsT = TypeVar("ArgsT")
 
 FROM_RESOURCE: Final = "<set from another resource's output>"
 """Placeholder for an ``Args`` field that another resource's output fills in.
@@ -41,6 +43,14 @@ def require_resolved(args: Any) -> None:
             raise ValueError(
                 f"{type(args).__name__}.{field.name} was never set from its resource's output"
             )
+
+
+FARGATE_CPU_ARCHITECTURES = ("X86_64", "ARM64")
+"""ECS ``runtimePlatform.cpuArchitecture`` values for Fargate Linux tasks. Both run on
+Fargate Spot too ("FARGATE_SPOT supports Linux tasks with the ARM64 architecture on
+platform version 1.4.0 or later", ECS API reference, CapacityProviderStrategyItem), so
+no Spot/architecture rule exists. The settings model (``cpuArchitecture``, lower case)
+and the task definitions check against this one list."""
 
 
 def vpc_block(cidr: str) -> ipaddress.IPv4Network:
@@ -85,3 +95,26 @@ def moved_children(opts: pulumi.ResourceOptions | None) -> list[pulumi.Alias]:
     (tests/test_urn_aliases.py proves it for every stack).
     """
     return [pulumi.Alias(parent=opts.parent)] if opts and opts.parent else []
+
+
+class ComposedPart(pulumi.ComponentResource, Generic[ArgsT]):
+    """A small component a composer builds (ContainerService's parts, say).
+
+    Named by the composer, typed ``TYPE``, built by ``build`` from its ``Args``;
+    ``child_options`` parents a child here and aliases it to its place directly under the
+    composer, where it was before the split (``moved_children``).
+    """
+
+    TYPE: ClassVar[str]
+
+    def __init__(self, name: str, args: ArgsT, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(self.TYPE, name, None, opts)
+        self._moved = moved_children(opts)
+        self.build(name, args)
+
+    def build(self, name: str, args: ArgsT) -> None:
+        """Create the children and ``register_outputs``."""
+        raise NotImplementedError
+
+    def child_options(self, **options: Any) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions(parent=self, aliases=self._moved, **options)

@@ -27,6 +27,7 @@ CONFIG_KEYS: dict[tuple[type, str], str] = {
     (ProcessSize, "api.memory_mb"): "apiMemoryMb",
     (ProcessSize, "worker.cpu"): "workerCpu",
     (ProcessSize, "worker.memory_mb"): "workerMemoryMb",
+    (ProcessSize, "worker.min_count"): "workerMinCount",
     # GCP (a ServiceSize per Cloud Run service: the field is scoped by the service)
     (ServiceSize, "api.cpu"): "gcpRunCpu",
     (ServiceSize, "api.memory"): "gcpRunMemory",

@@ -755,12 +755,6 @@ def validate(settings: Settings) -> None:
         r"arn:aws(-[a-z]+)*:acm:", settings.certificate_arn
     ):
         raise invalid_value("certificateArn", settings.certificate_arn, "an ACM certificate ARN")
-    if settings.worker_min_count < 1:
-        raise invalid_value(
-            "workerMinCount",
-            settings.worker_min_count,
-            "at least 1 on AWS (workers scale on backlog per running task)",
-        )
     if settings.db_max_storage_gb < settings.db_allocated_storage_gb:
         raise invalid_value(
             "dbMaxStorageGb",

@@ -22,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from components.args import vpc_block
+from components.args import FARGATE_CPU_ARCHITECTURES, vpc_block
 from components.image_ref import ImageReference
 from groundwork.tier import Tier
 
@@ -262,8 +262,9 @@ class Settings(BaseModel):
     @field_validator("cpu_architecture")
     @classmethod
     def _cpu_architecture(cls, value: str) -> str:
-        if value not in ("x86_64", "arm64"):
-            raise ValueError("must be one of x86_64, arm64")
+        allowed = [a.lower() for a in FARGATE_CPU_ARCHITECTURES]
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
         return value
 
     @field_validator("image_uri", mode="before")

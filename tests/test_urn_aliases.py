@@ -40,38 +40,17 @@ ROOT_STACK_TYPE = "pulumi:pulumi:Stack"
 
 
 class EngineUrns:
-    """URNs of a mock run as the engine forms them, and the old URNs it matches.
+    """URNs of a mock run as the engine forms them.
 
     The mock monitor prefixes only the parent's last type; the engine prefixes the
     parent's whole qualified type and leaves the root stack out
     (pulumi/pkg/resource/deploy/source_eval.go, ``parentType = parent.QualifiedType()``
     unless it is the root stack type).
-
-    Aliases follow the engine's step generator (pkg/resource/deploy/step_generator.go,
-    ``generateAliases``, ``collapseAliasToUrn``, ``inheritedChildAlias``; the Python SDK
-    only sends the specs, .venv/.../pulumi/runtime/resource.py ``prepare_aliases``):
-
-    - an alias spec without a parent resolves under the resource's current parent; one
-      naming a parent resolves under that parent's *old* URN when the parent itself was
-      matched through an alias;
-    - a resource whose parent was matched through an alias also inherits
-      ``<parent's old qualified type>$<type>::<name>`` for its own type and name and for
-      each of its aliases' (a name that starts with the parent's name takes the old
-      parent's name instead), so a renamed component's type token carries every
-      descendant, transitively.
-
-    A stack's old state comes from one earlier version of the program, so the old URNs
-    of a resource are computed against every old URN its parent may have had.
     """
 
     def __init__(self, run: ProgramRun) -> None:
         self.run = run
         self.by_mock_urn = {r.urn: r for r in run.resources}
-        self._possible: dict[str, frozenset[str]] = {}
-
-    def _parent(self, resource: RecordedResource) -> RecordedResource | None:
-        parent = self.by_mock_urn.get(resource.parent or "")
-        return None if parent is None or parent.type == ROOT_STACK_TYPE else parent
 
     def qualified_type(self, resource: RecordedResource | None) -> str:
         chain: list[str] = []
@@ -80,60 +59,81 @@ class EngineUrns:
             resource = self.by_mock_urn.get(resource.parent or "")
         return "$".join(reversed(chain))
 
-    def _under(self, parent_urn: str | None, type_: str, name: str) -> str:
-        """``resource.NewURN``: the parent's qualified type (none for the root), ``$``."""
-        prefix = parent_urn.split("::")[2] + "$" if parent_urn else ""
-        return f"urn:pulumi:{self.run.stack}::{self.run.project}::{prefix}{type_}::{name}"
+    def _urn(self, parent: RecordedResource | None, type_: str, name: str) -> str:
+        return self._urn_under(self.qualified_type(parent), type_, name)
+
+    def _urn_under(self, prefix: str, type_: str, name: str) -> str:
+        qualified = f"{prefix}${type_}" if prefix else type_
+        return f"urn:pulumi:{self.run.stack}::{self.run.project}::{qualified}::{name}"
 
     def urn(self, resource: RecordedResource) -> str:
-        parent = self._parent(resource)
-        return self._under(self.urn(parent) if parent else None, resource.type, resource.name)
+        return self._urn(self.by_mock_urn.get(resource.parent or ""), resource.type, resource.name)
 
-    def possible(self, resource: RecordedResource) -> frozenset[str]:
-        """Every URN under which the engine may find ``resource`` in an old state."""
-        key = resource.urn
-        if key not in self._possible:
-            self._possible[key] = frozenset({self.urn(resource), *self.aliases(resource)})
-        return self._possible[key]
+    def aliases(
+        self, resource: RecordedResource, matched: dict[str, list[str]] | None = None
+    ) -> list[str]:
+        """The alias URNs the engine generates (step_generator.go, ``generateAliases``).
 
-    def aliases(self, resource: RecordedResource) -> list[str]:
-        parent = self._parent(resource)
-        current_parent = self.urn(parent) if parent else None
-        found: list[str] = []
+        ``matched`` maps a parent's mock URN to the old URNs the engine may find it under
+        through an alias (a stored file holds every earlier version's URNs; a live
+        stack's state holds one of them): an alias naming that parent uses its old URN
+        (``collapseAliasToUrn``), and every child inherits an alias under it ("Now
+        multiply out any aliases our parent had", ``inheritedChildAlias``), so a child of
+        a moved component keeps its resource without an alias of its own.
+        """
+        matched = matched or {}
+        found = []
         for spec in resource.alias_specs:
             type_, name = spec["type"] or resource.type, spec["name"] or resource.name
-            named = self.by_mock_urn.get(spec["parentUrn"]) if spec["parentUrn"] else None
-            if spec["noParent"] or (named is not None and named.type == ROOT_STACK_TYPE):
-                parents: list[str | None] = [None]
-            elif named is not None:
-                parents = sorted(self.possible(named))
+            if spec["noParent"]:
+                found.append(self._urn_under("", type_, name))
+            elif spec["parentUrn"] in matched:
+                found += [
+                    self._urn_under(_qualified(old), type_, name)
+                    for old in matched[spec["parentUrn"]]
+                ]
+            elif spec["parentUrn"]:
+                found.append(self._urn(self.by_mock_urn[spec["parentUrn"]], type_, name))
             else:
-                parents = [current_parent]
-            found += [self._under(p, type_, name) for p in parents]
-        if parent is not None:
-            assert current_parent is not None
-            own = [(resource.type, resource.name), *((_type(u), _name(u)) for u in found)]
-            for old_parent in sorted(self.possible(parent) - {current_parent}):
-                for type_, name in own:
-                    if name.startswith(parent.name):
-                        name = _name(old_parent) + name.removeprefix(parent.name)
-                    found.append(self._under(old_parent, type_, name))
-        return list(dict.fromkeys(found))
+                found.append(self._urn(self.by_mock_urn.get(resource.parent or ""), type_, name))
+        own = [(resource.type, resource.name), *((_type(a), a.split("::")[-1]) for a in found)]
+        for parent_alias in matched.get(resource.parent or "", []):
+            parent_name = self.by_mock_urn[resource.parent or ""].name
+            for type_, name in own:
+                # A child named "<parent>-x" follows its parent's old name.
+                if name.startswith(parent_name):
+                    name = parent_alias.split("::")[-1] + name[len(parent_name) :]
+                found.append(self._urn_under(_qualified(parent_alias), type_, name))
+        return found
+
+
+def _qualified(urn: str) -> str:
+    return urn.split("::")[2]
 
 
 def _type(urn: str) -> str:
     return urn.split("::")[2].split("$")[-1]
 
 
-def _name(urn: str) -> str:
-    return urn.split("::", 3)[3]
-
-
 def uncovered(old: set[str], run: ProgramRun) -> list[str]:
     """Old URNs the program no longer has, by URN or by a same-type, same-name alias."""
     engine = EngineUrns(run)
-    present = {engine.urn(r) for r in run.resources if r.type != ROOT_STACK_TYPE}
-    aliased = {alias: r for r in run.resources for alias in engine.aliases(r)}
+    present: set[str] = set()
+    aliased: dict[str, RecordedResource] = {}
+    # mock URN -> the old URNs the engine may keep it under (a stored file is the union of
+    # every earlier version's URNs, e.g. before and after a type rename)
+    matched: dict[str, list[str]] = {}
+    # Registration order, parents first, as the engine sees them.
+    for resource in run.resources:
+        if resource.type == ROOT_STACK_TYPE:
+            continue
+        urn = engine.urn(resource)
+        present.add(urn)
+        aliases = engine.aliases(resource, matched)
+        aliased.update(dict.fromkeys(aliases, resource))
+        hits = [a for a in aliases if a in old]
+        if hits:
+            matched[resource.urn] = hits
     problems = []
     for urn in sorted(old - present):
         resource = aliased.get(urn)
@@ -236,6 +236,32 @@ def test_the_check_catches_a_move_without_an_alias_and_accepts_one_with() -> Non
     ]
 
 
+def test_a_child_follows_its_moved_parent_as_the_engine_multiplies_parent_aliases() -> None:
+    """A component moved under a new one (an aliased parent) keeps its own children too:
+    the engine gives each child an alias under the URN its parent was matched by
+    (pulumi/pulumi pkg/resource/deploy/step_generator.go, ``generateAliases``)."""
+    composer = _resource("a", "my:Old", "app", parent="s", custom=False)
+    part = _resource("b", "my:Part", "app", parent="a", custom=False)
+    old = {
+        "urn:pulumi:staging::p::my:Old::app",
+        "urn:pulumi:staging::p::my:Old$my:Key::app-kms",
+        "urn:pulumi:staging::p::my:Old$my:Key$aws:kms/key:Key::app-kms-key",
+    }
+    spec = {"name": "", "type": "", "project": "", "stack": "", "noParent": False}
+    key = _resource(
+        "c", "my:Key", "app-kms", parent="b", custom=False, alias_specs=[{**spec, "parentUrn": "a"}]
+    )
+    child = _resource("d", "aws:kms/key:Key", "app-kms-key", parent="c")
+    assert uncovered(old, _run(composer, part, key, child)) == []
+    unaliased = _resource("c", "my:Key", "app-kms", parent="b", custom=False)
+    assert uncovered(old, _run(composer, part, unaliased, child)) == [
+        "gone (would be deleted, and re-created if renamed): "
+        "urn:pulumi:staging::p::my:Old$my:Key$aws:kms/key:Key::app-kms-key",
+        "gone (would be deleted, and re-created if renamed): "
+        "urn:pulumi:staging::p::my:Old$my:Key::app-kms",
+    ]
+
+
 def test_a_renamed_component_type_carries_its_descendants_only_with_its_alias() -> None:
     """``Alias(type_=<old token>)`` on a component alone keeps its children and their
     children (the engine's inherited child aliases); without it all of them are gone."""
@@ -277,12 +303,11 @@ def test_a_child_named_after_its_parent_follows_the_parents_old_name() -> None:
         "a", "my:New", "new", parent="s", custom=False, alias_specs=[{**spec, "name": "old"}]
     )
     child = _resource("b", "aws:s3/bucket:Bucket", "new-logs", parent="a")
-    assert (
-        uncovered(
-            {"urn:pulumi:staging::p::my:New$aws:s3/bucket:Bucket::old-logs"}, _run(renamed, child)
-        )
-        == []
-    )
+    old = {
+        "urn:pulumi:staging::p::my:New::old",
+        "urn:pulumi:staging::p::my:New$aws:s3/bucket:Bucket::old-logs",
+    }
+    assert uncovered(old, _run(renamed, child)) == []
 
 
 # Component type tokens renamed for one name per role (issue 19, item 8): new -> old.

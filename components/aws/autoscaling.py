@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pulumi
 import pulumi_aws as aws
 
-from components.args import moved_children
+from components.args import ComposedPart
+from components.aws.ecs.blue_green import DeploymentStrategy
 
 if TYPE_CHECKING:
     from components.aws.container_service import ContainerServiceArgs
@@ -35,22 +36,16 @@ class ServiceAutoscalingArgs:
             raise ValueError(f"services lacks {sorted(missing)}")
 
 
-class ServiceAutoscaling(pulumi.ComponentResource):
+class ServiceAutoscaling(ComposedPart[ServiceAutoscalingArgs]):
     """Named like its ContainerService (another type, so another URN); the targets and
     policies keep the names they had as the service's direct children."""
 
-    def __init__(
-        self,
-        name: str,
-        scaling: ServiceAutoscalingArgs,
-        opts: pulumi.ResourceOptions | None = None,
-    ) -> None:
-        super().__init__("groundwork:aws:ServiceAutoscaling", name, None, opts)
-        moved = moved_children(opts)  # children of the composer before the split
-        child = pulumi.ResourceOptions(parent=self, aliases=moved)
+    TYPE = "groundwork:aws:ServiceAutoscaling"
+
+    def build(self, name: str, scaling: ServiceAutoscalingArgs) -> None:
+        child = self.child_options()
         args, cluster, services = scaling.service, scaling.cluster, scaling.services
-        # DeploymentStrategy is a StrEnum of container_service, which imports this module.
-        blue_green = args.api_deployment == "blue-green"
+        blue_green = args.api_deployment is DeploymentStrategy.BLUE_GREEN
         targets = {}
         for process, size in (("api", args.api), ("worker", args.worker)):
             targets[process] = aws.appautoscaling.Target(

@@ -1,161 +1,98 @@
 """ContainerService: the service image on ECS Fargate (api, worker, relay, migrate).
 
-ECR repository and the image (a prebuilt reference pinned by digest, as CI deploys it,
-or built from ``services/app`` by pulumi-docker and deployed by digest), an ECS cluster
-with Container Insights, one task definition per process with secrets injected through
-``secrets`` only, the api service behind the load balancer (rolling or blue/green),
-worker and relay services without one, and autoscaling: api on CPU and requests per
-task, workers on queue depth per running task (Amazon MQ's MessageCount, or SQS's
-ApproximateNumberOfMessagesVisible with groundwork:queue = sqs).
+A thin composer, as pulumi-awsx's FargateService composes a task definition and
+terraform-aws-ecs splits cluster, service and container definition; the parts are small
+components of their own (components/aws/ecs/, components/aws/autoscaling.py):
+
+- ``ImageRepository``: the ECR repository (its KMS key) and the image, prebuilt and
+  pinned by digest as CI deploys it, or built from ``services/app`` by pulumi-docker;
+- ``EcsCluster``: the cluster with Container Insights and both Fargate providers;
+- ``TaskLogs``: one log group per process;
+- ``TaskRoles``: the execution role (pull, log, read exactly the injected secrets) and
+  the application's task role; ``EcsInfrastructureRole`` (blue_green.py) for blue/green;
+- ``FargateTaskDefinition``: one per process, secrets injected through ``secrets`` only;
+- ``FargateService``: api behind the load balancer (rolling or blue/green), worker and
+  relay without one;
+- ``ServiceAutoscaling``: api on CPU and requests per task, workers on queue depth per
+  running task (Amazon MQ's MessageCount, or SQS's ApproximateNumberOfMessagesVisible).
+
+Each part is named like this component and keeps its children's names; every child that
+moved here from this component aliases it (``components.args.moved_children``), so no
+resource of a deployed stack is replaced (tests/test_urn_aliases.py).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from functools import partial
 from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-import pulumi_docker as docker
 
-from components.args import ArgError
 from components.aws.autoscaling import ServiceAutoscaling, ServiceAutoscalingArgs
-from components.aws.kms import EncryptionKey, EncryptionKeyArgs
-from components.image_ref import ImageReference, require_in_repository
+from components.aws.ecs.blue_green import (
+    ECS_LOAD_BALANCER_POLICY,
+    BlueGreenTraffic,
+    DeploymentStrategy,
+    EcsInfrastructureRole,
+    EcsInfrastructureRoleArgs,
+    blue_green_configuration,
+    validate_bake_time,
+)
+from components.aws.ecs.cluster import EcsCluster, EcsClusterArgs
+from components.aws.ecs.iam import TaskRoles, TaskRolesArgs, execution_policy
+from components.aws.ecs.image import (
+    ImageRepository,
+    ImageRepositoryArgs,
+    ImageSource,
+    PrebuiltImage,
+)
+from components.aws.ecs.logs import TaskLogs, TaskLogsArgs
+from components.aws.ecs.service import (
+    SERVICES,
+    FargateService,
+    FargateServiceArgs,
+    ServiceLoadBalancer,
+)
+from components.aws.ecs.sizes import (
+    FARGATE_MEMORY_STEPS,
+    ProcessSize,
+    describe_memory_options,
+    fargate_memory_options,
+)
+from components.aws.ecs.task_definition import (
+    PROCESSES,
+    RUN_AS,
+    FargateTaskDefinition,
+    FargateTaskDefinitionArgs,
+    container_definition,
+    task_volumes,
+    validate_task_settings,
+)
 from components.source import source_fingerprint
 
-PROCESSES = ("api", "worker", "relay", "migrate")
-SERVICES = ("api", "worker", "relay")
-RUN_AS = "10001:10001"
-"""The uid/gid the image creates (services/app/Dockerfile); stated again so ECS enforces it."""
-SCRATCH_VOLUME = ("tmp", "/tmp")  # noqa: S108
-# The SSM agent that ECS Exec injects writes its state and logs under these paths; on a
-# read-only root filesystem it crashes at start unless they are writable volumes
-# (github.com/aws/containers-roadmap/issues/1359). Mounted only when ECS Exec is on.
-ECS_EXEC_VOLUMES = (("ssm-state", "/var/lib/amazon"), ("ssm-logs", "/var/log/amazon"))
-
-
-# AWS managed policy for the ECS infrastructure role of blue/green deployments:
-# describe and modify listeners, rules and target groups, nothing else.
-ECS_LOAD_BALANCER_POLICY = "AmazonECSInfrastructureRolePolicyForLoadBalancers"
-
-
-def task_volumes(ecs_exec: bool) -> list[tuple[str, str]]:
-    """(volume name, container path) of every writable bind mount of a task."""
-    return [SCRATCH_VOLUME, *(ECS_EXEC_VOLUMES if ecs_exec else ())]
-
-
-@dataclass
-class ProcessSize:
-    cpu: int = 256
-    memory_mb: int = 512
-    min_count: int = 1
-    max_count: int = 3
-
-    def validate(self, process: str) -> None:
-        """The one check of a Fargate task size (``ArgError`` field ``<process>.cpu`` ...)."""
-        allowed = fargate_memory_options(self.cpu)
-        if not allowed:
-            raise ArgError(
-                f"{process}.cpu", self.cpu, f"Fargate allows one of {sorted(FARGATE_MEMORY_STEPS)}"
-            )
-        if self.memory_mb not in allowed:
-            raise ArgError(
-                f"{process}.memory_mb",
-                self.memory_mb,
-                f"Fargate allows {describe_memory_options(self.cpu)} with cpu={self.cpu}",
-            )
-        if self.min_count > self.max_count:
-            raise ValueError(f"{process}: min_count {self.min_count} > max_count {self.max_count}")
-
-
-# Fargate (Linux, platform 1.4.0) CPU units -> (lowest, highest, step) task memory in MiB.
-# A value inside the range but off the step is refused by RegisterTaskDefinition.
-FARGATE_MEMORY_STEPS = {
-    256: (512, 2048, 0),  # 512, 1024 or 2048 only
-    512: (1024, 4096, 1024),
-    1024: (2048, 8192, 1024),
-    2048: (4096, 16384, 1024),
-    4096: (8192, 30720, 1024),
-    8192: (16384, 61440, 4096),
-    16384: (32768, 122880, 8192),
-}
-
-
-def fargate_memory_options(cpu: int) -> tuple[int, ...]:
-    """Every task memory size (MiB) Fargate accepts with ``cpu`` units; empty if none."""
-    if cpu not in FARGATE_MEMORY_STEPS:
-        return ()
-    low, high, step = FARGATE_MEMORY_STEPS[cpu]
-    if step == 0:
-        return (512, 1024, 2048)
-    return tuple(range(low, high + 1, step))
-
-
-def describe_memory_options(cpu: int) -> str:
-    low, high, step = FARGATE_MEMORY_STEPS[cpu]
-    if step == 0:
-        return "512, 1024 or 2048"
-    return f"{low} to {high} in steps of {step}"
-
-
-@dataclass
-class ImageSource:
-    """Build ``context`` with pulumi-docker and push it to the stack's ECR repository."""
-
-    context: str = "services/app"
-    """Relative to the Pulumi project directory (where `pulumi up` runs)."""
-    dockerfile: str = "services/app/Dockerfile"
-    platform: str = "linux/amd64"
-    tag: str | None = None
-    """Immutable tag; None derives one from the build context's content."""
-    build_args: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class PrebuiltImage:
-    """Deploy exactly ``uri`` (``repo@sha256:...``, in this stack's ECR repository).
-
-    Nothing is built: CI built the image once, pushed it and ran the migration with it,
-    so the services must run those very bytes.
-    """
-
-    uri: ImageReference | str
-    """Parsed once: the stack passes the ImageReference the settings already parsed."""
-
-    reference: ImageReference = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.reference = (
-            self.uri if isinstance(self.uri, ImageReference) else ImageReference.parse(self.uri)
-        )
-
-
-class DeploymentStrategy(StrEnum):
-    """How a new API task definition replaces the running one."""
-
-    ROLLING = "rolling"
-    """Tasks are replaced in place (100 % min healthy, 200 % max); the deployment circuit
-    breaker rolls back a revision whose tasks never turn healthy."""
-    BLUE_GREEN = "blue-green"
-    """ECS starts a full set of new tasks behind the alternate target group, swaps the
-    production listener rule to it once healthy, keeps the old set for the bake time
-    and swaps back on failure (circuit breaker or a rollback alarm) or on demand."""
-
-
-@dataclass
-class BlueGreenTraffic:
-    """The load balancer pieces ECS swaps during a blue/green deployment."""
-
-    alternate_target_group_arn: pulumi.Input[str]
-    alternate_target_group_arn_suffix: pulumi.Input[str]
-    production_listener_rule_arn: pulumi.Input[str]
-    """A listener RULE forwarding to both target groups: ECS shifts its weights."""
-    test_listener_rule_arn: pulumi.Input[str] | None = None
+__all__ = [
+    "ECS_LOAD_BALANCER_POLICY",
+    "FARGATE_MEMORY_STEPS",
+    "PROCESSES",
+    "RUN_AS",
+    "SERVICES",
+    "BlueGreenTraffic",
+    "ContainerService",
+    "ContainerServiceArgs",
+    "DeploymentStrategy",
+    "ImageSource",
+    "PrebuiltImage",
+    "ProcessSize",
+    "blue_green_configuration",
+    "container_definition",
+    "describe_memory_options",
+    "execution_policy",
+    "fargate_memory_options",
+    "source_fingerprint",
+    "task_volumes",
+]
 
 
 @dataclass
@@ -240,22 +177,16 @@ class ContainerServiceArgs:
     def __post_init__(self) -> None:
         if (self.broker_name is None) == (self.sqs_queue_name is None):
             raise ValueError("set exactly one of broker_name (Amazon MQ) and sqs_queue_name")
-        if self.cpu_architecture not in ("X86_64", "ARM64"):
-            raise ValueError(f"cpu_architecture={self.cpu_architecture!r}: X86_64 or ARM64")
-        # ARM64 on Fargate Spot is allowed: "FARGATE_SPOT supports Linux tasks with the
-        # ARM64 architecture on platform version 1.4.0 or later" (ECS API reference,
-        # CapacityProviderStrategyItem; the same text in botocore's ecs service model).
-        # The services run platform LATEST, which is 1.4.0 for Linux.
+        validate_task_settings(self.cpu_architecture, self.stop_timeout_seconds)
         self.api_deployment = DeploymentStrategy(self.api_deployment)
         if self.api_deployment is DeploymentStrategy.BLUE_GREEN and self.blue_green is None:
             raise ValueError(
                 "api_deployment=blue-green needs blue_green (alternate target group and "
-                "production listener rule, see PublicLoadBalancer)"
+                "production listener rule, see Edge)"
             )
         if self.api_deployment is DeploymentStrategy.ROLLING and self.blue_green is not None:
             raise ValueError("blue_green is set but api_deployment is rolling: pick one")
-        if not 0 <= self.bake_time_minutes <= 1440:
-            raise ValueError(f"bake_time_minutes={self.bake_time_minutes}: ECS allows 0 to 1440")
+        validate_bake_time(self.bake_time_minutes)
         missing = sorted(set(PROCESSES) - set(self.security_group_ids))
         if missing:
             raise ValueError(f"security_group_ids lacks {missing}")
@@ -267,11 +198,6 @@ class ContainerServiceArgs:
             )
         self.api.validate("api")
         self.worker.validate("worker")
-        if self.worker.min_count < 1:
-            raise ValueError(
-                "worker min_count must be at least 1: queue-depth scaling divides the backlog "
-                "by running workers, and with none the metric has no data to scale from"
-            )
         if self.relay_count < 1:
             raise ValueError("relay_count must be at least 1: the outbox relay is always on")
         overlap = sorted(set(self.environment) & set(self.secrets))
@@ -286,80 +212,24 @@ class ContainerServiceArgs:
         unknown_secrets = sorted(self.migrate_only_secrets - set(self.secrets))
         if unknown_secrets:
             raise ValueError(f"migrate_only_secrets: {unknown_secrets} not in secrets")
-        if not 2 <= self.stop_timeout_seconds <= 120:
-            raise ValueError("stop_timeout_seconds: Fargate allows 2 to 120")
 
+    def image_repository(self) -> ImageRepositoryArgs:
+        """The ImageRepository part: the ECR repository and the image."""
+        return ImageRepositoryArgs(
+            image=self.image,
+            customer_managed_key=self.repository_cmk,
+            force_delete=self.repository_force_delete,
+            protect=self.protect,
+        )
 
-def _policy(statements: list[dict[str, object]]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": statements})
-
-
-def _assume_ecs_tasks(account: str) -> str:
-    return _policy(
-        [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "ecs-tasks.amazonaws.com"},
-                "Action": "sts:AssumeRole",
-                # Only ECS tasks of this account may assume it (confused deputy).
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
-            }
-        ]
-    )
-
-
-def container_definition(
-    process: str,
-    image: str,
-    environment: Mapping[str, str],
-    secrets: Mapping[str, str],
-    log_group: str,
-    region: str,
-    container_port: int,
-    stop_timeout: int,
-    ecs_exec: bool = False,
-) -> dict[str, object]:
-    """One container of ``process``: read-only root, non-root, secrets via ``secrets``."""
-    definition: dict[str, object] = {
-        "name": process,
-        "image": image,
-        "essential": True,
-        "command": [process],
-        "user": RUN_AS,
-        "readonlyRootFilesystem": True,
-        "stopTimeout": stop_timeout,
-        "environment": [{"name": k, "value": environment[k]} for k in sorted(environment)],
-        "secrets": [{"name": k, "valueFrom": secrets[k]} for k in sorted(secrets)],
-        # The only writable paths: task-local bind mounts (the root filesystem is read-only).
-        "mountPoints": [
-            {"sourceVolume": volume, "containerPath": path, "readOnly": False}
-            for volume, path in task_volumes(ecs_exec)
-        ],
-        "linuxParameters": {"initProcessEnabled": True, "capabilities": {"drop": ["ALL"]}},
-        "logConfiguration": {
-            "logDriver": "awslogs",
-            "options": {
-                "awslogs-group": log_group,
-                "awslogs-region": region,
-                "awslogs-stream-prefix": process,
-                "mode": "non-blocking",
-                "max-buffer-size": "4m",
-            },
-        },
-    }
-    if process == "api":
-        definition["portMappings"] = [
-            {"containerPort": container_port, "protocol": "tcp", "name": "http"}
-        ]
-    if process != "migrate":
-        definition["healthCheck"] = {
-            "command": ["CMD", "groundwork-app", "healthcheck", process],
-            "interval": 15,
-            "timeout": 5,
-            "retries": 3,
-            "startPeriod": 30,
-        }
-    return definition
+    def task_logs(self) -> TaskLogsArgs:
+        """The TaskLogs part: one log group per process."""
+        return TaskLogsArgs(
+            processes=PROCESSES,
+            retention_days=self.log_retention_days,
+            kms_key_arn=self.log_kms_key_arn,
+            protect=self.protect,
+        )
 
 
 class ContainerService(pulumi.ComponentResource):
@@ -382,177 +252,110 @@ class ContainerService(pulumi.ComponentResource):
         self, name: str, args: ContainerServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("groundwork:aws:ContainerService", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        invoke = pulumi.InvokeOutputOptions(parent=self)
-        region = aws.get_region_output(opts=invoke).region
-        account = aws.get_caller_identity_output(opts=invoke).account_id
+        # Each part is a child of this component; moved_children() in each aliases the
+        # part's own children to their old place directly under this component.
+        part = pulumi.ResourceOptions(parent=self)
+        region = aws.get_region_output(opts=pulumi.InvokeOutputOptions(parent=self)).region
 
-        repository, image_ref = self._image(name, args)
-        self.repository_url = repository.repository_url
-        self.image_ref = image_ref
+        image = ImageRepository(name, args.image_repository(), opts=part)
+        self.repository_url = image.repository_url
+        self.image_ref = image.image_ref
 
-        cluster = aws.ecs.Cluster(
-            f"{name}-cluster",
-            settings=[{"name": "containerInsights", "value": "enhanced"}],
-            opts=child,
+        cluster = EcsCluster(name, EcsClusterArgs(), opts=part)
+        self.cluster_name = cluster.cluster_name
+
+        logs = TaskLogs(name, args.task_logs(), opts=part)
+        self.log_group_names = logs.log_group_names
+
+        roles = TaskRoles(
+            name,
+            TaskRolesArgs(
+                repository_arn=image.repository_arn,
+                log_group_arns=[g.arn for g in logs.log_groups.values()],
+                secret_arns=args.secret_arns,
+                kms_key_arns=args.kms_key_arns,
+                task_policy_statements=args.task_policy_statements,
+                ecs_exec=args.ecs_exec,
+            ),
+            opts=part,
         )
-        providers = aws.ecs.ClusterCapacityProviders(
-            f"{name}-capacity",
-            cluster_name=cluster.name,
-            capacity_providers=["FARGATE", "FARGATE_SPOT"],
-            default_capacity_provider_strategies=[{"capacity_provider": "FARGATE", "weight": 1}],
-            opts=child,
-        )
-        self.cluster_name = cluster.name
+        self.execution_role_arn = roles.execution_role_arn
+        self.task_role_arn = roles.task_role_arn
 
-        log_groups = {
-            process: aws.cloudwatch.LogGroup(
-                f"{name}-{process}-logs",
-                name=f"/ecs/{name}/{process}",
-                retention_in_days=args.log_retention_days,
-                kms_key_id=args.log_kms_key_arn,
-                opts=pulumi.ResourceOptions(
-                    parent=self, protect=args.protect, retain_on_delete=args.protect
-                ),
-            )
-            for process in PROCESSES
-        }
-        self.log_group_names = {p: g.name for p, g in log_groups.items()}
-
-        execution_role, task_role = self._roles(name, args, account, repository, log_groups)
-        self.execution_role_arn = execution_role.arn
-        self.task_role_arn = task_role.arn
-
-        secrets_of = {
-            process: pulumi.Output.all(
-                **{
-                    k: v
-                    for k, v in args.secrets.items()
-                    if process == "migrate" or k not in args.migrate_only_secrets
-                }
-            )
-            for process in PROCESSES
-        }
-        sizes = {
-            "api": args.api,
-            "worker": args.worker,
-            "relay": ProcessSize(),
-            "migrate": ProcessSize(),
-        }
-        task_definitions: dict[str, aws.ecs.TaskDefinition] = {}
-        for process in PROCESSES:
-            environment = pulumi.Output.all(
-                **{**args.environment, **args.process_environment.get(process, {})}
-            )
-            definitions = pulumi.Output.all(
-                image_ref, environment, secrets_of[process], log_groups[process].name, region
-            ).apply(partial(self._definitions, process, args))
-            task_definitions[process] = aws.ecs.TaskDefinition(
+        sizes = {"api": args.api, "worker": args.worker}
+        task_definitions = {
+            process: FargateTaskDefinition(
                 f"{name}-{process}",
-                family=f"{name}-{process}",
-                cpu=str(sizes[process].cpu),
-                memory=str(sizes[process].memory_mb),
-                network_mode="awsvpc",
-                requires_compatibilities=["FARGATE"],
-                runtime_platform={
-                    "operating_system_family": "LINUX",
-                    "cpu_architecture": args.cpu_architecture,
-                },
-                execution_role_arn=execution_role.arn,
-                task_role_arn=task_role.arn,
-                container_definitions=definitions,
-                volumes=[{"name": volume} for volume, _ in task_volumes(args.ecs_exec)],
-                # Keep each replaced revision ACTIVE: rolling back (ops rollback, the
-                # deployment circuit breaker) runs a previous revision.
-                skip_destroy=True,
-                opts=child,
+                FargateTaskDefinitionArgs(
+                    process=process,
+                    image=image.image_ref,
+                    log_group_name=logs.log_group_names[process],
+                    region=region,
+                    execution_role_arn=roles.execution_role_arn,
+                    task_role_arn=roles.task_role_arn,
+                    size=sizes.get(process, ProcessSize()),
+                    environment={**args.environment, **args.process_environment.get(process, {})},
+                    secrets={
+                        k: v
+                        for k, v in args.secrets.items()
+                        if process == "migrate" or k not in args.migrate_only_secrets
+                    },
+                    cpu_architecture=args.cpu_architecture,
+                    container_port=args.container_port,
+                    stop_timeout_seconds=args.stop_timeout_seconds,
+                    ecs_exec=args.ecs_exec,
+                ),
+                opts=part,
             )
+            for process in PROCESSES
+        }
         self.task_definition_arns = {p: td.arn for p, td in task_definitions.items()}
         self.migrate_task_definition_arn = task_definitions["migrate"].arn
         self.task_subnet_ids = list(args.subnet_ids)
         self.migrate_security_group_ids = [args.security_group_ids["migrate"]]
 
         self.infrastructure_role_arn = None
-        services: dict[str, aws.ecs.Service] = {}
-        for process in SERVICES:
-            desired = {
-                "api": args.api.min_count,
-                "worker": args.worker.min_count,
-                "relay": args.relay_count,
-            }[process]
-            spot = {"api": args.api_spot, "worker": args.worker_spot, "relay": args.relay_spot}[
-                process
-            ]
-            extra: dict[str, Any] = {}
-            depends: list[pulumi.Resource] = [providers]
-            if process == "api":
-                balancer: dict[str, Any] = {
-                    "target_group_arn": args.target_group_arn,
-                    "container_name": "api",
-                    "container_port": args.container_port,
-                }
-                if args.blue_green is not None:
-                    role, attachment = self._infrastructure_role(name)
-                    self.infrastructure_role_arn = role.arn
-                    balancer["advanced_configuration"] = blue_green_configuration(
-                        args.blue_green, role.arn
-                    )
-                    extra["deployment_configuration"] = {
-                        "strategy": "BLUE_GREEN",
-                        "bake_time_in_minutes": str(args.bake_time_minutes),
-                    }
-                    # ECS assumes the role as soon as the service exists.
-                    depends.append(attachment)
-                extra["load_balancers"] = [balancer]
-                if args.deployment_alarm_names:
-                    # ECS reads the alarms when a deployment starts, not when the service
-                    # is created, and can roll back only to a COMPLETED deployment
-                    # (deployment-alarm-failure.html; aws/copilot-cli#4294 names alarms
-                    # it creates after the service), so later-created alarms are fine.
-                    # An alarm already in ALARM when a deployment starts is not watched
-                    # for that deployment: a fix still ships.
-                    extra["alarms"] = {
-                        "alarm_names": list(args.deployment_alarm_names),
-                        "enable": True,
-                        "rollback": True,
-                    }
-                extra["health_check_grace_period_seconds"] = 60
-                depends.extend(args.depends_on)
-            services[process] = aws.ecs.Service(
+        api_depends: list[pulumi.Resource] = []
+        if args.blue_green is not None:
+            infrastructure = EcsInfrastructureRole(name, EcsInfrastructureRoleArgs(), opts=part)
+            self.infrastructure_role_arn = infrastructure.role_arn
+            # ECS assumes the role as soon as the service exists.
+            api_depends.append(infrastructure.attachment)
+        desired = {"api": args.api.min_count, "worker": args.worker.min_count}
+        spot = {"api": args.api_spot, "worker": args.worker_spot, "relay": args.relay_spot}
+        services = {
+            process: FargateService(
                 f"{name}-{process}",
-                cluster=cluster.arn,
-                task_definition=task_definitions[process].arn,
-                desired_count=desired,
-                capacity_provider_strategies=[
-                    {"capacity_provider": "FARGATE_SPOT" if spot else "FARGATE", "weight": 1}
-                ],
-                platform_version="LATEST",
-                network_configuration={
-                    "subnets": list(args.subnet_ids),
-                    "security_groups": [args.security_group_ids[process]],
-                    "assign_public_ip": False,
-                },
-                deployment_circuit_breaker={"enable": True, "rollback": True},
-                deployment_minimum_healthy_percent=100,
-                deployment_maximum_percent=200,
-                deployment_controller={"type": "ECS"},
-                enable_execute_command=args.ecs_exec,
-                enable_ecs_managed_tags=True,
-                propagate_tags="SERVICE",
-                wait_for_steady_state=process == "api",
-                **extra,
-                opts=pulumi.ResourceOptions(
-                    parent=self,
-                    depends_on=depends,
-                    # Autoscaling owns the running count; a deploy must never reset it.
-                    ignore_changes=["desiredCount"] if process != "relay" else None,
+                FargateServiceArgs(
+                    cluster_arn=cluster.cluster_arn,
+                    task_definition_arn=task_definitions[process].arn,
+                    subnet_ids=args.subnet_ids,
+                    security_group_id=args.security_group_ids[process],
+                    desired_count=desired.get(process, args.relay_count),
+                    spot=spot[process],
+                    # The relay keeps its fixed count; the others are autoscaled.
+                    autoscaled=process != "relay",
+                    ecs_exec=args.ecs_exec,
+                    wait_for_steady_state=process == "api",
+                    **(self._api(args) if process == "api" else {}),
+                    depends_on=[
+                        cluster.capacity_providers,
+                        *(api_depends + list(args.depends_on) if process == "api" else ()),
+                    ],
                 ),
+                opts=part,
             )
-        self.service_names = {p: s.name for p, s in services.items()}
+            for process in SERVICES
+        }
+        self.service_names = {p: s.service_name for p, s in services.items()}
         ServiceAutoscaling(
             name,
-            ServiceAutoscalingArgs(service=args, cluster=cluster, services=services),
-            opts=pulumi.ResourceOptions(parent=self),
+            ServiceAutoscalingArgs(
+                service=args,
+                cluster=cluster.cluster,
+                services={p: s.service for p, s in services.items()},
+            ),
+            opts=part,
         )
 
         self.register_outputs(
@@ -564,280 +367,17 @@ class ContainerService(pulumi.ComponentResource):
             }
         )
 
-    @staticmethod
-    def _definitions(process: str, args: ContainerServiceArgs, a: list[Any]) -> str:
-        image, environment, secrets, log_group, region = a
-        return json.dumps(
-            [
-                container_definition(
-                    process,
-                    image,
-                    environment,
-                    secrets,
-                    log_group,
-                    region,
-                    args.container_port,
-                    args.stop_timeout_seconds,
-                    args.ecs_exec,
-                )
-            ]
-        )
-
-    def _image(
-        self, name: str, args: ContainerServiceArgs
-    ) -> tuple[aws.ecr.Repository, pulumi.Output[str]]:
-        child = pulumi.ResourceOptions(parent=self)
-        # ECR creates a grant on the key with the deployer's permissions and decrypts
-        # layers for pullers itself (encryption-at-rest.html): no key policy entry needed.
-        key = (
-            EncryptionKey(
-                f"{name}-ecr-kms",
-                # Kept whenever the images are (a destroy that keeps the repository's
-                # images must keep the key that decrypts them).
-                EncryptionKeyArgs(
-                    description=f"{name}: container images",
-                    protect=not args.repository_force_delete,
-                ),
-                opts=child,
-            )
-            if args.repository_cmk
-            else None
-        )
-        repository = aws.ecr.Repository(
-            f"{name}-repo",
-            image_tag_mutability="IMMUTABLE",
-            image_scanning_configuration={"scan_on_push": True},
-            encryption_configurations=[
-                {"encryption_type": "KMS", "kms_key": key.key_arn}
-                if key is not None
-                else {"encryption_type": "AES256"}
-            ],
-            force_delete=args.repository_force_delete,
-            opts=pulumi.ResourceOptions(
-                parent=self, protect=args.protect, retain_on_delete=args.protect
+    def _api(self, args: ContainerServiceArgs) -> dict[str, Any]:
+        """The API service's load balancer and the alarms that roll its deployments back."""
+        return {
+            "load_balancer": ServiceLoadBalancer(
+                target_group_arn=args.target_group_arn,
+                container_name="api",
+                container_port=args.container_port,
+                blue_green=args.blue_green,
+                infrastructure_role_arn=self.infrastructure_role_arn,
+                bake_time_minutes=args.bake_time_minutes,
             ),
-        )
-        aws.ecr.LifecyclePolicy(
-            f"{name}-repo-lifecycle",
-            repository=repository.name,
-            policy=json.dumps(
-                {
-                    "rules": [
-                        {
-                            "rulePriority": 1,
-                            "description": "Drop untagged layers after a week",
-                            "selection": {
-                                "tagStatus": "untagged",
-                                "countType": "sinceImagePushed",
-                                "countUnit": "days",
-                                "countNumber": 7,
-                            },
-                            "action": {"type": "expire"},
-                        },
-                        {
-                            "rulePriority": 2,
-                            "description": "Keep the 30 newest images (rollback window)",
-                            "selection": {
-                                "tagStatus": "any",
-                                "countType": "imageCountMoreThan",
-                                "countNumber": 30,
-                            },
-                            "action": {"type": "expire"},
-                        },
-                    ]
-                }
-            ),
-            opts=child,
-        )
-        if isinstance(args.image, PrebuiltImage):
-            reference = args.image.reference
-            # Unknown on a first preview (no repository yet); known on every deploy CI
-            # makes, since CI pushes to this very repository before `pulumi up`.
-            return repository, repository.repository_url.apply(
-                lambda url: require_in_repository(reference, url)
-            )
-        tag = args.image.tag or source_fingerprint(args.image.context)
-        auth = aws.ecr.get_authorization_token_output(
-            registry_id=repository.registry_id, opts=pulumi.InvokeOutputOptions(parent=self)
-        )
-        image = docker.Image(
-            f"{name}-image",
-            image_name=repository.repository_url.apply(lambda url: f"{url}:{tag}"),
-            build={
-                "context": args.image.context,
-                "dockerfile": args.image.dockerfile,
-                "platform": args.image.platform,
-                "builder_version": docker.BuilderVersion.BUILDER_BUILD_KIT,
-                "args": {"REVISION": tag, **args.image.build_args},
-            },
-            registry={
-                "server": repository.repository_url,
-                "username": auth.user_name,
-                "password": pulumi.Output.secret(auth.password),
-            },
-            opts=child,
-        )
-        return repository, image.repo_digest
-
-    def _roles(
-        self,
-        name: str,
-        args: ContainerServiceArgs,
-        account: pulumi.Output[str],
-        repository: aws.ecr.Repository,
-        log_groups: Mapping[str, aws.cloudwatch.LogGroup],
-    ) -> tuple[aws.iam.Role, aws.iam.Role]:
-        child = pulumi.ResourceOptions(parent=self)
-        trust = account.apply(_assume_ecs_tasks)
-        execution = aws.iam.Role(
-            f"{name}-execution",
-            description="ECS agent: pull the image, write logs, resolve the task's secrets",
-            assume_role_policy=trust,
-            opts=child,
-        )
-        aws.iam.RolePolicy(
-            f"{name}-execution-policy",
-            role=execution.id,
-            policy=pulumi.Output.all(
-                repository.arn,
-                [g.arn for g in log_groups.values()],
-                list(args.secret_arns),
-                list(args.kms_key_arns),
-            ).apply(lambda a: execution_policy(a[0], a[1], a[2], a[3])),
-            opts=child,
-        )
-        task = aws.iam.Role(
-            f"{name}-task",
-            description="Application processes: no AWS permissions beyond what is listed",
-            assume_role_policy=trust,
-            opts=child,
-        )
-        if args.task_policy_statements:
-            aws.iam.RolePolicy(
-                f"{name}-task-policy",
-                role=task.id,
-                policy=pulumi.Output.all(*args.task_policy_statements).apply(
-                    lambda statements: _policy(list(statements))
-                ),
-                opts=child,
-            )
-        if args.ecs_exec:
-            aws.iam.RolePolicy(
-                f"{name}-task-exec",
-                role=task.id,
-                policy=_policy(
-                    [
-                        {
-                            "Sid": "EcsExecChannel",
-                            "Effect": "Allow",
-                            "Action": [
-                                "ssmmessages:CreateControlChannel",
-                                "ssmmessages:CreateDataChannel",
-                                "ssmmessages:OpenControlChannel",
-                                "ssmmessages:OpenDataChannel",
-                            ],
-                            "Resource": "*",
-                        }
-                    ]
-                ),
-                opts=child,
-            )
-        return execution, task
-
-    def _infrastructure_role(self, name: str) -> tuple[aws.iam.Role, aws.iam.RolePolicyAttachment]:
-        """The role ECS assumes to move the production listener rule between groups."""
-        child = pulumi.ResourceOptions(parent=self)
-        partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=self))
-        role = aws.iam.Role(
-            f"{name}-ecs-infra",
-            description="ECS blue/green: shift the API listener rule between target groups",
-            assume_role_policy=_policy(
-                [
-                    {
-                        "Sid": "AllowAccessToECSForInfrastructureManagement",
-                        "Effect": "Allow",
-                        "Principal": {"Service": "ecs.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ]
-            ),
-            opts=child,
-        )
-        attachment = aws.iam.RolePolicyAttachment(
-            f"{name}-ecs-infra-lb",
-            role=role.name,
-            policy_arn=partition.partition.apply(
-                lambda p: f"arn:{p}:iam::aws:policy/{ECS_LOAD_BALANCER_POLICY}"
-            ),
-            opts=child,
-        )
-        return role, attachment
-
-
-def blue_green_configuration(
-    traffic: BlueGreenTraffic, role_arn: pulumi.Input[str]
-) -> dict[str, Any]:
-    """The load balancer's ``advanced_configuration`` for an ECS blue/green service."""
-    config: dict[str, Any] = {
-        "alternate_target_group_arn": traffic.alternate_target_group_arn,
-        "production_listener_rule": traffic.production_listener_rule_arn,
-        "role_arn": role_arn,
-    }
-    if traffic.test_listener_rule_arn is not None:
-        config["test_listener_rule"] = traffic.test_listener_rule_arn
-    return config
-
-
-def execution_policy(
-    repository_arn: str, log_group_arns: list[str], secret_arns: list[str], kms_arns: list[str]
-) -> str:
-    """Exactly what the ECS agent needs to start these tasks, nothing else."""
-    return _policy(
-        [
-            {
-                "Sid": "EcrLogin",
-                "Effect": "Allow",
-                "Action": "ecr:GetAuthorizationToken",
-                "Resource": "*",
-            },
-            {
-                "Sid": "PullImage",
-                "Effect": "Allow",
-                "Action": [
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                ],
-                "Resource": repository_arn,
-            },
-            {
-                "Sid": "WriteLogs",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [f"{arn}:*" for arn in log_group_arns],
-            },
-            {
-                "Sid": "ReadTaskSecrets",
-                "Effect": "Allow",
-                "Action": "secretsmanager:GetSecretValue",
-                "Resource": sorted(set(secret_arns)),
-            },
-            # kms:Decrypt "only if your secret uses a customer managed key, not the default
-            # key" (ECS Developer Guide, task execution IAM role, Secrets Manager); with
-            # groundwork:cmek off there is none, and IAM refuses an empty Resource.
-            *_decrypt(kms_arns),
-        ]
-    )
-
-
-def _decrypt(kms_arns: list[str]) -> list[dict[str, object]]:
-    if not kms_arns:
-        return []
-    return [
-        {
-            "Sid": "DecryptTaskSecrets",
-            "Effect": "Allow",
-            "Action": "kms:Decrypt",
-            "Resource": sorted(set(kms_arns)),
+            # ECS honours them in the rolling and the ECS blue/green strategy alike.
+            "deployment_alarm_names": args.deployment_alarm_names,
         }
-    ]

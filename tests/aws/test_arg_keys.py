@@ -25,6 +25,8 @@ from stacks.config import ConfigError, build_settings
         ({"workerCpu": "300"}, "workerCpu", "Fargate allows one of"),
         ({"workerMemoryMb": "768"}, "workerMemoryMb", "512, 1024 or 2048"),
         ({"apiCpu": "1024", "apiMemoryMb": "3000"}, "apiMemoryMb", "steps of 1024"),
+        # ProcessSize owns the worker floor too (MIN_RUNNING); the stack no longer repeats it.
+        ({"workerMinCount": "0"}, "workerMinCount", "at least 1 on AWS"),
     ],
 )
 def test_a_bad_value_is_one_config_error_naming_its_key(
@@ -47,6 +49,7 @@ def test_every_arg_error_of_a_mapped_args_type_has_a_config_key() -> None:
         (NetworkArgs, lambda: NetworkArgs(availability_zones=4)),
         (ProcessSize, lambda: ProcessSize(768, 2048).validate("api")),
         (ProcessSize, lambda: ProcessSize(256, 4096).validate("worker")),
+        (ProcessSize, lambda: ProcessSize(256, 512, 0, 2).validate("worker")),
     ):
         with pytest.raises(ArgError) as caught:
             build()
@@ -55,6 +58,15 @@ def test_every_arg_error_of_a_mapped_args_type_has_a_config_key() -> None:
         with pytest.raises(ConfigError, match=f"groundwork:{key} = "), config_keys(args_type):
             build()
     assert set(raised) <= set(CONFIG_KEYS)
+
+
+def test_the_worker_floor_has_one_owner() -> None:
+    # The api may scale to zero where its config allows it; a worker may not, whoever
+    # builds the ProcessSize (the stack's config args or ContainerServiceArgs).
+    ProcessSize(256, 512, 0, 2).validate("api")
+    with pytest.raises(ArgError) as caught:
+        ProcessSize(256, 512, 0, 2).validate("worker")
+    assert (caught.value.field, caught.value.value) == ("worker.min_count", 0)
 
 
 def test_an_unmapped_field_stays_a_programming_error() -> None:

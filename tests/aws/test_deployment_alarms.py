@@ -9,14 +9,12 @@ DeploymentAlarms work with the ECS deployment controller only (API_DeploymentAla
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from components.aws.alarms import DEPLOYMENT_ALARMS, deployment_alarm_names
 from groundwork.mockrun import ProgramRun, RecordedResource
 from tests.aws.conftest import run_stack
-from tests.aws.test_image_and_rollout import _args, ecr_uri
+from tests.aws.test_image_and_rollout import ecr_uri
 
 SERVICE = "aws:ecs/service:Service"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -110,11 +108,3 @@ def test_other_alarms_keep_their_generated_names(production: ProgramRun) -> None
     assert sorted(named) == sorted(
         f"groundwork-production-alarms-{suffix}" for suffix in DEPLOYMENT_ALARMS
     )
-
-
-@pytest.mark.parametrize(
-    "names", [["a", "a"], [""], ["x" * 256]], ids=["duplicate", "empty", "too-long"]
-)
-def test_container_service_rejects_bad_alarm_names(names: list[Any]) -> None:
-    with pytest.raises(ValueError, match="deployment_alarm_names"):
-        _args(deployment_alarm_names=names)

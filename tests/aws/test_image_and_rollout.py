@@ -9,12 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.aws import ContainerServiceArgs
 from components.aws.container_service import (
     ECS_LOAD_BALANCER_POLICY,
-    BlueGreenTraffic,
-    DeploymentStrategy,
-    PrebuiltImage,
 )
 from groundwork.mockrun import FAKE_ACCOUNT, ProgramRun, RecordedResource
 from groundwork.plan.pricing import estimate
@@ -113,14 +109,6 @@ def test_image_from_another_repository_of_the_account_is_refused(helpers: Any) -
     error = helpers.run_failing("staging", full, PasswordMocks())
     assert "is not in this stack's repository" in str(error)
     assert "groundwork-staging-app-repo" in str(error)
-
-
-def test_prebuilt_image_is_validated_in_the_component_too() -> None:
-    with pytest.raises(ValueError, match="pinned by digest"):
-        PrebuiltImage("repo/app:latest")
-
-
-# --- rollout strategy ------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -245,49 +233,6 @@ def test_unknown_strategy_is_a_config_error(helpers: Any) -> None:
     assert isinstance(error, ConfigError)
     assert "groundwork:apiDeploymentStrategy = 'canary'" in str(error)
     assert "rolling, blue-green" in str(error)
-
-
-def _args(**kwargs: Any) -> ContainerServiceArgs:
-    base: dict[str, Any] = {
-        "vpc_id": "vpc-1",
-        "subnet_ids": ["subnet-a", "subnet-b"],
-        "security_group_ids": {p: f"sg-{p}" for p in ("api", "worker", "relay", "migrate")},
-        "target_group_arn": "arn:tg",
-        "load_balancer_arn_suffix": "app/lb/1",
-        "target_group_arn_suffix": "targetgroup/tg/1",
-        "environment": {},
-        "secrets": {},
-        "secret_arns": [],
-        "kms_key_arns": [],
-        "broker_name": "b",
-    }
-    return ContainerServiceArgs(**(base | kwargs))
-
-
-TRAFFIC = BlueGreenTraffic("arn:tg-alt", "targetgroup/alt/1", "arn:rule")
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        ({"api_deployment": DeploymentStrategy.BLUE_GREEN}, "needs blue_green"),
-        ({"blue_green": TRAFFIC}, "api_deployment is rolling"),
-        (
-            {"api_deployment": "blue-green", "blue_green": TRAFFIC, "bake_time_minutes": 2000},
-            "0 to 1440",
-        ),
-    ],
-)
-def test_container_service_rejects_conflicting_rollout_args(
-    kwargs: dict[str, Any], message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        _args(**kwargs)
-
-
-def test_strategy_strings_become_the_enum() -> None:
-    args = _args(api_deployment="blue-green", blue_green=TRAFFIC)
-    assert args.api_deployment is DeploymentStrategy.BLUE_GREEN
 
 
 def test_unhealthy_host_alarms_watch_both_blue_green_target_groups(

@@ -123,6 +123,12 @@ def test_every_component_is_present(staging: ProgramRun) -> None:
         # with a hosted zone, which this stack does not set.
         "groundwork:aws:AccessLogBucket",
         "groundwork:aws:ContainerService",
+        "groundwork:aws:ImageRepository",
+        "groundwork:aws:EcsCluster",
+        "groundwork:aws:TaskLogs",
+        "groundwork:aws:TaskRoles",
+        "groundwork:aws:FargateTaskDefinition",
+        "groundwork:aws:FargateService",
         "groundwork:aws:ServiceAutoscaling",
         "groundwork:aws:KeyRotation",
         "groundwork:aws:Alarms",
