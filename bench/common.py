@@ -24,7 +24,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,18 @@ async def _connect(port: int, host: str = LOOPBACK) -> _HttpConnection:
     return protocol
 
 
+async def _on_each(
+    conns: list[_HttpConnection], worker: Callable[[_HttpConnection], Awaitable[None]]
+) -> None:
+    """Run ``worker`` on every connection at once; close them all, however it ends."""
+    try:
+        await asyncio.gather(*(worker(c) for c in conns))
+    finally:
+        for conn in conns:
+            if conn.transport is not None:
+                conn.transport.close()
+
+
 def build_request(
     method: str,
     path: str,
@@ -255,12 +267,7 @@ async def closed_loop(
             if on_response is not None:
                 on_response(status, body)
 
-    try:
-        await asyncio.gather(*(worker(c) for c in conns))
-    finally:
-        for conn in conns:
-            if conn.transport is not None:
-                conn.transport.close()
+    await _on_each(conns, worker)
     return result
 
 
@@ -719,11 +726,6 @@ async def submit_n(
             result.latencies_s.append(loop.time() - began)
             result.statuses[status] += 1
 
-    try:
-        await asyncio.gather(*(worker(c) for c in conns))
-    finally:
-        for conn in conns:
-            if conn.transport is not None:
-                conn.transport.close()
+    await _on_each(conns, worker)
     result.duration_s = loop.time() - started
     return result

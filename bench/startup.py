@@ -132,39 +132,20 @@ def main(argv: list[str] | None = None) -> int:
         env = service_env(servers.env(), work)
         migrate(env, work / "migrate.log")
         for rep in range(args.reps):  # interleaved, so noise hits all alike
-            port = _free_port()
-            reps["hello"].append(
-                {
-                    "seconds": time_to_ready(
-                        [sys.executable, "-m", "bench.hello"],
-                        {**env, "PORT": str(port)},
-                        f"http://{LOOPBACK}:{port}/health/ready",
-                        work / "hello.log",
-                    )
-                }
-            )
-            port = _free_port()
-            reps["api"].append(
-                {
-                    "seconds": time_to_ready(
-                        app_command("api"),
-                        {**env, "PORT": str(port)},
-                        f"http://{LOOPBACK}:{port}/health/ready",
-                        work / "api.log",
-                    )
-                }
-            )
-            port = _free_port()
-            reps["worker"].append(
-                {
-                    "seconds": time_to_ready(
-                        app_command("worker"),
-                        {**env, "WORKER_HEALTH_PORT": str(port)},
-                        f"http://{LOOPBACK}:{port}/health/ready",
-                        work / "worker.log",
-                    )
-                }
-            )
+            # (process, command, the variable that takes its health port)
+            for process, command, port_variable in (
+                ("hello", [sys.executable, "-m", "bench.hello"], "PORT"),
+                ("api", app_command("api"), "PORT"),
+                ("worker", app_command("worker"), "WORKER_HEALTH_PORT"),
+            ):
+                port = _free_port()
+                seconds = time_to_ready(
+                    command,
+                    {**env, port_variable: str(port)},
+                    f"http://{LOOPBACK}:{port}/health/ready",
+                    work / f"{process}.log",
+                )
+                reps[process].append({"seconds": seconds})
             reps["api_imports"].append({"seconds": import_seconds(env)})
             print(
                 f"  rep {rep + 1}: "

@@ -18,8 +18,10 @@ from policies.registry import (
     Subject,
     Tier,
     as_list,
+    flag_check,
     get,
     is_set,
+    is_true,
     missing_labels,
     parse_json,
     plaintext_secret_problems,
@@ -141,10 +143,6 @@ _RELAXED_BACKUPS = {
 }
 
 
-def _true(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
 def _number(value: Any, default: float = 0) -> float:
     try:
         return float(value)
@@ -178,7 +176,7 @@ def _tagged(s: Subject) -> Iterator[str]:
 # -- RDS ----------------------------------------------------------------------------
 
 
-@RULES.register(
+RULES.register(
     "aws-rds-instance-encrypted",
     "RDS instances encrypt storage at rest.",
     (RDS_INSTANCE,),
@@ -186,23 +184,17 @@ def _tagged(s: Subject) -> Iterator[str]:
     "Set storage_encrypted=True (optionally kms_key_id); an existing instance must be "
     "restored from an encrypted snapshot.",
     control="RDS.3",
-)
-def _rds_encrypted(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("storageEncrypted")):
-        yield f"RDS instance {s.name} does not set storageEncrypted=true."
+)(flag_check("storageEncrypted", "RDS instance {name} does not set storageEncrypted=true."))
 
 
-@RULES.register(
+RULES.register(
     "aws-rds-instance-not-public",
     "RDS instances are not reachable from the internet.",
     (RDS_INSTANCE,),
     Severity.CRITICAL,
     "Set publicly_accessible=False and place the instance in private subnets.",
     control="RDS.2",
-)
-def _rds_not_public(s: Subject) -> Iterator[str]:
-    if _true(s.props.get("publiclyAccessible")):
-        yield f"RDS instance {s.name} is publicly accessible."
+)(flag_check("publiclyAccessible", "RDS instance {name} is publicly accessible.", wanted=False))
 
 
 @RULES.register(
@@ -226,7 +218,7 @@ def _rds_backups(s: Subject) -> Iterator[str]:
         )
 
 
-@RULES.register(
+RULES.register(
     "aws-rds-instance-multi-az",
     "Production RDS instances run Multi-AZ.",
     (RDS_INSTANCE,),
@@ -234,13 +226,10 @@ def _rds_backups(s: Subject) -> Iterator[str]:
     "Set multi_az=True (groundwork:dbMultiAz: true).",
     control="RDS.5",
     relax_in_staging=True,
-)
-def _rds_multi_az(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("multiAz")):
-        yield f"RDS instance {s.name} is single-AZ."
+)(flag_check("multiAz", "RDS instance {name} is single-AZ."))
 
 
-@RULES.register(
+RULES.register(
     "aws-rds-instance-deletion-protection",
     "Production RDS instances cannot be deleted by accident.",
     (RDS_INSTANCE,),
@@ -248,10 +237,7 @@ def _rds_multi_az(s: Subject) -> Iterator[str]:
     "Set deletion_protection=True (groundwork:deletionProtection: true).",
     control="RDS.8",
     relax_in_staging=True,
-)
-def _rds_deletion_protection(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("deletionProtection")):
-        yield f"RDS instance {s.name} has no deletion protection."
+)(flag_check("deletionProtection", "RDS instance {name} has no deletion protection."))
 
 
 @RULES.register(
@@ -277,32 +263,34 @@ def _rds_force_ssl(s: Subject) -> Iterator[str]:
         yield f"Parameter group {s.name} ({family}) does not set require_secure_transport=1."
 
 
-@RULES.register(
+RULES.register(
     "aws-rds-proxy-tls-required",
     "RDS proxies only accept TLS connections.",
     (RDS_PROXY,),
     Severity.HIGH,
     "Set require_tls=True on the proxy.",
+)(
+    flag_check(
+        "requireTls", "RDS proxy {name} accepts connections without TLS (requireTls is not true)."
+    )
 )
-def _rds_proxy_tls(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("requireTls")):
-        yield f"RDS proxy {s.name} accepts connections without TLS (requireTls is not true)."
 
 
 # -- ElastiCache ----------------------------------------------------------------------
 
 
-@RULES.register(
+RULES.register(
     "aws-elasticache-replicationgroup-encrypted",
     "ElastiCache replication groups encrypt data at rest.",
     (REDIS_GROUP,),
     Severity.CRITICAL,
     "Set at_rest_encryption_enabled=True (forces replacement).",
     control="ElastiCache.4",
+)(
+    flag_check(
+        "atRestEncryptionEnabled", "Replication group {name} does not enable encryption at rest."
+    )
 )
-def _redis_encrypted(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("atRestEncryptionEnabled")):
-        yield f"Replication group {s.name} does not enable encryption at rest."
 
 
 @RULES.register(
@@ -314,7 +302,7 @@ def _redis_encrypted(s: Subject) -> Iterator[str]:
     control="ElastiCache.5",
 )
 def _redis_tls(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("transitEncryptionEnabled")):
+    if not is_true(s.props.get("transitEncryptionEnabled")):
         yield f"Replication group {s.name} does not enable in-transit encryption."
     elif str(s.props.get("transitEncryptionMode") or "required").lower() != "required":
         yield f"Replication group {s.name} still accepts plain-text clients (mode preferred)."
@@ -361,7 +349,7 @@ def _redis_backups(s: Subject) -> Iterator[str]:
 )
 def _redis_multi_az(s: Subject) -> Iterator[str]:
     if not (
-        _true(s.props.get("automaticFailoverEnabled")) and _true(s.props.get("multiAzEnabled"))
+        is_true(s.props.get("automaticFailoverEnabled")) and is_true(s.props.get("multiAzEnabled"))
     ):
         yield f"Replication group {s.name} lacks automatic failover across AZs."
 
@@ -369,16 +357,13 @@ def _redis_multi_az(s: Subject) -> Iterator[str]:
 # -- Amazon MQ ----------------------------------------------------------------------
 
 
-@RULES.register(
+RULES.register(
     "aws-mq-broker-not-public",
     "Amazon MQ brokers are not reachable from the internet.",
     (MQ_BROKER,),
     Severity.CRITICAL,
     "Set publicly_accessible=False with private subnet_ids and security_groups.",
-)
-def _mq_not_public(s: Subject) -> Iterator[str]:
-    if _true(s.props.get("publiclyAccessible")):
-        yield f"Broker {s.name} is publicly accessible."
+)(flag_check("publiclyAccessible", "Broker {name} is publicly accessible.", wanted=False))
 
 
 @RULES.register(
@@ -417,30 +402,28 @@ def _mq_cluster(s: Subject) -> Iterator[str]:
         yield f"Broker {s.name} runs as {mode}; use {wanted}."
 
 
-@RULES.register(
+RULES.register(
     "aws-mq-broker-logs",
     "Brokers publish their general logs to CloudWatch Logs.",
     (MQ_BROKER,),
     Severity.MEDIUM,
     "Set logs={'general': True}.",
     control="MQ.2",
-)
-def _mq_logs(s: Subject) -> Iterator[str]:
-    if not _true(get(s.props, "logs.general")):
-        yield f"Broker {s.name} does not publish general logs to CloudWatch."
+)(flag_check("logs.general", "Broker {name} does not publish general logs to CloudWatch."))
 
 
-@RULES.register(
+RULES.register(
     "aws-mq-broker-minor-upgrades",
     "Brokers take automatic minor version upgrades.",
     (MQ_BROKER,),
     Severity.LOW,
     "Set auto_minor_version_upgrade=True.",
     control="MQ.3",
+)(
+    flag_check(
+        "autoMinorVersionUpgrade", "Broker {name} does not take automatic minor version upgrades."
+    )
 )
-def _mq_minor_upgrades(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("autoMinorVersionUpgrade")):
-        yield f"Broker {s.name} does not take automatic minor version upgrades."
 
 
 # -- SQS and EC2 instances ------------------------------------------------------------
@@ -455,7 +438,7 @@ def _mq_minor_upgrades(s: Subject) -> Iterator[str]:
     control="SQS.1",
 )
 def _sqs_encrypted(s: Subject) -> Iterator[str]:
-    if not s.props.get("kmsMasterKeyId") and not _true(s.props.get("sqsManagedSseEnabled")):
+    if not s.props.get("kmsMasterKeyId") and not is_true(s.props.get("sqsManagedSseEnabled")):
         # New queues default to SSE-SQS, but only a stated setting is checked and kept.
         yield f"Queue {s.name} names no encryption (kms_master_key_id or SSE-SQS)."
 
@@ -473,17 +456,14 @@ def _instance_imdsv2(s: Subject) -> Iterator[str]:
         yield f"Instance {s.name} accepts IMDSv1 (metadata_options.http_tokens is not required)."
 
 
-@RULES.register(
+RULES.register(
     "aws-ec2-instance-volume-encrypted",
     "EC2 instances' root volumes are encrypted.",
     (EC2_INSTANCE,),
     Severity.HIGH,
     "Set root_block_device={'encrypted': True, ...}.",
     control="EC2.3",
-)
-def _instance_volume_encrypted(s: Subject) -> Iterator[str]:
-    if not _true(get(s.props, "rootBlockDevice.encrypted")):
-        yield f"Instance {s.name} has an unencrypted root volume."
+)(flag_check("rootBlockDevice.encrypted", "Instance {name} has an unencrypted root volume."))
 
 
 # -- EC2 networking -------------------------------------------------------------------
@@ -599,17 +579,20 @@ def _default_sg_closed(s: Subject) -> Iterator[str]:
         yield f"Default security group {s.name} still allows traffic."
 
 
-@RULES.register(
+RULES.register(
     "aws-ec2-subnet-no-auto-public-ip",
     "Subnets do not hand out public IPs automatically.",
     (SUBNET,),
     Severity.MEDIUM,
     "Set map_public_ip_on_launch=False; load balancers and NAT gateways get their own addresses.",
     control="EC2.15",
+)(
+    flag_check(
+        "mapPublicIpOnLaunch",
+        "Subnet {name} gives every launched interface a public IP.",
+        wanted=False,
+    )
 )
-def _subnet_no_public_ip(s: Subject) -> Iterator[str]:
-    if _true(s.props.get("mapPublicIpOnLaunch")):
-        yield f"Subnet {s.name} gives every launched interface a public IP."
 
 
 @RULES.register(
@@ -635,7 +618,7 @@ def _flow_log_all(s: Subject) -> Iterator[str]:
 def _endpoint_private(s: Subject) -> Iterator[str]:
     if s.props.get("vpcEndpointType") != "Interface":
         return
-    if not _true(s.props.get("privateDnsEnabled")):
+    if not is_true(s.props.get("privateDnsEnabled")):
         yield f"Interface endpoint {s.name} has private DNS off, so clients bypass it."
     if not as_list(s.props.get("securityGroupIds")):
         yield f"Interface endpoint {s.name} falls back to the VPC default security group."
@@ -657,11 +640,11 @@ def _is_alb(props: Mapping[str, Any]) -> bool:
     control="ELB.4",
 )
 def _lb_drop_invalid_headers(s: Subject) -> Iterator[str]:
-    if _is_alb(s.props) and not _true(s.props.get("dropInvalidHeaderFields")):
+    if _is_alb(s.props) and not is_true(s.props.get("dropInvalidHeaderFields")):
         yield f"Load balancer {s.name} forwards requests with invalid HTTP headers."
 
 
-@RULES.register(
+RULES.register(
     "aws-lb-loadbalancer-deletion-protection",
     "Production load balancers cannot be deleted by accident.",
     (LOAD_BALANCER,),
@@ -669,10 +652,7 @@ def _lb_drop_invalid_headers(s: Subject) -> Iterator[str]:
     "Set enable_deletion_protection=True in production.",
     control="ELB.6",
     relax_in_staging=True,
-)
-def _lb_deletion_protection(s: Subject) -> Iterator[str]:
-    if not _true(s.props.get("enableDeletionProtection")):
-        yield f"Load balancer {s.name} has no deletion protection."
+)(flag_check("enableDeletionProtection", "Load balancer {name} has no deletion protection."))
 
 
 @RULES.register(
@@ -768,7 +748,7 @@ def _task_not_privileged(s: Subject) -> Iterator[str]:
     if s.props.get("pidMode") == "host" or s.props.get("ipcMode") == "host":
         yield f"Task definition {s.name} shares the host's process/IPC namespace."
     for container in containers(s):
-        if _true(container.get("privileged")):
+        if is_true(container.get("privileged")):
             yield f"Container {container.get('name')} in {s.name} runs privileged."
 
 
@@ -797,21 +777,24 @@ def _service_circuit_breaker(s: Subject) -> Iterator[str]:
     if get(s.props, "deploymentController.type", "ECS") != "ECS":
         return
     breaker = s.props.get("deploymentCircuitBreaker") or {}
-    if not (_true(breaker.get("enable")) and _true(breaker.get("rollback"))):
+    if not (is_true(breaker.get("enable")) and is_true(breaker.get("rollback"))):
         yield f"ECS service {s.name} does not roll back failed deployments automatically."
 
 
-@RULES.register(
+RULES.register(
     "aws-ecs-service-no-public-ip",
     "ECS tasks get no public IP.",
     (ECS_SERVICE,),
     Severity.HIGH,
     "Set network_configuration.assign_public_ip=False; egress via NAT or VPC endpoints.",
     control="ECS.2",
+)(
+    flag_check(
+        "networkConfiguration.assignPublicIp",
+        "ECS service {name} gives its tasks public IPs.",
+        wanted=False,
+    )
 )
-def _service_no_public_ip(s: Subject) -> Iterator[str]:
-    if _true(get(s.props, "networkConfiguration.assignPublicIp")):
-        yield f"ECS service {s.name} gives its tasks public IPs."
 
 
 @RULES.register(
@@ -835,17 +818,19 @@ def _cluster_insights(s: Subject) -> Iterator[str]:
 # -- registry, logs, keys, secrets, IAM, WAF, S3 ------------------------------------------
 
 
-@RULES.register(
+RULES.register(
     "aws-ecr-repository-scan-on-push",
     "ECR repositories scan images on push.",
     (ECR_REPOSITORY,),
     Severity.HIGH,
     "Set image_scanning_configuration={'scan_on_push': True}.",
     control="ECR.1",
+)(
+    flag_check(
+        "imageScanningConfiguration.scanOnPush",
+        "ECR repository {name} does not scan images on push.",
+    )
 )
-def _ecr_scan(s: Subject) -> Iterator[str]:
-    if not _true(get(s.props, "imageScanningConfiguration.scanOnPush")):
-        yield f"ECR repository {s.name} does not scan images on push."
 
 
 @RULES.register(
@@ -964,7 +949,7 @@ def _datastore_cmk(s: Subject) -> Iterator[str]:
 )
 def _kms_rotation(s: Subject) -> Iterator[str]:
     spec = s.props.get("customerMasterKeySpec") or "SYMMETRIC_DEFAULT"
-    if spec == "SYMMETRIC_DEFAULT" and not _true(s.props.get("enableKeyRotation")):
+    if spec == "SYMMETRIC_DEFAULT" and not is_true(s.props.get("enableKeyRotation")):
         yield f"KMS key {s.name} does not rotate."
 
 
@@ -1037,7 +1022,7 @@ def _attachment_no_admin(s: Subject) -> Iterator[str]:
 def _waf_rules(s: Subject) -> Iterator[str]:
     if not as_list(s.props.get("rules")) and not as_list(s.props.get("ruleJson")):
         yield f"Web ACL {s.name} has no rules, so it inspects nothing."
-    if not _true(get(s.props, "visibilityConfig.cloudwatchMetricsEnabled")):
+    if not is_true(get(s.props, "visibilityConfig.cloudwatchMetricsEnabled")):
         yield f"Web ACL {s.name} does not publish CloudWatch metrics."
 
 
@@ -1086,7 +1071,7 @@ def _backup_replication_encrypted(s: Subject) -> Iterator[str]:
 )
 def _s3_block_public(s: Subject) -> Iterator[str]:
     flags = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
-    off = [flag for flag in flags if not _true(s.props.get(flag))]
+    off = [flag for flag in flags if not is_true(s.props.get(flag))]
     if off:
         yield f"Public access block {s.name} leaves off: {', '.join(off)}."
 

@@ -258,6 +258,17 @@ class RuleList(list[Rule]):
         return add
 
 
+def flag_check(path: str, problem: str, *, wanted: bool = True) -> ResourceCheck:
+    """The check of a rule that is one boolean input (``path``, dotted as for :func:`get`)
+    being ``wanted``; ``problem`` names the resource as ``{name}``."""
+
+    def check(s: Subject) -> Iterator[str]:
+        if is_true(get(s.props, path)) is not wanted:
+            yield problem.format(name=s.name)
+
+    return check
+
+
 def stack_tier(config: Mapping[str, Any], resources: Iterable[PolicyResource]) -> Tier:
     configured = config.get("environment")
     if configured in (Tier.STAGING.value, Tier.PRODUCTION.value):
@@ -300,6 +311,11 @@ def get(props: Mapping[str, Any] | None, path: str, default: Any = None) -> Any:
         if current is None:
             return default
     return current
+
+
+def is_true(value: Any) -> bool:
+    """A boolean input as the provider reads it: ``True`` or the string ``"true"``."""
+    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 def is_set(props: Mapping[str, Any], key: str) -> bool:

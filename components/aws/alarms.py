@@ -27,6 +27,52 @@ def deployment_alarm_names(name: str) -> list[str]:
     return [f"{name}-{suffix}" for suffix in DEPLOYMENT_ALARMS]
 
 
+def statistic(
+    namespace: str,
+    metric_name: str,
+    dimensions: Mapping[str, Any] | None,
+    stat: str,
+    period: int = 300,
+) -> dict[str, Any]:
+    """The ``MetricAlarm`` inputs of an alarm on one metric: ``stat`` over ``period`` s.
+
+    A percentile (``p95``) is an extended statistic to CloudWatch, which takes either
+    ``Statistic`` or ``ExtendedStatistic``, never both (PutMetricAlarm API reference).
+    """
+    watched: dict[str, Any] = {"namespace": namespace, "metric_name": metric_name}
+    if dimensions is not None:
+        watched["dimensions"] = dimensions
+    watched["extended_statistic" if stat.startswith("p") else "statistic"] = stat
+    watched["period"] = period
+    return watched
+
+
+def above(threshold: float, *, periods: int, of: int | None = None) -> dict[str, Any]:
+    """Alarm when ``of`` (default: every one) of the last ``periods`` values exceed it."""
+    return _breach("GreaterThanThreshold", threshold, periods, of)
+
+
+def below(threshold: float, *, periods: int, of: int | None = None) -> dict[str, Any]:
+    """Alarm when ``of`` (default: every one) of the last ``periods`` values fall below it."""
+    return _breach("LessThanThreshold", threshold, periods, of)
+
+
+def _breach(operator: str, threshold: float, periods: int, of: int | None) -> dict[str, Any]:
+    condition: dict[str, Any] = {
+        "comparison_operator": operator,
+        "threshold": threshold,
+        "evaluation_periods": periods,
+    }
+    if of is not None:
+        condition["datapoints_to_alarm"] = of
+    return condition
+
+
+def expression(id_: str, label: str, expr: str, **extra: object) -> dict[str, object]:
+    """The metric query an alarm evaluates: ``expr`` over the other (non-returned) queries."""
+    return {"id": id_, "label": label, "return_data": True, "expression": expr, **extra}
+
+
 @dataclass
 class AlarmsArgs:
     """Resource names to watch and the thresholds; one alarm per signal."""
@@ -175,35 +221,23 @@ class Alarms(pulumi.ComponentResource):
         alarm(
             "alb-5xx-rate",
             f"More than {args.error_rate_percent} % of API requests fail with 5xx",
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.error_rate_percent,
-            evaluation_periods=5,
-            datapoints_to_alarm=3,
+            **above(args.error_rate_percent, periods=5, of=3),
             metric_queries=[
                 metric("elb5xx", "AWS/ApplicationELB", "HTTPCode_ELB_5XX_Count", alb, "Sum"),
                 metric("target5xx", "AWS/ApplicationELB", "HTTPCode_Target_5XX_Count", alb, "Sum"),
                 metric("requests", "AWS/ApplicationELB", "RequestCount", alb, "Sum"),
-                {
-                    "id": "rate",
-                    "label": "5xx rate (%)",
-                    "return_data": True,
-                    "expression": "IF(requests > 0, 100 * (FILL(elb5xx, 0) + FILL(target5xx, 0))"
-                    " / requests, 0)",
-                },
+                expression(
+                    "rate",
+                    "5xx rate (%)",
+                    "IF(requests > 0, 100 * (FILL(elb5xx, 0) + FILL(target5xx, 0)) / requests, 0)",
+                ),
             ],
         )
         alarm(
             "api-p95-latency",
             f"API p95 target response time above {args.p95_latency_seconds} s",
-            namespace="AWS/ApplicationELB",
-            metric_name="TargetResponseTime",
-            dimensions=alb,
-            extended_statistic="p95",
-            period=60,
-            evaluation_periods=5,
-            datapoints_to_alarm=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.p95_latency_seconds,
+            **statistic("AWS/ApplicationELB", "TargetResponseTime", alb, "p95", period=60),
+            **above(args.p95_latency_seconds, periods=5, of=3),
         )
         # Blue/green deployments alternate between two target groups: watch both.
         groups = {"api-unhealthy-hosts": args.target_group_arn_suffix}
@@ -213,14 +247,14 @@ class Alarms(pulumi.ComponentResource):
             alarm(
                 suffix,
                 "The load balancer sees unhealthy API tasks",
-                namespace="AWS/ApplicationELB",
-                metric_name="UnHealthyHostCount",
-                dimensions={**alb, "TargetGroup": group},
-                statistic="Maximum",
-                period=60,
-                evaluation_periods=3,
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
+                **statistic(
+                    "AWS/ApplicationELB",
+                    "UnHealthyHostCount",
+                    {**alb, "TargetGroup": group},
+                    "Maximum",
+                    period=60,
+                ),
+                **above(0, periods=3),
             )
         for service in args.watched_services:
             dims = {"ClusterName": args.cluster_name, "ServiceName": args.service_names[service]}
@@ -234,34 +268,25 @@ class Alarms(pulumi.ComponentResource):
                     alarm(
                         suffix,
                         f"{service} tasks average {metric_name} above {limit} %",
-                        namespace="AWS/ECS",
-                        metric_name=metric_name,
-                        dimensions=dims,
-                        statistic="Average",
-                        period=60,
-                        evaluation_periods=5,
-                        comparison_operator="GreaterThanThreshold",
-                        threshold=limit,
+                        **statistic("AWS/ECS", metric_name, dims, "Average", period=60),
+                        **above(limit, periods=5),
                     )
                     continue
                 alarm(
                     suffix,
                     f"{service} at its autoscaling maximum ({ceiling} tasks) and still "
                     f"averaging {metric_name} above {limit} %",
-                    comparison_operator="GreaterThanThreshold",
-                    threshold=limit,
-                    evaluation_periods=5,
+                    **above(limit, periods=5),
                     metric_queries=[
                         metric("usage", "AWS/ECS", metric_name, dims, "Average"),
                         metric(
                             "running", "ECS/ContainerInsights", "RunningTaskCount", dims, "Average"
                         ),
-                        {
-                            "id": "at_max",
-                            "label": f"{metric_name} while at {ceiling} tasks",
-                            "return_data": True,
-                            "expression": f"IF(running >= {ceiling}, usage, 0)",
-                        },
+                        expression(
+                            "at_max",
+                            f"{metric_name} while at {ceiling} tasks",
+                            f"IF(running >= {ceiling}, usage, 0)",
+                        ),
                     ],
                 )
         for service, service_name in args.service_names.items():
@@ -270,97 +295,60 @@ class Alarms(pulumi.ComponentResource):
                 f"{service}-tasks-below-desired",
                 f"{service}: fewer tasks running than desired for 10 minutes (crash loop, "
                 "failed pulls or secrets, capacity)",
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
-                evaluation_periods=10,
+                **above(0, periods=10),
                 treat_missing_data="breaching",
                 metric_queries=[
                     metric("desired", "ECS/ContainerInsights", "DesiredTaskCount", dims, "Average"),
                     metric("running", "ECS/ContainerInsights", "RunningTaskCount", dims, "Average"),
-                    {
-                        "id": "missing",
-                        "label": "desired - running tasks",
-                        "return_data": True,
-                        "expression": "desired - running",
-                    },
+                    expression("missing", "desired - running tasks", "desired - running"),
                 ],
             )
         db = {"DBInstanceIdentifier": args.db_instance_identifier}
         alarm(
             "db-cpu",
             f"RDS CPU above {args.db_cpu_percent} %",
-            namespace="AWS/RDS",
-            metric_name="CPUUtilization",
-            dimensions=db,
-            statistic="Average",
-            period=300,
-            evaluation_periods=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.db_cpu_percent,
+            **statistic("AWS/RDS", "CPUUtilization", db, "Average"),
+            **above(args.db_cpu_percent, periods=3),
         )
         free_bytes = args.db_allocated_storage_gb * 1024**3 * args.db_free_storage_percent / 100
         alarm(
             "db-free-storage",
             f"RDS free storage below {args.db_free_storage_percent} % of the allocated size",
-            namespace="AWS/RDS",
-            metric_name="FreeStorageSpace",
-            dimensions=db,
-            statistic="Minimum",
-            period=300,
-            evaluation_periods=1,
-            comparison_operator="LessThanThreshold",
-            threshold=free_bytes,
+            **statistic("AWS/RDS", "FreeStorageSpace", db, "Minimum"),
+            **below(free_bytes, periods=1),
         )
         alarm(
             "db-connections",
             f"RDS connections above {args.db_max_connections}",
-            namespace="AWS/RDS",
-            metric_name="DatabaseConnections",
-            dimensions=db,
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=2,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.db_max_connections,
+            **statistic("AWS/RDS", "DatabaseConnections", db, "Maximum"),
+            **above(args.db_max_connections, periods=2),
         )
         if args.db_freeable_memory_bytes is not None:
             alarm(
                 "db-freeable-memory",
                 f"RDS freeable memory below {args.db_freeable_memory_bytes / 1024**2:.0f} MiB",
-                namespace="AWS/RDS",
-                metric_name="FreeableMemory",
-                dimensions=db,
-                statistic="Minimum",
-                period=300,
-                evaluation_periods=3,
-                comparison_operator="LessThanThreshold",
-                threshold=args.db_freeable_memory_bytes,
+                **statistic("AWS/RDS", "FreeableMemory", db, "Minimum"),
+                **below(args.db_freeable_memory_bytes, periods=3),
             )
         if args.db_proxy_name is not None:
             proxy = {"ProxyName": args.db_proxy_name}
             alarm(
                 "db-proxy-auth-failures",
                 "RDS Proxy refuses client logins (IAM token, rds-db:connect or rds_iam grant)",
-                namespace="AWS/RDS",
-                metric_name="ClientConnectionsSetupFailedAuth",
-                dimensions=proxy,
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
+                **statistic("AWS/RDS", "ClientConnectionsSetupFailedAuth", proxy, "Sum"),
+                **above(0, periods=1),
             )
             alarm(
                 "db-proxy-availability",
                 "RDS Proxy cannot reach its database target",
-                namespace="AWS/RDS",
-                metric_name="AvailabilityPercentage",
-                dimensions={**proxy, "TargetGroup": "default", "TargetRole": "READ_WRITE"},
-                statistic="Minimum",
-                period=60,
-                evaluation_periods=3,
-                comparison_operator="LessThanThreshold",
-                threshold=100,
+                **statistic(
+                    "AWS/RDS",
+                    "AvailabilityPercentage",
+                    {**proxy, "TargetGroup": "default", "TargetRole": "READ_WRITE"},
+                    "Minimum",
+                    period=60,
+                ),
+                **below(100, periods=3),
             )
         for cluster_id in args.cache_cluster_ids:
             # Only a replica reports ReplicationLag; which node that is changes on failover.
@@ -368,14 +356,14 @@ class Alarms(pulumi.ComponentResource):
                 f"cache-{cluster_id.rsplit('-', 1)[-1]}-replication-lag",
                 f"Cache node {cluster_id} lags its primary by more than "
                 f"{args.cache_replication_lag_seconds:g} s",
-                namespace="AWS/ElastiCache",
-                metric_name="ReplicationLag",
-                dimensions={"CacheClusterId": cluster_id},
-                statistic="Maximum",
-                period=60,
-                evaluation_periods=5,
-                comparison_operator="GreaterThanThreshold",
-                threshold=args.cache_replication_lag_seconds,
+                **statistic(
+                    "AWS/ElastiCache",
+                    "ReplicationLag",
+                    {"CacheClusterId": cluster_id},
+                    "Maximum",
+                    period=60,
+                ),
+                **above(args.cache_replication_lag_seconds, periods=5),
             )
         for cluster_id in args.cache_cluster_ids:
             cache = {"CacheClusterId": cluster_id}
@@ -387,14 +375,8 @@ class Alarms(pulumi.ComponentResource):
                 alarm(
                     f"cache-{cluster_id.rsplit('-', 1)[-1]}-{suffix}",
                     f"Cache node {cluster_id}: {metric_name} above {limit}",
-                    namespace="AWS/ElastiCache",
-                    metric_name=metric_name,
-                    dimensions=cache,
-                    statistic=stat,
-                    period=300,
-                    evaluation_periods=2,
-                    comparison_operator="GreaterThanThreshold",
-                    threshold=limit,
+                    **statistic("AWS/ElastiCache", metric_name, cache, stat),
+                    **above(limit, periods=2),
                 )
 
         if args.sqs:
@@ -419,13 +401,8 @@ class Alarms(pulumi.ComponentResource):
                 "stuck-jobs",
                 "Jobs got stuck and were failed by a safety net (deadline or dead letter); "
                 "their error column says why",
-                namespace="Groundwork",
-                metric_name=stuck_metric,
-                statistic="Sum",
-                period=300,
-                evaluation_periods=1,
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
+                **statistic("Groundwork", stuck_metric, None, "Sum"),
+                **above(0, periods=1),
             )
 
         body = pulumi.Output.all(
@@ -458,18 +435,15 @@ class Alarms(pulumi.ComponentResource):
                 "nat-port-allocation",
                 "A NAT gateway ran out of source ports (ErrorPortAllocation): outbound "
                 "connections fail",
-                comparison_operator="GreaterThanThreshold",
-                threshold=0,
-                evaluation_periods=1,
+                **above(0, periods=1),
                 metric_queries=[
-                    {
-                        "id": "errors",
-                        "label": "ErrorPortAllocation (all NAT gateways)",
-                        "return_data": True,
-                        "period": 60,
-                        "expression": "SELECT SUM(ErrorPortAllocation) "
+                    expression(
+                        "errors",
+                        "ErrorPortAllocation (all NAT gateways)",
+                        "SELECT SUM(ErrorPortAllocation) "
                         'FROM SCHEMA("AWS/NATGateway", NatGatewayId)',
-                    }
+                        period=60,
+                    )
                 ],
             )
         broker = {"Broker": args.broker_name}
@@ -477,73 +451,43 @@ class Alarms(pulumi.ComponentResource):
             "broker-memory",
             f"RabbitMQ memory above {args.broker_memory_percent} % of its high watermark "
             "(at 100 % publishers are blocked)",
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.broker_memory_percent,
-            evaluation_periods=3,
+            **above(args.broker_memory_percent, periods=3),
             metric_queries=[
                 metric("used", "AWS/AmazonMQ", "RabbitMQMemUsed", broker, "Maximum"),
                 metric("limit", "AWS/AmazonMQ", "RabbitMQMemLimit", broker, "Minimum"),
-                {
-                    "id": "pct",
-                    "label": "memory used (% of watermark)",
-                    "return_data": True,
-                    "expression": "100 * used / limit",
-                },
+                expression("pct", "memory used (% of watermark)", "100 * used / limit"),
             ],
         )
         alarm(
             "broker-disk",
             f"RabbitMQ free disk below {args.broker_disk_free_factor:g}x its limit "
             "(at the limit publishers are blocked)",
-            comparison_operator="LessThanThreshold",
-            threshold=args.broker_disk_free_factor,
-            evaluation_periods=3,
+            **below(args.broker_disk_free_factor, periods=3),
             metric_queries=[
                 metric("free", "AWS/AmazonMQ", "RabbitMQDiskFree", broker, "Minimum"),
                 metric("limit", "AWS/AmazonMQ", "RabbitMQDiskFreeLimit", broker, "Maximum"),
-                {
-                    "id": "ratio",
-                    "label": "free disk / disk_free_limit",
-                    "return_data": True,
-                    "expression": "free / limit",
-                },
+                expression("ratio", "free disk / disk_free_limit", "free / limit"),
             ],
         )
         alarm(
             "broker-cpu",
             f"Broker CPU above {args.broker_cpu_percent} %",
-            namespace="AWS/AmazonMQ",
-            metric_name="SystemCpuUtilization",
-            dimensions=broker,
-            statistic="Average",
-            period=300,
-            evaluation_periods=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.broker_cpu_percent,
+            **statistic("AWS/AmazonMQ", "SystemCpuUtilization", broker, "Average"),
+            **above(args.broker_cpu_percent, periods=3),
         )
         alarm(
             "queue-depth",
             f"More than {args.queue_depth} messages waiting in {args.queue_name}",
-            namespace="AWS/AmazonMQ",
-            metric_name="MessageCount",
-            dimensions=queue_dims(args.queue_name),
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.queue_depth,
+            **statistic("AWS/AmazonMQ", "MessageCount", queue_dims(args.queue_name), "Maximum"),
+            **above(args.queue_depth, periods=3),
         )
         alarm(
             "dlq-depth",
             f"Messages in the dead-letter queue {args.dlq_name}: jobs failed for good",
-            namespace="AWS/AmazonMQ",
-            metric_name="MessageCount",
-            dimensions=queue_dims(args.dlq_name),
-            statistic="Maximum",
-            period=60,
-            evaluation_periods=1,
-            comparison_operator="GreaterThanThreshold",
-            threshold=0,
+            **statistic(
+                "AWS/AmazonMQ", "MessageCount", queue_dims(args.dlq_name), "Maximum", period=60
+            ),
+            **above(0, periods=1),
         )
 
     @staticmethod
@@ -555,40 +499,27 @@ class Alarms(pulumi.ComponentResource):
         alarm(
             "queue-depth",
             f"More than {args.queue_depth} messages waiting in the SQS work queue",
-            namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions=queue,
-            statistic="Maximum",
-            period=300,
-            evaluation_periods=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.queue_depth,
+            **statistic("AWS/SQS", "ApproximateNumberOfMessagesVisible", queue, "Maximum"),
+            **above(args.queue_depth, periods=3),
         )
         alarm(
             "queue-age",
             f"The oldest waiting job is older than {args.queue_age_seconds} s: workers stuck "
             "or too few",
-            namespace="AWS/SQS",
-            metric_name="ApproximateAgeOfOldestMessage",
-            dimensions=queue,
-            statistic="Maximum",
-            period=60,
-            evaluation_periods=5,
-            datapoints_to_alarm=3,
-            comparison_operator="GreaterThanThreshold",
-            threshold=args.queue_age_seconds,
+            **statistic("AWS/SQS", "ApproximateAgeOfOldestMessage", queue, "Maximum", period=60),
+            **above(args.queue_age_seconds, periods=5, of=3),
         )
         alarm(
             "dlq-depth",
             "Messages in the SQS dead-letter queue: jobs failed for good",
-            namespace="AWS/SQS",
-            metric_name="ApproximateNumberOfMessagesVisible",
-            dimensions={"QueueName": args.sqs_dlq_name},
-            statistic="Maximum",
-            period=60,
-            evaluation_periods=1,
-            comparison_operator="GreaterThanThreshold",
-            threshold=0,
+            **statistic(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                {"QueueName": args.sqs_dlq_name},
+                "Maximum",
+                period=60,
+            ),
+            **above(0, periods=1),
         )
 
 

@@ -200,6 +200,21 @@ class AlarmsArgs:
             raise ValueError("run_service_names needs api, worker and relay")
 
 
+P95_PER_SERVICE: dict[str, Any] = {
+    "aligner": "ALIGN_PERCENTILE_95",
+    "reducer": "REDUCE_MAX",
+    "group_by": ["resource.label.service_name"],
+}
+"""Each Cloud Run service's 95th percentile: one time series per service."""
+
+
+def _with_metric(
+    resources: pulumi.Output[str], metric_type: str, labels: str = ""
+) -> pulumi.Output[str]:
+    """``resources`` (a monitoring filter) narrowed to one metric, then to ``labels``."""
+    return resources.apply(lambda f: f'{f} AND metric.type = "{metric_type}"{labels}')
+
+
 def _burn_rate_filter(window: str, slo_name: str) -> str:
     return f'select_slo_burn_rate("{slo_name}", "{window}")'
 
@@ -302,15 +317,12 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "api-5xx-ratio",
             f"API 5xx ratio above {t.error_ratio:.0%}",
-            run_api.apply(
-                lambda f: (
-                    f'{f} AND metric.type = "run.googleapis.com/request_count" '
-                    'AND metric.label.response_code_class = "5xx"'
-                )
+            _with_metric(
+                run_api,
+                "run.googleapis.com/request_count",
+                ' AND metric.label.response_code_class = "5xx"',
             ),
-            denominator=run_api.apply(
-                lambda f: f'{f} AND metric.type = "run.googleapis.com/request_count"'
-            ),
+            denominator=_with_metric(run_api, "run.googleapis.com/request_count"),
             aligner="ALIGN_RATE",
             reducer="REDUCE_SUM",
             group_by=["resource.label.service_name"],
@@ -323,12 +335,8 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "api-latency-p95",
             f"API p95 latency above {t.latency_p95_ms / 1000:g} s",
-            run_api.apply(
-                lambda f: f'{f} AND metric.type = "run.googleapis.com/request_latencies"'
-            ),
-            aligner="ALIGN_PERCENTILE_95",
-            reducer="REDUCE_MAX",
-            group_by=["resource.label.service_name"],
+            _with_metric(run_api, "run.googleapis.com/request_latencies"),
+            **P95_PER_SERVICE,
             threshold=t.latency_p95_ms,
             duration="300s",
             severity="WARNING",
@@ -337,12 +345,8 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "run-cpu",
             f"Cloud Run CPU above {t.cpu_utilization:.0%}",
-            run_any.apply(
-                lambda f: f'{f} AND metric.type = "run.googleapis.com/container/cpu/utilizations"'
-            ),
-            aligner="ALIGN_PERCENTILE_95",
-            reducer="REDUCE_MAX",
-            group_by=["resource.label.service_name"],
+            _with_metric(run_any, "run.googleapis.com/container/cpu/utilizations"),
+            **P95_PER_SERVICE,
             threshold=t.cpu_utilization,
             duration="600s",
             severity="WARNING",
@@ -351,14 +355,8 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "run-memory",
             f"Cloud Run memory above {t.memory_utilization:.0%}",
-            run_any.apply(
-                lambda f: (
-                    f'{f} AND metric.type = "run.googleapis.com/container/memory/utilizations"'
-                )
-            ),
-            aligner="ALIGN_PERCENTILE_95",
-            reducer="REDUCE_MAX",
-            group_by=["resource.label.service_name"],
+            _with_metric(run_any, "run.googleapis.com/container/memory/utilizations"),
+            **P95_PER_SERVICE,
             threshold=t.memory_utilization,
             duration="600s",
             severity="WARNING",
@@ -373,11 +371,7 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "sql-cpu",
             f"Cloud SQL CPU above {t.sql_cpu_utilization:.0%}",
-            sql.apply(
-                lambda f: (
-                    f'{f} AND metric.type = "cloudsql.googleapis.com/database/cpu/utilization"'
-                )
-            ),
+            _with_metric(sql, "cloudsql.googleapis.com/database/cpu/utilization"),
             aligner="ALIGN_MEAN",
             threshold=t.sql_cpu_utilization,
             duration="600s",
@@ -387,11 +381,7 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "sql-disk",
             f"Cloud SQL disk above {t.sql_disk_utilization:.0%}",
-            sql.apply(
-                lambda f: (
-                    f'{f} AND metric.type = "cloudsql.googleapis.com/database/disk/utilization"'
-                )
-            ),
+            _with_metric(sql, "cloudsql.googleapis.com/database/disk/utilization"),
             aligner="ALIGN_MEAN",
             threshold=t.sql_disk_utilization,
             duration="600s",
@@ -407,9 +397,7 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "redis-memory",
             f"Memorystore memory above {t.redis_memory_ratio:.0%}",
-            redis.apply(
-                lambda f: f'{f} AND metric.type = "redis.googleapis.com/stats/memory/usage_ratio"'
-            ),
+            _with_metric(redis, "redis.googleapis.com/stats/memory/usage_ratio"),
             aligner="ALIGN_MEAN",
             threshold=t.redis_memory_ratio,
             duration="600s",
@@ -721,20 +709,21 @@ class Alarms(pulumi.ComponentResource):
         comparison: str = "COMPARISON_GT",
         denominator: pulumi.Input[str] | None = None,
     ) -> None:
+        # A ratio's denominator is aligned and reduced exactly as its numerator.
+        aligned: dict[str, Any] = {
+            "alignment_period": period,
+            "per_series_aligner": aligner,
+            "cross_series_reducer": reducer,
+            "group_by_fields": group_by if reducer else None,
+        }
         aggregation = gcp.monitoring.AlertPolicyConditionConditionThresholdAggregationArgs(
-            alignment_period=period,
-            per_series_aligner=aligner,
-            cross_series_reducer=reducer,
-            group_by_fields=group_by if reducer else None,
+            **aligned
         )
         denominator_aggregations = None
         if denominator is not None:
             denominator_aggregations = [
                 gcp.monitoring.AlertPolicyConditionConditionThresholdDenominatorAggregationArgs(
-                    alignment_period=period,
-                    per_series_aligner=aligner,
-                    cross_series_reducer=reducer,
-                    group_by_fields=group_by if reducer else None,
+                    **aligned
                 )
             ]
         channel = self.notification_channel
@@ -823,9 +812,7 @@ class Alarms(pulumi.ComponentResource):
                             "plotType": "LINE",
                             "timeSeriesQuery": {
                                 "timeSeriesFilter": {
-                                    "filter": metric_filter.apply(
-                                        lambda f: f'{f} AND metric.type = "{metric}"'
-                                    ),
+                                    "filter": _with_metric(metric_filter, metric),
                                     "aggregation": {
                                         "alignmentPeriod": "60s",
                                         "perSeriesAligner": aligner,

@@ -482,6 +482,22 @@ def test_dashboard_has_the_four_golden_signals() -> None:
     assert "svc-worker" in filters and "run.googleapis.com/request_latencies" in filters
 
 
+def test_every_dashboard_chart_filters_on_one_real_metric_type() -> None:
+    # A Monitoring filter names its metric as metric.type="<type>" (Cloud Monitoring,
+    # "Monitoring filters"); a template left unfilled ({metric}) or a chart with no type
+    # is accepted by the API and draws an empty chart, so only this test notices.
+    graph = run(lambda: _alerts())
+    dashboard = json.loads(graph.one("gcp:monitoring/dashboard:Dashboard").inputs["dashboardJson"])
+    for tile in dashboard["mosaicLayout"]["tiles"]:
+        widget = tile["widget"]
+        for data_set in widget["xyChart"]["dataSets"]:
+            flt = data_set["timeSeriesQuery"]["timeSeriesFilter"]["filter"]
+            assert "{" not in flt and "}" not in flt, (widget["title"], flt)
+            types = re.findall(r'metric\.type\s*=\s*"([^"]+)"', flt)
+            assert len(types) == 1, (widget["title"], flt)
+            assert re.fullmatch(r"[a-z]+\.googleapis\.com/[a-z_/]+", types[0]), types[0]
+
+
 def test_private_api_has_no_uptime_check_and_no_email_means_no_channel() -> None:
     graph = run(lambda: _alerts())
     assert not graph.of_type("gcp:monitoring/uptimeCheckConfig:UptimeCheckConfig")

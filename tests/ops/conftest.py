@@ -8,6 +8,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -268,3 +269,59 @@ def run_api() -> Iterator[RunApi]:
     finally:
         clients["channel"].close()
         server.stop(grace=None)
+
+
+BROKER_NAME = "groundwork-staging-broker"
+
+
+def moto_broker() -> tuple[Any, Any, str]:
+    """The staging RabbitMQ broker on moto: (mq client, cloudwatch client, broker id)."""
+    mq = boto3.client("mq", region_name=REGION)
+    broker_id = mq.create_broker(
+        BrokerName=BROKER_NAME,
+        EngineType="RABBITMQ",
+        EngineVersion="3.13",
+        HostInstanceType="mq.t3.micro",
+        DeploymentMode="SINGLE_INSTANCE",
+        PubliclyAccessible=False,
+        AutoMinorVersionUpgrade=True,
+        Users=[{"Username": "app", "Password": "x" * 16}],
+    )["BrokerId"]
+    return mq, boto3.client("cloudwatch", region_name=REGION), broker_id
+
+
+def put_queue_depth(cloudwatch: Any, value: float, at: datetime, queue: str = "jobs.dlq") -> None:
+    """One Amazon MQ ``MessageCount`` datapoint of ``queue`` on the staging broker."""
+    dims = [
+        {"Name": "Broker", "Value": BROKER_NAME},
+        {"Name": "VirtualHost", "Value": "/"},
+        {"Name": "Queue", "Value": queue},
+    ]
+    cloudwatch.put_metric_data(
+        Namespace="AWS/AmazonMQ",
+        MetricData=[
+            {"MetricName": "MessageCount", "Dimensions": dims, "Value": value, "Timestamp": at}
+        ],
+    )
+
+
+def moto_database(stack: dict[str, Any]) -> Any:
+    """The staging RDS instance on moto, in the stack's task subnets; its rds client."""
+    rds = boto3.client("rds", region_name=REGION)
+    rds.create_db_subnet_group(
+        DBSubnetGroupName="groundwork-staging-db",
+        DBSubnetGroupDescription="db",
+        SubnetIds=stack["task_subnet_ids"],
+    )
+    rds.create_db_instance(
+        DBInstanceIdentifier="groundwork-staging-db",
+        DBInstanceClass="db.t4g.micro",
+        Engine="postgres",
+        AllocatedStorage=20,
+        MasterUsername="groundwork",
+        ManageMasterUserPassword=True,
+        DBSubnetGroupName="groundwork-staging-db",
+        VpcSecurityGroupIds=stack["task_security_group_ids"],
+        Tags=[{"Key": "environment", "Value": "staging"}],
+    )
+    return rds

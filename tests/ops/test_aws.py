@@ -19,6 +19,8 @@ from groundwork.ops.errors import (
 )
 from groundwork.ops.outputs import StackOutputs
 
+from .conftest import moto_broker, moto_database, put_queue_depth
+
 REGION = "us-east-1"
 CLUSTER = "groundwork-staging"
 
@@ -271,29 +273,8 @@ def test_jwt_secret_is_read_from_secrets_manager(stack: dict[str, Any]) -> None:
 # --- RDS restore drill -------------------------------------------------------------
 
 
-def _database(stack: dict[str, Any]) -> Any:
-    rds = boto3.client("rds", region_name=REGION)
-    rds.create_db_subnet_group(
-        DBSubnetGroupName="groundwork-staging-db",
-        DBSubnetGroupDescription="db",
-        SubnetIds=stack["task_subnet_ids"],
-    )
-    rds.create_db_instance(
-        DBInstanceIdentifier="groundwork-staging-db",
-        DBInstanceClass="db.t4g.micro",
-        Engine="postgres",
-        AllocatedStorage=20,
-        MasterUsername="groundwork",
-        ManageMasterUserPassword=True,
-        DBSubnetGroupName="groundwork-staging-db",
-        VpcSecurityGroupIds=stack["task_security_group_ids"],
-        Tags=[{"Key": "environment", "Value": "staging"}],
-    )
-    return rds
-
-
 def test_restore_drill_snapshots_restores_privately_and_cleans_up(stack: dict[str, Any]) -> None:
-    rds = _database(stack)
+    rds = moto_database(stack)
     fixed = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     report = aws.restore_drill(
         rds,
@@ -342,60 +323,20 @@ def test_restore_drill_of_unknown_instance_says_so(stack: dict[str, Any]) -> Non
 # --- DLQ depth ----------------------------------------------------------------------
 
 
-def _broker() -> tuple[Any, Any, str]:
-    mq = boto3.client("mq", region_name=REGION)
-    broker_id = mq.create_broker(
-        BrokerName="groundwork-staging-broker",
-        EngineType="RABBITMQ",
-        EngineVersion="3.13",
-        HostInstanceType="mq.t3.micro",
-        DeploymentMode="SINGLE_INSTANCE",
-        PubliclyAccessible=False,
-        AutoMinorVersionUpgrade=True,
-        Users=[{"Username": "app", "Password": "x" * 16}],
-    )["BrokerId"]
-    return mq, boto3.client("cloudwatch", region_name=REGION), broker_id
-
-
 def test_dlq_depth_reads_the_latest_message_count(stack: dict[str, Any]) -> None:
-    mq, cloudwatch, broker_id = _broker()
+    mq, cloudwatch, broker_id = moto_broker()
     now = datetime.now(UTC)
-    dims = [
-        {"Name": "Broker", "Value": "groundwork-staging-broker"},
-        {"Name": "VirtualHost", "Value": "/"},
-        {"Name": "Queue", "Value": "jobs.dlq"},
-    ]
     for minutes_ago, value in ((5, 2.0), (1, 7.0)):
-        cloudwatch.put_metric_data(
-            Namespace="AWS/AmazonMQ",
-            MetricData=[
-                {
-                    "MetricName": "MessageCount",
-                    "Dimensions": dims,
-                    "Value": value,
-                    "Timestamp": now - timedelta(minutes=minutes_ago),
-                }
-            ],
-        )
+        put_queue_depth(cloudwatch, value, now - timedelta(minutes=minutes_ago))
     # Another queue's depth must not leak into the report.
-    cloudwatch.put_metric_data(
-        Namespace="AWS/AmazonMQ",
-        MetricData=[
-            {
-                "MetricName": "MessageCount",
-                "Dimensions": [*dims[:2], {"Name": "Queue", "Value": "jobs"}],
-                "Value": 99.0,
-                "Timestamp": now,
-            }
-        ],
-    )
+    put_queue_depth(cloudwatch, 99.0, now, queue="jobs")
     report = aws.dlq_depth(cloudwatch, mq, broker_id, now=lambda: now + timedelta(seconds=30))
     assert report.broker == "groundwork-staging-broker"
     assert report.depth == 7
 
 
 def test_dlq_depth_without_datapoints_is_unknown(stack: dict[str, Any]) -> None:
-    mq, cloudwatch, broker_id = _broker()
+    mq, cloudwatch, broker_id = moto_broker()
     report = aws.dlq_depth(cloudwatch, mq, broker_id)
     assert report.depth is None
     assert report.at is None

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from groundwork.cli import app
 
-from .conftest import JWT_SECRET
+from .conftest import JWT_SECRET, moto_broker, moto_database, put_queue_depth
 
 runner = CliRunner()
 
@@ -192,32 +192,8 @@ def test_bad_steps_is_exit_2(tmp_path: Path) -> None:
 
 
 def test_dlq_depth_over_max_exits_1(stack: dict[str, Any], tmp_path: Path) -> None:
-    mq = boto3.client("mq", region_name="us-east-1")
-    broker = mq.create_broker(
-        BrokerName="groundwork-staging-broker",
-        EngineType="RABBITMQ",
-        EngineVersion="3.13",
-        HostInstanceType="mq.t3.micro",
-        DeploymentMode="SINGLE_INSTANCE",
-        PubliclyAccessible=False,
-        AutoMinorVersionUpgrade=True,
-        Users=[{"Username": "app", "Password": "x" * 16}],
-    )["BrokerId"]
-    boto3.client("cloudwatch", region_name="us-east-1").put_metric_data(
-        Namespace="AWS/AmazonMQ",
-        MetricData=[
-            {
-                "MetricName": "MessageCount",
-                "Value": 4.0,
-                "Timestamp": datetime.now(UTC) - timedelta(minutes=1),
-                "Dimensions": [
-                    {"Name": "Broker", "Value": "groundwork-staging-broker"},
-                    {"Name": "VirtualHost", "Value": "/"},
-                    {"Name": "Queue", "Value": "jobs.dlq"},
-                ],
-            }
-        ],
-    )
+    _, cloudwatch, broker = moto_broker()
+    put_queue_depth(cloudwatch, 4.0, datetime.now(UTC) - timedelta(minutes=1))
     outputs = str(write_outputs(tmp_path, {**stack, "broker_id": broker}))
     ok = invoke("dlq-depth", "-s", "staging", "--outputs-file", outputs, "--json")
     assert ok.exit_code == 0, ok.output
@@ -253,15 +229,7 @@ def test_dlq_depth_reads_the_sqs_dead_letter_queue_itself(
 
 
 def test_restore_drill_json_report(stack: dict[str, Any], tmp_path: Path) -> None:
-    rds = boto3.client("rds", region_name="us-east-1")
-    rds.create_db_instance(
-        DBInstanceIdentifier="groundwork-staging-db",
-        DBInstanceClass="db.t4g.micro",
-        Engine="postgres",
-        AllocatedStorage=20,
-        MasterUsername="groundwork",
-        ManageMasterUserPassword=True,
-    )
+    moto_database(stack)
     outputs = str(
         write_outputs(tmp_path, {**stack, "db_instance_identifier": "groundwork-staging-db"})
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,16 +22,21 @@ def no_sleep(_: float) -> None:
     pass
 
 
-def test_migrate_job_updates_image_runs_and_waits(run_api: Any) -> None:
-    job = run_api.fake.add_job("groundwork-staging-migrate", "europe-docker.pkg.dev/p/r/app:v1")
-    result = gcp.run_migrate_job(
+def _migrate(run_api: Any, job: str, image: str | None = None) -> gcp.ExecutionResult:
+    """``run_migrate_job`` on the fake Cloud Run API, polling without sleeping."""
+    return gcp.run_migrate_job(
         run_api.clients["jobs"],
         run_api.clients["executions"],
         job,
-        image="europe-docker.pkg.dev/p/r/app:v2",
+        image=image,
         poll_seconds=0,
         sleep=no_sleep,
     )
+
+
+def test_migrate_job_updates_image_runs_and_waits(run_api: Any) -> None:
+    job = run_api.fake.add_job("groundwork-staging-migrate", "europe-docker.pkg.dev/p/r/app:v1")
+    result = _migrate(run_api, job, "europe-docker.pkg.dev/p/r/app:v2")
     assert result.succeeded == 1
     assert result.name.startswith(f"{job}/executions/")
     execution = run_api.fake.executions[result.name]
@@ -41,14 +47,7 @@ def test_migrate_job_updates_image_runs_and_waits(run_api: Any) -> None:
 
 def test_migrate_job_skips_update_when_image_is_current(run_api: Any) -> None:
     job = run_api.fake.add_job("m", "img:v1")
-    gcp.run_migrate_job(
-        run_api.clients["jobs"],
-        run_api.clients["executions"],
-        job,
-        image="img:v1",
-        poll_seconds=0,
-        sleep=no_sleep,
-    )
+    _migrate(run_api, job, "img:v1")
     assert "UpdateJob" not in run_api.fake.calls
 
 
@@ -56,13 +55,7 @@ def test_failed_migrate_job_reports_condition_and_logs(run_api: Any) -> None:
     job = run_api.fake.add_job("m", "img:v1")
     run_api.fake.execution_fails = True
     with pytest.raises(TaskFailedError) as failure:
-        gcp.run_migrate_job(
-            run_api.clients["jobs"],
-            run_api.clients["executions"],
-            job,
-            poll_seconds=0,
-            sleep=no_sleep,
-        )
+        _migrate(run_api, job)
     message = str(failure.value)
     assert "1 failed" in message
     assert "exit code 1" in message
@@ -71,13 +64,7 @@ def test_failed_migrate_job_reports_condition_and_logs(run_api: Any) -> None:
 
 def test_unknown_job_is_a_user_error(run_api: Any) -> None:
     with pytest.raises(UserError, match="not found"):
-        gcp.run_migrate_job(
-            run_api.clients["jobs"],
-            run_api.clients["executions"],
-            f"{run_api.module.PARENT}/jobs/nope",
-            poll_seconds=0,
-            sleep=no_sleep,
-        )
+        _migrate(run_api, f"{run_api.module.PARENT}/jobs/nope")
 
 
 def _api(run_api: Any, candidate_ok: bool = True) -> str:
@@ -88,6 +75,21 @@ def _api(run_api: Any, candidate_ok: bool = True) -> str:
     )
 
 
+def _shift(
+    run_api: Any, service: str, steps: list[int], health: Callable[[], None] = lambda: None
+) -> gcp.ShiftReport:
+    """``shift_traffic`` on the fake Cloud Run API, without baking or sleeping."""
+    return gcp.shift_traffic(
+        run_api.clients["services"],
+        run_api.clients["revisions"],
+        service,
+        steps,
+        health,
+        bake_seconds=0,
+        sleep=no_sleep,
+    )
+
+
 def test_shift_traffic_walks_the_canary_steps(run_api: Any) -> None:
     service = _api(run_api)
     checks: list[list[tuple[str, int]]] = []
@@ -95,15 +97,7 @@ def test_shift_traffic_walks_the_canary_steps(run_api: Any) -> None:
     def health() -> None:
         checks.append(run_api.fake.updates[-1])
 
-    report = gcp.shift_traffic(
-        run_api.clients["services"],
-        run_api.clients["revisions"],
-        service,
-        [10, 50, 100],
-        health,
-        bake_seconds=0,
-        sleep=no_sleep,
-    )
+    report = _shift(run_api, service, [10, 50, 100], health)
     assert report.candidate == "api-00003-ccc"
     assert report.applied_steps == [10, 50, 100]
     assert run_api.fake.updates == [
@@ -126,15 +120,7 @@ def test_failed_health_check_rolls_back_to_the_original_split(run_api: Any) -> N
             raise SmokeTestError("GET /health/ready returned 503")
 
     with pytest.raises(RolledBackError, match=r"failed at 50%.*503.*api-00002-bbb 100%"):
-        gcp.shift_traffic(
-            run_api.clients["services"],
-            run_api.clients["revisions"],
-            service,
-            [10, 50, 100],
-            health,
-            bake_seconds=0,
-            sleep=no_sleep,
-        )
+        _shift(run_api, service, [10, 50, 100], health)
     assert run_api.fake.updates[-1] == [("api-00002-bbb", 100)]
 
 
@@ -142,44 +128,20 @@ def test_service_not_ready_after_a_step_rolls_back(run_api: Any) -> None:
     service = _api(run_api)
     run_api.fake.fail_update_at = 1
     with pytest.raises(RolledBackError, match=r"failed at 10%.*revision crashed under load"):
-        gcp.shift_traffic(
-            run_api.clients["services"],
-            run_api.clients["revisions"],
-            service,
-            [10, 100],
-            lambda: None,
-            bake_seconds=0,
-            sleep=no_sleep,
-        )
+        _shift(run_api, service, [10, 100])
     assert run_api.fake.updates[-1] == [("api-00002-bbb", 100)]
 
 
 def test_a_revision_that_is_not_ready_gets_no_traffic(run_api: Any) -> None:
     service = _api(run_api, candidate_ok=False)
     with pytest.raises(RevisionNotReadyError, match="api-00003-ccc is not ready: container failed"):
-        gcp.shift_traffic(
-            run_api.clients["services"],
-            run_api.clients["revisions"],
-            service,
-            [10, 100],
-            lambda: None,
-            bake_seconds=0,
-            sleep=no_sleep,
-        )
+        _shift(run_api, service, [10, 100])
     assert run_api.fake.updates == []
 
 
 def test_rollback_sends_everything_to_the_previous_ready_revision(run_api: Any) -> None:
     service = _api(run_api)
-    gcp.shift_traffic(
-        run_api.clients["services"],
-        run_api.clients["revisions"],
-        service,
-        [100],
-        lambda: None,
-        bake_seconds=0,
-        sleep=no_sleep,
-    )
+    _shift(run_api, service, [100])
     before, target = gcp.rollback_traffic(
         run_api.clients["services"], run_api.clients["revisions"], service
     )

@@ -221,20 +221,8 @@ def test_plan_against_a_base_names_the_replaced_resource_and_why(
     tmp_path: Path, setting: str, replaced: str, reason: str
 ) -> None:
     base = _plan(tmp_path, "base.json", "production", "--cloud", "gcp")
-    result = CliRunner().invoke(
-        app,
-        [
-            "plan",
-            "production",
-            "--cloud",
-            "gcp",
-            "--set",
-            setting,
-            "--against",
-            str(base),
-            "--json",
-        ],
-    )
+    changed = ["plan", "production", "--cloud", "gcp", "--set", setting, "--against", str(base)]
+    result = CliRunner().invoke(app, [*changed, "--json"])
     data = json.loads(result.stdout)
     jsonschema.validate(data, json.loads(SCHEMA_PATH.read_text()))
     change = next(c for c in data["diff"]["changes"] if c["name"] == replaced)
@@ -242,24 +230,7 @@ def test_plan_against_a_base_names_the_replaced_resource_and_why(
     assert change["loses"]
     # Data loss leads the list.
     assert data["diff"]["changes"][0]["loses"]
-    markdown = (
-        CliRunner()
-        .invoke(
-            app,
-            [
-                "plan",
-                "production",
-                "--cloud",
-                "gcp",
-                "--set",
-                setting,
-                "--against",
-                str(base),
-                "--markdown",
-            ],
-        )
-        .stdout
-    )
+    markdown = CliRunner().invoke(app, [*changed, "--markdown"]).stdout
     assert markdown.startswith("### Resources replaced or destroyed: production (gcp)")
     assert f"{replaced}: loses" in markdown and "[!CAUTION]" in markdown
 

@@ -103,6 +103,16 @@ class PricingContext:
             raise NotPriced(f"usage assumption {key!r} missing from the table")
         return self.usage[key]
 
+    def assumed(
+        self, what: str, assumption: str, unit: str, *price: str, per: float = 1
+    ) -> LineItem:
+        """A line billed on assumed usage: the ``assumption`` counted in ``per`` ``unit``s
+        (10,000 requests for a per-10k price), at the table's ``price``."""
+        quantity = self.assume(assumption)
+        if per != 1:
+            quantity /= per
+        return LineItem(what, quantity, unit, self.price(*price))
+
 
 Pricer = Callable[[RecordedResource, PricingContext], list[LineItem]]
 PRICERS: dict[str, Pricer] = {}

@@ -23,11 +23,12 @@ from groundwork.plan.pricing.model import (
 def _nat_gateway(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         _hourly(ctx, "NAT gateway hours", ctx.price("nat_gateway", "hourly")),
-        LineItem(
+        ctx.assumed(
             "data processed (assumed)",
-            ctx.assume("nat_gb_processed_per_gateway"),
+            "nat_gb_processed_per_gateway",
             "GB",
-            ctx.price("nat_gateway", "per_gb_processed"),
+            "nat_gateway",
+            "per_gb_processed",
         ),
     ]
 
@@ -54,11 +55,12 @@ def _vpc_endpoint(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
             ctx.price("vpc_interface_endpoint", "hourly_per_az"),
             azs,
         ),
-        LineItem(
+        ctx.assumed(
             "data processed (assumed)",
-            ctx.assume("interface_endpoint_gb_per_endpoint"),
+            "interface_endpoint_gb_per_endpoint",
             "GB",
-            ctx.price("vpc_interface_endpoint", "per_gb_processed"),
+            "vpc_interface_endpoint",
+            "per_gb_processed",
         ),
     ]
 
@@ -381,11 +383,12 @@ def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         # The dead-letter queue: written on failures, read by the operator's dlq tools.
         raise Free("a dead-letter queue: requests only on failures and redrives")
     return [
-        LineItem(
+        ctx.assumed(
             "standard queue requests (assumed)",
-            ctx.assume("sqs_million_requests_per_queue"),
+            "sqs_million_requests_per_queue",
             "million requests",
-            ctx.price("sqs", "standard_per_million_requests"),
+            "sqs",
+            "standard_per_million_requests",
         )
     ]
 
@@ -454,11 +457,13 @@ def _dashboard(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("customer managed key", 1, "key-month", ctx.price("kms", "key_month")),
-        LineItem(
+        ctx.assumed(
             "requests (assumed)",
-            ctx.assume("kms_requests_per_key") / 10_000,
+            "kms_requests_per_key",
             "10k requests",
-            ctx.price("kms", "per_10k_requests"),
+            "kms",
+            "per_10k_requests",
+            per=10_000,
         ),
     ]
 
@@ -467,11 +472,13 @@ def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 def _secret(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("secret", 1, "secret-month", ctx.price("secrets_manager", "secret_month")),
-        LineItem(
+        ctx.assumed(
             "API calls (assumed)",
-            ctx.assume("secrets_api_calls_per_secret") / 10_000,
+            "secrets_api_calls_per_secret",
             "10k calls",
-            ctx.price("secrets_manager", "per_10k_api_calls"),
+            "secrets_manager",
+            "per_10k_api_calls",
+            per=10_000,
         ),
     ]
 
@@ -484,11 +491,12 @@ def _web_acl(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         LineItem(
             "rules and managed rule groups", rules, "rule-month", ctx.price("waf", "rule_month")
         ),
-        LineItem(
+        ctx.assumed(
             "requests inspected (assumed)",
-            ctx.assume("waf_million_requests"),
+            "waf_million_requests",
             "million requests",
-            ctx.price("waf", "per_million_requests"),
+            "waf",
+            "per_million_requests",
         ),
     ]
 
@@ -496,11 +504,12 @@ def _web_acl(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2")
 def _bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        LineItem(
+        ctx.assumed(
             "Standard storage (assumed log volume)",
-            ctx.assume("s3_log_storage_gb_per_bucket"),
+            "s3_log_storage_gb_per_bucket",
             "GB-month",
-            ctx.price("s3", "standard_gb_month"),
+            "s3",
+            "standard_gb_month",
         )
     ]
 
@@ -508,10 +517,11 @@ def _bucket(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("aws:ecr/repository:Repository")
 def _ecr(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        LineItem(
+        ctx.assumed(
             "image storage (assumed)",
-            ctx.assume("ecr_storage_gb_per_repository"),
+            "ecr_storage_gb_per_repository",
             "GB-month",
-            ctx.price("ecr", "storage_gb_month"),
+            "ecr",
+            "storage_gb_month",
         )
     ]

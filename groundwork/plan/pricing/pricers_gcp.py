@@ -171,11 +171,12 @@ def _cloud_run(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
                 )
             )
         items.append(
-            LineItem(
+            ctx.assumed(
                 "requests (assumed)",
-                ctx.assume("cloud_run_million_requests_per_service"),
+                "cloud_run_million_requests_per_service",
                 "million requests",
-                ctx.price("cloud_run", "per_million_requests"),
+                "cloud_run",
+                "per_million_requests",
             )
         )
     else:
@@ -330,11 +331,13 @@ def _memorystore(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("gcp:pubsub/topic:Topic")
 def _pubsub_topic(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        LineItem(
+        ctx.assumed(
             "publish throughput (assumed)",
-            ctx.assume("pubsub_gib_per_topic") / 1024,
+            "pubsub_gib_per_topic",
             "TiB",
-            ctx.price("pubsub", "per_tib_throughput"),
+            "pubsub",
+            "per_tib_throughput",
+            per=1024,
         )
     ]
 
@@ -342,11 +345,13 @@ def _pubsub_topic(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("gcp:pubsub/subscription:Subscription")
 def _pubsub_subscription(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        LineItem(
+        ctx.assumed(
             "delivery throughput (assumed)",
-            ctx.assume("pubsub_gib_per_subscription") / 1024,
+            "pubsub_gib_per_subscription",
             "TiB",
-            ctx.price("pubsub", "per_tib_throughput"),
+            "pubsub",
+            "per_tib_throughput",
+            per=1024,
         )
     ]
 
@@ -377,11 +382,13 @@ def _secret_version(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
             "version-location-month",
             ctx.price("secret_manager", "active_version_location_month"),
         ),
-        LineItem(
+        ctx.assumed(
             "access operations (assumed)",
-            ctx.assume("secret_accesses_per_version") / 10_000,
+            "secret_accesses_per_version",
             "10k accesses",
-            ctx.price("secret_manager", "per_10k_access"),
+            "secret_manager",
+            "per_10k_access",
+            per=10_000,
         ),
     ]
 
@@ -389,17 +396,20 @@ def _secret_version(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("gcp:kms/cryptoKey:CryptoKey")
 def _gcp_kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        LineItem(
+        ctx.assumed(
             "active key versions (assumed, rotation keeps old ones)",
-            ctx.assume("gcp_kms_active_versions_per_key"),
+            "gcp_kms_active_versions_per_key",
             "version-month",
-            ctx.price("cloud_kms", "key_version_month"),
+            "cloud_kms",
+            "key_version_month",
         ),
-        LineItem(
+        ctx.assumed(
             "cryptographic operations (assumed)",
-            ctx.assume("gcp_kms_operations_per_key") / 10_000,
+            "gcp_kms_operations_per_key",
             "10k operations",
-            ctx.price("cloud_kms", "per_10k_operations"),
+            "cloud_kms",
+            "per_10k_operations",
+            per=10_000,
         ),
     ]
 
@@ -407,11 +417,12 @@ def _gcp_kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 @pricer("gcp:artifactregistry/repository:Repository")
 def _artifact_registry(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
-        LineItem(
+        ctx.assumed(
             "image storage (assumed)",
-            ctx.assume("artifact_registry_gb_per_repository"),
+            "artifact_registry_gb_per_repository",
             "GB-month",
-            ctx.price("artifact_registry", "storage_gb_month"),
+            "artifact_registry",
+            "storage_gb_month",
         )
     ]
 
@@ -422,11 +433,12 @@ def _cloud_armor(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("security policy", 1, "policy-month", ctx.price("cloud_armor", "policy_month")),
         LineItem("rules", rules, "rule-month", ctx.price("cloud_armor", "rule_month")),
-        LineItem(
+        ctx.assumed(
             "requests evaluated (assumed)",
-            ctx.assume("armor_million_requests"),
+            "armor_million_requests",
             "million requests",
-            ctx.price("cloud_armor", "per_million_requests"),
+            "cloud_armor",
+            "per_million_requests",
         ),
     ]
 
@@ -442,11 +454,12 @@ def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]
     # Traffic is counted once, on the HTTPS rule (the port-80 rule only redirects).
     if "443" in str(r.inputs.get("portRange") or ""):
         items.append(
-            LineItem(
+            ctx.assumed(
                 "data processed (assumed)",
-                ctx.assume("lb_gb_processed"),
+                "lb_gb_processed",
                 "GB",
-                ctx.price("load_balancing", "per_gb_processed"),
+                "load_balancing",
+                "per_gb_processed",
             )
         )
     return items
@@ -461,11 +474,12 @@ def _cloud_nat(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
             ctx.price("cloud_nat", "gateway_vm_hourly"),
             ctx.assume("cloud_nat_vm_equivalents"),
         ),
-        LineItem(
+        ctx.assumed(
             "data processed (assumed)",
-            ctx.assume("cloud_nat_gb_processed"),
+            "cloud_nat_gb_processed",
             "GB",
-            ctx.price("cloud_nat", "per_gb_processed"),
+            "cloud_nat",
+            "per_gb_processed",
         ),
     ]
 

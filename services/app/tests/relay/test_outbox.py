@@ -32,6 +32,19 @@ async def unsent(engine: AsyncEngine) -> int:
         )
 
 
+async def _run_until_drained(
+    relays: list[OutboxRelay], engine: AsyncEngine, timeout: float, what: str
+) -> None:
+    """Run the relays side by side until no outbox row is unsent, then stop them."""
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
+    try:
+        await wait_for(lambda: _is_zero(unsent(engine)), timeout, what=what)
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks)
+
+
 async def test_three_concurrent_relays_publish_each_row_exactly_once(
     settings: Settings, engine: AsyncEngine, rabbit_ok: object
 ) -> None:
@@ -41,13 +54,9 @@ async def test_three_concurrent_relays_publish_each_row_exactly_once(
     }
     publishers = [RabbitPublisher(settings) for _ in range(3)]
     relays = [OutboxRelay(p, settings) for p in publishers]
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
     try:
-        await wait_for(lambda: _is_zero(unsent(engine)), 30, what="outbox drained")
+        await _run_until_drained(relays, engine, 30, "outbox drained")
     finally:
-        stop.set()
-        await asyncio.gather(*tasks)
         for p in publishers:
             await p.close()
     messages = await drain_queue(settings, settings.queue_name)
@@ -156,13 +165,9 @@ async def test_relay_through_pgbouncer_still_drains_by_polling(
     relays = [OutboxRelay(publisher, pooled) for _ in range(2)]
     for i in range(20):
         await insert_job(engine, pooled, f"pooled {i}")
-    stop = asyncio.Event()
-    tasks = [asyncio.create_task(r.run(stop)) for r in relays]
     try:
-        await wait_for(lambda: _is_zero(unsent(engine)), 20, what="outbox drained via pgbouncer")
+        await _run_until_drained(relays, engine, 20, "outbox drained via pgbouncer")
     finally:
-        stop.set()
-        await asyncio.gather(*tasks)
         await publisher.close()
     # Exactly once: a failed claim/mark transaction would have re-published rows.
     assert await queue_depth(settings, settings.queue_name) == 20

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -177,3 +180,20 @@ def rabbit_ok(servers: DevServers) -> DevServers:
     if not servers.rabbitmq.running:
         servers.rabbitmq.start()
     return servers
+
+
+async def kill_while_processing(
+    worker: subprocess.Popen[bytes], engine: AsyncEngine, job_id: uuid.UUID, log: Path
+) -> None:
+    """SIGKILL ``worker`` (no shutdown, as the OOM killer or a lost host would) once it
+    holds ``job_id``; the worker's log explains a job that never got that far."""
+    try:
+        try:
+            await wait_job_status(engine, job_id, "processing", timeout=60)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; worker log:\n{log.read_text()[-3000:]}") from None
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()

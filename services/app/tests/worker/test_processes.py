@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devenv.servers import free_port
 
-from .conftest import insert_job, job_row, ledger_count, wait_job_status
+from .conftest import insert_job, job_row, kill_while_processing, ledger_count, wait_job_status
 
 pytestmark = pytest.mark.slow
 
@@ -87,16 +87,7 @@ async def test_sigkill_mid_job_redelivers_and_completes_exactly_once(
     first = start_worker(
         worker_env(settings, service_env, tmp_path, LLM_SIMULATED_LATENCY_MS="4000"), log
     )
-    try:
-        try:
-            await wait_job_status(engine, job_id, "processing", timeout=60)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; worker log:\n{log.read_text()[-3000:]}") from None
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    await kill_while_processing(first, engine, job_id, log)
     assert (await job_row(engine, job_id)).status == "processing"
     assert await ledger_count(engine, job_id) == 0
 

@@ -32,7 +32,7 @@ from groundwork_app.adapters.llm import SimulatedProvider
 from groundwork_app.adapters.pubsub import PubSubPublisher, PushTokenVerifier, parse_push_envelope
 from groundwork_app.db.schema import outbox
 from groundwork_app.db.worker import JobStore
-from groundwork_app.relay.outbox import OutboxRelay
+from groundwork_app.relay.outbox import BatchResult, OutboxRelay
 from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.pubsub_push import PUSH_PATH, create_push_app
 from groundwork_app.worker.runner import build_handler
@@ -88,22 +88,31 @@ def pubsub_service(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakePublisherSer
     service.server.stop(None)
 
 
-async def test_relay_publishes_outbox_rows_to_the_topic(
-    settings: Settings, engine: AsyncEngine, pubsub_service: FakePublisherService
-) -> None:
-    ps = make_settings(
+def _pubsub_settings(settings: Settings) -> Settings:
+    return make_settings(
         queue_name=settings.queue_name,
         queue_backend=QueueBackend.PUBSUB,
         pubsub_project_id="test-project",
     )
-    job_id, message_id = await insert_job(engine, ps, "hello pubsub", request_id="req-ps-1")
+
+
+async def _publish_batch(ps: Settings) -> BatchResult:
+    """One relay pass over the outbox into Pub/Sub (the fake service's emulator host)."""
     publisher = PubSubPublisher(ps)
     relay = OutboxRelay(publisher, ps)
     try:
-        result = await relay.publish_batch()
+        return await relay.publish_batch()
     finally:
         await relay.close()
         await publisher.close()
+
+
+async def test_relay_publishes_outbox_rows_to_the_topic(
+    settings: Settings, engine: AsyncEngine, pubsub_service: FakePublisherService
+) -> None:
+    ps = _pubsub_settings(settings)
+    job_id, message_id = await insert_job(engine, ps, "hello pubsub", request_id="req-ps-1")
+    result = await _publish_batch(ps)
     assert (result.published, result.failed) == (1, 0)
     [(topic, message)] = pubsub_service.received
     assert topic == f"projects/test-project/topics/{settings.queue_name}"
@@ -124,19 +133,9 @@ async def test_refused_publish_leaves_the_row_unsent(
     settings: Settings, engine: AsyncEngine, pubsub_service: FakePublisherService
 ) -> None:
     pubsub_service.deny = True
-    ps = make_settings(
-        queue_name=settings.queue_name,
-        queue_backend=QueueBackend.PUBSUB,
-        pubsub_project_id="test-project",
-    )
+    ps = _pubsub_settings(settings)
     await insert_job(engine, ps)
-    publisher = PubSubPublisher(ps)
-    relay = OutboxRelay(publisher, ps)
-    try:
-        result = await relay.publish_batch()
-    finally:
-        await relay.close()
-        await publisher.close()
+    result = await _publish_batch(ps)
     assert (result.published, result.failed) == (0, 1)
     async with engine.connect() as conn:
         row = (await conn.execute(sa.select(outbox))).one()

@@ -52,7 +52,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devenv.servers import free_port
 
-from .conftest import insert_job, job_row, ledger_count, make_settings, wait_for, wait_job_status
+from .conftest import (
+    insert_job,
+    job_row,
+    kill_while_processing,
+    ledger_count,
+    make_settings,
+    wait_for,
+    wait_job_status,
+)
 
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -597,16 +605,7 @@ async def test_sigkill_mid_job_redelivers_after_the_lease_and_completes_exactly_
         )
 
     first = start("2500")
-    try:
-        try:
-            await wait_job_status(engine, job_id, "processing", timeout=60)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; worker log:\n{log.read_text()[-3000:]}") from None
-        first.send_signal(signal.SIGKILL)
-        first.wait(10)
-    finally:
-        if first.poll() is None:
-            first.kill()
+    await kill_while_processing(first, engine, job_id, log)
     killed_at = time.monotonic()
     assert await ledger_count(engine, job_id) == 0
 

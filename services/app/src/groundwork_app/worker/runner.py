@@ -67,10 +67,9 @@ async def run_worker(settings: Settings) -> None:
     try:
         if settings.queue_backend is QueueBackend.PUBSUB:
             await _serve_push(settings, handler, recorder)
-        elif settings.queue_backend is QueueBackend.SQS:
-            await _consume_sqs(settings, handler, recorder, heartbeat, stop)
         else:
-            await _consume_rabbitmq(settings, handler, recorder, heartbeat, stop)
+            consumer, backend = _pull_consumer(settings, handler, recorder)
+            await _run_pull_consumer(settings, consumer, backend, heartbeat, stop)
     finally:
         stop_metrics()
         stop.set()
@@ -82,30 +81,18 @@ async def run_worker(settings: Settings) -> None:
         log.info("worker stopped")
 
 
-async def _consume_rabbitmq(
-    settings: Settings,
-    handler: JobHandler,
-    recorder: DeadLetterRecorder,
-    heartbeat: Heartbeat,
-    stop: asyncio.Event,
-) -> None:
+def _pull_consumer(
+    settings: Settings, handler: JobHandler, recorder: DeadLetterRecorder
+) -> tuple[RabbitConsumer | SqsConsumer, str]:
+    """The pulling consumer of the queue backend and its name, imported here so that a
+    worker loads only its own backend's client library."""
+    if settings.queue_backend is QueueBackend.SQS:
+        from groundwork_app.worker.sqs_consumer import SqsConsumer
+
+        return SqsConsumer(settings, handler.handle, on_dead_letter=recorder.record), "sqs"
     from groundwork_app.worker.consumer import RabbitConsumer
 
-    consumer = RabbitConsumer(settings, handler.handle, recorder.record)
-    await _run_pull_consumer(settings, consumer, "rabbitmq", heartbeat, stop)
-
-
-async def _consume_sqs(
-    settings: Settings,
-    handler: JobHandler,
-    recorder: DeadLetterRecorder,
-    heartbeat: Heartbeat,
-    stop: asyncio.Event,
-) -> None:
-    from groundwork_app.worker.sqs_consumer import SqsConsumer
-
-    consumer = SqsConsumer(settings, handler.handle, on_dead_letter=recorder.record)
-    await _run_pull_consumer(settings, consumer, "sqs", heartbeat, stop)
+    return RabbitConsumer(settings, handler.handle, recorder.record), "rabbitmq"
 
 
 async def _run_pull_consumer(
