@@ -8,12 +8,22 @@ one table), so a user never sees a component's field name.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Final, Generic, TypeVar
 
 import pulumi
 
 ArgsT = TypeVar("ArgsT")
+
+FROM_RESOURCE: Final = "<set from another resource's output>"
+"""Placeholder for an ``Args`` field that another resource's output fills in.
+
+The stacks build every ``Args`` a config value reaches before any resource exists (so a
+bad value stops the program before anything is registered) and ``dataclasses.replace``
+the outputs in once the resources exist; ``require_resolved`` makes a component refuse
+an ``Args`` whose placeholder was never replaced.
+"""
 
 
 class ArgError(ValueError):
@@ -24,6 +34,15 @@ class ArgError(ValueError):
         self.field = field
         self.value = value
         self.allowed = allowed
+
+
+def require_resolved(args: Any) -> None:
+    """Refuse ``args`` (a dataclass) if a field still holds ``FROM_RESOURCE``."""
+    for field in dataclasses.fields(args):
+        if getattr(args, field.name) is FROM_RESOURCE:
+            raise ValueError(
+                f"{type(args).__name__}.{field.name} was never set from its resource's output"
+            )
 
 
 FARGATE_CPU_ARCHITECTURES = ("X86_64", "ARM64")
@@ -51,6 +70,20 @@ def vpc_block(cidr: str) -> ipaddress.IPv4Network:
     if not 16 <= network.prefixlen <= 20:
         raise ValueError("must be a block from /16 to /20")
     return network
+
+
+def renamed_from(old_type: str, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
+    """``opts`` plus an alias to the component's former type token.
+
+    The type token is part of the URN of the component and of every descendant; with
+    ``Alias(type_=<old token>)`` on the component alone the engine finds the component
+    under its old URN and derives each child's old URN from it (children inherit their
+    parent's alias, transitively), so nothing is replaced (tests/test_urn_aliases.py).
+    Physical names do not depend on the token.
+    """
+    return pulumi.ResourceOptions.merge(
+        opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(type_=old_type)])
+    )
 
 
 def moved_children(opts: pulumi.ResourceOptions | None) -> list[pulumi.Alias]:

@@ -10,7 +10,7 @@ from pulumi_policy import EnforcementLevel
 
 from policies.registry import (
     REQUIRED_TAGS,
-    Rule,
+    RuleList,
     Severity,
     Subject,
     Tier,
@@ -91,11 +91,33 @@ PRIMITIVE_ROLES = (
 )
 DEFAULT_SECURITY_POLICY_PRIORITY = 2147483647
 
+RULES = RuleList()
+"""Every GCP resource rule: each check below carries its metadata on its decorator."""
+
+_PUBLIC_SERVICES_SCHEMA = {
+    "publicServices": {
+        "type": "array",
+        "items": {"type": "string"},
+        "description": "Regexes naming the Cloud Run services that may be public (the API).",
+    }
+}
+
 
 def _true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
+@RULES.register(
+    "gcp-any-resource-labeled",
+    "Every labelable GCP resource carries the environment, service, managed-by and "
+    "cost-center labels.",
+    tuple(LABEL_PATHS),
+    Severity.LOW,
+    "Pass labels=settings.tags (settings.user_labels for Cloud SQL, user_labels for "
+    "alert policies).",
+    control="Labeling (GCP resource labels best practices)",
+    config_schema={"requiredLabels": {"type": "array", "items": {"type": "string"}}},
+)
 def _labeled(s: Subject) -> Iterator[str]:
     labels = get(s.props, LABEL_PATHS[s.type])
     missing = missing_labels(labels, s.config.get("requiredLabels", REQUIRED_TAGS))
@@ -109,6 +131,15 @@ def _labeled(s: Subject) -> Iterator[str]:
 # -- Cloud SQL ----------------------------------------------------------------------
 
 
+@RULES.register(
+    "gcp-sql-instance-no-public-ip",
+    "Cloud SQL instances have no public IP and authorize no internet range.",
+    (SQL_INSTANCE,),
+    Severity.CRITICAL,
+    "Set settings.ip_configuration.ipv4_enabled=False with private_network and connect "
+    "over private service access.",
+    control="CIS GCP 6.5 / 6.6",
+)
 def _sql_no_public_ip(s: Subject) -> Iterator[str]:
     ip = get(s.props, "settings.ipConfiguration") or {}
     if ip.get("ipv4Enabled") is not False:
@@ -118,12 +149,28 @@ def _sql_no_public_ip(s: Subject) -> Iterator[str]:
             yield f"Cloud SQL instance {s.name} authorizes {network.get('value')}."
 
 
+@RULES.register(
+    "gcp-sql-instance-ssl-required",
+    "Cloud SQL instances only accept TLS connections.",
+    (SQL_INSTANCE,),
+    Severity.CRITICAL,
+    "Set settings.ip_configuration.ssl_mode='ENCRYPTED_ONLY'.",
+    control="CIS GCP 6.4",
+)
 def _sql_ssl(s: Subject) -> Iterator[str]:
     mode = get(s.props, "settings.ipConfiguration.sslMode")
     if mode not in ("ENCRYPTED_ONLY", "TRUSTED_CLIENT_CERTIFICATE_REQUIRED"):
         yield f"Cloud SQL instance {s.name} accepts unencrypted connections (sslMode {mode})."
 
 
+@RULES.register(
+    "gcp-sql-instance-backups",
+    "Cloud SQL instances take automated backups with point-in-time recovery.",
+    (SQL_INSTANCE,),
+    Severity.HIGH,
+    "Set settings.backup_configuration enabled=True, point_in_time_recovery_enabled=True.",
+    control="CIS GCP 6.7",
+)
 def _sql_backups(s: Subject) -> Iterator[str]:
     backup = get(s.props, "settings.backupConfiguration") or {}
     if not _true(backup.get("enabled")):
@@ -132,48 +179,28 @@ def _sql_backups(s: Subject) -> Iterator[str]:
         yield f"Cloud SQL instance {s.name} cannot restore to a point in time."
 
 
-# Where each data store names its Cloud KMS key (CMEK), by type.
-CMEK_PATHS: dict[str, str] = {
-    SQL_INSTANCE: "encryptionKeyName",
-    REDIS_INSTANCE: "customerManagedKey",
-    PUBSUB_TOPIC: "kmsKeyName",
-    REGISTRY: "kmsKeyName",
-}
-CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
-MAX_KEY_ROTATION_SECONDS = 90 * 86400
-
-
-def _secret_cmek_missing(props: Mapping[str, Any]) -> bool:
-    replication = props.get("replication") or {}
-    auto = replication.get("auto")
-    if auto is not None:
-        return not get(auto, "customerManagedEncryption.kmsKeyName")
-    replicas = get(replication, "userManaged.replicas") or []
-    return not replicas or any(not get(r, "customerManagedEncryption.kmsKeyName") for r in replicas)
-
-
-def _cmek(s: Subject) -> Iterator[str]:
-    if not s.config.get("requireCmek", False):
-        return
-    if s.type == SECRET:
-        if _secret_cmek_missing(s.props):
-            yield f"Secret {s.name} is not encrypted with a customer-managed key in every replica."
-    elif not s.props.get(CMEK_PATHS[s.type]):
-        yield f"{s.type.rsplit(':', 1)[-1]} {s.name} uses Google-managed encryption, not CMEK."
-
-
-def _key_rotated(s: Subject) -> Iterator[str]:
-    period = str(s.props.get("rotationPeriod") or "")
-    seconds = period.removesuffix("s").split(".")[0]
-    if not seconds.isdigit() or int(seconds) > MAX_KEY_ROTATION_SECONDS:
-        yield f"Crypto key {s.name} rotates {'never' if not period else 'every ' + period}."
-
-
+@RULES.register(
+    "gcp-sql-instance-regional",
+    "Production Cloud SQL instances are regional (automatic failover).",
+    (SQL_INSTANCE,),
+    Severity.HIGH,
+    "Set settings.availability_type='REGIONAL'.",
+    relax_in_staging=True,
+)
 def _sql_regional(s: Subject) -> Iterator[str]:
     if get(s.props, "settings.availabilityType") != "REGIONAL":
         yield f"Cloud SQL instance {s.name} is zonal."
 
 
+@RULES.register(
+    "gcp-sql-instance-deletion-protection",
+    "Production Cloud SQL instances cannot be deleted by accident.",
+    (SQL_INSTANCE,),
+    Severity.MEDIUM,
+    "Leave deletion_protection at its default (true) and set "
+    "settings.deletion_protection_enabled=True.",
+    relax_in_staging=True,
+)
 def _sql_deletion_protection(s: Subject) -> Iterator[str]:
     if s.props.get("deletionProtection") is False:
         yield f"Cloud SQL instance {s.name} sets deletionProtection=false."
@@ -182,22 +209,51 @@ def _sql_deletion_protection(s: Subject) -> Iterator[str]:
 # -- Memorystore --------------------------------------------------------------------
 
 
+@RULES.register(
+    "gcp-redis-instance-tls",
+    "Memorystore instances require TLS.",
+    (REDIS_INSTANCE,),
+    Severity.CRITICAL,
+    "Set transit_encryption_mode='SERVER_AUTHENTICATION'.",
+)
 def _redis_tls(s: Subject) -> Iterator[str]:
     if s.props.get("transitEncryptionMode") != "SERVER_AUTHENTICATION":
         yield f"Memorystore instance {s.name} accepts plain-text connections."
 
 
+@RULES.register(
+    "gcp-redis-instance-auth",
+    "Memorystore instances require AUTH.",
+    (REDIS_INSTANCE,),
+    Severity.HIGH,
+    "Set auth_enabled=True and inject the auth string as a secret.",
+)
 def _redis_auth(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("authEnabled")):
         yield f"Memorystore instance {s.name} has AUTH off."
 
 
+@RULES.register(
+    "gcp-redis-instance-private-network",
+    "Memorystore instances live on the stack's own VPC, not the default network.",
+    (REDIS_INSTANCE,),
+    Severity.HIGH,
+    "Set authorized_network to the stack network and connect_mode 'PRIVATE_SERVICE_ACCESS'.",
+)
 def _redis_private(s: Subject) -> Iterator[str]:
     network = str(s.props.get("authorizedNetwork") or "")
     if not network or network == "default" or network.endswith("/networks/default"):
         yield f"Memorystore instance {s.name} is attached to the default network."
 
 
+@RULES.register(
+    "gcp-redis-instance-standard-ha",
+    "Production Memorystore instances are STANDARD_HA.",
+    (REDIS_INSTANCE,),
+    Severity.HIGH,
+    "Set tier='STANDARD_HA'.",
+    relax_in_staging=True,
+)
 def _redis_ha(s: Subject) -> Iterator[str]:
     if s.props.get("tier") != "STANDARD_HA":
         yield f"Memorystore instance {s.name} is tier {s.props.get('tier') or 'BASIC'}."
@@ -215,6 +271,15 @@ def is_public_service(name: str, patterns: Iterable[str] | None = None) -> bool:
     return any(re.search(p, name) for p in (patterns or DEFAULT_PUBLIC_SERVICES))
 
 
+@RULES.register(
+    "gcp-cloudrunv2-service-ingress-restricted",
+    "Only the public API accepts internet traffic; other services take internal traffic only.",
+    (RUN_SERVICE,),
+    Severity.HIGH,
+    "Set ingress='INGRESS_TRAFFIC_INTERNAL_ONLY' (or INTERNAL_LOAD_BALANCER behind the "
+    "edge load balancer).",
+    config_schema=_PUBLIC_SERVICES_SCHEMA,
+)
 def _ingress_restricted(s: Subject) -> Iterator[str]:
     name = _service_name(s)
     ingress = s.props.get("ingress") or "INGRESS_TRAFFIC_ALL"
@@ -234,6 +299,15 @@ def _members(s: Subject) -> list[str]:
     return [str(m) for m in found]
 
 
+@RULES.register(
+    "gcp-cloudrunv2-service-no-public-invoker",
+    "allUsers/allAuthenticatedUsers may invoke only the public API service; never a job.",
+    (*RUN_SERVICE_IAM, *RUN_JOB_IAM),
+    Severity.CRITICAL,
+    "Grant roles/run.invoker to the calling service account (e.g. the Pub/Sub push "
+    "identity) instead of allUsers.",
+    config_schema=_PUBLIC_SERVICES_SCHEMA,
+)
 def _no_public_invoker(s: Subject) -> Iterator[str]:
     public = [m for m in _members(s) if m in PUBLIC_MEMBERS]
     if not public:
@@ -251,6 +325,22 @@ def _run_template(s: Subject) -> Mapping[str, Any]:
     return template if isinstance(template, Mapping) else {}
 
 
+@RULES.register(
+    "gcp-cloudrunv2-job-dedicated-sa",
+    "Cloud Run jobs run as a dedicated service account, not the default compute one.",
+    (RUN_JOB,),
+    Severity.HIGH,
+    "Set template.template.service_account to the workload's service account.",
+    control="CIS GCP 4.1 (analogue)",
+)
+@RULES.register(
+    "gcp-cloudrunv2-service-dedicated-sa",
+    "Cloud Run services run as a dedicated service account, not the default compute one.",
+    (RUN_SERVICE,),
+    Severity.HIGH,
+    "Create a serviceaccount.Account per workload and set template.service_account.",
+    control="CIS GCP 4.1 (analogue)",
+)
 def _dedicated_sa(s: Subject) -> Iterator[str]:
     account = str(_run_template(s).get("serviceAccount") or "")
     if not account:
@@ -259,6 +349,20 @@ def _dedicated_sa(s: Subject) -> Iterator[str]:
         yield f"{s.name} runs as the default compute service account {account}."
 
 
+@RULES.register(
+    "gcp-cloudrunv2-job-no-plaintext-secrets",
+    "Credentials reach Cloud Run jobs from Secret Manager, never plain env values.",
+    (RUN_JOB,),
+    Severity.CRITICAL,
+    "Use envs[].value_source.secret_key_ref with a Secret Manager secret.",
+)
+@RULES.register(
+    "gcp-cloudrunv2-service-no-plaintext-secrets",
+    "Credentials reach Cloud Run services from Secret Manager, never plain env values.",
+    (RUN_SERVICE,),
+    Severity.CRITICAL,
+    "Use envs[].value_source.secret_key_ref with a Secret Manager secret.",
+)
 def _run_no_plaintext_secrets(s: Subject) -> Iterator[str]:
     for container in as_list(_run_template(s).get("containers")):
         if not isinstance(container, Mapping):
@@ -271,6 +375,15 @@ def _run_no_plaintext_secrets(s: Subject) -> Iterator[str]:
         yield from plaintext_secret_problems(env, f"{s.name}/{container.get('name') or 'app'}")
 
 
+@RULES.register(
+    "gcp-cloudscheduler-job-oidc-to-run",
+    "Cloud Scheduler HTTP jobs authenticate with an OIDC token whose audience is the "
+    "Cloud Run service URL.",
+    (SCHEDULER_JOB,),
+    Severity.HIGH,
+    "Set http_target.oidc_token with the job's own service account (run.invoker on the "
+    "target only) and audience=<service URL>.",
+)
 def _scheduler_http_oidc(s: Subject) -> Iterator[str]:
     """A Cloud Scheduler HTTP call to Cloud Run carries an OIDC token Cloud Run accepts.
 
@@ -303,6 +416,15 @@ def _scheduler_http_oidc(s: Subject) -> Iterator[str]:
 # -- networking ---------------------------------------------------------------------
 
 
+@RULES.register(
+    "gcp-compute-firewall-no-public-ingress",
+    "No firewall allows ingress from 0.0.0.0/0 except tcp 80/443.",
+    (FIREWALL,),
+    Severity.CRITICAL,
+    "Restrict source_ranges to the load balancer / IAP ranges or use target tags.",
+    control="CIS GCP 3.6 / 3.7",
+    config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}},
+)
 def _firewall_no_public_ingress(s: Subject) -> Iterator[str]:
     if (s.props.get("direction") or "INGRESS") != "INGRESS" or s.props.get("denies"):
         return
@@ -319,26 +441,63 @@ def _firewall_no_public_ingress(s: Subject) -> Iterator[str]:
             )
 
 
+@RULES.register(
+    "gcp-compute-firewall-described",
+    "Firewall rules say what they are for.",
+    (FIREWALL,),
+    Severity.LOW,
+    "Set description.",
+)
 def _firewall_described(s: Subject) -> Iterator[str]:
     if not s.props.get("description"):
         yield f"Firewall {s.name} has no description."
 
 
+@RULES.register(
+    "gcp-compute-network-custom-mode",
+    "VPC networks are custom-mode (no auto subnets in every region).",
+    (NETWORK,),
+    Severity.MEDIUM,
+    "Set auto_create_subnetworks=False.",
+    control="CIS GCP 3.1 (analogue)",
+)
 def _network_custom(s: Subject) -> Iterator[str]:
     if s.props.get("autoCreateSubnetworks") is not False:
         yield f"Network {s.name} auto-creates a subnet in every region."
 
 
+@RULES.register(
+    "gcp-compute-subnetwork-flow-logs",
+    "Subnetworks record VPC flow logs.",
+    (SUBNETWORK,),
+    Severity.MEDIUM,
+    "Set log_config (aggregation_interval, flow_sampling, metadata).",
+    control="CIS GCP 3.8",
+)
 def _subnet_flow_logs(s: Subject) -> Iterator[str]:
     if not s.props.get("logConfig"):
         yield f"Subnetwork {s.name} has VPC flow logs off."
 
 
+@RULES.register(
+    "gcp-compute-subnetwork-private-access",
+    "Subnetworks reach Google APIs privately.",
+    (SUBNETWORK,),
+    Severity.LOW,
+    "Set private_ip_google_access=True.",
+)
 def _subnet_private_access(s: Subject) -> Iterator[str]:
     if not _true(s.props.get("privateIpGoogleAccess")):
         yield f"Subnetwork {s.name} reaches Google APIs only through public IPs."
 
 
+@RULES.register(
+    "gcp-compute-securitypolicy-rules",
+    "Cloud Armor policies have rules beyond the default.",
+    (SECURITY_POLICY,),
+    Severity.MEDIUM,
+    "Add preconfigured WAF expressions and a rate-based ban rule.",
+)
 def _security_policy_rules(s: Subject) -> Iterator[str]:
     custom = [
         r
@@ -351,6 +510,13 @@ def _security_policy_rules(s: Subject) -> Iterator[str]:
         yield f"Cloud Armor policy {s.name} has only the default rule."
 
 
+@RULES.register(
+    "gcp-compute-backendservice-protected",
+    "External backend services have Cloud Armor and request logging.",
+    (BACKEND_SERVICE,),
+    Severity.MEDIUM,
+    "Set security_policy to the Cloud Armor policy and log_config={'enable': True}.",
+)
 def _backend_protected(s: Subject) -> Iterator[str]:
     scheme = s.props.get("loadBalancingScheme") or "EXTERNAL"
     if not str(scheme).startswith("EXTERNAL"):
@@ -361,6 +527,14 @@ def _backend_protected(s: Subject) -> Iterator[str]:
         yield f"External backend service {s.name} does not log requests."
 
 
+@RULES.register(
+    "gcp-compute-sslpolicy-modern",
+    "SSL policies require TLS 1.2+ and modern ciphers.",
+    (SSL_POLICY,),
+    Severity.HIGH,
+    "Set min_tls_version='TLS_1_2' and profile='MODERN'.",
+    control="CIS GCP 3.9",
+)
 def _ssl_policy_modern(s: Subject) -> Iterator[str]:
     if s.props.get("minTlsVersion") not in ("TLS_1_2", "TLS_1_3"):
         yield f"SSL policy {s.name} allows TLS below 1.2."
@@ -368,6 +542,14 @@ def _ssl_policy_modern(s: Subject) -> Iterator[str]:
         yield f"SSL policy {s.name} allows weak cipher suites (profile COMPATIBLE)."
 
 
+@RULES.register(
+    "gcp-compute-targethttpsproxy-ssl-policy",
+    "HTTPS proxies use an explicit SSL policy.",
+    (HTTPS_PROXY,),
+    Severity.HIGH,
+    "Set ssl_policy to a MODERN, TLS 1.2+ compute.SSLPolicy.",
+    control="CIS GCP 3.9",
+)
 def _https_proxy_ssl_policy(s: Subject) -> Iterator[str]:
     if not s.props.get("sslPolicy"):
         yield f"HTTPS proxy {s.name} uses the default SSL policy (TLS 1.0, weak ciphers)."
@@ -376,6 +558,13 @@ def _https_proxy_ssl_policy(s: Subject) -> Iterator[str]:
 # -- the rest ---------------------------------------------------------------------------
 
 
+@RULES.register(
+    "gcp-artifactregistry-repository-immutable-tags",
+    "Docker repositories have immutable tags.",
+    (REGISTRY,),
+    Severity.MEDIUM,
+    "Set docker_config={'immutable_tags': True} and deploy unique tags.",
+)
 def _registry_immutable(s: Subject) -> Iterator[str]:
     if (s.props.get("format") or "DOCKER") != "DOCKER":
         return
@@ -383,28 +572,131 @@ def _registry_immutable(s: Subject) -> Iterator[str]:
         yield f"Artifact Registry repository {s.name} lets tags be overwritten."
 
 
+@RULES.register(
+    "gcp-serviceaccount-account-described",
+    "Service accounts say which workload they belong to.",
+    (SERVICE_ACCOUNT,),
+    Severity.LOW,
+    "Set display_name and/or description.",
+)
 def _sa_described(s: Subject) -> Iterator[str]:
     if not (s.props.get("displayName") or s.props.get("description")):
         yield f"Service account {s.name} has no display name or description."
 
 
+@RULES.register(
+    "gcp-projects-iammember-no-primitive-roles",
+    "No owner/editor or service-account-impersonation roles at project level.",
+    (PROJECT_IAM_MEMBER,),
+    Severity.CRITICAL,
+    "Grant the narrow predefined role (cloudsql.client, secretmanager.secretAccessor "
+    "on the secret, ...) instead.",
+    control="CIS GCP 1.5 / 1.6",
+)
 def _project_iam(s: Subject) -> Iterator[str]:
     role = s.props.get("role")
     if role in PRIMITIVE_ROLES:
         yield f"{s.name} grants {role} on the whole project to {s.props.get('member')}."
 
 
+@RULES.register(
+    "gcp-iam-member-not-public",
+    "Secrets, topics, subscriptions, registries, service accounts and CMEK keys are never "
+    "granted "
+    "to allUsers/allAuthenticatedUsers.",
+    RESOURCE_IAM_MEMBERS,
+    Severity.CRITICAL,
+    "Grant the role to the workload's service account only.",
+    control="CIS GCP 1.x (no public IAM)",
+)
 def _iam_not_public(s: Subject) -> Iterator[str]:
     public = [m for m in _members(s) if m in PUBLIC_MEMBERS]
     if public:
         yield f"{s.name} grants {s.props.get('role')} to {', '.join(public)}."
 
 
+# -- Cloud KMS ----------------------------------------------------------------------
+
+# Where each data store names its Cloud KMS key (CMEK), by type.
+CMEK_PATHS: dict[str, str] = {
+    SQL_INSTANCE: "encryptionKeyName",
+    REDIS_INSTANCE: "customerManagedKey",
+    PUBSUB_TOPIC: "kmsKeyName",
+    REGISTRY: "kmsKeyName",
+}
+
+
+CRYPTO_KEY = "gcp:kms/cryptoKey:CryptoKey"
+MAX_KEY_ROTATION_SECONDS = 90 * 86400
+
+
+def _secret_cmek_missing(props: Mapping[str, Any]) -> bool:
+    replication = props.get("replication") or {}
+    auto = replication.get("auto")
+    if auto is not None:
+        return not get(auto, "customerManagedEncryption.kmsKeyName")
+    replicas = get(replication, "userManaged.replicas") or []
+    return not replicas or any(not get(r, "customerManagedEncryption.kmsKeyName") for r in replicas)
+
+
+@RULES.register(
+    "gcp-kms-datastore-cmek",
+    "Data stores (Cloud SQL, Memorystore, Pub/Sub topics, Artifact Registry, secrets) "
+    "encrypt with customer-managed Cloud KMS keys where the environment requires CMEK.",
+    (SQL_INSTANCE, REDIS_INSTANCE, PUBSUB_TOPIC, REGISTRY, SECRET),
+    Severity.MEDIUM,
+    "Set groundwork:cmek=true on a new stack (the stores cannot switch in place, "
+    "docs/deploy-gcp.md); a stack deliberately without CMEK sets requireCmek=false.",
+    control="CIS GCP 6.x / org policy constraints/gcp.restrictNonCmekServices",
+    relax_in_staging=True,
+    config_schema={"requireCmek": {"type": "boolean"}},
+    defaults={Tier.STAGING: {"requireCmek": False}, Tier.PRODUCTION: {"requireCmek": True}},
+)
+def _cmek(s: Subject) -> Iterator[str]:
+    if not s.config.get("requireCmek", False):
+        return
+    if s.type == SECRET:
+        if _secret_cmek_missing(s.props):
+            yield f"Secret {s.name} is not encrypted with a customer-managed key in every replica."
+    elif not s.props.get(CMEK_PATHS[s.type]):
+        yield f"{s.type.rsplit(':', 1)[-1]} {s.name} uses Google-managed encryption, not CMEK."
+
+
+@RULES.register(
+    "gcp-kms-cryptokey-rotated",
+    "Cloud KMS keys rotate at least every 90 days.",
+    (CRYPTO_KEY,),
+    Severity.MEDIUM,
+    "Set rotation_period='7776000s' (or shorter).",
+    control="CIS GCP 1.10",
+)
+def _key_rotated(s: Subject) -> Iterator[str]:
+    period = str(s.props.get("rotationPeriod") or "")
+    seconds = period.removesuffix("s").split(".")[0]
+    if not seconds.isdigit() or int(seconds) > MAX_KEY_ROTATION_SECONDS:
+        yield f"Crypto key {s.name} rotates {'never' if not period else 'every ' + period}."
+
+
+@RULES.register(
+    "gcp-monitoring-alertpolicy-notifications",
+    "Alert policies notify someone.",
+    (ALERT_POLICY,),
+    Severity.MEDIUM,
+    "Set notification_channels (groundwork:alarmEmail creates an email channel).",
+    enforcement=EnforcementLevel.ADVISORY,
+)
 def _alert_notifies(s: Subject) -> Iterator[str]:
     if s.props.get("enabled") is False or not as_list(s.props.get("notificationChannels")):
         yield f"Alert policy {s.name} notifies nobody (no notificationChannels)."
 
 
+@RULES.register(
+    "gcp-pubsub-subscription-push-auth",
+    "Push subscriptions authenticate to an HTTPS endpoint with an OIDC token.",
+    (PUBSUB_SUBSCRIPTION,),
+    Severity.CRITICAL,
+    "Set push_config.oidc_token.service_account_email (and audience) and an https push_endpoint.",
+)
 def _push_authenticated(s: Subject) -> Iterator[str]:
     push = s.props.get("pushConfig")
     if not isinstance(push, Mapping) or not push:
@@ -422,6 +714,13 @@ SLO_SERVICE = "gcp:monitoring/customService:CustomService"
 MIN_LOG_RETENTION_DAYS = 30
 
 
+@RULES.register(
+    "gcp-logging-bucket-retention",
+    "Log buckets keep logs at least 30 days, in the stack's region.",
+    (LOG_BUCKET,),
+    Severity.MEDIUM,
+    "Set retention_days >= 30 (groundwork:logRetentionDays) and location=region.",
+)
 def _log_bucket_retention(s: Subject) -> Iterator[str]:
     days = s.props.get("retentionDays")
     if not isinstance(days, int | float) or days < MIN_LOG_RETENTION_DAYS:
@@ -430,6 +729,13 @@ def _log_bucket_retention(s: Subject) -> Iterator[str]:
         yield f"Log bucket {s.name} is not pinned to a region."
 
 
+@RULES.register(
+    "gcp-logging-sink-scoped",
+    "Log sinks are enabled and route a filtered set of logs.",
+    (LOG_SINK,),
+    Severity.LOW,
+    "Set a filter naming the resources to route and leave disabled unset.",
+)
 def _log_sink_scoped(s: Subject) -> Iterator[str]:
     if _true(s.props.get("disabled")):
         yield f"Log sink {s.name} is disabled."
@@ -437,6 +743,14 @@ def _log_sink_scoped(s: Subject) -> Iterator[str]:
         yield f"Log sink {s.name} routes every log of the project (no filter)."
 
 
+@RULES.register(
+    "gcp-monitoring-slo-goal",
+    "SLOs have an achievable goal and a compliance period.",
+    (SLO, SLO_SERVICE),
+    Severity.LOW,
+    "Set goal between 0.9 and 1 (exclusive) and rolling_period_days.",
+    enforcement=EnforcementLevel.ADVISORY,
+)
 def _slo_sane(s: Subject) -> Iterator[str]:
     if s.type == SLO_SERVICE:
         if not s.props.get("displayName"):
@@ -447,352 +761,3 @@ def _slo_sane(s: Subject) -> Iterator[str]:
         yield f"SLO {s.name} has goal {goal!r}; use 0.9 <= goal < 1 (100 % leaves no budget)."
     if not (s.props.get("rollingPeriodDays") or s.props.get("calendarPeriod")):
         yield f"SLO {s.name} has no compliance period."
-
-
-_PUBLIC_SERVICES_SCHEMA = {
-    "publicServices": {
-        "type": "array",
-        "items": {"type": "string"},
-        "description": "Regexes naming the Cloud Run services that may be public (the API).",
-    }
-}
-
-RULES: list[Rule] = [
-    Rule(
-        "gcp-any-resource-labeled",
-        "Every labelable GCP resource carries the environment, service, managed-by and "
-        "cost-center labels.",
-        tuple(LABEL_PATHS),
-        Severity.LOW,
-        "Pass labels=settings.tags (settings.user_labels for Cloud SQL, user_labels for "
-        "alert policies).",
-        control="Labeling (GCP resource labels best practices)",
-        check=_labeled,
-        config_schema={"requiredLabels": {"type": "array", "items": {"type": "string"}}},
-    ),
-    Rule(
-        "gcp-sql-instance-no-public-ip",
-        "Cloud SQL instances have no public IP and authorize no internet range.",
-        (SQL_INSTANCE,),
-        Severity.CRITICAL,
-        "Set settings.ip_configuration.ipv4_enabled=False with private_network and connect "
-        "over private service access.",
-        control="CIS GCP 6.5 / 6.6",
-        check=_sql_no_public_ip,
-    ),
-    Rule(
-        "gcp-sql-instance-ssl-required",
-        "Cloud SQL instances only accept TLS connections.",
-        (SQL_INSTANCE,),
-        Severity.CRITICAL,
-        "Set settings.ip_configuration.ssl_mode='ENCRYPTED_ONLY'.",
-        control="CIS GCP 6.4",
-        check=_sql_ssl,
-    ),
-    Rule(
-        "gcp-sql-instance-backups",
-        "Cloud SQL instances take automated backups with point-in-time recovery.",
-        (SQL_INSTANCE,),
-        Severity.HIGH,
-        "Set settings.backup_configuration enabled=True, point_in_time_recovery_enabled=True.",
-        control="CIS GCP 6.7",
-        check=_sql_backups,
-    ),
-    Rule(
-        "gcp-sql-instance-regional",
-        "Production Cloud SQL instances are regional (automatic failover).",
-        (SQL_INSTANCE,),
-        Severity.HIGH,
-        "Set settings.availability_type='REGIONAL'.",
-        check=_sql_regional,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "gcp-sql-instance-deletion-protection",
-        "Production Cloud SQL instances cannot be deleted by accident.",
-        (SQL_INSTANCE,),
-        Severity.MEDIUM,
-        "Leave deletion_protection at its default (true) and set "
-        "settings.deletion_protection_enabled=True.",
-        check=_sql_deletion_protection,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "gcp-redis-instance-tls",
-        "Memorystore instances require TLS.",
-        (REDIS_INSTANCE,),
-        Severity.CRITICAL,
-        "Set transit_encryption_mode='SERVER_AUTHENTICATION'.",
-        check=_redis_tls,
-    ),
-    Rule(
-        "gcp-redis-instance-auth",
-        "Memorystore instances require AUTH.",
-        (REDIS_INSTANCE,),
-        Severity.HIGH,
-        "Set auth_enabled=True and inject the auth string as a secret.",
-        check=_redis_auth,
-    ),
-    Rule(
-        "gcp-redis-instance-private-network",
-        "Memorystore instances live on the stack's own VPC, not the default network.",
-        (REDIS_INSTANCE,),
-        Severity.HIGH,
-        "Set authorized_network to the stack network and connect_mode 'PRIVATE_SERVICE_ACCESS'.",
-        check=_redis_private,
-    ),
-    Rule(
-        "gcp-redis-instance-standard-ha",
-        "Production Memorystore instances are STANDARD_HA.",
-        (REDIS_INSTANCE,),
-        Severity.HIGH,
-        "Set tier='STANDARD_HA'.",
-        check=_redis_ha,
-        relax_in_staging=True,
-    ),
-    Rule(
-        "gcp-cloudrunv2-service-ingress-restricted",
-        "Only the public API accepts internet traffic; other services take internal traffic only.",
-        (RUN_SERVICE,),
-        Severity.HIGH,
-        "Set ingress='INGRESS_TRAFFIC_INTERNAL_ONLY' (or INTERNAL_LOAD_BALANCER behind the "
-        "edge load balancer).",
-        check=_ingress_restricted,
-        config_schema=_PUBLIC_SERVICES_SCHEMA,
-    ),
-    Rule(
-        "gcp-cloudrunv2-service-no-public-invoker",
-        "allUsers/allAuthenticatedUsers may invoke only the public API service; never a job.",
-        (*RUN_SERVICE_IAM, *RUN_JOB_IAM),
-        Severity.CRITICAL,
-        "Grant roles/run.invoker to the calling service account (e.g. the Pub/Sub push "
-        "identity) instead of allUsers.",
-        check=_no_public_invoker,
-        config_schema=_PUBLIC_SERVICES_SCHEMA,
-    ),
-    Rule(
-        "gcp-cloudrunv2-service-dedicated-sa",
-        "Cloud Run services run as a dedicated service account, not the default compute one.",
-        (RUN_SERVICE,),
-        Severity.HIGH,
-        "Create a serviceaccount.Account per workload and set template.service_account.",
-        control="CIS GCP 4.1 (analogue)",
-        check=_dedicated_sa,
-    ),
-    Rule(
-        "gcp-cloudrunv2-job-dedicated-sa",
-        "Cloud Run jobs run as a dedicated service account, not the default compute one.",
-        (RUN_JOB,),
-        Severity.HIGH,
-        "Set template.template.service_account to the workload's service account.",
-        control="CIS GCP 4.1 (analogue)",
-        check=_dedicated_sa,
-    ),
-    Rule(
-        "gcp-cloudrunv2-service-no-plaintext-secrets",
-        "Credentials reach Cloud Run services from Secret Manager, never plain env values.",
-        (RUN_SERVICE,),
-        Severity.CRITICAL,
-        "Use envs[].value_source.secret_key_ref with a Secret Manager secret.",
-        check=_run_no_plaintext_secrets,
-    ),
-    Rule(
-        "gcp-cloudrunv2-job-no-plaintext-secrets",
-        "Credentials reach Cloud Run jobs from Secret Manager, never plain env values.",
-        (RUN_JOB,),
-        Severity.CRITICAL,
-        "Use envs[].value_source.secret_key_ref with a Secret Manager secret.",
-        check=_run_no_plaintext_secrets,
-    ),
-    Rule(
-        "gcp-cloudscheduler-job-oidc-to-run",
-        "Cloud Scheduler HTTP jobs authenticate with an OIDC token whose audience is the "
-        "Cloud Run service URL.",
-        (SCHEDULER_JOB,),
-        Severity.HIGH,
-        "Set http_target.oidc_token with the job's own service account (run.invoker on the "
-        "target only) and audience=<service URL>.",
-        check=_scheduler_http_oidc,
-    ),
-    Rule(
-        "gcp-compute-firewall-no-public-ingress",
-        "No firewall allows ingress from 0.0.0.0/0 except tcp 80/443.",
-        (FIREWALL,),
-        Severity.CRITICAL,
-        "Restrict source_ranges to the load balancer / IAP ranges or use target tags.",
-        control="CIS GCP 3.6 / 3.7",
-        check=_firewall_no_public_ingress,
-        config_schema={"publicPorts": {"type": "array", "items": {"type": "number"}}},
-    ),
-    Rule(
-        "gcp-compute-firewall-described",
-        "Firewall rules say what they are for.",
-        (FIREWALL,),
-        Severity.LOW,
-        "Set description.",
-        check=_firewall_described,
-    ),
-    Rule(
-        "gcp-compute-network-custom-mode",
-        "VPC networks are custom-mode (no auto subnets in every region).",
-        (NETWORK,),
-        Severity.MEDIUM,
-        "Set auto_create_subnetworks=False.",
-        control="CIS GCP 3.1 (analogue)",
-        check=_network_custom,
-    ),
-    Rule(
-        "gcp-compute-subnetwork-flow-logs",
-        "Subnetworks record VPC flow logs.",
-        (SUBNETWORK,),
-        Severity.MEDIUM,
-        "Set log_config (aggregation_interval, flow_sampling, metadata).",
-        control="CIS GCP 3.8",
-        check=_subnet_flow_logs,
-    ),
-    Rule(
-        "gcp-compute-subnetwork-private-access",
-        "Subnetworks reach Google APIs privately.",
-        (SUBNETWORK,),
-        Severity.LOW,
-        "Set private_ip_google_access=True.",
-        check=_subnet_private_access,
-    ),
-    Rule(
-        "gcp-compute-securitypolicy-rules",
-        "Cloud Armor policies have rules beyond the default.",
-        (SECURITY_POLICY,),
-        Severity.MEDIUM,
-        "Add preconfigured WAF expressions and a rate-based ban rule.",
-        check=_security_policy_rules,
-    ),
-    Rule(
-        "gcp-compute-backendservice-protected",
-        "External backend services have Cloud Armor and request logging.",
-        (BACKEND_SERVICE,),
-        Severity.MEDIUM,
-        "Set security_policy to the Cloud Armor policy and log_config={'enable': True}.",
-        check=_backend_protected,
-    ),
-    Rule(
-        "gcp-compute-sslpolicy-modern",
-        "SSL policies require TLS 1.2+ and modern ciphers.",
-        (SSL_POLICY,),
-        Severity.HIGH,
-        "Set min_tls_version='TLS_1_2' and profile='MODERN'.",
-        control="CIS GCP 3.9",
-        check=_ssl_policy_modern,
-    ),
-    Rule(
-        "gcp-compute-targethttpsproxy-ssl-policy",
-        "HTTPS proxies use an explicit SSL policy.",
-        (HTTPS_PROXY,),
-        Severity.HIGH,
-        "Set ssl_policy to a MODERN, TLS 1.2+ compute.SSLPolicy.",
-        control="CIS GCP 3.9",
-        check=_https_proxy_ssl_policy,
-    ),
-    Rule(
-        "gcp-artifactregistry-repository-immutable-tags",
-        "Docker repositories have immutable tags.",
-        (REGISTRY,),
-        Severity.MEDIUM,
-        "Set docker_config={'immutable_tags': True} and deploy unique tags.",
-        check=_registry_immutable,
-    ),
-    Rule(
-        "gcp-serviceaccount-account-described",
-        "Service accounts say which workload they belong to.",
-        (SERVICE_ACCOUNT,),
-        Severity.LOW,
-        "Set display_name and/or description.",
-        check=_sa_described,
-    ),
-    Rule(
-        "gcp-projects-iammember-no-primitive-roles",
-        "No owner/editor or service-account-impersonation roles at project level.",
-        (PROJECT_IAM_MEMBER,),
-        Severity.CRITICAL,
-        "Grant the narrow predefined role (cloudsql.client, secretmanager.secretAccessor "
-        "on the secret, ...) instead.",
-        control="CIS GCP 1.5 / 1.6",
-        check=_project_iam,
-    ),
-    Rule(
-        "gcp-iam-member-not-public",
-        "Secrets, topics, subscriptions, registries, service accounts and CMEK keys are never "
-        "granted "
-        "to allUsers/allAuthenticatedUsers.",
-        RESOURCE_IAM_MEMBERS,
-        Severity.CRITICAL,
-        "Grant the role to the workload's service account only.",
-        control="CIS GCP 1.x (no public IAM)",
-        check=_iam_not_public,
-    ),
-    Rule(
-        "gcp-kms-datastore-cmek",
-        "Data stores (Cloud SQL, Memorystore, Pub/Sub topics, Artifact Registry, secrets) "
-        "encrypt with customer-managed Cloud KMS keys where the environment requires CMEK.",
-        (SQL_INSTANCE, REDIS_INSTANCE, PUBSUB_TOPIC, REGISTRY, SECRET),
-        Severity.MEDIUM,
-        "Set groundwork:cmek=true on a new stack (the stores cannot switch in place, "
-        "docs/deploy-gcp.md); a stack deliberately without CMEK sets requireCmek=false.",
-        control="CIS GCP 6.x / org policy constraints/gcp.restrictNonCmekServices",
-        check=_cmek,
-        relax_in_staging=True,
-        config_schema={"requireCmek": {"type": "boolean"}},
-        defaults={Tier.STAGING: {"requireCmek": False}, Tier.PRODUCTION: {"requireCmek": True}},
-    ),
-    Rule(
-        "gcp-kms-cryptokey-rotated",
-        "Cloud KMS keys rotate at least every 90 days.",
-        (CRYPTO_KEY,),
-        Severity.MEDIUM,
-        "Set rotation_period='7776000s' (or shorter).",
-        control="CIS GCP 1.10",
-        check=_key_rotated,
-    ),
-    Rule(
-        "gcp-monitoring-alertpolicy-notifications",
-        "Alert policies notify someone.",
-        (ALERT_POLICY,),
-        Severity.MEDIUM,
-        "Set notification_channels (groundwork:alarmEmail creates an email channel).",
-        check=_alert_notifies,
-        enforcement=EnforcementLevel.ADVISORY,
-    ),
-    Rule(
-        "gcp-pubsub-subscription-push-auth",
-        "Push subscriptions authenticate to an HTTPS endpoint with an OIDC token.",
-        (PUBSUB_SUBSCRIPTION,),
-        Severity.CRITICAL,
-        "Set push_config.oidc_token.service_account_email (and audience) and an https "
-        "push_endpoint.",
-        check=_push_authenticated,
-    ),
-    Rule(
-        "gcp-logging-bucket-retention",
-        "Log buckets keep logs at least 30 days, in the stack's region.",
-        (LOG_BUCKET,),
-        Severity.MEDIUM,
-        "Set retention_days >= 30 (groundwork:logRetentionDays) and location=region.",
-        check=_log_bucket_retention,
-    ),
-    Rule(
-        "gcp-logging-sink-scoped",
-        "Log sinks are enabled and route a filtered set of logs.",
-        (LOG_SINK,),
-        Severity.LOW,
-        "Set a filter naming the resources to route and leave disabled unset.",
-        check=_log_sink_scoped,
-    ),
-    Rule(
-        "gcp-monitoring-slo-goal",
-        "SLOs have an achievable goal and a compliance period.",
-        (SLO, SLO_SERVICE),
-        Severity.LOW,
-        "Set goal between 0.9 and 1 (exclusive) and rolling_period_days.",
-        check=_slo_sane,
-        enforcement=EnforcementLevel.ADVISORY,
-    ),
-]

@@ -16,10 +16,6 @@ import pulumi_aws as aws
 from components.aws import (
     Alarms,
     AlarmsArgs,
-    AppSecrets,
-    AppSecretsArgs,
-    Broker,
-    BrokerArgs,
     Cache,
     CacheArgs,
     ContainerService,
@@ -27,6 +23,8 @@ from components.aws import (
     Database,
     DatabaseArgs,
     DeploymentMode,
+    Edge,
+    EdgeArgs,
     EncryptionKey,
     EncryptionKeyArgs,
     ImageSource,
@@ -34,15 +32,17 @@ from components.aws import (
     Network,
     NetworkArgs,
     ProcessSize,
-    PublicLoadBalancer,
-    PublicLoadBalancerArgs,
+    RabbitMqJobQueue,
+    RabbitMqJobQueueArgs,
+    SecretStore,
+    SecretStoreArgs,
     ServiceFirewall,
     ServiceFirewallArgs,
 )
 from components.aws.alarms import deployment_alarm_names
 from components.aws.container_service import DeploymentStrategy, PrebuiltImage
 from components.aws.database import app_connect_statement
-from components.aws.job_queue_sqs import JobQueue, JobQueueArgs
+from components.aws.job_queue_sqs import SqsJobQueue, SqsJobQueueArgs
 from components.aws.network import DEFAULT_INTERFACE_ENDPOINTS
 from components.aws.rotation import KeyRotation, KeyRotationArgs
 from components.image_ref import ImageReference
@@ -127,9 +127,9 @@ def build(settings: Settings) -> AwsOutputs:
     tasks = firewall.task_security_group_ids
     app_tasks = {p: tasks[p] for p in ("api", "worker", "relay")}
 
-    secrets = AppSecrets(
+    secrets = SecretStore(
         f"{prefix}-secrets",
-        AppSecretsArgs(
+        SecretStoreArgs(
             recovery_window_days=recovery_days, customer_managed_key=cmk, protect=protect
         ),
         opts=opts,
@@ -186,12 +186,12 @@ def build(settings: Settings) -> AwsOutputs:
         opts=opts,
     )
 
-    broker: Broker | None = None
-    queue: JobQueue | None = None
+    broker: RabbitMqJobQueue | None = None
+    queue: SqsJobQueue | None = None
     if settings.queue == "sqs":
-        queue = JobQueue(
+        queue = SqsJobQueue(
             f"{prefix}-queue",
-            JobQueueArgs(
+            SqsJobQueueArgs(
                 delivery_limit=DELIVERY_ATTEMPTS,
                 visibility_timeout_seconds=SQS_VISIBILITY_TIMEOUT_SECONDS,
                 protect=protect,
@@ -199,9 +199,9 @@ def build(settings: Settings) -> AwsOutputs:
             opts=opts,
         )
     else:
-        broker = Broker(
+        broker = RabbitMqJobQueue(
             f"{prefix}-mq",
-            BrokerArgs(
+            RabbitMqJobQueueArgs(
                 vpc_id=network.vpc_id,
                 subnet_ids=network.private_subnet_ids,
                 client_security_group_ids=app_tasks,
@@ -220,9 +220,9 @@ def build(settings: Settings) -> AwsOutputs:
             opts=opts,
         )
 
-    alb = PublicLoadBalancer(
+    alb = Edge(
         f"{prefix}-edge",
-        PublicLoadBalancerArgs(
+        EdgeArgs(
             vpc_id=network.vpc_id,
             subnet_ids=network.public_subnet_ids,
             security_group_id=firewall.alb_security_group_id,
@@ -465,9 +465,9 @@ def service_environment(
     settings: Settings,
     database: Database,
     cache: Cache,
-    broker: Broker | None,
+    broker: RabbitMqJobQueue | None,
     instance_ca: str,
-    queue: JobQueue | None = None,
+    queue: SqsJobQueue | None = None,
 ) -> dict[str, pulumi.Input[str]]:
     """Plain configuration of every process: exactly the contract's ``env`` names."""
     common: dict[str, pulumi.Input[str]] = {
@@ -773,8 +773,6 @@ def validate(settings: Settings) -> None:
             settings.broker_instance_type,
             "mq.m5.* or mq.m7g.* when brokerCluster=true (Amazon MQ clusters)",
         )
-    if settings.alarm_email is not None and "@" not in settings.alarm_email:
-        raise invalid_value("alarmEmail", settings.alarm_email, "an e-mail address")
 
 
 # Approximate RDS PostgreSQL max_connections (LEAST(DBInstanceClassMemory/9531392, 5000)).

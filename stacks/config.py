@@ -212,11 +212,15 @@ class Settings(BaseModel):
         pattern=r"^db-[a-z0-9-]+$",
         description="Cloud SQL machine tier (Enterprise edition)",
     )
-    gcp_redis_memory_gb: int = Field(alias="gcpRedisMemoryGb", ge=1, le=300)
+    # The Memorystore and Cloud Run rules on these (1-300 GB; 1, 2, 4, 6 or 8 vCPUs and
+    # the memory that fits them) belong to CacheArgs and ServiceSize: the GCP stack
+    # builds those before any resource (stacks/gcp.py build_config_args).
+    gcp_redis_memory_gb: int = Field(alias="gcpRedisMemoryGb")
     gcp_run_cpu: str = Field(
         alias="gcpRunCpu",
-        pattern=r"^(1|2|4|6|8)$",
-        description="Cloud Run vCPUs per instance (below 1 would force concurrency 1)",
+        pattern=r"^[1-9][0-9]?$",
+        description="Cloud Run vCPUs per instance: 1, 2, 4, 6 or 8 (below 1 would force "
+        "concurrency 1)",
     )
     gcp_run_memory: str = Field(alias="gcpRunMemory", pattern=r"^[0-9]+(Mi|Gi)$")
     gcp_api_min_instances: int = Field(alias="gcpApiMinInstances", ge=0, le=100)
@@ -288,6 +292,13 @@ class Settings(BaseModel):
     def _vpc_cidr(cls, value: str) -> str:
         # The rule both clouds share; NetworkArgs adds the AWS one (at most /19).
         vpc_block(value)
+        return value
+
+    @field_validator("alarm_email")
+    @classmethod
+    def _alarm_email(cls, value: str | None) -> str | None:
+        if value is not None and "@" not in value:
+            raise ValueError("an e-mail address")
         return value
 
     @field_validator("secret_rotation_days")

@@ -1,28 +1,30 @@
 """The GCP environment: Cloud Run services around Cloud SQL, Memorystore and Pub/Sub.
 
 Reads top to bottom like the architecture: network, data stores, queue, secrets,
-image, services, push wiring, edge, alerts. Staging and production differ only
+image, services, push wiring, edge, alarms. Staging and production differ only
 through ``settings`` (see ``stacks/config.py`` for the per-environment defaults).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TypedDict
 
 import pulumi
 import pulumi_gcp as gcp
 
+from components.args import FROM_RESOURCE
 from components.gcp import (
-    Alerts,
-    AlertsArgs,
+    Alarms,
+    AlarmsArgs,
     ApiExposure,
     Availability,
     Cache,
     CacheArgs,
     CacheTier,
-    CloudRunApp,
-    CloudRunAppArgs,
     ContainerRegistry,
+    ContainerService,
+    ContainerServiceArgs,
     Database,
     DatabaseArgs,
     Edge,
@@ -52,6 +54,7 @@ from components.gcp.services import RelayBilling, is_not_found
 from components.image_ref import ImageReference, require_in_repository
 from components.source import SERVICE_CONTEXT, source_fingerprint
 from groundwork.stack_outputs import GcpOutputs
+from stacks.arg_keys import config_keys
 from stacks.config import ConfigError, Settings, invalid_value, resource_prefix
 from stacks.service_env import DELIVERY_ATTEMPTS, METRICS_PORT, application_env, token_claims
 
@@ -82,7 +85,7 @@ class RelayArgs(TypedDict, total=False):
 
 
 def relay_billing(settings: Settings) -> RelayArgs:
-    """The relay's CloudRunAppArgs for ``groundwork:gcpRelayBilling``."""
+    """The relay's ContainerServiceArgs for ``groundwork:gcpRelayBilling``."""
     if settings.gcp_relay_billing.value == RelayBilling.SCHEDULED.value:
         return {
             "relay_billing": RelayBilling.SCHEDULED,
@@ -106,6 +109,7 @@ def build(settings: Settings) -> GcpOutputs:
     validate_rollout(settings)
     if settings.image_uri:
         validate_image_uri(settings.image_uri, project, region, prefix)
+    config_args = build_config_args(settings, region, labels, exposure)
     # One explicit provider: groundwork:gcpProject / groundwork:region override the
     # gcp:* keys, and every resource lands in the project the stack names.
     provider = gcp.Provider(f"{prefix}-gcp", project=project, region=region)
@@ -114,40 +118,14 @@ def build(settings: Settings) -> GcpOutputs:
     replication = SecretReplication(settings.secret_replication)
     keys = encryption_keys(settings, prefix, project, region, replication, labels, provider, opts)
 
-    subnet_cidr, service_access_cidr = carve(settings.vpc_cidr)
-    network = Network(
-        prefix,
-        NetworkArgs(
-            region=region,
-            subnet_cidr=subnet_cidr,
-            service_access_cidr=service_access_cidr,
-            flow_log_sampling=0.5 if settings.is_production else 0.1,
-            labels=labels,
-        ),
-        opts,
-    )
+    network = Network(prefix, config_args.network, opts)
 
     database = Database(
         prefix,
-        DatabaseArgs(
+        dataclasses.replace(
+            config_args.database,
             network_id=network.network_id,
             allocated_ip_range=network.service_access_range_name,
-            tier=settings.gcp_db_tier,
-            availability=Availability.REGIONAL if settings.db_multi_az else Availability.ZONAL,
-            disk_size_gb=settings.db_allocated_storage_gb,
-            disk_autoresize_limit_gb=settings.db_max_storage_gb,
-            backup_retention_days=settings.db_backup_retention_days,
-            backup_location=region,
-            flags={
-                **DEFAULT_FLAGS,
-                **(AUDIT_FLAGS if settings.is_production else {}),
-                **connection_flags(settings),
-            },
-            deletion_protection=settings.deletion_protection,
-            database_name=settings.service.replace("-", "_"),
-            user_name=f"{settings.service.replace('-', '_')}_app",
-            maintenance_track="stable" if settings.is_production else "canary",
-            labels=labels,
             depends_on=[network.service_networking_connection, *_grant(keys, CmekUse.SQL)],
             encryption_key_name=_key(keys, CmekUse.SQL),
         ),
@@ -155,14 +133,10 @@ def build(settings: Settings) -> GcpOutputs:
     )
     cache = Cache(
         prefix,
-        CacheArgs(
+        dataclasses.replace(
+            config_args.cache,
             network_id=network.network_id,
             reserved_ip_range=network.service_access_range_name,
-            tier=CacheTier.STANDARD_HA if settings.cache_nodes > 1 else CacheTier.BASIC,
-            memory_size_gb=settings.gcp_redis_memory_gb,
-            persistence=settings.cache_snapshot_retention_days > 0,
-            deletion_protection=settings.deletion_protection,
-            labels=labels,
             depends_on=[network.service_networking_connection, *_grant(keys, CmekUse.REDIS)],
             customer_managed_key=_key(keys, CmekUse.REDIS),
         ),
@@ -225,9 +199,9 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
-    app = CloudRunApp(
+    app = ContainerService(
         prefix,
-        CloudRunAppArgs(
+        ContainerServiceArgs(
             region=region,
             image=registry.image_ref,
             network_id=network.network_id,
@@ -237,27 +211,8 @@ def build(settings: Settings) -> GcpOutputs:
             secrets=secrets.refs,
             publish_topic=queue.topic_name,
             push_audience=push_audience,
-            api=ServiceSize(
-                cpu=settings.gcp_run_cpu,
-                memory=settings.gcp_run_memory,
-                min_instances=settings.gcp_api_min_instances,
-                max_instances=settings.api_max_count,
-                concurrency=80,
-                timeout="30s",
-            ),
-            worker=ServiceSize(
-                cpu=settings.gcp_run_cpu,
-                memory=settings.gcp_run_memory,
-                min_instances=(
-                    settings.worker_min_count
-                    if settings.gcp_worker_min_instances is None
-                    else settings.gcp_worker_min_instances
-                ),
-                max_instances=settings.worker_max_count,
-                # One push is one job: the same in-flight bound as a RabbitMQ worker.
-                concurrency=settings.worker_slots,
-                timeout=f"{WORKER_TIMEOUT_SECONDS}s",
-            ),
+            api=config_args.api,
+            worker=config_args.worker,
             **relay_billing(settings),
             api_exposure=exposure,
             # Production rolls out through `groundwork ops shift-traffic` (10/50/100 %).
@@ -296,13 +251,9 @@ def build(settings: Settings) -> GcpOutputs:
     )
 
     edge: Edge | None = None
-    if exposure is ApiExposure.LOAD_BALANCER:
+    if config_args.edge is not None:
         edge = Edge(
-            prefix,
-            EdgeArgs(
-                region=region, api_service_name=app.api.name, domain=settings.domain, labels=labels
-            ),
-            opts,
+            prefix, dataclasses.replace(config_args.edge, api_service_name=app.api.name), opts
         )
     api_url: pulumi.Output[str] = edge.url if edge else app.api_url
 
@@ -321,9 +272,9 @@ def build(settings: Settings) -> GcpOutputs:
         opts,
     )
 
-    alerts = Alerts(
+    alarms = Alarms(
         prefix,
-        AlertsArgs(
+        AlarmsArgs(
             project=project,
             region=region,
             api_service_name=app.api.name,
@@ -355,7 +306,7 @@ def build(settings: Settings) -> GcpOutputs:
         "project": project,
         "region": region,
         "api_url": api_url,
-        "dashboard_url": alerts.dashboard_url,
+        "dashboard_url": alarms.dashboard_url,
         "api_service_name": app.api.name,
         "worker_service_name": app.worker.name,
         "relay_service_name": app.relay.name,
@@ -372,6 +323,101 @@ def build(settings: Settings) -> GcpOutputs:
         "jwt_audience": claims["jwt_audience"],
         "secret_ids": secrets.secret_ids,
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfigArgs:
+    """The components' Args a config value reaches, built (and so checked by their
+    ``__post_init__``) before any resource; the fields other resources' outputs fill
+    (``FROM_RESOURCE``) are set with ``dataclasses.replace`` once those exist."""
+
+    network: NetworkArgs
+    database: DatabaseArgs
+    cache: CacheArgs
+    api: ServiceSize
+    worker: ServiceSize
+    edge: EdgeArgs | None
+
+
+def build_config_args(
+    settings: Settings, region: str, labels: dict[str, str], exposure: ApiExposure
+) -> ConfigArgs:
+    """Every cloud rule on config values, checked by the Args that own it; an ``ArgError``
+    becomes a ``ConfigError`` naming the config key (stacks/arg_keys.py)."""
+    subnet_cidr, service_access_cidr = carve(settings.vpc_cidr)
+    network = NetworkArgs(
+        region=region,
+        subnet_cidr=subnet_cidr,
+        service_access_cidr=service_access_cidr,
+        flow_log_sampling=0.5 if settings.is_production else 0.1,
+        labels=labels,
+    )
+    with config_keys(DatabaseArgs):
+        database = DatabaseArgs(
+            network_id=FROM_RESOURCE,
+            allocated_ip_range=FROM_RESOURCE,
+            tier=settings.gcp_db_tier,
+            availability=Availability.REGIONAL if settings.db_multi_az else Availability.ZONAL,
+            disk_size_gb=settings.db_allocated_storage_gb,
+            disk_autoresize_limit_gb=settings.db_max_storage_gb,
+            backup_retention_days=settings.db_backup_retention_days,
+            backup_location=region,
+            flags={
+                **DEFAULT_FLAGS,
+                **(AUDIT_FLAGS if settings.is_production else {}),
+                **connection_flags(settings),
+            },
+            deletion_protection=settings.deletion_protection,
+            database_name=settings.service.replace("-", "_"),
+            user_name=f"{settings.service.replace('-', '_')}_app",
+            maintenance_track="stable" if settings.is_production else "canary",
+            labels=labels,
+        )
+    with config_keys(CacheArgs):
+        cache = CacheArgs(
+            network_id=FROM_RESOURCE,
+            reserved_ip_range=FROM_RESOURCE,
+            tier=CacheTier.STANDARD_HA if settings.cache_nodes > 1 else CacheTier.BASIC,
+            memory_size_gb=settings.gcp_redis_memory_gb,
+            persistence=settings.cache_snapshot_retention_days > 0,
+            deletion_protection=settings.deletion_protection,
+            labels=labels,
+        )
+    with config_keys(ServiceSize, "api"):
+        api = ServiceSize(
+            cpu=settings.gcp_run_cpu,
+            memory=settings.gcp_run_memory,
+            min_instances=settings.gcp_api_min_instances,
+            max_instances=settings.api_max_count,
+            concurrency=80,
+            timeout="30s",
+        )
+    with config_keys(ServiceSize, "worker"):
+        worker = ServiceSize(
+            cpu=settings.gcp_run_cpu,
+            memory=settings.gcp_run_memory,
+            min_instances=(
+                settings.worker_min_count
+                if settings.gcp_worker_min_instances is None
+                else settings.gcp_worker_min_instances
+            ),
+            max_instances=settings.worker_max_count,
+            # One push is one job: the same in-flight bound as a RabbitMQ worker.
+            concurrency=settings.worker_slots,
+            timeout=f"{WORKER_TIMEOUT_SECONDS}s",
+        )
+    edge = None
+    if exposure is ApiExposure.LOAD_BALANCER:
+        with config_keys(EdgeArgs):
+            edge = EdgeArgs(
+                region=region,
+                api_service_name=FROM_RESOURCE,
+                domain=settings.domain,
+                labels=labels,
+            )
+    return ConfigArgs(
+        network=network, database=database, cache=cache, api=api, worker=worker, edge=edge
+    )
 
 
 def encryption_keys(

@@ -70,12 +70,13 @@ class EngineUrns:
         return self._urn(self.by_mock_urn.get(resource.parent or ""), resource.type, resource.name)
 
     def aliases(
-        self, resource: RecordedResource, matched: dict[str, str] | None = None
+        self, resource: RecordedResource, matched: dict[str, list[str]] | None = None
     ) -> list[str]:
         """The alias URNs the engine generates (step_generator.go, ``generateAliases``).
 
-        ``matched`` maps a parent's mock URN to the old URN the engine found it under
-        through an alias: an alias naming that parent uses its old URN
+        ``matched`` maps a parent's mock URN to the old URNs the engine may find it under
+        through an alias (a stored file holds every earlier version's URNs; a live
+        stack's state holds one of them): an alias naming that parent uses its old URN
         (``collapseAliasToUrn``), and every child inherits an alias under it ("Now
         multiply out any aliases our parent had", ``inheritedChildAlias``), so a child of
         a moved component keeps its resource without an alias of its own.
@@ -87,18 +88,18 @@ class EngineUrns:
             if spec["noParent"]:
                 found.append(self._urn_under("", type_, name))
             elif spec["parentUrn"] in matched:
-                found.append(self._urn_under(_qualified(matched[spec["parentUrn"]]), type_, name))
+                found += [
+                    self._urn_under(_qualified(old), type_, name)
+                    for old in matched[spec["parentUrn"]]
+                ]
             elif spec["parentUrn"]:
                 found.append(self._urn(self.by_mock_urn[spec["parentUrn"]], type_, name))
             else:
                 found.append(self._urn(self.by_mock_urn.get(resource.parent or ""), type_, name))
-        parent_alias = matched.get(resource.parent or "")
-        if parent_alias is not None:
+        own = [(resource.type, resource.name), *((_type(a), a.split("::")[-1]) for a in found)]
+        for parent_alias in matched.get(resource.parent or "", []):
             parent_name = self.by_mock_urn[resource.parent or ""].name
-            for type_, name in [
-                (resource.type, resource.name),
-                *((_type(a), a.split("::")[-1]) for a in list(found)),
-            ]:
+            for type_, name in own:
                 # A child named "<parent>-x" follows its parent's old name.
                 if name.startswith(parent_name):
                     name = parent_alias.split("::")[-1] + name[len(parent_name) :]
@@ -119,7 +120,9 @@ def uncovered(old: set[str], run: ProgramRun) -> list[str]:
     engine = EngineUrns(run)
     present: set[str] = set()
     aliased: dict[str, RecordedResource] = {}
-    matched: dict[str, str] = {}  # mock URN -> the old URN the engine keeps it under
+    # mock URN -> the old URNs the engine may keep it under (a stored file is the union of
+    # every earlier version's URNs, e.g. before and after a type rename)
+    matched: dict[str, list[str]] = {}
     # Registration order, parents first, as the engine sees them.
     for resource in run.resources:
         if resource.type == ROOT_STACK_TYPE:
@@ -128,9 +131,9 @@ def uncovered(old: set[str], run: ProgramRun) -> list[str]:
         present.add(urn)
         aliases = engine.aliases(resource, matched)
         aliased.update(dict.fromkeys(aliases, resource))
-        hit = next((a for a in aliases if a in old), None)
-        if urn not in old and hit is not None:
-            matched[resource.urn] = hit
+        hits = [a for a in aliases if a in old]
+        if hits:
+            matched[resource.urn] = hits
     problems = []
     for urn in sorted(old - present):
         resource = aliased.get(urn)
@@ -257,3 +260,82 @@ def test_a_child_follows_its_moved_parent_as_the_engine_multiplies_parent_aliase
         "gone (would be deleted, and re-created if renamed): "
         "urn:pulumi:staging::p::my:Old$my:Key::app-kms",
     ]
+
+
+def test_a_renamed_component_type_carries_its_descendants_only_with_its_alias() -> None:
+    """``Alias(type_=<old token>)`` on a component alone keeps its children and their
+    children (the engine's inherited child aliases); without it all of them are gone."""
+    spec = {"name": "", "type": "", "project": "", "stack": "", "parentUrn": "", "noParent": False}
+    old = {
+        "urn:pulumi:staging::p::my:Alerts::app",
+        "urn:pulumi:staging::p::my:Alerts$my:Part::app-part",
+        "urn:pulumi:staging::p::my:Alerts$my:Part$gcp:monitoring/alertPolicy:AlertPolicy::app-x",
+        # Before the part existed: a child moved under it with Alias(parent=<composer>).
+        "urn:pulumi:staging::p::my:Alerts$gcp:monitoring/alertPolicy:AlertPolicy::app-x",
+    }
+
+    def program(aliased: bool) -> ProgramRun:
+        renamed = _resource(
+            "a",
+            "my:Alarms",
+            "app",
+            parent="s",
+            custom=False,
+            alias_specs=[{**spec, "type": "my:Alerts"}] if aliased else [],
+        )
+        part = _resource("b", "my:Part", "app-part", parent="a", custom=False)
+        policy = _resource(
+            "c",
+            "gcp:monitoring/alertPolicy:AlertPolicy",
+            "app-x",
+            parent="b",
+            alias_specs=[{**spec, "parentUrn": "a"}],
+        )
+        return _run(renamed, part, policy)
+
+    assert uncovered(old, program(aliased=True)) == []
+    assert len(uncovered(old, program(aliased=False))) == len(old)
+
+
+def test_a_child_named_after_its_parent_follows_the_parents_old_name() -> None:
+    spec = {"name": "", "type": "", "project": "", "stack": "", "parentUrn": "", "noParent": False}
+    renamed = _resource(
+        "a", "my:New", "new", parent="s", custom=False, alias_specs=[{**spec, "name": "old"}]
+    )
+    child = _resource("b", "aws:s3/bucket:Bucket", "new-logs", parent="a")
+    old = {
+        "urn:pulumi:staging::p::my:New::old",
+        "urn:pulumi:staging::p::my:New$aws:s3/bucket:Bucket::old-logs",
+    }
+    assert uncovered(old, _run(renamed, child)) == []
+
+
+# Component type tokens renamed for one name per role (issue 19, item 8): new -> old.
+RENAMED_TYPES = {
+    "groundwork:gcp:Alarms": "groundwork:gcp:Alerts",
+    "groundwork:gcp:ContainerService": "groundwork:gcp:CloudRunApp",
+    "groundwork:aws:SecretStore": "groundwork:aws:AppSecrets",
+    "groundwork:aws:Edge": "groundwork:aws:PublicLoadBalancer",
+    "groundwork:aws:RabbitMqJobQueue": "groundwork:aws:Broker",
+    "groundwork:aws:SqsJobQueue": "groundwork:aws:JobQueue",
+}
+
+
+def test_the_sqs_queue_keeps_its_urns_across_its_rename() -> None:
+    """The stored stacks run RabbitMQ; a stack with groundwork:queue=sqs deployed before
+    the rename has the same URNs under the old token, which the alias must cover."""
+    from tests.aws.conftest import run_stack
+
+    run = run_stack("staging", queue="sqs")
+    engine = EngineUrns(run)
+    current = {engine.urn(r) for r in run.resources if r.type != ROOT_STACK_TYPE}
+    old = set()
+    for urn in current:
+        for new, previous in RENAMED_TYPES.items():
+            urn = urn.replace(f"::{new}$", f"::{previous}$").replace(
+                f"::{new}::", f"::{previous}::"
+            )
+            urn = urn.replace(f"${new}$", f"${previous}$").replace(f"${new}::", f"${previous}::")
+        old.add(urn)
+    assert any("groundwork:aws:JobQueue" in urn for urn in old)
+    assert uncovered(old, run) == []

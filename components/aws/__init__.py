@@ -1,8 +1,7 @@
 """Reusable AWS components: each a ComponentResource with a typed, secure-by-default Args."""
 
 from components.aws.alarms import Alarms, AlarmsArgs
-from components.aws.alb import PublicLoadBalancer, PublicLoadBalancerArgs
-from components.aws.broker import Broker, BrokerArgs, DeploymentMode
+from components.aws.alb import Edge, EdgeArgs
 from components.aws.cache import Cache, CacheArgs, CacheEngine
 from components.aws.container_service import (
     ContainerService,
@@ -12,17 +11,14 @@ from components.aws.container_service import (
 )
 from components.aws.database import Database, DatabaseArgs
 from components.aws.firewall import ServiceFirewall, ServiceFirewallArgs
+from components.aws.job_queue_rabbitmq import DeploymentMode, RabbitMqJobQueue, RabbitMqJobQueueArgs
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 from components.aws.network import NatStrategy, Network, NetworkArgs
-from components.aws.secrets import AppSecrets, AppSecretsArgs
+from components.aws.secrets import SecretStore, SecretStoreArgs
 
 __all__ = [
     "Alarms",
     "AlarmsArgs",
-    "AppSecrets",
-    "AppSecretsArgs",
-    "Broker",
-    "BrokerArgs",
     "Cache",
     "CacheArgs",
     "CacheEngine",
@@ -31,6 +27,8 @@ __all__ = [
     "Database",
     "DatabaseArgs",
     "DeploymentMode",
+    "Edge",
+    "EdgeArgs",
     "EncryptionKey",
     "EncryptionKeyArgs",
     "ImageSource",
@@ -38,8 +36,10 @@ __all__ = [
     "Network",
     "NetworkArgs",
     "ProcessSize",
-    "PublicLoadBalancer",
-    "PublicLoadBalancerArgs",
+    "RabbitMqJobQueue",
+    "RabbitMqJobQueueArgs",
+    "SecretStore",
+    "SecretStoreArgs",
     "ServiceFirewall",
     "ServiceFirewallArgs",
 ]

@@ -1,4 +1,4 @@
-"""PublicLoadBalancer: the internet-facing ALB in front of the API, with optional WAF.
+"""Edge: the internet-facing ALB in front of the API, with optional WAF.
 
 It composes AccessLogBucket (components/aws/access_logs.py) and, when it validates its own
 certificate, DnsCertificate (components/aws/certificate.py).
@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.args import renamed_from
 from components.aws.access_logs import AccessLogBucket, AccessLogBucketArgs
 from components.aws.certificate import DnsCertificate, DnsCertificateArgs
 from components.aws.container_service import BlueGreenTraffic, DeploymentStrategy
@@ -33,7 +34,7 @@ INSECURE_HTTP_WARNING = (
 
 
 @dataclass
-class PublicLoadBalancerArgs:
+class EdgeArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     """Public subnets, one per AZ."""
@@ -85,7 +86,7 @@ class PublicLoadBalancerArgs:
         return self.domain is not None
 
 
-class PublicLoadBalancer(pulumi.ComponentResource):
+class Edge(pulumi.ComponentResource):
     load_balancer_arn: pulumi.Output[str]
     arn_suffix: pulumi.Output[str]
     dns_name: pulumi.Output[str]
@@ -101,9 +102,14 @@ class PublicLoadBalancer(pulumi.ComponentResource):
     """BLUE_GREEN only: alternate target group and production listener rule for ECS."""
 
     def __init__(
-        self, name: str, args: PublicLoadBalancerArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:aws:PublicLoadBalancer", name, None, opts)
+        super().__init__(
+            "groundwork:aws:Edge",
+            name,
+            None,
+            renamed_from("groundwork:aws:PublicLoadBalancer", opts),
+        )
         child = pulumi.ResourceOptions(parent=self)
         self.https = args.https
         logs = AccessLogBucket(

@@ -182,7 +182,7 @@ class ContainerServiceArgs:
         if self.api_deployment is DeploymentStrategy.BLUE_GREEN and self.blue_green is None:
             raise ValueError(
                 "api_deployment=blue-green needs blue_green (alternate target group and "
-                "production listener rule, see PublicLoadBalancer)"
+                "production listener rule, see Edge)"
             )
         if self.api_deployment is DeploymentStrategy.ROLLING and self.blue_green is not None:
             raise ValueError("blue_green is set but api_deployment is rolling: pick one")

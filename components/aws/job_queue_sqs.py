@@ -1,4 +1,4 @@
-"""JobQueue: the SQS work queue and its dead-letter queue (groundwork:queue = sqs).
+"""SqsJobQueue: the SQS work queue and its dead-letter queue (groundwork:queue = sqs).
 
 Instead of an Amazon MQ broker: no instance to size, patch or pay for by the hour,
 multi-AZ by construction (SQS stores every message redundantly across AZs of the
@@ -36,6 +36,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from components.args import renamed_from
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 
 MAX_VISIBILITY_SECONDS = 43_200  # 12 h, SQS's limit
@@ -44,7 +45,7 @@ LONG_POLL_SECONDS = 20
 
 
 @dataclass
-class JobQueueArgs:
+class SqsJobQueueArgs:
     delivery_limit: int
     """QUEUE_DELIVERY_LIMIT: the app dead-letters at this attempt; SQS after one more."""
     visibility_timeout_seconds: int = 300
@@ -134,7 +135,7 @@ def consumer_statements(
     ]
 
 
-class JobQueue(pulumi.ComponentResource):
+class SqsJobQueue(pulumi.ComponentResource):
     queue_url: pulumi.Output[str]
     queue_arn: pulumi.Output[str]
     queue_name: pulumi.Output[str]
@@ -144,9 +145,14 @@ class JobQueue(pulumi.ComponentResource):
     kms_key_arn: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: SqsJobQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:aws:JobQueue", name, None, opts)
+        super().__init__(
+            "groundwork:aws:SqsJobQueue",
+            name,
+            None,
+            renamed_from("groundwork:aws:JobQueue", opts),
+        )
         child = pulumi.ResourceOptions(parent=self)
         key = EncryptionKey(
             f"{name}-kms",

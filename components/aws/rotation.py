@@ -32,7 +32,7 @@ class KeyRotationArgs:
     secret_arns: Mapping[str, pulumi.Input[str]]
     """Short name (``jwt-secret``) -> ARN of each secret holding ``NEW OLD`` keys."""
     secrets_kms_key_arn: pulumi.Input[str] | None
-    """The customer key the secrets are encrypted with (AppSecrets); None when they use
+    """The customer key the secrets are encrypted with (SecretStore); None when they use
     ``aws/secretsmanager``, whose key policy already lets the account's principals use it
     through Secrets Manager: the function then gets no KMS grant at all."""
     cluster_name: pulumi.Input[str]

@@ -1,4 +1,4 @@
-"""AppSecrets: the application's own secrets in Secrets Manager, under a customer KMS key
+"""SecretStore: the application's own secrets in Secrets Manager, under a customer KMS key
 or Secrets Manager's AWS-managed key (``aws/secretsmanager``)."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.args import renamed_from
 from components.aws.kms import EncryptionKey, EncryptionKeyArgs
 
 # Secrets Manager refuses an empty string; the operator replaces this value with
@@ -17,7 +18,7 @@ PLACEHOLDER = " "
 
 
 @dataclass
-class AppSecretsArgs:
+class SecretStoreArgs:
     recovery_window_days: int = 30
     """Days a deleted secret can be restored; 0 deletes at once (never the default)."""
     generated: tuple[str, ...] = ("jwt-secret", "webhook-secret")
@@ -47,7 +48,7 @@ class AppSecretsArgs:
             raise ValueError(f"secrets both generated and operator-supplied: {sorted(overlap)}")
 
 
-class AppSecrets(pulumi.ComponentResource):
+class SecretStore(pulumi.ComponentResource):
     """Generated and operator-supplied secrets plus the CMK other stores reuse."""
 
     kms_key_arn: pulumi.Output[str] | None
@@ -55,9 +56,14 @@ class AppSecrets(pulumi.ComponentResource):
     secret_arns: dict[str, pulumi.Output[str]]
 
     def __init__(
-        self, name: str, args: AppSecretsArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: SecretStoreArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:aws:AppSecrets", name, None, opts)
+        super().__init__(
+            "groundwork:aws:SecretStore",
+            name,
+            None,
+            renamed_from("groundwork:aws:AppSecrets", opts),
+        )
         self._name = name
         self._args = args
         self.kms_key_arn = None

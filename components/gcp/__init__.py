@@ -4,7 +4,7 @@ Each module holds one ``pulumi.ComponentResource`` with a typed ``...Args`` data
 whose defaults are the secure (and cheap) choice; ``stacks/gcp.py`` composes them.
 """
 
-from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
+from components.gcp.alarms import Alarms, AlarmsArgs, Thresholds
 from components.gcp.cache import Cache, CacheArgs, CacheTier
 from components.gcp.database import Availability, Database, DatabaseArgs
 from components.gcp.edge import Edge, EdgeArgs
@@ -22,23 +22,23 @@ from components.gcp.secrets import (
 )
 from components.gcp.services import (
     ApiExposure,
-    CloudRunApp,
-    CloudRunAppArgs,
+    ContainerService,
+    ContainerServiceArgs,
     ServiceSize,
     TrafficStrategy,
 )
 
 __all__ = [
-    "Alerts",
-    "AlertsArgs",
+    "Alarms",
+    "AlarmsArgs",
     "ApiExposure",
     "Availability",
     "Cache",
     "CacheArgs",
     "CacheTier",
-    "CloudRunApp",
-    "CloudRunAppArgs",
     "ContainerRegistry",
+    "ContainerService",
+    "ContainerServiceArgs",
     "Database",
     "DatabaseArgs",
     "Edge",

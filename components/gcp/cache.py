@@ -9,6 +9,8 @@ from enum import StrEnum
 import pulumi
 import pulumi_gcp as gcp
 
+from components.args import ArgError, require_resolved
+
 REDIS_VERSION = "REDIS_7_2"
 
 
@@ -46,7 +48,8 @@ class CacheArgs:
     def __post_init__(self) -> None:
         self.tier = CacheTier(self.tier)
         if not 1 <= self.memory_size_gb <= 300:
-            raise ValueError(f"memory_size_gb={self.memory_size_gb}: use 1-300")
+            # Memorystore for Redis instances hold 1 to 300 GB.
+            raise ArgError("memory_size_gb", self.memory_size_gb, "use 1-300")
         if not 0 <= self.maintenance_hour <= 23:
             raise ValueError(f"maintenance_hour={self.maintenance_hour}: use 0-23")
 
@@ -72,6 +75,7 @@ class Cache(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: CacheArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        require_resolved(args)
         super().__init__("groundwork:gcp:Cache", name, None, opts)
 
         self.instance = gcp.redis.Instance(

@@ -9,6 +9,8 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_random as random
 
+from components.args import ArgError, require_resolved
+
 POSTGRES_VERSION = "POSTGRES_17"
 # Enterprise edition caps transaction-log retention (the PITR window) at 7 days;
 # older restore points come from the retained daily backups.
@@ -89,11 +91,12 @@ class DatabaseArgs:
     def __post_init__(self) -> None:
         self.availability = Availability(self.availability)
         if not 1 <= self.backup_retention_days <= 365:
-            raise ValueError(f"backup_retention_days={self.backup_retention_days}: use 1-365")
+            raise ArgError("backup_retention_days", self.backup_retention_days, "use 1-365")
         if self.disk_autoresize_limit_gb and self.disk_autoresize_limit_gb < self.disk_size_gb:
-            raise ValueError(
-                f"disk_autoresize_limit_gb={self.disk_autoresize_limit_gb} is below "
-                f"disk_size_gb={self.disk_size_gb}"
+            raise ArgError(
+                "disk_autoresize_limit_gb",
+                self.disk_autoresize_limit_gb,
+                f"is below the disk size ({self.disk_size_gb} GB)",
             )
         if not 1 <= self.maintenance_day <= 7 or not 0 <= self.maintenance_hour <= 23:
             raise ValueError("maintenance_day is 1-7 (Monday-Sunday), maintenance_hour 0-23")
@@ -101,10 +104,6 @@ class DatabaseArgs:
             raise ValueError(f"maintenance_track={self.maintenance_track!r}: canary|stable|week5")
         if self.flags.get("cloudsql.iam_authentication") != "on":
             raise ValueError("flags must keep cloudsql.iam_authentication=on")
-        if self.tier.startswith(("db-f1", "db-g1")) and self.availability is Availability.REGIONAL:
-            pulumi.log.warn(
-                f"{self.tier} is a shared-core tier without an SLA; use a db-custom tier for HA"
-            )
 
 
 class Database(pulumi.ComponentResource):
@@ -122,7 +121,14 @@ class Database(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: DatabaseArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        require_resolved(args)
         super().__init__("groundwork:gcp:Database", name, None, opts)
+        # Here, not in DatabaseArgs: the stack builds its Args twice (config, then outputs).
+        if args.tier.startswith(("db-f1", "db-g1")) and args.availability is Availability.REGIONAL:
+            pulumi.log.warn(
+                f"{args.tier} is a shared-core tier without an SLA; use a db-custom tier for HA",
+                resource=self,
+            )
         child = pulumi.ResourceOptions(parent=self)
 
         self.instance = gcp.sql.DatabaseInstance(

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from components.args import ArgError, require_resolved
+
 # Preconfigured WAF rule sets (ModSecurity CRS 3.3), sensitivity 1: the lowest
 # false-positive level, blocking the well-known attack signatures.
 OWASP_RULES: tuple[str, ...] = (
@@ -66,7 +68,7 @@ class EdgeArgs:
 
     def __post_init__(self) -> None:
         if self.domain is not None and not _HOSTNAME.match(self.domain):
-            raise ValueError(f"domain={self.domain!r} is not a lowercase DNS hostname")
+            raise ArgError("domain", self.domain, "is not a lowercase DNS hostname")
         if not 1 <= self.waf_sensitivity <= 4:
             raise ValueError(f"waf_sensitivity={self.waf_sensitivity}: use 1-4")
         if not 1 <= self.rate_limit_per_minute <= self.ban_threshold_per_minute:
@@ -105,6 +107,7 @@ class Edge(pulumi.ComponentResource):
     def __init__(
         self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
+        require_resolved(args)
         super().__init__("groundwork:gcp:Edge", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 

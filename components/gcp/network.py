@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_gcp as gcp
 
+from components.args import vpc_block
+
 RUN_NETWORK_TAG = "groundwork-run"
 """Network tag carried by every Cloud Run instance's Direct VPC egress interface."""
 
@@ -74,7 +76,11 @@ def _private_block(name: str, cidr: str, prefix_bounds: tuple[int, int]) -> ipad
 
 def carve(vpc_cidr: str) -> tuple[str, str]:
     """Split one /16-/20 block into the subnet (first 1/16) and the PSA range (last 1/4)."""
-    vpc = _private_block("vpc_cidr", vpc_cidr, (12, 20))
+    try:
+        # The range rule both clouds share has one owner (the settings model uses it too).
+        vpc = vpc_block(vpc_cidr)
+    except ValueError as exc:
+        raise ValueError(f"vpc_cidr={vpc_cidr!r}: {exc}") from None
     subnet = next(vpc.subnets(prefixlen_diff=4))
     psa = list(vpc.subnets(prefixlen_diff=2))[-1]
     return str(subnet), str(psa)

@@ -28,6 +28,7 @@ from enum import StrEnum
 import pulumi
 import pulumi_gcp as gcp
 
+from components.args import ArgError, renamed_from
 from components.gcp.naming import account_id
 from components.gcp.secrets import SecretRef
 
@@ -193,30 +194,38 @@ class ServiceSize:
     timeout: str = "30s"
 
     def __post_init__(self) -> None:
+        # ArgError names the field: the stack turns it into the config key that set it
+        # (stacks/arg_keys.py).
         if self.cpu not in _CPU:
             # Below 1 vCPU Cloud Run forces concurrency 1 and request-based billing.
-            raise ValueError(f"cpu={self.cpu!r}: use one of {', '.join(_CPU)}")
+            raise ArgError("cpu", self.cpu, f"use one of {', '.join(_CPU)}")
         match = _MEMORY.match(self.memory)
         if not match:
-            raise ValueError(f"memory={self.memory!r}: use e.g. 512Mi or 2Gi")
+            raise ArgError("memory", self.memory, "use e.g. 512Mi or 2Gi")
         mib = int(match.group(1)) * (1024 if match.group(2) == "Gi" else 1)
         if not 512 <= mib <= 32768:
-            raise ValueError(f"memory={self.memory!r}: Cloud Run gen2 allows 512Mi-32Gi")
+            raise ArgError("memory", self.memory, "Cloud Run gen2 allows 512Mi-32Gi")
         if mib > 4096 * int(self.cpu) or (int(self.cpu) >= 4 and mib < 2048):
-            raise ValueError(f"memory={self.memory!r} does not fit cpu={self.cpu!r}")
+            raise ArgError(
+                "memory",
+                self.memory,
+                f"does not fit {self.cpu} vCPU (Cloud Run: at most 4Gi per vCPU, at least "
+                "2Gi from 4 vCPUs)",
+            )
         if not 0 <= self.min_instances <= self.max_instances:
-            raise ValueError(
-                f"min_instances={self.min_instances} must be between 0 and "
-                f"max_instances={self.max_instances}"
+            raise ArgError(
+                "min_instances",
+                self.min_instances,
+                f"must be between 0 and the maximum instances ({self.max_instances})",
             )
         if not 1 <= self.concurrency <= 1000:
-            raise ValueError(f"concurrency={self.concurrency}: use 1-1000")
+            raise ArgError("concurrency", self.concurrency, "use 1-1000")
         if not _DURATION.match(self.timeout) or not 1 <= int(self.timeout[:-1]) <= 3600:
-            raise ValueError(f"timeout={self.timeout!r}: use 1s-3600s")
+            raise ArgError("timeout", self.timeout, "use 1s-3600s")
 
 
 @dataclass
-class CloudRunAppArgs:
+class ContainerServiceArgs:
     region: str
     image: pulumi.Input[str]
     """Image by digest (``repo@sha256:...``)."""
@@ -358,7 +367,7 @@ class CloudRunAppArgs:
             )
 
 
-class CloudRunApp(pulumi.ComponentResource):
+class ContainerService(pulumi.ComponentResource):
     """api, worker and relay Cloud Run services, the migrate job, one identity each."""
 
     service_accounts: dict[str, gcp.serviceaccount.Account]
@@ -374,9 +383,14 @@ class CloudRunApp(pulumi.ComponentResource):
     """Set with RelayBilling.SCHEDULED: the job that holds the relay's CPU and its identity."""
 
     def __init__(
-        self, name: str, args: CloudRunAppArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: ContainerServiceArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:gcp:CloudRunApp", name, None, opts)
+        super().__init__(
+            "groundwork:gcp:ContainerService",
+            name,
+            None,
+            renamed_from("groundwork:gcp:CloudRunApp", opts),
+        )
         self._name = name
         self._args = args
         child = pulumi.ResourceOptions(parent=self)

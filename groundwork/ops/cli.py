@@ -340,7 +340,7 @@ def shift_traffic(
     clients = _gcp_clients()
     service_name = names.service(outputs.string("api_service_name"))
     if max_error_ratio is None:
-        from components.gcp.alerts import Thresholds
+        from components.gcp.alarms import Thresholds
 
         max_error_ratio = Thresholds().error_ratio
     get = gcp_metrics.authorized_getter() if metric_gate else None

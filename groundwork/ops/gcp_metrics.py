@@ -2,7 +2,7 @@
 
 ``ops shift-traffic`` advances 10 -> 50 -> 100 % only while the candidate revision's
 ratio stays under the threshold of the ``api-5xx-ratio`` alert policy
-(components/gcp/alerts.py, ``Thresholds.error_ratio``): the same metric
+(components/gcp/alarms.py, ``Thresholds.error_ratio``): the same metric
 (``run.googleapis.com/request_count`` by ``response_code_class``) and the same limit,
 measured on the candidate alone, so a bad release is rolled back before the alert fires
 for everyone.

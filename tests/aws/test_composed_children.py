@@ -1,4 +1,4 @@
-"""The small components PublicLoadBalancer and ContainerService compose (issue 19, item 3):
+"""The small components Edge and ContainerService compose (issue 19, item 3):
 each owns its children, and each child aliases its old place under the composer."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tests.test_urn_aliases import ROOT
 
 CHILDREN = {
     "groundwork:aws:AccessLogBucket": (
-        "groundwork:aws:PublicLoadBalancer",
+        "groundwork:aws:Edge",
         {
             "aws:s3/bucket:Bucket",
             "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
@@ -25,7 +25,7 @@ CHILDREN = {
         },
     ),
     "groundwork:aws:DnsCertificate": (
-        "groundwork:aws:PublicLoadBalancer",
+        "groundwork:aws:Edge",
         {
             "aws:acm/certificate:Certificate",
             "aws:route53/record:Record",

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.aws.job_queue_sqs import JobQueueArgs
+from components.aws.job_queue_sqs import SqsJobQueueArgs
 from components.aws.nat_instance import NatInstanceArgs
 from groundwork.mockrun import ProgramRun
 from stacks.config import ConfigError
@@ -230,7 +230,7 @@ def test_nat_instance_routes_private_subnets_and_is_health_checked(staging: Prog
 )
 def test_job_queue_args_reject_what_sqs_would(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
-        JobQueueArgs(**kwargs)
+        SqsJobQueueArgs(**kwargs)
 
 
 def test_nat_instance_args_need_a_graviton_type() -> None:

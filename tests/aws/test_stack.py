@@ -113,13 +113,13 @@ def test_every_component_is_present(staging: ProgramRun) -> None:
         "groundwork:aws:EncryptionKey",
         "groundwork:aws:Network",
         "groundwork:aws:ServiceFirewall",
-        "groundwork:aws:AppSecrets",
+        "groundwork:aws:SecretStore",
         "groundwork:aws:Database",
         "groundwork:aws:Cache",
-        "groundwork:aws:JobQueue",
+        "groundwork:aws:SqsJobQueue",
         "groundwork:aws:NatInstance",
-        "groundwork:aws:PublicLoadBalancer",
-        # Composed by PublicLoadBalancer / ContainerService (issue 19); DnsCertificate only
+        "groundwork:aws:Edge",
+        # Composed by Edge / ContainerService (issue 19); DnsCertificate only
         # with a hosted zone, which this stack does not set.
         "groundwork:aws:AccessLogBucket",
         "groundwork:aws:ContainerService",

@@ -12,7 +12,7 @@ import pytest
 from groundwork_app.ports import HandleResult
 from groundwork_app.worker import terminal
 
-from components.gcp.alerts import Alerts, AlertsArgs, Thresholds
+from components.gcp.alarms import Alarms, AlarmsArgs, Thresholds
 from components.gcp.edge import OWASP_RULES, Edge, EdgeArgs
 from components.gcp.registry import ContainerRegistry, RegistryArgs
 from components.gcp.secrets import (
@@ -25,8 +25,8 @@ from components.gcp.secrets import (
 )
 from components.gcp.services import (
     ApiExposure,
-    CloudRunApp,
-    CloudRunAppArgs,
+    ContainerService,
+    ContainerServiceArgs,
     ServiceSize,
     TrafficStrategy,
 )
@@ -142,11 +142,11 @@ def test_registry_refuses_latest_with_immutable_tags() -> None:
 # --- services ----------------------------------------------------------------------
 
 
-def _app(exposure: ApiExposure = ApiExposure.PRIVATE, **kwargs: object) -> CloudRunApp:
+def _app(exposure: ApiExposure = ApiExposure.PRIVATE, **kwargs: object) -> ContainerService:
     store = _store()
-    return CloudRunApp(
+    return ContainerService(
         "app",
-        CloudRunAppArgs(
+        ContainerServiceArgs(
             region=REGION,
             image="repo/app@sha256:abc",
             network_id="vpc",
@@ -295,9 +295,9 @@ def test_conflicting_app_arguments_are_rejected() -> None:
         "push_audience": "aud",
     }
     with pytest.raises(ValueError, match="worker would reject"):
-        CloudRunAppArgs(env={"PUBSUB_PUSH_AUDIENCE": "other"}, **base)  # type: ignore[arg-type]
+        ContainerServiceArgs(env={"PUBSUB_PUSH_AUDIENCE": "other"}, **base)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="set by Cloud Run"):
-        CloudRunAppArgs(env={"PORT": "8080"}, **base)  # type: ignore[arg-type]
+        ContainerServiceArgs(env={"PORT": "8080"}, **base)  # type: ignore[arg-type]
 
 
 # --- edge --------------------------------------------------------------------------
@@ -370,10 +370,10 @@ def test_edge_arguments_are_validated(kwargs: dict[str, object], message: str) -
 # --- alerts ------------------------------------------------------------------------
 
 
-def _alerts(**kwargs: object) -> Alerts:
-    return Alerts(
+def _alerts(**kwargs: object) -> Alarms:
+    return Alarms(
         "mon",
-        AlertsArgs(
+        AlarmsArgs(
             project="p",
             region=REGION,
             api_service_name="svc-api",
@@ -510,7 +510,7 @@ def test_alert_arguments_are_validated() -> None:
     with pytest.raises(ValueError, match="ratio"):
         Thresholds(error_ratio=1.5)
     with pytest.raises(ValueError, match="address"):
-        AlertsArgs(
+        AlarmsArgs(
             project="p",
             region=REGION,
             api_service_name="a",

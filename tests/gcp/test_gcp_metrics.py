@@ -33,14 +33,14 @@ from typing import Any
 import pytest
 import yaml
 
-from components.gcp.alerts import SERVICE_METRIC_ALERTS
+from components.gcp.alarms import SERVICE_METRIC_ALERTS
 from components.gcp.services import (
     GMP_CONFIG_DIR,
     GMP_HEALTH_PORT,
     GMP_SIDECAR_IMAGE,
     METRICS_WRITER_ROLE,
     PROJECT_ROLES,
-    CloudRunAppArgs,
+    ContainerServiceArgs,
     run_monitoring_config,
 )
 from groundwork.mockrun import ProgramRun
@@ -183,7 +183,7 @@ def test_runtime_accounts_may_write_metrics_and_read_the_config(production: Prog
     accounts = {
         r.name.rsplit("-", 2)[-2]: r.state["member"]
         for r in production.of_type("gcp:serviceaccount/account:Account")
-        if r.name.endswith("-sa") and r.parent.endswith("CloudRunApp::groundwork-production")
+        if r.name.endswith("-sa") and r.parent.endswith("ContainerService::groundwork-production")
     }
     writers = {
         r.inputs["member"]
@@ -294,7 +294,7 @@ def test_promql_alert_queries_are_valid_promql(production: ProgramRun, tmp_path:
     assert f"SUCCESS: {len(SERVICE_METRIC_ALERTS)} rules found" in result.stdout
 
 
-def _args(**overrides: Any) -> CloudRunAppArgs:
+def _args(**overrides: Any) -> ContainerServiceArgs:
     base: dict[str, Any] = {
         "region": "europe-west1",
         "image": "img",
@@ -307,7 +307,7 @@ def _args(**overrides: Any) -> CloudRunAppArgs:
         "project": PROJECT,
         "metrics_port": 9464,
     }
-    return CloudRunAppArgs(**{**base, **overrides})
+    return ContainerServiceArgs(**{**base, **overrides})
 
 
 def test_metrics_args_are_checked() -> None:
@@ -345,7 +345,7 @@ def test_series_assumptions_cover_what_the_registry_exposes_before_any_label() -
         for role in SCRAPED:
             assert usage[f"gmp_series_per_instance_{role}"] >= baseline, (tier, role)
         assert usage["gmp_scrape_interval_seconds"] == int(
-            CloudRunAppArgs.__dataclass_fields__["metrics_interval"].default.rstrip("s")  # type: ignore[union-attr]
+            ContainerServiceArgs.__dataclass_fields__["metrics_interval"].default.rstrip("s")  # type: ignore[union-attr]
         )
 
 

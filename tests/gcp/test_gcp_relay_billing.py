@@ -164,7 +164,7 @@ def test_an_unknown_relay_billing_is_refused() -> None:
 def test_scheduled_relay_args_follow_cloud_runs_rules(
     overrides: dict[str, Any], message: str
 ) -> None:
-    from components.gcp.services import CloudRunAppArgs, RelayBilling
+    from components.gcp.services import ContainerServiceArgs, RelayBilling
 
     base: dict[str, Any] = {
         "region": REGION,
@@ -179,7 +179,7 @@ def test_scheduled_relay_args_follow_cloud_runs_rules(
         "relay_cpu": "0.25",
     }
     with pytest.raises(ValueError, match=message):
-        CloudRunAppArgs(**{**base, **overrides})
+        ContainerServiceArgs(**{**base, **overrides})
 
 
 def test_a_starved_scheduled_relay_alerts(staging: ProgramRun, production: ProgramRun) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.gcp.alerts import Thresholds
+from components.gcp.alarms import Thresholds
 from groundwork.ops import gcp
 from groundwork.ops.errors import RolledBackError, SmokeTestError
 from groundwork.ops.gcp_metrics import check_error_ratio, revision_errors

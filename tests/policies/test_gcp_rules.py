@@ -741,3 +741,29 @@ def test_cmek_is_required_only_where_the_environment_configures_it(graph: Progra
     assert (production["requireCmek"], production["enforcementLevel"]) == (True, "mandatory")
     assert violations("gcp-kms-datastore-cmek", plain, staging) == []
     assert violations("gcp-kms-datastore-cmek", plain, production)
+
+
+@pytest.mark.parametrize("module", ["aws_rules", "gcp_rules"])
+def test_each_rule_is_read_in_one_place(module: str) -> None:
+    """Issue 19 item 6: a rule's metadata sits on the decorator right above its check
+    (``RuleList.register``), not in a table hundreds of lines away."""
+    import importlib
+    import inspect
+
+    rules_module = importlib.import_module(f"policies.{module}")
+    source = inspect.getsource(rules_module)
+    assert "Rule(" not in source.replace("RuleList(", "")
+    for rule in rules_module.RULES:
+        assert rule.check is not None
+        if rule.check.__module__ != rules_module.__name__:
+            # A check made by a factory (registry.flag_check) sits in the call right
+            # after its registration: RULES.register(...)(flag_check(...)).
+            at = source.index(f'RULES.register(\n    "{rule.name}",')
+            assert source[at:].split("\n)(", 1)[1].lstrip().startswith("flag_check("), rule.name
+            continue
+        # A decorated function's source starts at its first decorator.
+        lines, _ = inspect.getsourcelines(rule.check)
+        text = "".join(lines)
+        decorators = text[: text.index("\ndef ")]
+        assert decorators.startswith("@RULES.register(\n"), rule.name
+        assert f'@RULES.register(\n    "{rule.name}",' in decorators, rule.name

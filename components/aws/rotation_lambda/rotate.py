@@ -36,7 +36,7 @@ logger = logging.getLogger()
 logger.setLevel(logging.INFO)
 
 KEY_BYTES = 32
-"""64 hex characters: as long as the value Pulumi generated first (AppSecretsArgs)."""
+"""64 hex characters: as long as the value Pulumi generated first (SecretStoreArgs)."""
 MIN_KEY_LENGTH = 32
 """The service refuses shorter keys (groundwork_app.settings.MIN_SECRET_LENGTH)."""
 MAX_KEYS = 2

@@ -1,4 +1,4 @@
-"""PublicLoadBalancer (components/aws/alb.py): TLS, WAF, names, plain HTTP."""
+"""Edge (components/aws/alb.py): TLS, WAF, names, plain HTTP."""
 
 from __future__ import annotations
 
@@ -8,19 +8,17 @@ from typing import Any
 
 import pytest
 
-from components.aws import PublicLoadBalancer, PublicLoadBalancerArgs
+from components.aws import Edge, EdgeArgs
 from components.aws.alb import INSECURE_HTTP_WARNING, TLS_POLICY, bounded_name
 from tests.aws.components.common import SUBNETS
 
 
-def _alb(**kwargs: Any) -> PublicLoadBalancerArgs:
-    return PublicLoadBalancerArgs(
-        vpc_id="vpc-1", subnet_ids=SUBNETS, security_group_id="sg-alb", **kwargs
-    )
+def _alb(**kwargs: Any) -> EdgeArgs:
+    return EdgeArgs(vpc_id="vpc-1", subnet_ids=SUBNETS, security_group_id="sg-alb", **kwargs)
 
 
 def test_alb_http_only_is_loud(helpers: Any, caplog: pytest.LogCaptureFixture) -> None:
-    run = helpers.run_component(lambda: PublicLoadBalancer("edge", _alb()))
+    run = helpers.run_component(lambda: Edge("edge", _alb()))
     (listener,) = run.of_type("aws:lb/listener:Listener")
     assert listener.inputs["port"] == 80 and listener.inputs["defaultActions"][0]["type"] == (
         "forward"
@@ -56,7 +54,7 @@ def test_alb_http_only_is_loud(helpers: Any, caplog: pytest.LogCaptureFixture) -
 
 def test_alb_https_with_certificate_and_waf(helpers: Any) -> None:
     run = helpers.run_component(
-        lambda: PublicLoadBalancer(
+        lambda: Edge(
             "edge",
             _alb(
                 domain="api.example.com",
@@ -81,7 +79,7 @@ def test_alb_https_with_certificate_and_waf(helpers: Any) -> None:
 
 def test_alb_certificate_from_hosted_zone(helpers: Any) -> None:
     run = helpers.run_component(
-        lambda: PublicLoadBalancer("edge", _alb(domain="api.example.com", hosted_zone_id="Z123"))
+        lambda: Edge("edge", _alb(domain="api.example.com", hosted_zone_id="Z123"))
     )
     assert run.one("aws:acm/certificate:Certificate").inputs["validationMethod"] == "DNS"
     assert run.one("aws:acm/certificateValidation:CertificateValidation")
@@ -92,7 +90,7 @@ def test_alb_certificate_from_hosted_zone(helpers: Any) -> None:
 def test_alb_and_target_group_names_fit_32_characters(helpers: Any) -> None:
     long_name = "a-very-long-service-name-production-edge"
     runs = [
-        helpers.run_component(partial(PublicLoadBalancer, long_name, _alb(container_port=port)))
+        helpers.run_component(partial(Edge, long_name, _alb(container_port=port)))
         for port in (8000, 9000)
     ]
     names = []

@@ -1,4 +1,4 @@
-"""Broker (components/aws/broker.py): deployment modes and conflicts."""
+"""RabbitMqJobQueue (components/aws/job_queue_rabbitmq.py): deployment modes and conflicts."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from components.aws import Broker, BrokerArgs, DeploymentMode
+from components.aws import DeploymentMode, RabbitMqJobQueue, RabbitMqJobQueueArgs
 from tests.aws.components.common import data_store_args
 
 
-def _broker(**kwargs: Any) -> BrokerArgs:
+def _broker(**kwargs: Any) -> RabbitMqJobQueueArgs:
     return data_store_args(
-        BrokerArgs,
+        RabbitMqJobQueueArgs,
         **{
             "broker_name": "b",
             "management_client_security_group_ids": {"migrate": "sg-migrate"},
@@ -30,9 +30,11 @@ def _broker(**kwargs: Any) -> BrokerArgs:
     ],
 )
 def test_broker(mode: DeploymentMode, instance: str, subnets: int, helpers: Any) -> None:
-    brokers: list[Broker] = []
+    brokers: list[RabbitMqJobQueue] = []
     run = helpers.run_component(
-        lambda: brokers.append(Broker("mq", _broker(deployment_mode=mode, instance_type=instance)))
+        lambda: brokers.append(
+            RabbitMqJobQueue("mq", _broker(deployment_mode=mode, instance_type=instance))
+        )
     )
     broker = run.one("aws:mq/broker:Broker").inputs
     assert broker["engineType"] == "RabbitMQ" and broker["engineVersion"] == "3.13"
@@ -70,7 +72,7 @@ def test_broker_name_suffix_changes_exactly_with_a_replacement(helpers: Any) -> 
     the name suffix (RandomId keepers) must change with them, and only with them."""
 
     def name_of(**kwargs: Any) -> str:
-        run = helpers.run_component(lambda: Broker("mq", _broker(**kwargs)))
+        run = helpers.run_component(lambda: RabbitMqJobQueue("mq", _broker(**kwargs)))
         return str(run.one("aws:mq/broker:Broker").inputs["brokerName"])
 
     base = name_of()

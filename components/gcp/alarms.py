@@ -1,4 +1,4 @@
-"""Alerts: e-mail channel, uptime check, alert policies and a golden-signals dashboard.
+"""Alarms: e-mail channel, uptime check, alert policies and a golden-signals dashboard.
 
 Every policy is a threshold condition on a built-in metric (no log-based metrics to
 pay for; the stuck-jobs policy matches the service's log events directly), groups per
@@ -22,6 +22,8 @@ from typing import Any
 
 import pulumi
 import pulumi_gcp as gcp
+
+from components.args import renamed_from
 
 RUN = 'resource.type = "cloud_run_revision"'
 SELECTOR = "__SEL__"
@@ -166,7 +168,7 @@ class Thresholds:
 
 
 @dataclass
-class AlertsArgs:
+class AlarmsArgs:
     project: str
     region: str
     api_service_name: pulumi.Input[str]
@@ -221,7 +223,7 @@ def _quoted(values: list[str]) -> str:
     return ", ".join(f'"{v}"' for v in values)
 
 
-class Alerts(pulumi.ComponentResource):
+class Alarms(pulumi.ComponentResource):
     """Notification channel, uptime check, alert policies, dashboard."""
 
     policies: dict[str, gcp.monitoring.AlertPolicy]
@@ -231,9 +233,11 @@ class Alerts(pulumi.ComponentResource):
     dashboard_url: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: AlertsArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: AlarmsArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:gcp:Alerts", name, None, opts)
+        super().__init__(
+            "groundwork:gcp:Alarms", name, None, renamed_from("groundwork:gcp:Alerts", opts)
+        )
         self._name = name
         self._args = args
         child = pulumi.ResourceOptions(parent=self)

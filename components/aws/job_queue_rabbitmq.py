@@ -1,4 +1,4 @@
-"""Broker: Amazon MQ for RabbitMQ, private, TLS-only (5671), generated credentials.
+"""RabbitMqJobQueue: Amazon MQ for RabbitMQ, private, TLS-only (5671), generated credentials.
 
 Two users: the administrator Amazon MQ creates (the only user its API manages; for
 operations and for migrate, which creates the other) and the application's user,
@@ -17,6 +17,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_random as random
 
+from components.args import renamed_from
 from components.aws.firewall import admit
 from components.aws.secrets import store_secret
 
@@ -36,7 +37,7 @@ class DeploymentMode(StrEnum):
 
 
 @dataclass
-class BrokerArgs:
+class RabbitMqJobQueueArgs:
     vpc_id: pulumi.Input[str]
     subnet_ids: Sequence[pulumi.Input[str]]
     client_security_group_ids: Mapping[str, pulumi.Input[str]]
@@ -98,7 +99,7 @@ class BrokerArgs:
 SUFFIX_LENGTH = 9  # "-" and 8 hex characters
 
 
-class Broker(pulumi.ComponentResource):
+class RabbitMqJobQueue(pulumi.ComponentResource):
     broker_id: pulumi.Output[str]
     broker_name: pulumi.Output[str]
     host: pulumi.Output[str]
@@ -113,9 +114,14 @@ class Broker(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str]
 
     def __init__(
-        self, name: str, args: BrokerArgs, opts: pulumi.ResourceOptions | None = None
+        self, name: str, args: RabbitMqJobQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
-        super().__init__("groundwork:aws:Broker", name, None, opts)
+        super().__init__(
+            "groundwork:aws:RabbitMqJobQueue",
+            name,
+            None,
+            renamed_from("groundwork:aws:Broker", opts),
+        )
         child = pulumi.ResourceOptions(parent=self)
         keep = pulumi.ResourceOptions(
             parent=self, protect=args.protect, retain_on_delete=args.protect
