@@ -159,10 +159,7 @@ class Edge(pulumi.ComponentResource):
                 priority=RATE_LIMIT_PRIORITY,
                 action="rate_based_ban",
                 description="Per-IP throttle (429) and temporary ban for floods",
-                match=gcp.compute.SecurityPolicyRuleMatchArgs(
-                    versioned_expr="SRC_IPS_V1",
-                    config=gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]),
-                ),
+                match=_every_source_ip(),
                 rate_limit_options=gcp.compute.SecurityPolicyRuleRateLimitOptionsArgs(
                     conform_action="allow",
                     exceed_action="deny(429)",
@@ -182,10 +179,7 @@ class Edge(pulumi.ComponentResource):
                 priority=DEFAULT_RULE_PRIORITY,
                 action="allow",
                 description="Default: allow what no rule above refused",
-                match=gcp.compute.SecurityPolicyRuleMatchArgs(
-                    versioned_expr="SRC_IPS_V1",
-                    config=gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]),
-                ),
+                match=_every_source_ip(),
             )
         )
         self.security_policy = gcp.compute.SecurityPolicy(
@@ -297,4 +291,12 @@ def _listener(
         target=proxy.id,
         labels=args.labels,
         opts=child,
+    )
+
+
+def _every_source_ip() -> gcp.compute.SecurityPolicyRuleMatchArgs:
+    """The match of the rules that apply to every client: the rate limit and the default."""
+    return gcp.compute.SecurityPolicyRuleMatchArgs(
+        versioned_expr="SRC_IPS_V1",
+        config=gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]),
     )
