@@ -342,26 +342,30 @@ class Alarms(pulumi.ComponentResource):
             severity="WARNING",
             doc="Slow API: check Cloud SQL Query Insights, Redis and instance saturation.",
         )
-        self._policy(
-            "run-cpu",
-            f"Cloud Run CPU above {t.cpu_utilization:.0%}",
-            _with_metric(run_any, "run.googleapis.com/container/cpu/utilizations"),
-            **P95_PER_SERVICE,
-            threshold=t.cpu_utilization,
-            duration="600s",
-            severity="WARNING",
-            doc="Instances are CPU bound: raise gcpRunCpu or max instances.",
-        )
-        self._policy(
-            "run-memory",
-            f"Cloud Run memory above {t.memory_utilization:.0%}",
-            _with_metric(run_any, "run.googleapis.com/container/memory/utilizations"),
-            **P95_PER_SERVICE,
-            threshold=t.memory_utilization,
-            duration="600s",
-            severity="WARNING",
-            doc="Instances near their memory limit get killed: raise gcpRunMemory.",
-        )
+        for resource, label, utilization, doc in (
+            (
+                "cpu",
+                "CPU",
+                t.cpu_utilization,
+                "Instances are CPU bound: raise gcpRunCpu or max instances.",
+            ),
+            (
+                "memory",
+                "memory",
+                t.memory_utilization,
+                "Instances near their memory limit get killed: raise gcpRunMemory.",
+            ),
+        ):
+            self._policy(
+                f"run-{resource}",
+                f"Cloud Run {label} above {utilization:.0%}",
+                _with_metric(run_any, f"run.googleapis.com/container/{resource}/utilizations"),
+                **P95_PER_SERVICE,
+                threshold=utilization,
+                duration="600s",
+                severity="WARNING",
+                doc=doc,
+            )
         sql = pulumi.Output.from_input(args.sql_instance_name).apply(
             lambda n: (
                 f'resource.type = "cloudsql_database" '

@@ -159,10 +159,7 @@ class Edge(pulumi.ComponentResource):
                 priority=RATE_LIMIT_PRIORITY,
                 action="rate_based_ban",
                 description="Per-IP throttle (429) and temporary ban for floods",
-                match=gcp.compute.SecurityPolicyRuleMatchArgs(
-                    versioned_expr="SRC_IPS_V1",
-                    config=gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]),
-                ),
+                match=_every_source_ip(),
                 rate_limit_options=gcp.compute.SecurityPolicyRuleRateLimitOptionsArgs(
                     conform_action="allow",
                     exceed_action="deny(429)",
@@ -182,10 +179,7 @@ class Edge(pulumi.ComponentResource):
                 priority=DEFAULT_RULE_PRIORITY,
                 action="allow",
                 description="Default: allow what no rule above refused",
-                match=gcp.compute.SecurityPolicyRuleMatchArgs(
-                    versioned_expr="SRC_IPS_V1",
-                    config=gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]),
-                ),
+                match=_every_source_ip(),
             )
         )
         self.security_policy = gcp.compute.SecurityPolicy(
@@ -243,16 +237,8 @@ class Edge(pulumi.ComponentResource):
             ssl_policy=ssl_policy.id,
             opts=child,
         )
-        https_rule = gcp.compute.GlobalForwardingRule(
-            f"{name}-https",
-            description="HTTPS listener of the API",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            ip_protocol="TCP",
-            ip_address=address.id,
-            port_range="443",
-            target=https_proxy.id,
-            labels=args.labels,
-            opts=child,
+        https_rule = _listener(
+            f"{name}-https", "HTTPS listener of the API", "443", https_proxy, address, args, child
         )
         redirect_map = gcp.compute.URLMap(
             f"{name}-http-redirect",
@@ -270,16 +256,8 @@ class Edge(pulumi.ComponentResource):
             url_map=redirect_map.id,
             opts=child,
         )
-        gcp.compute.GlobalForwardingRule(
-            f"{name}-http",
-            description="HTTP listener: redirect only",
-            load_balancing_scheme="EXTERNAL_MANAGED",
-            ip_protocol="TCP",
-            ip_address=address.id,
-            port_range="80",
-            target=http_proxy.id,
-            labels=args.labels,
-            opts=child,
+        _listener(
+            f"{name}-http", "HTTP listener: redirect only", "80", http_proxy, address, args, child
         )
 
         self.ip_address = address.address
@@ -290,3 +268,35 @@ class Edge(pulumi.ComponentResource):
         self.register_outputs(
             {"ip_address": self.ip_address, "url": self.url, "hostname": self.hostname}
         )
+
+
+def _listener(
+    resource_name: str,
+    description: str,
+    port: str,
+    proxy: gcp.compute.TargetHttpsProxy | gcp.compute.TargetHttpProxy,
+    address: gcp.compute.GlobalAddress,
+    args: EdgeArgs,
+    child: pulumi.ResourceOptions,
+) -> gcp.compute.GlobalForwardingRule:
+    """A forwarding rule of the load balancer's one address: HTTPS and the HTTP redirect
+    differ only in port and proxy."""
+    return gcp.compute.GlobalForwardingRule(
+        resource_name,
+        description=description,
+        load_balancing_scheme="EXTERNAL_MANAGED",
+        ip_protocol="TCP",
+        ip_address=address.id,
+        port_range=port,
+        target=proxy.id,
+        labels=args.labels,
+        opts=child,
+    )
+
+
+def _every_source_ip() -> gcp.compute.SecurityPolicyRuleMatchArgs:
+    """The match of the rules that apply to every client: the rate limit and the default."""
+    return gcp.compute.SecurityPolicyRuleMatchArgs(
+        versioned_expr="SRC_IPS_V1",
+        config=gcp.compute.SecurityPolicyRuleMatchConfigArgs(src_ip_ranges=["*"]),
+    )

@@ -74,38 +74,31 @@ class JobQueue(pulumi.ComponentResource):
     push_service_account: gcp.serviceaccount.Account
     pubsub_agent_member: pulumi.Output[str]
 
+    def _topic(self, topic_name: str, args: JobQueueArgs) -> gcp.pubsub.Topic:
+        """The jobs topic and its dead-letter topic keep messages alike and are protected
+        alike: a lost topic loses every message published to it."""
+        return gcp.pubsub.Topic(
+            topic_name,
+            name=topic_name,
+            message_retention_duration=args.topic_retention,
+            kms_key_name=args.kms_key_name,
+            labels=args.labels,
+            opts=pulumi.ResourceOptions(
+                parent=self,
+                depends_on=args.depends_on,
+                protect=args.protect,
+                retain_on_delete=args.protect,
+            ),
+        )
+
     def __init__(
         self, name: str, args: JobQueueArgs, opts: pulumi.ResourceOptions | None = None
     ) -> None:
         super().__init__("groundwork:gcp:JobQueue", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
-        self.topic = gcp.pubsub.Topic(
-            f"{name}-jobs",
-            name=f"{name}-jobs",
-            message_retention_duration=args.topic_retention,
-            kms_key_name=args.kms_key_name,
-            labels=args.labels,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=args.depends_on,
-                protect=args.protect,
-                retain_on_delete=args.protect,
-            ),
-        )
-        self.dead_letter_topic = gcp.pubsub.Topic(
-            f"{name}-jobs-dead-letter",
-            name=f"{name}-jobs-dead-letter",
-            message_retention_duration=args.topic_retention,
-            kms_key_name=args.kms_key_name,
-            labels=args.labels,
-            opts=pulumi.ResourceOptions(
-                parent=self,
-                depends_on=args.depends_on,
-                protect=args.protect,
-                retain_on_delete=args.protect,
-            ),
-        )
+        self.topic = self._topic(f"{name}-jobs", args)
+        self.dead_letter_topic = self._topic(f"{name}-jobs-dead-letter", args)
         dead_letter_subscription = gcp.pubsub.Subscription(
             f"{name}-jobs-dead-letter-inspect",
             name=f"{name}-jobs-dead-letter-inspect",

@@ -98,6 +98,20 @@ def _demote(user: pwd.struct_passwd | None) -> Callable[[], None] | None:
     return _set_ids
 
 
+def _spawn_quiet(
+    argv: list[str], preexec_fn: Callable[[], None] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server that writes its own log file, in its own session so that a Ctrl-C
+    in the terminal does not reach it before ``stop``."""
+    return subprocess.Popen(  # noqa: S603
+        argv,
+        preexec_fn=preexec_fn,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
 def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is None:
         return
@@ -241,7 +255,7 @@ class Redis:
     def start(self) -> None:
         binary = _find("redis-server")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._process = subprocess.Popen(  # noqa: S603
+        self._process = _spawn_quiet(
             [
                 binary,
                 "--port",
@@ -258,10 +272,7 @@ class Redis:
                 str(self.workdir),
                 "--logfile",
                 str(self.workdir / "redis.log"),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+            ]
         )
         wait_for_port(self.port, 15, self._process)
 
@@ -416,12 +427,8 @@ class PgBouncer:
             f"logfile = {self.workdir / 'pgbouncer.log'}\n"
         )
         _chown_tree(self.workdir, os_user)
-        self._process = subprocess.Popen(  # noqa: S603
-            [binary, str(self.workdir / "pgbouncer.ini")],
-            preexec_fn=_demote(os_user),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
+        self._process = _spawn_quiet(
+            [binary, str(self.workdir / "pgbouncer.ini")], preexec_fn=_demote(os_user)
         )
         wait_for_port(self.port, 15, self._process)
 

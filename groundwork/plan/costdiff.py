@@ -8,13 +8,12 @@ change there is invisible in the numbers.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from groundwork.plan.program import PlanError
-from groundwork.plan.report import SCHEMA_VERSION
+from groundwork.plan.report import read_plan_json
 
 
 @dataclass(frozen=True)
@@ -27,22 +26,7 @@ class PlanCosts:
 
 
 def load_plan_costs(path: Path) -> PlanCosts:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlanError(
-            f"{path}: no such file (write one with `groundwork plan STACK --json`)"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"{path}:{exc.lineno}: not JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or data.get("kind") != "groundwork-plan":
-        raise PlanError(f"{path}: not a `groundwork plan --json` output")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise PlanError(
-            f"{path}: schema_version {version!r}, this groundwork reads "
-            f"{SCHEMA_VERSION}: re-run `groundwork plan --json` with this version"
-        )
+    data = read_plan_json(path, where=str(path), rerun="with this version")
     try:
         costs: dict[str, Any] = data["costs"]
         stack = data["stack"]

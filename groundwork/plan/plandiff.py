@@ -10,7 +10,6 @@ would be lost and whether anything stops it.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from rich.text import Text
 
 from groundwork.plan.program import PlanError
 from groundwork.plan.replacement import Action, Change, PlanDiff, Snapshot, diff
-from groundwork.plan.report import SCHEMA_VERSION
+from groundwork.plan.report import read_plan_json
 
 _MAX_LISTED = 40
 
@@ -33,21 +32,7 @@ class BasePlan:
 
 
 def load_base(path: Path) -> BasePlan:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise PlanError(
-            f"--against {path}: no such file (write one with `groundwork plan STACK --json`)"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise PlanError(f"--against {path}:{exc.lineno}: not JSON ({exc.msg})") from None
-    if not isinstance(data, dict) or data.get("kind") != "groundwork-plan":
-        raise PlanError(f"--against {path}: not a `groundwork plan --json` output")
-    if data.get("schema_version") != SCHEMA_VERSION:
-        raise PlanError(
-            f"--against {path}: schema_version {data.get('schema_version')!r}, this "
-            f"groundwork reads {SCHEMA_VERSION}: re-run `groundwork plan --json` on the base"
-        )
+    data = read_plan_json(path, where=f"--against {path}", rerun="on the base")
     if "resources" not in data:
         raise PlanError(
             f"--against {path}: the plan has no `resources` (written by a groundwork without "

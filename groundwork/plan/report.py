@@ -19,6 +19,33 @@ from groundwork.plan.program import PlanError, PlannedRun, _program_location
 from groundwork.plan.replacement import snapshots
 
 SCHEMA_VERSION = 1
+
+
+def read_plan_json(path: Path, *, where: str, rerun: str) -> dict[str, Any]:
+    """The object of a ``groundwork plan --json`` file of this schema version.
+
+    ``where`` starts every error message (the path, or the flag that named it) and
+    ``rerun`` ends the one for another schema version (how to write a readable plan).
+    """
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PlanError(
+            f"{where}: no such file (write one with `groundwork plan STACK --json`)"
+        ) from None
+    except json.JSONDecodeError as exc:
+        raise PlanError(f"{where}:{exc.lineno}: not JSON ({exc.msg})") from None
+    if not isinstance(data, dict) or data.get("kind") != "groundwork-plan":
+        raise PlanError(f"{where}: not a `groundwork plan --json` output")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise PlanError(
+            f"{where}: schema_version {version!r}, this groundwork reads "
+            f"{SCHEMA_VERSION}: re-run `groundwork plan --json` {rerun}"
+        )
+    return data
+
+
 SCHEMA_PATH = Path(__file__).with_name("plan.schema.json")
 
 
