@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groundwork.devenv.servers import Postgres, ServerUnavailableError, free_port
+from groundwork.devenv.servers import Postgres, free_port, postgres_for_test
 from groundwork.mockrun import ProgramRun
 from tests.gcp.helpers import containers
 
@@ -53,15 +53,7 @@ def test_first_up_does_not_run_migrations(stack: str, request: pytest.FixtureReq
 
 @pytest.fixture(scope="module")
 def empty_database() -> Iterator[Postgres]:
-    workdir = Path(tempfile.mkdtemp(prefix="groundwork-first-up-"))
-    os.chmod(workdir, 0o755)
-    postgres = Postgres(workdir)
-    try:
-        postgres.start()
-    except ServerUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    postgres = postgres_for_test("groundwork-first-up-")
     yield postgres
     postgres.stop()
 
