@@ -86,6 +86,15 @@ def _env(postgres: Postgres, port: int) -> dict[str, str]:
     }
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _get(url: str) -> int | None:
     try:
         return httpx.get(url, timeout=2).status_code
@@ -127,12 +136,7 @@ def test_startup_probe_passes_on_an_empty_database_with_redis_down(
             # used it, the revision would never have become ready.
             assert _get(base + "/health/ready") == 503
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def test_relay_turns_ready_once_the_documented_migration_ran(empty_database: Postgres) -> None:
@@ -152,9 +156,4 @@ def test_relay_turns_ready_once_the_documented_migration_ran(empty_database: Pos
         # The relay backs off at most RELAY_MAX_BACKOFF_SECONDS (10 s) between attempts.
         assert _wait_for(base + "/health/ready", 200, 25) == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

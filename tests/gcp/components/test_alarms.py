@@ -13,21 +13,22 @@ from components.gcp.alarms import Alarms, AlarmsArgs, Thresholds
 from tests.gcp.helpers import REGION, run
 
 
-def _alerts(**kwargs: object) -> Alarms:
-    return Alarms(
-        "mon",
-        AlarmsArgs(
-            project="p",
-            region=REGION,
-            api_service_name="svc-api",
-            run_service_names={"api": "svc-api", "worker": "svc-worker", "relay": "svc-relay"},
-            sql_instance_name="pg",
-            redis_instance_name="redis",
-            push_subscription_name="push-sub",
-            dead_letter_subscription_name="dl-sub",
-            **kwargs,  # type: ignore[arg-type]
-        ),
+def _alarms_args(**kwargs: object) -> AlarmsArgs:
+    return AlarmsArgs(
+        project="p",
+        region=REGION,
+        api_service_name="svc-api",
+        run_service_names={"api": "svc-api", "worker": "svc-worker", "relay": "svc-relay"},
+        sql_instance_name="pg",
+        redis_instance_name="redis",
+        push_subscription_name="push-sub",
+        dead_letter_subscription_name="dl-sub",
+        **kwargs,  # type: ignore[arg-type]
     )
+
+
+def _alerts(**kwargs: object) -> Alarms:
+    return Alarms("mon", _alarms_args(**kwargs))
 
 
 def test_alerts_cover_every_signal_and_notify_the_channel() -> None:
@@ -153,14 +154,4 @@ def test_alert_arguments_are_validated() -> None:
     with pytest.raises(ValueError, match="ratio"):
         Thresholds(error_ratio=1.5)
     with pytest.raises(ValueError, match="address"):
-        AlarmsArgs(
-            project="p",
-            region=REGION,
-            api_service_name="a",
-            run_service_names={"api": "a", "worker": "w", "relay": "r"},
-            sql_instance_name="s",
-            redis_instance_name="r",
-            push_subscription_name="p",
-            dead_letter_subscription_name="d",
-            notification_email="nope",
-        )
+        _alarms_args(notification_email="nope")
