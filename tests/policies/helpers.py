@@ -54,3 +54,16 @@ def record(program: Callable[[], None], stack: str = "production") -> ProgramRun
             "gcp:region": "europe-west1",
         },
     )
+
+
+def resource_builder(
+    resource_type: Callable[..., Any], defaults: dict[str, Any]
+) -> Callable[..., Any]:
+    """Build ``resource_type`` as the stack would, passing every rule; the keyword
+    arguments a test gives replace the defaults (each test breaks one setting)."""
+
+    def build(resource_name: str, /, **overrides: Any) -> Any:
+        # Positional-only: some resources take an argument called ``name`` of their own.
+        return resource_type(resource_name, **{**defaults, **overrides})
+
+    return build
