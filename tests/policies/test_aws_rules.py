@@ -15,7 +15,15 @@ import pytest
 
 from groundwork.mockrun import ProgramRun
 from policies import aws_rules
-from tests.policies.helpers import TAGS, record, resource_builder, violations
+from tests.policies.helpers import (
+    TAGS,
+    assert_passes_every_rule,
+    assert_rejected,
+    record,
+    resource_builder,
+    rule_cases,
+    violations,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -876,37 +884,24 @@ def _rules_for(resource_type: str) -> list[str]:
     return [r.name for r in aws_rules.RULES if resource_type in r.resource_types]
 
 
-@pytest.mark.parametrize(
-    ("index", "case"), list(enumerate(BAD)), ids=[f"{rule}:{builder}" for rule, builder, _ in BAD]
-)
+@pytest.mark.parametrize(**rule_cases(BAD))
 def test_rule_rejects_bad_resource(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    rule, _, _ = case
-    found = violations(rule, graph.named(_bad_name(index)))
-    assert found, f"{rule} accepted a resource it must reject"
-    assert all("Remediation:" in message for message in found)
+    assert_rejected(case[0], graph.named(_bad_name(index)))
 
 
 @pytest.mark.parametrize("key", list(BUILDERS))
 def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
     resource = graph.named(f"good-{key}")
-    rules = _rules_for(resource.type)
-    assert rules, f"no AWS rule covers {resource.type}"
-    for rule in rules:
-        assert violations(rule, resource) == [], rule
+    assert_passes_every_rule("AWS", _rules_for(resource.type), resource)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"),
-    list(enumerate(GOOD_EXTRA)),
-    ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA],
-)
+@pytest.mark.parametrize(**rule_cases(GOOD_EXTRA))
 def test_rule_accepts_legitimate_variant(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    rule, _, _ = case
-    assert violations(rule, graph.named(f"extra-{index}")) == []
+    assert violations(case[0], graph.named(f"extra-{index}")) == []
 
 
 def test_every_aws_resource_rule_has_a_rejecting_and_an_accepting_case() -> None:

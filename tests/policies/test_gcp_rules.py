@@ -10,7 +10,15 @@ import pytest
 
 from groundwork.mockrun import ProgramRun
 from policies import gcp_rules
-from tests.policies.helpers import TAGS, record, resource_builder, violations
+from tests.policies.helpers import (
+    TAGS,
+    assert_passes_every_rule,
+    assert_rejected,
+    record,
+    resource_builder,
+    rule_cases,
+    violations,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -611,32 +619,21 @@ def graph() -> ProgramRun:
     return record(_program)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"), list(enumerate(BAD)), ids=[f"{rule}:{builder}" for rule, builder, _ in BAD]
-)
+@pytest.mark.parametrize(**rule_cases(BAD))
 def test_rule_rejects_bad_resource(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    rule = case[0]
-    found = violations(rule, graph.named(f"bad-{index}"))
-    assert found, f"{rule} accepted a resource it must reject"
-    assert all("Remediation:" in message for message in found)
+    assert_rejected(case[0], graph.named(f"bad-{index}"))
 
 
 @pytest.mark.parametrize("key", list(BUILDERS))
 def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
     resource = graph.named(f"good-{key}")
     rules = [r.name for r in gcp_rules.RULES if resource.type in r.resource_types]
-    assert rules, f"no GCP rule covers {resource.type}"
-    for rule in rules:
-        assert violations(rule, resource) == [], rule
+    assert_passes_every_rule("GCP", rules, resource)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"),
-    list(enumerate(GOOD_EXTRA)),
-    ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA],
-)
+@pytest.mark.parametrize(**rule_cases(GOOD_EXTRA))
 def test_rule_accepts_legitimate_variant(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
