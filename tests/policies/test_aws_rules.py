@@ -15,15 +15,8 @@ import pytest
 
 from groundwork.mockrun import ProgramRun
 from policies import aws_rules
-from tests.policies.helpers import (
-    TAGS,
-    assert_passes_every_rule,
-    assert_rejected,
-    record,
-    resource_builder,
-    rule_cases,
-    violations,
-)
+from tests.policies import helpers as harness
+from tests.policies.helpers import TAGS, record, violations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -92,10 +85,10 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 Builder = Callable[..., Any]
 
 BUILDERS: dict[str, Builder] = {
-    "vpc": resource_builder(
+    "vpc": harness.resource_builder(
         aws.ec2.Vpc, {"cidr_block": "10.40.0.0/16", "enable_dns_hostnames": True, "tags": TAGS}
     ),
-    "subnet": resource_builder(
+    "subnet": harness.resource_builder(
         aws.ec2.Subnet,
         {
             "vpc_id": "vpc-0123",
@@ -104,7 +97,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "security_group": resource_builder(
+    "security_group": harness.resource_builder(
         aws.ec2.SecurityGroup,
         {
             "vpc_id": "vpc-0123",
@@ -130,7 +123,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "sg_rule": resource_builder(
+    "sg_rule": harness.resource_builder(
         aws.ec2.SecurityGroupRule,
         {
             "type": "ingress",
@@ -142,7 +135,7 @@ BUILDERS: dict[str, Builder] = {
             "description": "Postgres from the tasks",
         },
     ),
-    "ingress_rule": resource_builder(
+    "ingress_rule": harness.resource_builder(
         aws.vpc.SecurityGroupIngressRule,
         {
             "security_group_id": "sg-lb",
@@ -154,7 +147,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "egress_rule": resource_builder(
+    "egress_rule": harness.resource_builder(
         aws.vpc.SecurityGroupEgressRule,
         {
             "security_group_id": "sg-lb",
@@ -166,10 +159,10 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "default_sg": resource_builder(
+    "default_sg": harness.resource_builder(
         aws.ec2.DefaultSecurityGroup, {"vpc_id": "vpc-0123", "tags": TAGS}
     ),
-    "flow_log": resource_builder(
+    "flow_log": harness.resource_builder(
         aws.ec2.FlowLog,
         {
             "vpc_id": "vpc-0123",
@@ -180,7 +173,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "endpoint": resource_builder(
+    "endpoint": harness.resource_builder(
         aws.ec2.VpcEndpoint,
         {
             "vpc_id": "vpc-0123",
@@ -192,7 +185,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "rds": resource_builder(
+    "rds": harness.resource_builder(
         aws.rds.Instance,
         {
             "engine": "postgres",
@@ -213,7 +206,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "parameter_group": resource_builder(
+    "parameter_group": harness.resource_builder(
         aws.rds.ParameterGroup,
         {
             "family": "postgres16",
@@ -221,7 +214,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "proxy": resource_builder(
+    "proxy": harness.resource_builder(
         aws.rds.Proxy,
         {
             "engine_family": "POSTGRESQL",
@@ -238,7 +231,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "redis": resource_builder(
+    "redis": harness.resource_builder(
         aws.elasticache.ReplicationGroup,
         {
             "description": "groundwork cache",
@@ -256,14 +249,14 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "sqs_queue": resource_builder(
+    "sqs_queue": harness.resource_builder(
         aws.sqs.Queue,
         {
             "kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/abc",
             "tags": TAGS,
         },
     ),
-    "nat_instance": resource_builder(
+    "nat_instance": harness.resource_builder(
         aws.ec2.Instance,
         {
             "ami": "ami-0123456789abcdef0",
@@ -294,7 +287,7 @@ BUILDERS: dict[str, Builder] = {
             kw,
         ),
     ),
-    "lb": resource_builder(
+    "lb": harness.resource_builder(
         aws.lb.LoadBalancer,
         {
             "load_balancer_type": "application",
@@ -306,7 +299,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "https_listener": resource_builder(
+    "https_listener": harness.resource_builder(
         aws.lb.Listener,
         {
             "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
@@ -318,7 +311,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "http_listener": resource_builder(
+    "http_listener": harness.resource_builder(
         aws.lb.Listener,
         {
             "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
@@ -333,7 +326,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "target_group": resource_builder(
+    "target_group": harness.resource_builder(
         aws.lb.TargetGroup,
         {
             "port": 8000,
@@ -360,7 +353,7 @@ BUILDERS: dict[str, Builder] = {
             kw,
         ),
     ),
-    "ecs_service": resource_builder(
+    "ecs_service": harness.resource_builder(
         aws.ecs.Service,
         {
             "cluster": "arn:cluster",
@@ -376,11 +369,11 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "cluster": resource_builder(
+    "cluster": harness.resource_builder(
         aws.ecs.Cluster,
         {"settings": [{"name": "containerInsights", "value": "enabled"}], "tags": TAGS},
     ),
-    "ecr": resource_builder(
+    "ecr": harness.resource_builder(
         aws.ecr.Repository,
         {
             "image_tag_mutability": "IMMUTABLE",
@@ -394,7 +387,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "log_group": resource_builder(
+    "log_group": harness.resource_builder(
         aws.cloudwatch.LogGroup,
         {
             "retention_in_days": 365,
@@ -402,7 +395,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "alarm": resource_builder(
+    "alarm": harness.resource_builder(
         aws.cloudwatch.MetricAlarm,
         {
             "comparison_operator": "GreaterThanThreshold",
@@ -417,11 +410,11 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "topic": resource_builder(
+    "topic": harness.resource_builder(
         aws.sns.Topic,
         {"kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/alarms", "tags": TAGS},
     ),
-    "kms": resource_builder(
+    "kms": harness.resource_builder(
         aws.kms.Key,
         {
             "description": "groundwork data",
@@ -430,7 +423,7 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "secret": resource_builder(
+    "secret": harness.resource_builder(
         aws.secretsmanager.Secret,
         {
             "description": "JWT signing key",
@@ -438,13 +431,13 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "iam_policy": resource_builder(
+    "iam_policy": harness.resource_builder(
         aws.iam.Policy, {"policy": json.dumps(ALLOW_SECRET), "tags": TAGS}
     ),
-    "role_policy": resource_builder(
+    "role_policy": harness.resource_builder(
         aws.iam.RolePolicy, {"role": "task-role", "policy": json.dumps(ALLOW_SECRET)}
     ),
-    "role": resource_builder(
+    "role": harness.resource_builder(
         aws.iam.Role,
         {
             "assume_role_policy": ASSUME_ECS,
@@ -452,14 +445,14 @@ BUILDERS: dict[str, Builder] = {
             "inline_policies": [{"name": "secrets", "policy": json.dumps(ALLOW_SECRET)}],
         },
     ),
-    "attachment": resource_builder(
+    "attachment": harness.resource_builder(
         aws.iam.RolePolicyAttachment,
         {
             "role": "exec-role",
             "policy_arn": EXEC_POLICY_ARN,
         },
     ),
-    "waf_logging": resource_builder(
+    "waf_logging": harness.resource_builder(
         aws.wafv2.WebAclLoggingConfiguration,
         {
             "resource_arn": "arn:aws:wafv2:us-east-1:1:regional/webacl/x/1",
@@ -467,14 +460,14 @@ BUILDERS: dict[str, Builder] = {
             "redacted_fields": [{"single_header": {"name": "authorization"}}],
         },
     ),
-    "backup_replication": resource_builder(
+    "backup_replication": harness.resource_builder(
         aws.rds.InstanceAutomatedBackupsReplication,
         {
             "source_db_instance_arn": "arn:aws:rds:us-east-1:1:db:x",
             "kms_key_id": "arn:aws:kms:us-west-2:1:key/k",
         },
     ),
-    "web_acl": resource_builder(
+    "web_acl": harness.resource_builder(
         aws.wafv2.WebAcl,
         {
             "scope": "REGIONAL",
@@ -505,8 +498,8 @@ BUILDERS: dict[str, Builder] = {
             "tags": TAGS,
         },
     ),
-    "bucket": resource_builder(aws.s3.Bucket, {"tags": TAGS}),
-    "public_access_block": resource_builder(
+    "bucket": harness.resource_builder(aws.s3.Bucket, {"tags": TAGS}),
+    "public_access_block": harness.resource_builder(
         aws.s3.BucketPublicAccessBlock,
         {
             "bucket": "logs",
@@ -516,14 +509,14 @@ BUILDERS: dict[str, Builder] = {
             "restrict_public_buckets": True,
         },
     ),
-    "sse": resource_builder(
+    "sse": harness.resource_builder(
         aws.s3.BucketServerSideEncryptionConfiguration,
         {
             "bucket": "logs",
             "rules": [{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
         },
     ),
-    "bucket_policy": resource_builder(
+    "bucket_policy": harness.resource_builder(
         aws.s3.BucketPolicy,
         {
             "bucket": "logs",
@@ -544,11 +537,11 @@ BUILDERS: dict[str, Builder] = {
             ),
         },
     ),
-    "ownership": resource_builder(
+    "ownership": harness.resource_builder(
         aws.s3.BucketOwnershipControls,
         {"bucket": "logs", "rule": {"object_ownership": "BucketOwnerEnforced"}},
     ),
-    "ecr_lifecycle": resource_builder(
+    "ecr_lifecycle": harness.resource_builder(
         aws.ecr.LifecyclePolicy,
         {
             "repository": "groundwork",
@@ -884,20 +877,20 @@ def _rules_for(resource_type: str) -> list[str]:
     return [r.name for r in aws_rules.RULES if resource_type in r.resource_types]
 
 
-@pytest.mark.parametrize(**rule_cases(BAD))
+@pytest.mark.parametrize(**harness.rule_cases(BAD))
 def test_rule_rejects_bad_resource(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    assert_rejected(case[0], graph.named(_bad_name(index)))
+    harness.assert_rejected(case[0], graph.named(_bad_name(index)))
 
 
 @pytest.mark.parametrize("key", list(BUILDERS))
 def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
     resource = graph.named(f"good-{key}")
-    assert_passes_every_rule("AWS", _rules_for(resource.type), resource)
+    harness.assert_passes_every_rule("AWS", _rules_for(resource.type), resource)
 
 
-@pytest.mark.parametrize(**rule_cases(GOOD_EXTRA))
+@pytest.mark.parametrize(**harness.rule_cases(GOOD_EXTRA))
 def test_rule_accepts_legitimate_variant(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:

@@ -10,15 +10,8 @@ import pytest
 
 from groundwork.mockrun import ProgramRun
 from policies import gcp_rules
-from tests.policies.helpers import (
-    TAGS,
-    assert_passes_every_rule,
-    assert_rejected,
-    record,
-    resource_builder,
-    rule_cases,
-    violations,
-)
+from tests.policies import helpers as harness
+from tests.policies.helpers import TAGS, record, violations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -71,7 +64,7 @@ KMS_KEY = f"projects/p/locations/{LOCATION}/keyRings/r/cryptoKeys/k"
 GLOBAL_KEY = "projects/p/locations/global/keyRings/r/cryptoKeys/secrets"
 
 BUILDERS: dict[str, Callable[..., Any]] = {
-    "sql": resource_builder(
+    "sql": harness.resource_builder(
         gcp.sql.DatabaseInstance,
         {
             "database_version": "POSTGRES_16",
@@ -81,7 +74,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "settings": _sql_settings(),
         },
     ),
-    "redis": resource_builder(
+    "redis": harness.resource_builder(
         gcp.redis.Instance,
         {
             "memory_size_gb": 1,
@@ -95,8 +88,8 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "labels": TAGS,
         },
     ),
-    "topic": resource_builder(gcp.pubsub.Topic, {"labels": TAGS, "kms_key_name": KMS_KEY}),
-    "subscription": resource_builder(
+    "topic": harness.resource_builder(gcp.pubsub.Topic, {"labels": TAGS, "kms_key_name": KMS_KEY}),
+    "subscription": harness.resource_builder(
         gcp.pubsub.Subscription,
         {
             "topic": "projects/p/topics/jobs",
@@ -128,7 +121,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             kw,
         ),
     ),
-    "secret_iam": resource_builder(
+    "secret_iam": harness.resource_builder(
         gcp.secretmanager.SecretIamMember,
         {
             "secret_id": "db-password",
@@ -136,7 +129,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "member": f"serviceAccount:{SA}",
         },
     ),
-    "topic_iam": resource_builder(
+    "topic_iam": harness.resource_builder(
         gcp.pubsub.TopicIAMMember,
         {
             "topic": "jobs-dlq",
@@ -144,7 +137,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "member": PUBSUB_AGENT,
         },
     ),
-    "run_service": resource_builder(
+    "run_service": harness.resource_builder(
         gcp.cloudrunv2.Service,
         {
             "name": "groundwork-production-worker",
@@ -155,7 +148,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
         },
     ),
     # The scheduled relay's hold job (components/gcp/services.py): OIDC, audience = the URL.
-    "scheduler_job": resource_builder(
+    "scheduler_job": harness.resource_builder(
         gcp.cloudscheduler.Job,
         {
             "region": LOCATION,
@@ -170,7 +163,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             },
         },
     ),
-    "run_job": resource_builder(
+    "run_job": harness.resource_builder(
         gcp.cloudrunv2.Job,
         {
             "name": "groundwork-production-migrate",
@@ -179,7 +172,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "template": {"template": {"service_account": SA, "containers": _containers()}},
         },
     ),
-    "service_iam": resource_builder(
+    "service_iam": harness.resource_builder(
         gcp.cloudrunv2.ServiceIamMember,
         {
             "name": "groundwork-production-worker",
@@ -188,7 +181,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "member": f"serviceAccount:{SA}",
         },
     ),
-    "job_iam": resource_builder(
+    "job_iam": harness.resource_builder(
         gcp.cloudrunv2.JobIamMember,
         {
             "name": "groundwork-production-migrate",
@@ -197,7 +190,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "member": f"serviceAccount:{SA}",
         },
     ),
-    "registry": resource_builder(
+    "registry": harness.resource_builder(
         gcp.artifactregistry.Repository,
         {
             "repository_id": "groundwork",
@@ -208,7 +201,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "labels": TAGS,
         },
     ),
-    "crypto_key": resource_builder(
+    "crypto_key": harness.resource_builder(
         gcp.kms.CryptoKey,
         {
             "name": "sql",
@@ -217,7 +210,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "labels": TAGS,
         },
     ),
-    "crypto_key_iam": resource_builder(
+    "crypto_key_iam": harness.resource_builder(
         gcp.kms.CryptoKeyIAMMember,
         {
             "crypto_key_id": KMS_KEY,
@@ -225,11 +218,11 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "member": "serviceAccount:service-1@gcp-sa-cloud-sql.iam.gserviceaccount.com",
         },
     ),
-    "service_account": resource_builder(
+    "service_account": harness.resource_builder(
         gcp.serviceaccount.Account,
         {"account_id": "groundwork-worker", "display_name": "groundwork worker"},
     ),
-    "project_iam": resource_builder(
+    "project_iam": harness.resource_builder(
         gcp.projects.IAMMember,
         {
             "project": "groundwork-test",
@@ -237,7 +230,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "member": f"serviceAccount:{SA}",
         },
     ),
-    "alert": resource_builder(
+    "alert": harness.resource_builder(
         gcp.monitoring.AlertPolicy,
         {
             "display_name": "Cloud SQL CPU",
@@ -265,14 +258,14 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             kw,
         ),
     ),
-    "log_sink": resource_builder(
+    "log_sink": harness.resource_builder(
         gcp.logging.ProjectSink,
         {
             "destination": "logging.googleapis.com/projects/p/locations/europe-west1/buckets/b",
             "filter": 'resource.type = "cloud_run_revision"',
         },
     ),
-    "slo": resource_builder(
+    "slo": harness.resource_builder(
         gcp.monitoring.Slo,
         {
             "service": "api",
@@ -286,8 +279,8 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             },
         },
     ),
-    "network": resource_builder(gcp.compute.Network, {"auto_create_subnetworks": False}),
-    "subnetwork": resource_builder(
+    "network": harness.resource_builder(gcp.compute.Network, {"auto_create_subnetworks": False}),
+    "subnetwork": harness.resource_builder(
         gcp.compute.Subnetwork,
         {
             "network": "groundwork",
@@ -301,7 +294,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             },
         },
     ),
-    "firewall": resource_builder(
+    "firewall": harness.resource_builder(
         gcp.compute.Firewall,
         {
             "network": "groundwork",
@@ -311,7 +304,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "allows": [{"protocol": "tcp", "ports": ["443"]}],
         },
     ),
-    "security_policy": resource_builder(
+    "security_policy": harness.resource_builder(
         gcp.compute.SecurityPolicy,
         {
             "labels": TAGS,
@@ -334,7 +327,7 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             ],
         },
     ),
-    "backend": resource_builder(
+    "backend": harness.resource_builder(
         gcp.compute.BackendService,
         {
             "load_balancing_scheme": "EXTERNAL_MANAGED",
@@ -344,10 +337,10 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             "backends": [{"group": "projects/p/regions/europe-west1/networkEndpointGroups/api"}],
         },
     ),
-    "ssl_policy": resource_builder(
+    "ssl_policy": harness.resource_builder(
         gcp.compute.SSLPolicy, {"min_tls_version": "TLS_1_2", "profile": "MODERN"}
     ),
-    "https_proxy": resource_builder(
+    "https_proxy": harness.resource_builder(
         gcp.compute.TargetHttpsProxy,
         {
             "url_map": "groundwork-api",
@@ -619,21 +612,21 @@ def graph() -> ProgramRun:
     return record(_program)
 
 
-@pytest.mark.parametrize(**rule_cases(BAD))
+@pytest.mark.parametrize(**harness.rule_cases(BAD))
 def test_rule_rejects_bad_resource(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    assert_rejected(case[0], graph.named(f"bad-{index}"))
+    harness.assert_rejected(case[0], graph.named(f"bad-{index}"))
 
 
 @pytest.mark.parametrize("key", list(BUILDERS))
 def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
     resource = graph.named(f"good-{key}")
     rules = [r.name for r in gcp_rules.RULES if resource.type in r.resource_types]
-    assert_passes_every_rule("GCP", rules, resource)
+    harness.assert_passes_every_rule("GCP", rules, resource)
 
 
-@pytest.mark.parametrize(**rule_cases(GOOD_EXTRA))
+@pytest.mark.parametrize(**harness.rule_cases(GOOD_EXTRA))
 def test_rule_accepts_legitimate_variant(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
