@@ -1379,16 +1379,20 @@ def _per_vcpu(drain: dict[str, Any], latency_ms: int) -> float:
     return min(by_cpu, drain["concurrency"] / (latency_ms / 1000))
 
 
-def _latencies(text: str) -> list[int]:
+def _whole_numbers(text: str, *, minimum: int, unit: str, example: str, what: str) -> list[int]:
     try:
         values = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole milliseconds (e.g. 0,200), got {text!r}"
+            f"expected comma-separated whole {unit} (e.g. {example}), got {text!r}"
         ) from None
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected one or more latencies >= 0, got {text!r}")
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected one or more {what} >= {minimum}, got {text!r}")
     return values
+
+
+def _latencies(text: str) -> list[int]:
+    return _whole_numbers(text, minimum=0, unit="milliseconds", example="0,200", what="latencies")
 
 
 def _systems(text: str) -> list[str]:
@@ -1403,15 +1407,7 @@ def _systems(text: str) -> list[str]:
 
 
 def _counts(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated whole numbers (e.g. 16,128), got {text!r}"
-        ) from None
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected one or more numbers >= 1, got {text!r}")
-    return values
+    return _whole_numbers(text, minimum=1, unit="numbers", example="16,128", what="numbers")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

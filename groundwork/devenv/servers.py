@@ -244,6 +244,39 @@ class Postgres:
     def running(self) -> bool:
         return (self.datadir / "postmaster.pid").exists()
 
+    def serve_tls(self, certificate_chain: bytes, key: bytes) -> None:
+        """Serve TLS with ``certificate_chain`` (PEM, leaf first) and ``key`` (PEM), as a
+        managed database presents its own. The files belong to the server's user with mode
+        0600, which PostgreSQL demands of server.key; the reload applies them to new
+        connections."""
+        owner = self.datadir.stat()
+        for name, data in (("server.crt", certificate_chain), ("server.key", key)):
+            path = self.datadir / name
+            path.write_bytes(data)
+            os.chown(path, owner.st_uid, owner.st_gid)
+            os.chmod(path, 0o600)
+        self.psql("ALTER SYSTEM SET ssl = on")
+        self.psql("SELECT pg_reload_conf()")
+
+
+def postgres_for_test(prefix: str) -> Postgres:
+    """A started PostgreSQL in a fresh temporary directory, for a test fixture. Under
+    CI=true a server that cannot start fails the test (CI must run what it claims);
+    elsewhere the test is skipped with the reason."""
+    import pytest  # only tests call this; the CLI does not depend on pytest
+
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    # The server runs as an unprivileged user when started as root: it must reach its datadir.
+    os.chmod(workdir, 0o755)  # noqa: S103 - a temporary dir holding no secret of its own
+    postgres = Postgres(workdir)
+    try:
+        postgres.start()
+    except ServerUnavailableError as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"PostgreSQL required under CI=true: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    return postgres
+
 
 @dataclass
 class Redis:

@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from moto.logs.exceptions import ResourceNotFoundException
 from moto.logs.responses import LogsResponse
-from pulumi.runtime import settings as pulumi_settings
 
 from groundwork.mockrun import GroundworkMocks, ProgramRun, RecordedResource, run_program
 from stacks import program
+from tests.failing_program import failure_of
 from tests.moto_server import moto_server, use_test_credentials
 
 # Most tests build the stack without a domain; that is only allowed when plain HTTP is
@@ -84,20 +84,8 @@ def run_component(build: Callable[[], object], stack: str = "test") -> ProgramRu
 
 
 def run_failing(stack: str, config: dict[str, str], mocks: GroundworkMocks) -> BaseException:
-    """Run the program expecting it to raise; return the exception.
-
-    A program that raises leaves its pending output tasks in the SDK's global
-    ``SETTINGS.outputs``, bound to the closed event loop of that run; the next run would
-    wait on them forever. Drop them so later runs in this process are unaffected.
-    """
-    try:
-        run_program(program, stack=stack, config=config, mocks=mocks)
-    except BaseException as exc:
-        return exc
-    finally:
-        with pulumi_settings.SETTINGS.lock:
-            pulumi_settings.SETTINGS.outputs.clear()
-    raise AssertionError("the program did not fail")
+    """Run the program expecting it to raise; return the exception."""
+    return failure_of(lambda: run_program(program, stack=stack, config=config, mocks=mocks))
 
 
 @cache

@@ -35,6 +35,24 @@ def _group(logs: Any) -> dict[str, Any]:
     return dict(groups["logGroups"][0])
 
 
+def _broker_outputs(tmp_path: Path, logs_key: str | None, retention_days: str) -> Path:
+    """The stack outputs `groundwork ops broker-logs` reads, as `pulumi stack output --json`
+    writes them."""
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(
+        json.dumps(
+            {
+                "cloud": "aws",
+                "region": "us-east-1",
+                "broker_id": BROKER_ID,
+                "logs_kms_key_arn": logs_key,
+                "log_retention_days": retention_days,
+            }
+        )
+    )
+    return outputs
+
+
 def test_sets_retention_and_key_on_the_group_amazon_mq_created_and_a_rerun_changes_nothing(
     moto_url: str,
 ) -> None:
@@ -63,18 +81,7 @@ def test_without_a_logs_key_only_the_retention_is_set(moto_url: str, tmp_path: P
     Logs' default encryption and the command still sets the retention."""
     logs = boto3.client("logs", region_name="us-east-1")
     logs.create_log_group(logGroupName=general_log_group(BROKER_ID))
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(
-        json.dumps(
-            {
-                "cloud": "aws",
-                "region": "us-east-1",
-                "broker_id": BROKER_ID,
-                "logs_kms_key_arn": None,
-                "log_retention_days": "30",
-            }
-        )
-    )
+    outputs = _broker_outputs(tmp_path, None, "30")
     args = ["broker-logs", "--stack", "staging", "--outputs-file", str(outputs)]
     done = CliRunner().invoke(app, args)
     assert done.exit_code == 0, done.output
@@ -122,18 +129,7 @@ def test_the_command_reads_the_stack_outputs(moto_url: str, tmp_path: Path) -> N
     logs = boto3.client("logs", region_name="us-east-1")
     key = _key_arn()
     logs.create_log_group(logGroupName=general_log_group(BROKER_ID))
-    outputs = tmp_path / "outputs.json"
-    outputs.write_text(
-        json.dumps(
-            {
-                "cloud": "aws",
-                "region": "us-east-1",
-                "broker_id": BROKER_ID,
-                "logs_kms_key_arn": key,
-                "log_retention_days": "365",
-            }
-        )
-    )
+    outputs = _broker_outputs(tmp_path, key, "365")
     runner = CliRunner()
     args = ["broker-logs", "--stack", "staging", "--outputs-file", str(outputs)]
     done = runner.invoke(app, args)

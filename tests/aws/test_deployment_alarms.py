@@ -13,22 +13,12 @@ import pytest
 
 from components.aws.alarms import DEPLOYMENT_ALARMS, deployment_alarm_names
 from groundwork.mockrun import ProgramRun, RecordedResource
-from tests.aws.conftest import run_stack
-from tests.aws.test_image_and_rollout import ecr_uri
+
+# The blue/green production stack, built as the rollout tests build it.
+from tests.aws.test_image_and_rollout import blue_green  # noqa: F401 - a fixture
 
 SERVICE = "aws:ecs/service:Service"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
-
-
-@pytest.fixture(scope="module")
-def blue_green() -> ProgramRun:
-    return run_stack(
-        "production",
-        apiDeploymentStrategy="blue-green",
-        domain="api.example.com",
-        certificateArn="arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d",
-        imageUri=ecr_uri("production"),
-    )
 
 
 def services(run: ProgramRun) -> dict[str, RecordedResource]:

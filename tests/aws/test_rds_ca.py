@@ -20,7 +20,6 @@ import datetime
 import os
 import socket
 import ssl
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
 from components.aws.database import CA_CERT
-from groundwork.devenv.servers import Postgres, ServerUnavailableError
+from groundwork.devenv.servers import Postgres, postgres_for_test
 from groundwork.mockrun import ProgramRun
 from stacks.config import ConfigError
 from stacks.rds_ca import PROXY_BUNDLE, RDS_BUNDLE, labelled_certificates, rds_root_ca
@@ -216,33 +215,15 @@ def rds_like() -> Iterator[tuple[Postgres, str]]:
     sub = _cert("Amazon RDS us-east-1 Subordinate CA (test)", sub_key, (root_key, root), ca=True)
     key = ec.generate_private_key(ec.SECP256R1())
     server = _cert(ENDPOINT, key, (sub_key, sub), ca=False, san=ENDPOINT)
-    workdir = Path(tempfile.mkdtemp(prefix="gw-rds-tls-"))
-    os.chmod(workdir, 0o755)
-    postgres = Postgres(workdir)
-    try:
-        postgres.start()
-    except ServerUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    owner = postgres.datadir.stat()
-    for name, data in (
-        ("server.crt", (_pem(server) + _pem(sub)).encode()),
-        (
-            "server.key",
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
+    postgres = postgres_for_test("gw-rds-tls-")
+    postgres.serve_tls(
+        (_pem(server) + _pem(sub)).encode(),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
         ),
-    ):
-        path = postgres.datadir / name
-        path.write_bytes(data)
-        os.chown(path, owner.st_uid, owner.st_gid)
-        os.chmod(path, 0o600)
-    postgres.psql("ALTER SYSTEM SET ssl = on")
-    postgres.psql("SELECT pg_reload_conf()")
+    )
     yield postgres, _pem(root)
     postgres.stop()
 

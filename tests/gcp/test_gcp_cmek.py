@@ -52,9 +52,7 @@ def _grant_of(run_: ProgramRun, key: RecordedResource) -> RecordedResource:
     return grant
 
 
-def _stores(run_: ProgramRun) -> dict[str, list[tuple[RecordedResource, Any]]]:
-    """Key name -> (store, the key reference it carries)."""
-    secrets = run_.of_type("gcp:secretmanager/secret:Secret")
+def _stores_without_secret_key(run_: ProgramRun) -> dict[str, list[tuple[RecordedResource, Any]]]:
     return {
         "sql": [
             (r, r.inputs.get("encryptionKeyName"))
@@ -69,6 +67,14 @@ def _stores(run_: ProgramRun) -> dict[str, list[tuple[RecordedResource, Any]]]:
             (r, r.inputs.get("kmsKeyName"))
             for r in run_.of_type("gcp:artifactregistry/repository:Repository")
         ],
+    }
+
+
+def _stores(run_: ProgramRun) -> dict[str, list[tuple[RecordedResource, Any]]]:
+    """Key name -> (store, the key reference it carries)."""
+    secrets = run_.of_type("gcp:secretmanager/secret:Secret")
+    return {
+        **_stores_without_secret_key(run_),
         "secrets@global": [
             (s, s.inputs["replication"]["auto"]["customerManagedEncryption"]["kmsKeyName"])
             for s in secrets
@@ -181,24 +187,6 @@ def test_staging_defaults_to_google_managed_keys(staging: ProgramRun) -> None:
         assert all(reference is None for _, reference in stores), name
     for secret in staging.of_type("gcp:secretmanager/secret:Secret"):
         assert not secret.inputs["replication"]["auto"].get("customerManagedEncryption")
-
-
-def _stores_without_secret_key(run_: ProgramRun) -> dict[str, list[tuple[RecordedResource, Any]]]:
-    return {
-        "sql": [
-            (r, r.inputs.get("encryptionKeyName"))
-            for r in run_.of_type("gcp:sql/databaseInstance:DatabaseInstance")
-        ],
-        "redis": [
-            (r, r.inputs.get("customerManagedKey"))
-            for r in run_.of_type("gcp:redis/instance:Instance")
-        ],
-        "pubsub": [(r, r.inputs.get("kmsKeyName")) for r in run_.of_type("gcp:pubsub/topic:Topic")],
-        "registry": [
-            (r, r.inputs.get("kmsKeyName"))
-            for r in run_.of_type("gcp:artifactregistry/repository:Repository")
-        ],
-    }
 
 
 def test_encryption_keys_args_reject_wrong_locations() -> None:

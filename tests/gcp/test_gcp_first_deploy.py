@@ -30,7 +30,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groundwork.devenv.servers import Postgres, ServerUnavailableError, free_port
+from groundwork.devenv.servers import Postgres, free_port, postgres_for_test
 from groundwork.mockrun import ProgramRun
 from tests.gcp.helpers import containers
 
@@ -53,15 +53,7 @@ def test_first_up_does_not_run_migrations(stack: str, request: pytest.FixtureReq
 
 @pytest.fixture(scope="module")
 def empty_database() -> Iterator[Postgres]:
-    workdir = Path(tempfile.mkdtemp(prefix="groundwork-first-up-"))
-    os.chmod(workdir, 0o755)
-    postgres = Postgres(workdir)
-    try:
-        postgres.start()
-    except ServerUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
+    postgres = postgres_for_test("groundwork-first-up-")
     yield postgres
     postgres.stop()
 
@@ -92,6 +84,15 @@ def _env(postgres: Postgres, port: int) -> dict[str, str]:
         "PUBSUB_PUSH_AUTH": "cloud-run-iam",
         "HEARTBEAT_FILE": str(Path(tempfile.gettempdir()) / f"gw-first-up-{port}"),
     }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _get(url: str) -> int | None:
@@ -135,12 +136,7 @@ def test_startup_probe_passes_on_an_empty_database_with_redis_down(
             # used it, the revision would never have become ready.
             assert _get(base + "/health/ready") == 503
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 def test_relay_turns_ready_once_the_documented_migration_ran(empty_database: Postgres) -> None:
@@ -160,9 +156,4 @@ def test_relay_turns_ready_once_the_documented_migration_ran(empty_database: Pos
         # The relay backs off at most RELAY_MAX_BACKOFF_SECONDS (10 s) between attempts.
         assert _wait_for(base + "/health/ready", 200, 25) == 200
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

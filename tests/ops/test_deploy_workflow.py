@@ -27,6 +27,7 @@ import pytest
 import yaml
 
 from tests.moto_server import moto_server
+from tests.ops.images import image_manifest
 
 from .conftest import build_stack
 from .test_registry import install_fake_pulumi
@@ -299,16 +300,7 @@ def test_a_rerun_reuses_the_pushed_image_and_migrates_before_up(world: World) ->
     """Defect 4: the tag is immutable; the re-run deploys the digest the first attempt pushed."""
     world.deployed()
     ecr = boto3.client("ecr", region_name="us-east-1")
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 1,
-            "digest": "sha256:" + "b" * 64,
-        },
-        "layers": [],
-    }
+    manifest = image_manifest("b")
     digest = ecr.put_image(
         repositoryName="groundwork-staging-app-repo",
         imageManifest=json.dumps(manifest),

@@ -23,6 +23,7 @@ from groundwork.ops.outputs import StackOutputs
 from groundwork.ops.registry import ensure_registry
 from stacks import program
 from tests.moto_server import moto_server as moto_server_at
+from tests.ops.images import image_manifest
 
 runner = CliRunner()
 HERE = Path(__file__).resolve().parent
@@ -163,16 +164,7 @@ def test_an_existing_tag_is_reused_instead_of_pushed_again(moto_server: str) -> 
     url = repo["repositoryUri"]
     sha = "0123456789abcdef0123456789abcdef01234567"
     assert aws.existing_image(ecr, url, sha) is None
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-        "config": {
-            "mediaType": "application/vnd.docker.container.image.v1+json",
-            "size": 1,
-            "digest": "sha256:" + "a" * 64,
-        },
-        "layers": [],
-    }
+    manifest = image_manifest("a")
     digest = _push(ecr, repo["repositoryName"], sha, manifest)
     # What a second push of the same tag gets from an immutable repository. moto answers
     # ImageAlreadyExistsException for the same manifest (AWS too, per PutImage's errors;

@@ -15,6 +15,7 @@ import pytest
 
 from groundwork.mockrun import ProgramRun
 from policies import aws_rules
+from tests.policies import helpers as harness
 from tests.policies.helpers import TAGS, record, violations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -84,226 +85,187 @@ def _merge(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
 Builder = Callable[..., Any]
 
 BUILDERS: dict[str, Builder] = {
-    "vpc": lambda n, **kw: aws.ec2.Vpc(
-        n, **_merge({"cidr_block": "10.40.0.0/16", "enable_dns_hostnames": True, "tags": TAGS}, kw)
+    "vpc": harness.resource_builder(
+        aws.ec2.Vpc, {"cidr_block": "10.40.0.0/16", "enable_dns_hostnames": True, "tags": TAGS}
     ),
-    "subnet": lambda n, **kw: aws.ec2.Subnet(
-        n,
-        **_merge(
-            {
-                "vpc_id": "vpc-0123",
-                "cidr_block": "10.40.1.0/24",
-                "map_public_ip_on_launch": False,
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "subnet": harness.resource_builder(
+        aws.ec2.Subnet,
+        {
+            "vpc_id": "vpc-0123",
+            "cidr_block": "10.40.1.0/24",
+            "map_public_ip_on_launch": False,
+            "tags": TAGS,
+        },
     ),
-    "security_group": lambda n, **kw: aws.ec2.SecurityGroup(
-        n,
-        **_merge(
-            {
-                "vpc_id": "vpc-0123",
-                "description": "API load balancer: HTTPS from the internet",
-                "ingress": [
-                    {
-                        "protocol": "tcp",
-                        "from_port": 443,
-                        "to_port": 443,
-                        "cidr_blocks": ["0.0.0.0/0"],
-                        "description": "HTTPS from anywhere",
-                    }
-                ],
-                "egress": [
-                    {
-                        "protocol": "tcp",
-                        "from_port": 8000,
-                        "to_port": 8000,
-                        "cidr_blocks": ["10.40.0.0/16"],
-                        "description": "to the API tasks",
-                    }
-                ],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "security_group": harness.resource_builder(
+        aws.ec2.SecurityGroup,
+        {
+            "vpc_id": "vpc-0123",
+            "description": "API load balancer: HTTPS from the internet",
+            "ingress": [
+                {
+                    "protocol": "tcp",
+                    "from_port": 443,
+                    "to_port": 443,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                    "description": "HTTPS from anywhere",
+                }
+            ],
+            "egress": [
+                {
+                    "protocol": "tcp",
+                    "from_port": 8000,
+                    "to_port": 8000,
+                    "cidr_blocks": ["10.40.0.0/16"],
+                    "description": "to the API tasks",
+                }
+            ],
+            "tags": TAGS,
+        },
     ),
-    "sg_rule": lambda n, **kw: aws.ec2.SecurityGroupRule(
-        n,
-        **_merge(
-            {
-                "type": "ingress",
-                "security_group_id": "sg-db",
-                "protocol": "tcp",
-                "from_port": 5432,
-                "to_port": 5432,
-                "source_security_group_id": "sg-tasks",
-                "description": "Postgres from the tasks",
-            },
-            kw,
-        ),
+    "sg_rule": harness.resource_builder(
+        aws.ec2.SecurityGroupRule,
+        {
+            "type": "ingress",
+            "security_group_id": "sg-db",
+            "protocol": "tcp",
+            "from_port": 5432,
+            "to_port": 5432,
+            "source_security_group_id": "sg-tasks",
+            "description": "Postgres from the tasks",
+        },
     ),
-    "ingress_rule": lambda n, **kw: aws.vpc.SecurityGroupIngressRule(
-        n,
-        **_merge(
-            {
-                "security_group_id": "sg-lb",
-                "ip_protocol": "tcp",
-                "from_port": 80,
-                "to_port": 80,
-                "cidr_ipv4": "0.0.0.0/0",
-                "description": "HTTP (redirected to HTTPS)",
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "ingress_rule": harness.resource_builder(
+        aws.vpc.SecurityGroupIngressRule,
+        {
+            "security_group_id": "sg-lb",
+            "ip_protocol": "tcp",
+            "from_port": 80,
+            "to_port": 80,
+            "cidr_ipv4": "0.0.0.0/0",
+            "description": "HTTP (redirected to HTTPS)",
+            "tags": TAGS,
+        },
     ),
-    "egress_rule": lambda n, **kw: aws.vpc.SecurityGroupEgressRule(
-        n,
-        **_merge(
-            {
-                "security_group_id": "sg-lb",
-                "ip_protocol": "tcp",
-                "from_port": 8000,
-                "to_port": 8000,
-                "cidr_ipv4": "10.40.0.0/16",
-                "description": "to the API tasks",
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "egress_rule": harness.resource_builder(
+        aws.vpc.SecurityGroupEgressRule,
+        {
+            "security_group_id": "sg-lb",
+            "ip_protocol": "tcp",
+            "from_port": 8000,
+            "to_port": 8000,
+            "cidr_ipv4": "10.40.0.0/16",
+            "description": "to the API tasks",
+            "tags": TAGS,
+        },
     ),
-    "default_sg": lambda n, **kw: aws.ec2.DefaultSecurityGroup(
-        n, **_merge({"vpc_id": "vpc-0123", "tags": TAGS}, kw)
+    "default_sg": harness.resource_builder(
+        aws.ec2.DefaultSecurityGroup, {"vpc_id": "vpc-0123", "tags": TAGS}
     ),
-    "flow_log": lambda n, **kw: aws.ec2.FlowLog(
-        n,
-        **_merge(
-            {
-                "vpc_id": "vpc-0123",
-                "traffic_type": "ALL",
-                "log_destination_type": "cloud-watch-logs",
-                "log_destination": "arn:aws:logs:us-east-1:123456789012:log-group:/vpc/flow",
-                "iam_role_arn": "arn:aws:iam::123456789012:role/flow",
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "flow_log": harness.resource_builder(
+        aws.ec2.FlowLog,
+        {
+            "vpc_id": "vpc-0123",
+            "traffic_type": "ALL",
+            "log_destination_type": "cloud-watch-logs",
+            "log_destination": "arn:aws:logs:us-east-1:123456789012:log-group:/vpc/flow",
+            "iam_role_arn": "arn:aws:iam::123456789012:role/flow",
+            "tags": TAGS,
+        },
     ),
-    "endpoint": lambda n, **kw: aws.ec2.VpcEndpoint(
-        n,
-        **_merge(
-            {
-                "vpc_id": "vpc-0123",
-                "service_name": "com.amazonaws.us-east-1.secretsmanager",
-                "vpc_endpoint_type": "Interface",
-                "private_dns_enabled": True,
-                "security_group_ids": ["sg-endpoints"],
-                "subnet_ids": ["subnet-a", "subnet-b"],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "endpoint": harness.resource_builder(
+        aws.ec2.VpcEndpoint,
+        {
+            "vpc_id": "vpc-0123",
+            "service_name": "com.amazonaws.us-east-1.secretsmanager",
+            "vpc_endpoint_type": "Interface",
+            "private_dns_enabled": True,
+            "security_group_ids": ["sg-endpoints"],
+            "subnet_ids": ["subnet-a", "subnet-b"],
+            "tags": TAGS,
+        },
     ),
-    "rds": lambda n, **kw: aws.rds.Instance(
-        n,
-        **_merge(
-            {
-                "engine": "postgres",
-                "engine_version": "16.4",
-                "instance_class": "db.m7g.large",
-                "allocated_storage": 100,
-                "max_allocated_storage": 1000,
-                "storage_encrypted": True,
-                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
-                "multi_az": True,
-                "backup_retention_period": 30,
-                "deletion_protection": True,
-                "publicly_accessible": False,
-                "manage_master_user_password": True,
-                "username": "app",
-                "db_subnet_group_name": "groundwork-db",
-                "vpc_security_group_ids": ["sg-db"],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "rds": harness.resource_builder(
+        aws.rds.Instance,
+        {
+            "engine": "postgres",
+            "engine_version": "16.4",
+            "instance_class": "db.m7g.large",
+            "allocated_storage": 100,
+            "max_allocated_storage": 1000,
+            "storage_encrypted": True,
+            "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
+            "multi_az": True,
+            "backup_retention_period": 30,
+            "deletion_protection": True,
+            "publicly_accessible": False,
+            "manage_master_user_password": True,
+            "username": "app",
+            "db_subnet_group_name": "groundwork-db",
+            "vpc_security_group_ids": ["sg-db"],
+            "tags": TAGS,
+        },
     ),
-    "parameter_group": lambda n, **kw: aws.rds.ParameterGroup(
-        n,
-        **_merge(
-            {
-                "family": "postgres16",
-                "parameters": [{"name": "rds.force_ssl", "value": "1"}],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "parameter_group": harness.resource_builder(
+        aws.rds.ParameterGroup,
+        {
+            "family": "postgres16",
+            "parameters": [{"name": "rds.force_ssl", "value": "1"}],
+            "tags": TAGS,
+        },
     ),
-    "proxy": lambda n, **kw: aws.rds.Proxy(
-        n,
-        **_merge(
-            {
-                "engine_family": "POSTGRESQL",
-                "role_arn": "arn:aws:iam::123456789012:role/proxy",
-                "vpc_subnet_ids": ["subnet-a", "subnet-b"],
-                "require_tls": True,
-                "auths": [
-                    {
-                        "auth_scheme": "SECRETS",
-                        "iam_auth": "DISABLED",
-                        "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db",
-                    }
-                ],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "proxy": harness.resource_builder(
+        aws.rds.Proxy,
+        {
+            "engine_family": "POSTGRESQL",
+            "role_arn": "arn:aws:iam::123456789012:role/proxy",
+            "vpc_subnet_ids": ["subnet-a", "subnet-b"],
+            "require_tls": True,
+            "auths": [
+                {
+                    "auth_scheme": "SECRETS",
+                    "iam_auth": "DISABLED",
+                    "secret_arn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:rds!db",
+                }
+            ],
+            "tags": TAGS,
+        },
     ),
-    "redis": lambda n, **kw: aws.elasticache.ReplicationGroup(
-        n,
-        **_merge(
-            {
-                "description": "groundwork cache",
-                "engine": "valkey",
-                "node_type": "cache.m7g.large",
-                "num_cache_clusters": 2,
-                "at_rest_encryption_enabled": True,
-                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
-                "transit_encryption_enabled": True,
-                "transit_encryption_mode": "required",
-                "auth_token": "test-fixture-token-0123456789abcdef",
-                "automatic_failover_enabled": True,
-                "multi_az_enabled": True,
-                "snapshot_retention_limit": 7,
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "redis": harness.resource_builder(
+        aws.elasticache.ReplicationGroup,
+        {
+            "description": "groundwork cache",
+            "engine": "valkey",
+            "node_type": "cache.m7g.large",
+            "num_cache_clusters": 2,
+            "at_rest_encryption_enabled": True,
+            "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
+            "transit_encryption_enabled": True,
+            "transit_encryption_mode": "required",
+            "auth_token": "test-fixture-token-0123456789abcdef",
+            "automatic_failover_enabled": True,
+            "multi_az_enabled": True,
+            "snapshot_retention_limit": 7,
+            "tags": TAGS,
+        },
     ),
-    "sqs_queue": lambda n, **kw: aws.sqs.Queue(
-        n,
-        **_merge(
-            {
-                "kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/abc",
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "sqs_queue": harness.resource_builder(
+        aws.sqs.Queue,
+        {
+            "kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/abc",
+            "tags": TAGS,
+        },
     ),
-    "nat_instance": lambda n, **kw: aws.ec2.Instance(
-        n,
-        **_merge(
-            {
-                "ami": "ami-0123456789abcdef0",
-                "instance_type": "t4g.nano",
-                "subnet_id": "subnet-a",
-                "metadata_options": {"http_tokens": "required"},
-                "root_block_device": {"volume_type": "gp3", "encrypted": True},
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "nat_instance": harness.resource_builder(
+        aws.ec2.Instance,
+        {
+            "ami": "ami-0123456789abcdef0",
+            "instance_type": "t4g.nano",
+            "subnet_id": "subnet-a",
+            "metadata_options": {"http_tokens": "required"},
+            "root_block_device": {"volume_type": "gp3", "encrypted": True},
+            "tags": TAGS,
+        },
     ),
     "broker": lambda n, **kw: aws.mq.Broker(
         n,
@@ -325,67 +287,55 @@ BUILDERS: dict[str, Builder] = {
             kw,
         ),
     ),
-    "lb": lambda n, **kw: aws.lb.LoadBalancer(
-        n,
-        **_merge(
-            {
-                "load_balancer_type": "application",
-                "internal": False,
-                "drop_invalid_header_fields": True,
-                "enable_deletion_protection": True,
-                "subnets": ["subnet-a", "subnet-b"],
-                "security_groups": ["sg-lb"],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "lb": harness.resource_builder(
+        aws.lb.LoadBalancer,
+        {
+            "load_balancer_type": "application",
+            "internal": False,
+            "drop_invalid_header_fields": True,
+            "enable_deletion_protection": True,
+            "subnets": ["subnet-a", "subnet-b"],
+            "security_groups": ["sg-lb"],
+            "tags": TAGS,
+        },
     ),
-    "https_listener": lambda n, **kw: aws.lb.Listener(
-        n,
-        **_merge(
-            {
-                "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
-                "port": 443,
-                "protocol": "HTTPS",
-                "ssl_policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-                "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
-                "default_actions": [{"type": "forward", "target_group_arn": "arn:tg"}],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "https_listener": harness.resource_builder(
+        aws.lb.Listener,
+        {
+            "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
+            "port": 443,
+            "protocol": "HTTPS",
+            "ssl_policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "certificate_arn": "arn:aws:acm:us-east-1:123456789012:certificate/abc",
+            "default_actions": [{"type": "forward", "target_group_arn": "arn:tg"}],
+            "tags": TAGS,
+        },
     ),
-    "http_listener": lambda n, **kw: aws.lb.Listener(
-        n,
-        **_merge(
-            {
-                "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
-                "port": 80,
-                "protocol": "HTTP",
-                "default_actions": [
-                    {
-                        "type": "redirect",
-                        "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
-                    }
-                ],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "http_listener": harness.resource_builder(
+        aws.lb.Listener,
+        {
+            "load_balancer_arn": "arn:aws:elasticloadbalancing:lb",
+            "port": 80,
+            "protocol": "HTTP",
+            "default_actions": [
+                {
+                    "type": "redirect",
+                    "redirect": {"protocol": "HTTPS", "port": "443", "status_code": "HTTP_301"},
+                }
+            ],
+            "tags": TAGS,
+        },
     ),
-    "target_group": lambda n, **kw: aws.lb.TargetGroup(
-        n,
-        **_merge(
-            {
-                "port": 8000,
-                "protocol": "HTTP",
-                "target_type": "ip",
-                "vpc_id": "vpc-0123",
-                "health_check": {"enabled": True, "path": "/health/ready", "matcher": "200"},
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "target_group": harness.resource_builder(
+        aws.lb.TargetGroup,
+        {
+            "port": 8000,
+            "protocol": "HTTP",
+            "target_type": "ip",
+            "vpc_id": "vpc-0123",
+            "health_check": {"enabled": True, "path": "/health/ready", "matcher": "200"},
+            "tags": TAGS,
+        },
     ),
     "task": lambda n, containers=None, **kw: aws.ecs.TaskDefinition(
         n,
@@ -403,264 +353,216 @@ BUILDERS: dict[str, Builder] = {
             kw,
         ),
     ),
-    "ecs_service": lambda n, **kw: aws.ecs.Service(
-        n,
-        **_merge(
-            {
-                "cluster": "arn:cluster",
-                "task_definition": "arn:td",
-                "desired_count": 2,
-                "launch_type": "FARGATE",
-                "deployment_circuit_breaker": {"enable": True, "rollback": True},
-                "network_configuration": {
-                    "subnets": ["subnet-a"],
-                    "security_groups": ["sg-tasks"],
-                    "assign_public_ip": False,
-                },
-                "tags": TAGS,
+    "ecs_service": harness.resource_builder(
+        aws.ecs.Service,
+        {
+            "cluster": "arn:cluster",
+            "task_definition": "arn:td",
+            "desired_count": 2,
+            "launch_type": "FARGATE",
+            "deployment_circuit_breaker": {"enable": True, "rollback": True},
+            "network_configuration": {
+                "subnets": ["subnet-a"],
+                "security_groups": ["sg-tasks"],
+                "assign_public_ip": False,
             },
-            kw,
-        ),
+            "tags": TAGS,
+        },
     ),
-    "cluster": lambda n, **kw: aws.ecs.Cluster(
-        n,
-        **_merge(
-            {"settings": [{"name": "containerInsights", "value": "enabled"}], "tags": TAGS}, kw
-        ),
+    "cluster": harness.resource_builder(
+        aws.ecs.Cluster,
+        {"settings": [{"name": "containerInsights", "value": "enabled"}], "tags": TAGS},
     ),
-    "ecr": lambda n, **kw: aws.ecr.Repository(
-        n,
-        **_merge(
-            {
-                "image_tag_mutability": "IMMUTABLE",
-                "image_scanning_configuration": {"scan_on_push": True},
-                "encryption_configurations": [
-                    {
-                        "encryption_type": "KMS",
-                        "kms_key": "arn:aws:kms:us-east-1:123456789012:key/data",
-                    }
-                ],
-                "tags": TAGS,
+    "ecr": harness.resource_builder(
+        aws.ecr.Repository,
+        {
+            "image_tag_mutability": "IMMUTABLE",
+            "image_scanning_configuration": {"scan_on_push": True},
+            "encryption_configurations": [
+                {
+                    "encryption_type": "KMS",
+                    "kms_key": "arn:aws:kms:us-east-1:123456789012:key/data",
+                }
+            ],
+            "tags": TAGS,
+        },
+    ),
+    "log_group": harness.resource_builder(
+        aws.cloudwatch.LogGroup,
+        {
+            "retention_in_days": 365,
+            "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
+            "tags": TAGS,
+        },
+    ),
+    "alarm": harness.resource_builder(
+        aws.cloudwatch.MetricAlarm,
+        {
+            "comparison_operator": "GreaterThanThreshold",
+            "evaluation_periods": 3,
+            "metric_name": "CPUUtilization",
+            "namespace": "AWS/RDS",
+            "period": 300,
+            "statistic": "Average",
+            "threshold": 80,
+            "dimensions": {"DBInstanceIdentifier": "db"},
+            "alarm_actions": ["arn:aws:sns:us-east-1:123456789012:alarms"],
+            "tags": TAGS,
+        },
+    ),
+    "topic": harness.resource_builder(
+        aws.sns.Topic,
+        {"kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/alarms", "tags": TAGS},
+    ),
+    "kms": harness.resource_builder(
+        aws.kms.Key,
+        {
+            "description": "groundwork data",
+            "enable_key_rotation": True,
+            "deletion_window_in_days": 30,
+            "tags": TAGS,
+        },
+    ),
+    "secret": harness.resource_builder(
+        aws.secretsmanager.Secret,
+        {
+            "description": "JWT signing key",
+            "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
+            "tags": TAGS,
+        },
+    ),
+    "iam_policy": harness.resource_builder(
+        aws.iam.Policy, {"policy": json.dumps(ALLOW_SECRET), "tags": TAGS}
+    ),
+    "role_policy": harness.resource_builder(
+        aws.iam.RolePolicy, {"role": "task-role", "policy": json.dumps(ALLOW_SECRET)}
+    ),
+    "role": harness.resource_builder(
+        aws.iam.Role,
+        {
+            "assume_role_policy": ASSUME_ECS,
+            "tags": TAGS,
+            "inline_policies": [{"name": "secrets", "policy": json.dumps(ALLOW_SECRET)}],
+        },
+    ),
+    "attachment": harness.resource_builder(
+        aws.iam.RolePolicyAttachment,
+        {
+            "role": "exec-role",
+            "policy_arn": EXEC_POLICY_ARN,
+        },
+    ),
+    "waf_logging": harness.resource_builder(
+        aws.wafv2.WebAclLoggingConfiguration,
+        {
+            "resource_arn": "arn:aws:wafv2:us-east-1:1:regional/webacl/x/1",
+            "log_destination_configs": ["arn:aws:logs:us-east-1:1:log-group:aws-waf-logs-x"],
+            "redacted_fields": [{"single_header": {"name": "authorization"}}],
+        },
+    ),
+    "backup_replication": harness.resource_builder(
+        aws.rds.InstanceAutomatedBackupsReplication,
+        {
+            "source_db_instance_arn": "arn:aws:rds:us-east-1:1:db:x",
+            "kms_key_id": "arn:aws:kms:us-west-2:1:key/k",
+        },
+    ),
+    "web_acl": harness.resource_builder(
+        aws.wafv2.WebAcl,
+        {
+            "scope": "REGIONAL",
+            "default_action": {"allow": {}},
+            "rules": [
+                {
+                    "name": "common",
+                    "priority": 1,
+                    "override_action": {"none": {}},
+                    "statement": {
+                        "managed_rule_group_statement": {
+                            "name": "AWSManagedRulesCommonRuleSet",
+                            "vendor_name": "AWS",
+                        }
+                    },
+                    "visibility_config": {
+                        "cloudwatch_metrics_enabled": True,
+                        "metric_name": "common",
+                        "sampled_requests_enabled": True,
+                    },
+                }
+            ],
+            "visibility_config": {
+                "cloudwatch_metrics_enabled": True,
+                "metric_name": "acl",
+                "sampled_requests_enabled": True,
             },
-            kw,
-        ),
+            "tags": TAGS,
+        },
     ),
-    "log_group": lambda n, **kw: aws.cloudwatch.LogGroup(
-        n,
-        **_merge(
-            {
-                "retention_in_days": 365,
-                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "bucket": harness.resource_builder(aws.s3.Bucket, {"tags": TAGS}),
+    "public_access_block": harness.resource_builder(
+        aws.s3.BucketPublicAccessBlock,
+        {
+            "bucket": "logs",
+            "block_public_acls": True,
+            "block_public_policy": True,
+            "ignore_public_acls": True,
+            "restrict_public_buckets": True,
+        },
     ),
-    "alarm": lambda n, **kw: aws.cloudwatch.MetricAlarm(
-        n,
-        **_merge(
-            {
-                "comparison_operator": "GreaterThanThreshold",
-                "evaluation_periods": 3,
-                "metric_name": "CPUUtilization",
-                "namespace": "AWS/RDS",
-                "period": 300,
-                "statistic": "Average",
-                "threshold": 80,
-                "dimensions": {"DBInstanceIdentifier": "db"},
-                "alarm_actions": ["arn:aws:sns:us-east-1:123456789012:alarms"],
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "sse": harness.resource_builder(
+        aws.s3.BucketServerSideEncryptionConfiguration,
+        {
+            "bucket": "logs",
+            "rules": [{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
+        },
     ),
-    "topic": lambda n, **kw: aws.sns.Topic(
-        n,
-        **_merge(
-            {"kms_master_key_id": "arn:aws:kms:us-east-1:123456789012:key/alarms", "tags": TAGS}, kw
-        ),
+    "bucket_policy": harness.resource_builder(
+        aws.s3.BucketPolicy,
+        {
+            "bucket": "logs",
+            "policy": json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyInsecureTransport",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": ["arn:aws:s3:::logs", "arn:aws:s3:::logs/*"],
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                }
+            ),
+        },
     ),
-    "kms": lambda n, **kw: aws.kms.Key(
-        n,
-        **_merge(
-            {
-                "description": "groundwork data",
-                "enable_key_rotation": True,
-                "deletion_window_in_days": 30,
-                "tags": TAGS,
-            },
-            kw,
-        ),
+    "ownership": harness.resource_builder(
+        aws.s3.BucketOwnershipControls,
+        {"bucket": "logs", "rule": {"object_ownership": "BucketOwnerEnforced"}},
     ),
-    "secret": lambda n, **kw: aws.secretsmanager.Secret(
-        n,
-        **_merge(
-            {
-                "description": "JWT signing key",
-                "kms_key_id": "arn:aws:kms:us-east-1:123456789012:key/data",
-                "tags": TAGS,
-            },
-            kw,
-        ),
-    ),
-    "iam_policy": lambda n, **kw: aws.iam.Policy(
-        n, **_merge({"policy": json.dumps(ALLOW_SECRET), "tags": TAGS}, kw)
-    ),
-    "role_policy": lambda n, **kw: aws.iam.RolePolicy(
-        n, **_merge({"role": "task-role", "policy": json.dumps(ALLOW_SECRET)}, kw)
-    ),
-    "role": lambda n, **kw: aws.iam.Role(
-        n,
-        **_merge(
-            {
-                "assume_role_policy": ASSUME_ECS,
-                "tags": TAGS,
-                "inline_policies": [{"name": "secrets", "policy": json.dumps(ALLOW_SECRET)}],
-            },
-            kw,
-        ),
-    ),
-    "attachment": lambda n, **kw: aws.iam.RolePolicyAttachment(
-        n,
-        **_merge(
-            {
-                "role": "exec-role",
-                "policy_arn": EXEC_POLICY_ARN,
-            },
-            kw,
-        ),
-    ),
-    "waf_logging": lambda n, **kw: aws.wafv2.WebAclLoggingConfiguration(
-        n,
-        **_merge(
-            {
-                "resource_arn": "arn:aws:wafv2:us-east-1:1:regional/webacl/x/1",
-                "log_destination_configs": ["arn:aws:logs:us-east-1:1:log-group:aws-waf-logs-x"],
-                "redacted_fields": [{"single_header": {"name": "authorization"}}],
-            },
-            kw,
-        ),
-    ),
-    "backup_replication": lambda n, **kw: aws.rds.InstanceAutomatedBackupsReplication(
-        n,
-        **_merge(
-            {
-                "source_db_instance_arn": "arn:aws:rds:us-east-1:1:db:x",
-                "kms_key_id": "arn:aws:kms:us-west-2:1:key/k",
-            },
-            kw,
-        ),
-    ),
-    "web_acl": lambda n, **kw: aws.wafv2.WebAcl(
-        n,
-        **_merge(
-            {
-                "scope": "REGIONAL",
-                "default_action": {"allow": {}},
-                "rules": [
-                    {
-                        "name": "common",
-                        "priority": 1,
-                        "override_action": {"none": {}},
-                        "statement": {
-                            "managed_rule_group_statement": {
-                                "name": "AWSManagedRulesCommonRuleSet",
-                                "vendor_name": "AWS",
-                            }
-                        },
-                        "visibility_config": {
-                            "cloudwatch_metrics_enabled": True,
-                            "metric_name": "common",
-                            "sampled_requests_enabled": True,
-                        },
-                    }
-                ],
-                "visibility_config": {
-                    "cloudwatch_metrics_enabled": True,
-                    "metric_name": "acl",
-                    "sampled_requests_enabled": True,
-                },
-                "tags": TAGS,
-            },
-            kw,
-        ),
-    ),
-    "bucket": lambda n, **kw: aws.s3.Bucket(n, **_merge({"tags": TAGS}, kw)),
-    "public_access_block": lambda n, **kw: aws.s3.BucketPublicAccessBlock(
-        n,
-        **_merge(
-            {
-                "bucket": "logs",
-                "block_public_acls": True,
-                "block_public_policy": True,
-                "ignore_public_acls": True,
-                "restrict_public_buckets": True,
-            },
-            kw,
-        ),
-    ),
-    "sse": lambda n, **kw: aws.s3.BucketServerSideEncryptionConfiguration(
-        n,
-        **_merge(
-            {
-                "bucket": "logs",
-                "rules": [{"apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"}}],
-            },
-            kw,
-        ),
-    ),
-    "bucket_policy": lambda n, **kw: aws.s3.BucketPolicy(
-        n,
-        **_merge(
-            {
-                "bucket": "logs",
-                "policy": json.dumps(
-                    {
-                        "Version": "2012-10-17",
-                        "Statement": [
-                            {
-                                "Sid": "DenyInsecureTransport",
-                                "Effect": "Deny",
-                                "Principal": "*",
-                                "Action": "s3:*",
-                                "Resource": ["arn:aws:s3:::logs", "arn:aws:s3:::logs/*"],
-                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                            }
-                        ],
-                    }
-                ),
-            },
-            kw,
-        ),
-    ),
-    "ownership": lambda n, **kw: aws.s3.BucketOwnershipControls(
-        n, **_merge({"bucket": "logs", "rule": {"object_ownership": "BucketOwnerEnforced"}}, kw)
-    ),
-    "ecr_lifecycle": lambda n, **kw: aws.ecr.LifecyclePolicy(
-        n,
-        **_merge(
-            {
-                "repository": "groundwork",
-                "policy": json.dumps(
-                    {
-                        "rules": [
-                            {
-                                "rulePriority": 1,
-                                "description": "expire untagged",
-                                "selection": {
-                                    "tagStatus": "untagged",
-                                    "countType": "sinceImagePushed",
-                                    "countUnit": "days",
-                                    "countNumber": 7,
-                                },
-                                "action": {"type": "expire"},
-                            }
-                        ]
-                    }
-                ),
-            },
-            kw,
-        ),
+    "ecr_lifecycle": harness.resource_builder(
+        aws.ecr.LifecyclePolicy,
+        {
+            "repository": "groundwork",
+            "policy": json.dumps(
+                {
+                    "rules": [
+                        {
+                            "rulePriority": 1,
+                            "description": "expire untagged",
+                            "selection": {
+                                "tagStatus": "untagged",
+                                "countType": "sinceImagePushed",
+                                "countUnit": "days",
+                                "countNumber": 7,
+                            },
+                            "action": {"type": "expire"},
+                        }
+                    ]
+                }
+            ),
+        },
     ),
 }
 
@@ -975,37 +877,24 @@ def _rules_for(resource_type: str) -> list[str]:
     return [r.name for r in aws_rules.RULES if resource_type in r.resource_types]
 
 
-@pytest.mark.parametrize(
-    ("index", "case"), list(enumerate(BAD)), ids=[f"{rule}:{builder}" for rule, builder, _ in BAD]
-)
+@pytest.mark.parametrize(**harness.rule_cases(BAD))
 def test_rule_rejects_bad_resource(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    rule, _, _ = case
-    found = violations(rule, graph.named(_bad_name(index)))
-    assert found, f"{rule} accepted a resource it must reject"
-    assert all("Remediation:" in message for message in found)
+    harness.assert_rejected(case[0], graph.named(_bad_name(index)))
 
 
 @pytest.mark.parametrize("key", list(BUILDERS))
 def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
     resource = graph.named(f"good-{key}")
-    rules = _rules_for(resource.type)
-    assert rules, f"no AWS rule covers {resource.type}"
-    for rule in rules:
-        assert violations(rule, resource) == [], rule
+    harness.assert_passes_every_rule("AWS", _rules_for(resource.type), resource)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"),
-    list(enumerate(GOOD_EXTRA)),
-    ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA],
-)
+@pytest.mark.parametrize(**harness.rule_cases(GOOD_EXTRA))
 def test_rule_accepts_legitimate_variant(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    rule, _, _ = case
-    assert violations(rule, graph.named(f"extra-{index}")) == []
+    assert violations(case[0], graph.named(f"extra-{index}")) == []
 
 
 def test_every_aws_resource_rule_has_a_rejecting_and_an_accepting_case() -> None:

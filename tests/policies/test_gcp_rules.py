@@ -10,6 +10,7 @@ import pytest
 
 from groundwork.mockrun import ProgramRun
 from policies import gcp_rules
+from tests.policies import helpers as harness
 from tests.policies.helpers import TAGS, record, violations
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -63,60 +64,49 @@ KMS_KEY = f"projects/p/locations/{LOCATION}/keyRings/r/cryptoKeys/k"
 GLOBAL_KEY = "projects/p/locations/global/keyRings/r/cryptoKeys/secrets"
 
 BUILDERS: dict[str, Callable[..., Any]] = {
-    "sql": lambda n, **kw: gcp.sql.DatabaseInstance(
-        n,
-        **_merge(
-            {
-                "database_version": "POSTGRES_16",
-                "region": LOCATION,
-                "deletion_protection": True,
-                "encryption_key_name": KMS_KEY,
-                "settings": _sql_settings(),
+    "sql": harness.resource_builder(
+        gcp.sql.DatabaseInstance,
+        {
+            "database_version": "POSTGRES_16",
+            "region": LOCATION,
+            "deletion_protection": True,
+            "encryption_key_name": KMS_KEY,
+            "settings": _sql_settings(),
+        },
+    ),
+    "redis": harness.resource_builder(
+        gcp.redis.Instance,
+        {
+            "memory_size_gb": 1,
+            "tier": "STANDARD_HA",
+            "region": LOCATION,
+            "auth_enabled": True,
+            "transit_encryption_mode": "SERVER_AUTHENTICATION",
+            "authorized_network": "projects/p/global/networks/groundwork",
+            "connect_mode": "PRIVATE_SERVICE_ACCESS",
+            "customer_managed_key": KMS_KEY,
+            "labels": TAGS,
+        },
+    ),
+    "topic": harness.resource_builder(gcp.pubsub.Topic, {"labels": TAGS, "kms_key_name": KMS_KEY}),
+    "subscription": harness.resource_builder(
+        gcp.pubsub.Subscription,
+        {
+            "topic": "projects/p/topics/jobs",
+            "ack_deadline_seconds": 60,
+            "dead_letter_policy": {
+                "dead_letter_topic": "projects/p/topics/jobs-dlq",
+                "max_delivery_attempts": 5,
             },
-            kw,
-        ),
-    ),
-    "redis": lambda n, **kw: gcp.redis.Instance(
-        n,
-        **_merge(
-            {
-                "memory_size_gb": 1,
-                "tier": "STANDARD_HA",
-                "region": LOCATION,
-                "auth_enabled": True,
-                "transit_encryption_mode": "SERVER_AUTHENTICATION",
-                "authorized_network": "projects/p/global/networks/groundwork",
-                "connect_mode": "PRIVATE_SERVICE_ACCESS",
-                "customer_managed_key": KMS_KEY,
-                "labels": TAGS,
-            },
-            kw,
-        ),
-    ),
-    "topic": lambda n, **kw: gcp.pubsub.Topic(
-        n, **_merge({"labels": TAGS, "kms_key_name": KMS_KEY}, kw)
-    ),
-    "subscription": lambda n, **kw: gcp.pubsub.Subscription(
-        n,
-        **_merge(
-            {
-                "topic": "projects/p/topics/jobs",
-                "ack_deadline_seconds": 60,
-                "dead_letter_policy": {
-                    "dead_letter_topic": "projects/p/topics/jobs-dlq",
-                    "max_delivery_attempts": 5,
+            "push_config": {
+                "push_endpoint": "https://worker-abc-ew.a.run.app/pubsub/push",
+                "oidc_token": {
+                    "service_account_email": SA,
+                    "audience": "https://worker-abc-ew.a.run.app",
                 },
-                "push_config": {
-                    "push_endpoint": "https://worker-abc-ew.a.run.app/pubsub/push",
-                    "oidc_token": {
-                        "service_account_email": SA,
-                        "audience": "https://worker-abc-ew.a.run.app",
-                    },
-                },
-                "labels": TAGS,
             },
-            kw,
-        ),
+            "labels": TAGS,
+        },
     ),
     "secret": lambda n, **kw: gcp.secretmanager.Secret(
         n,
@@ -131,170 +121,135 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             kw,
         ),
     ),
-    "secret_iam": lambda n, **kw: gcp.secretmanager.SecretIamMember(
-        n,
-        **_merge(
-            {
-                "secret_id": "db-password",
-                "role": "roles/secretmanager.secretAccessor",
-                "member": f"serviceAccount:{SA}",
-            },
-            kw,
-        ),
+    "secret_iam": harness.resource_builder(
+        gcp.secretmanager.SecretIamMember,
+        {
+            "secret_id": "db-password",
+            "role": "roles/secretmanager.secretAccessor",
+            "member": f"serviceAccount:{SA}",
+        },
     ),
-    "topic_iam": lambda n, **kw: gcp.pubsub.TopicIAMMember(
-        n,
-        **_merge(
-            {
-                "topic": "jobs-dlq",
-                "role": "roles/pubsub.publisher",
-                "member": PUBSUB_AGENT,
-            },
-            kw,
-        ),
+    "topic_iam": harness.resource_builder(
+        gcp.pubsub.TopicIAMMember,
+        {
+            "topic": "jobs-dlq",
+            "role": "roles/pubsub.publisher",
+            "member": PUBSUB_AGENT,
+        },
     ),
-    "run_service": lambda n, **kw: gcp.cloudrunv2.Service(
-        n,
-        **_merge(
-            {
-                "name": "groundwork-production-worker",
-                "location": LOCATION,
-                "ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY",
-                "labels": TAGS,
-                "template": {"service_account": SA, "containers": _containers()},
-            },
-            kw,
-        ),
+    "run_service": harness.resource_builder(
+        gcp.cloudrunv2.Service,
+        {
+            "name": "groundwork-production-worker",
+            "location": LOCATION,
+            "ingress": "INGRESS_TRAFFIC_INTERNAL_ONLY",
+            "labels": TAGS,
+            "template": {"service_account": SA, "containers": _containers()},
+        },
     ),
     # The scheduled relay's hold job (components/gcp/services.py): OIDC, audience = the URL.
-    "scheduler_job": lambda n, **kw: gcp.cloudscheduler.Job(
-        n,
-        **_merge(
-            {
-                "region": LOCATION,
-                "schedule": "* * * * *",
-                "http_target": {
-                    "uri": "https://relay-abc-ew.a.run.app/relay/hold?seconds=55",
-                    "http_method": "GET",
-                    "oidc_token": {
-                        "service_account_email": "relay-sched@p.iam.gserviceaccount.com",
-                        "audience": "https://relay-abc-ew.a.run.app",
-                    },
+    "scheduler_job": harness.resource_builder(
+        gcp.cloudscheduler.Job,
+        {
+            "region": LOCATION,
+            "schedule": "* * * * *",
+            "http_target": {
+                "uri": "https://relay-abc-ew.a.run.app/relay/hold?seconds=55",
+                "http_method": "GET",
+                "oidc_token": {
+                    "service_account_email": "relay-sched@p.iam.gserviceaccount.com",
+                    "audience": "https://relay-abc-ew.a.run.app",
                 },
             },
-            kw,
-        ),
+        },
     ),
-    "run_job": lambda n, **kw: gcp.cloudrunv2.Job(
-        n,
-        **_merge(
-            {
-                "name": "groundwork-production-migrate",
-                "location": LOCATION,
-                "labels": TAGS,
-                "template": {"template": {"service_account": SA, "containers": _containers()}},
-            },
-            kw,
-        ),
+    "run_job": harness.resource_builder(
+        gcp.cloudrunv2.Job,
+        {
+            "name": "groundwork-production-migrate",
+            "location": LOCATION,
+            "labels": TAGS,
+            "template": {"template": {"service_account": SA, "containers": _containers()}},
+        },
     ),
-    "service_iam": lambda n, **kw: gcp.cloudrunv2.ServiceIamMember(
-        n,
-        **_merge(
-            {
-                "name": "groundwork-production-worker",
-                "location": LOCATION,
-                "role": "roles/run.invoker",
-                "member": f"serviceAccount:{SA}",
-            },
-            kw,
-        ),
+    "service_iam": harness.resource_builder(
+        gcp.cloudrunv2.ServiceIamMember,
+        {
+            "name": "groundwork-production-worker",
+            "location": LOCATION,
+            "role": "roles/run.invoker",
+            "member": f"serviceAccount:{SA}",
+        },
     ),
-    "job_iam": lambda n, **kw: gcp.cloudrunv2.JobIamMember(
-        n,
-        **_merge(
-            {
-                "name": "groundwork-production-migrate",
-                "location": LOCATION,
-                "role": "roles/run.invoker",
-                "member": f"serviceAccount:{SA}",
-            },
-            kw,
-        ),
+    "job_iam": harness.resource_builder(
+        gcp.cloudrunv2.JobIamMember,
+        {
+            "name": "groundwork-production-migrate",
+            "location": LOCATION,
+            "role": "roles/run.invoker",
+            "member": f"serviceAccount:{SA}",
+        },
     ),
-    "registry": lambda n, **kw: gcp.artifactregistry.Repository(
-        n,
-        **_merge(
-            {
-                "repository_id": "groundwork",
-                "location": LOCATION,
-                "format": "DOCKER",
-                "docker_config": {"immutable_tags": True},
-                "kms_key_name": KMS_KEY,
-                "labels": TAGS,
-            },
-            kw,
-        ),
+    "registry": harness.resource_builder(
+        gcp.artifactregistry.Repository,
+        {
+            "repository_id": "groundwork",
+            "location": LOCATION,
+            "format": "DOCKER",
+            "docker_config": {"immutable_tags": True},
+            "kms_key_name": KMS_KEY,
+            "labels": TAGS,
+        },
     ),
-    "crypto_key": lambda n, **kw: gcp.kms.CryptoKey(
-        n,
-        **_merge(
-            {
-                "name": "sql",
-                "key_ring": f"projects/p/locations/{LOCATION}/keyRings/r",
-                "rotation_period": "7776000s",
-                "labels": TAGS,
-            },
-            kw,
-        ),
+    "crypto_key": harness.resource_builder(
+        gcp.kms.CryptoKey,
+        {
+            "name": "sql",
+            "key_ring": f"projects/p/locations/{LOCATION}/keyRings/r",
+            "rotation_period": "7776000s",
+            "labels": TAGS,
+        },
     ),
-    "crypto_key_iam": lambda n, **kw: gcp.kms.CryptoKeyIAMMember(
-        n,
-        **_merge(
-            {
-                "crypto_key_id": KMS_KEY,
-                "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter",
-                "member": "serviceAccount:service-1@gcp-sa-cloud-sql.iam.gserviceaccount.com",
-            },
-            kw,
-        ),
+    "crypto_key_iam": harness.resource_builder(
+        gcp.kms.CryptoKeyIAMMember,
+        {
+            "crypto_key_id": KMS_KEY,
+            "role": "roles/cloudkms.cryptoKeyEncrypterDecrypter",
+            "member": "serviceAccount:service-1@gcp-sa-cloud-sql.iam.gserviceaccount.com",
+        },
     ),
-    "service_account": lambda n, **kw: gcp.serviceaccount.Account(
-        n, **_merge({"account_id": "groundwork-worker", "display_name": "groundwork worker"}, kw)
+    "service_account": harness.resource_builder(
+        gcp.serviceaccount.Account,
+        {"account_id": "groundwork-worker", "display_name": "groundwork worker"},
     ),
-    "project_iam": lambda n, **kw: gcp.projects.IAMMember(
-        n,
-        **_merge(
-            {
-                "project": "groundwork-test",
-                "role": "roles/cloudsql.client",
-                "member": f"serviceAccount:{SA}",
-            },
-            kw,
-        ),
+    "project_iam": harness.resource_builder(
+        gcp.projects.IAMMember,
+        {
+            "project": "groundwork-test",
+            "role": "roles/cloudsql.client",
+            "member": f"serviceAccount:{SA}",
+        },
     ),
-    "alert": lambda n, **kw: gcp.monitoring.AlertPolicy(
-        n,
-        **_merge(
-            {
-                "display_name": "Cloud SQL CPU",
-                "combiner": "OR",
-                "conditions": [
-                    {
-                        "display_name": "cpu",
-                        "condition_threshold": {
-                            "filter": 'resource.type="cloudsql_database" AND '
-                            'metric.type="cloudsql.googleapis.com/database/cpu/utilization"',
-                            "comparison": "COMPARISON_GT",
-                            "duration": "300s",
-                            "threshold_value": 0.8,
-                        },
-                    }
-                ],
-                "notification_channels": ["projects/p/notificationChannels/1"],
-                "user_labels": TAGS,
-            },
-            kw,
-        ),
+    "alert": harness.resource_builder(
+        gcp.monitoring.AlertPolicy,
+        {
+            "display_name": "Cloud SQL CPU",
+            "combiner": "OR",
+            "conditions": [
+                {
+                    "display_name": "cpu",
+                    "condition_threshold": {
+                        "filter": 'resource.type="cloudsql_database" AND '
+                        'metric.type="cloudsql.googleapis.com/database/cpu/utilization"',
+                        "comparison": "COMPARISON_GT",
+                        "duration": "300s",
+                        "threshold_value": 0.8,
+                    },
+                }
+            ],
+            "notification_channels": ["projects/p/notificationChannels/1"],
+            "user_labels": TAGS,
+        },
     ),
     "log_bucket": lambda n, **kw: gcp.logging.ProjectBucketConfig(
         n,
@@ -303,122 +258,95 @@ BUILDERS: dict[str, Callable[..., Any]] = {
             kw,
         ),
     ),
-    "log_sink": lambda n, **kw: gcp.logging.ProjectSink(
-        n,
-        **_merge(
-            {
-                "destination": "logging.googleapis.com/projects/p/locations/europe-west1/buckets/b",
-                "filter": 'resource.type = "cloud_run_revision"',
-            },
-            kw,
-        ),
+    "log_sink": harness.resource_builder(
+        gcp.logging.ProjectSink,
+        {
+            "destination": "logging.googleapis.com/projects/p/locations/europe-west1/buckets/b",
+            "filter": 'resource.type = "cloud_run_revision"',
+        },
     ),
-    "slo": lambda n, **kw: gcp.monitoring.Slo(
-        n,
-        **_merge(
-            {
-                "service": "api",
-                "goal": 0.995,
-                "rolling_period_days": 28,
-                "request_based_sli": {
-                    "good_total_ratio": {
-                        "bad_service_filter": 'metric.type="run.googleapis.com/request_count"',
-                        "total_service_filter": 'metric.type="run.googleapis.com/request_count"',
-                    }
+    "slo": harness.resource_builder(
+        gcp.monitoring.Slo,
+        {
+            "service": "api",
+            "goal": 0.995,
+            "rolling_period_days": 28,
+            "request_based_sli": {
+                "good_total_ratio": {
+                    "bad_service_filter": 'metric.type="run.googleapis.com/request_count"',
+                    "total_service_filter": 'metric.type="run.googleapis.com/request_count"',
+                }
+            },
+        },
+    ),
+    "network": harness.resource_builder(gcp.compute.Network, {"auto_create_subnetworks": False}),
+    "subnetwork": harness.resource_builder(
+        gcp.compute.Subnetwork,
+        {
+            "network": "groundwork",
+            "ip_cidr_range": "10.60.0.0/20",
+            "region": LOCATION,
+            "private_ip_google_access": True,
+            "log_config": {
+                "aggregation_interval": "INTERVAL_10_MIN",
+                "flow_sampling": 0.5,
+                "metadata": "INCLUDE_ALL_METADATA",
+            },
+        },
+    ),
+    "firewall": harness.resource_builder(
+        gcp.compute.Firewall,
+        {
+            "network": "groundwork",
+            "description": "HTTPS to the edge load balancer",
+            "direction": "INGRESS",
+            "source_ranges": ["0.0.0.0/0"],
+            "allows": [{"protocol": "tcp", "ports": ["443"]}],
+        },
+    ),
+    "security_policy": harness.resource_builder(
+        gcp.compute.SecurityPolicy,
+        {
+            "labels": TAGS,
+            "rules": [
+                {
+                    "action": "deny(403)",
+                    "priority": 1000,
+                    "description": "OWASP XSS",
+                    "match": {"expr": {"expression": "evaluatePreconfiguredWaf('xss-v33-stable')"}},
                 },
-            },
-            kw,
-        ),
-    ),
-    "network": lambda n, **kw: gcp.compute.Network(
-        n, **_merge({"auto_create_subnetworks": False}, kw)
-    ),
-    "subnetwork": lambda n, **kw: gcp.compute.Subnetwork(
-        n,
-        **_merge(
-            {
-                "network": "groundwork",
-                "ip_cidr_range": "10.60.0.0/20",
-                "region": LOCATION,
-                "private_ip_google_access": True,
-                "log_config": {
-                    "aggregation_interval": "INTERVAL_10_MIN",
-                    "flow_sampling": 0.5,
-                    "metadata": "INCLUDE_ALL_METADATA",
+                {
+                    "action": "allow",
+                    "priority": 2147483647,
+                    "description": "default",
+                    "match": {
+                        "versioned_expr": "SRC_IPS_V1",
+                        "config": {"src_ip_ranges": ["*"]},
+                    },
                 },
-            },
-            kw,
-        ),
+            ],
+        },
     ),
-    "firewall": lambda n, **kw: gcp.compute.Firewall(
-        n,
-        **_merge(
-            {
-                "network": "groundwork",
-                "description": "HTTPS to the edge load balancer",
-                "direction": "INGRESS",
-                "source_ranges": ["0.0.0.0/0"],
-                "allows": [{"protocol": "tcp", "ports": ["443"]}],
-            },
-            kw,
-        ),
+    "backend": harness.resource_builder(
+        gcp.compute.BackendService,
+        {
+            "load_balancing_scheme": "EXTERNAL_MANAGED",
+            "protocol": "HTTPS",
+            "security_policy": "groundwork-armor",
+            "log_config": {"enable": True},
+            "backends": [{"group": "projects/p/regions/europe-west1/networkEndpointGroups/api"}],
+        },
     ),
-    "security_policy": lambda n, **kw: gcp.compute.SecurityPolicy(
-        n,
-        **_merge(
-            {
-                "labels": TAGS,
-                "rules": [
-                    {
-                        "action": "deny(403)",
-                        "priority": 1000,
-                        "description": "OWASP XSS",
-                        "match": {
-                            "expr": {"expression": "evaluatePreconfiguredWaf('xss-v33-stable')"}
-                        },
-                    },
-                    {
-                        "action": "allow",
-                        "priority": 2147483647,
-                        "description": "default",
-                        "match": {
-                            "versioned_expr": "SRC_IPS_V1",
-                            "config": {"src_ip_ranges": ["*"]},
-                        },
-                    },
-                ],
-            },
-            kw,
-        ),
+    "ssl_policy": harness.resource_builder(
+        gcp.compute.SSLPolicy, {"min_tls_version": "TLS_1_2", "profile": "MODERN"}
     ),
-    "backend": lambda n, **kw: gcp.compute.BackendService(
-        n,
-        **_merge(
-            {
-                "load_balancing_scheme": "EXTERNAL_MANAGED",
-                "protocol": "HTTPS",
-                "security_policy": "groundwork-armor",
-                "log_config": {"enable": True},
-                "backends": [
-                    {"group": "projects/p/regions/europe-west1/networkEndpointGroups/api"}
-                ],
-            },
-            kw,
-        ),
-    ),
-    "ssl_policy": lambda n, **kw: gcp.compute.SSLPolicy(
-        n, **_merge({"min_tls_version": "TLS_1_2", "profile": "MODERN"}, kw)
-    ),
-    "https_proxy": lambda n, **kw: gcp.compute.TargetHttpsProxy(
-        n,
-        **_merge(
-            {
-                "url_map": "groundwork-api",
-                "ssl_certificates": ["groundwork-cert"],
-                "ssl_policy": "groundwork-modern",
-            },
-            kw,
-        ),
+    "https_proxy": harness.resource_builder(
+        gcp.compute.TargetHttpsProxy,
+        {
+            "url_map": "groundwork-api",
+            "ssl_certificates": ["groundwork-cert"],
+            "ssl_policy": "groundwork-modern",
+        },
     ),
 }
 
@@ -684,32 +612,21 @@ def graph() -> ProgramRun:
     return record(_program)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"), list(enumerate(BAD)), ids=[f"{rule}:{builder}" for rule, builder, _ in BAD]
-)
+@pytest.mark.parametrize(**harness.rule_cases(BAD))
 def test_rule_rejects_bad_resource(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:
-    rule = case[0]
-    found = violations(rule, graph.named(f"bad-{index}"))
-    assert found, f"{rule} accepted a resource it must reject"
-    assert all("Remediation:" in message for message in found)
+    harness.assert_rejected(case[0], graph.named(f"bad-{index}"))
 
 
 @pytest.mark.parametrize("key", list(BUILDERS))
 def test_good_baseline_passes_every_rule(graph: ProgramRun, key: str) -> None:
     resource = graph.named(f"good-{key}")
     rules = [r.name for r in gcp_rules.RULES if resource.type in r.resource_types]
-    assert rules, f"no GCP rule covers {resource.type}"
-    for rule in rules:
-        assert violations(rule, resource) == [], rule
+    harness.assert_passes_every_rule("GCP", rules, resource)
 
 
-@pytest.mark.parametrize(
-    ("index", "case"),
-    list(enumerate(GOOD_EXTRA)),
-    ids=[f"{rule}:{builder}" for rule, builder, _ in GOOD_EXTRA],
-)
+@pytest.mark.parametrize(**harness.rule_cases(GOOD_EXTRA))
 def test_rule_accepts_legitimate_variant(
     graph: ProgramRun, index: int, case: tuple[str, str, dict[str, Any]]
 ) -> None:

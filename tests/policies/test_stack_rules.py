@@ -53,26 +53,34 @@ def _alarm(name: str, dimensions: dict[str, pulumi.Input[str]]) -> aws.cloudwatc
     )
 
 
+def _cache() -> aws.elasticache.ReplicationGroup:
+    return aws.elasticache.ReplicationGroup(
+        "cache",
+        description="c",
+        replication_group_id="gw-cache",
+        node_type="cache.t4g.micro",
+        tags=TAGS,
+    )
+
+
+def _broker() -> aws.mq.Broker:
+    return aws.mq.Broker(
+        "mq",
+        broker_name="gw-broker",
+        engine_type="RabbitMQ",
+        engine_version="3.13",
+        host_instance_type="mq.t3.micro",
+        users=[{"username": "app", "password": "test-fixture-pass"}],
+        tags=TAGS,
+    )
+
+
 def test_datastore_without_alarm_is_rejected() -> None:
     def program() -> None:
         _rds()
         _alarm("other", {"DBInstanceIdentifier": "someone-elses-db"})
-        aws.elasticache.ReplicationGroup(
-            "cache",
-            description="c",
-            replication_group_id="gw-cache",
-            node_type="cache.t4g.micro",
-            tags=TAGS,
-        )
-        aws.mq.Broker(
-            "mq",
-            broker_name="gw-broker",
-            engine_type="RabbitMQ",
-            engine_version="3.13",
-            host_instance_type="mq.t3.micro",
-            users=[{"username": "app", "password": "test-fixture-pass"}],
-            tags=TAGS,
-        )
+        _cache()
+        _broker()
 
     found = _stack_violations(record(program), "aws-cloudwatch-datastore-alarmed")
     assert len(found) == 3, found
@@ -83,23 +91,9 @@ def test_datastores_with_alarms_pass() -> None:
         db = _rds()
         _alarm("db-cpu", {"DBInstanceIdentifier": db.identifier})
         # ElastiCache alarms name member nodes "<group id>-001", a plain string.
-        aws.elasticache.ReplicationGroup(
-            "cache",
-            description="c",
-            replication_group_id="gw-cache",
-            node_type="cache.t4g.micro",
-            tags=TAGS,
-        )
+        _cache()
         _alarm("cache-cpu", {"CacheClusterId": "gw-cache-001"})
-        broker = aws.mq.Broker(
-            "mq",
-            broker_name="gw-broker",
-            engine_type="RabbitMQ",
-            engine_version="3.13",
-            host_instance_type="mq.t3.micro",
-            users=[{"username": "app", "password": "test-fixture-pass"}],
-            tags=TAGS,
-        )
+        broker = _broker()
         _alarm("dlq", {"Broker": broker.broker_name, "Queue": "jobs.dlq"})
 
     assert _stack_violations(record(program), "aws-cloudwatch-datastore-alarmed") == []

@@ -13,9 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import ssl
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -26,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
-from groundwork.devenv.servers import Postgres, ServerUnavailableError
+from groundwork.devenv.servers import Postgres, postgres_for_test
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 INSTANCE_CN = "acme-groundwork:groundwork-production-postgres"
@@ -69,33 +67,15 @@ def cloud_sql_like() -> Iterator[tuple[Postgres, str]]:
         .not_valid_after(now + datetime.timedelta(days=1))
         .sign(ca_key, hashes.SHA256())
     )
-    workdir = Path(tempfile.mkdtemp(prefix="gw-db-tls-"))
-    os.chmod(workdir, 0o755)
-    postgres = Postgres(workdir)
-    try:
-        postgres.start()
-    except ServerUnavailableError as exc:
-        if IN_CI:
-            pytest.fail(f"PostgreSQL required under CI=true: {exc}", pytrace=False)
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    owner = postgres.datadir.stat()
-    for name, data in (
-        ("server.crt", server_cert.public_bytes(serialization.Encoding.PEM)),
-        (
-            "server.key",
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.TraditionalOpenSSL,
-                serialization.NoEncryption(),
-            ),
+    postgres = postgres_for_test("gw-db-tls-")
+    postgres.serve_tls(
+        server_cert.public_bytes(serialization.Encoding.PEM),
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
         ),
-    ):
-        path = postgres.datadir / name
-        path.write_bytes(data)
-        os.chown(path, owner.st_uid, owner.st_gid)
-        os.chmod(path, 0o600)
-    postgres.psql("ALTER SYSTEM SET ssl = on")
-    postgres.psql("SELECT pg_reload_conf()")
+    )
     yield postgres, _pem(ca_cert)
     postgres.stop()
 

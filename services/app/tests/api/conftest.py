@@ -5,15 +5,20 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 
-from groundwork.devenv.servers import DevServers
+from groundwork.devenv.servers import DevServers, free_port
 from groundwork.tokens import mint_token
 
 
@@ -133,3 +138,38 @@ def hung_server() -> Iterator[int]:
 
 
 JOB: dict[str, Any] = {"prompt": "Summarise the plot of Hamlet.", "metadata": {"ticket": "T-1"}}
+
+
+CLI = str(Path(sys.executable).with_name("groundwork-app"))
+
+
+def start_api(
+    service_env: dict[str, str], cwd: Path, **env: str
+) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """`groundwork-app api` on a free loopback port, its output in ``cwd``/api.log, once
+    /health/live answers 200 (the test fails with the log if it exits or takes over 30 s).
+    The caller stops it."""
+    port = free_port()
+    full_env = {
+        **os.environ,
+        **service_env,
+        "PORT": str(port),
+        "API_BIND_HOST": "127.0.0.1",
+        **env,
+    }
+    log_path = cwd / "api.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [CLI, "api"], env=full_env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=0.5).status_code == 200:
+                return proc, port, log_path
+        except httpx.HTTPError:
+            time.sleep(0.1)
+        if proc.poll() is not None:
+            pytest.fail(f"api exited early:\n{log_path.read_text()[-3000:]}")
+    proc.kill()
+    pytest.fail(f"api did not come up:\n{log_path.read_text()[-3000:]}")

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,41 +19,19 @@ import pytest
 from groundwork.devenv.servers import free_port
 from groundwork.tokens import mint_token
 
-from .conftest import JOB
-
-CLI = str(Path(sys.executable).with_name("groundwork-app"))
+from .conftest import CLI, JOB, start_api
 
 
 @pytest.fixture
 def api_process(
     service_env: dict[str, str], clean_db: None, tmp_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
-    port = free_port()
-    env = {
-        **os.environ,
-        **service_env,
-        "PORT": str(port),
-        "API_BIND_HOST": "127.0.0.1",
-        "SHUTDOWN_TIMEOUT_SECONDS": "10",
-        "RATE_LIMIT": "1000/second",
-    }
-    log_path = tmp_path / "api.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [CLI, "api"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-        if proc.poll() is not None:
-            pytest.fail(f"api exited early:\n{log_path.read_text()}")
-    else:
-        proc.kill()
-        pytest.fail(f"api did not come up:\n{log_path.read_text()}")
+    proc, port, log_path = start_api(
+        service_env,
+        tmp_path,
+        SHUTDOWN_TIMEOUT_SECONDS="10",
+        RATE_LIMIT="1000/second",
+    )
     try:
         yield proc, port, log_path
     finally:

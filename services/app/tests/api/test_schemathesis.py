@@ -19,13 +19,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import jwt
 import pytest
 
-from groundwork.devenv.servers import free_port
+from .conftest import start_api
 
-CLI = str(Path(sys.executable).with_name("groundwork-app"))
 EXAMPLES = int(os.environ.get("GROUNDWORK_SCHEMATHESIS_EXAMPLES", "25"))
 
 
@@ -33,33 +31,11 @@ EXAMPLES = int(os.environ.get("GROUNDWORK_SCHEMATHESIS_EXAMPLES", "25"))
 def live_api(
     service_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    port = free_port()
     tmp = tmp_path_factory.mktemp("schemathesis")
-    env = {
-        **os.environ,
-        **service_env,
-        "PORT": str(port),
-        "API_BIND_HOST": "127.0.0.1",
-        "RATE_LIMIT": "100000/minute",
-        "LOG_LEVEL": "WARNING",
-    }
-    log_path = tmp / "api.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [CLI, "api"], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT
-        )
+    proc, port, log_path = start_api(
+        service_env, tmp, RATE_LIMIT="100000/minute", LOG_LEVEL="WARNING"
+    )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health/live", timeout=0.5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"api did not come up:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.1)
     try:
         yield base
     finally:
