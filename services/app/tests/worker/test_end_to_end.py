@@ -55,6 +55,17 @@ async def submit(api: ApiHarness, prompt: str, request_id: str) -> uuid.UUID:
     return uuid.UUID(response.json()["id"])
 
 
+async def _until_logged(api: ApiHarness, event: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        lines = api.log_lines()
+        if any(ln.get("event") == event for ln in lines):
+            return lines
+        if asyncio.get_running_loop().time() > deadline:
+            return lines
+        await asyncio.sleep(0.05)
+
+
 async def test_posted_job_gets_a_result_and_logs_share_the_request_id(
     settings: Settings, engine: AsyncEngine, store: JobStore, rabbit_ok: object
 ) -> None:
@@ -68,7 +79,9 @@ async def test_posted_job_gets_a_result_and_logs_share_the_request_id(
         body: dict[str, Any] = response.json()
         assert body["status"] == "succeeded"
         assert "simulated answer" in str(body)
-        lines = api.log_lines()
+        # The worker logs "message handled" after the result is stored and the delivery
+        # acked, so the job can read as succeeded a moment before that line exists.
+        lines = await _until_logged(api, "message handled")
     api_lines = [
         ln
         for ln in lines
