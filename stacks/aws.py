@@ -402,12 +402,6 @@ def build(settings: Settings) -> AwsOutputs:
     }
 
 
-RDS_NOT_FOUND = "no matching RDS DB Instance found"
-"""What the provider's ``aws_db_instance`` data source fails with when the identifier
-does not exist (terraform-provider-aws ``tfresource.SingularDataSourceFindError``); any
-other failure reads "reading RDS DB Instance: ..." with the API error."""
-
-
 def refuse_cmek_change(cmek: bool, prefix: str, provider: aws.Provider) -> None:
     """``groundwork:cmek`` cannot be switched for a live stack.
 
@@ -417,15 +411,24 @@ def refuse_cmek_change(cmek: bool, prefix: str, provider: aws.Provider) -> None:
     ``<prefix>-db``, created with the stack and encrypted either way) witnesses how the
     stack was created: its storage key is AWS-managed (``aws/rds``, KeyManager AWS) or
     this stack's CMK (KeyManager CUSTOMER; DescribeKey, KMS API reference). No instance
-    yet (first deploy) skips the check; any other lookup error stops.
+    yet (first deploy) skips the check; any lookup error stops.
+
+    Existence is asked with a ``db-instance-id`` filter, which answers an empty list when
+    nothing matches (DescribeDBInstances, RDS API reference, ``Filters``), rather than by
+    the single-instance lookup, whose "not found" is an error told apart from other
+    errors only by its text (terraform-provider-aws ``SingularDataSourceFindError``).
     """
     identifier = f"{prefix}-db"
     invoke = pulumi.InvokeOptions(provider=provider)
     try:
+        found = aws.rds.get_instances(
+            filters=[aws.rds.GetInstancesFilterArgs(name="db-instance-id", values=[identifier])],
+            opts=invoke,
+        )
+        if identifier not in (found.instance_identifiers or []):
+            return
         live = aws.rds.get_instance(db_instance_identifier=identifier, opts=invoke)
     except Exception as exc:
-        if RDS_NOT_FOUND in str(exc):
-            return
         raise ConfigError(
             f"could not read RDS instance {identifier} to check groundwork:cmek ({exc}); the "
             "deploy identity needs rds:DescribeDBInstances and kms:DescribeKey"

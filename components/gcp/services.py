@@ -107,6 +107,10 @@ RELAY_HOLD_MAX_SECONDS = 60
 """The relay caps a hold here (worker/health.py ``HOLD_MAX_SECONDS``)."""
 SCHEDULER_PERIOD_SECONDS = 60
 """Cloud Scheduler's finest schedule: unix-cron, one run a minute at most."""
+RELAY_COLD_START_SECONDS = 120
+"""What a held relay call allows for a new instance to start before the hold begins (the
+Scheduler attempt deadline and the request timeout add it): about the startup probe's
+own budget (2 s, then 24 probes 5 s apart)."""
 
 
 class RelayBilling(StrEnum):
@@ -521,8 +525,9 @@ class ContainerService(pulumi.ComponentResource):
                 min_instances=0,
                 max_instances=1,
                 concurrency=1,
-                # The request outlives the hold so the relay, not Cloud Run, ends it.
-                timeout=f"{hold + 30}s",
+                # The request outlives the hold, and the cold start before it, so the
+                # relay, not Cloud Run, ends it.
+                timeout=f"{hold + RELAY_COLD_START_SECONDS + 30}s",
             ),
             port=HEALTH_PORT,
             ingress="INGRESS_TRAFFIC_INTERNAL_ONLY",
@@ -557,8 +562,12 @@ class ContainerService(pulumi.ComponentResource):
             description=f"Holds {name}-relay's CPU {hold}s a minute (request-based billing)",
             schedule="* * * * *",
             time_zone="Etc/UTC",
-            # Longer than the hold: a deadline hit would be logged as a failed attempt.
-            attempt_deadline=f"{hold + 15}s",
+            # The hold plus a cold start: at 0.25 vCPU with no startup boost, and with
+            # Direct VPC egress that "might experience connection establishment delays of
+            # a minute or more on instance startup"
+            # (https://cloud.google.com/run/docs/configuring/vpc-direct-vpc), a deadline
+            # of hold + 15 s would fail and retry the first call after every new instance.
+            attempt_deadline=f"{hold + RELAY_COLD_START_SECONDS}s",
             # A hold ended by a new revision's SIGTERM answers 503: retried once, soon,
             # and it lands on the new instance; the next minute's run follows anyway.
             retry_config=gcp.cloudscheduler.JobRetryConfigArgs(

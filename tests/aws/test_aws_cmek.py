@@ -13,7 +13,6 @@ import pytest
 from components.aws.rotation import rotation_policy
 from groundwork.mockrun import ProgramRun
 from stacks import program
-from stacks.aws import RDS_NOT_FOUND
 from stacks.config import ConfigError
 from tests.aws.conftest import AWS_CONFIG, PasswordMocks, run_failing
 
@@ -144,12 +143,25 @@ class LiveDatabaseMocks(PasswordMocks):
         self.lookups: list[str] = []
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[Any]]:
-        if args.token == "aws:rds/getInstance:getInstance":
-            self.lookups.append(args.args["dbInstanceIdentifier"])
+        if args.token == "aws:rds/getInstances:getInstances":
+            # DescribeDBInstances with the db-instance-id filter: the matching instances,
+            # an empty list when there is none (RDS API reference, Filters).
+            (flt,) = args.args["filters"]
+            assert flt["name"] == "db-instance-id"
+            self.lookups.extend(flt["values"])
             if self.error is not None:
-                return {}, [("dbInstanceIdentifier", self.error)]
+                return {}, [("filters", self.error)]
+            ids = list(flt["values"]) if self.live_key is not None else []
+            return {
+                "instanceIdentifiers": ids,
+                "instanceArns": [f"arn:aws:rds:us-east-1:123456789012:db:{i}" for i in ids],
+                "id": "us-east-1",
+            }, []
+        if args.token == "aws:rds/getInstance:getInstance":
+            # Only asked once the list found the instance; the provider's answer for a
+            # missing one, should it be asked anyway.
             if self.live_key is None:
-                return {}, [("dbInstanceIdentifier", RDS_NOT_FOUND)]
+                return {}, [("dbInstanceIdentifier", "no matching RDS DB Instance found")]
             return {
                 "dbInstanceIdentifier": args.args["dbInstanceIdentifier"],
                 "kmsKeyId": self.live_key,

@@ -88,6 +88,17 @@ def test_the_scheduler_job_holds_the_relay_with_an_oidc_token_for_its_url(
     assert 15 <= _seconds(spec["attemptDeadline"]) <= 1800
     assert _seconds(spec["attemptDeadline"]) > hold
     assert _seconds(relay.inputs["template"]["timeout"]) > hold
+    # The relay scales from zero, so a call may first wait for a new instance: as long as
+    # its startup probe allows (Cloud Run keeps the request queued meanwhile), which at
+    # 0.25 vCPU with Direct VPC egress can exceed a minute ("connection establishment
+    # delays of a minute or more on instance startup", cloud.google.com/run/docs/
+    # configuring/vpc-direct-vpc). Neither the deadline nor the timeout may end it first.
+    probe = relay.inputs["template"]["containers"][0]["startupProbe"]
+    startup = (
+        probe.get("initialDelaySeconds", 0) + probe["periodSeconds"] * probe["failureThreshold"]
+    )
+    assert _seconds(spec["attemptDeadline"]) >= hold + startup - 5
+    assert _seconds(relay.inputs["template"]["timeout"]) > _seconds(spec["attemptDeadline"])
     assert 0 <= spec["retryConfig"]["retryCount"] <= 5
     assert spec["region"] == REGION
     assert spec["name"] == "groundwork-staging-relay-hold"
