@@ -12,6 +12,7 @@ Real HTTP against the real server; the last test runs the whole relay process.
 from __future__ import annotations
 
 import asyncio
+import io
 import os
 import signal
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from groundwork_app.relay import runner
 from groundwork_app.relay.runner import run_relay
 from groundwork_app.settings import Settings
 from groundwork_app.worker import health
@@ -134,6 +136,17 @@ async def test_the_relay_publishes_while_held_and_a_sigterm_releases_the_hold(
     call within a second and stops the process."""
     port = _free_port()
     monkeypatch.setenv("PORT", str(port))
+    # run_relay configures logging for a real process: stdout, with structlog's loggers
+    # cached on first use. In this shared test process that would pin every module
+    # logger used afterwards (the worker's "message handled" among them) to stdout for
+    # the rest of the session, out of reach of the streams later tests capture. A stream
+    # of its own keeps the configuration uncached, as every other in-process test has it.
+    real_configure = runner.configure_logging
+    monkeypatch.setattr(
+        runner,
+        "configure_logging",
+        lambda settings, stream=None: real_configure(settings, stream=stream or io.StringIO()),
+    )
     relay_settings = make_settings(
         queue_name=settings.queue_name, heartbeat_file=str(tmp_path / "hb"), relay_listen=False
     )
