@@ -19,7 +19,7 @@ import structlog
 from groundwork_app.adapters.cache import AnswerCache
 from groundwork_app.adapters.llm import LLMProvider, build_llm
 from groundwork_app.adapters.redis import create_redis
-from groundwork_app.db.worker import JobStore
+from groundwork_app.db.worker import STATEMENT_LINGER_SECONDS, JobStore
 from groundwork_app.observability.logging import configure_logging
 from groundwork_app.observability.tracing import configure_tracing
 from groundwork_app.process import (
@@ -34,6 +34,8 @@ from groundwork_app.worker.health import HealthServer, Heartbeat, heartbeat_path
 from groundwork_app.worker.terminal import DeadLetterRecorder
 
 if TYPE_CHECKING:  # both are imported where used: each pulls in its own client library
+    from redis.asyncio import Redis
+
     from groundwork_app.worker.consumer import RabbitConsumer
     from groundwork_app.worker.sqs_consumer import SqsConsumer
 
@@ -52,13 +54,21 @@ def build_handler(
     return JobHandler(store, build_llm(settings, provider), cache, settings)
 
 
+def build_cache(redis: Redis, settings: Settings) -> AnswerCache:
+    # The answer cache's lookups and writes wait for company as the claims and
+    # completions do: with no wait nearly every MGET and pipeline carried one job
+    # (redis-py and the Coalescer were ~10 % of the worker's samples, py-spy,
+    # docs/performance.md); the API's cache keeps 0 (its latency is the product).
+    return AnswerCache(redis, settings, linger=STATEMENT_LINGER_SECONDS)
+
+
 async def run_worker(settings: Settings) -> None:
     configure_logging(settings)
     configure_tracing(settings, component="worker")
     store = JobStore(settings)
     recorder = DeadLetterRecorder(store.pool, settings)
     redis = create_redis(settings)
-    handler = build_handler(settings, store, cache=AnswerCache(redis, settings))
+    handler = build_handler(settings, store, cache=build_cache(redis, settings))
     heartbeat = Heartbeat(heartbeat_path(settings, "worker"))
     stop = asyncio.Event()
     beating = asyncio.create_task(heartbeat.run(stop))
