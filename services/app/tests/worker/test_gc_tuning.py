@@ -1,0 +1,42 @@
+"""The worker's garbage-collector thresholds: rarer young collections, and cyclic
+garbage still collected without anyone calling gc.collect()."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+from groundwork_app.worker.runner import WORKER_GC_THRESHOLDS, tune_gc_for_in_flight_jobs
+
+
+class _Node:
+    def __init__(self) -> None:
+        self.other: _Node | None = None
+
+
+def test_the_worker_collects_less_often_but_still_collects_cycles() -> None:
+    saved = gc.get_threshold()
+    try:
+        tune_gc_for_in_flight_jobs()
+        assert gc.get_threshold() == WORKER_GC_THRESHOLDS
+        # Young collections run after 10,000 net allocations instead of CPython's 700.
+        assert WORKER_GC_THRESHOLDS[0] >= 10 * 700
+        gc.collect()
+        young_before = gc.get_stats()[0]["collections"]
+        freed = [0]
+
+        def count(_: object) -> None:
+            freed[0] += 1
+
+        refs = []
+        for _ in range(50_000):  # 100,000 objects in two-node cycles, never collected by hand
+            a, b = _Node(), _Node()
+            a.other, b.other = b, a
+            refs.append(weakref.ref(a, count))
+        young = gc.get_stats()[0]["collections"] - young_before
+        # Collections happened on their own (the collector is on) and freed the cycles...
+        assert freed[0] > 40_000
+        # ...at most one per 10,000 allocations (the defaults would have run ~300).
+        assert 0 < young <= 100_000 // 10_000 + 10
+    finally:
+        gc.set_threshold(*saved)
