@@ -19,7 +19,7 @@ def test_the_worker_collects_less_often_but_still_collects_cycles() -> None:
     try:
         tune_gc_for_in_flight_jobs()
         assert gc.get_threshold() == WORKER_GC_THRESHOLDS
-        # Young collections run after 10,000 net allocations instead of CPython's 700.
+        # Young collections run after tens of thousands of net allocations, not 700.
         assert WORKER_GC_THRESHOLDS[0] >= 10 * 700
         gc.collect()
         young_before = gc.get_stats()[0]["collections"]
@@ -36,7 +36,7 @@ def test_the_worker_collects_less_often_but_still_collects_cycles() -> None:
         young = gc.get_stats()[0]["collections"] - young_before
         # Collections happened on their own (the collector is on) and freed the cycles...
         assert freed[0] > 40_000
-        # ...at most one per 10,000 allocations (the defaults would have run ~300).
-        assert 0 < young <= 100_000 // 10_000 + 10
+        # ...far fewer of them than CPython's defaults run here (~300).
+        assert 0 < young <= 30
     finally:
         gc.set_threshold(*saved)

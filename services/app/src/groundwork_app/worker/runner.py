@@ -60,10 +60,11 @@ def build_handler(
 # outlive the young generations' collections, which run every few milliseconds at
 # hundreds of jobs/s, and reach the oldest generation: full collections then walked
 # every in-flight job's objects, ~170 ms each, 20 in a 16,384-job drain, **a third of
-# the worker's CPU** (gc.callbacks timing, docs/performance.md). Young collections 15x
-# rarer let most of a job's objects die by reference count before any collection sees
-# them; cyclic garbage is still collected, later (peak RSS measured with it).
-WORKER_GC_THRESHOLDS = (10_000, 10, 100)
+# the worker's CPU** (gc.callbacks timing, docs/performance.md). With these, 2 full
+# collections in such a drain and ~0.1 of the CPU in the collector (10,000 for the
+# first threshold: ~0.15); cyclic garbage is still collected, later (peak RSS 173 MiB
+# against 150-165 MiB at c=4096).
+WORKER_GC_THRESHOLDS = (50_000, 20, 100)
 
 
 def tune_gc_for_in_flight_jobs() -> None:
