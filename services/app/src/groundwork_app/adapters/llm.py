@@ -323,7 +323,7 @@ class OpenAICompatibleProvider:
 
 
 class ResilientLLM:
-    """Timeout + circuit breaker per attempt + tenacity retries of retryable errors."""
+    """Timeout + circuit breaker per attempt + retries of retryable errors."""
 
     def __init__(
         self,
