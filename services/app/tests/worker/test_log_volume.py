@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import sqlalchemy
 from groundwork_app.settings import Settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -83,6 +84,24 @@ async def _logged(output: Output, text: str, count: int = 1, timeout: float = 60
     await wait_for(seen, timeout, what=f"{count} x {text!r} in {output.path.name}")
 
 
+# components/aws/database.py's parameter group, with RDS's default log_line_prefix (RDS User
+# Guide, "PostgreSQL database log files": '%t:%r:%u@%d:[%p]:'), on the loopback server.
+RDS_LOGGING = {
+    "log_min_duration_statement": "500",
+    "log_connections": "on",
+    "log_lock_waits": "on",
+    "log_line_prefix": "'%t:%r:%u@%d:[%p]:'",
+}
+
+
+def rds_logging(servers: DevServers, on: bool) -> None:
+    for name, value in RDS_LOGGING.items():
+        servers.postgres.psql(
+            f"ALTER SYSTEM SET {name} = {value}" if on else f"ALTER SYSTEM RESET {name}"
+        )
+    servers.postgres.psql("SELECT pg_reload_conf()")
+
+
 def measure_migrate(servers: DevServers, service_env: dict[str, str], tmp_path: Path) -> int:
     """Billed bytes of one `groundwork-app migrate` against an empty database: every
     revision applied, the most a deploy's migrate task logs."""
@@ -115,7 +134,7 @@ async def test_the_price_table_covers_what_each_process_logs(
     rabbit_ok: object,
 ) -> None:
     from groundwork.plan.pricing.loader import load_price_table
-    from groundwork.plan.pricing.pricers_aws import service_log_gb_per_month
+    from groundwork.plan.pricing.pricers_aws import JOBS_PER_PUBSUB_GIB, service_log_gb_per_month
 
     settings = make_settings(queue_name=settings.queue_name)
     env = {
@@ -128,6 +147,15 @@ async def test_the_price_table_covers_what_each_process_logs(
         "RATE_LIMIT": "100000/minute",
         "LLM_SIMULATED_LATENCY_MS": "20",
     }
+    # The test's own pooled connection opens before the server logs connections.
+    async with engine.connect() as connection:
+        await connection.execute(sqlalchemy.text("SELECT 1"))
+    pg = Output(servers.postgres.workdir / "pg.log")
+    reloads = pg.text().count('parameter "log_line_prefix" changed')
+    rds_logging(servers, True)
+    # The reload is asynchronous: its own lines are not the service's.
+    await _logged(pg, 'parameter "log_line_prefix" changed', reloads + 1)
+    pg.mark()
     worker_log, relay_log = tmp_path / "worker.log", tmp_path / "relay.log"
     worker = _start(
         "worker",
@@ -142,6 +170,7 @@ async def test_the_price_table_covers_what_each_process_logs(
     api, port, api_log = start_api(env, tmp_path, **{k: env[k] for k in ("RATE_LIMIT",)})
     out = {"api": Output(api_log), "worker": Output(worker_log), "relay": Output(relay_log)}
     measured: dict[str, dict[str, float]] = {}
+    pg_share: dict[str, float] = {}
     try:
         await _logged(out["worker"], '"consuming"')
         await _logged(out["relay"], "listening for outbox notifications")
@@ -152,8 +181,13 @@ async def test_the_price_table_covers_what_each_process_logs(
         # slowlog-log-slower-than; Redis's default, 10,000 us, set here explicitly.
         slow_log.config_set("slowlog-log-slower-than", 10_000)
         slow_log.slowlog_reset()
-        for output in out.values():
+        pg_started = pg.since_mark()
+        for output in (*out.values(), pg):
             output.mark()
+        # What the three processes' pools opened: each connection's log_connections lines.
+        opened = pg_started.count(b"connection received")
+        assert opened > 0, "log_connections logged no connection"
+        pg_share["bytes_per_connection"] = billed(pg_started)[0] / opened
         # Each task start (a deploy, a scale-out, a Spot replacement) logs these again.
         started = {
             name: billed(output.path.read_bytes()[: output.offset])[0]
@@ -191,15 +225,17 @@ async def test_the_price_table_covers_what_each_process_logs(
             await _logged(out["api"], '"http.request"', 2 * JOBS)
             work = {name: billed(output.since_mark()) for name, output in out.items()}
             slow_entries = int(slow_log.slowlog_len())
+            pg_share["bytes_per_job"] = billed(pg.since_mark())[0] / JOBS
             slow_log.close()
             measured["api"] = {"bytes_per_request": work["api"][0] / (2 * JOBS)}
             measured["worker"] = {"bytes_per_job": work["worker"][0] / JOBS}
             measured["relay"] = {"bytes_per_job": work["relay"][0] / JOBS}
 
             # Idle: nothing but time, then the API's health checks alone.
-            for output in out.values():
+            for output in (*out.values(), pg):
                 output.mark()
             time.sleep(IDLE_SECONDS)
+            pg_share["bytes_per_idle_hour"] = billed(pg.since_mark())[0] / IDLE_SECONDS * 3600
             idle = {name: billed(output.since_mark())[0] for name, output in out.items()}
             for name in ("worker", "relay"):
                 # Heartbeats are files (`groundwork-app healthcheck worker|relay` reads
@@ -223,6 +259,7 @@ async def test_the_price_table_covers_what_each_process_logs(
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        rds_logging(servers, False)
     for name, process in (("api", api), ("worker", worker), ("relay", relay)):
         assert process.returncode == 0, out[name].text()[-2000:]  # a drained, clean stop
         stopped = billed(out[name].since_mark())[0]
@@ -230,6 +267,7 @@ async def test_the_price_table_covers_what_each_process_logs(
         measured[name]["bytes_per_task_start"] = started[name] + stopped
     measured["migrate"] = {"bytes_per_run": float(measure_migrate(servers, service_env, tmp_path))}
     print("measured billed bytes:", measured, "redis slow log entries:", slow_entries)
+    print("the service's share of the RDS postgresql log:", pg_share)
 
     table = load_price_table().data["measured_logs"]
     for process, facts in measured.items():
@@ -247,6 +285,24 @@ async def test_the_price_table_covers_what_each_process_logs(
             priced_gb = service_log_gb_per_month(process, usage, table)
             assert priced_gb >= from_measurement, (tier, process)
             assert priced_gb <= 3 * from_measurement, (tier, process)
+
+    # The RDS postgresql export stays at the per-group assumption (RDS logs its own
+    # connections, checkpoints and autovacuum there too, which no loopback server shows);
+    # the service's own share must stay well inside it: its connections (every pooled one
+    # reconnects each 30 minutes, pool_recycle in db/engine.py; at most pool + overflow
+    # per process), a deploy's restarts and what each job adds.
+    for tier in ("staging", "production"):
+        usage = load_price_table().assumptions(tier)
+        logs = load_table_section()
+        jobs = usage["pubsub_gib_per_topic"] * JOBS_PER_PUBSUB_GIB
+        pool = settings.db_pool_size + settings.db_max_overflow
+        reconnects = 3 * 2 * pool * 730 * 2  # 3 processes, 2 tasks each at most, 2 an hour
+        share = (
+            pg_share["bytes_per_job"] * jobs
+            + pg_share["bytes_per_idle_hour"] * 730
+            + pg_share["bytes_per_connection"] * (reconnects + 6 * pool * logs["deploys_per_month"])
+        )
+        assert share < usage["log_ingestion_gb_per_group"] * 1e9 / 4, (tier, share)
 
 
 def _as_table(measured: dict[str, dict[str, float]]) -> dict[str, Any]:
