@@ -11,9 +11,9 @@ RabbitMQ on loopback; the LLM is the simulated provider (it logs nothing of its 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,7 @@ async def test_the_price_table_covers_what_each_process_logs(
         {**env, "WORKER_HEALTH_PORT": str(free_port()), "HEARTBEAT_FILE": str(tmp_path / "r")},
         relay_log,
     )
-    api, port, api_log = start_api(env, tmp_path, **{k: env[k] for k in ("RATE_LIMIT",)})
+    api, port, api_log = start_api(env, tmp_path)
     out = {"api": Output(api_log), "worker": Output(worker_log), "relay": Output(relay_log)}
     measured: dict[str, dict[str, float]] = {}
     pg_share: dict[str, float] = {}
@@ -234,7 +234,7 @@ async def test_the_price_table_covers_what_each_process_logs(
             # Idle: nothing but time, then the API's health checks alone.
             for output in (*out.values(), pg):
                 output.mark()
-            time.sleep(IDLE_SECONDS)
+            await asyncio.sleep(IDLE_SECONDS)
             pg_share["bytes_per_idle_hour"] = billed(pg.since_mark())[0] / IDLE_SECONDS * 3600
             idle = {name: billed(output.since_mark())[0] for name, output in out.items()}
             for name in ("worker", "relay"):
