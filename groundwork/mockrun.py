@@ -14,6 +14,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pulumi
@@ -426,8 +427,42 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         return response
 
 
+def _content_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        digest.update(str(file.relative_to(path) if path.is_dir() else file.name).encode())
+        digest.update(b"\0")
+        digest.update(file.read_bytes())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _asset(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
+    """An asset or archive by what it holds, as the engine compares them.
+
+    The engine identifies an asset by the SHA-256 of its contents, not by the object or
+    the checkout it was read from (pulumi/sdk/go/common/resource/asset.go: `Hash`); the
+    object's repr carries a memory address, which made every plan of the same tree show
+    the function's code as changed.
+    """
+    if isinstance(value, pulumi.StringAsset):
+        return {"asset": "text", "sha256": hashlib.sha256(value.text.encode()).hexdigest()}
+    if isinstance(value, pulumi.FileAsset | pulumi.FileArchive):
+        path = Path(str(value.path))
+        kind = "file" if isinstance(value, pulumi.FileAsset) else "directory"
+        return {kind: path.name, "sha256": _content_hash(path) if path.exists() else None}
+    if isinstance(value, pulumi.RemoteAsset | pulumi.RemoteArchive):
+        return {"uri": str(value.uri)}
+    if isinstance(value, pulumi.AssetArchive):
+        return {"archive": {str(k): _plain(v) for k, v in sorted(value.assets.items())}}
+    return {"asset": type(value).__name__}
+
+
 def _plain(value: Any) -> Any:
     """Drop the SDK's unknown/secret sentinels so the graph is plain data."""
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return _asset(value)
     if isinstance(value, dict):
         if value.get("4dabf18193072939515e22adb298388d") == "1b47061264138c4ac30d75fd1eb44270":
             return _plain(value.get("value"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -61,3 +62,22 @@ def test_plan_imports_the_program_from_the_project_root(
     result = run_python(code, cwd="/")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["aws", "production", "True"]
+
+
+def test_shipped_code_does_not_import_test_tooling() -> None:
+    # The wheel installs without the dev group: a pytest import in `groundwork/` (even a
+    # lazy one, as postgres_for_test once had) fails at run time; such helpers live in
+    # testsupport/, which the wheel leaves out.
+    importers = []
+    for path in sorted((ROOT / "groundwork").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n.split(".")[0] in ("pytest", "tests", "testsupport") for n in names):
+                importers.append(str(path.relative_to(ROOT)))
+    assert importers == []

@@ -215,6 +215,15 @@ def _with_metric(
     return resources.apply(lambda f: f'{f} AND metric.type = "{metric_type}"{labels}')
 
 
+def _subscription(name: pulumi.Input[str]) -> pulumi.Output[str]:
+    """The monitoring filter of one Pub/Sub subscription's metrics, for ``_with_metric``."""
+    return pulumi.Output.from_input(name).apply(
+        lambda n: (
+            f'resource.type = "pubsub_subscription" AND resource.label.subscription_id = "{n}"'
+        )
+    )
+
+
 def _burn_rate_filter(window: str, slo_name: str) -> str:
     return f'select_slo_burn_rate("{slo_name}", "{window}")'
 
@@ -408,15 +417,13 @@ class Alarms(pulumi.ComponentResource):
             severity="WARNING",
             doc="The cache evicts under pressure: raise gcpRedisMemoryGb.",
         )
+        push = _subscription(args.push_subscription_name)
         self._policy(
             "pubsub-oldest-unacked",
             f"Jobs waiting longer than {t.oldest_unacked_seconds:g} s",
-            pulumi.Output.from_input(args.push_subscription_name).apply(
-                lambda n: (
-                    'resource.type = "pubsub_subscription" AND '
-                    f'resource.label.subscription_id = "{n}" AND '
-                    'metric.type = "pubsub.googleapis.com/subscription/oldest_unacked_message_age"'
-                )
+            _with_metric(
+                push,
+                "pubsub.googleapis.com/subscription/oldest_unacked_message_age",
             ),
             aligner="ALIGN_MAX",
             period="60s",
@@ -429,12 +436,9 @@ class Alarms(pulumi.ComponentResource):
         self._policy(
             "dead-letters",
             "Jobs in the dead-letter subscription",
-            pulumi.Output.from_input(args.dead_letter_subscription_name).apply(
-                lambda n: (
-                    'resource.type = "pubsub_subscription" AND '
-                    f'resource.label.subscription_id = "{n}" AND '
-                    'metric.type = "pubsub.googleapis.com/subscription/num_undelivered_messages"'
-                )
+            _with_metric(
+                _subscription(args.dead_letter_subscription_name),
+                "pubsub.googleapis.com/subscription/num_undelivered_messages",
             ),
             aligner="ALIGN_MAX",
             period="60s",
@@ -448,12 +452,9 @@ class Alarms(pulumi.ComponentResource):
         # Every push delivery by response class: a worker rejecting pushes (401/403 from
         # a broken auth design, 5xx) shows here within minutes, long before the oldest
         # unacked age or the dead-letter count move.
-        push_requests = pulumi.Output.from_input(args.push_subscription_name).apply(
-            lambda n: (
-                'resource.type = "pubsub_subscription" AND '
-                f'resource.label.subscription_id = "{n}" AND '
-                'metric.type = "pubsub.googleapis.com/subscription/push_request_count"'
-            )
+        push_requests = _with_metric(
+            push,
+            "pubsub.googleapis.com/subscription/push_request_count",
         )
         self._policy(
             "push-rejected",

@@ -34,10 +34,11 @@ from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
 from components.aws.database import CA_CERT
-from groundwork.devenv.servers import Postgres, postgres_for_test
+from groundwork.devenv.servers import Postgres
 from groundwork.mockrun import ProgramRun
 from stacks.config import ConfigError
 from stacks.rds_ca import PROXY_BUNDLE, RDS_BUNDLE, labelled_certificates, rds_root_ca
+from testsupport.servers import postgres_for_test
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ENDPOINT = "groundwork-staging.abcdefghijkl.us-east-1.rds.amazonaws.com"

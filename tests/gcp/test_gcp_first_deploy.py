@@ -30,9 +30,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from groundwork.devenv.servers import Postgres, free_port, postgres_for_test
+from groundwork.devenv.servers import Postgres, free_port
 from groundwork.mockrun import ProgramRun
 from tests.gcp.helpers import containers
+from testsupport.servers import postgres_for_test
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SERVICES = ("api", "worker", "relay")

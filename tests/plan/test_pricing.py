@@ -432,6 +432,55 @@ def test_the_key_rotation_group_is_priced_at_its_measured_bound(graph, aws_price
     )
 
 
+def test_service_log_groups_are_priced_from_the_measured_volumes(graph, table, aws_prices, usage):
+    """TaskLogs' groups (/ecs/<service>/<process>) take the measured bytes x traffic
+    (services/app/tests/worker/test_log_volume.py measures them); the api's idle volume
+    follows the graph: its task count and the ALB nodes' health checks."""
+    from groundwork.plan.pricing.pricers_aws import service_log_gb_per_month
+
+    for process in ("api", "worker", "relay", "migrate"):
+        graph.add(
+            "aws:cloudwatch/logGroup:LogGroup",
+            f"{process}-logs",
+            {"name": f"/ecs/gw-app/{process}", "retentionInDays": 30},
+        )
+    graph.add("aws:ecs/service:Service", "gw-app-api", {"desiredCount": 1})
+    graph.add("aws:appautoscaling/target:Target", "gw-app-api-scaling", {"minCapacity": 2})
+    graph.add("aws:ecs/service:Service", "gw-app-worker", {"desiredCount": 3})
+    graph.add("aws:lb/loadBalancer:LoadBalancer", "alb", {"subnets": ["a", "b", "c"]})
+    graph.add("aws:lb/targetGroup:TargetGroup", "tg", {"healthCheck": {"interval": 15}})
+    graph.add(
+        "aws:cloudwatch/logGroup:LogGroup",
+        "lookalike",
+        {"name": "/ecs/gw-app/api-extra", "retentionInDays": 30},
+    )
+    got = {c.name: c.monthly for c in graph.price(tier="production").resources}
+    u = usage("production")
+    logs = table.data["measured_logs"]
+    cw = aws_prices["cloudwatch"]
+
+    def cost(gb: float) -> float:
+        return gb * cw["logs_ingestion_gb"] + gb * cw["logs_storage_gb_month"]
+
+    # 3 ALB nodes every 15 s + the container check every 15 s, on 2 tasks (the
+    # autoscaling minimum outranks the desired count).
+    api = service_log_gb_per_month(
+        "api", u, logs, tasks=2, health_checks_per_hour=4 * 240, hours=table.hours_per_month
+    )
+    worker = service_log_gb_per_month("worker", u, logs, tasks=3, hours=table.hours_per_month)
+    assert got["api-logs"] == pytest.approx(cost(api))
+    assert got["worker-logs"] == pytest.approx(cost(worker))
+    # Production's 30 M requests at the measured bytes: gigabytes, not the flat 20 GB.
+    assert 1 < api < u["log_ingestion_gb_per_group"]
+    assert worker < api
+    assert got["lookalike"] == pytest.approx(cost(u["log_ingestion_gb_per_group"]))
+    # The ALB nodes' checks are in it: 3 nodes x 240 an hour on each of the 2 tasks.
+    idle = logs["api"]["bytes_per_health_check"] * 3 * 240 * 2 * table.hours_per_month
+    assert api - service_log_gb_per_month(
+        "api", u, logs, tasks=2, health_checks_per_hour=240, hours=table.hours_per_month
+    ) == pytest.approx(idle * logs["safety_margin"] / 1e9)
+
+
 def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage):
     graph.add("aws:cloudwatch/metricAlarm:MetricAlarm", "simple", {"metricName": "CPU"})
     graph.add(

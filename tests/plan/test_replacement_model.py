@@ -258,3 +258,28 @@ def test_against_rejects_a_plan_without_resources(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "no such file" in missing.stderr
     lonely = CliRunner().invoke(app, ["plan", "staging", "--markdown"])
     assert lonely.exit_code == 2 and "--markdown needs --against" in lonely.stderr
+
+
+def test_the_same_tree_plans_no_change_and_a_code_change_shows(tmp_path: Path) -> None:
+    """A pull request's plan diff must not flag the key-rotation function on every run.
+
+    The engine identifies an archive by its contents' SHA-256 (pulumi's asset.go), so the
+    same source gives the same `code`; a different handler must still show as an update.
+    """
+    base_path = _plan(tmp_path, "base.json", "staging", "--cloud", "aws")
+    same = CliRunner().invoke(
+        app, ["plan", "staging", "--cloud", "aws", "--against", str(base_path), "--json"]
+    )
+    assert json.loads(same.stdout)["diff"]["changes"] == []
+
+    data = json.loads(base_path.read_text())
+    function = next(r for r in data["resources"] if r["type"] == "aws:lambda/function:Function")
+    handler = function["inputs"]["code"]["archive"]["rotate.py"]
+    assert handler["file"] == "rotate.py" and len(handler["sha256"]) == 64
+    handler["sha256"] = "0" * 64  # the base branch's handler was another file
+    base_path.write_text(json.dumps(data))
+    changed = CliRunner().invoke(
+        app, ["plan", "staging", "--cloud", "aws", "--against", str(base_path), "--json"]
+    )
+    changes = json.loads(changed.stdout)["diff"]["changes"]
+    assert [(c["name"], c["action"]) for c in changes] == [(function["name"], "update")]

@@ -68,6 +68,7 @@ def estimate(
         usage=usage,
         hours=table.hours_per_month,
         seconds=table.seconds_per_month,
+        measured_logs=dict(table.data.get("measured_logs") or {}),
     )
     components = components or {}
     costs = [

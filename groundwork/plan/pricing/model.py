@@ -89,6 +89,8 @@ class PricingContext:
     seconds: float
     # Allowances granted once per project/account, consumed as resources are priced.
     allowances: dict[str, float] = field(default_factory=dict)
+    # Measured log volumes per process (prices.yaml `measured_logs`): not per tier.
+    measured_logs: dict[str, Any] = field(default_factory=dict)
 
     def price(self, *path: str) -> Any:
         node: Any = self.prices

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from groundwork.mockrun import RecordedResource
 from groundwork.plan.pricing.model import (
@@ -398,17 +399,108 @@ def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
 
 # components/aws/rotation.py names its function's group /aws/lambda/<component name>.
 ROTATION_LOG_GROUP = re.compile(r"/aws/lambda/.+-key-rotation")
+# components/aws/ecs/logs.py (TaskLogs) names each process's group /ecs/<service>/<process>;
+# the ECS service running that process is the resource named <service>-<process>.
+SERVICE_LOG_GROUP = re.compile(r"/ecs/(?P<service>.+)/(?P<process>api|worker|relay|migrate)")
+# The model's job volume is the Pub/Sub figure (docs/cost-model.md, the SQS paragraph):
+# Pub/Sub bills at least 1,000 bytes per message, so 1 GiB is at most this many jobs.
+JOBS_PER_PUBSUB_GIB = 2**30 / 1000
+# The container health check's interval (components/aws/ecs/task_definition.py): on the
+# api it is `groundwork-app healthcheck api`, a GET /health/live that the api logs.
+CONTAINER_HEALTH_CHECK_SECONDS = 15.0
+
+
+def service_log_gb_per_month(
+    process: str,
+    usage: dict[str, float],
+    logs: dict[str, Any],
+    *,
+    tasks: float = 1,
+    health_checks_per_hour: float = 0,
+    hours: float = 730,
+) -> float:
+    """GB one process's log group ingests a month: the measured bytes
+    (services/app/tests/worker/test_log_volume.py) x the model's traffic x the margin.
+
+    Jobs are the Pub/Sub volume the model already assumes; requests are the WAF request
+    assumption, but never fewer than the jobs (each job is at least its POST). Idle
+    volume (background lines, the api's health checks) and start/stop lines are per
+    running task; a deploy restarts every task and runs migrate once."""
+    facts = logs[process]
+    jobs = usage["pubsub_gib_per_topic"] * JOBS_PER_PUBSUB_GIB
+    requests = max(usage["waf_million_requests"] * 1e6, jobs)
+    if process == "migrate":
+        volume = facts["bytes_per_run"] * logs["deploys_per_month"]
+    else:
+        per_unit = facts["bytes_per_request"] * requests if process == "api" else 0.0
+        if process in ("worker", "relay"):
+            per_unit = facts["bytes_per_job"] * jobs
+        idle_per_hour = facts["bytes_per_idle_hour"] + health_checks_per_hour * facts.get(
+            "bytes_per_health_check", 0.0
+        )
+        # Every deploy restarts each task: its start and stop lines, once per task.
+        restarts = tasks * logs["deploys_per_month"] * facts["bytes_per_task_start"]
+        volume = per_unit + tasks * hours * idle_per_hour + restarts
+    return float(volume * logs["safety_margin"] / 1e9)
+
+
+def _running_tasks(ctx: PricingContext, service: str, process: str) -> float:
+    """The process's always-on task count: its ECS service's desired count, or its
+    autoscaling minimum when that is higher."""
+    counts = [
+        _num(r.inputs.get("desiredCount"))
+        for r in ctx.run.of_type("aws:ecs/service:Service")
+        if r.name == f"{service}-{process}"
+    ] + [
+        _num(r.inputs.get("minCapacity"))
+        for r in ctx.run.of_type("aws:appautoscaling/target:Target")
+        if r.name == f"{service}-{process}-scaling"
+    ]
+    return max([*counts, 1.0])
+
+
+def _api_health_checks_per_hour(ctx: PricingContext) -> float:
+    """Health-check requests one api task answers per hour: the container check, plus
+    the ALB's target-group check from every load balancer node, one per enabled AZ
+    ("Each load balancer node checks the health of each target", ELB User Guide, "Health
+    checks for Application Load Balancer target groups")."""
+    nodes = sum(
+        len(r.inputs.get("subnets") or r.inputs.get("subnetMappings") or [])
+        for r in ctx.run.of_type("aws:lb/loadBalancer:LoadBalancer")
+        if (r.inputs.get("loadBalancerType") or "application") == "application"
+    )
+    intervals = [
+        _num((r.inputs.get("healthCheck") or {}).get("interval")) or 30.0
+        for r in ctx.run.of_type("aws:lb/targetGroup:TargetGroup")
+    ]
+    alb = 3600 / min(intervals) * nodes if intervals and nodes else 0.0
+    return alb + 3600 / CONTAINER_HEALTH_CHECK_SECONDS
 
 
 @pricer("aws:cloudwatch/logGroup:LogGroup")
 def _log_group(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ingest = ctx.assume("log_ingestion_gb_per_group")
     label = "log ingestion (assumed)"
-    if ROTATION_LOG_GROUP.fullmatch(str(r.inputs.get("name") or "")):
+    group = str(r.inputs.get("name") or "")
+    service_group = SERVICE_LOG_GROUP.fullmatch(group)
+    if ROTATION_LOG_GROUP.fullmatch(group):
         # The key-rotation function runs four steps per secret per rotation: its volume is
         # a measured bound (tests/aws/test_rotation.py), not the per-group assumption.
         ingest = ctx.assume("rotation_log_gb_per_month")
         label = "log ingestion (measured bound: key rotation)"
+    elif service_group and ctx.measured_logs:
+        # What the process logs per request / job / idle hour, measured with the real
+        # service (services/app/tests/worker/test_log_volume.py), at the model's traffic.
+        service, process = service_group["service"], service_group["process"]
+        ingest = service_log_gb_per_month(
+            process,
+            ctx.usage,
+            ctx.measured_logs,
+            tasks=_running_tasks(ctx, service, process),
+            health_checks_per_hour=_api_health_checks_per_hour(ctx) if process == "api" else 0,
+            hours=ctx.hours,
+        )
+        label = f"log ingestion (measured: {process} x traffic)"
     retention = _num(r.inputs.get("retentionInDays"))
     # Steady state: the stored volume is `retention` days of ingestion; a group that
     # never expires is shown with a year of data.

@@ -24,7 +24,8 @@ from cryptography.x509.oid import NameOID
 from groundwork_app.db.tls import ssl_context
 from groundwork_app.settings import Settings
 
-from groundwork.devenv.servers import Postgres, postgres_for_test
+from groundwork.devenv.servers import Postgres
+from testsupport.servers import postgres_for_test
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 INSTANCE_CN = "acme-groundwork:groundwork-production-postgres"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -72,7 +73,9 @@ async def test_docs_are_off_in_production(settings_factory: Callable[..., Any], 
     # model_copy skips validation: the production secret checks are tested elsewhere.
     settings = settings_factory().model_copy(update={"app_env": Environment.PRODUCTION})
 
-    app = create_app(settings)
+    # A stream of its own: without one create_app configures logging for a real process,
+    # with loggers cached on first use (the conftest's structlog guard).
+    app = create_app(settings, log_stream=io.StringIO())
     assert app.docs_url is None and app.redoc_url is None
 
 
