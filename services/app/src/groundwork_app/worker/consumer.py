@@ -322,13 +322,18 @@ class RabbitConsumer:
 
     # aio-pika already runs each delivery's callback in a task of its own (on top of
     # aiormq's): the work runs in that task rather than in a third one per message.
+    # Each delivery keeps the register of the channel it came on: after a reconnect the
+    # new channel's tags start again at 1, and a late settlement of an old delivery
+    # must not mark a new delivery with the same number as finished.
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
-        self.acks.delivered(message)
-        await self._tracked(self._process(message))
+        acks = self.acks
+        acks.delivered(message)
+        await self._tracked(self._process(message, acks))
 
     async def _on_dead_letter_copy(self, message: AbstractIncomingMessage) -> None:
-        self.acks.delivered(message)
-        await self._tracked(self._record_dead_letter(message))
+        acks = self.acks
+        acks.delivered(message)
+        await self._tracked(self._record_dead_letter(message, acks))
 
     async def _tracked(self, work: Awaitable[None]) -> None:
         task = asyncio.current_task()
@@ -339,7 +344,7 @@ class RabbitConsumer:
         finally:
             self._in_flight.discard(task)
 
-    async def _record_dead_letter(self, message: AbstractIncomingMessage) -> None:
+    async def _record_dead_letter(self, message: AbstractIncomingMessage, acks: AckBatcher) -> None:
         assert self._on_dead_letter is not None
         try:
             info = describe(message)
@@ -347,21 +352,21 @@ class RabbitConsumer:
             await self._on_dead_letter(job_id, info.reason)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._nack(message))
+                await asyncio.shield(self._nack(message, acks))
             raise
         except Exception:
             log.exception("recording a dead letter failed; requeueing its copy")
             with contextlib.suppress(Exception):
-                await self._nack(message)
+                await self._nack(message, acks)
             return
-        self.acks.ack(message)
+        acks.ack(message)
 
-    async def _process(self, message: AbstractIncomingMessage) -> None:
+    async def _process(self, message: AbstractIncomingMessage, acks: AckBatcher) -> None:
         started = time.perf_counter()
         try:
             async with self._slots:
                 if self._draining:
-                    await self._nack(message)
+                    await self._nack(message, acks)
                     return
                 delivery = Delivery(
                     message_id=message.message_id or "",
@@ -374,27 +379,31 @@ class RabbitConsumer:
                     m.JOBS_DEAD_LETTERED.labels("malformed").inc()
                 else:
                     result = await self._handle(delivery)
-                await self._settle(message, delivery, result)
+                await self._settle(message, delivery, result, acks)
         except asyncio.CancelledError:
             # Shutdown deadline: hand it back to the broker; nothing was acked.
             with contextlib.suppress(Exception):
-                await asyncio.shield(self._nack(message))
+                await asyncio.shield(self._nack(message, acks))
             raise
         except Exception:
             log.exception("settling message failed; requeueing", message_id=message.message_id)
             with contextlib.suppress(Exception):
-                await self._nack(message)
+                await self._nack(message, acks)
         finally:
             log.debug("message done", duration_ms=round((time.perf_counter() - started) * 1000))
 
-    async def _nack(self, message: AbstractIncomingMessage) -> None:
-        await self.acks.settle(message, message.nack(requeue=True))
+    async def _nack(self, message: AbstractIncomingMessage, acks: AckBatcher) -> None:
+        await acks.settle(message, message.nack(requeue=True))
 
     async def _settle(
-        self, message: AbstractIncomingMessage, delivery: Delivery, result: HandleResult
+        self,
+        message: AbstractIncomingMessage,
+        delivery: Delivery,
+        result: HandleResult,
+        acks: AckBatcher,
     ) -> None:
         if result.outcome is Outcome.ACK:
-            self.acks.ack(message)
+            acks.ack(message)
             return
         channel = self._channel
         headers: dict[str, Any] = dict(message.headers or {})
@@ -411,9 +420,9 @@ class RabbitConsumer:
                 )
             except Exception as exc:
                 log.warning("retry publish failed; requeueing instead", error=repr(exc))
-                await self._nack(message)
+                await self._nack(message, acks)
                 return
-            self.acks.ack(message)
+            acks.ack(message)
             return
         headers[ATTEMPT_HEADER] = delivery.attempt
         try:
@@ -426,7 +435,7 @@ class RabbitConsumer:
             )
         except Exception as exc:
             log.warning("dead-letter publish failed; rejecting to the broker DLX", error=repr(exc))
-            await self.acks.settle(message, message.reject(requeue=False))
+            await acks.settle(message, message.reject(requeue=False))
             return
         log.warning("message dead-lettered", reason=result.reason)
-        self.acks.ack(message)
+        acks.ack(message)
