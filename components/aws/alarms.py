@@ -350,8 +350,12 @@ class Alarms(pulumi.ComponentResource):
                 ),
                 **below(100, periods=3),
             )
-        for cluster_id in args.cache_cluster_ids:
-            # Only a replica reports ReplicationLag; which node that is changes on failover.
+        # Only a replica reports ReplicationLag ("This metric is only applicable for a node
+        # running as a read replica", ElastiCache User Guide, Metrics for Valkey and Redis
+        # OSS), and which node that is changes on failover: every node of a replicated
+        # group gets the alarm; a lone primary never reports it, so its alarm could not fire.
+        replicated = len(args.cache_cluster_ids) > 1
+        for cluster_id in args.cache_cluster_ids if replicated else ():
             alarm(
                 f"cache-{cluster_id.rsplit('-', 1)[-1]}-replication-lag",
                 f"Cache node {cluster_id} lags its primary by more than "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,6 @@ def test_alarms(helpers: Any) -> None:
         "broker-memory",
         "broker-disk",
         "broker-cpu",
-        "cache-001-replication-lag",
         "api-tasks-below-desired",
         "worker-tasks-below-desired",
         "relay-tasks-below-desired",
@@ -149,3 +149,23 @@ def test_alarms_without_email(helpers: Any) -> None:
     assert run.of_type("aws:sns/topicSubscription:TopicSubscription") == []
     with pytest.raises(ValueError, match="e-mail"):
         _alarms(email="nope")
+
+
+def test_replication_lag_alarms_only_where_a_replica_reports_it(helpers: Any) -> None:
+    """ElastiCache emits ReplicationLag only from read replicas, and failover moves the role:
+    a replicated group alarms on every node, a single-node group on none (it could never fire)."""
+
+    def lag_alarms(cluster_ids: list[str]) -> set[str]:
+        args = dataclasses.replace(_alarms(), cache_cluster_ids=cluster_ids)
+        run = helpers.run_component(lambda: Alarms("al", args))
+        return {
+            r.name.removeprefix("al-")
+            for r in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            if r.inputs.get("metricName") == "ReplicationLag"
+        }
+
+    assert lag_alarms(["g-001"]) == set()
+    assert lag_alarms(["g-001", "g-002"]) == {
+        "cache-001-replication-lag",
+        "cache-002-replication-lag",
+    }
