@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -167,7 +168,7 @@ async def test_the_price_table_covers_what_a_request_weighs_on_the_wire(
         for proc in (api, worker, relay_proc):
             try:
                 proc.wait(30)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 proc.kill()
     assert relay.connections == 2 * JOBS, relay.connections
     # The simulated provider answers in a few dozen characters; a real answer is the
