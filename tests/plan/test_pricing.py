@@ -117,7 +117,14 @@ def test_nat_gateway_hours_plus_assumed_gb(graph, aws_prices, usage):
         assert only(graph.price(tier=tier)).monthly == pytest.approx(expected)
 
 
-def test_alb_hours_lcu_and_public_ipv4_per_az(graph, aws_prices, usage):
+# The ELB pricing page's LCU (aws.amazon.com/elasticloadbalancing/pricing, Application
+# Load Balancer): 25 new connections/s, 3,000 active connections/min, 1 GB/h processed
+# (EC2, container and IP targets), 1,000 rule evaluations/s, the first 10 rules free.
+# Written out here, not read from the table, so a wrong table value fails too.
+STAGING_REQUESTS = max(1e6, 2**30 / 1000)  # api_million_requests 1, floored at the jobs
+
+
+def test_alb_hours_lcu_and_public_ipv4_per_az(graph, aws_prices):
     graph.add(
         "aws:lb/loadBalancer:LoadBalancer",
         "alb",
@@ -129,9 +136,56 @@ def test_alb_hours_lcu_and_public_ipv4_per_az(graph, aws_prices, usage):
     report = graph.price()
     public, internal = report.resources
     alb = aws_prices["alb"]
-    base = H * alb["hourly"] + H * usage("staging")["alb_average_lcu"] * alb["lcu_hourly"]
+    # One new connection per request dominates: 1.07 M / (25 x 3,600) = 11.93 LCU-hours,
+    # not 730 (one LCU every hour).
+    lcu_hours = STAGING_REQUESTS / (25 * 3600)
+    assert lcu_hours == pytest.approx(11.93, abs=0.01)
+    base = H * alb["hourly"] + lcu_hours * alb["lcu_hourly"]
     assert internal.monthly == pytest.approx(base)
     assert public.monthly == pytest.approx(base + 3 * H * aws_prices["public_ipv4"]["hourly"])
+    assert "new connections" in public.items[1].description
+
+
+def test_alb_lcu_dimensions_follow_the_published_definition(aws_prices):
+    from groundwork.plan.pricing.pricers_aws import alb_lcu_hours
+
+    lcu = aws_prices["alb_lcu"]
+    got = alb_lcu_hours(3.6e6, 20_000, 15, 60, lcu)
+    assert got == pytest.approx(
+        {
+            "new connections": 3.6e6 / 90_000,  # 40
+            # each connection open at most 60 s: counted in at most 2 one-minute windows
+            "active connections": 3.6e6 * 2 / (3000 * 60),  # 40
+            "processed bytes": 3.6e6 * 20_000 / 1e9,  # 72 GB at 1 GB per LCU-hour
+            "rule evaluations": 3.6e6 * (15 - 10) / (1000 * 3600),  # 5
+        }
+    )
+    # A longer idle timeout keeps each connection in more windows.
+    assert alb_lcu_hours(3.6e6, 20_000, 15, 120, lcu)["active connections"] == pytest.approx(60)
+    # Ten rules or fewer per request are free.
+    assert alb_lcu_hours(3.6e6, 20_000, 10, 60, lcu)["rule evaluations"] == 0
+
+
+def test_alb_lcu_hours_take_the_highest_dimension_from_the_graph(graph, aws_prices, table):
+    rate = aws_prices["alb"]["lcu_hourly"]
+    graph.add("aws:lb/loadBalancer:LoadBalancer", "alb", {"internal": True})
+    for i in range(99):
+        graph.add("aws:lb/listenerRule:ListenerRule", f"rule-{i}", {"priority": i + 1})
+    graph.add("aws:lb/loadBalancer:LoadBalancer", "slow", {"internal": True, "idleTimeout": 300})
+    report = graph.price()
+    got = {c.name: c for c in report.resources}
+    # 99 rules + the default action, 90 of them billed per request.
+    rules = STAGING_REQUESTS * 90 / (1000 * 3600)
+    assert rules > STAGING_REQUESTS / 90_000
+    hours = H * aws_prices["alb"]["hourly"]
+    assert got["alb"].monthly == pytest.approx(hours + rules * rate)
+    assert "rule evaluations" in got["alb"].items[1].description
+    # A 300 s idle timeout: up to 6 windows per connection, above the new connections.
+    active = STAGING_REQUESTS * 6 / (3000 * 60)
+    assert active > rules
+    assert got["slow"].monthly == pytest.approx(hours + active * rate)
+    # Processed bytes stay below new connections at the measured size (under 11,111 B).
+    assert table.data["measured_traffic"]["api_bytes_per_request"] < 1e9 / 90_000
 
 
 def test_network_load_balancer_is_not_priced(graph):
@@ -293,6 +347,44 @@ def test_rds_multi_az_doubles_instance_and_storage(graph, aws_prices, usage):
     )
     assert single.monthly == pytest.approx(instance + storage + backup)
     assert multi.monthly == pytest.approx(2 * instance + 2 * storage + backup)
+
+
+def test_rds_managed_master_user_secret_is_priced_on_the_instance(graph, aws_prices, usage):
+    common = {"engine": "postgres", "instanceClass": "db.t4g.micro", "allocatedStorage": 20}
+    graph.add("aws:rds/instance:Instance", "plain", common)
+    graph.add("aws:rds/instance:Instance", "managed", {**common, "manageMasterUserPassword": True})
+    plain, managed = graph.price().resources
+    sm = aws_prices["secrets_manager"]
+    calls = usage("staging")["secrets_api_calls_per_secret"] / 1e4 * sm["per_10k_api_calls"]
+    assert managed.monthly - plain.monthly == pytest.approx(0.40 + calls)
+    assert sm["secret_month"] == 0.40
+
+
+def test_log_metric_filter_metric_priced_once_when_it_has_a_default_value(graph, aws_prices):
+    def metric_filter(name: str, metric: str, default: str | None) -> None:
+        transformation = {"name": metric, "namespace": "Groundwork", "value": "1"}
+        if default is not None:
+            transformation["defaultValue"] = default
+        graph.add(
+            "aws:cloudwatch/logMetricFilter:LogMetricFilter",
+            name,
+            {"logGroupName": f"/ecs/{name}", "metricTransformation": transformation},
+        )
+
+    metric_filter("stuck-1", "stuck", "0")
+    metric_filter("stuck-0", "stuck", "0")
+    metric_filter("other", "other", "0")
+    metric_filter("sparse", "sparse", None)
+    got = {c.name: c for c in graph.price().resources}
+    # Two filters into one metric (same namespace, name, no dimensions): one metric-month.
+    assert got["stuck-0"].monthly == pytest.approx(0.30)
+    assert got["stuck-1"].status is CostStatus.FREE
+    assert "stuck-0" in got["stuck-1"].note
+    assert got["other"].monthly == pytest.approx(0.30)
+    # Without a default value the metric exists only in hours with a matching line.
+    assert got["sparse"].status is CostStatus.FREE
+    assert "defaultValue" in got["sparse"].note
+    assert aws_prices["cloudwatch"]["custom_metric_month"] == 0.30
 
 
 def test_rds_proxy_priced_per_vcpu_of_its_instance_with_minimum(graph, aws_prices):
@@ -516,7 +608,8 @@ def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage
     assert got["waf"] == pytest.approx(
         p["waf"]["web_acl_month"]
         + 2 * p["waf"]["rule_month"]
-        + u["waf_million_requests"] * p["waf"]["per_million_requests"]
+        # production: 30 M requests (more than the 21.5 M jobs)
+        + 30 * p["waf"]["per_million_requests"]
     )
     assert got["logs"] == pytest.approx(
         u["s3_log_storage_gb_per_bucket"] * p["s3"]["standard_gb_month"]
@@ -782,7 +875,8 @@ def test_pubsub_secret_versions_registry_armor(graph, gcp_prices, usage):
     assert got["armor"].monthly == pytest.approx(
         armor["policy_month"]
         + 3 * armor["rule_month"]
-        + u["armor_million_requests"] * armor["per_million_requests"]
+        # staging: api_million_requests 1, floored at the 1.07 M jobs
+        + STAGING_REQUESTS / 1e6 * armor["per_million_requests"]
     )
 
 

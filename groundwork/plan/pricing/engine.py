@@ -69,6 +69,7 @@ def estimate(
         hours=table.hours_per_month,
         seconds=table.seconds_per_month,
         measured_logs=dict(table.data.get("measured_logs") or {}),
+        measured_traffic=dict(table.data.get("measured_traffic") or {}),
     )
     components = components or {}
     costs = [

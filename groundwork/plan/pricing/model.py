@@ -91,6 +91,8 @@ class PricingContext:
     allowances: dict[str, float] = field(default_factory=dict)
     # Measured log volumes per process (prices.yaml `measured_logs`): not per tier.
     measured_logs: dict[str, Any] = field(default_factory=dict)
+    # Measured traffic facts (prices.yaml `measured_traffic`): not per tier.
+    measured_traffic: dict[str, Any] = field(default_factory=dict)
 
     def price(self, *path: str) -> Any:
         node: Any = self.prices
@@ -114,6 +116,23 @@ class PricingContext:
         if per != 1:
             quantity /= per
         return LineItem(what, quantity, unit, self.price(*price))
+
+
+# Pub/Sub bills at least 1,000 bytes per message, so 1 GiB published is at most this many
+# jobs: the model's job volume (docs/cost-model.md, the SQS paragraph).
+JOBS_PER_PUBSUB_GIB = 2**30 / 1000
+
+
+def jobs_per_month(usage: dict[str, float]) -> float:
+    """The model's job volume: the Pub/Sub figure (`pubsub_gib_per_topic`)."""
+    return usage["pubsub_gib_per_topic"] * JOBS_PER_PUBSUB_GIB
+
+
+def api_requests_per_month(usage: dict[str, float]) -> float:
+    """Requests the API receives a month: `api_million_requests`, the one owner of that
+    fact (WAF, Cloud Armor, the ALB's capacity units, the api's log group), but never
+    fewer than the jobs (each job is at least its POST)."""
+    return max(usage["api_million_requests"] * 1e6, jobs_per_month(usage))
 
 
 Pricer = Callable[[RecordedResource, PricingContext], list[LineItem]]

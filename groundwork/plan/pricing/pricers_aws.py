@@ -8,12 +8,15 @@ from typing import Any
 
 from groundwork.mockrun import RecordedResource
 from groundwork.plan.pricing.model import (
+    JOBS_PER_PUBSUB_GIB,
     Free,
     LineItem,
     NotPriced,
     PricingContext,
     _hourly,
     _num,
+    api_requests_per_month,
+    jobs_per_month,
     pricer,
 )
 
@@ -66,18 +69,68 @@ def _vpc_endpoint(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ]
 
 
+def alb_lcu_hours(
+    requests: float,
+    bytes_per_request: float,
+    rules_per_request: int,
+    idle_timeout_seconds: float,
+    lcu: dict[str, Any],
+) -> dict[str, float]:
+    """LCU-hours a month on each of the ALB's four billed dimensions, for ``requests`` a
+    month (aws.amazon.com/elasticloadbalancing/pricing: an LCU-hour is 25 new connections
+    a second, 3,000 active connections a minute, 1 GB processed, 1,000 rule evaluations a
+    second; each hour is billed on the highest dimension).
+
+    Every dimension here is a constant times the hour's requests, so the dimension that
+    is highest in one hour is highest in every hour, and the sum over hours of the hourly
+    maximum is that dimension's monthly total divided by its per-LCU-hour capacity,
+    whatever the traffic's shape over the month. The bill is ``max()`` of the result.
+
+    - new connections: one per request, an upper bound (clients without keep-alive);
+    - processed bytes: the measured bytes of a request and its response on the wire
+      (prices.yaml `measured_traffic`, services/app/tests/worker/test_wire_volume.py);
+    - active connections: a connection serving one request closes within the idle
+      timeout, so it is counted in at most ceil(timeout / 60) + 1 one-minute windows;
+    - rule evaluations: the listener's rules processed per request beyond the free 10.
+    """
+    seconds_per_lcu_hour = 3600.0
+    windows = math.ceil(idle_timeout_seconds / 60) + 1
+    billable_rules = max(rules_per_request - int(lcu["free_rules_per_request"]), 0)
+    return {
+        "new connections": requests / (lcu["new_connections_per_second"] * seconds_per_lcu_hour),
+        "active connections": requests * windows / (lcu["active_connections_per_minute"] * 60),
+        "processed bytes": requests * bytes_per_request / 1e9 / lcu["gb_processed_per_hour"],
+        "rule evaluations": requests
+        * billable_rules
+        / (lcu["rule_evaluations_per_second"] * seconds_per_lcu_hour),
+    }
+
+
 @pricer("aws:lb/loadBalancer:LoadBalancer", "aws:alb/loadBalancer:LoadBalancer")
 def _load_balancer(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     kind = str(r.inputs.get("loadBalancerType") or "application")
     if kind != "application":
         raise NotPriced(f"{kind} load balancers are not in the table")
+    if "api_bytes_per_request" not in ctx.measured_traffic:
+        raise NotPriced("no measured_traffic.api_bytes_per_request in the table")
+    # Every listener rule in the graph, plus the listener's default action: an upper bound
+    # on the rules one request is evaluated against.
+    rules = len(ctx.run.of_type("aws:lb/listenerRule:ListenerRule")) + 1
+    dimensions = alb_lcu_hours(
+        api_requests_per_month(ctx.usage),
+        float(ctx.measured_traffic["api_bytes_per_request"]),
+        rules,
+        _num(r.inputs.get("idleTimeout"), 60),
+        ctx.price("alb_lcu"),
+    )
+    dominant = max(dimensions, key=lambda k: dimensions[k])
     items = [
         _hourly(ctx, "ALB hours", ctx.price("alb", "hourly")),
-        _hourly(
-            ctx,
-            "LCU hours (assumed average LCUs)",
+        LineItem(
+            f"LCU-hours (highest dimension: {dominant}, at the API's requests)",
+            dimensions[dominant],
+            "LCU-hours",
             ctx.price("alb", "lcu_hourly"),
-            ctx.assume("alb_average_lcu"),
         ),
     ]
     if not r.inputs.get("internal"):
@@ -235,6 +288,11 @@ def _rds_instance(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
             ctx.price("rds_postgres", "storage_gb_month", storage_type),
         ),
     ]
+    if r.inputs.get("manageMasterUserPassword"):
+        # RDS creates and rotates the master user's secret in Secrets Manager itself, outside
+        # the graph, and it is billed like any secret ("Password management with Amazon RDS
+        # and AWS Secrets Manager", RDS User Guide: "Secrets Manager charges apply").
+        items += _secret_items(ctx, "managed master-user secret (Secrets Manager, by RDS)")
     retention = _num(r.inputs.get("backupRetentionPeriod"), 0 if replica else 7)
     if retention:
         # Backup storage up to the allocated size is free; beyond it each retained
@@ -402,9 +460,8 @@ ROTATION_LOG_GROUP = re.compile(r"/aws/lambda/.+-key-rotation")
 # components/aws/ecs/logs.py (TaskLogs) names each process's group /ecs/<service>/<process>;
 # the ECS service running that process is the resource named <service>-<process>.
 SERVICE_LOG_GROUP = re.compile(r"/ecs/(?P<service>.+)/(?P<process>api|worker|relay|migrate)")
-# The model's job volume is the Pub/Sub figure (docs/cost-model.md, the SQS paragraph):
-# Pub/Sub bills at least 1,000 bytes per message, so 1 GiB is at most this many jobs.
-JOBS_PER_PUBSUB_GIB = 2**30 / 1000
+# Re-exported for services/app/tests/worker/test_log_volume.py.
+__all__ = ["JOBS_PER_PUBSUB_GIB", "alb_lcu_hours", "service_log_gb_per_month"]
 # The container health check's interval (components/aws/ecs/task_definition.py): on the
 # api it is `groundwork-app healthcheck api`, a GET /health/live that the api logs.
 CONTAINER_HEALTH_CHECK_SECONDS = 15.0
@@ -422,13 +479,13 @@ def service_log_gb_per_month(
     """GB one process's log group ingests a month: the measured bytes
     (services/app/tests/worker/test_log_volume.py) x the model's traffic x the margin.
 
-    Jobs are the Pub/Sub volume the model already assumes; requests are the WAF request
-    assumption, but never fewer than the jobs (each job is at least its POST). Idle
+    Jobs are the Pub/Sub volume the model already assumes; requests are the API's
+    (`api_requests_per_month`: never fewer than the jobs). Idle
     volume (background lines, the api's health checks) and start/stop lines are per
     running task; a deploy restarts every task and runs migrate once."""
     facts = logs[process]
-    jobs = usage["pubsub_gib_per_topic"] * JOBS_PER_PUBSUB_GIB
-    requests = max(usage["waf_million_requests"] * 1e6, jobs)
+    jobs = jobs_per_month(usage)
+    requests = api_requests_per_month(usage)
     if process == "migrate":
         volume = facts["bytes_per_run"] * logs["deploys_per_month"]
     else:
@@ -545,6 +602,48 @@ def _dashboard(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [LineItem("dashboard", 1, "dashboard-month", ctx.price("cloudwatch", "dashboard_month"))]
 
 
+def _filter_metric(r: RecordedResource) -> tuple[str, str, str]:
+    t = r.inputs.get("metricTransformation") or {}
+    dims = sorted((t.get("dimensions") or {}).items())
+    return (str(t.get("namespace") or ""), str(t.get("name") or ""), repr(dims))
+
+
+@pricer("aws:cloudwatch/logMetricFilter:LogMetricFilter")
+def _log_metric_filter(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    """A metric filter publishes a custom metric, billed per metric-month and prorated by
+    the hours in which it is published (aws.amazon.com/cloudwatch/pricing). With a
+    ``defaultValue`` the filter reports that value for every period in which the group
+    receives events that do not match ("default value: the value reported to the metric
+    filter during a period when logs are ingested but no matching logs are found",
+    CloudWatch Logs User Guide, "Creating metrics from log events using filters"), so the
+    metric is published in every hour the group logs anything: all month, as a bound.
+    A metric is its namespace, name and dimensions: filters that publish the same one
+    (one per log group, as components/aws/alarms.py does) are one metric, priced once."""
+    transformation = r.inputs.get("metricTransformation") or {}
+    if transformation.get("defaultValue") in (None, ""):
+        raise Free(
+            "no defaultValue: the metric is published only in hours with a matching line "
+            "(an incident), not estimated"
+        )
+    metric = _filter_metric(r)
+    sharing = sorted(
+        f.name
+        for f in ctx.run.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter")
+        if _filter_metric(f) == metric
+        and (f.inputs.get("metricTransformation") or {}).get("defaultValue") not in (None, "")
+    )
+    if sharing and sharing[0] != r.name:
+        raise Free(f"publishes the same metric as {sharing[0]}, priced there")
+    return [
+        LineItem(
+            f"custom metric {metric[0]}/{metric[1]} (defaultValue: published every hour)",
+            1,
+            "metric-month",
+            ctx.price("cloudwatch", "custom_metric_month"),
+        )
+    ]
+
+
 @pricer("aws:kms/key:Key")
 def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
@@ -560,10 +659,9 @@ def _kms_key(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ]
 
 
-@pricer("aws:secretsmanager/secret:Secret")
-def _secret(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+def _secret_items(ctx: PricingContext, what: str = "secret") -> list[LineItem]:
     return [
-        LineItem("secret", 1, "secret-month", ctx.price("secrets_manager", "secret_month")),
+        LineItem(what, 1, "secret-month", ctx.price("secrets_manager", "secret_month")),
         ctx.assumed(
             "API calls (assumed)",
             "secrets_api_calls_per_secret",
@@ -575,6 +673,11 @@ def _secret(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ]
 
 
+@pricer("aws:secretsmanager/secret:Secret")
+def _secret(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    return _secret_items(ctx)
+
+
 @pricer("aws:wafv2/webAcl:WebAcl")
 def _web_acl(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     rules = len(r.inputs.get("rules") or [])
@@ -583,12 +686,11 @@ def _web_acl(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         LineItem(
             "rules and managed rule groups", rules, "rule-month", ctx.price("waf", "rule_month")
         ),
-        ctx.assumed(
-            "requests inspected (assumed)",
-            "waf_million_requests",
+        LineItem(
+            "requests inspected (the API's requests, assumed)",
+            api_requests_per_month(ctx.usage) / 1e6,
             "million requests",
-            "waf",
-            "per_million_requests",
+            ctx.price("waf", "per_million_requests"),
         ),
     ]
 

@@ -12,6 +12,7 @@ from groundwork.plan.pricing.model import (
     PricingContext,
     _hourly,
     _num,
+    api_requests_per_month,
     pricer,
 )
 
@@ -433,12 +434,11 @@ def _cloud_armor(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     return [
         LineItem("security policy", 1, "policy-month", ctx.price("cloud_armor", "policy_month")),
         LineItem("rules", rules, "rule-month", ctx.price("cloud_armor", "rule_month")),
-        ctx.assumed(
-            "requests evaluated (assumed)",
-            "armor_million_requests",
+        LineItem(
+            "requests evaluated (the API's requests, assumed)",
+            api_requests_per_month(ctx.usage) / 1e6,
             "million requests",
-            "cloud_armor",
-            "per_million_requests",
+            ctx.price("cloud_armor", "per_million_requests"),
         ),
     ]
 
