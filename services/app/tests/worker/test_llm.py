@@ -525,3 +525,32 @@ async def test_httpcore_finds_its_async_library_without_searching_the_import_pat
     finally:
         sys.meta_path.remove(Spy)
     assert searched == []
+
+
+def test_retry_waits_grow_exponentially_with_bounded_jitter_and_honour_a_429s_wait() -> None:
+    # The retry loop's waits (tenacity's wait_exponential_jitter formula, kept when
+    # the per-call AsyncRetrying was dropped): initial x 2^(n-1) plus jitter in
+    # [0, initial], capped at the maximum; a 429's Retry-After is a floor, capped.
+    from groundwork_app.adapters.llm import LLMRateLimitedError, LLMRetryableError
+
+    llm = ResilientLLM(
+        SimulatedProvider(),
+        timeout_seconds=1,
+        max_retries=5,
+        failure_threshold=5,
+        recovery_seconds=1,
+        backoff_initial=0.1,
+        backoff_max=1.0,
+    )
+    plain = LLMRetryableError("503")
+    for attempt, low in ((1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8)):
+        waits = [llm.retry_wait(attempt, plain) for _ in range(200)]
+        assert min(waits) >= low
+        assert max(waits) <= min(low + 0.1, 1.0)
+        assert max(waits) - min(waits) > 0.01  # jittered, not a fixed step
+    assert llm.retry_wait(10, plain) == 1.0  # capped
+    assert llm.retry_wait(1, LLMRateLimitedError("429", retry_after=7)) == 7
+    assert llm.retry_wait(1, LLMRateLimitedError("429", retry_after=3600)) == (
+        MAX_RETRY_AFTER_SECONDS
+    )
+    assert llm.retry_wait(1, LLMRateLimitedError("429", retry_after=None)) <= 0.2

@@ -9,7 +9,9 @@ Redis is an optimisation here, never a dependency: ``get``/``set``/``invalidate`
 never raise when Redis is down or slow, they log and behave as a miss.
 
 A worker runs many jobs at once, so concurrent lookups are coalesced into one ``MGET``
-and concurrent writes into one pipelined round trip (``groundwork_app.batching``).
+and concurrent writes into one pipelined round trip (``groundwork_app.batching``); the
+worker's cache also waits ``linger`` seconds for company, as its statements do
+(lookups arrive one delivery at a time, a millisecond or two apart).
 """
 
 from __future__ import annotations
@@ -45,16 +47,16 @@ def normalize_prompt(prompt: str) -> str:
 
 
 class AnswerCache:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, settings: Settings, *, linger: float = 0.0) -> None:
         self._redis = redis
         self._ttl = settings.cache_ttl_seconds
         self._version = settings.cache_version
         self._shared = settings.cache_shared_across_tenants
         self._gets: Coalescer[str, bytes | str | None] = Coalescer(
-            self._get_batch, name="cache.get", max_batch=256, max_concurrent=2
+            self._get_batch, name="cache.get", max_batch=256, max_concurrent=2, linger=linger
         )
         self._sets: Coalescer[tuple[str, bytes], bool] = Coalescer(
-            self._set_batch, name="cache.set", max_batch=256, max_concurrent=2
+            self._set_batch, name="cache.set", max_batch=256, max_concurrent=2, linger=linger
         )
 
     def key(self, tenant: str, prompt: str, model: str) -> str:

@@ -2,8 +2,9 @@
 
 ``ResilientLLM`` wraps a provider with, from the inside out: a per-call timeout, a
 circuit breaker around each attempt (so a down provider fails fast instead of tying
-up every worker slot for the whole retry sequence) and tenacity retries with
-exponential backoff + jitter for *retryable* errors only (timeouts, connection
+up every worker slot for the whole retry sequence) and retries with exponential
+backoff + jitter (tenacity's ``wait_exponential_jitter`` formula) for *retryable*
+errors only (timeouts, connection
 errors, 429, 5xx). A 4xx other than 429 is the request's fault: retrying cannot help.
 Everything the caller sees is ``LLMUnavailableError`` (try later / fall back) or
 ``LLMRequestError`` (this request will never work).
@@ -39,13 +40,6 @@ from typing import Any, Protocol
 import aiohttp
 import httpx
 from circuitbreaker import CircuitBreaker, CircuitBreakerError
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 from yarl import URL
 
 from groundwork_app.observability import worker_metrics as m
@@ -329,7 +323,7 @@ class OpenAICompatibleProvider:
 
 
 class ResilientLLM:
-    """Timeout + circuit breaker per attempt + tenacity retries of retryable errors."""
+    """Timeout + circuit breaker per attempt + retries of retryable errors."""
 
     def __init__(
         self,
@@ -359,6 +353,8 @@ class ResilientLLM:
         )
         self._guarded_call = self.breaker.decorate(self._call_once)
         self._latency: dict[tuple[str, str], Any] = {}
+        self._circuit_gauge = m.LLM_CIRCUIT_STATE.labels(provider.name)
+        self._published_state: str | None = None
         self._publish_state()
 
     @property
@@ -366,9 +362,10 @@ class ResilientLLM:
         return str(self.breaker.state)
 
     def _publish_state(self) -> None:
-        m.LLM_CIRCUIT_STATE.labels(self.provider.name).set(
-            m.CIRCUIT_STATE_VALUES.get(self.circuit_state, 0)
-        )
+        state = self.circuit_state
+        if state != self._published_state:  # a gauge write per call only on a change
+            self._published_state = state
+            self._circuit_gauge.set(m.CIRCUIT_STATE_VALUES.get(state, 0))
 
     async def _call_once(self, prompt: str, model: str) -> str:
         await self.limiter.acquire()
@@ -395,25 +392,39 @@ class ResilientLLM:
                 latency = self._latency[labels] = m.LLM_LATENCY_SECONDS.labels(*labels)
             latency.observe(time.perf_counter() - started)
 
-    async def complete(self, prompt: str, model: str) -> str:
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            # Jitter proportional to the first step: spreads a herd of workers out
-            # without tenacity's 1 s default dwarfing short test/dev backoffs.
-            wait=_wait_retry_after_or(
-                wait_exponential_jitter(
-                    multiplier=self._backoff_initial,
-                    max=self._backoff_max,
-                    jitter=self._backoff_initial,
-                )
-            ),
-            retry=retry_if_exception_type(LLMRetryableError),
-            reraise=True,
-        )
+    def retry_wait(self, attempt: int, exc: BaseException) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based).
+
+        Exponential backoff with jitter proportional to the first step, as tenacity's
+        ``wait_exponential_jitter(multiplier=initial, max=max, jitter=initial)``: the
+        jitter spreads a herd of workers out without tenacity's 1 s default dwarfing
+        short test/dev backoffs. A 429 that named a wait gets at least that (capped).
+        """
         try:
-            async for attempt in retrying:
-                with attempt:
+            backoff = self._backoff_initial * 2 ** (attempt - 1)
+        except OverflowError:
+            backoff = self._backoff_max
+        backoff = max(
+            0.0, min(backoff + random.uniform(0, self._backoff_initial), self._backoff_max)
+        )
+        if isinstance(exc, LLMRateLimitedError) and exc.retry_after is not None:
+            return max(backoff, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
+        return backoff
+
+    async def complete(self, prompt: str, model: str) -> str:
+        # A plain loop rather than tenacity's AsyncRetrying: building the retrying
+        # object and its async wrappers per call was ~6 % of the worker's CPU per job
+        # (py-spy, docs/performance.md) for calls that nearly always succeed at once.
+        attempt = 1
+        try:
+            while True:
+                try:
                     return str(await self._guarded_call(prompt, model))
+                except LLMRetryableError as exc:
+                    if attempt >= self._attempts:
+                        raise
+                    await asyncio.sleep(self.retry_wait(attempt, exc))
+                    attempt += 1
         except CircuitBreakerError as exc:
             raise LLMUnavailableError(f"LLM circuit open: {exc}") from exc
         except LLMRetryableError as exc:
@@ -422,7 +433,6 @@ class ResilientLLM:
             ) from exc
         finally:
             self._publish_state()
-        raise LLMUnavailableError("LLM retry loop ended without a result")  # pragma: no cover
 
     async def aclose(self) -> None:
         await self.provider.aclose()
@@ -432,20 +442,6 @@ def _counts_against_circuit(thrown_type: type[BaseException], thrown: BaseExcept
     return issubclass(thrown_type, LLMRetryableError) and not issubclass(
         thrown_type, LLMRateLimitedError
     )
-
-
-class _wait_retry_after_or:
-    """The provider's Retry-After when a 429 gave one (capped), else the fallback backoff."""
-
-    def __init__(self, fallback: Callable[[RetryCallState], float]):
-        self._fallback = fallback
-
-    def __call__(self, state: RetryCallState) -> float:
-        fallback = self._fallback(state)
-        exc = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(exc, LLMRateLimitedError) and exc.retry_after is not None:
-            return max(fallback, min(exc.retry_after, MAX_RETRY_AFTER_SECONDS))
-        return fallback
 
 
 def build_provider(settings: Settings) -> LLMProvider:
