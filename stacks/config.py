@@ -338,6 +338,14 @@ class Settings(BaseModel):
         return worker_concurrency_for(self.worker_task_memory_mb, self.worker_task_vcpus)
 
     @property
+    def worker_jobs_per_second(self) -> float:
+        """Jobs one worker task completes at the design LLM latency: its slots turned over
+        every DESIGN_LLM_LATENCY_S, unless its CPU (at WORKER_CPU_TARGET) binds first."""
+        by_slots = self.worker_slots / DESIGN_LLM_LATENCY_S
+        by_cpu = self.worker_task_vcpus * WORKER_CPU_TARGET * 1000 / WORKER_CPU_MS_PER_JOB
+        return min(by_slots, by_cpu)
+
+    @property
     def worker_task_vcpus(self) -> float:
         """vCPUs of one worker: workerCpu / 1024 on Fargate, gcpRunCpu on Cloud Run."""
         if self.cloud is Cloud.GCP:
@@ -363,14 +371,15 @@ class Settings(BaseModel):
 
 # Worker sizing from bench/pipeline.py (docs/performance.md, "Capacity of one worker"):
 # one asyncio worker process kept 1,024-4,096 calls in flight at 2,000 ms of LLM
-# latency on 105-116 MiB resident (~68 MiB idle) and 0.9 ms of CPU per job (0.81-0.96
-# ms, real HTTP calls to the bench's fake LLM server, aiohttp client; 2.1 ms with the
-# httpx client it replaced, 1.2 ms in the first bench, which had no HTTP client). The budgets
-# below are deliberately wider than that: WORKER_MIB_PER_CALL leaves room for a real
-# provider's TLS connection and response body, which the simulation does not allocate.
+# latency on 105-173 MiB resident (~68 MiB idle) and 0.45-0.55 ms of CPU per job since
+# the third round of cuts (real HTTP calls to the bench's fake LLM server, aiohttp
+# client; 0.85 ms before it, 2.1 ms with the httpx client). The budgets below are
+# deliberately wider than that: WORKER_CPU_MS_PER_JOB is 0.6 for a real provider's TLS,
+# and WORKER_MIB_PER_CALL leaves room for its connection and response body, which the
+# simulation does not allocate.
 WORKER_BASE_MIB = 160
 WORKER_MIB_PER_CALL = 0.25
-WORKER_CPU_MS_PER_JOB = 0.9
+WORKER_CPU_MS_PER_JOB = 0.6
 # The LLM latency the defaults are sized for (a real model answers in 1-10 s).
 DESIGN_LLM_LATENCY_S = 2.0
 # Cloud Run's maximum request concurrency; also past it one event loop's CPU binds.

@@ -1,10 +1,13 @@
 """Cost per million jobs at list price: worker compute + LLM tokens.
 
 Worker compute: one worker task of the stack's size, billed for the time it takes to
-run a million jobs at ``worker_jobs_per_second_per_task`` (the capacity of one worker
-task measured by bench/pipeline.py at 2,000 ms of LLM latency, docs/performance.md).
+run a million jobs at that task's capacity (``Settings.worker_jobs_per_second``,
+stacks/config.py: its in-flight slots turned over at the design LLM latency, bounded by
+the CPU per job bench/pipeline.py measured, docs/performance.md). The stacks'
+concurrency, prefetch and autoscaling targets come from the same figures, so the unit
+cost cannot drift from what is deployed.
 LLM tokens: ``llm_input_tokens_per_job`` / ``llm_output_tokens_per_job`` at the
-table's per-million-token prices of the stack's model. Both are usage assumptions in
+table's per-million-token prices of the stack's model: usage assumptions in
 prices.yaml, shown by ``groundwork plan`` under the monthly table.
 """
 
@@ -22,6 +25,7 @@ MODEL = "gpt-4o-mini"  # what stacks/service_env.py sets as LLM_MODEL
 class UnitCost:
     worker_task: str
     jobs_per_second: float
+    slots: int
     worker_usd: float
     llm_usd: float | None
     model: str
@@ -38,9 +42,8 @@ def cost_per_million_jobs(
 ) -> UnitCost | None:
     """``settings``: the stack's ``stacks.config.Settings``. None when a price is missing."""
     usage = table.assumptions(tier)
-    rate = usage.get("worker_jobs_per_second_per_task")
-    if not rate:
-        return None
+    slots = settings.worker_slots
+    rate = settings.worker_jobs_per_second
     try:
         prices = table.region(cloud, region)
     except Exception:
@@ -73,6 +76,7 @@ def cost_per_million_jobs(
     return UnitCost(
         worker_task=task,
         jobs_per_second=rate,
+        slots=slots,
         worker_usd=per_second / rate * 1e6,
         llm_usd=llm,
         model=MODEL,
@@ -91,6 +95,6 @@ def describe(cost: UnitCost, currency: str = "USD") -> str:
     total = f" = {currency} {cost.total_usd:,.2f}" if cost.total_usd is not None else ""
     return (
         f"Cost per million jobs: worker compute {currency} {cost.worker_usd:,.3f} "
-        f"({cost.worker_task} at worker_jobs_per_second_per_task={cost.jobs_per_second:g}, "
-        f"measured in docs/performance.md) + {llm}{total}"
+        f"({cost.worker_task} at {cost.jobs_per_second:,.0f} jobs/s: {cost.slots} slots at "
+        f"2 s of LLM latency, stacks/config.py, from docs/performance.md) + {llm}{total}"
     )

@@ -18,8 +18,10 @@ def test_aws_worker_compute_and_tokens_from_the_table(table: Any) -> None:
     fargate = table.region("aws", "us-east-1")["fargate"]["arm64"]
     usage = table.assumptions("production")
     hourly = 1 * fargate["vcpu_hourly"] + 2 * fargate["gb_hourly"]
-    rate = usage["worker_jobs_per_second_per_task"]
-    assert cost.worker_usd == pytest.approx(hourly / 3600 / rate * 1e6)
+    # One task's capacity is what the stack sizes it for (1,000 slots / 2 s), not a
+    # second figure in the price table that could drift from the deployed concurrency.
+    assert cost.jobs_per_second == settings.worker_jobs_per_second == 500
+    assert cost.worker_usd == pytest.approx(hourly / 3600 / 500 * 1e6)
     price = table.data["llm"]["models"]["gpt-4o-mini"]
     assert cost.llm_usd == pytest.approx(
         usage["llm_input_tokens_per_job"] * price["input_per_million_tokens"]
@@ -28,6 +30,7 @@ def test_aws_worker_compute_and_tokens_from_the_table(table: Any) -> None:
     assert cost.total_usd == pytest.approx(cost.worker_usd + cost.llm_usd)
     text = describe(cost)
     assert "Fargate arm64 1 vCPU / 2 GB" in text and "gpt-4o-mini" in text
+    assert "1000 slots" in text
 
 
 def test_spot_and_cloud_run_workers_are_priced_as_deployed(table: Any) -> None:
@@ -44,7 +47,7 @@ def test_spot_and_cloud_run_workers_are_priced_as_deployed(table: Any) -> None:
     )
     assert gcp is not None and gcp.worker_task == "Cloud Run 1 vCPU / 1 GiB"
     run = table.region("gcp", "europe-west1")["cloud_run"]["request_based"]
-    rate = table.assumptions("production")["worker_jobs_per_second_per_task"]
+    rate = build_settings("production", {"cloud": "gcp"}).worker_jobs_per_second
     assert gcp.worker_usd == pytest.approx((run["vcpu_second"] + run["gib_second"]) / rate * 1e6)
 
 
