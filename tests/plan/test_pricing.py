@@ -880,7 +880,7 @@ def test_pubsub_secret_versions_registry_armor(graph, gcp_prices, usage):
     )
 
 
-def test_forwarding_rules_hourly_data_counted_once_on_https(graph, gcp_prices, usage):
+def test_forwarding_rules_hourly_data_counted_once_on_https(graph, gcp_prices, usage, table):
     graph.add(
         "gcp:compute/globalForwardingRule:GlobalForwardingRule", "https", {"portRange": "443"}
     )
@@ -888,9 +888,11 @@ def test_forwarding_rules_hourly_data_counted_once_on_https(graph, gcp_prices, u
     https, http = graph.price(cloud="gcp").resources
     lb = gcp_prices["load_balancing"]
     assert http.monthly == pytest.approx(H * lb["forwarding_rule_hourly"])
+    # The API's requests (at least the jobs) x the bytes measured per request and response.
+    requests = max(usage("staging")["api_million_requests"] * 1e6, 2**30 / 1000)
+    measured = table.data["measured_traffic"]["api_bytes_per_request"]
     assert https.monthly == pytest.approx(
-        H * lb["forwarding_rule_hourly"]
-        + usage("staging")["lb_gb_processed"] * lb["per_gb_processed"]
+        H * lb["forwarding_rule_hourly"] + requests * measured / 1e9 * lb["per_gb_processed"]
     )
 
 

@@ -451,15 +451,23 @@ def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]
     items = [
         _hourly(ctx, "forwarding rule hours", ctx.price("load_balancing", "forwarding_rule_hourly"))
     ]
-    # Traffic is counted once, on the HTTPS rule (the port-80 rule only redirects).
+    # Traffic is counted once, on the HTTPS rule (the port-80 rule only redirects): the
+    # API's requests x the bytes one request and its response measured on the wire (the
+    # same figures the AWS ALB's processed-bytes dimension uses; one owner each).
     if "443" in str(r.inputs.get("portRange") or ""):
+        if "api_bytes_per_request" not in ctx.measured_traffic:
+            raise NotPriced("no measured_traffic.api_bytes_per_request in the table")
+        processed_gb = (
+            api_requests_per_month(ctx.usage)
+            * float(ctx.measured_traffic["api_bytes_per_request"])
+            / 1e9
+        )
         items.append(
-            ctx.assumed(
-                "data processed (assumed)",
-                "lb_gb_processed",
+            LineItem(
+                "data processed (the API's requests x measured bytes per request)",
+                processed_gb,
                 "GB",
-                "load_balancing",
-                "per_gb_processed",
+                ctx.price("load_balancing", "per_gb_processed"),
             )
         )
     return items
