@@ -15,8 +15,10 @@ missing=()
 for pkg in "${packages[@]}"; do
   # A machine with Docker from Docker's own packages (GitHub's ubuntu runners: docker-ce,
   # containerd.io, the compose plugin) must not get Debian's docker.io: the two conflict.
+  # A docker client alone (a static binary in /usr/local/bin, no engine) is not Docker:
+  # the engine is what the image tests need, so only a dockerd or an answering engine counts.
   case "$pkg" in
-    docker.io) command -v docker >/dev/null 2>&1 && continue ;;
+    docker.io) { command -v dockerd >/dev/null 2>&1 || docker info >/dev/null 2>&1; } && continue ;;
     docker-compose) { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; } && continue ;;
   esac
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
