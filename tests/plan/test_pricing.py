@@ -121,7 +121,8 @@ def test_nat_gateway_hours_plus_assumed_gb(graph, aws_prices, usage):
 # Load Balancer): 25 new connections/s, 3,000 active connections/min, 1 GB/h processed
 # (EC2, container and IP targets), 1,000 rule evaluations/s, the first 10 rules free.
 # Written out here, not read from the table, so a wrong table value fails too.
-STAGING_REQUESTS = max(1e6, 2**30 / 1000)  # api_million_requests 1, floored at the jobs
+# api_million_requests 1, floored at two requests per job (its POST and the GET of its result)
+STAGING_REQUESTS = max(1e6, 2 * 2**30 / 1000)
 
 
 def test_alb_hours_lcu_and_public_ipv4_per_az(graph, aws_prices):
@@ -136,10 +137,10 @@ def test_alb_hours_lcu_and_public_ipv4_per_az(graph, aws_prices):
     report = graph.price()
     public, internal = report.resources
     alb = aws_prices["alb"]
-    # One new connection per request dominates: 1.07 M / (25 x 3,600) = 11.93 LCU-hours,
-    # not 730 (one LCU every hour).
+    # One new connection per request dominates: 2.15 M (two requests for each of the
+    # 1.07 M jobs) / (25 x 3,600) = 23.86 LCU-hours, not 730 (one LCU every hour).
     lcu_hours = STAGING_REQUESTS / (25 * 3600)
-    assert lcu_hours == pytest.approx(11.93, abs=0.01)
+    assert lcu_hours == pytest.approx(23.86, abs=0.01)
     base = H * alb["hourly"] + lcu_hours * alb["lcu_hourly"]
     assert internal.monthly == pytest.approx(base)
     assert public.monthly == pytest.approx(base + 3 * H * aws_prices["public_ipv4"]["hourly"])
@@ -562,8 +563,11 @@ def test_service_log_groups_are_priced_from_the_measured_volumes(graph, table, a
     worker = service_log_gb_per_month("worker", u, logs, tasks=3, hours=table.hours_per_month)
     assert got["api-logs"] == pytest.approx(cost(api))
     assert got["worker-logs"] == pytest.approx(cost(worker))
-    # Production's 30 M requests at the measured bytes: gigabytes, not the flat 20 GB.
-    assert 1 < api < u["log_ingestion_gb_per_group"]
+    # Production's 43 M requests (a POST and a GET for each of the 21.5 M jobs) at the
+    # measured bytes, with the margin: the traffic sets it, not the flat 20 GB.
+    requests = 2 * u["pubsub_gib_per_topic"] * 2**30 / 1000
+    line = logs["api"]["bytes_per_request"]
+    assert api > requests * line * logs["safety_margin"] / 1e9
     assert worker < api
     assert got["lookalike"] == pytest.approx(cost(u["log_ingestion_gb_per_group"]))
     # The ALB nodes' checks are in it: 3 nodes x 240 an hour on each of the 2 tasks.
@@ -608,8 +612,9 @@ def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage
     assert got["waf"] == pytest.approx(
         p["waf"]["web_acl_month"]
         + 2 * p["waf"]["rule_month"]
-        # production: 30 M requests (more than the 21.5 M jobs)
-        + 30 * p["waf"]["per_million_requests"]
+        # production: 43 M requests (a POST and a GET for each of the 21.5 M jobs, more
+        # than api_million_requests' 30 M)
+        + 2 * u["pubsub_gib_per_topic"] * 2**30 / 1000 / 1e6 * p["waf"]["per_million_requests"]
     )
     assert got["logs"] == pytest.approx(
         u["s3_log_storage_gb_per_bucket"] * p["s3"]["standard_gb_month"]
@@ -875,7 +880,7 @@ def test_pubsub_secret_versions_registry_armor(graph, gcp_prices, usage):
     assert got["armor"].monthly == pytest.approx(
         armor["policy_month"]
         + 3 * armor["rule_month"]
-        # staging: api_million_requests 1, floored at the 1.07 M jobs
+        # staging: api_million_requests 1, floored at two requests per job (2.15 M)
         + STAGING_REQUESTS / 1e6 * armor["per_million_requests"]
     )
 
@@ -887,13 +892,44 @@ def test_forwarding_rules_hourly_data_counted_once_on_https(graph, gcp_prices, u
     graph.add("gcp:compute/globalForwardingRule:GlobalForwardingRule", "http", {"portRange": "80"})
     https, http = graph.price(cloud="gcp").resources
     lb = gcp_prices["load_balancing"]
-    assert http.monthly == pytest.approx(H * lb["forwarding_rule_hourly"])
-    # The API's requests (at least the jobs) x the bytes measured per request and response.
-    requests = max(usage("staging")["api_million_requests"] * 1e6, 2**30 / 1000)
+    # Google bills the first five forwarding rules of a project in a scope as one flat
+    # hourly minimum (cloud.google.com/vpc/network-pricing, Cloud Load Balancing: "First
+    # 5 forwarding rules $0.025/hour, per additional forwarding rule $0.01/hour"): the
+    # stack's two global rules cost $0.025 an hour together, not $0.05.
+    assert http.status is CostStatus.FREE
+    assert http.monthly == 0
+    # The API's requests (at least the jobs, each a POST and a GET of its result) x the
+    # bytes measured per request and response, billed per GiB.
+    requests = max(usage("staging")["api_million_requests"] * 1e6, 2 * 2**30 / 1000)
     measured = table.data["measured_traffic"]["api_bytes_per_request"]
     assert https.monthly == pytest.approx(
-        H * lb["forwarding_rule_hourly"] + requests * measured / 1e9 * lb["per_gb_processed"]
+        H * lb["forwarding_rules_minimum_hourly"]
+        + requests * measured / 2**30 * lb["per_gib_processed"]
     )
+
+
+@pytest.mark.parametrize(("rules", "hourly"), [(1, 0.025), (3, 0.025), (5, 0.025), (7, 0.045)])
+def test_forwarding_rules_are_billed_as_a_minimum_for_five_then_each(graph, rules, hourly):
+    # The pricing page's arithmetic: 1, 3 or 5 rules in one scope cost the minimum, 7 cost
+    # the minimum plus two additional rules.
+    for i in range(rules):
+        graph.add(
+            "gcp:compute/globalForwardingRule:GlobalForwardingRule", f"r{i}", {"portRange": "80"}
+        )
+    report = graph.price(cloud="gcp")
+    assert report.total == pytest.approx(hourly * H)
+
+
+def test_forwarding_rule_minimums_are_per_scope(graph, gcp_prices):
+    # Global and regional rules are billed under different SKUs (the "Forwarding Rule
+    # Minimum/Additional" SKUs exist per region and for global): each scope has its own.
+    lb = gcp_prices["load_balancing"]
+    graph.add("gcp:compute/globalForwardingRule:GlobalForwardingRule", "g", {"portRange": "80"})
+    graph.add("gcp:compute/forwardingRule:ForwardingRule", "r1", {"region": "europe-west1"})
+    graph.add("gcp:compute/forwardingRule:ForwardingRule", "r2", {"region": "europe-west1"})
+    graph.add("gcp:compute/forwardingRule:ForwardingRule", "r3", {"region": "us-central1"})
+    report = graph.price(cloud="gcp")
+    assert report.total == pytest.approx(3 * H * lb["forwarding_rules_minimum_hourly"])
 
 
 def test_uptime_checks_share_the_per_project_free_allowance(graph, gcp_prices):

@@ -123,6 +123,11 @@ class PricingContext:
 JOBS_PER_PUBSUB_GIB = 2**30 / 1000
 
 
+# A job is submitted once and its result read at least once (a client polling reads it
+# more often; the floor counts one read).
+REQUESTS_PER_JOB = 2
+
+
 def jobs_per_month(usage: dict[str, float]) -> float:
     """The model's job volume: the Pub/Sub figure (`pubsub_gib_per_topic`)."""
     return usage["pubsub_gib_per_topic"] * JOBS_PER_PUBSUB_GIB
@@ -131,8 +136,9 @@ def jobs_per_month(usage: dict[str, float]) -> float:
 def api_requests_per_month(usage: dict[str, float]) -> float:
     """Requests the API receives a month: `api_million_requests`, the one owner of that
     fact (WAF, Cloud Armor, the ALB's capacity units, the api's log group), but never
-    fewer than the jobs (each job is at least its POST)."""
-    return max(usage["api_million_requests"] * 1e6, jobs_per_month(usage))
+    fewer than two per job: its POST and one GET of its result, the only way a result
+    leaves the API (services/app: `GET /v1/jobs/{id}`; there is no callback)."""
+    return max(usage["api_million_requests"] * 1e6, REQUESTS_PER_JOB * jobs_per_month(usage))
 
 
 Pricer = Callable[[RecordedResource, PricingContext], list[LineItem]]

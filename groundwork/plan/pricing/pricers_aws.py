@@ -480,7 +480,7 @@ def service_log_gb_per_month(
     (services/app/tests/worker/test_log_volume.py) x the model's traffic x the margin.
 
     Jobs are the Pub/Sub volume the model already assumes; requests are the API's
-    (`api_requests_per_month`: never fewer than the jobs). Idle
+    (`api_requests_per_month`: never fewer than two per job). Idle
     volume (background lines, the api's health checks) and start/stop lines are per
     running task; a deploy restarts every task and runs migrate once."""
     facts = logs[process]

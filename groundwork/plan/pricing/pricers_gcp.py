@@ -7,6 +7,7 @@ from typing import Any
 
 from groundwork.mockrun import RecordedResource
 from groundwork.plan.pricing.model import (
+    Free,
     LineItem,
     NotPriced,
     PricingContext,
@@ -448,9 +449,7 @@ def _cloud_armor(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     "gcp:compute/forwardingRule:ForwardingRule",
 )
 def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
-    items = [
-        _hourly(ctx, "forwarding rule hours", ctx.price("load_balancing", "forwarding_rule_hourly"))
-    ]
+    items = _forwarding_rule_hours(r, ctx)
     # Traffic is counted once, on the HTTPS rule (the port-80 rule only redirects): the
     # API's requests x the bytes one request and its response measured on the wire (the
     # same figures the AWS ALB's processed-bytes dimension uses; one owner each).
@@ -460,17 +459,51 @@ def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]
         processed_gb = (
             api_requests_per_month(ctx.usage)
             * float(ctx.measured_traffic["api_bytes_per_request"])
-            / 1e9
+            / 2**30
         )
         items.append(
             LineItem(
                 "data processed (the API's requests x measured bytes per request)",
                 processed_gb,
-                "GB",
-                ctx.price("load_balancing", "per_gb_processed"),
+                "GiB",
+                ctx.price("load_balancing", "per_gib_processed"),
             )
         )
+    if not items:
+        raise Free("within the project's forwarding-rule minimum charge (first five rules)")
     return items
+
+
+def _forwarding_rule_hours(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
+    """Google bills a project's first five forwarding rules in a scope (global, or one
+    region) as one flat hourly minimum, and each further rule on its own: the first rule
+    priced in a scope carries the minimum, the next four nothing, the rest the additional
+    rate. Priced as if the stack were alone in its project: rules of other stacks in the
+    same project share the minimum and lower the real bill."""
+    lb = ctx.price("load_balancing")
+    regional = str(r.inputs.get("region") or "region")
+    scope = "global" if "globalForwardingRule" in r.type else regional
+    key = f"forwarding_rules:{scope}"
+    seen = ctx.allowances.get(key, 0.0)
+    ctx.allowances[key] = seen + 1
+    included = int(lb["forwarding_rules_in_minimum"])
+    if seen == 0:
+        return [
+            _hourly(
+                ctx,
+                f"forwarding rules: the {scope} minimum charge (covers the first {included})",
+                float(lb["forwarding_rules_minimum_hourly"]),
+            )
+        ]
+    if seen < included:
+        return []
+    return [
+        _hourly(
+            ctx,
+            f"forwarding rule hours (beyond the first {included} in {scope})",
+            float(lb["forwarding_rule_additional_hourly"]),
+        )
+    ]
 
 
 @pricer("gcp:compute/routerNat:RouterNat")
