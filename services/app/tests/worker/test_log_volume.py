@@ -25,11 +25,11 @@ import sqlalchemy
 from groundwork_app.settings import Settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devenv.servers import DevServers, free_port
-from groundwork.tokens import mint_token
+from groundwork.devenv.servers import DevServers
 
-from ..api.conftest import CLI, start_api
-from .conftest import make_settings, wait_for, wait_job_status
+from ..api.conftest import CLI
+from .conftest import make_settings, wait_job_status
+from .processes import Output, bearer, logged, process_env, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -50,38 +50,6 @@ def billed(chunk: bytes) -> tuple[int, int]:
     """(billed bytes, events) of what a process wrote."""
     lines = [line for line in chunk.split(b"\n") if line]
     return sum(len(line) + EVENT_OVERHEAD for line in lines), len(lines)
-
-
-class Output:
-    """One process's stdout+stderr file, read in slices between marks."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-
-    def text(self) -> str:
-        return self.path.read_bytes().decode(errors="replace")
-
-    def mark(self) -> None:
-        self.offset = self.path.stat().st_size
-
-    def since_mark(self) -> bytes:
-        data = self.path.read_bytes()[self.offset :]
-        # Only whole lines: a line being written belongs to the next slice.
-        return data[: data.rfind(b"\n") + 1]
-
-
-def _start(process: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [CLI, process], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-
-
-async def _logged(output: Output, text: str, count: int = 1, timeout: float = 60) -> None:
-    async def seen() -> bool:
-        return output.text().count(text) >= count
-
-    await wait_for(seen, timeout, what=f"{count} x {text!r} in {output.path.name}")
 
 
 # components/aws/database.py's parameter group, with RDS's default log_line_prefix (RDS User
@@ -137,16 +105,7 @@ async def test_the_price_table_covers_what_each_process_logs(
     from groundwork.plan.pricing.pricers_aws import JOBS_PER_PUBSUB_GIB, service_log_gb_per_month
 
     settings = make_settings(queue_name=settings.queue_name)
-    env = {
-        **os.environ,
-        **service_env,
-        "QUEUE_NAME": settings.queue_name,
-        "LOG_JSON": "true",
-        "LOG_LEVEL": "INFO",
-        # One client submits every job here; production's 60/minute is per client.
-        "RATE_LIMIT": "100000/minute",
-        "LLM_SIMULATED_LATENCY_MS": "20",
-    }
+    env = process_env(service_env, settings.queue_name, LLM_SIMULATED_LATENCY_MS="20")
     # The test's own pooled connection opens before the server logs connections.
     async with engine.connect() as connection:
         await connection.execute(sqlalchemy.text("SELECT 1"))
@@ -154,26 +113,17 @@ async def test_the_price_table_covers_what_each_process_logs(
     reloads = pg.text().count('parameter "log_line_prefix" changed')
     rds_logging(servers, True)
     # The reload is asynchronous: its own lines are not the service's.
-    await _logged(pg, 'parameter "log_line_prefix" changed', reloads + 1)
+    await logged(pg, 'parameter "log_line_prefix" changed', reloads + 1)
     pg.mark()
-    worker_log, relay_log = tmp_path / "worker.log", tmp_path / "relay.log"
-    worker = _start(
-        "worker",
-        {**env, "WORKER_HEALTH_PORT": str(free_port()), "HEARTBEAT_FILE": str(tmp_path / "w")},
-        worker_log,
-    )
-    relay = _start(
-        "relay",
-        {**env, "WORKER_HEALTH_PORT": str(free_port()), "HEARTBEAT_FILE": str(tmp_path / "r")},
-        relay_log,
-    )
-    api, port, api_log = start_api(env, tmp_path)
-    out = {"api": Output(api_log), "worker": Output(worker_log), "relay": Output(relay_log)}
+    try:
+        service = await start_service(env, tmp_path)
+    except BaseException:
+        rds_logging(servers, False)
+        raise
+    out = service.out
     measured: dict[str, dict[str, float]] = {}
     pg_share: dict[str, float] = {}
     try:
-        await _logged(out["worker"], '"consuming"')
-        await _logged(out["relay"], "listening for outbox notifications")
         slow_log = redis.Redis(
             host="127.0.0.1", port=servers.redis.port, password=servers.redis.password
         )
@@ -194,15 +144,8 @@ async def test_the_price_table_covers_what_each_process_logs(
             for name, output in out.items()
         }
 
-        token = mint_token(
-            settings.jwt_secret.get_secret_value(),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject="log-volume",
-            scopes="jobs:read jobs:write",
-        )
-        headers = {"Authorization": f"Bearer {token}"}
-        base = f"http://127.0.0.1:{port}"
+        headers = bearer(settings, "log-volume")
+        base = f"http://127.0.0.1:{service.port}"
         job_ids: list[uuid.UUID] = []
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as client:
             # What a client does per job: submit it, then fetch its result (2 requests).
@@ -217,12 +160,12 @@ async def test_the_price_table_covers_what_each_process_logs(
                 job_ids.append(uuid.UUID(response.json()["id"]))
             for job_id in job_ids:
                 await wait_job_status(engine, job_id, "succeeded", timeout=60)
-            await _logged(out["worker"], '"message handled"', JOBS)
+            await logged(out["worker"], '"message handled"', JOBS)
             for job_id in job_ids:
                 response = await client.get(f"/v1/jobs/{job_id}")
                 assert response.status_code == 200
                 assert response.json()["status"] == "succeeded"
-            await _logged(out["api"], '"http.request"', 2 * JOBS)
+            await logged(out["api"], '"http.request"', 2 * JOBS)
             work = {name: billed(output.since_mark()) for name, output in out.items()}
             slow_entries = int(slow_log.slowlog_len())
             pg_share["bytes_per_job"] = billed(pg.since_mark())[0] / JOBS
@@ -244,7 +187,7 @@ async def test_the_price_table_covers_what_each_process_logs(
             out["api"].mark()
             for _ in range(HEALTH_CHECKS):
                 assert (await client.get("/health/live")).status_code == 200
-            await _logged(out["api"], '"/health/live"', HEALTH_CHECKS)
+            await logged(out["api"], '"/health/live"', HEALTH_CHECKS)
             measured["api"]["bytes_per_health_check"] = (
                 billed(out["api"].since_mark())[0] / HEALTH_CHECKS
             )
@@ -252,15 +195,9 @@ async def test_the_price_table_covers_what_each_process_logs(
         for output in out.values():
             output.mark()
     finally:
-        for proc in (api, worker, relay):
-            proc.terminate()
-        for proc in (api, worker, relay):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        service.stop()
         rds_logging(servers, False)
-    for name, process in (("api", api), ("worker", worker), ("relay", relay)):
+    for name, process in service.processes.items():
         assert process.returncode == 0, out[name].text()[-2000:]  # a drained, clean stop
         stopped = billed(out[name].since_mark())[0]
         assert stopped > 0, f"{name} logged nothing when stopped"

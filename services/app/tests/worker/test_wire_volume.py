@@ -16,8 +16,6 @@ processes against real PostgreSQL, RabbitMQ and Redis so the GET returns a finis
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
@@ -26,12 +24,10 @@ import pytest
 from groundwork_app.settings import Settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devenv.servers import DevServers, free_port
-from groundwork.tokens import mint_token
+from groundwork.devenv.servers import DevServers
 
-from ..api.conftest import start_api
 from .conftest import make_settings, wait_job_status
-from .test_log_volume import Output, _logged, _start
+from .processes import bearer, process_env, start_service
 
 pytestmark = pytest.mark.slow
 
@@ -101,43 +97,16 @@ async def test_the_price_table_covers_what_a_request_weighs_on_the_wire(
     table = load_price_table()
     usage = table.assumptions("production")
     settings = make_settings(queue_name=settings.queue_name)
-    env = {
-        **os.environ,
-        **service_env,
-        "QUEUE_NAME": settings.queue_name,
-        "LOG_JSON": "true",
-        "LOG_LEVEL": "INFO",
-        "RATE_LIMIT": "100000/minute",
-    }
-    worker_log = tmp_path / "worker.log"
-    worker = _start(
-        "worker",
-        {**env, "WORKER_HEALTH_PORT": str(free_port()), "HEARTBEAT_FILE": str(tmp_path / "w")},
-        worker_log,
-    )
-    relay_proc = _start(
-        "relay",
-        {**env, "WORKER_HEALTH_PORT": str(free_port()), "HEARTBEAT_FILE": str(tmp_path / "r")},
-        tmp_path / "relay.log",
-    )
-    api, port, _ = start_api(env, tmp_path)
-    relay = CountingRelay(port)
+    service = await start_service(process_env(service_env, settings.queue_name), tmp_path)
+    relay = CountingRelay(service.port)
     try:
-        await _logged(Output(worker_log), '"consuming"')
         proxy_port = await relay.start()
-        token = mint_token(
-            settings.jwt_secret.get_secret_value(),
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            subject="wire-volume",
-            scopes="jobs:read jobs:write",
-        )
         # The prompt the cost model assumes per job (llm_input_tokens_per_job).
         prompt_chars = int(usage["llm_input_tokens_per_job"]) * CHARS_PER_TOKEN
         # One new connection per request: the bound the LCU pricer assumes (no keep-alive).
         client = httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{proxy_port}",
-            headers={"Authorization": f"Bearer {token}"},
+            headers=bearer(settings, "wire-volume"),
             limits=httpx.Limits(max_keepalive_connections=0),
             timeout=10,
         )
@@ -163,13 +132,7 @@ async def test_the_price_table_covers_what_a_request_weighs_on_the_wire(
         await asyncio.sleep(0.2)
     finally:
         await relay.stop()
-        for proc in (api, worker, relay_proc):
-            proc.terminate()
-        for proc in (api, worker, relay_proc):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        service.stop()
     assert relay.connections == 2 * JOBS, relay.connections
     # The simulated provider answers in a few dozen characters; a real answer is the
     # model's llm_output_tokens_per_job: count the difference as if the GET carried it.
