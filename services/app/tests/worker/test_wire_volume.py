@@ -24,8 +24,6 @@ import pytest
 from groundwork_app.settings import Settings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from groundwork.devenv.servers import DevServers
-
 from .conftest import make_settings, wait_job_status
 from .processes import bearer, process_env, start_service
 
@@ -87,7 +85,6 @@ class CountingRelay:
 async def test_the_price_table_covers_what_a_request_weighs_on_the_wire(
     settings: Settings,
     engine: AsyncEngine,
-    servers: DevServers,
     service_env: dict[str, str],
     tmp_path: Path,
     rabbit_ok: object,
