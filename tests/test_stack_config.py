@@ -113,19 +113,19 @@ def test_worker_concurrency_defaults_to_what_the_task_cpu_and_memory_hold():
 
     staging = build_settings("staging", {})  # 0.25 vCPU / 512 MB on Fargate
     assert staging.worker_concurrency is None
-    # 0.25 vCPU x 70 % / 0.6 ms per job (0.45-0.55 measured, docs/performance.md)
-    # = 291.7 jobs/s x 2 s in flight
-    assert staging.worker_slots == worker_cpu_bound(0.25) == 583
-    assert worker_memory_bound(512) > 583  # memory is not what binds here
-    assert staging.worker_jobs_per_second == 583 / 2
+    # 0.25 vCPU x 70 % / 1.0 ms per job (0.39-0.94 measured on two machines,
+    # docs/performance.md) = 175 jobs/s x 2 s in flight
+    assert staging.worker_slots == worker_cpu_bound(0.25) == 350
+    assert worker_memory_bound(512) > 350  # memory is not what binds here
+    assert staging.worker_jobs_per_second == 350 / 2
     production = build_settings("production", {})  # 1 vCPU / 2 GB
-    # 1 vCPU would complete 1,167 jobs/s: the slots stop at Cloud Run's cap of 1,000,
+    # 1 vCPU would complete 700 jobs/s: the slots stop at Cloud Run's cap of 1,000,
     # and they, not the CPU, bound the task's capacity.
     assert production.worker_slots == 1000
     assert production.worker_jobs_per_second == 500
     # Slots forced above what the CPU turns over: the CPU bounds the capacity.
     forced = build_settings("staging", {"workerConcurrency": "800"})
-    assert forced.worker_jobs_per_second == pytest.approx(0.25 * 0.7 * 1000 / 0.6)
+    assert forced.worker_jobs_per_second == pytest.approx(0.25 * 0.7 * 1000 / 1.0)
     # A 256 MB task cannot hold that many calls: the default shrinks, no OOM kill.
     small = build_settings("production", {"workerMemoryMb": "256", "workerCpu": "1024"})
     assert small.worker_slots == worker_memory_bound(256) < production.worker_slots
