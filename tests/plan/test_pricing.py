@@ -921,8 +921,9 @@ def test_forwarding_rules_are_billed_as_a_minimum_for_five_then_each(graph, rule
 
 
 def test_forwarding_rule_minimums_are_per_scope(graph, gcp_prices):
-    # Global and regional rules are billed under different SKUs (the "Forwarding Rule
-    # Minimum/Additional" SKUs exist per region and for global): each scope has its own.
+    # Global and regional rules are billed under different SKUs (the SKU list has "Cloud
+    # Load Balancer Forwarding Rule Additional" SKUs for global and for each region):
+    # each scope has its own minimum.
     lb = gcp_prices["load_balancing"]
     graph.add("gcp:compute/globalForwardingRule:GlobalForwardingRule", "g", {"portRange": "80"})
     graph.add("gcp:compute/forwardingRule:ForwardingRule", "r1", {"region": "europe-west1"})

@@ -477,33 +477,24 @@ def _forwarding_rule(r: RecordedResource, ctx: PricingContext) -> list[LineItem]
 def _forwarding_rule_hours(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     """Google bills a project's first five forwarding rules in a scope (global, or one
     region) as one flat hourly minimum, and each further rule on its own: the first rule
-    priced in a scope carries the minimum, the next four nothing, the rest the additional
-    rate. Priced as if the stack were alone in its project: rules of other stacks in the
-    same project share the minimum and lower the real bill."""
+    priced in a scope carries the minimum, the next four use up what it covers, the rest
+    pay the additional rate. Priced as if the stack were alone in its project: rules of
+    other stacks in the same project share the minimum and lower the real bill."""
     lb = ctx.price("load_balancing")
-    regional = str(r.inputs.get("region") or "region")
-    scope = "global" if "globalForwardingRule" in r.type else regional
-    key = f"forwarding_rules:{scope}"
-    seen = ctx.allowances.get(key, 0.0)
-    ctx.allowances[key] = seen + 1
+    scope = (
+        "global" if "globalForwardingRule" in r.type else str(r.inputs.get("region") or "region")
+    )
+    key = f"forwarding_rules_in_minimum:{scope}"
     included = int(lb["forwarding_rules_in_minimum"])
-    if seen == 0:
-        return [
-            _hourly(
-                ctx,
-                f"forwarding rules: the {scope} minimum charge (covers the first {included})",
-                float(lb["forwarding_rules_minimum_hourly"]),
-            )
-        ]
-    if seen < included:
+    if key not in ctx.allowances:
+        ctx.allowances[key] = included - 1
+        what = f"forwarding rules: the {scope} minimum charge (covers the first {included})"
+        return [_hourly(ctx, what, float(lb["forwarding_rules_minimum_hourly"]))]
+    if ctx.allowances[key] > 0:
+        ctx.allowances[key] -= 1
         return []
-    return [
-        _hourly(
-            ctx,
-            f"forwarding rule hours (beyond the first {included} in {scope})",
-            float(lb["forwarding_rule_additional_hourly"]),
-        )
-    ]
+    what = f"forwarding rule hours (beyond the first {included} in {scope})"
+    return [_hourly(ctx, what, float(lb["forwarding_rule_additional_hourly"]))]
 
 
 @pricer("gcp:compute/routerNat:RouterNat")

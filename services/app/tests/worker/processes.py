@@ -70,10 +70,9 @@ class Service:
 
     def stop(self) -> None:
         """SIGTERM to each, as ECS and Cloud Run stop a task; killed after 30 s."""
-        procs = (self.api, self.worker, self.relay)
-        for proc in procs:
+        for proc in self.processes.values():
             proc.terminate()
-        for proc in procs:
+        for proc in self.processes.values():
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -87,9 +86,8 @@ class Service:
 def _start(process: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     # Heartbeats and health ports of their own: worker and relay run side by side.
     env = {**env, "WORKER_HEALTH_PORT": str(free_port()), "HEARTBEAT_FILE": f"{log}.beat"}
-    return subprocess.Popen(
-        [CLI, process], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([CLI, process], env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
 async def start_service(env: dict[str, str], tmp_path: Path) -> Service:
