@@ -624,6 +624,28 @@ def test_alarms_dashboards_secrets_keys_waf_buckets_ecr(graph, aws_prices, usage
     )
 
 
+def test_sqs_work_queue_requests_follow_jobs_and_the_idle_workers_long_polls(
+    graph, aws_prices, usage
+):
+    """Three requests per job (send, receive, delete) plus one 20 s long poll at a time
+    for each always-on worker task: SQS bills every ReceiveMessage, empty or not, and an
+    idle worker keeps one open whatever its slots (sqs_consumer.PollGate,
+    services/app/tests/worker/test_sqs.py). The dead-letter queue costs nothing."""
+    graph.add("aws:sqs/queue:Queue", "queue", {"redrivePolicy": '{"maxReceiveCount": 6}'})
+    graph.add("aws:sqs/queue:Queue", "dlq", {})
+    graph.add("aws:ecs/service:Service", "app-worker", {"desiredCount": 1})
+    graph.add("aws:appautoscaling/target:Target", "app-worker-scaling", {"minCapacity": 2})
+    graph.add("aws:ecs/service:Service", "app-api", {"desiredCount": 5})
+    got = {c.name: c for c in graph.price(tier="production").resources}
+    jobs = usage("production")["pubsub_gib_per_topic"] * 2**30 / 1000
+    idle_polls = 2 * S / 20  # the autoscaling minimum (2) is the always-on count
+    per_million = aws_prices["sqs"]["standard_per_million_requests"]
+    assert got["queue"].monthly == pytest.approx((3 * jobs + idle_polls) / 1e6 * per_million)
+    assert got["dlq"].status is CostStatus.FREE
+    # The api's five tasks poll nothing: only the worker service counts.
+    assert idle_polls / 1e6 == pytest.approx(0.2628)
+
+
 # ---------------------------------------------------------------- GCP
 
 

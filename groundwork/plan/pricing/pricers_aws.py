@@ -6,6 +6,8 @@ import math
 import re
 from typing import Any
 
+from groundwork_app.settings import Settings as AppSettings
+
 from groundwork.mockrun import RecordedResource
 from groundwork.plan.pricing.model import (
     JOBS_PER_PUBSUB_GIB,
@@ -434,6 +436,27 @@ def _mq_broker(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     ]
 
 
+# A job costs the work queue three requests when jobs arrive one at a time: the relay's
+# SendMessageBatch, the worker's ReceiveMessage and its DeleteMessageBatch (fewer when
+# batches fill; every action is a request, "Amazon SQS pricing").
+SQS_REQUESTS_PER_JOB = 3
+
+
+def sqs_requests_per_month(ctx: PricingContext) -> float:
+    """The work queue's requests: three per job, plus one long poll per wait time for
+    each always-on worker task, which an idle worker keeps open (one, whatever its slots:
+    services/app ``worker/sqs_consumer.py``, PollGate) and which returns empty when no
+    job arrives. The worker's wait time is the service's default; the stack does not
+    inject another."""
+    wait = float(AppSettings.model_fields["sqs_wait_time_seconds"].default)
+    workers = sum(
+        _running_tasks(ctx, r.name.removesuffix("-worker"), "worker")
+        for r in ctx.run.of_type("aws:ecs/service:Service")
+        if r.name.endswith("-worker")
+    )
+    return SQS_REQUESTS_PER_JOB * jobs_per_month(ctx.usage) + max(workers, 1.0) * ctx.seconds / wait
+
+
 @pricer("aws:sqs/queue:Queue")
 def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
     if r.inputs.get("fifoQueue"):
@@ -442,12 +465,11 @@ def _sqs_queue(r: RecordedResource, ctx: PricingContext) -> list[LineItem]:
         # The dead-letter queue: written on failures, read by the operator's dlq tools.
         raise Free("a dead-letter queue: requests only on failures and redrives")
     return [
-        ctx.assumed(
-            "standard queue requests (assumed)",
-            "sqs_million_requests_per_queue",
+        LineItem(
+            "standard queue requests (3 per job + idle workers' long polls)",
+            sqs_requests_per_month(ctx) / 1e6,
             "million requests",
-            "sqs",
-            "standard_per_million_requests",
+            ctx.price("sqs", "standard_per_million_requests"),
         )
     ]
 

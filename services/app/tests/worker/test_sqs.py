@@ -20,6 +20,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +30,7 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from groundwork_app.adapters.llm import SimulatedProvider
 from groundwork_app.adapters.sqs import (
     SqsPublisher,
@@ -537,7 +539,13 @@ async def test_crash_looping_message_is_moved_to_the_dlq_by_the_redrive_policy(
     assert letter.reason == MOVED_BY_SQS
 
 
-async def test_unreachable_sqs_reports_disconnected_and_stops_cleanly() -> None:
+async def test_unreachable_sqs_reports_disconnected_and_stops_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Credentials present, so what fails is the connection (run alone, without the moto
+    # fixture, boto3 would otherwise fail earlier with NoCredentialsError).
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
     dead = f"http://127.0.0.1:{free_port()}"
     settings = make_settings(
         queue_backend="sqs",
@@ -550,13 +558,131 @@ async def test_unreachable_sqs_reports_disconnected_and_stops_cleanly() -> None:
     async def never(_: Any) -> Any:
         raise AssertionError("nothing can be delivered")
 
-    consumer = SqsConsumer(settings, never)
+    counted = CountingClient(client_for(dead))
+    consumer = SqsConsumer(settings, never, client=counted)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
     await asyncio.sleep(1.5)
     assert consumer.connected is False
+    assert isinstance(counted.error, EndpointConnectionError)
+    # 100 pollers (1,000 slots), but one shared backoff and one try at a time: a dead
+    # endpoint sees 0.5 s, 1 s, ... between tries, not 100 connection attempts each time.
+    assert counted.peak == 1
+    assert counted.receives <= 3
     stop.set()
     await asyncio.wait_for(task, 10)
+
+
+class CountingClient:
+    """A real boto3 SQS client that counts ReceiveMessage calls and how many are in flight
+    at once: each one is a billed request, empty or not ("Amazon SQS pricing"; "Using the
+    appropriate polling mode in Amazon SQS")."""
+
+    def __init__(self, client: Any):
+        self._client = client
+        self._lock = threading.Lock()
+        self.receives = 0
+        self.in_flight = 0
+        self.peak = 0
+        self.error: Exception | None = None
+
+    def receive_message(self, **kwargs: Any) -> Any:
+        with self._lock:
+            self.receives += 1
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            return self._client.receive_message(**kwargs)
+        except Exception as exc:
+            self.error = exc
+            raise
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+async def test_an_idle_worker_keeps_one_long_poll_open_not_one_per_ten_slots(
+    sqs_settings: Settings, store: JobStore
+) -> None:
+    """1,000 slots make 100 pollers; on an empty queue only one of them may wait in
+    ReceiveMessage (1 s long polls here), so 3 s idle cost about 3 requests, not 300."""
+    assert sqs_settings.worker_concurrency == 1000
+    counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
+    consumer = SqsConsumer(sqs_settings, build_handler(sqs_settings, store).handle, client=counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    await asyncio.sleep(3.2)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    assert counted.peak == 1
+    assert 2 <= counted.receives <= 5
+    assert consumer.gate.allowed == 1
+
+
+async def test_a_trickle_of_jobs_is_taken_by_one_long_poll(
+    sqs_settings: Settings, engine: AsyncEngine, store: JobStore
+) -> None:
+    """Jobs arriving one at a time: each poll brings one message of the ten it asked for,
+    which is no backlog (SQS answers with fewer messages than asked when the queue holds
+    few, ReceiveMessage API reference), so the other 99 pollers stay out of SQS. Opening
+    them all on any message (Spring Cloud AWS's AUTO) would keep 100 long polls open
+    as long as a job arrives every 20 s."""
+    handler = build_handler(sqs_settings, store, provider=SimulatedProvider(latency_ms=50))
+    counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
+    consumer = SqsConsumer(sqs_settings, handler.handle, client=counted)
+    publisher = SqsPublisher(sqs_settings)
+    relay = OutboxRelay(publisher, sqs_settings)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        for _ in range(5):
+            job_id, _ = await insert_job(engine, sqs_settings)
+            assert (await relay.publish_batch()).published == 1
+            await wait_job_status(engine, job_id, "succeeded", timeout=15)
+        assert counted.peak == 1
+        assert consumer.gate.allowed == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        await relay.close()
+        await publisher.close()
+
+
+async def test_a_busy_queue_switches_to_parallel_polls_and_back(
+    sqs_settings: Settings, engine: AsyncEngine, store: JobStore
+) -> None:
+    """A backlog: each full batch of 10 doubles the polls in flight (1, 2, 4: all four
+    pollers of 40 slots); once the queue is drained an empty poll brings the worker back
+    to one poll at a time."""
+    busy = sqs_settings.model_copy(update={"worker_concurrency": 40})
+    handler = build_handler(busy, store, provider=SimulatedProvider(latency_ms=1500))
+    jobs = [await insert_job(engine, busy) for _ in range(40)]
+    publisher = SqsPublisher(busy)
+    relay = OutboxRelay(publisher, busy)
+    try:
+        while (await relay.publish_batch()).claimed:
+            pass
+    finally:
+        await relay.close()
+        await publisher.close()
+    consumer = SqsConsumer(busy, handler.handle)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+
+    async def one_at_a_time() -> bool:
+        return consumer.gate.allowed == 1
+
+    try:
+        for job_id, _ in jobs:
+            await wait_job_status(engine, job_id, "succeeded", timeout=30)
+        assert consumer.gate.peak >= 2
+        await wait_for(one_at_a_time, 5, what="back to one poll at a time")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 # --- the real worker process ---------------------------------------------------------------

@@ -7,6 +7,19 @@ Same handler interface as the RabbitMQ consumer and the Pub/Sub push receiver
   waits for messages and queries every SQS server, where a short poll samples a subset
   and can answer empty while messages exist; SQS Developer Guide, "Amazon SQS short and
   long polling"), up to 10 messages per call, never more than free handler slots.
+- Pollers: one per 10 handler slots, but only as many long polls in flight as the queue
+  needs. Every ReceiveMessage is a billed request, empty or not, and AWS's advice for
+  many polling threads is fewer threads ("Using the appropriate polling mode in Amazon
+  SQS"): an idle worker with 1,000 slots would otherwise keep 100 long polls open, 13
+  million empty receives a month. ``PollGate`` starts at one poll in flight and doubles
+  the allowance each time a poll comes back with a full batch (a backlog: SQS answers
+  with fewer messages than asked when the queue holds few, ReceiveMessage API
+  reference), keeps it on a partial batch, and drops back to one on an empty poll or a
+  failure. Spring Cloud AWS's default ``BackPressureMode.AUTO`` switches to every poller
+  on any message instead; under a steady trickle (a message every few seconds) that
+  keeps every poller in a long poll, which is what this avoids. One poller brings up to
+  10 messages per round trip; when arrivals outpace that, its batches fill and more
+  pollers join.
 - Attempt: SQS's ``ApproximateReceiveCount`` (1 on the first delivery). It counts every
   receive, so a worker killed mid-job spends an attempt too, like RabbitMQ's quorum
   delivery count.
@@ -95,6 +108,45 @@ class DeleteFailedError(RuntimeError):
     pass
 
 
+class PollGate:
+    """How many long polls may be in flight (see the module docstring)."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self.allowed = 1
+        self.polling = 0
+        self.peak = 0  # most polls in flight at once (tests, logs)
+        self._settled = asyncio.Event()
+
+    async def enter(self, stop: asyncio.Event) -> bool:
+        """Wait until this poller may poll; False once ``stop`` is set."""
+        while self.polling >= self.allowed:
+            self._settled.clear()
+            await _first_set(self._settled, stop)
+            if stop.is_set():
+                return False
+        self.polling += 1
+        self.peak = max(self.peak, self.polling)
+        return True
+
+    def leave(self, asked: int, received: int) -> None:
+        self.polling -= 1
+        if received == 0:
+            self.allowed = 1
+        elif received >= asked:
+            self.allowed = min(self.most, self.allowed * 2)
+        self._settled.set()
+
+
+async def _first_set(*events: asyncio.Event) -> None:
+    waiters = {asyncio.ensure_future(event.wait()) for event in events}
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
 @dataclass
 class _Lease:
     receipt: str
@@ -134,6 +186,8 @@ class SqsConsumer:
         self._capacity = settings.worker_concurrency
         self._reserved = 0
         self._slot_freed = asyncio.Event()
+        self.gate = PollGate(max(1, math.ceil(self._capacity / MAX_BATCH_ENTRIES)))
+        self._receive_backoff = 0.5
         self._leases: dict[asyncio.Task[None], _Lease] = {}
         self._deletes: Coalescer[str, None] = Coalescer(
             self._delete_batch, name="sqs_delete", max_batch=MAX_BATCH_ENTRIES, max_concurrent=2
@@ -151,10 +205,7 @@ class SqsConsumer:
         """Consume until ``stop`` is set; retry with backoff while SQS is unreachable."""
         extending = asyncio.Event()
         extender = asyncio.create_task(self._extend_leases(extending))
-        pollers = [
-            asyncio.create_task(self._poll(stop))
-            for _ in range(max(1, math.ceil(self._capacity / MAX_BATCH_ENTRIES)))
-        ]
+        pollers = [asyncio.create_task(self._poll(stop)) for _ in range(self.gate.most)]
         log.info(
             "consuming",
             queue=self._queue_url,
@@ -181,10 +232,12 @@ class SqsConsumer:
             self._calls.close()
 
     async def _poll(self, stop: asyncio.Event) -> None:
-        backoff = 0.5
         while not stop.is_set():
             wanted = await self._reserve(MAX_BATCH_ENTRIES, stop)
             if not wanted:
+                return
+            if not await self.gate.enter(stop):
+                self._release_slots(wanted)
                 return
             try:
                 response = await self._calls(
@@ -199,12 +252,17 @@ class SqsConsumer:
             except Exception as exc:
                 self._release_slots(wanted)
                 self._set_connected(False)
+                backoff = self._receive_backoff
                 log.warning("SQS receive failed; retrying", error=repr(exc), retry_in_s=backoff)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), backoff)
-                backoff = min(backoff * 2, 15.0)
+                # One backoff for all pollers, and the gate left only after it: the next
+                # try (by whichever poller) waits for it.
+                self._receive_backoff = min(backoff * 2, 15.0)
+                self.gate.leave(wanted, 0)
                 continue
-            backoff = 0.5
+            self.gate.leave(wanted, len(response.get("Messages") or []))
+            self._receive_backoff = 0.5
             self._set_connected(True)
             messages = response.get("Messages") or []
             self._release_slots(wanted - len(messages))

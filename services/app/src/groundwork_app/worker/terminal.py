@@ -13,7 +13,9 @@ Two safety nets cover the rest, both transport-agnostic:
    The hook for a transport: call ``record`` once per dead-lettered message, ack the
    dead-letter event only after it returned (RabbitMQ: ``worker/consumer.py``'s
    dead-letter tap; Pub/Sub: ``POST /pubsub/dead-letter`` in ``worker/pubsub_push.py``;
-   SQS: a poller of the redrive policy's dead-letter queue).
+   SQS: the consumer's ``on_dead_letter`` after it parked the message itself in
+   ``worker/sqs_consumer.py``; nothing polls the dead-letter queue, so a message SQS's
+   redrive policy moves is left to the reconciler below).
 2. ``Reconciler`` (run by the relay, which is always on, on every cloud): a job that
    made no progress for JOB_DEADLINE_SECONDS and that no worker holds a live lease on
    is failed with ``error`` starting ``deadline exceeded:``, whatever the transport
