@@ -47,7 +47,7 @@ from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.dlq import list_dead_letters, redrive
 from groundwork_app.worker.handler import JobHandler
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.sqs_consumer import SqsConsumer, retry_delay_seconds
+from groundwork_app.worker.sqs_consumer import PollGate, SqsConsumer, retry_delay_seconds
 from groundwork_app.worker.sqs_dlq import MOVED_BY_SQS
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -604,6 +604,36 @@ class CountingClient:
         return getattr(self._client, name)
 
 
+async def test_poll_gate_admits_in_order_only_what_may_poll() -> None:
+    gate = PollGate(most=4)
+    assert await gate.enter()
+    waiting = [asyncio.create_task(gate.enter()) for _ in range(4)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiting)
+    gate.leave(asked=10, received=10)  # a full batch: two polls may run now
+    await asyncio.sleep(0)
+    assert [w.done() for w in waiting] == [True, True, False, False]
+    assert gate.polling == 2 and gate.peak == 2
+    gate.leave(asked=10, received=3)  # partial: the allowance stays at two
+    await asyncio.sleep(0)
+    assert [w.done() for w in waiting] == [True, True, True, False]
+    # A poller admitted but cancelled before it ran gives its turn to the next one.
+    gate.leave(asked=10, received=0)  # empty: back to one poll, which is still running
+    assert gate.allowed == 1 and gate.polling == 1
+    gate.leave(asked=10, received=0)
+    waiting[3].cancel()
+    late = asyncio.create_task(gate.enter())
+    await asyncio.sleep(0)
+    assert waiting[3].cancelled()
+    assert late.done() and late.result() is True and gate.polling == 1
+    # Stopping: whoever still waits returns False at once.
+    last = asyncio.create_task(gate.enter())
+    await asyncio.sleep(0)
+    gate.close()
+    assert await last is False
+    assert await gate.enter() is False
+
+
 async def test_an_idle_worker_keeps_one_long_poll_open_not_one_per_ten_slots(
     sqs_settings: Settings, store: JobStore
 ) -> None:
@@ -625,11 +655,11 @@ async def test_an_idle_worker_keeps_one_long_poll_open_not_one_per_ten_slots(
 async def test_a_trickle_of_jobs_is_taken_by_one_long_poll(
     sqs_settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
-    """Jobs arriving one at a time: each poll brings one message of the ten it asked for,
-    which is no backlog (SQS answers with fewer messages than asked when the queue holds
-    few, ReceiveMessage API reference), so the other 99 pollers stay out of SQS. Opening
-    them all on any message (Spring Cloud AWS's AUTO) would keep 100 long polls open
-    as long as a job arrives every 20 s."""
+    """Jobs arriving one at a time: each long poll returns with the one message that
+    arrived ("at least one of the available messages, up to the maximum", "Amazon SQS
+    short and long polling"), not a full batch, so the other 99 pollers stay out of SQS.
+    Opening them all on any message (Spring Cloud AWS's AUTO) would keep 100 long polls
+    open as long as a job arrives every 20 s."""
     handler = build_handler(sqs_settings, store, provider=SimulatedProvider(latency_ms=50))
     counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
     consumer = SqsConsumer(sqs_settings, handler.handle, client=counted)

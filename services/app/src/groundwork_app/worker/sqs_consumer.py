@@ -12,14 +12,15 @@ Same handler interface as the RabbitMQ consumer and the Pub/Sub push receiver
   many polling threads is fewer threads ("Using the appropriate polling mode in Amazon
   SQS"): an idle worker with 1,000 slots would otherwise keep 100 long polls open, 13
   million empty receives a month. ``PollGate`` starts at one poll in flight and doubles
-  the allowance each time a poll comes back with a full batch (a backlog: SQS answers
-  with fewer messages than asked when the queue holds few, ReceiveMessage API
-  reference), keeps it on a partial batch, and drops back to one on an empty poll or a
-  failure. Spring Cloud AWS's default ``BackPressureMode.AUTO`` switches to every poller
-  on any message instead; under a steady trickle (a message every few seconds) that
-  keeps every poller in a long poll, which is what this avoids. One poller brings up to
-  10 messages per round trip; when arrivals outpace that, its batches fill and more
-  pollers join.
+  the allowance each time a poll comes back with a full batch, keeps it on a partial
+  batch, and drops back to one on an empty poll or a failure. A full batch is the only
+  sign of a backlog a response gives: a long poll returns as soon as it has "at least
+  one of the available messages, up to the maximum" ("Amazon SQS short and long
+  polling"), so a partial batch proves nothing either way and changes nothing. One
+  poller brings up to 10 messages per round trip; when arrivals outpace that, messages
+  wait, batches fill and more pollers join. Spring Cloud AWS's default
+  ``BackPressureMode.AUTO`` opens every poller on any message instead; under a steady
+  trickle (a message every few seconds) that keeps every poller in a long poll.
 - Attempt: SQS's ``ApproximateReceiveCount`` (1 on the first delivery). It counts every
   receive, so a worker killed mid-job spends an attempt too, like RabbitMQ's quorum
   delivery count.
@@ -57,6 +58,7 @@ import json
 import math
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,42 +111,60 @@ class DeleteFailedError(RuntimeError):
 
 
 class PollGate:
-    """How many long polls may be in flight (see the module docstring)."""
+    """How many long polls may be in flight (see the module docstring). Waiters queue in
+    order and only as many are woken as may poll: waking all of them on every receive
+    would cost every poller a wake-up per receive."""
 
     def __init__(self, most: int) -> None:
         self.most = most
         self.allowed = 1
         self.polling = 0
         self.peak = 0  # most polls in flight at once (tests, logs)
-        self._settled = asyncio.Event()
+        self._waiting: deque[asyncio.Future[bool]] = deque()
+        self._closed = False
 
-    async def enter(self, stop: asyncio.Event) -> bool:
-        """Wait until this poller may poll; False once ``stop`` is set."""
-        while self.polling >= self.allowed:
-            self._settled.clear()
-            await _first_set(self._settled, stop)
-            if stop.is_set():
-                return False
+    async def enter(self) -> bool:
+        """Wait until this poller may poll; False once the gate is closed."""
+        if self._closed:
+            return False
+        if self.polling < self.allowed and not self._waiting:
+            self._take()
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.leave(1, 1, granted_unused=True)
+            elif waiter in self._waiting:
+                self._waiting.remove(waiter)
+            raise
+
+    def leave(self, asked: int, received: int, *, granted_unused: bool = False) -> None:
+        self.polling -= 1
+        if not granted_unused:
+            if received == 0:
+                self.allowed = 1
+            elif received >= asked:
+                self.allowed = min(self.most, self.allowed * 2)
+        while self._waiting and self.polling < self.allowed:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                self._take()
+                waiter.set_result(True)
+
+    def close(self) -> None:
+        """Stopping: every waiting poller returns at once."""
+        self._closed = True
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(False)
+
+    def _take(self) -> None:
         self.polling += 1
         self.peak = max(self.peak, self.polling)
-        return True
-
-    def leave(self, asked: int, received: int) -> None:
-        self.polling -= 1
-        if received == 0:
-            self.allowed = 1
-        elif received >= asked:
-            self.allowed = min(self.most, self.allowed * 2)
-        self._settled.set()
-
-
-async def _first_set(*events: asyncio.Event) -> None:
-    waiters = {asyncio.ensure_future(event.wait()) for event in events}
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
 
 
 @dataclass
@@ -214,6 +234,7 @@ class SqsConsumer:
         )
         try:
             await stop.wait()
+            self.gate.close()
             # Drain while the last polls return (each within the wait time): what they
             # bring is handed back at once.
             await asyncio.gather(
@@ -236,7 +257,7 @@ class SqsConsumer:
             wanted = await self._reserve(MAX_BATCH_ENTRIES, stop)
             if not wanted:
                 return
-            if not await self.gate.enter(stop):
+            if not await self.gate.enter():
                 self._release_slots(wanted)
                 return
             try:
