@@ -38,6 +38,7 @@ from groundwork_app.adapters.sqs import (
     encode_attributes,
     redrive_max_receive_count,
     region_of,
+    sqs_client,
 )
 from groundwork_app.db.worker import JobStore
 from groundwork_app.ports import OutboundMessage
@@ -47,7 +48,12 @@ from groundwork_app.settings import QueueBackend, Settings
 from groundwork_app.worker.dlq import list_dead_letters, redrive
 from groundwork_app.worker.handler import JobHandler
 from groundwork_app.worker.runner import build_handler
-from groundwork_app.worker.sqs_consumer import PollGate, SqsConsumer, retry_delay_seconds
+from groundwork_app.worker.sqs_consumer import (
+    BACKLOG_WAIT_SECONDS,
+    PollGate,
+    SqsConsumer,
+    retry_delay_seconds,
+)
 from groundwork_app.worker.sqs_dlq import MOVED_BY_SQS
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -558,13 +564,18 @@ async def test_unreachable_sqs_reports_disconnected_and_stops_cleanly(
     async def never(_: Any) -> Any:
         raise AssertionError("nothing can be delivered")
 
-    counted = CountingClient(client_for(dead))
+    counted = CountingClient(sqs_client(settings))  # the worker's own client config
     consumer = SqsConsumer(settings, never, client=counted)
     stop = asyncio.Event()
     task = asyncio.create_task(consumer.run(stop))
-    await asyncio.sleep(1.5)
+
+    async def refused() -> bool:
+        return isinstance(counted.error, EndpointConnectionError)
+
+    # boto3 retries a refused connection itself (standard mode, 3 attempts) first.
+    await wait_for(refused, 15, what="the receive to fail on the connection")
+    await asyncio.sleep(1.0)
     assert consumer.connected is False
-    assert isinstance(counted.error, EndpointConnectionError)
     # 100 pollers (1,000 slots), but one shared backoff and one try at a time: a dead
     # endpoint sees 0.5 s, 1 s, ... between tries, not 100 connection attempts each time.
     assert counted.peak == 1
@@ -610,19 +621,21 @@ async def test_poll_gate_admits_in_order_only_what_may_poll() -> None:
     waiting = [asyncio.create_task(gate.enter()) for _ in range(4)]
     await asyncio.sleep(0)
     assert not any(w.done() for w in waiting)
-    gate.leave(asked=10, received=10)  # a full batch: two polls may run now
+    gate.leave(10, backlog=True)  # a backlog: two polls may run now
     await asyncio.sleep(0)
     assert [w.done() for w in waiting] == [True, True, False, False]
     assert gate.polling == 2 and gate.peak == 2
-    gate.leave(asked=10, received=3)  # partial: the allowance stays at two
+    gate.leave(3, backlog=False)  # a partial batch of fresh messages: still two
     await asyncio.sleep(0)
     assert [w.done() for w in waiting] == [True, True, True, False]
-    # A poller admitted but cancelled before it ran gives its turn to the next one.
-    gate.leave(asked=10, received=0)  # empty: back to one poll, which is still running
+    gate.leave(0, backlog=False)  # empty: back to one poll, which is still running
     assert gate.allowed == 1 and gate.polling == 1
-    gate.leave(asked=10, received=0)
-    waiting[3].cancel()
+    # A poller admitted but cancelled before it ran hands its turn to the next in line.
     late = asyncio.create_task(gate.enter())
+    await asyncio.sleep(0)
+    gate.leave(0, backlog=False)  # admits waiting[3]...
+    waiting[3].cancel()  # ...which is cancelled before it runs
+    await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert waiting[3].cancelled()
     assert late.done() and late.result() is True and gate.polling == 1
@@ -679,6 +692,34 @@ async def test_a_trickle_of_jobs_is_taken_by_one_long_poll(
         await asyncio.wait_for(task, 10)
         await relay.close()
         await publisher.close()
+
+
+async def test_messages_that_waited_in_the_queue_add_a_poll_though_the_batch_is_partial(
+    sqs_settings: Settings, engine: AsyncEngine, store: JobStore
+) -> None:
+    """Three messages sent 2.5 s before the worker starts: its first poll gets them, a
+    partial batch, but they had waited (SentTimestamp), so a second poll joins."""
+    handler = build_handler(sqs_settings, store, provider=SimulatedProvider(latency_ms=50))
+    jobs = [await insert_job(engine, sqs_settings) for _ in range(3)]
+    publisher = SqsPublisher(sqs_settings)
+    relay = OutboxRelay(publisher, sqs_settings)
+    try:
+        assert (await relay.publish_batch()).published == 3
+    finally:
+        await relay.close()
+        await publisher.close()
+    await asyncio.sleep(BACKLOG_WAIT_SECONDS + 0.5)
+    counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
+    consumer = SqsConsumer(sqs_settings, handler.handle, client=counted)
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        for job_id, _ in jobs:
+            await wait_job_status(engine, job_id, "succeeded", timeout=15)
+        assert consumer.gate.peak == 2
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_a_busy_queue_switches_to_parallel_polls_and_back(

@@ -117,6 +117,15 @@ def decode_attributes(message: Mapping[str, Any]) -> dict[str, str]:
     return headers
 
 
+def sent_at(message: Mapping[str, Any]) -> float | None:
+    """SQS's SentTimestamp (epoch milliseconds, SQS's clock) in epoch seconds."""
+    raw = (message.get("Attributes") or {}).get("SentTimestamp")
+    try:
+        return int(raw) / 1000 if raw is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def receive_count(message: Mapping[str, Any]) -> int:
     """SQS's ApproximateReceiveCount: this delivery's attempt number (1 on the first)."""
     raw = (message.get("Attributes") or {}).get("ApproximateReceiveCount", "1")

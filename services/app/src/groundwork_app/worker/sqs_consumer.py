@@ -12,15 +12,15 @@ Same handler interface as the RabbitMQ consumer and the Pub/Sub push receiver
   many polling threads is fewer threads ("Using the appropriate polling mode in Amazon
   SQS"): an idle worker with 1,000 slots would otherwise keep 100 long polls open, 13
   million empty receives a month. ``PollGate`` starts at one poll in flight and doubles
-  the allowance each time a poll comes back with a full batch, keeps it on a partial
-  batch, and drops back to one on an empty poll or a failure. A full batch is the only
-  sign of a backlog a response gives: a long poll returns as soon as it has "at least
-  one of the available messages, up to the maximum" ("Amazon SQS short and long
-  polling"), so a partial batch proves nothing either way and changes nothing. One
-  poller brings up to 10 messages per round trip; when arrivals outpace that, messages
-  wait, batches fill and more pollers join. Spring Cloud AWS's default
-  ``BackPressureMode.AUTO`` opens every poller on any message instead; under a steady
-  trickle (a message every few seconds) that keeps every poller in a long poll.
+  the allowance each time a poll shows a backlog, keeps it on other non-empty polls,
+  and drops back to one on an empty poll or a failure. A backlog is a full batch of 10,
+  or a message that had waited BACKLOG_WAIT_SECONDS in the queue (its SentTimestamp):
+  a long poll returns "at least one of the available messages, up to the maximum"
+  ("Amazon SQS short and long polling"), so a partial batch alone proves nothing either
+  way, while a message taken by a poll that was already waiting is milliseconds old.
+  Spring Cloud AWS's default ``BackPressureMode.AUTO`` opens every poller on any
+  message instead; under a steady trickle (a message every few seconds) that keeps
+  every poller in a long poll.
 - Attempt: SQS's ``ApproximateReceiveCount`` (1 on the first delivery). It counts every
   receive, so a worker killed mid-job spends an attempt too, like RabbitMQ's quorum
   delivery count.
@@ -73,6 +73,7 @@ from groundwork_app.adapters.sqs import (
     decode_attributes,
     encode_attributes,
     receive_count,
+    sent_at,
     sqs_client,
 )
 from groundwork_app.batching import Coalescer
@@ -121,11 +122,11 @@ class PollGate:
         self.polling = 0
         self.peak = 0  # most polls in flight at once (tests, logs)
         self._waiting: deque[asyncio.Future[bool]] = deque()
-        self._closed = False
+        self.closed = False
 
     async def enter(self) -> bool:
         """Wait until this poller may poll; False once the gate is closed."""
-        if self._closed:
+        if self.closed:
             return False
         if self.polling < self.allowed and not self._waiting:
             self._take()
@@ -136,18 +137,26 @@ class PollGate:
             return await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.result():
-                self.leave(1, 1, granted_unused=True)
+                self.release()
             elif waiter in self._waiting:
                 self._waiting.remove(waiter)
             raise
 
-    def leave(self, asked: int, received: int, *, granted_unused: bool = False) -> None:
+    def leave(self, received: int, *, backlog: bool) -> None:
+        """A poll came back with ``received`` messages; ``backlog``: they had waited."""
         self.polling -= 1
-        if not granted_unused:
-            if received == 0:
-                self.allowed = 1
-            elif received >= asked:
-                self.allowed = min(self.most, self.allowed * 2)
+        if received == 0:
+            self.allowed = 1
+        elif backlog:
+            self.allowed = min(self.most, self.allowed * 2)
+        self._admit()
+
+    def release(self) -> None:
+        """A poller admitted but not polling after all (cancelled, or stopping)."""
+        self.polling -= 1
+        self._admit()
+
+    def _admit(self) -> None:
         while self._waiting and self.polling < self.allowed:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -156,7 +165,7 @@ class PollGate:
 
     def close(self) -> None:
         """Stopping: every waiting poller returns at once."""
-        self._closed = True
+        self.closed = True
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -165,6 +174,22 @@ class PollGate:
     def _take(self) -> None:
         self.polling += 1
         self.peak = max(self.peak, self.polling)
+
+
+# A message that waited this long in the queue before a receive took it means the polls
+# in flight are not keeping up. A job's message waits milliseconds when a long poll is
+# already open for it; seconds (well above any clock skew between SQS and the task)
+# only when it sat behind others.
+BACKLOG_WAIT_SECONDS = 2.0
+
+
+def _backlog(messages: Sequence[dict[str, Any]]) -> bool:
+    """A full batch, or a message that had waited (a long poll may answer with fewer
+    messages than are waiting, so a partial batch alone proves nothing)."""
+    if len(messages) >= MAX_BATCH_ENTRIES:
+        return True
+    sent = [t for t in (sent_at(m) for m in messages) if t is not None]
+    return bool(sent) and time.time() - min(sent) >= BACKLOG_WAIT_SECONDS
 
 
 @dataclass
@@ -260,6 +285,11 @@ class SqsConsumer:
             if not await self.gate.enter():
                 self._release_slots(wanted)
                 return
+            if stop.is_set():
+                # Admitted in the same turn as the stop: no new long poll.
+                self.gate.release()
+                self._release_slots(wanted)
+                return
             try:
                 response = await self._calls(
                     self._calls.client.receive_message,
@@ -268,7 +298,7 @@ class SqsConsumer:
                     WaitTimeSeconds=self._settings.sqs_wait_time_seconds,
                     VisibilityTimeout=self.visibility_timeout,
                     MessageAttributeNames=["All"],
-                    MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                    MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
                 )
             except Exception as exc:
                 self._release_slots(wanted)
@@ -280,9 +310,10 @@ class SqsConsumer:
                 # One backoff for all pollers, and the gate left only after it: the next
                 # try (by whichever poller) waits for it.
                 self._receive_backoff = min(backoff * 2, 15.0)
-                self.gate.leave(wanted, 0)
+                self.gate.leave(0, backlog=False)
                 continue
-            self.gate.leave(wanted, len(response.get("Messages") or []))
+            got = response.get("Messages") or []
+            self.gate.leave(len(got), backlog=_backlog(got))
             self._receive_backoff = 0.5
             self._set_connected(True)
             messages = response.get("Messages") or []
