@@ -124,20 +124,21 @@ async def test_no_item_is_stranded_under_bursty_load():
 
 
 async def test_linger_gathers_callers_that_arrive_a_little_apart():
-    # Callers 1 ms apart, statements 1 ms long: without linger nearly every item runs
-    # alone; with 20 ms of linger the first batch waits for the rest.
+    # Callers 10 ms apart, statements 10 ms long: without linger nearly every item runs
+    # alone; with 200 ms of linger the first batch waits for the rest. (Milliseconds
+    # apart, a loaded machine's stalled event loop would fire the timers together.)
     async def staggered(coalescer: Coalescer[int, int]) -> list[int]:
         async def one(i: int) -> int:
-            await asyncio.sleep(i * 0.001)
+            await asyncio.sleep(i * 0.01)
             return await coalescer.submit(i)
 
         return list(await asyncio.gather(*(one(i) for i in range(10))))
 
-    eager, lingering = Recorder(delay=0.001), Recorder(delay=0.001)
+    eager, lingering = Recorder(delay=0.01), Recorder(delay=0.01)
     assert await staggered(Coalescer(eager, name="t", max_concurrent=1)) == [
         i * 2 for i in range(10)
     ]
-    assert await staggered(Coalescer(lingering, name="t", max_concurrent=1, linger=0.02)) == [
+    assert await staggered(Coalescer(lingering, name="t", max_concurrent=1, linger=0.2)) == [
         i * 2 for i in range(10)
     ]
     assert len(eager.batches) >= 4

@@ -112,13 +112,18 @@ async def test_sigterm_drains_in_flight_request_and_exits_zero(
                 await asyncio.sleep(0.05)
         assert not request.done(), log_path.read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
-        await asyncio.sleep(0.5)
-        # No longer accepting new connections while draining.
-        with (
-            pytest.raises(ConnectionRefusedError),
-            socket.create_connection(("127.0.0.1", port), timeout=1),
-        ):
-            pass
+        # No longer accepting new connections while draining (the listener closes soon
+        # after the signal; on a loaded machine "soon" is not a fixed half second).
+        refused = False
+        async with asyncio.timeout(10):
+            while not refused:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                except ConnectionRefusedError:
+                    refused = True
+                else:
+                    await asyncio.sleep(0.05)
         assert proc.poll() is None  # still draining the in-flight request
         await lock.rollback()
         response = await request

@@ -49,7 +49,7 @@ async def test_a_hold_answers_after_the_seconds_asked(tmp_path: Path) -> None:
             elapsed = time.monotonic() - started
         assert response.status_code == 200
         assert response.text.startswith("held 2.")
-        assert 2.0 <= elapsed < 3.0
+        assert 2.0 <= elapsed < 10  # not before the 2 s; far from any longer hold
     finally:
         await server.close()
 
@@ -63,7 +63,7 @@ async def test_a_hold_is_capped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             started = time.monotonic()
             response = await client.get(HOLD_PATH, params={"seconds": 3600}, timeout=10)
         assert response.status_code == 200
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 10  # 1 s capped, far from the hour
     finally:
         await server.close()
 
@@ -80,7 +80,7 @@ async def test_a_stop_ends_a_held_call_at_once_with_503(tmp_path: Path) -> None:
             started = time.monotonic()
             stop.set()
             response = await held
-            assert time.monotonic() - started < 1.0
+            assert time.monotonic() - started < 8  # at once, not after the 55 s
             assert response.status_code == 503
             assert response.text.startswith("stopping")
             # Once stopping, a new call is refused straight away.
@@ -100,7 +100,10 @@ async def test_bad_seconds_and_too_many_holds_are_refused(tmp_path: Path) -> Non
                 asyncio.create_task(client.get(HOLD_PATH, params={"seconds": 2}, timeout=10))
                 for _ in range(health.HOLD_MAX_CONCURRENT)
             ]
-            await asyncio.sleep(0.3)
+            deadline = time.monotonic() + 10
+            while server._holds < health.HOLD_MAX_CONCURRENT:
+                assert time.monotonic() < deadline, "the holds never started"
+                await asyncio.sleep(0.01)
             extra = await client.get(HOLD_PATH, params={"seconds": 2}, timeout=5)
             assert extra.status_code == 429
             assert [r.status_code for r in await asyncio.gather(*held)] == [200, 200]
@@ -170,7 +173,7 @@ async def test_the_relay_publishes_while_held_and_a_sigterm_releases_the_hold(
             os.kill(os.getpid(), signal.SIGTERM)
             response = await held
             assert response.status_code == 503
-            assert time.monotonic() - started < 2.0
+            assert time.monotonic() - started < 10  # at once, not after the 30 s
         await asyncio.wait_for(running, 15)
     finally:
         if not running.done():

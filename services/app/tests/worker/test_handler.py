@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from groundwork.devenv.servers import DevServers
 
-from .conftest import insert_job, job_row, ledger_count, make_settings
+from .conftest import insert_job, job_row, ledger_count, make_settings, wait_for
 
 
 def delivery_for(
@@ -176,8 +176,13 @@ async def test_a_dead_workers_lease_lapses_and_the_job_is_taken_over(
         assert (await running).outcome is Outcome.ACK
         assert provider.calls == 1
         # One renewer per handler, not a task per job: it stops once nothing is held.
-        await asyncio.sleep(0.45)
-        assert slow._leases == {} and slow._renewer is not None and slow._renewer.done()
+        renewer = slow._renewer
+        assert renewer is not None
+
+        async def renewer_stopped() -> bool:
+            return slow._leases == {} and renewer.done()
+
+        await wait_for(renewer_stopped, 5, what="the lease renewer to stop")
     finally:
         await dead.close()
         await alive.close()

@@ -176,12 +176,13 @@ async def test_client_errors_are_not_retried(fake_openai: FakeOpenAI, status: in
 
 
 async def test_timeout_is_retried_then_reported(fake_openai: FakeOpenAI) -> None:
-    fake_openai.script = [(200, 1.0), (200, 1.0)]
-    llm = resilient(fake_openai, timeout=0.3, retries=1)
+    # Answers after 5 s, timeout 1 s: two timed-out tries end well before one answer.
+    fake_openai.script = [(200, 5.0), (200, 5.0)]
+    llm = resilient(fake_openai, timeout=1.0, retries=1)
     started = time.monotonic()
     with pytest.raises(LLMUnavailableError, match=r"timed out|exceeded"):
         await llm.complete("p", "m")
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 4.0
     assert len(fake_openai.requests) == 2
     await llm.aclose()
 
@@ -277,14 +278,16 @@ async def test_a_429_pauses_every_call_of_the_process_not_only_its_own_retry(
     fake_openai.script = [(429, 0, {"retry-after": "0.8"})]
     llm = resilient(fake_openai, retries=1, limiter=ProviderRateLimiter(0))
     first = asyncio.create_task(llm.complete("first", "m"))
-    while not fake_openai.arrivals:  # the 429 has been requested...
+    deadline = time.monotonic() + 10
+    while not llm.limiter.paused_for:  # the 429 has been answered and read
+        assert time.monotonic() < deadline, "the 429 never paused the limiter"
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.1)  # ...and answered
-    started = time.monotonic()
     assert await llm.complete("second", "m") == "four"
-    assert time.monotonic() - started >= 0.6  # waited out the provider's pause
     assert await first == "four"
     assert len(fake_openai.requests) == 3
+    # On the server's clock, neither the second call nor the retry arrived before the
+    # provider's 0.8 s were over (load can only make the gap longer).
+    assert min(fake_openai.arrivals[1:]) - fake_openai.arrivals[0] >= 0.75
     await llm.aclose()
 
 
@@ -360,7 +363,9 @@ async def test_paced_calls_through_the_real_client_respect_the_rate(
 async def test_http_connections_follow_the_worker_concurrency(fake_openai: FakeOpenAI) -> None:
     # httpx's default pool here was 100: a worker running 512 jobs would queue 412 of
     # them inside the client. Each in-flight call gets its own connection.
-    fake_openai.script = [(200, 0.5)] * 150
+    # 2 s per call: on a loaded machine opening 150 connections can take longer than a
+    # short delay, which would let early calls finish before late ones start.
+    fake_openai.script = [(200, 2.0)] * 150
     llm = resilient(fake_openai, max_connections=150, timeout=20, threshold=1000)
     await asyncio.gather(*(llm.complete(f"p{i}", "m") for i in range(150)))
     assert fake_openai.max_concurrent > 100
@@ -384,7 +389,8 @@ async def test_the_pool_holds_one_connection_per_slot_and_failures_return_theirs
     # 64 calls at once on a 64-connection pool must all be in flight together, and
     # calls that failed (4xx) must give their connections back: another 64 after them
     # still run side by side.
-    fake_openai.script = [(200, 0.3)] * 64 + [(400, 0.0)] * 8 + [(200, 0.3)] * 64
+    # 2 s per call, so a loaded machine still has every call of a burst in flight at once.
+    fake_openai.script = [(200, 2.0)] * 64 + [(400, 0.0)] * 8 + [(200, 2.0)] * 64
     llm = resilient(fake_openai, max_connections=64, timeout=20, threshold=1000)
     provider = llm.provider
     assert isinstance(provider, OpenAICompatibleProvider)
@@ -398,7 +404,7 @@ async def test_the_pool_holds_one_connection_per_slot_and_failures_return_theirs
     await asyncio.gather(*(llm.complete(f"r{i}", "m") for i in range(64)))
     assert fake_openai.max_concurrent == 64
     # ...and never more than the pool: a 65th call waits for a connection.
-    fake_openai.script = [(200, 0.3)] * 65
+    fake_openai.script = [(200, 2.0)] * 65
     fake_openai.max_concurrent = 0
     await asyncio.gather(*(llm.complete(f"s{i}", "m") for i in range(65)))
     assert fake_openai.max_concurrent == 64

@@ -26,7 +26,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import boto3
 import pytest
@@ -41,7 +41,7 @@ from groundwork_app.adapters.sqs import (
     sqs_client,
 )
 from groundwork_app.db.worker import JobStore
-from groundwork_app.ports import OutboundMessage
+from groundwork_app.ports import Delivery, HandleResult, OutboundMessage
 from groundwork_app.relay.outbox import OutboxRelay
 from groundwork_app.relay.runner import build_publisher
 from groundwork_app.settings import QueueBackend, Settings
@@ -476,17 +476,28 @@ async def test_slow_llm_call_keeps_its_lease_and_is_not_redelivered(
     sqs_settings: Settings, engine: AsyncEngine, store: JobStore
 ) -> None:
     """A job running 3x the visibility timeout: without the extensions SQS would hand the
-    message to the second consumer after 2 s and the LLM would be called twice."""
+    message to the second consumer after 3 s. The database lease would then turn that
+    second delivery away, so what proves the SQS lease held is that the message was
+    delivered once."""
     slow = sqs_settings.model_copy(update={"llm_timeout_seconds": 20.0})
-    provider = SimulatedProvider(latency_ms=6000)
+    provider = SimulatedProvider(latency_ms=9000)
     handler = build_handler(slow, store, provider=provider)
+    deliveries: list[Delivery] = []
+
+    class Counted:
+        async def handle(self, delivery: Delivery) -> HandleResult:
+            deliveries.append(delivery)
+            return await handler.handle(delivery)
+
+    counted = cast(JobHandler, Counted())
     job_id, _ = await insert_job(engine, slow)
     async with (
-        running(slow, handler, visibility_timeout=2) as first,
-        running(slow, handler, relay=False, visibility_timeout=2) as second,
+        running(slow, counted, visibility_timeout=3) as first,
+        running(slow, counted, relay=False, visibility_timeout=3) as second,
     ):
-        row = await wait_job_status(engine, job_id, "succeeded", timeout=30)
+        row = await wait_job_status(engine, job_id, "succeeded", timeout=40)
         assert first.extensions + second.extensions >= 2
+    assert len(deliveries) == 1
     assert provider.calls == 1
     assert row.attempts == 1
     assert await ledger_count(engine, job_id) == 1
@@ -656,12 +667,20 @@ async def test_an_idle_worker_keeps_one_long_poll_open_not_one_per_ten_slots(
     counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
     consumer = SqsConsumer(sqs_settings, build_handler(sqs_settings, store).handle, client=counted)
     stop = asyncio.Event()
+    started = time.monotonic()
     task = asyncio.create_task(consumer.run(stop))
-    await asyncio.sleep(3.2)
-    stop.set()
-    await asyncio.wait_for(task, 10)
+
+    async def three_polls() -> bool:
+        return counted.receives >= 3
+
+    try:
+        await wait_for(three_polls, 20, what="three 1 s long polls")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
     assert counted.peak == 1
-    assert 2 <= counted.receives <= 5
+    # One at a time: a poll per second of wait, never 100 per second.
+    assert counted.receives <= time.monotonic() - started + 2
     assert consumer.gate.allowed == 1
 
 
@@ -750,7 +769,7 @@ async def test_a_busy_queue_switches_to_parallel_polls_and_back(
         for job_id, _ in jobs:
             await wait_job_status(engine, job_id, "succeeded", timeout=30)
         assert consumer.gate.peak >= 2
-        await wait_for(one_at_a_time, 5, what="back to one poll at a time")
+        await wait_for(one_at_a_time, 15, what="back to one poll at a time")
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
