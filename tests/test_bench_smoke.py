@@ -575,7 +575,9 @@ def test_pipeline_moto_server_speaks_sqs_on_loopback(tmp_path: Path) -> None:
 
 def test_drain_sched_accounting_reads_cpu_and_runqueue_wait_per_thread() -> None:
     # The drains say whether a consumer was CPU-share bound (runnable, not running) from
-    # these two kernel counters; a thread spinning 0.2 s must show up in the first.
+    # these two kernel counters; a thread that spent 0.2 s of CPU must show up in the
+    # first. (Spinning on its own CPU clock, not the wall clock: a loaded machine may
+    # give a thread a fraction of the wall time.)
     import threading
     import time
 
@@ -584,8 +586,8 @@ def test_drain_sched_accounting_reads_cpu_and_runqueue_wait_per_thread() -> None
     spun, release = threading.Event(), threading.Event()
 
     def spin() -> None:
-        stop = time.monotonic() + 0.2
-        while time.monotonic() < stop:
+        stop = time.thread_time() + 0.2
+        while time.thread_time() < stop:
             pass
         spun.set()
         release.wait()  # an exited thread's counters leave /proc with it
@@ -597,5 +599,5 @@ def test_drain_sched_accounting_reads_cpu_and_runqueue_wait_per_thread() -> None
     ran, waited = _tree_sched_seconds(os.getpid())
     release.set()
     spinner.join()
-    assert ran - ran_before >= 0.05
+    assert ran - ran_before >= 0.15
     assert waited >= waited_before >= 0

@@ -52,6 +52,9 @@ from .test_pubsub import FakePublisherService
 pytestmark = pytest.mark.slow
 
 JOBS = 16
+# The worker's slots: with every one of them inside a held LLM call, no further call
+# can be on its way to the fake LLM when the worker is killed.
+WORKER_SLOTS = 4
 FAIL_FIRST = {1, 6, 11}  # these prompts' first LLM call answers 500 (one retry each)
 
 
@@ -207,8 +210,8 @@ def process_env(
         "LLM_TIMEOUT_SECONDS": "60",
         "CIRCUIT_FAILURE_THRESHOLD": "1000",
         "JOB_LEASE_SECONDS": "2",
-        "WORKER_CONCURRENCY": "4",
-        "QUEUE_PREFETCH": "4",
+        "WORKER_CONCURRENCY": str(WORKER_SLOTS),
+        "QUEUE_PREFETCH": str(WORKER_SLOTS),
         "RELAY_POLL_INTERVAL_SECONDS": "0.2",
         "SHUTDOWN_TIMEOUT_SECONDS": "5",
         **extra,
@@ -233,15 +236,17 @@ async def accept_jobs(settings: Settings, service_env: dict[str, str]) -> dict[u
     return accepted
 
 
-async def wait_until_holding(llm: CountingLLM, procs: Processes, at_least: int = 1) -> None:
+async def wait_until_holding(llm: CountingLLM, procs: Processes) -> None:
+    """Until every worker slot is inside a held call: a snapshot taken then is final (a
+    fixed pause instead could leave a call sent but not yet read, counted after it)."""
+
     async def holding() -> bool:
-        return sum(llm.holding().values()) >= at_least
+        return sum(llm.holding().values()) >= WORKER_SLOTS
 
     try:
-        await wait_for(holding, 60, what="LLM calls in flight")
+        await wait_for(holding, 60, what=f"{WORKER_SLOTS} LLM calls in flight")
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{procs.tail()}") from None
-    await asyncio.sleep(0.5)  # let the worker fill its concurrency
 
 
 async def account(
