@@ -203,8 +203,15 @@ async def test_sigterm_drain_finishes_started_calls_and_hands_back_the_rest_at_o
     # stop the two started LLM calls finish and are stored; the four unstarted ones go
     # straight back to the queue (no new LLM call starts during the grace period, so
     # every call made is counted once, in a stored result).
-    tight = make_settings(queue_name=settings.queue_name, worker_concurrency=2, queue_prefetch=6)
-    provider = SimulatedProvider(latency_ms=1500)
+    tight = make_settings(
+        queue_name=settings.queue_name,
+        worker_concurrency=2,
+        queue_prefetch=6,
+        llm_timeout_seconds=10.0,
+    )
+    # 3.5 s calls: the state checked below lasts that long (a loaded machine can miss a
+    # shorter window), and still ends within the 5 s shutdown grace.
+    provider = SimulatedProvider(latency_ms=3500)
     handler = build_handler(tight, store, provider=provider)
     ids = [(await insert_job(engine, tight, f"drain {i}"))[0] for i in range(6)]
     async with running(tight, engine, handler) as consumer:

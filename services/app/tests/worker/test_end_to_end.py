@@ -114,7 +114,11 @@ async def test_rabbitmq_restart_while_submitting_loses_no_job(
             for i in range(8):  # the API does not depend on the broker: always 202
                 job_ids.append(await submit(api, f"during the outage {i}", f"req-out-{i}"))
                 await asyncio.sleep(0.05)
-            assert not consumer.connected
+
+            async def disconnected() -> bool:
+                return not consumer.connected
+
+            await wait_for(disconnected, 10, what="the consumer to see the broker gone")
             await asyncio.sleep(1)
             assert [await _status(engine, j) for j in job_ids[1:]] == ["queued"] * 8
         finally:
