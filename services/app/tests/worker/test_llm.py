@@ -29,6 +29,8 @@ from groundwork_app.adapters.llm import (
 from groundwork_app.settings import Settings
 from pydantic import SecretStr
 
+from .conftest import wait_for
+
 
 class FakeOpenAI:
     """Answers POST /v1/chat/completions from a script of (status, delay) steps."""
@@ -278,10 +280,11 @@ async def test_a_429_pauses_every_call_of_the_process_not_only_its_own_retry(
     fake_openai.script = [(429, 0, {"retry-after": "0.8"})]
     llm = resilient(fake_openai, retries=1, limiter=ProviderRateLimiter(0))
     first = asyncio.create_task(llm.complete("first", "m"))
-    deadline = time.monotonic() + 10
-    while not llm.limiter.paused_for:  # the 429 has been answered and read
-        assert time.monotonic() < deadline, "the 429 never paused the limiter"
-        await asyncio.sleep(0.01)
+
+    async def paused() -> bool:  # the 429 has been answered and read
+        return llm.limiter.paused_for > 0
+
+    await wait_for(paused, 10, what="the 429 to pause the limiter")
     assert await llm.complete("second", "m") == "four"
     assert await first == "four"
     assert len(fake_openai.requests) == 3

@@ -180,6 +180,33 @@ async def running(
         await publisher.close()
 
 
+@asynccontextmanager
+async def consuming(consumer: SqsConsumer) -> AsyncIterator[SqsConsumer]:
+    """``consumer`` running until the block ends, then stopped as the worker stops it."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(consumer.run(stop))
+    try:
+        yield consumer
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def publish_outbox(settings: Settings) -> int:
+    """The relay's publish step until the outbox is empty: the jobs are in the queue
+    before a consumer starts. Returns how many were published."""
+    publisher = SqsPublisher(settings)
+    relay = OutboxRelay(publisher, settings)
+    published = 0
+    try:
+        while (batch := await relay.publish_batch()).claimed:
+            published += batch.published
+    finally:
+        await relay.close()
+        await publisher.close()
+    return published
+
+
 # --- settings and helpers -------------------------------------------------------------
 
 
@@ -576,23 +603,19 @@ async def test_unreachable_sqs_reports_disconnected_and_stops_cleanly(
         raise AssertionError("nothing can be delivered")
 
     counted = CountingClient(sqs_client(settings))  # the worker's own client config
-    consumer = SqsConsumer(settings, never, client=counted)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
 
     async def refused() -> bool:
         return isinstance(counted.error, EndpointConnectionError)
 
-    # boto3 retries a refused connection itself (standard mode, 3 attempts) first.
-    await wait_for(refused, 15, what="the receive to fail on the connection")
-    await asyncio.sleep(1.0)
-    assert consumer.connected is False
-    # 100 pollers (1,000 slots), but one shared backoff and one try at a time: a dead
-    # endpoint sees 0.5 s, 1 s, ... between tries, not 100 connection attempts each time.
-    assert counted.peak == 1
-    assert counted.receives <= 3
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    async with consuming(SqsConsumer(settings, never, client=counted)) as consumer:
+        # boto3 retries a refused connection itself (standard mode, 3 attempts) first.
+        await wait_for(refused, 15, what="the receive to fail on the connection")
+        await asyncio.sleep(1.0)
+        assert consumer.connected is False
+        # 100 pollers (1,000 slots), but one shared backoff and one try at a time: a dead
+        # endpoint sees 0.5 s, 1 s, ... between tries, not 100 connection attempts each.
+        assert counted.peak == 1
+        assert counted.receives <= 3
 
 
 class CountingClient:
@@ -666,18 +689,13 @@ async def test_an_idle_worker_keeps_one_long_poll_open_not_one_per_ten_slots(
     assert sqs_settings.worker_concurrency == 1000
     counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
     consumer = SqsConsumer(sqs_settings, build_handler(sqs_settings, store).handle, client=counted)
-    stop = asyncio.Event()
     started = time.monotonic()
-    task = asyncio.create_task(consumer.run(stop))
 
     async def three_polls() -> bool:
         return counted.receives >= 3
 
-    try:
+    async with consuming(consumer):
         await wait_for(three_polls, 20, what="three 1 s long polls")
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
     assert counted.peak == 1
     # One at a time: a poll per second of wait, never 100 per second.
     assert counted.receives <= time.monotonic() - started + 2
@@ -694,23 +712,13 @@ async def test_a_trickle_of_jobs_is_taken_by_one_long_poll(
     open as long as a job arrives every 20 s."""
     handler = build_handler(sqs_settings, store, provider=SimulatedProvider(latency_ms=50))
     counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
-    consumer = SqsConsumer(sqs_settings, handler.handle, client=counted)
-    publisher = SqsPublisher(sqs_settings)
-    relay = OutboxRelay(publisher, sqs_settings)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    async with consuming(SqsConsumer(sqs_settings, handler.handle, client=counted)) as consumer:
         for _ in range(5):
             job_id, _ = await insert_job(engine, sqs_settings)
-            assert (await relay.publish_batch()).published == 1
+            assert await publish_outbox(sqs_settings) == 1
             await wait_job_status(engine, job_id, "succeeded", timeout=15)
         assert counted.peak == 1
         assert consumer.gate.allowed == 1
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
-        await relay.close()
-        await publisher.close()
 
 
 async def test_messages_that_waited_in_the_queue_add_a_poll_though_the_batch_is_partial(
@@ -720,25 +728,12 @@ async def test_messages_that_waited_in_the_queue_add_a_poll_though_the_batch_is_
     partial batch, but they had waited (SentTimestamp), so a second poll joins."""
     handler = build_handler(sqs_settings, store, provider=SimulatedProvider(latency_ms=50))
     jobs = [await insert_job(engine, sqs_settings) for _ in range(3)]
-    publisher = SqsPublisher(sqs_settings)
-    relay = OutboxRelay(publisher, sqs_settings)
-    try:
-        assert (await relay.publish_batch()).published == 3
-    finally:
-        await relay.close()
-        await publisher.close()
+    assert await publish_outbox(sqs_settings) == 3
     await asyncio.sleep(BACKLOG_WAIT_SECONDS + 0.5)
-    counted = CountingClient(client_for(sqs_settings.sqs_endpoint_url))
-    consumer = SqsConsumer(sqs_settings, handler.handle, client=counted)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
-    try:
+    async with consuming(SqsConsumer(sqs_settings, handler.handle)) as consumer:
         for job_id, _ in jobs:
             await wait_job_status(engine, job_id, "succeeded", timeout=15)
         assert consumer.gate.peak == 2
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def test_a_busy_queue_switches_to_parallel_polls_and_back(
@@ -750,29 +745,17 @@ async def test_a_busy_queue_switches_to_parallel_polls_and_back(
     busy = sqs_settings.model_copy(update={"worker_concurrency": 40})
     handler = build_handler(busy, store, provider=SimulatedProvider(latency_ms=1500))
     jobs = [await insert_job(engine, busy) for _ in range(40)]
-    publisher = SqsPublisher(busy)
-    relay = OutboxRelay(publisher, busy)
-    try:
-        while (await relay.publish_batch()).claimed:
-            pass
-    finally:
-        await relay.close()
-        await publisher.close()
+    await publish_outbox(busy)
     consumer = SqsConsumer(busy, handler.handle)
-    stop = asyncio.Event()
-    task = asyncio.create_task(consumer.run(stop))
 
     async def one_at_a_time() -> bool:
         return consumer.gate.allowed == 1
 
-    try:
+    async with consuming(consumer):
         for job_id, _ in jobs:
             await wait_job_status(engine, job_id, "succeeded", timeout=30)
         assert consumer.gate.peak >= 2
         await wait_for(one_at_a_time, 15, what="back to one poll at a time")
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 # --- the real worker process ---------------------------------------------------------------
@@ -786,13 +769,7 @@ async def test_sigkill_mid_job_redelivers_after_the_lease_and_completes_exactly_
     tmp_path: Path,
 ) -> None:
     job_id, _ = await insert_job(engine, sqs_settings, f"sigkill {uuid.uuid4()}")
-    publisher = SqsPublisher(sqs_settings)
-    relay = OutboxRelay(publisher, sqs_settings)
-    try:
-        assert (await relay.publish_batch()).published == 1
-    finally:
-        await relay.close()
-        await publisher.close()
+    assert await publish_outbox(sqs_settings) == 1
     env = {**os.environ, **service_env, **FAKE_CREDENTIALS}
     env.update(
         QUEUE_BACKEND="sqs",

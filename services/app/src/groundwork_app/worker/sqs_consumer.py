@@ -312,11 +312,10 @@ class SqsConsumer:
                 self._receive_backoff = min(backoff * 2, 15.0)
                 self.gate.leave(0, backlog=False)
                 continue
-            got = response.get("Messages") or []
-            self.gate.leave(len(got), backlog=_backlog(got))
+            messages = response.get("Messages") or []
+            self.gate.leave(len(messages), backlog=_backlog(messages))
             self._receive_backoff = 0.5
             self._set_connected(True)
-            messages = response.get("Messages") or []
             self._release_slots(wanted - len(messages))
             if stop.is_set():
                 # Stopping: another worker should have these now, not after the lease.
